@@ -1,0 +1,1 @@
+"""gwf_tutorial."""

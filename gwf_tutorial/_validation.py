@@ -1,0 +1,158 @@
+"""Input checks shared by the whole library.
+
+Every public function of :mod:`gwf_tutorial` validates its arguments with these helpers, so that bad
+input fails early with a ``ValueError`` / ``TypeError`` that names the argument and says what was
+expected (shape, dtype, finiteness, positivity).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "as_tensor",
+    "check_samples",
+    "check_same_dim",
+    "check_positive",
+    "check_nonnegative",
+    "check_int",
+    "check_finite",
+    "check_spd",
+    "check_mean_cov",
+]
+
+
+def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
+    """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``."""
+    if isinstance(value, Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}"
+            ) from err
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real floating-point numbers, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if dtype is not None:
+        t = t.to(dtype)
+    return t
+
+
+def check_finite(t: Tensor, name: str) -> Tensor:
+    """Raise ``ValueError`` if ``t`` holds NaN or infinite entries."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def check_samples(x, name: str = "x", *, dim: int | None = None, min_n: int = 1) -> Tensor:
+    """Check a sample matrix of shape ``(n, d)``: floating, finite, ``n >= min_n``, ``d == dim``.
+
+    Returns the tensor (converted from array-likes).
+    """
+    x = as_tensor(x, name)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, d), got shape {tuple(x.shape)}")
+    if x.shape[0] < min_n:
+        raise ValueError(f"{name} must hold at least {min_n} sample(s), got {x.shape[0]}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one dimension, got shape {tuple(x.shape)}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} columns (dimension d={dim}), got {x.shape[1]}")
+    return check_finite(x, name)
+
+
+def check_same_dim(x: Tensor, y: Tensor, name_x: str = "x", name_y: str = "y") -> None:
+    """Raise ``ValueError`` unless ``x`` and ``y`` have the same last dimension, dtype and device."""
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            f"{name_x} and {name_y} must have the same dimension d, got {x.shape[-1]} and {y.shape[-1]}"
+        )
+    if x.device != y.device:
+        raise ValueError(f"{name_x} and {name_y} must be on the same device, got {x.device} and {y.device}")
+    if x.dtype != y.dtype:
+        raise TypeError(f"{name_x} and {name_y} must have the same dtype, got {x.dtype} and {y.dtype}")
+
+
+def _check_real(value, name: str) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got NaN")
+    return value
+
+
+def check_positive(value, name: str, *, allow_inf: bool = False) -> float:
+    """Return ``float(value)`` if it is a real number ``> 0`` (finite unless ``allow_inf``)."""
+    v = _check_real(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+    if math.isinf(v) and not allow_inf:
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Return ``float(value)`` if it is a finite real number ``>= 0``."""
+    v = _check_real(value, name)
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    return v
+
+
+def check_int(value, name: str, *, min_value: int = 1) -> int:
+    """Return ``int(value)`` if it is an integer ``>= min_value``."""
+    if isinstance(value, bool) or not isinstance(value, int | torch.SymInt):
+        if isinstance(value, Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < min_value:
+        raise ValueError(f"{name} must be an integer >= {min_value}, got {value}")
+    return int(value)
+
+
+def check_spd(S, name: str, *, dim: int | None = None) -> Tensor:
+    """Check a symmetric positive-definite matrix (or a batch ``(..., d, d)``)."""
+    S = as_tensor(S, name)
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(f"{name} must be a square matrix of shape (..., d, d), got {tuple(S.shape)}")
+    if dim is not None and S.shape[-1] != dim:
+        raise ValueError(f"{name} must be {dim}x{dim}, got {tuple(S.shape[-2:])}")
+    check_finite(S, name)
+    scale = S.abs().amax().clamp_min(1.0)
+    tol = 1e-6 if S.dtype == torch.float64 else 1e-4
+    if not bool(torch.allclose(S, S.transpose(-1, -2), atol=tol * float(scale))):
+        raise ValueError(f"{name} must be symmetric")
+    eig = torch.linalg.eigvalsh(S)
+    if not bool((eig > 0).all()):
+        raise ValueError(
+            f"{name} must be positive definite, got smallest eigenvalue {eig.min().item():.3g}"
+        )
+    return S
+
+
+def check_mean_cov(mean, cov, name_mean: str = "mean", name_cov: str = "cov") -> tuple[Tensor, Tensor]:
+    """Check a Gaussian's mean ``(..., d)`` and SPD covariance ``(..., d, d)`` of matching d.
+
+    Both are promoted to a common floating dtype.
+    """
+    mean = check_finite(as_tensor(mean, name_mean), name_mean)
+    if mean.ndim < 1:
+        raise ValueError(f"{name_mean} must have shape (..., d), got a scalar")
+    cov = check_spd(cov, name_cov, dim=mean.shape[-1])
+    dtype = torch.promote_types(mean.dtype, cov.dtype)
+    return mean.to(dtype), cov.to(dtype)
