@@ -1,0 +1,625 @@
+r"""Critics: networks whose optimum is a function of the density ratio :math:`r = \rho/\nu`.
+
+Two ways to read an f-divergence off samples of the model :math:`\rho` (``x``) and the data
+:math:`\nu` (``y``):
+
+- the **variational critic** of an f-divergence, trained to maximise
+
+  .. math::
+
+      \mathbb E_\rho h - \mathbb E_\nu f^*(h) \quad (\text{or Donsker--Varadhan }
+      \mathbb E_\rho h - \log \mathbb E_\nu e^{h}),
+
+  whose optimum is :math:`h^* = f'(r)` (:class:`Critic`, :func:`critic_loss`, :func:`dv_loss`,
+  :func:`fit_critic`);
+- the **logistic density-ratio estimator**: a classifier :math:`D` trained with the logistic loss,
+  data labelled 1 and model samples 0, whose optimum is :math:`D^* = \log(\nu/\rho)`, so that
+  :math:`r = e^{-D}` and any :math:`f'(r)` follows (:func:`logistic_loss`, :func:`logistic_ratio`).
+
+Gradient penalties (R1 on data, WGAN-GP on interpolates) are options of the training loop.
+
+References
+----------
+Nowozin, S., Cseke, B., Tomioka, R. (2016). f-GAN. NeurIPS.
+Mescheder, L., Geiger, A., Nowozin, S. (2018). Which training methods for GANs do actually
+converge? ICML (R1).
+Gulrajani, I. et al. (2017). Improved training of Wasserstein GANs. NeurIPS (WGAN-GP).
+Gao, Y. et al. (2019). Deep generative learning via variational gradient flow. ICML (logistic
+ratio in VGrow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gwf_tutorial._validation import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_same_dim,
+    check_samples,
+)
+from gwf_tutorial.fdiv import FDivergence, dv_bound, get_fdivergence, variational_bound
+from gwf_tutorial.nets import MLP
+from gwf_tutorial.train import progress
+
+__all__ = [
+    "Critic",
+    "critic_loss",
+    "dv_loss",
+    "logistic_loss",
+    "r1_penalty",
+    "gradient_penalty",
+    "CriticHistory",
+    "fit_critic",
+    "LogisticRatio",
+    "logistic_ratio",
+]
+
+
+class Critic(nn.Module):
+    r"""Scalar critic :math:`h = g_f(N(x))`: a network followed by the divergence's activation.
+
+    .. math::
+
+        h(x) = g_f\big(N_\phi(x)\big), \qquad g_f : \mathbb R \to (-\infty, s_{\max})
+        \ \text{(f-GAN output activation)},
+
+    so that :math:`f^*(h(x))` is finite for every parameter value. With ``fdiv=None`` the raw
+    output :math:`N_\phi(x)` is returned (logistic classifiers, WGAN critics).
+
+    Parameters
+    ----------
+    in_dim : int
+        Input dimension d.
+    fdiv : FDivergence or str, optional
+        Divergence whose :meth:`~gwf_tutorial.fdiv.FDivergence.output_activation` ends the net.
+    hidden : int, default 128
+        Width of the default :class:`~gwf_tutorial.nets.MLP`.
+    depth : int, default 3
+        Number of hidden layers of the default MLP.
+    activation : str, default "silu"
+        Activation of the default MLP.
+    net : nn.Module, optional
+        Any network mapping ``(n, d)`` to ``(n, 1)`` or ``(n,)``, used instead of the MLP (e.g. a
+        quadratic critic in tests, a convolutional critic for images).
+    dtype : torch.dtype, optional
+        Parameter dtype of the default MLP.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(n, d)`` to shape ``(n,)``; ``raw(x)`` gives :math:`N_\phi(x)`.
+
+    Used in: chapter 4 (critics as density ratios, particle f-flows), 5, 6, 11.
+
+    References
+    ----------
+    Nowozin, Cseke, Tomioka (2016), f-GAN, Section 3 and Table 2.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        fdiv: FDivergence | str | None = None,
+        hidden: int = 128,
+        depth: int = 3,
+        activation: str = "silu",
+        *,
+        net: nn.Module | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_dim = check_int(in_dim, "in_dim")
+        self.fdiv = None if fdiv is None else get_fdivergence(fdiv)
+        if net is None:
+            net = MLP(self.in_dim, 1, hidden=hidden, depth=depth, activation=activation, dtype=dtype)
+        elif not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+
+    def raw(self, x: Tensor) -> Tensor:
+        """Raw network output :math:`N_\\phi(x)`, shape ``(n,)``."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"x must have shape (n, {self.in_dim}), got {tuple(x.shape)}")
+        out = self.net(x)
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ValueError(f"the critic network must return shape (n, 1) or (n,), got {out.shape}")
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        v = self.raw(x)
+        return v if self.fdiv is None else self.fdiv.output_activation(v)
+
+
+def critic_loss(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
+    r"""Loss of a variational critic: the negative variational bound.
+
+    .. math::
+
+        \mathcal L(h) = -\Big(\mathbb E_\rho h - \mathbb E_\nu f^*(h)\Big),
+
+    minimised at :math:`h^* = f'(r)` where it equals :math:`-D_f(\rho\|\nu)`. For
+    :data:`~gwf_tutorial.fdiv.KL_DV` the Donsker--Varadhan bound is used (:func:`dv_loss`).
+
+    Parameters
+    ----------
+    fdiv : FDivergence or str
+        The divergence.
+    h_x : Tensor, shape (n,)
+        Critic on model samples :math:`x \sim \rho`.
+    h_y : Tensor, shape (m,)
+        Critic on data samples :math:`y \sim \nu`.
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 4 (training critics; the GWF code's ``loss_D`` with :math:`d = -h`).
+
+    References
+    ----------
+    Nguyen, Wainwright, Jordan (2010); Nowozin et al. (2016), f-GAN.
+    """
+    return -variational_bound(fdiv, h_x, h_y)
+
+
+def dv_loss(h_x: Tensor, h_y: Tensor) -> Tensor:
+    r"""Loss of a Donsker--Varadhan KL critic.
+
+    .. math::
+
+        \mathcal L(h) = -\Big(\mathbb E_\rho h - \log \mathbb E_\nu e^{h}\Big),
+
+    minimised at :math:`h = \log r + c` (any constant :math:`c`), value :math:`-\mathrm{KL}(\rho\|\nu)`.
+
+    Parameters
+    ----------
+    h_x : Tensor, shape (n,)
+        Critic on model samples.
+    h_y : Tensor, shape (m,)
+        Critic on data samples.
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 4 (KL-DV critics, the GWF toy default).
+
+    References
+    ----------
+    Donsker, Varadhan (1983); Belghazi et al. (2018), MINE.
+    """
+    return -dv_bound(h_x, h_y)
+
+
+def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
+    r"""Class-balanced logistic loss, data labelled 1 and model samples labelled 0.
+
+    .. math::
+
+        \mathcal L(D) = \mathbb E_\rho\, \log(1 + e^{D}) + \mathbb E_\nu\, \log(1 + e^{-D}),
+
+    minimised pointwise by :math:`D^* = \log(\nu/\rho)`, whatever the two sample sizes (each class
+    is averaged separately); hence :math:`r = \rho/\nu = e^{-D^*}`.
+
+    Parameters
+    ----------
+    d_x : Tensor, shape (n,)
+        Logits on model samples :math:`x \sim \rho` (label 0).
+    d_y : Tensor, shape (m,)
+        Logits on data samples :math:`y \sim \nu` (label 1).
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 4 (VGrow/EPT density-ratio estimation).
+
+    References
+    ----------
+    Gao, Y. et al. (2019). Deep generative learning via variational gradient flow. ICML.
+    """
+    for t, nm in ((d_x, "d_x"), (d_y, "d_y")):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 1 or t.numel() == 0:
+            raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
+    return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
+
+
+def _input_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+    z = z.detach().requires_grad_(True)
+    out = critic(z)
+    (g,) = torch.autograd.grad(out.sum(), z, create_graph=True)
+    return g
+
+
+def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+    r"""R1 gradient penalty on data samples.
+
+    .. math::
+
+        R_1(h) = \mathbb E_{y \sim \nu} \|\nabla h(y)\|^2
+
+    (the training loss adds :math:`\tfrac{\gamma}{2} R_1`). Differentiable in the critic's
+    parameters (computed with ``create_graph=True``).
+
+    Parameters
+    ----------
+    critic : callable
+        ``(m, d) -> (m,)``, e.g. a :class:`Critic`.
+    y : Tensor, shape (m, d)
+        Data samples.
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 4 and 7 (S-JKO trains its potential with R1, :math:`\gamma = 0.2`).
+
+    References
+    ----------
+    Mescheder, Geiger, Nowozin (2018). Which training methods for GANs do actually converge? ICML.
+    """
+    y = check_samples(y, "y")
+    g = _input_grad(critic, y)
+    return (g**2).sum(dim=1).mean()
+
+
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""WGAN-GP penalty on random interpolates between model and data samples.
+
+    .. math::
+
+        GP(h) = \mathbb E\big(\|\nabla h(\hat x)\| - 1\big)^2, \qquad
+        \hat x = t x + (1 - t) y,\ t \sim U[0, 1]
+
+    (pairs :math:`(x_i, y_i)` for :math:`i < \min(n, m)`).
+
+    Parameters
+    ----------
+    critic : callable
+        ``(k, d) -> (k,)``.
+    x : Tensor, shape (n, d)
+        Model samples.
+    y : Tensor, shape (m, d)
+        Data samples.
+    generator : torch.Generator, optional
+        Draws :math:`t`.
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 5 (W1 / IPM critics).
+
+    References
+    ----------
+    Gulrajani, I. et al. (2017). Improved training of Wasserstein GANs. NeurIPS.
+    """
+    x = check_samples(x, "x")
+    y = check_samples(y, "y")
+    check_same_dim(x, y)
+    k = min(x.shape[0], y.shape[0])
+    t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
+    xh = t * x[:k].detach() + (1 - t) * y[:k].detach()
+    g = _input_grad(critic, xh)
+    return ((g.norm(dim=1) - 1) ** 2).mean()
+
+
+@dataclass
+class CriticHistory:
+    r"""Per-iteration record of a critic's training.
+
+    .. math::
+
+        \text{bound}_i = \mathbb E_\rho h_i - \mathbb E_\nu f^*(h_i)\ \text{(minibatch)}, \quad
+        \text{loss}_i = -\text{bound}_i + \text{penalties}_i.
+
+    Attributes
+    ----------
+    loss : list of float
+        Total loss per iteration (length ``n_iters``).
+    bound : list of float
+        Minibatch estimate of the variational bound (for the logistic loss: minus the loss).
+    penalty : list of float
+        Weighted penalty term per iteration (0 without penalties).
+
+    Used in: chapter 4 (training curves of critics).
+    """
+
+    loss: list[float] = field(default_factory=list)
+    bound: list[float] = field(default_factory=list)
+    penalty: list[float] = field(default_factory=list)
+
+
+def _batch(z: Tensor, batch_size: int | None, generator: torch.Generator | None) -> Tensor:
+    if batch_size is None or batch_size >= z.shape[0]:
+        return z
+    idx = torch.randint(0, z.shape[0], (batch_size,), generator=generator)
+    return z[idx.to(z.device)]
+
+
+def _penalties(critic, xb, yb, r1, gp, generator) -> Tensor:
+    pen = xb.new_zeros(())
+    if r1 > 0:
+        pen = pen + 0.5 * r1 * r1_penalty(critic, yb)
+    if gp > 0:
+        pen = pen + gp * gradient_penalty(critic, xb, yb, generator=generator)
+    return pen
+
+
+def _train(
+    net: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    *,
+    n_iters: int,
+    lr: float,
+    batch_size: int | None,
+    r1: float,
+    gp: float,
+    generator: torch.Generator | None,
+    optimizer: torch.optim.Optimizer | None,
+    show_progress: bool,
+    desc: str,
+) -> CriticHistory:
+    if optimizer is None:
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    hist = CriticHistory()
+    bar = progress(range(n_iters), desc=desc, disable=None if show_progress else True)
+    for _ in bar:
+        xb = _batch(x, batch_size, generator)
+        yb = _batch(y, batch_size, generator)
+        base = loss_fn(net(xb), net(yb))
+        pen = _penalties(net, xb, yb, r1, gp, generator)
+        loss = base + pen
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        hist.loss.append(float(loss.detach()))
+        hist.bound.append(-float(base.detach()))
+        hist.penalty.append(float(pen.detach()))
+    return hist
+
+
+def _check_training_args(x, y, n_iters, lr, batch_size, r1, gp):
+    x = check_samples(x, "x")
+    y = check_samples(y, "y")
+    check_same_dim(x, y)
+    n_iters = check_int(n_iters, "n_iters")
+    lr = check_positive(lr, "lr")
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size")
+    r1 = check_nonnegative(r1, "r1")
+    gp = check_nonnegative(gp, "gp")
+    return x, y, n_iters, lr, batch_size, r1, gp
+
+
+def fit_critic(
+    critic: Critic,
+    x: Tensor,
+    y: Tensor,
+    fdiv: FDivergence | str | None = None,
+    n_iters: int = 500,
+    lr: float = 1e-3,
+    *,
+    batch_size: int | None = None,
+    r1: float = 0.0,
+    gp: float = 0.0,
+    generator: torch.Generator | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    show_progress: bool = True,
+) -> CriticHistory:
+    r"""Train a critic on fixed samples by maximising the variational bound (Adam).
+
+    .. math::
+
+        \max_\phi\ \mathbb E_\rho h_\phi - \mathbb E_\nu f^*(h_\phi)
+        - \tfrac{\gamma_{R1}}{2} \mathbb E_\nu \|\nabla h_\phi\|^2
+        - \lambda_{GP} \mathbb E (\|\nabla h_\phi(\hat x)\| - 1)^2
+
+    (Donsker--Varadhan bound for :data:`~gwf_tutorial.fdiv.KL_DV`). At the optimum
+    :math:`h = f'(\rho/\nu)`.
+
+    Parameters
+    ----------
+    critic : Critic
+        Trained in place.
+    x : Tensor, shape (n, d)
+        Model samples :math:`x \sim \rho`.
+    y : Tensor, shape (m, d)
+        Data samples :math:`y \sim \nu`.
+    fdiv : FDivergence or str, optional
+        Default ``critic.fdiv``.
+    n_iters : int, default 500
+        Optimiser steps.
+    lr : float, default 1e-3
+        Adam learning rate (ignored if ``optimizer`` is given).
+    batch_size : int, optional
+        Minibatch size drawn with replacement from each sample (default: full batch).
+    r1 : float, default 0
+        Weight :math:`\gamma_{R1}` of the R1 penalty.
+    gp : float, default 0
+        Weight :math:`\lambda_{GP}` of the WGAN-GP penalty.
+    generator : torch.Generator, optional
+        Draws minibatches and interpolation weights.
+    optimizer : torch.optim.Optimizer, optional
+        Use this optimiser (e.g. to keep its state across calls).
+    show_progress : bool, default True
+        Show a progress bar (``train.progress``).
+
+    Returns
+    -------
+    CriticHistory
+        Lists of length ``n_iters``.
+
+    Used in: chapter 4 (critics as density ratios; particle f-flows refit the critic every step).
+
+    References
+    ----------
+    Nowozin et al. (2016), f-GAN; Mescheder et al. (2018); Gulrajani et al. (2017).
+    """
+    if not isinstance(critic, nn.Module):
+        raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+    if fdiv is None:
+        fdiv = getattr(critic, "fdiv", None)
+        if fdiv is None:
+            raise ValueError("fdiv must be given when the critic has no divergence")
+    fdiv = get_fdivergence(fdiv)
+    x, y, n_iters, lr, batch_size, r1, gp = _check_training_args(
+        x, y, n_iters, lr, batch_size, r1, gp
+    )
+
+    def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:
+        return critic_loss(fdiv, h_x, h_y)
+
+    return _train(
+        critic,
+        loss_fn,
+        x,
+        y,
+        n_iters=n_iters,
+        lr=lr,
+        batch_size=batch_size,
+        r1=r1,
+        gp=gp,
+        generator=generator,
+        optimizer=optimizer,
+        show_progress=show_progress,
+        desc=f"critic ({fdiv.name})",
+    )
+
+
+@dataclass
+class LogisticRatio:
+    r"""A trained logistic density-ratio estimator.
+
+    .. math::
+
+        D \approx \log(\nu/\rho), \qquad r = \rho/\nu \approx e^{-D}.
+
+    Attributes
+    ----------
+    net : Critic
+        The classifier logit :math:`D`, ``(n, d) -> (n,)`` (data label 1, model label 0).
+    history : CriticHistory
+        Training record (``bound`` holds minus the logistic loss).
+
+    Used in: chapter 4 (VGrow/EPT, DGflow density ratios).
+    """
+
+    net: Critic
+    history: CriticHistory
+
+    def logit(self, z: Tensor) -> Tensor:
+        r""":math:`D(z) \approx \log \nu(z) - \log \rho(z)`, shape ``(n,)`` for ``z`` ``(n, d)``."""
+        return self.net(z)
+
+    def log_ratio(self, z: Tensor) -> Tensor:
+        r""":math:`\log r(z) = -D(z)`, shape ``(n,)``."""
+        return -self.net(z)
+
+    def ratio(self, z: Tensor) -> Tensor:
+        r""":math:`r(z) = \rho(z)/\nu(z) = e^{-D(z)}`, shape ``(n,)``."""
+        return torch.exp(-self.net(z))
+
+
+def logistic_ratio(
+    x: Tensor,
+    y: Tensor,
+    net: Critic | None = None,
+    n_iters: int = 500,
+    lr: float = 1e-3,
+    *,
+    hidden: int = 128,
+    depth: int = 3,
+    activation: str = "silu",
+    batch_size: int | None = None,
+    r1: float = 0.0,
+    generator: torch.Generator | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    show_progress: bool = True,
+) -> LogisticRatio:
+    r"""Estimate the density ratio with a logistic classifier (data label 1, model label 0).
+
+    .. math::
+
+        D^* = \arg\min_D\ \mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})
+        = \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu} = e^{-D^*},
+
+    after which the f-flow velocity is :math:`v = r f''(r) \nabla D` (KL: :math:`v = \nabla D`).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        Model samples :math:`\rho` (label 0).
+    y : Tensor, shape (m, d)
+        Data samples :math:`\nu` (label 1).
+    net : Critic, optional
+        Classifier to train in place (warm start); default a new ``Critic(d, None, hidden,
+        depth, activation)`` in the dtype of ``x``.
+    n_iters : int, default 500
+    lr : float, default 1e-3
+    hidden, depth : int
+        Size of the default network.
+    activation : str, default "silu"
+    batch_size : int, optional
+        Minibatch size (default: full batch).
+    r1 : float, default 0
+        R1 penalty weight on data samples.
+    generator : torch.Generator, optional
+    optimizer : torch.optim.Optimizer, optional
+    show_progress : bool, default True
+
+    Returns
+    -------
+    LogisticRatio
+        ``.logit(z)``, ``.log_ratio(z)``, ``.ratio(z)``, each ``(k, d) -> (k,)``.
+
+    Used in: chapter 4 (VGrow/EPT and DGflow read the ratio off a classifier).
+
+    References
+    ----------
+    Gao, Y. et al. (2019), VGrow, ICML; Ansari, A. F. et al. (2021). Refining deep generative
+    models via discriminator gradient flow. ICLR.
+    """
+    x, y, n_iters, lr, batch_size, r1, _ = _check_training_args(
+        x, y, n_iters, lr, batch_size, r1, 0.0
+    )
+    if net is None:
+        net = Critic(x.shape[1], None, hidden, depth, activation, dtype=x.dtype).to(x.device)
+    elif not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    hist = _train(
+        net,
+        logistic_loss,
+        x,
+        y,
+        n_iters=n_iters,
+        lr=lr,
+        batch_size=batch_size,
+        r1=r1,
+        gp=0.0,
+        generator=generator,
+        optimizer=optimizer,
+        show_progress=show_progress,
+        desc="logistic ratio",
+    )
+    return LogisticRatio(net, hist)

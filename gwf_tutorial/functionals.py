@@ -1,0 +1,867 @@
+r"""Objectives of Wasserstein gradient flows, estimated from samples.
+
+Every objective :math:`F(\rho)` of the book (a divergence to a target :math:`\nu` or :math:`\pi`)
+has one interface:
+
+- ``value(x, y)``: a sample estimate of :math:`F`, a 0-d tensor differentiable in the particles
+  ``x`` (shape ``(n, d)``); ``y`` (shape ``(m, d)``) are target samples;
+- ``velocity(x, y, at=None)``: the Wasserstein velocity
+  :math:`v = -\nabla \frac{\delta F}{\delta\rho}` of the empirical measure of ``x``, evaluated at
+  the particles (or at the points ``at``), detached, shape ``(n, d)``;
+- ``first_variation(x, y, at)``: :math:`\frac{\delta F}{\delta \rho}` at the points ``at`` (up to a
+  constant), where available.
+
+The Wasserstein gradient of a sample estimate is computed in one place,
+:func:`wasserstein_gradient`; the tests check every analytic velocity against it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import ot
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import (
+    check_int,
+    check_positive,
+    check_same_dim,
+    check_samples,
+)
+from gwf_tutorial.kernels import Kernel, get_kernel, squared_distances
+
+__all__ = [
+    "Objective",
+    "wasserstein_gradient",
+    "MMD",
+    "KL",
+    "SlicedWasserstein",
+    "SinkhornDivergence",
+    "get_objective",
+    "kde_bandwidth",
+]
+
+
+def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
+    r"""Wasserstein gradient of a sample estimate at the particles.
+
+    .. math::
+
+        \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
+        = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big).
+
+    For a uniform empirical measure :math:`\rho_n = \frac1n\sum_j \delta_{x_j}`, moving particle
+    :math:`x_i` by :math:`\delta` changes :math:`F` by
+    :math:`\frac1n \nabla\frac{\delta F}{\delta\rho}(x_i)\cdot\delta`, hence the factor ``n``. The
+    velocity of the flow is minus this gradient. Only valid for uniform weights.
+
+    Parameters
+    ----------
+    value_fn : callable
+        Maps particles ``(n, d)`` to a 0-d tensor, differentiable in them.
+    x : Tensor, shape (n, d)
+        Particles (not modified; a detached copy is differentiated).
+
+    Returns
+    -------
+    Tensor, shape (n, d)
+        ``n`` times the autograd gradient, detached, dtype of ``x``.
+
+    Used in: chapter 2 (first variation and Wasserstein gradient), chapter 3 (particle flows).
+
+    References
+    ----------
+    Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability
+    Measures", 2008 (Ch. 10); Carrillo, Craig, Patacchini, "A blob method for diffusion", 2019.
+    """
+    x = check_samples(x, "x")
+    z = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        val = value_fn(z)
+        if not isinstance(val, Tensor) or val.numel() != 1:
+            raise ValueError("value_fn must return a 0-d tensor (one number)")
+        if not val.requires_grad:
+            raise ValueError("value_fn output does not depend differentiably on the particles")
+        (grad,) = torch.autograd.grad(val.reshape(()), z, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(z)
+    return (x.shape[0] * grad).detach()
+
+
+class Objective:
+    r"""An objective :math:`F(\rho)` with a sample estimate and its Wasserstein velocity.
+
+    .. math::
+
+        v(x) = -\nabla \frac{\delta F}{\delta \rho}(x), \qquad
+        \partial_t \rho = -\operatorname{div}(\rho\, v).
+
+    Subclasses implement ``value(x, y)`` and, where the paper gives one, an analytic ``velocity``.
+    The default ``velocity`` is :math:`-` :func:`wasserstein_gradient` of ``value`` (at the
+    particles) or :math:`-\nabla` ``first_variation`` (at other points ``at``).
+
+    Used in: chapter 2, chapter 3 (particle flows), chapter 6 (parametric flows).
+    """
+
+    name = "objective"
+    needs_target_samples = True
+
+    # -- input checks -----------------------------------------------------------------------------
+    def _check(self, x, y, at=None):
+        x = check_samples(x, "x")
+        if y is None:
+            if self.needs_target_samples:
+                raise ValueError(f"{type(self).__name__} needs target samples y of shape (m, d)")
+        else:
+            y = check_samples(y, "y")
+            check_same_dim(x, y)
+        if at is not None:
+            at = check_samples(at, "at")
+            check_same_dim(x, at, "x", "at")
+        return x, y, at
+
+    # -- interface --------------------------------------------------------------------------------
+    def value(self, x, y) -> Tensor:
+        r"""Sample estimate of :math:`F(\rho_n)`, a 0-d tensor differentiable in ``x``.
+
+        .. math::
+
+            \hat F = F\Big(\frac1n\sum_i \delta_{x_i}\Big) \text{ (estimated with } y\text{)}.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape ()
+        """
+        raise NotImplementedError
+
+    def first_variation(self, x, y, at) -> Tensor:
+        r"""First variation :math:`\frac{\delta F}{\delta\rho}(\rho_n)` at the points ``at``.
+
+        .. math::
+
+            \frac{d}{d t} F(\rho + t\chi)\Big|_{t=0} = \int \frac{\delta F}{\delta\rho}\, d\chi.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d)
+
+        Returns
+        -------
+        Tensor, shape (k,)
+            Defined up to an additive constant; differentiable in ``at``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no first_variation")
+
+    def velocity(self, x, y, at=None) -> Tensor:
+        r"""Wasserstein velocity of the empirical measure of ``x``.
+
+        .. math::
+
+            v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+            Particles defining :math:`\rho_n`.
+        y : Tensor, shape (m, d)
+            Target samples.
+        at : Tensor, shape (k, d), optional
+            Evaluation points (default: the particles; noise injection evaluates elsewhere).
+
+        Returns
+        -------
+        Tensor, shape (n, d) or (k, d)
+            Detached.
+        """
+        x, y, at = self._check(x, y, at)
+        if at is None:
+            return -wasserstein_gradient(lambda z: self.value(z, y), x)
+        z = at.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            fv = self.first_variation(x.detach(), y, z).sum()
+            (grad,) = torch.autograd.grad(fv, z)
+        return -grad.detach()
+
+    def __call__(self, x, y) -> Tensor:
+        return self.value(x, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# MMD
+# ------------------------------------------------------------------------------------------------
+class MMD(Objective):
+    r"""Half the squared maximum mean discrepancy (V-statistic) and its Wasserstein velocity.
+
+    .. math::
+
+        F(\rho) = \tfrac12 \mathrm{MMD}_k^2(\rho, \nu)
+        = \tfrac12\big(E_{\rho\rho} k(x, x') + E_{\nu\nu} k(y, y') - 2 E_{\rho\nu} k(x, y)\big),
+
+        \frac{\delta F}{\delta\rho} = w(z) = E_\rho k(z, x) - E_\nu k(z, y), \qquad
+        v(z) = E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x).
+
+    The estimate is the V-statistic (diagonal terms included, biased by ``O(1/n + 1/m)``), which is
+    the exact value of :math:`F` at the empirical measures, so the analytic velocity equals its
+    Wasserstein gradient. With ``bandwidth=None`` the median heuristic is computed once per call on
+    the pooled sample ``(x, y)`` (detached) and used for every Gram matrix. Memory ``O((n+m)^2)``.
+
+    Parameters
+    ----------
+    kernel : str or Kernel
+        ``"gaussian"``, ``"imq"``, ``"laplace"``, ``"energy"``, ``"multi"`` or a
+        :class:`~gwf_tutorial.kernels.Kernel` (see :func:`~gwf_tutorial.kernels.get_kernel`).
+    bandwidth : float, sequence of float or None
+        Kernel bandwidth(s); None for the median heuristic.
+    **kernel_kwargs
+        Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
+
+    Used in: chapter 3 (MMD flow and why it stalls), chapter 5 (MMD GANs), chapter 8 (drifting).
+
+    References
+    ----------
+    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
+    """
+
+    name = "mmd"
+
+    def __init__(self, kernel="gaussian", bandwidth=None, **kernel_kwargs):
+        self.kernel: Kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
+
+    def value(self, x, y) -> Tensor:
+        x, y, _ = self._check(x, y)
+        k = self.kernel.resolve(x, y)
+        return 0.5 * (k(x, x).mean() + k(y, y).mean() - 2.0 * k(x, y).mean())
+
+    def first_variation(self, x, y, at) -> Tensor:
+        r"""The witness function :math:`w(z) = E_\rho k(z, x) - E_\nu k(z, y)`, shape ``(k,)``."""
+        x, y, at = self._check(x, y, at)
+        k = self.kernel.resolve(x, y)
+        return k(at, x).mean(1) - k(at, y).mean(1)
+
+    def velocity(self, x, y, at=None) -> Tensor:
+        r"""Analytic MMD velocity :math:`E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x)`.
+
+        .. math::
+
+            v(z) = \frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d), optional
+
+        Returns
+        -------
+        Tensor, shape (n, d) or (k, d)
+        """
+        x, y, at = self._check(x, y, at)
+        x, y = x.detach(), y.detach()
+        z = x if at is None else at.detach()
+        k = self.kernel.resolve(x, y)
+        return k.mean_grad(z, y) - k.mean_grad(z, x)
+
+    def __repr__(self) -> str:
+        return f"MMD(kernel={self.kernel!r})"
+
+
+# ------------------------------------------------------------------------------------------------
+# KL with a known score
+# ------------------------------------------------------------------------------------------------
+def kde_bandwidth(x) -> float:
+    r"""Silverman's rule-of-thumb bandwidth for a Gaussian kernel density estimate.
+
+    .. math::
+
+        h = \Big(\frac{4}{d + 2}\Big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma, \qquad
+        \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+
+    Returns
+    -------
+    float
+        ``h > 0`` (computed without gradient).
+
+    Used in: chapter 2 (KL flow from particles).
+
+    References
+    ----------
+    Silverman, "Density Estimation for Statistics and Data Analysis", 1986 (Eq. 4.14).
+    """
+    x = check_samples(x, "x", min_n=2)
+    n, d = x.shape
+    sigma = float(x.detach().std(0).mean())
+    if not sigma > 0:
+        raise ValueError("x has zero spread; pass kde_bandwidth explicitly")
+    return (4.0 / (d + 2)) ** (1.0 / (d + 4)) * n ** (-1.0 / (d + 4)) * sigma
+
+
+class KL(Objective):
+    r"""KL divergence to a target with a known score, through a Gaussian kernel density estimate.
+
+    .. math::
+
+        F_h(\rho) = \int \rho \log(\rho * K_h) - \int \rho \log \pi, \qquad
+        K_h = \mathcal N(0, h^2 I),
+
+        v_{\text{blob}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z)
+            - \int \nabla_z K_h(z - x') \frac{\rho(x')}{(\rho * K_h)(x')}\, dx',
+
+        v_{\text{kde}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z).
+
+    ``value`` is :math:`F_h` at the empirical measure (kernel density estimate at the particles,
+    self-term included). The default velocity ``"blob"`` is its exact Wasserstein gradient (the
+    blob method of Carrillo, Craig and Patacchini), so a flow with it decreases ``value``.
+    ``"kde"`` is the plug-in :math:`\nabla\log\pi - \nabla\log \hat\rho_h`. Both are biased:
+    :math:`\hat\rho_h` estimates :math:`\rho * K_h`, not :math:`\rho`, so the plug-in velocity is
+    roughly that of :math:`\mathrm{KL}(\rho * K_h \,\|\, \pi)` and vanishes when
+    :math:`\rho * K_h = \pi` — for a Gaussian target the particles' variance then settles near
+    :math:`\Sigma - h^2` instead of :math:`\Sigma`. The bias is ``O(h^2)``; the variance grows as
+    ``h`` shrinks. ``y`` is not used (pass None). Memory ``O(n^2)``.
+
+    Parameters
+    ----------
+    target : callable or object
+        The score :math:`\nabla\log\pi`, a callable ``(k, d) -> (k, d)``, or an object with a
+        ``score`` method (and optionally ``log_prob``), e.g. a :mod:`gwf_tutorial.targets` target.
+    kde_bandwidth : float or None
+        The bandwidth ``h``; None for Silverman's rule (:func:`kde_bandwidth`, per call, detached).
+    log_prob : callable, optional
+        :math:`\log\pi` up to a constant, ``(k, d) -> (k,)``; needed by ``value`` and
+        ``first_variation`` only. Taken from ``target.log_prob`` when present.
+    velocity_estimator : str
+        ``"blob"`` (default) or ``"kde"``.
+
+    Used in: chapter 2 (KL flow, Fokker–Planck, Langevin vs deterministic particles).
+
+    References
+    ----------
+    Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019;
+    Jordan, Kinderlehrer, Otto, "The variational formulation of the Fokker–Planck equation", 1998.
+    """
+
+    name = "kl"
+    needs_target_samples = False
+
+    def __init__(
+        self,
+        target,
+        kde_bandwidth: float | None = None,
+        *,
+        log_prob=None,
+        velocity_estimator: str = "blob",
+    ):
+        if callable(getattr(target, "score", None)):
+            score = target.score
+            if log_prob is None and callable(getattr(target, "log_prob", None)):
+                log_prob = target.log_prob
+        elif callable(target):
+            score = target
+        else:
+            raise TypeError("target must be a score callable or an object with a score method")
+        if log_prob is not None and not callable(log_prob):
+            raise TypeError("log_prob must be callable")
+        if velocity_estimator not in ("blob", "kde"):
+            raise ValueError(
+                f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}"
+            )
+        if kde_bandwidth is not None:
+            kde_bandwidth = check_positive(kde_bandwidth, "kde_bandwidth")
+        self.score = score
+        self.log_prob = log_prob
+        self.kde_bandwidth = kde_bandwidth
+        self.velocity_estimator = velocity_estimator
+
+    def _h(self, x: Tensor) -> float:
+        return self.kde_bandwidth if self.kde_bandwidth is not None else kde_bandwidth(x)
+
+    def _log_prob(self, z: Tensor) -> Tensor:
+        if self.log_prob is None:
+            raise ValueError(
+                "KL.value needs log_prob (log pi up to a constant); pass log_prob= or a target "
+                "with a log_prob method, or track no value (track_value=False)"
+            )
+        lp = self.log_prob(z)
+        if not isinstance(lp, Tensor) or lp.shape != (z.shape[0],):
+            raise ValueError(f"log_prob must return shape ({z.shape[0]},)")
+        return lp
+
+    def _score(self, z: Tensor) -> Tensor:
+        s = self.score(z)
+        if not isinstance(s, Tensor) or s.shape != z.shape:
+            raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
+        return s.detach()
+
+    @staticmethod
+    def _log_kde(at: Tensor, x: Tensor, h: float) -> Tensor:
+        d = x.shape[1]
+        logits = -squared_distances(at, x) / (2.0 * h * h)
+        norm = math.log(x.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h * h)
+        return torch.logsumexp(logits, dim=1) - norm
+
+    def log_density(self, x, at) -> Tensor:
+        r"""Log of the Gaussian kernel density estimate of the particles.
+
+        .. math::
+
+            \log\hat\rho_h(z) = \log \frac1n\sum_{j=1}^n \mathcal N(z; x_j, h^2 I).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        at : Tensor, shape (k, d)
+
+        Returns
+        -------
+        Tensor, shape (k,)
+        """
+        x, _, at = self._check(x, None, at)
+        return self._log_kde(at, x, self._h(x))
+
+    def value(self, x, y=None) -> Tensor:
+        x, y, _ = self._check(x, y)
+        h = self._h(x)
+        return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
+
+    def first_variation(self, x, y, at) -> Tensor:
+        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k K_h(z - x_k)/(n\hat\rho_h(x_k))
+        - \log\pi(z)`, shape ``(k,)`` (up to a constant)."""
+        x, y, at = self._check(x, y, at)
+        h = self._h(x)
+        x = x.detach()
+        log_kde_x = self._log_kde(x, x, h)  # (n,)
+        d = x.shape[1]
+        log_k = -squared_distances(at, x) / (2.0 * h * h) - 0.5 * d * math.log(2 * math.pi * h * h)
+        extra = torch.exp(log_k - log_kde_x[None, :] - math.log(x.shape[0])).sum(1)
+        return self._log_kde(at, x, h) + extra - self._log_prob(at)
+
+    def velocity(self, x, y=None, at=None) -> Tensor:
+        r"""Score minus the KDE score (``"kde"``), plus the blob correction (``"blob"``).
+
+        .. math::
+
+            v(z) = \nabla\log\pi(z) - \sum_j \big(w_j(z) + u_j(z)\big)\frac{x_j - z}{h^2},\quad
+            w_j \propto e^{-|z - x_j|^2/2h^2},\quad
+            u_j(z) = \frac{e^{-|z - x_j|^2/2h^2}}{\sum_l e^{-|x_j - x_l|^2/2h^2}},
+
+        with :math:`\sum_j w_j = 1` and :math:`u = 0` for ``"kde"``.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : ignored (None)
+        at : Tensor, shape (k, d), optional
+
+        Returns
+        -------
+        Tensor, shape (n, d) or (k, d)
+        """
+        x, y, at = self._check(x, y, at)
+        x = x.detach()
+        z = x if at is None else at.detach()
+        h = self._h(x)
+        logits = -squared_distances(z, x) / (2.0 * h * h)  # (k, n)
+        weights = torch.softmax(logits, dim=1)
+        if self.velocity_estimator == "blob":
+            lse_x = torch.logsumexp(-squared_distances(x, x) / (2.0 * h * h), dim=1)  # (n,)
+            weights = weights + torch.exp(logits - lse_x[None, :])
+        grad_log = (weights @ x - weights.sum(1, keepdim=True) * z) / (h * h)
+        return self._score(z) - grad_log
+
+    def __repr__(self) -> str:
+        return (
+            f"KL(kde_bandwidth={self.kde_bandwidth!r}, "
+            f"velocity_estimator={self.velocity_estimator!r})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Sliced Wasserstein
+# ------------------------------------------------------------------------------------------------
+def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
+    """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)``.
+
+    Sample ``j`` (0-based) sits at level ``(j + 1/2) / m``; constant beyond the extreme levels.
+    """
+    m = sorted_vals.shape[0]
+    pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
+    lo = pos.floor().long().clamp(max=m - 1)
+    hi = (lo + 1).clamp(max=m - 1)
+    w = (pos - lo.to(pos.dtype))[:, None]
+    return (1.0 - w) * sorted_vals[lo] + w * sorted_vals[hi]
+
+
+def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
+    """Piecewise-linear CDF levels of sorted columns ``(n, L)`` at points ``t`` ``(k, L)``."""
+    n = sorted_vals.shape[0]
+    xp = sorted_vals.T.contiguous()  # (L, n)
+    tt = t.T.contiguous()  # (L, k)
+    idx = torch.searchsorted(xp, tt)  # in [0, n]
+    lo = (idx - 1).clamp(0, n - 1)
+    hi = idx.clamp(0, n - 1)
+    x_lo = torch.gather(xp, 1, lo)
+    x_hi = torch.gather(xp, 1, hi)
+    gap = x_hi - x_lo
+    frac = torch.where(gap > 0, (tt - x_lo) / torch.where(gap > 0, gap, 1.0), 0.0).clamp(0, 1)
+    level = (lo.to(t.dtype) + frac + 0.5) / n
+    return level.T  # (k, L)
+
+
+class SlicedWasserstein(Objective):
+    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections.
+
+    .. math::
+
+        F(\rho) = \tfrac12 SW_2^2(\rho, \nu)
+        = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta),
+
+        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big],
+        \qquad T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}.
+
+    Estimated with ``L = n_projections`` directions drawn uniformly on the sphere (fresh at each
+    call unless ``projections`` is passed). For ``n != m`` the target quantile function is the
+    linear interpolation of the sorted projected targets at levels ``(j + 1/2)/m``, evaluated at
+    the particles' levels ``(i + 1/2)/n`` (for ``n == m`` this is sorted matching). The velocity is
+    the Wasserstein gradient of ``value`` for the same projections. Memory ``O((n + m) L)``; no
+    ``n x m`` matrix.
+
+    Parameters
+    ----------
+    n_projections : int
+        Number of directions ``L``.
+    generator : torch.Generator, optional
+        Source of the random directions.
+
+    Used in: chapter 3 (sliced-Wasserstein flow), chapter 6, chapter 11 (benchmark).
+
+    References
+    ----------
+    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", 2015;
+    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
+    """
+
+    name = "sliced_wasserstein"
+
+    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
+        self.n_projections = check_int(n_projections, "n_projections")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError("generator must be a torch.Generator or None")
+        self.generator = generator
+
+    def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
+        r"""Uniform random directions on the unit sphere.
+
+        .. math::
+
+            \theta_l = g_l / |g_l|, \qquad g_l \sim \mathcal N(0, I_d).
+
+        Parameters
+        ----------
+        d : int
+            Dimension.
+        dtype, device : optional
+            Of the returned tensor.
+
+        Returns
+        -------
+        Tensor, shape (L, d)
+        """
+        d = check_int(d, "d")
+        gen_device = self.generator.device if self.generator is not None else device
+        g = torch.randn(
+            self.n_projections, d, generator=self.generator, dtype=dtype, device=gen_device
+        )
+        return (g / g.norm(dim=1, keepdim=True)).to(device=device)
+
+    def _projections(self, x: Tensor, projections) -> Tensor:
+        if projections is None:
+            return self.sample_projections(x.shape[1], dtype=x.dtype, device=x.device)
+        theta = check_samples(projections, "projections", dim=x.shape[1])
+        norms = theta.norm(dim=1)
+        if not bool(torch.allclose(norms, torch.ones_like(norms), atol=1e-5)):
+            raise ValueError("projections must have unit-norm rows")
+        return theta.to(dtype=x.dtype, device=x.device)
+
+    def value(self, x, y, projections=None) -> Tensor:
+        r"""Half the sliced squared distance, by sorting the projected particles.
+
+        .. math::
+
+            \hat F = \frac{1}{2L}\sum_{l=1}^L \frac1n \sum_{i=1}^n
+            \big(\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i - 1/2}{n})\big)^2.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        projections : Tensor, shape (L, d), optional
+            Unit directions; drawn when None.
+
+        Returns
+        -------
+        Tensor, shape ()
+        """
+        x, y, _ = self._check(x, y)
+        theta = self._projections(x, projections)
+        n = x.shape[0]
+        px = torch.sort(x @ theta.T, dim=0).values  # (n, L)
+        py = torch.sort(y @ theta.T, dim=0).values  # (m, L)
+        levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
+        q = _quantiles(py, levels)
+        return 0.5 * (px - q).pow(2).mean()
+
+    def velocity(self, x, y, at=None, projections=None) -> Tensor:
+        r"""Sliced velocity :math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`.
+
+        .. math::
+
+            T_l = Q_{\theta_l\#\nu}\circ F_{\theta_l\#\rho_n}.
+
+        At the particles, :math:`F_{\theta\#\rho_n}(\theta^\top x_i)` is the rank level
+        ``(r_i + 1/2)/n``; at other points ``at`` it is the linearly interpolated level.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d), optional
+        projections : Tensor, shape (L, d), optional
+
+        Returns
+        -------
+        Tensor, shape (n, d) or (k, d)
+        """
+        x, y, at = self._check(x, y, at)
+        x, y = x.detach(), y.detach()
+        theta = self._projections(x, projections)
+        n = x.shape[0]
+        px = x @ theta.T  # (n, L)
+        py = torch.sort(y @ theta.T, dim=0).values
+        if at is None:
+            px_sorted, order = torch.sort(px, dim=0)
+            levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
+            q_sorted = _quantiles(py, levels)  # (n, L) in sorted order
+            target = torch.empty_like(px).scatter_(0, order, q_sorted)
+            disp = target - px
+        else:
+            at = at.detach()
+            pz = at @ theta.T  # (k, L)
+            levels = _cdf_levels(torch.sort(px, dim=0).values, pz)  # (k, L)
+            m = py.shape[0]
+            pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
+            lo = pos.floor().long().clamp(max=m - 1)
+            hi = (lo + 1).clamp(max=m - 1)
+            w = pos - lo.to(pos.dtype)
+            target = (1 - w) * torch.gather(py, 0, lo) + w * torch.gather(py, 0, hi)
+            disp = target - pz
+        return disp @ theta / theta.shape[0]
+
+    def __repr__(self) -> str:
+        return f"SlicedWasserstein(n_projections={self.n_projections})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Sinkhorn divergence
+# ------------------------------------------------------------------------------------------------
+class SinkhornDivergence(Objective):
+    r"""Debiased Sinkhorn divergence with cost :math:`\frac12|x-y|^2` (POT, log-domain).
+
+    .. math::
+
+        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(\alpha,\beta)}
+        \int \tfrac12|x - y|^2 d\pi + \varepsilon \mathrm{KL}(\pi \,\|\, \alpha\otimes\beta),
+
+        S_\varepsilon(\rho, \nu) = \mathrm{OT}_\varepsilon(\rho, \nu)
+        - \tfrac12 \mathrm{OT}_\varepsilon(\rho, \rho) - \tfrac12 \mathrm{OT}_\varepsilon(\nu, \nu),
+
+        v(x_i) = \frac{\sum_j P_{ij} y_j}{\sum_j P_{ij}} - \frac{\sum_j Q_{ij} x_j}{\sum_j Q_{ij}},
+
+    with :math:`P` the entropic plan between :math:`\rho_n` and :math:`\nu_m` and :math:`Q` that
+    between :math:`\rho_n` and itself. :math:`S_0 = \frac12 W_2^2`; the cost ``1/2|x-y|^2`` means
+    :math:`S_\varepsilon = \frac12 S^{|\cdot|^2}_{2\varepsilon}` in the convention with cost
+    ``|x-y|^2``. Plans come from ``ot.sinkhorn(method="sinkhorn_log")`` and the value from
+    ``ot.solve(..., reg_type="KL", method="sinkhorn_log", grad="envelope")``, whose gradient is the
+    plan (envelope theorem). At points ``at`` other than the particles, the conditional
+    expectations use the entropic extension
+    :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` with the Sinkhorn scaling ``v``.
+    Memory ``O(n m + n^2 + m^2)``.
+
+    Parameters
+    ----------
+    eps : float
+        Entropic regularisation (in units of the cost, squared distance / 2).
+    debiased : bool
+        Subtract the self-transport terms (default True). If False, ``value`` is
+        :math:`\mathrm{OT}_\varepsilon(\rho, \nu)` and the velocity has no ``Q`` term.
+    max_iter : int
+        Sinkhorn iterations at most.
+    tol : float
+        Stopping threshold of POT's Sinkhorn.
+
+    Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics.
+
+    References
+    ----------
+    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences",
+    AISTATS 2019; Genevay, Peyré, Cuturi, "Learning generative models with Sinkhorn divergences",
+    AISTATS 2018.
+    """
+
+    name = "sinkhorn"
+
+    def __init__(
+        self, eps: float = 0.1, *, debiased: bool = True, max_iter: int = 1000, tol: float = 1e-9
+    ):
+        self.eps = check_positive(eps, "eps")
+        self.debiased = bool(debiased)
+        self.max_iter = check_int(max_iter, "max_iter")
+        self.tol = check_positive(tol, "tol")
+
+    @staticmethod
+    def _uniform(n: int, like: Tensor) -> Tensor:
+        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+
+    def _ot(self, a: Tensor, b: Tensor) -> Tensor:
+        M = 0.5 * squared_distances(a, b)
+        res = ot.solve(
+            M,
+            self._uniform(a.shape[0], a),
+            self._uniform(b.shape[0], b),
+            reg=self.eps,
+            reg_type="KL",
+            method="sinkhorn_log",
+            max_iter=self.max_iter,
+            tol=self.tol,
+            grad="envelope",
+        )
+        return res.value
+
+    def _log_scaling(self, a: Tensor, b: Tensor) -> Tensor:
+        """Log of the Sinkhorn scaling on ``b`` (shape ``(m,)``), from POT's log-domain solver."""
+        M = 0.5 * squared_distances(a, b)
+        _, log = ot.sinkhorn(
+            self._uniform(a.shape[0], a),
+            self._uniform(b.shape[0], b),
+            M,
+            self.eps,
+            method="sinkhorn_log",
+            numItermax=self.max_iter,
+            stopThr=self.tol,
+            log=True,
+        )
+        return log["log_v"]
+
+    def value(self, x, y) -> Tensor:
+        x, y, _ = self._check(x, y)
+        val = self._ot(x, y)
+        if self.debiased:
+            val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
+        return val
+
+    def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
+        return log_v[None, :] - 0.5 * squared_distances(z, b) / self.eps
+
+    def first_variation(self, x, y, at) -> Tensor:
+        r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant.
+
+        .. math::
+
+            f(z) = -\varepsilon\log\sum_j v_j e^{-|z - y_j|^2/2\varepsilon}, \qquad
+            p(z) = -\varepsilon\log\sum_j v'_j e^{-|z - x_j|^2/2\varepsilon}.
+        """
+        x, y, at = self._check(x, y, at)
+        x, y = x.detach(), y.detach()
+        f = -self.eps * torch.logsumexp(self._cond_logits(at, y, self._log_scaling(x, y)), dim=1)
+        if not self.debiased:
+            return f
+        p = -self.eps * torch.logsumexp(self._cond_logits(at, x, self._log_scaling(x, x)), dim=1)
+        return f - p
+
+    def velocity(self, x, y, at=None) -> Tensor:
+        r"""Difference of entropic barycentric projections (conditional means under the plans).
+
+        .. math::
+
+            v(z) = E_P[y \mid z] - E_Q[x' \mid z].
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d), optional
+
+        Returns
+        -------
+        Tensor, shape (n, d) or (k, d)
+        """
+        x, y, at = self._check(x, y, at)
+        x, y = x.detach(), y.detach()
+        z = x if at is None else at.detach()
+        v = torch.softmax(self._cond_logits(z, y, self._log_scaling(x, y)), dim=1) @ y
+        if self.debiased:
+            v = v - torch.softmax(self._cond_logits(z, x, self._log_scaling(x, x)), dim=1) @ x
+        else:
+            v = v - z
+        return v
+
+    def __repr__(self) -> str:
+        return f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased})"
+
+
+_OBJECTIVES = {
+    "mmd": MMD,
+    "kl": KL,
+    "sw": SlicedWasserstein,
+    "sliced": SlicedWasserstein,
+    "sliced_wasserstein": SlicedWasserstein,
+    "sinkhorn": SinkhornDivergence,
+}
+
+
+def get_objective(name, **kwargs) -> Objective:
+    r"""Build an objective by name (or pass an :class:`Objective` through).
+
+    .. math::
+
+        \text{"mmd"}: \tfrac12\mathrm{MMD}_k^2,\quad \text{"kl"}: \mathrm{KL}(\rho\|\pi),\quad
+        \text{"sw"}: \tfrac12 SW_2^2,\quad \text{"sinkhorn"}: S_\varepsilon,\quad
+        \text{"energy"}: \tfrac12\mathrm{MMD}^2_{-|x-y|}.
+
+    Parameters
+    ----------
+    name : str or Objective
+        ``"mmd"``, ``"energy"`` (MMD with the energy kernel), ``"kl"``, ``"sw"`` (aliases
+        ``"sliced"``, ``"sliced_wasserstein"``), ``"sinkhorn"``.
+    **kwargs
+        Constructor arguments.
+
+    Returns
+    -------
+    Objective
+
+    Used in: chapter 3, chapter 11 (benchmark).
+    """
+    if isinstance(name, Objective):
+        if kwargs:
+            raise TypeError("kwargs cannot be combined with an Objective instance")
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"objective must be a name or an Objective, got {type(name).__name__}")
+    key = name.lower()
+    if key == "energy":
+        return MMD(kernel="energy", **kwargs)
+    if key not in _OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose from {sorted(_OBJECTIVES)}")
+    return _OBJECTIVES[key](**kwargs)

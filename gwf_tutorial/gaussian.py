@@ -1,0 +1,930 @@
+r"""Closed forms for Gaussian measures.
+
+Gaussians are the one family on which every object of the book has a formula: the 2-Wasserstein
+(Bures) distance and the Monge map, the Wasserstein gradient flow of the KL divergence to a Gaussian
+target (an Ornstein--Uhlenbeck process), its exact JKO step and its explicit Euler step, the KL
+divergence, MMD with a Gaussian kernel and entropic optimal transport. The chapters use them as
+ground truth, and the tests of the particle and parametric schemes compare against them.
+
+Conventions
+-----------
+- A Gaussian is given by its mean ``(..., d)`` and its covariance ``(..., d, d)`` (symmetric
+  positive definite); leading batch dimensions broadcast.  ``cov`` is always a *covariance*
+  (variance in 1-D), never a standard deviation.
+- The transport cost is :math:`|x - y|^2` (not :math:`\tfrac12 |x - y|^2`), both for
+  :func:`w2_squared` and :func:`entropic_ot`, which is POT's ``ot.dist(x, y)`` (squared Euclidean).
+- The KL flow is the Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))`,
+  the Fokker--Planck equation of :math:`dX = -\Sigma^{-1}(X - m)\,dt + \sqrt{2}\, dW`, and the JKO
+  step has the proximal term :math:`W_2^2 / (2\tau)`.
+- float64 inputs give float64 outputs; a float32 and a float64 argument are promoted to float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_finite,
+    check_int,
+    check_mean_cov,
+    check_nonnegative,
+    check_positive,
+)
+
+__all__ = [
+    "AffineMap",
+    "sqrtm_spd",
+    "inv_sqrtm_spd",
+    "w2_squared",
+    "monge_map",
+    "kl",
+    "ou_flow",
+    "jko_step_kl",
+    "jko_map_kl",
+    "jko_iterates_kl",
+    "euler_step_kl",
+    "euler_iterates_kl",
+    "mmd2",
+    "entropic_ot",
+    "sinkhorn_divergence",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# private linear algebra
+# --------------------------------------------------------------------------------------------
+
+
+def _sym(S: Tensor) -> Tensor:
+    return 0.5 * (S + S.mT)
+
+
+def _eye_like(S: Tensor) -> Tensor:
+    return torch.eye(S.shape[-1], dtype=S.dtype, device=S.device).expand(S.shape)
+
+
+def _mv(A: Tensor, v: Tensor) -> Tensor:
+    """Batched matrix-vector product ``A @ v`` for ``A (..., d, d)``, ``v (..., d)``."""
+    return (A @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def _batch_shape(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor) -> torch.Size:
+    return torch.broadcast_shapes(m1.shape[:-1], S1.shape[:-2], m2.shape[:-1], S2.shape[:-2])
+
+
+def _trace(S: Tensor) -> Tensor:
+    return S.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+class _SqrtmSPD(torch.autograd.Function):
+    """``S^{1/2}`` (or ``S^{-1/2}``) of a symmetric PSD matrix by ``eigh``, with a stable backward.
+
+    The backward solves the Lyapunov equation of the derivative in the eigenbasis,
+    ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse
+    root), which stays finite for repeated eigenvalues (``S = I``), where autograd through ``eigh``
+    returns NaN.
+    """
+
+    @staticmethod
+    def forward(ctx, S: Tensor, inverse: bool) -> Tensor:
+        lam, U = torch.linalg.eigh(_sym(S))
+        r = lam.clamp_min(0.0).sqrt()
+        f = r.reciprocal() if inverse else r
+        ctx.save_for_backward(U, r)
+        ctx.inverse = inverse
+        return _sym((U * f.unsqueeze(-2)) @ U.mT)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        U, r = ctx.saved_tensors
+        ri, rj = r.unsqueeze(-1), r.unsqueeze(-2)
+        kernel = (ri + rj).reciprocal()
+        if ctx.inverse:
+            kernel = -kernel / (ri * rj)
+        G = U.mT @ _sym(grad) @ U
+        return U @ (G * kernel) @ U.mT, None
+
+
+def _sqrtm(S: Tensor) -> Tensor:
+    return _SqrtmSPD.apply(S, False)
+
+
+def _inv_sqrtm(S: Tensor) -> Tensor:
+    return _SqrtmSPD.apply(S, True)
+
+
+def _spd_inv(S: Tensor) -> Tensor:
+    """Inverse of an SPD matrix through its Cholesky factor (symmetric result)."""
+    L = torch.linalg.cholesky(S)
+    return _sym(torch.cholesky_inverse(L))
+
+
+def _logdet_spd(S: Tensor) -> Tensor:
+    L = torch.linalg.cholesky(S)
+    return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+
+
+def _check_sym_psd(S, name: str) -> Tensor:
+    S = check_finite(as_tensor(S, name), name)
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise ValueError(
+            f"{name} must be a square matrix of shape (..., d, d), got {tuple(S.shape)}"
+        )
+    scale = float(S.detach().abs().amax().clamp_min(1.0)) if S.numel() else 1.0
+    tol = 1e-6 if S.dtype == torch.float64 else 1e-4
+    if not bool(torch.allclose(S, S.mT, atol=tol * scale)):
+        raise ValueError(f"{name} must be symmetric")
+    return S
+
+
+def _check_gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[Tensor, Tensor]:
+    mean, cov = as_tensor(mean, name_mean), as_tensor(cov, name_cov)
+    # validate detached copies (the checks call float() on tensors), compute with the originals
+    check_mean_cov(mean.detach(), cov.detach(), name_mean, name_cov)
+    dtype = torch.promote_types(mean.dtype, cov.dtype)
+    return mean.to(dtype), _sym(cov.to(dtype))
+
+
+def _check_pair(
+    m1, S1, m2, S2, names: tuple[str, str, str, str]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate two Gaussians, check they live in the same dimension, promote to one dtype."""
+    m1, S1 = _check_gaussian(m1, S1, names[0], names[1])
+    m2, S2 = _check_gaussian(m2, S2, names[2], names[3])
+    if m1.shape[-1] != m2.shape[-1]:
+        raise ValueError(
+            f"{names[0]} and {names[2]} must have the same dimension d, "
+            f"got {m1.shape[-1]} and {m2.shape[-1]}"
+        )
+    if m1.device != m2.device:
+        raise ValueError(
+            f"{names[0]} and {names[2]} must be on the same device, got {m1.device} and {m2.device}"
+        )
+    dtype = torch.promote_types(m1.dtype, m2.dtype)
+    return m1.to(dtype), S1.to(dtype), m2.to(dtype), S2.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# matrix square roots, the Bures-Wasserstein distance and the Monge map
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AffineMap:
+    r"""An affine map :math:`T(x) = A x + b`, applied to rows: ``T(x) = x @ A.T + b``.
+
+    .. math::
+
+        T(x) = A x + b, \qquad T_\# N(m, S) = N(A m + b,\; A S A^\top).
+
+    The Gaussian optimal transport (Monge) map and the map of a Gaussian JKO step are of this form,
+    with ``A`` symmetric positive definite (the gradient of the convex function
+    :math:`\tfrac12 x^\top A x + b^\top x`).
+
+    Attributes
+    ----------
+    A : Tensor, shape (..., d, d)
+        Linear part.
+    b : Tensor, shape (..., d)
+        Offset.
+
+    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    """
+
+    A: Tensor
+    b: Tensor
+
+    def __call__(self, x) -> Tensor:
+        """Apply the map to points ``x`` of shape ``(..., n, d)``; returns the same shape."""
+        x = check_finite(as_tensor(x, "x"), "x")
+        d = self.A.shape[-1]
+        if x.ndim < 1 or x.shape[-1] != d:
+            raise ValueError(f"x must have shape (..., n, {d}), got {tuple(x.shape)}")
+        dtype = torch.promote_types(x.dtype, self.A.dtype)
+        A, b = self.A.to(dtype), self.b.to(dtype)
+        return x.to(dtype) @ A.mT + b.unsqueeze(-2) if x.ndim >= 2 else _mv(A, x.to(dtype)) + b
+
+    def pushforward(self, mean, cov) -> tuple[Tensor, Tensor]:
+        """The image of :math:`N(m, S)`: mean ``A m + b`` ``(..., d)``, covariance ``A S A^T``
+        ``(..., d, d)``."""
+        mean, cov = _check_gaussian(mean, cov, "mean", "cov")
+        dtype = torch.promote_types(mean.dtype, self.A.dtype)
+        A, b = self.A.to(dtype), self.b.to(dtype)
+        return _mv(A, mean.to(dtype)) + b, _sym(A @ cov.to(dtype) @ A.mT)
+
+
+def sqrtm_spd(S) -> Tensor:
+    r"""Principal square root of a symmetric positive semi-definite matrix.
+
+    .. math::
+
+        S = U \operatorname{diag}(\lambda) U^\top \;\Longrightarrow\;
+        S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top,
+
+    the unique symmetric PSD matrix with :math:`(S^{1/2})^2 = S`. Eigenvalues that are negative by
+    rounding are set to zero. Differentiable, with a backward that stays finite for repeated
+    eigenvalues (``S = I``): :math:`dY` solves :math:`Y\,dY + dY\,Y = dS`.
+
+    Parameters
+    ----------
+    S : Tensor, shape (..., d, d)
+        Symmetric positive semi-definite matrices.
+
+    Returns
+    -------
+    Tensor, shape (..., d, d)
+        :math:`S^{1/2}`, same dtype.
+
+    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    """
+    S = _check_sym_psd(S, "S")
+    if S.numel():
+        lam = torch.linalg.eigvalsh(_sym(S.detach()))
+        tol = (1e-10 if S.dtype == torch.float64 else 1e-5) * float(lam.abs().amax().clamp_min(1.0))
+        if bool((lam < -tol).any()):
+            raise ValueError(
+                f"S must be positive semi-definite, got smallest eigenvalue {lam.min().item():.3g}"
+            )
+    return _sqrtm(S)
+
+
+def inv_sqrtm_spd(S) -> Tensor:
+    r"""Inverse principal square root of a symmetric positive definite matrix.
+
+    .. math::
+
+        S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top, \qquad
+        S = U \operatorname{diag}(\lambda) U^\top,\ \lambda > 0.
+
+    Parameters
+    ----------
+    S : Tensor, shape (..., d, d)
+        Symmetric positive definite matrices.
+
+    Returns
+    -------
+    Tensor, shape (..., d, d)
+        :math:`S^{-1/2}`, same dtype.
+
+    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    """
+    S = _check_sym_psd(S, "S")
+    if S.numel():
+        lam = torch.linalg.eigvalsh(_sym(S.detach()))
+        if not bool((lam > 0).all()):
+            raise ValueError(
+                f"S must be positive definite, got smallest eigenvalue {lam.min().item():.3g}"
+            )
+    return _inv_sqrtm(S)
+
+
+def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``S1^{1/2}`` and ``C = (S1^{1/2} S2 S1^{1/2})^{1/2}``."""
+    R1 = _sqrtm(S1)
+    return R1, _sqrtm(_sym(R1 @ S2 @ R1))
+
+
+def w2_squared(m1, S1, m2, S2) -> Tensor:
+    r"""Squared 2-Wasserstein distance between two Gaussians (Bures--Wasserstein).
+
+    .. math::
+
+        W_2^2\big(N(m_1, S_1), N(m_2, S_2)\big) = |m_1 - m_2|^2
+        + \operatorname{tr}\Big(S_1 + S_2 - 2\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2}\Big),
+
+    for the cost :math:`|x - y|^2` (``ot.dist`` / ``ot.emd2`` convention, no factor 1/2).
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Mean of the first Gaussian.
+    S1 : Tensor, shape (..., d, d)
+        Covariance of the first Gaussian (SPD).
+    m2 : Tensor, shape (..., d)
+        Mean of the second Gaussian.
+    S2 : Tensor, shape (..., d, d)
+        Covariance of the second Gaussian (SPD).
+
+    Returns
+    -------
+    Tensor, shape (...)
+        :math:`W_2^2` (a 0-d tensor without batch dimensions), differentiable in all inputs.
+
+    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+
+    References
+    ----------
+    Dowson & Landau (1982); Givens & Shortt (1984), "A class of Wasserstein metrics for probability
+    distributions"; Peyre & Cuturi (2019), "Computational Optimal Transport", Remark 2.31.
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    _, C = _bures_cross(S1, S2)
+    bures = _trace(S1) + _trace(S2) - 2.0 * _trace(C)
+    return ((m1 - m2) ** 2).sum(-1) + bures.clamp_min(0.0)
+
+
+def monge_map(m1, S1, m2, S2) -> AffineMap:
+    r"""Optimal transport (Monge) map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)`.
+
+    .. math::
+
+        T(x) = m_2 + A (x - m_1), \qquad
+        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2},
+
+    :math:`A` symmetric positive definite with :math:`A S_1 A = S_2`, so :math:`T` is the gradient
+    of the convex function :math:`\tfrac12 (x - m_1)^\top A (x - m_1) + m_2^\top x` (Brenier) and
+    :math:`\mathbb{E}|T(X) - X|^2 = W_2^2` for :math:`X \sim N(m_1, S_1)`.
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Source mean.
+    S1 : Tensor, shape (..., d, d)
+        Source covariance (SPD).
+    m2 : Tensor, shape (..., d)
+        Target mean.
+    S2 : Tensor, shape (..., d, d)
+        Target covariance (SPD).
+
+    Returns
+    -------
+    AffineMap
+        ``A`` of shape ``(..., d, d)`` and ``b = m2 - A m1`` of shape ``(..., d)``; call it on
+        points ``x (n, d)`` to transport them.
+
+    Used in: chapter 1 (optimal transport).
+
+    References
+    ----------
+    Knott & Smith (1984), "On the optimal mapping of distributions"; Peyre & Cuturi (2019),
+    "Computational Optimal Transport", Remark 2.31.
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    R1, C = _bures_cross(S1, S2)
+    R1i = _spd_inv(R1)
+    A = _sym(R1i @ C @ R1i)
+    m1, m2 = torch.broadcast_tensors(m1, m2)
+    return AffineMap(A, m2 - _mv(A, m1))
+
+
+def kl(m1, S1, m2, S2) -> Tensor:
+    r"""Kullback--Leibler divergence between two Gaussians.
+
+    .. math::
+
+        \mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big) = \tfrac12\Big[
+        \operatorname{tr}(S_2^{-1} S_1) + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d
+        + \log\det S_2 - \log\det S_1\Big].
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Mean of the first Gaussian.
+    S1 : Tensor, shape (..., d, d)
+        Covariance of the first Gaussian (SPD).
+    m2 : Tensor, shape (..., d)
+        Mean of the second (reference) Gaussian.
+    S2 : Tensor, shape (..., d, d)
+        Covariance of the second Gaussian (SPD).
+
+    Returns
+    -------
+    Tensor, shape (...)
+        The KL divergence (nats), differentiable.
+
+    Used in: chapter 2 (WGF and JKO).
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    d = m1.shape[-1]
+    batch = _batch_shape(m1, S1, m2, S2)
+    L2 = torch.linalg.cholesky(S2).expand(*batch, d, d)
+    L1 = torch.linalg.cholesky(S1).expand(*batch, d, d)
+    diff = (m2 - m1).expand(*batch, d).unsqueeze(-1)
+    z = torch.linalg.solve_triangular(L2, diff, upper=False).squeeze(-1)
+    W = torch.linalg.solve_triangular(L2, L1, upper=False)
+    return 0.5 * ((W**2).sum((-2, -1)) + (z**2).sum(-1) - d + _logdet_spd(S2) - _logdet_spd(S1))
+
+
+# --------------------------------------------------------------------------------------------
+# the KL flow to a Gaussian: exact flow, JKO step, explicit Euler step
+# --------------------------------------------------------------------------------------------
+
+
+def _check_flow_args(mean, cov, target_mean, target_cov, names):
+    return _check_pair(mean, cov, target_mean, target_cov, names)
+
+
+def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from a
+    Gaussian (the Ornstein--Uhlenbeck process).
+
+    .. math::
+
+        \partial_t \rho = \nabla\cdot\big(\rho\, \nabla(\log\rho + U)\big),\quad
+        U(x) = \tfrac12 (x - m)^\top A (x - m),\ A = \Sigma^{-1};\qquad
+        \rho_t = N(\mu(t), S(t)),
+
+        \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad
+        S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA},
+
+    the solution of :math:`\dot\mu = -A(\mu - m)`, :math:`\dot S = 2I - AS - SA`.
+
+    Parameters
+    ----------
+    mean0 : Tensor, shape (..., d)
+        Initial mean :math:`\mu_0`.
+    cov0 : Tensor, shape (..., d, d)
+        Initial covariance :math:`S_0` (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    t : float or Tensor of shape (T,)
+        Time(s) :math:`t \ge 0`.
+
+    Returns
+    -------
+    mean_t : Tensor, shape (..., d), or (T, ..., d) for a 1-D ``t``
+    cov_t : Tensor, shape (..., d, d), or (T, ..., d, d) for a 1-D ``t``
+
+    Used in: chapter 2 (WGF and JKO).
+
+    References
+    ----------
+    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck
+    equation".
+    """
+    m0, S0, m, Sigma = _check_flow_args(
+        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
+    )
+    if isinstance(t, Tensor) and t.ndim == 1:
+        times = check_finite(as_tensor(t, "t"), "t").to(m0.dtype)
+        if bool((times < 0).any()):
+            raise ValueError(f"t must be >= 0, got minimum {times.min().item()}")
+        batch = torch.broadcast_shapes(m0.shape[:-1], m.shape[:-1], S0.shape[:-2], Sigma.shape[:-2])
+        times = times.reshape(-1, *([1] * (len(batch) + 2)))
+    else:
+        times = torch.tensor(check_nonnegative(t, "t"), dtype=m0.dtype, device=m0.device)
+    A = _spd_inv(Sigma)
+    E = torch.linalg.matrix_exp(-times * A)
+    mean_t = m + _mv(E, m0 - m)
+    cov_t = _sym(Sigma + E @ (S0 - Sigma) @ E.mT)
+    return mean_t, cov_t
+
+
+def _jko_map(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -> AffineMap:
+    A = _spd_inv(Sigma)
+    eye = _eye_like(A)
+    B = eye + tau * A
+    mean_next = torch.linalg.solve(B, (mean + tau * _mv(A, m)).unsqueeze(-1)).squeeze(-1)
+    Bh = _sqrtm(B)
+    Bih = _spd_inv(Bh)
+    # Bh S^{-1} Bh = Y^T Y with Y = L^{-1} Bh, S = L L^T (symmetric PSD by construction)
+    L = torch.linalg.cholesky(cov)
+    L, Bh = torch.broadcast_tensors(L, Bh)
+    Y = torch.linalg.solve_triangular(L, Bh, upper=False)
+    N = 0.5 * eye + _sqrtm(0.25 * eye + tau * (Y.mT @ Y))
+    M = _sym(Bih @ N @ Bih)
+    return AffineMap(M, mean_next - _mv(M, mean))
+
+
+def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from
+    :math:`N(\mu, S)`.
+
+    .. math::
+
+        \rho_+ = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
+        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)) = T_\# N(\mu, S), \quad
+        T(x) = \mu_+ + M (x - \mu),
+
+        A = \Sigma^{-1},\ B = I + \tau A,\quad \mu_+ = B^{-1}(\mu + \tau A m),\quad
+        M = B^{-1/2}\Big[\tfrac12 I + \big(\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2}\big)^{1/2}
+        \Big] B^{-1/2}.
+
+    :math:`M` is symmetric positive definite and solves :math:`M B M - M = \tau S^{-1}`, the
+    optimality condition :math:`(T(x) - x)/\tau = -\nabla \frac{\delta F}{\delta\rho}[\rho_+](T(x))`
+    of the step; :math:`S` and :math:`\Sigma` need not commute.
+
+    Parameters
+    ----------
+    mean : Tensor, shape (..., d)
+        Current mean :math:`\mu`.
+    cov : Tensor, shape (..., d, d)
+        Current covariance :math:`S` (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    tau : float
+        JKO step :math:`\tau > 0`.
+
+    Returns
+    -------
+    AffineMap
+        ``A = M`` of shape ``(..., d, d)`` and ``b = mu_+ - M mu`` of shape ``(..., d)``.
+
+    Used in: chapter 2 (WGF and JKO).
+
+    References
+    ----------
+    Jordan, Kinderlehrer & Otto (1998); the closed form follows from the first-order condition of
+    the step restricted to Gaussians (which is exact since the minimiser is Gaussian), see e.g.
+    Wibisono (2018), "Sampling as optimization in the space of measures", Sec. on Gaussians.
+    """
+    mean, cov, m, Sigma = _check_flow_args(
+        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
+    )
+    tau = check_positive(tau, "tau")
+    return _jko_map(mean, cov, m, Sigma, tau)
+
+
+def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from a Gaussian.
+
+    .. math::
+
+        N(\mu_+, S_+) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
+        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),\qquad
+        \mu_+ = (I + \tau A)^{-1}(\mu + \tau A m),\quad S_+ = M S M,
+
+    with :math:`A = \Sigma^{-1}` and :math:`M` as in :func:`jko_map_kl`. The fixed point is
+    :math:`(m, \Sigma)` for every :math:`\tau`, the iterates converge for every :math:`\tau > 0`
+    (unconditionally stable), and :math:`K` steps of size :math:`\tau = t/K` approach
+    :func:`ou_flow` at time :math:`t` with error :math:`O(\tau)`.
+
+    Parameters
+    ----------
+    mean : Tensor, shape (..., d)
+        Current mean :math:`\mu`.
+    cov : Tensor, shape (..., d, d)
+        Current covariance :math:`S` (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    tau : float
+        JKO step :math:`\tau > 0`.
+
+    Returns
+    -------
+    mean_next : Tensor, shape (..., d)
+    cov_next : Tensor, shape (..., d, d)
+
+    Used in: chapter 2 (WGF and JKO).
+
+    References
+    ----------
+    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck
+    equation".
+    """
+    mean, cov, m, Sigma = _check_flow_args(
+        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
+    )
+    T = _jko_map(mean, cov, m, Sigma, check_positive(tau, "tau"))
+    return _mv(T.A, mean) + T.b, _sym(T.A @ cov @ T.A)
+
+
+def jko_iterates_kl(mean0, cov0, target_mean, target_cov, tau, n_steps) -> tuple[Tensor, Tensor]:
+    r"""``n_steps`` exact JKO steps of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))`.
+
+    .. math::
+
+        (\mu_{k+1}, S_{k+1}) = \mathrm{JKO}_\tau(\mu_k, S_k), \qquad k = 0, \dots, K - 1,
+
+    each step as in :func:`jko_step_kl`.
+
+    Parameters
+    ----------
+    mean0 : Tensor, shape (..., d)
+        Initial mean.
+    cov0 : Tensor, shape (..., d, d)
+        Initial covariance (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    tau : float
+        JKO step :math:`\tau > 0`.
+    n_steps : int
+        Number of steps :math:`K \ge 1`.
+
+    Returns
+    -------
+    means : Tensor, shape (K + 1, ..., d)
+        :math:`\mu_0, \dots, \mu_K` (the initial mean first).
+    covs : Tensor, shape (K + 1, ..., d, d)
+        :math:`S_0, \dots, S_K`.
+
+    Used in: chapter 2 (WGF and JKO).
+    """
+    mean, cov, m, Sigma = _check_flow_args(
+        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
+    )
+    tau = check_positive(tau, "tau")
+    n_steps = check_int(n_steps, "n_steps", min_value=1)
+    batch = _batch_shape(mean, cov, m, Sigma)
+    d = mean.shape[-1]
+    mean = mean.expand(*batch, d)
+    cov = cov.expand(*batch, d, d)
+    means, covs = [mean], [cov]
+    for _ in range(n_steps):
+        T = _jko_map(mean, cov, m, Sigma, tau)
+        mean, cov = _mv(T.A, mean) + T.b, _sym(T.A @ cov @ T.A)
+        means.append(mean)
+        covs.append(cov)
+    return torch.stack(means), torch.stack(covs)
+
+
+def _euler_step(mean, cov, m, Sigma, h):
+    A = _spd_inv(Sigma)
+    cov_inv, _ = torch.linalg.inv_ex(cov)  # no error on a degenerate (diverged) covariance
+    cov_inv = _sym(cov_inv)
+    M = _eye_like(cov_inv + A) + h * (cov_inv - A)
+    mean_next = mean - h * _mv(A, mean - m)
+    return mean_next, _sym(M @ cov @ M.mT)
+
+
+def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
+    r"""Explicit (forward Euler) particle step of the KL flow to :math:`N(m, \Sigma)`, applied to a
+    Gaussian.
+
+    .. math::
+
+        x \mapsto x + h\, v(x),\quad v(x) = \nabla\log N(m,\Sigma)(x) - \nabla\log N(\mu, S)(x)
+        = -A(x - m) + S^{-1}(x - \mu),\quad A = \Sigma^{-1};
+
+        \mu_+ = \mu - h A(\mu - m),\qquad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A).
+
+    In 1-D with variances :math:`s` and :math:`\Sigma`:
+    :math:`s_+ = s\,(1 + h(1/s - 1/\Sigma))^2`; the fixed point :math:`\Sigma` is stable iff
+    :math:`h < \Sigma` (the mean iff :math:`h < 2\Sigma`). In :math:`d` dimensions the covariance
+    recursion is stable iff :math:`h < \lambda_{\min}(\Sigma)`. Past the bound the covariance
+    iterates oscillate and degenerate; they are returned as they come (possibly non-finite).
+
+    Parameters
+    ----------
+    mean : Tensor, shape (..., d)
+        Current mean :math:`\mu`.
+    cov : Tensor, shape (..., d, d)
+        Current covariance :math:`S` (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    step_size : float
+        Step :math:`h > 0`.
+
+    Returns
+    -------
+    mean_next : Tensor, shape (..., d)
+    cov_next : Tensor, shape (..., d, d)
+
+    Used in: chapter 2 (WGF and JKO).
+    """
+    mean, cov, m, Sigma = _check_flow_args(
+        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
+    )
+    h = check_positive(step_size, "step_size")
+    return _euler_step(mean, cov, m, Sigma, h)
+
+
+def euler_iterates_kl(
+    mean0, cov0, target_mean, target_cov, step_size, n_steps
+) -> tuple[Tensor, Tensor]:
+    r"""``n_steps`` explicit Euler steps of the KL flow to :math:`N(m, \Sigma)` (see
+    :func:`euler_step_kl`).
+
+    .. math::
+
+        \mu_{k+1} = \mu_k - hA(\mu_k - m),\quad
+        S_{k+1} = M_k S_k M_k^\top,\ M_k = I + h(S_k^{-1} - A),\quad A = \Sigma^{-1}.
+
+    Parameters
+    ----------
+    mean0 : Tensor, shape (..., d)
+        Initial mean.
+    cov0 : Tensor, shape (..., d, d)
+        Initial covariance (SPD).
+    target_mean : Tensor, shape (..., d)
+        Target mean :math:`m`.
+    target_cov : Tensor, shape (..., d, d)
+        Target covariance :math:`\Sigma` (SPD).
+    step_size : float
+        Step :math:`h > 0`.
+    n_steps : int
+        Number of steps :math:`K \ge 1`.
+
+    Returns
+    -------
+    means : Tensor, shape (K + 1, ..., d)
+    covs : Tensor, shape (K + 1, ..., d, d)
+        Iterates, the initial state first; past the stability bound they may stop being SPD or
+        finite.
+
+    Used in: chapter 2 (WGF and JKO).
+    """
+    mean, cov, m, Sigma = _check_flow_args(
+        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
+    )
+    h = check_positive(step_size, "step_size")
+    n_steps = check_int(n_steps, "n_steps", min_value=1)
+    batch = _batch_shape(mean, cov, m, Sigma)
+    d = mean.shape[-1]
+    mean = mean.expand(*batch, d)
+    cov = cov.expand(*batch, d, d)
+    means, covs = [mean], [cov]
+    for _ in range(n_steps):
+        mean, cov = _euler_step(mean, cov, m, Sigma, h)
+        means.append(mean)
+        covs.append(cov)
+    return torch.stack(means), torch.stack(covs)
+
+
+# --------------------------------------------------------------------------------------------
+# MMD and entropic OT between Gaussians
+# --------------------------------------------------------------------------------------------
+
+
+def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
+    """``K(S, delta) = det(I + S/s^2)^{-1/2} exp(-1/2 delta^T (s^2 I + S)^{-1} delta)``."""
+    d = S.shape[-1]
+    batch = torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
+    L = torch.linalg.cholesky(s2 * _eye_like(S) + S)
+    z = torch.linalg.solve_triangular(
+        L.expand(*batch, d, d), delta.expand(*batch, d).unsqueeze(-1), upper=False
+    ).squeeze(-1)
+    logdet = 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1) - d * math.log(s2)
+    return torch.exp(-0.5 * logdet - 0.5 * (z**2).sum(-1))
+
+
+def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
+    r"""Squared MMD between two Gaussians for the Gaussian kernel
+    :math:`k(x, y) = \exp(-|x - y|^2 / (2 s^2))`.
+
+    .. math::
+
+        \mathrm{MMD}^2 = \mathbb{E}\,k(X, X') + \mathbb{E}\,k(Y, Y') - 2\,\mathbb{E}\,k(X, Y)
+        = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2),
+
+        K(S, \delta) = \mathbb{E}_{Z \sim N(\delta, S)}\, e^{-|Z|^2/(2s^2)}
+        = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big),
+
+    with :math:`X, X' \sim N(m_1, S_1)`, :math:`Y, Y' \sim N(m_2, S_2)` independent (the
+    population value, which the unbiased U-statistic estimates).
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Mean of the first Gaussian.
+    S1 : Tensor, shape (..., d, d)
+        Covariance of the first Gaussian (SPD).
+    m2 : Tensor, shape (..., d)
+        Mean of the second Gaussian.
+    S2 : Tensor, shape (..., d, d)
+        Covariance of the second Gaussian (SPD).
+    bandwidth : float
+        Kernel bandwidth :math:`s > 0`.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        :math:`\mathrm{MMD}^2 \ge 0`.
+
+    Used in: chapter 3 (particle flows) / chapter 5 (IPMs, MMD and GANs).
+
+    References
+    ----------
+    Gretton et al. (2012), "A kernel two-sample test"; Arbel et al. (2019), "Maximum mean
+    discrepancy gradient flow".
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    s2 = check_positive(bandwidth, "bandwidth") ** 2
+    zero1 = torch.zeros_like(m1)
+    zero2 = torch.zeros_like(m2)
+    return (
+        _gauss_kernel_mean(2.0 * S1, zero1, s2)
+        + _gauss_kernel_mean(2.0 * S2, zero2, s2)
+        - 2.0 * _gauss_kernel_mean(S1 + S2, m1 - m2, s2)
+    )
+
+
+def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> Tensor:
+    d = ma.shape[-1]
+    s2 = 0.5 * eps
+    eye = _eye_like(Sa @ Sb)
+    Ra = _sqrtm(Sa)
+    D = _sqrtm(4.0 * _sym(Ra @ Sb @ Ra) + s2**2 * eye)
+    return (
+        ((ma - mb) ** 2).sum(-1)
+        + _trace(Sa)
+        + _trace(Sb)
+        - _trace(D)
+        + d * s2 * (1.0 - math.log(2.0 * s2))
+        + s2 * _logdet_spd(D + s2 * eye)
+    )
+
+
+def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
+    r"""Entropic optimal transport between two Gaussians, closed form of Janati et al. (2020).
+
+    .. math::
+
+        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(\alpha, \beta)}
+        \int |x - y|^2 \, d\pi(x, y) + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
+
+        = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr} S_2 - \operatorname{tr} D
+        + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I),
+
+        \sigma^2 = \varepsilon / 2, \qquad
+        D = \big(4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I\big)^{1/2}.
+
+    Convention: the cost is :math:`|x - y|^2` (POT's ``ot.dist``; **not** :math:`\tfrac12|x-y|^2`)
+    and :math:`\varepsilon` multiplies :math:`\mathrm{KL}(\pi \| \alpha\otimes\beta)`, which has
+    the same minimiser as POT's ``reg * sum(pi log pi)`` with ``reg = eps``; the value matches
+    ``ot.solve(M, a, b, reg=eps, reg_type="KL").value`` on samples (``ot.sinkhorn2`` returns only
+    the linear part :math:`\langle \pi, M\rangle`). :math:`\mathrm{OT}_\varepsilon \to W_2^2` as
+    :math:`\varepsilon \to 0`; :math:`\mathrm{OT}_\varepsilon(\alpha, \alpha) > 0`.
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Mean of :math:`\alpha`.
+    S1 : Tensor, shape (..., d, d)
+        Covariance of :math:`\alpha` (SPD).
+    m2 : Tensor, shape (..., d)
+        Mean of :math:`\beta`.
+    S2 : Tensor, shape (..., d, d)
+        Covariance of :math:`\beta` (SPD).
+    eps : float
+        Entropic regularisation :math:`\varepsilon > 0`.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        :math:`\mathrm{OT}_\varepsilon`.
+
+    Used in: chapter 1 (optimal transport) / chapter 3 (particle flows).
+
+    References
+    ----------
+    Janati, Muzellec, Peyre & Cuturi (2020), "Entropic optimal transport between unbalanced
+    Gaussian measures has a closed form", NeurIPS, Theorem 1 (their :math:`\mathrm{OT}_\sigma`
+    with :math:`2\sigma^2 = \varepsilon`).
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    eps = check_positive(eps, "eps")
+    return _entropic_ot(m1, S1, m2, S2, eps)
+
+
+def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
+    r"""Debiased Sinkhorn divergence between two Gaussians.
+
+    .. math::
+
+        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
+        - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha)
+        + \mathrm{OT}_\varepsilon(\beta, \beta)\big),
+
+    with :math:`\mathrm{OT}_\varepsilon` of :func:`entropic_ot` (cost :math:`|x - y|^2`,
+    :math:`\varepsilon\,\mathrm{KL}(\pi\|\alpha\otimes\beta)`). :math:`S_\varepsilon \ge 0`, zero
+    iff :math:`\alpha = \beta`, and :math:`S_\varepsilon \to W_2^2` as :math:`\varepsilon\to 0`.
+    Example: :math:`N(0, 1)` vs :math:`N(1, 0.25)` gives 1.24969 / 1.22469 / 1.05459 at
+    :math:`\varepsilon` = 0.1 / 1 / 10 (:math:`W_2^2 = 1.25`).
+
+    Parameters
+    ----------
+    m1 : Tensor, shape (..., d)
+        Mean of :math:`\alpha`.
+    S1 : Tensor, shape (..., d, d)
+        Covariance of :math:`\alpha` (SPD).
+    m2 : Tensor, shape (..., d)
+        Mean of :math:`\beta`.
+    S2 : Tensor, shape (..., d, d)
+        Covariance of :math:`\beta` (SPD).
+    eps : float
+        Entropic regularisation :math:`\varepsilon > 0`.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        :math:`S_\varepsilon`.
+
+    Used in: chapter 1 (optimal transport) / chapter 3 (particle flows).
+
+    References
+    ----------
+    Janati et al. (2020), NeurIPS; Feydy et al. (2019), "Interpolating between optimal transport
+    and MMD using Sinkhorn divergences", AISTATS.
+    """
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    eps = check_positive(eps, "eps")
+    return _entropic_ot(m1, S1, m2, S2, eps) - 0.5 * (
+        _entropic_ot(m1, S1, m1, S1, eps) + _entropic_ot(m2, S2, m2, S2, eps)
+    )

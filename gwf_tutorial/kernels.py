@@ -1,0 +1,603 @@
+r"""Radial kernels for MMD, energy distances and kernel density estimates.
+
+Every kernel here is radial, :math:`k(x, y) = \phi(|x - y|^2)`, so its gradient in the first
+argument is :math:`\nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y)`. Kernels expose the Gram
+matrix (``k(x, y)``, shape ``(n, m)``), the matrix of gradient weights
+:math:`G_{ij} = 2\phi'(|x_i - y_j|^2)` and the mean gradient
+:math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`, all in ``O(n m)`` memory; the MMD velocity of
+:mod:`gwf_tutorial.functionals` is built from these.
+
+Bandwidths: a kernel built with ``bandwidth=None`` uses the median heuristic at call time, computed
+on the pooled sample (the rows of ``x`` and ``y`` together), detached from the autograd graph. An
+objective that evaluates several Gram matrices at once (MMD needs ``k(x, x)``, ``k(x, y)``,
+``k(y, y)``) must use one bandwidth for all of them: call :meth:`Kernel.resolve` once and use the
+returned kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
+
+__all__ = [
+    "Kernel",
+    "GaussianKernel",
+    "IMQKernel",
+    "LaplaceKernel",
+    "EnergyKernel",
+    "MultiBandwidthKernel",
+    "get_kernel",
+    "median_bandwidth",
+    "squared_distances",
+]
+
+# Above this many entries of the (n, m, d) difference tensor, squared distances are computed with
+# the expansion |x|^2 + |y|^2 - 2 x.y (O(n m) memory, less accurate for far-off points) instead
+# of the exact differences.
+_DIFF_MAX_ELEMENTS = 2**24
+
+
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    r"""Matrix of squared Euclidean distances.
+
+    .. math::
+
+        D_{ij} = |x_i - y_j|^2 .
+
+    Computed from the exact differences when ``n * m * d`` is at most ``2**24``, else from the
+    expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at 0 (``O(n m)`` memory).
+    Differentiable in both arguments.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+
+    Returns
+    -------
+    Tensor, shape (n, m)
+        Non-negative squared distances, dtype of ``x``.
+
+    Used in: chapter 3 (particle flows), chapter 5 (MMD), metrics.
+    """
+    x = check_samples(x, "x")
+    y = check_samples(y, "y")
+    check_same_dim(x, y)
+    n, d = x.shape
+    m = y.shape[0]
+    if n * m * d <= _DIFF_MAX_ELEMENTS:
+        return (x[:, None, :] - y[None, :, :]).pow(2).sum(-1)
+    xx = x.pow(2).sum(-1, keepdim=True)
+    yy = y.pow(2).sum(-1, keepdim=True)
+    return (xx + yy.T - 2.0 * (x @ y.T)).clamp_min(0.0)
+
+
+def _safe_pow(q: Tensor, p: float) -> Tensor:
+    """``q ** p`` for ``q >= 0``, value and gradient 0 where ``q == 0`` (no NaN, ``p > 0``)."""
+    pos = q > 0
+    q_safe = torch.where(pos, q, torch.ones_like(q))
+    return torch.where(pos, q_safe.pow(p), torch.zeros_like(q))
+
+
+def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
+    r"""Median heuristic for the kernel bandwidth.
+
+    .. math::
+
+        s = \operatorname{median}\{\,|z_i - z_j| : i < j\,\}, \qquad z = x \cup y \text{ (pooled)}.
+
+    Computed without gradient. When the pooled sample has more than ``max_points`` rows, an evenly
+    spaced (deterministic) subsample of ``max_points`` rows is used.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d), optional
+        Pooled with ``x`` when given.
+    max_points : int
+        Largest number of points the pairwise distances are computed on (memory
+        ``O(max_points^2)``).
+
+    Returns
+    -------
+    float
+        The median pairwise Euclidean distance (> 0).
+
+    Raises
+    ------
+    ValueError
+        If fewer than 2 points are given or all points coincide (median distance 0).
+
+    Used in: chapter 3 (MMD flows), chapter 5 (MMD), metrics.
+
+    References
+    ----------
+    Gretton et al., "A kernel two-sample test", JMLR 2012 (Section 8).
+    """
+    x = check_samples(x, "x")
+    z = x
+    if y is not None:
+        y = check_samples(y, "y")
+        check_same_dim(x, y)
+        z = torch.cat([x, y], dim=0)
+    max_points = check_int(max_points, "max_points", min_value=2)
+    z = z.detach()
+    if z.shape[0] < 2:
+        raise ValueError("median_bandwidth needs at least 2 points in the pooled sample")
+    if z.shape[0] > max_points:
+        idx = torch.linspace(0, z.shape[0] - 1, max_points, device=z.device).round().long()
+        z = z[idx]
+    dist = torch.pdist(z)
+    med = float(torch.quantile(dist, 0.5))
+    if not med > 0:
+        raise ValueError(
+            "median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly"
+        )
+    return med
+
+
+class Kernel:
+    r"""Base class of radial kernels :math:`k(x, y) = \phi(|x - y|^2)`.
+
+    .. math::
+
+        k(x, y) = \phi(|x - y|^2), \qquad
+        \nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y).
+
+    Subclasses implement ``_phi(q, bandwidth)`` and ``_dphi(q, bandwidth)``. A ``bandwidth`` of
+    ``None`` means the median heuristic (:func:`median_bandwidth` on the pooled sample, detached) is
+    applied at each call.
+
+    Parameters
+    ----------
+    bandwidth : float or None
+        Positive length scale, or None for the median heuristic.
+
+    Used in: chapter 3 (particle flows), chapter 5 (MMD), metrics.
+    """
+
+    name = "kernel"
+    uses_bandwidth = True
+
+    def __init__(self, bandwidth: float | None = None):
+        if bandwidth is not None:
+            bandwidth = check_positive(bandwidth, "bandwidth")
+        self.bandwidth = bandwidth
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+    def _phi(self, q: Tensor, bandwidth: float | None) -> Tensor:
+        raise NotImplementedError
+
+    def _dphi(self, q: Tensor, bandwidth: float | None) -> Tensor:
+        raise NotImplementedError
+
+    def _with_bandwidth(self, bandwidth: float) -> Kernel:
+        raise NotImplementedError
+
+    # -- public API -------------------------------------------------------------------------------
+    def _check(self, x, y) -> tuple[Tensor, Tensor]:
+        x = check_samples(x, "x")
+        y = check_samples(y, "y")
+        check_same_dim(x, y)
+        return x, y
+
+    def resolve(self, x, y=None) -> Kernel:
+        r"""Return a kernel with a fixed bandwidth.
+
+        .. math::
+
+            s = s_{\text{given}} \text{ if set, else } \operatorname{median}_{i<j} |z_i - z_j|,
+            \quad z = x \cup y .
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d), optional
+
+        Returns
+        -------
+        Kernel
+            ``self`` if the bandwidth is fixed (or unused), else a copy with the median bandwidth.
+        """
+        if not self.uses_bandwidth or self.bandwidth is not None:
+            return self
+        return self._with_bandwidth(median_bandwidth(x, y))
+
+    def __call__(self, x, y) -> Tensor:
+        """Gram matrix.
+
+        .. math::
+
+            K_{ij} = k(x_i, y_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape (n, m)
+            Differentiable in ``x`` and ``y`` (the median bandwidth is not differentiated).
+        """
+        x, y = self._check(x, y)
+        k = self.resolve(x, y)
+        return k._phi(squared_distances(x, y), k.bandwidth)
+
+    def grad_weights(self, x, y) -> Tensor:
+        r"""Weights of the first-argument gradient.
+
+        .. math::
+
+            G_{ij} = 2\phi'(|x_i - y_j|^2), \qquad \nabla_1 k(x_i, y_j) = G_{ij}(x_i - y_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape (n, m)
+            Finite everywhere; 0 where ``x_i == y_j`` for the non-smooth kernels (Laplace, energy),
+            the symmetric choice of subgradient.
+        """
+        x, y = self._check(x, y)
+        k = self.resolve(x, y)
+        return 2.0 * k._dphi(squared_distances(x, y), k.bandwidth)
+
+    def mean_grad(self, x, y) -> Tensor:
+        r"""Mean gradient in the first argument over the second sample.
+
+        .. math::
+
+            g(x_i) = \frac1m \sum_{j=1}^m \nabla_1 k(x_i, y_j)
+                   = \frac1m \Big(x_i \sum_j G_{ij} - \sum_j G_{ij} y_j\Big).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+            Points where the gradient is evaluated.
+        y : Tensor, shape (m, d)
+            Sample the kernel is averaged over.
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+        """
+        x, y = self._check(x, y)
+        G = self.grad_weights(x, y)
+        return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(bandwidth={self.bandwidth!r})"
+
+
+class GaussianKernel(Kernel):
+    r"""Gaussian (RBF) kernel.
+
+    .. math::
+
+        k(x, y) = \exp\Big(-\frac{|x - y|^2}{2 s^2}\Big), \qquad
+        \nabla_1 k(x, y) = -\frac{k(x, y)}{s^2}(x - y).
+
+    Parameters
+    ----------
+    bandwidth : float or None
+        The length scale ``s > 0``; None for the median heuristic at call time.
+
+    Used in: chapter 3 (MMD flow, why it stalls), chapter 5 (MMD GANs), chapter 8 (drifting).
+
+    References
+    ----------
+    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
+    """
+
+    name = "gaussian"
+
+    def _phi(self, q, s):
+        return torch.exp(-q / (2.0 * s * s))
+
+    def _dphi(self, q, s):
+        return -torch.exp(-q / (2.0 * s * s)) / (2.0 * s * s)
+
+    def _with_bandwidth(self, bandwidth):
+        return GaussianKernel(bandwidth)
+
+
+class IMQKernel(Kernel):
+    r"""Inverse multiquadric kernel.
+
+    .. math::
+
+        k(x, y) = \Big(1 + \frac{|x - y|^2}{s^2}\Big)^{\beta}, \quad \beta < 0, \qquad
+        \nabla_1 k(x, y) = \frac{2\beta}{s^2}\Big(1 + \frac{|x - y|^2}{s^2}\Big)^{\beta - 1}(x - y).
+
+    Heavy-tailed: its gradient decays polynomially, not exponentially, with distance.
+
+    Parameters
+    ----------
+    bandwidth : float or None
+        The length scale ``s > 0``; None for the median heuristic at call time.
+    beta : float
+        Negative exponent (default -1/2).
+
+    Used in: chapter 3 (kernel choice for MMD flows), chapter 5.
+
+    References
+    ----------
+    Gorham and Mackey, "Measuring sample quality with kernels", ICML 2017.
+    """
+
+    name = "imq"
+
+    def __init__(self, bandwidth: float | None = None, beta: float = -0.5):
+        super().__init__(bandwidth)
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta):
+            raise TypeError(f"beta must be a finite real number, got {beta!r}")
+        if not beta < 0:
+            raise ValueError(f"beta must be negative, got {beta}")
+        self.beta = float(beta)
+
+    def _phi(self, q, s):
+        return (1.0 + q / (s * s)).pow(self.beta)
+
+    def _dphi(self, q, s):
+        return self.beta / (s * s) * (1.0 + q / (s * s)).pow(self.beta - 1.0)
+
+    def _with_bandwidth(self, bandwidth):
+        return IMQKernel(bandwidth, beta=self.beta)
+
+    def __repr__(self) -> str:
+        return f"IMQKernel(bandwidth={self.bandwidth!r}, beta={self.beta!r})"
+
+
+class LaplaceKernel(Kernel):
+    r"""Laplace (exponential) kernel.
+
+    .. math::
+
+        k(x, y) = \exp\Big(-\frac{|x - y|}{s}\Big), \qquad
+        \nabla_1 k(x, y) = -\frac{k(x, y)}{s\,|x - y|}(x - y) \quad (x \ne y),
+
+    and gradient 0 at ``x == y`` (the symmetric subgradient; no NaN).
+
+    Parameters
+    ----------
+    bandwidth : float or None
+        The length scale ``s > 0``; None for the median heuristic at call time.
+
+    Used in: chapter 3, chapter 8 (the drifting models' kernel).
+
+    References
+    ----------
+    Deng et al., "Generative Modeling via Drifting", 2026 (Laplace kernel of the drift field).
+    """
+
+    name = "laplace"
+
+    def _phi(self, q, s):
+        return torch.exp(-_safe_pow(q, 0.5) / s)
+
+    def _dphi(self, q, s):
+        r = _safe_pow(q, 0.5)
+        pos = r > 0
+        r_safe = torch.where(pos, r, torch.ones_like(r))
+        return torch.where(pos, -torch.exp(-r / s) / (2.0 * s * r_safe), torch.zeros_like(r))
+
+    def _with_bandwidth(self, bandwidth):
+        return LaplaceKernel(bandwidth)
+
+
+class EnergyKernel(Kernel):
+    r"""Energy-distance (Riesz) kernel, conditionally positive definite.
+
+    .. math::
+
+        k(x, y) = -|x - y|^{r}, \quad r \in (0, 2), \qquad
+        \nabla_1 k(x, y) = -r\,|x - y|^{r - 2}(x - y) \quad (x \ne y),
+
+    with gradient 0 at ``x == y`` (safe norm; no NaN). With ``r = 1``,
+    :math:`\tfrac12 \mathrm{MMD}_k^2` is half the energy distance
+    :math:`E|X - Y| - \tfrac12 E|X - X'| - \tfrac12 E|Y - Y'|`. The kernel has no bandwidth: its
+    gradient does not decay with distance, which is why MMD flows with it do not stall.
+
+    Parameters
+    ----------
+    exponent : float
+        The Riesz exponent ``r`` in ``(0, 2)`` (default 1, the energy distance).
+
+    Used in: chapter 3 (MMD flows that get through), metrics (energy distance).
+
+    References
+    ----------
+    Székely and Rizzo, "Energy statistics", J. Stat. Plan. Inference 2013;
+    Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024.
+    """
+
+    name = "energy"
+    uses_bandwidth = False
+
+    def __init__(self, exponent: float = 1.0):
+        super().__init__(None)
+        r = check_positive(exponent, "exponent")
+        if not r < 2:
+            raise ValueError(f"exponent must lie in (0, 2), got {r}")
+        self.exponent = r
+
+    def _phi(self, q, s):
+        return -_safe_pow(q, self.exponent / 2.0)
+
+    def _dphi(self, q, s):
+        p = self.exponent / 2.0
+        pos = q > 0
+        q_safe = torch.where(pos, q, torch.ones_like(q))
+        return torch.where(pos, -p * q_safe.pow(p - 1.0), torch.zeros_like(q))
+
+    def __repr__(self) -> str:
+        return f"EnergyKernel(exponent={self.exponent!r})"
+
+
+_BASES = {"gaussian": GaussianKernel, "imq": IMQKernel, "laplace": LaplaceKernel}
+
+
+class MultiBandwidthKernel(Kernel):
+    r"""Sum or mean of one base kernel at several bandwidths.
+
+    .. math::
+
+        k(x, y) = \frac{1}{c} \sum_{l=1}^{L} k_{s_l}(x, y), \qquad
+        c = L \text{ (mean) or } 1 \text{ (sum)}.
+
+    Parameters
+    ----------
+    base : str
+        ``"gaussian"``, ``"imq"`` or ``"laplace"``.
+    bandwidths : sequence of float, optional
+        The bandwidths ``s_l > 0``. If None, ``factors`` times the median heuristic (pooled sample,
+        detached) at call time.
+    factors : sequence of float
+        Multipliers of the median bandwidth, used when ``bandwidths`` is None.
+    reduction : str
+        ``"mean"`` (default, ``k(x, x) = 1``) or ``"sum"``.
+
+    Used in: chapter 3 (multi-scale MMD flows), chapter 5 (MMD GANs).
+
+    References
+    ----------
+    Li et al., "MMD GAN: towards deeper understanding of moment matching network", NeurIPS 2017.
+    """
+
+    name = "multi"
+
+    def __init__(
+        self,
+        base: str = "gaussian",
+        bandwidths: Sequence[float] | None = None,
+        *,
+        factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        reduction: str = "mean",
+    ):
+        if not isinstance(base, str) or base.lower() not in _BASES:
+            raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.base = base.lower()
+        self.reduction = reduction
+        if bandwidths is not None:
+            if isinstance(bandwidths, str) or not isinstance(bandwidths, Sequence | Tensor):
+                raise TypeError(f"bandwidths must be a sequence of numbers, got {bandwidths!r}")
+            if len(bandwidths) == 0:
+                raise ValueError("bandwidths must not be empty")
+            bandwidths = tuple(check_positive(b, "bandwidths") for b in bandwidths)
+        if isinstance(factors, str) or len(factors) == 0:
+            raise ValueError(f"factors must be a non-empty sequence of numbers, got {factors!r}")
+        self.factors = tuple(check_positive(f, "factors") for f in factors)
+        self.bandwidths = bandwidths
+        self.bandwidth = None  # several bandwidths: see ``bandwidths``
+
+    @property
+    def kernels(self) -> list[Kernel]:
+        """The base kernels at each fixed bandwidth (requires fixed bandwidths)."""
+        if self.bandwidths is None:
+            raise ValueError("bandwidths are not fixed yet; call resolve(x, y) first")
+        return [_BASES[self.base](b) for b in self.bandwidths]
+
+    def resolve(self, x, y=None) -> Kernel:
+        """Return a copy with fixed bandwidths (``factors`` x median heuristic if not given)."""
+        if self.bandwidths is not None:
+            return self
+        med = median_bandwidth(x, y)
+        return MultiBandwidthKernel(
+            self.base, [f * med for f in self.factors], reduction=self.reduction
+        )
+
+    def _combine(self, parts: list[Tensor]) -> Tensor:
+        total = torch.stack(parts).sum(0)
+        return total / len(parts) if self.reduction == "mean" else total
+
+    def __call__(self, x, y) -> Tensor:
+        x, y = self._check(x, y)
+        k = self.resolve(x, y)
+        q = squared_distances(x, y)
+        return k._combine([kk._phi(q, kk.bandwidth) for kk in k.kernels])
+
+    def grad_weights(self, x, y) -> Tensor:
+        x, y = self._check(x, y)
+        k = self.resolve(x, y)
+        q = squared_distances(x, y)
+        return k._combine([2.0 * kk._dphi(q, kk.bandwidth) for kk in k.kernels])
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiBandwidthKernel(base={self.base!r}, bandwidths={self.bandwidths!r}, "
+            f"reduction={self.reduction!r})"
+        )
+
+
+_NAMES = {
+    "gaussian": GaussianKernel,
+    "rbf": GaussianKernel,
+    "imq": IMQKernel,
+    "laplace": LaplaceKernel,
+    "energy": EnergyKernel,
+    "distance": EnergyKernel,
+    "riesz": EnergyKernel,
+}
+
+
+def get_kernel(name_or_kernel, bandwidth=None, **kwargs) -> Kernel:
+    r"""Build a kernel from its name (or pass a :class:`Kernel` through).
+
+    .. math::
+
+        \text{"gaussian"}: e^{-|x-y|^2/(2s^2)}, \quad
+        \text{"imq"}: (1 + |x-y|^2/s^2)^{\beta}, \quad
+        \text{"laplace"}: e^{-|x-y|/s}, \quad
+        \text{"energy"}: -|x-y|^{r}.
+
+    Parameters
+    ----------
+    name_or_kernel : str or Kernel
+        ``"gaussian"`` (alias ``"rbf"``), ``"imq"``, ``"laplace"``, ``"energy"`` (aliases
+        ``"distance"``, ``"riesz"``), ``"multi"`` (a :class:`MultiBandwidthKernel`), or a kernel
+        instance, returned unchanged.
+    bandwidth : float, sequence of float or None
+        None: median heuristic at call time. A sequence gives a :class:`MultiBandwidthKernel` with
+        that base. Must be None for the energy kernel (it has no bandwidth) and for a kernel
+        instance.
+    **kwargs
+        Passed to the constructor (``beta`` for IMQ, ``exponent`` for energy, ``reduction``...).
+
+    Returns
+    -------
+    Kernel
+
+    Used in: chapter 3, chapter 5, metrics.
+    """
+    if isinstance(name_or_kernel, Kernel):
+        if bandwidth is not None or kwargs:
+            raise TypeError("bandwidth/kwargs cannot be combined with a Kernel instance")
+        return name_or_kernel
+    if not isinstance(name_or_kernel, str):
+        raise TypeError(f"kernel must be a name or a Kernel, got {type(name_or_kernel).__name__}")
+    name = name_or_kernel.lower()
+    if name == "multi":
+        return MultiBandwidthKernel(bandwidths=bandwidth, **kwargs)
+    if name not in _NAMES:
+        raise ValueError(
+            f"unknown kernel {name_or_kernel!r}; choose from {sorted(_NAMES)} or 'multi'"
+        )
+    cls = _NAMES[name]
+    if cls is EnergyKernel:
+        if bandwidth is not None:
+            raise ValueError("the energy kernel has no bandwidth; pass bandwidth=None")
+        return EnergyKernel(**kwargs)
+    if bandwidth is not None and not isinstance(bandwidth, int | float | Tensor):
+        return MultiBandwidthKernel(base=name, bandwidths=bandwidth, **kwargs)
+    return cls(bandwidth, **kwargs)

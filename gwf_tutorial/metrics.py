@@ -1,0 +1,737 @@
+r"""Sample-based quality metrics and the finite-sample floor.
+
+Conventions
+-----------
+- Inputs are sample matrices ``x`` of shape ``(n, d)`` and ``y`` of shape ``(m, d)`` (same ``d``,
+  dtype and device). Every distance returns a **0-d tensor** of the dtype of ``x``, differentiable
+  in ``x`` and ``y`` where the solver allows it (exact OT and the Sinkhorn divergence through POT's
+  torch backend, MMD / energy / sliced distances through autograd). Call ``float(...)`` for a
+  number.
+- The ground cost is :math:`c(x, y) = |x - y|^2` (no factor 1/2) everywhere, so
+  :func:`w2_squared` is :math:`W_2^2` and ``sinkhorn_divergence(x, y, eps) -> w2_squared(x, y)``
+  as ``eps -> 0``.
+- The entropic regularisation is relative to the product of the marginals,
+  :math:`\mathrm{OT}_\varepsilon(\alpha, \beta) = \min_\pi \int |x - y|^2 d\pi
+  + \varepsilon\,\mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)`, with ``eps`` in the units of the
+  cost (squared distance), not relative to its scale (the convention of Janati et al. 2020 and of
+  POT's ``ot.solve(..., reg_type="KL")``).
+- Optimal-transport solvers are POT's (``ot.emd2``, ``ot.solve`` with log-domain Sinkhorn,
+  ``ot.wasserstein_1d``); kernels are :mod:`gwf_tutorial.kernels`.
+
+The benchmark protocol (``DESIGN.md``, "Measuring quality") is :func:`floor` (the metric between
+two independent target samples of the same size: the best any sampler can show) and
+:func:`score_vs_floor` (a method's metric against fresh target samples, divided by the floor).
+
+Used in: chapter 1 (W2, Sinkhorn), chapter 3 (MMD, sliced W, Sinkhorn), chapter 11 (benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ot
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_finite,
+    check_int,
+    check_positive,
+    check_same_dim,
+    check_samples,
+)
+from gwf_tutorial.kernels import get_kernel, squared_distances
+
+__all__ = [
+    "w2_squared",
+    "sinkhorn_divergence",
+    "mmd2",
+    "energy_distance",
+    "sliced_w2",
+    "ModeCoverage",
+    "mode_coverage",
+    "Floor",
+    "floor",
+    "ScoreVsFloor",
+    "score_vs_floor",
+]
+
+# Rows per block when averaging a kernel matrix (keeps the (n, m) matrix out of memory at once).
+_BLOCK_ROWS = 1024
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _pair(x, y) -> tuple[Tensor, Tensor]:
+    x = check_samples(x, "x")
+    y = check_samples(y, "y")
+    check_same_dim(x, y)
+    return x, y
+
+
+def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
+    """Probability weights of shape ``(n,)`` (uniform if None), normalised to sum 1."""
+    if w is None:
+        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+    w = check_finite(as_tensor(w, name), name).to(dtype=like.dtype, device=like.device)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(w.shape)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name} must be non-negative")
+    total = w.sum()
+    if not float(total) > 0:
+        raise ValueError(f"{name} must have a positive sum")
+    return w / total
+
+
+def _check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# optimal transport
+# --------------------------------------------------------------------------------------------
+
+
+def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
+    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT network simplex).
+
+    .. math::
+
+        W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2,
+        \qquad \alpha = \sum_i a_i \delta_{x_i}, \; \beta = \sum_j b_j \delta_{y_j}.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+    weights_x : Tensor, shape (n,), optional
+        Non-negative weights ``a`` (normalised to sum 1); uniform by default.
+    weights_y : Tensor, shape (m,), optional
+        Non-negative weights ``b``; uniform by default.
+    num_itermax : int
+        Network-simplex iteration limit (default 1e7: enough for ``n = m = 5000``); POT warns if
+        it is reached.
+
+    Returns
+    -------
+    Tensor, shape ()
+        dtype of ``x``; differentiable in ``x``, ``y`` (through the optimal plan).
+
+    Used in: chapter 1 (optimal transport), chapter 11 (the headline metric).
+
+    References
+    ----------
+    Bonneel, van de Panne, Paris, Heidrich, "Displacement interpolation using Lagrangian mass
+    transport", SIGGRAPH Asia 2011 (network simplex in POT); Flamary et al., "POT: Python Optimal
+    Transport", JMLR 2021.
+    """
+    x, y = _pair(x, y)
+    num_itermax = check_int(num_itermax, "num_itermax")
+    a = _weights(weights_x, x.shape[0], x, "weights_x")
+    b = _weights(weights_y, y.shape[0], x, "weights_y")
+    M = squared_distances(x, y)
+    return ot.emd2(a, b, M, numItermax=num_itermax)
+
+
+def _entropic_ot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, eps: float, max_iter, tol) -> Tensor:
+    M = squared_distances(x, y)
+    res = ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope")
+    return res.value
+
+
+def sinkhorn_divergence(
+    x,
+    y,
+    eps: float,
+    weights_x=None,
+    weights_y=None,
+    *,
+    max_iter: int = 5000,
+    tol: float = 1e-8,
+) -> Tensor:
+    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT).
+
+    .. math::
+
+        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
+          - \tfrac12 \mathrm{OT}_\varepsilon(\alpha, \alpha)
+          - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta),
+
+    .. math::
+
+        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(a, b)}
+          \sum_{ij} \pi_{ij} |x_i - y_j|^2
+          + \varepsilon\, \mathrm{KL}(\pi \,\|\, a \otimes b).
+
+    Cost :math:`|x - y|^2` (no 1/2); ``eps`` in units of squared distance. :math:`S_\varepsilon
+    \ge 0`, :math:`S_\varepsilon(\alpha, \alpha) = 0`, :math:`S_\varepsilon \to W_2^2` as
+    :math:`\varepsilon \to 0`, and :math:`S_\varepsilon \to |\bar x - \bar y|^2` (squared distance
+    of the means) as :math:`\varepsilon \to \infty`. Each
+    :math:`\mathrm{OT}_\varepsilon` is the full objective (transport plus entropic term), computed
+    by ``ot.solve(M, a, b, reg=eps, reg_type="KL")`` (log-domain Sinkhorn) with envelope-theorem
+    gradients.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+    eps : float
+        Entropic regularisation :math:`\varepsilon > 0`.
+    weights_x : Tensor, shape (n,), optional
+    weights_y : Tensor, shape (m,), optional
+        Non-negative weights (normalised); uniform by default.
+    max_iter : int
+        Sinkhorn iterations per problem (POT warns when they do not reach ``tol``).
+    tol : float
+        Tolerance on the marginal violation.
+
+    Returns
+    -------
+    Tensor, shape ()
+        dtype of ``x``; differentiable in ``x``, ``y``.
+
+    Used in: chapter 1 (entropic OT), chapter 3 (Sinkhorn particle flow), chapter 11.
+
+    References
+    ----------
+    Feydy, Séjourné, Vialard, Amari, Trouvé, Peyré, "Interpolating between optimal transport and
+    MMD using Sinkhorn divergences", AISTATS 2019; Janati, Muzellec, Peyré, Cuturi, "Entropic
+    optimal transport between unbalanced Gaussian measures has a closed form", NeurIPS 2020 (the
+    KL convention).
+    """
+    x, y = _pair(x, y)
+    eps = check_positive(eps, "eps")
+    max_iter = check_int(max_iter, "max_iter")
+    tol = check_positive(tol, "tol")
+    a = _weights(weights_x, x.shape[0], x, "weights_x")
+    b = _weights(weights_y, y.shape[0], x, "weights_y")
+    xy = _entropic_ot(x, y, a, b, eps, max_iter, tol)
+    xx = _entropic_ot(x, x, a, a, eps, max_iter, tol)
+    yy = _entropic_ot(y, y, b, b, eps, max_iter, tol)
+    return xy - 0.5 * (xx + yy)
+
+
+def sliced_w2(
+    x,
+    y,
+    n_projections: int = 200,
+    generator: torch.Generator | None = None,
+    weights_x=None,
+    weights_y=None,
+) -> Tensor:
+    r"""Squared sliced 2-Wasserstein distance (Monte Carlo over random directions).
+
+    .. math::
+
+        SW_2^2(\alpha, \beta) = \mathbb{E}_{\theta \sim U(S^{d-1})}
+          W_2^2(\theta_\# \alpha, \theta_\# \beta)
+        \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y),
+
+    the mean over directions of the 1-D squared distances (no root, no factor ``d``), each
+    computed by POT's ``ot.wasserstein_1d`` from quantile functions (for equal sizes and uniform
+    weights: :math:`\frac1n \sum_i (u_{(i)} - v_{(i)})^2`, sorted projections). For isotropic
+    Gaussians :math:`SW_2^2 = |m_1 - m_2|^2 / d + (s_1 - s_2)^2`.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+    n_projections : int
+        Number ``L`` of directions.
+    generator : torch.Generator, optional
+        Draws the directions (normalised Gaussian vectors); seed it for a deterministic value.
+    weights_x : Tensor, shape (n,), optional
+    weights_y : Tensor, shape (m,), optional
+
+    Returns
+    -------
+    Tensor, shape ()
+        dtype of ``x``; differentiable in ``x``, ``y``.
+
+    Used in: chapter 3 (sliced-Wasserstein flows), chapter 11.
+
+    References
+    ----------
+    Rabin, Peyré, Delon, Bernot, "Wasserstein barycenter and its application to texture mixing",
+    SSVM 2011; Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of
+    measures", JMIV 2015.
+    """
+    x, y = _pair(x, y)
+    n_projections = check_int(n_projections, "n_projections")
+    _check_generator(generator)
+    a = _weights(weights_x, x.shape[0], x, "weights_x")
+    b = _weights(weights_y, y.shape[0], x, "weights_y")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    theta = torch.randn(
+        x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=gen_device
+    )
+    theta = (theta / theta.norm(dim=0, keepdim=True)).to(dtype=x.dtype, device=x.device)
+    per_direction = ot.wasserstein_1d(x @ theta, y @ theta, a, b, p=2)  # (L,)
+    return per_direction.mean()
+
+
+# --------------------------------------------------------------------------------------------
+# kernel discrepancies
+# --------------------------------------------------------------------------------------------
+
+
+def _gram_mean(k, x: Tensor, y: Tensor, exclude_diagonal: bool = False) -> Tensor:
+    """Mean of ``k(x_i, y_j)`` over all pairs (or over ``i != j`` when ``x is y``), row blocks."""
+    n, m = x.shape[0], y.shape[0]
+    total = x.new_zeros(())
+    for start in range(0, n, _BLOCK_ROWS):
+        block = k(x[start : start + _BLOCK_ROWS], y)
+        total = total + block.sum()
+        if exclude_diagonal:
+            rows = block.shape[0]
+            total = total - torch.diagonal(block[:, start : start + rows]).sum()
+    if exclude_diagonal:
+        return total / (n * (n - 1))
+    return total / (n * m)
+
+
+def mmd2(
+    x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kernel_kwargs
+) -> Tensor:
+    r"""Squared maximum mean discrepancy.
+
+    .. math::
+
+        \mathrm{MMD}_k^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
+          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j)
+
+    (V-statistic, default), or with ``unbiased=True`` the U-statistic, whose first two sums run
+    over :math:`i \ne i'` (divided by :math:`n(n-1)`) and :math:`j \ne j'`. The kernel comes from
+    :func:`gwf_tutorial.kernels.get_kernel`; a bandwidth of None is the median heuristic on the
+    pooled sample (detached), fixed once for the three Gram matrices.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+    kernel : str or Kernel
+        ``"gaussian"`` (default), ``"imq"``, ``"laplace"``, ``"energy"``, ``"multi"`` or a
+        :class:`~gwf_tutorial.kernels.Kernel`.
+    bandwidth : float, sequence of float or None
+        See :func:`~gwf_tutorial.kernels.get_kernel`.
+    unbiased : bool
+        U-statistic (can be negative) instead of the V-statistic (>= 0 for positive-definite
+        kernels). Needs ``n, m >= 2``.
+    **kernel_kwargs
+        Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
+
+    Returns
+    -------
+    Tensor, shape ()
+        dtype of ``x``; differentiable in ``x``, ``y``.
+
+    Used in: chapter 3 (MMD flows), chapter 5 (MMD GANs), chapter 11.
+
+    References
+    ----------
+    Gretton, Borgwardt, Rasch, Schölkopf, Smola, "A kernel two-sample test", JMLR 2012.
+    """
+    x, y = _pair(x, y)
+    if not isinstance(unbiased, bool):
+        raise TypeError(f"unbiased must be a bool, got {unbiased!r}")
+    if unbiased and (x.shape[0] < 2 or y.shape[0] < 2):
+        raise ValueError("unbiased=True needs at least 2 samples in x and in y")
+    k = get_kernel(kernel, bandwidth, **kernel_kwargs).resolve(x, y)
+    return (
+        _gram_mean(k, x, x, exclude_diagonal=unbiased)
+        + _gram_mean(k, y, y, exclude_diagonal=unbiased)
+        - 2.0 * _gram_mean(k, x, y)
+    )
+
+
+def energy_distance(x, y) -> Tensor:
+    r"""Energy distance (V-statistic).
+
+    .. math::
+
+        \mathcal{E}(\alpha, \beta) = \frac{2}{nm}\sum_{i,j} |x_i - y_j|
+          - \frac{1}{n^2}\sum_{i,i'} |x_i - x_{i'}| - \frac{1}{m^2}\sum_{j,j'} |y_j - y_{j'}|,
+
+    the V-statistic of :math:`2E|X - Y| - E|X - X'| - E|Y - Y'|`, i.e. :math:`\mathrm{MMD}^2` with
+    the distance kernel :math:`k(x, y) = -|x - y|` (:func:`mmd2` with ``kernel="energy"``). It is
+    :math:`\ge 0` and 0 only for equal empirical measures; gradients are finite (0 at
+    coincident points).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    y : Tensor, shape (m, d)
+
+    Returns
+    -------
+    Tensor, shape ()
+        dtype of ``x``; differentiable in ``x``, ``y``.
+
+    Used in: chapter 3 (energy-kernel MMD flows), chapter 11 (the metric on mixtures).
+
+    References
+    ----------
+    Székely and Rizzo, "Energy statistics: a class of statistics based on distances", J. Stat.
+    Plan. Inference 2013.
+    """
+    return mmd2(x, y, kernel="energy")
+
+
+# --------------------------------------------------------------------------------------------
+# mode coverage
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeCoverage:
+    r"""Mode coverage of a sample with respect to a mixture (see :func:`mode_coverage`).
+
+    Attributes
+    ----------
+    modes_hit : int
+        Modes with at least ``min_fraction`` of their expected share of high-quality samples.
+    n_modes : int
+        Number of modes ``K``.
+    high_quality_fraction : float
+        Share of samples within the radius of their nearest mode.
+    weight_tv : float
+        Total-variation distance between the found and the true mode weights (1 if no sample is
+        of high quality).
+    counts : Tensor, shape (K,)
+        High-quality samples assigned to each mode (int64).
+    found_weights : Tensor, shape (K,)
+        ``counts / counts.sum()`` (float64; zeros if no sample is of high quality).
+    """
+
+    modes_hit: int
+    n_modes: int
+    high_quality_fraction: float
+    weight_tv: float
+    counts: Tensor
+    found_weights: Tensor
+
+
+def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
+    r"""How many modes of a mixture a sample covers, how well, and with which weights.
+
+    Each sample goes to its nearest mode mean :math:`k(i) = \arg\min_k |x_i - m_k|`; it is of
+    *high quality* if :math:`|x_i - m_{k(i)}| \le R_{k(i)}`. With :math:`c_k` the high-quality
+    samples of mode ``k`` and :math:`H = \sum_k c_k`:
+
+    .. math::
+
+        \text{hit}_k = \big[c_k \ge \max(1, \phi\, n\, w_k)\big], \qquad
+        \text{HQ} = H / n, \qquad
+        \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big| ,
+
+    with :math:`\phi` = ``min_fraction`` (default 0.2: a mode is hit when it holds at least 20% of
+    its expected share :math:`n w_k`). The default radius :math:`R_k = s_k
+    \sqrt{\chi^2_{d, q}}` with :math:`q = 1 - e^{-9/2} \approx 0.989` is the radius holding the
+    same mass of :math:`N(m_k, s_k^2 I)` as 3 standard deviations do in 2-D, so it is exactly
+    :math:`3 s_k` in 2-D (the usual rule of the mode-collapse literature) and grows like
+    :math:`s_k\sqrt d` in high dimension, where almost no sample lies within :math:`3 s_k`.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+    mixture : GaussianMixture or object with ``means`` (K, d), ``weights`` (K,), ``stds`` (K,)
+        ``stds`` is the isotropic scale :math:`s_k` of each mode.
+    radius : float or Tensor of shape (K,), optional
+        :math:`R_k` (positive); default as above.
+    min_fraction : float
+        :math:`\phi \in (0, 1]`.
+
+    Returns
+    -------
+    ModeCoverage
+
+    Used in: chapter 4 (mode seeking vs mode covering), chapter 7 (S-JKO on 25 Gaussians),
+    chapter 11 (benchmark on mixtures).
+
+    References
+    ----------
+    Srivastava, Valkov, Russell, Gutmann, Sutton, "VEEGAN: reducing mode collapse in GANs using
+    implicit variational learning", NeurIPS 2017 (modes and high-quality samples within 3 std).
+    """
+    from scipy.stats import chi2
+
+    for attr in ("means", "weights", "stds"):
+        if not hasattr(mixture, attr):
+            raise TypeError(f"mixture must have attributes means, weights, stds (missing {attr!r})")
+    means = check_finite(as_tensor(mixture.means, "mixture.means"), "mixture.means").detach()
+    means = means.to(torch.float64)
+    if means.ndim != 2:
+        raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
+    k, d = means.shape
+    weights = as_tensor(mixture.weights, "mixture.weights").detach().to(torch.float64).cpu()
+    stds = as_tensor(mixture.stds, "mixture.stds").detach().to(torch.float64).cpu()
+    if weights.shape != (k,) or stds.shape != (k,):
+        raise ValueError("mixture.weights and mixture.stds must have shape (K,)")
+    x = check_samples(x, "x", dim=d).detach().to(torch.float64)
+    phi = check_positive(min_fraction, "min_fraction")
+    if phi > 1:
+        raise ValueError(f"min_fraction must lie in (0, 1], got {phi}")
+    if radius is None:
+        radius_t = stds * math.sqrt(chi2.ppf(1.0 - math.exp(-4.5), d))
+    else:
+        radius_t = check_finite(as_tensor(radius, "radius"), "radius").detach()
+        radius_t = radius_t.to(torch.float64).cpu().reshape(-1)
+        if radius_t.numel() == 1:
+            radius_t = radius_t.expand(k).clone()
+        if radius_t.shape != (k,):
+            raise ValueError(f"radius must be a number or have shape ({k},)")
+        if not bool((radius_t > 0).all()):
+            raise ValueError("radius must be positive")
+    n = x.shape[0]
+    dist2 = squared_distances(x, means.to(x.device)).cpu()  # (n, K)
+    d2_min, nearest = dist2.min(dim=1)
+    hq = d2_min.sqrt() <= radius_t[nearest]
+    counts = torch.bincount(nearest[hq], minlength=k)
+    total = int(counts.sum())
+    threshold = torch.clamp(phi * n * weights, min=1.0)
+    modes_hit = int((counts >= threshold).sum())
+    if total > 0:
+        found = counts.to(torch.float64) / total
+        tv = 0.5 * float((found - weights / weights.sum()).abs().sum())
+    else:
+        found = torch.zeros(k, dtype=torch.float64)
+        tv = 1.0
+    return ModeCoverage(
+        modes_hit=modes_hit,
+        n_modes=k,
+        high_quality_fraction=float(hq.to(torch.float64).mean()),
+        weight_tv=tv,
+        counts=counts,
+        found_weights=found,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# finite-sample floor
+# --------------------------------------------------------------------------------------------
+
+
+def _sliced_w2_fixed(x, y):
+    g = torch.Generator(device=x.device).manual_seed(0)
+    return sliced_w2(x, y, generator=g)
+
+
+_METRICS: dict[str, Callable] = {
+    "w2": w2_squared,
+    "w2_squared": w2_squared,
+    "energy": energy_distance,
+    "energy_distance": energy_distance,
+    "mmd": mmd2,
+    "mmd2": mmd2,
+    "sliced_w2": _sliced_w2_fixed,
+}
+
+
+def _resolve_metric(metric) -> tuple[Callable, str]:
+    if isinstance(metric, str):
+        key = metric.lower()
+        if key not in _METRICS:
+            raise ValueError(
+                f"unknown metric {metric!r}; choose from {sorted(_METRICS)} or pass a callable "
+                "(e.g. functools.partial(sinkhorn_divergence, eps=0.1))"
+            )
+        return _METRICS[key], key
+    if not callable(metric):
+        raise TypeError(f"metric must be a name or a callable (x, y) -> scalar, got {metric!r}")
+    return metric, getattr(metric, "__name__", type(metric).__name__)
+
+
+def _resolve_target(target):
+    if isinstance(target, str):
+        from gwf_tutorial.targets import get_target
+
+        return get_target(target)
+    if not hasattr(target, "sample"):
+        raise TypeError(f"target must be a Target (with .sample) or a name, got {target!r}")
+    return target
+
+
+@dataclass
+class Floor:
+    r"""Finite-sample floor of a metric on a target (see :func:`floor`).
+
+    Attributes
+    ----------
+    median, q25, q75 : float
+        Median and quartiles of ``values``.
+    values : Tensor, shape (n_pairs,)
+        The metric on each pair of independent samples (float64).
+    n : int
+        Sample size of each side.
+    metric : str
+        Name of the metric.
+    """
+
+    median: float
+    q25: float
+    q75: float
+    values: Tensor
+    n: int
+    metric: str
+
+
+def floor(
+    target,
+    n: int,
+    metric="w2",
+    n_pairs: int = 10,
+    seed: int = 0,
+    *,
+    dtype: torch.dtype = torch.float64,
+    progress: bool | None = None,
+) -> Floor:
+    r"""The metric between two independent samples of the target: what a perfect sampler shows.
+
+    .. math::
+
+        F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big), \quad
+        y^{(s)}_i \overset{\text{iid}}{\sim} p, \quad r = 1, \dots, R,
+
+    summarised by the median and quartiles over the ``R = n_pairs`` pairs. A method whose metric
+    against fresh target samples is near this floor cannot be told apart from the target at this
+    ``n``; the benchmark reports score / floor (:func:`score_vs_floor`).
+
+    Parameters
+    ----------
+    target : Target or str
+        Anything with ``sample(n, generator=, dtype=)``, or a registry name.
+    n : int
+        Sample size of each side (2000 in the benchmark).
+    metric : str or callable
+        ``"w2"`` (:func:`w2_squared`, default), ``"energy"``, ``"mmd"``, ``"sliced_w2"`` (fixed
+        directions, seed 0), or a callable ``(x, y) -> scalar`` (e.g.
+        ``functools.partial(sinkhorn_divergence, eps=0.1)``).
+    n_pairs : int
+        Number ``R`` of independent pairs (>= 1; the benchmark uses >= 10).
+    seed : int
+        Seed of the generator that draws all ``2R`` samples, in order.
+    dtype : torch.dtype
+        dtype of the samples (default float64).
+    progress : bool, optional
+        Show a progress bar (default: as :func:`gwf_tutorial.train.progress` decides).
+
+    Returns
+    -------
+    Floor
+
+    Used in: chapter 3 (how small is small), chapter 11 (every table and plot of the benchmark).
+    """
+    from gwf_tutorial.train import progress as _progress
+
+    target = _resolve_target(target)
+    n = check_int(n, "n", min_value=2)
+    n_pairs = check_int(n_pairs, "n_pairs")
+    seed = check_int(seed, "seed", min_value=0)
+    fn, name = _resolve_metric(metric)
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    disable = None if progress is None else not progress
+    bar = _progress(range(n_pairs), desc=f"floor {name}", disable=disable)
+    for _ in bar:
+        a = target.sample(n, generator=g, dtype=dtype)
+        b = target.sample(n, generator=g, dtype=dtype)
+        with torch.no_grad():
+            values.append(float(fn(a, b)))
+    v = torch.tensor(values, dtype=torch.float64)
+    q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    return Floor(median=float(q[1]), q25=float(q[0]), q75=float(q[2]), values=v, n=n, metric=name)
+
+
+@dataclass
+class ScoreVsFloor:
+    r"""A sample's metric against fresh target samples and its ratio to the floor.
+
+    Attributes
+    ----------
+    score : float
+        Median of ``values``.
+    ratio : float
+        ``score / floor.median``.
+    values : Tensor, shape (n_refs,)
+        The metric against each reference draw (float64).
+    floor : Floor
+    """
+
+    score: float
+    ratio: float
+    values: Tensor
+    floor: Floor
+
+
+def score_vs_floor(
+    x,
+    target,
+    metric="w2",
+    floor_result: Floor | None = None,
+    n_refs: int = 3,
+    seed: int = 12345,
+) -> ScoreVsFloor:
+    r"""A method's score (metric against fresh target samples) and its ratio to the floor.
+
+    .. math::
+
+        \text{score} = \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big),
+        \quad y^{(r)}_i \overset{\text{iid}}{\sim} p, \qquad
+        \text{ratio} = \frac{\text{score}}{\operatorname{median}_r F_r}.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        The method's samples (detached; their dtype is used for the references).
+    target : Target or str
+    metric : str or callable
+        As in :func:`floor`.
+    floor_result : Floor, optional
+        A floor for the same target, metric and ``n``; computed with :func:`floor` (10 pairs,
+        seed 0) if None.
+    n_refs : int
+        Number ``R'`` of reference draws (default 3, the benchmark protocol).
+    seed : int
+        Seed of the reference draws (default 12345, distinct from the floor's).
+
+    Returns
+    -------
+    ScoreVsFloor
+
+    Used in: chapter 11 (benchmark), and the 2-D experiments of chapters 3-8.
+    """
+    x = check_samples(x, "x", min_n=2).detach()
+    target = _resolve_target(target)
+    n_refs = check_int(n_refs, "n_refs")
+    seed = check_int(seed, "seed", min_value=0)
+    fn, name = _resolve_metric(metric)
+    n = x.shape[0]
+    if floor_result is None:
+        floor_result = floor(target, n, metric)
+    elif not isinstance(floor_result, Floor):
+        raise TypeError(f"floor_result must be a Floor, got {type(floor_result).__name__}")
+    elif floor_result.n != n:
+        raise ValueError(f"floor_result was computed at n={floor_result.n}, but x has n={n}")
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(n_refs):
+        y = target.sample(n, generator=g, dtype=x.dtype).to(x.device)
+        with torch.no_grad():
+            values.append(float(fn(x, y)))
+    v = torch.tensor(values, dtype=torch.float64)
+    score = float(torch.quantile(v, 0.5))
+    if not floor_result.median > 0:
+        raise ValueError("the floor's median is not positive; the ratio is undefined")
+    return ScoreVsFloor(
+        score=score, ratio=score / floor_result.median, values=v, floor=floor_result
+    )

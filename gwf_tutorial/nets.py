@@ -1,0 +1,336 @@
+"""Neural networks used by the methods: MLPs for low-dimensional problems, maps for JKO steps.
+
+The networks here hold no loss and no training loop; :mod:`gwf_tutorial.jko`,
+:mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.critics` compose them.
+
+Low-dimensional networks (this section):
+
+- :class:`MLP` -- a plain multilayer perceptron (critics, generators, drifting toy models);
+- :class:`ResidualMLP` -- the S-JKO toy network: residual blocks, optionally ``x + net(x)`` and
+  zero-initialised output so that the map starts at the identity;
+- :class:`AffineMap` and :class:`Translation` -- exact, tiny map families for tests on Gaussians.
+
+Image networks (small convolutional generators / critics for 8x8 digits and 32x32 CIFAR-10) go in
+the second section of this module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gwf_tutorial._validation import check_int
+
+__all__ = ["ACTIVATIONS", "make_activation", "MLP", "ResidualMLP", "AffineMap", "Translation"]
+
+#: Activation names accepted by the networks of this module.
+ACTIVATIONS = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+
+def make_activation(activation: str) -> nn.Module:
+    r"""Build an activation module from its name.
+
+    .. math::
+
+        \mathrm{silu}(u) = u\,\sigma(u), \quad \mathrm{relu}(u) = \max(u, 0), \quad
+        \mathrm{leaky\_relu}(u) = \max(u, 0.2u), \dots
+
+    Parameters
+    ----------
+    activation : str
+        One of ``"silu"``, ``"relu"``, ``"leaky_relu"`` (slope 0.2), ``"elu"``, ``"gelu"``,
+        ``"tanh"``, ``"softplus"``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The elementwise activation (shape preserving).
+
+    Used in: every chapter that trains a network (4--11).
+    """
+    if not isinstance(activation, str):
+        raise TypeError(f"activation must be a string, got {type(activation).__name__}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]()
+
+
+def _check_input(x: Tensor, in_dim: int, name: str = "x") -> None:
+    """Cheap shape check for ``forward`` (no finiteness check: it would synchronise a GPU)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != in_dim:
+        raise ValueError(f"{name} must have shape (n, {in_dim}), got {tuple(x.shape)}")
+
+
+class MLP(nn.Module):
+    r"""Multilayer perceptron with ``depth`` hidden layers of width ``hidden``.
+
+    .. math::
+
+        h_0 = x, \quad h_{l} = \sigma(W_l h_{l-1} + b_l)\ (l = 1, \dots, L), \quad
+        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1},
+
+    with :math:`L` = ``depth`` and :math:`\sigma` the activation. ``depth=0`` is a single linear
+    layer.
+
+    Parameters
+    ----------
+    in_dim : int
+        Input dimension.
+    out_dim : int
+        Output dimension.
+    hidden : int, default 256
+        Width of every hidden layer.
+    depth : int, default 3
+        Number of hidden layers (``>= 0``).
+    activation : str, default "silu"
+        Name of the activation, see :func:`make_activation`.
+    dtype : torch.dtype, optional
+        Parameter dtype (``torch.float64`` for closed-form tests); default torch's default dtype.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``x`` of shape ``(n, in_dim)`` to shape ``(n, out_dim)``.
+
+    Used in: chapters 4 (critics), 5, 6 (generators), 8 (drifting toy model: 3x256 SiLU), 11.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_dim = check_int(in_dim, "in_dim")
+        self.out_dim = check_int(out_dim, "out_dim")
+        hidden = check_int(hidden, "hidden")
+        depth = check_int(depth, "depth", min_value=0)
+        make_activation(activation)  # validates the name
+        layers: list[nn.Module] = []
+        width = self.in_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden, dtype=dtype), make_activation(activation)]
+            width = hidden
+        layers.append(nn.Linear(width, self.out_dim, dtype=dtype))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_dim)
+        return self.net(x)
+
+
+class _ResidualBlock(nn.Module):
+    """``h + W2 act(W1 act(h))`` (pre-activation residual block)."""
+
+    def __init__(self, hidden: int, activation: str, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            make_activation(activation),
+            nn.Linear(hidden, hidden, dtype=dtype),
+            make_activation(activation),
+            nn.Linear(hidden, hidden, dtype=dtype),
+        )
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.body(h)
+
+
+class ResidualMLP(nn.Module):
+    r"""Residual MLP, the toy network of S-JKO; a map that can start at the identity.
+
+    .. math::
+
+        h_0 = W_{\mathrm{in}} x + b_{\mathrm{in}}, \quad
+        h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) + b_{j,1}) + b_{j,2},
+
+        N(x) = W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}}, \qquad
+        T(x) = \begin{cases} x + N(x) & \text{if } \mathtt{in\_dim} = \mathtt{dim}
+        \ (\text{and } \mathtt{skip}), \\ N(x) & \text{otherwise,} \end{cases}
+
+    with :math:`J` = ``n_blocks``. With ``zero_init_last=True`` the output layer starts at zero,
+    so :math:`N \equiv 0` and :math:`T = \mathrm{Id}` at initialisation (a JKO chain starting at
+    the previous map).
+
+    Parameters
+    ----------
+    dim : int
+        Output dimension.
+    hidden : int, default 128
+        Width of the residual stream.
+    n_blocks : int, default 3
+        Number of residual blocks (``>= 0``).
+    activation : str, default "silu"
+        Name of the activation, see :func:`make_activation`.
+    in_dim : int, optional
+        Input dimension; default ``dim``.
+    zero_init_last : bool, default False
+        Initialise the output layer at zero (so ``T = Id`` when ``in_dim == dim``, ``T = 0``
+        otherwise).
+    skip : bool, default True
+        Add the input to the output when ``in_dim == dim``.
+    dtype : torch.dtype, optional
+        Parameter dtype.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(n, in_dim)`` to ``(n, dim)``.
+
+    Used in: chapter 7 (S-JKO toy experiments), chapter 4 and 6 (parametric JKO maps).
+
+    References
+    ----------
+    Choi, J., Choi, J., Kang, M. (2024). Scalable Wasserstein gradient flow for generative
+    modeling through unbalanced optimal transport. ICML. (Toy networks: width 128, 3 blocks, SiLU.)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 128,
+        n_blocks: int = 3,
+        activation: str = "silu",
+        in_dim: int | None = None,
+        *,
+        zero_init_last: bool = False,
+        skip: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = check_int(dim, "dim")
+        self.in_dim = self.dim if in_dim is None else check_int(in_dim, "in_dim")
+        hidden = check_int(hidden, "hidden")
+        n_blocks = check_int(n_blocks, "n_blocks", min_value=0)
+        make_activation(activation)
+        self.skip = bool(skip) and self.in_dim == self.dim
+        self.inp = nn.Linear(self.in_dim, hidden, dtype=dtype)
+        self.blocks = nn.Sequential(
+            *[_ResidualBlock(hidden, activation, dtype) for _ in range(n_blocks)]
+        )
+        self.act = make_activation(activation)
+        self.out = nn.Linear(hidden, self.dim, dtype=dtype)
+        if zero_init_last:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_dim)
+        n = self.out(self.act(self.blocks(self.inp(x))))
+        return x + n if self.skip else n
+
+
+class AffineMap(nn.Module):
+    r"""Affine map :math:`T(x) = A x + b`, initialised at the identity.
+
+    .. math::
+
+        T(x) = x A^\top + b \quad (\text{row convention}), \qquad A_0 = I_d,\ b_0 = 0.
+
+    The push-forward of a Gaussian :math:`\mathcal N(m, S)` is :math:`\mathcal N(Am + b, ASA^\top)`,
+    exposed by :meth:`push_gaussian`, which makes the family exact for Gaussian JKO tests.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension d.
+    dtype : torch.dtype, optional
+        Parameter dtype.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(n, d)`` to ``(n, d)``. Parameters: ``A`` of shape ``(d, d)``, ``b`` of
+    shape ``(d,)``.
+
+    Used in: chapters 2 and 4 (the parametric JKO step reproducing the exact Gaussian JKO step).
+    """
+
+    def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.dim = check_int(dim, "dim")
+        self.A = nn.Parameter(torch.eye(self.dim, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.dim)
+        return x @ self.A.T + self.b
+
+    def push_gaussian(self, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Push a Gaussian forward: :math:`(m, S) \mapsto (A m + b, A S A^\top)`.
+
+        .. math::
+
+            T_\# \mathcal N(m, S) = \mathcal N(A m + b,\ A S A^\top).
+
+        Parameters
+        ----------
+        mean : Tensor, shape (d,)
+        cov : Tensor, shape (d, d)
+
+        Returns
+        -------
+        mean, cov : Tensor, shapes (d,) and (d, d)
+            Differentiable in ``A`` and ``b``.
+
+        Used in: chapter 4 (exact objectives of affine JKO steps).
+        """
+        if mean.shape != (self.dim,) or cov.shape != (self.dim, self.dim):
+            raise ValueError(
+                f"mean and cov must have shapes ({self.dim},) and ({self.dim}, {self.dim}), "
+                f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
+            )
+        return self.A @ mean + self.b, self.A @ cov @ self.A.T
+
+
+class Translation(nn.Module):
+    r"""Translation :math:`T(x) = x + b`, initialised at the identity (:math:`b = 0`).
+
+    .. math::
+
+        T(x) = x + b.
+
+    For this family the metric tensor of the projected Wasserstein flow is the identity
+    (:math:`G(\theta) = \mathbb E[J^\top J] = I`), so projected and particle flows of the mean
+    agree.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension d.
+    dtype : torch.dtype, optional
+        Parameter dtype.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(n, d)`` to ``(n, d)``; parameter ``b`` of shape ``(d,)``.
+
+    Used in: chapter 6 (projected Wasserstein flows), tests.
+    """
+
+    def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.dim = check_int(dim, "dim")
+        self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.dim)
+        return x + self.b
+
+
+# ---------------------------------------------------------------------------------------------
+# Image networks (8x8 scikit-learn digits, 32x32 CIFAR-10): small convolutional generators and
+# critics. To be added here (chapters 9 and 10); same conventions: constructor arguments
+# validated with ``check_int``, ``forward`` shape-checked, ``dtype=`` accepted.
+# ---------------------------------------------------------------------------------------------

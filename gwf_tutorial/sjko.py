@@ -1,0 +1,1305 @@
+r"""S-JKO: the JKO step as source-fixed unbalanced optimal transport, solved in the semi-dual.
+
+One JKO step of an f-divergence to the data distribution :math:`\nu`,
+
+.. math::
+
+    \rho_{k+1} = \operatorname*{arg\,min}_\rho\ \frac{W_2^2(\rho, \rho_k)}{2\tau}
+    + D_\Psi(\rho \,\|\, \nu),
+
+is an unbalanced OT problem whose first marginal is fixed to :math:`\rho_k` (cost
+:math:`c_\tau(x, y) = |x - y|^2 / (2\tau)`, soft second marginal penalised by :math:`D_\Psi`). Its
+semi-dual is a max-min over a potential :math:`v` and a map :math:`T`:
+
+.. math::
+
+    \sup_v \inf_T\ J(v, T), \qquad
+    J(v, T) = \mathbb E_{x \sim \rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big]
+    - \mathbb E_{y \sim \nu}\big[\Psi^*(-v(y))\big],
+
+(:math:`\inf_T` computes the c-transform :math:`v^c(x) = \inf_y c_\tau(x, y) - v(y)`). At the saddle
+point :math:`T_\# \rho_k = \rho_{k+1}`, :math:`v = -\Psi'(\mathrm d\rho_{k+1} / \mathrm d\nu)` and
+:math:`J` equals the primal JKO objective. The two losses minimised alternately are
+
+.. math::
+
+    L_v = \mathbb E\, v(T(x)) + \mathbb E_{\nu}\, \Psi^*(-v(\tilde y))
+    + \tfrac{\lambda}{2} \mathbb E\, |\nabla v(\tilde y)|^2, \qquad
+    L_T = \mathbb E\big[c_\tau(x, T(x)) - v(T(x))\big].
+
+Reparameterization (O(K) training): :math:`\rho_k = (T_{k-1})_\# \mu_0` is sampled with one forward
+pass of the frozen previous map; the new map :math:`T_k` (initialised as a copy of :math:`T_{k-1}`)
+is trained from the latent :math:`\mu_0` directly, with cost
+:math:`c_\tau(T_{k-1}(x_0), T_k(x_0))`. The composed alternative keeps a chain of step maps,
+:math:`\rho_k = (T_{k-1} \circ \dots \circ T_0)_\# \mu_0`, whose sampling cost grows with k (O(K^2)
+training).
+
+Nothing here is image specific: maps and potentials are any ``torch.nn.Module`` (2-D toys with
+:class:`gwf_tutorial.nets.ResidualMLP`, images with the generators / critics of
+:mod:`gwf_tutorial.nets`); samples of any shape ``(n, ...)`` are flattened for the cost only.
+
+Used in: chapter 7 (S-JKO), chapters 10 and 11 (CIFAR-10, benchmark).
+
+References
+----------
+Choi, J., Choi, J., Kang, M. (2024). Scalable Wasserstein gradient flow for generative modeling
+through unbalanced optimal transport. ICML. arXiv:2402.05443. Official code
+``Jae-Moo/Scalable-JKO`` (losses in ``train.py``, :math:`\Psi^*` in ``utils.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_finite,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
+from gwf_tutorial.train import make_generator, progress
+
+__all__ = [
+    "PSI_STAR",
+    "PSI_F",
+    "psi_star",
+    "transport_cost",
+    "potential_loss",
+    "map_loss",
+    "semi_dual_objective",
+    "r1_penalty",
+    "add_instance_noise",
+    "LatentMap",
+    "PhaseResult",
+    "SemiDualJKO",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The divergences: Psi* and the f it is the convex conjugate of
+# ---------------------------------------------------------------------------------------------
+
+
+def _psi_star_kl(s: Tensor) -> Tensor:
+    return torch.expm1(s)
+
+
+def _psi_star_chi2(s: Tensor) -> Tensor:
+    u = F.relu(s + 2.0) - 2.0  # = max(s, -2)
+    return u + 0.25 * u * u
+
+
+def _psi_star_js(s: Tensor) -> Tensor:
+    return 2.0 * F.softplus(s) - 2.0 * math.log(2.0)
+
+
+#: The conjugates :math:`\Psi^*(s)` used by S-JKO (official names in parentheses):
+#:
+#: - ``"kl"`` (kl): :math:`e^s - 1`, conjugate of the centred KL generator
+#:   :math:`f(t) = t\log t - t + 1`; in terms of :data:`gwf_tutorial.fdiv.KL` (:math:`f = t\log
+#:   t`, :math:`f^*(s) = e^{s-1}`) it is :math:`f^*(s + 1) - 1`. The generators differ by
+#:   :math:`1 - t`, which integrates to 0 between probability measures, so :math:`D_\Psi =
+#:   \mathrm{KL}` either way; the centred one makes the optimal potential
+#:   :math:`v^* = -\log(\mathrm d\rho_{k+1}/\mathrm d\nu)` (no shift by 1);
+#: - ``"chi2"`` (chi): :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1`, conjugate of the
+#:   Pearson generator :math:`f(t) = (t - 1)^2` on :math:`t \ge 0`
+#:   (= :data:`gwf_tutorial.fdiv.PEARSON_CHI2` ``.conjugate``);
+#: - ``"js"`` (softplus): :math:`2\,\mathrm{softplus}(s) - 2\log 2`, conjugate of
+#:   :math:`f(t) = t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e.
+#:   :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu, 2\nu - \mu)` (a Jensen--Shannon-type divergence
+#:   whose density ratio is capped at 2).
+#:
+#: All three satisfy :math:`\Psi^*(0) = 0` and :math:`\Psi^{*\prime}(0) = 1`.
+PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
+    "kl": _psi_star_kl,
+    "chi2": _psi_star_chi2,
+    "js": _psi_star_js,
+}
+
+#: The generators :math:`f` (of :math:`D_f(\mu\|\nu) = \int f(\mathrm d\mu / \mathrm d\nu)\,
+#: \mathrm d\nu`) whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
+PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
+    "kl": lambda t: torch.where(
+        t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)
+    ),
+    "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
+    "js": lambda t: torch.where(
+        (t >= 0) & (t <= 2),
+        torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
+        torch.full_like(t, math.inf),
+    ),
+}
+
+_ALIASES = {"chi": "chi2", "softplus": "js"}
+
+
+def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    r"""Return the conjugate :math:`\Psi^*` of an S-JKO divergence, by name or as given.
+
+    .. math::
+
+        \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad
+        \Psi^*_{\chi^2}(s) = \begin{cases} s + s^2/4 & s \ge -2 \\ -1 & s < -2 \end{cases},
+        \quad \Psi^*_{\mathrm{js}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
+
+    Parameters
+    ----------
+    divergence : str or callable
+        ``"kl"``, ``"chi2"`` (alias ``"chi"``), ``"js"`` (alias ``"softplus"``, the official
+        code's name), or a callable ``Tensor -> Tensor`` used as :math:`\Psi^*` (elementwise,
+        convex, non-decreasing).
+
+    Returns
+    -------
+    callable
+        Elementwise map, shape preserving.
+
+    Used in: chapter 7 (S-JKO losses).
+
+    References
+    ----------
+    Choi et al. (2024), ``utils.select_phi`` of the official code; see :data:`PSI_STAR`.
+    """
+    if callable(divergence):
+        return divergence
+    if not isinstance(divergence, str):
+        raise TypeError(
+            f"divergence must be a name or a callable, got {type(divergence).__name__}"
+        )
+    name = _ALIASES.get(divergence, divergence)
+    if name not in PSI_STAR:
+        raise ValueError(
+            f"divergence must be one of {sorted(PSI_STAR) + sorted(_ALIASES)}, got {divergence!r}"
+        )
+    return PSI_STAR[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (free functions, checked in the tests)
+# ---------------------------------------------------------------------------------------------
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def _as_values(v, name: str) -> Tensor:
+    """Potential values ``(n,)`` or ``(n, 1)`` -> ``(n,)``."""
+    v = as_tensor(v, name)
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1), got {tuple(v.shape)}")
+    if v.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one value")
+    return v
+
+
+def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
+    if weights is None:
+        return values.mean()
+    w = as_tensor(weights, name).to(values)
+    if w.shape != values.shape:
+        raise ValueError(f"{name} must have shape {tuple(values.shape)}, got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative")
+    total = w.sum()
+    if not total > 0:
+        raise ValueError(f"{name} must have a positive sum")
+    return (w * values).sum() / total
+
+
+def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = False) -> Tensor:
+    r"""Per-sample quadratic transport cost of a JKO step.
+
+    .. math::
+
+        c_\tau(x_i, y_i) = \frac{|x_i - y_i|^2}{2\tau}
+        \quad\text{or, with ``per_dim_average``,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
+
+    The official S-JKO (and GWF) code averages over the d coordinates (the second form, a step
+    :math:`\tau d` in the math's units); the default is the math.
+
+    Parameters
+    ----------
+    x, y : Tensor, shape (n, ...)
+        Paired points (flattened to ``(n, d)``).
+    tau : float
+        JKO step, ``> 0``.
+    per_dim_average : bool, default False
+        Divide by the dimension d as the official code does.
+
+    Returns
+    -------
+    Tensor, shape (n,)
+
+    Used in: chapter 7.
+    """
+    tau = check_positive(tau, "tau")
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise TypeError("x and y must be torch tensors")
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(
+            f"x and y must have the same shape (n, ...), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    sq = _flat(x - y).pow(2)
+    sq = sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)
+    return sq / (2.0 * tau)
+
+
+def potential_loss(
+    v_fake,
+    v_real,
+    divergence: str | Callable[[Tensor], Tensor] = "kl",
+    *,
+    grad_real: Tensor | None = None,
+    r1: float = 0.0,
+    source_weights=None,
+    data_weights=None,
+) -> Tensor:
+    r"""Loss of the potential :math:`v` (minimised): minus the semi-dual up to terms free of v.
+
+    .. math::
+
+        L_v = \mathbb E_{x \sim \rho_k}\, v(T(x)) + \mathbb E_{y \sim \nu}\, \Psi^*(-v(y))
+        + \frac{\lambda}{2}\, \mathbb E_{y \sim \nu} |\nabla v(y)|^2 .
+
+    Parameters
+    ----------
+    v_fake : Tensor, shape (n,) or (n, 1)
+        :math:`v(T(x_i))` at the map's outputs.
+    v_real : Tensor, shape (m,) or (m, 1)
+        :math:`v(y_j)` at data points (possibly with instance noise).
+    divergence : str or callable, default "kl"
+        See :func:`psi_star`.
+    grad_real : Tensor, shape (m, ...), optional
+        :math:`\nabla v(y_j)`, needed when ``r1 > 0`` (see :func:`r1_penalty`).
+    r1 : float, default 0
+        R1 weight :math:`\lambda \ge 0` (official code: 0.2).
+    source_weights : Tensor, shape (n,), optional
+        Quadrature weights of the :math:`x_i` (uniform by default; normalised).
+    data_weights : Tensor, shape (m,), optional
+        Weights of the :math:`y_j` (uniform by default; normalised).
+
+    Returns
+    -------
+    Tensor, shape ()
+        Differentiable scalar.
+
+    Used in: chapter 7.
+
+    References
+    ----------
+    Choi et al. (2024), Algorithm 1; official ``train.py`` (``errD_real + errD_fake + R1``).
+    """
+    psi = psi_star(divergence)
+    v_fake = _as_values(v_fake, "v_fake")
+    v_real = _as_values(v_real, "v_real")
+    r1 = check_nonnegative(r1, "r1")
+    loss = _weighted_mean(v_fake, source_weights, "source_weights") + _weighted_mean(
+        psi(-v_real), data_weights, "data_weights"
+    )
+    if r1 > 0:
+        if grad_real is None:
+            raise ValueError("grad_real is required when r1 > 0")
+        if grad_real.shape[0] != v_real.shape[0]:
+            raise ValueError(
+                f"grad_real must have {v_real.shape[0]} rows, got shape {tuple(grad_real.shape)}"
+            )
+        sq = _flat(grad_real).pow(2).sum(dim=1)
+        loss = loss + 0.5 * r1 * _weighted_mean(sq, data_weights, "data_weights")
+    return loss
+
+
+def map_loss(
+    t_new: Tensor,
+    t_old: Tensor,
+    v_new,
+    tau: float,
+    *,
+    per_dim_average: bool = False,
+    source_weights=None,
+) -> Tensor:
+    r"""Loss of the map :math:`T` (minimised): the c-transform objective.
+
+    .. math::
+
+        L_T = \mathbb E\big[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))\big],
+
+    with :math:`T_{\mathrm{old}}(x)` the point of :math:`\rho_k` (the source itself in the composed
+    parametrization) and :math:`c_\tau` of :func:`transport_cost`.
+
+    Parameters
+    ----------
+    t_new : Tensor, shape (n, ...)
+        :math:`T(x_i)` (differentiable).
+    t_old : Tensor, shape (n, ...)
+        Source points of :math:`\rho_k` paired with ``t_new``.
+    v_new : Tensor, shape (n,) or (n, 1)
+        :math:`v(T(x_i))`.
+    tau : float
+        JKO step ``> 0``.
+    per_dim_average : bool, default False
+        Cost divided by d, as in the official code.
+    source_weights : Tensor, shape (n,), optional
+        Weights of the source points (uniform by default; normalised).
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 7.
+
+    References
+    ----------
+    Choi et al. (2024), Algorithm 1; official ``train.py`` (``0.5 * c / h - D_fake``).
+    """
+    v_new = _as_values(v_new, "v_new")
+    cost = transport_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
+    if cost.shape != v_new.shape:
+        raise ValueError(
+            f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}"
+        )
+    return _weighted_mean(cost - v_new, source_weights, "source_weights")
+
+
+def semi_dual_objective(
+    cost,
+    v_fake,
+    v_real,
+    divergence: str | Callable[[Tensor], Tensor] = "kl",
+    *,
+    source_weights=None,
+    data_weights=None,
+) -> Tensor:
+    r"""Value of the semi-dual objective for a potential and a map.
+
+    .. math::
+
+        J(v, T) = \mathbb E_{x\sim\rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big]
+        - \mathbb E_{y\sim\nu}\, \Psi^*(-v(y)).
+
+    At the saddle point it equals the primal JKO objective
+    :math:`\mathbb E\, c_\tau(x, T(x)) + D_\Psi(T_\#\rho_k \| \nu)`.
+
+    Parameters
+    ----------
+    cost : Tensor, shape (n,)
+        :math:`c_\tau(x_i, T(x_i))` (see :func:`transport_cost`).
+    v_fake : Tensor, shape (n,) or (n, 1)
+        :math:`v(T(x_i))`.
+    v_real : Tensor, shape (m,) or (m, 1)
+        :math:`v(y_j)`.
+    divergence : str or callable, default "kl"
+    source_weights, data_weights : Tensor, shapes (n,) and (m,), optional
+        Quadrature weights (uniform by default).
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 7 (semi-dual = primal at the optimum).
+    """
+    psi = psi_star(divergence)
+    cost = _as_values(cost, "cost")
+    v_fake = _as_values(v_fake, "v_fake")
+    v_real = _as_values(v_real, "v_real")
+    if cost.shape != v_fake.shape:
+        raise ValueError(f"cost and v_fake must have the same length, got {cost.shape[0]} and "
+                         f"{v_fake.shape[0]}")
+    return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _weighted_mean(
+        psi(-v_real), data_weights, "data_weights"
+    )
+
+
+def r1_penalty(potential: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Potential values and input gradients at data points, for the R1 penalty.
+
+    .. math::
+
+        \mathrm{R1}(v) = \mathbb E_{y\sim\nu}\, |\nabla_y v(y)|^2 .
+
+    Parameters
+    ----------
+    potential : callable
+        :math:`v`, mapping ``(m, ...)`` to ``(m,)`` or ``(m, 1)``.
+    y : Tensor, shape (m, ...)
+        Points (detached from any graph; a leaf copy is made).
+
+    Returns
+    -------
+    v : Tensor, shape (m,)
+        :math:`v(y_j)`, differentiable in the potential's parameters.
+    grad : Tensor, shape (m, ...)
+        :math:`\nabla v(y_j)`, with a graph (``create_graph=True``) so that the penalty trains
+        the potential.
+
+    Used in: chapter 7.
+
+    References
+    ----------
+    Mescheder, L., Geiger, A., Nowozin, S. (2018). Which training methods for GANs do actually
+    converge? ICML.
+    """
+    y = y.detach().requires_grad_(True)
+    v = _as_values(potential(y), "potential(y)")
+    (grad,) = torch.autograd.grad(v.sum(), y, create_graph=True)
+    return v, grad
+
+
+def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
+    r"""The official code's shrinking instance noise on data at phase k (0-based).
+
+    .. math::
+
+        \tilde y = y + \frac{\varepsilon}{32 (k + 1)}, \qquad \varepsilon \sim \mathcal N(0, I).
+
+    Undocumented in the paper; off by default in :class:`SemiDualJKO`.
+
+    Parameters
+    ----------
+    y : Tensor, shape (m, ...)
+    k : int
+        Phase index ``>= 0``.
+    generator : torch.Generator, optional
+        On ``y``'s device.
+
+    Returns
+    -------
+    Tensor, shape (m, ...)
+
+    Used in: chapter 7 (deviations of the official code).
+
+    References
+    ----------
+    Official ``Jae-Moo/Scalable-JKO`` ``train.py``: ``netD(real_data + (1/(32*(phase+1)))*noise)``.
+    """
+    k = check_int(k, "k", min_value=0)
+    eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    return y + eps / (32.0 * (k + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class LatentMap(nn.Module):
+    r"""Adapter giving a single-input network the S-JKO map signature :math:`T(x, z)`.
+
+    .. math::
+
+        T(x, z) = N([x, z]) \quad\text{or, with ``residual``,}\quad T(x, z) = x + N([x, z]).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Maps ``(n, d + noise_dim)`` to ``(n, d)`` (e.g. ``nets.ResidualMLP(d, in_dim=d + nz,
+        zero_init_last=True)``; with ``residual=True`` the pair starts at the identity).
+    residual : bool, default True
+        Add the input point.
+
+    Notes
+    -----
+    ``forward(x, z)``: ``x`` of shape ``(n, d)``, ``z`` of shape ``(n, noise_dim)``, returns
+    ``(n, d)``.
+
+    Used in: chapter 7 (toy maps with an extra latent, as in the official code).
+    """
+
+    def __init__(self, net: nn.Module, *, residual: bool = True) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+        self.residual = bool(residual)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0]:
+            raise ValueError(
+                f"x and z must have shapes (n, d) and (n, nz), got {tuple(x.shape)}, "
+                f"{tuple(z.shape)}"
+            )
+        out = self.net(torch.cat([x, z], dim=1))
+        return x + out if self.residual else out
+
+
+@dataclass
+class PhaseResult:
+    """Record of one S-JKO phase (one JKO step).
+
+    Attributes
+    ----------
+    phase : int
+        Phase index k (0-based): the step from :math:`\\rho_k` to :math:`\\rho_{k+1}`.
+    tau : float
+        JKO step used.
+    n_iters : int
+        Alternating iterations.
+    potential_loss : Tensor, shape (n_iters,)
+        :math:`L_v` per iteration (with the R1 term).
+    map_loss : Tensor, shape (n_iters,)
+        :math:`L_T` per iteration.
+    semi_dual : Tensor, shape (n_iters,)
+        Mini-batch estimate of :math:`J(v, T)` per iteration (map-step cost and potential terms,
+        without R1).
+    seconds : float
+        Wall-clock time of the phase.
+    parametrization : str
+        ``"reparameterized"`` or ``"composed"``.
+    """
+
+    phase: int
+    tau: float
+    n_iters: int
+    potential_loss: Tensor
+    map_loss: Tensor
+    semi_dual: Tensor
+    seconds: float
+    parametrization: str
+
+
+def _identity(x: Tensor, z: Tensor | None = None) -> Tensor:
+    return x
+
+
+_PARAMETRIZATIONS = ("reparameterized", "composed")
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+class SemiDualJKO:
+    r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed.
+
+    Phase k solves the semi-dual of the JKO step from :math:`\rho_k` (see the module docstring)
+
+    .. math::
+
+        \sup_v \inf_T\ \mathbb E_{x_0\sim\mu_0,\,z}\Big[
+        \frac{|T(x_0, z) - T_{k-1}(x_0, z')|^2}{2\tau} - v(T(x_0, z))\Big]
+        - \mathbb E_{y\sim\nu}\,\Psi^*(-v(y)),
+
+    by alternating one Adam step on :func:`potential_loss` and one on :func:`map_loss` (as in the
+    official code). Faithful defaults are ``z' = z`` (the same latent for the old and new map
+    outputs, so the proximal term is a per-sample displacement), no instance noise, and the cost
+    :math:`|x-y|^2/(2\tau)`; the official code's choices are flags.
+
+    Parameters
+    ----------
+    map_net : torch.nn.Module
+        The map. Called ``map_net(x)`` when ``noise_dim == 0`` and ``map_net(x, z)`` otherwise
+        (see :class:`LatentMap`). Reparameterized: ``x`` is a latent point of :math:`\mu_0`;
+        composed: ``x`` is a point of :math:`\rho_k` and the map is one step. A map starting at
+        the identity (``ResidualMLP(..., zero_init_last=True)``, ``AffineMap``) makes phase 0
+        start at :math:`\rho_0`.
+    potential_net : torch.nn.Module
+        The potential :math:`v`, ``(n, ...) -> (n,)`` or ``(n, 1)``. Kept (warm-started) across
+        phases, as in the official code.
+    divergence : str or callable, default "kl"
+        :math:`\Psi^*`, see :func:`psi_star` (``"kl"``, ``"chi2"``, ``"js"``).
+    tau : float, default 1.0
+        JKO step (toy default of the paper; CIFAR-10 used 0.1).
+    lr_map, lr_potential : float, defaults 1e-4 and 2e-5
+        Adam learning rates (official toy defaults).
+    betas : tuple of two floats, default (0.5, 0.9)
+        Adam betas (official).
+    r1 : float, default 0.2
+        R1 weight :math:`\lambda` on data points.
+    ema_decay : float, optional
+        Exponential moving average of the map's weights (official CIFAR-10: 0.9999); used by
+        :meth:`sample` / :meth:`push`, not as the frozen previous map (as in the official code).
+    per_dim_average : bool, default False
+        Divide the cost by d (official code) instead of the math's :math:`|x-y|^2/(2\tau)`.
+    independent_latents : bool, default False
+        Official-code deviation: draw independent latents ``z, z'`` for the new and the frozen
+        old map outputs (reparameterized only; with ``noise_dim == 0`` it changes nothing).
+    instance_noise : bool, default False
+        Official-code deviation: the potential sees ``y + eps / (32 (k + 1))`` (see
+        :func:`add_instance_noise`).
+    n_iters : int, default 5000
+        Alternating iterations per phase (official toy default).
+    batch_size : int, default 400
+        Mini-batch size for the source and the data (official toy default). A data / source
+        tensor with at most ``batch_size`` rows is used whole at every iteration (deterministic
+        full-batch training).
+    noise_dim : int, default 0
+        Dimension of the map's extra latent ``z ~ N(0, I)``; 0 means ``T(x)``.
+    parametrization : {"reparameterized", "composed"}
+        O(K) reparameterization (default) or the chain of step maps.
+    initial_map : callable or "copy", optional
+        :math:`T_{-1}`, defining :math:`\rho_0 = (T_{-1})_\#\mu_0`: the identity by default (the
+        official code), ``"copy"`` for a frozen copy of ``map_net`` at construction (use when
+        latent and data spaces differ), or a callable ``x -> y``.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        Learning rates constant or cosine-annealed to 0 within each phase.
+    seed : int, optional
+        Seed of the trainer's generators (mini-batches, latents, instance noise).
+
+    Attributes
+    ----------
+    map : torch.nn.Module
+        The current (last trained) map.
+    potential : torch.nn.Module
+    history : list of PhaseResult
+    n_phases : int
+        Phases done; :meth:`sample` draws from :math:`\rho_{\text{n\_phases}}`.
+
+    Notes
+    -----
+    Samplers (``source``, ``data``) are tensors of shape ``(N, ...)`` (mini-batches drawn from the
+    rows), callables ``f(n, generator=g)`` or objects with ``.sample(n, generator=g)``, where
+    ``g`` is a CPU ``torch.Generator``. Nothing is image specific.
+
+    Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2) measured), chapter 10 (CIFAR-10).
+
+    References
+    ----------
+    Choi, J., Choi, J., Kang, M. (2024). Scalable Wasserstein gradient flow for generative
+    modeling through unbalanced optimal transport. ICML. arXiv:2402.05443.
+    """
+
+    def __init__(
+        self,
+        map_net: nn.Module,
+        potential_net: nn.Module,
+        divergence: str | Callable[[Tensor], Tensor] = "kl",
+        tau: float = 1.0,
+        *,
+        lr_map: float = 1e-4,
+        lr_potential: float = 2e-5,
+        betas: tuple[float, float] = (0.5, 0.9),
+        r1: float = 0.2,
+        ema_decay: float | None = None,
+        per_dim_average: bool = False,
+        independent_latents: bool = False,
+        instance_noise: bool = False,
+        n_iters: int = 5000,
+        batch_size: int = 400,
+        noise_dim: int = 0,
+        parametrization: str = "reparameterized",
+        initial_map: Callable | str | None = None,
+        lr_schedule: str = "constant",
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(map_net, nn.Module):
+            raise TypeError(f"map_net must be a torch.nn.Module, got {type(map_net).__name__}")
+        if not isinstance(potential_net, nn.Module):
+            raise TypeError(
+                f"potential_net must be a torch.nn.Module, got {type(potential_net).__name__}"
+            )
+        params = list(map_net.parameters())
+        if not params:
+            raise ValueError("map_net has no parameters to train")
+        if not list(potential_net.parameters()):
+            raise ValueError("potential_net has no parameters to train")
+        self.divergence = divergence
+        self._psi = psi_star(divergence)
+        self.tau = check_positive(tau, "tau")
+        self.lr_map = check_positive(lr_map, "lr_map")
+        self.lr_potential = check_positive(lr_potential, "lr_potential")
+        if (
+            not isinstance(betas, tuple | list)
+            or len(betas) != 2
+            or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.r1 = check_nonnegative(r1, "r1")
+        if ema_decay is not None:
+            ema_decay = check_positive(ema_decay, "ema_decay")
+            if not ema_decay < 1:
+                raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        self.ema_decay = ema_decay
+        self.per_dim_average = _check_flag(per_dim_average, "per_dim_average")
+        self.independent_latents = _check_flag(independent_latents, "independent_latents")
+        self.instance_noise = _check_flag(instance_noise, "instance_noise")
+        self.n_iters = check_int(n_iters, "n_iters")
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
+        if parametrization not in _PARAMETRIZATIONS:
+            raise ValueError(
+                f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}"
+            )
+        self.parametrization = parametrization
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+
+        self.device = params[0].device
+        self.dtype = params[0].dtype
+        self.map = map_net
+        self.potential = potential_net
+        if initial_map is None:
+            self.initial_map: Callable = _identity
+        elif isinstance(initial_map, str):
+            if initial_map != "copy":
+                raise ValueError(f"initial_map must be a callable or 'copy', got {initial_map!r}")
+            self.initial_map = self._frozen_copy(map_net)
+        elif callable(initial_map):
+            self.initial_map = initial_map
+        else:
+            raise TypeError(
+                f"initial_map must be None, 'copy' or a callable, got {type(initial_map).__name__}"
+            )
+
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+        self.seed = check_int(seed, "seed", min_value=0)
+        self.generator = make_generator(self.seed)  # CPU: samplers, mini-batch indices
+        self._noise_generator = (
+            self.generator
+            if self.device.type == "cpu"
+            else make_generator(self.seed + 1, device=self.device)
+        )
+        self.ema = self._frozen_copy(map_net) if ema_decay is not None else None
+        self.opt_potential = torch.optim.Adam(
+            self.potential.parameters(), lr=self.lr_potential, betas=self.betas
+        )
+        self.opt_map = self._make_map_optimizer()
+        # composed: frozen step maps T_0, ..., T_{k-1} (and their EMA copies for sampling)
+        self.chain: list[nn.Module] = []
+        self.chain_ema: list[nn.Module] = []
+        self.history: list[PhaseResult] = []
+        self.n_phases = 0
+        self._source = None
+        self._old: Callable | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _frozen_copy(net: nn.Module) -> nn.Module:
+        c = copy.deepcopy(net)
+        for p in c.parameters():
+            p.requires_grad_(False)
+        return c.eval()
+
+    def _make_map_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.map.parameters(), lr=self.lr_map, betas=self.betas)
+
+    def _call(self, net: Callable, x: Tensor, z: Tensor | None) -> Tensor:
+        if self.noise_dim == 0 or net is _identity:
+            return net(x)
+        return net(x, z)
+
+    def _latent(self, n: int) -> Tensor | None:
+        if self.noise_dim == 0:
+            return None
+        return torch.randn(
+            n,
+            self.noise_dim,
+            generator=self._noise_generator,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def _draw(self, sampler, n: int, name: str, check: bool = False) -> Tensor:
+        if isinstance(sampler, Tensor):
+            if sampler.shape[0] <= n:
+                x = sampler
+            else:
+                idx = torch.randint(0, sampler.shape[0], (n,), generator=self.generator)
+                x = sampler[idx.to(sampler.device)]
+        else:
+            if hasattr(sampler, "sample"):
+                x = sampler.sample(n, generator=self.generator)
+            else:
+                x = sampler(n, generator=self.generator)
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{name} must return a torch.Tensor, got {type(x).__name__}")
+            if check:
+                if x.ndim < 2 or x.shape[0] != n:
+                    raise ValueError(
+                        f"{name}(n) must return shape ({n}, ...), got {tuple(x.shape)}"
+                    )
+                check_finite(x, f"{name}(n)")
+        return x.to(device=self.device, dtype=self.dtype)
+
+    @staticmethod
+    def _check_sampler(sampler, name: str):
+        if isinstance(sampler, Tensor):
+            if sampler.ndim < 2 or sampler.shape[0] < 1:
+                raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got "
+                                 f"{tuple(sampler.shape)}")
+            if not sampler.is_floating_point():
+                raise TypeError(f"{name} must be a floating tensor, got dtype {sampler.dtype}")
+            check_finite(sampler, name)
+        elif not (callable(sampler) or hasattr(sampler, "sample")):
+            raise TypeError(
+                f"{name} must be a tensor, a callable f(n, generator=) or have .sample(n, "
+                f"generator=), got {type(sampler).__name__}"
+            )
+        return sampler
+
+    def _potential_values(self, y: Tensor) -> Tensor:
+        v = self.potential(y)
+        if v.numel() != y.shape[0]:
+            raise ValueError(
+                f"potential_net must return one value per point, got shape {tuple(v.shape)} for "
+                f"{y.shape[0]} points"
+            )
+        return v.reshape(y.shape[0])
+
+    # -- the pushes ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _push_chain(self, x0: Tensor, maps: list[nn.Module]) -> Tensor:
+        x = self._call(self.initial_map, x0, self._latent(x0.shape[0]))
+        for m in maps:
+            x = self._call(m, x, self._latent(x.shape[0]))
+        return x
+
+    @torch.no_grad()
+    def push(self, x0: Tensor, *, use_ema: bool = True) -> Tensor:
+        r"""Push latent points to the current distribution :math:`\rho_{\text{n\_phases}}`.
+
+        .. math::
+
+            \text{reparameterized: } x = T_{K-1}(x_0, z), \qquad
+            \text{composed: } x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}),
+
+        with fresh latents :math:`z \sim \mathcal N(0, I)` and :math:`T_{-1}` the initial map (the
+        only map applied before any phase).
+
+        Parameters
+        ----------
+        x0 : Tensor, shape (n, ...)
+            Points of :math:`\mu_0`.
+        use_ema : bool, default True
+            Use the EMA weights when ``ema_decay`` was given.
+
+        Returns
+        -------
+        Tensor, shape (n, ...)
+            One forward pass (reparameterized) or K passes (composed).
+
+        Used in: chapter 7.
+        """
+        if not isinstance(x0, Tensor) or x0.ndim < 2:
+            raise ValueError("x0 must be a tensor of shape (n, ...)")
+        x0 = x0.to(device=self.device, dtype=self.dtype)
+        use_ema = use_ema and self.ema is not None
+        if self.parametrization == "composed":
+            return self._push_chain(x0, self.chain_ema if use_ema else self.chain)
+        net = self.initial_map if self.n_phases == 0 else (self.ema if use_ema else self.map)
+        return self._call(net, x0, self._latent(x0.shape[0]))
+
+    @torch.no_grad()
+    def sample(self, n: int, source=None) -> Tensor:
+        r"""Draw n samples of :math:`\rho_{\text{n\_phases}}`: :func:`push` of fresh :math:`\mu_0`
+        samples.
+
+        .. math::
+
+            x = T_{K-1}(x_0, z), \quad x_0 \sim \mu_0 \quad (\text{composed: through the chain}).
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        source : sampler, optional
+            :math:`\mu_0`; default the one of the last phase.
+
+        Returns
+        -------
+        Tensor, shape (n, ...)
+
+        Used in: chapter 7.
+        """
+        n = check_int(n, "n")
+        source = self._source if source is None else self._check_sampler(source, "source")
+        if source is None:
+            raise ValueError("no source given and no phase has run yet: pass source=")
+        if isinstance(source, Tensor):
+            idx = torch.randint(0, source.shape[0], (n,), generator=self.generator)
+            x0 = source[idx.to(source.device)].to(device=self.device, dtype=self.dtype)
+        else:
+            x0 = self._draw(source, n, "source", check=True)
+        return self.push(x0)
+
+    # -- one phase -------------------------------------------------------------------------
+
+    def start_phase(self) -> None:
+        r"""Prepare phase k = ``n_phases``: freeze the previous map, initialise the new one from it.
+
+        .. math::
+
+            \text{reparameterized: } T_{\mathrm{old}} = \mathrm{sg}(T_{k-1}),\ T_k \leftarrow
+            T_{k-1}; \qquad \text{composed: } T_k \leftarrow \mathrm{copy}(T_{k-1}) \text{ applied
+            after the chain}.
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 7 (called by :meth:`phase`).
+        """
+        k = self.n_phases
+        if self.parametrization == "reparameterized":
+            self._old = self.initial_map if k == 0 else self._frozen_copy(self.map)
+        else:
+            self._old = None
+            if k > 0:  # a new trainable step map, initialised from the previous step map
+                self.map = copy.deepcopy(self.chain[-1])
+                for p in self.map.parameters():
+                    p.requires_grad_(True)
+                self.map.train()
+                self.opt_map = self._make_map_optimizer()
+                if self.ema is not None:
+                    self.ema = self._frozen_copy(self.map)
+
+    def source_and_old(self, x0: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        r"""For latent points, the map inputs, the frozen source points of :math:`\rho_k` and the
+        latents of the new map.
+
+        .. math::
+
+            \text{reparameterized: } (x_0,\ T_{k-1}(x_0, z'),\ z), \quad z' = z \text{ unless
+            ``independent_latents``}; \qquad \text{composed: } (x, x, z),\ x = \text{chain}(x_0).
+
+        Parameters
+        ----------
+        x0 : Tensor, shape (n, ...)
+            Points of :math:`\mu_0` (on the trainer's device).
+
+        Returns
+        -------
+        inputs : Tensor, shape (n, ...)
+            What the trainable map receives.
+        old : Tensor, shape (n, ...)
+            Points of :math:`\rho_k` paired with the new map's outputs (no graph).
+        z : Tensor, shape (n, noise_dim) or None
+            Latents of the new map.
+
+        Used in: chapter 7 (the proximal term; tests of the latent deviation).
+        """
+        if self.parametrization == "composed":
+            x = self._push_chain(x0, self.chain)
+            return x, x, self._latent(x.shape[0])
+        if self._old is None:
+            raise RuntimeError("call start_phase() first")
+        z = self._latent(x0.shape[0])
+        z_old = self._latent(x0.shape[0]) if self.independent_latents else z
+        with torch.no_grad():
+            old = self._call(self._old, x0, z_old)
+        return x0, old, z
+
+    def _set_lr(self, it: int, n_iters: int) -> None:
+        if self.lr_schedule == "constant":
+            return
+        factor = 0.5 * (1.0 + math.cos(math.pi * it / n_iters))
+        for g in self.opt_map.param_groups:
+            g["lr"] = self.lr_map * factor
+        for g in self.opt_potential.param_groups:
+            g["lr"] = self.lr_potential * factor
+
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.map.parameters()):
+                pe.lerp_(p, 1.0 - self.ema_decay)
+            for be, b in zip(self.ema.buffers(), self.map.buffers()):
+                be.copy_(b)
+
+    def train_step(self, source, data, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        r"""One alternating iteration: an Adam step on :math:`L_v`, then one on :math:`L_T`.
+
+        .. math::
+
+            v \leftarrow v - \eta_v \nabla L_v, \qquad T \leftarrow T - \eta_T \nabla L_T.
+
+        Parameters
+        ----------
+        source, data : samplers
+            :math:`\mu_0` and :math:`\nu` (see the class Notes).
+        k : int
+            Phase index (instance noise scale).
+
+        Returns
+        -------
+        potential_loss, map_loss, semi_dual : Tensor, shape ()
+            Detached values of this iteration.
+
+        Used in: chapter 7 (called by :meth:`phase`).
+        """
+        b = self.batch_size
+        # potential step
+        for p in self.potential.parameters():
+            p.requires_grad_(True)
+        self.opt_potential.zero_grad(set_to_none=True)
+        y = self._draw(data, b, "data")
+        if self.instance_noise:
+            y = add_instance_noise(y, k, generator=self._noise_generator)
+        if self.r1 > 0:
+            v_real, grad = r1_penalty(self._potential_values, y)
+        else:
+            v_real, grad = self._potential_values(y), None
+        x0 = self._draw(source, b, "source")
+        if self.parametrization == "composed":
+            inputs = self._push_chain(x0, self.chain)
+        else:
+            inputs = x0
+        with torch.no_grad():
+            fake = self._call(self.map, inputs, self._latent(inputs.shape[0]))
+        v_fake = self._potential_values(fake)
+        loss_v = potential_loss(v_fake, v_real, self._psi, grad_real=grad, r1=self.r1)
+        loss_v.backward()
+        self.opt_potential.step()
+        psi_term = self._psi(-v_real.detach()).mean()
+
+        # map step
+        for p in self.potential.parameters():
+            p.requires_grad_(False)
+        self.opt_map.zero_grad(set_to_none=True)
+        x0 = self._draw(source, b, "source")
+        inputs, old, z = self.source_and_old(x0)
+        new = self._call(self.map, inputs, z)
+        if new.shape != old.shape:
+            raise ValueError(
+                f"map_net output shape {tuple(new.shape)} differs from the source points' shape "
+                f"{tuple(old.shape)}"
+            )
+        loss_t = map_loss(
+            new, old, self._potential_values(new), self.tau, per_dim_average=self.per_dim_average
+        )
+        loss_t.backward()
+        self.opt_map.step()
+        self._update_ema()
+        for p in self.potential.parameters():
+            p.requires_grad_(True)
+        return loss_v.detach(), loss_t.detach(), loss_t.detach() - psi_term
+
+    def phase(
+        self,
+        source,
+        data,
+        *,
+        n_iters: int | None = None,
+        tau: float | None = None,
+        progress_bar: bool | None = None,
+    ) -> PhaseResult:
+        r"""Run one S-JKO phase k = ``n_phases``: one JKO step :math:`\rho_k \to \rho_{k+1}`.
+
+        .. math::
+
+            \max_v \min_T\ \mathbb E\big[c_\tau(T_{\mathrm{old}}, T) - v(T)\big]
+            - \mathbb E_\nu \Psi^*(-v).
+
+        Parameters
+        ----------
+        source : Tensor (N, ...), callable or sampler object
+            The latent :math:`\mu_0` (reparameterized and composed alike).
+        data : Tensor (M, ...), callable or sampler object
+            The data :math:`\nu`.
+        n_iters : int, optional
+            Iterations of this phase (default ``self.n_iters``; the official code allows a
+            longer first phase).
+        tau : float, optional
+            JKO step of this phase (default ``self.tau``).
+        progress_bar : bool, optional
+            Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``).
+
+        Returns
+        -------
+        PhaseResult
+            Losses per iteration and timing; also appended to :attr:`history`.
+
+        Used in: chapter 7.
+        """
+        source = self._check_sampler(source, "source")
+        data = self._check_sampler(data, "data")
+        n_iters = self.n_iters if n_iters is None else check_int(n_iters, "n_iters")
+        tau_saved = self.tau
+        if tau is not None:
+            self.tau = check_positive(tau, "tau")
+        # validate sampler outputs once per phase
+        for sampler, name in ((source, "source"), (data, "data")):
+            if not isinstance(sampler, Tensor):
+                self._draw(sampler, 2, name, check=True)
+        self._source = source
+        k = self.n_phases
+        self.start_phase()
+        self.map.train()
+        self.potential.train()
+        losses = torch.empty(3, n_iters, device=self.device, dtype=self.dtype)
+        t0 = time.perf_counter()
+        disable = None if progress_bar is None else not progress_bar
+        try:
+            for it in progress(range(n_iters), desc=f"S-JKO phase {k}", disable=disable):
+                self._set_lr(it, n_iters)
+                lv, lt, j = self.train_step(source, data, k)
+                losses[0, it], losses[1, it], losses[2, it] = lv, lt, j
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - t0
+            result = PhaseResult(
+                phase=k,
+                tau=self.tau,
+                n_iters=n_iters,
+                potential_loss=losses[0].cpu(),
+                map_loss=losses[1].cpu(),
+                semi_dual=losses[2].cpu(),
+                seconds=seconds,
+                parametrization=self.parametrization,
+            )
+        finally:
+            self.tau = tau_saved
+        if self.parametrization == "composed":
+            self.chain.append(self._frozen_copy(self.map))
+            if self.ema is not None:
+                self.chain_ema.append(self._frozen_copy(self.ema))
+        self._old = None
+        self.n_phases += 1
+        self.history.append(result)
+        return result
+
+    def run(
+        self,
+        K: int,
+        source,
+        data,
+        *,
+        n_iters_first: int | None = None,
+        tau_first: float | None = None,
+        progress_bar: bool | None = None,
+    ) -> list[PhaseResult]:
+        r"""Run K phases (K JKO steps), continuing from the current state.
+
+        .. math::
+
+            \rho_{k+1} = \operatorname*{arg\,min}_\rho \frac{W_2^2(\rho, \rho_k)}{2\tau}
+            + D_\Psi(\rho\|\nu), \quad k = 0, \dots, K-1.
+
+        Parameters
+        ----------
+        K : int
+            Number of phases ``>= 1``.
+        source, data : samplers
+            See :meth:`phase`.
+        n_iters_first, tau_first : optional
+            Iterations and step of the very first phase (official ``init_num_iterations``,
+            ``init_h``).
+        progress_bar : bool, optional
+
+        Returns
+        -------
+        list of PhaseResult, length K
+
+        Used in: chapter 7.
+        """
+        K = check_int(K, "K")
+        out = []
+        for _ in range(K):
+            first = self.n_phases == 0
+            out.append(
+                self.phase(
+                    source,
+                    data,
+                    n_iters=n_iters_first if first else None,
+                    tau=tau_first if first else None,
+                    progress_bar=progress_bar,
+                )
+            )
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume at a phase boundary (networks, optimizers, EMA, chain,
+        generators, history).
+
+        .. math::
+
+            \\text{state} = (T, v, \\text{Adam states}, \\bar T_{\\mathrm{EMA}},
+            (T_0, \\dots, T_{K-1}), K).
+
+        Returns
+        -------
+        dict
+            Serialisable with ``torch.save``.
+
+        Used in: chapter 10 (checkpoint / resume).
+        """
+        state = {
+            "map": self.map.state_dict(),
+            "potential": self.potential.state_dict(),
+            "opt_map": self.opt_map.state_dict(),
+            "opt_potential": self.opt_potential.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "chain": [m.state_dict() for m in self.chain],
+            "chain_ema": [m.state_dict() for m in self.chain_ema],
+            "initial_map": (
+                self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
+            ),
+            "n_phases": self.n_phases,
+            "generator": self.generator.get_state(),
+            "noise_generator": self._noise_generator.get_state(),
+            "history": [vars(r).copy() for r in self.history],
+            "parametrization": self.parametrization,
+        }
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` into a trainer built with the same networks and options.
+
+        .. math::
+
+            \\text{state} \\mapsto (T, v, \\text{Adam states}, \\dots).
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 10 (resume).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state.get("parametrization") != self.parametrization:
+            raise ValueError(
+                f"state is for parametrization {state.get('parametrization')!r}, this trainer "
+                f"uses {self.parametrization!r}"
+            )
+        self.map.load_state_dict(state["map"])
+        self.potential.load_state_dict(state["potential"])
+        self.opt_map = self._make_map_optimizer()
+        self.opt_map.load_state_dict(state["opt_map"])
+        self.opt_potential.load_state_dict(state["opt_potential"])
+        if (state["ema"] is None) != (self.ema is None):
+            raise ValueError("state and trainer disagree on EMA (ema_decay)")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
+            self.initial_map.load_state_dict(state["initial_map"])
+        self.chain = []
+        for sd in state["chain"]:
+            m = self._frozen_copy(self.map)
+            m.load_state_dict(sd)
+            self.chain.append(m)
+        self.chain_ema = []
+        for sd in state["chain_ema"]:
+            m = self._frozen_copy(self.map)
+            m.load_state_dict(sd)
+            self.chain_ema.append(m)
+        self.n_phases = int(state["n_phases"])
+        self.generator.set_state(state["generator"])
+        if self._noise_generator is not self.generator:
+            self._noise_generator.set_state(state["noise_generator"])
+        self.history = [PhaseResult(**r) for r in state["history"]]
+        self._old = None

@@ -1,0 +1,1243 @@
+r"""Toy target distributions: samplers, and where known, log-densities and scores.
+
+Every target is a :class:`Target` with a name, a dimension ``dim``, a sampler
+``sample(n, generator=None)`` that draws only from the ``torch.Generator`` it is given (so that a
+seeded generator gives the same sample every time), and -- where the density is known in closed
+form -- ``log_prob(x)`` and ``score(x)`` :math:`= \nabla \log p(x)`. ``has_density`` tells which.
+
+Samples are drawn in float64 and returned in the requested dtype (float32 by default), so a float32
+and a float64 draw from equally seeded generators agree up to rounding. ``log_prob`` and ``score``
+keep the dtype of their input.
+
+The registry (:func:`get_target`, :func:`list_targets`) builds targets by name. The toy targets of
+the peer codes the book compares with are included with their exact constants (section "Peer
+targets" below), and the book's standard names are set equal to them, so a benchmark on
+``"eight_gaussians"`` is a benchmark on the peers' own data:
+
+======================== ======================================================================
+name                     distribution (source)
+======================== ======================================================================
+``gaussian``             :math:`N(m, \Sigma)`, ``m = (1, -0.5)``, ``Sigma = [[1, .6], [.6, .8]]``
+``eight_gaussians``      = ``gwf_eight_gaussians``: 8 modes on the unit circle, std 0.1 (GWF)
+``sjko_8gaussians``      8 modes on the circle of radius 12, covariance 0.4 I (S-JKO)
+``twenty_five_gaussians`` = ``sjko_25gaussians``: 5 x 5 grid {-6,-3,0,3,6}^2, cov 0.005 I (S-JKO)
+``moons``                = ``gwf_moons``: two half circles x 3 - 1, noise 0.2 x 3 (GWF)
+``swiss_roll``           = ``drifting_swiss_roll``: spiral scaled to [-1, 1], noise 0.03 (drifting)
+``checkerboard``         = ``drifting_checkerboard``: 8 cells of [-1, 1]^2, noise 0.05 (drifting)
+``sjko_checkerboard``    8 cells of [-2 pi/3, 2 pi/3]^2, no noise (S-JKO)
+``two_circles``          = ``sjko_twocircles`` = ``gwf_circles``: radii 4, 8, noise 0.2 (both)
+``gwf_three_rings``      3000 fixed points on 3 stacked circles of radius 0.3 (GWF)
+``rings``                4 concentric circles, radii 0.75, 1.5, 2.25, 3, noise 0.08
+``spirals``              two spiral arms of 1.5 turns, noise 0.1 (after FFJORD's "2spirals")
+``banana``               twisted Gaussian, scale 2, curvature 0.25, noise 0.5
+======================== ======================================================================
+
+Peer targets (read in the peers' data code):
+
+- GWF (Korba, Bonet, Caucheteux 2026; code ``Paulcauch/GWF``, ``dataset.py``): ``EightGaussians``
+  (centres (+-1, 0), (0, +-1), (+-1/sqrt2, +-1/sqrt2) in that order, variance 0.01, mode drawn
+  uniformly), ``Moons`` (upper arc (cos t, sin t), lower arc (1 - cos t, 0.5 - sin t), t ~ U(0, pi),
+  n // 2 points on the upper arc, noise 0.2, then ``* 3 - 1``), ``Circles`` (centres 0, radii 4 and
+  8, noise std 0.2, n / 2 points per circle), ``ThreeRings`` (1000 equally spaced points on each of
+  three circles of radius 0.3 centred at (0, 0), (0, -0.75), (0, -1.5), drawn uniformly).
+- S-JKO (Choi et al. 2024; code ``Jae-Moo/Scalable-JKO``, ``dataset.py``): ``SquareGaussian``
+  (means {-6, -3, 0, 3, 6}^2, covariance ``0.005 * I`` -- the value passed is a covariance, std
+  0.0707 --, exactly n / 25 points per mode), ``Circles`` for ``twocircles`` (same constants as
+  GWF's), ``MixMultiVariateNormal`` for ``8gaussian`` (radius 12, covariance ``0.4 * I``, n / 8 per
+  mode), ``CheckerBoard`` (uniform on the cells of [-2 pi, 2 pi]^2 where
+  :math:`\sin x_1 \sin x_2 > 0`, divided by 3).
+- Drifting models (Deng et al. 2026, toy notebook of ``lambertae/drifting``; the notebook itself is
+  not in the code index used to write this module, its samplers were read in several public ports
+  of it that agree line for line): checkerboard ``((i + u, j + v) - 2) / 2 + 0.05 eps`` with
+  ``i = 2a + b``, ``j = 2c + b`` (a, b, c fair bits, u, v uniform), i.e. the 8 cells of a 4 x 4 grid
+  on [-1, 1]^2 with i + j even; swiss roll ``t = pi/2 + 4 pi u``, ``(t cos t, t sin t)`` divided by
+  its largest absolute coordinate, plus ``0.03 eps``.
+
+The peers' samplers that put exactly ``n / K`` points in each mode are available with
+``stratified=True``; the registry default is i.i.d. sampling (``stratified=False``), which is what a
+generator's samples are, so that the finite-sample floor of :mod:`gwf_tutorial.metrics` is the
+floor of a perfect generator.
+
+Used in: chapter 2 (targets with a known density), chapters 3-8 (2-D experiments), chapter 11
+(benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_finite,
+    check_int,
+    check_mean_cov,
+    check_nonnegative,
+    check_positive,
+    check_samples,
+    check_spd,
+)
+
+__all__ = [
+    "Target",
+    "Gaussian",
+    "GaussianMixture",
+    "Banana",
+    "TwoMoons",
+    "SwissRoll",
+    "Checkerboard",
+    "Rings",
+    "TwoCircles",
+    "Spirals",
+    "FinitePoints",
+    "get_target",
+    "list_targets",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_generator(generator) -> torch.device:
+    if generator is None:
+        return torch.device("cpu")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+    return generator.device
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def _like(t: Tensor, x: Tensor) -> Tensor:
+    """Cast a float64 parameter to the dtype and device of ``x``."""
+    return t.to(dtype=x.dtype, device=x.device)
+
+
+def _as_f64(value, name: str) -> Tensor:
+    """Array-like to a float64 tensor (python floats are not rounded through float32)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must hold real numbers, got a bool")
+    if not isinstance(value, Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}"
+            ) from err
+    return check_finite(as_tensor(value, name, dtype=torch.float64), name)
+
+
+def _finite_real(value, name: str) -> float:
+    """A finite real number (any sign) as a python float."""
+    t = _as_f64(value, name)
+    if t.numel() != 1:
+        raise ValueError(f"{name} must be a number, got shape {tuple(t.shape)}")
+    return float(t)
+
+
+def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
+    """Non-negative finite weights of shape ``(k,)`` with a positive sum, normalised to sum 1."""
+    if weights is None:
+        return torch.full((k,), 1.0 / k, dtype=torch.float64)
+    w = _as_f64(weights, name)
+    if w.shape != (k,):
+        raise ValueError(f"{name} must have shape ({k},), got {tuple(w.shape)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name} must be non-negative")
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError(f"{name} must have a positive sum")
+    return w / total
+
+
+def _component_indices(
+    weights: Tensor, n: int, stratified: bool, generator, device: torch.device
+) -> Tensor:
+    """Component index of each of ``n`` draws: i.i.d. categorical, or stratified counts.
+
+    Stratified: ``floor(n w_k)`` draws of component k, the remainder given to the largest
+    fractional parts (ties to the lower index), then randomly permuted.
+    """
+    w = weights.to(device)
+    if not stratified:
+        return torch.multinomial(w, n, replacement=True, generator=generator)
+    exact = n * w
+    counts = torch.floor(exact).long()
+    rest = n - int(counts.sum())
+    if rest > 0:
+        order = torch.argsort(exact - counts, descending=True, stable=True)
+        counts[order[:rest]] += 1
+    idx = torch.repeat_interleave(torch.arange(len(w), device=device), counts)
+    return idx[torch.randperm(n, generator=generator, device=device)]
+
+
+def _fmt(t: Tensor, digits: int = 4) -> str:
+    vals = [round(float(v), digits) for v in t.flatten()]
+    if t.ndim == 0:
+        return repr(vals[0])
+    if len(vals) > 8:
+        return f"[{', '.join(map(repr, vals[:4]))}, ... ({len(vals)} values)]"
+    return repr(torch.tensor(vals).reshape(t.shape).tolist())
+
+
+# --------------------------------------------------------------------------------------------
+# base class
+# --------------------------------------------------------------------------------------------
+
+
+class Target:
+    r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
+
+    .. math::
+
+        x_1, \dots, x_n \overset{\text{iid}}{\sim} p, \qquad
+        \log p(x), \qquad s(x) = \nabla_x \log p(x) \quad (\text{where known}).
+
+    Subclasses implement ``_sample(n, generator, device)`` (returning float64) and, when the
+    density is known, ``_log_prob(x)`` (and optionally a closed-form ``_score(x)``; the default
+    score differentiates ``_log_prob`` with autograd).
+
+    Attributes
+    ----------
+    name : str
+        Registry name (or a descriptive default).
+    dim : int
+        Dimension ``d``.
+
+    Used in: chapter 2 (KL flows need ``score``), chapters 3-11 (samples ``y`` of the data law).
+    """
+
+    name: str = "target"
+    dim: int = 2
+
+    def __init__(self, dim: int, name: str):
+        self.dim = check_int(dim, "dim")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.name = name
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+    def _sample(self, n: int, generator, device: torch.device) -> Tensor:
+        raise NotImplementedError
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _score(self, x: Tensor) -> Tensor:
+        with torch.enable_grad():
+            xr = x if x.requires_grad else x.detach().requires_grad_(True)
+            lp = self._log_prob(xr).sum()
+            (g,) = torch.autograd.grad(lp, xr, create_graph=x.requires_grad)
+        return g
+
+    def _params(self) -> dict:
+        return {}
+
+    # -- public API -------------------------------------------------------------------------------
+    @property
+    def has_density(self) -> bool:
+        """Whether :meth:`log_prob` and :meth:`score` are available in closed form."""
+        return type(self)._log_prob is not Target._log_prob
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device | None = None,
+    ) -> Tensor:
+        r"""Draw ``n`` independent samples.
+
+        .. math::
+
+            x_i \overset{\text{iid}}{\sim} p, \quad i = 1, \dots, n.
+
+        Only ``generator`` is used for randomness (torch's global RNG is untouched when a
+        generator is given), so a generator seeded alike gives the same sample.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples (>= 1).
+        generator : torch.Generator, optional
+            Source of randomness; the sample is drawn on its device.
+        dtype : torch.dtype
+            Floating dtype of the result (default float32; drawn in float64 and cast).
+        device : str or torch.device, optional
+            Device of the result (default: the generator's device, else CPU).
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+
+        Used in: every chapter with 2-D experiments.
+        """
+        n = check_int(n, "n")
+        gen_device = _check_generator(generator)
+        dtype = _check_dtype(dtype)
+        x = self._sample(n, generator, gen_device)
+        return x.to(dtype=dtype, device=device if device is not None else gen_device)
+
+    def log_prob(self, x) -> Tensor:
+        r"""Log-density at each row of ``x``.
+
+        .. math::
+
+            \ell_i = \log p(x_i).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+
+        Returns
+        -------
+        Tensor, shape (n,)
+            dtype of ``x``; differentiable in ``x``.
+
+        Raises
+        ------
+        NotImplementedError
+            If the target has no closed-form density (``has_density`` is False).
+
+        Used in: chapter 2 (KL to a known target), chapter 4 (density ratios).
+        """
+        if not self.has_density:
+            raise NotImplementedError(
+                f"target {self.name!r} ({type(self).__name__}) has no closed-form density; "
+                "only sample() is available"
+            )
+        x = check_samples(x, "x", dim=self.dim)
+        return self._log_prob(x)
+
+    def score(self, x) -> Tensor:
+        r"""Score (gradient of the log-density) at each row of ``x``.
+
+        .. math::
+
+            s(x_i) = \nabla_x \log p(x_i).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+            dtype of ``x``. Closed form where implemented, else autograd of :meth:`log_prob`
+            (part of the graph only when ``x.requires_grad``).
+
+        Raises
+        ------
+        NotImplementedError
+            If the target has no closed-form density.
+
+        Used in: chapter 2 (Langevin and KL particle flows).
+        """
+        if not self.has_density:
+            raise NotImplementedError(
+                f"target {self.name!r} ({type(self).__name__}) has no closed-form density, "
+                "so no score; only sample() is available"
+            )
+        x = check_samples(x, "x", dim=self.dim)
+        return self._score(x)
+
+    def __repr__(self) -> str:
+        parts = [f"name={self.name!r}", f"dim={self.dim}"]
+        parts += [f"{k}={v}" for k, v in self._params().items()]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussians and mixtures
+# --------------------------------------------------------------------------------------------
+
+
+class Gaussian(Target):
+    r"""Multivariate normal distribution.
+
+    .. math::
+
+        p(x) = (2\pi)^{-d/2} \det(\Sigma)^{-1/2}
+               \exp\big(-\tfrac12 (x - m)^\top \Sigma^{-1} (x - m)\big), \qquad
+        \nabla \log p(x) = -\Sigma^{-1}(x - m).
+
+    Sampled as :math:`m + L z`, :math:`L L^\top = \Sigma` (Cholesky), :math:`z \sim N(0, I)`.
+
+    Parameters
+    ----------
+    mean : array-like, shape (d,)
+    cov : array-like, shape (d, d)
+        Symmetric positive-definite covariance.
+    name : str
+
+    Used in: chapter 1 (Bures), chapter 2 (OU flow and exact JKO steps), chapter 11.
+    """
+
+    def __init__(self, mean, cov, name: str = "gaussian"):
+        mean, cov = check_mean_cov(_as_f64(mean, "mean"), _as_f64(cov, "cov"))
+        if mean.ndim != 1:
+            raise ValueError(f"mean must have shape (d,), got {tuple(mean.shape)}")
+        super().__init__(mean.shape[0], name)
+        self.mean = mean.to(torch.float64)
+        self.cov = cov.to(torch.float64)
+        self._chol = torch.linalg.cholesky(self.cov)
+
+    def _sample(self, n, generator, device):
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=device)
+        return self.mean.to(device) + z @ self._chol.to(device).T
+
+    def _log_prob(self, x):
+        L = _like(self._chol, x)
+        diff = (x - _like(self.mean, x)).T
+        sol = torch.linalg.solve_triangular(L, diff, upper=False)
+        logdet = 2.0 * torch.log(torch.diagonal(L)).sum()
+        return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + logdet)
+
+    def _score(self, x):
+        L = _like(self._chol, x)
+        diff = (x - _like(self.mean, x)).T
+        return -torch.cholesky_solve(diff, L, upper=False).T
+
+    def _params(self):
+        return {"mean": _fmt(self.mean), "cov": _fmt(self.cov)}
+
+
+class GaussianMixture(Target):
+    r"""Mixture of Gaussians.
+
+    .. math::
+
+        p(x) = \sum_{k=1}^K w_k\, N(x; m_k, \Sigma_k), \qquad
+        \log p(x) = \operatorname{logsumexp}_k \big(\log w_k + \log N(x; m_k, \Sigma_k)\big),
+
+    .. math::
+
+        \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
+        r_k(x) = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)} .
+
+    Parameters
+    ----------
+    means : array-like, shape (K, d)
+    covs : float, array-like of shape (K,), (d, d) or (K, d, d)
+        A number: the common standard deviation of isotropic modes (:math:`\Sigma_k = s^2 I`);
+        shape ``(K,)``: one standard deviation per mode; ``(d, d)``: one shared covariance;
+        ``(K, d, d)``: one covariance per mode (symmetric positive definite).
+    weights : array-like, shape (K,), optional
+        Non-negative mixture weights (normalised to sum 1); uniform by default.
+    stratified : bool
+        If True, :meth:`sample` puts exactly ``floor(n w_k)`` (plus rounding) points in mode k, as
+        the S-JKO data code does; if False (default), modes are drawn i.i.d.
+    name : str
+
+    Attributes
+    ----------
+    means : Tensor, shape (K, d)
+    covs : Tensor, shape (K, d, d)
+    weights : Tensor, shape (K,)
+    stds : Tensor, shape (K,)
+        Isotropic scale of each mode, :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` (the standard
+        deviation for isotropic modes); :func:`gwf_tutorial.metrics.mode_coverage` uses it.
+    n_modes : int
+
+    Used in: chapter 2 (multimodal KL flows), chapters 3-8 and 11 (mode coverage).
+    """
+
+    def __init__(
+        self, means, covs, weights=None, *, stratified: bool = False, name: str = "mixture"
+    ):
+        means = _as_f64(means, "means")
+        if means.ndim != 2 or means.shape[0] < 1:
+            raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+        k, d = means.shape
+        super().__init__(d, name)
+        eye = torch.eye(d, dtype=torch.float64)
+        if isinstance(covs, int | float) and not isinstance(covs, bool):
+            s = check_positive(covs, "covs")
+            covs_t = (s * s) * eye.expand(k, d, d).clone()
+        else:
+            c = _as_f64(covs, "covs")
+            if c.ndim == 0:
+                s = check_positive(float(c), "covs")
+                covs_t = (s * s) * eye.expand(k, d, d).clone()
+            elif c.ndim == 1:
+                if c.shape[0] != k:
+                    raise ValueError(f"covs as stds must have shape ({k},), got {tuple(c.shape)}")
+                if not bool((c > 0).all()):
+                    raise ValueError("covs (per-mode standard deviations) must be positive")
+                covs_t = c[:, None, None].pow(2) * eye
+            elif c.ndim == 2:
+                covs_t = check_spd(c, "covs", dim=d).expand(k, d, d).clone()
+            elif c.ndim == 3:
+                if c.shape[0] != k:
+                    raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
+                covs_t = check_spd(c, "covs", dim=d)
+            else:
+                raise ValueError(
+                    f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}"
+                )
+        if not isinstance(stratified, bool):
+            raise TypeError(f"stratified must be a bool, got {stratified!r}")
+        self.means = means
+        self.covs = covs_t
+        self.weights = _check_weights(weights, k)
+        self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
+        self.stratified = stratified
+        self._chol = torch.linalg.cholesky(covs_t)
+
+    @property
+    def n_modes(self) -> int:
+        """Number of mixture components ``K``."""
+        return self.means.shape[0]
+
+    def _sample(self, n, generator, device):
+        idx = _component_indices(self.weights, n, self.stratified, generator, device)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=device)
+        means, chol = self.means.to(device), self._chol.to(device)
+        x = torch.empty(n, self.dim, dtype=torch.float64, device=device)
+        for k in range(self.n_modes):
+            sel = idx == k
+            x[sel] = means[k] + z[sel] @ chol[k].T
+        return x
+
+    def _component_log_prob(self, x: Tensor) -> Tensor:
+        """``log w_k + log N(x_i; m_k, S_k)``, shape (n, K)."""
+        L = _like(self._chol, x)  # (K, d, d)
+        diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
+        sol = torch.linalg.solve_triangular(L, diff, upper=False)
+        logdet = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        comp = -0.5 * (sol.pow(2).sum(1) + self.dim * _LOG_2PI + logdet[:, None])  # (K, n)
+        return (comp + torch.log(_like(self.weights, x))[:, None]).T
+
+    def _log_prob(self, x):
+        return torch.logsumexp(self._component_log_prob(x), dim=1)
+
+    def _score(self, x):
+        resp = torch.softmax(self._component_log_prob(x), dim=1)  # (n, K)
+        L = _like(self._chol, x)
+        diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
+        grads = -torch.cholesky_solve(diff, L, upper=False)  # (K, d, n)
+        return torch.einsum("nk,kdn->nd", resp, grads)
+
+    def _params(self):
+        return {
+            "n_modes": self.n_modes,
+            "means": _fmt(self.means),
+            "stds": _fmt(self.stds),
+            "weights": _fmt(self.weights),
+            "stratified": self.stratified,
+        }
+
+
+class Banana(Target):
+    r"""Twisted ("banana") Gaussian in 2-D.
+
+    .. math::
+
+        x_1 \sim N(0, a^2), \qquad x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big),
+
+    .. math::
+
+        \log p(x) = \log N(x_1; 0, a^2) + \log N\big(x_2; b(x_1^2 - a^2), s^2\big).
+
+    The map :math:`(z_1, z_2) \mapsto (a z_1, s z_2 + b(a^2 z_1^2 - a^2))` has unit Jacobian
+    determinant up to the scales, so the density is exact. Mean :math:`(0, 0)`,
+    :math:`E x_2^2 = 2 a^4 b^2 + s^2`.
+
+    Parameters
+    ----------
+    scale : float
+        Standard deviation ``a`` of :math:`x_1` (default 2).
+    curvature : float
+        Bend ``b`` (default 0.25; any real number).
+    noise : float
+        Conditional standard deviation ``s`` of :math:`x_2` (default 0.5).
+    name : str
+
+    Used in: chapter 2 (a curved target with a known score), chapter 11.
+
+    References
+    ----------
+    Haario, Saksman, Tamminen, "Adaptive proposal distribution for random walk Metropolis
+    algorithm", Computational Statistics 1999 (the twisted Gaussian; constants here are ours).
+    """
+
+    def __init__(
+        self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"
+    ):
+        super().__init__(2, name)
+        self.scale = check_positive(scale, "scale")
+        self.curvature = _finite_real(curvature, "curvature")
+        self.noise = check_positive(noise, "noise")
+
+    def _sample(self, n, generator, device):
+        z = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+        x1 = self.scale * z[:, 0]
+        x2 = self.curvature * (x1.pow(2) - self.scale**2) + self.noise * z[:, 1]
+        return torch.stack([x1, x2], dim=1)
+
+    def _log_prob(self, x):
+        a, b, s = self.scale, self.curvature, self.noise
+        x1, x2 = x[:, 0], x[:, 1]
+        r = x2 - b * (x1.pow(2) - a * a)
+        return -0.5 * (x1 / a).pow(2) - 0.5 * (r / s).pow(2) - _LOG_2PI - math.log(a * s)
+
+    def _score(self, x):
+        a, b, s = self.scale, self.curvature, self.noise
+        x1, x2 = x[:, 0], x[:, 1]
+        r = x2 - b * (x1.pow(2) - a * a)
+        g1 = -x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1
+        g2 = -r / (s * s)
+        return torch.stack([g1, g2], dim=1)
+
+    def _params(self):
+        return {"scale": self.scale, "curvature": self.curvature, "noise": self.noise}
+
+
+# --------------------------------------------------------------------------------------------
+# curves with noise (no closed-form density)
+# --------------------------------------------------------------------------------------------
+
+
+class TwoMoons(Target):
+    r"""Two interleaving half circles with Gaussian noise, scaled and shifted.
+
+    .. math::
+
+        u = \begin{cases} (\cos t, \sin t) & \text{upper moon} \\
+                          (1 - \cos t, \tfrac12 - \sin t) & \text{lower moon}
+            \end{cases}, \quad t \sim U(0, \pi), \qquad
+        x = c\,(u + \sigma \varepsilon) + o, \quad \varepsilon \sim N(0, I).
+
+    The moon is chosen with probability 1/2 (``stratified=True``: ``n // 2`` points on the upper
+    moon, as in the GWF code). Mean :math:`c\,(1/2, 1/4) + o`. No closed-form density.
+
+    Parameters
+    ----------
+    noise : float
+        Noise ``sigma`` before scaling (default 0.2, GWF).
+    scale : float
+        ``c`` (default 3, GWF).
+    shift : float
+        ``o``, added to both coordinates (default -1, GWF).
+    stratified : bool
+    name : str
+
+    Used in: chapters 3-8, chapter 11.
+
+    References
+    ----------
+    GWF code ``Paulcauch/GWF``, ``dataset.py``, class ``Moons`` (constants); the geometry is
+    scikit-learn's ``make_moons``.
+    """
+
+    def __init__(
+        self,
+        noise: float = 0.2,
+        scale: float = 3.0,
+        shift: float = -1.0,
+        *,
+        stratified: bool = False,
+        name: str = "moons",
+    ):
+        super().__init__(2, name)
+        self.noise = check_nonnegative(noise, "noise")
+        self.scale = check_positive(scale, "scale")
+        self.shift = _finite_real(shift, "shift")
+        self.stratified = bool(stratified)
+
+    def _sample(self, n, generator, device):
+        half = torch.tensor([0.5, 0.5], dtype=torch.float64)
+        idx = _component_indices(half, n, self.stratified, generator, device)
+        t = math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        upper = torch.stack([torch.cos(t), torch.sin(t)], dim=1)
+        lower = torch.stack([1.0 - torch.cos(t), 0.5 - torch.sin(t)], dim=1)
+        u = torch.where((idx == 0)[:, None], upper, lower)
+        eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+        return self.scale * (u + self.noise * eps) + self.shift
+
+    def _params(self):
+        return {"noise": self.noise, "scale": self.scale, "shift": self.shift}
+
+
+class SwissRoll(Target):
+    r"""2-D swiss roll (an Archimedean spiral) scaled to :math:`[-1, 1]^2`, with Gaussian noise.
+
+    .. math::
+
+        t = t_0 + (t_1 - t_0) u, \; u \sim U(0, 1), \qquad
+        x = \frac{(t\cos t,\; t \sin t)}{c} + \sigma \varepsilon, \qquad
+        c = \max_{t \in [t_0, t_1]} \max(|t \cos t|, |t \sin t|).
+
+    The drifting toy demo divides by the largest absolute coordinate *of the drawn sample*; with
+    ``normalization="population"`` (default) the constant ``c`` is its limit (``4.5 pi`` for the
+    default range, reached at :math:`t_1`), so the law does not depend on ``n`` (the two differ by
+    a relative ``O(1/n)``); ``normalization="sample"`` reproduces the demo exactly. The radius
+    before noise is :math:`t / c`, so :math:`E|x| \approx (t_0 + t_1) / (2c) = 5/9`. No closed-form
+    density.
+
+    Parameters
+    ----------
+    noise : float
+        ``sigma`` (default 0.03, drifting demo).
+    t_min, t_max : float
+        ``t_0 = pi/2`` and ``t_1 = 4.5 pi`` (drifting demo), ``0 <= t_min < t_max``.
+    normalization : {"population", "sample"}
+    name : str
+
+    Used in: chapter 8 (drifting models), chapter 11.
+
+    References
+    ----------
+    Deng et al., "Generative Modeling via Drifting", 2026, toy notebook (``sample_swiss_roll``).
+    """
+
+    def __init__(
+        self,
+        noise: float = 0.03,
+        t_min: float = 0.5 * math.pi,
+        t_max: float = 4.5 * math.pi,
+        normalization: str = "population",
+        name: str = "swiss_roll",
+    ):
+        super().__init__(2, name)
+        self.noise = check_nonnegative(noise, "noise")
+        self.t_min = check_nonnegative(t_min, "t_min")
+        self.t_max = check_positive(t_max, "t_max")
+        if not self.t_max > self.t_min:
+            raise ValueError(f"t_max must exceed t_min, got t_min={t_min}, t_max={t_max}")
+        if normalization not in ("population", "sample"):
+            raise ValueError(
+                f"normalization must be 'population' or 'sample', got {normalization!r}"
+            )
+        self.normalization = normalization
+        t = torch.linspace(self.t_min, self.t_max, 200_001, dtype=torch.float64)
+        self.curve_scale = float(torch.maximum((t * t.cos()).abs(), (t * t.sin()).abs()).max())
+
+    def _sample(self, n, generator, device):
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        t = self.t_min + (self.t_max - self.t_min) * u
+        pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1)
+        c = self.curve_scale if self.normalization == "population" else float(pts.abs().max())
+        eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+        return pts / c + self.noise * eps
+
+    def _params(self):
+        return {
+            "noise": self.noise,
+            "t_min": round(self.t_min, 4),
+            "t_max": round(self.t_max, 4),
+            "normalization": repr(self.normalization),
+        }
+
+
+class Spirals(Target):
+    r"""Spiral arms (Archimedean), rotated copies of one arm, with Gaussian noise.
+
+    .. math::
+
+        t = t_1 \sqrt{u}, \; u \sim U(0,1), \qquad
+        x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon,
+
+    with the arm ``a`` uniform in ``{0, ..., A-1}`` and :math:`R_\phi` the rotation by
+    :math:`\phi`. The square root spreads points evenly along the arc length (which grows like
+    :math:`t^2`). The radius before noise is :math:`t/c`, so :math:`E|x| \approx 2 t_1 / (3c)`. No
+    closed-form density.
+
+    Parameters
+    ----------
+    n_arms : int
+        ``A`` (default 2).
+    turns : float
+        Number of turns of each arm, ``t_1 = 2 pi turns`` (default 1.5, i.e. 540 degrees).
+    scale : float
+        ``c`` (default 3).
+    noise : float
+        ``sigma`` (default 0.1).
+    name : str
+
+    Used in: chapters 3-8, chapter 11.
+
+    References
+    ----------
+    After the "2spirals" toy of Grathwohl et al., "FFJORD", ICLR 2019 (same arm, scale and noise;
+    its extra uniform jitter is left out here).
+    """
+
+    def __init__(
+        self,
+        n_arms: int = 2,
+        turns: float = 1.5,
+        scale: float = 3.0,
+        noise: float = 0.1,
+        name: str = "spirals",
+    ):
+        super().__init__(2, name)
+        self.n_arms = check_int(n_arms, "n_arms")
+        self.turns = check_positive(turns, "turns")
+        self.scale = check_positive(scale, "scale")
+        self.noise = check_nonnegative(noise, "noise")
+
+    def _sample(self, n, generator, device):
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        t = 2.0 * math.pi * self.turns * u.sqrt()
+        arm = torch.randint(0, self.n_arms, (n,), generator=generator, device=device)
+        phi = 2.0 * math.pi * arm.to(torch.float64) / self.n_arms
+        px, py = -t * torch.cos(t), t * torch.sin(t)
+        x = torch.stack([phi.cos() * px - phi.sin() * py, phi.sin() * px + phi.cos() * py], dim=1)
+        eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+        return x / self.scale + self.noise * eps
+
+    def _params(self):
+        return {
+            "n_arms": self.n_arms,
+            "turns": self.turns,
+            "scale": self.scale,
+            "noise": self.noise,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# checkerboard and rings (closed-form densities)
+# --------------------------------------------------------------------------------------------
+
+
+def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
+    """``log(Phi(hi) - Phi(lo))`` for ``lo < hi``, stable in both tails."""
+    flip = lo > 0  # upper tail: Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
+    a = torch.where(flip, -hi, lo)
+    b = torch.where(flip, -lo, hi)
+    lb = torch.special.log_ndtr(b)
+    u = torch.special.log_ndtr(a) - lb  # <= 0
+    log1mexp = torch.where(
+        u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u))
+    )
+    return lb + log1mexp
+
+
+class Checkerboard(Target):
+    r"""Uniform law on the black cells of a checkerboard, convolved with Gaussian noise.
+
+    The box :math:`[\ell, h]^2` is cut into :math:`k \times k` cells of width
+    :math:`w = (h - \ell)/k`; cell :math:`(i, j)` (``i`` along :math:`x_1`, from :math:`\ell`) is
+    black when :math:`i + j` is even. With :math:`C` black cells and noise :math:`\sigma`,
+
+    .. math::
+
+        p(x) = \frac{1}{C w^2} \sum_{(i,j) \text{ black}}
+               \big[\Phi(\tfrac{x_1 - a_i}{\sigma}) - \Phi(\tfrac{x_1 - a_i - w}{\sigma})\big]
+               \big[\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j - w}{\sigma})\big],
+        \quad a_i = \ell + i w,
+
+    evaluated in log space (stable far from the board); with :math:`\sigma = 0` the density is
+    :math:`1/(C w^2)` on the black cells and 0 elsewhere (score 0 inside, NaN outside).
+
+    Parameters
+    ----------
+    n_cells : int
+        ``k`` cells per side (default 4).
+    low, high : float
+        The box (default -1, 1: the drifting demo).
+    noise : float
+        ``sigma`` (default 0.05: the drifting demo).
+    name : str
+
+    Used in: chapter 8 (drifting models), chapter 11.
+
+    References
+    ----------
+    Deng et al., "Generative Modeling via Drifting", 2026, toy notebook (``sample_checkerboard``:
+    4 x 4 cells on [-1, 1]^2, noise 0.05); Choi et al. 2024, S-JKO code, ``CheckerBoard``
+    (``k = 4``, box ``[-2 pi/3, 2 pi/3]``, no noise).
+    """
+
+    def __init__(
+        self,
+        n_cells: int = 4,
+        low: float = -1.0,
+        high: float = 1.0,
+        noise: float = 0.05,
+        name: str = "checkerboard",
+    ):
+        super().__init__(2, name)
+        self.n_cells = check_int(n_cells, "n_cells")
+        self.low, self.high = _finite_real(low, "low"), _finite_real(high, "high")
+        if not self.high > self.low:
+            raise ValueError(f"high must exceed low, got low={low}, high={high}")
+        self.noise = check_nonnegative(noise, "noise")
+        k = self.n_cells
+        ii, jj = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+        black = (ii + jj) % 2 == 0
+        self.cells = torch.stack([ii[black], jj[black]], dim=1)  # (C, 2) integer cell indices
+        self.width = (self.high - self.low) / k
+
+    def _sample(self, n, generator, device):
+        c = torch.randint(0, len(self.cells), (n,), generator=generator, device=device)
+        uv = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=device)
+        x = self.low + (self.cells.to(device)[c].to(torch.float64) + uv) * self.width
+        if self.noise > 0:
+            eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+            x = x + self.noise * eps
+        return x
+
+    def _log_prob(self, x):
+        k, w = self.n_cells, self.width
+        const = -math.log(len(self.cells) * w * w)
+        edges = self.low + w * torch.arange(k, dtype=x.dtype, device=x.device)  # (k,)
+        cells = self.cells.to(x.device)
+        if self.noise == 0:
+            idx = torch.floor((x - self.low) / w)
+            inside = ((idx >= 0) & (idx < k)).all(1) & ((idx.sum(1) % 2) == 0)
+            return torch.where(inside, const + 0.0 * x.sum(1), torch.full_like(x[:, 0], -math.inf))
+        s = self.noise
+        lp = _log_interval_prob(
+            (x[:, :, None] - edges - w) / s, (x[:, :, None] - edges) / s
+        )  # (n, 2, k): log P(noise puts coordinate in cell i)
+        terms = lp[:, 0, cells[:, 0]] + lp[:, 1, cells[:, 1]]  # (n, C)
+        return const + torch.logsumexp(terms, dim=1)
+
+    def _score(self, x):
+        if self.noise == 0:
+            lp = self._log_prob(x)
+            return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
+        return super()._score(x)
+
+    def _params(self):
+        return {
+            "n_cells": self.n_cells,
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "noise": self.noise,
+        }
+
+
+class Rings(Target):
+    r"""Mixture of noisy circles: uniform angle on a circle plus isotropic Gaussian noise.
+
+    Ring ``k`` has centre :math:`c_k`, radius :math:`r_k`, noise :math:`\sigma_k` and weight
+    :math:`w_k`; a point is :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
+    :math:`\theta \sim U(0, 2\pi)`. Averaging the Gaussian over the angle gives a closed form with
+    the modified Bessel function :math:`I_0` (``i0e`` is :math:`e^{-z} I_0(z)`):
+
+    .. math::
+
+        p_k(x) = \frac{1}{2\pi\sigma_k^2}
+                 \exp\Big(-\frac{(\rho - r_k)^2}{2\sigma_k^2}\Big)\,
+                 \mathrm{i0e}\Big(\frac{r_k \rho}{\sigma_k^2}\Big), \quad \rho = |x - c_k|,
+        \qquad p = \sum_k w_k p_k,
+
+    .. math::
+
+        \nabla \log p_k(x) = \Big(\frac{r_k^2}{\sigma_k^2}\,\frac{A(z)}{z} - 1\Big)
+                             \frac{x - c_k}{\sigma_k^2}, \quad z = \frac{r_k\rho}{\sigma_k^2},
+        \quad A = I_1 / I_0 ,
+
+    and :math:`\nabla\log p = \sum_k r_k(x)\nabla \log p_k` with responsibilities
+    :math:`r_k = w_k p_k / p` (finite at the centres, where :math:`A(z)/z \to 1/2`).
+
+    Parameters
+    ----------
+    radii : sequence of float, shape (K,)
+        Non-negative radii.
+    std : float or sequence of float
+        Noise standard deviation (one for all rings, or one per ring), positive.
+    weights : sequence of float, optional
+        Ring weights (uniform by default).
+    centers : array-like, shape (K, 2), optional
+        Centres (default: the origin).
+    stratified : bool
+        Exactly ``n w_k`` points per ring (the GWF and S-JKO ``Circles`` samplers) instead of
+        i.i.d. rings.
+    name : str
+
+    Used in: chapter 2, chapters 3-8, chapter 11.
+
+    References
+    ----------
+    Concentric rings after Grathwohl et al., "FFJORD", ICLR 2019 (toy "rings").
+    """
+
+    def __init__(
+        self,
+        radii=(0.75, 1.5, 2.25, 3.0),
+        std=0.08,
+        weights=None,
+        centers=None,
+        *,
+        stratified: bool = False,
+        name: str = "rings",
+    ):
+        super().__init__(2, name)
+        r = _as_f64(radii, "radii").reshape(-1)
+        if r.numel() < 1 or bool((r < 0).any()):
+            raise ValueError("radii must be a non-empty sequence of non-negative numbers")
+        k = r.numel()
+        s = _as_f64(std, "std").reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(k).clone()
+        if s.numel() != k:
+            raise ValueError(f"std must be a number or have shape ({k},), got {s.numel()} values")
+        if not bool((s > 0).all()):
+            raise ValueError("std must be positive")
+        if centers is None:
+            c = torch.zeros(k, 2, dtype=torch.float64)
+        else:
+            c = _as_f64(centers, "centers")
+            if c.shape != (k, 2):
+                raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
+        self.radii, self.stds, self.centers = r, s, c
+        self.weights = _check_weights(weights, k)
+        self.stratified = bool(stratified)
+
+    def _sample(self, n, generator, device):
+        idx = _component_indices(self.weights, n, self.stratified, generator, device)
+        theta = (
+            2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        )
+        eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
+        r, s, c = (
+            self.radii.to(device)[idx],
+            self.stds.to(device)[idx],
+            self.centers.to(device)[idx],
+        )
+        circle = torch.stack([theta.cos(), theta.sin()], dim=1)
+        return c + r[:, None] * circle + s[:, None] * eps
+
+    def _parts(self, x):
+        diff = x[:, None, :] - _like(self.centers, x)[None]  # (n, K, 2)
+        rho = diff.pow(2).sum(-1).sqrt()  # (n, K)
+        r, s = _like(self.radii, x), _like(self.stds, x)
+        z = r * rho / s.pow(2)
+        comp = (
+            torch.log(_like(self.weights, x))
+            - math.log(2.0 * math.pi)
+            - 2.0 * torch.log(s)
+            - (rho - r).pow(2) / (2.0 * s.pow(2))
+            + torch.log(torch.special.i0e(z))
+        )
+        return diff, z, comp
+
+    def _log_prob(self, x):
+        return torch.logsumexp(self._parts(x)[2], dim=1)
+
+    def _score(self, x):
+        diff, z, comp = self._parts(x)
+        r, s2 = _like(self.radii, x), _like(self.stds, x).pow(2)
+        small = z < 1e-4
+        z_safe = torch.where(small, torch.ones_like(z), z)
+        ratio = torch.special.i1e(z_safe) / (torch.special.i0e(z_safe) * z_safe)
+        ratio = torch.where(small, 0.5 - z.pow(2) / 16.0, ratio)  # A(z)/z near 0
+        coef = (r.pow(2) / s2 * ratio - 1.0) / s2  # (n, K)
+        resp = torch.softmax(comp, dim=1)
+        return ((resp * coef)[:, :, None] * diff).sum(1)
+
+    def _params(self):
+        return {
+            "radii": _fmt(self.radii),
+            "stds": _fmt(self.stds),
+            "weights": _fmt(self.weights),
+            "centers": _fmt(self.centers),
+        }
+
+
+class TwoCircles(Rings):
+    r"""Two concentric noisy circles of radii 4 and 8, noise 0.2 (GWF and S-JKO ``Circles``).
+
+    .. math::
+
+        x = r(\cos\theta, \sin\theta) + 0.2\,\varepsilon, \quad
+        r \in \{4, 8\} \text{ with prob. } 1/2, \quad \theta \sim U(0, 2\pi),
+
+    a :class:`Rings` with these constants (density and score in closed form there).
+
+    Parameters
+    ----------
+    radii : tuple of float
+        Default ``(4, 8)``.
+    std : float
+        Default 0.2.
+    stratified : bool
+        ``n / 2`` points per circle, as both peer codes do (default False: i.i.d.).
+    name : str
+
+    Used in: chapter 7 (S-JKO), chapter 11.
+
+    References
+    ----------
+    Choi et al., "Scalable Wasserstein gradient flow for generative modeling through unbalanced
+    optimal transport", ICML 2024, code ``Jae-Moo/Scalable-JKO``, ``dataset.py`` (``twocircles``);
+    the GWF code (``Paulcauch/GWF``, ``dataset.py``, ``Circles``) uses the same constants.
+    """
+
+    def __init__(
+        self,
+        radii=(4.0, 8.0),
+        std: float = 0.2,
+        *,
+        stratified: bool = False,
+        name: str = "two_circles",
+    ):
+        super().__init__(radii, std, stratified=stratified, name=name)
+
+
+class FinitePoints(Target):
+    r"""Uniform law on a finite set of points.
+
+    .. math::
+
+        p = \frac1N \sum_{j=1}^N \delta_{z_j}.
+
+    No density (a discrete law).
+
+    Parameters
+    ----------
+    points : array-like, shape (N, d)
+    name : str
+
+    Used in: chapter 11 (the GWF ``three_rings`` data set).
+    """
+
+    def __init__(self, points, name: str = "points"):
+        pts = check_samples(_as_f64(points, "points"), "points")
+        super().__init__(pts.shape[1], name)
+        self.points = pts
+
+    def _sample(self, n, generator, device):
+        idx = torch.randint(0, len(self.points), (n,), generator=generator, device=device)
+        return self.points.to(device)[idx]
+
+    def _params(self):
+        return {"n_points": len(self.points)}
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+
+def _gaussian(mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8)), name="gaussian"):
+    return Gaussian(mean, cov, name=name)
+
+
+def _gwf_eight_gaussians(scale=1.0, std=0.1, stratified=False, name="eight_gaussians"):
+    h = 1.0 / math.sqrt(2.0)
+    centers = [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)]
+    means = check_positive(scale, "scale") * torch.tensor(centers, dtype=torch.float64)
+    return GaussianMixture(means, std, stratified=stratified, name=name)
+
+
+def _sjko_8gaussians(radius=12.0, variance=0.4, stratified=False, name="sjko_8gaussians"):
+    radius = check_positive(radius, "radius")
+    ang = 2.0 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
+    return GaussianMixture(
+        means, math.sqrt(check_positive(variance, "variance")), stratified=stratified, name=name
+    )
+
+
+def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twenty_five_gaussians"):
+    spacing = check_positive(spacing, "spacing")
+    grid = spacing * torch.arange(-2, 3, dtype=torch.float64)
+    # S-JKO order: x = [-6]*5 + [-3]*5 + ..., y = [-6, -3, 0, 3, 6] * 5
+    means = torch.stack([grid.repeat_interleave(5), grid.repeat(5)], dim=1)
+    return GaussianMixture(
+        means, math.sqrt(check_positive(variance, "variance")), stratified=stratified, name=name
+    )
+
+
+def _sjko_checkerboard(name="sjko_checkerboard"):
+    return Checkerboard(4, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0, noise=0.0, name=name)
+
+
+def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rings"):
+    radius = check_positive(radius, "radius")
+    n_per_ring = check_int(n_per_ring, "n_per_ring")
+    ang = 2.0 * math.pi * torch.arange(n_per_ring, dtype=torch.float64) / n_per_ring
+    ring = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
+    offset = torch.tensor([0.0, (2.0 + delta) * radius], dtype=torch.float64)
+    return FinitePoints(torch.cat([ring, ring - offset, ring - 2 * offset]), name=name)
+
+
+_REGISTRY: dict[str, Callable[..., Target]] = {
+    "gaussian": _gaussian,
+    "eight_gaussians": _gwf_eight_gaussians,
+    "gwf_eight_gaussians": _gwf_eight_gaussians,
+    "sjko_8gaussians": _sjko_8gaussians,
+    "twenty_five_gaussians": _sjko_25gaussians,
+    "sjko_25gaussians": _sjko_25gaussians,
+    "moons": TwoMoons,
+    "gwf_moons": TwoMoons,
+    "swiss_roll": SwissRoll,
+    "drifting_swiss_roll": SwissRoll,
+    "checkerboard": Checkerboard,
+    "drifting_checkerboard": Checkerboard,
+    "sjko_checkerboard": _sjko_checkerboard,
+    "rings": Rings,
+    "two_circles": TwoCircles,
+    "sjko_twocircles": TwoCircles,
+    "gwf_circles": TwoCircles,
+    "gwf_three_rings": _gwf_three_rings,
+    "spirals": Spirals,
+    "banana": Banana,
+}
+
+
+def list_targets() -> list[str]:
+    r"""Names accepted by :func:`get_target`, sorted.
+
+    .. math::
+
+        \{\text{name} : \texttt{get\_target(name)} \text{ is defined}\}.
+
+    Returns
+    -------
+    list of str
+
+    Used in: chapter 11 (benchmark loops over targets).
+    """
+    return sorted(_REGISTRY)
+
+
+def get_target(name: str, **kwargs) -> Target:
+    r"""Build a target by name; keyword arguments override its constants.
+
+    .. math::
+
+        \texttt{get\_target}(\text{name}) = p_{\text{name}}
+        \quad (\text{table in the module docstring}).
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_targets` (case-insensitive; ``-`` and ``_`` are equivalent).
+    **kwargs
+        Constructor arguments, e.g. ``get_target("eight_gaussians", std=0.2)`` or
+        ``get_target("sjko_25gaussians", stratified=True)`` (the peer's per-mode counts).
+
+    Returns
+    -------
+    Target
+        Its ``name`` is the registry name used.
+
+    Used in: every chapter with 2-D experiments; chapter 11.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown target {name!r}; choose from {list_targets()}")
+    kwargs.setdefault("name", key)
+    return _REGISTRY[key](**kwargs)

@@ -1,0 +1,545 @@
+"""Tests of gwf_tutorial.drifting against closed forms (MATH.md §1, §4, §6.8) and naive loops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gwf_tutorial.drifting import (
+    TOY_DEFAULTS,
+    Algorithm2Drift,
+    CriticDrift,
+    DriftField,
+    MultiTemperatureDrift,
+    ObjectiveDrift,
+    PaperDrift,
+    algorithm2_field,
+    drift_rms,
+    drifting_loss,
+    gaussian_population_field,
+    mean_shift,
+    multi_temperature_field,
+    paper_field,
+    toy_generator,
+    train_drifting,
+)
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _gauss(n, mean, cov, g):
+    mean = torch.as_tensor(mean, dtype=F64)
+    L = torch.linalg.cholesky(torch.as_tensor(cov, dtype=F64))
+    return mean + torch.randn(n, mean.shape[0], generator=g, dtype=F64) @ L.T
+
+
+# ------------------------------------------------------------------------------------------
+# Algorithm 2: naive loop, S+S-(B+ - B-), antisymmetry
+# ------------------------------------------------------------------------------------------
+
+
+def _naive_algorithm2(x, yp, yn, T, self_neg, a=1.0, r=1.0):
+    """Algorithm 2 with Python loops and math.exp (independent of the vectorised code)."""
+    x, yp, yn = x.tolist(), yp.tolist(), yn.tolist()
+    targets = yp + yn
+    n, m, d = len(x), len(yp), len(x[0])
+    logit = [[0.0] * len(targets) for _ in range(n)]
+    for i in range(n):
+        for j, t in enumerate(targets):
+            dist = math.sqrt(sum((x[i][k] - t[k]) ** 2 for k in range(d)))
+            if self_neg and j - m == i:
+                dist += 1e6
+            logit[i][j] = -dist / T
+    ex = [[math.exp(v) for v in row] for row in logit]
+    row_sum = [sum(row) for row in ex]
+    col_sum = [sum(ex[i][j] for i in range(n)) for j in range(len(targets))]
+    V = []
+    for i in range(n):
+        A = [math.sqrt(ex[i][j] / row_sum[i] * ex[i][j] / col_sum[j]) for j in range(len(targets))]
+        sp, sn = sum(A[:m]), sum(A[m:])
+        bp = [sum(A[j] * yp[j][k] for j in range(m)) / sp for k in range(d)]
+        bn = [sum(A[m + j] * yn[j][k] for j in range(len(yn))) / sn for k in range(d)]
+        V.append([sp * sn * (a * (bp[k] - x[i][k]) - r * (bn[k] - x[i][k])) for k in range(d)])
+    return torch.tensor(V, dtype=F64)
+
+
+@pytest.mark.parametrize("self_neg", [False, True])
+def test_algorithm2_equals_naive_loop(self_neg):
+    g = _gen(0)
+    x = torch.randn(5, 2, generator=g, dtype=F64)
+    yp = torch.randn(4, 2, generator=g, dtype=F64) + 0.5
+    yn = x if self_neg else torch.randn(3, 2, generator=g, dtype=F64)
+    V = algorithm2_field(x, yp, None if self_neg else yn, temperature=0.7)
+    ref = _naive_algorithm2(x, yp, yn, 0.7, self_neg)
+    torch.testing.assert_close(V, ref, rtol=1e-12, atol=1e-12)
+    # attraction/repulsion imbalance: S+S-[a(B+ - x) - r(B- - x)]
+    V15 = algorithm2_field(x, yp, None if self_neg else yn, 0.7, attraction=1.5, repulsion=0.5)
+    ref15 = _naive_algorithm2(x, yp, yn, 0.7, self_neg, a=1.5, r=0.5)
+    torch.testing.assert_close(V15, ref15, rtol=1e-12, atol=1e-12)
+    assert (V15 - V).abs().max() > 1e-3  # the imbalance changes the field
+
+
+def test_algorithm2_equals_barycentre_form():
+    """MATH §4: (A+ * S-) @ y+ - (A- * S+) @ y- = S+ S- (B+ - B-), B the A-weighted barycentres."""
+    g = _gen(1)
+    x = torch.randn(7, 3, generator=g, dtype=F64)
+    yp = torch.randn(6, 3, generator=g, dtype=F64)
+    T = 0.4
+    logit = -torch.cdist(x, torch.cat([yp, x])) / T
+    logit[:, 6:] -= 1e6 / T * torch.eye(7, dtype=F64)
+    A = (logit.softmax(1) * logit.softmax(0)).sqrt()
+    Ap, An = A[:, :6], A[:, 6:]
+    Sp, Sn = Ap.sum(1, keepdim=True), An.sum(1, keepdim=True)
+    Bp, Bn = Ap @ yp / Sp, An @ x / Sn
+    torch.testing.assert_close(algorithm2_field(x, yp, None, T), Sp * Sn * (Bp - Bn))
+
+
+def test_antisymmetry():
+    g = _gen(2)
+    x = torch.randn(20, 2, generator=g, dtype=F64)
+    p = torch.randn(15, 2, generator=g, dtype=F64) + 1.0
+    q = torch.randn(12, 2, generator=g, dtype=F64)
+    for f in (
+        lambda a, b: paper_field(x, a, b, 0.5, "laplace"),
+        lambda a, b: paper_field(x, a, b, 0.5, "gaussian"),
+        lambda a, b: algorithm2_field(x, a, b, 0.5),
+        lambda a, b: multi_temperature_field(x, a, b),
+        lambda a, b: multi_temperature_field(x, a, b, (0.3,), normalize=False),
+    ):
+        V = f(p, q)
+        assert V.abs().max() > 1e-2
+        torch.testing.assert_close(f(q, p), -V, rtol=1e-10, atol=1e-12)
+    # V_{p,q} with weights (a, r) = -V_{q,p} with weights (r, a)
+    torch.testing.assert_close(
+        algorithm2_field(x, p, q, 0.5, attraction=1.5, repulsion=1.0),
+        -algorithm2_field(x, q, p, 0.5, attraction=1.0, repulsion=1.5),
+    )
+    # identical positive and negative sets: exactly zero
+    assert algorithm2_field(x, p, p.clone(), 0.5).abs().max() < 1e-14
+    assert paper_field(x, p, p.clone(), 0.5).abs().max() < 1e-14
+
+
+# ------------------------------------------------------------------------------------------
+# Gaussian kernel: population field, V = 0 at p = q, V+ = s^2 grad log p_s
+# ------------------------------------------------------------------------------------------
+
+
+def test_population_field_math_number():
+    """MATH §6.8: x = 0.3, p = N(1, 0.25) (variance 0.25), q = N(0, 1), s = 0.5 -> V = 0.41."""
+    x = torch.tensor([[0.3]], dtype=F64)
+    V = gaussian_population_field(x, [1.0], [[0.25]], [0.0], [[1.0]], 0.5)
+    # 0.25 * (0.3 / 1.25 + 0.7 / 0.5) = 0.25 * (0.24 + 1.4) = 0.41
+    assert V.dtype == F64
+    assert abs(V.item() - 0.41) < 1e-14
+
+
+def test_mean_shift_is_smoothed_score():
+    """V+_p = s^2 grad log p_s, p = N(1, 0.25): -s^2 (x - 1)/(0.25 + s^2), Monte Carlo, m = 4e5."""
+    g = _gen(3)
+    yp = 1.0 + 0.5 * torch.randn(400_000, 1, generator=g, dtype=F64)
+    x = torch.tensor([[-0.5], [0.3], [1.0], [2.0]], dtype=F64)
+    for s in (0.3, 0.5, 1.0):
+        exact = -(s**2) * (x - 1.0) / (0.25 + s**2)
+        est = mean_shift(x, yp, s, "gaussian")
+        # self-normalised estimator, effective sample size >~ 1e4: MC error < 0.005
+        torch.testing.assert_close(est, exact, rtol=0, atol=0.01)
+
+
+def test_population_field_matches_monte_carlo_1d_and_2d():
+    g = _gen(4)
+    m = 300_000
+    # 1-D, the MATH §6.8 setting at several points
+    yp = 1.0 + 0.5 * torch.randn(m, 1, generator=g, dtype=F64)
+    yq = torch.randn(m, 1, generator=g, dtype=F64)
+    x = torch.tensor([[-0.5], [0.3], [1.0], [2.0]], dtype=F64)
+    exact = gaussian_population_field(x, [1.0], [[0.25]], [0.0], [[1.0]], 0.5)
+    torch.testing.assert_close(paper_field(x, yp, yq, 0.5, "gaussian"), exact, rtol=0, atol=0.01)
+    assert abs(exact[1].item() - 0.41) < 1e-12
+    # 2-D, correlated covariances, with an attraction/repulsion imbalance
+    mp, Sp = torch.tensor([0.5, -0.2], dtype=F64), torch.tensor([[0.5, 0.2], [0.2, 0.3]], dtype=F64)
+    mq, Sq = (
+        torch.tensor([-0.3, 0.1], dtype=F64),
+        torch.tensor([[1.0, -0.3], [-0.3, 0.8]], dtype=F64),
+    )
+    yp, yq = _gauss(m, mp, Sp, g), _gauss(m, mq, Sq, g)
+    x = torch.randn(6, 2, generator=g, dtype=F64)
+    exact = gaussian_population_field(x, mp, Sp, mq, Sq, 0.6, attraction=1.5)
+    est = paper_field(x, yp, yq, 0.6, "gaussian", attraction=1.5)
+    assert exact.abs().max() > 0.3
+    torch.testing.assert_close(est, exact, rtol=0, atol=0.02)
+
+
+def test_field_vanishes_for_same_population():
+    """Gaussian kernel, p = q: V = 0 within Monte Carlo error, and clearly not 0 for p != q."""
+    g = _gen(5)
+    m = 300_000
+    x = torch.tensor([[-1.0, 0.0], [0.0, 0.5], [0.8, -0.4], [1.5, 1.5]], dtype=F64)
+    mean, cov = [0.2, -0.1], [[1.0, 0.3], [0.3, 0.6]]
+    yp, yq = _gauss(m, mean, cov, g), _gauss(m, mean, cov, g)
+    assert paper_field(x, yp, yq, 0.5, "gaussian").abs().max() < 0.01
+    # the test can fail: shifting q by 0.3 gives V = -s^2 (s^2 I + cov)^{-1} (0.3, 0.3), |V| ~ 0.08
+    shifted = paper_field(x, yp, yq + 0.3, 0.5, "gaussian")
+    exact = gaussian_population_field(x, mean, cov, torch.tensor(mean) + 0.3, cov, 0.5)
+    assert exact.norm(dim=1).min() > 0.05
+    torch.testing.assert_close(shifted, exact, rtol=0, atol=0.01)
+    # population field is exactly 0 at p = q
+    assert gaussian_population_field(x, mean, cov, mean, cov, 0.5).abs().max() == 0.0
+    # Algorithm 2 (Laplace, row-col normalised) also vanishes at p = q up to MC error
+    xs = _gauss(400, mean, cov, g)
+    V = algorithm2_field(xs, yp[:8000], yq[:8000], 0.5)
+    V_shift = algorithm2_field(xs, yp[:8000], yq[:8000] + 0.5, 0.5)
+    assert drift_rms(V) < 0.15 * drift_rms(V_shift)
+
+
+# ------------------------------------------------------------------------------------------
+# multi-temperature field
+# ------------------------------------------------------------------------------------------
+
+
+def test_multi_temperature_is_sum_of_rms_normalised_algorithm2():
+    g = _gen(6)
+    x = torch.randn(30, 3, generator=g, dtype=F64)
+    yp = 2.0 * torch.randn(25, 3, generator=g, dtype=F64) + 1.0
+    temps = (0.02, 0.05, 0.2)
+    scale = torch.cdist(x, torch.cat([yp, x])).mean()  # self-pairs included, as in the code
+    c = scale / math.sqrt(3)
+    ref = torch.zeros_like(x)
+    for R in temps:
+        F = algorithm2_field(x, yp, None, temperature=R * scale.item()) / c  # rescaled units
+        ref += F / F.pow(2).mean().sqrt()
+    ref = c * ref  # back to the units of x
+    V, info = multi_temperature_field(x, yp, None, temps, affinity_floor=0.0, return_info=True)
+    torch.testing.assert_close(V, ref, rtol=1e-9, atol=1e-12)
+    assert info["scale"] == pytest.approx(scale.item(), rel=1e-12)
+    assert info["input_scale"] == pytest.approx(c.item(), rel=1e-12)
+    # the official default clamps the affinity product at 1e-6: a different field
+    assert (multi_temperature_field(x, yp, None, temps) - V).abs().max() > 1e-3
+    # normalize=False with one temperature and no floor is Algorithm 2
+    torch.testing.assert_close(
+        multi_temperature_field(x, yp, None, (0.7,), normalize=False, affinity_floor=0.0),
+        algorithm2_field(x, yp, None, 0.7),
+    )
+
+
+def test_multi_temperature_scale_invariance_and_unit_rms():
+    g = _gen(7)
+    x = torch.randn(40, 2, generator=g, dtype=F64)
+    yp = 0.5 * torch.randn(50, 2, generator=g, dtype=F64) + 1.0
+    V, info = multi_temperature_field(x, yp, return_info=True)
+    assert torch.isfinite(V).all()
+    for lam, b in ((10.0, 0.0), (0.1, 3.0), (2.0, -1.0)):
+        shift = torch.tensor([b, -b], dtype=F64)
+        Vl = multi_temperature_field(lam * x + shift, lam * yp + shift)
+        torch.testing.assert_close(Vl, lam * V, rtol=1e-8, atol=1e-10)
+    # one temperature: (1/(nd)) |V / c|^2 = 1 exactly
+    V1, info1 = multi_temperature_field(x, yp, None, (0.05,), return_info=True)
+    c = torch.cdist(x, torch.cat([yp, x])).mean() / math.sqrt(2)
+    assert (V1 / c).pow(2).mean().item() == pytest.approx(1.0, rel=1e-10)
+    # three temperatures: RMS of the sum at most 3 (triangle inequality), and > 1
+    rms = (V / info["input_scale"]).pow(2).mean().sqrt().item()
+    assert 1.0 < rms <= 3.0 + 1e-12
+    # raw drift reported in units of x, scale equivariant too
+    _, info_l = multi_temperature_field(10 * x, 10 * yp, return_info=True)
+    assert info_l["raw_rms"] == pytest.approx(10 * info["raw_rms"], rel=1e-8)
+
+
+def test_multi_temperature_finite_in_degenerate_cases():
+    g = _gen(8)
+    yp = torch.randn(20, 2, generator=g)
+    collapsed = torch.zeros(16, 2)  # a fully collapsed generator
+    for x in (collapsed, torch.randn(16, 2, generator=g) * 1e-6, torch.randn(16, 2, generator=g)):
+        for temps in ((0.02, 0.05, 0.2), (1e-3,), (100.0,)):
+            V = multi_temperature_field(x, yp, None, temps)
+            assert V.dtype == torch.float32 and torch.isfinite(V).all()
+
+
+# ------------------------------------------------------------------------------------------
+# loss: value and gradient (MATH §1)
+# ------------------------------------------------------------------------------------------
+
+
+def test_stop_grad_loss_gradient_linear_net():
+    """grad_theta E|f - sg(f + V)|^2 = -2 E[J^T V]; f(z) = W z + b: -2 mean V z^T and -2 mean V."""
+    g = _gen(9)
+    net = nn.Linear(3, 2, dtype=F64)
+    z = torch.randn(11, 3, generator=g, dtype=F64)
+    V = torch.randn(11, 2, generator=g, dtype=F64)
+    loss = drifting_loss(net(z), V)
+    assert loss.item() == pytest.approx(V.pow(2).sum(1).mean().item(), rel=1e-14)
+    loss.backward()
+    torch.testing.assert_close(net.weight.grad, -2.0 * V.T @ z / 11, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(net.bias.grad, -2.0 * V.mean(0), rtol=1e-13, atol=1e-14)
+
+
+def test_stop_grad_loss_gradient_nonlinear_net():
+    """Same identity with the full Jacobian of a small MLP (torch.func.jacrev over parameters)."""
+    torch.manual_seed(0)
+    g = _gen(10)
+    net = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 3)).to(F64)
+    z = torch.randn(7, 2, generator=g, dtype=F64)
+    V = torch.randn(7, 3, generator=g, dtype=F64)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    jac = torch.func.jacrev(lambda p: torch.func.functional_call(net, p, (z,)))(params)
+    drifting_loss(net(z), V).backward()
+    for name, p in net.named_parameters():
+        J = jac[name].reshape(7, 3, -1)  # (n, d, n_params)
+        expected = (-2.0 * torch.einsum("ndp,nd->p", J, V) / 7).reshape(p.shape)
+        torch.testing.assert_close(p.grad, expected, rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------------------------------------
+# drift objects
+# ------------------------------------------------------------------------------------------
+
+
+def test_drift_objects_match_functions():
+    g = _gen(11)
+    x = torch.randn(12, 2, generator=g, dtype=F64)
+    y = torch.randn(10, 2, generator=g, dtype=F64)
+    torch.testing.assert_close(Algorithm2Drift(0.3)(x, y), algorithm2_field(x, y, None, 0.3))
+    torch.testing.assert_close(
+        PaperDrift(0.3, "gaussian", repulsion=1.5)(x, y),
+        paper_field(x, y, None, 0.3, "gaussian", repulsion=1.5),
+    )
+    torch.testing.assert_close(MultiTemperatureDrift()(x, y), multi_temperature_field(x, y))
+    # paper field with self-negatives: the pair (x_i, x_i) is excluded from the repulsion
+    V = PaperDrift(0.3, "laplace")(x, y)
+    k = torch.exp(-torch.cdist(x, x) / 0.3) * (1 - torch.eye(12, dtype=F64))
+    v_neg = (k @ x) / k.sum(1, keepdim=True) - x
+    torch.testing.assert_close(V, mean_shift(x, y, 0.3) - v_neg)
+    for drift in (Algorithm2Drift(), PaperDrift(), MultiTemperatureDrift(), CriticDrift()):
+        assert isinstance(drift, DriftField)
+
+
+class _MeanMatching:
+    """A stand-in objective: velocity = mean(y) - x (the flow of 1/2 E|x - mean(y)|^2)."""
+
+    def velocity(self, x, y):
+        return y.mean(0) - x
+
+
+def test_objective_drift():
+    g = _gen(12)
+    x = torch.randn(9, 2, generator=g, dtype=F64)
+    y = torch.randn(14, 2, generator=g, dtype=F64) + 3.0
+    torch.testing.assert_close(ObjectiveDrift(_MeanMatching(), 2.0)(x, y), 2.0 * (y.mean(0) - x))
+
+    class _Bad:
+        def velocity(self, x, y):
+            return x[:, :1]
+
+    with pytest.raises(ValueError, match="objective.velocity"):
+        ObjectiveDrift(_Bad())(x, y)
+    with pytest.raises(TypeError, match="objective"):
+        ObjectiveDrift(object())
+
+
+def test_objective_drift_mmd_witness():
+    """functionals.MMD, Gaussian kernel s: V = [mean k(x,y)(y-x) - mean k(x,x')(x'-x)] / s^2."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+    g = _gen(13)
+    x = torch.randn(9, 2, generator=g, dtype=F64)
+    y = torch.randn(14, 2, generator=g, dtype=F64) + 1.0
+    s = 0.8
+    V = ObjectiveDrift(functionals.MMD("gaussian", bandwidth=s))(x, y)
+    kxy = torch.exp(-(torch.cdist(x, y) ** 2) / (2 * s * s))
+    kxx = torch.exp(-(torch.cdist(x, x) ** 2) / (2 * s * s))
+    ref = (kxy @ y - kxy.sum(1, keepdim=True) * x) / 14 - (
+        kxx @ x - kxx.sum(1, keepdim=True) * x
+    ) / 9
+    torch.testing.assert_close(V, ref / s**2, rtol=1e-10, atol=1e-12)
+
+
+def test_critic_drift_is_kl_velocity_for_gaussians():
+    """Logistic critic between N(0,1) (model) and N(1,1) (data): D* = x - 1/2, grad D* = 1."""
+    torch.manual_seed(0)
+    g = _gen(14)
+    x = torch.randn(4000, 1, generator=g, dtype=F64)
+    y = torch.randn(4000, 1, generator=g, dtype=F64) + 1.0
+    drift = CriticDrift(nn.Linear(1, 1, dtype=F64), n_iters=300, lr=0.05)
+    V = drift(x, y)
+    assert V.shape == x.shape
+    # logistic-regression MLE on 8000 points: slope 1 +- ~0.03
+    torch.testing.assert_close(V, torch.ones_like(V), rtol=0, atol=0.1)
+    assert drift.last_loss < 2 * math.log(2)  # better than chance
+
+
+# ------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------
+
+
+def _gaussian_target():
+    mean = torch.tensor([0.5, -0.3])
+    cov = torch.tensor([[0.3, 0.1], [0.1, 0.2]])
+    return mean, cov, torch.linalg.cholesky(cov)
+
+
+def test_train_drifting_moves_towards_gaussian_target():
+    from gwf_tutorial.nets import MLP
+
+    torch.manual_seed(0)
+    g = _gen(15)
+    mean, cov, L = _gaussian_target()
+    net = MLP(4, 2, hidden=32, depth=2)
+    x0 = net(torch.randn(4000, 4, generator=g)).detach()
+    hist = train_drifting(
+        net,
+        lambda n: mean + torch.randn(n, 2, generator=g) @ L.T,
+        Algorithm2Drift(0.5),
+        n_steps=300,
+        batch_size=256,
+        lr=3e-3,
+        generator=g,
+        progress=False,
+    )
+    assert len(hist.loss) == len(hist.drift_rms) == 300
+    # unnormalised field: the loss value is E|V|^2 = drift_rms^2
+    torch.testing.assert_close(
+        torch.tensor(hist.loss), torch.tensor(hist.drift_rms) ** 2, rtol=1e-5, atol=0
+    )
+    first, last = sum(hist.drift_rms[:20]) / 20, sum(hist.drift_rms[-20:]) / 20
+    assert last < 0.4 * first
+    x = hist.sample(4000, generator=g)
+    err0, err = (x0.mean(0) - mean).norm(), (x.mean(0) - mean).norm()
+    cerr0, cerr = (torch.cov(x0.T) - cov).norm(), (torch.cov(x.T) - cov).norm()
+    assert err < 0.1 and err < 0.2 * err0
+    assert cerr < 0.1 and cerr < 0.3 * cerr0
+
+
+def test_train_drifting_multi_temperature_and_tensor_data():
+    """Normalised multi-temperature field (official defaults), data given as a tensor."""
+    from gwf_tutorial.nets import MLP
+
+    torch.manual_seed(1)
+    g = _gen(16)
+    mean, cov, L = _gaussian_target()
+    data = mean + torch.randn(5000, 2, generator=g) @ L.T
+    net = MLP(4, 2, hidden=32, depth=2)
+    x0 = net(torch.randn(4000, 4, generator=g)).detach()
+    drift = MultiTemperatureDrift()
+    hist = train_drifting(
+        net, data, drift, n_steps=300, batch_size=128, lr=1e-3, generator=g, progress=False
+    )
+    assert all(math.isfinite(v) for v in hist.loss + hist.drift_rms)
+    # the loss is E|V|^2 of the normalised field, not the raw drift RMS^2
+    assert abs(hist.loss[-1] - hist.drift_rms[-1] ** 2) > 0.1
+    x = hist.sample(4000, generator=g)
+    err0, err = (x0.mean(0) - mean).norm(), (x.mean(0) - mean).norm()
+    cerr0, cerr = (torch.cov(x0.T) - cov).norm(), (torch.cov(x.T) - cov).norm()
+    assert err < 0.1 and err < 0.2 * err0
+    assert cerr < 0.1 and cerr < 0.3 * cerr0
+
+
+def test_train_drifting_objective_drift_float64():
+    g = _gen(17)
+    torch.manual_seed(2)
+    net = nn.Linear(3, 2, dtype=F64)
+    hist = train_drifting(
+        net,
+        lambda n: torch.full((n, 2), 2.0, dtype=F64),
+        ObjectiveDrift(_MeanMatching()),
+        n_steps=5,
+        batch_size=8,
+        latent_dim=3,
+        generator=g,
+        progress=False,
+    )
+    assert hist.sample(4).dtype == F64 and len(hist.loss) == 5
+
+
+def test_toy_defaults_and_generator():
+    assert TOY_DEFAULTS["latent_dim"] == 32 and TOY_DEFAULTS["temperature"] == 0.05
+    assert TOY_DEFAULTS["batch_size"] == TOY_DEFAULTS["n_data"] == 2048
+    net = toy_generator(2)
+    assert net(torch.randn(3, 32)).shape == (3, 2)
+    assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 3
+
+
+# ------------------------------------------------------------------------------------------
+# dtype and bad input
+# ------------------------------------------------------------------------------------------
+
+
+def test_float64_preserved():
+    x = torch.randn(6, 2, dtype=F64)
+    y = torch.randn(5, 2, dtype=F64)
+    for V in (
+        mean_shift(x, y),
+        paper_field(x, y),
+        algorithm2_field(x, y),
+        multi_temperature_field(x, y),
+        gaussian_population_field(x, [0.0, 0.0], torch.eye(2), [1.0, 0.0], torch.eye(2), 1.0),
+    ):
+        assert V.dtype == F64 and V.shape == (6, 2)
+
+
+def test_bad_inputs():
+    x, y = torch.randn(6, 2), torch.randn(5, 2)
+    with pytest.raises(ValueError, match="x"):
+        algorithm2_field(x[:, 0], y)
+    with pytest.raises(ValueError, match="dimension"):
+        paper_field(x, torch.randn(5, 3))
+    with pytest.raises(ValueError, match="y_neg"):
+        algorithm2_field(x, y, torch.randn(4, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        algorithm2_field(x, torch.full((5, 2), float("nan")))
+    with pytest.raises(ValueError, match="temperature"):
+        algorithm2_field(x, y, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        paper_field(x, y, temperature=-1.0)
+    with pytest.raises(ValueError, match="kernel"):
+        paper_field(x, y, kernel="cosine")
+    with pytest.raises(ValueError, match="x must hold at least 2"):
+        algorithm2_field(x[:1], y)
+    with pytest.raises(ValueError, match="attraction"):
+        algorithm2_field(x, y, attraction=-1.0)
+    with pytest.raises(ValueError, match="temperatures"):
+        multi_temperature_field(x, y, temperatures=())
+    with pytest.raises(ValueError, match=r"temperatures\[1\]"):
+        MultiTemperatureDrift(temperatures=(0.1, 0.0))
+    with pytest.raises(TypeError, match="x and y_pos"):
+        algorithm2_field(x.double(), y)
+    with pytest.raises(ValueError, match="Sp"):
+        gaussian_population_field(
+            x, [0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]], [0.0, 0.0], torch.eye(2), 1
+        )
+    with pytest.raises(ValueError, match="bandwidth"):
+        gaussian_population_field(x, [0.0, 0.0], torch.eye(2), [0.0, 0.0], torch.eye(2), 0.0)
+    with pytest.raises(ValueError, match="mq"):
+        gaussian_population_field(x, [0.0, 0.0], torch.eye(2), [0.0, 0.0, 0.0], torch.eye(3), 1.0)
+    with pytest.raises(ValueError, match="V must have the shape"):
+        drifting_loss(x, y)
+    net = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="n_steps"):
+        train_drifting(net, y, Algorithm2Drift(), n_steps=0, latent_dim=3, progress=False)
+    with pytest.raises(ValueError, match="data must have dimension"):
+        train_drifting(
+            net,
+            torch.randn(9, 3),
+            Algorithm2Drift(),
+            n_steps=1,
+            batch_size=4,
+            latent_dim=3,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="latent_dim"):
+        train_drifting(net, y, Algorithm2Drift(), n_steps=1, progress=False)
+    with pytest.raises(TypeError, match="drift"):
+        train_drifting(net, y, "algorithm2", n_steps=1, latent_dim=3, progress=False)
