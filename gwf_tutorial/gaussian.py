@@ -6,8 +6,8 @@ target (an Ornstein--Uhlenbeck process), its exact JKO step and its explicit Eul
 divergence, MMD with a Gaussian kernel and entropic optimal transport. The chapters use them as
 ground truth, and the tests of the particle and parametric schemes compare against them.
 
-Conventions
------------
+**Conventions.**
+
 - A Gaussian is given by its mean ``(..., d)`` and its covariance ``(..., d, d)`` (symmetric
   positive definite); leading batch dimensions broadcast.  ``cov`` is always a *covariance*
   (variance in 1-D), never a standard deviation.

@@ -224,7 +224,7 @@ def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = 
     .. math::
 
         c_\tau(x_i, y_i) = \frac{|x_i - y_i|^2}{2\tau}
-        \quad\text{or, with ``per_dim_average``,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
+        \quad\text{or, averaged over dimensions,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
 
     The official S-JKO (and GWF) code averages over the d coordinates (the second form, a step
     :math:`\tau d` in the math's units); the default is the math.
@@ -655,7 +655,7 @@ class SemiDualJKO:
     potential : torch.nn.Module
     history : list of PhaseResult
     n_phases : int
-        Phases done; :meth:`sample` draws from :math:`\rho_{\text{n\_phases}}`.
+        Phases done; :meth:`sample` draws from :math:`\rho_{K}`.
 
     Notes
     -----
@@ -862,7 +862,7 @@ class SemiDualJKO:
 
     @torch.no_grad()
     def push(self, x0: Tensor, *, use_ema: bool = True) -> Tensor:
-        r"""Push latent points to the current distribution :math:`\rho_{\text{n\_phases}}`.
+        r"""Push latent points to the current distribution :math:`\rho_{K}`.
 
         .. math::
 
@@ -897,7 +897,7 @@ class SemiDualJKO:
 
     @torch.no_grad()
     def sample(self, n: int, source=None) -> Tensor:
-        r"""Draw n samples of :math:`\rho_{\text{n\_phases}}`: :func:`push` of fresh :math:`\mu_0`
+        r"""Draw n samples of :math:`\rho_{K}`: :func:`push` of fresh :math:`\mu_0`
         samples.
 
         .. math::
@@ -965,8 +965,8 @@ class SemiDualJKO:
 
         .. math::
 
-            \text{reparameterized: } (x_0,\ T_{k-1}(x_0, z'),\ z), \quad z' = z \text{ unless
-            ``independent_latents``}; \qquad \text{composed: } (x, x, z),\ x = \text{chain}(x_0).
+            \text{reparameterized: } (x_0,\ T_{k-1}(x_0, z'),\ z), \quad z' = z \text{ (or independent)};
+            \qquad \text{composed: } (x, x, z),\ x = \text{chain}(x_0).
 
         Parameters
         ----------

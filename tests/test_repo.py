@@ -1,0 +1,219 @@
+"""Repository-level checks: the book's table of contents, chapter conventions, citations, the API
+page, the README's commands, CI and the GitHub Pages workflow (which cannot run here, so its YAML is
+validated instead)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (CI runs 3.11)
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d_", p.name)]
+COLAB_MARKER = '"google.colab" in sys.modules'
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            for part in entry.get("parts", []) or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return files
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _source(cell: dict) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _markdown(nb: dict) -> str:
+    return "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def _bib_keys() -> set[str]:
+    text = (ROOT / "references.bib").read_text()
+    return set(re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", text))
+
+
+# ---------------------------------------------------------------- table of contents
+
+
+def test_toc_lists_every_page_and_only_existing_ones():
+    listed = _toc_files()
+    assert len(listed) == len(set(listed)), "a page is listed twice in _toc.yml"
+    for entry in listed:
+        matches = [p for p in (ROOT / f"{entry}.ipynb", ROOT / f"{entry}.md") if p.exists()]
+        assert matches, f"_toc.yml lists {entry!r} but neither .ipynb nor .md exists"
+    pages = {str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS + sorted(BOOK.glob("*.md"))}
+    missing = pages - set(listed)
+    assert not missing, f"pages in book/ missing from _toc.yml: {sorted(missing)}"
+
+
+def test_chapters_are_listed_in_reading_order():
+    listed = [f for f in _toc_files() if re.match(r"book/\d\d_", f)]
+    assert listed == sorted(listed)
+
+
+# ---------------------------------------------------------------- chapter conventions
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_conventions(path):
+    nb = _load(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    cells = nb["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
+    # The first code cell installs the library on Colab only.
+    assert COLAB_MARKER in _source(code[0]), "first code cell must be the Colab-only install cell"
+    # Executed with outputs stored, in order, without errors.
+    counts = [c["execution_count"] for c in code if _source(c).strip()]
+    assert all(n is not None for n in counts), "notebook not fully executed"
+    assert counts == sorted(counts), "cells were executed out of order"
+    for c in code:
+        for out in c.get("outputs", []):
+            assert out["output_type"] != "error", f"stored error output: {_source(c)[:80]!r}"
+    # At least one figure, and key numbers checked by nbval at the end.
+    images = [
+        o
+        for c in code
+        for o in c.get("outputs", [])
+        if "data" in o and ("image/png" in o["data"] or "text/html" in o["data"])
+    ]
+    assert images, "no figure in the notebook"
+    checked = [c for c in code if "nbval-check-output" in c["metadata"].get("tags", [])]
+    assert checked, "no cell tagged nbval-check-output"
+    assert checked[-1] is code[-1], "the last code cell must print the checked key numbers"
+    assert all(c.get("outputs") for c in checked), "a checked cell has no output"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_structure(path):
+    nb = _load(path)
+    md = _markdown(nb)
+    assert f"colab.research.google.com/github/gwf-tutorial/gwf-tutorial/blob/main/book/{path.name}" in md
+    assert re.search(r"^## Exercises", md, re.M), "chapter has no Exercises section"
+    assert re.search(r"^## Summary", md, re.M), "chapter has no Summary section"
+    assert re.search(r"\$\$\s*\(eq-[\w-]+\)", md), "chapter has no labelled equation"
+    assert "{cite" in md, "chapter cites nothing"
+    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "gwf_tutorial" in code
+    assert re.search(r"^\s*assert ", code, re.M), "chapter checks no number with an assert"
+    # Notebooks explain, the library computes: no models or training loops defined here.
+    assert not re.search(r"^\s*class \w+", code, re.M), "a class is defined in a chapter"
+    assert ".backward(" not in code and "optim." not in code, "a training loop is written in a chapter"
+
+
+def test_equation_labels_unique_and_references_resolve():
+    labels: dict[str, str] = {}
+    refs: list[tuple[str, str]] = []
+    for path in NOTEBOOKS:
+        md = _markdown(_load(path))
+        for label in re.findall(r"\$\$\s*\((eq-[\w-]+)\)", md):
+            assert label not in labels, f"equation label {label} in {path.name} and {labels[label]}"
+            labels[label] = path.name
+        refs += [(r, path.name) for r in re.findall(r"\{eq\}`([^`]+)`", md)]
+    for ref, page in refs:
+        assert ref in labels, f"{page} references undefined equation {ref}"
+
+
+def test_citations_exist_in_bibliography():
+    keys = _bib_keys()
+    for path in NOTEBOOKS:
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", _markdown(_load(path))):
+            for key in group.split(","):
+                assert key.strip() in keys, f"{path.name} cites unknown key {key.strip()!r}"
+
+
+def test_bibliography_keys_unique():
+    text = (ROOT / "references.bib").read_text()
+    keys = re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", text)
+    dupes = {k for k in keys if keys.count(k) > 1}
+    assert not dupes, f"duplicate bibtex keys: {sorted(dupes)}"
+
+
+# ---------------------------------------------------------------- API page
+
+
+def test_api_page_documents_every_public_module():
+    api = (BOOK / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. automodule:: gwf_tutorial\.(\w+)", api, re.M))
+    modules = {p.stem for p in (ROOT / "gwf_tutorial").glob("*.py") if not p.stem.startswith("_")}
+    assert modules - documented == set(), f"modules missing from book/api.md: {modules - documented}"
+    assert documented - modules == set(), f"book/api.md documents missing modules: {documented - modules}"
+
+
+# ---------------------------------------------------------------- README, CI, packaging, workflow
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_command():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    setup = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"
+    assert blocks[0].strip() == f"{setup} && jupyter-book build -W --keep-going ."
+    assert blocks[1].strip() == f"{setup} && python -m pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install --quiet -r requirements.txt" in ci
+    assert re.search(r"^python -m pytest$", ci, re.M)
+    assert "jupyter-book build -W --keep-going" in ci and "timeout" in ci
+    assert "set -euo pipefail" in ci
+
+
+def test_pytest_configuration_runs_notebooks_and_tests():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    opts = cfg["tool"]["pytest"]["ini_options"]
+    assert opts["testpaths"] == ["tests", "book"]
+    assert "--nbval-lax" in opts["addopts"]
+    assert (ROOT / "nbval_sanitize.cfg").exists()
+    assert cfg["project"]["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_pages_workflow_is_valid():
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    triggers = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as True
+    assert triggers["push"]["branches"] == ["main"]
+    assert wf["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    build = wf["jobs"]["build"]["steps"]
+    runs = " ".join(s.get("run", "") for s in build)
+    assert "pip install -r requirements.txt" in runs
+    assert "jupyter-book build -W --keep-going ." in runs
+    uses = [s.get("uses", "") for s in build]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    upload = next(s for s in build if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    assert upload["with"]["path"] == "_build/html"
+    deploy = wf["jobs"]["deploy"]
+    assert deploy["needs"] == "build"
+    assert deploy["steps"][0]["uses"].startswith("actions/deploy-pages@")
+
+
+def test_config_builds_offline_and_does_not_execute():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["only_build_toc_files"] is True
+    sphinx = cfg["sphinx"]["config"]
+    assert not sphinx["mathjax_path"].startswith("http")
+    vendored = ROOT / sphinx["html_static_path"][0] / sphinx["mathjax_path"]
+    assert vendored.exists(), f"vendored MathJax missing: {vendored}"
+    assert {"sphinx.ext.autodoc", "sphinx.ext.napoleon"} <= set(cfg["sphinx"]["extra_extensions"])
