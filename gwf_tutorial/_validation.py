@@ -115,7 +115,9 @@ def check_nonnegative(value, name: str) -> float:
 
 def check_int(value, name: str, *, min_value: int = 1) -> int:
     """Return ``int(value)`` if it is an integer ``>= min_value``."""
-    if isinstance(value, bool) or not isinstance(value, int | torch.SymInt):
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, int | torch.SymInt):
         if isinstance(value, Real) and float(value).is_integer():
             value = int(value)
         else:
@@ -139,9 +141,7 @@ def check_spd(S, name: str, *, dim: int | None = None) -> Tensor:
         raise ValueError(f"{name} must be symmetric")
     eig = torch.linalg.eigvalsh(S)
     if not bool((eig > 0).all()):
-        raise ValueError(
-            f"{name} must be positive definite, got smallest eigenvalue {eig.min().item():.3g}"
-        )
+        raise ValueError(f"{name} must be positive definite, got smallest eigenvalue {eig.min().item():.3g}")
     return S
 
 

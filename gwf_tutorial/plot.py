@@ -1,4 +1,4 @@
-"""Figures, animations and widgets for the book.
+r"""Figures, animations and widgets for the book.
 
 The only module of :mod:`gwf_tutorial` that imports matplotlib (and ipywidgets, lazily). Every helper
 takes torch tensors or arrays, draws on a given ``ax`` (or makes one) and returns the matplotlib object
@@ -23,6 +23,7 @@ __all__ = [
     "compare_samples",
     "density",
     "trajectories",
+    "AnimationHTML",
     "animate_frames",
     "curves",
     "vector_field",
@@ -35,7 +36,22 @@ PARTICLE_STYLE = dict(s=5, alpha=0.8, color="C0", linewidths=0)
 
 
 def to_numpy(x) -> np.ndarray:
-    """Detach and move a tensor (or array-like) to a NumPy array."""
+    r"""Detach a tensor (or take an array-like) and return it as a NumPy array on the CPU.
+
+    .. math::
+
+        \texttt{to\_numpy}(x) = x \quad (\text{same values and shape, as a NumPy array}).
+
+    Parameters
+    ----------
+    x : Tensor or array-like
+
+    Returns
+    -------
+    numpy.ndarray, same shape as ``x``
+
+    Used in: every plotting helper.
+    """
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
@@ -47,18 +63,48 @@ def _ax(ax):
     return ax
 
 
+def _points(x, name: str) -> np.ndarray:
+    """A ``(n, d >= 2)`` array of points, or ``ValueError`` naming the argument."""
+    a = to_numpy(x)
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (n, d) with d >= 2, got {a.shape}")
+    return a
+
+
 def _limits(*arrays, pad: float = 0.08):
     pts = np.concatenate([a[:, :2] for a in arrays if a is not None and len(a)], axis=0)
     lo, hi = np.quantile(pts, 0.005, axis=0), np.quantile(pts, 0.995, axis=0)
-    span = (hi - lo).max() * (1 + 2 * pad)
+    span = max((hi - lo).max(), 1e-12) * (1 + 2 * pad)
     mid = (hi + lo) / 2
     return (mid[0] - span / 2, mid[0] + span / 2), (mid[1] - span / 2, mid[1] + span / 2)
 
 
 def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
-    """Scatter the first two coordinates of samples ``x`` of shape ``(n, d)``, equal aspect."""
+    r"""Scatter the first two coordinates of samples, equal aspect, no ticks.
+
+    .. math::
+
+        \{(x_{i1}, x_{i2})\}_{i=1}^n .
+
+    Parameters
+    ----------
+    x : Tensor or array, shape (n, d), d >= 2
+    ax : matplotlib Axes, optional
+        Drawn on (a new 4 x 4 in figure if None).
+    title : str, optional
+    limits : ((x0, x1), (y0, y1)), optional
+        Axis limits.
+    **style
+        Passed to ``ax.scatter`` over the default particle style (blue, small dots).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Used in: every chapter with 2-D samples.
+    """
+    x = _points(x, "x")
     ax = _ax(ax)
-    x = to_numpy(x)
     kw = dict(PARTICLE_STYLE)
     kw.update(style)
     ax.scatter(x[:, 0], x[:, 1], **kw)
@@ -74,18 +120,69 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
 
 
 def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model", "target")):
-    """Generated samples ``x`` (blue) over target samples ``y`` (grey), both ``(n, 2)``."""
+    r"""Generated samples (blue) over target samples (grey) on common limits.
+
+    .. math::
+
+        \{x_i\}_{i=1}^n \text{ over } \{y_j\}_{j=1}^m .
+
+    Parameters
+    ----------
+    x : Tensor or array, shape (n, d), d >= 2
+        Model samples.
+    y : Tensor or array, shape (m, d)
+        Target samples.
+    ax : matplotlib Axes, optional
+    title : str, optional
+    labels : (str, str)
+        Legend labels of ``x`` and ``y``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Used in: chapters 3-11 (end state of every 2-D method).
+    """
+    x, y = _points(x, "x"), _points(y, "y")
     ax = _ax(ax)
-    x, y = to_numpy(x), to_numpy(y)
     lim = _limits(x, y)
     scatter(y, ax, limits=lim, label=labels[1], **TARGET_STYLE)
     scatter(x, ax, limits=lim, title=title, label=labels[0])
     return ax
 
 
-def density(log_prob: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *, n_grid=200,
-            title=None, cmap="Greys"):
-    """Image of ``exp(log_prob)`` on a square grid ``limits = ((x0, x1), (y0, y1))``."""
+def density(
+    log_prob: Callable[[torch.Tensor], torch.Tensor],
+    limits,
+    ax=None,
+    *,
+    n_grid=200,
+    title=None,
+    cmap="Greys",
+):
+    r"""Image of a density :math:`p = e^{\log p}` on a square grid.
+
+    .. math::
+
+        P_{kl} = \exp\big(\log p(u_k, v_l)\big), \quad u_k, v_l \text{ equally spaced in the limits}.
+
+    Parameters
+    ----------
+    log_prob : callable, Tensor (N, 2) -> Tensor (N,)
+        E.g. ``target.log_prob``; called once on the ``n_grid**2`` grid points (default dtype).
+    limits : ((x0, x1), (y0, y1))
+    ax : matplotlib Axes, optional
+    n_grid : int
+        Grid points per side.
+    title : str, optional
+    cmap : str
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+
+    Used in: chapter 2 (targets with a known density).
+    """
     ax = _ax(ax)
     xs = torch.linspace(*limits[0], n_grid, dtype=torch.float64)
     ys = torch.linspace(*limits[1], n_grid, dtype=torch.float64)
@@ -93,22 +190,46 @@ def density(log_prob: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     with torch.no_grad():
         p = log_prob(pts.to(torch.get_default_dtype())).exp().reshape(n_grid, n_grid)
-    im = ax.imshow(to_numpy(p), origin="lower", extent=[*limits[0], *limits[1]], cmap=cmap,
-                   aspect="equal")
+    im = ax.imshow(to_numpy(p), origin="lower", extent=[*limits[0], *limits[1]], cmap=cmap, aspect="equal")
     if title:
         ax.set_title(title)
     return im
 
 
 def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, seed: int = 0):
-    """Paths of ``n_paths`` particles through ``frames`` of shape ``(T, n, 2)``; start grey, end blue."""
-    ax = _ax(ax)
+    r"""Paths of a random subset of particles through the frames of a flow.
+
+    .. math::
+
+        t \mapsto x_i^{(t)}, \quad t = 0, \dots, T - 1, \quad i \in I, \ |I| = \min(\texttt{n\_paths}, n);
+
+    start points dark grey, end points blue, paths orange, target samples grey underneath.
+
+    Parameters
+    ----------
+    frames : Tensor or array, shape (T, n, d), d >= 2
+    ax : matplotlib Axes, optional
+    y : Tensor or array, shape (m, d), optional
+        Target samples drawn underneath.
+    n_paths : int
+        Number of particles whose paths are drawn.
+    title : str, optional
+    seed : int
+        Seed of the choice of particles.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Used in: chapters 2-3 (particle flows), chapter 8 (drifting).
+    """
     f = to_numpy(frames)
-    if f.ndim != 3:
-        raise ValueError(f"frames must have shape (T, n, d), got {f.shape}")
+    if f.ndim != 3 or f.shape[2] < 2:
+        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
+    ax = _ax(ax)
     rng = np.random.default_rng(seed)
     idx = rng.choice(f.shape[1], size=min(n_paths, f.shape[1]), replace=False)
-    lim = _limits(f[0], f[-1], None if y is None else to_numpy(y))
+    lim = _limits(f[0], f[-1], None if y is None else _points(y, "y"))
     if y is not None:
         scatter(y, ax, limits=lim, **TARGET_STYLE)
     for i in idx:
@@ -118,16 +239,92 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
     return ax
 
 
-def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, interval: int = 120,
-                   figsize=(4, 4)):
-    """A matplotlib ``FuncAnimation`` of particles ``frames (T, n, 2)`` over target samples ``y``.
+class AnimationHTML:
+    r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline).
 
-    In a notebook, display it with ``IPython.display.HTML(anim.to_jshtml())`` (works offline); close the
-    figure afterwards with ``plt.close(anim._fig)`` so that it is not drawn twice.
+    .. math::
+
+        \text{frames } x^{(0)}, \dots, x^{(T-1)} \mapsto \text{an HTML/JS player}.
+
+    Displayed by IPython/Jupyter through ``_repr_html_`` (return it as a cell's last value, or
+    ``IPython.display.display(anim)``); ``str(anim)`` and ``anim.to_jshtml()`` give the HTML text.
+
+    Attributes
+    ----------
+    data : str
+        The HTML (``FuncAnimation.to_jshtml()``).
+    animation : matplotlib.animation.FuncAnimation
+        The animation it was rendered from (its figure is closed), e.g. for ``.save("flow.gif")``.
+    n_frames : int
+
+    Used in: chapters 2-3 and 8 (animated particle flows).
+    """
+
+    def __init__(self, data: str, animation_: animation.FuncAnimation, n_frames: int):
+        self.data = data
+        self.animation = animation_
+        self.n_frames = n_frames
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def to_jshtml(self) -> str:
+        """The HTML text (the same as :attr:`data`)."""
+        return self.data
+
+    def __str__(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<AnimationHTML: {self.n_frames} frames>"
+
+
+def animate_frames(
+    frames,
+    *,
+    y=None,
+    titles: Sequence[str] | None = None,
+    interval: int = 120,
+    figsize=(4, 4),
+    html: bool = True,
+):
+    r"""Animate particles ``frames`` over target samples ``y``, rendered to HTML for the notebook.
+
+    .. math::
+
+        k \mapsto \{x^{(k)}_i\}_{i=1}^n, \quad k = 0, \dots, T - 1 .
+
+    The animation is rendered once with ``FuncAnimation.to_jshtml()`` (a JavaScript player that works
+    offline and in the static book) and its figure is closed, so that it is not drawn a second time.
+    Tag the cell ``nbval-ignore-output`` (the player's element ids are random).
+
+    Parameters
+    ----------
+    frames : Tensor or array, shape (T, n, d), d >= 2
+    y : Tensor or array, shape (m, d), optional
+        Target samples drawn (grey) under every frame.
+    titles : sequence of str, optional
+        One title per frame (length ``T``).
+    interval : int
+        Milliseconds between frames.
+    figsize : (float, float)
+    html : bool
+        True (default): return an :class:`AnimationHTML`. False: return the
+        ``matplotlib.animation.FuncAnimation`` itself, figure open (e.g. to ``.save`` a GIF).
+
+    Returns
+    -------
+    AnimationHTML or matplotlib.animation.FuncAnimation
+
+    Used in: chapters 2-3 and 8 (animated particle flows).
     """
     f = to_numpy(frames)
+    if f.ndim != 3 or f.shape[2] < 2:
+        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
+    if titles is not None and len(titles) != len(f):
+        raise ValueError(f"titles must have one entry per frame ({len(f)}), got {len(titles)}")
     fig, ax = plt.subplots(figsize=figsize)
-    lim = _limits(f[0], f[-1], None if y is None else to_numpy(y))
+    lim = _limits(f[0], f[-1], None if y is None else _points(y, "y"))
     if y is not None:
         scatter(y, ax, limits=lim, **TARGET_STYLE)
     pts = ax.scatter(f[0, :, 0], f[0, :, 1], **PARTICLE_STYLE)
@@ -144,12 +341,50 @@ def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, inter
             title.set_text(titles[k])
         return (pts, title)
 
-    return animation.FuncAnimation(fig, update, frames=len(f), interval=interval, blit=False)
+    anim = animation.FuncAnimation(fig, update, frames=len(f), interval=interval, blit=False)
+    if not html:
+        return anim
+    data = anim.to_jshtml()
+    plt.close(fig)
+    return AnimationHTML(data, anim, len(f))
 
 
-def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, title=None,
-           hline: float | None = None, hline_label: str | None = None):
-    """Plot several named curves ``ys = {label: values}`` against ``xs`` (shared or per-label dict)."""
+def curves(
+    xs,
+    ys: dict,
+    ax=None,
+    *,
+    xlabel="step",
+    ylabel=None,
+    logy=False,
+    title=None,
+    hline: float | None = None,
+    hline_label: str | None = None,
+):
+    r"""Several named curves against a shared (or per-curve) abscissa, with an optional reference line.
+
+    .. math::
+
+        \{(x_t, v^{(\ell)}_t)\}_t \text{ for each label } \ell, \quad \text{and } y = \texttt{hline}.
+
+    Parameters
+    ----------
+    xs : array-like of shape (T,), or dict {label: array-like (T_label,)}
+    ys : dict {label: array-like}
+    ax : matplotlib Axes, optional
+    xlabel, ylabel, title : str, optional
+    logy : bool
+        Logarithmic y axis.
+    hline : float, optional
+        A horizontal reference (e.g. the finite-sample floor), dashed black.
+    hline_label : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Used in: every chapter (losses and metrics along training), chapter 11 (floors).
+    """
     ax = _ax(ax)
     for label, v in ys.items():
         x = xs[label] if isinstance(xs, dict) else xs
@@ -167,19 +402,54 @@ def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, tit
     return ax
 
 
-def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *,
-                 n_grid: int = 20, title=None, color="C3", normalize: bool = False):
-    """Quiver plot of a velocity field ``velocity(points (N, 2)) -> (N, 2)`` on a grid."""
+def vector_field(
+    velocity: Callable[[torch.Tensor], torch.Tensor],
+    limits,
+    ax=None,
+    *,
+    n_grid: int = 20,
+    title=None,
+    color="C3",
+    normalize: bool = False,
+):
+    r"""Quiver plot of a velocity field on a grid.
+
+    .. math::
+
+        (u_k, v_l) \mapsto v(u_k, v_l) \quad (\text{or } v / |v| \text{ with } \texttt{normalize}).
+
+    Parameters
+    ----------
+    velocity : callable, Tensor (N, 2) -> Tensor (N, 2)
+        Called once on the ``n_grid**2`` grid points (default dtype).
+    limits : ((x0, x1), (y0, y1))
+    ax : matplotlib Axes, optional
+    n_grid : int
+        Arrows per side.
+    title : str, optional
+    color : str
+    normalize : bool
+        Draw unit arrows (directions only).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Used in: chapters 2-3 (velocity fields of flows), chapter 8 (the drift field).
+    """
     ax = _ax(ax)
     xs = torch.linspace(*limits[0], n_grid)
     ys = torch.linspace(*limits[1], n_grid)
     gx, gy = torch.meshgrid(xs, ys, indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     v = to_numpy(velocity(pts))
+    if v.shape != (len(pts), 2):
+        raise ValueError(f"velocity must return shape (N, 2) = ({len(pts)}, 2), got {v.shape}")
     if normalize:
         v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
-    ax.quiver(to_numpy(pts[:, 0]), to_numpy(pts[:, 1]), v[:, 0], v[:, 1], color=color,
-              angles="xy", width=0.004)
+    ax.quiver(
+        to_numpy(pts[:, 0]), to_numpy(pts[:, 1]), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004
+    )
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
@@ -187,8 +457,30 @@ def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=No
 
 
 def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
-    """One small scatter per named sample set ``samples = {name: (n, 2)}``; returns the figure."""
+    r"""One small scatter per named sample set.
+
+    .. math::
+
+        \{\text{name}: \{x_i\}_{i=1}^{n}\} \mapsto \lceil K / \texttt{ncols} \rceil \times \texttt{ncols}
+        \text{ panels}.
+
+    Parameters
+    ----------
+    samples : dict {name: Tensor or array of shape (n, d), d >= 2}
+    ncols : int
+        Panels per row (unused panels are hidden).
+    size : float
+        Size of a panel in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Used in: chapter 0 (the targets of the book), chapter 11.
+    """
     n = len(samples)
+    if n == 0:
+        raise ValueError("samples must hold at least one named sample set")
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax, (name, x) in zip(axes.flat, samples.items()):
@@ -199,16 +491,55 @@ def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
     return fig
 
 
-def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
-                     description: str = "step size", value: float | None = None):
-    """An ipywidgets slider over ``values`` that calls ``draw(value)`` (which makes a figure).
+def step_size_slider(
+    draw: Callable[[float], None],
+    values: Sequence[float],
+    *,
+    description: str = "step size",
+    value: float | None = None,
+):
+    r"""An ipywidgets slider over ``values`` that calls ``draw(value)`` (which makes a figure).
 
-    Returns the ``interactive`` widget. In the static book the widget shows the figure for the initial
-    value; in Jupyter/Colab moving the slider redraws. Tag the cell ``nbval-ignore-output``.
+    .. math::
+
+        h \in \{h_1, \dots, h_K\} \mapsto \texttt{draw}(h).
+
+    In the static book the widget shows the figure for the initial value; in Jupyter/Colab moving the
+    slider redraws. Tag the cell ``nbval-ignore-output``.
+
+    Parameters
+    ----------
+    draw : callable, float -> None
+        Called with the selected value as its only positional argument.
+    values : sequence of float
+        The choices, in slider order.
+    description : str
+        Label of the slider.
+    value : float, optional
+        Initial value (default: the first of ``values``).
+
+    Returns
+    -------
+    ipywidgets.interactive
+        ``.children[0]`` is the slider, ``.children[-1]`` the output area.
+
+    Used in: chapter 2 (explicit vs implicit steps), chapter 6 (the JKO step-size study).
     """
     import ipywidgets as widgets
 
     values = list(values)
-    slider = widgets.SelectionSlider(options=values, value=value if value is not None else values[0],
-                                     description=description, continuous_update=False)
-    return widgets.interactive(draw, value=slider)
+    if not values:
+        raise ValueError("values must hold at least one step size")
+    if value is not None and value not in values:
+        raise ValueError(f"value must be one of values, got {value!r}")
+
+    def _draw(value):
+        return draw(value)
+
+    slider = widgets.SelectionSlider(
+        options=values,
+        value=value if value is not None else values[0],
+        description=description,
+        continuous_update=False,
+    )
+    return widgets.interactive(_draw, value=slider)

@@ -14,23 +14,23 @@ the peer codes the book compares with are included with their exact constants (s
 targets" below), and the book's standard names are set equal to them, so a benchmark on
 ``"eight_gaussians"`` is a benchmark on the peers' own data:
 
-======================== ======================================================================
-name                     distribution (source)
-======================== ======================================================================
-``gaussian``             :math:`N(m, \Sigma)`, ``m = (1, -0.5)``, ``Sigma = [[1, .6], [.6, .8]]``
-``eight_gaussians``      = ``gwf_eight_gaussians``: 8 modes on the unit circle, std 0.1 (GWF)
-``sjko_8gaussians``      8 modes on the circle of radius 12, covariance 0.4 I (S-JKO)
-``twenty_five_gaussians`` = ``sjko_25gaussians``: 5 x 5 grid {-6,-3,0,3,6}^2, cov 0.005 I (S-JKO)
-``moons``                = ``gwf_moons``: two half circles x 3 - 1, noise 0.2 x 3 (GWF)
-``swiss_roll``           = ``drifting_swiss_roll``: spiral scaled to [-1, 1], noise 0.03 (drifting)
-``checkerboard``         = ``drifting_checkerboard``: 8 cells of [-1, 1]^2, noise 0.05 (drifting)
-``sjko_checkerboard``    8 cells of [-2 pi/3, 2 pi/3]^2, no noise (S-JKO)
-``two_circles``          = ``sjko_twocircles`` = ``gwf_circles``: radii 4, 8, noise 0.2 (both)
-``gwf_three_rings``      3000 fixed points on 3 stacked circles of radius 0.3 (GWF)
-``rings``                4 concentric circles, radii 0.75, 1.5, 2.25, 3, noise 0.08
-``spirals``              two spiral arms of 1.5 turns, noise 0.1 (after FFJORD's "2spirals")
-``banana``               twisted Gaussian, scale 2, curvature 0.25, noise 0.5
-======================== ======================================================================
+========================== ======================================================================
+name                       distribution (source)
+========================== ======================================================================
+``gaussian``               :math:`N(m, \Sigma)`, ``m = (1, -0.5)``, ``Sigma = [[1, .6], [.6, .8]]``
+``eight_gaussians``        = ``gwf_eight_gaussians``: 8 modes on the unit circle, std 0.1 (GWF)
+``sjko_8gaussians``        8 modes on the circle of radius 12, covariance 0.4 I (S-JKO)
+``twenty_five_gaussians``  = ``sjko_25gaussians``: 5 x 5 grid {-6,-3,0,3,6}^2, cov 0.005 I (S-JKO)
+``moons``                  = ``gwf_moons``: two half circles x 3 - 1, noise 0.2 x 3 (GWF)
+``swiss_roll``             = ``drifting_swiss_roll``: spiral scaled to [-1, 1], noise 0.03 (drifting)
+``checkerboard``           = ``drifting_checkerboard``: 8 cells of [-1, 1]^2, noise 0.05 (drifting)
+``sjko_checkerboard``      8 cells of [-2 pi/3, 2 pi/3]^2, no noise (S-JKO)
+``two_circles``            = ``sjko_twocircles`` = ``gwf_circles``: radii 4, 8, noise 0.2 (both)
+``gwf_three_rings``        3000 fixed points on 3 stacked circles of radius 0.3 (GWF)
+``rings``                  4 concentric circles, radii 0.75, 1.5, 2.25, 3, noise 0.08
+``spirals``                two spiral arms of 1.5 turns, noise 0.1 (after FFJORD's "2spirals")
+``banana``                 twisted Gaussian, scale 2, curvature 0.25, noise 0.5
+========================== ======================================================================
 
 Peer targets (read in the peers' data code):
 
@@ -109,9 +109,7 @@ def _check_generator(generator) -> torch.device:
     if generator is None:
         return torch.device("cpu")
     if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     return generator.device
 
 
@@ -163,9 +161,7 @@ def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
     return w / total
 
 
-def _component_indices(
-    weights: Tensor, n: int, stratified: bool, generator, device: torch.device
-) -> Tensor:
+def _component_indices(weights: Tensor, n: int, stratified: bool, generator, device: torch.device) -> Tensor:
     """Component index of each of ``n`` draws: i.i.d. categorical, or stratified counts.
 
     Stratified: ``floor(n w_k)`` draws of component k, the remainder given to the largest
@@ -190,7 +186,7 @@ def _fmt(t: Tensor, digits: int = 4) -> str:
         return repr(vals[0])
     if len(vals) > 8:
         return f"[{', '.join(map(repr, vals[:4]))}, ... ({len(vals)} values)]"
-    return repr(torch.tensor(vals).reshape(t.shape).tolist())
+    return repr(torch.tensor(vals, dtype=torch.float64).reshape(t.shape).tolist())
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,9 +452,7 @@ class GaussianMixture(Target):
     Used in: chapter 2 (multimodal KL flows), chapters 3-8 and 11 (mode coverage).
     """
 
-    def __init__(
-        self, means, covs, weights=None, *, stratified: bool = False, name: str = "mixture"
-    ):
+    def __init__(self, means, covs, weights=None, *, stratified: bool = False, name: str = "mixture"):
         means = _as_f64(means, "means")
         if means.ndim != 2 or means.shape[0] < 1:
             raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
@@ -486,9 +480,7 @@ class GaussianMixture(Target):
                     raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
                 covs_t = check_spd(c, "covs", dim=d)
             else:
-                raise ValueError(
-                    f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}"
-                )
+                raise ValueError(f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}")
         if not isinstance(stratified, bool):
             raise TypeError(f"stratified must be a bool, got {stratified!r}")
         self.means = means
@@ -575,9 +567,7 @@ class Banana(Target):
     algorithm", Computational Statistics 1999 (the twisted Gaussian; constants here are ours).
     """
 
-    def __init__(
-        self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"
-    ):
+    def __init__(self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"):
         super().__init__(2, name)
         self.scale = check_positive(scale, "scale")
         self.curvature = _finite_real(curvature, "curvature")
@@ -720,9 +710,7 @@ class SwissRoll(Target):
         if not self.t_max > self.t_min:
             raise ValueError(f"t_max must exceed t_min, got t_min={t_min}, t_max={t_max}")
         if normalization not in ("population", "sample"):
-            raise ValueError(
-                f"normalization must be 'population' or 'sample', got {normalization!r}"
-            )
+            raise ValueError(f"normalization must be 'population' or 'sample', got {normalization!r}")
         self.normalization = normalization
         t = torch.linspace(self.t_min, self.t_max, 200_001, dtype=torch.float64)
         self.curve_scale = float(torch.maximum((t * t.cos()).abs(), (t * t.sin()).abs()).max())
@@ -822,9 +810,7 @@ def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
     b = torch.where(flip, -lo, hi)
     lb = torch.special.log_ndtr(b)
     u = torch.special.log_ndtr(a) - lb  # <= 0
-    log1mexp = torch.where(
-        u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u))
-    )
+    log1mexp = torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
     return lb + log1mexp
 
 
@@ -1004,9 +990,7 @@ class Rings(Target):
 
     def _sample(self, n, generator, device):
         idx = _component_indices(self.weights, n, self.stratified, generator, device)
-        theta = (
-            2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
-        )
+        theta = 2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         r, s, c = (
             self.radii.to(device)[idx],

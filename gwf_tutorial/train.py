@@ -1,4 +1,4 @@
-"""Training utilities: device choice, seeding, progress bars, checkpoints.
+r"""Training utilities: device choice, seeding, progress bars.
 
 Used by every chapter that trains something. Method math never lives here.
 """
@@ -15,9 +15,25 @@ __all__ = ["device", "seed_everything", "make_generator", "progress"]
 
 
 def device(prefer: str | None = None) -> torch.device:
-    """Return the device to compute on: ``prefer`` if given, else CUDA when present, else CPU.
+    r"""The device to compute on.
 
-    The environment variable ``GWF_DEVICE`` overrides the automatic choice (e.g. ``GWF_DEVICE=cpu``).
+    .. math::
+
+        \text{device} = \begin{cases} \texttt{prefer} & \text{if given,} \\
+            \texttt{\$GWF\_DEVICE} & \text{if set,} \\
+            \texttt{cuda} & \text{if available,} \\
+            \texttt{cpu} & \text{otherwise.} \end{cases}
+
+    Parameters
+    ----------
+    prefer : str, optional
+        An explicit device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); wins over everything else.
+
+    Returns
+    -------
+    torch.device
+
+    Used in: every chapter that trains (chapters 4-10), chapter 10 (CIFAR-10 on a GPU).
     """
     choice = prefer or os.environ.get("GWF_DEVICE")
     if choice:
@@ -26,7 +42,30 @@ def device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded alike."""
+    r"""Seed Python's, NumPy's and torch's global generators (CPU and CUDA) with one seed.
+
+    .. math::
+
+        \texttt{random} \leftarrow s, \quad \texttt{numpy} \leftarrow s \bmod 2^{32}, \quad
+        \texttt{torch} \leftarrow s, \qquad \text{returns } G_s .
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer ``s``.
+
+    Returns
+    -------
+    torch.Generator
+        A CPU generator seeded with ``s`` (pass it as ``generator=`` to the library's samplers).
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not a non-negative integer.
+
+    Used in: every chapter (first cell).
+    """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
@@ -36,7 +75,27 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def make_generator(seed: int | None = None, device: str | torch.device = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device``, seeded with ``seed`` (or from torch's global RNG if None)."""
+    r"""A ``torch.Generator`` on ``device`` seeded with ``seed``.
+
+    .. math::
+
+        G = \texttt{Generator(device)}, \quad G \leftarrow s \text{ (or } s \sim U\{0, \dots,
+        2^{62} - 1\} \text{ from torch's global generator when } s \text{ is None)}.
+
+    Parameters
+    ----------
+    seed : int, optional
+        The seed; None draws one from torch's global generator (reproducible after
+        :func:`seed_everything`).
+    device : str or torch.device
+        Device of the generator (samples drawn with it live there).
+
+    Returns
+    -------
+    torch.Generator
+
+    Used in: every chapter (independent streams for data, initial particles and noise).
+    """
     g = torch.Generator(device=device)
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
@@ -45,9 +104,32 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
 
 
 def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
-    """A tqdm progress bar (``tqdm.auto``: a widget in notebooks, text in a terminal).
+    r"""A tqdm progress bar (``tqdm.auto``: a widget in notebooks, text in a terminal).
 
-    Disabled when ``disable=True`` or the environment variable ``GWF_PROGRESS=0``.
+    .. math::
+
+        \text{disabled} = \texttt{disable} \text{ if given, else } (\texttt{\$GWF\_PROGRESS} = 0).
+
+    Parameters
+    ----------
+    iterable : iterable, optional
+        What to loop over.
+    total : int, optional
+        Number of iterations, when ``iterable`` has no length.
+    desc : str, optional
+        Label shown before the bar.
+    disable : bool, optional
+        True hides the bar; None (default) hides it when the environment variable
+        ``GWF_PROGRESS`` is ``"0"`` (used by tests and by the notebook executor).
+    **kwargs
+        Passed to ``tqdm``.
+
+    Returns
+    -------
+    tqdm.auto.tqdm
+        Iterate over it as over ``iterable``; the bar is removed when done (``leave=False``).
+
+    Used in: every loop longer than a few seconds (flows, JKO chains, training, the benchmark).
     """
     from tqdm.auto import tqdm
 

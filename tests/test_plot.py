@@ -1,0 +1,209 @@
+"""Tests of gwf_tutorial.plot: every helper runs headless (Agg, set inside this module only) and returns
+the documented matplotlib / HTML / widget object, drawing what it is given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+matplotlib = pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _agg():
+    """Draw off-screen for these tests only, then restore the previous backend."""
+    previous = matplotlib.get_backend()
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")
+    try:
+        matplotlib.use(previous, force=True)
+    except Exception:  # pragma: no cover - a backend unavailable here was active before
+        pass
+
+
+@pytest.fixture
+def plot(_agg):
+    from gwf_tutorial import plot as P
+
+    yield P
+    _agg.close("all")
+
+
+def _samples(n=50, seed=0, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, generator=g) + shift
+
+
+def test_to_numpy(plot):
+    x = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+    a = plot.to_numpy(x * 2)
+    assert isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == (3, 2)
+    np.testing.assert_array_equal(a, 2.0)
+    assert isinstance(plot.to_numpy([[1, 2]]), np.ndarray)
+
+
+def test_scatter_draws_the_points(plot):
+    from matplotlib.axes import Axes
+
+    x = _samples(30)
+    ax = plot.scatter(x, title="t", limits=((-5, 5), (-4, 4)), color="r")
+    assert isinstance(ax, Axes)
+    (coll,) = ax.collections
+    np.testing.assert_allclose(coll.get_offsets(), x.numpy())
+    assert ax.get_title() == "t" and ax.get_xlim() == (-5, 5) and ax.get_ylim() == (-4, 4)
+    # extra coordinates are ignored, an existing ax is reused
+    ax2 = plot.scatter(torch.randn(10, 4), ax=ax)
+    assert ax2 is ax and len(ax.collections) == 2
+    with pytest.raises(ValueError, match="x must have shape"):
+        plot.scatter(torch.zeros(5))
+
+
+def test_compare_samples(plot):
+    x, y = _samples(20, 1), _samples(40, 2, shift=1.0)
+    ax = plot.compare_samples(x, y, title="cmp")
+    target, model = ax.collections
+    np.testing.assert_allclose(model.get_offsets(), x.numpy())
+    np.testing.assert_allclose(target.get_offsets(), y.numpy())
+    assert ax.get_title() == "cmp"
+    assert [c.get_label() for c in ax.collections] == ["target", "model"]
+
+
+def test_density_image_is_exp_log_prob(plot):
+    from matplotlib.image import AxesImage
+
+    from gwf_tutorial.targets import Gaussian
+
+    t = Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]])
+    im = plot.density(t.log_prob, ((-3, 3), (-2, 2)), n_grid=31, title="p")
+    assert isinstance(im, AxesImage)
+    arr = np.asarray(im.get_array())
+    assert arr.shape == (31, 31)
+    # row = y, column = x (origin lower): the centre is the maximum 1 / (2 pi)
+    assert arr[15, 15] == pytest.approx(1 / (2 * np.pi), rel=1e-6)
+    ys, xs = np.linspace(-2, 2, 31), np.linspace(-3, 3, 31)
+    assert arr[0, 15] == pytest.approx(np.exp(-0.5 * ys[0] ** 2) / (2 * np.pi), rel=1e-6)
+    assert arr[15, 0] == pytest.approx(np.exp(-0.5 * xs[0] ** 2) / (2 * np.pi), rel=1e-6)
+    assert list(im.get_extent()) == [-3, 3, -2, 2]
+
+
+def test_trajectories(plot):
+    frames = torch.cumsum(torch.randn(6, 30, 2, generator=torch.Generator().manual_seed(3)), 0)
+    ax = plot.trajectories(frames, y=_samples(20), n_paths=7, title="paths")
+    assert len(ax.lines) == 7
+    for line in ax.lines:
+        assert line.get_xydata().shape == (6, 2)
+    # the last collection holds the final positions of all particles
+    np.testing.assert_allclose(ax.collections[-1].get_offsets(), frames[-1].numpy())
+    with pytest.raises(ValueError, match="frames must have shape"):
+        plot.trajectories(torch.zeros(6, 30))
+
+
+def test_animate_frames_returns_html(plot, _agg):
+    frames = torch.stack([_samples(15, 0) * (1 + 0.2 * k) for k in range(4)])
+    n_fig = len(_agg.get_fignums())
+    anim = plot.animate_frames(frames, y=_samples(10, 1), titles=[f"k={k}" for k in range(4)], interval=50)
+    assert isinstance(anim, plot.AnimationHTML)
+    html = anim._repr_html_()
+    assert "<script" in html and "animation" in html.lower()
+    assert html.count("data:image/png;base64") == 4  # one image per frame
+    assert str(anim) == html == anim.to_jshtml()
+    assert repr(anim) == "<AnimationHTML: 4 frames>"
+    assert len(_agg.get_fignums()) == n_fig  # the figure was closed
+    # IPython displays it as HTML
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(anim)
+    assert data["text/html"] == html
+    # html=False: the FuncAnimation itself
+    from matplotlib.animation import FuncAnimation
+
+    fa = plot.animate_frames(frames, html=False)
+    assert isinstance(fa, FuncAnimation)
+    assert "<script" in fa.to_jshtml()
+    with pytest.raises(ValueError, match="titles"):
+        plot.animate_frames(frames, titles=["a"])
+    with pytest.raises(ValueError, match="frames must have shape"):
+        plot.animate_frames(frames[0])
+
+
+def test_curves(plot):
+    ax = plot.curves(
+        np.arange(5),
+        {"a": np.arange(5) ** 2, "b": torch.ones(5)},
+        logy=True,
+        hline=2.0,
+        hline_label="floor",
+        ylabel="W2",
+        title="c",
+    )
+    labels = [ln.get_label() for ln in ax.lines]
+    assert labels == ["a", "b", "floor"]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), np.arange(5) ** 2)
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "W2"
+    ax2 = plot.curves({"a": [0, 1], "b": [0, 2, 4]}, {"a": [1, 2], "b": [3, 4, 5]})
+    np.testing.assert_array_equal(ax2.lines[1].get_xdata(), [0, 2, 4])
+
+
+def test_vector_field(plot):
+    ax = plot.vector_field(lambda p: -p, ((-1, 1), (-1, 1)), n_grid=5, normalize=True, title="v")
+    (q,) = ax.collections
+    U, V = np.asarray(q.U), np.asarray(q.V)
+    np.testing.assert_allclose(np.hypot(U, V)[np.hypot(q.X, q.Y) > 0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(U, -q.X / np.maximum(np.hypot(q.X, q.Y), 1e-12), atol=1e-6)
+    with pytest.raises(ValueError, match="velocity must return shape"):
+        plot.vector_field(lambda p: p[:, 0], ((-1, 1), (-1, 1)), n_grid=4)
+
+
+def test_grid_of_targets(plot):
+    from matplotlib.figure import Figure
+
+    from gwf_tutorial.targets import get_target
+
+    g = torch.Generator().manual_seed(0)
+    samples = {name: get_target(name).sample(50, generator=g) for name in ("moons", "rings", "spirals")}
+    fig = plot.grid_of_targets(samples, ncols=2)
+    assert isinstance(fig, Figure)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert [a.get_title() for a in axes[:3]] == ["moons", "rings", "spirals"]
+    assert not axes[3].axison
+    with pytest.raises(ValueError, match="samples"):
+        plot.grid_of_targets({})
+
+
+def test_step_size_slider_calls_draw(plot):
+    widgets = pytest.importorskip("ipywidgets")
+    calls = []
+
+    def draw(h):  # any parameter name: draw is called positionally
+        calls.append(h)
+
+    w = plot.step_size_slider(draw, [0.01, 0.1, 1.0], description="tau", value=0.1)
+    assert isinstance(w, widgets.interactive)
+    slider = w.children[0]
+    assert isinstance(slider, widgets.SelectionSlider)
+    assert slider.description == "tau" and slider.value == 0.1 and list(slider.options) == [0.01, 0.1, 1.0]
+    assert calls == [0.1]  # drawn once for the initial value
+    slider.value = 1.0
+    assert calls == [0.1, 1.0]
+    assert plot.step_size_slider(draw, [0.5, 2.0]).children[0].value == 0.5
+    with pytest.raises(ValueError, match="value must be one of values"):
+        plot.step_size_slider(draw, [0.5, 2.0], value=3.0)
+    with pytest.raises(ValueError, match="values"):
+        plot.step_size_slider(draw, [])
+
+
+def test_library_does_not_import_matplotlib_outside_plot():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gwf_tutorial.targets, gwf_tutorial.metrics, gwf_tutorial.train;"
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,170 @@
+"""Tests of gwf_tutorial._validation: each check accepts good input unchanged and rejects bad input with
+a ValueError / TypeError whose message names the argument."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_finite,
+    check_int,
+    check_mean_cov,
+    check_nonnegative,
+    check_positive,
+    check_same_dim,
+    check_samples,
+    check_spd,
+)
+
+F64 = torch.float64
+
+
+def test_as_tensor_converts_and_keeps_dtypes():
+    x64 = torch.zeros(2, 3, dtype=F64)
+    assert as_tensor(x64, "x") is x64  # a float tensor passes through untouched
+    assert as_tensor([[1, 2]], "x").dtype == torch.get_default_dtype()  # integers -> default float
+    assert as_tensor(np.ones((2, 2)), "x").dtype == F64  # numpy float64 stays float64
+    assert as_tensor([1.0], "x", dtype=F64).dtype == F64
+    with pytest.raises(TypeError, match="^pts must be a tensor or array-like"):
+        as_tensor("abc", "pts")
+    with pytest.raises(TypeError, match="^mask must hold real floating-point numbers"):
+        as_tensor(torch.tensor([True, False]), "mask")
+    with pytest.raises(TypeError, match="^z must hold real"):
+        as_tensor(torch.tensor([1 + 2j]), "z")
+
+
+def test_check_finite():
+    t = torch.tensor([1.0, 2.0])
+    assert check_finite(t, "t") is t
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="^grid contains NaN or infinite values"):
+            check_finite(torch.tensor([1.0, bad]), "grid")
+
+
+def test_check_samples():
+    x = torch.randn(5, 3, dtype=F64)
+    assert check_samples(x, "x") is x
+    assert check_samples([[0.0, 1.0]], "y").shape == (1, 2)
+    with pytest.raises(ValueError, match=r"^particles must have shape \(n, d\), got shape \(5,\)"):
+        check_samples(torch.zeros(5), "particles")
+    with pytest.raises(ValueError, match=r"^particles must have shape \(n, d\), got shape \(2, 3, 4\)"):
+        check_samples(torch.zeros(2, 3, 4), "particles")
+    with pytest.raises(ValueError, match=r"^y must hold at least 2 sample\(s\), got 1"):
+        check_samples(torch.zeros(1, 2), "y", min_n=2)
+    with pytest.raises(ValueError, match="^y must hold at least 1 sample"):
+        check_samples(torch.zeros(0, 2), "y")
+    with pytest.raises(ValueError, match="^y must have at least one dimension"):
+        check_samples(torch.zeros(3, 0), "y")
+    with pytest.raises(ValueError, match=r"^x must have 2 columns \(dimension d=2\), got 3"):
+        check_samples(x, "x", dim=2)
+    bad = x.clone()
+    bad[2, 1] = math.nan
+    with pytest.raises(ValueError, match="^x contains NaN"):
+        check_samples(bad, "x")
+    with pytest.raises(TypeError, match="^x must hold real"):
+        check_samples(torch.ones(2, 2, dtype=torch.bool), "x")
+
+
+def test_check_same_dim():
+    x, y = torch.zeros(3, 2), torch.zeros(4, 2)
+    check_same_dim(x, y)  # no error
+    with pytest.raises(ValueError, match="^a and b must have the same dimension d, got 2 and 3"):
+        check_same_dim(x, torch.zeros(4, 3), "a", "b")
+    with pytest.raises(TypeError, match="^x and y must have the same dtype"):
+        check_same_dim(x, y.double())
+    if torch.device("meta") != x.device:
+        with pytest.raises(ValueError, match="^x and y must be on the same device"):
+            check_same_dim(x, torch.zeros(4, 2, device="meta"))
+
+
+@pytest.mark.parametrize("value", [1, 0.5, 1e-300, torch.tensor(2.0), np.float32(3.0)])
+def test_check_positive_accepts(value):
+    out = check_positive(value, "tau")
+    assert isinstance(out, float) and out == float(value)
+
+
+def test_check_positive_rejects():
+    for bad in (0, 0.0, -1e-12, -3):
+        with pytest.raises(ValueError, match="^step_size must be positive"):
+            check_positive(bad, "step_size")
+    with pytest.raises(ValueError, match="^eps must be a number, got NaN"):
+        check_positive(math.nan, "eps")
+    with pytest.raises(ValueError, match="^eps must be finite"):
+        check_positive(math.inf, "eps")
+    assert check_positive(math.inf, "eps", allow_inf=True) == math.inf
+    with pytest.raises(TypeError, match="^bandwidth must be a real number, got str"):
+        check_positive("1", "bandwidth")
+    with pytest.raises(TypeError, match="^bandwidth must be a real number, got bool"):
+        check_positive(True, "bandwidth")
+    with pytest.raises(ValueError, match=r"^bandwidth must be a scalar, got shape \(2,\)"):
+        check_positive(torch.ones(2), "bandwidth")
+
+
+def test_check_nonnegative():
+    assert check_nonnegative(0, "noise") == 0.0
+    assert check_nonnegative(0.3, "noise") == 0.3
+    for bad in (-0.1, math.inf):
+        with pytest.raises(ValueError, match="^noise must be a finite number >= 0"):
+            check_nonnegative(bad, "noise")
+    with pytest.raises(ValueError, match="^noise must be a number, got NaN"):
+        check_nonnegative(math.nan, "noise")
+
+
+def test_check_int():
+    assert check_int(5, "n") == 5
+    assert check_int(3.0, "n") == 3 and isinstance(check_int(3.0, "n"), int)
+    assert check_int(np.int64(7), "n") == 7
+    assert check_int(0, "seed", min_value=0) == 0
+    with pytest.raises(ValueError, match="^n_steps must be an integer >= 1, got 0"):
+        check_int(0, "n_steps")
+    with pytest.raises(ValueError, match="^n must be an integer >= 2, got 1"):
+        check_int(1, "n", min_value=2)
+    with pytest.raises(TypeError, match="^n_particles must be an integer, got 2.5"):
+        check_int(2.5, "n_particles")
+    with pytest.raises(TypeError, match="^n_particles must be an integer, got True"):
+        check_int(True, "n_particles")
+    with pytest.raises(TypeError, match="^n_particles must be an integer"):
+        check_int("3", "n_particles")
+
+
+def test_check_spd():
+    S = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=F64)
+    assert check_spd(S, "cov") is S
+    batch = torch.stack([S, 3 * torch.eye(2, dtype=F64)])
+    assert check_spd(batch, "covs").shape == (2, 2, 2)
+    with pytest.raises(ValueError, match=r"^cov must be a square matrix of shape \(\.\.\., d, d\)"):
+        check_spd(torch.ones(2, 3), "cov")
+    with pytest.raises(ValueError, match=r"^cov must be a square matrix"):
+        check_spd(torch.ones(3), "cov")
+    with pytest.raises(ValueError, match="^cov must be 3x3, got"):
+        check_spd(S, "cov", dim=3)
+    with pytest.raises(ValueError, match="^cov must be symmetric"):
+        check_spd(torch.tensor([[1.0, 0.2], [0.0, 1.0]]), "cov")
+    with pytest.raises(ValueError, match="^Sigma must be positive definite, got smallest eigenvalue -1"):
+        check_spd(torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=F64), "Sigma")
+    with pytest.raises(ValueError, match="^Sigma must be positive definite"):
+        check_spd(torch.zeros(2, 2), "Sigma")  # semi-definite is not enough
+    with pytest.raises(ValueError, match="^covs must be positive definite"):
+        check_spd(torch.stack([S, -S]), "covs")  # one bad matrix in a batch
+    with pytest.raises(ValueError, match="^cov contains NaN"):
+        check_spd(torch.tensor([[1.0, math.nan], [math.nan, 1.0]]), "cov")
+
+
+def test_check_mean_cov():
+    m, S = check_mean_cov([0.0, 1.0], torch.eye(2, dtype=F64))
+    assert m.dtype == S.dtype == F64  # promoted to the common dtype
+    m32, S32 = check_mean_cov(torch.zeros(2), torch.eye(2))
+    assert m32.dtype == S32.dtype == torch.float32
+    with pytest.raises(ValueError, match="^mu must have shape"):
+        check_mean_cov(torch.tensor(1.0), torch.eye(1), "mu", "Sigma")
+    with pytest.raises(ValueError, match="^Sigma must be 3x3"):
+        check_mean_cov(torch.zeros(3), torch.eye(2), "mu", "Sigma")
+    with pytest.raises(ValueError, match="^mu contains NaN"):
+        check_mean_cov(torch.tensor([0.0, math.nan]), torch.eye(2), "mu", "Sigma")
+    with pytest.raises(ValueError, match="^Sigma must be positive definite"):
+        check_mean_cov(torch.zeros(2), -torch.eye(2), "mu", "Sigma")
