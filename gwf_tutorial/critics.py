@@ -30,6 +30,7 @@ ratio in VGrow).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -384,16 +385,24 @@ def _train(
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     hist = CriticHistory()
     bar = progress(range(n_iters), desc=desc, disable=None if show_progress else True)
-    for _ in bar:
+    for it in bar:
         xb = _batch(x, batch_size, generator)
         yb = _batch(y, batch_size, generator)
         base = loss_fn(net(xb), net(yb))
         pen = _penalties(net, xb, yb, r1, gp, generator)
         loss = base + pen
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"{desc}: the loss became {loss_value} at iteration {it}. The empirical variational "
+                "bound can be unbounded (a critic can grow without limit at samples of one side "
+                "with no samples of the other nearby, e.g. reverse KL or chi^2); use a gradient "
+                "penalty (r1=, gp=), a smaller lr or fewer iterations"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        hist.loss.append(float(loss.detach()))
+        hist.loss.append(loss_value)
         hist.bound.append(-float(base.detach()))
         hist.penalty.append(float(pen.detach()))
     return hist
@@ -470,6 +479,12 @@ def fit_critic(
     CriticHistory
         Lists of length ``n_iters``.
 
+    Raises
+    ------
+    FloatingPointError
+        When the loss becomes non-finite (the empirical bound of e.g. reverse KL or
+        :math:`\chi^2` is unbounded; use ``r1`` / ``gp``).
+
     Used in: chapter 4 (critics as density ratios; particle f-flows refit the critic every step).
 
     References
@@ -483,9 +498,7 @@ def fit_critic(
         if fdiv is None:
             raise ValueError("fdiv must be given when the critic has no divergence")
     fdiv = get_fdivergence(fdiv)
-    x, y, n_iters, lr, batch_size, r1, gp = _check_training_args(
-        x, y, n_iters, lr, batch_size, r1, gp
-    )
+    x, y, n_iters, lr, batch_size, r1, gp = _check_training_args(x, y, n_iters, lr, batch_size, r1, gp)
 
     def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:
         return critic_loss(fdiv, h_x, h_y)
@@ -600,9 +613,7 @@ def logistic_ratio(
     Gao, Y. et al. (2019), VGrow, ICML; Ansari, A. F. et al. (2021). Refining deep generative
     models via discriminator gradient flow. ICLR.
     """
-    x, y, n_iters, lr, batch_size, r1, _ = _check_training_args(
-        x, y, n_iters, lr, batch_size, r1, 0.0
-    )
+    x, y, n_iters, lr, batch_size, r1, _ = _check_training_args(x, y, n_iters, lr, batch_size, r1, 0.0)
     if net is None:
         net = Critic(x.shape[1], None, hidden, depth, activation, dtype=x.dtype).to(x.device)
     elif not isinstance(net, nn.Module):

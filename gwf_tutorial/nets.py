@@ -217,9 +217,7 @@ class ResidualMLP(nn.Module):
         make_activation(activation)
         self.skip = bool(skip) and self.in_dim == self.dim
         self.inp = nn.Linear(self.in_dim, hidden, dtype=dtype)
-        self.blocks = nn.Sequential(
-            *[_ResidualBlock(hidden, activation, dtype) for _ in range(n_blocks)]
-        )
+        self.blocks = nn.Sequential(*[_ResidualBlock(hidden, activation, dtype) for _ in range(n_blocks)])
         self.act = make_activation(activation)
         self.out = nn.Linear(hidden, self.dim, dtype=dtype)
         if zero_init_last:
@@ -293,6 +291,28 @@ class AffineMap(nn.Module):
             )
         return self.A @ mean + self.b, self.A @ cov @ self.A.T
 
+    def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
+        r"""Log-determinant of the Jacobian at each point (constant for an affine map).
+
+        .. math::
+
+            \log|\det \nabla T(x)| = \log|\det A|.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+            Points (only their number and device are used).
+
+        Returns
+        -------
+        Tensor, shape (n,)
+            :math:`\log|\det A|` repeated, differentiable in ``A``.
+
+        Used in: chapter 4 (KL objective of a parametric JKO step by change of variables).
+        """
+        _check_input(x, self.dim)
+        return torch.linalg.slogdet(self.A).logabsdet.expand(x.shape[0])
+
 
 class Translation(nn.Module):
     r"""Translation :math:`T(x) = x + b`, initialised at the identity (:math:`b = 0`).
@@ -327,6 +347,27 @@ class Translation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.dim)
         return x + self.b
+
+    def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
+        r"""Log-determinant of the Jacobian, zero for a translation.
+
+        .. math::
+
+            \log|\det \nabla T(x)| = \log|\det I| = 0.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+
+        Returns
+        -------
+        Tensor, shape (n,)
+            Zeros in the dtype of ``b``.
+
+        Used in: chapter 6 (projected flows of the KL divergence).
+        """
+        _check_input(x, self.dim)
+        return self.b.new_zeros(x.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,1140 @@
+r"""The parametric JKO step: train a map so that its push-forward makes one JKO step.
+
+One JKO step of an objective :math:`F` from :math:`\rho_k = (T_k)_\#\mu_0` is approximated by
+training a map :math:`T_\theta` (an MLP, a residual MLP, or an affine map for tests):
+
+.. math::
+
+    \theta_{k+1} = \operatorname*{arg\,min}_\theta\
+    \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}\big|T_\theta(z) - T_k(z)\big|^2
+    + F\big((T_\theta)_\#\mu_0\big).
+
+The map term bounds :math:`W_2^2((T_\theta)_\#\mu_0, \rho_k)` from above, with equality when
+:math:`T_\theta \circ T_k^{-1}` is the optimal map, so the minimum is the JKO value whenever the
+family of maps is rich enough. :math:`F` may be
+
+- an **f-divergence** to the data :math:`\nu` (any :class:`~gwf_tutorial.fdiv.FDivergence` or its
+  name), estimated through its variational form with a critic :math:`h`; the step is then the
+  saddle problem of the GWF paper (:func:`saddle_objective`),
+
+  .. math::
+
+      \min_\theta \max_h\ \mathbb E_{z}\Big[\frac{|T_\theta(z) - T_k(z)|^2}{2\tau}
+      + h(T_\theta(z))\Big] - \mathbb E_\nu f^*(h);
+
+- a **sample objective** of :mod:`gwf_tutorial.functionals` (MMD, Sinkhorn divergence, sliced
+  Wasserstein, the KDE-based KL), evaluated on the pushed samples;
+- a **push-forward objective** computed from the map itself: :class:`PushforwardKL` (KL to a
+  target with a known log-density, by change of variables) and :class:`GaussianPushforwardKL`
+  (exact KL of the push-forward of a Gaussian by an affine map; for tests).
+
+:class:`ParametricJKO` runs a chain of such steps, keeps the history of both terms, checkpoints
+at step boundaries and resumes.
+
+Used in: chapter 4 (the parametric JKO step), chapter 6 (step-size study), chapter 11.
+
+References
+----------
+Jordan, R., Kinderlehrer, D., Otto, F. (1998). The variational formulation of the Fokker--Planck
+equation. SIAM J. Math. Anal.
+Mokrov, P. et al. (2021). Large-scale Wasserstein gradient flows. NeurIPS (JKO-ICNN).
+Fan, J., Zhang, Q., Taghvaei, A., Chen, Y. (2022). Variational Wasserstein gradient flow. ICML.
+Korba, A., Bonet, C., Caucheteux, P. (2026). A unifying view of variational generative
+Wasserstein flows. arXiv:2605.31369 (official code ``Paulcauch/GWF``: ``loss_D``/``loss_G`` and
+the per-dimension averaged transport cost).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from gwf_tutorial import gaussian
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_int,
+    check_mean_cov,
+    check_nonnegative,
+    check_positive,
+    check_samples,
+)
+from gwf_tutorial.critics import Critic, critic_loss, gradient_penalty, r1_penalty
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence
+from gwf_tutorial.functionals import Objective, get_objective
+from gwf_tutorial.train import make_generator, progress
+
+__all__ = [
+    "proximal_cost",
+    "saddle_objective",
+    "PushforwardObjective",
+    "PushforwardKL",
+    "GaussianPushforwardKL",
+    "JKOStepResult",
+    "ParametricJKO",
+]
+
+_PARAMETRIZATIONS = ("reparameterized", "composed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_pair(x_new, x_old) -> tuple[Tensor, Tensor]:
+    if not isinstance(x_new, Tensor) or not isinstance(x_old, Tensor):
+        raise TypeError("x_new and x_old must be torch tensors")
+    if x_new.shape != x_old.shape or x_new.ndim < 2 or x_new.shape[0] < 1:
+        raise ValueError(
+            f"x_new and x_old must have the same shape (n, ...), got {tuple(x_new.shape)} and "
+            f"{tuple(x_old.shape)}"
+        )
+    return x_new, x_old
+
+
+def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor:
+    r"""Per-sample proximal (transport) cost of a JKO step.
+
+    .. math::
+
+        c_\tau(x_i, x_i') = \frac{|x_i - x_i'|^2}{2\tau}
+        \quad\text{or, with per-dimension averaging,}\quad \frac{|x_i - x_i'|^2}{2\tau d}.
+
+    Both official codes (GWF and S-JKO) average over the :math:`d` coordinates, which is the
+    math's step with :math:`\tau` replaced by :math:`\tau d`; the default is the math.
+
+    Parameters
+    ----------
+    x_new : Tensor, shape (n, ...)
+        :math:`T_\theta(z_i)` (flattened to ``(n, d)``).
+    x_old : Tensor, shape (n, ...)
+        :math:`T_k(z_i)`, the paired points of :math:`\rho_k`.
+    tau : float
+        JKO step :math:`\tau > 0`.
+    per_dim_average : bool, default False
+        Divide by the dimension :math:`d` as the official codes do.
+
+    Returns
+    -------
+    Tensor, shape (n,)
+
+    Used in: chapter 4 (the parametric JKO step), chapter 6.
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), official code ``losses.transport_cost`` (mean over
+    dimensions, weight ``1/lambda2``).
+    """
+    tau = check_positive(tau, "tau")
+    x_new, x_old = _check_pair(x_new, x_old)
+    sq = (x_new - x_old).reshape(x_new.shape[0], -1).pow(2)
+    sq = sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)
+    return sq / (2.0 * tau)
+
+
+def _values(v, name: str) -> Tensor:
+    if not isinstance(v, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1 or v.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1) with n >= 1, got {tuple(v.shape)}")
+    if bool(torch.isnan(v).any()):
+        raise ValueError(f"{name} contains NaN values")
+    return v
+
+
+def _weights(w, like: Tensor, name: str) -> Tensor | None:
+    if w is None:
+        return None
+    w = as_tensor(w, name).to(like)
+    if w.shape != like.shape:
+        raise ValueError(f"{name} must have shape {tuple(like.shape)}, got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not float(w.sum()) > 0:
+        raise ValueError(f"{name} must be finite, non-negative, with a positive sum")
+    return w / w.sum()
+
+
+def _mean(v: Tensor, w: Tensor | None) -> Tensor:
+    return v.mean() if w is None else (w * v).sum()
+
+
+def saddle_objective(
+    fdiv: FDivergence | str,
+    x_new,
+    x_old,
+    h_new,
+    h_data,
+    tau,
+    *,
+    per_dim_average: bool = False,
+    source_weights=None,
+    data_weights=None,
+) -> Tensor:
+    r"""The saddle function of a JKO step on an f-divergence (GWF / VWGF and S-JKO).
+
+    .. math::
+
+        L(T, h) = \mathbb E_{z\sim\mu}\Big[\frac{|T(z) - T_k(z)|^2}{2\tau} + h(T(z))\Big]
+        - \mathbb E_{y\sim\nu} f^*(h(y))
+
+    (Donsker--Varadhan: the last term is :math:`\log \mathbb E_\nu e^{h}`). The JKO step is
+    :math:`\inf_T \sup_h L` (VWGF, GWF); S-JKO solves :math:`\sup_h \inf_T L` with its potential
+    :math:`v = -h` (GWF Prop. 3.1: the two share this :math:`L` and its saddle value). For
+    :data:`~gwf_tutorial.fdiv.KL` it equals S-JKO's
+    :func:`~gwf_tutorial.sjko.semi_dual_objective` with :math:`v = 1 - h` and
+    :math:`\Psi^*(s) = e^s - 1`.
+
+    Parameters
+    ----------
+    fdiv : FDivergence or str
+        The divergence :math:`D_f(\cdot\|\nu)`.
+    x_new : Tensor, shape (n, d)
+        :math:`T(z_i)`.
+    x_old : Tensor, shape (n, d)
+        :math:`T_k(z_i)`.
+    h_new : Tensor, shape (n,) or (n, 1)
+        :math:`h(T(z_i))`.
+    h_data : Tensor, shape (m,) or (m, 1)
+        :math:`h(y_j)`, :math:`y_j \sim \nu`.
+    tau : float
+        JKO step :math:`\tau > 0`.
+    per_dim_average : bool, default False
+        Transport cost divided by :math:`d` (official codes), see :func:`proximal_cost`.
+    source_weights : Tensor, shape (n,), optional
+        Quadrature weights of the :math:`z_i` (uniform by default; normalised).
+    data_weights : Tensor, shape (m,), optional
+        Quadrature weights of the :math:`y_j` (uniform by default; normalised).
+
+    Returns
+    -------
+    Tensor, shape ()
+        Differentiable in all tensor arguments.
+
+    Used in: chapter 4 (JKO step on an f-divergence; Prop. 3.1), chapter 7 (S-JKO).
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), Eq. (7) and Prop. 3.1; Fan et al. (2022), VWGF;
+    Choi, Choi, Kang (2024), S-JKO.
+    """
+    fdiv = get_fdivergence(fdiv)
+    cost = proximal_cost(x_new, x_old, tau, per_dim_average=per_dim_average)
+    h_new = _values(h_new, "h_new")
+    h_data = _values(h_data, "h_data")
+    if h_new.shape != cost.shape:
+        raise ValueError(
+            f"h_new must have one value per row of x_new ({cost.shape[0]}), got {h_new.shape[0]}"
+        )
+    ws = _weights(source_weights, cost, "source_weights")
+    wd = _weights(data_weights, h_data, "data_weights")
+    first = _mean(cost + h_new, ws)
+    if fdiv.dv:
+        if wd is None:
+            last = torch.logsumexp(h_data, 0) - math.log(h_data.shape[0])
+        else:
+            last = torch.logsumexp(h_data + torch.log(wd), 0)
+    else:
+        last = _mean(fdiv.conjugate(h_data), wd)
+    return first - last
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives computed from the map itself
+# ---------------------------------------------------------------------------------------------
+
+
+class PushforwardObjective:
+    r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points.
+
+    .. math::
+
+        (T, z_{1:n}) \mapsto \widehat F(T_\#\mu), \qquad z_i \sim \mu.
+
+    Subclasses implement :meth:`pushforward_value`. Unlike a
+    :class:`~gwf_tutorial.functionals.Objective` (a function of samples only), these may use the
+    map's Jacobian or parameters, e.g. a change of variables.
+
+    Used in: chapter 4 (parametric JKO steps with a known target density).
+    """
+
+    name = "pushforward"
+    needs_data = False
+    needs_reparameterized = False
+
+    def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
+        r"""Estimate of :math:`F(T_\#\mu)`.
+
+        .. math::
+
+            \widehat F(T_\#\mu) \text{ from } T \text{ and } z_i \sim \mu.
+
+        Parameters
+        ----------
+        map_net : nn.Module
+            The map :math:`T`.
+        z : Tensor, shape (n, d_0)
+            Source points.
+        x : Tensor, shape (n, d)
+            :math:`T(z)` (already computed, with its graph).
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in the map's parameters.
+
+        Used in: chapter 4 (parametric JKO steps with a known target density).
+        """
+        raise NotImplementedError
+
+
+def _log_abs_det_jacobian(map_net: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log|det dT(z)|, T(z))`` with a graph (exact method if the map has one, else autograd)."""
+    if callable(getattr(map_net, "log_abs_det_jacobian", None)):
+        return map_net.log_abs_det_jacobian(z), map_net(z)
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        x = map_net(zz)
+        if x.shape != zz.shape:
+            raise ValueError(
+                f"PushforwardKL needs a map from R^d to R^d, got {tuple(zz.shape)} -> {tuple(x.shape)}"
+            )
+        rows = [torch.autograd.grad(x[:, i].sum(), zz, create_graph=True)[0] for i in range(x.shape[1])]
+    J = torch.stack(rows, dim=1)  # J[n, i, j] = d x_i / d z_j
+    return torch.linalg.slogdet(J).logabsdet, x
+
+
+class PushforwardKL(PushforwardObjective):
+    r"""KL divergence of a push-forward to a target with a known log-density (change of variables).
+
+    .. math::
+
+        \mathrm{KL}(T_\#\mu \,\|\, \pi) = \mathbb E_{z\sim\mu}\Big[\log \mu(z)
+        - \log\big|\det \nabla T(z)\big| - \log \pi(T(z))\Big],
+
+    valid for an injective differentiable :math:`T` (JKO-ICNN uses gradients of convex
+    functions). :math:`\log\pi` may be unnormalised (a constant shift); without
+    ``source_log_prob`` the entropy term :math:`\mathbb E \log\mu` (a constant in the map) is
+    dropped. The Jacobian comes from the map's ``log_abs_det_jacobian`` method when it has one
+    (:class:`~gwf_tutorial.nets.AffineMap`), else from :math:`d` backward passes (low dimension
+    only).
+
+    Parameters
+    ----------
+    target : callable or object
+        :math:`\log\pi`, ``(n, d) -> (n,)``, or an object with a ``log_prob`` method (a
+        :mod:`gwf_tutorial.targets` target).
+    source_log_prob : callable, optional
+        :math:`\log\mu`, ``(n, d_0) -> (n,)``, to report the value of KL itself.
+
+    Used in: chapter 4 (a parametric JKO step that reproduces the exact Gaussian step).
+
+    References
+    ----------
+    Mokrov, P. et al. (2021). Large-scale Wasserstein gradient flows. NeurIPS.
+    """
+
+    name = "pushforward_kl"
+
+    def __init__(self, target, *, source_log_prob: Callable[[Tensor], Tensor] | None = None):
+        log_prob = getattr(target, "log_prob", None)
+        if callable(log_prob):
+            self.log_prob = log_prob
+        elif callable(target):
+            self.log_prob = target
+        else:
+            raise TypeError("target must be a log-density callable or an object with log_prob")
+        if source_log_prob is not None and not callable(source_log_prob):
+            raise TypeError("source_log_prob must be callable")
+        self.source_log_prob = source_log_prob
+
+    def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
+        logdet, x = _log_abs_det_jacobian(map_net, z)
+        lp = self.log_prob(x)
+        if not isinstance(lp, Tensor) or lp.shape != (x.shape[0],):
+            raise ValueError(f"the target log_prob must return shape ({x.shape[0]},)")
+        value = -(logdet + lp).mean()
+        if self.source_log_prob is not None:
+            value = value + self.source_log_prob(z).mean()
+        return value
+
+    def __repr__(self) -> str:
+        return "PushforwardKL()"
+
+
+class GaussianPushforwardKL(PushforwardObjective):
+    r"""Exact KL of the push-forward of a Gaussian by an affine map, to a Gaussian target.
+
+    .. math::
+
+        \mathrm{KL}\big((T_{A,b})_\#\mathcal N(m_0, S_0) \,\|\, \mathcal N(m, \Sigma)\big)
+        = \mathrm{KL}\big(\mathcal N(A m_0 + b, A S_0 A^\top) \,\|\, \mathcal N(m, \Sigma)\big)
+
+    (:func:`gwf_tutorial.gaussian.kl`). Needs a map with ``push_gaussian`` (e.g.
+    :class:`~gwf_tutorial.nets.AffineMap`) and the reparameterized chain (the source is
+    :math:`\mu_0 = \mathcal N(m_0, S_0)`); the samples are not used. With it a parametric JKO
+    step has no estimation error in :math:`F`, which isolates the optimiser in tests.
+
+    Parameters
+    ----------
+    source_mean : Tensor, shape (d,)
+    source_cov : Tensor, shape (d, d)
+    target_mean : Tensor, shape (d,)
+    target_cov : Tensor, shape (d, d)
+
+    Used in: chapter 4 (checking the parametric step against the closed-form Gaussian JKO step).
+    """
+
+    name = "gaussian_pushforward_kl"
+    needs_reparameterized = True
+
+    def __init__(self, source_mean, source_cov, target_mean, target_cov):
+        self.source_mean, self.source_cov = check_mean_cov(
+            source_mean, source_cov, "source_mean", "source_cov"
+        )
+        self.target_mean, self.target_cov = check_mean_cov(
+            target_mean, target_cov, "target_mean", "target_cov"
+        )
+        if self.source_mean.ndim != 1 or self.source_mean.shape != self.target_mean.shape:
+            raise ValueError(
+                "source_mean and target_mean must have the same shape (d,), got "
+                f"{tuple(self.source_mean.shape)} and {tuple(self.target_mean.shape)}"
+            )
+
+    def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
+        push = getattr(map_net, "push_gaussian", None)
+        if not callable(push):
+            raise TypeError("GaussianPushforwardKL needs a map with push_gaussian (an AffineMap)")
+        like = x
+        m, S = push(self.source_mean.to(like), self.source_cov.to(like))
+        return gaussian.kl(m, S, self.target_mean.to(like), self.target_cov.to(like))
+
+    def __repr__(self) -> str:
+        return "GaussianPushforwardKL()"
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JKOStepResult:
+    r"""Record of one parametric JKO step (per-iteration history of both terms).
+
+    .. math::
+
+        \text{loss}_i = \text{transport}_i + \text{objective}_i, \qquad
+        \text{transport}_i = \tfrac{1}{2\tau}\widehat{\mathbb E}|T(z) - T_k(z)|^2, \quad
+        \text{objective}_i = \widehat F(T_\#\mu_0)
+
+    (for an f-divergence :math:`\widehat F` is the critic's variational bound on the batch; with
+    ``per_dim_average`` the transport term is divided by :math:`d`).
+
+    Attributes
+    ----------
+    k : int
+        Step index (0-based): this step produced :math:`\rho_{k+1}`.
+    tau : float
+        JKO step used.
+    n_iters : int
+        Optimiser iterations of the map.
+    transport : list of float
+        Transport term per iteration (length ``n_iters``).
+    objective : list of float
+        Objective estimate per iteration.
+    loss : list of float
+        Their sum.
+    critic_bound : list of float
+        Critic's bound after its update at each iteration (empty without a critic).
+    seconds : float
+        Wall-clock time of the step.
+
+    Used in: chapter 4 and 6 (training curves of the two terms).
+    """
+
+    k: int
+    tau: float
+    n_iters: int
+    transport: list[float] = field(default_factory=list)
+    objective: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    critic_bound: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _frozen_copy(net: nn.Module) -> nn.Module:
+    c = copy.deepcopy(net)
+    for p in c.parameters():
+        p.requires_grad_(False)
+    return c.eval()
+
+
+def _check_sampler(sampler, name: str):
+    if isinstance(sampler, Tensor):
+        return check_samples(sampler, name)
+    if callable(getattr(sampler, "sample", None)) or callable(sampler):
+        return sampler
+    raise TypeError(
+        f"{name} must be a tensor (n, d), a callable f(n, generator=g) or an object with "
+        f".sample(n, generator=g); got {type(sampler).__name__}"
+    )
+
+
+def _infer_dim(map_net: nn.Module) -> int | None:
+    for attr in ("out_dim", "dim"):
+        v = getattr(map_net, attr, None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
+class ParametricJKO:
+    r"""A chain of parametric JKO steps: one trained map per step.
+
+    Step :math:`k` (from :math:`\rho_k`) trains the map by Adam on
+
+    .. math::
+
+        \min_\theta\ \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}\big|T_\theta(z) - T_k(z)\big|^2
+        + F\big((T_\theta)_\#\mu_0\big),
+
+    with :math:`F` an f-divergence (critic :math:`h` updated by ``critic_steps`` Adam steps on
+    :func:`~gwf_tutorial.critics.critic_loss` before each map step, map loss
+    :math:`\frac{1}{2\tau}|T - T_k|^2 + h(T)`, as in the GWF code's ``loss_D``/``loss_G`` with
+    :math:`d = -h`), a sample objective (:class:`~gwf_tutorial.functionals.MMD`,
+    :class:`~gwf_tutorial.functionals.SinkhornDivergence`,
+    :class:`~gwf_tutorial.functionals.SlicedWasserstein`, ...) or a :class:`PushforwardObjective`.
+
+    Parametrizations: ``"reparameterized"`` (default, the GWF code) trains one map from the
+    latent :math:`\mu_0`, warm-started from :math:`T_k` (and the same Adam state), with
+    :math:`T_{-1}` = ``initial_map`` (identity by default); ``"composed"`` trains a fresh step map
+    :math:`S_k` (reset to ``map_net``'s initial weights, e.g. the identity of a zero-initialised
+    :class:`~gwf_tutorial.nets.ResidualMLP`) on :math:`x \sim \rho_k`, with cost
+    :math:`|S_k(x) - x|^2/(2\tau)`, and samples through :math:`S_{K-1}\circ\dots\circ S_0`.
+
+    Parameters
+    ----------
+    map_net : nn.Module
+        The map, ``(n, d_0) -> (n, d)``; trained in place.
+    objective : FDivergence, str, Objective or PushforwardObjective
+        :math:`F`. A string is first looked up in the f-divergence catalogue
+        (:func:`~gwf_tutorial.fdiv.get_fdivergence`: ``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
+        ...), then as a sample objective (:func:`~gwf_tutorial.functionals.get_objective`:
+        ``"mmd"``, ``"energy"``, ``"sinkhorn"``, ``"sw"``).
+    tau : float
+        JKO step :math:`\tau > 0`.
+    source : Tensor (N, d_0), callable or sampler object
+        :math:`\mu_0`: a tensor (mini-batches drawn from its rows; used whole when it has at most
+        ``batch_size`` rows), a callable ``f(n, generator=g)`` or an object with
+        ``.sample(n, generator=g)`` (a :mod:`gwf_tutorial.targets` target).
+    data : Tensor (M, d), callable or sampler object, optional
+        :math:`\nu`, needed by f-divergences and sample objectives.
+    critic : nn.Module, optional
+        Critic for an f-divergence, ``(n, d) -> (n,)``; default
+        ``Critic(d, fdiv, hidden=critic_hidden, depth=critic_depth)`` (kept across steps).
+    n_iters : int, default 500
+        Map iterations per step.
+    n_iters_first : int, optional
+        Iterations of the first step (default ``n_iters``).
+    batch_size : int, default 256
+        Source and data mini-batch size.
+    lr, lr_critic : float, defaults 1e-3
+        Adam learning rates of the map and the critic.
+    betas : tuple of two floats, default (0.5, 0.9)
+        Adam betas (both optimisers).
+    critic_steps : int, default 1
+        Critic updates per map update.
+    critic_hidden, critic_depth : int, defaults 64 and 2
+        Size of the default critic.
+    r1, gp : float, default 0
+        R1 (on data) and WGAN-GP penalty weights of the critic.
+    per_dim_average : bool, default False
+        Transport cost :math:`|.|^2/(2\tau d)` (both official codes) instead of the math's
+        :math:`|.|^2/(2\tau)`.
+    parametrization : {"reparameterized", "composed"}
+    initial_map : callable or "copy", optional
+        :math:`T_{-1}`, with :math:`\rho_0 = (T_{-1})_\#\mu_0`: identity by default; ``"copy"``
+        freezes a copy of ``map_net`` at construction (latent and data spaces of different
+        dimensions).
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        Learning rates constant, or cosine-annealed to 0 within each step.
+    reset_optimizer : bool, default False
+        Fresh Adam state at each step (reparameterized; composed always resets).
+    seed : int, optional
+        Seed of the chain's generator (mini-batches, sampler draws); default drawn from torch's
+        global RNG.
+    show_progress : bool, default True
+        Progress bar per step (:func:`gwf_tutorial.train.progress`).
+
+    Attributes
+    ----------
+    map : nn.Module
+    critic : nn.Module or None
+    history : list of JKOStepResult
+    n_steps : int
+        Steps done; :meth:`sample` draws from :math:`\rho_{n\_steps}`.
+    chain : list of nn.Module
+        Frozen step maps (composed parametrization).
+
+    Used in: chapter 4 (parametric JKO on f-divergences, MMD, Sinkhorn, SW), chapter 6, 11.
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), GWF (Algorithm 1 and official ``train.py``); Fan et al.
+    (2022), VWGF; Mokrov et al. (2021), JKO-ICNN.
+    """
+
+    def __init__(
+        self,
+        map_net: nn.Module,
+        objective,
+        tau: float,
+        source,
+        data=None,
+        *,
+        critic: nn.Module | None = None,
+        n_iters: int = 500,
+        n_iters_first: int | None = None,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        lr_critic: float = 1e-3,
+        betas: tuple[float, float] = (0.5, 0.9),
+        critic_steps: int = 1,
+        critic_hidden: int = 64,
+        critic_depth: int = 2,
+        r1: float = 0.0,
+        gp: float = 0.0,
+        per_dim_average: bool = False,
+        parametrization: str = "reparameterized",
+        initial_map: Callable | str | None = None,
+        lr_schedule: str = "constant",
+        reset_optimizer: bool = False,
+        seed: int | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        if not isinstance(map_net, nn.Module):
+            raise TypeError(f"map_net must be a torch.nn.Module, got {type(map_net).__name__}")
+        params = list(map_net.parameters())
+        if not params:
+            raise ValueError("map_net has no parameters to train")
+        self.map = map_net
+        self.device = params[0].device
+        self.dtype = params[0].dtype
+        self.tau = check_positive(tau, "tau")
+        self.n_iters = check_int(n_iters, "n_iters")
+        self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.lr = check_positive(lr, "lr")
+        self.lr_critic = check_positive(lr_critic, "lr_critic")
+        if (
+            not isinstance(betas, tuple | list)
+            or len(betas) != 2
+            or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.critic_steps = check_int(critic_steps, "critic_steps")
+        self.r1 = check_nonnegative(r1, "r1")
+        self.gp = check_nonnegative(gp, "gp")
+        for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
+        self.per_dim_average = per_dim_average
+        self.reset_optimizer = reset_optimizer
+        if parametrization not in _PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
+        self.parametrization = parametrization
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
+        self.show_progress = bool(show_progress)
+
+        # -- the objective ------------------------------------------------------------------
+        self.fdiv: FDivergence | None = None
+        self.functional: Objective | None = None
+        self.pushforward: PushforwardObjective | None = None
+        if isinstance(objective, FDivergence):
+            self.fdiv = objective
+        elif isinstance(objective, str):
+            key = objective.strip().lower()
+            try:
+                self.fdiv = get_fdivergence(key)
+            except ValueError:
+                try:
+                    self.functional = get_objective(key)
+                except (ValueError, TypeError) as err:
+                    raise ValueError(
+                        f"objective {objective!r} is neither an f-divergence ({sorted(FDIVERGENCES)}) "
+                        f"nor a sample objective of gwf_tutorial.functionals ({err})"
+                    ) from err
+        elif isinstance(objective, Objective):
+            self.functional = objective
+        elif isinstance(objective, PushforwardObjective):
+            self.pushforward = objective
+            if objective.needs_reparameterized and parametrization != "reparameterized":
+                raise ValueError(f"{type(objective).__name__} needs parametrization='reparameterized'")
+        else:
+            raise TypeError(
+                "objective must be an FDivergence, a name, a functionals.Objective or a "
+                f"PushforwardObjective, got {type(objective).__name__}"
+            )
+        self.objective = objective
+
+        self.source = _check_sampler(source, "source")
+        needs_data = self.fdiv is not None or (
+            self.functional is not None and self.functional.needs_target_samples
+        )
+        if data is None and needs_data:
+            raise ValueError(f"data (samples of the target nu) is required for objective {objective!r}")
+        self.data = None if data is None else _check_sampler(data, "data")
+        for s, nm in ((self.source, "source"), (self.data, "data")):
+            if isinstance(s, Tensor) and s.dtype != self.dtype:
+                raise TypeError(f"{nm} must have the map's dtype {self.dtype}, got {s.dtype}")
+
+        # -- maps ---------------------------------------------------------------------------
+        if initial_map is None:
+            self.initial_map: Callable = _identity
+        elif isinstance(initial_map, str):
+            if initial_map != "copy":
+                raise ValueError(f"initial_map must be a callable or 'copy', got {initial_map!r}")
+            self.initial_map = _frozen_copy(map_net)
+        elif callable(initial_map):
+            self.initial_map = initial_map
+        else:
+            raise TypeError(
+                f"initial_map must be None, 'copy' or a callable, got {type(initial_map).__name__}"
+            )
+        self._initial_state = copy.deepcopy(map_net.state_dict())
+        self._old: Callable = self.initial_map
+        self.chain: list[nn.Module] = []
+
+        # -- critic -------------------------------------------------------------------------
+        self.critic: nn.Module | None = None
+        self.opt_critic: torch.optim.Optimizer | None = None
+        if self.fdiv is not None:
+            if critic is None:
+                d = _infer_dim(map_net)
+                if d is None:
+                    raise ValueError("cannot infer the data dimension from map_net; pass critic=")
+                critic = Critic(
+                    d,
+                    self.fdiv,
+                    hidden=check_int(critic_hidden, "critic_hidden"),
+                    depth=check_int(critic_depth, "critic_depth", min_value=0),
+                    dtype=self.dtype,
+                ).to(self.device)
+            elif not isinstance(critic, nn.Module):
+                raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+            self.critic = critic
+            self.opt_critic = torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=self.betas)
+        elif critic is not None:
+            raise ValueError("critic is only used with an f-divergence objective")
+
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+        self.seed = check_int(seed, "seed", min_value=0)
+        self.generator = make_generator(self.seed)
+        self.opt_map = self._make_map_optimizer()
+        self.history: list[JKOStepResult] = []
+        self.n_steps = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _make_map_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.map.parameters(), lr=self.lr, betas=self.betas)
+
+    def _draw(self, sampler, n: int, name: str, generator: torch.Generator | None) -> Tensor:
+        if isinstance(sampler, Tensor):
+            if sampler.shape[0] <= n:
+                out = sampler
+            else:
+                idx = torch.randint(0, sampler.shape[0], (n,), generator=generator)
+                out = sampler[idx.to(sampler.device)]
+        elif callable(getattr(sampler, "sample", None)):
+            out = sampler.sample(n, generator=generator)
+        else:
+            out = sampler(n, generator=generator)
+        if not isinstance(out, Tensor) or out.ndim < 2 or out.shape[0] < 1:
+            raise ValueError(f"{name} sampler must return a tensor of shape (n, ...), got {out!r:.80}")
+        return out.to(device=self.device, dtype=self.dtype)
+
+    def _push_chain(self, z: Tensor) -> Tensor:
+        x = self.initial_map(z)
+        for m in self.chain:
+            x = m(x)
+        return x
+
+    def _set_lr(self, it: int, n_iters: int) -> None:
+        factor = 1.0 if self.lr_schedule == "constant" else 0.5 * (1 + math.cos(math.pi * it / n_iters))
+        for g in self.opt_map.param_groups:
+            g["lr"] = self.lr * factor
+        if self.opt_critic is not None:
+            for g in self.opt_critic.param_groups:
+                g["lr"] = self.lr_critic * factor
+
+    def _critic_bound(self, h_x: Tensor, h_y: Tensor) -> Tensor:
+        return -critic_loss(self.fdiv, h_x, h_y)
+
+    def _critic_update(self, x_fake: Tensor) -> float:
+        critic = self.critic
+        bound = 0.0
+        for _ in range(self.critic_steps):
+            y = self._draw(self.data, self.batch_size, "data", self.generator)
+            h_x, h_y = critic(x_fake), critic(y)
+            loss = critic_loss(self.fdiv, h_x, h_y)
+            if self.r1 > 0:
+                loss = loss + 0.5 * self.r1 * r1_penalty(critic, y)
+            if self.gp > 0:
+                loss = loss + self.gp * gradient_penalty(critic, x_fake, y, generator=self.generator)
+            self.opt_critic.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_critic.step()
+            bound = -float(critic_loss(self.fdiv, h_x.detach(), h_y.detach()))
+        return bound
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def step(self, n_iters: int | None = None, *, progress_bar: bool | None = None) -> JKOStepResult:
+        r"""Run one JKO step: train the map (and critic) for ``n_iters`` iterations.
+
+        .. math::
+
+            \rho_{k+1} = (T_{k+1})_\#\mu_0, \quad
+            T_{k+1} \approx \operatorname*{arg\,min}_T \frac{1}{2\tau}\mathbb E|T(z) - T_k(z)|^2
+            + F(T_\#\mu_0).
+
+        Parameters
+        ----------
+        n_iters : int, optional
+            Default ``n_iters_first`` for the first step, else ``n_iters``.
+        progress_bar : bool, optional
+            Default ``show_progress``.
+
+        Returns
+        -------
+        JKOStepResult
+            Also appended to :attr:`history`.
+
+        Used in: chapter 4.
+        """
+        k = self.n_steps
+        if n_iters is None:
+            n_iters = self.n_iters_first if (k == 0 and self.n_iters_first is not None) else self.n_iters
+        n_iters = check_int(n_iters, "n_iters")
+        show = self.show_progress if progress_bar is None else bool(progress_bar)
+        composed = self.parametrization == "composed"
+        if composed:
+            self.map.load_state_dict(self._initial_state)
+            self.opt_map = self._make_map_optimizer()
+        elif self.reset_optimizer:
+            self.opt_map = self._make_map_optimizer()
+        result = JKOStepResult(k=k, tau=self.tau, n_iters=n_iters)
+        t0 = time.perf_counter()
+        self.map.train()
+        bar = progress(range(n_iters), desc=f"JKO step {k + 1}", disable=not show)
+        for it in bar:
+            self._set_lr(it, n_iters)
+            z = self._draw(self.source, self.batch_size, "source", self.generator)
+            with torch.no_grad():
+                if composed:
+                    src = self._push_chain(z)
+                    x_old = src
+                else:
+                    src = z
+                    x_old = self._old(z)
+            if self.critic is not None:
+                with torch.no_grad():
+                    x_fake = self.map(src)
+                result.critic_bound.append(self._critic_update(x_fake))
+            x_new = self.map(src)
+            if x_new.shape != x_old.shape:
+                raise ValueError(
+                    f"the map's output shape {tuple(x_new.shape)} differs from T_k's {tuple(x_old.shape)}; "
+                    "use initial_map='copy' when latent and data dimensions differ"
+                )
+            transport = proximal_cost(x_new, x_old, self.tau, per_dim_average=self.per_dim_average).mean()
+            if self.critic is not None:
+                for p in self.critic.parameters():
+                    p.requires_grad_(False)
+                h_new = self.critic(x_new)
+                for p in self.critic.parameters():
+                    p.requires_grad_(True)
+                map_term = h_new.mean()
+                with torch.no_grad():
+                    y = self._draw(self.data, self.batch_size, "data", self.generator)
+                    value = float(self._critic_bound(h_new.detach(), self.critic(y)))
+            elif self.functional is not None:
+                y = (
+                    None
+                    if self.data is None
+                    else self._draw(self.data, self.batch_size, "data", self.generator)
+                )
+                map_term = self.functional.value(x_new, y)
+                value = float(map_term.detach())
+            else:
+                map_term = self.pushforward.pushforward_value(self.map, src, x_new)
+                value = float(map_term.detach())
+            loss = transport + map_term
+            self.opt_map.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_map.step()
+            tr = float(transport.detach())
+            if not (math.isfinite(tr) and math.isfinite(value)):
+                raise FloatingPointError(
+                    f"JKO step {k} diverged at iteration {it} (transport {tr}, objective {value}); "
+                    f"try a smaller lr or a larger tau (tau={self.tau:g})"
+                )
+            result.transport.append(tr)
+            result.objective.append(value)
+            result.loss.append(tr + value)
+        result.seconds = time.perf_counter() - t0
+        if composed:
+            self.chain.append(_frozen_copy(self.map))
+        else:
+            self._old = _frozen_copy(self.map)
+        self.n_steps += 1
+        self.history.append(result)
+        return result
+
+    def run(
+        self,
+        K: int,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = True,
+        progress_bar: bool | None = None,
+    ) -> list[JKOStepResult]:
+        r"""Run the chain up to ``K`` JKO steps in total, checkpointing after each step.
+
+        .. math::
+
+            \rho_{k+1} = \mathrm{JKO}_\tau(\rho_k), \qquad k = n\_steps, \dots, K - 1.
+
+        With ``checkpoint`` a path, an existing checkpoint is loaded first (``resume=True``) and
+        the state is saved there after every step, so an interrupted run loses at most the step
+        in progress; a resumed run continues with the same random stream and gives the same
+        result as an uninterrupted one.
+
+        Parameters
+        ----------
+        K : int
+            Total number of steps wanted (``>= 1``); nothing is done if ``n_steps >= K``.
+        checkpoint : str or path, optional
+            File for :meth:`save` / :meth:`load`.
+        resume : bool, default True
+            Load ``checkpoint`` when it exists.
+        progress_bar : bool, optional
+
+        Returns
+        -------
+        list of JKOStepResult
+            The steps run by this call.
+
+        Used in: chapter 4 (a chain of K steps), chapter 10 (resume long runs).
+        """
+        K = check_int(K, "K")
+        if checkpoint is not None and resume and os.path.exists(checkpoint):
+            self.load(checkpoint)
+        out = []
+        while self.n_steps < K:
+            out.append(self.step(progress_bar=progress_bar))
+            if checkpoint is not None:
+                self.save(checkpoint)
+        return out
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def push(self, z: Tensor) -> Tensor:
+        r"""Push source points through the current chain.
+
+        .. math::
+
+            z \mapsto T_K(z) \ (\text{reparameterized}), \quad
+            z \mapsto S_{K-1}\circ\dots\circ S_0(T_{-1}(z)) \ (\text{composed}).
+
+        Parameters
+        ----------
+        z : Tensor, shape (n, d_0)
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+            Samples of :math:`\rho_K` (``K = n_steps``; :math:`\rho_0` before any step).
+
+        Used in: chapter 4.
+        """
+        if not isinstance(z, Tensor):
+            raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
+        z = z.to(device=self.device, dtype=self.dtype)
+        if self.parametrization == "composed":
+            return self._push_chain(z)
+        return self._old(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        r"""Draw ``n`` samples of :math:`\rho_K`.
+
+        .. math::
+
+            x_i = T_K(z_i), \qquad z_i \sim \mu_0.
+
+        Parameters
+        ----------
+        n : int
+        generator : torch.Generator, optional
+            Used to draw the source points (not the chain's own generator, so sampling does
+            not change training). A tensor source with exactly ``n`` rows is used as is, else
+            ``n`` rows are drawn with replacement.
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+
+        Used in: chapter 4.
+        """
+        n = check_int(n, "n")
+        if isinstance(self.source, Tensor) and self.source.shape[0] != n:
+            idx = torch.randint(0, self.source.shape[0], (n,), generator=generator)
+            z = self.source[idx.to(self.source.device)]
+        else:
+            z = self._draw(self.source, n, "source", generator)
+        return self.push(z)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        r"""Everything needed to resume at a step boundary.
+
+        .. math::
+
+            \text{state} = (T, h, \text{Adam states}, (S_0, \dots, S_{K-1}), T_{\text{init}}, K,
+            \text{generator}, \text{history}).
+
+        Returns
+        -------
+        dict
+            Serialisable with ``torch.save``.
+
+        Used in: chapter 4 and 10 (checkpoint / resume).
+        """
+        return {
+            "map": self.map.state_dict(),
+            "opt_map": self.opt_map.state_dict(),
+            "critic": None if self.critic is None else self.critic.state_dict(),
+            "opt_critic": None if self.opt_critic is None else self.opt_critic.state_dict(),
+            "chain": [m.state_dict() for m in self.chain],
+            "initial_map": (
+                self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
+            ),
+            "initial_state": self._initial_state,
+            "n_steps": self.n_steps,
+            "generator": self.generator.get_state(),
+            "history": [vars(r).copy() for r in self.history],
+            "parametrization": self.parametrization,
+            "tau": self.tau,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        r"""Restore a :meth:`state_dict` into a chain built with the same networks and options.
+
+        .. math::
+
+            \text{state} \mapsto (T, h, \text{Adam states}, \dots).
+
+        Parameters
+        ----------
+        state : dict
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 4 and 10 (resume).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state.get("parametrization") != self.parametrization:
+            raise ValueError(
+                f"state is for parametrization {state.get('parametrization')!r}, this chain uses "
+                f"{self.parametrization!r}"
+            )
+        if (state["critic"] is None) != (self.critic is None):
+            raise ValueError("state and chain disagree on the critic (objective)")
+        self.map.load_state_dict(state["map"])
+        self.opt_map = self._make_map_optimizer()
+        self.opt_map.load_state_dict(state["opt_map"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])
+        if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
+            self.initial_map.load_state_dict(state["initial_map"])
+        self._initial_state = copy.deepcopy(state["initial_state"])
+        self.chain = []
+        for sd in state["chain"]:
+            m = _frozen_copy(self.map)
+            m.load_state_dict(sd)
+            self.chain.append(m)
+        self.n_steps = int(state["n_steps"])
+        # at a step boundary of the reparameterized chain, T_k is the current map
+        self._old = _frozen_copy(self.map) if self.n_steps > 0 else self.initial_map
+        self.generator.set_state(state["generator"])
+        self.history = [JKOStepResult(**r) for r in state["history"]]
+
+    def save(self, path: str | os.PathLike) -> None:
+        r"""Save :meth:`state_dict` to ``path`` (``torch.save``, written atomically).
+
+        .. math::
+
+            \text{state} \to \text{file}.
+
+        Parameters
+        ----------
+        path : str or path
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 4 and 10.
+        """
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        r"""Load a checkpoint written by :meth:`save`.
+
+        .. math::
+
+            \text{file} \to \text{state}.
+
+        Parameters
+        ----------
+        path : str or path
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 4 and 10.
+        """
+        state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
+        self.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_steps={self.n_steps}, "
+            f"parametrization={self.parametrization!r}, per_dim_average={self.per_dim_average})"
+        )

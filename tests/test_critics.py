@@ -1,0 +1,208 @@
+"""Tests for gwf_tutorial.critics: trained critics recover f'(r) and log(nu/rho) for two known
+Gaussians, DV >= classical bound, penalties and losses against independent computations."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gwf_tutorial import critics
+from gwf_tutorial.critics import (
+    Critic,
+    critic_loss,
+    dv_loss,
+    fit_critic,
+    gradient_penalty,
+    logistic_loss,
+    logistic_ratio,
+    r1_penalty,
+)
+from gwf_tutorial.fdiv import FDIVERGENCES, JS, KL, KL_DV, REVERSE_KL, variational_bound
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    # rho = N(0.5, 1) (model, x), nu = N(0, 1) (data, y): log r(x) = 0.5 x - 0.125
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + torch.randn(2000, 1, generator=g)
+    y = torch.randn(2000, 1, generator=g)
+    grid = torch.linspace(-1.0, 1.5, 51)[:, None]
+    return x, y, grid, 0.5 * grid[:, 0] - 0.125
+
+
+@pytest.mark.parametrize("d", list(FDIVERGENCES.values()), ids=list(FDIVERGENCES))
+def test_trained_critic_recovers_f_prime_of_the_ratio(gaussians, d):
+    # MLP critic (32 x 2, SiLU) with the f-GAN output activation, 400 full-batch Adam steps on
+    # 2000 + 2000 samples. On the bulk [-1, 1.5]: max |h - f'(r)| < 0.25 (measured 0.07-0.18;
+    # f'(r) spans 0.6-2.7 there) and correlation > 0.99 (measured >= 0.995). Reverse KL and chi^2
+    # need the R1 penalty: their empirical bounds are unbounded (the critic grows without limit at
+    # data points with no model samples nearby). KL-DV is compared up to a constant.
+    x, y, grid, log_r = gaussians
+    torch.manual_seed(0)
+    critic = Critic(1, d, hidden=32, depth=2)
+    r1 = 0.1 if d.name in ("chi2", "reverse_kl") else 0.0
+    hist = fit_critic(critic, x, y, n_iters=400, lr=1e-2, r1=r1, generator=torch.Generator().manual_seed(1),
+                      show_progress=False)  # fmt: skip
+    with torch.no_grad():
+        h = critic(grid)
+    target = d.optimal_critic(torch.exp(log_r))
+    if d.dv:
+        h = h - (h - target).mean()
+    assert (h - target).abs().max() < 0.25
+    assert torch.corrcoef(torch.stack([h, target]))[0, 1] > 0.99
+    assert len(hist.loss) == len(hist.bound) == len(hist.penalty) == 400
+    assert (hist.penalty[-1] > 0) == (r1 > 0)
+
+
+def test_logistic_ratio_recovers_the_log_density_ratio(gaussians):
+    # D* = log(nu/rho) = -(0.5 x - 0.125); r = e^{-D}. Tolerance 0.2 on [-1, 1.5] (measured 0.11).
+    x, y, grid, log_r = gaussians
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    est = logistic_ratio(x, y, n_iters=400, lr=1e-2, hidden=32, depth=2, generator=gen, show_progress=False)
+    with torch.no_grad():
+        assert (est.log_ratio(grid) - log_r).abs().max() < 0.2
+        torch.testing.assert_close(est.logit(grid), -est.log_ratio(grid))
+        torch.testing.assert_close(est.ratio(grid), torch.exp(est.log_ratio(grid)))
+    # the history's "bound" is minus the logistic loss, which ends below log 4 (chance level)
+    assert -est.history.bound[-1] < math.log(4)
+
+
+def test_dv_bound_dominates_the_classical_bound_for_trained_critics(gaussians):
+    # E h - log E e^h >= E h - E e^{h - 1} for every critic h, here along the training of a DV
+    # critic and of a classical KL critic (pointwise in h, on the same samples).
+    x, y, _, _ = gaussians
+    for d in (KL_DV, KL):
+        torch.manual_seed(0)
+        critic = Critic(1, d, hidden=16, depth=1)
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+        for _ in range(30):
+            h_x, h_y = critic(x), critic(y)
+            assert -dv_loss(h_x, h_y) >= -critic_loss(KL, h_x, h_y) - 1e-6
+            loss = critic_loss(d, h_x, h_y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    torch.testing.assert_close(critic_loss(KL_DV, h_x, h_y), dv_loss(h_x, h_y))
+
+
+class _Fixed(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones((), dtype=F64))
+        self.fn = fn
+
+    def forward(self, z):
+        return self.w * self.fn(z)
+
+
+def test_penalties_against_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=g, dtype=F64)
+    y = torch.randn(20, 3, generator=g, dtype=F64) + 1
+    a = torch.tensor([0.3, -1.2, 2.0], dtype=F64)
+    linear = _Fixed(lambda z: z @ a)  # grad = a everywhere
+    torch.testing.assert_close(r1_penalty(linear, y), a.pow(2).sum())
+    torch.testing.assert_close(gradient_penalty(linear, x, y), (a.norm() - 1) ** 2)
+    quad = _Fixed(lambda z: 0.5 * z.pow(2).sum(1))  # grad = z
+    torch.testing.assert_close(r1_penalty(quad, y), y.pow(2).sum(1).mean())
+    # WGAN-GP on interpolates t x + (1 - t) y (pairs i < min(n, m)), t drawn from the generator
+    t = torch.rand(20, 1, generator=torch.Generator().manual_seed(5), dtype=F64)
+    xh = t * x[:20] + (1 - t) * y
+    gp = gradient_penalty(quad, x, y, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(gp, ((xh.norm(dim=1) - 1) ** 2).mean())
+    # both are differentiable in the critic's parameters (d/dw of w^2 |a|^2 = 2 |a|^2 at w = 1)
+    (gw,) = torch.autograd.grad(r1_penalty(linear, y), linear.w)
+    torch.testing.assert_close(gw, 2 * a.pow(2).sum())
+
+
+def test_losses_against_independent_computations():
+    g = torch.Generator().manual_seed(1)
+    d_x, d_y = torch.randn(40, generator=g, dtype=F64), torch.randn(25, generator=g, dtype=F64)
+    # class-balanced logistic loss = mean BCE of each class (model label 0, data label 1)
+    expected = F.binary_cross_entropy_with_logits(
+        d_x, torch.zeros_like(d_x)
+    ) + F.binary_cross_entropy_with_logits(d_y, torch.ones_like(d_y))
+    torch.testing.assert_close(logistic_loss(d_x, d_y), expected)
+    # critic loss = minus the variational bound; JS through its conjugate -log(2 - e^s)
+    h_x, h_y = JS.output_activation(d_x), JS.output_activation(d_y)
+    torch.testing.assert_close(
+        critic_loss(JS, h_x, h_y), -(h_x.mean() + torch.log(2 - torch.exp(h_y)).mean())
+    )
+    r_x, r_y = -torch.exp(-d_x), -torch.exp(-d_y)
+    torch.testing.assert_close(critic_loss("reverse_kl", r_x, r_y), -variational_bound(REVERSE_KL, r_x, r_y))
+    torch.testing.assert_close(dv_loss(d_x, d_y), -(d_x.mean() - torch.log(torch.exp(d_y).mean())))
+
+
+def test_critic_module_shapes_activation_and_dtype():
+    x = torch.randn(7, 2, dtype=F64)
+    c = Critic(2, "js", hidden=8, depth=1, dtype=F64)
+    h = c(x)
+    assert h.shape == (7,) and h.dtype == F64
+    assert (h < math.log(2)).all()  # inside the JS conjugate domain
+    torch.testing.assert_close(h, JS.output_activation(c.raw(x)))
+    raw = Critic(2, None, hidden=8, depth=1)
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(raw(z), raw.raw(z))
+    # a custom net returning (n, 1) is squeezed; a wrong shape is an error
+    lin = Critic(2, "kl", net=nn.Linear(2, 1))
+    assert lin(z).shape == (5,)
+    with pytest.raises(ValueError, match="shape"):
+        Critic(2, "kl", net=nn.Linear(2, 3))(z)
+    with pytest.raises(ValueError, match="x must have shape"):
+        c(torch.randn(4, 3, dtype=F64))
+    # the logistic estimator's default network follows the samples' dtype
+    est = logistic_ratio(x, x + 1, n_iters=2, show_progress=False)
+    assert est.logit(x).dtype == F64
+
+
+def test_unbounded_bound_raises_a_clear_error(gaussians):
+    # The empirical reverse-KL bound is unbounded above; unregularised training with a large
+    # learning rate drives the critic to -inf at data points and must stop with a clear message.
+    x, y, _, _ = gaussians
+    torch.manual_seed(0)
+    critic = Critic(1, "reverse_kl", hidden=32, depth=2)
+    with pytest.raises(FloatingPointError, match="gradient penalty"):
+        fit_critic(critic, x, y, n_iters=600, lr=1e-2, show_progress=False)
+
+
+def test_bad_input():
+    x, y = torch.randn(10, 2), torch.randn(12, 2)
+    c = Critic(2, "kl", hidden=4, depth=1)
+    with pytest.raises(ValueError, match="dimension"):
+        fit_critic(c, x, torch.randn(12, 3))
+    with pytest.raises(ValueError, match="lr"):
+        fit_critic(c, x, y, lr=0.0)
+    with pytest.raises(ValueError, match="n_iters"):
+        fit_critic(c, x, y, n_iters=0)
+    with pytest.raises(ValueError, match="r1"):
+        fit_critic(c, x, y, r1=-1.0)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        fit_critic(c, torch.full((3, 2), math.nan), y)
+    with pytest.raises(ValueError, match="fdiv"):
+        fit_critic(Critic(2, None, hidden=4, depth=1), x, y)
+    with pytest.raises(TypeError, match="critic"):
+        fit_critic(lambda z: z.sum(1), x, y, "kl")
+    with pytest.raises(TypeError, match="d_x"):
+        logistic_loss([0.0], torch.zeros(2))
+    with pytest.raises(ValueError, match="d_y"):
+        logistic_loss(torch.zeros(2), torch.zeros(2, 1))
+    with pytest.raises(TypeError, match="net"):
+        logistic_ratio(x, y, net="mlp")
+    with pytest.raises(ValueError, match="in_dim"):
+        Critic(0, "kl")
+    with pytest.raises(TypeError, match="net"):
+        Critic(2, "kl", net=lambda z: z)
+    assert critics.__all__  # the public API is declared

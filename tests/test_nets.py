@@ -1,0 +1,130 @@
+"""Tests for gwf_tutorial.nets: shapes, dtypes, the formulas of each network, identity
+initialisations, Gaussian push-forwards and log-determinants of the exact map families."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gwf_tutorial.nets import ACTIVATIONS, MLP, AffineMap, ResidualMLP, Translation, make_activation
+
+F64 = torch.float64
+
+
+def test_activations_match_their_formulas():
+    u = torch.linspace(-3, 3, 13, dtype=F64)
+    expected = {
+        "silu": u * torch.sigmoid(u),
+        "relu": u.clamp_min(0),
+        "leaky_relu": torch.where(u > 0, u, 0.2 * u),
+        "elu": torch.where(u > 0, u, torch.expm1(u)),
+        "gelu": F.gelu(u),
+        "tanh": torch.tanh(u),
+        "softplus": torch.log1p(torch.exp(u)),
+    }
+    assert set(expected) == set(ACTIVATIONS)
+    for name, value in expected.items():
+        torch.testing.assert_close(make_activation(name)(u), value)
+    with pytest.raises(ValueError, match="activation"):
+        make_activation("swish")
+    with pytest.raises(TypeError, match="activation"):
+        make_activation(None)
+
+
+def test_mlp_is_the_composition_of_its_layers():
+    torch.manual_seed(0)
+    net = MLP(3, 2, hidden=5, depth=2, activation="tanh", dtype=F64)
+    x = torch.randn(4, 3, dtype=F64)
+    lins = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(lin.in_features, lin.out_features) for lin in lins] == [(3, 5), (5, 5), (5, 2)]
+    h = torch.tanh(x @ lins[0].weight.T + lins[0].bias)
+    h = torch.tanh(h @ lins[1].weight.T + lins[1].bias)
+    torch.testing.assert_close(net(x), h @ lins[2].weight.T + lins[2].bias)
+    assert net(x).dtype == F64
+    linear = MLP(3, 2, depth=0)  # a single affine layer
+    assert len([m for m in linear.modules() if isinstance(m, nn.Linear)]) == 1
+    with pytest.raises(ValueError, match="x must have shape"):
+        net(torch.randn(4, 2, dtype=F64))
+    with pytest.raises(TypeError, match="x must be"):
+        net([[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="depth"):
+        MLP(3, 2, depth=-1)
+    with pytest.raises(ValueError, match="hidden"):
+        MLP(3, 2, hidden=0)
+    with pytest.raises(TypeError, match="in_dim"):
+        MLP(2.5, 2)
+
+
+def test_residual_mlp_formula_identity_init_and_skip():
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, dtype=F64)
+    net = ResidualMLP(2, hidden=4, n_blocks=1, zero_init_last=True, dtype=F64)
+    torch.testing.assert_close(net(x), x)  # T = Id at initialisation
+    # the formula, with a non-zero output layer: h0 = W_in x; h1 = h0 + W2 s(W1 s(h0)); T = x + W_out s(h1)
+    nn.init.normal_(net.out.weight)
+    s = torch.nn.functional.silu
+    block = net.blocks[0].body
+    h0 = x @ net.inp.weight.T + net.inp.bias
+    h1 = h0 + (s(s(h0) @ block[1].weight.T + block[1].bias) @ block[3].weight.T + block[3].bias)
+    torch.testing.assert_close(net(x), x + s(h1) @ net.out.weight.T + net.out.bias)
+    # latent dimension different from the output: no skip; zero init gives T = 0
+    gen = ResidualMLP(3, hidden=4, n_blocks=2, in_dim=5, zero_init_last=True, dtype=F64)
+    z = torch.randn(6, 5, dtype=F64)
+    assert gen(z).shape == (6, 3) and not gen.skip
+    torch.testing.assert_close(gen(z), torch.zeros(6, 3, dtype=F64))
+    assert ResidualMLP(2, n_blocks=0)(x.float()).shape == (6, 2)
+    assert not ResidualMLP(2, skip=False).skip
+    with pytest.raises(ValueError, match="n_blocks"):
+        ResidualMLP(2, n_blocks=-1)
+
+
+def _moment_matched(n, mean, cov, seed):
+    z = torch.randn(n, mean.shape[0], generator=torch.Generator().manual_seed(seed), dtype=F64)
+    z = z - z.mean(0)
+    z = torch.linalg.solve_triangular(torch.linalg.cholesky(z.T @ z / n), z.T, upper=False).T
+    return mean + z @ torch.linalg.cholesky(cov).T
+
+
+def test_affine_map_push_gaussian_and_log_det():
+    T = AffineMap(2, dtype=F64)
+    x = torch.randn(5, 2, dtype=F64)
+    torch.testing.assert_close(T(x), x)  # identity at initialisation
+    with torch.no_grad():
+        T.A.copy_(torch.tensor([[1.5, 0.4], [-0.3, 0.7]], dtype=F64))
+        T.b.copy_(torch.tensor([1.0, -2.0], dtype=F64))
+    m = torch.tensor([0.2, 0.5], dtype=F64)
+    S = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=F64)
+    # push-forward moments equal the empirical moments of pushed moment-matched samples
+    z = _moment_matched(200, m, S, 0)
+    mp, Sp = T.push_gaussian(m, S)
+    with torch.no_grad():
+        pushed = T(z)
+    torch.testing.assert_close(mp, pushed.mean(0))
+    torch.testing.assert_close(Sp, pushed.T.cov(correction=0))
+    # log|det J| against the autograd Jacobian of the forward map
+    J = torch.autograd.functional.jacobian(lambda u: T(u[None])[0], x[0])
+    ld = T.log_abs_det_jacobian(x)
+    assert ld.shape == (5,)
+    torch.testing.assert_close(ld, torch.linalg.slogdet(J).logabsdet.expand(5))
+    # differentiable in A: d log|det A| / dA = A^{-T}
+    (gA,) = torch.autograd.grad(ld[0], T.A)
+    torch.testing.assert_close(gA, torch.linalg.inv(T.A.detach()).T)
+    with pytest.raises(ValueError, match="shapes"):
+        T.push_gaussian(m[:1], S)
+    with pytest.raises(ValueError, match="x must have shape"):
+        T.log_abs_det_jacobian(torch.randn(3, 3, dtype=F64))
+
+
+def test_translation():
+    T = Translation(3, dtype=F64)
+    x = torch.randn(4, 3, dtype=F64)
+    torch.testing.assert_close(T(x), x)
+    with torch.no_grad():
+        T.b.fill_(2.0)
+    torch.testing.assert_close(T(x), x + 2.0)
+    torch.testing.assert_close(T.log_abs_det_jacobian(x), torch.zeros(4, dtype=F64))
+    # the metric tensor G = E[J^T J] of the family is the identity: J = I for every point
+    J = torch.autograd.functional.jacobian(lambda b: x + b, T.b.detach())
+    torch.testing.assert_close(J, torch.eye(3, dtype=F64).expand(4, 3, 3))
+    with pytest.raises(ValueError, match="dim"):
+        Translation(0)
