@@ -210,9 +210,7 @@ def euler_flow(
         finite = bool(torch.isfinite(x).all())
         rms = _rms(x) if finite else math.inf
         if not finite or rms > max_norm:
-            what = (
-                "non-finite" if not finite else f"too large (RMS norm {rms:.3g} > {max_norm:.3g})"
-            )
+            what = "non-finite" if not finite else f"too large (RMS norm {rms:.3g} > {max_norm:.3g})"
             raise FlowDivergedError(
                 f"{desc} diverged at step {k} with step_size={h:g}: particles became {what}; "
                 f"try a smaller step_size (explicit steps need it below about 2/L, L the "
@@ -220,9 +218,7 @@ def euler_flow(
             )
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
             record(k + 1)
-    return Trajectory(
-        x=x, steps=steps, frames=torch.stack(frames), values=values, step_sizes=step_sizes
-    )
+    return Trajectory(x=x, steps=steps, frames=torch.stack(frames), values=values, step_sizes=step_sizes)
 
 
 def particle_flow(

@@ -43,6 +43,27 @@ __all__ = [
     "kde_bandwidth",
 ]
 
+# Default block size of the chunked kernel sums: at most this many matrix entries per block, so a
+# velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
+_AUTO_BLOCK_ENTRIES = 2**20
+
+
+def _check_chunk_size(chunk_size) -> int | None:
+    return None if chunk_size is None else check_int(chunk_size, "chunk_size")
+
+
+def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None):
+    """Slices of at most ``chunk_size`` rows (default: blocks of ``_AUTO_BLOCK_ENTRIES`` entries)."""
+    chunk = chunk_size if chunk_size is not None else max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
+    for start in range(0, n_rows, chunk):
+        yield slice(start, min(start + chunk, n_rows))
+
+
+def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tensor:
+    """Mean of the Gram matrix ``k(a, b)``, summed by row blocks (differentiable)."""
+    total = sum(k(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size))
+    return total / (a.shape[0] * b.shape[0])
+
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
     r"""Wasserstein gradient of a sample estimate at the particles.
@@ -212,7 +233,9 @@ class MMD(Objective):
     The estimate is the V-statistic (diagonal terms included, biased by ``O(1/n + 1/m)``), which is
     the exact value of :math:`F` at the empirical measures, so the analytic velocity equals its
     Wasserstein gradient. With ``bandwidth=None`` the median heuristic is computed once per call on
-    the pooled sample ``(x, y)`` (detached) and used for every Gram matrix. Memory ``O((n+m)^2)``.
+    the pooled sample ``(x, y)`` (detached) and used for every Gram matrix. The kernel sums run over
+    blocks of ``chunk_size`` rows, so memory is ``O((n + m) \cdot \text{chunk})``, never
+    ``O(n m)``; time is ``O(n (n + m))`` per call.
 
     Parameters
     ----------
@@ -221,6 +244,9 @@ class MMD(Objective):
         :class:`~gwf_tutorial.kernels.Kernel` (see :func:`~gwf_tutorial.kernels.get_kernel`).
     bandwidth : float, sequence of float or None
         Kernel bandwidth(s); None for the median heuristic.
+    chunk_size : int, optional
+        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries
+        (``2**20 // (n + m)`` rows).
     **kernel_kwargs
         Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
 
@@ -233,19 +259,58 @@ class MMD(Objective):
 
     name = "mmd"
 
-    def __init__(self, kernel="gaussian", bandwidth=None, **kernel_kwargs):
+    def __init__(self, kernel="gaussian", bandwidth=None, *, chunk_size: int | None = None, **kernel_kwargs):
         self.kernel: Kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
+        self.chunk_size = _check_chunk_size(chunk_size)
 
     def value(self, x, y) -> Tensor:
+        r"""V-statistic of :math:`\tfrac12\mathrm{MMD}_k^2` between the particles and the targets.
+
+        .. math::
+
+            \hat F = \frac12\Big(\frac1{n^2}\sum_{i,j} k(x_i, x_j) + \frac1{m^2}\sum_{i,j} k(y_i, y_j)
+            - \frac2{nm}\sum_{i,j} k(x_i, y_j)\Big).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in ``x`` (the median bandwidth is not differentiated).
+        """
         x, y, _ = self._check(x, y)
         k = self.kernel.resolve(x, y)
-        return 0.5 * (k(x, x).mean() + k(y, y).mean() - 2.0 * k(x, y).mean())
+        c = self.chunk_size
+        return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""The witness function :math:`w(z) = E_\rho k(z, x) - E_\nu k(z, y)`, shape ``(k,)``."""
+        r"""The witness function, shape ``(k,)``.
+
+        .. math::
+
+            w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d)
+
+        Returns
+        -------
+        Tensor, shape (k,)
+            Differentiable in ``at``.
+        """
         x, y, at = self._check(x, y, at)
         k = self.kernel.resolve(x, y)
-        return k(at, x).mean(1) - k(at, y).mean(1)
+        parts = [
+            k(at[sl], x).mean(1) - k(at[sl], y).mean(1)
+            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+        ]
+        return torch.cat(parts)
 
     def velocity(self, x, y, at=None) -> Tensor:
         r"""Analytic MMD velocity :math:`E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x)`.
@@ -268,10 +333,14 @@ class MMD(Objective):
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
         k = self.kernel.resolve(x, y)
-        return k.mean_grad(z, y) - k.mean_grad(z, x)
+        parts = [
+            k.mean_grad(z[sl], y) - k.mean_grad(z[sl], x)
+            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+        ]
+        return torch.cat(parts)
 
     def __repr__(self) -> str:
-        return f"MMD(kernel={self.kernel!r})"
+        return f"MMD(kernel={self.kernel!r}, chunk_size={self.chunk_size!r})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -329,7 +398,8 @@ class KL(Objective):
     roughly that of :math:`\mathrm{KL}(\rho * K_h \,\|\, \pi)` and vanishes when
     :math:`\rho * K_h = \pi` — for a Gaussian target the particles' variance then settles near
     :math:`\Sigma - h^2` instead of :math:`\Sigma`. The bias is ``O(h^2)``; the variance grows as
-    ``h`` shrinks. ``y`` is not used (pass None). Memory ``O(n^2)``.
+    ``h`` shrinks. ``y`` is not used (pass None). The kernel sums run over blocks of
+    ``chunk_size`` rows: memory ``O(n \cdot \text{chunk})``, time ``O(n^2)`` per call.
 
     Parameters
     ----------
@@ -343,6 +413,8 @@ class KL(Objective):
         ``first_variation`` only. Taken from ``target.log_prob`` when present.
     velocity_estimator : str
         ``"blob"`` (default) or ``"kde"``.
+    chunk_size : int, optional
+        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries.
 
     Used in: chapter 2 (KL flow, Fokker–Planck, Langevin vs deterministic particles).
 
@@ -362,6 +434,7 @@ class KL(Objective):
         *,
         log_prob=None,
         velocity_estimator: str = "blob",
+        chunk_size: int | None = None,
     ):
         if callable(getattr(target, "score", None)):
             score = target.score
@@ -374,15 +447,14 @@ class KL(Objective):
         if log_prob is not None and not callable(log_prob):
             raise TypeError("log_prob must be callable")
         if velocity_estimator not in ("blob", "kde"):
-            raise ValueError(
-                f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}"
-            )
+            raise ValueError(f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}")
         if kde_bandwidth is not None:
             kde_bandwidth = check_positive(kde_bandwidth, "kde_bandwidth")
         self.score = score
         self.log_prob = log_prob
         self.kde_bandwidth = kde_bandwidth
         self.velocity_estimator = velocity_estimator
+        self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
         return self.kde_bandwidth if self.kde_bandwidth is not None else kde_bandwidth(x)
@@ -404,12 +476,21 @@ class KL(Objective):
             raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
         return s.detach()
 
-    @staticmethod
-    def _log_kde(at: Tensor, x: Tensor, h: float) -> Tensor:
+    def _slices(self, n_rows: int, n_cols: int):
+        return _row_slices(n_rows, n_cols, self.chunk_size)
+
+    def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
+        """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
+        parts = [
+            torch.logsumexp(-squared_distances(at[sl], x) / (2.0 * h * h), dim=1)
+            for sl in self._slices(at.shape[0], x.shape[0])
+        ]
+        return torch.cat(parts)
+
+    def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         d = x.shape[1]
-        logits = -squared_distances(at, x) / (2.0 * h * h)
         norm = math.log(x.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h * h)
-        return torch.logsumexp(logits, dim=1) - norm
+        return self._lse(at, x, h) - norm
 
     def log_density(self, x, at) -> Tensor:
         r"""Log of the Gaussian kernel density estimate of the particles.
@@ -431,6 +512,23 @@ class KL(Objective):
         return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
+        r"""Blob estimate of the KL divergence, up to the normalising constant of :math:`\pi`.
+
+        .. math::
+
+            \hat F_h = \frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i), \qquad
+            \hat\rho_h = \frac1n\sum_j \mathcal N(\cdot\,; x_j, h^2 I).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : ignored (None)
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in ``x`` (a Silverman ``h`` is not differentiated).
+        """
         x, y, _ = self._check(x, y)
         h = self._h(x)
         return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
@@ -441,10 +539,14 @@ class KL(Objective):
         x, y, at = self._check(x, y, at)
         h = self._h(x)
         x = x.detach()
-        log_kde_x = self._log_kde(x, x, h)  # (n,)
-        d = x.shape[1]
-        log_k = -squared_distances(at, x) / (2.0 * h * h) - 0.5 * d * math.log(2 * math.pi * h * h)
-        extra = torch.exp(log_k - log_kde_x[None, :] - math.log(x.shape[0])).sum(1)
+        lse_x = self._lse(x, x, h)  # (n,)
+        # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
+        extra = torch.cat(
+            [
+                torch.exp(-squared_distances(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
+                for sl in self._slices(at.shape[0], x.shape[0])
+            ]
+        )
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
@@ -472,18 +574,22 @@ class KL(Objective):
         x = x.detach()
         z = x if at is None else at.detach()
         h = self._h(x)
-        logits = -squared_distances(z, x) / (2.0 * h * h)  # (k, n)
-        weights = torch.softmax(logits, dim=1)
-        if self.velocity_estimator == "blob":
-            lse_x = torch.logsumexp(-squared_distances(x, x) / (2.0 * h * h), dim=1)  # (n,)
-            weights = weights + torch.exp(logits - lse_x[None, :])
-        grad_log = (weights @ x - weights.sum(1, keepdim=True) * z) / (h * h)
-        return self._score(z) - grad_log
+        blob = self.velocity_estimator == "blob"
+        lse_x = self._lse(x, x, h) if blob else None  # (n,)
+        parts = []
+        for sl in self._slices(z.shape[0], x.shape[0]):
+            zb = z[sl]
+            logits = -squared_distances(zb, x) / (2.0 * h * h)  # (chunk, n)
+            weights = torch.softmax(logits, dim=1)
+            if blob:
+                weights = weights + torch.exp(logits - lse_x[None, :])
+            parts.append((weights @ x - weights.sum(1, keepdim=True) * zb) / (h * h))
+        return self._score(z) - torch.cat(parts)
 
     def __repr__(self) -> str:
         return (
             f"KL(kde_bandwidth={self.kde_bandwidth!r}, "
-            f"velocity_estimator={self.velocity_estimator!r})"
+            f"velocity_estimator={self.velocity_estimator!r}, chunk_size={self.chunk_size!r})"
         )
 
 
@@ -580,9 +686,7 @@ class SlicedWasserstein(Objective):
         """
         d = check_int(d, "d")
         gen_device = self.generator.device if self.generator is not None else device
-        g = torch.randn(
-            self.n_projections, d, generator=self.generator, dtype=dtype, device=gen_device
-        )
+        g = torch.randn(self.n_projections, d, generator=self.generator, dtype=dtype, device=gen_device)
         return (g / g.norm(dim=1, keepdim=True)).to(device=device)
 
     def _projections(self, x: Tensor, projections) -> Tensor:
@@ -696,7 +800,8 @@ class SinkhornDivergence(Objective):
     plan (envelope theorem). At points ``at`` other than the particles, the conditional
     expectations use the entropic extension
     :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` with the Sinkhorn scaling ``v``.
-    Memory ``O(n m + n^2 + m^2)``.
+    Memory ``O(n m + n^2 + m^2)`` (POT's dense log-domain solver), time ``O(n (n + m))`` per
+    Sinkhorn iteration.
 
     Parameters
     ----------
@@ -708,7 +813,15 @@ class SinkhornDivergence(Objective):
     max_iter : int
         Sinkhorn iterations at most.
     tol : float
-        Stopping threshold of POT's Sinkhorn.
+        Stopping threshold of POT's Sinkhorn (marginal violation). Raised to
+        ``10 * torch.finfo(dtype).eps`` when smaller, so that float32 runs can stop (the default
+        ``1e-9`` is below float32 round-off: every call used to run ``max_iter`` iterations).
+    warm_start : bool
+        Start each Sinkhorn solve from the log-potentials of the previous call with the same
+        shapes (default False). Along a particle flow the plans change little from one step to
+        the next, so a few iterations suffice; converged results agree with a cold start up to
+        ``tol``. With a small ``max_iter`` the potentials are refined along the flow, a few
+        iterations per step, instead of being solved to ``tol`` at every step.
 
     Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics.
 
@@ -722,12 +835,23 @@ class SinkhornDivergence(Objective):
     name = "sinkhorn"
 
     def __init__(
-        self, eps: float = 0.1, *, debiased: bool = True, max_iter: int = 1000, tol: float = 1e-9
+        self,
+        eps: float = 0.1,
+        *,
+        debiased: bool = True,
+        max_iter: int = 1000,
+        tol: float = 1e-9,
+        warm_start: bool = False,
     ):
         self.eps = check_positive(eps, "eps")
         self.debiased = bool(debiased)
         self.max_iter = check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
+        self.warm_start = bool(warm_start)
+        self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def _tol(self, like: Tensor) -> float:
+        return max(self.tol, 10.0 * torch.finfo(like.dtype).eps)
 
     @staticmethod
     def _uniform(n: int, like: Tensor) -> Tensor:
@@ -743,14 +867,19 @@ class SinkhornDivergence(Objective):
             reg_type="KL",
             method="sinkhorn_log",
             max_iter=self.max_iter,
-            tol=self.tol,
+            tol=self._tol(M),
             grad="envelope",
         )
         return res.value
 
-    def _log_scaling(self, a: Tensor, b: Tensor) -> Tensor:
+    def _log_scaling(self, a: Tensor, b: Tensor, tag: str = "") -> Tensor:
         """Log of the Sinkhorn scaling on ``b`` (shape ``(m,)``), from POT's log-domain solver."""
         M = 0.5 * squared_distances(a, b)
+        init = None
+        if self.warm_start and tag in self._potentials:
+            lu, lv = self._potentials[tag]
+            if lu.shape == (a.shape[0],) and lv.shape == (b.shape[0],) and lu.dtype == M.dtype:
+                init = (lu.to(M.device), lv.to(M.device))
         _, log = ot.sinkhorn(
             self._uniform(a.shape[0], a),
             self._uniform(b.shape[0], b),
@@ -758,12 +887,32 @@ class SinkhornDivergence(Objective):
             self.eps,
             method="sinkhorn_log",
             numItermax=self.max_iter,
-            stopThr=self.tol,
+            stopThr=self._tol(M),
             log=True,
+            warmstart=init,
         )
+        if self.warm_start:
+            self._potentials[tag] = (log["log_u"].detach(), log["log_v"].detach())
         return log["log_v"]
 
     def value(self, x, y) -> Tensor:
+        r"""Debiased Sinkhorn divergence between the particles and the targets (POT, envelope gradient).
+
+        .. math::
+
+            \hat S_\varepsilon = \mathrm{OT}_\varepsilon(\rho_n, \nu_m)
+            - \tfrac12\mathrm{OT}_\varepsilon(\rho_n, \rho_n) - \tfrac12\mathrm{OT}_\varepsilon(\nu_m, \nu_m).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in ``x``.
+        """
         x, y, _ = self._check(x, y)
         val = self._ot(x, y)
         if self.debiased:
@@ -783,10 +932,10 @@ class SinkhornDivergence(Objective):
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        f = -self.eps * torch.logsumexp(self._cond_logits(at, y, self._log_scaling(x, y)), dim=1)
+        f = -self.eps * torch.logsumexp(self._cond_logits(at, y, self._log_scaling(x, y, "xy")), dim=1)
         if not self.debiased:
             return f
-        p = -self.eps * torch.logsumexp(self._cond_logits(at, x, self._log_scaling(x, x)), dim=1)
+        p = -self.eps * torch.logsumexp(self._cond_logits(at, x, self._log_scaling(x, x, "xx")), dim=1)
         return f - p
 
     def velocity(self, x, y, at=None) -> Tensor:
@@ -809,15 +958,18 @@ class SinkhornDivergence(Objective):
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        v = torch.softmax(self._cond_logits(z, y, self._log_scaling(x, y)), dim=1) @ y
+        v = torch.softmax(self._cond_logits(z, y, self._log_scaling(x, y, "xy")), dim=1) @ y
         if self.debiased:
-            v = v - torch.softmax(self._cond_logits(z, x, self._log_scaling(x, x)), dim=1) @ x
+            v = v - torch.softmax(self._cond_logits(z, x, self._log_scaling(x, x, "xx")), dim=1) @ x
         else:
             v = v - z
         return v
 
     def __repr__(self) -> str:
-        return f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased})"
+        return (
+            f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
+            f"tol={self.tol}, warm_start={self.warm_start})"
+        )
 
 
 _OBJECTIVES = {

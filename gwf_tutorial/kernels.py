@@ -36,10 +36,13 @@ __all__ = [
     "squared_distances",
 ]
 
-# Above this many entries of the (n, m, d) difference tensor, squared distances are computed with
-# the expansion |x|^2 + |y|^2 - 2 x.y (O(n m) memory, less accurate for far-off points) instead
-# of the exact differences.
+# Above this many entries of the (n, m, d) difference tensor (or, in low dimension, of the (n, m)
+# matrix), squared distances are computed with the expansion |x|^2 + |y|^2 - 2 x.y (O(n m) memory,
+# less accurate for far-off points) instead of the exact differences.
 _DIFF_MAX_ELEMENTS = 2**24
+# Up to this dimension the exact differences are accumulated one coordinate at a time: O(n m)
+# memory and about 10x faster than the (n, m, d) broadcast (a reduction over a tiny last axis).
+_COORD_LOOP_MAX_DIM = 8
 
 
 def squared_distances(x: Tensor, y: Tensor) -> Tensor:
@@ -49,7 +52,8 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 
         D_{ij} = |x_i - y_j|^2 .
 
-    Computed from the exact differences when ``n * m * d`` is at most ``2**24``, else from the
+    Computed from the exact differences (coordinate by coordinate for ``d <= 8`` and
+    ``n * m <= 2**24``; as an ``(n, m, d)`` tensor when ``n * m * d <= 2**24``), else from the
     expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at 0 (``O(n m)`` memory).
     Differentiable in both arguments.
 
@@ -70,6 +74,11 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     check_same_dim(x, y)
     n, d = x.shape
     m = y.shape[0]
+    if d <= _COORD_LOOP_MAX_DIM and n * m <= _DIFF_MAX_ELEMENTS:
+        out = (x[:, 0, None] - y[None, :, 0]).square()
+        for k in range(1, d):
+            out = out + (x[:, k, None] - y[None, :, k]).square()
+        return out
     if n * m * d <= _DIFF_MAX_ELEMENTS:
         return (x[:, None, :] - y[None, :, :]).pow(2).sum(-1)
     xx = x.pow(2).sum(-1, keepdim=True)
@@ -135,9 +144,7 @@ def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
     dist = torch.pdist(z)
     med = float(torch.quantile(dist, 0.5))
     if not med > 0:
-        raise ValueError(
-            "median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly"
-        )
+        raise ValueError("median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly")
     return med
 
 
@@ -513,9 +520,7 @@ class MultiBandwidthKernel(Kernel):
         if self.bandwidths is not None:
             return self
         med = median_bandwidth(x, y)
-        return MultiBandwidthKernel(
-            self.base, [f * med for f in self.factors], reduction=self.reduction
-        )
+        return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
     def _combine(self, parts: list[Tensor]) -> Tensor:
         total = torch.stack(parts).sum(0)
@@ -590,9 +595,7 @@ def get_kernel(name_or_kernel, bandwidth=None, **kwargs) -> Kernel:
     if name == "multi":
         return MultiBandwidthKernel(bandwidths=bandwidth, **kwargs)
     if name not in _NAMES:
-        raise ValueError(
-            f"unknown kernel {name_or_kernel!r}; choose from {sorted(_NAMES)} or 'multi'"
-        )
+        raise ValueError(f"unknown kernel {name_or_kernel!r}; choose from {sorted(_NAMES)} or 'multi'")
     cls = _NAMES[name]
     if cls is EnergyKernel:
         if bandwidth is not None:
