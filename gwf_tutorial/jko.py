@@ -24,14 +24,30 @@ family of maps is rich enough. :math:`F` may be
 
 - a **sample objective** of :mod:`gwf_tutorial.functionals` (MMD, Sinkhorn divergence, sliced
   Wasserstein, the KDE-based KL), evaluated on the pushed samples;
+- an **IPM or a kernel discrepancy beyond f-divergences**: :math:`W_1` through a
+  gradient-penalised critic (:class:`WassersteinCritic`), :math:`\mathrm{MMD}^2` with a fixed
+  kernel through its U-statistic, no adversary (:class:`UnbiasedMMD`), or with a learned kernel,
+  max over the kernel and min over the map (:class:`LearnedKernelMMD`);
+- a **sample objective** of :mod:`gwf_tutorial.functionals` (MMD, Sinkhorn divergence, sliced
+  Wasserstein, the KDE-based KL), evaluated on the pushed samples;
 - a **push-forward objective** computed from the map itself: :class:`PushforwardKL` (KL to a
-  target with a known log-density, by change of variables) and :class:`GaussianPushforwardKL`
-  (exact KL of the push-forward of a Gaussian by an affine map; for tests).
+  target with a known log-density, by change of variables), :class:`GaussianPushforwardKL` and
+  :class:`GaussianPushforwardMMD` (exact KL and MMD of the push-forward of a Gaussian by an
+  affine map; for tests).
 
 :class:`ParametricJKO` runs a chain of such steps, keeps the history of both terms, checkpoints
 at step boundaries and resumes.
 
-Used in: chapter 4 (the parametric JKO step), chapter 6 (step-size study), chapter 11.
+**GANs are switches of the same loop** (GWF Section 5): ``tau=None`` drops the transport term,
+which leaves the GAN of the chosen divergence (f-GAN, WGAN-GP, MMD GAN);
+``symmetric=True`` minimises :math:`D_f(\nu\|\rho)` instead of :math:`D_f(\rho\|\nu)`, the
+direction of f-GAN (with ``"gan"`` and ``tau=None``: the original minimax GAN);
+``generator_loss="non_saturating"`` replaces the map's loss by the non-saturating one, whose
+particle velocity with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not
+of JS (:meth:`ParametricJKO.map_velocity` measures it).
+
+Used in: chapter 4 (the parametric JKO step), chapter 5 (IPMs, MMD and GANs), chapter 6
+(step-size study), chapter 11.
 
 References
 ----------
@@ -40,8 +56,14 @@ equation. SIAM J. Math. Anal.
 Mokrov, P. et al. (2021). Large-scale Wasserstein gradient flows. NeurIPS (JKO-ICNN).
 Fan, J., Zhang, Q., Taghvaei, A., Chen, Y. (2022). Variational Wasserstein gradient flow. ICML.
 Korba, A., Bonet, C., Caucheteux, P. (2026). A unifying view of variational generative
-Wasserstein flows. arXiv:2605.31369 (official code ``Paulcauch/GWF``: ``loss_D``/``loss_G`` and
-the per-dimension averaged transport cost).
+Wasserstein flows. arXiv:2605.31369 (official code ``Paulcauch/GWF``: ``loss_D``/``loss_G``,
+``loss_D_sym``/``loss_G_sym``, ``--JKO``, and the per-dimension averaged transport cost).
+Nowozin, S., Cseke, B., Tomioka, R. (2016). f-GAN. NeurIPS.
+Goodfellow, I. et al. (2014). Generative adversarial nets. NeurIPS (minimax and non-saturating
+losses).
+Arjovsky, M., Bottou, L. (2017). Towards principled methods for training generative adversarial
+networks. ICLR (the non-saturating loss follows KL - 2 JS).
+Gulrajani, I. et al. (2017). Improved training of Wasserstein GANs. NeurIPS (WGAN-GP).
 """
 
 from __future__ import annotations
@@ -63,24 +85,34 @@ from gwf_tutorial._validation import (
     check_mean_cov,
     check_nonnegative,
     check_positive,
+    check_same_dim,
     check_samples,
 )
-from gwf_tutorial.critics import Critic, critic_loss, gradient_penalty, r1_penalty
-from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence
+from gwf_tutorial.critics import Critic, LearnedKernel, gradient_penalty, r1_penalty
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence, variational_bound
 from gwf_tutorial.functionals import Objective, get_objective
+from gwf_tutorial.kernels import get_kernel
 from gwf_tutorial.train import make_generator, progress
 
 __all__ = [
     "proximal_cost",
     "saddle_objective",
+    "UnbiasedMMD",
+    "CriticObjective",
+    "VariationalFDivergence",
+    "WassersteinCritic",
+    "LearnedKernelMMD",
+    "get_critic_objective",
     "PushforwardObjective",
     "PushforwardKL",
     "GaussianPushforwardKL",
+    "GaussianPushforwardMMD",
     "JKOStepResult",
     "ParametricJKO",
 ]
 
 _PARAMETRIZATIONS = ("reparameterized", "composed")
+_GENERATOR_LOSSES = ("minimax", "non_saturating")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +276,519 @@ def saddle_objective(
     else:
         last = _mean(fdiv.conjugate(h_data), wd)
     return first - last
+
+
+# ---------------------------------------------------------------------------------------------
+# MMD^2 with a fixed kernel: the U-statistic, no adversary
+# ---------------------------------------------------------------------------------------------
+
+
+class UnbiasedMMD(Objective):
+    r"""Squared MMD with a fixed kernel, estimated by the U-statistic (no critic, no adversary).
+
+    .. math::
+
+        F(\rho) = \mathrm{MMD}_k^2(\rho, \nu), \qquad
+        \widehat F = \frac{1}{n(n-1)}\sum_{i \ne i'} k(x_i, x_{i'})
+        + \frac{1}{m(m-1)}\sum_{j \ne j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
+
+        \frac{\delta F}{\delta\rho}(z) = 2\Big(\mathbb E_\rho k(z, x) - \mathbb E_\nu k(z, y)\Big).
+
+    The U-statistic is an unbiased estimate of :math:`\mathrm{MMD}^2` for i.i.d. samples (it can
+    be negative); inside a parametric JKO step it is the map term of GWF's Algorithm 1 with a fixed
+    kernel. Note the scale: this is :math:`\mathrm{MMD}^2`, twice
+    :class:`~gwf_tutorial.functionals.MMD` (which is :math:`\tfrac12\mathrm{MMD}^2`, V-statistic),
+    so its flow runs twice as fast. With ``bandwidth=None`` the median heuristic is applied to each
+    pooled batch (detached); pass a bandwidth for a truly fixed kernel.
+
+    Parameters
+    ----------
+    kernel : str or Kernel, default "gaussian"
+        Any name of :func:`~gwf_tutorial.kernels.get_kernel` (``"gaussian"``, ``"imq"``,
+        ``"laplace"``, ``"energy"``, ``"multi"``) or a :class:`~gwf_tutorial.kernels.Kernel`.
+    bandwidth : float, sequence of float or None
+        Bandwidth(s) (a sequence gives a multi-bandwidth kernel, the mean of its terms).
+    **kernel_kwargs
+        Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
+
+    Used in: chapter 5 (JKO-MMD with a fixed kernel), chapter 6 (step-size study).
+
+    References
+    ----------
+    Gretton, A. et al. (2012). A kernel two-sample test. JMLR (the U-statistic).
+    Korba, Bonet, Caucheteux (2026), GWF, Algorithm 1 and official ``mmd.MMD2(unbiased=True)``.
+    """
+
+    name = "mmd_u"
+
+    def __init__(self, kernel="gaussian", bandwidth=None, **kernel_kwargs):
+        self.kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
+
+    def value(self, x, y) -> Tensor:
+        r"""The U-statistic of :math:`\mathrm{MMD}_k^2` between particles and target samples.
+
+        .. math::
+
+            \widehat F = \frac{1}{n(n-1)}\sum_{i \ne i'} k(x_i, x_{i'})
+            + \frac{1}{m(m-1)}\sum_{j \ne j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+            Particles, ``n >= 2``.
+        y : Tensor, shape (m, d)
+            Target samples, ``m >= 2``.
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in ``x`` (and ``y``).
+
+        Used in: chapter 5.
+        """
+        x, y, _ = self._check(x, y)
+        if x.shape[0] < 2 or y.shape[0] < 2:
+            raise ValueError("the U-statistic needs at least 2 samples in x and in y")
+        k = self.kernel.resolve(x, y)
+        n, m = x.shape[0], y.shape[0]
+        kxx, kyy = k(x, x), k(y, y)
+        txx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+        tyy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        return txx + tyy - 2.0 * k(x, y).mean()
+
+    def first_variation(self, x, y, at) -> Tensor:
+        r"""Twice the witness function, shape ``(k,)``.
+
+        .. math::
+
+            \frac{\delta F}{\delta \rho}(z) = \frac2n\sum_j k(z, x_j) - \frac2m\sum_j k(z, y_j).
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+        at : Tensor, shape (k, d)
+
+        Returns
+        -------
+        Tensor, shape (k,)
+            Differentiable in ``at``.
+
+        Used in: chapter 5.
+        """
+        x, y, at = self._check(x, y, at)
+        k = self.kernel.resolve(x, y)
+        return 2.0 * (k(at, x).mean(1) - k(at, y).mean(1))
+
+    def __repr__(self) -> str:
+        return f"UnbiasedMMD(kernel={self.kernel!r})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives estimated by a critic (f-divergences, W1, learned-kernel MMD)
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_values(v: Tensor, name: str) -> Tensor:
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 1:
+        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(v.shape)}")
+    return v
+
+
+class CriticObjective:
+    r"""An objective estimated adversarially: :math:`F(\rho) = \sup_c B(c;\rho,\nu)`.
+
+    .. math::
+
+        F(\rho) = \sup_{c}\ B(c; \rho, \nu), \qquad
+        \text{critic step: } \max_c \widehat B(c; x, y) - \text{penalty}, \qquad
+        \text{map step: } \min_T \widehat M(c; T(z), y),
+
+    where the map term :math:`M` has the same gradient in the model samples as :math:`B` (the
+    minimax game), or is a different loss (the non-saturating GAN). Subclasses implement
+    :meth:`make_critic`, :meth:`bound` and :meth:`map_term`; :class:`ParametricJKO` runs the game.
+
+    Attributes
+    ----------
+    name : str
+    default_gp : float
+        WGAN-GP weight used when :class:`ParametricJKO` gets ``gp=None``.
+
+    Used in: chapter 4 (f-divergences), chapter 5 (W1, learned-kernel MMD, GANs).
+    """
+
+    name = "critic"
+    default_gp = 0.0
+
+    def make_critic(self, dim: int, *, hidden: int, depth: int, dtype: torch.dtype) -> nn.Module:
+        r"""Default critic network for data of dimension ``dim``.
+
+        .. math::
+
+            c : \mathbb R^d \to \mathbb R \ \text{(or a kernel on } \mathbb R^d\text{)}.
+
+        Parameters
+        ----------
+        dim : int
+        hidden, depth : int
+            Size of the network.
+        dtype : torch.dtype
+
+        Returns
+        -------
+        nn.Module
+
+        Used in: chapter 5.
+        """
+        raise NotImplementedError
+
+    def bound(self, critic: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        r"""The critic's estimate :math:`\widehat B(c; x, y) \le F` (maximised by the critic).
+
+        .. math::
+
+            \widehat B(c; x, y), \qquad x_i \sim \rho,\ y_j \sim \nu.
+
+        Parameters
+        ----------
+        critic : nn.Module
+        x : Tensor, shape (n, d)
+            Model samples.
+        y : Tensor, shape (m, d)
+            Data samples.
+
+        Returns
+        -------
+        Tensor, shape ()
+
+        Used in: chapter 5.
+        """
+        raise NotImplementedError
+
+    def map_term(self, critic: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        r"""What the map minimises, with the critic frozen.
+
+        .. math::
+
+            \widehat M(c; x, y), \qquad \nabla_x \widehat M = \nabla_x \widehat B
+            \ \text{(minimax)}.
+
+        Parameters
+        ----------
+        critic : nn.Module
+        x : Tensor, shape (n, d)
+            :math:`T(z_i)`, with a graph to the map.
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        Tensor, shape ()
+
+        Used in: chapter 5.
+        """
+        raise NotImplementedError
+
+    def penalty_function(self, critic: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        r"""The scalar function that R1 / WGAN-GP penalties act on (default: the critic itself).
+
+        .. math::
+
+            u : \mathbb R^d \to \mathbb R, \qquad R_1 = \mathbb E_\nu |\nabla u|^2, \quad
+            GP = \mathbb E(|\nabla u(\hat x)| - 1)^2.
+
+        Parameters
+        ----------
+        critic : nn.Module
+        x : Tensor, shape (n, d)
+        y : Tensor, shape (m, d)
+
+        Returns
+        -------
+        callable
+            ``(k, d) -> (k,)``.
+
+        Used in: chapter 5.
+        """
+        return critic
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class VariationalFDivergence(CriticObjective):
+    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch.
+
+    .. math::
+
+        \text{forward: } D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad
+        \text{symmetric: } D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h)
+
+    (Donsker--Varadhan for :data:`~gwf_tutorial.fdiv.KL_DV`: :math:`\log\mathbb E e^h` in place of
+    :math:`\mathbb E f^*(h)`). The map term is the part that depends on the model,
+
+    .. math::
+
+        \text{forward: } \mathbb E_z h(T(z)), \qquad \text{symmetric: } -\mathbb E_z f^*(h(T(z)))
+        \ \ (\text{DV: } -\log \mathbb E_z e^{h(T(z))}),
+
+    the minimax game. ``generator_loss="non_saturating"`` (only for ``"gan"`` and ``"js"``, whose
+    critic is :math:`\log(1 - D)` forward and :math:`\log D` symmetric, up to :math:`\log 2`)
+    replaces it by :math:`-\mathbb E \log D(T(z))`, i.e.
+    :math:`\mathbb E f^*(h(T))` forward and :math:`-\mathbb E h(T)` symmetric. With the optimal
+    critic the minimax map term moves particles along the JS flow,
+    :math:`v = \frac{1}{1 + r}\nabla\log\frac{\nu}{\rho}`, and the non-saturating one along
+    :math:`v = \frac{r}{1 + r}\nabla\log\frac{\nu}{\rho}`, the flow of
+    :math:`\mathrm{KL} - 2\,\mathrm{JS}` (Arjovsky and Bottou 2017): a different flow.
+
+    Parameters
+    ----------
+    fdiv : FDivergence or str
+    symmetric : bool, default False
+        Minimise :math:`D_f(\nu\|\rho)` (the f-GAN direction; GWF's ``--symmetric``).
+    generator_loss : {"minimax", "non_saturating"}, default "minimax"
+
+    Used in: chapter 4 (JKO on f-divergences), chapter 5 (f-GANs, minimax vs non-saturating).
+
+    References
+    ----------
+    Nowozin et al. (2016), f-GAN; Goodfellow et al. (2014); Arjovsky, Bottou (2017), Thm 2.5;
+    Korba, Bonet, Caucheteux (2026), official ``losses.loss_D_sym``/``loss_G_sym``.
+    """
+
+    def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
+        self.fdiv = get_fdivergence(fdiv)
+        if not isinstance(symmetric, bool):
+            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+        if generator_loss not in _GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
+        if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
+            raise ValueError(
+                "generator_loss='non_saturating' is defined for the 'gan' and 'js' divergences "
+                f"(critic log D), got {self.fdiv.name!r}"
+            )
+        self.symmetric = symmetric
+        self.generator_loss = generator_loss
+        self.name = self.fdiv.name
+
+    def make_critic(self, dim, *, hidden, depth, dtype):
+        return Critic(dim, self.fdiv, hidden=hidden, depth=depth, dtype=dtype)
+
+    def bound(self, critic, x, y):
+        h_x, h_y = critic(x), critic(y)
+        if self.symmetric:
+            return variational_bound(self.fdiv, h_y, h_x)
+        return variational_bound(self.fdiv, h_x, h_y)
+
+    def map_term(self, critic, x, y):
+        h = _batch_values(critic(x), "x")
+        ns = self.generator_loss == "non_saturating"
+        if not self.symmetric:
+            return self.fdiv.conjugate(h).mean() if ns else h.mean()
+        if ns:
+            return -h.mean()
+        if self.fdiv.dv:
+            return -(torch.logsumexp(h, 0) - math.log(h.shape[0]))
+        return -self.fdiv.conjugate(h).mean()
+
+    def __repr__(self) -> str:
+        return (
+            f"VariationalFDivergence({self.fdiv.name!r}, symmetric={self.symmetric}, "
+            f"generator_loss={self.generator_loss!r})"
+        )
+
+
+class WassersteinCritic(CriticObjective):
+    r"""The Wasserstein-1 distance (an IPM) through a gradient-penalised critic (WGAN-GP).
+
+    .. math::
+
+        W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h,
+        \qquad \text{critic loss } -\big(\mathbb E_\rho h - \mathbb E_\nu h\big)
+        + \lambda\,\mathbb E(|\nabla h(\hat x)| - 1)^2,
+
+    map term :math:`\mathbb E_z h(T(z))`; the first variation is the optimal critic, so the
+    velocity is :math:`v = -\nabla h^*`. The Lipschitz constraint is the gradient penalty
+    (:class:`ParametricJKO` uses ``gp = 10`` unless told otherwise); it makes the critic's
+    estimate biased upwards by about :math:`\Delta/(2\lambda)` in the slope.
+
+    Used in: chapter 5 (JKO-W1; WGAN-GP as the no-transport switch), chapter 6.
+
+    References
+    ----------
+    Arjovsky, M., Chintala, S., Bottou, L. (2017). Wasserstein GAN. ICML.
+    Gulrajani, I. et al. (2017). Improved training of Wasserstein GANs. NeurIPS.
+    """
+
+    name = "w1"
+    default_gp = 10.0
+
+    def make_critic(self, dim, *, hidden, depth, dtype):
+        return Critic(dim, None, hidden=hidden, depth=depth, dtype=dtype)
+
+    def bound(self, critic, x, y):
+        return _batch_values(critic(x), "x").mean() - _batch_values(critic(y), "y").mean()
+
+    def map_term(self, critic, x, y):
+        return _batch_values(critic(x), "x").mean()
+
+
+class LearnedKernelMMD(CriticObjective):
+    r"""Squared MMD with a learned kernel: max over the kernel, min over the map.
+
+    .. math::
+
+        F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu), \qquad
+        \min_T \max_\psi\ \frac{1}{2\tau}\mathbb E|T(z) - T_k(z)|^2
+        + \widehat{\mathrm{MMD}}{}^2_{k_\psi}(T_\#\mu, \nu),
+
+    with :math:`k_\psi` a :class:`~gwf_tutorial.critics.LearnedKernel` (Gaussian mixture on a
+    learned injective embedding, softmax mixture weights) and the U-statistic. Both the critic's
+    estimate and the map term are the MMD itself; penalties act on the witness function.
+
+    Parameters
+    ----------
+    feature_dim : int, default 8
+        Learned features of the embedding.
+    bandwidths : sequence of float, optional
+        Fixed bandwidths of the mixture (default: factors of the median heuristic).
+    factors : sequence of float, default (0.125, 0.25, 0.5, 1, 2)
+    unbiased : bool, default True
+        U-statistic (else V-statistic).
+
+    Used in: chapter 5 (JKO-MMD with a learned kernel; the MMD GAN as the no-transport switch).
+
+    References
+    ----------
+    Li, C.-L. et al. (2017). MMD GAN. NeurIPS. Binkowski, M. et al. (2018). Demystifying MMD GANs.
+    ICLR. Korba, Bonet, Caucheteux (2026), GWF, Eq. (18).
+    """
+
+    name = "mmd_learned"
+
+    def __init__(
+        self,
+        *,
+        feature_dim: int = 8,
+        bandwidths=None,
+        factors=(0.125, 0.25, 0.5, 1.0, 2.0),
+        unbiased: bool = True,
+    ):
+        self.feature_dim = check_int(feature_dim, "feature_dim")
+        if not isinstance(unbiased, bool):
+            raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
+        self.bandwidths = bandwidths
+        self.factors = factors
+        self.unbiased = unbiased
+        LearnedKernel(1, 1, 1, 0, bandwidths=bandwidths, factors=factors)  # validates the options
+
+    def make_critic(self, dim, *, hidden, depth, dtype):
+        return LearnedKernel(
+            dim,
+            self.feature_dim,
+            hidden,
+            depth,
+            bandwidths=self.bandwidths,
+            factors=self.factors,
+            dtype=dtype,
+        )
+
+    def _mmd(self, critic, x, y):
+        if not callable(getattr(critic, "mmd2", None)):
+            raise TypeError("LearnedKernelMMD needs a critic with an mmd2 method (a LearnedKernel)")
+        return critic.mmd2(x, y, unbiased=self.unbiased)
+
+    def bound(self, critic, x, y):
+        return self._mmd(critic, x, y)
+
+    def map_term(self, critic, x, y):
+        return self._mmd(critic, x, y)
+
+    def penalty_function(self, critic, x, y):
+        xd, yd = x.detach(), y.detach()
+        return lambda at: critic.witness(xd, yd, at)
+
+    def __repr__(self) -> str:
+        return f"LearnedKernelMMD(feature_dim={self.feature_dim}, unbiased={self.unbiased})"
+
+
+_CRITIC_OBJECTIVES = {
+    "w1": WassersteinCritic,
+    "wasserstein1": WassersteinCritic,
+    "wasserstein_1": WassersteinCritic,
+    "mmd_learned": LearnedKernelMMD,
+    "learned_mmd": LearnedKernelMMD,
+}
+
+
+def _is_critic_name(name: str) -> bool:
+    key = name.strip().lower().replace("-", "_")
+    if key in _CRITIC_OBJECTIVES:
+        return True
+    try:
+        get_fdivergence(key)
+    except ValueError:
+        return False
+    return True
+
+
+def get_critic_objective(
+    name, *, symmetric: bool = False, generator_loss: str = "minimax", **kwargs
+) -> CriticObjective:
+    r"""Build an adversarial objective by name (a :class:`CriticObjective` passes through).
+
+    .. math::
+
+        \text{f-divergence name} \mapsto \sup_h \mathbb E h - \mathbb E f^*(h), \quad
+        \text{"w1"} \mapsto \sup_{\mathrm{Lip}\le 1}, \quad
+        \text{"mmd\_learned"} \mapsto \sup_\psi \mathrm{MMD}^2_{k_\psi}.
+
+    Parameters
+    ----------
+    name : str, FDivergence or CriticObjective
+        Any f-divergence of :func:`~gwf_tutorial.fdiv.get_fdivergence`, ``"w1"`` (aliases
+        ``"wasserstein1"``, ``"wasserstein_1"``) or ``"mmd_learned"`` (alias ``"learned_mmd"``).
+    symmetric : bool, default False
+        f-divergences only: :math:`D_f(\nu\|\rho)`.
+    generator_loss : {"minimax", "non_saturating"}
+        f-divergences ``"gan"`` and ``"js"`` only.
+    **kwargs
+        Passed to :class:`LearnedKernelMMD`.
+
+    Returns
+    -------
+    CriticObjective
+
+    Used in: chapter 5, chapter 6 (the step-size study loops over names).
+    """
+    if isinstance(name, CriticObjective):
+        if symmetric or generator_loss != "minimax" or kwargs:
+            raise ValueError("symmetric / generator_loss / kwargs cannot be combined with an instance")
+        return name
+    if isinstance(name, FDivergence):
+        return VariationalFDivergence(name, symmetric=symmetric, generator_loss=generator_loss)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a string, an FDivergence or a CriticObjective, got {type(name).__name__}"
+        )
+    key = name.strip().lower().replace("-", "_")
+    if key in _CRITIC_OBJECTIVES:
+        if symmetric or generator_loss != "minimax":
+            raise ValueError(
+                f"symmetric and generator_loss apply to f-divergences only; {name!r} is symmetric already"
+            )
+        return _CRITIC_OBJECTIVES[key](**kwargs)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments for an f-divergence: {sorted(kwargs)}")
+    try:
+        fdiv = get_fdivergence(key)
+    except ValueError as err:
+        raise ValueError(
+            f"unknown critic objective {name!r}; choose an f-divergence ({sorted(FDIVERGENCES)}) or one "
+            f"of {sorted(_CRITIC_OBJECTIVES)}"
+        ) from err
+    return VariationalFDivergence(fdiv, symmetric=symmetric, generator_loss=generator_loss)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +965,47 @@ class GaussianPushforwardKL(PushforwardObjective):
         return "GaussianPushforwardKL()"
 
 
+class GaussianPushforwardMMD(GaussianPushforwardKL):
+    r"""Exact squared MMD (Gaussian kernel) of the affine push-forward of a Gaussian, to a Gaussian.
+
+    .. math::
+
+        \mathrm{MMD}_k^2\big(\mathcal N(A m_0 + b, A S_0 A^\top),\ \mathcal N(m, \Sigma)\big),
+        \qquad k(x, y) = e^{-|x - y|^2/(2 s^2)}
+
+    (:func:`gwf_tutorial.gaussian.mmd2`): the population value that :class:`UnbiasedMMD`
+    estimates without bias. Same use as :class:`GaussianPushforwardKL`: a parametric JKO-MMD step
+    with no estimation error, to check the sample-based step against.
+
+    Parameters
+    ----------
+    source_mean : Tensor, shape (d,)
+    source_cov : Tensor, shape (d, d)
+    target_mean : Tensor, shape (d,)
+    target_cov : Tensor, shape (d, d)
+    bandwidth : float
+        Kernel bandwidth :math:`s > 0`.
+
+    Used in: chapter 5 (JKO-MMD on Gaussians against the closed form).
+    """
+
+    name = "gaussian_pushforward_mmd"
+
+    def __init__(self, source_mean, source_cov, target_mean, target_cov, bandwidth):
+        super().__init__(source_mean, source_cov, target_mean, target_cov)
+        self.bandwidth = check_positive(bandwidth, "bandwidth")
+
+    def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
+        push = getattr(map_net, "push_gaussian", None)
+        if not callable(push):
+            raise TypeError("GaussianPushforwardMMD needs a map with push_gaussian (an AffineMap)")
+        m, S = push(self.source_mean.to(x), self.source_cov.to(x))
+        return gaussian.mmd2(m, S, self.target_mean.to(x), self.target_cov.to(x), self.bandwidth)
+
+    def __repr__(self) -> str:
+        return f"GaussianPushforwardMMD(bandwidth={self.bandwidth})"
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain
 # ---------------------------------------------------------------------------------------------
@@ -435,15 +1021,15 @@ class JKOStepResult:
         \text{transport}_i = \tfrac{1}{2\tau}\widehat{\mathbb E}|T(z) - T_k(z)|^2, \quad
         \text{objective}_i = \widehat F(T_\#\mu_0)
 
-    (for an f-divergence :math:`\widehat F` is the critic's variational bound on the batch; with
-    ``per_dim_average`` the transport term is divided by :math:`d`).
+    (for a critic objective :math:`\widehat F` is the critic's bound on the batch; with
+    ``per_dim_average`` the transport term is divided by :math:`d`; with ``tau=None`` it is 0).
 
     Attributes
     ----------
     k : int
         Step index (0-based): this step produced :math:`\rho_{k+1}`.
-    tau : float
-        JKO step used.
+    tau : float or None
+        JKO step used (None: no transport term, the GAN switch).
     n_iters : int
         Optimiser iterations of the map.
     transport : list of float
@@ -461,7 +1047,7 @@ class JKOStepResult:
     """
 
     k: int
-    tau: float
+    tau: float | None
     n_iters: int
     transport: list[float] = field(default_factory=list)
     objective: list[float] = field(default_factory=list)
@@ -510,12 +1096,19 @@ class ParametricJKO:
         \min_\theta\ \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}\big|T_\theta(z) - T_k(z)\big|^2
         + F\big((T_\theta)_\#\mu_0\big),
 
-    with :math:`F` an f-divergence (critic :math:`h` updated by ``critic_steps`` Adam steps on
-    :func:`~gwf_tutorial.critics.critic_loss` before each map step, map loss
-    :math:`\frac{1}{2\tau}|T - T_k|^2 + h(T)`, as in the GWF code's ``loss_D``/``loss_G`` with
-    :math:`d = -h`), a sample objective (:class:`~gwf_tutorial.functionals.MMD`,
+    with :math:`F` estimated by a critic (a :class:`CriticObjective`: an f-divergence, :math:`W_1`
+    or a learned-kernel MMD; the critic is updated by ``critic_steps`` Adam steps on minus its
+    bound before each map step, map loss :math:`\frac{1}{2\tau}|T - T_k|^2 + M(c; T)`, e.g.
+    :math:`M = h(T)` as in the GWF code's ``loss_D``/``loss_G`` with :math:`d = -h`), a sample
+    objective (:class:`UnbiasedMMD`, :class:`~gwf_tutorial.functionals.MMD`,
     :class:`~gwf_tutorial.functionals.SinkhornDivergence`,
     :class:`~gwf_tutorial.functionals.SlicedWasserstein`, ...) or a :class:`PushforwardObjective`.
+
+    GAN switches of the same loop: ``tau=None`` drops the transport term (the GAN of :math:`F`:
+    f-GAN, WGAN-GP, MMD GAN, or a generator trained on a fixed-kernel MMD);
+    ``symmetric=True`` minimises :math:`D_f(\nu\|\rho)` (the f-GAN direction);
+    ``generator_loss="non_saturating"`` swaps the map's loss for the non-saturating one
+    (``"gan"``/``"js"``).
 
     Parametrizations: ``"reparameterized"`` (default, the GWF code) trains one map from the
     latent :math:`\mu_0`, warm-started from :math:`T_k` (and the same Adam state), with
@@ -528,13 +1121,15 @@ class ParametricJKO:
     ----------
     map_net : nn.Module
         The map, ``(n, d_0) -> (n, d)``; trained in place.
-    objective : FDivergence, str, Objective or PushforwardObjective
-        :math:`F`. A string is first looked up in the f-divergence catalogue
-        (:func:`~gwf_tutorial.fdiv.get_fdivergence`: ``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
-        ...), then as a sample objective (:func:`~gwf_tutorial.functionals.get_objective`:
-        ``"mmd"``, ``"energy"``, ``"sinkhorn"``, ``"sw"``).
-    tau : float
-        JKO step :math:`\tau > 0`.
+    objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
+        :math:`F`. A string is first looked up as a critic objective
+        (:func:`get_critic_objective`: the f-divergences ``"kl"``, ``"kl_dv"``, ``"js"``,
+        ``"chi2"``, ``"gan"``, ..., then ``"w1"`` and ``"mmd_learned"``), then ``"mmd_u"``
+        (:class:`UnbiasedMMD` with the median-heuristic Gaussian kernel), then as a sample
+        objective (:func:`~gwf_tutorial.functionals.get_objective`: ``"mmd"``, ``"energy"``,
+        ``"sinkhorn"``, ``"sw"``).
+    tau : float or None
+        JKO step :math:`\tau > 0`; None drops the transport term (the GAN switch).
     source : Tensor (N, d_0), callable or sampler object
         :math:`\mu_0`: a tensor (mini-batches drawn from its rows; used whole when it has at most
         ``batch_size`` rows), a callable ``f(n, generator=g)`` or an object with
@@ -542,8 +1137,10 @@ class ParametricJKO:
     data : Tensor (M, d), callable or sampler object, optional
         :math:`\nu`, needed by f-divergences and sample objectives.
     critic : nn.Module, optional
-        Critic for an f-divergence, ``(n, d) -> (n,)``; default
-        ``Critic(d, fdiv, hidden=critic_hidden, depth=critic_depth)`` (kept across steps).
+        Critic of a critic objective, ``(n, d) -> (n,)`` (a
+        :class:`~gwf_tutorial.critics.LearnedKernel` for ``"mmd_learned"``); default the
+        objective's :meth:`CriticObjective.make_critic` with ``critic_hidden``, ``critic_depth``
+        (kept across steps).
     n_iters : int, default 500
         Map iterations per step.
     n_iters_first : int, optional
@@ -558,8 +1155,15 @@ class ParametricJKO:
         Critic updates per map update.
     critic_hidden, critic_depth : int, defaults 64 and 2
         Size of the default critic.
-    r1, gp : float, default 0
-        R1 (on data) and WGAN-GP penalty weights of the critic.
+    r1 : float, default 0
+        R1 penalty weight (on data) of the critic (on the witness function for
+        ``"mmd_learned"``).
+    gp : float, optional
+        WGAN-GP penalty weight; default 10 for ``"w1"`` (which requires ``gp > 0``), else 0.
+    symmetric : bool, default False
+        f-divergences: minimise :math:`D_f(\nu\|\rho)` (see :class:`VariationalFDivergence`).
+    generator_loss : {"minimax", "non_saturating"}, default "minimax"
+        The map's loss for ``"gan"`` / ``"js"`` (see :class:`VariationalFDivergence`).
     per_dim_average : bool, default False
         Transport cost :math:`|.|^2/(2\tau d)` (both official codes) instead of the math's
         :math:`|.|^2/(2\tau)`.
@@ -588,12 +1192,27 @@ class ParametricJKO:
     chain : list of nn.Module
         Frozen step maps (composed parametrization).
 
-    Used in: chapter 4 (parametric JKO on f-divergences, MMD, Sinkhorn, SW), chapter 6, 11.
+    Used in: chapter 4 (parametric JKO on f-divergences, MMD, Sinkhorn, SW), chapter 5 (IPMs,
+    MMD, GANs as switches), chapter 6 (step-size study), 11.
 
     References
     ----------
     Korba, Bonet, Caucheteux (2026), GWF (Algorithm 1 and official ``train.py``); Fan et al.
     (2022), VWGF; Mokrov et al. (2021), JKO-ICNN.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from gwf_tutorial import jko, nets, targets
+    >>> t = targets.get_target("eight_gaussians")
+    >>> def latent(n, generator=None):
+    ...     return torch.randn(n, 2, generator=generator)
+    >>> net = nets.ResidualMLP(2, hidden=64, n_blocks=1, zero_init_last=True)
+    >>> chain = jko.ParametricJKO(net, "w1", 1.0, latent, t, n_iters=100, show_progress=False)
+    >>> history = chain.run(3)  # 3 JKO steps of W1 (gradient-penalised critic)
+    >>> x = chain.sample(1000)
+    >>> gan_net = nets.ResidualMLP(2, hidden=64, n_blocks=1, zero_init_last=True)
+    >>> gan = jko.ParametricJKO(gan_net, "gan", None, latent, t, symmetric=True, show_progress=False)
     """
 
     def __init__(
@@ -615,7 +1234,9 @@ class ParametricJKO:
         critic_hidden: int = 64,
         critic_depth: int = 2,
         r1: float = 0.0,
-        gp: float = 0.0,
+        gp: float | None = None,
+        symmetric: bool = False,
+        generator_loss: str = "minimax",
         per_dim_average: bool = False,
         parametrization: str = "reparameterized",
         initial_map: Callable | str | None = None,
@@ -632,7 +1253,7 @@ class ParametricJKO:
         self.map = map_net
         self.device = params[0].device
         self.dtype = params[0].dtype
-        self.tau = check_positive(tau, "tau")
+        self.tau = None if tau is None else check_positive(tau, "tau")
         self.n_iters = check_int(n_iters, "n_iters")
         self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         self.batch_size = check_int(batch_size, "batch_size")
@@ -647,7 +1268,6 @@ class ParametricJKO:
         self.betas = (float(betas[0]), float(betas[1]))
         self.critic_steps = check_int(critic_steps, "critic_steps")
         self.r1 = check_nonnegative(r1, "r1")
-        self.gp = check_nonnegative(gp, "gp")
         for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):
             if not isinstance(flag, bool):
                 raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
@@ -662,22 +1282,24 @@ class ParametricJKO:
         self.show_progress = bool(show_progress)
 
         # -- the objective ------------------------------------------------------------------
-        self.fdiv: FDivergence | None = None
+        self.adversary: CriticObjective | None = None
         self.functional: Objective | None = None
         self.pushforward: PushforwardObjective | None = None
-        if isinstance(objective, FDivergence):
-            self.fdiv = objective
+        switches = {"symmetric": symmetric, "generator_loss": generator_loss}
+        if isinstance(objective, FDivergence | CriticObjective):
+            self.adversary = get_critic_objective(objective, **switches)
         elif isinstance(objective, str):
             key = objective.strip().lower()
-            try:
-                self.fdiv = get_fdivergence(key)
-            except ValueError:
+            if _is_critic_name(key):
+                self.adversary = get_critic_objective(key, **switches)
+            else:
                 try:
-                    self.functional = get_objective(key)
+                    self.functional = UnbiasedMMD() if key == "mmd_u" else get_objective(key)
                 except (ValueError, TypeError) as err:
                     raise ValueError(
-                        f"objective {objective!r} is neither an f-divergence ({sorted(FDIVERGENCES)}) "
-                        f"nor a sample objective of gwf_tutorial.functionals ({err})"
+                        f"objective {objective!r} is neither an f-divergence ({sorted(FDIVERGENCES)}), "
+                        "'w1', 'mmd_learned', 'mmd_u' nor a sample objective of "
+                        f"gwf_tutorial.functionals ({err})"
                     ) from err
         elif isinstance(objective, Objective):
             self.functional = objective
@@ -687,13 +1309,23 @@ class ParametricJKO:
                 raise ValueError(f"{type(objective).__name__} needs parametrization='reparameterized'")
         else:
             raise TypeError(
-                "objective must be an FDivergence, a name, a functionals.Objective or a "
-                f"PushforwardObjective, got {type(objective).__name__}"
+                "objective must be an FDivergence, a CriticObjective, a name, a functionals.Objective "
+                f"or a PushforwardObjective, got {type(objective).__name__}"
             )
+        if self.adversary is None and (symmetric is not False or generator_loss != "minimax"):
+            raise ValueError("symmetric and generator_loss apply to f-divergence objectives only")
+        self.fdiv: FDivergence | None = getattr(self.adversary, "fdiv", None)
         self.objective = objective
+        if gp is None:
+            gp = 0.0 if self.adversary is None else self.adversary.default_gp
+        self.gp = check_nonnegative(gp, "gp")
+        if isinstance(self.adversary, WassersteinCritic) and self.gp == 0:
+            raise ValueError(
+                "gp must be > 0 for the W1 critic (the gradient penalty is its Lipschitz constraint)"
+            )
 
         self.source = _check_sampler(source, "source")
-        needs_data = self.fdiv is not None or (
+        needs_data = self.adversary is not None or (
             self.functional is not None and self.functional.needs_target_samples
         )
         if data is None and needs_data:
@@ -723,14 +1355,13 @@ class ParametricJKO:
         # -- critic -------------------------------------------------------------------------
         self.critic: nn.Module | None = None
         self.opt_critic: torch.optim.Optimizer | None = None
-        if self.fdiv is not None:
+        if self.adversary is not None:
             if critic is None:
                 d = _infer_dim(map_net)
                 if d is None:
                     raise ValueError("cannot infer the data dimension from map_net; pass critic=")
-                critic = Critic(
+                critic = self.adversary.make_critic(
                     d,
-                    self.fdiv,
                     hidden=check_int(critic_hidden, "critic_hidden"),
                     depth=check_int(critic_depth, "critic_depth", min_value=0),
                     dtype=self.dtype,
@@ -740,7 +1371,9 @@ class ParametricJKO:
             self.critic = critic
             self.opt_critic = torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=self.betas)
         elif critic is not None:
-            raise ValueError("critic is only used with an f-divergence objective")
+            raise ValueError(
+                "critic is only used with a critic objective (f-divergence, 'w1', 'mmd_learned')"
+            )
 
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
         self.seed = check_int(seed, "seed", min_value=0)
@@ -783,25 +1416,53 @@ class ParametricJKO:
             for g in self.opt_critic.param_groups:
                 g["lr"] = self.lr_critic * factor
 
-    def _critic_bound(self, h_x: Tensor, h_y: Tensor) -> Tensor:
-        return -critic_loss(self.fdiv, h_x, h_y)
-
     def _critic_update(self, x_fake: Tensor) -> float:
-        critic = self.critic
+        critic, adv = self.critic, self.adversary
         bound = 0.0
         for _ in range(self.critic_steps):
             y = self._draw(self.data, self.batch_size, "data", self.generator)
-            h_x, h_y = critic(x_fake), critic(y)
-            loss = critic_loss(self.fdiv, h_x, h_y)
-            if self.r1 > 0:
-                loss = loss + 0.5 * self.r1 * r1_penalty(critic, y)
-            if self.gp > 0:
-                loss = loss + self.gp * gradient_penalty(critic, x_fake, y, generator=self.generator)
+            b = adv.bound(critic, x_fake, y)
+            loss = -b
+            if self.r1 > 0 or self.gp > 0:
+                fn = adv.penalty_function(critic, x_fake, y)
+                if self.r1 > 0:
+                    loss = loss + 0.5 * self.r1 * r1_penalty(fn, y)
+                if self.gp > 0:
+                    loss = loss + self.gp * gradient_penalty(fn, x_fake, y, generator=self.generator)
             self.opt_critic.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_critic.step()
-            bound = -float(critic_loss(self.fdiv, h_x.detach(), h_y.detach()))
+            bound = float(b.detach())
         return bound
+
+    def _set_critic_grad(self, flag: bool) -> None:
+        for p in self.critic.parameters():
+            p.requires_grad_(flag)
+
+    def _map_terms(self, x_new: Tensor, src: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(map term with graph, detached estimate of F)`` at the pushed samples."""
+        if self.adversary is not None:
+            self._set_critic_grad(False)
+            try:
+                term = self.adversary.map_term(self.critic, x_new, y)
+                with torch.no_grad():
+                    value = self.adversary.bound(self.critic, x_new.detach(), y)
+            finally:
+                self._set_critic_grad(True)
+            return term, value
+        if self.functional is not None:
+            term = self.functional.value(x_new, y)
+            return term, term.detach()
+        term = self.pushforward.pushforward_value(self.map, src, x_new)
+        return term, term.detach()
+
+    def _transport(self, x_new: Tensor, x_old: Tensor) -> Tensor:
+        if self.tau is None:
+            return x_new.new_zeros(())
+        return proximal_cost(x_new, x_old, self.tau, per_dim_average=self.per_dim_average).mean()
+
+    def _needs_y(self) -> bool:
+        return self.adversary is not None or (self.functional is not None and self.data is not None)
 
     # -- one step ----------------------------------------------------------------------------
 
@@ -863,28 +1524,10 @@ class ParametricJKO:
                     f"the map's output shape {tuple(x_new.shape)} differs from T_k's {tuple(x_old.shape)}; "
                     "use initial_map='copy' when latent and data dimensions differ"
                 )
-            transport = proximal_cost(x_new, x_old, self.tau, per_dim_average=self.per_dim_average).mean()
-            if self.critic is not None:
-                for p in self.critic.parameters():
-                    p.requires_grad_(False)
-                h_new = self.critic(x_new)
-                for p in self.critic.parameters():
-                    p.requires_grad_(True)
-                map_term = h_new.mean()
-                with torch.no_grad():
-                    y = self._draw(self.data, self.batch_size, "data", self.generator)
-                    value = float(self._critic_bound(h_new.detach(), self.critic(y)))
-            elif self.functional is not None:
-                y = (
-                    None
-                    if self.data is None
-                    else self._draw(self.data, self.batch_size, "data", self.generator)
-                )
-                map_term = self.functional.value(x_new, y)
-                value = float(map_term.detach())
-            else:
-                map_term = self.pushforward.pushforward_value(self.map, src, x_new)
-                value = float(map_term.detach())
+            transport = self._transport(x_new, x_old)
+            y = self._draw(self.data, self.batch_size, "data", self.generator) if self._needs_y() else None
+            map_term, value_t = self._map_terms(x_new, src, y)
+            value = float(value_t)
             loss = transport + map_term
             self.opt_map.zero_grad(set_to_none=True)
             loss.backward()
@@ -893,7 +1536,7 @@ class ParametricJKO:
             if not (math.isfinite(tr) and math.isfinite(value)):
                 raise FloatingPointError(
                     f"JKO step {k} diverged at iteration {it} (transport {tr}, objective {value}); "
-                    f"try a smaller lr or a larger tau (tau={self.tau:g})"
+                    f"try a smaller lr or a larger tau (tau={self.tau})"
                 )
             result.transport.append(tr)
             result.objective.append(value)
@@ -952,6 +1595,146 @@ class ParametricJKO:
             if checkpoint is not None:
                 self.save(checkpoint)
         return out
+
+    # -- the loss and the velocity of the map step, at given batches ------------------------
+
+    def _as_batch(self, t, name: str) -> Tensor:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim < 2 or t.shape[0] < 1:
+            raise ValueError(f"{name} must have shape (n, ...), got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if t.dtype != self.dtype:
+            raise TypeError(f"{name} must have the map's dtype {self.dtype}, got {t.dtype}")
+        return t.to(self.device)
+
+    def _batch_y(self, y) -> Tensor | None:
+        if y is None:
+            if self.adversary is not None or (
+                self.functional is not None and self.functional.needs_target_samples
+            ):
+                raise ValueError(f"y (a batch of data samples) is required for objective {self.objective!r}")
+            return None
+        return self._as_batch(y, "y")
+
+    def _source_pair(self, z) -> tuple[Tensor, Tensor]:
+        z = self._as_batch(z, "z")
+        with torch.no_grad():
+            if self.parametrization == "composed":
+                src = self._push_chain(z)
+                return src, src
+            return z, self._old(z)
+
+    def map_loss(self, z, y=None) -> Tensor:
+        r"""The loss the map minimises in the current step, on given batches (critic frozen).
+
+        .. math::
+
+            \ell(T) = \frac{1}{2\tau}\frac1n\sum_i |T(z_i) - T_k(z_i)|^2 + \widehat M(c; T(z), y)
+
+        with :math:`\widehat M` the critic objective's map term (e.g. :math:`\frac1n\sum_i
+        h(T(z_i))`; the non-saturating :math:`-\frac1n\sum_i \log D(T(z_i))`), the sample objective
+        or the push-forward objective; the transport term is 0 with ``tau=None`` (the generator
+        loss of the GAN). Its gradient in the map's parameters is the one :meth:`step` follows.
+
+        Parameters
+        ----------
+        z : Tensor, shape (n, d_0)
+            Source points :math:`z_i \sim \mu_0` (for ``"composed"``: pushed through the chain
+            first).
+        y : Tensor, shape (m, d), optional
+            Data samples (required by critic and data-based objectives).
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in the map's parameters.
+
+        Used in: chapter 5 (the GAN switch: with ``tau=None`` this is the plain generator loss).
+        """
+        src, x_old = self._source_pair(z)
+        y = self._batch_y(y)
+        x_new = self.map(src)
+        term, _ = self._map_terms(x_new, src, y)
+        return self._transport(x_new, x_old) + term
+
+    def saddle_value(self, z, y=None) -> Tensor:
+        r"""The value of the step's saddle function (or objective) on given batches.
+
+        .. math::
+
+            L(T, c) = \frac{1}{2\tau}\frac1n\sum_i |T(z_i) - T_k(z_i)|^2 + \widehat B(c; T(z), y)
+
+        with :math:`\widehat B` the critic's bound (for an f-divergence
+        :math:`\frac1n\sum_i h(T(z_i)) - \frac1m\sum_j f^*(h(y_j))`, GWF's Eq. 7), or the sample /
+        push-forward objective; no transport term with ``tau=None``, which leaves the GAN's value
+        function (e.g. :math:`\mathbb E_\nu \log D + \mathbb E_z \log(1 - D(T(z)))` for ``"gan"``
+        with ``symmetric=True``).
+
+        Parameters
+        ----------
+        z : Tensor, shape (n, d_0)
+            Source points.
+        y : Tensor, shape (m, d), optional
+            Data samples.
+
+        Returns
+        -------
+        Tensor, shape ()
+            Differentiable in the map's and the critic's parameters.
+
+        Used in: chapter 4 (Prop. 3.1), chapter 5 (GAN value functions).
+        """
+        src, x_old = self._source_pair(z)
+        y = self._batch_y(y)
+        x_new = self.map(src)
+        if self.adversary is not None:
+            value = self.adversary.bound(self.critic, x_new, y)
+        elif self.functional is not None:
+            value = self.functional.value(x_new, y)
+        else:
+            value = self.pushforward.pushforward_value(self.map, src, x_new)
+        return self._transport(x_new, x_old) + value
+
+    def map_velocity(self, x, y=None) -> Tensor:
+        r"""The velocity the map's objective term imposes on particles (critic frozen).
+
+        .. math::
+
+            v(x_i) = -n\,\nabla_{x_i} \widehat M(c; x_{1:n}, y),
+
+        the Wasserstein gradient of the map term at the empirical measure of ``x``: for a critic
+        term :math:`\frac1n\sum_i \ell(x_i)` it is :math:`-\nabla\ell(x_i)`, e.g.
+        :math:`-\nabla h` for the minimax losses and :math:`\nabla \log D` for the non-saturating
+        GAN loss. A map step moves :math:`T(z_i)` along this field (plus the transport pull); with
+        the optimal critic it is the velocity of the flow the generator follows.
+
+        Parameters
+        ----------
+        x : Tensor, shape (n, d)
+            Particle positions.
+        y : Tensor, shape (m, d), optional
+            Data samples (required by critic and data-based objectives).
+
+        Returns
+        -------
+        Tensor, shape (n, d)
+            Detached.
+
+        Used in: chapter 5 (minimax vs non-saturating GAN losses as flows).
+        """
+        if self.pushforward is not None:
+            raise TypeError("map_velocity needs a critic or a sample objective, not a PushforwardObjective")
+        x = self._as_batch(x, "x")
+        y = self._batch_y(y)
+        if y is not None:
+            check_same_dim(x, y, "x", "y")
+        xx = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            term, _ = self._map_terms(xx, xx, y)
+            (g,) = torch.autograd.grad(term, xx)
+        return -(x.shape[0] * g).detach()
 
     # -- sampling ---------------------------------------------------------------------------
 
