@@ -10,6 +10,7 @@ Used in: every chapter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -279,6 +280,18 @@ class AnimationHTML:
         return f"<AnimationHTML: {self.n_frames} frames>"
 
 
+_CDN_STYLESHEET = re.compile(r'<link[^>]*href="https?://[^"]*font-awesome[^"]*"[^>]*>\s*')
+
+
+def _offline_jshtml(html: str) -> str:
+    """Drop the network stylesheet (Font Awesome on a CDN) that matplotlib's ``to_jshtml`` links.
+
+    The player's ``fa fa-*`` button icons are drawn by the Font Awesome the book theme already
+    serves locally, so the built book and a notebook opened offline load nothing from the network.
+    """
+    return _CDN_STYLESHEET.sub("", html)
+
+
 def animate_frames(
     frames,
     *,
@@ -344,7 +357,7 @@ def animate_frames(
     anim = animation.FuncAnimation(fig, update, frames=len(f), interval=interval, blit=False)
     if not html:
         return anim
-    data = anim.to_jshtml()
+    data = _offline_jshtml(anim.to_jshtml())
     plt.close(fig)
     return AnimationHTML(data, anim, len(f))
 

@@ -207,3 +207,8 @@ def test_library_does_not_import_matplotlib_outside_plot():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_animation_html_loads_nothing_from_the_network(plot):
+    html = str(plot.animate_frames(torch.zeros(3, 5, 2)))
+    assert "<script" in html and "http://" not in html and "https://" not in html
