@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ __all__ = [
     "semi_dual_objective",
     "r1_penalty",
     "add_instance_noise",
+    "QuadraticPotential",
     "LatentMap",
     "PhaseResult",
     "SemiDualJKO",
@@ -128,9 +130,7 @@ PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
 #: The generators :math:`f` (of :math:`D_f(\mu\|\nu) = \int f(\mathrm d\mu / \mathrm d\nu)\,
 #: \mathrm d\nu`) whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
 PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda t: torch.where(
-        t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)
-    ),
+    "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
     "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
     "js": lambda t: torch.where(
         (t >= 0) & (t <= 2),
@@ -172,9 +172,7 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
     if callable(divergence):
         return divergence
     if not isinstance(divergence, str):
-        raise TypeError(
-            f"divergence must be a name or a callable, got {type(divergence).__name__}"
-        )
+        raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
     name = _ALIASES.get(divergence, divergence)
     if name not in PSI_STAR:
         raise ValueError(
@@ -366,9 +364,7 @@ def map_loss(
     v_new = _as_values(v_new, "v_new")
     cost = transport_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
     if cost.shape != v_new.shape:
-        raise ValueError(
-            f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}"
-        )
+        raise ValueError(f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}")
     return _weighted_mean(cost - v_new, source_weights, "source_weights")
 
 
@@ -414,8 +410,9 @@ def semi_dual_objective(
     v_fake = _as_values(v_fake, "v_fake")
     v_real = _as_values(v_real, "v_real")
     if cost.shape != v_fake.shape:
-        raise ValueError(f"cost and v_fake must have the same length, got {cost.shape[0]} and "
-                         f"{v_fake.shape[0]}")
+        raise ValueError(
+            f"cost and v_fake must have the same length, got {cost.shape[0]} and {v_fake.shape[0]}"
+        )
     return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _weighted_mean(
         psi(-v_real), data_weights, "data_weights"
     )
@@ -493,6 +490,47 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 # ---------------------------------------------------------------------------------------------
 
 
+class QuadraticPotential(nn.Module):
+    r"""Quadratic potential, the exact family of log density ratios between Gaussians.
+
+    .. math::
+
+        v(y) = y^\top C y + e^\top y + g, \qquad C = C^\top \text{ (the symmetric part is used)},
+
+    initialised at :math:`v \equiv 0`. For Gaussians :math:`\rho_{k+1}` and :math:`\nu`, the
+    optimal KL potential :math:`v^* = -\log(\mathrm d\rho_{k+1} / \mathrm d\nu)` is of this form,
+    so with :class:`gwf_tutorial.nets.AffineMap` as the map the semi-dual JKO step is exact on
+    Gaussians (tests and chapter 7).
+
+    Parameters
+    ----------
+    dim : int
+        Dimension d.
+    dtype : torch.dtype, optional
+        Parameter dtype.
+
+    Notes
+    -----
+    ``forward(y)`` maps ``(n, d)`` to ``(n,)``. Parameters ``C`` ``(d, d)``, ``e`` ``(d,)``, ``g``
+    ``()``.
+
+    Used in: chapter 7 (S-JKO on Gaussians, checked against the exact JKO step).
+    """
+
+    def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.dim = check_int(dim, "dim")
+        self.C = nn.Parameter(torch.zeros(self.dim, self.dim, dtype=dtype))
+        self.e = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+        self.g = nn.Parameter(torch.zeros((), dtype=dtype))
+
+    def forward(self, y: Tensor) -> Tensor:
+        if not isinstance(y, Tensor) or y.ndim != 2 or y.shape[1] != self.dim:
+            raise ValueError(f"y must be a tensor of shape (n, {self.dim}), got {getattr(y, 'shape', y)}")
+        C = 0.5 * (self.C + self.C.T)
+        return ((y @ C) * y).sum(1) + y @ self.e + self.g
+
+
 class LatentMap(nn.Module):
     r"""Adapter giving a single-input network the S-JKO map signature :math:`T(x, z)`.
 
@@ -526,8 +564,7 @@ class LatentMap(nn.Module):
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         if x.ndim != 2 or z.ndim != 2 or x.shape[0] != z.shape[0]:
             raise ValueError(
-                f"x and z must have shapes (n, d) and (n, nz), got {tuple(x.shape)}, "
-                f"{tuple(z.shape)}"
+                f"x and z must have shapes (n, d) and (n, nz), got {tuple(x.shape)}, {tuple(z.shape)}"
             )
         out = self.net(torch.cat([x, z], dim=1))
         return x + out if self.residual else out
@@ -663,6 +700,11 @@ class SemiDualJKO:
     rows), callables ``f(n, generator=g)`` or objects with ``.sample(n, generator=g)``, where
     ``g`` is a CPU ``torch.Generator``. Nothing is image specific.
 
+    Checkpoints are taken at phase boundaries: :meth:`save` / :meth:`load` (or
+    ``run(K, ..., checkpoint=path)``, which saves after every phase and resumes from the file), so an
+    interrupted run loses only the phase in progress; resumed training is bit-identical to an
+    uninterrupted one.
+
     Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2) measured), chapter 10 (CIFAR-10).
 
     References
@@ -697,9 +739,7 @@ class SemiDualJKO:
         if not isinstance(map_net, nn.Module):
             raise TypeError(f"map_net must be a torch.nn.Module, got {type(map_net).__name__}")
         if not isinstance(potential_net, nn.Module):
-            raise TypeError(
-                f"potential_net must be a torch.nn.Module, got {type(potential_net).__name__}"
-            )
+            raise TypeError(f"potential_net must be a torch.nn.Module, got {type(potential_net).__name__}")
         params = list(map_net.parameters())
         if not params:
             raise ValueError("map_net has no parameters to train")
@@ -730,9 +770,7 @@ class SemiDualJKO:
         self.batch_size = check_int(batch_size, "batch_size")
         self.noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
         if parametrization not in _PARAMETRIZATIONS:
-            raise ValueError(
-                f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}"
-            )
+            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
         self.parametrization = parametrization
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
@@ -759,9 +797,7 @@ class SemiDualJKO:
         self.seed = check_int(seed, "seed", min_value=0)
         self.generator = make_generator(self.seed)  # CPU: samplers, mini-batch indices
         self._noise_generator = (
-            self.generator
-            if self.device.type == "cpu"
-            else make_generator(self.seed + 1, device=self.device)
+            self.generator if self.device.type == "cpu" else make_generator(self.seed + 1, device=self.device)
         )
         self.ema = self._frozen_copy(map_net) if ema_decay is not None else None
         self.opt_potential = torch.optim.Adam(
@@ -820,9 +856,7 @@ class SemiDualJKO:
                 raise TypeError(f"{name} must return a torch.Tensor, got {type(x).__name__}")
             if check:
                 if x.ndim < 2 or x.shape[0] != n:
-                    raise ValueError(
-                        f"{name}(n) must return shape ({n}, ...), got {tuple(x.shape)}"
-                    )
+                    raise ValueError(f"{name}(n) must return shape ({n}, ...), got {tuple(x.shape)}")
                 check_finite(x, f"{name}(n)")
         return x.to(device=self.device, dtype=self.dtype)
 
@@ -830,8 +864,7 @@ class SemiDualJKO:
     def _check_sampler(sampler, name: str):
         if isinstance(sampler, Tensor):
             if sampler.ndim < 2 or sampler.shape[0] < 1:
-                raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got "
-                                 f"{tuple(sampler.shape)}")
+                raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {tuple(sampler.shape)}")
             if not sampler.is_floating_point():
                 raise TypeError(f"{name} must be a floating tensor, got dtype {sampler.dtype}")
             check_finite(sampler, name)
@@ -1053,6 +1086,11 @@ class SemiDualJKO:
             inputs = x0
         with torch.no_grad():
             fake = self._call(self.map, inputs, self._latent(inputs.shape[0]))
+        if fake.shape[1:] != y.shape[1:]:
+            raise ValueError(
+                f"data points have shape {tuple(y.shape[1:])} but map_net outputs shape "
+                f"{tuple(fake.shape[1:])}"
+            )
         v_fake = self._potential_values(fake)
         loss_v = potential_loss(v_fake, v_real, self._psi, grad_real=grad, r1=self.r1)
         loss_v.backward()
@@ -1089,6 +1127,7 @@ class SemiDualJKO:
         n_iters: int | None = None,
         tau: float | None = None,
         progress_bar: bool | None = None,
+        callback: Callable[[int, Tensor, Tensor], None] | None = None,
     ) -> PhaseResult:
         r"""Run one S-JKO phase k = ``n_phases``: one JKO step :math:`\rho_k \to \rho_{k+1}`.
 
@@ -1110,6 +1149,9 @@ class SemiDualJKO:
             JKO step of this phase (default ``self.tau``).
         progress_bar : bool, optional
             Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``).
+        callback : callable, optional
+            Called after every iteration as ``callback(iteration, potential_loss, map_loss)``
+            (detached scalars), e.g. to log or to time iterations.
 
         Returns
         -------
@@ -1120,6 +1162,8 @@ class SemiDualJKO:
         """
         source = self._check_sampler(source, "source")
         data = self._check_sampler(data, "data")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         n_iters = self.n_iters if n_iters is None else check_int(n_iters, "n_iters")
         tau_saved = self.tau
         if tau is not None:
@@ -1141,6 +1185,8 @@ class SemiDualJKO:
                 self._set_lr(it, n_iters)
                 lv, lt, j = self.train_step(source, data, k)
                 losses[0, it], losses[1, it], losses[2, it] = lv, lt, j
+                if callback is not None:
+                    callback(it, lv, lt)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             seconds = time.perf_counter() - t0
@@ -1173,35 +1219,60 @@ class SemiDualJKO:
         *,
         n_iters_first: int | None = None,
         tau_first: float | None = None,
+        checkpoint: str | os.PathLike | None = None,
         progress_bar: bool | None = None,
     ) -> list[PhaseResult]:
-        r"""Run K phases (K JKO steps), continuing from the current state.
+        r"""Run K phases (K JKO steps), continuing from the current state; optionally checkpointed.
 
         .. math::
 
             \rho_{k+1} = \operatorname*{arg\,min}_\rho \frac{W_2^2(\rho, \rho_k)}{2\tau}
-            + D_\Psi(\rho\|\nu), \quad k = 0, \dots, K-1.
+            + D_\Psi(\rho\|\nu), \quad k = k_0, \dots, k_0 + K - 1.
+
+        With ``checkpoint``, the state is saved to that file after every phase (:meth:`save`,
+        atomically), and a fresh trainer (no phase done yet) whose checkpoint file already exists
+        first loads it and runs only the phases still missing. Re-running the same call after an
+        interruption therefore completes the run, losing only the phase that was interrupted.
 
         Parameters
         ----------
         K : int
-            Number of phases ``>= 1``.
+            Number of phases ``>= 1`` (counted from the current state, or from 0 for a fresh trainer
+            resuming from ``checkpoint``).
         source, data : samplers
             See :meth:`phase`.
         n_iters_first, tau_first : optional
             Iterations and step of the very first phase (official ``init_num_iterations``,
             ``init_h``).
+        checkpoint : str or path-like, optional
+            File to save to after every phase and to resume from.
         progress_bar : bool, optional
 
         Returns
         -------
-        list of PhaseResult, length K
+        list of PhaseResult
+            The phases run by this call (fewer than K when resuming; empty if the checkpoint
+            already holds K phases).
 
-        Used in: chapter 7.
+        Used in: chapter 7, chapter 10 (long runs that resume).
         """
         K = check_int(K, "K")
+        if n_iters_first is not None:
+            n_iters_first = check_int(n_iters_first, "n_iters_first")
+        if tau_first is not None:
+            tau_first = check_positive(tau_first, "tau_first")
+        target = self.n_phases + K
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+            if self.n_phases == 0 and os.path.exists(checkpoint):
+                state = self._read(checkpoint)
+                if int(state["n_phases"]) > K:
+                    raise ValueError(
+                        f"checkpoint {checkpoint!r} holds {int(state['n_phases'])} phases, more than K={K}"
+                    )
+                self.load_state_dict(state)
         out = []
-        for _ in range(K):
+        while self.n_phases < target:
             first = self.n_phases == 0
             out.append(
                 self.phase(
@@ -1212,7 +1283,108 @@ class SemiDualJKO:
                     progress_bar=progress_bar,
                 )
             )
+            if checkpoint is not None:
+                self.save(checkpoint)
         return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        r"""Save :meth:`state_dict` to a file, atomically (write a temporary file, then rename).
+
+        .. math::
+
+            \text{file} \leftarrow \text{state after phase } K - 1.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 10 (checkpoint / resume), :meth:`run`.
+        """
+        path = os.fspath(path)
+        tmp = f"{path}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        r"""Load a file written by :meth:`save` into this trainer (built with the same networks and
+        options).
+
+        .. math::
+
+            \text{state} \leftarrow \text{file}.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        None
+
+        Used in: chapter 10 (resume), :meth:`run`.
+        """
+        self.load_state_dict(self._read(path))
+
+    def _read(self, path: str | os.PathLike) -> dict:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ValueError(f"path {path!r} is not a file")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if not isinstance(state, dict) or "n_phases" not in state:
+            raise ValueError(f"path {path!r} does not hold a SemiDualJKO state")
+        return state
+
+    def state_bytes(self) -> int:
+        r"""Bytes of the network parameters, buffers and Adam states this trainer holds.
+
+        .. math::
+
+            B = \sum_{\text{tensors } t \text{ held}} \mathrm{numel}(t)\cdot\mathrm{itemsize}(t),
+
+        over the map, the potential, their optimizers, the EMA copy, and either the frozen previous
+        map (reparameterized; counted as during the next phase) or the chain of step maps
+        (composed). It is constant in the phase index for the reparameterized trainer and grows
+        linearly for the composed one.
+
+        Returns
+        -------
+        int
+
+        Used in: chapter 7 (memory of O(K) vs O(K^2) training).
+        """
+        seen: set[int] = set()
+        total = 0
+
+        def add(t: Tensor) -> None:
+            nonlocal total
+            if isinstance(t, Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                total += t.numel() * t.element_size()
+
+        nets_held = [self.map, self.potential, self.ema, *self.chain, *self.chain_ema]
+        if isinstance(self.initial_map, nn.Module):
+            nets_held.append(self.initial_map)
+        for net in nets_held:
+            if net is None:
+                continue
+            for t in list(net.parameters()) + list(net.buffers()):
+                add(t)
+        if self.parametrization == "reparameterized":
+            # the frozen previous map: held during a phase, a copy of the map at its start
+            old = self._old if isinstance(self._old, nn.Module) else None
+            if old is None and self.n_phases > 0:
+                old = self.map
+            if old is not None:
+                total += sum(t.numel() * t.element_size() for t in [*old.parameters(), *old.buffers()])
+        for opt in (self.opt_map, self.opt_potential):
+            for st in opt.state.values():
+                for t in st.values():
+                    add(t)
+        return total
 
     # -- checkpoints -----------------------------------------------------------------------
 

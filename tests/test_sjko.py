@@ -32,19 +32,6 @@ class Quadratic(nn.Module):
         return self.theta[0] * y**2 + self.theta[1] * y + self.theta[2]
 
 
-class QuadraticND(nn.Module):
-    """v(y) = y^T C y + e^T y + g in d dimensions."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.C = nn.Parameter(torch.zeros(d, d, dtype=DT))
-        self.e = nn.Parameter(torch.zeros(d, dtype=DT))
-        self.g = nn.Parameter(torch.zeros((), dtype=DT))
-
-    def forward(self, y):
-        return ((y @ self.C) * y).sum(1) + y @ self.e + self.g
-
-
 class NoisyAffine(nn.Module):
     """T(x, z) = a x + s z + b (1-D point, 1-D latent)."""
 
@@ -100,11 +87,7 @@ def optimal_potential(mean1, var1, target_mean, target_var):
     """v* = -log(rho_{k+1} / nu) for Gaussians, as (c, e, g) of c y^2 + e y + g."""
     c = 1 / (2 * var1) - 1 / (2 * target_var)
     e = -mean1 / var1 + target_mean / target_var
-    g = (
-        mean1**2 / (2 * var1)
-        - target_mean**2 / (2 * target_var)
-        + 0.5 * math.log(var1 / target_var)
-    )
+    g = mean1**2 / (2 * var1) - target_mean**2 / (2 * target_var) + 0.5 * math.log(var1 / target_var)
     return c, e, g
 
 
@@ -159,9 +142,7 @@ def test_losses_by_hand():
     assert torch.allclose(got, expected)
     assert torch.allclose(sjko.map_loss(x, y, vf, tau), (cost - vf).mean())
     w = torch.rand(7, generator=g, dtype=DT)
-    assert torch.allclose(
-        sjko.map_loss(x, y, vf, tau, source_weights=w), ((cost - vf) * w).sum() / w.sum()
-    )
+    assert torch.allclose(sjko.map_loss(x, y, vf, tau, source_weights=w), ((cost - vf) * w).sum() / w.sum())
     j = sjko.semi_dual_objective(cost, vf, vr, "chi2")
     u = torch.clamp(-vr[:, 0], min=-2)
     assert torch.allclose(j, (cost - vf).mean() - (u + u**2 / 4).mean())
@@ -177,6 +158,20 @@ def test_r1_penalty_gradient_of_a_quadratic():
     pen = 0.5 * (grad**2).sum(1).mean()
     (dc,) = torch.autograd.grad(pen, v.theta)[:1]
     assert torch.allclose(dc[0], ((0.6 * y[:, 0] - 1.2) * 2 * y[:, 0]).mean())
+
+
+def test_quadratic_potential_by_hand():
+    v = sjko.QuadraticPotential(2, dtype=DT)
+    assert torch.equal(v(torch.ones(3, 2, dtype=DT)), torch.zeros(3, dtype=DT))  # starts at 0
+    with torch.no_grad():
+        v.C.copy_(torch.tensor([[1.0, 2.0], [0.0, -1.0]], dtype=DT))  # symmetric part [[1, 1], [1, -1]]
+        v.e.copy_(torch.tensor([0.5, -2.0], dtype=DT))
+        v.g.fill_(3.0)
+    y = torch.tensor([[1.0, 2.0], [-1.0, 0.5]], dtype=DT)
+    expected = torch.tensor([1 + 2 * 2 - 4 + 0.5 - 4 + 3, 1 - 1 - 0.25 - 0.5 - 1 + 3], dtype=DT)
+    assert torch.allclose(v(y), expected, atol=1e-14)
+    with pytest.raises(ValueError, match="y"):
+        v(torch.zeros(3, 3, dtype=DT))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +195,7 @@ def gh_saddle():
         opt_v.zero_grad()
         with torch.no_grad():
             tx = T(x[:, None])
-        loss_v = sjko.potential_loss(v(tx), v(y[:, None]), "kl", source_weights=wx,
-                                     data_weights=wy)
+        loss_v = sjko.potential_loss(v(tx), v(y[:, None]), "kl", source_weights=wx, data_weights=wy)
         loss_v.backward()
         opt_v.step()
         opt_t.zero_grad()
@@ -227,8 +221,9 @@ def test_semi_dual_saddle_is_the_exact_gaussian_jko_step(gh_saddle):
 
 def test_semi_dual_value_equals_primal_jko_objective(gh_saddle):
     m1, S1 = exact_steps(**CASE, k=1)
-    primal = primal_value(CASE["mean"], CASE["var"], m1, S1, CASE["target_mean"],
-                          CASE["target_var"], CASE["tau"])
+    primal = primal_value(
+        CASE["mean"], CASE["var"], m1, S1, CASE["target_mean"], CASE["target_var"], CASE["tau"]
+    )
     x, wx, y, wy = gh_saddle[2]
     tau = CASE["tau"]
     a_star = math.sqrt(S1 / CASE["var"])
@@ -237,8 +232,9 @@ def test_semi_dual_value_equals_primal_jko_objective(gh_saddle):
         v = Quadratic(c, e, g)
         tx = (a * x + b)[:, None]
         cost = sjko.transport_cost(tx, x[:, None], tau)
-        return sjko.semi_dual_objective(cost, v(tx), v(y[:, None]), "kl", source_weights=wx,
-                                        data_weights=wy).item()
+        return sjko.semi_dual_objective(
+            cost, v(tx), v(y[:, None]), "kl", source_weights=wx, data_weights=wy
+        ).item()
 
     star = optimal_potential(m1, S1, CASE["target_mean"], CASE["target_var"])
     b_star = m1 - a_star * CASE["mean"]
@@ -294,8 +290,9 @@ def test_phase_converges_to_the_exact_jko_step():
     assert abs(out.mean().item() - m1) < 2e-3
     assert abs(out.var(unbiased=False).item() - S1) < 2e-3
     # the semi-dual estimate at the end of the phase is the primal JKO objective
-    primal = primal_value(EASY["mean"], EASY["var"], m1, S1, EASY["target_mean"],
-                          EASY["target_var"], EASY["tau"])
+    primal = primal_value(
+        EASY["mean"], EASY["var"], m1, S1, EASY["target_mean"], EASY["target_var"], EASY["tau"]
+    )
     assert abs(res.semi_dual[-1].item() - primal) < 5e-3
     assert res.potential_loss.shape == (600,) and res.map_loss.shape == (600,)
     assert tr.n_phases == 1 and tr.history[0] is res
@@ -350,8 +347,14 @@ def test_independent_latents_change_the_proximal_term():
     s, tau, n = 0.5, 0.5, 40000
     for independent in (False, True):
         tr = sjko.SemiDualJKO(
-            NoisyAffine(s), Quadratic(), tau=tau, noise_dim=1, n_iters=1, batch_size=8,
-            independent_latents=independent, seed=1
+            NoisyAffine(s),
+            Quadratic(),
+            tau=tau,
+            noise_dim=1,
+            n_iters=1,
+            batch_size=8,
+            independent_latents=independent,
+            seed=1,
         )
         src = torch.randn(64, 1, dtype=DT)
         tr.phase(src, src + 1, progress_bar=False)
@@ -383,8 +386,15 @@ def test_instance_noise_scale_and_flag():
     data = quantile_points(20, 1.0, 1.0)
     for flag in (False, True):
         seen.clear()
-        tr = sjko.SemiDualJKO(nets.AffineMap(1, dtype=DT), Recording(), r1=0.0, n_iters=1,
-                              batch_size=20, instance_noise=flag, seed=0)
+        tr = sjko.SemiDualJKO(
+            nets.AffineMap(1, dtype=DT),
+            Recording(),
+            r1=0.0,
+            n_iters=1,
+            batch_size=20,
+            instance_noise=flag,
+            seed=0,
+        )
         tr.phase(quantile_points(20, 0.0, 1.0), data, progress_bar=False)
         diff = (seen["first"] - data).std().item()
         if flag:
@@ -399,14 +409,32 @@ def test_per_dim_average_is_a_step_scaled_by_d():
     data = torch.randn(64, 2, generator=g, dtype=DT) + 1
     maps = []
     for per_dim, tau in ((True, 0.25), (False, 0.5)):
-        tr = sjko.SemiDualJKO(nets.AffineMap(2, dtype=DT), QuadraticND(2), tau=tau,
-                              per_dim_average=per_dim, r1=0.0, lr_map=0.01, lr_potential=0.01,
-                              n_iters=20, batch_size=64, seed=0)
+        tr = sjko.SemiDualJKO(
+            nets.AffineMap(2, dtype=DT),
+            sjko.QuadraticPotential(2, dtype=DT),
+            tau=tau,
+            per_dim_average=per_dim,
+            r1=0.0,
+            lr_map=0.01,
+            lr_potential=0.01,
+            n_iters=20,
+            batch_size=64,
+            seed=0,
+        )
         tr.phase(src, data, progress_bar=False)
         maps.append(tr.map.A.detach().clone())
     assert torch.allclose(maps[0], maps[1], atol=1e-10)
-    tr = sjko.SemiDualJKO(nets.AffineMap(2, dtype=DT), QuadraticND(2), tau=0.25, r1=0.0,
-                          lr_map=0.01, lr_potential=0.01, n_iters=20, batch_size=64, seed=0)
+    tr = sjko.SemiDualJKO(
+        nets.AffineMap(2, dtype=DT),
+        sjko.QuadraticPotential(2, dtype=DT),
+        tau=0.25,
+        r1=0.0,
+        lr_map=0.01,
+        lr_potential=0.01,
+        n_iters=20,
+        batch_size=64,
+        seed=0,
+    )
     tr.phase(src, data, progress_bar=False)
     assert not torch.allclose(tr.map.A, maps[0], atol=1e-6)
 
@@ -442,15 +470,143 @@ def test_checkpoint_resume_is_exact():
     assert torch.equal(resumed.ema.A, ref.ema.A)
 
 
+@pytest.mark.parametrize("parametrization", ["reparameterized", "composed"])
+def test_run_resumes_from_checkpoint_losing_only_the_interrupted_phase(tmp_path, parametrization):
+    src = quantile_points(100, 0.0, 1.0)
+
+    def data(n, generator=None):
+        return 1 + torch.randn(n, 1, generator=generator, dtype=DT)
+
+    calls = {"n": 0}
+
+    def crashing(n, generator=None):  # the same stream as data, then a crash inside phase 2
+        calls["n"] += 1
+        if calls["n"] > 2 * 11 + 5:  # per phase: 1 validation draw + 10 iterations
+            raise RuntimeError("power cut")
+        return data(n, generator)
+
+    kw = dict(parametrization=parametrization, n=32, n_iters=10, ema_decay=0.5)
+    ref = make_trainer(**kw)
+    ref.run(3, src, data, progress_bar=False)
+
+    ckpt = tmp_path / "sjko.pt"
+    first = make_trainer(**kw)
+    with pytest.raises(RuntimeError, match="power cut"):
+        first.run(3, src, crashing, checkpoint=ckpt, progress_bar=False)
+    assert first.n_phases == 2 and ckpt.exists()
+
+    resumed = make_trainer(**kw, seed=99)  # everything that matters comes from the file
+    out = resumed.run(3, src, data, checkpoint=ckpt, progress_bar=False)
+    assert [r.phase for r in out] == [2]
+    assert [r.phase for r in resumed.history] == [0, 1, 2] and resumed.n_phases == 3
+    assert torch.equal(resumed.map.A, ref.map.A) and torch.equal(resumed.map.b, ref.map.b)
+    assert torch.equal(resumed.potential.theta, ref.potential.theta)
+    assert torch.equal(resumed.ema.A, ref.ema.A)
+    assert torch.equal(resumed.history[1].map_loss, ref.history[1].map_loss)
+    assert torch.equal(resumed.push(src), ref.push(src))
+    # a finished checkpoint: nothing left to run, the same sampler
+    done = make_trainer(**kw)
+    assert done.run(3, src, data, checkpoint=ckpt, progress_bar=False) == []
+    assert torch.equal(done.push(src), ref.push(src))
+    fresh = make_trainer(**kw)
+    with pytest.raises(ValueError, match="K=2"):
+        fresh.run(2, src, data, checkpoint=ckpt, progress_bar=False)
+    assert fresh.n_phases == 0  # left untouched
+
+
+def test_phase_callback_sees_every_iteration():
+    seen = []
+    tr = make_trainer(n=20, n_iters=7)
+    res = tr.phase(
+        quantile_points(20, 0.0, 1.0),
+        quantile_points(20, 1.0, 1.0),
+        progress_bar=False,
+        callback=lambda it, lv, lt: seen.append((it, float(lv), float(lt))),
+    )
+    assert [s[0] for s in seen] == list(range(7))
+    assert torch.equal(torch.tensor([s[1] for s in seen], dtype=DT), res.potential_loss)
+    assert torch.equal(torch.tensor([s[2] for s in seen], dtype=DT), res.map_loss)
+    with pytest.raises(TypeError, match="callback"):
+        tr.phase(quantile_points(20, 0.0, 1.0), quantile_points(20, 1.0, 1.0), callback=3)
+
+
+def test_state_bytes_constant_for_reparameterized_linear_for_composed():
+    src = quantile_points(20, 0.0, 1.0)
+    data = quantile_points(20, 1.0, 1.0)
+    map_bytes = (3 * 3 + 3) * 8  # AffineMap(3) in float64
+    for par in ("reparameterized", "composed"):
+        tr = sjko.SemiDualJKO(
+            nets.AffineMap(3, dtype=DT),
+            sjko.QuadraticPotential(3, dtype=DT),
+            n_iters=2,
+            batch_size=20,
+            ema_decay=0.9,
+            parametrization=par,
+            seed=0,
+        )
+        sizes = []
+        for _ in range(4):
+            tr.phase(
+                src.expand(-1, 3) * torch.tensor([1.0, 2.0, 3.0], dtype=DT),
+                data.expand(-1, 3),
+                progress_bar=False,
+            )
+            sizes.append(tr.state_bytes())
+        steps = [b - a for a, b in zip(sizes, sizes[1:])]
+        if par == "reparameterized":
+            assert steps == [0, 0, 0]
+        else:  # one more step map and its EMA copy per phase
+            assert steps == [2 * map_bytes] * 3
+
+
+def test_bad_run_phase_and_checkpoint_arguments(tmp_path):
+    src = quantile_points(10, 0.0, 1.0)
+    tr = make_trainer(n_iters=1)
+    with pytest.raises(ValueError, match="K"):
+        tr.run(0, src, src)
+    with pytest.raises(ValueError, match="n_iters_first"):
+        tr.run(1, src, src, n_iters_first=0)
+    with pytest.raises(ValueError, match="tau_first"):
+        tr.run(1, src, src, tau_first=-1.0)
+    with pytest.raises(ValueError, match="n_iters"):
+        tr.phase(src, src, n_iters=0)
+    with pytest.raises(ValueError, match="tau"):
+        tr.phase(src, src, tau=0.0)
+    with pytest.raises(ValueError, match="data points"):
+        tr.phase(src, torch.zeros(10, 2, dtype=DT), progress_bar=False)
+    with pytest.raises(ValueError, match="path"):
+        tr.load(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="does not hold"):
+        tr.load(tmp_path / "other.pt")
+    tr.phase(src, src + 1, progress_bar=False)
+    with pytest.raises(ValueError, match="n"):
+        tr.sample(0)
+    with pytest.raises(ValueError, match="parametrization"):
+        make_trainer("composed").load_state_dict(tr.state_dict())
+    with pytest.raises(TypeError, match="state"):
+        tr.load_state_dict([1, 2])
+
+
 def test_toy_networks_with_latent_and_official_flags():
     """2-D residual MLPs with an extra latent, R1, instance noise, independent latents."""
     torch.manual_seed(0)
-    map_net = sjko.LatentMap(nets.ResidualMLP(2, hidden=16, n_blocks=1, in_dim=4,
-                                              zero_init_last=True))
+    map_net = sjko.LatentMap(nets.ResidualMLP(2, hidden=16, n_blocks=1, in_dim=4, zero_init_last=True))
     pot = nets.MLP(2, 1, hidden=16, depth=2)
-    tr = sjko.SemiDualJKO(map_net, pot, "js", tau=1.0, noise_dim=2, n_iters=5, batch_size=32,
-                          independent_latents=True, instance_noise=True, per_dim_average=True,
-                          ema_decay=0.99, seed=0)
+    tr = sjko.SemiDualJKO(
+        map_net,
+        pot,
+        "js",
+        tau=1.0,
+        noise_dim=2,
+        n_iters=5,
+        batch_size=32,
+        independent_latents=True,
+        instance_noise=True,
+        per_dim_average=True,
+        ema_decay=0.99,
+        seed=0,
+    )
 
     def source(n, generator=None):
         return torch.randn(n, 2, generator=generator)
@@ -479,8 +635,7 @@ def test_image_shaped_samples():
             return x + self.conv(x)
 
     critic = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
-    tr = sjko.SemiDualJKO(ConvMap(), critic, tau=0.1, n_iters=3, batch_size=8, seed=0,
-                          initial_map="copy")
+    tr = sjko.SemiDualJKO(ConvMap(), critic, tau=0.1, n_iters=3, batch_size=8, seed=0, initial_map="copy")
     g = torch.Generator().manual_seed(0)
     data = torch.rand(40, 1, 4, 4, generator=g)
     res = tr.phase(torch.randn(40, 1, 4, 4, generator=g), data, progress_bar=False)
