@@ -16,17 +16,22 @@ flow with velocity :math:`V` (``MATH.md`` §1).
 This module holds
 
 - the fields as functions of samples: the paper's row-normalised mean-shift field
-  (:func:`mean_shift`, :func:`paper_field`), the field of the toy code (:func:`algorithm2_field`),
-  the multi-temperature, RMS-normalised force of the ImageNet code (:func:`multi_temperature_field`)
+  (:func:`mean_shift`, :func:`paper_field`), the field of the toy code (:func:`algorithm2_field`,
+  with its affinities :func:`algorithm2_affinities`, a one-shot Sinkhorn scaling), the
+  multi-temperature, RMS-normalised force of the ImageNet code (:func:`multi_temperature_field`)
   and the closed-form population field of Gaussians with a Gaussian kernel
   (:func:`gaussian_population_field`);
+- a test of the Wasserstein-gradient structure of any drift on particles
+  (:func:`jacobian_asymmetry`: zero for gradient flows such as MMD or Sinkhorn, not for the
+  drifting fields);
 - the same fields as callables ``drift(x, y_pos) -> V`` (:class:`DriftField`): :class:`PaperDrift`,
   :class:`Algorithm2Drift`, :class:`MultiTemperatureDrift`, and drifts built from other objectives,
   :class:`ObjectiveDrift` (any :mod:`gwf_tutorial.functionals` objective with a ``velocity``: MMD
-  witness, Sinkhorn barycentric projection, sliced-W) and :class:`CriticDrift` (a logistic critic,
-  the KL flow velocity);
+  witness, Sinkhorn barycentric projection, sliced-W; optional noise injection) and
+  :class:`CriticDrift` (a logistic critic, the KL flow velocity);
 - the loss :func:`drifting_loss` and the loop :func:`train_drifting`, which logs the raw drift RMS
-  next to the loss (the loss of a normalised field stays flat while the raw drift shrinks).
+  next to the loss (the loss of a normalised field stays flat while the raw drift shrinks), shows
+  both in its progress bar, and saves / resumes checkpoints (``checkpoint=path``).
 
 Conventions: ``x`` ``(n, d)`` are generated samples where the field is evaluated, ``y_pos``
 ``(m, d)`` data samples, ``y_neg`` ``(k, d)`` generated samples (``None``: ``x`` itself, with the
@@ -43,10 +48,14 @@ arXiv:2605.05118.
 from __future__ import annotations
 
 import math
+import os
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -67,10 +76,12 @@ __all__ = [
     "mean_shift",
     "paper_field",
     "algorithm2_field",
+    "algorithm2_affinities",
     "multi_temperature_field",
     "gaussian_population_field",
     "drift_rms",
     "drifting_loss",
+    "jacobian_asymmetry",
     "DriftField",
     "PaperDrift",
     "Algorithm2Drift",
@@ -141,8 +152,7 @@ def _check_temperatures(temperatures) -> tuple[float, ...]:
         temperatures = temperatures.flatten().tolist()
     if isinstance(temperatures, str) or not isinstance(temperatures, Sequence):
         raise TypeError(
-            "temperatures must be a sequence of positive numbers, "
-            f"got {type(temperatures).__name__}"
+            f"temperatures must be a sequence of positive numbers, got {type(temperatures).__name__}"
         )
     if len(temperatures) == 0:
         raise ValueError("temperatures must hold at least one temperature")
@@ -157,6 +167,14 @@ def _log_kernel(x: Tensor, y: Tensor, temperature: float, kernel: str) -> Tensor
     return -sq / (2.0 * temperature**2)
 
 
+def _affinities(logits: Tensor, affinity_floor: float = 0.0) -> Tensor:
+    """``sqrt(softmax_row * softmax_col)`` of the logits, optionally clamped before the root."""
+    prod = torch.softmax(logits, dim=1) * torch.softmax(logits, dim=0)
+    if affinity_floor > 0:
+        prod = prod.clamp_min(affinity_floor)
+    return prod.sqrt()
+
+
 def _coupled_force(
     logits: Tensor,
     m: int,
@@ -168,10 +186,7 @@ def _coupled_force(
     affinity_floor: float = 0.0,
 ) -> Tensor:
     """The Algorithm-2 force from logits ``(n, m + k)`` over ``[y_pos | y_neg]``."""
-    prod = torch.softmax(logits, dim=1) * torch.softmax(logits, dim=0)
-    if affinity_floor > 0:
-        prod = prod.clamp_min(affinity_floor)
-    a = prod.sqrt()
+    a = _affinities(logits, affinity_floor)
     a_pos, a_neg = a[:, :m], a[:, m:]
     s_pos = a_pos.sum(1, keepdim=True)
     s_neg = a_neg.sum(1, keepdim=True)
@@ -233,8 +248,7 @@ def mean_shift(
     kernel = _check_kernel(kernel)
     if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
         raise ValueError(
-            "exclude_self needs y with as many rows as x (at least 2), got "
-            f"{x.shape[0]} and {y.shape[0]}"
+            f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
         )
     with torch.no_grad():
         logits = _log_kernel(x, y, temperature, kernel)
@@ -361,9 +375,58 @@ def algorithm2_field(
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
         if self_neg:
             dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK)
-        return _coupled_force(
-            -dist / temperature, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion
-        )
+        return _coupled_force(-dist / temperature, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
+
+
+def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
+    r"""The affinities of Algorithm 2: a one-shot, geometric-mean scaling of the Gibbs kernel.
+
+    With :math:`K_{ij} = e^{-|x_i - t_j|/T}` over the targets :math:`t = [y^+ \mid y^-]` (self-pair
+    masked when :math:`y^- = x`), row sums :math:`r_i = \sum_j K_{ij}` and column sums
+    :math:`c_j = \sum_i K_{ij}`,
+
+    .. math::
+
+        A_{ij} = \sqrt{\frac{K_{ij}}{r_i}\,\frac{K_{ij}}{c_j}}
+        = \frac{K_{ij}}{\sqrt{r_i c_j}}, \qquad A = D_r^{-1/2} K D_c^{-1/2}.
+
+    A Sinkhorn plan has the same form :math:`\mathrm{diag}(u) K \mathrm{diag}(v)`, with scalings
+    iterated until both marginals are uniform; :math:`A` stops after one symmetric step
+    (:math:`u = r^{-1/2}`, :math:`v = c^{-1/2}`), so its marginals are not prescribed. This is the
+    "Sinkhorn proxy" reading of the implemented field (``MATH.md`` §4, Gretton et al. 2026).
+
+    Parameters
+    ----------
+    x : Tensor, shape (n, d)
+        Generated samples (the column sums run over them).
+    y_pos : Tensor, shape (m, d)
+        Data samples.
+    y_neg : Tensor, shape (k, d), optional
+        Negatives; ``None`` means ``x`` with the self-pair masked (then ``k = n``).
+    temperature : float, default 0.05
+        :math:`T > 0`.
+
+    Returns
+    -------
+    tuple of Tensor, shapes (n, m) and (n, k)
+        :math:`A^+` and :math:`A^-`, detached; :func:`algorithm2_field` is
+        :math:`(A^+ \odot S^-)\,y^+ - (A^- \odot S^+)\,y^-` with :math:`S^\pm = A^\pm\mathbf 1`.
+
+    Used in: chapter 8 (the implemented field as a Sinkhorn proxy).
+
+    References
+    ----------
+    Deng et al. 2026, arXiv:2602.04770, Algorithm 2; Gretton et al. 2026, arXiv:2605.05118.
+    """
+    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
+    temperature = check_positive(temperature, "temperature")
+    with torch.no_grad():
+        dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
+        if self_neg:
+            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK)
+        a = _affinities(-dist / temperature)
+    m = y_pos.shape[0]
+    return a[:, :m], a[:, m:]
 
 
 def multi_temperature_field(
@@ -459,7 +522,9 @@ def multi_temperature_field(
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
         if normalize:
-            scale = dist.mean().clamp_min(1e-3)
+            # accumulate in float64: the mean is then the same for any thread count (a float32
+            # parallel sum depends on how the threads split it)
+            scale = dist.mean(dtype=torch.float64).to(dist.dtype).clamp_min(1e-3)
             c = (scale / math.sqrt(d)).clamp_min(1e-3)
         else:
             scale = c = torch.ones((), dtype=x.dtype, device=x.device)
@@ -470,9 +535,7 @@ def multi_temperature_field(
         raw = torch.zeros_like(x)
         force_rms = []
         for R in temps:
-            f = _coupled_force(
-                -dist / (scale * R), m, xs, ps, ns, attraction, repulsion, affinity_floor
-            )
+            f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, affinity_floor)
             rms = f.pow(2).mean().clamp_min(1e-8).sqrt()
             force_rms.append(float(f.pow(2).mean().sqrt()))
             raw = raw + f
@@ -550,9 +613,7 @@ def gaussian_population_field(
         if mean.ndim != 1:
             raise ValueError(f"{name} must have shape (d,), got {tuple(mean.shape)}")
         if mean.shape[0] != x.shape[1]:
-            raise ValueError(
-                f"{name} must have dimension d={x.shape[1]} like x, got {mean.shape[0]}"
-            )
+            raise ValueError(f"{name} must have dimension d={x.shape[1]} like x, got {mean.shape[0]}")
     s = check_positive(bandwidth, "bandwidth")
     attraction = check_nonnegative(attraction, "attraction")
     repulsion = check_nonnegative(repulsion, "repulsion")
@@ -636,6 +697,67 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
     return (fx - target).pow(2).sum(1).mean()
 
 
+def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
+    r"""How far a drift, as a particle system, is from a gradient flow: its Jacobian's skew part.
+
+    Stack the particles into :math:`X = (x_1, \dots, x_n) \in \mathbb R^{nd}` and the drift into
+    :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))` with the data fixed. A Wasserstein gradient
+    flow restricted to particles is the gradient system
+    :math:`\mathcal V = -n\nabla_X F(\frac1n\sum_i\delta_{x_i})` (``functionals`` docs), whose
+    Jacobian is a Hessian, hence symmetric. With :math:`J = \partial\mathcal V/\partial X`
+    (central finite differences of step ``eps``),
+
+    .. math::
+
+        \mathrm{asym}(\mathcal V) = \frac{\|\tfrac12(J - J^\top)\|_F}{\|J\|_F} \in [0, 1],
+
+    0 for a gradient system (MMD, Sinkhorn drifts), 1 for a pure rotation; a value well above the
+    finite-difference error shows that no functional :math:`F` has this drift as its Wasserstein
+    gradient at these particles.
+
+    Parameters
+    ----------
+    drift : callable
+        ``drift(x, y_pos) -> V`` of shape ``(n, d)``, deterministic (e.g. :class:`Algorithm2Drift`,
+        ``ObjectiveDrift(functionals.MMD(...))``; not a drift that draws fresh random numbers or
+        refits a critic at each call).
+    x : Tensor, shape (n, d)
+        Particles; use float64 (the default ``eps`` assumes it) and small ``n d`` (the Jacobian
+        costs ``2 n d`` drift evaluations).
+    y_pos : Tensor, shape (m, d)
+        Data samples, held fixed.
+    eps : float, default 1e-5
+        Finite-difference step :math:`> 0`.
+
+    Returns
+    -------
+    float
+        :math:`\mathrm{asym} \in [0, 1]` (0 when :math:`J = 0`).
+
+    Used in: chapter 8 (which drifts are Wasserstein gradient flows).
+    """
+    if not callable(drift):
+        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    x = check_samples(x, "x").detach()
+    y_pos = check_samples(y_pos, "y_pos").detach()
+    check_same_dim(x, y_pos, "x", "y_pos")
+    eps = check_positive(eps, "eps")
+    n, d = x.shape
+    flat = x.reshape(-1)
+    cols = []
+    for k in range(n * d):
+        e = torch.zeros_like(flat)
+        e[k] = eps
+        v_plus = _check_velocity(drift((flat + e).reshape(n, d), y_pos), x, "drift")
+        v_minus = _check_velocity(drift((flat - e).reshape(n, d), y_pos), x, "drift")
+        cols.append((v_plus - v_minus).reshape(-1) / (2.0 * eps))
+    J = torch.stack(cols, dim=1)  # J[a, b] = d V_a / d X_b
+    norm = float(J.norm())
+    if norm == 0.0:
+        return 0.0
+    return float((0.5 * (J - J.T)).norm()) / norm
+
+
 # ---------------------------------------------------------------------------------------------
 # drift fields as objects
 # ---------------------------------------------------------------------------------------------
@@ -650,7 +772,9 @@ class DriftField(Protocol):
         V : (x_{1:n}, y^+_{1:m}) \mapsto (V(x_i))_{i \le n} \in \mathbb R^{n \times d}.
 
     Implementations may also define ``field_with_diagnostics(x, y_pos) -> (V, raw_rms)``, which
-    :func:`train_drifting` logs as the raw drift RMS (otherwise :func:`drift_rms` of ``V``).
+    :func:`train_drifting` logs as the raw drift RMS (otherwise :func:`drift_rms` of ``V``), and
+    ``state_dict()`` / ``load_state_dict(state)`` for an internal state (random generators, a
+    critic) that :func:`train_drifting` saves in its checkpoints.
 
     Used in: chapter 8 (every drift of the chapter plugs into :func:`train_drifting`).
     """
@@ -688,6 +812,42 @@ class _SampleDrift:
         """
         v = self._field(x, y_pos)
         return v, drift_rms(v)
+
+    def state_dict(self) -> dict:
+        r"""The drift's internal state (random generators, critic), for checkpoints.
+
+        .. math::
+
+            \text{state} = \{\text{name} \mapsto \text{tensor or nested dict}\}
+            \quad (\text{empty for a stateless field}).
+
+        Returns
+        -------
+        dict
+            Restored by :meth:`load_state_dict`; :func:`train_drifting` saves it in its checkpoint.
+
+        Used in: chapter 8 (checkpoint / resume of :func:`train_drifting`), chapter 10.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        r"""Restore the state saved by :meth:`state_dict`.
+
+        .. math::
+
+            \text{drift} \leftarrow \text{state}.
+
+        Parameters
+        ----------
+        state : dict
+            A dict returned by :meth:`state_dict` of the same kind of drift.
+
+        Used in: chapter 8 (resuming :func:`train_drifting`).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if state:
+            raise ValueError(f"{type(self).__name__} is stateless, got a state with keys {sorted(state)}")
 
 
 class PaperDrift(_SampleDrift):
@@ -768,9 +928,7 @@ class Algorithm2Drift(_SampleDrift):
     Deng et al. 2026, arXiv:2602.04770, Algorithm 2.
     """
 
-    def __init__(
-        self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
-    ) -> None:
+    def __init__(self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0) -> None:
         self.temperature = check_positive(temperature, "temperature")
         self.attraction = check_nonnegative(attraction, "attraction")
         self.repulsion = check_nonnegative(repulsion, "repulsion")
@@ -879,35 +1037,63 @@ def _check_velocity(v, x: Tensor, who: str) -> Tensor:
     return v.detach()
 
 
+def _check_torch_generator(generator, name: str = "generator"):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from any objective's Wasserstein velocity: :math:`V = \lambda\,v_F`.
+    r"""Drift from any objective's Wasserstein velocity: :math:`V = \lambda\,v_F`, optionally noisy.
 
     .. math::
 
-        V(x) = \lambda\,v(x), \qquad v = -\nabla_x \frac{\delta F}{\delta\rho}(x)
-        \text{ estimated from } (x_{1:n}, y^+_{1:m}),
+        V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \qquad
+        v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}, \quad
+        \rho_n = \frac1n\sum_j\delta_{x_j}, \quad u_i \sim \mathcal N(0, I),
 
     e.g. the MMD witness drift :math:`\mathbb E_\nu\nabla_1 k - \mathbb E_\rho\nabla_1 k`, the
-    Sinkhorn barycentric projection, the sliced-W drift (``MATH.md`` §2). With this drift the
-    drifting loss is an explicit parametric flow step of :math:`F` with step :math:`\lambda`.
+    Sinkhorn barycentric projection :math:`\mathbb E_P[y \mid x] - \mathbb E_Q[x' \mid x]`, the
+    sliced-W drift (``MATH.md`` §2). With :math:`\beta = 0` the drifting loss with this drift is an
+    explicit parametric flow step of :math:`F` with step :math:`\lambda`; :math:`\beta > 0` is the
+    noise injection of Arbel et al. 2019 (the field of the current samples evaluated at perturbed
+    points), which lets an MMD flow leave the spurious stationary points where a Gaussian-kernel
+    MMD flow stalls.
 
     Parameters
     ----------
     objective : object
-        Anything with ``velocity(x, y) -> (n, d)``, typically a
+        Anything with ``velocity(x, y, at=None) -> (n, d)``, typically a
         :class:`gwf_tutorial.functionals.Objective` (``MMD``, ``SinkhornDivergence``,
-        ``SlicedWasserstein``, ``KL``).
+        ``SlicedWasserstein``, ``KL``); ``at`` is only used when ``noise_level > 0``.
     scale : float, default 1.0
         :math:`\lambda > 0`.
+    noise_level : float, default 0.0
+        :math:`\beta \ge 0`, in the units of the data.
+    generator : torch.Generator, optional
+        Source of :math:`u` (seed it; saved by :meth:`state_dict`).
 
     Notes
     -----
     ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``.
 
-    Used in: chapter 8 (drifts from other objectives, one training loop), chapter 11.
+    Used in: chapter 8 (drifts from other objectives, one training loop; noise injection against
+    stranded mass), chapter 11.
+
+    References
+    ----------
+    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019 (noise
+    injection); Feydy et al., AISTATS 2019 (Sinkhorn divergences).
     """
 
-    def __init__(self, objective, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        objective,
+        scale: float = 1.0,
+        *,
+        noise_level: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if not callable(getattr(objective, "velocity", None)):
             raise TypeError(
                 "objective must have a callable velocity(x, y) method (a functionals.Objective), "
@@ -915,13 +1101,64 @@ class ObjectiveDrift(_SampleDrift):
             )
         self.objective = objective
         self.scale = check_positive(scale, "scale")
+        self.noise_level = check_nonnegative(noise_level, "noise_level")
+        self.generator = _check_torch_generator(generator)
 
     def _field(self, x, y_pos) -> Tensor:
         x = check_samples(x, "x")
         y_pos = check_samples(y_pos, "y_pos")
         check_same_dim(x, y_pos, "x", "y_pos")
-        v = _check_velocity(self.objective.velocity(x, y_pos), x, "objective.velocity")
-        return self.scale * v
+        if self.noise_level > 0:
+            gen_device = self.generator.device if self.generator is not None else x.device
+            u = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=gen_device)
+            at = x + self.noise_level * u.to(x.device)
+            v = self.objective.velocity(x, y_pos, at=at)
+        else:
+            v = self.objective.velocity(x, y_pos)
+        return self.scale * _check_velocity(v, x, "objective.velocity")
+
+    def _generators(self) -> dict:
+        gens = {"noise": self.generator, "objective": getattr(self.objective, "generator", None)}
+        return {k: g for k, g in gens.items() if isinstance(g, torch.Generator)}
+
+    def state_dict(self) -> dict:
+        r"""States of the noise generator and of the objective's generator (if any).
+
+        .. math::
+
+            \{\text{"noise"}, \text{"objective"}\} \mapsto \text{generator state}.
+
+        Returns
+        -------
+        dict
+            ``{"noise": ByteTensor, "objective": ByteTensor}`` (keys present where a
+            ``torch.Generator`` is held).
+
+        Used in: chapter 8 (checkpoints of :func:`train_drifting`).
+        """
+        return {k: g.get_state() for k, g in self._generators().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        r"""Restore the generator states saved by :meth:`state_dict`.
+
+        .. math::
+
+            \text{generator} \leftarrow \text{state}.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+
+        Used in: chapter 8.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        gens = self._generators()
+        if set(state) != set(gens):
+            raise ValueError(f"state holds generators {sorted(state)}, this drift has {sorted(gens)}")
+        for k, g in gens.items():
+            g.set_state(state[k])
 
 
 class CriticDrift(_SampleDrift):
@@ -1021,22 +1258,78 @@ class CriticDrift(_SampleDrift):
         if self.critic is None:
             from gwf_tutorial.nets import MLP
 
-            self.critic = MLP(x.shape[1], 1, self.hidden, self.depth, "silu", dtype=x.dtype).to(
-                x.device
-            )
+            self.critic = MLP(x.shape[1], 1, self.hidden, self.depth, "silu", dtype=x.dtype).to(x.device)
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         softplus = nn.functional.softplus
         with torch.enable_grad():
             for _ in range(self.n_iters):
-                loss = (
-                    softplus(-self._critic_out(y_pos)).mean() + softplus(self._critic_out(x)).mean()
-                )
+                loss = softplus(-self._critic_out(y_pos)).mean() + softplus(self._critic_out(x)).mean()
                 self._optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self._optimizer.step()
         self.last_loss = float(loss.detach())
         return self.last_loss
+
+    def state_dict(self) -> dict:
+        r"""Critic weights and its optimizer state (empty before the first call).
+
+        .. math::
+
+            \text{state} = (D, \text{Adam moments}).
+
+        Returns
+        -------
+        dict
+            ``{"critic", "optimizer", "in_dim", "dtype"}``, or ``{}`` if no critic was built yet.
+
+        Used in: chapter 8 (checkpoints of :func:`train_drifting`).
+        """
+        if self.critic is None:
+            return {}
+        p = next(self.critic.parameters(), None)
+        return {
+            "critic": self.critic.state_dict(),
+            "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
+            "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
+            "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
+            "last_loss": self.last_loss,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        r"""Restore the critic and its optimizer (building the default critic if needed).
+
+        .. math::
+
+            (D, \text{Adam moments}) \leftarrow \text{state}.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+
+        Used in: chapter 8.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict, got {type(state).__name__}")
+        if not state:
+            return
+        if self.critic is None:
+            in_dim, dtype = state.get("in_dim"), state.get("dtype")
+            if not isinstance(in_dim, int) or in_dim < 1 or not isinstance(dtype, str):
+                raise ValueError("state has no in_dim/dtype to rebuild the default critic")
+            from gwf_tutorial.nets import MLP
+
+            self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=getattr(torch, dtype))
+            first = next(iter(state["critic"].values()), None)
+            if isinstance(first, Tensor):
+                self.critic.to(first.device)
+        self.critic.load_state_dict(state["critic"])
+        if state.get("optimizer") is not None:
+            if self._optimizer is None:
+                self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
+            self._optimizer.load_state_dict(state["optimizer"])
+        self.last_loss = float(state.get("last_loss", math.nan))
 
     def _field(self, x, y_pos) -> Tensor:
         self.fit(x, y_pos)
@@ -1071,6 +1364,9 @@ class DriftingHistory:
         The trained generator ``(n, latent_dim) -> (n, d)``.
     latent_dim : int
         Noise dimension.
+    resumed_from : int
+        Step at which this call resumed from a checkpoint (0 for a fresh run); the lists hold
+        every step from 0 either way.
 
     Used in: chapter 8.
     """
@@ -1079,6 +1375,7 @@ class DriftingHistory:
     drift_rms: list[float] = field(default_factory=list)
     net: nn.Module | None = None
     latent_dim: int = 0
+    resumed_from: int = 0
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         r"""Draw ``n`` samples :math:`f_\theta(e)`, :math:`e \sim \mathcal N(0, I)`.
@@ -1169,6 +1466,77 @@ def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor
     return draw
 
 
+_CHECKPOINT_FORMAT = "gwf_tutorial.drifting.train_drifting/1"
+
+
+def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[Path | None, int]:
+    if checkpoint is None:
+        if checkpoint_every is not None:
+            raise ValueError("checkpoint_every was given without checkpoint (a file path)")
+        return None, 0
+    if not isinstance(checkpoint, str | os.PathLike):
+        raise TypeError(
+            f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}"
+        )
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"checkpoint must be a file path, got the directory {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"checkpoint's folder {str(path.parent)!r} does not exist")
+    every = max(1, min(100, n_steps)) if checkpoint_every is None else checkpoint_every
+    return path, check_int(every, "checkpoint_every")
+
+
+def _rng_states(generator: torch.Generator | None) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "generator": None if generator is None else generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": (
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict, generator: torch.Generator | None) -> None:
+    if (states["generator"] is None) != (generator is None):
+        raise ValueError(
+            "checkpoint was saved with generator="
+            f"{'None' if states['generator'] is None else 'a torch.Generator'}; pass the same kind"
+        )
+    if generator is not None:
+        generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint
+
+
+def _load_checkpoint(path: Path, device) -> dict:
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch file: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} was not written by train_drifting")
+    return payload
+
+
 def train_drifting(
     net: nn.Module,
     data,
@@ -1181,8 +1549,10 @@ def train_drifting(
     lr: float = TOY_DEFAULTS["lr"],
     generator: torch.Generator | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> DriftingHistory:
-    r"""Train a one-step generator with the drifting loss and any drift field.
+    r"""Train a one-step generator with the drifting loss and any drift field; resumable.
 
     At each step, with :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)` and fresh
     data :math:`y_j \sim \nu`,
@@ -1194,6 +1564,9 @@ def train_drifting(
         |f_\theta(e_i) - \mathrm{sg}(x_i + V_i)|^2\Big)
         = \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
 
+    The progress bar shows the loss and the raw drift RMS (``drift_rms``): for a normalised field
+    (:class:`MultiTemperatureDrift`) the loss stays flat and the raw drift is the progress signal.
+
     Parameters
     ----------
     net : torch.nn.Module
@@ -1204,7 +1577,7 @@ def train_drifting(
     drift : DriftField
         ``drift(x, y) -> V`` (e.g. :class:`Algorithm2Drift`, :class:`ObjectiveDrift`).
     n_steps : int, default 2000
-        Optimisation steps.
+        Total optimisation steps (a resumed run continues up to ``n_steps``).
     batch_size : int, default 2048
         Generated samples per step :math:`n`.
     n_data : int, optional
@@ -1214,21 +1587,39 @@ def train_drifting(
     lr : float, default 1e-3
         Adam learning rate.
     generator : torch.Generator, optional
-        Seeded CPU generator for the noise and the data draws.
+        Seeded CPU generator for the noise and the data draws (restored in place on resume).
     progress : bool, default True
-        Show a progress bar (:func:`gwf_tutorial.train.progress`).
+        Show a progress bar (:func:`gwf_tutorial.train.progress`) with the loss and raw drift RMS.
+    checkpoint : str or os.PathLike, optional
+        File to save to and resume from. If it exists, training resumes at its saved step with the
+        network, the Adam state, the history, the random states (``generator``, torch's global
+        generator, NumPy's and Python's) and the drift's :meth:`~_SampleDrift.state_dict`
+        restored, so an interrupted run followed by a resumed one equals an uninterrupted run
+        with the same seed. The file is written atomically.
+    checkpoint_every : int, optional
+        Save every this many steps and at the end (default ``min(100, n_steps)``); needs
+        ``checkpoint``.
 
     Returns
     -------
     DriftingHistory
-        Loss and raw drift RMS per step, the trained ``net``, ``latent_dim``.
+        Loss and raw drift RMS of every step (including those before a resume), the trained
+        ``net``, ``latent_dim``, ``resumed_from``.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments; a checkpoint that is unreadable, from another kind of run, saved with other
+        ``batch_size`` / ``n_data`` / ``latent_dim`` / ``lr`` / network shapes, or past
+        ``n_steps``.
 
     Notes
     -----
     The raw drift RMS is a progress signal, not a monotone one: the Algorithm-2 force
     :math:`S^+S^-(B^+ - B^-)` is small when the generated samples are collapsed (:math:`S^+`
     vanishes), so from a collapsed initialisation it can first grow, and at the end it sits on a
-    finite-sample floor that shrinks with the batch size.
+    finite-sample floor that shrinks with the batch size. A ``data`` callable that draws from its
+    own generator (not ``generator``) is not restored on resume.
 
     Used in: chapter 8 (toy demo, attraction/repulsion ablation, drifts from other objectives),
     chapter 10, chapter 11.
@@ -1250,16 +1641,65 @@ def train_drifting(
             raise ValueError("latent_dim must be given when net has no in_dim attribute")
     latent_dim = check_int(latent_dim, "latent_dim")
     lr = check_positive(lr, "lr")
+    _check_torch_generator(generator)
+    ckpt_path, every = _check_checkpoint_args(checkpoint, checkpoint_every, n_steps)
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("net has no trainable parameters")
     dtype, dev = params[0].dtype, params[0].device
     draw = _data_sampler(data, n_data, generator, dtype, dev)
     with_diag = callable(getattr(drift, "field_with_diagnostics", None))
+    stateful = callable(getattr(drift, "state_dict", None)) and callable(
+        getattr(drift, "load_state_dict", None)
+    )
 
     opt = torch.optim.Adam(params, lr=lr)
     hist = DriftingHistory(net=net, latent_dim=latent_dim)
-    bar = _progress(range(n_steps), desc="drifting", disable=not progress)
+    config = {"batch_size": batch_size, "n_data": n_data, "latent_dim": latent_dim, "lr": lr}
+    start = 0
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = _load_checkpoint(ckpt_path, dev)
+        for key, value in config.items():
+            if ck["config"].get(key) != value:
+                raise ValueError(
+                    f"checkpoint {str(ckpt_path)!r} was saved with {key}={ck['config'].get(key)}, "
+                    f"this call has {key}={value}"
+                )
+        if ck["step"] > n_steps:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_steps={n_steps}")
+        try:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this net/optimizer: {err}") from err
+        if stateful:
+            drift.load_state_dict(ck["drift"])
+        elif ck["drift"]:
+            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
+        _set_rng_states(ck["rng"], generator)
+        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
+        start = hist.resumed_from = int(ck["step"])
+
+    def save(step: int) -> None:
+        _save_checkpoint(
+            ckpt_path,
+            {
+                "format": _CHECKPOINT_FORMAT,
+                "step": step,
+                "config": config,
+                "net": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "drift": drift.state_dict() if stateful else {},
+                "rng": _rng_states(generator),
+                "loss": list(hist.loss),
+                "drift_rms": list(hist.drift_rms),
+            },
+        )
+
+    bar = _progress(
+        range(start, n_steps), total=n_steps, initial=start, desc="drifting", disable=not progress
+    )
+    show_every = max(1, min(25, n_steps // 20))
     for step in bar:
         e = torch.randn(batch_size, latent_dim, generator=generator, dtype=dtype).to(dev)
         y = draw()
@@ -1267,9 +1707,7 @@ def train_drifting(
         if x.ndim != 2 or x.shape[0] != batch_size:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
-            raise ValueError(
-                f"data must have dimension d={x.shape[1]} like net's output, got {y.shape[1]}"
-            )
+            raise ValueError(f"data must have dimension d={x.shape[1]} like net's output, got {y.shape[1]}")
         xd = x.detach()
         if with_diag:
             V, raw = drift.field_with_diagnostics(xd, y)
@@ -1283,6 +1721,9 @@ def train_drifting(
         opt.step()
         hist.loss.append(float(loss.detach()))
         hist.drift_rms.append(float(raw))
-        if step % 50 == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{hist.loss[-1]:.3g}", drift=f"{hist.drift_rms[-1]:.3g}")
+        done = step + 1
+        if (step % show_every == 0 or done == n_steps) and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{hist.loss[-1]:.3g}", drift_rms=f"{hist.drift_rms[-1]:.3g}")
+        if ckpt_path is not None and (done % every == 0 or done == n_steps):
+            save(done)
     return hist

@@ -16,10 +16,12 @@ from gwf_tutorial.drifting import (
     MultiTemperatureDrift,
     ObjectiveDrift,
     PaperDrift,
+    algorithm2_affinities,
     algorithm2_field,
     drift_rms,
     drifting_loss,
     gaussian_population_field,
+    jacobian_asymmetry,
     mean_shift,
     multi_temperature_field,
     paper_field,
@@ -360,9 +362,7 @@ def test_objective_drift_mmd_witness():
     V = ObjectiveDrift(functionals.MMD("gaussian", bandwidth=s))(x, y)
     kxy = torch.exp(-(torch.cdist(x, y) ** 2) / (2 * s * s))
     kxx = torch.exp(-(torch.cdist(x, x) ** 2) / (2 * s * s))
-    ref = (kxy @ y - kxy.sum(1, keepdim=True) * x) / 14 - (
-        kxx @ x - kxx.sum(1, keepdim=True) * x
-    ) / 9
+    ref = (kxy @ y - kxy.sum(1, keepdim=True) * x) / 14 - (kxx @ x - kxx.sum(1, keepdim=True) * x) / 9
     torch.testing.assert_close(V, ref / s**2, rtol=1e-10, atol=1e-12)
 
 
@@ -411,9 +411,7 @@ def test_train_drifting_moves_towards_gaussian_target():
     )
     assert len(hist.loss) == len(hist.drift_rms) == 300
     # unnormalised field: the loss value is E|V|^2 = drift_rms^2
-    torch.testing.assert_close(
-        torch.tensor(hist.loss), torch.tensor(hist.drift_rms) ** 2, rtol=1e-5, atol=0
-    )
+    torch.testing.assert_close(torch.tensor(hist.loss), torch.tensor(hist.drift_rms) ** 2, rtol=1e-5, atol=0)
     first, last = sum(hist.drift_rms[:20]) / 20, sum(hist.drift_rms[-20:]) / 20
     assert last < 0.4 * first
     x = hist.sample(4000, generator=g)
@@ -434,9 +432,7 @@ def test_train_drifting_multi_temperature_and_tensor_data():
     net = MLP(4, 2, hidden=32, depth=2)
     x0 = net(torch.randn(4000, 4, generator=g)).detach()
     drift = MultiTemperatureDrift()
-    hist = train_drifting(
-        net, data, drift, n_steps=300, batch_size=128, lr=1e-3, generator=g, progress=False
-    )
+    hist = train_drifting(net, data, drift, n_steps=300, batch_size=128, lr=1e-3, generator=g, progress=False)
     assert all(math.isfinite(v) for v in hist.loss + hist.drift_rms)
     # the loss is E|V|^2 of the normalised field, not the raw drift RMS^2
     assert abs(hist.loss[-1] - hist.drift_rms[-1] ** 2) > 0.1
@@ -517,9 +513,7 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="x and y_pos"):
         algorithm2_field(x.double(), y)
     with pytest.raises(ValueError, match="Sp"):
-        gaussian_population_field(
-            x, [0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]], [0.0, 0.0], torch.eye(2), 1
-        )
+        gaussian_population_field(x, [0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]], [0.0, 0.0], torch.eye(2), 1)
     with pytest.raises(ValueError, match="bandwidth"):
         gaussian_population_field(x, [0.0, 0.0], torch.eye(2), [0.0, 0.0], torch.eye(2), 0.0)
     with pytest.raises(ValueError, match="mq"):
@@ -543,3 +537,291 @@ def test_bad_inputs():
         train_drifting(net, y, Algorithm2Drift(), n_steps=1, progress=False)
     with pytest.raises(TypeError, match="drift"):
         train_drifting(net, y, "algorithm2", n_steps=1, latent_dim=3, progress=False)
+
+
+# ------------------------------------------------------------------------------------------
+# the Sinkhorn-proxy reading, gradient-flow structure, drifts from other objectives
+# ------------------------------------------------------------------------------------------
+
+
+def test_algorithm2_affinities_are_one_shot_scaling():
+    """A = D_r^{-1/2} K D_c^{-1/2}; the field is (A+ S-) y+ - (A- S+) y-; marginals not uniform."""
+    ot = pytest.importorskip("ot")
+    g = _gen(20)
+    x = torch.randn(8, 2, generator=g, dtype=F64)
+    yp = torch.randn(6, 2, generator=g, dtype=F64) + 1.0
+    T = 0.6
+    K = torch.exp(-torch.cdist(x, torch.cat([yp, x])) / T)
+    K[:, 6:] *= 1 - torch.eye(8, dtype=F64)  # self-pair masked: exp(-1e6 / T) = 0
+    r, c = K.sum(1, keepdim=True), K.sum(0, keepdim=True)
+    A = K / (r * c).sqrt()
+    Ap, An = algorithm2_affinities(x, yp, None, T)
+    assert Ap.shape == (8, 6) and An.shape == (8, 8)
+    torch.testing.assert_close(torch.cat([Ap, An], 1), A, rtol=1e-12, atol=1e-15)
+    Sp, Sn = Ap.sum(1, keepdim=True), An.sum(1, keepdim=True)
+    torch.testing.assert_close(algorithm2_field(x, yp, None, T), (Ap * Sn) @ yp - (An * Sp) @ x)
+    # a Sinkhorn plan (POT) on the same kernel has uniform marginals; A's are not even constant
+    C = torch.cdist(x, torch.cat([yp, x])) / T
+    C[:, 6:] += 100.0 * torch.eye(8, dtype=F64)  # the self-pair masked (finite for POT)
+    a, b = torch.full((8,), 1 / 8, dtype=F64), torch.full((14,), 1 / 14, dtype=F64)
+    P = ot.sinkhorn(a, b, C, 1.0, method="sinkhorn_log", stopThr=1e-12, numItermax=10_000)
+    torch.testing.assert_close(P.sum(1), a, rtol=0, atol=1e-9)
+    torch.testing.assert_close(P.sum(0), b, rtol=0, atol=1e-9)
+    row = A.sum(1)
+    assert (row.max() - row.min()) / row.mean() > 0.05
+
+
+def test_jacobian_asymmetry_linear_fields():
+    """V(x) = x M^T: J = I (x) M, asym = |M - M^T|_F / (2 |M|_F); 1 for a rotation, 0 symmetric."""
+    x = torch.randn(5, 2, generator=_gen(21), dtype=F64)
+    y = torch.zeros(3, 2, dtype=F64)
+    M = torch.tensor([[0.3, -1.2], [0.5, 2.0]], dtype=F64)
+    expected = ((M - M.T).norm() / (2 * M.norm())).item()
+    assert jacobian_asymmetry(lambda a, b: a @ M.T, x, y) == pytest.approx(expected, rel=1e-8)
+    rot = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=F64)
+    assert jacobian_asymmetry(lambda a, b: a @ rot.T, x, y) == pytest.approx(1.0, rel=1e-8)
+    assert jacobian_asymmetry(lambda a, b: a @ (M + M.T).T, x, y) < 1e-9
+    # coupling between particles: V_i = sum_j x_j (a symmetric all-ones block matrix)
+    assert jacobian_asymmetry(lambda a, b: a.sum(0).expand_as(a).clone(), x, y) < 1e-9
+    assert jacobian_asymmetry(lambda a, b: torch.zeros_like(a), x, y) == 0.0
+    with pytest.raises(ValueError, match="eps"):
+        jacobian_asymmetry(lambda a, b: a, x, y, eps=0.0)
+    with pytest.raises(TypeError, match="drift"):
+        jacobian_asymmetry("mmd", x, y)
+
+
+def test_gradient_flow_drifts_have_symmetric_jacobians_drifting_fields_do_not():
+    """MMD and Sinkhorn drifts are -n grad_X F (symmetric Jacobian); the drifting fields are not."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+    g = _gen(22)
+    x = torch.randn(6, 2, generator=g, dtype=F64)
+    y = torch.randn(7, 2, generator=g, dtype=F64) + 0.5
+    mmd = ObjectiveDrift(functionals.MMD("gaussian", bandwidth=1.0))
+    sink = ObjectiveDrift(functionals.SinkhornDivergence(0.5, max_iter=5000, tol=1e-12))
+    assert jacobian_asymmetry(mmd, x, y) < 1e-7  # finite-difference error only
+    assert jacobian_asymmetry(sink, x, y) < 1e-6
+    for drift in (Algorithm2Drift(0.5), PaperDrift(0.5), PaperDrift(0.5, "gaussian")):
+        assert jacobian_asymmetry(drift, x, y) > 0.05
+
+
+def test_objective_drift_noise_injection():
+    """MMD with noise: V = v_rho(x + beta u), u from the drift's generator (Arbel et al. 2019)."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+    g = _gen(23)
+    x = torch.randn(9, 2, generator=g, dtype=F64)
+    y = torch.randn(11, 2, generator=g, dtype=F64) + 1.0
+    s, beta = 0.7, 0.4
+    drift = ObjectiveDrift(functionals.MMD("gaussian", bandwidth=s), 2.0, noise_level=beta, generator=_gen(5))
+    V = drift(x, y)
+    z = x + beta * torch.randn(9, 2, generator=_gen(5), dtype=F64)
+    kzy = torch.exp(-(torch.cdist(z, y) ** 2) / (2 * s * s))
+    kzx = torch.exp(-(torch.cdist(z, x) ** 2) / (2 * s * s))
+    ref = (kzy @ y - kzy.sum(1, keepdim=True) * z) / 11 - (kzx @ x - kzx.sum(1, keepdim=True) * z) / 9
+    torch.testing.assert_close(V, 2.0 * ref / s**2, rtol=1e-10, atol=1e-12)
+    assert (V - drift(x, y)).abs().max() > 1e-3  # fresh noise at the next call
+    # the generator state round-trips through state_dict
+    state = drift.state_dict()
+    V1 = drift(x, y)
+    drift.load_state_dict(state)
+    torch.testing.assert_close(drift(x, y), V1, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="noise_level"):
+        ObjectiveDrift(functionals.MMD(), noise_level=-1.0)
+    with pytest.raises(TypeError, match="generator"):
+        ObjectiveDrift(functionals.MMD(), noise_level=0.1, generator=0)
+
+
+def test_objective_drift_sinkhorn_is_barycentric_projection():
+    """Sinkhorn drift = P y / P 1 - Q x / Q 1 with POT's entropic plans, cost |x - y|^2 / 2."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+    ot = pytest.importorskip("ot")
+    g = _gen(24)
+    x = torch.randn(10, 2, generator=g, dtype=F64)
+    y = torch.randn(8, 2, generator=g, dtype=F64) + torch.tensor([2.0, 0.0], dtype=F64)
+    eps = 0.3
+
+    def plan(a, b):
+        M = 0.5 * torch.cdist(a, b) ** 2
+        wa = torch.full((a.shape[0],), 1 / a.shape[0], dtype=F64)
+        wb = torch.full((b.shape[0],), 1 / b.shape[0], dtype=F64)
+        return ot.sinkhorn(wa, wb, M, eps, method="sinkhorn_log", stopThr=1e-12, numItermax=10**4)
+
+    P, Q = plan(x, y), plan(x, x)
+    ref = P @ y / P.sum(1, keepdim=True) - Q @ x / Q.sum(1, keepdim=True)
+    V = ObjectiveDrift(functionals.SinkhornDivergence(eps, max_iter=10**4, tol=1e-12))(x, y)
+    torch.testing.assert_close(V, ref, rtol=1e-7, atol=1e-9)
+    assert V[:, 0].mean() > 1.0  # it transports the cloud towards y
+
+
+def test_objective_drift_sliced_in_1d_is_sorted_matching():
+    """d = 1, n = m: every direction is +-1 and the SW drift is y_(rank(x_i)) - x_i."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+    g = _gen(25)
+    x = torch.randn(12, 1, generator=g, dtype=F64)
+    y = 3.0 + 0.5 * torch.randn(12, 1, generator=g, dtype=F64)
+    rank = x[:, 0].argsort().argsort()
+    ref = y[:, 0].sort().values[rank][:, None] - x
+    sw = functionals.SlicedWasserstein(n_projections=7, generator=_gen(3))
+    torch.testing.assert_close(ObjectiveDrift(sw)(x, y), ref, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# checkpoint / resume
+# ------------------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _StopAfter:
+    """Wraps a drift and raises after `calls` calls (a simulated crash), forwarding its state."""
+
+    def __init__(self, drift, calls):
+        self.drift, self.calls = drift, calls
+
+    def __call__(self, x, y):
+        self.calls -= 1
+        if self.calls < 0:
+            raise _Interrupted
+        return self.drift(x, y)
+
+    def state_dict(self):
+        return self.drift.state_dict()
+
+    def load_state_dict(self, state):
+        self.drift.load_state_dict(state)
+
+
+def _ckpt_run(make_drift, path=None, every=None, stop_after=None, seed=0, init_seed=0, n_steps=12):
+    from gwf_tutorial.nets import MLP
+
+    torch.manual_seed(init_seed)
+    net = MLP(3, 2, hidden=8, depth=1, dtype=F64)
+    g = _gen(seed)
+    drift = make_drift()
+    if stop_after is not None:
+        drift = _StopAfter(drift, stop_after)
+    hist = train_drifting(
+        net,
+        lambda n: torch.randn(n, 2, generator=g, dtype=F64) + 1.0,
+        drift,
+        n_steps=n_steps,
+        batch_size=10,
+        lr=1e-2,
+        generator=g,
+        progress=False,
+        checkpoint=path,
+        checkpoint_every=every,
+    )
+    return hist, net
+
+
+@pytest.mark.parametrize(
+    "make_drift",
+    [
+        lambda: Algorithm2Drift(0.5),
+        lambda: CriticDrift(n_iters=2, hidden=8, depth=1),  # critic + its Adam state
+    ],
+    ids=["algorithm2", "critic"],
+)
+def test_checkpoint_resume_equals_uninterrupted_run(make_drift, tmp_path):
+    ref, ref_net = _ckpt_run(make_drift)
+    path = tmp_path / "drift.pt"
+    with pytest.raises(_Interrupted):
+        _ckpt_run(make_drift, path, every=4, stop_after=9)  # crash during step 10 (index 9)
+    # resume with a differently initialised net and a differently seeded generator: both restored
+    hist, net = _ckpt_run(make_drift, path, every=4, seed=99, init_seed=7)
+    assert hist.resumed_from == 8  # the last interval (step 9) was lost and redone
+    assert hist.loss == ref.loss and hist.drift_rms == ref.drift_rms  # bitwise
+    for p, q in zip(net.parameters(), ref_net.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # a finished checkpoint: nothing left to do, the history comes back whole
+    again, net2 = _ckpt_run(make_drift, path, every=4, init_seed=3)
+    assert again.resumed_from == 12 and again.loss == ref.loss
+    assert all(torch.equal(p, q) for p, q in zip(net2.parameters(), ref_net.parameters()))
+
+
+def test_checkpoint_extends_a_run_and_restores_noise_generators(tmp_path):
+    """Resuming with a larger n_steps continues the same random streams (noisy MMD drift)."""
+    functionals = pytest.importorskip("gwf_tutorial.functionals")
+
+    def make():
+        return ObjectiveDrift(functionals.MMD("gaussian", 1.0), noise_level=0.3, generator=_gen(8))
+
+    ref, ref_net = _ckpt_run(make, n_steps=10)
+    path = tmp_path / "c.pt"
+    _ckpt_run(make, path, every=3, n_steps=6)
+    hist, net = _ckpt_run(make, path, every=3, n_steps=10, seed=5)
+    assert hist.resumed_from == 6 and hist.loss == ref.loss
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), ref_net.parameters()))
+
+
+def test_checkpoint_bad_arguments(tmp_path):
+    net = nn.Linear(3, 2)
+    y = torch.randn(9, 2)
+    kw = dict(n_steps=2, batch_size=4, latent_dim=3, progress=False)
+    with pytest.raises(ValueError, match="checkpoint_every was given without checkpoint"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint_every=5, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=tmp_path / "a.pt", checkpoint_every=0, **kw)
+    with pytest.raises(TypeError, match="checkpoint_every"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=tmp_path / "a.pt", checkpoint_every=2.5, **kw)
+    with pytest.raises(TypeError, match="checkpoint must be a file path"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=3, **kw)
+    with pytest.raises(ValueError, match="does not exist"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=tmp_path / "no" / "a.pt", **kw)
+    with pytest.raises(ValueError, match="directory"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=tmp_path, **kw)
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable torch file"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=bad, **kw)
+    other = tmp_path / "other.pt"
+    torch.save({"step": 1}, other)
+    with pytest.raises(ValueError, match="not written by train_drifting"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=other, **kw)
+    good = tmp_path / "good.pt"
+    train_drifting(net, y, Algorithm2Drift(), checkpoint=good, checkpoint_every=1, **kw)
+    assert good.exists() and not (tmp_path / "good.pt.tmp").exists()
+    with pytest.raises(ValueError, match="batch_size=4, this call has batch_size=5"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "batch_size": 5})
+    with pytest.raises(ValueError, match="past n_steps=1"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "n_steps": 1})
+    with pytest.raises(ValueError, match="does not fit"):
+        train_drifting(nn.Linear(3, 2, bias=False), y, Algorithm2Drift(), checkpoint=good, **kw)
+    with pytest.raises(ValueError, match="generator"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=good, generator=_gen(0), **kw)
+
+
+def test_progress_bar_shows_raw_drift(monkeypatch):
+    """The bar's postfix carries the raw drift RMS (not the flat normalised loss)."""
+    import gwf_tutorial.drifting as drifting_mod
+
+    shown = []
+
+    class _Bar:
+        def __init__(self, iterable, **kwargs):
+            self.iterable, self.kwargs = iterable, kwargs
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def set_postfix(self, **kw):
+            shown.append(kw)
+
+    monkeypatch.setattr(drifting_mod, "_progress", lambda it, **kw: _Bar(it, **kw))
+    torch.manual_seed(0)
+    g = _gen(26)
+    hist = train_drifting(
+        nn.Linear(3, 2),
+        torch.randn(50, 2, generator=g) + 2.0,
+        MultiTemperatureDrift(affinity_floor=0.0),
+        n_steps=40,
+        batch_size=16,
+        latent_dim=3,
+        generator=g,
+    )
+    assert shown and all("drift_rms" in kw and "loss" in kw for kw in shown)
+    assert shown[0]["drift_rms"] == f"{hist.drift_rms[0]:.3g}"
+    assert shown[-1]["drift_rms"] == f"{hist.drift_rms[-1]:.3g}"
+    assert shown[0]["drift_rms"] != shown[0]["loss"]
