@@ -58,6 +58,8 @@ __all__ = [
     "floor",
     "ScoreVsFloor",
     "score_vs_floor",
+    "frechet_distance",
+    "kernel_distance",
 ]
 
 # Rows per block when averaging a kernel matrix (keeps the (n, m) matrix out of memory at once).
@@ -795,3 +797,140 @@ def score_vs_floor(
     if not floor_result.median > 0:
         raise ValueError("the floor's median is not positive; the ratio is undefined")
     return ScoreVsFloor(score=score, ratio=score / floor_result.median, values=v, floor=floor_result)
+
+
+# --------------------------------------------------------------------------------------------
+# images: Fréchet and kernel distances through torchmetrics
+# --------------------------------------------------------------------------------------------
+
+
+def _image_batches(images, name: str, batch_size: int):
+    """Yield image batches ``(b, C, H, W)`` from a tensor or an iterable of tensors, checked."""
+    if isinstance(images, Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
+        if images.shape[0] < 2:
+            raise ValueError(f"{name} must hold at least 2 images, got {images.shape[0]}")
+        for start in range(0, images.shape[0], batch_size):
+            yield check_finite(images[start : start + batch_size], name)
+        return
+    try:
+        iterator = iter(images)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a tensor (N, C, H, W) or an iterable of such batches") from err
+    for batch in iterator:
+        if not isinstance(batch, Tensor) or batch.ndim != 4:
+            raise ValueError(f"each batch of {name} must be a tensor of shape (b, C, H, W)")
+        yield check_finite(batch, name)
+
+
+def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
+    """Feed ``real`` and ``fake`` (values in [-1, 1]) to a torchmetrics image metric and compute it."""
+    batch_size = check_int(batch_size, "batch_size")
+    metric = metric.to(device) if device is not None else metric
+    custom = getattr(metric, "used_custom_model", False)
+    counts = {}
+    for name, images, is_real in (("real", real, True), ("fake", fake, False)):
+        counts[name] = 0
+        for batch in _image_batches(images, name, batch_size):
+            batch = batch.detach().to(device) if device is not None else batch.detach()
+            if custom:  # the extractor receives the images as they are (floats in [-1, 1])
+                metric.update(batch.float(), real=is_real)
+            else:  # Inception: uint8 RGB in [0, 255], grey images repeated to 3 channels
+                u8 = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                if u8.shape[1] == 1:
+                    u8 = u8.repeat(1, 3, 1, 1)
+                metric.update(u8, real=is_real)
+            counts[name] += batch.shape[0]
+        if counts[name] < 2:
+            raise ValueError(f"{name} must hold at least 2 images, got {counts[name]}")
+    return metric.compute()
+
+
+def _feature_arg(feature):
+    if feature is None:
+        return 2048
+    if isinstance(feature, torch.nn.Module):
+        if not isinstance(getattr(feature, "num_features", None), int):
+            raise ValueError("feature must have an int attribute num_features (its output dimension)")
+        return feature
+    raise TypeError(f"feature must be None (Inception-v3) or an nn.Module feature extractor, got {feature!r}")
+
+
+def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=None) -> float:
+    r"""Fréchet distance between two image sets in a feature space (FID), through torchmetrics.
+
+    .. math::
+        \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
+        - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big),
+
+    the squared Bures–Wasserstein distance (chapter 1) between the Gaussians fitted to the features
+    of the two sets (Heusel et al. 2017). With ``feature=None`` it is the FID: the 2048-d pool
+    features of torchmetrics' Inception-v3 (weights from torch-fidelity; downloaded at first use,
+    so it needs the internet once), images converted to uint8 RGB. With an ``nn.Module`` feature
+    extractor (attribute ``num_features``; e.g. the digits classifier of chapter 9 or a stand-in
+    network in tests) the images are passed as floats in ``[-1, 1]``. The statistics are
+    accumulated in float64 by torchmetrics.
+
+    Args:
+        real, fake: image tensors ``(N, C, H, W)`` in ``[-1, 1]`` or iterables of such batches
+            (e.g. a generator of 50 000 samples in batches). At least 2 images each; for a stable
+            FID use 10k–50k images.
+        feature: ``None`` (Inception-v3, 2048 features) or an ``nn.Module`` mapping a batch to
+            ``(b, num_features)``.
+        batch_size: images per forward pass when ``real`` / ``fake`` are tensors.
+        device: where to run the feature extractor (default: where it is).
+
+    Returns:
+        The distance as a float.
+
+    Used in: chapter 9 (digits, classifier features), chapter 10 (CIFAR-10 FID).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    feat = _feature_arg(feature)
+    metric = FrechetInceptionDistance(feature=feat, normalize=not isinstance(feat, int))
+    return float(_image_metric(metric, real, fake, batch_size, device))
+
+
+def kernel_distance(
+    real,
+    fake,
+    feature=None,
+    *,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    batch_size: int = 250,
+    device=None,
+) -> tuple[float, float]:
+    r"""Kernel distance (KID) between two image sets in a feature space, through torchmetrics.
+
+    The unbiased MMD² (chapter 3) with the cubic polynomial kernel
+    :math:`k(a, b) = (a^\top b / p + 1)^3` on ``p``-dimensional features (Bińkowski et al. 2018),
+    averaged over ``subsets`` random subsets of ``subset_size`` images (``subset_size`` is capped at
+    the smaller set size). Unlike FID it is unbiased in the number of images. ``feature`` as in
+    :func:`frechet_distance`.
+
+    Returns:
+        ``(mean, std)`` over the subsets.
+
+    Used in: chapter 10.
+    """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    subsets = check_int(subsets, "subsets")
+    subset_size = check_int(subset_size, "subset_size", min_value=2)
+    feat = _feature_arg(feature)
+    sizes = []
+    for images in (real, fake):
+        if isinstance(images, Tensor) and images.ndim == 4:
+            sizes.append(images.shape[0])
+    if sizes:
+        subset_size = min(subset_size, *sizes)
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        metric = KernelInceptionDistance(
+            feature=feat, subsets=subsets, subset_size=subset_size, normalize=not isinstance(feat, int)
+        )
+    mean, std = _image_metric(metric, real, fake, batch_size, device)
+    return float(mean), float(std)

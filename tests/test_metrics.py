@@ -548,3 +548,64 @@ def test_bad_parameters_raise_naming_the_argument():
         floor("gaussian", 10, "w3")
     with pytest.raises(ValueError, match="unknown target"):
         floor("nowhere", 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# image metrics (torchmetrics) with a stand-in feature extractor
+# ---------------------------------------------------------------------------------------------
+
+
+class _StandIn(torch.nn.Module):
+    """A fixed random conv feature extractor (stands in for Inception offline)."""
+
+    num_features = 12
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 12, 5, stride=2)
+
+    def forward(self, x):
+        return torch.tanh(self.conv(x)).mean((2, 3))
+
+
+def test_frechet_distance_equals_bures_w2_of_feature_gaussians():
+    from gwf_tutorial import data, gaussian
+
+    x, _ = data.synthetic_images(300, size=16, generator=torch.Generator().manual_seed(0))
+    y, _ = data.synthetic_images(250, size=16, generator=torch.Generator().manual_seed(1), noise=0.3)
+    f = _StandIn()
+    fd = M.frechet_distance(x, y, f, batch_size=64)
+    with torch.no_grad():
+        fx, fy = f(x).double(), f(y).double()
+    ref = gaussian.w2_squared(fx.mean(0), torch.cov(fx.T), fy.mean(0), torch.cov(fy.T))
+    assert fd == pytest.approx(float(ref), rel=1e-5)
+    # an iterable of batches gives the same number
+    assert M.frechet_distance(iter(x.split(100)), iter(y.split(70)), f) == pytest.approx(fd, rel=1e-9)
+
+
+def test_frechet_and_kernel_distance_detect_dropped_classes():
+    from gwf_tutorial import data
+
+    x, _ = data.synthetic_images(400, size=16, generator=torch.Generator().manual_seed(0))
+    y, _ = data.synthetic_images(400, size=16, generator=torch.Generator().manual_seed(1))
+    z, lz = data.synthetic_images(800, size=16, generator=torch.Generator().manual_seed(2))
+    half = z[lz < 5][:400]
+    f = _StandIn()
+    assert M.frechet_distance(x, half, f) > 10 * M.frechet_distance(x, y, f)
+    k_same, _ = M.kernel_distance(x, y, f, subsets=20, subset_size=200)
+    k_half, _ = M.kernel_distance(x, half, f, subsets=20, subset_size=200)
+    assert k_half > 10 * abs(k_same)
+
+
+def test_image_metric_bad_input():
+    f = _StandIn()
+    x = torch.zeros(4, 3, 8, 8)
+    with pytest.raises(ValueError, match="real"):
+        M.frechet_distance(torch.zeros(4, 3, 8), x, f)
+    with pytest.raises(ValueError, match="fake contains NaN"):
+        M.frechet_distance(x, torch.full((4, 3, 8, 8), float("nan")), f)
+    with pytest.raises(ValueError, match="num_features"):
+        M.frechet_distance(x, x, torch.nn.Identity())
+    with pytest.raises(TypeError, match="feature"):
+        M.frechet_distance(x, x, "inception")

@@ -1,0 +1,194 @@
+r"""Image datasets: scikit-learn digits, CIFAR-10 through torchvision, and a synthetic set for tests.
+
+Every loader returns images as a float tensor of shape ``(N, C, H, W)`` with values in ``[-1, 1]``
+(the range of a ``tanh`` generator) and integer labels of shape ``(N,)``.
+
+- :func:`load_digits` — the 8×8 handwritten digits shipped with scikit-learn (1797 real images,
+  10 classes, no download), split deterministically into train and test. Used in chapter 9.
+- :func:`load_cifar10` — CIFAR-10 through ``torchvision.datasets.CIFAR10`` (downloads 170 MB at
+  first use; needs the internet). Used in chapter 10.
+- :func:`synthetic_images` — a small labelled image set drawn from a known generative process
+  (a coloured blob whose position and colour depend on the class, plus a class-specific stripe
+  pattern and pixel noise). It stands in for CIFAR-10 where no download is possible, so the whole
+  image pipeline (training, checkpoints, FID) is tested end to end offline. It is *not* CIFAR-10
+  and numbers measured on it say nothing about CIFAR-10. Used in chapter 10 and its tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import check_int
+
+__all__ = ["load_digits", "load_cifar10", "cifar10_tensor", "synthetic_images", "to_unit_range"]
+
+_SPLITS = ("train", "test", "all")
+
+
+def _check_split(split: str) -> str:
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    return split
+
+
+def load_digits(
+    split: str = "train", *, test_fraction: float = 0.25, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    r"""The scikit-learn 8×8 digits as images in ``[-1, 1]``.
+
+    Pixel intensities 0..16 are mapped by :math:`x \mapsto x / 8 - 1`. The train / test split is
+    stratified by class and fixed by ``seed`` (the same split on every machine).
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        test_fraction: share of the 1797 images held out for ``"test"``, in ``(0, 1)``.
+        seed: seed of the split.
+        dtype: floating dtype of the images.
+
+    Returns:
+        ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)`` (int64); ``N = 1347`` for the
+        default train split, ``450`` for test.
+
+    Used in: chapter 9.
+    """
+    from sklearn.datasets import load_digits as _sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    _check_split(split)
+    if not (isinstance(test_fraction, float | int) and 0.0 < float(test_fraction) < 1.0):
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    check_int(seed, "seed", min_value=0)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    bunch = _sk_load_digits()
+    images = bunch.images.astype(np.float64) / 8.0 - 1.0
+    labels = bunch.target.astype(np.int64)
+    if split != "all":
+        idx = np.arange(len(labels))
+        train_idx, test_idx = train_test_split(
+            idx, test_size=float(test_fraction), random_state=seed, stratify=labels
+        )
+        keep = np.sort(train_idx if split == "train" else test_idx)
+        images, labels = images[keep], labels[keep]
+    x = torch.as_tensor(images, dtype=dtype).unsqueeze(1)
+    return x, torch.as_tensor(labels)
+
+
+def load_cifar10(root: str = "data", *, train: bool = True, download: bool = True):
+    r"""CIFAR-10 as a ``torchvision`` dataset yielding ``(image, label)`` with images in ``[-1, 1]``.
+
+    The images are ``(3, 32, 32)`` float32 tensors, :math:`x \mapsto 2x - 1` of torchvision's
+    ``ToTensor``. Training code draws batches from it with a ``torch.utils.data.DataLoader``.
+
+    Args:
+        root: folder for the downloaded archive.
+        train: the 50 000 training images (``True``) or the 10 000 test images.
+        download: download the archive if it is not in ``root`` (needs the internet).
+
+    Raises:
+        RuntimeError: with advice, when the archive is missing and cannot be downloaded.
+
+    Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --data cifar10``).
+    """
+    if not isinstance(root, str) or not root:
+        raise TypeError(f"root must be a non-empty path string, got {root!r}")
+    try:
+        import torchvision
+        from torchvision import transforms
+    except ImportError as err:  # pragma: no cover - torchvision is in requirements.txt
+        raise RuntimeError("load_cifar10 needs torchvision: pip install torchvision") from err
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    try:
+        return torchvision.datasets.CIFAR10(root=root, train=train, download=download, transform=transform)
+    except Exception as err:  # URLError, RuntimeError("Dataset not found") ...
+        raise RuntimeError(
+            f"CIFAR-10 could not be loaded from {root!r} (download={download}): {err}. It needs the internet "
+            "at first use (170 MB); offline, use data='synthetic' to test the pipeline."
+        ) from err
+
+
+def cifar10_tensor(root: str = "data", *, train: bool = True, download: bool = True) -> tuple[Tensor, Tensor]:
+    """All of CIFAR-10 (train or test) as one tensor ``(N, 3, 32, 32)`` in ``[-1, 1]`` and labels ``(N,)``.
+
+    50 000 training images take 600 MB as float32; used for FID reference statistics.
+    """
+    ds = load_cifar10(root, train=train, download=download)
+    x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
+    return x, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+def synthetic_images(
+    n: int,
+    *,
+    size: int = 32,
+    channels: int = 3,
+    n_classes: int = 10,
+    noise: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""A labelled synthetic image set with known structure, for offline pipeline tests.
+
+    Class :math:`c` draws a Gaussian blob of colour :math:`u_c \in [-1, 1]^C` centred at a
+    class-specific point on a circle (jittered by 1/16 of the image), over a background of stripes
+    of class-specific orientation, plus i.i.d. pixel noise of standard deviation ``noise``; values
+    are clipped to ``[-1, 1]``. Different classes are easy to tell apart, so a generator that
+    drops classes is visible in class coverage and in a Fréchet distance.
+
+    Args:
+        n: number of images (≥ 1).
+        size: height = width in pixels (≥ 4).
+        channels: 1 (grey) or 3 (RGB).
+        n_classes: number of classes (≥ 1); labels are balanced up to one image.
+        noise: pixel noise standard deviation (≥ 0).
+        generator: ``torch.Generator`` for reproducible draws.
+
+    Returns:
+        ``(images, labels)`` of shapes ``(n, channels, size, size)`` (float32) and ``(n,)`` (int64).
+
+    Used in: chapter 10 and ``tests/test_cifar10.py`` (the smoke configuration).
+    """
+    check_int(n, "n")
+    check_int(size, "size", min_value=4)
+    check_int(n_classes, "n_classes")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if not isinstance(noise, float | int) or not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    labels = torch.arange(n) % n_classes
+    labels = labels[torch.randperm(n, generator=generator)]
+    # Class constants from a fixed private generator: the same classes for every seed.
+    g_cls = torch.Generator().manual_seed(12345)
+    colours = torch.rand(n_classes, channels, generator=g_cls) * 2 - 1
+    angles = 2 * math.pi * torch.arange(n_classes) / n_classes
+    centres = 0.5 + 0.28 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # in [0, 1]^2
+    orient = math.pi * torch.arange(n_classes) / n_classes
+
+    grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")  # (size, size)
+    jitter = (torch.rand(n, 2, generator=generator) - 0.5) / 8
+    c = centres[labels] + jitter  # (n, 2)
+    r2 = (xx[None] - c[:, 0, None, None]) ** 2 + (yy[None] - c[:, 1, None, None]) ** 2
+    blob = torch.exp(-r2 / (2 * 0.12**2))  # (n, size, size)
+    th = orient[labels]
+    phase = torch.rand(n, generator=generator) * 2 * math.pi
+    stripes = 0.25 * torch.sin(
+        2 * math.pi * 3 * (torch.cos(th)[:, None, None] * xx + torch.sin(th)[:, None, None] * yy)
+        + phase[:, None, None]
+    )
+    background = -0.5 + stripes  # (n, size, size)
+    img = background[:, None] * (1 - blob[:, None]) + colours[labels][:, :, None, None] * blob[:, None]
+    img = img + noise * torch.randn(img.shape, generator=generator)
+    return img.clamp(-1, 1).contiguous(), labels
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """Map images from ``[-1, 1]`` to ``[0, 1]`` (clipped), e.g. for plotting or FID packages."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a tensor, got {type(images).__name__}")
+    return ((images + 1) / 2).clamp(0, 1)
