@@ -27,7 +27,7 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.functionals import get_objective
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Trajectory", "FlowDivergedError", "euler_flow", "particle_flow", "langevin"]
+__all__ = ["Trajectory", "FlowDivergedError", "linear_schedule", "euler_flow", "particle_flow", "langevin"]
 
 
 class FlowDivergedError(ValueError):
@@ -80,6 +80,42 @@ def _schedule(value, name: str, check) -> Callable[[int], float]:
         return sched
     v = check(value, name)
     return lambda k: v
+
+
+def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Callable[[int], float]:
+    r"""A schedule ``k -> value`` that goes linearly from ``start`` to ``end`` in ``decay_steps`` steps.
+
+    .. math::
+
+        \beta_k = \text{end} + (\text{start} - \text{end})\,\max\Big(0,\ 1 - \frac{k}{K_d}\Big),
+        \qquad K_d = \texttt{decay\_steps},
+
+    then stays at ``end``. Pass it as ``step_size`` or ``noise_level`` of the flows, e.g. the noise
+    injection of Arbel et al. (2019), whose noise must decay to zero for the flow to settle.
+
+    Parameters
+    ----------
+    start : float
+        Value at step 0 (``>= 0``).
+    decay_steps : float
+        Steps until ``end`` is reached (``> 0``; need not be an integer).
+    end : float, default 0
+        Final value (``>= 0``).
+
+    Returns
+    -------
+    callable, int -> float
+
+    Used in: chapter 3 (noise injection for the MMD flow).
+    """
+    start = check_nonnegative(start, "start")
+    decay_steps = check_positive(decay_steps, "decay_steps")
+    end = check_nonnegative(end, "end")
+
+    def schedule(k: int) -> float:
+        return end + (start - end) * max(0.0, 1.0 - k / decay_steps)
+
+    return schedule
 
 
 def _rms(x: Tensor) -> float:

@@ -54,6 +54,7 @@ __all__ = [
     "sliced_w2",
     "ModeCoverage",
     "mode_coverage",
+    "mixture_scores",
     "Floor",
     "floor",
     "ScoreVsFloor",
@@ -571,6 +572,45 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
 # --------------------------------------------------------------------------------------------
 # finite-sample floor
 # --------------------------------------------------------------------------------------------
+
+
+def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
+    r"""The report for a sample of a mixture target: energy distance vs its floor and mode coverage.
+
+    .. math::
+
+        \text{ratio} = \frac{\mathcal E(x, y)}{\operatorname{median} \mathcal E(y, y')}, \quad
+        \text{modes}, \ \text{near}, \ \text{tv} \text{ from } :func:`mode_coverage`,
+
+    as ``DESIGN.md`` ("Measuring quality") prescribes on mixtures, where W2 is dominated by the
+    noise of the mode weights.
+
+    Parameters
+    ----------
+    x : Tensor (n, d)
+        Samples (detached here).
+    mixture : GaussianMixture target
+    floor_result : Floor
+        :func:`floor` of the energy distance at ``n``.
+    seed : int
+        Seed of the reference draws.
+
+    Returns
+    -------
+    dict with keys ``ratio`` (float), ``modes`` (int), ``near`` (float), ``tv`` (float).
+
+    Used in: chapters 4 and 11.
+    """
+    if not isinstance(floor_result, Floor) or floor_result.metric != "energy":
+        raise ValueError("floor_result must be the energy-distance Floor: metrics.floor(..., 'energy')")
+    x = check_samples(x, "x", min_n=2).detach()
+    cov = mode_coverage(x, mixture)
+    return {
+        "ratio": score_vs_floor(x, mixture, "energy", floor_result, seed=seed).ratio,
+        "modes": cov.modes_hit,
+        "near": cov.high_quality_fraction,
+        "tv": cov.weight_tv,
+    }
 
 
 def _sliced_w2_fixed(x, y):

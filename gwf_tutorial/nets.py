@@ -1,4 +1,4 @@
-"""Neural networks used by the methods: MLPs for low-dimensional problems, maps for JKO steps.
+r"""Neural networks used by the methods: MLPs for low-dimensional problems, maps for JKO steps.
 
 The networks here hold no loss and no training loop; :mod:`gwf_tutorial.jko`,
 :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.critics` compose them.
@@ -8,6 +8,8 @@ Low-dimensional networks (this section):
 - :class:`MLP` -- a plain multilayer perceptron (critics, generators, drifting toy models);
 - :class:`ResidualMLP` -- the S-JKO toy network: residual blocks, optionally ``x + net(x)`` and
   zero-initialised output so that the map starts at the identity;
+- :class:`ICNN` and :class:`GradientMap` -- an input-convex network :math:`\psi` and the map
+  :math:`T = \nabla\psi` (Brenier maps, JKO-ICNN);
 - :class:`AffineMap` and :class:`Translation` -- exact, tiny map families for tests on Gaussians.
 
 Image networks (small convolutional generators / critics for 8x8 digits and 32x32 CIFAR-10) go in
@@ -21,7 +23,16 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import check_int
 
-__all__ = ["ACTIVATIONS", "make_activation", "MLP", "ResidualMLP", "AffineMap", "Translation"]
+__all__ = [
+    "ACTIVATIONS",
+    "make_activation",
+    "MLP",
+    "ResidualMLP",
+    "ICNN",
+    "GradientMap",
+    "AffineMap",
+    "Translation",
+]
 
 #: Activation names accepted by the networks of this module.
 ACTIVATIONS = {
@@ -228,6 +239,122 @@ class ResidualMLP(nn.Module):
         _check_input(x, self.in_dim)
         n = self.out(self.act(self.blocks(self.inp(x))))
         return x + n if self.skip else n
+
+
+class ICNN(nn.Module):
+    r"""Input-convex neural network (Amos et al. 2017): a scalar potential convex in its input.
+
+    .. math::
+
+        u_1 = \sigma(W^x_0 x + b_0), \quad u_{l+1} = \sigma\big(W^z_l u_l + W^x_l x + b_l\big),
+        \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L + c,
+
+    with :math:`W^z_l \ge 0`, :math:`w \ge 0` (stored unconstrained, made non-negative by
+    ``softplus``) and :math:`\sigma` = softplus, convex and non-decreasing, so every :math:`u_l` and
+    :math:`\psi` are convex in :math:`x`; the quadratic term (``alpha > 0``) makes
+    :math:`\psi` :math:`\alpha`-strongly convex, so :math:`\nabla\psi` is injective. By Brenier's
+    theorem the optimal transport maps for the quadratic cost are exactly such gradients, which is
+    why JKO-ICNN (Mokrov et al. 2021) parametrises each JKO step's map as :math:`\nabla\psi`
+    (:class:`GradientMap`). With ``identity_init=True`` the output weights start near zero
+    (``softplus(-10)``), so :math:`\nabla\psi \approx \alpha\,\mathrm{id}`.
+
+    Parameters
+    ----------
+    dim : int
+        Input dimension d.
+    hidden : int, default 64
+        Width of each layer.
+    depth : int, default 3
+        Number of hidden layers L.
+    alpha : float, default 1.0
+        Weight of the quadratic term (``>= 0``).
+    identity_init : bool, default True
+    dtype : torch.dtype, optional
+
+    Notes
+    -----
+    ``forward(x)``: ``(n, d) -> (n,)``.
+
+    Used in: chapter 4 (the JKO-ICNN row of the method table).
+
+    References
+    ----------
+    Amos, Xu, Kolter (2017). Input convex neural networks. ICML.
+    Mokrov, Korotin, Li, Genevay, Solomon, Burnaev (2021). Large-scale Wasserstein gradient flows. NeurIPS.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        depth: int = 3,
+        *,
+        alpha: float = 1.0,
+        identity_init: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = check_int(dim, "dim")
+        hidden = check_int(hidden, "hidden")
+        depth = check_int(depth, "depth")
+        if not isinstance(alpha, int | float) or not alpha >= 0 or alpha != alpha or alpha == float("inf"):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+        self.x_layers = nn.ModuleList([nn.Linear(self.dim, hidden, dtype=dtype) for _ in range(depth)])
+        self.z_weights = nn.ParameterList(
+            [nn.Parameter(torch.randn(hidden, hidden, dtype=dtype) / hidden - 2.0) for _ in range(depth - 1)]
+        )
+        w0 = torch.full((hidden,), -10.0 if identity_init else 0.0, dtype=dtype)
+        self.w_out = nn.Parameter(w0)
+        self.act = nn.Softplus()
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.dim)
+        u = self.act(self.x_layers[0](x))
+        for Wz, layer in zip(self.z_weights, self.x_layers[1:]):
+            u = self.act(u @ nn.functional.softplus(Wz).T + layer(x))
+        return 0.5 * self.alpha * (x * x).sum(-1) + u @ nn.functional.softplus(self.w_out)
+
+
+class GradientMap(nn.Module):
+    r"""The map :math:`T(x) = \nabla\psi(x)` of a scalar potential (e.g. an :class:`ICNN`).
+
+    .. math::
+
+        T(x) = \nabla_x \psi(x), \qquad \nabla T(x) = \nabla^2\psi(x) \succeq 0
+        \ \text{for convex } \psi,
+
+    computed with autograd and ``create_graph=True`` so that losses of :math:`T` train
+    :math:`\psi`. A gradient of a strongly convex potential is the optimal transport map between
+    any source and its push-forward (Brenier), and its Jacobian is a symmetric positive definite
+    Hessian, so :math:`\log|\det\nabla T|` is well defined (:class:`~gwf_tutorial.jko.PushforwardKL`).
+
+    Parameters
+    ----------
+    potential : nn.Module
+        ``(n, d) -> (n,)``.
+
+    Notes
+    -----
+    ``forward(x)``: ``(n, d) -> (n, d)``.
+
+    Used in: chapter 4 (JKO-ICNN).
+    """
+
+    def __init__(self, potential: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(potential, nn.Module):
+            raise TypeError(f"potential must be an nn.Module, got {type(potential).__name__}")
+        self.potential = potential
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.enable_grad():
+            xx = x if x.requires_grad else x.detach().requires_grad_(True)
+            psi = self.potential(xx)
+            if psi.shape != xx.shape[:1]:
+                raise ValueError(f"potential must map (n, d) to (n,), got {tuple(psi.shape)}")
+            (grad,) = torch.autograd.grad(psi.sum(), xx, create_graph=True)
+        return grad
 
 
 class AffineMap(nn.Module):

@@ -30,6 +30,7 @@ __all__ = [
     "vector_field",
     "grid_of_targets",
     "step_size_slider",
+    "gaussian_ellipse",
 ]
 
 TARGET_STYLE = dict(s=4, alpha=0.35, color="0.55", linewidths=0)
@@ -556,3 +557,49 @@ def step_size_slider(
         continuous_update=False,
     )
     return widgets.interactive(_draw, value=slider)
+
+
+def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
+    r"""Draw the ``n_std``-standard-deviation ellipse of a 2-D Gaussian :math:`\mathcal N(m, \Sigma)`.
+
+    .. math::
+
+        \{x : (x - m)^\top \Sigma^{-1} (x - m) = c^2\}, \quad c = \texttt{n\_std},
+
+    whose axes are the eigenvectors of :math:`\Sigma` with half-lengths :math:`c\sqrt{\lambda_i}`.
+    Nothing is drawn (and ``None`` returned) when ``cov`` is not a finite positive-definite matrix,
+    e.g. for the iterates of a diverging explicit scheme.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    mean : array-like (2,)
+    cov : array-like (2, 2)
+    n_std : float, default 1
+    **style
+        Passed to :class:`matplotlib.patches.Ellipse` (``color``, ``lw``, ``ls``, ...).
+
+    Returns
+    -------
+    matplotlib.patches.Ellipse or None
+
+    Used in: chapter 2 (JKO iterates against the exact flow).
+    """
+    from matplotlib.patches import Ellipse
+
+    mean, cov = to_numpy(mean).reshape(-1), to_numpy(cov)
+    if mean.shape != (2,) or cov.shape != (2, 2):
+        raise ValueError(f"mean and cov must have shapes (2,) and (2, 2), got {mean.shape} and {cov.shape}")
+    if not (isinstance(n_std, int | float) and n_std > 0):
+        raise ValueError(f"n_std must be a positive number, got {n_std!r}")
+    if not np.isfinite(cov).all() or not np.isfinite(mean).all():
+        return None
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    if vals.min() <= 0:
+        return None
+    angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
+    patch = Ellipse(
+        mean, 2 * n_std * np.sqrt(vals[1]), 2 * n_std * np.sqrt(vals[0]), angle=angle, fill=False, **style
+    )
+    ax.add_patch(patch)
+    return patch

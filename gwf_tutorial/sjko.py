@@ -83,6 +83,8 @@ __all__ = [
     "LatentMap",
     "PhaseResult",
     "SemiDualJKO",
+    "toy_trainer",
+    "affine_trainer",
 ]
 
 
@@ -1221,6 +1223,7 @@ class SemiDualJKO:
         tau_first: float | None = None,
         checkpoint: str | os.PathLike | None = None,
         progress_bar: bool | None = None,
+        on_phase: Callable[[SemiDualJKO], None] | None = None,
     ) -> list[PhaseResult]:
         r"""Run K phases (K JKO steps), continuing from the current state; optionally checkpointed.
 
@@ -1247,6 +1250,9 @@ class SemiDualJKO:
         checkpoint : str or path-like, optional
             File to save to after every phase and to resume from.
         progress_bar : bool, optional
+        on_phase : callable, optional
+            Called as ``on_phase(self)`` after every phase run by this call (e.g. to record
+            ``self.push(z)`` for an animation of :math:`\rho_k`).
 
         Returns
         -------
@@ -1257,6 +1263,8 @@ class SemiDualJKO:
         Used in: chapter 7, chapter 10 (long runs that resume).
         """
         K = check_int(K, "K")
+        if on_phase is not None and not callable(on_phase):
+            raise TypeError(f"on_phase must be callable or None, got {type(on_phase).__name__}")
         if n_iters_first is not None:
             n_iters_first = check_int(n_iters_first, "n_iters_first")
         if tau_first is not None:
@@ -1285,6 +1293,8 @@ class SemiDualJKO:
             )
             if checkpoint is not None:
                 self.save(checkpoint)
+            if on_phase is not None:
+                on_phase(self)
         return out
 
     def save(self, path: str | os.PathLike) -> None:
@@ -1475,3 +1485,120 @@ class SemiDualJKO:
             self._noise_generator.set_state(state["noise_generator"])
         self.history = [PhaseResult(**r) for r in state["history"]]
         self._old = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: the settings the book uses in 2-D and for the exact Gaussian family
+# ---------------------------------------------------------------------------------------------
+
+
+def toy_trainer(
+    dim: int = 2,
+    *,
+    hidden: int = 64,
+    noise_dim: int = 2,
+    seed: int = 0,
+    dtype: torch.dtype | None = torch.float64,
+    **options,
+) -> SemiDualJKO:
+    r"""S-JKO with the book's low-dimensional networks and settings (chapter 7's toy runs).
+
+    .. math::
+
+        T(x, z) = x + \mathrm{ResMLP}([x, z]), \quad v = \mathrm{MLP}(y), \quad
+        \Psi = \mathrm{KL},\ \tau = 1,
+
+    a :class:`LatentMap` over a :class:`~gwf_tutorial.nets.ResidualMLP` (width ``hidden``, 2 blocks,
+    started at the identity) with ``noise_dim`` latent inputs, an MLP potential (width ``hidden``,
+    depth 3), Adam learning rates 1e-3 for both, 150 iterations per phase, batch 256 and a cosine
+    schedule per phase (the official toy setting uses 128-wide nets and thousands of iterations; this
+    is the CPU budget of the book). Any keyword of :class:`SemiDualJKO` overrides these.
+
+    Parameters
+    ----------
+    dim : int
+        Data dimension.
+    hidden : int
+    noise_dim : int
+    seed : int
+        Seeds the network initialisation and the trainer.
+    dtype : torch.dtype, optional
+    **options
+        Passed to :class:`SemiDualJKO` (e.g. ``tau``, ``n_iters``, ``divergence``,
+        ``parametrization``).
+
+    Returns
+    -------
+    SemiDualJKO
+
+    Used in: chapter 7 (two circles, 25 Gaussians), chapter 11 (benchmark).
+    """
+    from gwf_tutorial.nets import MLP, ResidualMLP
+
+    dim = check_int(dim, "dim")
+    seed = check_int(seed, "seed", min_value=0)
+    noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
+    torch.manual_seed(seed)
+    map_net = LatentMap(
+        ResidualMLP(dim, hidden=hidden, n_blocks=2, in_dim=dim + noise_dim, zero_init_last=True, dtype=dtype)
+    )
+    potential = MLP(dim, 1, hidden=hidden, depth=3, dtype=dtype)
+    settings = dict(
+        divergence="kl",
+        tau=1.0,
+        lr_map=1e-3,
+        lr_potential=1e-3,
+        noise_dim=noise_dim,
+        n_iters=150,
+        batch_size=256,
+        lr_schedule="cosine",
+        seed=seed,
+    )
+    settings.update(options)
+    return SemiDualJKO(map_net, potential, **settings)
+
+
+def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, **options) -> SemiDualJKO:
+    r"""S-JKO over the exact family for Gaussians: affine maps and quadratic potentials.
+
+    .. math::
+
+        T(x) = A x + b, \qquad v(y) = y^\top C y + e^\top y + g,
+
+    which contain the exact JKO step of KL between Gaussians and its potential
+    :math:`v^* = -\log(\rho_{k+1}/\nu)`, so a trained phase can be compared with
+    :func:`gwf_tutorial.gaussian.jko_step_kl`. Defaults: KL, Adam 0.05 for both, no R1, 600
+    iterations, full batches of 500, cosine schedule, seed 0; keywords of :class:`SemiDualJKO`
+    override them.
+
+    Parameters
+    ----------
+    dim : int
+    tau : float
+        JKO step ``> 0``.
+    dtype : torch.dtype, default float64
+    **options
+        Passed to :class:`SemiDualJKO`.
+
+    Returns
+    -------
+    SemiDualJKO
+
+    Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
+    """
+    from gwf_tutorial.nets import AffineMap
+
+    dim = check_int(dim, "dim")
+    settings = dict(
+        divergence="kl",
+        tau=tau,
+        lr_map=0.05,
+        lr_potential=0.05,
+        r1=0.0,
+        n_iters=600,
+        batch_size=500,
+        lr_schedule="cosine",
+        seed=0,
+    )
+    settings.update(options)
+    return SemiDualJKO(AffineMap(dim, dtype=dtype), QuadraticPotential(dim, dtype=dtype), **settings)

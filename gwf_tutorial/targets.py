@@ -93,6 +93,7 @@ __all__ = [
     "TwoCircles",
     "Spirals",
     "FinitePoints",
+    "gaussian_quantiles",
     "get_target",
     "list_targets",
 ]
@@ -1225,3 +1226,44 @@ def get_target(name: str, **kwargs) -> Target:
         raise ValueError(f"unknown target {name!r}; choose from {list_targets()}")
     kwargs.setdefault("name", key)
     return _REGISTRY[key](**kwargs)
+
+
+def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    r"""``n`` deterministic 1-D points whose empirical law has exactly this mean and variance.
+
+    .. math::
+
+        u_i = \Phi^{-1}\Big(\frac{i + 1/2}{n}\Big), \quad
+        x_i = m + \sqrt{v}\,\frac{u_i - \bar u}{\operatorname{sd}(u)}, \quad i = 0, \dots, n - 1,
+
+    the mid-point quantiles of :math:`N(m, v)`, standardised so that the sample mean is :math:`m`
+    and the (biased) sample variance is :math:`v` exactly. A noise-free stand-in for a sample of
+    :math:`N(m, v)`: Gaussian JKO steps trained on it are compared with the closed form without
+    Monte Carlo error in the data.
+
+    Parameters
+    ----------
+    n : int
+        Number of points ``>= 2``.
+    mean : float
+    var : float
+        Variance ``> 0``.
+    dtype : torch.dtype, default float64
+
+    Returns
+    -------
+    Tensor, shape (n, 1)
+
+    Used in: chapter 7 (one S-JKO phase against the exact Gaussian JKO step).
+    """
+    import numpy as np
+    from scipy.stats import norm
+
+    n = check_int(n, "n", min_value=2)
+    var = check_positive(var, "var")
+    if not isinstance(mean, int | float) or not math.isfinite(mean):
+        raise ValueError(f"mean must be a finite number, got {mean!r}")
+    _check_dtype(dtype)
+    u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
+    u = (u - u.mean()) / u.std(unbiased=False)
+    return (mean + math.sqrt(var) * u).to(dtype)[:, None]

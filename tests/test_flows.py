@@ -349,3 +349,15 @@ def test_bad_inputs():
         langevin(x0, 3.0, 0.1, 3, progress=False)
     with pytest.raises(ValueError, match="max_norm must be positive"):
         langevin(x0, _linear, 0.1, 3, max_norm=-1.0, progress=False)
+
+
+def test_linear_schedule():
+    from gwf_tutorial.flows import linear_schedule
+
+    s = linear_schedule(0.6, 240)
+    assert s(0) == pytest.approx(0.6) and s(120) == pytest.approx(0.3) and s(240) == 0.0 and s(1000) == 0.0
+    assert linear_schedule(1.0, 10, end=0.5)(20) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="decay_steps"):
+        linear_schedule(1.0, 0)
+    with pytest.raises(ValueError, match="start"):
+        linear_schedule(-1.0, 10)

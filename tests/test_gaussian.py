@@ -494,3 +494,45 @@ def test_bad_inputs_raise_naming_the_argument():
         G.sqrtm_spd(-torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match="x"):
         G.monge_map(m, S, m, S)(torch.zeros(5, 3, dtype=F64))
+
+
+# ---------------------------------------------------------------------------------------------
+# relative Fisher information and the Gaussian JKO objective
+# ---------------------------------------------------------------------------------------------
+
+
+def test_relative_fisher_information_monte_carlo_and_dissipation():
+    f64 = torch.float64
+    m1, S1 = torch.tensor([0.5, -1.0], dtype=f64), torch.tensor([[0.6, 0.2], [0.2, 0.4]], dtype=f64)
+    m2, S2 = torch.tensor([1.0, 0.0], dtype=f64), torch.tensor([[1.0, -0.3], [-0.3, 0.8]], dtype=f64)
+    g = torch.Generator().manual_seed(0)
+    L = torch.linalg.cholesky(S1)
+    x = m1 + torch.randn(200_000, 2, generator=g, dtype=torch.float64) @ L.T
+    diff = -(x - m1) @ torch.linalg.inv(S1) + (x - m2) @ torch.linalg.inv(S2)  # grad log rho - grad log pi
+    mc = float((diff**2).sum(1).mean())
+    exact = float(G.relative_fisher_information(m1, S1, m2, S2))
+    assert exact == pytest.approx(mc, rel=0.02)
+    # d/dt KL(rho_t || pi) = -I(rho_t | pi) along the OU flow
+    dt, t = 1e-5, 0.7
+    kls = [float(G.kl(*G.ou_flow(m1, S1, m2, S2, s), m2, S2)) for s in (t - dt, t + dt)]
+    fisher_t = float(G.relative_fisher_information(*G.ou_flow(m1, S1, m2, S2, t), m2, S2))
+    assert (kls[1] - kls[0]) / (2 * dt) == pytest.approx(-fisher_t, rel=1e-6)
+    assert float(G.relative_fisher_information(m2, S2, m2, S2)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_jko_objective_kl_is_minimised_by_the_jko_step():
+    f64 = torch.float64
+    m0, S0 = torch.tensor([-2.0, 1.5], dtype=f64), torch.tensor([[0.3, -0.1], [-0.1, 0.2]], dtype=f64)
+    m, S = torch.zeros(2, dtype=f64), torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=f64)
+    tau = 0.3
+    m1, S1 = G.jko_step_kl(m0, S0, m, S, tau)
+    best = float(G.jko_objective_kl(m1, S1, m0, S0, m, S, tau))
+    g = torch.Generator().manual_seed(1)
+    L = torch.linalg.cholesky(S1)
+    dm = 0.05 * torch.randn(300, 2, generator=g, dtype=f64)
+    dL = 0.05 * torch.randn(300, 2, 2, generator=g, dtype=f64).tril()
+    Lp = L + dL
+    vals = G.jko_objective_kl(m1 + dm, Lp @ Lp.mT, m0, S0, m, S, tau)
+    assert vals.shape == (300,) and bool((vals > best).all())
+    with pytest.raises(ValueError, match="tau"):
+        G.jko_objective_kl(m1, S1, m0, S0, m, S, 0.0)

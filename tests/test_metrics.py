@@ -609,3 +609,16 @@ def test_image_metric_bad_input():
         M.frechet_distance(x, x, torch.nn.Identity())
     with pytest.raises(TypeError, match="feature"):
         M.frechet_distance(x, x, "inception")
+
+
+def test_mixture_scores_matches_its_parts():
+    from gwf_tutorial.targets import get_target
+
+    target = get_target("eight_gaussians")
+    fl = M.floor(target, 300, "energy", n_pairs=4, progress=False)
+    x = target.sample(300, generator=torch.Generator().manual_seed(3))
+    r = M.mixture_scores(x, target, fl)
+    assert r["ratio"] == pytest.approx(M.score_vs_floor(x, target, "energy", fl).ratio)
+    assert r["modes"] == 8 and r["near"] > 0.9 and r["tv"] < 0.1
+    with pytest.raises(ValueError, match="floor_result"):
+        M.mixture_scores(x, target, M.floor(target, 300, "w2", n_pairs=2, progress=False))

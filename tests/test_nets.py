@@ -128,3 +128,51 @@ def test_translation():
     torch.testing.assert_close(J, torch.eye(3, dtype=F64).expand(4, 3, 3))
     with pytest.raises(ValueError, match="dim"):
         Translation(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# ICNN and gradient maps
+# ---------------------------------------------------------------------------------------------
+
+
+def test_icnn_is_convex_and_gradient_map_starts_near_identity():
+    from gwf_tutorial.nets import ICNN, GradientMap
+
+    torch.manual_seed(0)
+    psi = ICNN(2, hidden=16, depth=3, identity_init=False, dtype=torch.float64)
+    with torch.no_grad():  # make the convex part large, so a failure of convexity would show
+        for p in psi.parameters():
+            p.add_(torch.randn_like(p))
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(500, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(500, 2, generator=g, dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):  # midpoint convexity along random chords
+        assert bool((psi(t * a + (1 - t) * b) <= t * psi(a) + (1 - t) * psi(b) + 1e-10).all())
+    H = torch.func.hessian(lambda x: psi(x[None])[0])(a[0])
+    assert float(torch.linalg.eigvalsh(H).min()) >= 1.0 - 1e-9  # alpha = 1 strong convexity
+    T = GradientMap(ICNN(2, hidden=16, dtype=torch.float64))
+    assert torch.allclose(T(a), a, atol=1e-3)  # identity at initialisation
+    # the Jacobian of T is the (symmetric) Hessian of psi
+    J = torch.func.jacrev(lambda x: T(x[None])[0])(b[0])
+    assert torch.allclose(J, J.T, atol=1e-10)
+
+
+def test_gradient_map_trains_psi():
+    from gwf_tutorial.nets import ICNN, GradientMap
+
+    torch.manual_seed(0)
+    T = GradientMap(ICNN(2, hidden=8, depth=2))
+    loss = (T(torch.randn(64, 2)) - 3.0).pow(2).mean()
+    loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in T.parameters())
+
+
+def test_icnn_bad_input():
+    from gwf_tutorial.nets import ICNN, GradientMap
+
+    with pytest.raises(ValueError, match="alpha"):
+        ICNN(2, alpha=-1.0)
+    with pytest.raises(TypeError, match="potential"):
+        GradientMap(lambda x: x)
+    with pytest.raises(ValueError):
+        ICNN(2)(torch.zeros(3, 5))

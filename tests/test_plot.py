@@ -212,3 +212,18 @@ def test_library_does_not_import_matplotlib_outside_plot():
 def test_animation_html_loads_nothing_from_the_network(plot):
     html = str(plot.animate_frames(torch.zeros(3, 5, 2)))
     assert "<script" in html and "http://" not in html and "https://" not in html
+
+
+def test_gaussian_ellipse_axes_and_skips_invalid():
+    import matplotlib.pyplot as plt
+
+    from gwf_tutorial.plot import gaussian_ellipse
+
+    fig, ax = plt.subplots()
+    e = gaussian_ellipse(ax, [1.0, 2.0], [[4.0, 0.0], [0.0, 1.0]], n_std=2, color="C0")
+    assert e is not None and e.width == pytest.approx(8.0) and e.height == pytest.approx(4.0)
+    assert gaussian_ellipse(ax, [0.0, 0.0], [[1.0, 0.0], [0.0, -1.0]]) is None
+    assert gaussian_ellipse(ax, [0.0, 0.0], [[float("nan"), 0.0], [0.0, 1.0]]) is None
+    with pytest.raises(ValueError, match="shapes"):
+        gaussian_ellipse(ax, [0.0], [[1.0]])
+    plt.close(fig)

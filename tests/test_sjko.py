@@ -705,3 +705,17 @@ def test_bad_loss_arguments():
         sjko.map_loss(x, x, torch.zeros(4), 1.0, source_weights=-torch.ones(4))
     with pytest.raises(ValueError, match="k"):
         sjko.add_instance_noise(x, -1)
+
+
+def test_presets_and_on_phase_callback():
+    tr = sjko.toy_trainer(n_iters=3, batch_size=16)
+    assert isinstance(tr.map, sjko.LatentMap) and tr.tau == 1.0
+    seen = []
+    src = torch.randn(64, 2, dtype=torch.float64)
+    y = torch.randn(64, 2, dtype=torch.float64) + 1.0
+    tr.run(2, src, y, progress_bar=False, on_phase=lambda t: seen.append(t.n_phases))
+    assert seen == [1, 2]
+    aff = sjko.affine_trainer(1, 0.5, n_iters=2)
+    assert isinstance(aff.map, nets.AffineMap) and aff.tau == 0.5
+    with pytest.raises(TypeError, match="on_phase"):
+        tr.run(1, src, y, on_phase=3)

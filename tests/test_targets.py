@@ -631,3 +631,13 @@ def test_bad_input_raises_naming_the_argument():
     with pytest.raises(ValueError, match="turns must be positive"):
         Spirals(turns=0)
     assert T.Target.has_density.fget(get_target("moons")) is False
+
+
+def test_gaussian_quantiles_exact_moments():
+    x = T.gaussian_quantiles(500, 1.0, 2.0)
+    assert x.shape == (500, 1) and x.dtype == torch.float64
+    assert float(x.mean()) == pytest.approx(1.0, abs=1e-12)
+    assert float(x.var(unbiased=False)) == pytest.approx(2.0, abs=1e-12)
+    assert bool((x[1:] > x[:-1]).all())  # sorted quantiles
+    with pytest.raises(ValueError, match="var"):
+        T.gaussian_quantiles(10, 0.0, 0.0)
