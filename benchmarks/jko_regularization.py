@@ -32,17 +32,13 @@ import argparse
 import json
 import math
 import multiprocessing as mp
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from _common import RESULTS, json_safe, machine_info
 
 OBJECTIVES = ["kl", "kl_dv", "js", "chi2", "w1", "mmd"]
 TAUS = [None, 0.01, 0.1, 1.0, 10.0, 100.0]
@@ -289,31 +285,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _clean(obj):
-    """JSON-safe copy: infinite / NaN floats become null (the run's ``status`` says why)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def machine_info(workers: int) -> dict:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "workers": workers,
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 1 target, 1 seed, 2 x 20 updates")
@@ -363,7 +334,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (r["target"], r["objective"], -1 if r["tau"] is None else r["tau"], r["seed"]))
     result = {
         "config": cfg,
-        "machine": machine_info(args.workers),
+        "machine": machine_info(workers=args.workers),
         "floors": floors,
         "runs": rows,
         "summary": {k: summarise(rows, k) for k in ("w2_ratio", "energy_ratio", "modes_hit", "weight_tv")},
@@ -372,7 +343,7 @@ def main(argv=None) -> int:
         "command": " ".join(["python", "benchmarks/jko_regularization.py", *sys.argv[1:]]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"jko_regularization{suffix}.json").write_text(json.dumps(_clean(result), indent=1))
+    (args.out / f"jko_regularization{suffix}.json").write_text(json.dumps(json_safe(result), indent=1))
     (args.out / f"jko_regularization{suffix}.md").write_text(markdown(result))
     print(markdown(result))
     return 0

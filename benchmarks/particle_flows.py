@@ -49,7 +49,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -59,10 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, cpu_seconds, machine_info, proc_status, reset_peak, trim_heap
 
 OBJECTIVES = ["sw", "energy", "mmd_gauss", "kl", "sinkhorn"]
 TARGETS = ["gaussian", "moons", "banana", "eight_gaussians"]
@@ -168,30 +164,11 @@ def run_one(objective: str, target_name: str, n: int, seed: int, steps: int) -> 
     )
 
 
-def _proc_status() -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident set since the last reset) of this process, in KiB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, val = line.split(":")
-                out[key] = int(val.split()[0])
-    return out
-
-
 def _reset_peak() -> int:
-    """Release freed heap to the OS, reset the peak-RSS mark (Linux ``clear_refs``); return VmRSS (KiB)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _proc_status()["VmRSS"]
+    """Release freed heap to the OS, reset the peak-RSS mark; return VmRSS (KiB)."""
+    rss = trim_heap()
+    reset_peak()
+    return rss
 
 
 def worker(job_path: str, out_path: str) -> None:
@@ -216,7 +193,7 @@ def worker(job_path: str, out_path: str) -> None:
     for cfg in job["configs"]:
         base_kb = _reset_peak()
         results = [run_one(obj, r["target"], cfg["n"], r["seed"], r["steps"]) for r in cfg["runs"]]
-        peak_kb = _proc_status()["VmHWM"]
+        peak_kb = proc_status()["VmHWM"]
         out.append(dict(n=cfg["n"], results=results, rss_growth_kb=peak_kb - base_kb))
     libc = ctypes.CDLL("libc.so.6")
     fixed = libc.mallopt(-3, 128 * 1024) == 1  # M_MMAP_THRESHOLD = -3 in malloc.h
@@ -224,7 +201,7 @@ def worker(job_path: str, out_path: str) -> None:
         first = cfg["runs"][0]
         base_kb = _reset_peak()
         run_one(obj, first["target"], cfg["n"], first["seed"], 1)
-        o["live_peak_kb"] = _proc_status()["VmHWM"] - base_kb
+        o["live_peak_kb"] = proc_status()["VmHWM"] - base_kb
         o["mmap_threshold_fixed"] = fixed
     torch.save(out, out_path)
 
@@ -450,14 +427,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its finished workers."""
-    import resource
-
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -473,19 +442,8 @@ def main() -> None:
 
     seed_everything(0)
     torch.set_num_threads(N_THREADS)
-    import ot
-
     t_start = time.time()
-    machine = dict(
-        cpu_count=os.cpu_count(),
-        processor=platform.processor() or platform.machine(),
-        platform=platform.platform(),
-        python=platform.python_version(),
-        torch=torch.__version__,
-        pot=ot.__version__,
-        torch_threads_per_run=N_THREADS,
-        loadavg_start=list(os.getloadavg()),
-    )
+    machine = machine_info(torch_threads_per_run=N_THREADS)
     cfgs = plan(args.quick)
     targets = sorted({r["target"] for c in cfgs if c["evaluate"] for r in c["runs"]}, key=TARGETS.index)
     print(f"floors for {targets} ...", flush=True)
@@ -531,7 +489,7 @@ def main() -> None:
         quality=quality,
         summary=summarize(quality),
         total_seconds=time.time() - t_start,
-        cpu_seconds=_cpu_seconds(),
+        cpu_seconds=cpu_seconds(),
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "particle_flows" + ("_quick" if args.quick else "")

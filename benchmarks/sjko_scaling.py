@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -54,10 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, machine_info, proc_status, reset_peak, trim_heap
 
 TARGETS = ["sjko_25gaussians", "two_circles"]
 MIXTURES = {"sjko_25gaussians"}
@@ -85,35 +81,6 @@ GOAL = 1.1  # reparameterized cost at k = K within 1.1x of k = 1
 # ------------------------------------------------------------------------------------------------
 # one run (inside a worker subprocess)
 # ------------------------------------------------------------------------------------------------
-def _proc_status() -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident set since the last reset) of this process, in KiB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, val = line.split(":")
-                out[key] = int(val.split()[0])
-    return out
-
-
-def _trim() -> int:
-    """Return freed heap to the OS; the resident size afterwards (KiB)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    return _proc_status()["VmRSS"]
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def source_scale(target) -> float:
     """Per-coordinate standard deviation of the data (10 000 samples, fixed seed)."""
     y = target.sample(10_000, generator=torch.Generator().manual_seed(2024), dtype=torch.float64)
@@ -155,7 +122,7 @@ def run_one(job: dict) -> dict:
     # warm-up: first-call allocations of torch are not the trainer's memory
     seed_everything(job["seed"])
     build_trainer(job["parametrization"], job["seed"], 3).run(2, source, target, progress_bar=False)
-    base_kib = _trim()
+    base_kib = trim_heap()
     seed_everything(job["seed"])
     tr = build_trainer(job["parametrization"], job["seed"], job["n_iters"])
     phases = []
@@ -165,12 +132,12 @@ def run_one(job: dict) -> dict:
         ticks.append(time.process_time())
 
     for k in range(1, job["K"] + 1):
-        _reset_peak()
+        reset_peak()
         ticks.clear()
         c0, w0 = time.process_time(), time.perf_counter()
         tr.phase(source, target, progress_bar=False, callback=tick)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-        peak_kib = _proc_status()["VmHWM"]
+        peak_kib = proc_status()["VmHWM"]
         per_iter = np.diff(np.array([c0] + ticks))
         phases.append(
             dict(
@@ -351,7 +318,6 @@ def main() -> None:
         worker(*args.worker)
         return
 
-    import ot
 
     from gwf_tutorial import metrics
     from gwf_tutorial.train import progress, seed_everything
@@ -360,18 +326,7 @@ def main() -> None:
     torch.set_num_threads(N_THREADS)
     cfg = QUICK if args.quick else FULL
     t_start, c_start = time.time(), time.process_time()
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    machine = dict(
-        cpu_count=os.cpu_count(),
-        processor=platform.processor() or platform.machine(),
-        platform=platform.platform(),
-        memory_gib=mem_gib,
-        python=platform.python_version(),
-        torch=torch.__version__,
-        pot=ot.__version__,
-        torch_threads_per_run=N_THREADS,
-        loadavg_start=list(os.getloadavg()),
-    )
+    machine = machine_info(torch_threads_per_run=N_THREADS)
     jobs = [
         dict(target=t, parametrization=p, seed=s, K=cfg["K"], n_iters=cfg["n_iters"])
         for t in TARGETS

@@ -66,6 +66,7 @@ __all__ = [
     "LogisticRatio",
     "logistic_ratio",
     "LearnedKernel",
+    "ExactLogRatio",
 ]
 
 
@@ -857,3 +858,39 @@ class LearnedKernel(nn.Module):
         fx, fy, fz = self.features(x), self.features(y), self.features(at)
         sig = self._sigmas(fx, fy)
         return self._gram(fz, fx, sig).mean(1) - self._gram(fz, fy, sig).mean(1)
+
+
+class ExactLogRatio:
+    r"""The log density ratio of two distributions with known densities: the ideal critic.
+
+    .. math::
+
+        D(x) = \log p(x) - \log q(x) = \log\frac{p}{q}(x),
+
+    what a perfect logistic classifier of :math:`p` against :math:`q` outputs as its logit
+    (:func:`logistic_ratio` estimates it from samples), and :math:`f'(r)` of it is the optimal
+    variational critic. Used to check formulas and velocities against the exact answer.
+
+    Parameters
+    ----------
+    p, q : objects with ``log_prob(x) -> (n,)``
+        E.g. :mod:`gwf_tutorial.targets` distributions.
+
+    Notes
+    -----
+    ``__call__(x)``: ``(n, d) -> (n,)``, differentiable in ``x``.
+
+    Used in: chapter 4 (the variational bound and the f-flow velocity with the exact ratio).
+    """
+
+    def __init__(self, p, q) -> None:
+        for name, dist in (("p", p), ("q", q)):
+            if not callable(getattr(dist, "log_prob", None)):
+                raise TypeError(f"{name} must have a log_prob method, got {type(dist).__name__}")
+        self.p, self.q = p, q
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.p.log_prob(x) - self.q.log_prob(x)
+
+    def __repr__(self) -> str:
+        return f"ExactLogRatio({self.p!r}, {self.q!r})"

@@ -49,13 +49,11 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -68,6 +66,7 @@ from gwf_tutorial._validation import (
     check_same_dim,
     check_samples,
 )
+from gwf_tutorial.train import atomic_save, rng_state, set_rng_state
 from gwf_tutorial.train import progress as _progress
 
 __all__ = [
@@ -1487,46 +1486,6 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[
     return path, check_int(every, "checkpoint_every")
 
 
-def _rng_states(generator: torch.Generator | None) -> dict:
-    np_state = np.random.get_state()
-    return {
-        "generator": None if generator is None else generator.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": (
-            np_state[0],
-            torch.from_numpy(np_state[1].astype(np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ),
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(states: dict, generator: torch.Generator | None) -> None:
-    if (states["generator"] is None) != (generator is None):
-        raise ValueError(
-            "checkpoint was saved with generator="
-            f"{'None' if states['generator'] is None else 'a torch.Generator'}; pass the same kind"
-        )
-    if generator is not None:
-        generator.set_state(states["generator"])
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: an interruption never leaves a half-written checkpoint
-
-
 def _load_checkpoint(path: Path, device) -> dict:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
@@ -1676,25 +1635,23 @@ def train_drifting(
             drift.load_state_dict(ck["drift"])
         elif ck["drift"]:
             raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
-        _set_rng_states(ck["rng"], generator)
+        set_rng_state(ck["rng"], generator)
         hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
         start = hist.resumed_from = int(ck["step"])
 
     def save(step: int) -> None:
-        _save_checkpoint(
-            ckpt_path,
-            {
-                "format": _CHECKPOINT_FORMAT,
-                "step": step,
-                "config": config,
-                "net": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "drift": drift.state_dict() if stateful else {},
-                "rng": _rng_states(generator),
-                "loss": list(hist.loss),
-                "drift_rms": list(hist.drift_rms),
-            },
-        )
+        payload = {
+            "format": _CHECKPOINT_FORMAT,
+            "step": step,
+            "config": config,
+            "net": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "drift": drift.state_dict() if stateful else {},
+            "rng": rng_state(generator),
+            "loss": list(hist.loss),
+            "drift_rms": list(hist.drift_rms),
+        }
+        atomic_save(payload, ckpt_path)  # an interruption never leaves a half-written checkpoint
 
     bar = _progress(
         range(start, n_steps), total=n_steps, initial=start, desc="drifting", disable=not progress

@@ -92,7 +92,7 @@ from gwf_tutorial.critics import Critic, LearnedKernel, gradient_penalty, r1_pen
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence, variational_bound
 from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
-from gwf_tutorial.train import make_generator, progress
+from gwf_tutorial.train import atomic_save, make_generator, progress
 
 __all__ = [
     "proximal_cost",
@@ -109,6 +109,8 @@ __all__ = [
     "GaussianPushforwardMMD",
     "JKOStepResult",
     "ParametricJKO",
+    "VariantRun",
+    "train_variants",
 ]
 
 _PARAMETRIZATIONS = ("reparameterized", "composed")
@@ -415,12 +417,16 @@ class CriticObjective:
     name : str
     default_gp : float
         WGAN-GP weight used when :class:`ParametricJKO` gets ``gp=None``.
+    map_term_is_bound : bool
+        True when :meth:`map_term` equals :meth:`bound` (learned-kernel MMD): the chain then
+        records the map term's value as the estimate of :math:`F` instead of recomputing it.
 
     Used in: chapter 4 (f-divergences), chapter 5 (W1, learned-kernel MMD, GANs).
     """
 
     name = "critic"
     default_gp = 0.0
+    map_term_is_bound = False
 
     def make_critic(self, dim: int, *, hidden: int, depth: int, dtype: torch.dtype) -> nn.Module:
         r"""Default critic network for data of dimension ``dim``.
@@ -666,6 +672,7 @@ class LearnedKernelMMD(CriticObjective):
     """
 
     name = "mmd_learned"
+    map_term_is_bound = True
 
     def __init__(
         self,
@@ -1445,8 +1452,11 @@ class ParametricJKO:
             self._set_critic_grad(False)
             try:
                 term = self.adversary.map_term(self.critic, x_new, y)
-                with torch.no_grad():
-                    value = self.adversary.bound(self.critic, x_new.detach(), y)
+                if self.adversary.map_term_is_bound:
+                    value = term.detach()
+                else:
+                    with torch.no_grad():
+                        value = self.adversary.bound(self.critic, x_new.detach(), y)
             finally:
                 self._set_critic_grad(True)
             return term, value
@@ -1891,10 +1901,7 @@ class ParametricJKO:
 
         Used in: chapter 4 and 10.
         """
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        atomic_save(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike) -> None:
         r"""Load a checkpoint written by :meth:`save`.
@@ -1921,3 +1928,158 @@ class ParametricJKO:
             f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_steps={self.n_steps}, "
             f"parametrization={self.parametrization!r}, per_dim_average={self.per_dim_average})"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# The same target trained each way: variants of one loop
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantRun:
+    r"""One variant of :func:`train_variants`: its chain, its samples and its cost.
+
+    .. math::
+
+        x_i = T_K(z_i), \qquad z_i \sim \mu_0 \ \text{(the same draws for every variant)}.
+
+    Attributes
+    ----------
+    name : str
+    chain : ParametricJKO
+        The trained chain (``history`` holds both terms per iteration).
+    samples : Tensor or None, shape (n_samples, d)
+        Samples of the final law (None if the run diverged).
+    cpu_seconds : float
+        CPU time of the training (``time.process_time``).
+    seconds : float
+        Wall-clock time of the training.
+    error : str or None
+        The message of the :class:`FloatingPointError` of a diverged run.
+
+    Used in: chapter 5 (one target, trained with and without the JKO term).
+    """
+
+    name: str
+    chain: ParametricJKO
+    samples: Tensor | None
+    cpu_seconds: float
+    seconds: float
+    error: str | None = None
+
+    @property
+    def diverged(self) -> bool:
+        r"""Whether training raised a :class:`FloatingPointError`.
+
+        .. math::
+
+            \text{diverged} \iff \text{a loss term was not finite}.
+
+        Returns
+        -------
+        bool
+
+        Used in: chapter 5.
+        """
+        return self.error is not None
+
+
+def train_variants(
+    variants: dict,
+    make_map: Callable[[], nn.Module],
+    source,
+    data=None,
+    *,
+    n_steps: int,
+    n_samples: int = 1000,
+    init_seed: int = 0,
+    sample_seed: int = 0,
+    show_progress: bool = True,
+    **common,
+) -> dict[str, VariantRun]:
+    r"""Train the same map family on the same data once per variant of the JKO loop.
+
+    .. math::
+
+        \text{for each variant } v:\quad T^{(v)}_{k+1} = \operatorname*{arg\,min}_T
+        \frac{1}{2\tau_v}\mathbb E|T(z) - T^{(v)}_k(z)|^2 + F_v(T_\#\mu_0),
+        \quad k < K, \qquad x^{(v)}_i = T^{(v)}_K(z_i),
+
+    with :math:`\tau_v = \infty` (``tau=None``) for the GAN of :math:`F_v`. Every variant starts
+    from the same initial map (``make_map()`` after ``torch.manual_seed(init_seed)``), uses the
+    same keyword arguments ``common`` unless it overrides them, runs :math:`K` = ``n_steps``
+    steps and is sampled on the same latent draws (``sample_seed``), so the variants differ only
+    in what they name. A run that raises :class:`FloatingPointError` is kept, with
+    ``samples=None`` and the error message.
+
+    Parameters
+    ----------
+    variants : dict {name: dict}
+        Each value holds the :class:`ParametricJKO` arguments of one variant: ``"objective"`` and
+        ``"tau"`` (required; ``tau=None`` drops the transport term), and any keyword of
+        :class:`ParametricJKO` (e.g. ``symmetric``, ``generator_loss``, ``gp``, ``critic_steps``).
+    make_map : callable
+        ``() -> nn.Module``, a fresh map for each variant.
+    source, data
+        :math:`\mu_0` and :math:`\nu`, as in :class:`ParametricJKO`.
+    n_steps : int
+        JKO steps :math:`K` of every variant.
+    n_samples : int, default 1000
+        Samples drawn from each final law.
+    init_seed : int, default 0
+        Seed of torch's global RNG before each ``make_map()`` (and the default critic).
+    sample_seed : int, default 0
+        Seed of the latent draws of the samples.
+    show_progress : bool, default True
+        A progress bar over the variants (the chains' own bars stay off).
+    **common
+        Keyword arguments of :class:`ParametricJKO` shared by all variants (``n_iters``,
+        ``batch_size``, ``lr``, ``seed``, ...).
+
+    Returns
+    -------
+    dict {name: VariantRun}
+        In the order of ``variants``.
+
+    Used in: chapter 5 (JKO-MMD, JKO-W1, JKO-KL and their GANs on one target).
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), GWF, Section 5 (GANs as the no-JKO switch).
+    """
+    if not isinstance(variants, dict) or not variants:
+        raise TypeError("variants must be a non-empty dict {name: dict of ParametricJKO arguments}")
+    if not callable(make_map):
+        raise TypeError(f"make_map must be a callable returning an nn.Module, got {type(make_map).__name__}")
+    n_steps = check_int(n_steps, "n_steps")
+    n_samples = check_int(n_samples, "n_samples")
+    init_seed = check_int(init_seed, "init_seed", min_value=0)
+    sample_seed = check_int(sample_seed, "sample_seed", min_value=0)
+    for name, spec in variants.items():
+        if not isinstance(spec, dict):
+            raise TypeError(f"variants[{name!r}] must be a dict, got {type(spec).__name__}")
+        missing = {"objective", "tau"} - set(spec)
+        if missing:
+            raise ValueError(f"variants[{name!r}] must name {sorted(missing)} (tau=None for the GAN)")
+    common.setdefault("show_progress", False)
+    out: dict[str, VariantRun] = {}
+    for name, spec in progress(variants.items(), desc="variants", disable=not show_progress):
+        kw = {**common, **spec}
+        objective, tau = kw.pop("objective"), kw.pop("tau")
+        torch.manual_seed(init_seed)
+        net = make_map()
+        chain = ParametricJKO(net, objective, tau, source, data, **kw)
+        c0, t0 = time.process_time(), time.perf_counter()
+        error = None
+        try:
+            chain.run(n_steps)
+        except FloatingPointError as err:
+            error = str(err)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        samples = None
+        if error is None:
+            samples = chain.sample(n_samples, generator=make_generator(sample_seed)).detach()
+            if not bool(torch.isfinite(samples).all()):
+                error, samples = "non-finite samples", None
+        out[name] = VariantRun(name, chain, samples, cpu, wall, error)
+    return out

@@ -67,7 +67,7 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
 )
-from gwf_tutorial.train import make_generator, progress
+from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
 
 __all__ = [
     "PSI_STAR",
@@ -1042,11 +1042,7 @@ class SemiDualJKO:
     def _update_ema(self) -> None:
         if self.ema is None:
             return
-        with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.map.parameters()):
-                pe.lerp_(p, 1.0 - self.ema_decay)
-            for be, b in zip(self.ema.buffers(), self.map.buffers()):
-                be.copy_(b)
+        ema_update(self.ema, self.map, self.ema_decay)
 
     def train_step(self, source, data, k: int) -> tuple[Tensor, Tensor, Tensor]:
         r"""One alternating iteration: an Adam step on :math:`L_v`, then one on :math:`L_T`.
@@ -1314,10 +1310,7 @@ class SemiDualJKO:
 
         Used in: chapter 10 (checkpoint / resume), :meth:`run`.
         """
-        path = os.fspath(path)
-        tmp = f"{path}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        atomic_save(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike) -> None:
         r"""Load a file written by :meth:`save` into this trainer (built with the same networks and

@@ -1,4 +1,4 @@
-r"""Training utilities: device choice, seeding, progress bars.
+r"""Training utilities: device, seeding, progress bars, checkpoint pieces (RNG states, EMA, atomic save).
 
 Used by every chapter that trains something. Method math never lives here.
 """
@@ -11,7 +11,16 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["device", "seed_everything", "make_generator", "progress"]
+__all__ = [
+    "device",
+    "seed_everything",
+    "make_generator",
+    "progress",
+    "rng_state",
+    "set_rng_state",
+    "atomic_save",
+    "ema_update",
+]
 
 
 def device(prefer: str | None = None) -> torch.device:
@@ -136,3 +145,127 @@ def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
     if disable is None:
         disable = os.environ.get("GWF_PROGRESS", "1") == "0"
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=False, **kwargs)
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    r"""Every random state a training loop may draw from, as a ``torch.save``-able dict.
+
+    .. math::
+
+        \text{state} = (g,\ \text{torch CPU},\ \text{CUDA (all devices)},\ \text{NumPy},\ \text{Python}).
+
+    Restored by :func:`set_rng_state`, a resumed run draws exactly the numbers the uninterrupted
+    run would have drawn. The NumPy state is stored as tensors / numbers so that the dict loads with
+    ``torch.load(..., weights_only=True)``.
+
+    Parameters
+    ----------
+    generator : torch.Generator, optional
+        A generator the loop draws from besides the global ones.
+
+    Returns
+    -------
+    dict
+
+    Used in: checkpoints of ``drifting.train_drifting`` and ``cifar10`` (chapters 8, 10).
+    """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    np_state = np.random.get_state()
+    return {
+        "generator": None if generator is None else generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": (
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    r"""Restore the random states saved by :func:`rng_state` (and ``generator``'s, if given).
+
+    .. math::
+
+        \text{RNGs} \leftarrow \text{state}.
+
+    Parameters
+    ----------
+    state : dict
+        From :func:`rng_state`.
+    generator : torch.Generator, optional
+        Must be given exactly when it was given to :func:`rng_state`.
+
+    Raises
+    ------
+    ValueError
+        If ``state`` is not such a dict, or ``generator`` does not match how it was saved.
+
+    Used in: checkpoint resume (chapters 8, 10).
+    """
+    if not isinstance(state, dict) or not {"generator", "torch", "numpy", "python"} <= set(state):
+        raise ValueError("state must be a dict returned by train.rng_state")
+    if (state["generator"] is None) != (generator is None):
+        raise ValueError(
+            "the state was saved with generator="
+            f"{'None' if state['generator'] is None else 'a torch.Generator'}; pass the same kind"
+        )
+    if generator is not None:
+        generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys).astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    r"""``torch.save(obj, path)`` written atomically: to ``path.tmp``, then renamed over ``path``.
+
+    .. math::
+
+        \text{file} \leftarrow \text{obj} \quad \text{(all or nothing)}.
+
+    An interruption (kill, power loss) never leaves a half-written checkpoint: the file holds the
+    previous or the new state.
+
+    Used in: every checkpoint of the library (``jko``, ``sjko``, ``drifting``, ``cifar10``).
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    r"""Exponential moving average of the parameters, in place.
+
+    .. math::
+
+        \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay};
+
+    buffers (e.g. batch-norm statistics) are copied.
+
+    Parameters
+    ----------
+    ema, net : nn.Module
+        Same architecture.
+    decay : float
+        In ``[0, 1)``.
+
+    Used in: S-JKO (chapter 7), the CIFAR-10 trainer (chapter 10).
+    """
+    if not (isinstance(decay, int | float) and 0 <= decay < 1):
+        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), net.buffers(), strict=True):
+        be.copy_(b)

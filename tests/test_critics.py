@@ -24,14 +24,6 @@ from gwf_tutorial.fdiv import FDIVERGENCES, JS, KL, KL_DV, REVERSE_KL, variation
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def gaussians():
     # rho = N(0.5, 1) (model, x), nu = N(0, 1) (data, y): log r(x) = 0.5 x - 0.125
@@ -206,3 +198,17 @@ def test_bad_input():
     with pytest.raises(TypeError, match="net"):
         Critic(2, "kl", net=lambda z: z)
     assert critics.__all__  # the public API is declared
+
+
+def test_exact_log_ratio_of_two_gaussians():
+    from gwf_tutorial.critics import ExactLogRatio
+    from gwf_tutorial.targets import Gaussian
+
+    f64 = torch.float64
+    eye = torch.eye(2, dtype=f64)
+    rho, nu = Gaussian(torch.tensor([1.0, 0.0], dtype=f64), eye), Gaussian(torch.zeros(2, dtype=f64), eye)
+    D = ExactLogRatio(rho, nu)
+    x = torch.randn(50, 2, dtype=f64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(D(x), x[:, 0] - 0.5, atol=1e-12)  # log r = x_1 - 1/2
+    with pytest.raises(TypeError, match="q must have a log_prob"):
+        ExactLogRatio(Gaussian(torch.zeros(2, dtype=f64), eye), object())

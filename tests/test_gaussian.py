@@ -19,15 +19,6 @@ from gwf_tutorial import gaussian as G
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread avoids BLAS spin-waiting on a busy 2-core machine (10x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _t(*values) -> torch.Tensor:
     return torch.tensor(values, dtype=F64)
 

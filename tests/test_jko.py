@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import moment_matched
 from scipy import optimize
 from torch import nn
 
@@ -17,26 +18,8 @@ from gwf_tutorial.functionals import MMD, SinkhornDivergence, SlicedWasserstein
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny problems: thread synchronisation costs more than it gains on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def moment_matched(n, mean, cov, generator):
-    """n points whose empirical mean and (1/n) covariance are exactly ``mean`` and ``cov``.
-
-    The transport term of an affine map and E log pi for a Gaussian pi are quadratic in z, so
-    with these points their sample averages are the exact expectations under N(mean, cov).
-    """
-    z = torch.randn(n, mean.shape[0], generator=generator, dtype=F64)
-    z = z - z.mean(0)
-    L = torch.linalg.cholesky(z.T @ z / n)
-    z = torch.linalg.solve_triangular(L, z.T, upper=False).T
-    return mean + z @ torch.linalg.cholesky(cov).T
+# moment_matched (tests/conftest.py): the transport term of an affine map and E log pi for a Gaussian pi
+# are quadratic in z, so with these points their sample averages are the exact expectations.
 
 
 M0 = torch.tensor([0.5, -1.0], dtype=F64)

@@ -93,4 +93,44 @@ def test_progress_disabled_by_env(monkeypatch, capsys):
 
 
 def test_module_exports():
-    assert set(train.__all__) == {"device", "seed_everything", "make_generator", "progress"}
+    assert set(train.__all__) == {
+        "device",
+        "seed_everything",
+        "make_generator",
+        "progress",
+        "rng_state",
+        "set_rng_state",
+        "atomic_save",
+        "ema_update",
+    }
+
+
+def test_rng_state_round_trip_and_atomic_save(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    train.seed_everything(1)
+    state = train.rng_state(g)
+    train.atomic_save(state, tmp_path / "rng.pt")
+    assert not (tmp_path / "rng.pt.tmp").exists()
+    first = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3), random.random())
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)
+    train.set_rng_state(loaded, g)
+    again = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert np.array_equal(first[2], again[2]) and first[3] == again[3]
+    with pytest.raises(ValueError, match="generator"):
+        train.set_rng_state(loaded, None)
+    with pytest.raises(ValueError, match="state"):
+        train.set_rng_state({"torch": 1})
+
+
+def test_ema_update():
+    net, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+        for p in ema.parameters():
+            p.fill_(0.0)
+    train.ema_update(ema, net, 0.9)
+    assert all(torch.allclose(p, torch.full_like(p, 0.1)) for p in ema.parameters())
+    with pytest.raises(ValueError, match="decay"):
+        train.ema_update(ema, net, 1.0)
