@@ -188,6 +188,7 @@ def velocity_from_critic(
     estimator: str = "logistic",
     fdiv="kl",
     r_min: float = 1e-3,
+    logit_clip: float | None = None,
 ) -> Tensor:
     r"""The f-flow velocity at ``x`` read off a trained critic.
 
@@ -214,6 +215,12 @@ def velocity_from_critic(
         encodes it).
     r_min : float, default 1e-3
         Floor of the least-squares ratio (it can be :math:`\le 0` away from the data).
+    logit_clip : float, optional
+        Logistic estimator only: clip the logit to :math:`[-c, c]` in the velocity factor,
+        :math:`v = s(e^{-\operatorname{clip}(D)})\,\nabla D`, so that the ratio estimate stays in
+        :math:`[e^{-c}, e^{c}]`. Far from the data a classifier's logit grows without bound, and
+        with an unbounded factor (:math:`\chi^2`, reverse KL) one outlier then takes a huge step;
+        the clip bounds the factor without changing the direction. ``None``: no clipping.
 
     Returns
     -------
@@ -229,6 +236,8 @@ def velocity_from_critic(
     x = check_samples(x, "x")
     estimator = _check_estimator(estimator)
     r_min = check_positive(r_min, "r_min")
+    if logit_clip is not None:
+        logit_clip = check_positive(logit_clip, "logit_clip")
     if not callable(critic):
         raise TypeError("critic must be callable")
     out, g = _grad(critic, x)
@@ -236,6 +245,8 @@ def velocity_from_critic(
         return -g
     factor = get_velocity_factor(fdiv)
     if estimator == "logistic":
+        if logit_clip is not None:
+            out = out.clamp(-logit_clip, logit_clip)
         r = torch.exp(-out).clamp(*_R_CLAMP)
         return factor(r)[:, None] * g
     R = (1 + out / 2).clamp_min(r_min)
@@ -413,6 +424,7 @@ def f_flow(
     gp: float = 0.0,
     diffusion: float = 0.0,
     r_min: float = 1e-3,
+    logit_clip: float | None = None,
     keep_fields: bool = False,
     record_every: int | None = None,
     max_norm: float | None = None,
@@ -459,6 +471,8 @@ def f_flow(
         :math:`\gamma \ge 0`.
     r_min : float, default 1e-3
         Ratio floor of the least-squares estimator.
+    logit_clip : float, optional
+        Clip of the logistic logit in the velocity factor (see :func:`velocity_from_critic`).
     keep_fields : bool, default False
         Keep a frozen copy of each step's critic, for :meth:`FFlowResult.push`.
     record_every : int, optional
@@ -508,8 +522,13 @@ def f_flow(
         gen=generator,
     )
 
+    if logit_clip is not None:
+        logit_clip = check_positive(logit_clip, "logit_clip")
+
     def field_of(net):
-        return lambda z: velocity_from_critic(net, z, estimator=estimator, fdiv=fdiv, r_min=r_min)
+        return lambda z: velocity_from_critic(
+            net, z, estimator=estimator, fdiv=fdiv, r_min=r_min, logit_clip=logit_clip
+        )
 
     return _particle_flow(
         x0,

@@ -279,3 +279,24 @@ def test_bad_input():
         fflows.dgflow(x0, lambda z: z.sum(1), gamma=-1.0)
     with pytest.raises(TypeError, match="generator_net"):
         fflows.vgrow(x0, y, generator_net="mlp")
+
+
+def test_logit_clip_bounds_the_velocity_factor():
+    # a logit D(x) = 3 x_1: the ratio e^{-D} spans e^{-30}..e^{30} on x_1 in [-10, 10]
+    x = torch.linspace(-10, 10, 41, dtype=torch.float64)[:, None].repeat(1, 2)
+
+    def critic(z):
+        return 3 * z[:, 0]
+
+    v = fflows.velocity_from_critic(critic, x, estimator="logistic", fdiv="chi2")
+    vc = fflows.velocity_from_critic(critic, x, estimator="logistic", fdiv="chi2", logit_clip=2.0)
+    factor = fflows.get_velocity_factor("chi2")
+    grad_d = torch.tensor([3.0, 0.0], dtype=x.dtype)
+    expected = factor(torch.exp(-(3 * x[:, 0]).clamp(-2, 2)))[:, None] * grad_d
+    assert torch.allclose(vc, expected)
+    assert float(v.abs().max()) > 1e12  # unclipped: the factor explodes where the logit is very negative
+    assert float(vc.abs().max()) <= 3 * float(factor(torch.tensor(math.exp(2), dtype=x.dtype))) + 1e-9
+    inside = (3 * x[:, 0]).abs() <= 2  # unchanged where |D| <= c
+    assert torch.allclose(v[inside], vc[inside])
+    with pytest.raises(ValueError, match="logit_clip"):
+        fflows.velocity_from_critic(critic, x, logit_clip=0.0)
