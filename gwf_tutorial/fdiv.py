@@ -32,6 +32,16 @@ Instances: :data:`KL`, :data:`KL_DV` (KL through the Donsker--Varadhan bound), :
 :data:`JS` (the ``2 JS`` convention, see below), :data:`PEARSON_CHI2`, :data:`SQUARED_HELLINGER`,
 :data:`GAN`; look-up by name with :func:`get_fdivergence`.
 
+**Naming: which KL is "reverse".** Every divergence here is :math:`D_f(\rho\,\|\,\nu)` with
+:math:`\rho` the model (the flowing distribution) and :math:`\nu` the data, so ``"kl"`` is
+:math:`\mathrm{KL}(\rho\|\nu)` and ``"reverse_kl"`` (:math:`f(t) = -\log t`) is
+:math:`\mathrm{KL}(\nu\|\rho)`. The generative-modelling literature (and ``MATH.md`` §7) names
+them the other way round from the data's point of view: :math:`\mathrm{KL}(\text{model}\|\text{data})`
+= our ``"kl"`` is the "reverse KL", **mode seeking** (it does not pay for missing a mode),
+while :math:`\mathrm{KL}(\text{data}\|\text{model})` = our ``"reverse_kl"`` is the maximum-likelihood
+("forward") KL, **mass covering**: its velocity factor :math:`r f''(r) = 1/r` is large where the
+model misses data mass (chapter 4's velocity figure).
+
 References
 ----------
 Nowozin, S., Cseke, B., Tomioka, R. (2016). f-GAN: training generative neural samplers using
