@@ -247,16 +247,20 @@ class ICNN(nn.Module):
     .. math::
 
         u_1 = \sigma(W^x_0 x + b_0), \quad u_{l+1} = \sigma\big(W^z_l u_l + W^x_l x + b_l\big),
-        \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L + c,
+        \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L,
 
     with :math:`W^z_l \ge 0`, :math:`w \ge 0` (stored unconstrained, made non-negative by
     ``softplus``) and :math:`\sigma` = softplus, convex and non-decreasing, so every :math:`u_l` and
-    :math:`\psi` are convex in :math:`x`; the quadratic term (``alpha > 0``) makes
-    :math:`\psi` :math:`\alpha`-strongly convex, so :math:`\nabla\psi` is injective. By Brenier's
+    :math:`\psi` are convex in :math:`x`. The quadratic weight is learned,
+    :math:`\alpha = \alpha_{\min} + \operatorname{softplus}(a) \ge \alpha_{\min} > 0`, which makes
+    :math:`\psi` strongly convex, so :math:`\nabla\psi` is injective; it must be learned because
+    the convex part only adds to the Hessian (:math:`\nabla^2\psi \succeq \alpha I`): a map that
+    contracts mass (onto the modes of a mixture) needs a small :math:`\alpha`. By Brenier's
     theorem the optimal transport maps for the quadratic cost are exactly such gradients, which is
     why JKO-ICNN (Mokrov et al. 2021) parametrises each JKO step's map as :math:`\nabla\psi`
     (:class:`GradientMap`). With ``identity_init=True`` the output weights start near zero
-    (``softplus(-10)``), so :math:`\nabla\psi \approx \alpha\,\mathrm{id}`.
+    (``softplus(-10)``) and :math:`\alpha` at ``alpha``, so :math:`\nabla\psi \approx
+    \alpha\,\mathrm{id}` (the identity for the default ``alpha = 1``).
 
     Parameters
     ----------
@@ -267,7 +271,9 @@ class ICNN(nn.Module):
     depth : int, default 3
         Number of hidden layers L.
     alpha : float, default 1.0
-        Weight of the quadratic term (``>= 0``).
+        Initial weight of the quadratic term (``> alpha_min``).
+    alpha_min : float, default 0.01
+        Floor of the quadratic weight (``> 0``): the strong-convexity constant.
     identity_init : bool, default True
     dtype : torch.dtype, optional
 
@@ -290,6 +296,7 @@ class ICNN(nn.Module):
         depth: int = 3,
         *,
         alpha: float = 1.0,
+        alpha_min: float = 0.01,
         identity_init: bool = True,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -297,9 +304,14 @@ class ICNN(nn.Module):
         self.dim = check_int(dim, "dim")
         hidden = check_int(hidden, "hidden")
         depth = check_int(depth, "depth")
-        if not isinstance(alpha, int | float) or not alpha >= 0 or alpha != alpha or alpha == float("inf"):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        for value, name in ((alpha_min, "alpha_min"), (alpha, "alpha")):
+            if not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not alpha > alpha_min:
+            raise ValueError(f"alpha must be larger than alpha_min={alpha_min}, got {alpha!r}")
+        self.alpha_min = float(alpha_min)
+        excess = torch.tensor(float(alpha) - self.alpha_min, dtype=dtype)
+        self.alpha_raw = nn.Parameter(excess + torch.log(-torch.expm1(-excess)))  # softplus^{-1}
         self.x_layers = nn.ModuleList([nn.Linear(self.dim, hidden, dtype=dtype) for _ in range(depth)])
         self.z_weights = nn.ParameterList(
             [nn.Parameter(torch.randn(hidden, hidden, dtype=dtype) / hidden - 2.0) for _ in range(depth - 1)]
@@ -313,7 +325,8 @@ class ICNN(nn.Module):
         u = self.act(self.x_layers[0](x))
         for Wz, layer in zip(self.z_weights, self.x_layers[1:]):
             u = self.act(u @ nn.functional.softplus(Wz).T + layer(x))
-        return 0.5 * self.alpha * (x * x).sum(-1) + u @ nn.functional.softplus(self.w_out)
+        alpha = self.alpha_min + nn.functional.softplus(self.alpha_raw)
+        return 0.5 * alpha * (x * x).sum(-1) + u @ nn.functional.softplus(self.w_out)
 
 
 class GradientMap(nn.Module):
@@ -502,3 +515,249 @@ class Translation(nn.Module):
 # critics. To be added here (chapters 9 and 10); same conventions: constructor arguments
 # validated with ``check_int``, ``forward`` shape-checked, ``dtype=`` accepted.
 # ---------------------------------------------------------------------------------------------
+
+
+def _check_image_size(size: int, n_halvings: int, name: str = "size") -> int:
+    size = check_int(size, name, min_value=4)
+    if size % (2**n_halvings) != 0:
+        raise ValueError(f"{name} must be divisible by {2**n_halvings}, got {size}")
+    return size
+
+
+class _GeneratorBlock(nn.Module):
+    """Pre-activation residual block ``u(h) + conv(relu(bn(conv(u(relu(bn(h)))))))``, ``u``: 2x upsampling."""
+
+    def __init__(self, width: int, upsample: bool, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.upsample = bool(upsample)
+        self.bn1 = nn.BatchNorm2d(width, dtype=dtype)
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1, dtype=dtype)
+        self.bn2 = nn.BatchNorm2d(width, dtype=dtype)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, dtype=dtype)
+
+    def _up(self, h: Tensor) -> Tensor:
+        return nn.functional.interpolate(h, scale_factor=2, mode="nearest") if self.upsample else h
+
+    def forward(self, h: Tensor) -> Tensor:
+        r = self.conv1(self._up(torch.relu(self.bn1(h))))
+        r = self.conv2(torch.relu(self.bn2(r)))
+        return self._up(h) + r
+
+
+class ConvGenerator(nn.Module):
+    r"""Residual convolutional generator for images, flat in and flat out (the GWF "Small-Net").
+
+    .. math::
+
+        h_0 = \mathrm{reshape}_{w \times 4 \times 4}(W z + b), \qquad
+        h_{j} = U(h_{j-1}) + C_2\,\sigma(B_2\, C_1\, U(\sigma(B_1 h_{j-1}))), \qquad
+        G(z) = \mathrm{flatten}\big(\tanh(C_{\mathrm{out}}\,\sigma(B\, h_J))\big) \in [-1, 1]^{C H W},
+
+    with :math:`U` a 2x nearest-neighbour upsampling in the first block of each of the
+    :math:`\log_2(\mathtt{size}/4)` stages (identity in the others), :math:`C` 3x3 convolutions,
+    :math:`B` batch normalisations and :math:`\sigma` = ReLU. Images flow through the library's
+    ``(n, d)`` interfaces as flat vectors (``d = channels * size * size``, channel-major, the order of
+    ``x.reshape(n, -1)`` for ``x`` of shape ``(n, C, H, W)``), so every objective of :mod:`~gwf_tutorial.jko`,
+    :mod:`~gwf_tutorial.sjko` and :mod:`~gwf_tutorial.drifting` applies unchanged.
+
+    With the defaults (latent 192, width 256, one block per stage, 32x32 RGB) this is the generator of
+    the "Small-Net" of the GWF paper, itself the OTM / S-JKO ``Generator_otm`` (a linear layer to
+    256x4x4, three upsampling residual blocks, BN-ReLU-conv-tanh). Deviation: the official block adds the
+    residual branch to itself (its ``bypass`` calls the same layers); here the skip is the upsampled
+    input, as in SNGAN-style ResNets. ``blocks_per_stage > 1`` gives a deeper net of the same family.
+
+    Parameters
+    ----------
+    latent_dim : int, default 192
+        Dimension of the latent :math:`z`.
+    channels : int, default 3
+        Image channels :math:`C`.
+    size : int, default 32
+        Image height = width; ``4 * 2**k`` (4, 8, 16, 32, 64, ...).
+    width : int, default 256
+        Feature maps in every block.
+    blocks_per_stage : int, default 1
+        Residual blocks per resolution (the first one upsamples).
+    dtype : torch.dtype, optional
+        Parameter dtype.
+
+    Attributes
+    ----------
+    in_dim, out_dim : int
+        ``latent_dim`` and ``channels * size * size``.
+    image_shape : tuple of int
+        ``(channels, size, size)``.
+
+    Notes
+    -----
+    ``forward(z)`` maps ``(n, latent_dim)`` to ``(n, channels * size * size)``; reshape with
+    ``x.view(n, *net.image_shape)`` for pictures. Batch normalisation uses batch statistics in
+    ``train()`` mode and running statistics in ``eval()`` mode.
+
+    Used in: chapter 10 (CIFAR-10: parametric JKO, S-JKO, drifting).
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), GWF, Small-Net (official ``networks/modelOTM/OTM.py``,
+    ``--model_name otm --nz 192 --ngf 256``). Choi, J. et al. (2024), S-JKO (same network).
+    Miyato, T. et al. (2018). Spectral normalization for GANs. ICLR (the ResNet generator family).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 192,
+        channels: int = 3,
+        size: int = 32,
+        width: int = 256,
+        blocks_per_stage: int = 1,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_dim = check_int(latent_dim, "latent_dim")
+        channels = check_int(channels, "channels")
+        size = _check_image_size(size, 2)
+        n_up = (size // 4).bit_length() - 1
+        if 4 * 2**n_up != size:
+            raise ValueError(f"size must be 4 * 2**k (4, 8, 16, 32, ...), got {size}")
+        width = check_int(width, "width")
+        blocks_per_stage = check_int(blocks_per_stage, "blocks_per_stage")
+        self.image_shape = (channels, size, size)
+        self.out_dim = channels * size * size
+        self.width = width
+        self.dense = nn.Linear(self.in_dim, width * 16, dtype=dtype)
+        blocks = []
+        for _ in range(max(n_up, 1)):
+            for j in range(blocks_per_stage):
+                blocks.append(_GeneratorBlock(width, upsample=(j == 0 and n_up > 0), dtype=dtype))
+        self.blocks = nn.Sequential(*blocks)
+        self.bn_out = nn.BatchNorm2d(width, dtype=dtype)
+        self.conv_out = nn.Conv2d(width, channels, 3, padding=1, dtype=dtype)
+
+    def forward(self, z: Tensor) -> Tensor:
+        _check_input(z, self.in_dim, "z")
+        h = self.dense(z).view(z.shape[0], self.width, 4, 4)
+        h = self.blocks(h)
+        x = torch.tanh(self.conv_out(torch.relu(self.bn_out(h))))
+        return x.reshape(z.shape[0], self.out_dim)
+
+
+class _CriticBlock(nn.Module):
+    """``r(h) + s(h)``: residual branch of two 3x3 convolutions (optionally average-pooled) plus skip."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.down, self.first = bool(down), bool(first)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, dtype=dtype)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, dtype=dtype)
+        self.skip = nn.Conv2d(c_in, c_out, 1, dtype=dtype) if (down or c_in != c_out) else None
+
+    def forward(self, h: Tensor) -> Tensor:
+        act = nn.functional.leaky_relu
+        r = h if self.first else act(h, 0.2)  # no activation on raw images
+        r = self.conv2(act(self.conv1(r), 0.2))
+        s = h
+        if self.down:
+            r = nn.functional.avg_pool2d(r, 2)
+            s = nn.functional.avg_pool2d(s, 2) if self.first else s
+        if self.skip is not None:
+            s = self.skip(s)
+        if self.down and not self.first:
+            s = nn.functional.avg_pool2d(s, 2)
+        return r + s
+
+
+class ConvCritic(nn.Module):
+    r"""Residual convolutional critic / potential / embedding for images, flat in (the GWF "Small-Net").
+
+    .. math::
+
+        h_0 = \mathrm{reshape}_{C \times H \times W}(x), \qquad
+        h_j = P\big(C_2\,\sigma(C_1\,\sigma(h_{j-1}))\big) + S(h_{j-1}), \qquad
+        D(x) = W \sum_{\text{pixels}} \mathrm{relu}(h_J) + b \in \mathbb R^{\mathtt{out\_dim}},
+
+    with :math:`\sigma` the leaky ReLU (slope 0.2; none before the first convolution), :math:`P` a
+    2x average pooling in the ``n_down`` downsampling blocks (identity in the ``n_blocks`` others), and
+    :math:`S` the skip (identity, or pooled 1x1 convolution). Sum pooling over pixels, then one linear
+    layer. No normalisation, so it is a function of each image alone and gradient penalties (R1, WGAN-GP)
+    apply per sample.
+
+    With the defaults (width 256, two downsampling blocks then two plain ones, 32x32 RGB) this is the
+    discriminator of the GWF "Small-Net" (OTM ``Discriminator_otm``, whose width is the generator's
+    ``ngf = 256``); ``out_dim = 1`` gives a scalar critic or potential, ``out_dim = 128`` the embedding of
+    the learned MMD kernel (GWF's ``--embed_dim 128``).
+
+    Parameters
+    ----------
+    channels : int, default 3
+    size : int, default 32
+        Image height = width, divisible by ``2**n_down``.
+    width : int, default 256
+        Feature maps.
+    out_dim : int, default 1
+        Output dimension.
+    n_down : int, default 2
+        Downsampling blocks (``>= 1``).
+    n_blocks : int, default 2
+        Further residual blocks at the lowest resolution (``>= 0``).
+    zero_init_last : bool, default False
+        Start the output layer at zero (an embedding that starts at 0, e.g. for
+        :class:`~gwf_tutorial.critics.LearnedKernel`).
+    dtype : torch.dtype, optional
+
+    Attributes
+    ----------
+    in_dim : int
+        ``channels * size * size``.
+    image_shape : tuple of int
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(n, channels * size * size)`` to ``(n, out_dim)``.
+
+    Used in: chapter 10 (critic of JKO-KL-DV, embedding of JKO-MMD, potential of S-JKO; the stand-in
+    FID feature extractor is a frozen random one).
+
+    References
+    ----------
+    Korba, Bonet, Caucheteux (2026), GWF, Small-Net (official ``Discriminator_otm``). Miyato, T. et al.
+    (2018), the ResNet discriminator family.
+    """
+
+    def __init__(
+        self,
+        channels: int = 3,
+        size: int = 32,
+        width: int = 256,
+        out_dim: int = 1,
+        n_down: int = 2,
+        n_blocks: int = 2,
+        *,
+        zero_init_last: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        channels = check_int(channels, "channels")
+        n_down = check_int(n_down, "n_down")
+        size = _check_image_size(size, n_down)
+        width = check_int(width, "width")
+        self.out_dim = check_int(out_dim, "out_dim")
+        n_blocks = check_int(n_blocks, "n_blocks", min_value=0)
+        self.image_shape = (channels, size, size)
+        self.in_dim = channels * size * size
+        blocks = [_CriticBlock(channels, width, down=True, first=True, dtype=dtype)]
+        blocks += [_CriticBlock(width, width, down=True, first=False, dtype=dtype) for _ in range(n_down - 1)]
+        blocks += [_CriticBlock(width, width, down=False, first=False, dtype=dtype) for _ in range(n_blocks)]
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Linear(width, self.out_dim, dtype=dtype)
+        if zero_init_last:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_dim)
+        h = self.blocks(x.reshape(x.shape[0], *self.image_shape))
+        return self.out(torch.relu(h).sum(dim=(2, 3)))
+
+
+__all__ += ["ConvGenerator", "ConvCritic"]

@@ -149,7 +149,8 @@ def test_icnn_is_convex_and_gradient_map_starts_near_identity():
     for t in (0.1, 0.5, 0.9):  # midpoint convexity along random chords
         assert bool((psi(t * a + (1 - t) * b) <= t * psi(a) + (1 - t) * psi(b) + 1e-10).all())
     H = torch.func.hessian(lambda x: psi(x[None])[0])(a[0])
-    assert float(torch.linalg.eigvalsh(H).min()) >= 1.0 - 1e-9  # alpha = 1 strong convexity
+    alpha = float(psi.alpha_min + torch.nn.functional.softplus(psi.alpha_raw))
+    assert float(torch.linalg.eigvalsh(H).min()) >= alpha - 1e-9 >= 0.01  # strong convexity
     T = GradientMap(ICNN(2, hidden=16, dtype=torch.float64))
     assert torch.allclose(T(a), a, atol=1e-3)  # identity at initialisation
     # the Jacobian of T is the (symmetric) Hessian of psi
@@ -176,3 +177,75 @@ def test_icnn_bad_input():
         GradientMap(lambda x: x)
     with pytest.raises(ValueError):
         ICNN(2)(torch.zeros(3, 5))
+
+
+# ---------------------------------------------------------------- image networks (chapter 10)
+
+
+def test_conv_generator_shapes_range_and_formula():
+    from gwf_tutorial.nets import ConvGenerator
+
+    torch.manual_seed(0)
+    for size, n_blocks in ((4, 1), (8, 1), (16, 2), (32, 1)):
+        g = ConvGenerator(12, channels=3, size=size, width=8, blocks_per_stage=n_blocks, dtype=F64)
+        x = g(torch.randn(5, 12, dtype=F64))
+        assert x.shape == (5, 3 * size * size) and g.out_dim == 3 * size * size and g.in_dim == 12
+        assert g.image_shape == (3, size, size) and x.dtype == F64
+        assert bool((x.abs() < 1).all())  # tanh output
+        n_up = {4: 0, 8: 1, 16: 2, 32: 3}[size]
+        assert len(g.blocks) == max(n_up, 1) * n_blocks
+    # the formula, by hand, for one upsampling block (eval mode: running statistics 0 / 1)
+    g = ConvGenerator(6, channels=1, size=8, width=4, dtype=F64).eval()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    z = torch.randn(3, 6, dtype=F64)
+    bn = lambda m, h: F.batch_norm(h, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)  # noqa: E731
+    up = lambda h: F.interpolate(h, scale_factor=2, mode="nearest")  # noqa: E731
+    b = g.blocks[0]
+    h = g.dense(z).view(3, 4, 4, 4)
+    r = b.conv2(torch.relu(bn(b.bn2, b.conv1(up(torch.relu(bn(b.bn1, h)))))))
+    h = up(h) + r
+    expected = torch.tanh(g.conv_out(torch.relu(bn(g.bn_out, h)))).reshape(3, 64)
+    torch.testing.assert_close(g(z), expected)
+
+
+def test_conv_critic_shapes_formula_and_per_sample_independence():
+    from gwf_tutorial.nets import ConvCritic
+
+    torch.manual_seed(0)
+    c = ConvCritic(channels=3, size=16, width=8, out_dim=5, n_down=2, n_blocks=1, dtype=F64)
+    x = torch.randn(4, 3 * 16 * 16, dtype=F64)
+    out = c(x)
+    assert out.shape == (4, 5) and c.in_dim == 768 and c.image_shape == (3, 16, 16)
+    # no normalisation: each output depends on its own image only (needed by per-sample gradient penalties)
+    torch.testing.assert_close(c(x[:1]), out[:1])
+    J = torch.func.jacrev(lambda v: c(v).sum(1))(x)  # (4, 4, 768)
+    assert float(J[0, 1:].abs().max()) == 0.0
+    # the formula: blocks, relu, sum over pixels, linear
+    h = x.reshape(4, 3, 16, 16)
+    for blk in c.blocks:
+        h = blk(h)
+    torch.testing.assert_close(out, c.out(torch.relu(h).sum(dim=(2, 3))))
+    # first block by hand: conv-lrelu-conv-avgpool, plus avgpool then 1x1 conv
+    b0 = c.blocks[0]
+    h0 = x.reshape(4, 3, 16, 16)
+    r = F.avg_pool2d(b0.conv2(F.leaky_relu(b0.conv1(h0), 0.2)), 2)
+    torch.testing.assert_close(b0(h0), r + b0.skip(F.avg_pool2d(h0, 2)))
+    z = ConvCritic(channels=1, size=8, width=4, out_dim=3, zero_init_last=True)
+    assert float(z(torch.randn(2, 64)).abs().max()) == 0.0
+
+
+def test_conv_nets_bad_input():
+    from gwf_tutorial.nets import ConvCritic, ConvGenerator
+
+    with pytest.raises(ValueError, match="size"):
+        ConvGenerator(8, size=24)  # not 4 * 2**k
+    with pytest.raises(ValueError, match="size"):
+        ConvCritic(size=6, n_down=2)
+    with pytest.raises(TypeError, match="latent_dim"):
+        ConvGenerator(8.5)
+    with pytest.raises(ValueError, match="z must have shape"):
+        ConvGenerator(8, size=8, width=4)(torch.zeros(2, 7))
+    with pytest.raises(ValueError, match="x must have shape"):
+        ConvCritic(size=8, width=4)(torch.zeros(2, 3, 8, 8))
