@@ -806,11 +806,11 @@ class Trainer:
             return None
         if cfg.method == "jko-mmd":
             conv = ConvCritic(c, s, cfg.d_width, cfg.mmd_features, n_blocks=cfg.d_blocks, zero_init_last=True)
-            kernel = _critics.LearnedKernel(self.dim, feature_dim=1, hidden=1, depth=0)
-            # the kernel's embedding g_psi becomes the conv net: phi(x) = (x, g_psi(x)); it starts at 0, so
-            # the kernel starts as the fixed multi-bandwidth Gaussian kernel on pixels (as LearnedKernel does)
-            kernel.net = _Autocast(conv, self.amp)
-            kernel.feature_dim = cfg.mmd_features
+            # the kernel's embedding g_psi is the conv net: phi(x) = (x, g_psi(x)); it starts at 0, so the
+            # kernel starts as the fixed multi-bandwidth Gaussian kernel on pixels
+            kernel = _critics.LearnedKernel(
+                self.dim, feature_dim=cfg.mmd_features, embedding=_Autocast(conv, self.amp)
+            )
             return kernel.to(self.device)
         conv = _Autocast(ConvCritic(c, s, cfg.d_width, 1, n_blocks=cfg.d_blocks), self.amp)
         if cfg.method == "jko-kldv":

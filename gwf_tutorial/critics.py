@@ -683,12 +683,17 @@ class LearnedKernel(nn.Module):
         Multipliers of the median heuristic when ``bandwidths`` is None.
     dtype : torch.dtype, optional
         Parameter dtype.
+    embedding : nn.Module, optional
+        A network :math:`g_\psi`, ``(n, d) -> (n, feature_dim)``, used instead of the MLP (e.g. a
+        convolutional critic on flattened images, chapter 10); ``hidden``, ``depth`` and
+        ``activation`` are then unused. Start its last layer at zero to keep the initial kernel the
+        fixed one on the raw inputs.
 
     Notes
     -----
     ``forward(x, y)`` is the Gram matrix, ``(n, d), (m, d) -> (n, m)``.
 
-    Used in: chapter 5 (JKO-MMD with a learned kernel; MMD GANs as switches of one loop).
+    Used in: chapter 5 (JKO-MMD with a learned kernel; MMD GANs as switches of one loop), chapter 10.
 
     References
     ----------
@@ -708,16 +713,22 @@ class LearnedKernel(nn.Module):
         *,
         factors=(0.125, 0.25, 0.5, 1.0, 2.0),
         dtype: torch.dtype | None = None,
+        embedding: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.in_dim = check_int(in_dim, "in_dim")
         self.feature_dim = check_int(feature_dim, "feature_dim")
-        self.net = MLP(
-            self.in_dim, self.feature_dim, hidden=hidden, depth=depth, activation=activation, dtype=dtype
-        )
-        last = self.net.net[-1]
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        if embedding is not None:
+            if not isinstance(embedding, nn.Module):
+                raise TypeError(f"embedding must be an nn.Module, got {type(embedding).__name__}")
+            self.net = embedding
+        else:
+            self.net = MLP(
+                self.in_dim, self.feature_dim, hidden=hidden, depth=depth, activation=activation, dtype=dtype
+            )
+            last = self.net.net[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         if bandwidths is not None:
             if isinstance(bandwidths, str) or not hasattr(bandwidths, "__len__") or len(bandwidths) == 0:
                 raise ValueError(f"bandwidths must be a non-empty sequence of numbers, got {bandwidths!r}")

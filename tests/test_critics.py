@@ -212,3 +212,17 @@ def test_exact_log_ratio_of_two_gaussians():
     assert torch.allclose(D(x), x[:, 0] - 0.5, atol=1e-12)  # log r = x_1 - 1/2
     with pytest.raises(TypeError, match="q must have a log_prob"):
         ExactLogRatio(Gaussian(torch.zeros(2, dtype=f64), eye), object())
+
+
+def test_learned_kernel_custom_embedding():
+    from gwf_tutorial.critics import LearnedKernel
+
+    emb = torch.nn.Linear(3, 2)
+    torch.nn.init.zeros_(emb.weight)
+    torch.nn.init.zeros_(emb.bias)
+    k = LearnedKernel(3, feature_dim=2, embedding=emb)
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    assert k.features(x).shape == (5, 5) and torch.equal(k.features(x)[:, 3:], torch.zeros(5, 2))
+    assert any(p is emb.weight for p in k.parameters())  # the embedding is trained with the kernel
+    with pytest.raises(TypeError, match="embedding"):
+        LearnedKernel(3, embedding=lambda z: z)
