@@ -315,9 +315,38 @@ class FDivergence:
     activation: Callable[[Tensor], Tensor]
     description: str = ""
     dv: bool = False
+    conjugate_of_activation: Callable[[Tensor], Tensor] | None = None
 
     def __repr__(self) -> str:
         return f"FDivergence({self.name!r})"
+
+    def conjugate_activated(self, v) -> Tensor:
+        r""":math:`f^*(g_f(v))` from a critic's raw output :math:`v`, in a numerically stable form.
+
+        .. math::
+
+            \text{GAN: } f^*(-\operatorname{softplus}(-v)) = \operatorname{softplus}(v), \qquad
+            \text{JS: } f^*(\log 2 - \operatorname{softplus}(-v)) = \operatorname{softplus}(v) - \log 2.
+
+        Composing :meth:`conjugate` with the output activation loses everything for a confident
+        critic: for :math:`v \gtrsim 100` in float32, :math:`g_f(v)` rounds to its bound
+        :math:`s_{\max}` and :math:`f^*` to :math:`+\infty` (a NaN gradient). Divergences with a
+        closed form of the composition use it; the others compose.
+
+        Parameters
+        ----------
+        v : Tensor, any shape
+
+        Returns
+        -------
+        Tensor, shape of ``v``
+
+        Used in: chapter 5 (GAN losses of the JKO loop with a confident discriminator).
+        """
+        v = _tensor(v, "v")
+        if self.conjugate_of_activation is not None:
+            return self.conjugate_of_activation(v)
+        return self.conjugate(self.activation(v))
 
     def conjugate(self, s) -> Tensor:
         r"""Convex conjugate :math:`f^*(s) = \sup_{t \ge 0} st - f(t)`, ``+inf`` off its domain.
@@ -493,6 +522,7 @@ JS = FDivergence(
     _js_act,
     "2 JS(rho, nu) = KL(rho||m) + KL(nu||m), m = (rho + nu)/2; f(t) = t log t - (1 + t) "
     "log((1 + t)/2), f*(s) = -log(2 - exp(s)) on s < log 2",
+    conjugate_of_activation=lambda v: F.softplus(v) - _LOG2,
 )
 
 PEARSON_CHI2 = FDivergence(
@@ -530,6 +560,7 @@ GAN = FDivergence(
     _gan_act,
     "GAN divergence 2 JS - log 4, f(t) = t log t - (1 + t) log(1 + t), f*(s) = -log(1 - exp(s)) "
     "on s < 0",
+    conjugate_of_activation=F.softplus,
 )
 
 #: All divergences of the catalogue, by name.
@@ -578,7 +609,7 @@ def get_fdivergence(name: str | FDivergence) -> FDivergence:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in FDIVERGENCES:
-        raise ValueError(f"name must be one of {sorted(FDIVERGENCES)}, got {name!r}")
+        raise ValueError(f"unknown f-divergence {name!r}: name must be one of {sorted(FDIVERGENCES)}")
     return FDIVERGENCES[key]
 
 

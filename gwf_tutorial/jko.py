@@ -166,6 +166,8 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
     Korba, Bonet, Caucheteux (2026), official code ``losses.transport_cost`` (mean over
     dimensions, weight ``1/lambda2``).
     """
+    if isinstance(x_new, Tensor) and isinstance(x_old, Tensor) and x_new.dtype != x_old.dtype:
+        raise TypeError(f"x_new and x_old must have the same dtype, got {x_new.dtype} and {x_old.dtype}")
     tau = check_positive(tau, "tau")
     x_new, x_old = _check_pair(x_new, x_old)
     sq = (x_new - x_old).reshape(x_new.shape[0], -1).pow(2)
@@ -587,16 +589,22 @@ class VariationalFDivergence(CriticObjective):
             return variational_bound(self.fdiv, h_y, h_x)
         return variational_bound(self.fdiv, h_x, h_y)
 
+    def _conjugate_of_critic(self, critic, x, h):
+        """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
+        if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
+            return self.fdiv.conjugate_activated(_batch_values(critic.raw(x), "x"))
+        return self.fdiv.conjugate(h)
+
     def map_term(self, critic, x, y):
         h = _batch_values(critic(x), "x")
         ns = self.generator_loss == "non_saturating"
         if not self.symmetric:
-            return self.fdiv.conjugate(h).mean() if ns else h.mean()
+            return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
         if ns:
             return -h.mean()
         if self.fdiv.dv:
             return -(torch.logsumexp(h, 0) - math.log(h.shape[0]))
-        return -self.fdiv.conjugate(h).mean()
+        return -self._conjugate_of_critic(critic, x, h).mean()
 
     def __repr__(self) -> str:
         return (

@@ -69,6 +69,7 @@ __all__ = [
     "natural_direction",
     "ProjectedFlowResult",
     "projected_flow",
+    "affine_gaussian_path",
 ]
 
 _METHODS = ("natural", "gradient", "jko")
@@ -446,3 +447,51 @@ def projected_flow(
     return ProjectedFlowResult(
         method=method, step_size=h, times=times, params=torch.stack(thetas), values=torch.stack(values)
     )
+
+
+def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
+    r"""The Gaussians pushed by affine maps along a parameter path (e.g. :attr:`ProjectedFlowResult.params`).
+
+    .. math::
+
+        \theta_k = (\operatorname{vec}(A_k), b_k) \ \longmapsto\
+        (T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N\big(A_k m_0 + b_k,\ A_k S_0 A_k^\top\big),
+
+    with the parameters flattened as in :class:`~gwf_tutorial.nets.AffineMap` and
+    :func:`parameter_jacobian` (``A`` row-major, then ``b``).
+
+    Parameters
+    ----------
+    params : Tensor, shape (K, d^2 + d) or (d^2 + d,)
+        Flattened affine parameters.
+    mean : Tensor, shape (d,)
+        :math:`m_0`, the mean of the source :math:`\mu_0`.
+    cov : Tensor, shape (d, d)
+        :math:`S_0`, its covariance (SPD).
+
+    Returns
+    -------
+    means : Tensor, shape (K, d) (or (d,))
+    covs : Tensor, shape (K, d, d) (or (d, d))
+
+    Used in: chapter 6 (the projected flows on the affine family against the exact Gaussian flow).
+    """
+    m0, S0 = check_mean_cov(mean, cov, "mean", "cov")
+    if m0.ndim != 1:
+        raise ValueError(f"mean must have shape (d,), got {tuple(m0.shape)}")
+    d = m0.shape[0]
+    if not isinstance(params, Tensor):
+        raise TypeError(f"params must be a torch.Tensor, got {type(params).__name__}")
+    if params.ndim not in (1, 2) or params.shape[-1] != d * d + d:
+        raise ValueError(
+            f"params must have shape (K, {d * d + d}) or ({d * d + d},) for affine maps of R^{d}, got "
+            f"{tuple(params.shape)}"
+        )
+    if not bool(torch.isfinite(params).all()):
+        raise ValueError("params contains NaN or infinite values")
+    p = params.to(m0)
+    A = p[..., : d * d].reshape(*p.shape[:-1], d, d)
+    b = p[..., d * d :]
+    means = (A @ m0.unsqueeze(-1)).squeeze(-1) + b
+    covs = A @ S0 @ A.mT
+    return means, 0.5 * (covs + covs.mT)

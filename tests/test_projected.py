@@ -230,3 +230,28 @@ def test_bad_input():
         projected.natural_direction(T, z, torch.zeros(6, dtype=F64), damping=-1.0)
     with pytest.raises(ValueError, match="second_moment"):
         projected.affine_metric_tensor(M0, -S0)
+
+
+def test_affine_gaussian_path_matches_push_gaussian():
+    # The path of pushed Gaussians of a (K, d^2 + d) parameter path equals AffineMap.push_gaussian at
+    # every row (parameters written into the map in the order of parameter_jacobian).
+    g = torch.Generator().manual_seed(7)
+    params = torch.randn(5, 6, generator=g, dtype=F64)
+    means, covs = projected.affine_gaussian_path(params, M0, S0)
+    assert means.shape == (5, 2) and covs.shape == (5, 2, 2)
+    T = nets.AffineMap(2, dtype=F64)
+    for k in range(5):
+        torch.nn.utils.vector_to_parameters(params[k], T.parameters())
+        with torch.no_grad():
+            m, S = T.push_gaussian(M0, S0)
+        torch.testing.assert_close(means[k], m, rtol=0, atol=1e-14)
+        torch.testing.assert_close(covs[k], S, rtol=0, atol=1e-14)
+    m1, S1 = projected.affine_gaussian_path(params[0], M0, S0)  # one parameter vector
+    torch.testing.assert_close(m1, means[0], rtol=0, atol=0)
+    torch.testing.assert_close(S1, covs[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="params"):
+        projected.affine_gaussian_path(torch.zeros(3, 5, dtype=F64), M0, S0)
+    with pytest.raises(TypeError, match="params"):
+        projected.affine_gaussian_path([1.0] * 6, M0, S0)
+    with pytest.raises(ValueError, match="cov"):
+        projected.affine_gaussian_path(params, M0, -S0)
