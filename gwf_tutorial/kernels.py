@@ -52,9 +52,10 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 
         D_{ij} = |x_i - y_j|^2 .
 
-    Computed from the exact differences (coordinate by coordinate for ``d <= 8`` and
-    ``n * m <= 2**24``; as an ``(n, m, d)`` tensor when ``n * m * d <= 2**24``), else from the
-    expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at 0 (``O(n m)`` memory).
+    For ``d <= 8`` computed from the exact differences (coordinate by coordinate when
+    ``n * m <= 2**24``, the low-dimensional case of the toys, where the cancellation of the expansion
+    would be visible), else from the expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at
+    0 (one matrix product, ``O(n m)`` memory; about 3x faster than differences at ``d = 64``).
     Differentiable in both arguments.
 
     Parameters
@@ -79,8 +80,6 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
         for k in range(1, d):
             out = out + (x[:, k, None] - y[None, :, k]).square()
         return out
-    if n * m * d <= _DIFF_MAX_ELEMENTS:
-        return (x[:, None, :] - y[None, :, :]).pow(2).sum(-1)
     xx = x.pow(2).sum(-1, keepdim=True)
     yy = y.pow(2).sum(-1, keepdim=True)
     return (xx + yy.T - 2.0 * (x @ y.T)).clamp_min(0.0)
