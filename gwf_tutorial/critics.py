@@ -241,6 +241,8 @@ def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
             raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
         if t.ndim != 1 or t.numel() == 0:
             raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{nm} contains NaN or infinite values")
     return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
 
 

@@ -97,6 +97,8 @@ def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
     Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability
     Measures", 2008 (Ch. 10); Carrillo, Craig, Patacchini, "A blob method for diffusion", 2019.
     """
+    if not callable(value_fn):
+        raise TypeError(f"value_fn must be callable x -> 0-d tensor, got {type(value_fn).__name__}")
     x = check_samples(x, "x")
     z = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():

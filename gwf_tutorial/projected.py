@@ -250,6 +250,8 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
 
     Used in: chapter 6.
     """
+    if y is not None:
+        y = check_samples(y, "y")
     params = _check_map(map_net)
     y = _check_objective(objective, y)
     z = _check_z(z, map_net)

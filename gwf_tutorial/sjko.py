@@ -247,6 +247,8 @@ def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = 
     tau = check_positive(tau, "tau")
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise TypeError("x and y must be torch tensors")
+    if x.dtype != y.dtype:
+        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
     if x.shape != y.shape or x.ndim < 2:
         raise ValueError(
             f"x and y must have the same shape (n, ...), got {tuple(x.shape)} and {tuple(y.shape)}"
@@ -363,6 +365,11 @@ def map_loss(
     ----------
     Choi et al. (2024), Algorithm 1; official ``train.py`` (``0.5 * c / h - D_fake``).
     """
+    for t, nm in ((t_new, "t_new"), (t_old, "t_old")):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim < 2 or t.shape[0] < 1:
+            raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {tuple(t.shape)}")
     v_new = _as_values(v_new, "v_new")
     cost = transport_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
     if cost.shape != v_new.shape:
@@ -449,6 +456,10 @@ def r1_penalty(potential: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor
     Mescheder, L., Geiger, A., Nowozin, S. (2018). Which training methods for GANs do actually
     converge? ICML.
     """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim < 2 or y.shape[0] < 1:
+        raise ValueError(f"y must have shape (m, ...) with m >= 1, got {tuple(y.shape)}")
     y = y.detach().requires_grad_(True)
     v = _as_values(potential(y), "potential(y)")
     (grad,) = torch.autograd.grad(v.sum(), y, create_graph=True)
@@ -482,6 +493,10 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
     ----------
     Official ``Jae-Moo/Scalable-JKO`` ``train.py``: ``netD(real_data + (1/(32*(phase+1)))*noise)``.
     """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim < 2 or y.shape[0] < 1:
+        raise ValueError(f"y must have shape (n, ...) with n >= 1, got {tuple(y.shape)}")
     k = check_int(k, "k", min_value=0)
     eps = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
     return y + eps / (32.0 * (k + 1))

@@ -105,6 +105,8 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
 
     Used in: every chapter (independent streams for data, initial particles and noise).
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     g = torch.Generator(device=device)
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())

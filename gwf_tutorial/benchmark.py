@@ -1,0 +1,849 @@
+r"""One entry point for every method of the book: ``run(method, target, n_samples, seed)``.
+
+Every method of chapters 2-8 is a composition of an objective, a discretization and a
+parametrization (``DESIGN.md``). This module names each composition once, with the settings its
+chapter recommends for 2-D data, and runs it on **any** object with ``sample(n, generator=None)``:
+
+.. math::
+
+    \texttt{run}(m, p, n, s) = x_{1:n} \in \mathbb R^{n \times d},
+    \qquad x_i \approx p \text{ after the training budget of method } m,\ \text{seed } s.
+
+Settings never look at the target's name. Instead the data are **standardised** from a pilot
+draw :math:`y_{1:N} \sim p` (the training set, :math:`N = 10\,000`):
+
+.. math::
+
+    \bar y = \frac1N\sum_j y_j, \qquad
+    \sigma^2 = \frac1d \sum_{c=1}^d \widehat{\operatorname{Var}}(y_{\cdot c}), \qquad
+    u = \frac{y - \bar y}{\sigma}, \qquad x = \bar y + \sigma\, u_{\text{method}},
+
+one isotropic scale (so distances, kernels and transport costs keep their geometry), every method
+works on unit-scale data with fixed step sizes, bandwidths and temperatures, and its samples are
+mapped back. A score is whitened the same way, :math:`\nabla_u \log p_u(u) = \sigma\,\nabla\log
+p(\bar y + \sigma u)`. Step sizes that depend on the target's local scale come from the data, not
+from a name: the Langevin and KL steps are :math:`h = c\, d / \overline{|\nabla_u\log p_u(u_j)|^2}`
+(for :math:`\mathcal N(m, s^2 I)` this is :math:`c\,s^2`).
+
+Families (:func:`list_methods`, :func:`method_info`):
+
+- ``particle``: explicit particle flows of sliced Wasserstein, MMD (energy and Gaussian kernels,
+  the latter with noise injection), Sinkhorn, KL (blob, with the target's score) and Langevin
+  (with the target's score) -- :func:`gwf_tutorial.flows.particle_flow`,
+  :func:`gwf_tutorial.flows.langevin`;
+- ``f-flow``: explicit f-divergence flows from samples and their published instances --
+  :func:`~gwf_tutorial.fflows.f_flow`, VGrow, EPT, MonoFlow, DGflow;
+- ``jko``: the parametric JKO step (:class:`~gwf_tutorial.jko.ParametricJKO`) for each objective:
+  KL, KL (Donsker-Varadhan), JS, chi^2, squared Hellinger (critics), MMD (U-statistic), W1
+  (gradient penalty), Sinkhorn and sliced Wasserstein;
+- ``gan``: the GAN switches of the same loop (``tau=None``): minimax and non-saturating GAN,
+  f-GAN (KL), WGAN-GP, MMD-GAN (learned kernel), and a generator trained on a fixed-kernel MMD;
+- ``s-jko``: the semi-dual JKO step (:class:`~gwf_tutorial.sjko.SemiDualJKO`);
+- ``drifting``: a one-step generator trained by :func:`~gwf_tutorial.drifting.train_drifting` with
+  each drift field (paper, Algorithm 2, multi-temperature, MMD, Sinkhorn, sliced W, critic).
+
+``budget_s`` is a *nominal* CPU budget: every iteration count of a method is its recommended
+count times ``budget_s / method_info(m).budget_s`` (at least one). It is not a wall-clock timeout,
+so that a run is a deterministic function of its arguments (same seed, same samples on CPU); the
+benchmark (``benchmarks/run_all.py``) measures the CPU seconds actually spent.
+
+Used in: chapter 11 (benchmark).
+
+References
+----------
+Korba, Bonet, Caucheteux (2026), GWF; Choi et al. (2024), S-JKO; Deng et al. (2026), drifting
+models; Arbel et al. (2019), MMD flows; Liutkus et al. (2019), sliced-Wasserstein flows; Feydy et
+al. (2019), Sinkhorn divergences; Gao et al. (2019, 2022), VGrow and EPT; Yi et al. (2023),
+MonoFlow; Ansari et al. (2021), DGflow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gwf_tutorial._validation import check_int, check_positive, check_samples
+from gwf_tutorial.train import make_generator
+
+__all__ = [
+    "FAMILIES",
+    "MethodInfo",
+    "NotApplicableError",
+    "Standardizer",
+    "list_methods",
+    "method_info",
+    "applicable",
+    "run",
+]
+
+#: Method families, in the order of the book.
+FAMILIES = ("particle", "f-flow", "jko", "gan", "s-jko", "drifting")
+
+_N_TRAIN = 10_000  # size of the training set (and of the pilot draw that standardises the data)
+
+
+class NotApplicableError(ValueError):
+    """Raised by :func:`run` when a method cannot run on a target (e.g. it needs a score)."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    r"""What a method is and the settings :func:`run` uses for it.
+
+    .. math::
+
+        \text{iterations used} = \max\Big(1, \Big\lfloor \text{recommended} \cdot
+        \frac{\texttt{budget\_s}}{\texttt{MethodInfo.budget\_s}} \Big\rceil\Big).
+
+    Attributes
+    ----------
+    name : str
+        The name passed to :func:`run`.
+    family : str
+        One of :data:`FAMILIES`.
+    summary : str
+        Objective, discretization and parametrization in one line.
+    settings : str
+        The recommended settings (in standardised units, see the module docstring).
+    budget_s : float
+        Nominal CPU seconds of the recommended settings: the median measured by
+        ``benchmarks/run_all.py`` (``n_samples = 1000``, one thread, 2-D targets), rounded to 0.5 s.
+    needs_score : bool
+        True when the method needs :math:`\nabla\log p` (the target must have a ``score``).
+    chapter : int
+        Where the book derives it.
+
+    Used in: chapter 11.
+    """
+
+    name: str
+    family: str
+    summary: str
+    settings: str
+    budget_s: float
+    needs_score: bool = False
+    chapter: int = 0
+
+
+@dataclass
+class Standardizer:
+    r"""Isotropic standardisation of data: :math:`u = (x - \bar y) / \sigma`, and back.
+
+    .. math::
+
+        \sigma^2 = \frac1d\sum_c \widehat{\operatorname{Var}}(y_{\cdot c}), \qquad
+        u = \frac{x - \bar y}{\sigma}, \qquad x = \bar y + \sigma u .
+
+    Attributes
+    ----------
+    mean : Tensor, shape (d,)
+        :math:`\bar y` (float64).
+    scale : float
+        :math:`\sigma > 0`.
+
+    Used in: chapter 11 (every method of :func:`run` works on standardised data).
+    """
+
+    mean: Tensor
+    scale: float
+
+    @classmethod
+    def from_samples(cls, y: Tensor) -> Standardizer:
+        r"""Fit :math:`\bar y` and :math:`\sigma` to samples ``y`` of shape ``(N, d)``, ``N >= 2``.
+
+        .. math::
+
+            \bar y = \tfrac1N\sum_j y_j, \qquad \sigma = \Big(\tfrac1d \sum_c
+            \widehat{\operatorname{Var}}(y_{\cdot c})\Big)^{1/2}.
+
+        Returns
+        -------
+        Standardizer
+
+        Raises
+        ------
+        ValueError
+            If the samples have zero spread.
+
+        Used in: chapter 11.
+        """
+        y = check_samples(y, "y", min_n=2).detach().to(torch.float64)
+        scale = float(y.var(0).mean().sqrt())
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"the target's samples have no spread (scale {scale}); cannot standardise them")
+        return cls(mean=y.mean(0), scale=scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r""":math:`u = (x - \bar y)/\sigma`, in the dtype of ``x``."""
+        return (x - self.mean.to(x.dtype)) / self.scale
+
+    def inverse(self, u: Tensor) -> Tensor:
+        r""":math:`x = \bar y + \sigma u`, in the dtype of ``u``."""
+        return self.mean.to(u.dtype) + self.scale * u
+
+
+# ---------------------------------------------------------------------------------------------
+# the problem a method sees: standardised data, seeds, budget
+# ---------------------------------------------------------------------------------------------
+
+
+def _has_score(target) -> bool:
+    if not callable(getattr(target, "score", None)):
+        return False
+    has_density = getattr(target, "has_density", True)
+    return bool(has_density)
+
+
+class _Whitened:
+    """The standardised target: ``sample`` in float32, ``score`` of the standardised density."""
+
+    def __init__(self, target, std: Standardizer, dim: int):
+        self.target, self.std, self.dim = target, std, dim
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        y = _draw(self.target, n, generator, self.dim)
+        return self.std.forward(y.to(torch.float64)).to(torch.float32)
+
+    def score(self, u: Tensor) -> Tensor:
+        x = self.std.inverse(u.to(torch.float64)).to(torch.float32)  # the dtype targets sample in
+        s = self.target.score(x)
+        if not isinstance(s, Tensor) or s.shape != x.shape:
+            raise ValueError(f"target.score(x) must return a tensor of shape {tuple(x.shape)}")
+        return (self.std.scale * s.detach().to(torch.float64)).to(u.dtype)
+
+
+def _draw(target, n: int, generator, dim: int | None) -> Tensor:
+    out = target.sample(n, generator=generator)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"target.sample(n) must return a torch.Tensor, got {type(out).__name__}")
+    if out.ndim != 2 or out.shape[0] != n or (dim is not None and out.shape[1] != dim):
+        want = f"({n}, {dim if dim is not None else 'd'})"
+        raise ValueError(f"target.sample({n}) must return shape {want}, got {tuple(out.shape)}")
+    if not out.is_floating_point():
+        out = out.to(torch.float64)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError("target.sample returned NaN or infinite values")
+    return out.detach().cpu()
+
+
+class _Problem:
+    """Everything a runner needs: standardised data and sampler, seeds, budget factor."""
+
+    def __init__(self, target, n: int, seed: int, factor: float, progress: bool):
+        self.n, self.seed, self.factor, self.progress = n, seed, factor, progress
+        raw = _draw(target, max(_N_TRAIN, n), make_generator(self._seed(0)), None)
+        if raw.shape[1] < 1:
+            raise ValueError("target samples must have at least one dimension")
+        self.d = raw.shape[1]
+        self.std = Standardizer.from_samples(raw)
+        self.train = self.std.forward(raw.to(torch.float64)).to(torch.float32)  # (N, d), unit scale
+        self.sampler = _Whitened(target, self.std, self.d)
+        self.has_score = _has_score(target)
+
+    def _seed(self, offset: int) -> int:
+        return 1_000_003 * self.seed + 7919 * offset + 17
+
+    def gen(self, offset: int) -> torch.Generator:
+        """An independent seeded CPU generator per use (offset)."""
+        return make_generator(self._seed(offset))
+
+    def iters(self, base: int) -> int:
+        """The recommended iteration count scaled by the budget factor (at least 1)."""
+        return max(1, int(round(base * self.factor)))
+
+    def data(self, m: int | None = None) -> Tensor:
+        """The first ``m`` standardised training samples (all of them by default)."""
+        return self.train if m is None else self.train[:m]
+
+    def x0(self, n: int | None = None, offset: int = 1) -> Tensor:
+        """Initial particles / latents: :math:`\\mathcal N(0, I_d)` (the standardised scale)."""
+        return torch.randn(self.n if n is None else n, self.d, generator=self.gen(offset))
+
+    def latent_sampler(self, dim: int | None = None) -> Callable:
+        dim = self.d if dim is None else dim
+
+        def sample(n, generator=None):
+            return torch.randn(n, dim, generator=generator)
+
+        return sample
+
+    def score_step(self, c: float) -> float:
+        r""":math:`h = c\, d / \overline{|\nabla\log p_u|^2}` over 2000 standardised training samples."""
+        u = self.data(2000)
+        s = self.sampler.score(u.to(torch.float64))
+        ms = float(s.pow(2).sum(1).mean())
+        if not (math.isfinite(ms) and ms > 0):
+            raise ValueError("the target's score is zero or not finite on its own samples")
+        return c * self.d / ms
+
+
+# ---------------------------------------------------------------------------------------------
+# runners: one per method; each returns standardised samples (n, d)
+# ---------------------------------------------------------------------------------------------
+
+
+def _record(p: _Problem, k: int) -> dict:
+    """Record only the last state of a k-step flow; progress bar as asked."""
+    return dict(record_every=k, progress=p.progress)
+
+
+def _particle(p: _Problem, objective, y, step, n_steps: int, noise_level=0.0) -> Tensor:
+    from gwf_tutorial.flows import particle_flow
+
+    traj = particle_flow(
+        p.x0(),
+        objective,
+        y,
+        step,
+        n_steps,
+        noise_level=noise_level,
+        track_value=False,
+        record_every=n_steps,
+        generator=p.gen(3),
+        progress=p.progress,
+    )
+    return traj.x
+
+
+def _run_particle_sw(p):
+    from gwf_tutorial.functionals import SlicedWasserstein
+
+    return _particle(p, SlicedWasserstein(100, generator=p.gen(2)), p.data(p.n), 1.0, p.iters(150))
+
+
+def _run_particle_energy(p):
+    from gwf_tutorial.functionals import MMD
+
+    k = p.iters(200)
+    last = max(1, k - 1)
+    return _particle(p, MMD("energy"), p.data(p.n), lambda i: 3.0 * (1.0 / 6.0) ** (i / last), k)
+
+
+def _run_particle_mmd(p):
+    from gwf_tutorial.functionals import MMD
+    from gwf_tutorial.kernels import median_bandwidth
+
+    y = p.data(p.n)
+    k = p.iters(200)
+    noise = lambda i: 0.5 * max(0.0, 1 - 2 * i / k)  # noqa: E731
+    return _particle(p, MMD("gaussian", median_bandwidth(y)), y, 3.0, k, noise_level=noise)
+
+
+def _run_particle_sinkhorn(p):
+    from gwf_tutorial.functionals import SinkhornDivergence
+
+    obj = SinkhornDivergence(0.05, max_iter=20, tol=1e-6, warm_start=True)
+    return _particle(p, obj, p.data(p.n), 1.0, p.iters(12))
+
+
+def _run_particle_kl(p):
+    from gwf_tutorial.functionals import KL
+
+    return _particle(p, KL(p.sampler.score), None, p.score_step(0.05), p.iters(80))
+
+
+def _run_langevin(p):
+    from gwf_tutorial.flows import langevin
+
+    k = p.iters(2000)
+    traj = langevin(p.x0(), p.sampler.score, p.score_step(0.05), k, generator=p.gen(3), **_record(p, k))
+    return traj.x
+
+
+# -- f-flows -------------------------------------------------------------------------------------
+
+_CRITIC = dict(hidden=32, lr=5e-3)
+
+
+def _run_f_flow(p):
+    from gwf_tutorial.fflows import f_flow
+
+    k = p.iters(60)
+    res = f_flow(
+        p.x0(), p.data(p.n), "kl", 0.05, k, critic_iters=p.iters(10), first_critic_iters=p.iters(200), r1=0.1,
+        generator=p.gen(4), **_CRITIC, **_record(p, k),
+    )  # fmt: skip
+    return res.x
+
+
+def _identity_map(d: int) -> torch.nn.Module:
+    from gwf_tutorial.nets import ResidualMLP
+
+    return ResidualMLP(d, hidden=64, n_blocks=2, zero_init_last=True)
+
+
+def _run_vgrow(p):
+    from gwf_tutorial.fflows import vgrow
+
+    net = _identity_map(p.d)
+    k = p.iters(100)
+    vgrow(
+        p.x0(1000), p.data(2000), "kl", 0.02, k, generator_net=net, inner_steps=3, fit_iters=p.iters(5),
+        lr_generator=1e-2, critic_iters=p.iters(5), first_critic_iters=p.iters(100), generator=p.gen(4),
+        **_CRITIC, **_record(p, k),
+    )  # fmt: skip
+    with torch.no_grad():
+        return net(p.x0(offset=5))
+
+
+def _run_ept(p):
+    from gwf_tutorial.fflows import ept
+
+    k = p.iters(30)
+    res = ept(
+        p.x0(), p.data(p.n), "kl", 0.1, k, r1=1.0, r_min=0.1, critic_iters=p.iters(10),
+        first_critic_iters=p.iters(100), hidden=32, generator=p.gen(4), **_record(p, k),
+    )  # fmt: skip
+    return res.x
+
+
+def _run_monoflow(p):
+    from gwf_tutorial.fflows import monoflow
+
+    k = p.iters(80)
+    res = monoflow(
+        p.x0(), p.data(p.n), "logd", 0.05, k, critic_iters=p.iters(10), first_critic_iters=p.iters(200),
+        r1=0.1, generator=p.gen(4), **_CRITIC, **_record(p, k),
+    )  # fmt: skip
+    return res.x
+
+
+def _run_dgflow(p):
+    from gwf_tutorial.critics import logistic_ratio
+    from gwf_tutorial.fflows import dgflow
+
+    x0 = p.x0()
+    disc = logistic_ratio(
+        x0, p.data(p.n), n_iters=p.iters(300), lr=5e-3, hidden=32, depth=2, generator=p.gen(4),
+        show_progress=False,
+    )  # fmt: skip
+    k = p.iters(25)
+    return dgflow(x0, disc, "kl", 0.1, k, 0.01, generator=p.gen(3), **_record(p, k)).x
+
+
+# -- parametric JKO and its GAN switches ----------------------------------------------------------
+
+
+def _jko_chain(p, objective, tau, n_steps, n_iters, **kw):
+    from gwf_tutorial.jko import ParametricJKO
+
+    options = dict(
+        n_iters=p.iters(n_iters), batch_size=256, lr=1e-3, lr_critic=1e-3, critic_hidden=64, critic_depth=2,
+        seed=p._seed(6), show_progress=p.progress,
+    )  # fmt: skip
+    options.update(kw)
+    chain = ParametricJKO(_identity_map(p.d), objective, tau, p.latent_sampler(), p.data(), **options)
+    chain.run(n_steps)
+    with torch.no_grad():
+        return chain.sample(p.n, generator=p.gen(5))
+
+
+def _mmd_kernel(p):
+    from gwf_tutorial.jko import UnbiasedMMD
+    from gwf_tutorial.kernels import median_bandwidth
+
+    med = median_bandwidth(p.data(1000))
+    return UnbiasedMMD("gaussian", [f * med for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)])
+
+
+def _jko_fdiv(name, tau=1.0):
+    def runner(p):
+        return _jko_chain(p, name, tau, 6, 150, r1=0.4)
+
+    return runner
+
+
+def _run_jko_mmd(p):
+    return _jko_chain(p, _mmd_kernel(p), 100.0, 6, 150)
+
+
+def _run_jko_w1(p):
+    return _jko_chain(p, "w1", 0.1, 6, 60, critic_steps=5, gp=10.0, betas=(0.5, 0.9))
+
+
+def _run_jko_sinkhorn(p):
+    from gwf_tutorial.functionals import SinkhornDivergence
+
+    return _jko_chain(p, SinkhornDivergence(0.1, max_iter=30, tol=1e-3), 10.0, 6, 60)
+
+
+def _run_jko_sw(p):
+    from gwf_tutorial.functionals import SlicedWasserstein
+
+    return _jko_chain(p, SlicedWasserstein(100, generator=p.gen(7)), 10.0, 6, 150, lr=2e-3)
+
+
+_GAN = dict(symmetric=True, r1=0.4, lr=2e-4, lr_critic=2e-4)
+
+
+def _run_gan(p):
+    return _jko_chain(p, "gan", None, 1, 900, **_GAN)
+
+
+def _run_gan_ns(p):
+    return _jko_chain(p, "gan", None, 1, 900, generator_loss="non_saturating", **_GAN)
+
+
+def _run_fgan_kl(p):
+    return _jko_chain(p, "kl", None, 1, 900, **_GAN)
+
+
+def _run_wgan_gp(p):
+    # the WGAN-GP paper's settings: Adam 1e-4, betas (0, 0.9), 5 critic steps per generator step
+    wgan = dict(critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4, betas=(0.0, 0.9))
+    return _jko_chain(p, "w1", None, 1, 360, **wgan)
+
+
+def _run_mmd_gan(p):
+    return _jko_chain(p, "mmd_learned", None, 1, 250)
+
+
+def _run_gmmn(p):
+    return _jko_chain(p, _mmd_kernel(p), None, 1, 900)
+
+
+# -- S-JKO ----------------------------------------------------------------------------------------
+
+
+def _run_sjko(p):
+    from gwf_tutorial.sjko import toy_trainer
+
+    trainer = toy_trainer(p.d, noise_dim=p.d, seed=p._seed(6), dtype=torch.float32, n_iters=p.iters(150))
+    trainer.run(6, p.latent_sampler(), p.data(), progress_bar=p.progress)
+    with torch.no_grad():
+        return trainer.push(p.x0(offset=5))
+
+
+# -- drifting -------------------------------------------------------------------------------------
+
+
+def _drifting(p, make_drift) -> Tensor:
+    from gwf_tutorial.drifting import train_drifting
+    from gwf_tutorial.nets import MLP
+
+    net = MLP(8, p.d, hidden=64, depth=3)
+    hist = train_drifting(
+        net, p.data(), make_drift(), n_steps=p.iters(800), batch_size=256, lr=2e-3, generator=p.gen(4),
+        progress=p.progress,
+    )  # fmt: skip
+    return hist.sample(p.n, generator=p.gen(5))
+
+
+def _run_drift_paper(p):
+    from gwf_tutorial.drifting import PaperDrift
+
+    return _drifting(p, lambda: PaperDrift(0.15))
+
+
+def _run_drift_algorithm2(p):
+    from gwf_tutorial.drifting import Algorithm2Drift
+
+    return _drifting(p, lambda: Algorithm2Drift(0.1))
+
+
+def _run_drift_multi_temperature(p):
+    from gwf_tutorial.drifting import MultiTemperatureDrift
+
+    return _drifting(p, lambda: MultiTemperatureDrift(affinity_floor=0.0))
+
+
+def _run_drift_mmd(p):
+    from gwf_tutorial.drifting import ObjectiveDrift
+    from gwf_tutorial.functionals import MMD
+
+    return _drifting(p, lambda: ObjectiveDrift(MMD("multi", [0.05, 0.2, 0.8])))
+
+
+def _run_drift_sinkhorn(p):
+    from gwf_tutorial.drifting import ObjectiveDrift
+    from gwf_tutorial.functionals import SinkhornDivergence
+
+    return _drifting(p, lambda: ObjectiveDrift(SinkhornDivergence(0.1, max_iter=30, tol=1e-3)))
+
+
+def _run_drift_sw(p):
+    from gwf_tutorial.drifting import ObjectiveDrift
+    from gwf_tutorial.functionals import SlicedWasserstein
+
+    return _drifting(p, lambda: ObjectiveDrift(SlicedWasserstein(50, generator=p.gen(7))))
+
+
+def _run_drift_critic(p):
+    from gwf_tutorial.drifting import CriticDrift
+
+    return _drifting(p, lambda: CriticDrift(n_iters=5, lr=5e-3))
+
+
+# ---------------------------------------------------------------------------------------------
+# the catalogue
+# ---------------------------------------------------------------------------------------------
+
+_JKO_NET = "ResidualMLP(d, 64, 2 blocks, identity at init) from N(0, I), batch 256, Adam 1e-3"
+_DRIFT_NET = "generator MLP(8 -> d, 64 x 3 SiLU), 800 steps, batch 256, Adam 2e-3"
+_METHODS: dict[str, tuple[MethodInfo, Callable[[_Problem], Tensor]]] = {}
+
+
+def _add(name, family, chapter, budget_s, summary, settings, runner, needs_score=False) -> None:
+    info = MethodInfo(name, family, summary, settings, budget_s, needs_score=needs_score, chapter=chapter)
+    _METHODS[name] = (info, runner)
+
+
+# fmt: off
+# particle flows (chapters 2 and 3)
+_add("particle_sw", "particle", 3, 2.0, "sliced-W2 particle flow",
+     "100 fresh directions per step, step 1, 150 steps", _run_particle_sw)
+_add("particle_energy", "particle", 3, 2.5, "MMD particle flow, energy kernel -|x - y|",
+     "step 3 -> 0.5 (geometric), 200 steps", _run_particle_energy)
+_add("particle_mmd", "particle", 3, 2.0, "MMD particle flow, Gaussian kernel, noise injection",
+     "median bandwidth, step 3, noise 0.5 -> 0 over the first half, 200 steps", _run_particle_mmd)
+_add("particle_sinkhorn", "particle", 3, 5.5, "Sinkhorn-divergence particle flow",
+     "eps 0.05, 20 warm-started Sinkhorn iterations per step, step 1, 12 steps", _run_particle_sinkhorn)
+_add("particle_kl", "particle", 2, 1.5, "KL particle flow (blob velocity, target score)",
+     "Silverman KDE bandwidth, step 0.05 d / E|score|^2, 80 steps", _run_particle_kl, needs_score=True)
+_add("langevin", "particle", 2, 2.0, "unadjusted Langevin algorithm (target score)",
+     "step 0.05 d / E|score|^2, 2000 steps", _run_langevin, needs_score=True)
+# explicit f-divergence flows and their published instances (chapter 4)
+_add("f_flow", "f-flow", 4, 2.0, "explicit KL flow, logistic critic refit every step",
+     "step 0.05, 60 steps; critic 32 x 2, 200 then 10 Adam steps (5e-3) per step, R1 0.1", _run_f_flow)
+_add("vgrow", "f-flow", 4, 2.5, "VGrow: KL flow projected on a generator",
+     "100 outer steps of 3 particle steps (0.02) and 5 regression steps (1e-2)", _run_vgrow)
+_add("ept", "f-flow", 4, 1.5, "EPT: least-squares ratio, forward Euler particles",
+     "step 0.1, 30 steps, R1 1.0, ratio floor 0.1, 10 critic steps per step", _run_ept)
+_add("monoflow", "f-flow", 4, 3.0, "MonoFlow particles along h(D) = log sigmoid(D) (non-saturating GAN)",
+     "step 0.05, 80 steps; critic 32 x 2, 200 then 10 Adam steps per step, R1 0.1", _run_monoflow)
+_add("dgflow", "f-flow", 4, 0.5, "DGflow: refine N(0, I) along a fixed discriminator",
+     "discriminator 300 Adam steps; 25 steps of 0.1, gamma 0.01 (official defaults)", _run_dgflow)
+# parametric JKO for each objective (chapters 4-6)
+_add("jko_kl", "jko", 4, 4.0, "parametric JKO, KL (critic)", f"tau 1, 6 steps x 150, R1 0.4; {_JKO_NET}",
+     _jko_fdiv("kl"))
+_add("jko_kl_dv", "jko", 4, 4.0, "parametric JKO, KL (Donsker-Varadhan critic)", "tau 1, 6 x 150, R1 0.4",
+     _jko_fdiv("kl_dv"))
+_add("jko_js", "jko", 4, 4.5, "parametric JKO, Jensen-Shannon (critic)", "tau 10, 6 x 150, R1 0.4",
+     _jko_fdiv("js", 10.0))
+_add("jko_chi2", "jko", 4, 4.0, "parametric JKO, Pearson chi^2 (critic)", "tau 1, 6 x 150, R1 0.4",
+     _jko_fdiv("chi2"))
+_add("jko_hellinger", "jko", 4, 5.0, "parametric JKO, squared Hellinger (critic)", "tau 1, 6 x 150, R1 0.4",
+     _jko_fdiv("squared_hellinger"))
+_add("jko_mmd", "jko", 5, 8.0, "parametric JKO, MMD^2 U-statistic (5 Gaussian bandwidths)",
+     "bandwidths (1/16 .. 1) x median, tau 100, 6 x 150", _run_jko_mmd)
+_add("jko_w1", "jko", 5, 4.5, "parametric JKO, W1 (gradient-penalised critic)",
+     "tau 0.1, 6 x 60, 5 critic steps per map step, GP 10", _run_jko_w1)
+_add("jko_sinkhorn", "jko", 6, 6.0, "parametric JKO, Sinkhorn divergence",
+     "eps 0.1, at most 30 Sinkhorn iterations, tau 10, 6 x 60",
+     _run_jko_sinkhorn)
+_add("jko_sw", "jko", 6, 4.5, "parametric JKO, sliced W2", "100 directions, tau 10, 6 x 150, lr 2e-3",
+     _run_jko_sw)
+# the GAN switches of the same loop: no transport term (chapter 5)
+_add("gan", "gan", 5, 5.0, "minimax GAN (tau=None, JS critic)", "900 updates, Adam 2e-4, R1 0.4", _run_gan)
+_add("gan_ns", "gan", 5, 5.0, "non-saturating GAN (tau=None)", "900 updates, Adam 2e-4, R1 0.4", _run_gan_ns)
+_add("fgan_kl", "gan", 5, 5.0, "f-GAN, KL(nu || rho) (tau=None, symmetric)", "900 updates, Adam 2e-4, R1 0.4",
+     _run_fgan_kl)
+_add("wgan_gp", "gan", 5, 4.5, "WGAN-GP (tau=None, W1 critic)",
+     "360 updates x 5 critic steps, GP 10, Adam 1e-4 (0, 0.9)", _run_wgan_gp)
+_add("mmd_gan", "gan", 5, 7.5, "MMD-GAN, learned kernel (tau=None)", "250 updates", _run_mmd_gan)
+_add("gmmn", "gan", 5, 8.0, "generator on a fixed-kernel MMD^2 (tau=None, no critic)",
+     "900 updates, bandwidths (1/16 .. 1) x median", _run_gmmn)
+# S-JKO (chapter 7)
+_add("sjko", "s-jko", 7, 4.5, "S-JKO: semi-dual KL JKO step, reparameterized map",
+     "sjko.toy_trainer: tau 1, 6 phases x 150, Adam 1e-3 (cosine), map with a d-dim latent", _run_sjko)
+# drifting models, one per drift field (chapter 8)
+_add("drift_paper", "drifting", 8, 1.5, "drifting, the paper's mean-shift field (Laplace, T 0.15)",
+     _DRIFT_NET, _run_drift_paper)
+_add("drift_algorithm2", "drifting", 8, 1.5, "drifting, Algorithm 2 field (T 0.1)", _DRIFT_NET,
+     _run_drift_algorithm2)
+_add("drift_multi_temperature", "drifting", 8, 3.5, "drifting, multi-temperature normalised field",
+     _DRIFT_NET, _run_drift_multi_temperature)
+_add("drift_mmd", "drifting", 8, 4.0, "drifting, MMD witness field (bandwidths 0.05, 0.2, 0.8)", _DRIFT_NET,
+     _run_drift_mmd)
+_add("drift_sinkhorn", "drifting", 8, 10.0, "drifting, Sinkhorn barycentric field (eps 0.1, <= 30 iters)",
+     _DRIFT_NET, _run_drift_sinkhorn)
+_add("drift_sw", "drifting", 8, 2.0, "drifting, sliced-W velocity (50 directions)", _DRIFT_NET, _run_drift_sw)
+_add("drift_critic", "drifting", 8, 5.0, "drifting, logistic critic (KL velocity)", _DRIFT_NET,
+     _run_drift_critic)
+# fmt: on
+
+
+def list_methods(family: str | None = None) -> list[str]:
+    r"""Names accepted by :func:`run`, in the order of the book (optionally one family).
+
+    .. math::
+
+        \{m : \texttt{run}(m, \cdot) \text{ is defined}\}.
+
+    Parameters
+    ----------
+    family : str, optional
+        One of :data:`FAMILIES`.
+
+    Returns
+    -------
+    list of str
+
+    Used in: chapter 11.
+    """
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return [name for name, (info, _) in _METHODS.items() if family is None or info.family == family]
+
+
+def _check_method(method) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    key = method.strip().lower().replace("-", "_")
+    if key not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list_methods()}")
+    return key
+
+
+def method_info(method: str) -> MethodInfo:
+    r"""Family, summary, recommended settings and nominal budget of a method.
+
+    .. math::
+
+        m \mapsto (\text{family}, \text{settings}, \text{budget}).
+
+    Parameters
+    ----------
+    method : str
+        One of :func:`list_methods`.
+
+    Returns
+    -------
+    MethodInfo
+
+    Used in: chapter 11.
+    """
+    return _METHODS[_check_method(method)][0]
+
+
+def _resolve_target(target):
+    if isinstance(target, str):
+        from gwf_tutorial.targets import get_target
+
+        return get_target(target)
+    if not callable(getattr(target, "sample", None)):
+        raise TypeError(
+            f"target must have a sample(n, generator=None) method (or be a registry name), got "
+            f"{type(target).__name__}"
+        )
+    return target
+
+
+def applicable(method: str, target) -> tuple[bool, str]:
+    r"""Whether :func:`run` can run ``method`` on ``target``, and why not.
+
+    .. math::
+
+        \text{applicable} \iff (\text{the method needs no score}) \lor
+        (\text{the target has } \nabla\log p).
+
+    Parameters
+    ----------
+    method : str
+    target : object with ``sample(n, generator=None)``, or a registry name
+
+    Returns
+    -------
+    (bool, str)
+        ``(True, "")`` or ``(False, reason)``.
+
+    Used in: chapter 11 (the benchmark lists the methods that do not apply, with the reason).
+    """
+    info = method_info(method)
+    target = _resolve_target(target)
+    if info.needs_score and not _has_score(target):
+        return False, f"{info.name} needs the target's score (grad log p); {_target_name(target)} has none"
+    return True, ""
+
+
+def _target_name(target) -> str:
+    return str(getattr(target, "name", type(target).__name__))
+
+
+def run(
+    method: str,
+    target,
+    n_samples: int,
+    seed: int,
+    budget_s: float | None = None,
+    *,
+    progress: bool = False,
+) -> Tensor:
+    r"""Train or run one method of the book on a target and return its samples.
+
+    .. math::
+
+        u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big), \qquad
+        x_i = \bar y + \sigma\, u_i \quad (i \le n),
+
+    with :math:`\mathcal A_m` the method's algorithm at its recommended settings
+    (:func:`method_info`) on the standardised training set (see the module docstring).
+
+    Parameters
+    ----------
+    method : str
+        One of :func:`list_methods`.
+    target : object or str
+        Anything with ``sample(n, generator=None) -> Tensor (n, d)`` (drawing only from the
+        generator it is given, so runs are reproducible), and ``score(x)`` for the methods that need
+        one; or a name of :func:`gwf_tutorial.targets.list_targets`.
+    n_samples : int
+        Number of samples returned (the particles of the particle methods, fresh generator samples
+        otherwise), ``>= 2``.
+    seed : int
+        Seed ``>= 0`` of everything random in the run (data, initialisation, mini-batches, noise).
+    budget_s : float, optional
+        Nominal CPU budget (> 0); iteration counts scale with ``budget_s / method_info(m).budget_s``.
+        Default: the method's own budget.
+    progress : bool, default False
+        Show the method's progress bars.
+
+    Returns
+    -------
+    Tensor, shape (n_samples, d)
+        float32, on the CPU, detached. The same arguments give the same samples.
+
+    Raises
+    ------
+    ValueError
+        Unknown method (the message lists the choices), bad arguments, a target whose samples have
+        the wrong shape or no spread; :class:`NotApplicableError` (a ``ValueError``) when the method
+        needs a score the target does not have; :class:`~gwf_tutorial.flows.FlowDivergedError` (a
+        ``ValueError``) or ``FloatingPointError`` when the method diverges.
+    TypeError
+        ``method`` not a string, a target without ``sample``, non-integer ``n_samples``/``seed``.
+
+    Used in: chapter 11 (benchmark).
+
+    Examples
+    --------
+    >>> from gwf_tutorial import benchmark
+    >>> x = benchmark.run("particle_sw", "moons", 500, seed=0, budget_s=1.0)
+    >>> tuple(x.shape)
+    (500, 2)
+    """
+    key = _check_method(method)
+    target = _resolve_target(target)
+    n = check_int(n_samples, "n_samples", min_value=2)
+    seed = check_int(seed, "seed", min_value=0)
+    info, runner = _METHODS[key]
+    factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / info.budget_s
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    ok, reason = applicable(key, target)
+    if not ok:
+        raise NotApplicableError(reason)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1_000_003 * seed + 12345)
+        problem = _Problem(target, n, seed, factor, progress)
+        u = runner(problem)
+    u = u.detach().to(torch.float64)
+    if u.shape != (n, problem.d):
+        raise RuntimeError(f"{key} returned shape {tuple(u.shape)}, expected {(n, problem.d)}")
+    if not bool(torch.isfinite(u).all()):
+        raise FloatingPointError(f"{key} produced NaN or infinite samples on {_target_name(target)}")
+    return problem.std.inverse(u).to(torch.float32)

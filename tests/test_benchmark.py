@@ -1,0 +1,270 @@
+"""Tests of gwf_tutorial.benchmark: one entry point for every method, on any target object."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gwf_tutorial import benchmark
+from gwf_tutorial.benchmark import FAMILIES, NotApplicableError, Standardizer
+
+
+class ShiftedGaussian:
+    """A target that is not in the registry: N(m, s^2 I) with a sampler and a score, any dimension."""
+
+    def __init__(self, mean=(3.0, -1.0), std=0.5):
+        self.mean = torch.tensor(mean, dtype=torch.float64)
+        self.std = std
+        self.dim = self.mean.numel()
+
+    def sample(self, n, generator=None):
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        return (self.mean + self.std * z).float()
+
+    def score(self, x):
+        return -(x - self.mean.to(x.dtype)) / self.std**2
+
+
+class NoScore:
+    """Samples only: a ring, like the book's targets but defined here."""
+
+    def sample(self, n, generator=None):
+        t = 2 * math.pi * torch.rand(n, generator=generator)
+        r = 2.0 + 0.1 * torch.randn(n, generator=generator)
+        return torch.stack([r * t.cos(), r * t.sin()], dim=1)
+
+
+def tiny(method: str) -> float:
+    """A budget of about one iteration of every loop of the method."""
+    return 1e-3 * benchmark.method_info(method).budget_s
+
+
+# ---------------------------------------------------------------------------------------------
+# the catalogue
+# ---------------------------------------------------------------------------------------------
+
+EXPECTED = {
+    "particle": {"particle_sw", "particle_energy", "particle_mmd", "particle_sinkhorn", "particle_kl",
+                 "langevin"},
+    "f-flow": {"f_flow", "vgrow", "ept", "monoflow", "dgflow"},
+    "jko": {"jko_kl", "jko_kl_dv", "jko_js", "jko_chi2", "jko_hellinger", "jko_mmd", "jko_w1", "jko_sinkhorn",
+            "jko_sw"},
+    "gan": {"gan", "gan_ns", "fgan_kl", "wgan_gp", "mmd_gan", "gmmn"},
+    "s-jko": {"sjko"},
+    "drifting": {"drift_paper", "drift_algorithm2", "drift_multi_temperature", "drift_mmd", "drift_sinkhorn",
+                 "drift_sw", "drift_critic"},
+}  # fmt: skip
+
+
+def test_list_methods_complete_and_grouped():
+    names = benchmark.list_methods()
+    assert len(names) == len(set(names))
+    assert set(names) == set().union(*EXPECTED.values())
+    for fam in FAMILIES:
+        assert set(benchmark.list_methods(fam)) == EXPECTED[fam]
+        for m in benchmark.list_methods(fam):
+            info = benchmark.method_info(m)
+            assert info.family == fam and info.budget_s > 0 and info.settings and 2 <= info.chapter <= 8
+    # every drift field class of the library is a method; ObjectiveDrift three times (MMD, Sinkhorn, SW)
+    from gwf_tutorial import drifting
+
+    fields = {n for n in drifting.__all__ if n.endswith("Drift")}
+    assert len(EXPECTED["drifting"]) == len(fields) - 1 + 3
+
+
+def test_bad_method_name_lists_choices():
+    with pytest.raises(ValueError, match="unknown method") as err:
+        benchmark.run("no_such_method", ShiftedGaussian(), 10, 0)
+    for name in ("particle_sw", "sjko", "drift_critic", "jko_w1"):
+        assert name in str(err.value)
+    with pytest.raises(TypeError, match="method"):
+        benchmark.run(3, ShiftedGaussian(), 10, 0)
+    with pytest.raises(ValueError, match="family"):
+        benchmark.list_methods("nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# every method on a custom target, tiny budget
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", benchmark.list_methods())
+def test_every_method_runs_on_a_custom_target(method):
+    target = ShiftedGaussian()
+    x = benchmark.run(method, target, 48, seed=1, budget_s=tiny(method))
+    assert x.shape == (48, 2) and x.dtype == torch.float32
+    assert bool(torch.isfinite(x).all())
+    # samples live on the target's scale, not the standardised one: the mean is near (3, -1)
+    assert float((x.double().mean(0) - target.mean).norm()) < 3.0
+
+
+def test_methods_in_three_dimensions():
+    target = ShiftedGaussian(mean=(1.0, 2.0, 3.0), std=0.3)
+    for method in ("particle_sw", "jko_kl", "sjko", "drift_algorithm2", "langevin"):
+        x = benchmark.run(method, target, 32, seed=0, budget_s=tiny(method))
+        assert x.shape == (32, 3) and bool(torch.isfinite(x).all())
+
+
+def test_score_methods_not_applicable_without_a_score():
+    ok, why = benchmark.applicable("langevin", NoScore())
+    assert not ok and "score" in why
+    assert benchmark.applicable("particle_sw", NoScore()) == (True, "")
+    with pytest.raises(NotApplicableError, match="score"):
+        benchmark.run("particle_kl", NoScore(), 20, 0)
+    # a registered target without a density (moons) is not applicable either
+    assert not benchmark.applicable("langevin", "moons")[0]
+    assert benchmark.applicable("langevin", "eight_gaussians")[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism and budget
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["particle_sw", "jko_kl", "drift_critic", "sjko", "langevin", "vgrow"])
+def test_same_seed_same_samples_other_seed_other_samples(method):
+    target = ShiftedGaussian()
+    a = benchmark.run(method, target, 40, seed=3, budget_s=tiny(method))
+    b = benchmark.run(method, target, 40, seed=3, budget_s=tiny(method))
+    c = benchmark.run(method, target, 40, seed=4, budget_s=tiny(method))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_run_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    benchmark.run("drift_critic", ShiftedGaussian(), 20, seed=0, budget_s=tiny("drift_critic"))
+    assert torch.equal(torch.rand(3), before)
+
+
+def test_default_budget_is_the_nominal_budget():
+    info = benchmark.method_info("dgflow")
+    a = benchmark.run("dgflow", ShiftedGaussian(), 100, seed=0)
+    b = benchmark.run("dgflow", ShiftedGaussian(), 100, seed=0, budget_s=info.budget_s)
+    assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# quality on closed forms
+# ---------------------------------------------------------------------------------------------
+
+
+def test_standardizer_round_trip_and_scale():
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([5.0, -2.0]) + torch.randn(4000, 2, generator=g) * torch.tensor([2.0, 1.0])
+    st = Standardizer.from_samples(y)
+    assert abs(st.scale - math.sqrt(float(y.double().var(0).mean()))) < 1e-9
+    assert torch.allclose(st.inverse(st.forward(y)), y, atol=1e-5)
+    u = st.forward(y.double())
+    assert abs(float(u.var(0).mean()) - 1.0) < 1e-9 and float(u.mean(0).abs().max()) < 1e-9
+    with pytest.raises(ValueError, match="spread"):
+        Standardizer.from_samples(torch.ones(10, 2))
+
+
+def test_langevin_reaches_the_gaussian_through_the_whitened_score():
+    # N((3, -1), 0.25 I): ULA with step 0.05 d / E|score|^2 = 0.05 s^2 has stationary variance
+    # s^2 / (1 - h / (2 s^2)) = 0.25 / (1 - 0.025) = 0.2564 per coordinate
+    target = ShiftedGaussian()
+    x = benchmark.run("langevin", target, 4000, seed=0).double()
+    assert float((x.mean(0) - target.mean).abs().max()) < 0.03
+    assert abs(float(x.var(0).mean()) - 0.25 / (1 - 0.025)) < 0.015
+
+
+def test_sliced_flow_matches_moments_of_a_custom_target():
+    target = ShiftedGaussian(mean=(-4.0, 10.0), std=2.0)
+    x = benchmark.run("particle_sw", target, 800, seed=0).double()
+    assert float((x.mean(0) - target.mean).abs().max()) < 0.2
+    assert abs(float(x.std(0).mean()) - 2.0) < 0.15
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_argument_checks_name_the_argument():
+    t = ShiftedGaussian()
+    with pytest.raises(ValueError, match="n_samples"):
+        benchmark.run("particle_sw", t, 1, 0)
+    with pytest.raises(TypeError, match="n_samples"):
+        benchmark.run("particle_sw", t, 2.5, 0)
+    with pytest.raises(ValueError, match="seed"):
+        benchmark.run("particle_sw", t, 10, -1)
+    with pytest.raises(ValueError, match="budget_s"):
+        benchmark.run("particle_sw", t, 10, 0, budget_s=0.0)
+    with pytest.raises(ValueError, match="budget_s"):
+        benchmark.run("particle_sw", t, 10, 0, budget_s=float("nan"))
+    with pytest.raises(TypeError, match="target"):
+        benchmark.run("particle_sw", object(), 10, 0)
+    with pytest.raises(TypeError, match="progress"):
+        benchmark.run("particle_sw", t, 10, 0, progress="yes")
+
+
+class BadShape:
+    def sample(self, n, generator=None):
+        return torch.zeros(n + 1, 2)
+
+
+class NaNTarget:
+    def sample(self, n, generator=None):
+        return torch.full((n, 2), float("nan"))
+
+
+def test_bad_targets_are_reported():
+    with pytest.raises(ValueError, match="shape"):
+        benchmark.run("particle_sw", BadShape(), 10, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        benchmark.run("particle_sw", NaNTarget(), 10, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark script's bookkeeping (benchmarks/run_all.py), on made-up rows
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_all():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("run_all", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_summary_and_goals():
+    ra = _run_all()
+    floors = {"moons": {"mixture": False}, "eight_gaussians": {"mixture": True}}
+
+    def row(m, t, s, w2, en, modes=None):
+        fam = benchmark.method_info(m).family
+        r = dict(method=m, family=fam, target=t, seed=s, budget_s=1.0, status="ok", w2_ratio=w2,
+                 energy_ratio=en, sinkhorn_ratio=1.0, cpu_s=1.0)  # fmt: skip
+        if modes is not None:
+            r.update(modes_hit=modes, n_modes=8, weight_tv=0.05, hq=0.9)
+        return r
+
+    rows = [row("particle_sw", "moons", s, w2, 1.0) for s, w2 in enumerate((0.9, 1.1, 1.0))]
+    rows += [row("particle_energy", "moons", s, 2.5, 1.0) for s in range(3)]
+    rows += [row("particle_sw", "eight_gaussians", s, 1.0, 1.2, modes=8) for s in range(3)]
+    rows += [row("particle_energy", "eight_gaussians", s, 1.0, 1.1, modes=7) for s in range(3)]
+    rows += [dict(method="langevin", family="particle", target="moons", seed=0, budget_s=1.0, status="n/a",
+                  reason="no score")]  # fmt: skip
+    summary = ra.summarize(rows)
+    by = {(s["method"], s["target"]): s for s in summary}
+    sw = by[("particle_sw", "moons")]
+    assert sw["w2_ratio"] == 1.0 and sw["w2_ratio_max"] == 1.1
+    assert by[("langevin", "moons")]["status"] == "n/a"
+    methods = ["particle_sw", "particle_energy", "langevin"]
+    g = ra.goals(summary, floors, methods, ["moons", "eight_gaussians"])
+    assert [(m["method"], m["target"]) for m in g["misses_2x"]] == [("particle_energy", "moons")]
+    best = {b["target"]: b for b in g["best"]}
+    # on the mixture the headline is the energy ratio: particle_energy (1.1) beats particle_sw (1.2),
+    # but it covers 7 of 8 modes, so the goal is missed
+    assert best["eight_gaussians"]["method"] == "particle_energy" and not best["eight_gaussians"]["ok"]
+    assert best["moons"]["method"] == "particle_sw" and best["moons"]["ok"]
