@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import moment_matched
 from scipy import optimize
 from torch import nn
 
@@ -17,23 +18,6 @@ from gwf_tutorial import gaussian, jko, metrics, nets
 from gwf_tutorial.critics import Critic, LearnedKernel
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def moment_matched(n, mean, cov, generator):
-    """n points with empirical mean and (1/n) covariance exactly ``mean`` and ``cov``."""
-    z = torch.randn(n, mean.shape[0], generator=generator, dtype=F64)
-    z = z - z.mean(0)
-    L = torch.linalg.cholesky(z.T @ z / n)
-    z = torch.linalg.solve_triangular(L, z.T, upper=False).T
-    return mean + z @ torch.linalg.cholesky(cov).T
 
 
 M0 = torch.tensor([0.5, -1.0], dtype=F64)
