@@ -23,6 +23,7 @@ __all__ = [
     "check_finite",
     "check_spd",
     "check_mean_cov",
+    "check_betas",
 ]
 
 
@@ -156,3 +157,14 @@ def check_mean_cov(mean, cov, name_mean: str = "mean", name_cov: str = "cov") ->
     cov = check_spd(cov, name_cov, dim=mean.shape[-1])
     dtype = torch.promote_types(mean.dtype, cov.dtype)
     return mean.to(dtype), cov.to(dtype)
+
+
+def check_betas(betas, name: str = "betas") -> tuple[float, float]:
+    """Adam's ``(beta1, beta2)``: two numbers in ``[0, 1)``, returned as floats."""
+    if (
+        not isinstance(betas, tuple | list)
+        or len(betas) != 2
+        or not all(isinstance(b, Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    ):
+        raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}")
+    return float(betas[0]), float(betas[1])

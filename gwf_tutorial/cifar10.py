@@ -76,7 +76,7 @@ from gwf_tutorial import drifting as _drifting
 from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
-from gwf_tutorial._validation import check_int, check_nonnegative, check_positive
+from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive
 from gwf_tutorial.nets import ConvCritic, ConvGenerator
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress, rng_state, set_rng_state
 
@@ -445,9 +445,7 @@ def _validate(cfg: Config) -> None:
             raise ValueError(
                 f"reference 'upsample' needs latent_dim = 3 * s * s (a 3 x s x s image), got {cfg.latent_dim}"
             )
-    if cfg.betas is None or len(cfg.betas) != 2 or not all(0 <= float(b) < 1 for b in cfg.betas):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {cfg.betas!r}")
-    cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+    cfg.betas = check_betas(tuple(cfg.betas) if isinstance(cfg.betas, list) else cfg.betas)
     cfg.temperatures = tuple(check_positive(t, "temperatures") for t in cfg.temperatures)
 
 

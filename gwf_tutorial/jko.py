@@ -81,6 +81,7 @@ from torch import Tensor, nn
 from gwf_tutorial import gaussian
 from gwf_tutorial._validation import (
     as_tensor,
+    check_betas,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -1274,13 +1275,7 @@ class ParametricJKO:
         self.batch_size = check_int(batch_size, "batch_size")
         self.lr = check_positive(lr, "lr")
         self.lr_critic = check_positive(lr_critic, "lr_critic")
-        if (
-            not isinstance(betas, tuple | list)
-            or len(betas) != 2
-            or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
-        ):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
+        self.betas = check_betas(betas)
         self.critic_steps = check_int(critic_steps, "critic_steps")
         self.r1 = check_nonnegative(r1, "r1")
         for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):

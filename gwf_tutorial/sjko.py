@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_betas,
     check_finite,
     check_int,
     check_nonnegative,
@@ -767,13 +768,7 @@ class SemiDualJKO:
         self.tau = check_positive(tau, "tau")
         self.lr_map = check_positive(lr_map, "lr_map")
         self.lr_potential = check_positive(lr_potential, "lr_potential")
-        if (
-            not isinstance(betas, tuple | list)
-            or len(betas) != 2
-            or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas)
-        ):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
+        self.betas = check_betas(betas)
         self.r1 = check_nonnegative(r1, "r1")
         if ema_decay is not None:
             ema_decay = check_positive(ema_decay, "ema_decay")

@@ -168,3 +168,12 @@ def test_check_mean_cov():
         check_mean_cov(torch.tensor([0.0, math.nan]), torch.eye(2), "mu", "Sigma")
     with pytest.raises(ValueError, match="^Sigma must be positive definite"):
         check_mean_cov(torch.zeros(2), -torch.eye(2), "mu", "Sigma")
+
+
+def test_check_betas():
+    from gwf_tutorial._validation import check_betas
+
+    assert check_betas([0.5, 0.9]) == (0.5, 0.9)
+    for bad in [(0.5,), (0.5, 1.0), (-0.1, 0.9), "ab", (True, 0.9), None]:
+        with pytest.raises(ValueError, match="betas"):
+            check_betas(bad)
