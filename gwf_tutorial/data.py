@@ -43,13 +43,20 @@ def load_digits(
     Pixel intensities 0..16 are mapped by :math:`x \mapsto x / 8 - 1`. The train / test split is
     stratified by class and fixed by ``seed`` (the same split on every machine).
 
-    Args:
-        split: ``"train"``, ``"test"`` or ``"all"``.
-        test_fraction: share of the 1797 images held out for ``"test"``, in ``(0, 1)``.
-        seed: seed of the split.
-        dtype: floating dtype of the images.
+    Parameters
+    ----------
+    split
+        ``"train"``, ``"test"`` or ``"all"``.
+    test_fraction
+        share of the 1797 images held out for ``"test"``, in ``(0, 1)``.
+    seed
+        seed of the split.
+    dtype
+        floating dtype of the images.
 
-    Returns:
+    Returns
+    -------
+    tuple of Tensor
         ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)`` (int64); ``N = 1347`` for the
         default train split, ``450`` for test.
 
@@ -84,13 +91,19 @@ def load_cifar10(root: str = "data", *, train: bool = True, download: bool = Tru
     The images are ``(3, 32, 32)`` float32 tensors, :math:`x \mapsto 2x - 1` of torchvision's
     ``ToTensor``. Training code draws batches from it with a ``torch.utils.data.DataLoader``.
 
-    Args:
-        root: folder for the downloaded archive.
-        train: the 50 000 training images (``True``) or the 10 000 test images.
-        download: download the archive if it is not in ``root`` (needs the internet).
+    Parameters
+    ----------
+    root
+        folder for the downloaded archive.
+    train
+        the 50 000 training images (``True``) or the 10 000 test images.
+    download
+        download the archive if it is not in ``root`` (needs the internet).
 
-    Raises:
-        RuntimeError: with advice, when the archive is missing and cannot be downloaded.
+    Raises
+    ------
+    RuntimeError
+        with advice, when the archive is missing and cannot be downloaded.
 
     Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --data cifar10``).
     """
@@ -138,15 +151,24 @@ def synthetic_images(
     are clipped to ``[-1, 1]``. Different classes are easy to tell apart, so a generator that
     drops classes is visible in class coverage and in a Fréchet distance.
 
-    Args:
-        n: number of images (≥ 1).
-        size: height = width in pixels (≥ 4).
-        channels: 1 (grey) or 3 (RGB).
-        n_classes: number of classes (≥ 1); labels are balanced up to one image.
-        noise: pixel noise standard deviation (≥ 0).
-        generator: ``torch.Generator`` for reproducible draws.
+    Parameters
+    ----------
+    n
+        number of images (≥ 1).
+    size
+        height = width in pixels (≥ 4).
+    channels
+        1 (grey) or 3 (RGB).
+    n_classes
+        number of classes (≥ 1); labels are balanced up to one image.
+    noise
+        pixel noise standard deviation (≥ 0).
+    generator
+        ``torch.Generator`` for reproducible draws.
 
-    Returns:
+    Returns
+    -------
+    tuple of Tensor
         ``(images, labels)`` of shapes ``(n, channels, size, size)`` (float32) and ``(n,)`` (int64).
 
     Used in: chapter 10 and ``tests/test_cifar10.py`` (the smoke configuration).

@@ -912,16 +912,24 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
     network in tests) the images are passed as floats in ``[-1, 1]``. The statistics are
     accumulated in float64 by torchmetrics.
 
-    Args:
-        real, fake: image tensors ``(N, C, H, W)`` in ``[-1, 1]`` or iterables of such batches
-            (e.g. a generator of 50 000 samples in batches). At least 2 images each; for a stable
-            FID use 10k–50k images.
-        feature: ``None`` (Inception-v3, 2048 features) or an ``nn.Module`` mapping a batch to
-            ``(b, num_features)``.
-        batch_size: images per forward pass when ``real`` / ``fake`` are tensors.
-        device: where to run the feature extractor (default: where it is).
+    Parameters
+    ----------
+    real
+        image tensor ``(N, C, H, W)`` in ``[-1, 1]``, or an iterable of such batches (e.g. a
+        generator of 50 000 samples in batches). At least 2 images; for a stable FID use 10k–50k.
+    fake
+        the other image set, in the same form.
+    feature
+        ``None`` (Inception-v3, 2048 features) or an ``nn.Module`` mapping a batch to
+        ``(b, num_features)``.
+    batch_size
+        images per forward pass when ``real`` / ``fake`` are tensors.
+    device
+        where to run the feature extractor (default: where it is).
 
-    Returns:
+    Returns
+    -------
+    float
         The distance as a float.
 
     Used in: chapter 9 (digits, classifier features), chapter 10 (CIFAR-10 FID).
@@ -951,7 +959,9 @@ def kernel_distance(
     the smaller set size). Unlike FID it is unbiased in the number of images. ``feature`` as in
     :func:`frechet_distance`.
 
-    Returns:
+    Returns
+    -------
+    tuple of float
         ``(mean, std)`` over the subsets.
 
     Used in: chapter 10.
