@@ -45,7 +45,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -53,10 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, machine_info
 
 TARGETS = ["eight_gaussians", "twenty_five_gaussians", "moons", "swiss_roll", "checkerboard", "rings"]
 SEEDS = [0, 1, 2]
@@ -269,16 +265,6 @@ def _json_default(o):
     if isinstance(o, np.integer):
         return int(o)
     raise TypeError(type(o).__name__)
-
-
-def _machine() -> dict:
-    import ot
-
-    return dict(
-        cpu_count=os.cpu_count(), processor=platform.processor() or platform.machine(),
-        platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
-        pot=ot.__version__, torch_threads=torch.get_num_threads(),
-    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -572,7 +558,8 @@ def main() -> None:
     if "command" not in res["meta"]:
         res["meta"].update(
             command="python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-            machine=_machine(), loadavg_start=list(os.getloadavg()), budget_scale=scale, n_eval=N_EVAL,
+            machine=machine_info(torch_threads=torch.get_num_threads()),
+            loadavg_start=list(os.getloadavg()), budget_scale=scale, n_eval=N_EVAL,
             started=time.strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
     # the union of all methods / targets ever run, in the catalogue's order
