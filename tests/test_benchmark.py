@@ -228,10 +228,13 @@ def test_bad_targets_are_reported():
 
 def _run_all():
     import importlib.util
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
-    spec = importlib.util.spec_from_file_location("run_all", path)
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if str(folder) not in sys.path:  # as when it runs as a script: its folder (and _common) importable
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("run_all", folder / "run_all.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
