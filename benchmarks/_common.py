@@ -86,3 +86,16 @@ def json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def write_results(folder, stem: str, res: dict, md: str, *, echo: bool = True) -> None:
+    """Write ``res`` as ``stem.json`` (numpy scalars as numbers) and ``md`` as ``stem.md`` into ``folder``."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
+    (folder / f"{stem}.md").write_text(md)
+    if echo:
+        print(md)
+    print(f"wrote {folder / stem}.json and .md")

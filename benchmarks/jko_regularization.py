@@ -29,7 +29,6 @@ Writes ``benchmarks/results/jko_regularization.json`` and ``.md`` (``_quick`` su
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing as mp
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, json_safe, machine_info
+from _common import RESULTS, json_safe, machine_info, write_results
 
 OBJECTIVES = ["kl", "kl_dv", "js", "chi2", "w1", "mmd"]
 TAUS = [None, 0.01, 0.1, 1.0, 10.0, 100.0]
@@ -342,10 +341,7 @@ def main(argv=None) -> int:
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(["python", "benchmarks/jko_regularization.py", *sys.argv[1:]]),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"jko_regularization{suffix}.json").write_text(json.dumps(json_safe(result), indent=1))
-    (args.out / f"jko_regularization{suffix}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, f"jko_regularization{suffix}", json_safe(result), markdown(result))
     return 0
 
 

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, cpu_seconds, machine_info, proc_status, reset_peak, trim_heap
+from _common import RESULTS, cpu_seconds, machine_info, proc_status, reset_peak, trim_heap, write_results
 
 OBJECTIVES = ["sw", "energy", "mmd_gauss", "kl", "sinkhorn"]
 TARGETS = ["gaussian", "moons", "banana", "eight_gaussians"]
@@ -503,13 +503,7 @@ def main() -> None:
         total_seconds=time.time() - t_start,
         cpu_seconds=cpu_seconds(),
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "particle_flows" + ("_quick" if args.quick else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
-    md = markdown(res)
-    (RESULTS / f"{stem}.md").write_text(md)
-    print(md)
-    print(f"wrote {RESULTS / stem}.json and .md")
+    write_results(RESULTS, "particle_flows" + ("_quick" if args.quick else ""), res, markdown(res))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, machine_info, proc_status, reset_peak, trim_heap
+from _common import RESULTS, machine_info, proc_status, reset_peak, trim_heap, write_results
 
 TARGETS = ["sjko_25gaussians", "two_circles"]
 MIXTURES = {"sjko_25gaussians"}
@@ -462,13 +462,7 @@ def main() -> None:
         main_process_cpu_seconds=time.process_time() - c_start,
         workers_cpu_seconds=float(sum(p["cpu_s"] for r in runs for p in r["phases"])),
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "sjko_scaling" + ("_quick" if args.quick else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
-    md = markdown(res)
-    (RESULTS / f"{stem}.md").write_text(md)
-    print(md)
-    print(f"wrote {RESULTS / stem}.json and .md")
+    write_results(RESULTS, "sjko_scaling" + ("_quick" if args.quick else ""), res, markdown(res))
 
 
 if __name__ == "__main__":
