@@ -452,29 +452,29 @@ def _mmd_kernel(p):
 
 def _jko_fdiv(name, tau=1.0):
     def runner(p):
-        return _jko_chain(p, name, tau, 6, 150, r1=0.4)
+        return _jko_chain(p, name, tau, 6, 600, r1=0.4)
 
     return runner
 
 
 def _run_jko_mmd(p):
-    return _jko_chain(p, _mmd_kernel(p), 100.0, 6, 150)
+    return _jko_chain(p, _mmd_kernel(p), 100.0, 6, 450)
 
 
 def _run_jko_w1(p):
-    return _jko_chain(p, "w1", 0.1, 6, 60, critic_steps=5, gp=10.0, betas=(0.5, 0.9))
+    return _jko_chain(p, "w1", 0.1, 6, 240, critic_steps=5, gp=10.0, betas=(0.5, 0.9))
 
 
 def _run_jko_sinkhorn(p):
     from gwf_tutorial.functionals import SinkhornDivergence
 
-    return _jko_chain(p, SinkhornDivergence(0.1, max_iter=30, tol=1e-3), 10.0, 6, 60)
+    return _jko_chain(p, SinkhornDivergence(0.1, max_iter=30, tol=1e-3), 10.0, 6, 240)
 
 
 def _run_jko_sw(p):
     from gwf_tutorial.functionals import SlicedWasserstein
 
-    return _jko_chain(p, SlicedWasserstein(100, generator=p.gen(7)), 10.0, 6, 150, lr=2e-3)
+    return _jko_chain(p, SlicedWasserstein(100, generator=p.gen(7)), 10.0, 6, 600, lr=2e-3)
 
 
 _GAN = dict(symmetric=True, r1=0.4, lr=2e-4, lr_critic=2e-4)
@@ -499,11 +499,11 @@ def _run_wgan_gp(p):
 
 
 def _run_mmd_gan(p):
-    return _jko_chain(p, "mmd_learned", None, 1, 250)
+    return _jko_chain(p, "mmd_learned", None, 1, 750)
 
 
 def _run_gmmn(p):
-    return _jko_chain(p, _mmd_kernel(p), None, 1, 900)
+    return _jko_chain(p, _mmd_kernel(p), None, 1, 2700)
 
 
 # -- S-JKO ----------------------------------------------------------------------------------------
@@ -512,7 +512,7 @@ def _run_gmmn(p):
 def _run_sjko(p):
     from gwf_tutorial.sjko import toy_trainer
 
-    trainer = toy_trainer(p.d, noise_dim=p.d, seed=p._seed(6), dtype=torch.float32, n_iters=p.iters(150))
+    trainer = toy_trainer(p.d, noise_dim=p.d, seed=p._seed(6), dtype=torch.float32, n_iters=p.iters(600))
     trainer.run(6, p.latent_sampler(), p.data(), progress_bar=p.progress)
     with torch.no_grad():
         return trainer.push(p.x0(offset=5))
@@ -521,13 +521,13 @@ def _run_sjko(p):
 # -- drifting -------------------------------------------------------------------------------------
 
 
-def _drifting(p, make_drift) -> Tensor:
+def _drifting(p, make_drift, n_steps: int = 3200) -> Tensor:
     from gwf_tutorial.drifting import train_drifting
     from gwf_tutorial.nets import MLP
 
     net = MLP(8, p.d, hidden=64, depth=3)
     hist = train_drifting(
-        net, p.data(), make_drift(), n_steps=p.iters(800), batch_size=256, lr=2e-3, generator=p.gen(4),
+        net, p.data(), make_drift(), n_steps=p.iters(n_steps), batch_size=256, lr=2e-3, generator=p.gen(4),
         progress=p.progress,
     )  # fmt: skip
     return hist.sample(p.n, generator=p.gen(5))
@@ -548,21 +548,21 @@ def _run_drift_algorithm2(p):
 def _run_drift_multi_temperature(p):
     from gwf_tutorial.drifting import MultiTemperatureDrift
 
-    return _drifting(p, lambda: MultiTemperatureDrift(affinity_floor=0.0))
+    return _drifting(p, lambda: MultiTemperatureDrift(affinity_floor=0.0), 2400)
 
 
 def _run_drift_mmd(p):
     from gwf_tutorial.drifting import ObjectiveDrift
     from gwf_tutorial.functionals import MMD
 
-    return _drifting(p, lambda: ObjectiveDrift(MMD("multi", [0.05, 0.2, 0.8])))
+    return _drifting(p, lambda: ObjectiveDrift(MMD("multi", [0.05, 0.2, 0.8])), 2400)
 
 
 def _run_drift_sinkhorn(p):
     from gwf_tutorial.drifting import ObjectiveDrift
     from gwf_tutorial.functionals import SinkhornDivergence
 
-    return _drifting(p, lambda: ObjectiveDrift(SinkhornDivergence(0.1, max_iter=30, tol=1e-3)))
+    return _drifting(p, lambda: ObjectiveDrift(SinkhornDivergence(0.1, max_iter=30, tol=1e-3)), 2400)
 
 
 def _run_drift_sw(p):
@@ -575,7 +575,7 @@ def _run_drift_sw(p):
 def _run_drift_critic(p):
     from gwf_tutorial.drifting import CriticDrift
 
-    return _drifting(p, lambda: CriticDrift(n_iters=5, lr=5e-3))
+    return _drifting(p, lambda: CriticDrift(n_iters=5, lr=5e-3), 2400)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +583,7 @@ def _run_drift_critic(p):
 # ---------------------------------------------------------------------------------------------
 
 _JKO_NET = "ResidualMLP(d, 64, 2 blocks, identity at init) from N(0, I), batch 256, Adam 1e-3"
-_DRIFT_NET = "generator MLP(8 -> d, 64 x 3 SiLU), 800 steps, batch 256, Adam 2e-3"
+_DRIFT_NET = "generator MLP(8 -> d, 64 x 3 SiLU), batch 256, Adam 2e-3"
 _METHODS: dict[str, tuple[MethodInfo, Callable[[_Problem], Tensor]]] = {}
 
 
@@ -618,24 +618,24 @@ _add("monoflow", "f-flow", 4, 3.0, "MonoFlow particles along h(D) = log sigmoid(
 _add("dgflow", "f-flow", 4, 0.5, "DGflow: refine N(0, I) along a fixed discriminator",
      "discriminator 300 Adam steps; 25 steps of 0.1, gamma 0.01 (official defaults)", _run_dgflow)
 # parametric JKO for each objective (chapters 4-6)
-_add("jko_kl", "jko", 4, 4.0, "parametric JKO, KL (critic)", f"tau 1, 6 steps x 150, R1 0.4; {_JKO_NET}",
+_add("jko_kl", "jko", 4, 16.0, "parametric JKO, KL (critic)", f"tau 1, 6 steps x 600, R1 0.4; {_JKO_NET}",
      _jko_fdiv("kl"))
-_add("jko_kl_dv", "jko", 4, 4.0, "parametric JKO, KL (Donsker-Varadhan critic)", "tau 1, 6 x 150, R1 0.4",
+_add("jko_kl_dv", "jko", 4, 16.0, "parametric JKO, KL (Donsker-Varadhan critic)", "tau 1, 6 x 600, R1 0.4",
      _jko_fdiv("kl_dv"))
-_add("jko_js", "jko", 4, 4.5, "parametric JKO, Jensen-Shannon (critic)", "tau 10, 6 x 150, R1 0.4",
+_add("jko_js", "jko", 4, 18.0, "parametric JKO, Jensen-Shannon (critic)", "tau 10, 6 x 600, R1 0.4",
      _jko_fdiv("js", 10.0))
-_add("jko_chi2", "jko", 4, 4.0, "parametric JKO, Pearson chi^2 (critic)", "tau 1, 6 x 150, R1 0.4",
+_add("jko_chi2", "jko", 4, 16.0, "parametric JKO, Pearson chi^2 (critic)", "tau 1, 6 x 600, R1 0.4",
      _jko_fdiv("chi2"))
-_add("jko_hellinger", "jko", 4, 5.0, "parametric JKO, squared Hellinger (critic)", "tau 1, 6 x 150, R1 0.4",
+_add("jko_hellinger", "jko", 4, 20.0, "parametric JKO, squared Hellinger (critic)", "tau 1, 6 x 600, R1 0.4",
      _jko_fdiv("squared_hellinger"))
-_add("jko_mmd", "jko", 5, 8.0, "parametric JKO, MMD^2 U-statistic (5 Gaussian bandwidths)",
-     "bandwidths (1/16 .. 1) x median, tau 100, 6 x 150", _run_jko_mmd)
-_add("jko_w1", "jko", 5, 4.5, "parametric JKO, W1 (gradient-penalised critic)",
-     "tau 0.1, 6 x 60, 5 critic steps per map step, GP 10", _run_jko_w1)
-_add("jko_sinkhorn", "jko", 6, 6.0, "parametric JKO, Sinkhorn divergence",
-     "eps 0.1, at most 30 Sinkhorn iterations, tau 10, 6 x 60",
+_add("jko_mmd", "jko", 5, 24.0, "parametric JKO, MMD^2 U-statistic (5 Gaussian bandwidths)",
+     "bandwidths (1/16 .. 1) x median, tau 100, 6 x 450", _run_jko_mmd)
+_add("jko_w1", "jko", 5, 18.0, "parametric JKO, W1 (gradient-penalised critic)",
+     "tau 0.1, 6 x 240, 5 critic steps per map step, GP 10", _run_jko_w1)
+_add("jko_sinkhorn", "jko", 6, 24.0, "parametric JKO, Sinkhorn divergence",
+     "eps 0.1, at most 30 Sinkhorn iterations, tau 10, 6 x 240",
      _run_jko_sinkhorn)
-_add("jko_sw", "jko", 6, 4.5, "parametric JKO, sliced W2", "100 directions, tau 10, 6 x 150, lr 2e-3",
+_add("jko_sw", "jko", 6, 18.0, "parametric JKO, sliced W2", "100 directions, tau 10, 6 x 600, lr 2e-3",
      _run_jko_sw)
 # the GAN switches of the same loop: no transport term (chapter 5)
 _add("gan", "gan", 5, 5.0, "minimax GAN (tau=None, JS critic)", "900 updates, Adam 2e-4, R1 0.4", _run_gan)
@@ -644,26 +644,27 @@ _add("fgan_kl", "gan", 5, 5.0, "f-GAN, KL(nu || rho) (tau=None, symmetric)", "90
      _run_fgan_kl)
 _add("wgan_gp", "gan", 5, 4.5, "WGAN-GP (tau=None, W1 critic)",
      "360 updates x 5 critic steps, GP 10, Adam 1e-4 (0, 0.9)", _run_wgan_gp)
-_add("mmd_gan", "gan", 5, 7.5, "MMD-GAN, learned kernel (tau=None)", "250 updates", _run_mmd_gan)
-_add("gmmn", "gan", 5, 8.0, "generator on a fixed-kernel MMD^2 (tau=None, no critic)",
-     "900 updates, bandwidths (1/16 .. 1) x median", _run_gmmn)
+_add("mmd_gan", "gan", 5, 22.5, "MMD-GAN, learned kernel (tau=None)", "750 updates", _run_mmd_gan)
+_add("gmmn", "gan", 5, 24.0, "generator on a fixed-kernel MMD^2 (tau=None, no critic)",
+     "2700 updates, bandwidths (1/16 .. 1) x median", _run_gmmn)
 # S-JKO (chapter 7)
-_add("sjko", "s-jko", 7, 4.5, "S-JKO: semi-dual KL JKO step, reparameterized map",
-     "sjko.toy_trainer: tau 1, 6 phases x 150, Adam 1e-3 (cosine), map with a d-dim latent", _run_sjko)
+_add("sjko", "s-jko", 7, 18.0, "S-JKO: semi-dual KL JKO step, reparameterized map",
+     "sjko.toy_trainer: tau 1, 6 phases x 600, Adam 1e-3 (cosine), map with a d-dim latent", _run_sjko)
 # drifting models, one per drift field (chapter 8)
-_add("drift_paper", "drifting", 8, 1.5, "drifting, the paper's mean-shift field (Laplace, T 0.15)",
-     _DRIFT_NET, _run_drift_paper)
-_add("drift_algorithm2", "drifting", 8, 1.5, "drifting, Algorithm 2 field (T 0.1)", _DRIFT_NET,
-     _run_drift_algorithm2)
-_add("drift_multi_temperature", "drifting", 8, 3.5, "drifting, multi-temperature normalised field",
-     _DRIFT_NET, _run_drift_multi_temperature)
-_add("drift_mmd", "drifting", 8, 4.0, "drifting, MMD witness field (bandwidths 0.05, 0.2, 0.8)", _DRIFT_NET,
-     _run_drift_mmd)
-_add("drift_sinkhorn", "drifting", 8, 10.0, "drifting, Sinkhorn barycentric field (eps 0.1, <= 30 iters)",
-     _DRIFT_NET, _run_drift_sinkhorn)
-_add("drift_sw", "drifting", 8, 2.0, "drifting, sliced-W velocity (50 directions)", _DRIFT_NET, _run_drift_sw)
-_add("drift_critic", "drifting", 8, 5.0, "drifting, logistic critic (KL velocity)", _DRIFT_NET,
-     _run_drift_critic)
+_add("drift_paper", "drifting", 8, 6.0, "drifting, the paper's mean-shift field (Laplace, T 0.15)",
+     f"3200 steps; {_DRIFT_NET}", _run_drift_paper)
+_add("drift_algorithm2", "drifting", 8, 6.0, "drifting, Algorithm 2 field (T 0.1)",
+     f"3200 steps; {_DRIFT_NET}", _run_drift_algorithm2)
+_add("drift_multi_temperature", "drifting", 8, 10.5, "drifting, multi-temperature normalised field",
+     f"2400 steps; {_DRIFT_NET}", _run_drift_multi_temperature)
+_add("drift_mmd", "drifting", 8, 12.0, "drifting, MMD witness field (bandwidths 0.05, 0.2, 0.8)",
+     f"2400 steps; {_DRIFT_NET}", _run_drift_mmd)
+_add("drift_sinkhorn", "drifting", 8, 30.0, "drifting, Sinkhorn barycentric field (eps 0.1, <= 30 iters)",
+     f"2400 steps; {_DRIFT_NET}", _run_drift_sinkhorn)
+_add("drift_sw", "drifting", 8, 8.0, "drifting, sliced-W velocity (50 directions)",
+     f"3200 steps; {_DRIFT_NET}", _run_drift_sw)
+_add("drift_critic", "drifting", 8, 15.0, "drifting, logistic critic (KL velocity)",
+     f"2400 steps; {_DRIFT_NET}", _run_drift_critic)
 # fmt: on
 
 

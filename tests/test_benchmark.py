@@ -271,3 +271,27 @@ def test_run_all_summary_and_goals():
     # but it covers 7 of 8 modes, so the goal is missed
     assert best["eight_gaussians"]["method"] == "particle_energy" and not best["eight_gaussians"]["ok"]
     assert best["moons"]["method"] == "particle_sw" and best["moons"]["ok"]
+
+
+def test_run_all_markdown_budget_study():
+    """The report compares an earlier, shorter run of the same methods, then -> now, per target."""
+    ra = _run_all()
+    fl = dict(median=1.0, q25=1.0, q75=1.0, values=[1.0], n=10, metric="w2")
+    floors = {"moons": {"mixture": False, "sigma2": 1.0, "sinkhorn_eps": 0.1, "w2": fl, "energy": fl,
+                        "sinkhorn": fl}}  # fmt: skip
+
+    def rows(m, w2, cpu):
+        fam = benchmark.method_info(m).family
+        return [dict(method=m, family=fam, target="moons", seed=s, budget_s=1.0, status="ok", w2_ratio=w2,
+                     energy_ratio=1.0, sinkhorn_ratio=1.0, cpu_s=cpu) for s in range(3)]  # fmt: skip
+
+    machine = dict(cpu_count=2, processor="x86_64", torch="t", pot="p", python="3")
+    meta = dict(command="now", machine=machine, budget_scale=1.0, loadavg_start=[1.0])
+    res = dict(meta=meta, floors=floors, targets=["moons"], methods=["particle_sw", "sjko"],
+               rows=rows("particle_sw", 1.0, 2.0) + rows("sjko", 1.25, 18.0))  # fmt: skip
+    side = dict(meta=dict(note="Earlier run."), rows=rows("sjko", 2.5, 4.5))
+    md = ra.markdown(res, side)
+    assert "## Budget study" in md and "Earlier run." in md
+    assert "| `sjko` | 4.5 -> 18.0 | 2.50 -> 1.25 |" in md
+    assert "| `particle_sw` | 2.0 ->" not in md  # only the methods of the earlier run
+    assert "## Budget study" not in ra.markdown(res, None)
