@@ -5,6 +5,8 @@ Objectives (:mod:`gwf_tutorial.functionals`, driven by :func:`gwf_tutorial.flows
 - ``sw``: half the sliced-Wasserstein distance, 100 fresh directions per step, step 1;
 - ``energy``: half MMD^2 with the energy kernel -|x - y|, step sizes decreasing geometrically from
   3 sigma to 0.5 sigma over the run (a step-size schedule);
+- ``energy_sliced``: the same objective and schedule, its velocity computed by slicing and sorting
+  (``SlicedEnergyMMD``, 64 grid directions per step): O(n log n) instead of O(n^2) per step;
 - ``mmd_gauss``: half MMD^2 with a Gaussian kernel, bandwidth the median pairwise distance of the
   target sample (fixed), step 3 sigma^2;
 - ``kl``: KL to the target through its score, blob velocity with a Silverman kernel density estimate
@@ -30,17 +32,18 @@ Measured for n in {1000, 4000, 16000}:
   against the floor at that n; above, a fixed random subsample of 2000 particles against the floor at
   n = 2000. Also the energy-distance ratio, and mode coverage on the mixture.
 
-Budget (full run, about 40 minutes on 2 shared cores): at n = 1000 every objective on 4 targets x 3
-seeds; at 4000 the sliced flow on 4 targets x 3 seeds and every other objective on the two goal
-targets (gaussian and moons; kl: gaussian and banana) x 1 seed, same steps as at 1000; at 16000 the
-sliced flow on 4 targets (1 seed, half the steps) and the O(n^2) kernel flows (energy, mmd_gauss, kl)
-timed for one step only (7-25 s per step: a 100-step run would take 12-40 minutes each); Sinkhorn
-(dense POT, O(n^2) memory: 1 GB per cost matrix) is not run at 16000.
+The grid: every objective at every n on the 4 targets x 3 seeds (``kl``: the 3 targets with a score);
+Sinkhorn is not run at n = 16000 (``NOT_RUN``: dense POT, 1 GB per cost matrix). Most of its cost is the
+O(n^2) flows at n = 16000 (seconds per step on one core, 5-12 minutes per flow), so the grid is filled
+in pieces: ``--objectives``, ``--ns``, ``--targets`` and ``--seeds`` select a part, ``--merge`` merges
+it into the committed results (a re-measured flow or cost row replaces the old one), ``--jobs 2`` runs
+two objectives side by side. The results say which run measured what.
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/particle_flows.py           # full run
-    .venv/bin/python benchmarks/particle_flows.py --quick   # smoke run (about 2 minutes)
+    .venv/bin/python benchmarks/particle_flows.py --ns 1000 4000 --jobs 2        # a fresh file
+    .venv/bin/python benchmarks/particle_flows.py --ns 16000 --seeds 0 --merge   # add to it
+    .venv/bin/python benchmarks/particle_flows.py --quick   # smoke run (under a minute)
 
 Writes ``benchmarks/results/particle_flows.json`` and ``.md`` (``_quick`` suffix with ``--quick``).
 """
@@ -62,18 +65,29 @@ import numpy as np
 import torch
 from _common import RESULTS, cpu_seconds, machine_info, proc_status, reset_peak, trim_heap, write_results
 
-OBJECTIVES = ["sw", "energy", "mmd_gauss", "kl", "sinkhorn"]
+OBJECTIVES = ["sw", "energy", "energy_sliced", "mmd_gauss", "kl", "sinkhorn"]
 TARGETS = ["gaussian", "moons", "banana", "eight_gaussians"]
 MIXTURES = {"eight_gaussians"}
 GOAL_TARGETS = {"gaussian", "moons"}  # the goal: <= 2x the floor on the unimodal and moons targets
 N_EVAL = 2000
 N_THREADS = 1
+NS = (1000, 4000, 16000)
+SEEDS = (0, 1, 2)
+NOT_RUN = {
+    ("sinkhorn", 16000): (
+        "dense POT in the log domain: a 16000 x 16000 cost matrix is 1 GB in float32 and a step (3 OT "
+        "problems x 20 iterations) 16x the cost at n = 4000; needs a GPU or an online (KeOps) solver"
+    )
+}
+# order of the workers when several run at once: longest first (the O(n^2) flows at n = 16000)
+LONGEST_FIRST = ["kl", "energy", "mmd_gauss", "sinkhorn", "energy_sliced", "sw"]
 
 # steps of the fixed budget at n = 1000 (quality runs)
-STEPS = {"sw": 40, "energy": 100, "mmd_gauss": 100, "kl": 150, "sinkhorn": 6}
+STEPS = {"sw": 40, "energy": 100, "energy_sliced": 100, "mmd_gauss": 100, "kl": 150, "sinkhorn": 6}
 SETTINGS = {
     "sw": "SlicedWasserstein(n_projections=100), step 1",
     "energy": "MMD(kernel='energy'), geometric step schedule from 3 sigma down to 0.5 sigma",
+    "energy_sliced": "SlicedEnergyMMD(n_projections=64), grid directions in 2-D, the schedule of `energy`",
     "mmd_gauss": "MMD('gaussian', bandwidth=median pairwise distance of y), step 3 sigma^2",
     "kl": "KL(target) blob velocity, Silverman KDE bandwidth per step, step 0.03 sigma^2",
     "sinkhorn": "SinkhornDivergence(eps=0.05 sigma^2, max_iter=20, tol=1e-6, warm_start=True), step 1",
@@ -125,9 +139,15 @@ def build(objective: str, target, y: torch.Tensor, seed: int, steps: int, sinkho
     if objective == "sw":
         g = torch.Generator().manual_seed(50_000 + seed)
         return Fn.SlicedWasserstein(100, generator=g), 1.0, y
-    if objective == "energy":
+    if objective in ("energy", "energy_sliced"):
         sigma, last = math.sqrt(s2), max(1, steps - 1)
-        return Fn.MMD("energy"), (lambda k: 3.0 * sigma * (1.0 / 6.0) ** (k / last)), y
+
+        def schedule(k):
+            return 3.0 * sigma * (1.0 / 6.0) ** (k / last)
+
+        if objective == "energy":
+            return Fn.MMD("energy"), schedule, y
+        return Fn.SlicedEnergyMMD(64, generator=torch.Generator().manual_seed(60_000 + seed)), schedule, y
     if objective == "mmd_gauss":
         return Fn.MMD("gaussian", median_bandwidth(y)), 3.0 * s2, y
     if objective == "kl":
@@ -217,36 +237,48 @@ def worker(job_path: str, out_path: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # the plan
 # ------------------------------------------------------------------------------------------------
-def plan(quick: bool) -> list[dict]:
-    """Configurations: one per (objective, n), each with its flows and whether they are evaluated."""
+def plan(quick: bool, objectives=None, ns=None, targets=None, seeds=None) -> list[dict]:
+    """Configurations: one per (objective, n), each with its flows (filtered by the arguments).
+
+    The full grid: every objective at every n in ``NS`` on the 4 targets (``kl``: the 3 with a score)
+    x 3 seeds, with the steps of ``STEPS`` at every n; ``NOT_RUN`` is left out. Any subset can be run
+    and merged into the committed results (``--merge``), so the grid can be filled in pieces.
+    """
     from gwf_tutorial.targets import get_target
 
     scored = [t for t in TARGETS if get_target(t).has_density]
 
-    def cfg(obj, n, targets, seeds, steps, evaluate=True):
-        runs = [dict(target=t, seed=s, steps=steps) for t in targets for s in seeds]
-        return dict(objective=obj, n=n, runs=runs, evaluate=evaluate)
+    def cfg(obj, n, tgts, seeds_, steps):
+        runs = [dict(target=t, seed=s, steps=steps) for t in tgts for s in seeds_]
+        return dict(objective=obj, n=n, runs=runs)
 
     if quick:
         cfgs = [
             cfg(o, 1000, ["gaussian"] if o == "kl" else ["gaussian", "moons"], [0], max(2, STEPS[o] // 3))
             for o in OBJECTIVES
         ]
-        cfgs.append(cfg("sw", 4000, ["moons"], [0], 5, evaluate=False))
-        cfgs.append(cfg("energy", 4000, ["moons"], [0], 1, evaluate=False))
-        return cfgs
-    seeds = (0, 1, 2)
-    cfgs = [cfg(o, 1000, scored if o == "kl" else TARGETS, seeds, STEPS[o]) for o in OBJECTIVES]
-    # n = 4000: the sliced flow on the full grid; the O(n^2) flows on the two goal targets, one seed
-    # (kl on gaussian and banana: moons has no score), with the same number of steps as at n = 1000
-    cfgs.append(cfg("sw", 4000, TARGETS, seeds, STEPS["sw"]))
-    for o in ("energy", "mmd_gauss", "kl", "sinkhorn"):
-        cfgs.append(cfg(o, 4000, ["gaussian", "banana" if o == "kl" else "moons"], [0], STEPS[o]))
-    # n = 16000: the sliced flow on 4 targets x 1 seed with half the steps; O(n^2) flows timed
-    cfgs.append(cfg("sw", 16000, TARGETS, [0], STEPS["sw"] // 2))
-    for o in ("energy", "mmd_gauss", "kl"):
-        cfgs.append(cfg(o, 16000, ["banana" if o == "kl" else "moons"], [0], 1, evaluate=False))
-    return cfgs
+        cfgs.append(cfg("sw", 4000, ["moons"], [0], 5))
+    else:
+        cfgs = [
+            cfg(o, n, scored if o == "kl" else TARGETS, SEEDS, STEPS[o])
+            for o in OBJECTIVES
+            for n in NS
+            if (o, n) not in NOT_RUN
+        ]
+    out = []
+    for c in cfgs:
+        c["runs"] = [
+            r
+            for r in c["runs"]
+            if (targets is None or r["target"] in targets) and (seeds is None or r["seed"] in seeds)
+        ]
+        if (
+            c["runs"]
+            and (objectives is None or c["objective"] in objectives)
+            and (ns is None or c["n"] in ns)
+        ):
+            out.append(c)
+    return out
 
 
 def run_objective(objective: str, cfgs: list[dict]) -> list[dict]:
@@ -334,15 +366,26 @@ def summarize(quality: list[dict]) -> list[dict]:
 
 def markdown(res: dict) -> str:
     m = res["machine"]
-    lines = [
-        "# Particle flows: cost and quality",
+    lines = ["# Particle flows: cost and quality", ""]
+    lines.append(
+        "The grid is filled by one or more runs of `benchmarks/particle_flows.py` (a later run with "
+        "`--merge` replaces the flows and cost rows it re-measures). Runs:"
+    )
+    lines.append("")
+    for i, r in enumerate(res["runs"]):
+        load = r["loadavg_start"][0], r["loadavg_end"][0]
+        lines.append(
+            f"{i + 1}. `{r['command']}`" + (f" ({r['date']})" if r.get("date") else "") + f": wall time "
+            f"{r['total_seconds'] / 60:.1f} min, CPU time {r['cpu_seconds'] / 60:.1f} min, "
+            f"{r.get('jobs', 1)} worker(s) at once, load average {load[0]:.1f} at the start and "
+            f"{load[1]:.1f} at the end."
+        )
+    lines += [
         "",
-        f"Command: `{res['command']}` (wall time {res['total_seconds'] / 60:.1f} min, CPU time "
-        f"{res['cpu_seconds'] / 60:.1f} min). "
         f"Machine: {m['cpu_count']} CPUs ({m['processor']}), torch {m['torch']}, POT {m['pot']}, "
-        f"Python {m['python']}, {N_THREADS} torch thread per run; load average "
-        f"{m['loadavg_start'][0]:.1f} at the start, {m['loadavg_end'][0]:.1f} at the end "
-        "(the machine is shared: timings are indicative, not best-case).",
+        f"Python {m['python']}, {N_THREADS} torch thread per flow. The machine is shared and workers may run "
+        "side by side: timings are indicative, not best-case; the `run` column of the cost table says "
+        "which run measured a row.",
         "",
         "Settings (sigma^2 = mean per-coordinate variance of the target sample; particles start at N(0, I); "
         "m = n target samples; float32):",
@@ -362,16 +405,16 @@ def markdown(res: dict) -> str:
         "counts freed memory that glibc keeps (its dynamic mmap threshold). s / step: median over the "
         "configuration's flows of wall time / steps (default allocator).",
         "",
-        "| objective | n | s / step | peak live memory (MB) | RSS growth (MB) | steps timed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| objective | n | s / step | peak live memory (MB) | RSS growth (MB) | steps timed | run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in sorted(res["cost"], key=lambda c: (OBJECTIVES.index(c["objective"]), c["n"])):
         lines.append(
             f"| {c['objective']} | {c['n']} | {c['sec_per_step']:.3g} | {c['peak_mem_mb']:.0f} | "
-            f"{c['rss_growth_mb']:.0f} | {c['steps_timed']} |"
+            f"{c['rss_growth_mb']:.0f} | {c['steps_timed']} | {c['run'] + 1} |"
         )
     for obj, n, why in res["not_run"]:
-        lines.append(f"| {obj} | {n} | not run | - | - | {why} |")
+        lines.append(f"| {obj} | {n} | not run | - | - | {why} | |")
     lines += [
         "",
         "## W2^2 / floor after the fixed budget",
@@ -388,7 +431,7 @@ def markdown(res: dict) -> str:
         rows = [s for s in summ if s["n"] == n]
         objs = [o for o in OBJECTIVES if any(s["objective"] == o for s in rows)]
         seeds = max(s["seeds"] for s in rows)
-        lines += [f"### n = {n} ({seeds} seed(s))", ""]
+        lines += [f"### n = {n} ({seeds} seeds unless a cell says otherwise)", ""]
         lines.append("| objective | steps | " + " | ".join(TARGETS) + " |")
         lines.append("|---|---:|" + "---|" * len(TARGETS))
         for o in objs:
@@ -399,7 +442,9 @@ def markdown(res: dict) -> str:
                     cells.append("n/a (no score)" if o == "kl" else "-")
                     continue
                 steps = str(s["steps"])
-                txt = s["text"]
+                txt = s["text"] + (
+                    f" ({s['seeds']} seed{'s' * (s['seeds'] > 1)})" if s["seeds"] < seeds else ""
+                )
                 if t in GOAL_TARGETS and s["w2_ratio_median"] > 2:
                     txt = f"**{txt}**"
                 cells.append(txt)
@@ -439,16 +484,50 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``new`` merged into ``old``: a flow (objective, target, n, seed) or a cost row (objective, n) of
+    ``new`` replaces the one in ``old``; the runs log is appended to and the summary recomputed."""
+    offset = len(old["runs"])
+    for q in new["quality"]:
+        q["run"] += offset
+
+    def flow(q):
+        return (q["objective"], q["target"], q["n"], q["seed"])
+
+    fresh = {flow(q) for q in new["quality"]}
+    fresh_cost = {(c["objective"], c["n"]) for c in new["cost"]}
+    for c in new["cost"]:
+        c["run"] += offset
+    out = dict(new)
+    out["runs"] = old["runs"] + new["runs"]
+    out["quality"] = [q for q in old["quality"] if flow(q) not in fresh] + new["quality"]
+    out["cost"] = [c for c in old["cost"] if (c["objective"], c["n"]) not in fresh_cost] + new["cost"]
+    out["summary"] = summarize(out["quality"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--quick", action="store_true", help="smoke run: 1 seed, 2 targets, n = 1000 (+ 2 timings)"
+        "--quick", action="store_true", help="smoke run: 1 seed, 2 targets, n = 1000 (+ 1 timing)"
+    )
+    ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, help="run these objectives only")
+    ap.add_argument("--ns", nargs="+", type=int, choices=NS, help="run these numbers of particles only")
+    ap.add_argument("--targets", nargs="+", choices=TARGETS, help="run these targets only")
+    ap.add_argument("--seeds", nargs="+", type=int, help="run these seeds only (default 0 1 2)")
+    ap.add_argument("--jobs", type=int, default=1, help="objectives run at once, one worker process each")
+    ap.add_argument(
+        "--merge", action="store_true", help="merge into the committed results instead of replacing them"
     )
     ap.add_argument("--worker", nargs=2, metavar=("JOB", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
         return
+    if args.jobs < 1:
+        ap.error(f"--jobs must be a positive integer, got {args.jobs}")
+
+    from concurrent.futures import ThreadPoolExecutor
 
     from gwf_tutorial.train import progress, seed_everything
 
@@ -456,39 +535,55 @@ def main() -> None:
     torch.set_num_threads(N_THREADS)
     t_start = time.time()
     machine = machine_info(torch_threads_per_run=N_THREADS)
-    cfgs = plan(args.quick)
-    targets = sorted({r["target"] for c in cfgs if c["evaluate"] for r in c["runs"]}, key=TARGETS.index)
+    cfgs = plan(args.quick, args.objectives, args.ns, args.targets, args.seeds)
+    if not cfgs:
+        ap.error("the selection is empty")
+    targets = sorted({r["target"] for c in cfgs for r in c["runs"]}, key=TARGETS.index)
     print(f"floors for {targets} ...", flush=True)
     fl = floors(args.quick, targets)
+    objs = [
+        o for o in (LONGEST_FIRST if args.jobs > 1 else OBJECTIVES) if any(c["objective"] == o for c in cfgs)
+    ]
     cost, quality = [], []
-    bar = progress(OBJECTIVES, desc="particle flows")
-    for obj in bar:
-        mine = [c for c in cfgs if c["objective"] == obj]
-        bar.set_postfix_str(f"{obj}: n = {', '.join(str(c['n']) for c in mine)}")
-        evaluated = {c["n"] for c in mine if c["evaluate"]}
-        for out in run_objective(obj, mine):
-            runs = out["results"]
-            cost.append(
-                dict(
-                    objective=obj,
-                    n=out["n"],
-                    sec_per_step=float(np.median([r["sec_per_step"] for r in runs])),
-                    peak_mem_mb=out["live_peak_kb"] / 1024.0,
-                    rss_growth_mb=out["rss_growth_kb"] / 1024.0,
-                    mmap_threshold_fixed=out["mmap_threshold_fixed"],
-                    steps_timed=int(sum(r["steps"] for r in runs)),
-                    runs=len(runs),
+    bar = progress(total=len(objs), desc=f"particle flows ({args.jobs} at once)")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {o: pool.submit(run_objective, o, [c for c in cfgs if c["objective"] == o]) for o in objs}
+        for obj in objs:
+            for out in futures[obj].result():
+                runs = out["results"]
+                cost.append(
+                    dict(
+                        objective=obj,
+                        n=out["n"],
+                        sec_per_step=float(np.median([r["sec_per_step"] for r in runs])),
+                        peak_mem_mb=out["live_peak_kb"] / 1024.0,
+                        rss_growth_mb=out["rss_growth_kb"] / 1024.0,
+                        mmap_threshold_fixed=out["mmap_threshold_fixed"],
+                        steps_timed=int(sum(r["steps"] for r in runs)),
+                        runs=len(runs),
+                        run=0,
+                    )
                 )
-            )
-            if out["n"] in evaluated:
                 for r in runs:
-                    quality.append({k: v for k, v in r.items() if k != "x"} | evaluate(r, fl))
-    not_run = [] if args.quick else [("sinkhorn", 16000, "dense POT: 1 GB per cost matrix, minutes per step")]
+                    quality.append({k: v for k, v in r.items() if k != "x"} | evaluate(r, fl) | dict(run=0))
+            bar.update(1)
+    bar.close()
+    command = "python " + " ".join(["benchmarks/particle_flows.py", *sys.argv[1:]])
     res = dict(
-        command="python benchmarks/particle_flows.py" + (" --quick" if args.quick else ""),
-        machine=machine | dict(loadavg_end=list(os.getloadavg())),
+        runs=[
+            dict(
+                command=command,
+                date=time.strftime("%Y-%m-%d"),
+                jobs=args.jobs,
+                total_seconds=time.time() - t_start,
+                cpu_seconds=cpu_seconds(),
+                loadavg_start=machine["loadavg_start"],
+                loadavg_end=list(os.getloadavg()),
+            )
+        ],
+        machine=machine,
         settings=SETTINGS,
-        steps_at_1000=STEPS,
+        steps=STEPS,
         floor_pairs=3 if args.quick else 10,
         floors={
             t: {str(n): {m: f.median for m, f in v.items()} for n, v in d.items()} for t, d in fl.items()
@@ -497,13 +592,22 @@ def main() -> None:
             t: {str(n): [v["w2"].q25, v["w2"].q75] for n, v in d.items()} for t, d in fl.items()
         },
         cost=cost,
-        not_run=not_run,
+        not_run=[] if args.quick else [[o, n, why] for (o, n), why in NOT_RUN.items()],
         quality=quality,
         summary=summarize(quality),
-        total_seconds=time.time() - t_start,
-        cpu_seconds=cpu_seconds(),
     )
-    write_results(RESULTS, "particle_flows" + ("_quick" if args.quick else ""), res, markdown(res))
+    stem = "particle_flows" + ("_quick" if args.quick else "")
+    if args.merge:
+        old_path = RESULTS / f"{stem}.json"
+        if not old_path.exists():
+            ap.error(f"--merge: {old_path} does not exist")
+        old = json.loads(old_path.read_text())
+        if old["floors"] != {k: v for k, v in res["floors"].items() if k in old["floors"]}:
+            raise RuntimeError("--merge: the floors differ from the committed ones (a library change?)")
+        res["floors"] = old["floors"] | res["floors"]
+        res["floor_quartiles"] = old["floor_quartiles"] | res["floor_quartiles"]
+        res = merge(old, res)
+    write_results(RESULTS, stem, res, markdown(res))
 
 
 if __name__ == "__main__":
