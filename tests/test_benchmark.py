@@ -226,7 +226,8 @@ def test_bad_targets_are_reported():
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_all():
+def _script(name: str):
+    """Load ``benchmarks/NAME.py`` as a module."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -234,10 +235,14 @@ def _run_all():
     folder = Path(__file__).resolve().parent.parent / "benchmarks"
     if str(folder) not in sys.path:  # as when it runs as a script: its folder (and _common) importable
         sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location("run_all", folder / "run_all.py")
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _run_all():
+    return _script("run_all")
 
 
 def test_run_all_summary_and_goals():
@@ -295,3 +300,79 @@ def test_run_all_markdown_budget_study():
     assert "| `sjko` | 4.5 -> 18.0 | 2.50 -> 1.25 |" in md
     assert "| `particle_sw` | 2.0 ->" not in md  # only the methods of the earlier run
     assert "## Budget study" not in ra.markdown(res, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# benchmarks/particle_flows.py: the grid, its selection, and merging a partial run
+# ------------------------------------------------------------------------------------------------
+def test_particle_flows_plan_selects_parts_of_the_grid():
+    pf = _script("particle_flows")
+    full = pf.plan(False)
+    cells = {(c["objective"], c["n"]) for c in full}
+    assert ("sinkhorn", 16000) not in cells and ("energy", 16000) in cells
+    assert len(cells) == len(pf.OBJECTIVES) * len(pf.NS) - len(pf.NOT_RUN)
+    kl = next(c for c in full if c["objective"] == "kl")
+    assert {r["target"] for r in kl["runs"]} == {"gaussian", "banana", "eight_gaussians"}  # no score: moons
+    assert len(next(c for c in full if c["objective"] == "sw")["runs"]) == 4 * 3
+    part = pf.plan(False, objectives=["energy", "kl"], ns=[16000], targets=["moons"], seeds=[1])
+    assert [(c["objective"], c["n"], c["runs"]) for c in part] == [
+        ("energy", 16000, [dict(target="moons", seed=1, steps=pf.STEPS["energy"])])
+    ]  # kl has no run on the moons, so no configuration
+
+
+def test_particle_flows_merge_replaces_remeasured_rows_and_keeps_the_rest():
+    pf = _script("particle_flows")
+
+    def q(obj, t, n, seed, ratio):
+        return dict(
+            objective=obj, target=t, n=n, seed=seed, steps=10, w2_ratio=ratio, energy_ratio=1.0, run=0
+        )
+
+    def cost(obj, n, sec):
+        return dict(
+            objective=obj, n=n, sec_per_step=sec, peak_mem_mb=1.0, rss_growth_mb=1.0, steps_timed=1, run=0
+        )
+
+    old = dict(
+        runs=[dict(command="first")],
+        quality=[q("sw", "moons", 1000, s, 1.0 + s) for s in range(3)]
+        + [q("energy", "moons", 16000, 0, 5.0)],
+        cost=[cost("sw", 1000, 0.1), cost("energy", 16000, 9.0)],
+    )
+    new = dict(
+        runs=[dict(command="second")],
+        quality=[q("energy", "moons", 16000, s, 1.5) for s in range(3)],
+        cost=[cost("energy", 16000, 3.0)],
+    )
+    out = pf.merge(old, new)
+    assert [r["command"] for r in out["runs"]] == ["first", "second"]
+    energy = [r for r in out["quality"] if r["objective"] == "energy"]
+    assert sorted(r["seed"] for r in energy) == [0, 1, 2] and {r["run"] for r in energy} == {1}
+    assert {r["w2_ratio"] for r in energy} == {1.5}  # seed 0 re-measured: replaced
+    assert len([r for r in out["quality"] if r["objective"] == "sw"]) == 3  # untouched
+    assert {(c["objective"], c["sec_per_step"], c["run"]) for c in out["cost"]} == {
+        ("sw", 0.1, 0),
+        ("energy", 3.0, 1),
+    }
+    summary = {(s["objective"], s["n"]): s for s in out["summary"]}
+    assert summary["energy", 16000]["seeds"] == 3 and summary["sw", 1000]["w2_ratio_median"] == 2.0
+    md = pf.markdown(
+        out
+        | dict(
+            machine=dict(cpu_count=2, processor="x86_64", torch="t", pot="p", python="3"),
+            settings={},
+            floor_pairs=10,
+            floors={"moons": {"1000": {"w2": 0.1}, "2000": {"w2": 0.05}}},
+            not_run=[["sinkhorn", 16000, "too big"]],
+        )
+        | dict(
+            runs=[
+                r
+                | dict(
+                    date="d", jobs=1, total_seconds=60, cpu_seconds=60, loadavg_start=[1.0], loadavg_end=[1.0]
+                )
+                for r in out["runs"]
+            ]
+        )
+    )
+    assert "1. `first`" in md and "2. `second`" in md and "| sinkhorn | 16000 | not run |" in md

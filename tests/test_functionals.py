@@ -19,9 +19,11 @@ from gwf_tutorial.functionals import (
     KL,
     MMD,
     SinkhornDivergence,
+    SlicedEnergyMMD,
     SlicedWasserstein,
     get_objective,
     kde_bandwidth,
+    slicing_constant,
     wasserstein_gradient,
 )
 from gwf_tutorial.kernels import EnergyKernel, GaussianKernel, MultiBandwidthKernel
@@ -429,6 +431,89 @@ def test_sliced_bad_inputs():
 
 
 # ------------------------------------------------------------------------------------------
+# energy-kernel MMD by slicing
+# ------------------------------------------------------------------------------------------
+
+
+def test_slicing_constant_closed_forms_and_monte_carlo():
+    """|u| = c_d E|theta^T u|: c_1 = 1, c_2 = pi/2, c_3 = 2, c_4 = 3 pi / 4; d = 6 by Monte Carlo."""
+    for d, c in [(1, 1.0), (2, math.pi / 2), (3, 2.0), (4, 3 * math.pi / 4)]:
+        assert slicing_constant(d) == pytest.approx(c, rel=1e-12)
+    g = torch.randn(400_000, 6, generator=torch.Generator().manual_seed(0), dtype=F64)
+    mean_abs = float((g[:, 0] / g.norm(dim=1)).abs().mean())  # sd of the mean ~ 5e-4
+    assert 1.0 / mean_abs == pytest.approx(slicing_constant(6), rel=3e-3)
+
+
+@pytest.mark.parametrize("n,m,d", [(40, 40, 2), (40, 57, 2), (33, 20, 3)])
+def test_sliced_energy_velocity_is_the_wasserstein_gradient(n, m, d):
+    x, y = _data(n=n, m=m, d=d)
+    obj = SlicedEnergyMMD(25, generator=torch.Generator().manual_seed(0))
+    theta = obj.sample_projections(d, dtype=F64)
+    assert theta.shape == (25, d)
+    torch.testing.assert_close(theta.norm(dim=1), torch.ones(25, dtype=F64))
+    v = obj.velocity(x, y, projections=theta)
+    ag = -wasserstein_gradient(lambda z: obj.value(z, y, projections=theta), x)
+    torch.testing.assert_close(v, ag, rtol=1e-10, atol=1e-12)
+    # the binary-search path at other points gives the same numbers at the particles themselves
+    torch.testing.assert_close(obj.velocity(x, y, at=x, projections=theta), v, rtol=1e-12, atol=1e-13)
+
+
+def test_sliced_energy_in_1d_is_the_energy_mmd():
+    """d = 1: the directions are +-1 and c_1 = 1, so the sliced estimate is exact."""
+    x, y = _data(n=31, m=45, d=1, seed=2)
+    obj, exact = SlicedEnergyMMD(3), MMD("energy")
+    assert float(obj.value(x, y)) == pytest.approx(float(exact.value(x, y)), rel=1e-12)
+    torch.testing.assert_close(obj.velocity(x, y), exact.velocity(x, y), rtol=1e-12, atol=1e-13)
+    at = torch.linspace(-3, 3, 17, dtype=F64)[:, None]
+    torch.testing.assert_close(obj.velocity(x, y, at=at), exact.velocity(x, y, at=at), rtol=1e-12, atol=1e-13)
+
+
+def test_sliced_energy_grid_in_2d_matches_the_exact_energy_mmd():
+    """A rotated grid of 64 angles is within 0.5% of the exact O(n^2) velocity; independent random
+    directions, as many, are much further off (the reason for the grid in 2-D)."""
+    x, y = _data(n=400, m=300, d=2, seed=3)
+    exact = MMD("energy")
+    v_exact = exact.velocity(x, y)
+
+    def rel(obj):
+        return float((obj.velocity(x, y) - v_exact).norm() / v_exact.norm())
+
+    grid = SlicedEnergyMMD(64, generator=torch.Generator().manual_seed(0))
+    rand = SlicedEnergyMMD(64, generator=torch.Generator().manual_seed(0), directions="random")
+    assert rel(grid) < 5e-3
+    assert rel(rand) > 10 * rel(grid)
+    assert float(grid.value(x, y)) == pytest.approx(float(exact.value(x, y)), rel=1e-4)
+
+
+def test_sliced_energy_random_directions_are_unbiased_in_3d():
+    """The mean of independent estimates (random directions) approaches the exact velocity."""
+    x, y = _data(n=60, m=50, d=3, seed=4)
+    obj = SlicedEnergyMMD(50, generator=torch.Generator().manual_seed(1))
+    v_exact = MMD("energy").velocity(x, y)
+    one = obj.velocity(x, y)
+    mean = torch.stack([obj.velocity(x, y) for _ in range(400)]).mean(0)
+    err_one = float((one - v_exact).norm() / v_exact.norm())
+    err_mean = float((mean - v_exact).norm() / v_exact.norm())
+    assert err_mean < 0.02 and err_mean < err_one / 5  # sd shrinks as 1/sqrt(401)
+
+
+def test_sliced_energy_bad_inputs():
+    x, y = _data()
+    with pytest.raises(ValueError, match="n_projections must be an integer >= 1"):
+        SlicedEnergyMMD(0)
+    with pytest.raises(TypeError, match="generator"):
+        SlicedEnergyMMD(10, generator=0)
+    with pytest.raises(ValueError, match="directions must be"):
+        SlicedEnergyMMD(10, directions="sobol")
+    with pytest.raises(ValueError, match="needs d == 2"):
+        SlicedEnergyMMD(10, directions="grid").sample_projections(3)
+    with pytest.raises(ValueError, match="unit-norm"):
+        SlicedEnergyMMD(2).velocity(x, y, projections=2 * torch.eye(2, dtype=F64))
+    with pytest.raises(ValueError, match="y must"):
+        SlicedEnergyMMD(2).value(x, y[:, :1])
+
+
+# ------------------------------------------------------------------------------------------
 # Sinkhorn divergence
 # ------------------------------------------------------------------------------------------
 
@@ -540,6 +625,7 @@ def test_get_objective():
     assert isinstance(get_objective("sw", n_projections=7), SlicedWasserstein)
     assert get_objective("sliced_wasserstein").n_projections == 200
     assert get_objective("sinkhorn", eps=0.2).eps == 0.2
+    assert get_objective("sliced_energy", n_projections=8).n_projections == 8
     assert isinstance(get_objective("kl", target=_gaussian_target()), KL)
     obj = SlicedWasserstein(3)
     assert get_objective(obj) is obj
@@ -555,7 +641,13 @@ def test_get_objective():
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_velocities_keep_dtype(dtype):
     x, y = _data(n=20, m=25, dtype=dtype)
-    objs = [MMD("gaussian"), MMD("energy"), SlicedWasserstein(10), SinkhornDivergence(0.5)]
+    objs = [
+        MMD("gaussian"),
+        MMD("energy"),
+        SlicedWasserstein(10),
+        SlicedEnergyMMD(10),
+        SinkhornDivergence(0.5),
+    ]
     for obj in objs:
         assert obj.velocity(x, y).dtype == dtype, obj
         assert obj.value(x, y).dtype == dtype, obj
