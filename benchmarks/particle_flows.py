@@ -44,6 +44,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/particle_flows.py --ns 1000 4000 --jobs 2        # a fresh file
     .venv/bin/python benchmarks/particle_flows.py --ns 16000 --seeds 0 --merge   # add to it
     .venv/bin/python benchmarks/particle_flows.py --quick   # smoke run (under a minute)
+    .venv/bin/python benchmarks/particle_flows.py --report  # rewrite the .md from the .json
 
 Writes ``benchmarks/results/particle_flows.json`` and ``.md`` (``_quick`` suffix with ``--quick``).
 """
@@ -519,10 +520,18 @@ def main() -> None:
     ap.add_argument(
         "--merge", action="store_true", help="merge into the committed results instead of replacing them"
     )
+    ap.add_argument(
+        "--report", action="store_true", help="only rewrite the markdown from the committed JSON (no runs)"
+    )
     ap.add_argument("--worker", nargs=2, metavar=("JOB", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
+        return
+    if args.report:
+        stem = "particle_flows" + ("_quick" if args.quick else "")
+        res = json.loads((RESULTS / f"{stem}.json").read_text())
+        write_results(RESULTS, stem, res, markdown(res), echo=False)
         return
     if args.jobs < 1:
         ap.error(f"--jobs must be a positive integer, got {args.jobs}")

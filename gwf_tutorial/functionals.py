@@ -629,42 +629,10 @@ def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
     return level.T  # (k, L)
 
 
-class SlicedWasserstein(Objective):
-    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections.
+class _SlicedObjective(Objective):
+    """Shared by the sliced objectives: ``L`` directions per call, drawn from ``generator`` or given."""
 
-    .. math::
-
-        F(\rho) = \tfrac12 SW_2^2(\rho, \nu)
-        = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta),
-
-        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big],
-        \qquad T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}.
-
-    Estimated with ``L = n_projections`` directions drawn uniformly on the sphere (fresh at each
-    call unless ``projections`` is passed). For ``n != m`` the target quantile function is the
-    linear interpolation of the sorted projected targets at levels ``(j + 1/2)/m``, evaluated at
-    the particles' levels ``(i + 1/2)/n`` (for ``n == m`` this is sorted matching). The velocity is
-    the Wasserstein gradient of ``value`` for the same projections. Memory ``O((n + m) L)``; no
-    ``n x m`` matrix.
-
-    Parameters
-    ----------
-    n_projections : int
-        Number of directions ``L``.
-    generator : torch.Generator, optional
-        Source of the random directions.
-
-    Used in: chapter 3 (sliced-Wasserstein flow), chapter 6, chapter 11 (benchmark).
-
-    References
-    ----------
-    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", 2015;
-    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
-    """
-
-    name = "sliced_wasserstein"
-
-    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
+    def __init__(self, n_projections: int, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError("generator must be a torch.Generator or None")
@@ -701,6 +669,45 @@ class SlicedWasserstein(Objective):
         if not bool(torch.allclose(norms, torch.ones_like(norms), atol=1e-5)):
             raise ValueError("projections must have unit-norm rows")
         return theta.to(dtype=x.dtype, device=x.device)
+
+
+class SlicedWasserstein(_SlicedObjective):
+    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections.
+
+    .. math::
+
+        F(\rho) = \tfrac12 SW_2^2(\rho, \nu)
+        = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta),
+
+        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big],
+        \qquad T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}.
+
+    Estimated with ``L = n_projections`` directions drawn uniformly on the sphere (fresh at each
+    call unless ``projections`` is passed). For ``n != m`` the target quantile function is the
+    linear interpolation of the sorted projected targets at levels ``(j + 1/2)/m``, evaluated at
+    the particles' levels ``(i + 1/2)/n`` (for ``n == m`` this is sorted matching). The velocity is
+    the Wasserstein gradient of ``value`` for the same projections. Memory ``O((n + m) L)``; no
+    ``n x m`` matrix.
+
+    Parameters
+    ----------
+    n_projections : int
+        Number of directions ``L``.
+    generator : torch.Generator, optional
+        Source of the random directions.
+
+    Used in: chapter 3 (sliced-Wasserstein flow), chapter 6, chapter 11 (benchmark).
+
+    References
+    ----------
+    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", 2015;
+    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
+    """
+
+    name = "sliced_wasserstein"
+
+    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
+        super().__init__(n_projections, generator)
 
     def value(self, x, y, projections=None) -> Tensor:
         r"""Half the sliced squared distance, by sorting the projected particles.
@@ -833,7 +840,7 @@ def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
     return (below + not_above - cols.shape[1]).T.to(points.dtype)
 
 
-class SlicedEnergyMMD(Objective):
+class SlicedEnergyMMD(_SlicedObjective):
     r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, computed by slicing and sorting.
 
     The same objective as ``MMD("energy")``, estimated in :math:`O(L (n + m)\log(n + m))` time and
@@ -882,12 +889,9 @@ class SlicedEnergyMMD(Objective):
     name = "sliced_energy"
 
     def __init__(self, n_projections: int = 64, generator: torch.Generator | None = None, directions="auto"):
-        self.n_projections = check_int(n_projections, "n_projections")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator or None")
+        super().__init__(n_projections, generator)
         if directions not in ("auto", "grid", "random"):
             raise ValueError(f"directions must be 'auto', 'grid' or 'random', got {directions!r}")
-        self.generator = generator
         self.directions = directions
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
@@ -912,25 +916,13 @@ class SlicedEnergyMMD(Objective):
         d = check_int(d, "d")
         if self.directions == "grid" and d != 2:
             raise ValueError(f"directions='grid' needs d == 2, got d = {d}")
+        if d != 2 or self.directions == "random":
+            return super().sample_projections(d, dtype=dtype, device=device)
         gen_device = self.generator.device if self.generator is not None else device
         L = self.n_projections
-        if d == 2 and self.directions != "random":
-            u = torch.rand((), generator=self.generator, device=gen_device, dtype=torch.float64)
-            alpha = (torch.arange(L, dtype=torch.float64, device=gen_device) + u) * (math.pi / L)
-            theta = torch.stack([alpha.cos(), alpha.sin()], dim=1)
-        else:
-            g = torch.randn(L, d, generator=self.generator, dtype=torch.float64, device=gen_device)
-            theta = g / g.norm(dim=1, keepdim=True)
-        return theta.to(dtype=dtype, device=device)
-
-    def _projections(self, x: Tensor, projections) -> Tensor:
-        if projections is None:
-            return self.sample_projections(x.shape[1], dtype=x.dtype, device=x.device)
-        theta = check_samples(projections, "projections", dim=x.shape[1])
-        norms = theta.norm(dim=1)
-        if not bool(torch.allclose(norms, torch.ones_like(norms), atol=1e-5)):
-            raise ValueError("projections must have unit-norm rows")
-        return theta.to(dtype=x.dtype, device=x.device)
+        u = torch.rand((), generator=self.generator, device=gen_device, dtype=torch.float64)
+        alpha = (torch.arange(L, dtype=torch.float64, device=gen_device) + u) * (math.pi / L)
+        return torch.stack([alpha.cos(), alpha.sin()], dim=1).to(dtype=dtype, device=device)
 
     def value(self, x, y, projections=None) -> Tensor:
         r"""Sliced estimate of :math:`\tfrac12\mathrm{MMD}^2_{-|x-y|}` (V-statistic), by sorting.
