@@ -629,7 +629,12 @@ def main() -> None:
         summary=summarize(quality),
     )
     stem = "particle_flows" + ("_quick" if args.quick else "")
-    if args.merge:
+    if args.merge:  # one merge at a time: runs started side by side may end together
+        import fcntl
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        lock = open(RESULTS / f".{stem}.lock", "w")  # noqa: SIM115 (held until the process exits)
+        fcntl.flock(lock, fcntl.LOCK_EX)
         old_path = RESULTS / f"{stem}.json"
         if not old_path.exists():
             ap.error(f"--merge: {old_path} does not exist")
