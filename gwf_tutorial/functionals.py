@@ -576,9 +576,11 @@ class KL(Objective):
         """
         x, y, at = self._check(x, y, at)
         x = x.detach()
-        z = x if at is None else at.detach()
         h = self._h(x)
         blob = self.velocity_estimator == "blob"
+        if blob and at is None:
+            return self._score(x) - self._blob_drift_at_particles(x, h)
+        z = x if at is None else at.detach()
         lse_x = self._lse(x, x, h) if blob else None  # (n,)
         parts = []
         for sl in self._slices(z.shape[0], x.shape[0]):
@@ -589,6 +591,37 @@ class KL(Objective):
                 weights = weights + torch.exp(logits - lse_x[None, :])
             parts.append((weights @ x - weights.sum(1, keepdim=True) * zb) / (h * h))
         return self._score(z) - torch.cat(parts)
+
+    def _blob_drift_at_particles(self, x: Tensor, h: float) -> Tensor:
+        r"""The kernel part of the blob velocity at the particles, in two passes over the pairs.
+
+        With :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` (symmetric, :math:`K_{ii} = 1`, so the row sums
+        :math:`s_i \ge 1` need no log-sum-exp guard) the weights are
+        :math:`w_{ij} + u_{ij} = K_{ij}(1/s_i + 1/s_j)`, and
+
+        .. math::
+
+            \sum_j (w_{ij} + u_{ij})(x_j - x_i) = \frac{(Kx)_i}{s_i} + (K\tfrac{x}{s})_i
+            - \big(1 + (K\tfrac1s)_i\big) x_i .
+
+        Pass 1 gives :math:`s`, pass 2 one product :math:`K [x, x/s, 1/s]`: two exponentials per
+        pair instead of three (``benchmarks/particle_flows.py`` measures the step). Returns shape
+        ``(n, d)``, divided by :math:`h^2`.
+        """
+        d = x.shape[1]
+        slices = list(self._slices(x.shape[0], x.shape[0]))
+
+        def gram(sl):  # exponents floored at -80: no subnormal results (slow on x86), error < 1e-34
+            return torch.exp((squared_distances(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
+
+        s = torch.cat([gram(sl).sum(1) for sl in slices])  # (n,)
+        rhs = torch.cat([x, x / s[:, None], (1.0 / s)[:, None]], dim=1)  # (n, 2d + 1)
+        parts = []
+        for sl in slices:
+            prod = gram(sl) @ rhs  # (chunk, 2d + 1)
+            xb, sb = x[sl], s[sl, None]
+            parts.append(prod[:, :d] / sb + prod[:, d : 2 * d] - (1.0 + prod[:, 2 * d :]) * xb)
+        return torch.cat(parts) / (h * h)
 
     def __repr__(self) -> str:
         return (

@@ -275,6 +275,20 @@ def test_kl_blob_velocity_is_the_wasserstein_gradient(h):
     )
     z = torch.randn(6, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     torch.testing.assert_close(obj.velocity(x, None, at=z), _grad_of_first_variation(obj, x, None, z))
+    # at the particles the two-pass formula is used; at other points the softmax blocks: same field
+    torch.testing.assert_close(v, obj.velocity(x, None, at=x), rtol=1e-10, atol=1e-12)
+
+
+def test_kl_blob_velocity_at_particles_far_apart_float32():
+    """Pairs far apart (exponents below -80, floored in the two-pass formula) change nothing."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.cat([torch.randn(40, 2, generator=g), torch.randn(40, 2, generator=g) + 12.0])
+    obj = KL(lambda z: -z, 0.15)
+    v = obj.velocity(x, None)
+    assert v.dtype == torch.float32 and torch.isfinite(v).all()
+    torch.testing.assert_close(v, obj.velocity(x, None, at=x), rtol=1e-4, atol=1e-4)
+    v64 = KL(lambda z: -z, 0.15).velocity(x.double(), None)
+    torch.testing.assert_close(v, v64.float(), rtol=1e-4, atol=1e-4)
 
 
 def test_kl_kde_velocity_is_score_minus_kde_score():
