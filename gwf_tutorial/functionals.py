@@ -1055,8 +1055,15 @@ class SinkhornDivergence(Objective):
     plan (envelope theorem). At points ``at`` other than the particles, the conditional
     expectations use the entropic extension
     :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` with the Sinkhorn scaling ``v``.
-    Memory ``O(n m + n^2 + m^2)`` (POT's dense log-domain solver), time ``O(n (n + m))`` per
-    Sinkhorn iteration.
+    Time ``O(n (n + m))`` per Sinkhorn iteration. Memory: ``O(n m + n^2 + m^2)`` with the dense
+    solver; ``O((n + m) \cdot \text{block})`` with ``solver="lazy"``, POT's
+    ``ot.bregman.empirical_sinkhorn(isLazy=True)``, which recomputes the cost by blocks at every
+    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU the dense
+    solver is the fast one). The conditional expectations are summed by row blocks with either
+    solver. With the lazy solver, ``value`` is the primal entropic cost of the plan
+    :math:`P_{ij} = u_i e^{-|x_i - y_j|^2/2\varepsilon} v_j`, summed by blocks, with the envelope
+    gradient :math:`\nabla_{x_i} = \sum_j P_{ij}(x_i - y_j)` attached (what POT's
+    ``grad="envelope"`` gives the dense solver).
 
     Parameters
     ----------
@@ -1077,8 +1084,15 @@ class SinkhornDivergence(Objective):
         the next, so a few iterations suffice; converged results agree with a cold start up to
         ``tol``. With a small ``max_iter`` the potentials are refined along the flow, a few
         iterations per step, instead of being solved to ``tol`` at every step.
+    solver : str
+        ``"dense"`` (default): POT's log-domain Sinkhorn on the cost matrix. ``"lazy"``: POT's
+        online solver, memory linear in the number of points.
+    chunk_size : int, optional
+        Rows per block of the lazy solver and of the conditional expectations; default: blocks of
+        about ``2**20`` entries.
 
-    Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics.
+    Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics; ``benchmarks/particle_flows.py``
+    (``sinkhorn_lazy``).
 
     References
     ----------
@@ -1097,12 +1111,18 @@ class SinkhornDivergence(Objective):
         max_iter: int = 1000,
         tol: float = 1e-9,
         warm_start: bool = False,
+        solver: str = "dense",
+        chunk_size: int | None = None,
     ):
         self.eps = check_positive(eps, "eps")
         self.debiased = bool(debiased)
         self.max_iter = check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
         self.warm_start = bool(warm_start)
+        if solver not in ("dense", "lazy"):
+            raise ValueError(f"solver must be 'dense' or 'lazy', got {solver!r}")
+        self.solver = solver
+        self.chunk_size = _check_chunk_size(chunk_size)
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -1112,7 +1132,12 @@ class SinkhornDivergence(Objective):
     def _uniform(n: int, like: Tensor) -> Tensor:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
+    def _slices(self, n_rows: int, n_cols: int):
+        return _row_slices(n_rows, n_cols, self.chunk_size)
+
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.solver == "lazy":
+            return self._ot_lazy(a, b)
         M = 0.5 * squared_distances(a, b)
         res = ot.solve(
             M,
@@ -1127,28 +1152,60 @@ class SinkhornDivergence(Objective):
         )
         return res.value
 
-    def _log_scaling(self, a: Tensor, b: Tensor, tag: str = "") -> Tensor:
-        """Log of the Sinkhorn scaling on ``b`` (shape ``(m,)``), from POT's log-domain solver."""
-        M = 0.5 * squared_distances(a, b)
+    def _ot_lazy(self, a: Tensor, b: Tensor) -> Tensor:
+        r"""Primal entropic cost :math:`\langle P, C\rangle + \varepsilon\,\mathrm{KL}(P \,\|\, a
+        \otimes b)` of the lazy solver's plan, by row blocks, with the envelope gradient attached."""
+        ad, bd = a.detach(), b.detach()
+        log_u, log_v = self._log_scalings(ad, bd)
+        n, m = ad.shape[0], bd.shape[0]
+        log_ab = -math.log(n) - math.log(m)
+        total = ad.new_zeros((), dtype=torch.float64)
+        grad_a, col_mass, pt_a = [], ad.new_zeros(m), ad.new_zeros(bd.shape)
+        for sl in self._slices(n, m):
+            cost = 0.5 * squared_distances(ad[sl], bd)  # (chunk, m)
+            log_p = log_u[sl, None] + log_v[None, :] - cost / self.eps
+            p = torch.exp(log_p)
+            # P (C + eps (log P - log ab - 1)), plus eps a b (the mass term of the generalised KL)
+            total = total + (p * (cost + self.eps * (log_p - log_ab - 1.0))).sum().double()
+            grad_a.append(p.sum(1, keepdim=True) * ad[sl] - p @ bd)  # sum_j P_ij (a_i - b_j)
+            col_mass = col_mass + p.sum(0)
+            pt_a = pt_a + p.T @ ad[sl]
+        value = (total + self.eps).to(ad.dtype)
+        grad_b = col_mass[:, None] * bd - pt_a  # sum_i P_ij (b_j - a_i)
+        # value + <a - a.detach(), grad_a> + <b - b.detach(), grad_b>: the value, with the gradient
+        return value + ((a - ad) * torch.cat(grad_a)).sum() + ((b - bd) * grad_b).sum()
+
+    def _log_scalings(self, a: Tensor, b: Tensor, tag: str | None = None) -> tuple[Tensor, Tensor]:
+        """Logs of the Sinkhorn scalings ``(u, v)``, shapes ``(n,)`` and ``(m,)``, from POT
+        (dense or lazy log-domain solver); warm-started from the previous call with ``tag``."""
         init = None
         if self.warm_start and tag in self._potentials:
             lu, lv = self._potentials[tag]
-            if lu.shape == (a.shape[0],) and lv.shape == (b.shape[0],) and lu.dtype == M.dtype:
-                init = (lu.to(M.device), lv.to(M.device))
-        _, log = ot.sinkhorn(
-            self._uniform(a.shape[0], a),
-            self._uniform(b.shape[0], b),
-            M,
-            self.eps,
-            method="sinkhorn_log",
-            numItermax=self.max_iter,
-            stopThr=self._tol(M),
-            log=True,
-            warmstart=init,
-        )
-        if self.warm_start:
-            self._potentials[tag] = (log["log_u"].detach(), log["log_v"].detach())
-        return log["log_v"]
+            if lu.shape == (a.shape[0],) and lv.shape == (b.shape[0],) and lu.dtype == a.dtype:
+                init = (lu.to(a.device), lv.to(a.device))
+        wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
+        tol = self._tol(a)
+        if self.solver == "lazy":
+            rows = next(iter(self._slices(a.shape[0], b.shape[0]))).stop
+            cols = next(iter(self._slices(b.shape[0], a.shape[0]))).stop
+            # metric "sqeuclidean" is |x - y|^2: reg 2 eps gives the exponent |x - y|^2 / 2 eps
+            log_u, log_v = ot.bregman.empirical_sinkhorn(
+                a, b, 2.0 * self.eps, wa, wb, metric="sqeuclidean", numIterMax=self.max_iter,
+                stopThr=tol, isLazy=True, batchSize=(rows, cols), warmstart=init,
+            )  # fmt: skip
+        else:
+            _, log = ot.sinkhorn(
+                wa, wb, 0.5 * squared_distances(a, b), self.eps, method="sinkhorn_log",
+                numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init,
+            )  # fmt: skip
+            log_u, log_v = log["log_u"], log["log_v"]
+        if self.warm_start and tag is not None:
+            self._potentials[tag] = (log_u.detach(), log_v.detach())
+        return log_u, log_v
+
+    def _log_scaling(self, a: Tensor, b: Tensor, tag: str) -> Tensor:
+        """Log of the Sinkhorn scaling on ``b``, shape ``(m,)``."""
+        return self._log_scalings(a, b, tag)[1]
 
     def value(self, x, y) -> Tensor:
         r"""Debiased Sinkhorn divergence between the particles and the targets (POT, envelope gradient).
@@ -1177,6 +1234,25 @@ class SinkhornDivergence(Objective):
     def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
         return log_v[None, :] - 0.5 * squared_distances(z, b) / self.eps
 
+    def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
+        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
+        return torch.cat(
+            [
+                -self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
+                for sl in self._slices(z.shape[0], b.shape[0])
+            ]
+        )
+
+    def _conditional_mean(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
+        r""":math:`E[b \mid z] = \sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`
+        by row blocks, shape ``(k, d)``."""
+        return torch.cat(
+            [
+                torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
+                for sl in self._slices(z.shape[0], b.shape[0])
+            ]
+        )
+
     def first_variation(self, x, y, at) -> Tensor:
         r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant.
 
@@ -1187,11 +1263,10 @@ class SinkhornDivergence(Objective):
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        f = -self.eps * torch.logsumexp(self._cond_logits(at, y, self._log_scaling(x, y, "xy")), dim=1)
+        f = self._potential(at, y, self._log_scaling(x, y, "xy"))
         if not self.debiased:
             return f
-        p = -self.eps * torch.logsumexp(self._cond_logits(at, x, self._log_scaling(x, x, "xx")), dim=1)
-        return f - p
+        return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
 
     def velocity(self, x, y, at=None) -> Tensor:
         r"""Difference of entropic barycentric projections (conditional means under the plans).
@@ -1213,17 +1288,16 @@ class SinkhornDivergence(Objective):
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        v = torch.softmax(self._cond_logits(z, y, self._log_scaling(x, y, "xy")), dim=1) @ y
+        v = self._conditional_mean(z, y, self._log_scaling(x, y, "xy"))
         if self.debiased:
-            v = v - torch.softmax(self._cond_logits(z, x, self._log_scaling(x, x, "xx")), dim=1) @ x
-        else:
-            v = v - z
-        return v
+            return v - self._conditional_mean(z, x, self._log_scaling(x, x, "xx"))
+        return v - z
 
     def __repr__(self) -> str:
         return (
             f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
-            f"tol={self.tol}, warm_start={self.warm_start})"
+            f"tol={self.tol}, warm_start={self.warm_start}, solver={self.solver!r}, "
+            f"chunk_size={self.chunk_size!r})"
         )
 
 

@@ -549,15 +549,20 @@ def _barycentric(x, y, eps):
     return (P @ y) / P.sum(1, keepdim=True)
 
 
-def test_sinkhorn_velocity_is_the_barycentric_projection_difference():
+# the lazy solver in blocks of 16 rows: several blocks even at these sizes
+SOLVERS = [dict(solver="dense"), dict(solver="lazy", chunk_size=16)]
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=["dense", "lazy"])
+def test_sinkhorn_velocity_is_the_barycentric_projection_difference(solver):
     x, y = _data(n=30, m=40)
     eps = 0.3
-    obj = SinkhornDivergence(eps, max_iter=20_000, tol=1e-13)
+    obj = SinkhornDivergence(eps, max_iter=20_000, tol=1e-13, **solver)
     v = obj.velocity(x, y)
     expected = _barycentric(x, y, eps) - _barycentric(x, x, eps)
     torch.testing.assert_close(v, expected, rtol=1e-7, atol=1e-8)
     # not debiased: E_P[y | x] - x
-    v_biased = SinkhornDivergence(eps, debiased=False, max_iter=20_000, tol=1e-13).velocity(x, y)
+    v_biased = SinkhornDivergence(eps, debiased=False, max_iter=20_000, tol=1e-13, **solver).velocity(x, y)
     torch.testing.assert_close(v_biased, _barycentric(x, y, eps) - x, rtol=1e-7, atol=1e-8)
 
 
@@ -570,6 +575,25 @@ def test_sinkhorn_velocity_is_the_wasserstein_gradient(debiased):
     z = torch.randn(6, 2, generator=torch.Generator().manual_seed(9), dtype=F64)
     torch.testing.assert_close(obj.velocity(x, y, at=z), _grad_of_first_variation(obj, x, y, z))
     torch.testing.assert_close(obj.velocity(x, y, at=x), v, rtol=1e-10, atol=1e-12)
+
+
+def test_sinkhorn_lazy_solver_equals_the_dense_one():
+    """POT's online solver (cost recomputed by blocks) gives the dense solver's value, velocity,
+    potentials and gradient; the value's gradient in y too (envelope theorem in both arguments)."""
+    x, y = _data(n=30, m=40)
+    kw = dict(max_iter=20_000, tol=1e-13)
+    dense, lazy = SinkhornDivergence(0.3, **kw), SinkhornDivergence(0.3, solver="lazy", chunk_size=16, **kw)
+    z = torch.randn(6, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    torch.testing.assert_close(lazy.velocity(x, y), dense.velocity(x, y), rtol=1e-9, atol=1e-11)
+    fl, fd = lazy.first_variation(x, y, z), dense.first_variation(x, y, z)  # up to a constant
+    torch.testing.assert_close(fl - fl.mean(), fd - fd.mean(), rtol=1e-9, atol=1e-11)
+    xs, ys = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    xl, yl = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    vd, vl = dense.value(xs, ys), lazy.value(xl, yl)
+    torch.testing.assert_close(vl, vd, rtol=1e-10, atol=1e-12)
+    gd, gl = torch.autograd.grad(vd, (xs, ys)), torch.autograd.grad(vl, (xl, yl))
+    torch.testing.assert_close(gl, gd, rtol=1e-8, atol=1e-10)
+    assert "solver='lazy'" in repr(lazy)
 
 
 @pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
@@ -585,10 +609,11 @@ def test_sinkhorn_value_conventions():
     assert float(small.value(x, y)) == pytest.approx(0.5 * w2, rel=0.02)
 
 
-def test_sinkhorn_warm_start_agrees_with_cold_start_and_saves_iterations():
+@pytest.mark.parametrize("solver", SOLVERS, ids=["dense", "lazy"])
+def test_sinkhorn_warm_start_agrees_with_cold_start_and_saves_iterations(solver):
     x, y = _data(n=30, m=40)
-    cold = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-12)
-    warm = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-12, warm_start=True)
+    cold = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-12, **solver)
+    warm = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-12, warm_start=True, **solver)
     torch.testing.assert_close(warm.velocity(x, y), cold.velocity(x, y), rtol=1e-8, atol=1e-10)
     x2 = x + 0.05 * cold.velocity(x, y)  # one small flow step
     exact = cold.velocity(x2, y)
@@ -601,7 +626,7 @@ def test_sinkhorn_warm_start_agrees_with_cold_start_and_saves_iterations():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         err_warm = float((warm.velocity(x2, y) - exact).abs().max())
-        err_cold = float((SinkhornDivergence(0.3, max_iter=3).velocity(x2, y) - exact).abs().max())
+        err_cold = float((SinkhornDivergence(0.3, max_iter=3, **solver).velocity(x2, y) - exact).abs().max())
     assert err_warm < 0.3 * err_cold, (err_warm, err_cold)  # observed 0.04 vs 0.23
 
 
@@ -625,6 +650,10 @@ def test_sinkhorn_bad_inputs():
         SinkhornDivergence(0.1, max_iter=0)
     with pytest.raises(ValueError, match="same dimension"):
         SinkhornDivergence(0.1).velocity(x, y[:, :1])
+    with pytest.raises(ValueError, match="solver must be 'dense' or 'lazy'"):
+        SinkhornDivergence(0.1, solver="keops")
+    with pytest.raises(ValueError, match="chunk_size"):
+        SinkhornDivergence(0.1, solver="lazy", chunk_size=0)
 
 
 # ------------------------------------------------------------------------------------------
