@@ -24,12 +24,13 @@ free. Particles start at N(0, I); the target sample has m = n points; float32; o
 Measured for n in {1000, 4000, 16000}:
 
 - seconds per step (wall clock of the flow divided by its steps; value tracking off);
-- memory: one worker subprocess per objective runs its configurations in increasing n; before each
-  measurement ``malloc_trim`` returns freed heap to the OS and the peak-RSS mark is reset through
-  ``/proc/self/clear_refs`` (Linux); memory is VmHWM after minus VmRSS before (imports, data and a
-  tiny warm-up flow excluded). Peak live memory: one extra flow step with glibc's mmap threshold fixed
-  at 128 KiB (``mallopt``), so that RSS follows the live memory; RSS growth: the same over the timed
-  flows with the default allocator (which also counts freed memory glibc keeps);
+- memory: VmHWM after minus VmRSS before (Linux), the peak-RSS mark reset through
+  ``/proc/self/clear_refs`` after ``malloc_trim`` has returned freed heap to the OS; imports, data
+  and a tiny warm-up flow excluded. Peak live memory: one flow step in a fresh process whose glibc
+  mmap threshold is fixed at 128 KiB (``mallopt``) before anything is allocated, so that RSS follows
+  the live memory (:func:`probe`). RSS growth: the same reading over the timed flows in the worker
+  (one subprocess per objective, configurations in increasing n) with the default allocator, which
+  also counts freed memory glibc keeps;
 - quality after a fixed budget of steps: W2^2 (exact, POT) between the particles and fresh target
   samples (median over 3 reference draws) divided by the finite-sample floor (median W2^2 between two
   independent target samples of the same size, 10 pairs). At n <= 2000 all particles are evaluated
@@ -49,6 +50,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/particle_flows.py --ns 16000 --seeds 0 --merge   # add to it
     .venv/bin/python benchmarks/particle_flows.py --quick   # smoke run (under a minute)
     .venv/bin/python benchmarks/particle_flows.py --report  # rewrite the .md from the .json
+    .venv/bin/python benchmarks/particle_flows.py --memory  # re-measure peak live memory only
 
 Writes ``benchmarks/results/particle_flows.json`` and ``.md`` (``_quick`` suffix with ``--quick``).
 """
@@ -227,17 +229,13 @@ def _reset_peak() -> int:
 
 
 def worker(job_path: str, out_path: str) -> None:
-    """Run the configurations of one objective (one per n, several flows each): time and peak memory.
+    """Run the configurations of one objective (one per n, several flows each): time and RSS growth.
 
-    Two passes. Timing pass (glibc's default allocator): the flows of each configuration, timed;
-    their peak RSS growth (VmHWM after the flows minus VmRSS before them, the peak mark reset through
+    Timing pass (glibc's default allocator): the flows of each configuration, timed; their peak RSS
+    growth (VmHWM after the flows minus VmRSS before them, the peak mark reset through
     ``/proc/self/clear_refs`` after ``malloc_trim``) includes memory the allocator keeps after frees.
-    Memory pass: ``mallopt(M_MMAP_THRESHOLD, 128 KiB)`` fixes glibc's mmap threshold, so every block of
-    128 KiB or more is mapped on allocation and unmapped on free and RSS follows the live memory; one
-    flow step per configuration then gives the peak live memory of a step.
+    The peak live memory is measured separately, in a fresh process (:func:`probe`).
     """
-    import ctypes
-
     torch.set_num_threads(N_THREADS)
     warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
     job = json.loads(Path(job_path).read_text())
@@ -250,15 +248,50 @@ def worker(job_path: str, out_path: str) -> None:
         results = [run_one(obj, r["target"], cfg["n"], r["seed"], r["steps"]) for r in cfg["runs"]]
         peak_kb = proc_status()["VmHWM"]
         out.append(dict(n=cfg["n"], results=results, rss_growth_kb=peak_kb - base_kb))
-    libc = ctypes.CDLL("libc.so.6")
-    fixed = libc.mallopt(-3, 128 * 1024) == 1  # M_MMAP_THRESHOLD = -3 in malloc.h
-    for cfg, o in zip(job["configs"], out):
-        first = cfg["runs"][0]
-        base_kb = _reset_peak()
-        run_one(obj, first["target"], cfg["n"], first["seed"], 1)
-        o["live_peak_kb"] = proc_status()["VmHWM"] - base_kb
-        o["mmap_threshold_fixed"] = fixed
     torch.save(out, out_path)
+
+
+def probe(job_path: str, out_path: str) -> None:
+    """Peak live memory of one flow step, in a fresh process (runs as ``--probe JOB OUT``).
+
+    ``mallopt(M_MMAP_THRESHOLD, 128 KiB)`` is set before anything is allocated, so every block of
+    128 KiB or more is mapped on allocation and unmapped on free and RSS follows the live memory.
+    After imports, the data and a tiny warm-up flow, freed heap is returned (``malloc_trim``) and the
+    peak-RSS mark reset; the result is VmHWM after one step at the configuration's n minus VmRSS
+    before it. A fresh process per configuration: nothing that an earlier flow left behind in the
+    heap (or its peak mark) can enter the reading.
+    """
+    import ctypes
+
+    fixed = ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024) == 1  # M_MMAP_THRESHOLD = -3 in malloc.h
+    torch.set_num_threads(N_THREADS)
+    warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
+    job = json.loads(Path(job_path).read_text())
+    run_one(job["objective"], job["target"], 64, 0, 2)
+    base_kb = _reset_peak()
+    run_one(job["objective"], job["target"], job["n"], job["seed"], 1)
+    live_kb = proc_status()["VmHWM"] - base_kb
+    Path(out_path).write_text(json.dumps(dict(live_peak_kb=live_kb, mmap_threshold_fixed=fixed)))
+
+
+def _subprocess(flag: str, job: dict, load):
+    """Run this script as ``flag JOB OUT`` in a fresh process (one torch thread); ``load(OUT)``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jp, op = Path(tmp) / "job.json", Path(tmp) / "out"
+        jp.write_text(json.dumps(job))
+        env = dict(os.environ, GWF_PROGRESS="0", OMP_NUM_THREADS=str(N_THREADS))
+        cmd = [sys.executable, __file__, flag, str(jp), str(op)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{flag} failed for {job}:\n{proc.stderr[-3000:]}")
+        return load(op)
+
+
+def live_memory(cfg: dict) -> dict:
+    """Peak live memory of one flow step of a configuration (its first flow), from :func:`probe`."""
+    first = cfg["runs"][0]
+    job = dict(objective=cfg["objective"], n=cfg["n"], target=first["target"], seed=first["seed"])
+    return _subprocess("--probe", job, lambda p: json.loads(p.read_text()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,18 +342,15 @@ def plan(quick: bool, objectives=None, ns=None, targets=None, seeds=None) -> lis
 
 
 def run_objective(objective: str, cfgs: list[dict]) -> list[dict]:
-    """Run every configuration of one objective in one worker subprocess (increasing n)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        jp, op = Path(tmp) / "job.json", Path(tmp) / "out.pt"
-        configs = [dict(n=c["n"], runs=c["runs"]) for c in sorted(cfgs, key=lambda c: c["n"])]
-        jp.write_text(json.dumps(dict(objective=objective, configs=configs)))
-        env = dict(os.environ, GWF_PROGRESS="0", OMP_NUM_THREADS=str(N_THREADS))
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", str(jp), str(op)], env=env, capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"worker failed for {objective}:\n{proc.stderr[-3000:]}")
-        return torch.load(op, weights_only=False)
+    """Run every configuration of one objective in one worker subprocess (increasing n), then probe
+    the peak live memory of each in a fresh process."""
+    configs = [dict(n=c["n"], runs=c["runs"]) for c in sorted(cfgs, key=lambda c: c["n"])]
+    out = _subprocess(
+        "--worker", dict(objective=objective, configs=configs), lambda p: torch.load(p, weights_only=False)
+    )
+    for cfg, o in zip(configs, out):
+        o.update(live_memory(dict(cfg, objective=objective)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -423,22 +453,25 @@ def markdown(res: dict) -> str:
         "",
         "## Seconds per step and peak memory",
         "",
-        "One worker subprocess per objective runs its configurations in increasing n. Before each "
-        "measurement, freed heap is returned to the OS (`malloc_trim`) and the peak-RSS mark is reset "
-        "(`/proc/self/clear_refs`); memory is VmHWM after minus VmRSS before (imports, data and a tiny "
-        "warm-up flow excluded). *Peak live memory*: one extra flow step with glibc's mmap threshold fixed "
-        "at 128 KiB (`mallopt`), so that blocks are unmapped when freed and RSS follows the live memory. "
-        "*RSS growth*: the same measurement over the timed flows with the default allocator, which also "
-        "counts freed memory that glibc keeps (its dynamic mmap threshold). s / step: median over the "
-        "configuration's flows of wall time / steps (default allocator).",
+        "One worker subprocess per objective runs its configurations in increasing n. Memory is VmHWM "
+        "after minus VmRSS before, the peak-RSS mark reset (`/proc/self/clear_refs`) after freed heap is "
+        "returned to the OS (`malloc_trim`); imports, data and a tiny warm-up flow are excluded. *Peak live "
+        "memory*: one flow step (the configuration's first flow) in a fresh process whose glibc mmap "
+        "threshold is fixed at 128 KiB (`mallopt`) before anything is allocated, so that blocks are "
+        "unmapped when freed and RSS follows the live memory. *RSS growth*: the same reading over the "
+        "timed flows in the worker with the default allocator, which also counts freed memory that glibc "
+        "keeps (its dynamic mmap threshold). s / step: median over the configuration's flows of wall time "
+        "/ steps (default allocator). Run: the run that timed the row, and the one that measured its peak "
+        "live memory when that differs.",
         "",
         "| objective | n | s / step | peak live memory (MB) | RSS growth (MB) | steps timed | run |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in sorted(res["cost"], key=lambda c: (OBJECTIVES.index(c["objective"]), c["n"])):
+        run = f"{c['run'] + 1}" + (f" / {c['mem_run'] + 1}" if c.get("mem_run", c["run"]) != c["run"] else "")
         lines.append(
             f"| {c['objective']} | {c['n']} | {c['sec_per_step']:.3g} | {c['peak_mem_mb']:.0f} | "
-            f"{c['rss_growth_mb']:.0f} | {c['steps_timed']} | {c['run'] + 1} |"
+            f"{c['rss_growth_mb']:.0f} | {c['steps_timed']} | {run} |"
         )
     for obj, n, why in res["not_run"]:
         lines.append(f"| {obj} | {n} | not run | - | - | {why} | |")
@@ -540,6 +573,32 @@ def merge(old: dict, new: dict) -> dict:
     return out
 
 
+def apply_memory(res: dict, probes: dict, run: dict) -> dict:
+    """Peak live memory of fresh probes (``{(objective, n): probe output}``) written into the cost
+    rows of ``res``; ``run`` (its command, times) is appended to the runs log and named by the rows'
+    ``mem_run``. Rows that are not probed keep their reading."""
+    out = dict(res, runs=res["runs"] + [run], cost=[dict(c) for c in res["cost"]])
+    index = len(res["runs"])
+    for c in out["cost"]:
+        p = probes.get((c["objective"], c["n"]))
+        if p is not None:
+            c.update(peak_mem_mb=p["live_peak_kb"] / 1024.0, mmap_threshold_fixed=p["mmap_threshold_fixed"])
+            c["mem_run"] = index
+    return out
+
+
+def _run_entry(command: str, jobs: int, t_start: float, loadavg_start) -> dict:
+    return dict(
+        command=command,
+        date=time.strftime("%Y-%m-%d"),
+        jobs=jobs,
+        total_seconds=time.time() - t_start,
+        cpu_seconds=cpu_seconds(),
+        loadavg_start=loadavg_start,
+        loadavg_end=list(os.getloadavg()),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -556,10 +615,20 @@ def main() -> None:
     ap.add_argument(
         "--report", action="store_true", help="only rewrite the markdown from the committed JSON (no runs)"
     )
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="only re-measure the peak live memory of the selected configurations (fresh processes) and "
+        "write it into the committed cost rows",
+    )
     ap.add_argument("--worker", nargs=2, metavar=("JOB", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--probe", nargs=2, metavar=("JOB", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
+        return
+    if args.probe:
+        probe(*args.probe)
         return
     if args.report:
         stem = "particle_flows" + ("_quick" if args.quick else "")
@@ -580,6 +649,20 @@ def main() -> None:
     cfgs = plan(args.quick, args.objectives, args.ns, args.targets, args.seeds)
     if not cfgs:
         ap.error("the selection is empty")
+    command = "python " + " ".join(["benchmarks/particle_flows.py", *sys.argv[1:]])
+    stem = "particle_flows" + ("_quick" if args.quick else "")
+    if args.memory:
+        path = RESULTS / f"{stem}.json"
+        res = json.loads(path.read_text())
+        rows = {(c["objective"], c["n"]) for c in res["cost"]}
+        cfgs = [c for c in cfgs if (c["objective"], c["n"]) in rows]
+        probes = {}
+        for c in progress(cfgs, desc="memory probes"):
+            probes[c["objective"], c["n"]] = live_memory(c)
+        run = _run_entry(command, 1, t_start, machine["loadavg_start"])
+        res = apply_memory(res, probes, run)
+        write_results(RESULTS, stem, res, markdown(res))
+        return
     targets = sorted({r["target"] for c in cfgs for r in c["runs"]}, key=TARGETS.index)
     print(f"floors for {targets} ...", flush=True)
     fl = floors(args.quick, targets)
@@ -610,19 +693,8 @@ def main() -> None:
                     quality.append({k: v for k, v in r.items() if k != "x"} | evaluate(r, fl) | dict(run=0))
             bar.update(1)
     bar.close()
-    command = "python " + " ".join(["benchmarks/particle_flows.py", *sys.argv[1:]])
     res = dict(
-        runs=[
-            dict(
-                command=command,
-                date=time.strftime("%Y-%m-%d"),
-                jobs=args.jobs,
-                total_seconds=time.time() - t_start,
-                cpu_seconds=cpu_seconds(),
-                loadavg_start=machine["loadavg_start"],
-                loadavg_end=list(os.getloadavg()),
-            )
-        ],
+        runs=[_run_entry(command, args.jobs, t_start, machine["loadavg_start"])],
         machine=machine,
         settings=SETTINGS,
         steps=STEPS,
@@ -638,7 +710,6 @@ def main() -> None:
         quality=quality,
         summary=summarize(quality),
     )
-    stem = "particle_flows" + ("_quick" if args.quick else "")
     if args.merge:  # one merge at a time: runs started side by side may end together
         import fcntl
 

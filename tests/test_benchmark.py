@@ -377,3 +377,30 @@ def test_particle_flows_merge_replaces_remeasured_rows_and_keeps_the_rest():
         )
     )
     assert "1. `first`" in md and "2. `second`" in md and "| sinkhorn | 16000 | not run |" in md
+
+
+def test_particle_flows_memory_probe_rewrites_only_the_probed_rows():
+    pf = _script("particle_flows")
+    res = dict(
+        runs=[dict(command="flows")],
+        cost=[
+            dict(objective="sw", n=1000, peak_mem_mb=585.0, mmap_threshold_fixed=True, run=0),
+            dict(objective="kl", n=1000, peak_mem_mb=30.0, mmap_threshold_fixed=True, run=0),
+        ],
+    )
+    probes = {("sw", 1000): dict(live_peak_kb=2048, mmap_threshold_fixed=True)}
+    out = pf.apply_memory(res, probes, dict(command="memory"))
+    sw, kl = out["cost"]
+    assert sw["peak_mem_mb"] == 2.0 and sw["mem_run"] == 1 and sw["run"] == 0
+    assert kl["peak_mem_mb"] == 30.0 and "mem_run" not in kl
+    assert [r["command"] for r in out["runs"]] == ["flows", "memory"]
+    assert res["cost"][0]["peak_mem_mb"] == 585.0  # the input is not modified
+
+
+def test_particle_flows_memory_probe_runs_in_a_fresh_process():
+    """One step of the sliced flow at n = 1000: a positive live peak far below the RSS of the process."""
+    pf = _script("particle_flows")
+    cfg = dict(objective="sw", n=1000, runs=[dict(target="moons", seed=0, steps=1)])
+    out = pf.live_memory(cfg)
+    assert out["mmap_threshold_fixed"] is True
+    assert 0 < out["live_peak_kb"] < 64 * 1024
