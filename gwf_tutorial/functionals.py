@@ -1186,12 +1186,16 @@ class SinkhornDivergence(Objective):
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
         tol = self._tol(a)
         if self.solver == "lazy":
-            rows = next(iter(self._slices(a.shape[0], b.shape[0]))).stop
-            cols = next(iter(self._slices(b.shape[0], a.shape[0]))).stop
-            # metric "sqeuclidean" is |x - y|^2: reg 2 eps gives the exponent |x - y|^2 / 2 eps
-            log_u, log_v = ot.bregman.empirical_sinkhorn(
-                a, b, 2.0 * self.eps, wa, wb, metric="sqeuclidean", numIterMax=self.max_iter,
-                stopThr=tol, isLazy=True, batchSize=(rows, cols), warmstart=init,
+            rows = next(iter(self._slices(b.shape[0], a.shape[0]))).stop
+            cols = next(iter(self._slices(a.shape[0], b.shape[0]))).stop
+            # The transposed problem (b first): POT's online solver then updates v from u, then u
+            # from v, the order of the dense log-domain solver. With a few warm-started iterations
+            # per flow step the two orders give different flows, and this one is the one the dense
+            # solver follows. Metric "sqeuclidean" is |x - y|^2: reg 2 eps gives |x - y|^2 / 2 eps.
+            log_v, log_u = ot.bregman.empirical_sinkhorn(
+                b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean", numIterMax=self.max_iter,
+                stopThr=tol, isLazy=True, batchSize=(rows, cols),
+                warmstart=None if init is None else init[::-1],
             )  # fmt: skip
         else:
             _, log = ot.sinkhorn(
