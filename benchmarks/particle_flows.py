@@ -720,7 +720,8 @@ def main() -> None:
         if not old_path.exists():
             ap.error(f"--merge: {old_path} does not exist")
         old = json.loads(old_path.read_text())
-        if old["floors"] != {k: v for k, v in res["floors"].items() if k in old["floors"]}:
+        common = [t for t in res["floors"] if t in old["floors"]]
+        if any(old["floors"][t] != res["floors"][t] for t in common):
             raise RuntimeError("--merge: the floors differ from the committed ones (a library change?)")
         res["floors"] = old["floors"] | res["floors"]
         res["floor_quartiles"] = old["floor_quartiles"] | res["floor_quartiles"]
