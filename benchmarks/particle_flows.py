@@ -573,6 +573,11 @@ def merge(old: dict, new: dict) -> dict:
     return out
 
 
+def floors_agree(old: dict, new: dict) -> bool:
+    """Whether two runs measured the same floors on the targets both have (a ``kl`` run has no moons)."""
+    return all(old[t] == new[t] for t in new if t in old)
+
+
 def apply_memory(res: dict, probes: dict, run: dict) -> dict:
     """Peak live memory of fresh probes (``{(objective, n): probe output}``) written into the cost
     rows of ``res``; ``run`` (its command, times) is appended to the runs log and named by the rows'
@@ -720,8 +725,7 @@ def main() -> None:
         if not old_path.exists():
             ap.error(f"--merge: {old_path} does not exist")
         old = json.loads(old_path.read_text())
-        common = [t for t in res["floors"] if t in old["floors"]]
-        if any(old["floors"][t] != res["floors"][t] for t in common):
+        if not floors_agree(old["floors"], res["floors"]):
             raise RuntimeError("--merge: the floors differ from the committed ones (a library change?)")
         res["floors"] = old["floors"] | res["floors"]
         res["floor_quartiles"] = old["floor_quartiles"] | res["floor_quartiles"]

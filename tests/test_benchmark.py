@@ -404,3 +404,11 @@ def test_particle_flows_memory_probe_runs_in_a_fresh_process():
     out = pf.live_memory(cfg)
     assert out["mmap_threshold_fixed"] is True
     assert 0 < out["live_peak_kb"] < 64 * 1024
+
+
+def test_particle_flows_floors_agree_on_the_common_targets():
+    pf = _script("particle_flows")
+    old = {"moons": {"1000": {"w2": 0.1}}, "gaussian": {"1000": {"w2": 0.02}}}
+    assert pf.floors_agree(old, {"gaussian": {"1000": {"w2": 0.02}}})  # a run without the moons
+    assert pf.floors_agree(old, {"banana": {"1000": {"w2": 0.2}}})  # a new target
+    assert not pf.floors_agree(old, {"gaussian": {"1000": {"w2": 0.03}}})  # a library change
