@@ -592,6 +592,20 @@ def apply_memory(res: dict, probes: dict, run: dict) -> dict:
     return out
 
 
+_LOCKS = []
+
+
+def _lock_results(stem: str) -> None:
+    """Hold an exclusive lock on the results until the process exits: one read-modify-write of the
+    committed results at a time (runs started side by side may end together)."""
+    import fcntl
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    lock = open(RESULTS / f".{stem}.lock", "w")  # noqa: SIM115 (released when the process exits)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    _LOCKS.append(lock)
+
+
 def _run_entry(command: str, jobs: int, t_start: float, loadavg_start) -> dict:
     return dict(
         command=command,
@@ -658,14 +672,14 @@ def main() -> None:
     stem = "particle_flows" + ("_quick" if args.quick else "")
     if args.memory:
         path = RESULTS / f"{stem}.json"
-        res = json.loads(path.read_text())
-        rows = {(c["objective"], c["n"]) for c in res["cost"]}
+        rows = {(c["objective"], c["n"]) for c in json.loads(path.read_text())["cost"]}
         cfgs = [c for c in cfgs if (c["objective"], c["n"]) in rows]
         probes = {}
         for c in progress(cfgs, desc="memory probes"):
             probes[c["objective"], c["n"]] = live_memory(c)
         run = _run_entry(command, 1, t_start, machine["loadavg_start"])
-        res = apply_memory(res, probes, run)
+        _lock_results(stem)
+        res = apply_memory(json.loads(path.read_text()), probes, run)
         write_results(RESULTS, stem, res, markdown(res))
         return
     targets = sorted({r["target"] for c in cfgs for r in c["runs"]}, key=TARGETS.index)
@@ -715,12 +729,8 @@ def main() -> None:
         quality=quality,
         summary=summarize(quality),
     )
-    if args.merge:  # one merge at a time: runs started side by side may end together
-        import fcntl
-
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        lock = open(RESULTS / f".{stem}.lock", "w")  # noqa: SIM115 (held until the process exits)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if args.merge:
+        _lock_results(stem)
         old_path = RESULTS / f"{stem}.json"
         if not old_path.exists():
             ap.error(f"--merge: {old_path} does not exist")
