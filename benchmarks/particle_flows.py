@@ -435,7 +435,7 @@ def markdown(res: dict) -> str:
             f"{i + 1}. `{r['command']}`" + (f" ({r['date']})" if r.get("date") else "") + f": wall time "
             f"{r['total_seconds'] / 60:.1f} min, CPU time {r['cpu_seconds'] / 60:.1f} min, "
             f"{r.get('jobs', 1)} worker(s) at once, load average {load[0]:.1f} at the start and "
-            f"{load[1]:.1f} at the end."
+            f"{load[1]:.1f} at the end." + (f" {r['note']}" if r.get("note") else "")
         )
     lines += [
         "",
