@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # the markdown reports
+DATA = ROOT / "gwf_tutorial" / "results"  # the JSON results, shipped with the package (chapters read them)
 if str(ROOT) not in sys.path:  # the library, also when it is not installed
     sys.path.insert(0, str(ROOT))
 
@@ -89,13 +90,17 @@ def json_safe(obj):
 
 
 def write_results(folder, stem: str, res: dict, md: str, *, echo: bool = True) -> None:
-    """Write ``res`` as ``stem.json`` (numpy scalars as numbers) and ``md`` as ``stem.md`` into ``folder``."""
+    """Write ``res`` as ``stem.json`` (numpy scalars as numbers) and ``md`` as ``stem.md``.
+
+    ``folder=None``: the committed places, the JSON into the package (``DATA``) and the report into
+    ``RESULTS``; otherwise both into ``folder``."""
     import json
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
-    (folder / f"{stem}.md").write_text(md)
+    json_dir, md_dir = (DATA, RESULTS) if folder is None else (Path(folder), Path(folder))
+    for d in (json_dir, md_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    (json_dir / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
+    (md_dir / f"{stem}.md").write_text(md)
     if echo:
         print(md)
-    print(f"wrote {folder / stem}.json and .md")
+    print(f"wrote {json_dir / stem}.json and {md_dir / stem}.md")

@@ -22,8 +22,8 @@ Usage (from the repository root)::
     python benchmarks/jko_regularization.py            # the full study (2 worker processes)
     python benchmarks/jko_regularization.py --quick    # a smoke run: 1 target, 1 seed, 40 updates
 
-Writes ``benchmarks/results/jko_regularization.json`` and ``.md`` (``_quick`` suffix with
-``--quick``). Chapter 6 reads the committed results; it never recomputes them.
+Writes ``gwf_tutorial/results/jko_regularization.json`` (shipped with the package) and
+``benchmarks/results/jko_regularization.md`` (``_quick`` suffix with ``--quick``). Chapter 6 reads the committed results; it never recomputes them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, json_safe, machine_info, write_results
+from _common import json_safe, machine_info, write_results
 
 OBJECTIVES = ["kl", "kl_dv", "js", "chi2", "w1", "mmd"]
 TAUS = [None, 0.01, 0.1, 1.0, 10.0, 100.0]
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--steps", type=int, default=6, help="JKO steps per run")
     p.add_argument("--iters", type=int, default=50, help="map updates per JKO step")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=None, help="folder (default: the committed places)")
     args = p.parse_args(argv)
 
     cfg = {

@@ -52,7 +52,8 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/particle_flows.py --report  # rewrite the .md from the .json
     .venv/bin/python benchmarks/particle_flows.py --memory  # re-measure peak live memory only
 
-Writes ``benchmarks/results/particle_flows.json`` and ``.md`` (``_quick`` suffix with ``--quick``).
+Writes ``gwf_tutorial/results/particle_flows.json`` (shipped with the package) and
+``benchmarks/results/particle_flows.md`` (``_quick`` suffix with ``--quick``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, cpu_seconds, machine_info, proc_status, reset_peak, trim_heap, write_results
+from _common import (
+    DATA,
+    RESULTS,
+    cpu_seconds,
+    machine_info,
+    proc_status,
+    reset_peak,
+    trim_heap,
+    write_results,
+)
 
 OBJECTIVES = [
     "sw", "energy", "energy_sliced", "energy_sliced_400", "mmd_gauss", "kl", "sinkhorn", "sinkhorn_lazy"
@@ -651,8 +661,8 @@ def main() -> None:
         return
     if args.report:
         stem = "particle_flows" + ("_quick" if args.quick else "")
-        res = json.loads((RESULTS / f"{stem}.json").read_text())
-        write_results(RESULTS, stem, res, markdown(res), echo=False)
+        res = json.loads((DATA / f"{stem}.json").read_text())
+        write_results(None, stem, res, markdown(res), echo=False)
         return
     if args.jobs < 1:
         ap.error(f"--jobs must be a positive integer, got {args.jobs}")
@@ -671,7 +681,7 @@ def main() -> None:
     command = "python " + " ".join(["benchmarks/particle_flows.py", *sys.argv[1:]])
     stem = "particle_flows" + ("_quick" if args.quick else "")
     if args.memory:
-        path = RESULTS / f"{stem}.json"
+        path = DATA / f"{stem}.json"
         rows = {(c["objective"], c["n"]) for c in json.loads(path.read_text())["cost"]}
         cfgs = [c for c in cfgs if (c["objective"], c["n"]) in rows]
         probes = {}
@@ -680,7 +690,7 @@ def main() -> None:
         run = _run_entry(command, 1, t_start, machine["loadavg_start"])
         _lock_results(stem)
         res = apply_memory(json.loads(path.read_text()), probes, run)
-        write_results(RESULTS, stem, res, markdown(res))
+        write_results(None, stem, res, markdown(res))
         return
     targets = sorted({r["target"] for c in cfgs for r in c["runs"]}, key=TARGETS.index)
     print(f"floors for {targets} ...", flush=True)
@@ -731,7 +741,7 @@ def main() -> None:
     )
     if args.merge:
         _lock_results(stem)
-        old_path = RESULTS / f"{stem}.json"
+        old_path = DATA / f"{stem}.json"
         if not old_path.exists():
             ap.error(f"--merge: {old_path} does not exist")
         old = json.loads(old_path.read_text())
@@ -740,7 +750,7 @@ def main() -> None:
         res["floors"] = old["floors"] | res["floors"]
         res["floor_quartiles"] = old["floor_quartiles"] | res["floor_quartiles"]
         res = merge(old, res)
-    write_results(RESULTS, stem, res, markdown(res))
+    write_results(None, stem, res, markdown(res))
 
 
 if __name__ == "__main__":

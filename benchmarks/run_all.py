@@ -35,8 +35,8 @@ Usage (from the repository root)::
 Two processes can share the work: run the second one on other ``--methods`` with ``--out
 other.json``, then ``--merge other.json`` adds its rows to the main file.
 
-Writes ``benchmarks/results/run_all.json`` and ``.md``. Chapter 11 reads them; it never re-runs
-the benchmark.
+Writes ``gwf_tutorial/results/run_all.json`` (shipped with the package) and
+``benchmarks/results/run_all.md``. Chapter 11 reads them; it never re-runs the benchmark.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, machine_info
+from _common import DATA, RESULTS, machine_info
 
 TARGETS = ["eight_gaussians", "twenty_five_gaussians", "moons", "swiss_roll", "checkerboard", "rings"]
 SEEDS = [0, 1, 2]
@@ -548,14 +548,14 @@ def main() -> None:
     ap.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--budget-scale", type=float, help="multiply every method's nominal budget (default 1)")
     ap.add_argument("--report", action="store_true", help="only rewrite the markdown from the JSON")
-    ap.add_argument("--out", help="JSON path (default benchmarks/results/run_all[_quick].json)")
+    ap.add_argument("--out", help="JSON path (default gwf_tutorial/results/run_all[_quick].json)")
     ap.add_argument("--merge", help="add the rows of another run's JSON (e.g. a second process's --out)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Sinkhorn did not converge")
     stem = "run_all" + ("_quick" if args.quick else "")
-    path = Path(args.out) if args.out else RESULTS / f"{stem}.json"
+    path = Path(args.out) if args.out else DATA / f"{stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     res = _load(path)
     methods = args.methods.split(",") if args.methods else benchmark.list_methods()
@@ -607,12 +607,13 @@ def main() -> None:
             res["meta"]["loadavg_end"] = list(os.getloadavg())
             res["meta"]["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
             _save(path, res)
-    side_path = RESULTS / "run_all_short.json"
-    side = _load(side_path) if path == RESULTS / "run_all.json" and side_path.exists() else None
+    side_path = DATA / "run_all_short.json"
+    side = _load(side_path) if path == DATA / "run_all.json" and side_path.exists() else None
     md = markdown(res, side)
-    path.with_suffix(".md").write_text(md)
+    md_path = RESULTS / f"{path.stem}.md" if path.parent == DATA else path.with_suffix(".md")
+    md_path.write_text(md)
     print(md)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    print(f"wrote {path} and {md_path}")
 
 
 if __name__ == "__main__":

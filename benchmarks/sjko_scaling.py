@@ -37,7 +37,8 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/sjko_scaling.py           # full run (about 15 min on 2 shared cores)
     .venv/bin/python benchmarks/sjko_scaling.py --quick   # smoke run (about 4 minutes on a loaded machine)
 
-Writes ``benchmarks/results/sjko_scaling.json`` and ``.md`` (``_quick`` suffix with ``--quick``).
+Writes ``gwf_tutorial/results/sjko_scaling.json`` (shipped with the package) and
+``benchmarks/results/sjko_scaling.md`` (``_quick`` suffix with ``--quick``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, machine_info, proc_status, reset_peak, trim_heap, write_results
+from _common import machine_info, proc_status, reset_peak, trim_heap, write_results
 
 TARGETS = ["sjko_25gaussians", "two_circles"]
 MIXTURES = {"sjko_25gaussians"}
@@ -462,7 +463,7 @@ def main() -> None:
         main_process_cpu_seconds=time.process_time() - c_start,
         workers_cpu_seconds=float(sum(p["cpu_s"] for r in runs for p in r["phases"])),
     )
-    write_results(RESULTS, "sjko_scaling" + ("_quick" if args.quick else ""), res, markdown(res))
+    write_results(None, "sjko_scaling" + ("_quick" if args.quick else ""), res, markdown(res))
 
 
 if __name__ == "__main__":

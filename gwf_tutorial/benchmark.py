@@ -78,6 +78,7 @@ __all__ = [
     "method_info",
     "applicable",
     "run",
+    "load_results",
 ]
 
 #: Method families, in the order of the book.
@@ -848,3 +849,30 @@ def run(
     if not bool(torch.isfinite(u).all()):
         raise FloatingPointError(f"{key} produced NaN or infinite samples on {_target_name(target)}")
     return problem.std.inverse(u).to(torch.float32)
+
+
+def load_results(stem: str) -> dict:
+    """The committed results of a benchmark script, shipped with the package.
+
+    ``benchmarks/<script>.py`` writes ``gwf_tutorial/results/<stem>.json`` (and its report,
+    ``benchmarks/results/<stem>.md``); chapters read the JSON here, through the installed package,
+    so that a chapter opened alone (Colab, a downloaded notebook) finds it.
+
+    Parameters
+    ----------
+    stem : str
+        File name without ``.json``, e.g. ``"run_all"``, ``"sjko_scaling"``.
+
+    Used in: chapters 6, 7 and 11.
+    """
+    import json
+    from importlib import resources
+
+    if not isinstance(stem, str) or not stem or "/" in stem or "\\" in stem:
+        raise ValueError(f"stem must be a results file name without '.json', got {stem!r}")
+    file = resources.files("gwf_tutorial").joinpath("results", f"{stem}.json")
+    if not file.is_file():
+        names = sorted(f.name[:-5] for f in resources.files("gwf_tutorial").joinpath("results").iterdir()
+                       if f.name.endswith(".json"))
+        raise ValueError(f"no committed results named {stem!r}; available: {names}")
+    return json.loads(file.read_text())
