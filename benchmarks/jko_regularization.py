@@ -23,7 +23,8 @@ Usage (from the repository root)::
     python benchmarks/jko_regularization.py --quick    # a smoke run: 1 target, 1 seed, 40 updates
 
 Writes ``gwf_tutorial/results/jko_regularization.json`` (shipped with the package) and
-``benchmarks/results/jko_regularization.md`` (``_quick`` suffix with ``--quick``). Chapter 6 reads the committed results; it never recomputes them.
+``benchmarks/results/jko_regularization.md`` (``_quick`` suffix with ``--quick``). Chapter 6 reads the
+committed results; it never recomputes them.
 """
 
 from __future__ import annotations
