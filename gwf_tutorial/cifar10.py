@@ -117,10 +117,17 @@ NET_PRESETS: dict[str, dict] = {
 #: ``lr_T = 2e-4, lr_D = 1e-4, betas = (0.5, 0.9)``, EMA 0.9999; KL-DV with ``--gp_type sjko --lbda_gp 0.2``
 #: (``0.2 |grad h(y)|^2`` on data: ``r1 = 0.4`` in the library's ``r1 / 2`` convention), MMD with a learned
 #: kernel on a 128-d embedding and ``--lbda_gp 10`` (here the WGAN-GP of :func:`critics.gradient_penalty`; GWF
-#: penalises ``|grad|^2`` at interpolates). S-JKO ``train.py`` defaults: ``h = 1`` (``0.5 c / h`` with the
-#: per-dimension mean), ``--init_num_iterations 20000 --num_iterations 400``, batch 256, Adam ``2e-4 / 1e-4``,
-#: betas (0.5, 0.9), R1 ``lmbda = 0.2`` (as ``lmbda / 2``), EMA 0.9999; phase 0 starts from the bicubic
-#: upsampling of the ``3 x 8 x 8`` latent (``Q`` in its ``train.py`` for ``otm``). Drifting (official torch
+#: penalises ``|grad|^2`` at interpolates). S-JKO README CIFAR-10 command: ``--num_phase 100 --init_h 0.1
+#: --h 0.1 --init_num_iterations 10000 --num_iterations 2000 --use_ema --ema_decay 0.9999 --lr_scheduler``;
+#: its ``train.py`` loss ``0.5 c / h`` with ``c`` the per-dimension mean is ``|x - x'|^2 / (2 h d)``, so
+#: ``tau = h = 0.1`` here (per-dimension cost; ``sjko.tau_from_h``: ``tau = h d = 307.2`` with the summed
+#: cost, the README's ``1 / tau_README = 2 d h``); ``--lr_scheduler`` is one ``CosineAnnealingLR`` of both
+#: optimisers over all ``10000 + 99 * 2000`` iterations down to ``eta_min = 5e-5`` (``lr_schedule =
+#: "cosine"``); ``train.py`` defaults for the rest: batch 256, Adam ``2e-4 / 1e-4``, betas (0.5, 0.9), R1
+#: ``lmbda = 0.2`` (as ``lmbda / 2``). Phase 0 starts from the bicubic upsampling of the ``3 x 8 x 8``
+#: latent (``Q`` of its ``train.py`` for the ``otm`` generator, the family of this file's nets; the
+#: README command's default NCSN++ maps a ``3 x 32 x 32`` noise image and starts from that image).
+#: Drifting (official torch
 #: ``train.py``): EMA 0.9999, gradient clipping at 1; the learning rate, betas and the pixel-space field are
 #: this tutorial's choices (the paper drifts in the features of a pretrained MAE).
 METHOD_DEFAULTS: dict[str, dict] = {
@@ -151,10 +158,10 @@ METHOD_DEFAULTS: dict[str, dict] = {
         "grad_clip": 0.0,
     },
     "sjko": {
-        "tau": 1.0,
-        "phases": 201,
-        "iters_first": 20000,
-        "iters": 400,
+        "tau": 0.1,
+        "phases": 100,
+        "iters_first": 10000,
+        "iters": 2000,
         "lr_g": 2e-4,
         "lr_d": 1e-4,
         "betas": (0.5, 0.9),
@@ -162,6 +169,8 @@ METHOD_DEFAULTS: dict[str, dict] = {
         "gp": 0.0,
         "reference": "upsample",
         "grad_clip": 0.0,
+        "lr_schedule": "cosine",
+        "ema_decay": 0.9999,
     },
     "drifting": {
         "tau": 0.0,

@@ -34,6 +34,19 @@ is trained from the latent :math:`\mu_0` directly, with cost
 :math:`\rho_k = (T_{k-1} \circ \dots \circ T_0)_\# \mu_0`, whose sampling cost grows with k (O(K^2)
 training).
 
+Units of the step. The official code writes the map loss as ``0.5 * c / h - v`` with the cost
+averaged over the d coordinates, ``c = mean_d |x - y|^2``, i.e. :math:`|x - y|^2 / (2 h d)`; its
+README states the same as :math:`1/\tau_{\mathrm{README}} = 2 d h` for the cost weight of
+:math:`\tau_{\mathrm{README}} |x - y|^2`. With the library's summed cost :math:`|x - y|^2 / (2\tau)`
+the same step is
+
+.. math::
+
+    \tau = h\, d \qquad (\text{or } \tau = h \text{ with } \texttt{per\_dim\_average=True}),
+
+see :func:`tau_from_h`: the official toy command (``--h 1``, d = 2) is :math:`\tau = 2`, its CIFAR-10
+command (``--h 0.1``, d = 3072) is :math:`\tau = 307.2`.
+
 Nothing here is image specific: maps and potentials are any ``torch.nn.Module`` (2-D toys with
 :class:`gwf_tutorial.nets.ResidualMLP`, images with the generators / critics of
 :mod:`gwf_tutorial.nets`); samples of any shape ``(n, ...)`` are flattened for the cost only.
@@ -75,6 +88,7 @@ __all__ = [
     "PSI_F",
     "psi_star",
     "transport_cost",
+    "tau_from_h",
     "potential_loss",
     "map_loss",
     "semi_dual_objective",
@@ -228,7 +242,7 @@ def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = 
         \quad\text{or, averaged over dimensions,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
 
     The official S-JKO (and GWF) code averages over the d coordinates (the second form, a step
-    :math:`\tau d` in the math's units); the default is the math.
+    :math:`\tau d` in the math's units; see :func:`tau_from_h`); the default is the math.
 
     Parameters
     ----------
@@ -257,6 +271,46 @@ def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = 
     sq = _flat(x - y).pow(2)
     sq = sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)
     return sq / (2.0 * tau)
+
+
+def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
+    r"""The library's JKO step :math:`\tau` for the official code's step ``h`` in dimension d.
+
+    The official S-JKO code minimises ``0.5 * c / h - v`` with ``c`` the squared distance averaged
+    over the d coordinates, i.e. the cost :math:`|x - y|^2 / (2 h d)`. The library's cost is
+    :math:`|x - y|^2 / (2\tau)` (summed), or :math:`|x - y|^2 / (2\tau d)` with
+    ``per_dim_average=True`` (see :func:`transport_cost`), so
+
+    .. math::
+
+        \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)},
+
+    equivalently :math:`1/\tau_{\mathrm{README}} = 2 d h = d / \tau` for the cost weight
+    :math:`\tau_{\mathrm{README}}` of the official README (cost :math:`\tau_{\mathrm{README}}|x - y|^2`).
+
+    Parameters
+    ----------
+    h : float
+        Official step (``--h`` / ``--init_h``), ``> 0``.
+    dim : int
+        Data dimension d (2 for the toys, 3 * 32 * 32 = 3072 for CIFAR-10).
+    per_dim_average : bool, default False
+        Return the step for the per-dimension-averaged cost instead of the summed one.
+
+    Returns
+    -------
+    float
+
+    Used in: chapter 7 (units of the step), chapter 10 (the CIFAR-10 recipe).
+
+    References
+    ----------
+    Official ``Jae-Moo/Scalable-JKO``: ``train.py`` (``cost``, ``err = 0.5 * c / h - D_fake``) and
+    ``README.md`` (CIFAR-10 section).
+    """
+    h = check_positive(h, "h")
+    dim = check_int(dim, "dim")
+    return h if _check_flag(per_dim_average, "per_dim_average") else h * dim
 
 
 def potential_loss(
@@ -666,13 +720,17 @@ class SemiDualJKO:
     divergence : str or callable, default "kl"
         :math:`\Psi^*`, see :func:`psi_star` (``"kl"``, ``"chi2"``, ``"js"``).
     tau : float, default 1.0
-        JKO step (toy default of the paper; CIFAR-10 used 0.1).
+        JKO step of the summed cost :math:`|x - y|^2/(2\tau)`. The official step ``h`` averages the
+        cost over the d coordinates: :math:`\tau = h d` (:func:`tau_from_h`), so the paper's toy
+        ``h = 1`` is :math:`\tau = 2` in 2-D and its CIFAR-10 ``h = 0.1`` is :math:`\tau = 307.2`
+        (or ``tau=0.1`` with ``per_dim_average=True``).
     lr_map, lr_potential : float, defaults 1e-4 and 2e-5
         Adam learning rates (official toy defaults).
     betas : tuple of two floats, default (0.5, 0.9)
         Adam betas (official).
     r1 : float, default 0.2
-        R1 weight :math:`\lambda` on data points.
+        R1 weight :math:`\lambda` on data points (official ``train.py`` default ``--lmbda 0.2``, used
+        by its CIFAR-10 command; its toy command turns R1 off, ``--reg_name none``).
     ema_decay : float, optional
         Exponential moving average of the map's weights (official CIFAR-10: 0.9999); used by
         :meth:`sample` / :meth:`push`, not as the frozen previous map (as in the official code).
@@ -699,7 +757,9 @@ class SemiDualJKO:
         official code), ``"copy"`` for a frozen copy of ``map_net`` at construction (use when
         latent and data spaces differ), or a callable ``x -> y``.
     lr_schedule : {"constant", "cosine"}, default "constant"
-        Learning rates constant or cosine-annealed to 0 within each phase.
+        Learning rates constant or cosine-annealed to 0 within each phase. (The official
+        ``--lr_scheduler`` is one ``CosineAnnealingLR`` over all the run's iterations down to
+        ``eta_min = 5e-5``; :mod:`gwf_tutorial.cifar10` implements that one.)
     seed : int, optional
         Seed of the trainer's generators (mini-batches, latents, instance noise).
 
@@ -1513,9 +1573,21 @@ def toy_trainer(
 
     a :class:`LatentMap` over a :class:`~gwf_tutorial.nets.ResidualMLP` (width ``hidden``, 2 blocks,
     started at the identity) with ``noise_dim`` latent inputs, an MLP potential (width ``hidden``,
-    depth 3), Adam learning rates 1e-3 for both, 150 iterations per phase, batch 256 and a cosine
-    schedule per phase (the official toy setting uses 128-wide nets and thousands of iterations; this
-    is the CPU budget of the book). Any keyword of :class:`SemiDualJKO` overrides these.
+    depth 3), Adam learning rates 1e-3 for both, R1 weight 0.2, 150 iterations per phase, batch 256
+    and a cosine schedule per phase. Any keyword of :class:`SemiDualJKO` overrides these.
+
+    Against the official toy command (``--h 1 --reg_name none --lr_g 1e-4 --lr_d 2e-5
+    --batch_size 400``, 10 phases of 5000 iterations, 128-wide nets, constant learning rates):
+
+    - the step: :math:`\tau = 1` with the summed cost is the official ``h = 0.5``
+      (:func:`tau_from_h`: ``h = 1`` in d = 2 is :math:`\tau = 2`), half the official step;
+    - R1: kept at 0.2, the official ``train.py`` default and its CIFAR-10 setting, so that the toy
+      and the image runs share one potential loss; the official toy command turns it off (pass
+      ``r1=0`` to follow it);
+    - the budget: about 2% of the official iterations, larger learning rates with a per-phase cosine,
+      64-wide nets (the CPU budget of the book).
+
+    Chapter 7's numbers are for these settings.
 
     Parameters
     ----------

@@ -77,8 +77,14 @@ def test_defaults_are_the_official_commands():
     assert c.total_iters == 2000 + 99 * 1000
     big = cifar10.make_config("jko-kldv", "large")  # GWF README, Large-Net command
     assert (big.tau, big.phases, big.iters, big.lr_schedule, big.eta_min) == (0.1, 50, 2000, "cosine", 5e-5)
-    s = cifar10.make_config("sjko")  # S-JKO train.py defaults
-    assert (s.tau, s.iters_first, s.iters, s.r1, s.reference) == (1.0, 20000, 400, 0.2, "upsample")
+    from gwf_tutorial.sjko import tau_from_h
+
+    s = cifar10.make_config("sjko")  # S-JKO README CIFAR-10 command (h = 0.1), train.py defaults for the rest
+    assert (s.tau, s.phases, s.iters_first, s.iters, s.r1) == (0.1, 100, 10000, 2000, 0.2)
+    assert s.reference == "upsample"
+    assert (s.lr_schedule, s.eta_min, s.ema_decay, s.batch_size) == ("cosine", 5e-5, 0.9999, 256)
+    assert s.total_iters == 10000 + 99 * 2000  # the horizon of the official CosineAnnealingLR
+    assert s.tau == tau_from_h(0.1, 3 * 32 * 32, per_dim_average=True)  # the sjko loss averages over d
     m = cifar10.make_config("jko-mmd")
     assert (m.gp, m.r1, m.mmd_features) == (10.0, 0.0, 128)
     d = cifar10.make_config("drifting")

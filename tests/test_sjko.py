@@ -719,3 +719,55 @@ def test_presets_and_on_phase_callback():
     assert isinstance(aff.map, nets.AffineMap) and aff.tau == 0.5
     with pytest.raises(TypeError, match="on_phase"):
         tr.run(1, src, y, on_phase=3)
+
+
+# ---------------------------------------------------------------- units of the step: official h vs tau
+
+
+def _official_map_loss(new, old, v, h):
+    """The official ``train.py``: ``c`` = squared distance averaged over coordinates, ``0.5 c / h - D``."""
+    c = ((new - old).reshape(new.shape[0], -1) ** 2).mean(dim=1)
+    return (0.5 * c / h - v).mean()
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 8, 8), (3, 32, 32)])
+def test_tau_from_h_gives_the_official_map_loss(shape):
+    g = torch.Generator().manual_seed(7)
+    n, h, d = 16, 0.1, math.prod(shape)
+    new, old = torch.randn(2, n, *shape, generator=g, dtype=DT)
+    v = torch.randn(n, generator=g, dtype=DT)
+    expected = _official_map_loss(new, old, v, h)
+    summed = sjko.map_loss(new, old, v, sjko.tau_from_h(h, d))
+    averaged = sjko.map_loss(new, old, v, sjko.tau_from_h(h, d, per_dim_average=True), per_dim_average=True)
+    torch.testing.assert_close(summed, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(averaged, expected, rtol=1e-12, atol=1e-12)
+    # taking the official h as the library's (summed-cost) tau is off by the factor d
+    assert not torch.allclose(sjko.map_loss(new, old, v, h), expected)
+    # the README's cost weight: 1 / tau_README = 2 d h, the weight of the summed |x - y|^2
+    sq = (new - old).reshape(n, -1).pow(2).sum(1)
+    torch.testing.assert_close(sjko.transport_cost(new, old, sjko.tau_from_h(h, d)), sq / (2 * d * h))
+
+
+def test_tau_from_h_readme_example_and_validation():
+    # README, CIFAR-10: "if we set h = 0.1, then tau ~ 0.0016" for 1 / tau_README = 2 d h, d = 3072
+    assert round(1 / (2 * sjko.tau_from_h(0.1, 3 * 32 * 32)), 4) == 0.0016
+    with pytest.raises(ValueError, match="h"):
+        sjko.tau_from_h(0.0, 2)
+    with pytest.raises(ValueError, match="dim"):
+        sjko.tau_from_h(1.0, 0)
+    with pytest.raises(TypeError, match="per_dim_average"):
+        sjko.tau_from_h(1.0, 2, per_dim_average=1)
+
+
+def test_toy_trainer_step_is_half_the_official_toy_step():
+    # official toy S-JKO command: --h 1 --reg_name none, data in d = 2; the toy trainer documents
+    # two deviations: half that step (tau = 1 is h = 0.5) and R1 kept at 0.2
+    tr = sjko.toy_trainer(n_iters=1)
+    assert tr.tau == sjko.tau_from_h(1.0, 2) / 2 == sjko.tau_from_h(0.5, 2)
+    assert tr.r1 == 0.2
+    g = torch.Generator().manual_seed(3)
+    new, old = torch.randn(2, 32, 2, generator=g, dtype=DT)
+    v = torch.randn(32, generator=g, dtype=DT)
+    ours = sjko.map_loss(new, old, v, tr.tau, per_dim_average=tr.per_dim_average)
+    torch.testing.assert_close(ours, _official_map_loss(new, old, v, 0.5), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(ours, _official_map_loss(new, old, v, 1.0))
