@@ -285,7 +285,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
         \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)},
 
-    equivalently :math:`1/\tau_{\mathrm{README}} = 2 d h = d / \tau` for the cost weight
+    equivalently :math:`1/\tau_{\mathrm{README}} = 2 d h = 2\tau` for the cost weight
     :math:`\tau_{\mathrm{README}}` of the official README (cost :math:`\tau_{\mathrm{README}}|x - y|^2`).
 
     Parameters
