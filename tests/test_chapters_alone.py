@@ -69,7 +69,8 @@ def _tiny_notebook(stored: str) -> dict:
 
     def cell(source, output, tags=()):
         out = [{"name": "stdout", "output_type": "stream", "text": [output]}]
-        return dict(cell_type="code", execution_count=None, id=f"c{len(tags)}", metadata={"tags": list(tags)},
+        n = 1 + len(tags)
+        return dict(cell_type="code", execution_count=n, id=f"c{n}", metadata={"tags": list(tags)},
                     outputs=out, source=[source])  # fmt: skip
 
     return dict(
@@ -86,5 +87,6 @@ def test_the_run_compares_the_checked_outputs(stored, ok, tmp_path, tmp_path_fac
     src.write_text(json.dumps(_tiny_notebook(stored)))
     proc = run_alone(src, tmp_path, tmp_path_factory.mktemp("ini"), timeout=300)
     assert (proc.returncode == 0) == ok, _tail(proc)
-    if not ok:
-        assert "43" in proc.stdout and "42" in proc.stdout, _tail(proc)
+    if not ok:  # the checked cell differs; the unchecked one (stored output not its own) passes
+        assert "1 failed, 1 passed" in proc.stdout, _tail(proc)
+        assert "Cell 1: Cell outputs differ" in proc.stdout, _tail(proc)
