@@ -54,36 +54,14 @@ import numpy as np
 import torch
 from _common import DATA, RESULTS, machine_info
 
+# the summaries and goal checks of the committed results live in the package (chapter 11 uses them too)
+from gwf_tutorial.benchmark import GOAL_2X, GOAL_BEST, PEERS, goals, headline, summarize
+
 TARGETS = ["eight_gaussians", "twenty_five_gaussians", "moons", "swiss_roll", "checkerboard", "rings"]
 SEEDS = [0, 1, 2]
 N_EVAL = 1000
 N_SINKHORN = 500
 FLOOR_PAIRS = 10
-GOAL_2X = ("moons", "swiss_roll")  # every method <= 2x the floor there
-GOAL_BEST = 1.3  # the best method of each family, on every target
-
-#: The peers' own code on their own toy settings, as the project measured it on this machine kind
-#: (2 CPU cores; recorded in the design notes, DESIGN.md "Peer baselines"); not re-run here, and
-#: their sample sizes and protocols are theirs.
-PEERS = [
-    dict(peer="GWF code, KL-DV + JKO, 5 steps x 500 iterations", target="eight_gaussians", ours="jko_kl_dv",
-         cpu="13-16 s",
-         result="W2^2 / floor 4.4-4.9 (modes smeared into a ring)"),
-    dict(peer="GWF code, the same without JKO (the GAN)", target="eight_gaussians", ours="fgan_kl",
-         cpu="12-14 s",
-         result="W2^2 / floor 6.5-12.5"),
-    dict(peer="GWF code, MMD + JKO", target="eight_gaussians", ours="jko_mmd", cpu="65-73 s",
-         result="W2^2 / floor 14.5-15.3"),
-    dict(peer="S-JKO code, KL, README toy command", target="twenty_five_gaussians", ours="sjko", cpu="939 s",
-         result="collapsed onto 9 and 7 of 25 modes (2 seeds)"),
-    dict(peer="drifting toy demo, 2000 steps", target="checkerboard", ours="drift_algorithm2",
-         cpu="about 212 s",
-         result="W2^2 / floor 1.20"),
-    dict(peer="drifting toy demo, 2000 steps", target="swiss_roll", ours="drift_algorithm2",
-         cpu="about 212 s",
-         result="W2^2 at the floor"),
-]
-
 WHY = {
     "dgflow": (
         "DGflow refines a given generator along a discriminator trained once; from N(0, I) its 25 official "
@@ -274,56 +252,6 @@ def _json_default(o):
 # ------------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------------
-def _finite(v) -> float:
-    return math.inf if v is None else float(v)
-
-
-def summarize(rows: list[dict]) -> list[dict]:
-    """Median over seeds (and min, max) of each metric for every (method, target)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["method"], r["target"]), []).append(r)
-    out = []
-    for (m, t), rs in groups.items():
-        s = dict(method=m, family=rs[0]["family"], target=t, seeds=len(rs), budget_s=rs[0]["budget_s"])
-        if all(r["status"] == "n/a" for r in rs):
-            out.append(s | dict(status="n/a", reason=rs[0]["reason"]))
-            continue
-        s["status"] = "ok" if all(r["status"] == "ok" for r in rs) else "some diverged"
-        s["n_diverged"] = sum(r["status"] == "diverged" for r in rs)
-        for key in ("w2_ratio", "energy_ratio", "sinkhorn_ratio", "cpu_s"):
-            v = np.array([_finite(r.get(key)) for r in rs], dtype=float)
-            s[key] = float(np.median(v))
-            s[key + "_min"] = float(v.min())
-            s[key + "_max"] = float(v.max())
-        if "n_modes" in rs[0] or any("modes_hit" in r for r in rs):
-            s["modes_hit_min"] = int(min(r.get("modes_hit", 0) for r in rs))
-            s["n_modes"] = int(max(r.get("n_modes", 0) for r in rs))
-            tv = [r["weight_tv"] for r in rs if "weight_tv" in r]
-            s["weight_tv"] = float(np.median(tv)) if tv else 1.0
-            hq = [r["hq"] for r in rs if "hq" in r]
-            s["hq"] = float(np.median(hq)) if hq else 0.0
-        out.append(s)
-    return out
-
-
-def headline(s: dict, mixture: bool) -> float:
-    """The headline ratio: energy ratio on mixtures, W2^2 ratio elsewhere."""
-    return s["energy_ratio"] if mixture else s["w2_ratio"]
-
-
-def family_ratios(by: dict, floors: dict, family: str, target: str) -> list[float]:
-    """Headline ratios of a family's methods on a target (``by``: summary rows by (method, target))."""
-    from gwf_tutorial.benchmark import list_methods
-
-    mixture = floors[target]["mixture"]
-    return [
-        headline(by[(m, target)], mixture)
-        for m in list_methods(family)
-        if (m, target) in by and by[(m, target)]["status"] != "n/a"
-    ]
-
-
 def _esc(text: str) -> str:
     """Escape the pipes of a markdown table cell."""
     return text.replace("|", "\\|")
@@ -347,42 +275,6 @@ def _cell(s: dict | None, mixture: bool) -> str:
     if s.get("n_diverged"):
         txt += f" ({s['n_diverged']} div)"
     return txt
-
-
-def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[str]) -> dict:
-    """Which goals hold: every method <= 2x on moons and swiss roll; best per family <= 1.3x."""
-    from gwf_tutorial.benchmark import FAMILIES, method_info
-
-    by = {(s["method"], s["target"]): s for s in summary}
-    misses_2x = []
-    for t in GOAL_2X:
-        if t not in targets:
-            continue
-        for m in methods:
-            s = by.get((m, t))
-            if s is None or s["status"] == "n/a":
-                continue
-            if not s["w2_ratio"] <= 2.0:
-                misses_2x.append(dict(method=m, target=t, ratio=s["w2_ratio"]))
-    best = []
-    for fam in FAMILIES:
-        fam_methods = [m for m in methods if method_info(m).family == fam]
-        if not fam_methods:
-            continue
-        for t in targets:
-            mixture = floors[t]["mixture"]
-            cands = [by[(m, t)] for m in fam_methods if (m, t) in by and by[(m, t)]["status"] != "n/a"]
-            if not cands:
-                continue
-            b = min(cands, key=lambda s: headline(s, mixture))
-            ok = headline(b, mixture) <= GOAL_BEST
-            if mixture:
-                ok = ok and b.get("modes_hit_min", 0) == b.get("n_modes", -1)
-            best.append(
-                dict(family=fam, target=t, method=b["method"], ratio=headline(b, mixture), ok=bool(ok),
-                     modes=f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else "")
-            )  # fmt: skip
-    return dict(misses_2x=misses_2x, best=best)
 
 
 def markdown(res: dict, side: dict | None = None) -> str:

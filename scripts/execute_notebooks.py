@@ -2,8 +2,10 @@
 
 The book is built with ``execute_notebooks: "off"``: what the rendered book shows is what this
 script stored. Each notebook runs top to bottom in a fresh ``python3`` kernel (the interpreter
-running this script, i.e. the project's venv) with ``book/`` as working directory, exactly as
-nbval runs it in CI. Widget state (tqdm bars, sliders) is stored so the book renders it.
+running this script, i.e. the project's venv) with an empty temporary folder as working directory,
+as a chapter opened alone (Colab, a downloaded notebook) runs and as CI runs it
+(``tests/test_chapters_alone.py``): a chapter reads nothing next to itself, only the installed
+library and its shipped data. Widget state (tqdm bars, sliders) is stored so the book renders it.
 
 Usage (from the repository root)::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,19 +58,19 @@ def _failed_cell(nb: nbformat.NotebookNode) -> str:
 
 
 def execute(path: Path, *, timeout: int, write: bool) -> tuple[bool, float, str]:
-    """Run one notebook in a fresh kernel (cwd = its folder); return (ok, seconds, message)."""
+    """Run one notebook in a fresh kernel (cwd: an empty temporary folder); return (ok, seconds, message)."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name=KERNEL,
-        resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,
-        store_widget_state=True,
-    )
     start = time.perf_counter()
     try:
-        client.execute()
+        with tempfile.TemporaryDirectory(prefix="gwf-chapter-") as cwd:
+            NotebookClient(
+                nb,
+                timeout=timeout,
+                kernel_name=KERNEL,
+                resources={"metadata": {"path": cwd}},
+                record_timing=False,
+                store_widget_state=True,
+            ).execute()
     except CellTimeoutError as err:
         return False, time.perf_counter() - start, f"a cell ran longer than {timeout} s: {err}"
     except CellExecutionError:

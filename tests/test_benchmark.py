@@ -222,7 +222,8 @@ def test_bad_targets_are_reported():
 
 
 # ---------------------------------------------------------------------------------------------
-# the benchmark script's bookkeeping (benchmarks/run_all.py), on made-up rows
+# the committed results and their summaries (gwf_tutorial.benchmark, used by benchmarks/run_all.py
+# and chapter 11), on made-up rows
 # ---------------------------------------------------------------------------------------------
 
 
@@ -245,8 +246,25 @@ def _run_all():
     return _script("run_all")
 
 
-def test_run_all_summary_and_goals():
+def test_load_results_reads_the_shipped_json_and_names_the_choices():
+    res = benchmark.load_results("run_all")
+    assert {"rows", "floors", "methods", "targets"} <= set(res)
+    assert set(res["methods"]) <= set(benchmark.list_methods())
+    with pytest.raises(ValueError, match="no committed results named 'nope'.*run_all"):
+        benchmark.load_results("nope")
+    for bad in ("../pyproject", "", "results/run_all", 3):
+        with pytest.raises(ValueError, match="stem"):
+            benchmark.load_results(bad)
+
+
+def test_run_all_script_uses_the_package_summaries():
     ra = _run_all()
+    for name in ("summarize", "headline", "goals", "GOAL_2X", "GOAL_BEST", "PEERS"):
+        assert getattr(ra, name) is getattr(benchmark, name), f"run_all.{name} is not the package's"
+    assert not hasattr(ra, "family_ratios")  # defined once, in the package
+
+
+def test_summary_and_goals():
     floors = {"moons": {"mixture": False}, "eight_gaussians": {"mixture": True}}
 
     def row(m, t, s, w2, en, modes=None):
@@ -263,19 +281,24 @@ def test_run_all_summary_and_goals():
     rows += [row("particle_energy", "eight_gaussians", s, 1.0, 1.1, modes=7) for s in range(3)]
     rows += [dict(method="langevin", family="particle", target="moons", seed=0, budget_s=1.0, status="n/a",
                   reason="no score")]  # fmt: skip
-    summary = ra.summarize(rows)
+    summary = benchmark.summarize(rows)
     by = {(s["method"], s["target"]): s for s in summary}
     sw = by[("particle_sw", "moons")]
     assert sw["w2_ratio"] == 1.0 and sw["w2_ratio_max"] == 1.1
     assert by[("langevin", "moons")]["status"] == "n/a"
     methods = ["particle_sw", "particle_energy", "langevin"]
-    g = ra.goals(summary, floors, methods, ["moons", "eight_gaussians"])
+    g = benchmark.goals(summary, floors, methods, ["moons", "eight_gaussians"])
     assert [(m["method"], m["target"]) for m in g["misses_2x"]] == [("particle_energy", "moons")]
     best = {b["target"]: b for b in g["best"]}
     # on the mixture the headline is the energy ratio: particle_energy (1.1) beats particle_sw (1.2),
     # but it covers 7 of 8 modes, so the goal is missed
     assert best["eight_gaussians"]["method"] == "particle_energy" and not best["eight_gaussians"]["ok"]
     assert best["moons"]["method"] == "particle_sw" and best["moons"]["ok"]
+    # family ratios: the headline of each applicable method of the family, in the catalogue's order
+    assert benchmark.family_ratios(by, floors, "particle", "eight_gaussians") == [1.2, 1.1]
+    assert benchmark.family_ratios(by, floors, "particle", "moons") == [1.0, 2.5]  # langevin n/a: left out
+    assert benchmark.headline(by[("particle_sw", "eight_gaussians")], True) == 1.2
+    assert benchmark.headline(by[("particle_sw", "eight_gaussians")], False) == 1.0
 
 
 def test_run_all_markdown_budget_study():

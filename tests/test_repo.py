@@ -51,6 +51,23 @@ def _markdown(nb: dict) -> str:
     return "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
 
 
+def _code(nb: dict) -> list[str]:
+    return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _repository() -> str:
+    """The repository URL: pyproject.toml's [project.urls] Repository, the one source of it."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+
+
+def _install_command(nb: dict) -> str:
+    """The pip command of a notebook's Colab install cell (its first code cell), without the ``%``."""
+    pattern = r'^\s*%pip install (-q "gwf-tutorial(?:\[\w+\])? @ git\+[^"]+")\s*$'
+    match = re.search(pattern, _code(nb)[0], re.M)
+    assert match, "the Colab install cell has no `%pip install -q \"gwf-tutorial[...] @ git+URL\"` line"
+    return f"pip install {match.group(1)}"
+
+
 def _bib_keys() -> set[str]:
     text = (ROOT / "references.bib").read_text()
     return set(re.findall(r"@\w+\s*\{\s*([^,\s]+)\s*,", text))
@@ -112,7 +129,8 @@ def test_notebook_conventions(path):
 def test_chapter_structure(path):
     nb = _load(path)
     md = _markdown(nb)
-    assert f"colab.research.google.com/github/gwf-tutorial/gwf-tutorial/blob/main/book/{path.name}" in md
+    assert f"colab.research.google.com/github/{_repository().split('github.com/')[1]}/blob/" in md
+    assert f"/book/{path.name})" in md, "chapter has no Open in Colab link to itself"
     assert re.search(r"^## Exercises", md, re.M), "chapter has no Exercises section"
     assert re.search(r"^## Summary", md, re.M), "chapter has no Summary section"
     assert re.search(r"\$\$\s*\(eq-[\w-]+\)", md), "chapter has no labelled equation"
@@ -123,6 +141,90 @@ def test_chapter_structure(path):
     # Notebooks explain, the library computes: no models or training loops defined here.
     assert not re.search(r"^\s*class \w+", code, re.M), "a class is defined in a chapter"
     assert ".backward(" not in code and "optim." not in code, "a training loop is written in a chapter"
+
+
+# Code that reaches outside the installed package: the repository's folders, the import path, the
+# notebook's own location, and reading files (chapters read committed data only through the library,
+# e.g. ``benchmark.load_results``; files a chapter writes itself are read back by the library).
+OUTSIDE = {
+    "a relative path to a parent folder": r"\.\./|\.\.\\",
+    "an import-path edit": r"\bsys\.path\b|\bPYTHONPATH\b|\bsite\.addsitedir\b",
+    "the notebook's own location or a change of folder": r"__file__|\bos\.chdir\(|^\s*%cd\b|\bos\.getcwd\(",
+    "reading a file": r"\bopen\(|\.read_(?:text|bytes)\(|\bjson\.load\(|\btorch\.load\(|\bpickle\.load\("
+    r"|\b(?:np|numpy)\.(?:load|loadtxt|genfromtxt|fromfile)\(|\bpd\.read_\w+\(|\bimread\(",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_reads_nothing_outside_the_package(path):
+    for i, src in enumerate(_code(_load(path))):
+        for what, pattern in OUTSIDE.items():
+            hit = re.search(pattern, src, re.M)
+            line = src[src.rfind("\n", 0, hit.start()) + 1 :].splitlines()[0] if hit else ""
+            assert not hit, f"code cell {i} of {path.name} uses {what}: {line.strip()!r}"
+
+
+def test_outside_patterns_catch_what_they_name():
+    caught = [
+        'sys.path.insert(0, "../benchmarks")', 'json.loads(Path("../x.json").read_text())', "os.chdir('..')",
+        "with open('data.csv') as f:", "torch.load('model.pt')", "np.load('a.npy')", "%cd ..",
+        "Path(__file__)",
+    ]  # fmt: skip
+    for code in caught:
+        assert any(re.search(p, code, re.M) for p in OUTSIDE.values()), code
+    fine = ['benchmark.load_results("run_all")', "trainer.load(work / 'last.pt')", "np.median(x)"]
+    for code in fine:
+        assert not any(re.search(p, code, re.M) for p in OUTSIDE.values()), code
+
+
+def test_repository_url_is_one_value():
+    """pyproject's Repository URL is the source; the book config, install cells and Colab links agree."""
+    url = _repository()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url), url
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["repository"]["url"] == url, "_config.yml repository.url differs from pyproject's Repository"
+    repo, branch = url.split("github.com/")[1], cfg["repository"]["branch"]
+    colab = f"{cfg['launch_buttons']['colab_url']}/github/{repo}/blob/{branch}"
+    texts = {p.name: "\n".join(_source(c) for c in _load(p)["cells"]) for p in NOTEBOOKS}
+    texts |= {p.name: p.read_text() for p in (ROOT / "README.md", ROOT / "CONTRIBUTING.md")}
+    for name, text in texts.items():
+        for link in re.findall(r"https?://colab\.research\.google\.com/[^\s)\]\"'>]+", text):
+            assert link.startswith(f"{colab}/book/"), f"{name}: Colab link {link} is not under {colab}/book/"
+            if name.endswith(".ipynb"):
+                assert link == f"{colab}/book/{name}", f"{name}: its Colab link points to {link}"
+            else:
+                assert (ROOT / link[len(colab) + 1 :]).exists(), f"{name}: Colab link to no file: {link}"
+        for target in re.findall(r"git\+(https?://[^\s\"'@#]+)", text):
+            assert target == url, f"{name}: installs from {target}, not from {url}"
+    for path in NOTEBOOKS:
+        assert f"git+{url}\"" in _install_command(_load(path)), path.name
+
+
+def _chapter_numbers(text: str) -> set[int]:
+    """``"chapters 1-8 and 11"`` -> {1, ..., 8, 11}."""
+    numbers: set[int] = set()
+    for a, b in re.findall(r"(\d+)(?:-(\d+))?", text):
+        numbers |= set(range(int(a), int(b or a) + 1))
+    return numbers
+
+
+def test_readme_colab_section_gives_the_install_lines_of_the_cells():
+    """Each distinct install line of the chapters, verbatim, with the chapters that use it."""
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^### On Colab or a GPU machine\n(.*?)(?=^##)", readme, re.S | re.M).group(1)
+    listed = {}
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        for line in block.splitlines():
+            if "pip install" in line:
+                command, _, comment = line.partition("#")
+                listed[command.strip()] = _chapter_numbers(comment)
+    used: dict[str, set[int]] = {}
+    for path in NOTEBOOKS:
+        number = re.match(r"(\d\d)_", path.name)
+        chapters = used.setdefault(_install_command(_load(path)), set())
+        chapters |= {int(number.group(1))} if number else set()
+    assert listed == used, f"README {listed} != the install cells {used}"
+    assert any("[images]" in c for c in used), "no chapter installs the [images] extra"
 
 
 def test_equation_labels_unique_and_references_resolve():
@@ -183,8 +285,14 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_command():
 def test_pytest_configuration_runs_notebooks_and_tests():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     opts = cfg["tool"]["pytest"]["ini_options"]
-    assert opts["testpaths"] == ["tests", "book"]
-    assert "--nbval-lax" in opts["addopts"]
+    # `python -m pytest` runs the notebooks once, each alone in an empty folder
+    # (tests/test_chapters_alone.py), not again in place from book/ (no "book" in testpaths);
+    # `python -m pytest book/<chapter>.ipynb` runs one in place, with addopts.
+    assert opts["testpaths"] == ["tests"]
+    assert not any(p.suffix == ".ipynb" for p in (ROOT / "tests").rglob("*"))
+    alone = (ROOT / "tests" / "test_chapters_alone.py").read_text()
+    assert 'glob("*.ipynb")' in alone and "--nbval-lax" in alone and "nbval_sanitize.cfg" in alone
+    assert "--nbval-lax" in opts["addopts"] and "--nbval-sanitize-with nbval_sanitize.cfg" in opts["addopts"]
     assert (ROOT / "nbval_sanitize.cfg").exists()
     assert cfg["project"]["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
