@@ -3,7 +3,7 @@ r"""CIFAR-10 on one GPU (or several): one resumable training entry point over th
 .. code-block:: bash
 
     python -m gwf_tutorial.cifar10 --method jko-kldv --net small --out runs/kldv        # train
-    python -m gwf_tutorial.cifar10 --resume --out runs/kldv                               # continue
+    python -m gwf_tutorial.cifar10 --resume --out runs/kldv                              # continue to the end
     torchrun --nproc_per_node 4 -m gwf_tutorial.cifar10 --method sjko --out runs/sjko     # 4 GPUs
     python -m gwf_tutorial.cifar10 --smoke --method drifting --out runs/smoke             # CPU, offline
 
@@ -76,6 +76,7 @@ from gwf_tutorial import drifting as _drifting
 from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
+from gwf_tutorial import train as _train
 from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive
 from gwf_tutorial.nets import ConvCritic, ConvGenerator
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress, rng_state, set_rng_state
@@ -94,6 +95,8 @@ __all__ = [
     "train",
     "load_generator",
     "evaluate",
+    "GPU_CHECK_SCHEMA",
+    "throughput_table",
     "build_parser",
     "main",
 ]
@@ -269,13 +272,16 @@ class Config:
         Rolling checkpoint, periodic checkpoint (0: none) and log periods, in iterations.
     time_budget : float
         Stop (after a checkpoint) once this many seconds of training have passed in this call (0: none).
+        Per invocation: ``--resume`` does not reuse a saved one (a resumed run goes to the end unless
+        given a new ``--time-budget``).
     fid_samples, fid_batch : int
         Samples for FID / KID at the end (0: skip) and the batch of the feature extractor.
     feature : {"inception", "standin"}
     kid : bool
         Also compute KID.
     device : str
-        ``""`` = :func:`gwf_tutorial.train.device`.
+        ``""`` = :func:`gwf_tutorial.train.device` (``$GWF_DEVICE``, else CUDA when present, else the CPU);
+        under ``torchrun`` CUDA means ``cuda:LOCAL_RANK``.
     progress : bool
     """
 
@@ -543,7 +549,7 @@ def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init:
     env : dict, optional
         The environment (default ``os.environ``).
     cuda : bool, optional
-        Use CUDA (default: available). Selects NCCL and ``cuda:LOCAL_RANK``.
+        Use CUDA (default: :func:`gwf_tutorial.train.device` is CUDA). Selects NCCL and ``cuda:LOCAL_RANK``.
     init : bool, default True
         Call ``torch.distributed.init_process_group`` (``False``: only parse, for tests).
 
@@ -559,7 +565,7 @@ def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init:
     Used in: chapter 10 (``torchrun --nproc_per_node N -m gwf_tutorial.cifar10``).
     """
     env = os.environ if env is None else env
-    cuda = torch.cuda.is_available() if cuda is None else bool(cuda)
+    cuda = _train.device().type == "cuda" if cuda is None else bool(cuda)
     try:
         world = int(env.get("WORLD_SIZE", "1"))
         rank = int(env.get("RANK", "0"))
@@ -725,17 +731,13 @@ class Trainer:
         _validate(cfg)
         self.cfg = cfg
         self.dist = dist_info or DistInfo()
-        if cfg.device:
-            dev = torch.device(cfg.device)
-        elif torch.cuda.is_available():
-            dev = torch.device("cuda", self.dist.local_rank)
-        else:
-            dev = torch.device("cpu")
-        if dev.type == "cuda" and self.dist.distributed:
+        dev = _train.device(cfg.device or None)  # the library's one device rule (train.device)
+        if dev.type == "cuda" and (self.dist.distributed or dev.index is None):
             dev = torch.device("cuda", self.dist.local_rank)
         self.device = dev
         self.amp = bool(cfg.amp) and dev.type == "cuda"
-        if dev.type == "cuda":  # fastest convolutions (GPU runs are not bitwise reproducible anyway)
+        cuda = dev.type == "cuda"
+        if cuda:  # fastest convolutions (GPU runs are not bitwise reproducible anyway)
             torch.backends.cudnn.benchmark = True
         if real is None:
             real = self._load_real()
@@ -759,13 +761,16 @@ class Trainer:
         gen = ConvGenerator(cfg.latent_dim, c, s, cfg.g_width, cfg.g_blocks)
         self.generator = _Autocast(gen, self.amp).to(self.device)
         self.critic = self._build_critic(c, s)
+        if cuda:  # channels-last convolutions (what bf16 tensor cores want); the CPU path is unchanged
+            for net in (self.generator, self.critic):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
         self.ema = _frozen_copy(self.generator).eval()
         self.old: nn.Module | None = None  # the frozen G_k of phase k >= 1
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        adam = {"betas": cfg.betas, "fused": True} if cuda else {"betas": cfg.betas}  # fused: few launches
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, **adam)
         self.opt_d = (
-            None
-            if self.critic is None
-            else torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+            None if self.critic is None else torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, **adam)
         )
         self.sched = []
         if cfg.lr_schedule == "cosine":
@@ -913,10 +918,14 @@ class Trainer:
 
             t \mapsto t + 1.
 
+        No host synchronisation of its own: the losses stay on the device (the loop averages them there
+        and reads them once per log line); ``drifting``'s raw drift RMS is computed at logged iterations only.
+
         Returns
         -------
         dict
-            Detached scalars of this iteration (``loss_g``, ``loss_d``, ``transport``, ``objective``).
+            Detached scalar tensors of this iteration (``loss_g``, ``loss_d``, ``transport``, ``objective``;
+            ``drift_rms`` at logged iterations of ``drifting``).
 
         Used in: chapter 10.
         """
@@ -939,9 +948,8 @@ class Trainer:
         z, y = self._draw()
         x = self.g_train(z)
         if cfg.method == "drifting":
-            V, raw = self.drift.field_with_diagnostics(x.detach(), y)
+            V = self._drift_field(x.detach(), y, out)
             loss_g = _drifting.drifting_loss(x, V)
-            out["drift_rms"] = torch.as_tensor(raw)
         else:
             x_old = self._reference(z, self.step)
             if cfg.method == "sjko":
@@ -964,6 +972,22 @@ class Trainer:
         out["loss_g"] = loss_g.detach()
         self.step += 1
         return out
+
+    def _logs_at(self, step: int) -> bool:
+        """Whether iteration ``step`` (1-based count after it) is logged."""
+        return step % self.cfg.log_every == 0 or step == self.cfg.total_iters
+
+    def _drift_field(self, x: Tensor, y: Tensor, out: dict) -> Tensor:
+        """The drift field; its raw RMS (a host synchronisation) only at logged iterations, into ``out``."""
+        if self._logs_at(self.step + 1):
+            V, raw = self.drift.field_with_diagnostics(x, y)
+            out["drift_rms"] = torch.as_tensor(raw)
+            return V
+        d = self.drift
+        return _drifting.multi_temperature_field(
+            x, y, None, d.temperatures, d.normalize,
+            attraction=d.attraction, repulsion=d.repulsion, affinity_floor=d.affinity_floor,
+        )  # fmt: skip
 
     def _update_ema(self) -> None:
         ema_update(self.ema, self.generator, self.cfg.ema_decay)
@@ -1166,19 +1190,19 @@ class Trainer:
         )
         status = "done"
         acc: dict[str, Tensor] = {}
-        n_acc = 0
+        n_acc: dict[str, int] = {}
         for _ in bar:
             vals = self.train_step()
             for k, v in vals.items():  # tensors: no device synchronisation until the log line
                 acc[k] = acc[k] + v if k in acc else v
-            n_acc += 1
+                n_acc[k] = n_acc.get(k, 0) + 1
             self.train_seconds = seconds0 + time.perf_counter() - t_start
-            if self.step % cfg.log_every == 0 or self.step == total:
+            if self._logs_at(self.step):
                 rec = {"step": self.step, "phase": cfg.phase_of(self.step - 1)}
-                rec.update({k: float(v) / n_acc for k, v in acc.items()})
+                rec.update({k: float(v) / n_acc[k] for k, v in acc.items()})
                 rec["lr_g"] = self.opt_g.param_groups[0]["lr"]
                 self.history.append(rec)
-                acc, n_acc = {}, 0
+                acc, n_acc = {}, {}
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k not in ("step", "phase")})
                 if self.dist.is_main:
@@ -1422,6 +1446,73 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------
+# throughput measured by scripts/gpu_check.py
+# ---------------------------------------------------------------------------------------------
+
+#: Schema tag of the JSON written by ``scripts/gpu_check.py`` (read by :func:`throughput_table`).
+GPU_CHECK_SCHEMA = "gwf_tutorial.gpu_check/1"
+
+
+def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
+    r"""Hours each method's full recipe takes at the steady-state speed a ``gpu_check`` JSON measured.
+
+    .. math::
+
+        \text{hours}_m = \frac{T_m}{3600\, s_m}, \qquad T_m = N_0 + (K - 1) N
+        \ \text{(the recipe's iterations, :attr:`Config.total_iters`)},
+
+    with :math:`s_m` the measured steady-state iterations per second of method :math:`m` (start-up,
+    checkpoints and the final FID excluded). Throughput on **synthetic** data: it says how long training
+    takes on that GPU, nothing about sample quality (no FID).
+
+    Parameters
+    ----------
+    result : dict
+        The JSON of ``scripts/gpu_check.py`` (``benchmark.load_results("gpu_check")``), schema
+        :data:`GPU_CHECK_SCHEMA`.
+    precision : {"bf16", "fp32"}, default "bf16"
+
+    Returns
+    -------
+    list of dict
+        One row per measured method, in :data:`METHODS` order: ``method``, ``net``, ``batch_size``,
+        ``precision``, ``it_per_s`` (steady state), ``recipe_iters``, ``hours``, ``device``, ``dry_run``.
+
+    Raises
+    ------
+    ValueError
+        Not a ``gpu_check`` result, or no measurement at that precision.
+
+    Used in: chapter 10.
+    """
+    if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
+        raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
+    precision = _check_choice(precision, "precision", ("bf16", "fp32"))
+    settings = result["settings"]
+    rows = []
+    for rec in result["throughput"]:
+        if rec["precision"] != precision or rec["method"] not in METHODS:
+            continue
+        iters = make_config(rec["method"], settings["recipe_net"]).total_iters
+        rows.append(
+            {
+                "method": rec["method"],
+                "net": settings["net"],
+                "batch_size": settings["batch_size"],
+                "precision": precision,
+                "it_per_s": rec["steady_it_per_s"],
+                "recipe_iters": iters,
+                "hours": iters / rec["steady_it_per_s"] / 3600.0,
+                "device": result["device"],
+                "dry_run": bool(result["dry_run"]),
+            }
+        )
+    if not rows:
+        raise ValueError(f"the result holds no {precision} measurement")
+    return sorted(rows, key=lambda r: METHODS.index(r["method"]))
+
+
+# ---------------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------------
 
@@ -1463,7 +1554,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--smoke", action="store_true", help="CPU smoke run: synthetic 16x16 data, tiny nets, stand-in FID"
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue from OUT/last.pt (its settings are reused)"
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt (its training settings are reused) to the end of the run; "
+        "an earlier --time-budget is not: give --time-budget again to stop early",
     )
     p.add_argument("--data", choices=("cifar10", "synthetic"))
     p.add_argument("--data-root", dest="data_root")
@@ -1499,7 +1593,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int, help="rolling checkpoint period")
     p.add_argument("--save-every", dest="save_every", type=int, help="periodic checkpoint period (0: none)")
     p.add_argument("--log-every", dest="log_every", type=int)
-    p.add_argument("--time-budget", dest="time_budget", type=float, help="seconds; stop after a checkpoint")
+    p.add_argument(
+        "--time-budget",
+        dest="time_budget",
+        type=float,
+        help="seconds of training in THIS invocation, then stop after a checkpoint (not saved for --resume)",
+    )
     p.add_argument("--fid-samples", dest="fid_samples", type=int, help="0: no evaluation")
     p.add_argument("--fid-batch", dest="fid_batch", type=int)
     p.add_argument(
@@ -1555,6 +1654,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
                 f"--resume with settings that differ from the checkpoint {str(ckpt)!r}: {conflicts}"
             )
         merged = {**saved, **{k: v for k, v in given.items() if k in _OPERATIONAL}, "out": str(out)}
+        merged["time_budget"] = given.get("time_budget", 0.0)  # per invocation: never the saved one
         cfg = _config_from_dict(merged)
         _validate(cfg)
         return cfg, True
@@ -1585,9 +1685,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --help``).
     """
     cfg, resume = config_from_args(argv)
-    info = init_distributed(
-        cuda=(cfg.device.startswith("cuda") or (not cfg.device and torch.cuda.is_available()))
-    )
+    info = init_distributed(cuda=_train.device(cfg.device or None).type == "cuda")
     try:
         if info.is_main:
             print(

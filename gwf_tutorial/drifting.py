@@ -536,7 +536,8 @@ def multi_temperature_field(
         for R in temps:
             f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, affinity_floor)
             rms = f.pow(2).mean().clamp_min(1e-8).sqrt()
-            force_rms.append(float(f.pow(2).mean().sqrt()))
+            if return_info:  # a host synchronisation: only when asked for
+                force_rms.append(float(f.pow(2).mean().sqrt()))
             raw = raw + f
             total = total + (f / rms if normalize else f)
         v = c * total

@@ -370,13 +370,15 @@ class _CriticFitter:
             if self.gp > 0:
                 raise ValueError("gp is not used by the logistic estimator (use r1)")
         if critic is None:
-            critic = Critic(
-                d,
-                self.fit_fdiv,
-                hidden=check_int(hidden, "hidden"),
-                depth=check_int(depth, "depth", min_value=0),
-                dtype=dtype,
-            ).to(device)
+            with torch.device("cpu"):  # initialised on the CPU on every machine (same weights), then moved
+                critic = Critic(
+                    d,
+                    self.fit_fdiv,
+                    hidden=check_int(hidden, "hidden"),
+                    depth=check_int(depth, "depth", min_value=0),
+                    dtype=dtype,
+                )
+            critic = critic.to(device)
         elif not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
         self.critic = critic

@@ -558,7 +558,8 @@ class ConvGenerator(nn.Module):
     :math:`B` batch normalisations and :math:`\sigma` = ReLU. Images flow through the library's
     ``(n, d)`` interfaces as flat vectors (``d = channels * size * size``, channel-major, the order of
     ``x.reshape(n, -1)`` for ``x`` of shape ``(n, C, H, W)``), so every objective of :mod:`~gwf_tutorial.jko`,
-    :mod:`~gwf_tutorial.sjko` and :mod:`~gwf_tutorial.drifting` applies unchanged.
+    :mod:`~gwf_tutorial.sjko` and :mod:`~gwf_tutorial.drifting` applies unchanged. Moved with
+    ``net.to(memory_format=torch.channels_last)`` (CUDA), its activations stay channels-last.
 
     With the defaults (latent 192, width 256, one block per stage, 32x32 RGB) this is the generator of
     the "Small-Net" of the GWF paper, itself the OTM / S-JKO ``Generator_otm`` (a linear layer to
@@ -637,13 +638,44 @@ class ConvGenerator(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         _check_input(z, self.in_dim, "z")
         h = self.dense(z).view(z.shape[0], self.width, 4, 4)
-        h = self.blocks(h)
+        h = self.blocks(_to_weight_format(h, self.conv_out.weight))
         x = torch.tanh(self.conv_out(torch.relu(self.bn_out(h))))
         return x.reshape(z.shape[0], self.out_dim)
 
 
+def _to_weight_format(h: Tensor, weight: Tensor) -> Tensor:
+    """``h`` in channels-last memory when ``weight`` is (a net moved with ``memory_format=channels_last``)."""
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return h.contiguous(memory_format=torch.channels_last)
+    return h
+
+
+def _conv_then_pool(conv: nn.Conv2d, h: Tensor) -> Tensor:
+    r"""``avg_pool2d(conv(h), 2)`` as one strided convolution (no pooling pass, 4/9 of the multiply-adds).
+
+    .. math::
+
+        \tfrac14\sum_{a, b \in \{0, 1\}} (W * h)[2i + a, 2j + b] = (W' *_2 h)[i, j], \qquad
+        W'[s, t] = \tfrac14 \sum_{a, b \in \{0, 1\}} W[s - a, t - b]
+
+    (:math:`W` zero outside its support): a 3x3 convolution with padding 1 followed by 2x2 average pooling
+    is the stride-2 4x4 convolution with padding 1 whose kernel is :math:`W` smoothed by the 2x2 box; a 1x1
+    convolution followed by the pooling is the stride-2 2x2 convolution with kernel :math:`W / 4` in each tap.
+    Same function, same parameters; on a GPU its backward is a convolution instead of a pooling backward.
+    """
+    w = conv.weight
+    if w.shape[-1] == 1:
+        return nn.functional.conv2d(h, w.expand(-1, -1, 2, 2) * 0.25, conv.bias, stride=2)
+    pad = nn.functional.pad
+    w4 = (pad(w, (0, 1, 0, 1)) + pad(w, (1, 0, 0, 1)) + pad(w, (0, 1, 1, 0)) + pad(w, (1, 0, 1, 0))) * 0.25
+    return nn.functional.conv2d(h, w4, conv.bias, stride=2, padding=1)
+
+
 class _CriticBlock(nn.Module):
-    """``r(h) + s(h)``: residual branch of two 3x3 convolutions (optionally average-pooled) plus skip."""
+    """``r(h) + s(h)``: residual branch of two 3x3 convolutions (optionally average-pooled) plus skip.
+
+    The pooling is folded into the convolution before it (:func:`_conv_then_pool`): the same function.
+    """
 
     def __init__(self, c_in: int, c_out: int, down: bool, first: bool, dtype: torch.dtype | None) -> None:
         super().__init__()
@@ -655,15 +687,15 @@ class _CriticBlock(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         act = nn.functional.leaky_relu
         r = h if self.first else act(h, 0.2)  # no activation on raw images
-        r = self.conv2(act(self.conv1(r), 0.2))
+        r = act(self.conv1(r), 0.2)
+        r = _conv_then_pool(self.conv2, r) if self.down else self.conv2(r)
         s = h
-        if self.down:
-            r = nn.functional.avg_pool2d(r, 2)
-            s = nn.functional.avg_pool2d(s, 2) if self.first else s
-        if self.skip is not None:
+        if self.down and self.first:  # pool the (3-channel) image, then the 1x1 convolution
+            s = self.skip(nn.functional.avg_pool2d(s, 2))
+        elif self.down:
+            s = _conv_then_pool(self.skip, s)
+        elif self.skip is not None:
             s = self.skip(s)
-        if self.down and not self.first:
-            s = nn.functional.avg_pool2d(s, 2)
         return r + s
 
 
@@ -680,7 +712,10 @@ class ConvCritic(nn.Module):
     2x average pooling in the ``n_down`` downsampling blocks (identity in the ``n_blocks`` others), and
     :math:`S` the skip (identity, or pooled 1x1 convolution). Sum pooling over pixels, then one linear
     layer. No normalisation, so it is a function of each image alone and gradient penalties (R1, WGAN-GP)
-    apply per sample.
+    apply per sample. Each pooling is computed inside the convolution before it (a stride-2 convolution
+    with the box-smoothed kernel: the same function and parameters, no separate pooling pass). Moved with
+    ``net.to(memory_format=torch.channels_last)`` (what :mod:`gwf_tutorial.cifar10` does on CUDA), the
+    network keeps its activations channels-last.
 
     With the defaults (width 256, two downsampling blocks then two plain ones, 32x32 RGB) this is the
     discriminator of the GWF "Small-Net" (OTM ``Discriminator_otm``, whose width is the generator's
@@ -756,7 +791,8 @@ class ConvCritic(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_dim)
-        h = self.blocks(x.reshape(x.shape[0], *self.image_shape))
+        h = _to_weight_format(x.reshape(x.shape[0], *self.image_shape), self.blocks[0].conv1.weight)
+        h = self.blocks(h)
         return self.out(torch.relu(h).sum(dim=(2, 3)))
 
 

@@ -1,6 +1,16 @@
 r"""Training utilities: device, seeding, progress bars, checkpoint pieces (RNG states, EMA, atomic save).
 
 Used by every chapter that trains something. Method math never lives here.
+
+**Where training runs (one rule).** Every training entry point of the library computes on the device of
+its inputs: the network it trains and the samples it is given, which must share one device
+(``jko.ParametricJKO``, ``sjko.SemiDualJKO``, ``drifting.train_drifting``, ``fflows.f_flow`` /
+``vgrow`` / ``ept``, ``projected.projected_flow``). Nothing is moved behind the caller's back, so a cell that
+builds its inputs on the CPU runs on the CPU on any machine, bit for bit. The one place that *chooses* a
+device is :func:`device` (``$GWF_DEVICE``, else CUDA when present, else the CPU): a chapter that wants the
+GPU moves its networks and data with ``.to(train.device())``; the CIFAR-10 trainer, whose input is a
+configuration (it builds its own networks and loads its data), uses :func:`device` when the
+configuration's ``device`` is empty (the default).
 """
 
 from __future__ import annotations
@@ -267,7 +277,14 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
     """
     if not (isinstance(decay, int | float) and 0 <= decay < 1):
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-    for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
-        pe.lerp_(p.detach(), 1.0 - decay)
-    for be, b in zip(ema.buffers(), net.buffers(), strict=True):
-        be.copy_(b)
+    pe = list(ema.parameters())
+    p = [t.detach() for t in net.parameters()]
+    if len(pe) != len(p):
+        raise ValueError(f"ema has {len(pe)} parameters, net has {len(p)}: not the same architecture")
+    if pe:  # one fused launch per group on a GPU (the same numbers as a per-tensor lerp_)
+        torch._foreach_lerp_(pe, p, 1.0 - decay)
+    be, b = list(ema.buffers()), list(net.buffers())
+    if len(be) != len(b):
+        raise ValueError(f"ema has {len(be)} buffers, net has {len(b)}: not the same architecture")
+    if be:
+        torch._foreach_copy_(be, b)

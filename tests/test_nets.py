@@ -249,3 +249,23 @@ def test_conv_nets_bad_input():
         ConvGenerator(8, size=8, width=4)(torch.zeros(2, 7))
     with pytest.raises(ValueError, match="x must have shape"):
         ConvCritic(size=8, width=4)(torch.zeros(2, 3, 8, 8))
+
+
+def test_conv_critic_pooling_is_folded_into_the_convolutions_exactly():
+    # avg_pool2d(conv3x3(h)) = stride-2 4x4 conv with the box-smoothed kernel; avg_pool2d(conv1x1(h)) likewise
+    import torch.nn.functional as F
+
+    from gwf_tutorial.nets import ConvCritic
+
+    torch.manual_seed(0)
+    c = ConvCritic(channels=3, size=16, width=8, out_dim=2, n_down=2, n_blocks=1, dtype=F64)
+    b1 = c.blocks[1]  # a downsampling block after the first
+    h = torch.randn(4, 8, 8, 8, dtype=F64)
+    r = F.avg_pool2d(b1.conv2(F.leaky_relu(b1.conv1(F.leaky_relu(h, 0.2)), 0.2)), 2)
+    torch.testing.assert_close(b1(h), r + F.avg_pool2d(b1.skip(h), 2), rtol=1e-12, atol=1e-12)
+    # channels-last memory (what the CIFAR-10 trainer uses on CUDA): the same function
+    x = torch.randn(4, 3 * 16 * 16, dtype=F64)
+    cl = ConvCritic(channels=3, size=16, width=8, out_dim=2, n_down=2, n_blocks=1, dtype=F64)
+    cl.load_state_dict(c.state_dict())
+    cl.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl(x), c(x), rtol=1e-12, atol=1e-12)

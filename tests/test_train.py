@@ -134,3 +134,129 @@ def test_ema_update():
     assert all(torch.allclose(p, torch.full_like(p, 0.1)) for p in ema.parameters())
     with pytest.raises(ValueError, match="decay"):
         train.ema_update(ema, net, 1.0)
+
+
+# ---------------------------------------------------------------- one device rule
+
+
+def _entry_point(name: str):
+    """Inputs on the CPU (built here), and a call of the public training entry point ``name`` on them."""
+    from gwf_tutorial import cifar10, drifting, fflows, jko, nets, projected, sjko
+
+    g = train.make_generator(0)
+    z, y = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g) + 2.0
+    net, pot = nets.MLP(2, 2, hidden=8, depth=1), nets.MLP(2, 1, hidden=8, depth=1)
+    affine = nets.AffineMap(2)
+    small = {"critic_iters": 2, "first_critic_iters": 3, "hidden": 8, "progress": False}
+    if name == "cifar10.Trainer":  # builds its own networks, on train.device() (the CPU here)
+        cfg = cifar10.smoke_config("jko-kldv", image_size=8, n_synthetic=64, batch_size=8, device="")
+        tr = cifar10.Trainer(cfg)
+        return lambda: [tr.train_step() for _ in range(2)]
+    calls = {
+        "jko.ParametricJKO": lambda: jko.ParametricJKO(
+            net, "kl", 0.5, z, y, n_iters=3, batch_size=16, critic_hidden=8, seed=0, show_progress=False
+        ).run(2),
+        "sjko.SemiDualJKO": lambda: sjko.SemiDualJKO(
+            net, pot, "kl", tau=0.5, n_iters=3, batch_size=16, seed=0
+        ).run(2, z, y, progress_bar=False),
+        "drifting.train_drifting": lambda: drifting.train_drifting(
+            net,
+            y,
+            drifting.MultiTemperatureDrift(),
+            n_steps=3,
+            batch_size=16,
+            generator=train.make_generator(1),
+            progress=False,
+        ),  # fmt: skip
+        "fflows.f_flow": lambda: fflows.f_flow(
+            z, y, "kl", 0.05, 2, generator=train.make_generator(2), **small
+        ),
+        "fflows.vgrow": lambda: fflows.vgrow(
+            z,
+            y,
+            "kl",
+            0.05,
+            2,
+            generator_net=net,
+            inner_steps=1,
+            fit_iters=2,
+            generator=train.make_generator(2),
+            **small,
+        ),  # fmt: skip
+        "fflows.ept": lambda: fflows.ept(z, y, "kl", 0.05, 2, generator=train.make_generator(2), **small),
+        "projected.projected_flow": lambda: projected.projected_flow(
+            affine,
+            jko.UnbiasedMMD("gaussian", bandwidth=[1.0]),
+            z,
+            y,
+            method="jko",
+            n_steps=2,
+            jko_iters=2,
+            show_progress=False,
+        ),  # fmt: skip
+    }
+    return calls[name]
+
+
+ENTRY_POINTS = [
+    "jko.ParametricJKO",
+    "sjko.SemiDualJKO",
+    "drifting.train_drifting",
+    "fflows.f_flow",
+    "fflows.vgrow",
+    "fflows.ept",
+    "projected.projected_flow",
+    "cifar10.Trainer",
+]
+
+
+_FACTORIES = {
+    torch.randn, torch.rand, torch.randint, torch.randperm, torch.normal, torch.zeros, torch.ones,
+    torch.empty, torch.full, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.tensor,
+}  # fmt: skip
+
+
+class _DefaultDeviceTrap(torch.overrides.TorchFunctionMode):
+    """Creates on ``meta`` (tensors without data) every tensor that a factory would put on the *default*
+    device: no ``device=`` argument, no ``generator=`` (a generator fixes the device itself), not a number
+    (0-d tensors mix with any device). Modules pass ``device=None`` explicitly, so building a network on the
+    CPU and moving it (``.to(device)``) is not trapped."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        scalar = func is torch.tensor and args and isinstance(args[0], int | float | bool)
+        if func in _FACTORIES and "device" not in kwargs and kwargs.get("generator") is None and not scalar:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_training_entry_points_compute_on_their_inputs_device(name, tmp_path, monkeypatch):
+    # The rule (train's module docstring): compute where the inputs are. A tensor created on the *default*
+    # device instead (a forgotten ``device=``) is what breaks on a GPU, where the default is the CPU and the
+    # inputs are on CUDA. Here the roles are swapped: the inputs are on the CPU and such tensors are created
+    # on ``meta``, so any of them makes the run fail (mixed devices, or reading a value that does not exist).
+    monkeypatch.chdir(tmp_path)
+    call = _entry_point(name)
+    with _DefaultDeviceTrap():
+        call()
+    with pytest.raises((RuntimeError, NotImplementedError)), _DefaultDeviceTrap():  # the trap can fail
+        float(torch.randn(3).sum() + torch.ones(3, device="cpu").sum())
+
+
+def test_trainer_takes_its_device_from_train_device(monkeypatch, tmp_path):
+    from gwf_tutorial import cifar10
+
+    asked = []
+
+    def fake(prefer=None):
+        asked.append(prefer)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(train, "device", fake)
+    small = {"image_size": 8, "n_synthetic": 64, "batch_size": 8, "out": str(tmp_path)}
+    tr = cifar10.Trainer(cifar10.smoke_config("sjko", device="", **small))
+    assert asked == [None] and tr.device == torch.device("cpu")
+    cifar10.Trainer(cifar10.smoke_config("sjko", device="cpu", **small))
+    assert asked == [None, "cpu"]  # an explicit setting goes through the same function
+    assert cifar10.init_distributed(env={"WORLD_SIZE": "1"}).world_size == 1 and asked[-1] is None
