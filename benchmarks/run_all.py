@@ -2,8 +2,8 @@
 
 Each (method, target, seed) row calls :func:`gwf_tutorial.benchmark.run` with the method's own
 recommended settings (the data are standardised inside ``run``; nothing depends on the target's
-name), draws ``N_EVAL = 1000`` samples and measures, as ``/work/shared/DESIGN.md`` "Measuring
-quality" defines:
+name), draws ``N_EVAL = 1000`` samples and measures (the protocol chapter 11
+describes):
 
 - W2^2 (exact, POT) against fresh target samples, median of 3 reference draws, divided by the
   finite-sample floor (median W2^2 between two independent target samples of the same size, 10
@@ -406,7 +406,7 @@ def markdown(res: dict, side: dict | None = None) -> str:
                 cells.append(f"{_fmt(headline(a, mix))} -> {_fmt(headline(b, mix))}" if ok else "-")
             lines.append(f"| `{m}` | {then_cpu:.1f} -> {now_cpu:.1f} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## The peers' own code (not re-run; DESIGN.md)", ""]
+    lines += ["## The peers' own code (measured once on this machine kind; not re-run)", ""]
     for p in PEERS:
         o = by.get((p["ours"], p["target"]))
         mine = "-" if o is None else (
@@ -502,7 +502,7 @@ def main() -> None:
     side_path = DATA / "run_all_short.json"
     side = _load(side_path) if path == DATA / "run_all.json" and side_path.exists() else None
     md = markdown(res, side)
-    md_path = RESULTS / f"{path.stem}.md" if path.parent == DATA else path.with_suffix(".md")
+    md_path = RESULTS / f"{path.stem}.md" if path.resolve().parent == DATA else path.with_suffix(".md")
     md_path.write_text(md)
     print(md)
     print(f"wrote {path} and {md_path}")

@@ -19,7 +19,7 @@ from ``initial_map="copy"``: a frozen copy of the (identity-initialised) map def
 rho_0 = mu_0, so that phase 1 already pays for one frozen-network pass and the per-phase cost of the
 reparameterized trainer is the same at every k.
 
-Quality after K phases (DESIGN.md, "Measuring quality"): W2^2 (exact, POT) of 2000 samples against
+Quality after K phases (the protocol of chapter 11): W2^2 (exact, POT) of 2000 samples against
 fresh target samples (median over 3 draws) divided by the median finite-sample floor (10 pairs of
 independent target samples); on the mixture also the energy-distance ratio and mode coverage
 (modes hit, high-quality share, mode-weight TV). The reparameterized trainer runs 3 seeds (median,

@@ -1,8 +1,9 @@
 r"""One entry point for every method of the book: ``run(method, target, n_samples, seed)``.
 
 Every method of chapters 2-8 is a composition of an objective, a discretization and a
-parametrization (``DESIGN.md``). This module names each composition once, with the settings its
-chapter recommends for 2-D data, and runs it on **any** object with ``sample(n, generator=None)``:
+parametrization (the introduction's method map). This module names each composition once, with
+the settings its chapter recommends for 2-D data, and runs it on **any** object with
+``sample(n, generator=None)``:
 
 .. math::
 

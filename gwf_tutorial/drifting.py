@@ -11,7 +11,7 @@ own output onto a shifted copy of itself,
 where :math:`V` is a *drift field* that pulls generated samples towards the data and pushes them
 away from each other. The value of the loss is :math:`\mathbb E|V|^2` and its gradient is
 :math:`-2\,\mathbb E[J_\theta^\top V]`: one step of the loss is an explicit parametric step of the
-flow with velocity :math:`V` (``MATH.md`` §1).
+flow with velocity :math:`V` (chapter 8).
 
 This module holds
 
@@ -112,7 +112,7 @@ TOY_DEFAULTS: dict = {
 #: Kernels of :func:`mean_shift` / :func:`paper_field`, as log-kernels of the distance.
 KERNELS = ("laplace", "gaussian")
 
-# Added to the distance of the pair (x_i, x_i) when the negatives are x itself (MATH.md §4).
+# Added to the distance of the pair (x_i, x_i) when the negatives are x itself: no self-attraction.
 _SELF_MASK = 1e6
 
 
@@ -212,7 +212,7 @@ def mean_shift(
 
     with :math:`k(x, y) = e^{-|x-y|/T}` (``"laplace"``, the paper's kernel) or
     :math:`k(x, y) = e^{-|x-y|^2/(2T^2)}` (``"gaussian"``; then :math:`T = s` is the bandwidth and
-    :math:`V^+_p = s^2\nabla\log p_s`, :math:`p_s = p * \mathcal N(0, s^2 I)`, ``MATH.md`` §3).
+    :math:`V^+_p = s^2\nabla\log p_s`, :math:`p_s = p * \mathcal N(0, s^2 I)`; chapter 8).
 
     Parameters
     ----------
@@ -340,7 +340,7 @@ def algorithm2_field(
         = S^+_i S^-_i (B^+_i - B^-_i).
 
     The row–column (:math:`\sqrt{\text{row}\cdot\text{col}}`) normalisation is a one-shot proxy of
-    an entropic transport plan (``MATH.md`` §4).
+    an entropic transport plan (chapter 8).
 
     Parameters
     ----------
@@ -392,7 +392,7 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
     A Sinkhorn plan has the same form :math:`\mathrm{diag}(u) K \mathrm{diag}(v)`, with scalings
     iterated until both marginals are uniform; :math:`A` stops after one symmetric step
     (:math:`u = r^{-1/2}`, :math:`v = c^{-1/2}`), so its marginals are not prescribed. This is the
-    "Sinkhorn proxy" reading of the implemented field (``MATH.md`` §4, Gretton et al. 2026).
+    "Sinkhorn proxy" reading of the implemented field (Gretton et al. 2026).
 
     Parameters
     ----------
@@ -568,7 +568,7 @@ def gaussian_population_field(
 
     For :math:`p = \mathcal N(m_p, \Sigma_p)`, :math:`q = \mathcal N(m_q, \Sigma_q)` and the
     row-normalised Gaussian kernel of bandwidth :math:`s`, :math:`V^+_p = s^2\nabla\log p_s` with
-    :math:`p_s = \mathcal N(m_p, \Sigma_p + s^2 I)`, hence (``MATH.md`` §6.8)
+    :math:`p_s = \mathcal N(m_p, \Sigma_p + s^2 I)`, hence
 
     .. math::
 
@@ -663,7 +663,7 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
         \qquad \mathcal L = \frac1n\sum_i |V_i|^2, \qquad
         \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i,
 
-    with :math:`J_\theta = \partial f_\theta/\partial\theta` (``MATH.md`` §1: a step of this loss is
+    with :math:`J_\theta = \partial f_\theta/\partial\theta` (a step of this loss is
     an explicit parametric flow step with velocity :math:`V`). Squared norms are summed over the
     coordinates and averaged over the samples (the official code also averages over coordinates:
     a factor :math:`1/d`).
@@ -1054,7 +1054,7 @@ class ObjectiveDrift(_SampleDrift):
 
     e.g. the MMD witness drift :math:`\mathbb E_\nu\nabla_1 k - \mathbb E_\rho\nabla_1 k`, the
     Sinkhorn barycentric projection :math:`\mathbb E_P[y \mid x] - \mathbb E_Q[x' \mid x]`, the
-    sliced-W drift (``MATH.md`` §2). With :math:`\beta = 0` the drifting loss with this drift is an
+    sliced-W drift. With :math:`\beta = 0` the drifting loss with this drift is an
     explicit parametric flow step of :math:`F` with step :math:`\lambda`; :math:`\beta > 0` is the
     noise injection of Arbel et al. 2019 (the field of the current samples evaluated at perturbed
     points), which lets an MMD flow leave the spurious stationary points where a Gaussian-kernel
@@ -1172,7 +1172,7 @@ class CriticDrift(_SampleDrift):
         \qquad D^\star = \log\frac{\nu}{\rho}, \qquad V(x) = \lambda\,\nabla D(x),
 
     which is the KL flow velocity :math:`\nabla\log\nu - \nabla\log\rho` at the optimum
-    (``MATH.md`` §2; the GAN reading of a drifting step). With unequal sample sizes the optimum
+    (the GAN reading of a drifting step, chapter 8). With unequal sample sizes the optimum
     shifts by the constant :math:`\log(m/n)`, which leaves :math:`\nabla D` unchanged.
 
     Parameters

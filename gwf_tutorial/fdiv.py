@@ -35,7 +35,7 @@ Instances: :data:`KL`, :data:`KL_DV` (KL through the Donsker--Varadhan bound), :
 **Naming: which KL is "reverse".** Every divergence here is :math:`D_f(\rho\,\|\,\nu)` with
 :math:`\rho` the model (the flowing distribution) and :math:`\nu` the data, so ``"kl"`` is
 :math:`\mathrm{KL}(\rho\|\nu)` and ``"reverse_kl"`` (:math:`f(t) = -\log t`) is
-:math:`\mathrm{KL}(\nu\|\rho)`. The generative-modelling literature (and ``MATH.md`` §7) names
+:math:`\mathrm{KL}(\nu\|\rho)`. The generative-modelling literature names
 them the other way round from the data's point of view: :math:`\mathrm{KL}(\text{model}\|\text{data})`
 = our ``"kl"`` is the "reverse KL", **mode seeking** (it does not pay for missing a mode),
 while :math:`\mathrm{KL}(\text{data}\|\text{model})` = our ``"reverse_kl"`` is the maximum-likelihood

@@ -18,7 +18,7 @@ r"""Sample-based quality metrics and the finite-sample floor.
 - Optimal-transport solvers are POT's (``ot.emd2``, ``ot.solve`` with log-domain Sinkhorn,
   ``ot.wasserstein_1d``); kernels are :mod:`gwf_tutorial.kernels`.
 
-The benchmark protocol (``DESIGN.md``, "Measuring quality") is :func:`floor` (the metric between
+The benchmark protocol (chapter 11) is :func:`floor` (the metric between
 two independent target samples of the same size: the best any sampler can show) and
 :func:`score_vs_floor` (a method's metric against fresh target samples, divided by the floor).
 
@@ -582,7 +582,7 @@ def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dic
         \text{ratio} = \frac{\mathcal E(x, y)}{\operatorname{median} \mathcal E(y, y')}, \quad
         \text{modes}, \ \text{near}, \ \text{tv} \text{ from } :func:`mode_coverage`,
 
-    as ``DESIGN.md`` ("Measuring quality") prescribes on mixtures, where W2 is dominated by the
+    the report the benchmark (chapter 11) gives on mixtures, where W2 is dominated by the
     noise of the mode weights.
 
     Parameters

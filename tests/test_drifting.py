@@ -1,4 +1,4 @@
-"""Tests of gwf_tutorial.drifting against closed forms (MATH.md §1, §4, §6.8) and naive loops."""
+"""Tests of gwf_tutorial.drifting against closed forms and naive loops."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def test_f_flow_is_reproducible_and_keeps_dtype():
 
 
 def test_chi2_flow_blows_up_where_the_ratio_is_large():
-    # chi^2: r f''(r) = 2r explodes on particles far from the data (MATH.md pitfalls).
+    # chi^2: r f''(r) = 2r explodes on particles far from the data.
     x0, y = _gaussian_problem(200)
     with pytest.raises(FlowDivergedError, match="step_size"):
         fflows.f_flow(4 * x0 - 6, y, "chi2", 0.5, 10, generator=_gen(1), progress=False)

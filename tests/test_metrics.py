@@ -306,7 +306,7 @@ def test_mmd2_default_bandwidth_is_pooled_median_and_other_kernels():
 
 
 def test_mmd2_gaussians_closed_form():
-    """MATH.md section 6.4: N(0, 1) vs N(1, 0.25), s = 1: MMD^2 = 0.3261969796 (U-statistic, n = 3000)."""
+    """Closed form: N(0, 1) vs N(1, 0.25), s = 1: MMD^2 = 0.3261969796 (U-statistic, n = 3000)."""
     n = 3000
     g = _gen(19)
     x = torch.randn(n, 1, generator=g, dtype=F64)

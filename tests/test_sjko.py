@@ -1,7 +1,7 @@
 """Tests of gwf_tutorial.sjko: S-JKO losses, the semi-dual JKO step and its trainer.
 
 The reference is the exact Gaussian JKO step of KL(. || N(m, Sigma)) (``gaussian.jko_step_kl``,
-MATH.md section 6.2): with an affine map and a quadratic potential the semi-dual saddle point is
+closed form): with an affine map and a quadratic potential the semi-dual saddle point is
 reachable exactly, so the tests can demand the closed form.
 """
 
@@ -91,7 +91,7 @@ def optimal_potential(mean1, var1, target_mean, target_var):
     return c, e, g
 
 
-# MATH.md 6.2: mu = 0, s = 1, target N(2, 0.5), h = 0.3 -> mu+ = 0.75, s+ = 0.7165626463
+# Closed form: mu = 0, s = 1, target N(2, 0.5), h = 0.3 -> mu+ = 0.75, s+ = 0.7165626463
 CASE = dict(mean=0.0, var=1.0, target_mean=2.0, target_var=0.5, tau=0.3)
 
 
@@ -211,7 +211,7 @@ def test_semi_dual_saddle_is_the_exact_gaussian_jko_step(gh_saddle):
     a, b = T.A.item(), T.b.item()
     mean1, var1 = b + a * CASE["mean"], a**2 * CASE["var"]
     m_ref, S_ref = exact_steps(**{k: CASE[k] for k in CASE}, k=1)
-    assert abs(m_ref - 0.75) < 1e-12 and abs(S_ref - 0.7165626463) < 1e-9  # MATH.md 6.2
+    assert abs(m_ref - 0.75) < 1e-12 and abs(S_ref - 0.7165626463) < 1e-9  # the closed form above
     assert abs(mean1 - m_ref) < 1e-6
     assert abs(var1 - S_ref) < 1e-6
     # the potential is v* = -log(rho_1 / nu)
