@@ -882,7 +882,7 @@ def load_results(stem: str) -> dict:
     if not file.is_file():
         names = sorted(f.name[:-5] for f in resources.files("gwf_tutorial").joinpath("results").iterdir()
                        if f.name.endswith(".json"))
-        raise ValueError(f"no committed results named {stem!r}; available: {names}")
+        raise ValueError(f"stem: no committed results named {stem!r}; available: {names}")
     return json.loads(file.read_text())
 
 

@@ -250,7 +250,7 @@ def test_load_results_reads_the_shipped_json_and_names_the_choices():
     res = benchmark.load_results("run_all")
     assert {"rows", "floors", "methods", "targets"} <= set(res)
     assert set(res["methods"]) <= set(benchmark.list_methods())
-    with pytest.raises(ValueError, match="no committed results named 'nope'.*run_all"):
+    with pytest.raises(ValueError, match="stem: no committed results named 'nope'.*run_all"):
         benchmark.load_results("nope")
     for bad in ("../pyproject", "", "results/run_all", 3):
         with pytest.raises(ValueError, match="stem"):

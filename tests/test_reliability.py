@@ -183,6 +183,9 @@ spec("functionals.SlicedWasserstein", functionals.SlicedWasserstein, lambda: dic
      ints=("n_projections",))
 spec("functionals.SinkhornDivergence", functionals.SinkhornDivergence, lambda: dict(eps=0.1),
      positive=("eps", "tol"), ints=("max_iter",))
+spec("functionals.SlicedEnergyMMD", functionals.SlicedEnergyMMD, lambda: dict(n_projections=5),
+     ints=("n_projections",))
+spec("functionals.slicing_constant", functionals.slicing_constant, lambda: dict(d=2), ints=("d",))
 spec("functionals.get_objective", functionals.get_objective, lambda: dict(name="mmd"),
      extra=[("unknown", dict(name="nope"), "objective")])
 spec("functionals.kde_bandwidth", functionals.kde_bandwidth, lambda: dict(x=S()), samples=("x",))
@@ -290,6 +293,7 @@ spec("fflows.get_velocity_factor", fflows.get_velocity_factor, lambda: dict(fdiv
      extra=[("unknown", dict(fdiv="nope"), "divergence")])
 
 # --- sjko ----------------------------------------------------------------------------------------------
+spec("sjko.tau_from_h", sjko.tau_from_h, lambda: dict(h=0.1, dim=3), positive=("h",), ints=("dim",))
 spec("sjko.psi_star", sjko.psi_star, lambda: dict(divergence="kl"),
      extra=[("unknown", dict(divergence="nope"), "divergence")])
 spec("sjko.transport_cost", sjko.transport_cost, lambda: dict(x=S(), y=S(seed=1), tau=1.0),
@@ -413,6 +417,8 @@ spec("benchmark.run", benchmark.run,
      positive=("budget_s",), extra=[("n_samples", dict(n_samples=0), "n_samples"), ("seed",
          dict(seed=-1), "seed"),
                                     ("method", dict(method="nope"), "method")])
+spec("benchmark.load_results", benchmark.load_results, lambda: dict(stem="sjko_scaling"),
+     extra=[("unknown", dict(stem="nope"), "stem"), ("path", dict(stem="../x"), "stem")])
 spec("benchmark.method_info", benchmark.method_info, lambda: dict(method="sjko"),
      extra=[("unknown", dict(method="nope"), "method")])
 
@@ -591,6 +597,8 @@ def test_every_public_function_is_swept():
         # listing and bookkeeping helpers without data arguments
         "list_targets", "list_methods", "device", "make_generator", "progress", "rng_state", "set_rng_state",
         "atomic_save", "toy_generator", "applicable",
+        # summaries of the committed benchmark results (tests/test_benchmark.py)
+        "summarize", "headline", "family_ratios", "goals",
         # no arguments
         "WassersteinCritic",
         # image metrics on a feature extractor: checked in tests/test_metrics.py
