@@ -30,7 +30,7 @@ from gwf_tutorial._validation import (
     check_same_dim,
     check_samples,
 )
-from gwf_tutorial.kernels import Kernel, get_kernel, squared_distances
+from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = [
     "Objective",
@@ -45,25 +45,51 @@ __all__ = [
     "slicing_constant",
 ]
 
-# Default block size of the chunked kernel sums: at most this many matrix entries per block, so a
-# velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
+# Default block size of the chunked kernel sums on a CPU: at most this many matrix entries per block,
+# so a velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
 _AUTO_BLOCK_ENTRIES = 2**20
+# On a GPU a block may use this fraction of the free device memory, counting this many (rows, cols)
+# matrices alive at once (temporaries of the kernel formulas and the tensors autograd saves); when
+# the whole (n, m) matrix fits, the sum is one block: one pass of a few large kernels.
+_GPU_MEMORY_FRACTION = 0.25
+_GPU_BLOCK_TEMPORARIES = 16
 
 
 def _check_chunk_size(chunk_size) -> int | None:
     return None if chunk_size is None else check_int(chunk_size, "chunk_size")
 
 
-def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None):
-    """Slices of at most ``chunk_size`` rows (default: blocks of ``_AUTO_BLOCK_ENTRIES`` entries)."""
-    chunk = chunk_size if chunk_size is not None else max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
-    for start in range(0, n_rows, chunk):
-        yield slice(start, min(start + chunk, n_rows))
+def _free_device_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device (driver's free plus the allocator's cached blocks); None on CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None) -> int:
+    """Rows per block: ``_AUTO_BLOCK_ENTRIES`` entries on a CPU (``free_bytes`` None); on a GPU as
+    many rows as fit in ``_GPU_MEMORY_FRACTION`` of ``free_bytes`` (all ``n_rows`` when they fit)."""
+    if free_bytes is None:
+        return max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
+    per_row = max(1, n_cols) * itemsize * _GPU_BLOCK_TEMPORARIES
+    return max(1, min(n_rows, int(free_bytes * _GPU_MEMORY_FRACTION) // per_row))
+
+
+def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
+    """Slices of at most ``chunk_size`` rows; by default sized for the device of ``like``
+    (:func:`_block_rows`). Computed once per call: no host synchronisation per block."""
+    if chunk_size is None:
+        chunk = _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
+    else:
+        chunk = chunk_size
+    return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
 def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tensor:
-    """Mean of the Gram matrix ``k(a, b)``, summed by row blocks (differentiable)."""
-    total = sum(k(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size))
+    """Mean of the Gram matrix ``k(a, b)`` of a resolved kernel, summed by row blocks
+    (differentiable; no input checks)."""
+    total = sum(k._gram(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a))
     return total / (a.shape[0] * b.shape[0])
 
 
@@ -286,7 +312,7 @@ class MMD(Objective):
             Differentiable in ``x`` (the median bandwidth is not differentiated).
         """
         x, y, _ = self._check(x, y)
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         c = self.chunk_size
         return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
 
@@ -309,10 +335,10 @@ class MMD(Objective):
             Differentiable in ``at``.
         """
         x, y, at = self._check(x, y, at)
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         parts = [
-            k(at[sl], x).mean(1) - k(at[sl], y).mean(1)
-            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+            k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
+            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size, at)
         ]
         return torch.cat(parts)
 
@@ -336,10 +362,10 @@ class MMD(Objective):
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         parts = [
-            k.mean_grad(z[sl], y) - k.mean_grad(z[sl], x)
-            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+            k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
+            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size, z)
         ]
         return torch.cat(parts)
 
@@ -373,7 +399,11 @@ def kde_bandwidth(x) -> float:
     ----------
     Silverman, "Density Estimation for Statistics and Data Analysis", 1986 (Eq. 4.14).
     """
-    x = check_samples(x, "x", min_n=2)
+    return _silverman(check_samples(x, "x", min_n=2))
+
+
+def _silverman(x: Tensor) -> float:
+    """:func:`kde_bandwidth` of checked samples (one host sync, for the float)."""
     n, d = x.shape
     sigma = float(x.detach().std(0).mean())
     if not sigma > 0:
@@ -461,7 +491,9 @@ class KL(Objective):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
-        return self.kde_bandwidth if self.kde_bandwidth is not None else kde_bandwidth(x)
+        if self.kde_bandwidth is not None:
+            return self.kde_bandwidth
+        return kde_bandwidth(x) if x.shape[0] < 2 else _silverman(x)  # (the former raises the error)
 
     def _log_prob(self, z: Tensor) -> Tensor:
         if self.log_prob is None:
@@ -480,14 +512,14 @@ class KL(Objective):
             raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
         return s.detach()
 
-    def _slices(self, n_rows: int, n_cols: int):
-        return _row_slices(n_rows, n_cols, self.chunk_size)
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
     def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
         parts = [
-            torch.logsumexp(-squared_distances(at[sl], x) / (2.0 * h * h), dim=1)
-            for sl in self._slices(at.shape[0], x.shape[0])
+            torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
+            for sl in self._slices(at.shape[0], x.shape[0], at)
         ]
         return torch.cat(parts)
 
@@ -547,8 +579,8 @@ class KL(Objective):
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
         extra = torch.cat(
             [
-                torch.exp(-squared_distances(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
-                for sl in self._slices(at.shape[0], x.shape[0])
+                torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
+                for sl in self._slices(at.shape[0], x.shape[0], at)
             ]
         )
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
@@ -583,9 +615,9 @@ class KL(Objective):
         z = x if at is None else at.detach()
         lse_x = self._lse(x, x, h) if blob else None  # (n,)
         parts = []
-        for sl in self._slices(z.shape[0], x.shape[0]):
+        for sl in self._slices(z.shape[0], x.shape[0], z):
             zb = z[sl]
-            logits = -squared_distances(zb, x) / (2.0 * h * h)  # (chunk, n)
+            logits = -_sqdist(zb, x) / (2.0 * h * h)  # (chunk, n)
             weights = torch.softmax(logits, dim=1)
             if blob:
                 weights = weights + torch.exp(logits - lse_x[None, :])
@@ -609,10 +641,10 @@ class KL(Objective):
         ``(n, d)``, divided by :math:`h^2`.
         """
         d = x.shape[1]
-        slices = list(self._slices(x.shape[0], x.shape[0]))
+        slices = self._slices(x.shape[0], x.shape[0], x)
 
         def gram(sl):  # exponents floored at -80: no subnormal results (slow on x86), error < 1e-34
-            return torch.exp((squared_distances(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
+            return torch.exp((_sqdist(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
 
         s = torch.cat([gram(sl).sum(1) for sl in slices])  # (n,)
         rhs = torch.cat([x, x / s[:, None], (1.0 / s)[:, None]], dim=1)  # (n, 2d + 1)
@@ -1132,13 +1164,13 @@ class SinkhornDivergence(Objective):
     def _uniform(n: int, like: Tensor) -> Tensor:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
-    def _slices(self, n_rows: int, n_cols: int):
-        return _row_slices(n_rows, n_cols, self.chunk_size)
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
         if self.solver == "lazy":
             return self._ot_lazy(a, b)
-        M = 0.5 * squared_distances(a, b)
+        M = 0.5 * _sqdist(a, b)
         res = ot.solve(
             M,
             self._uniform(a.shape[0], a),
@@ -1161,8 +1193,8 @@ class SinkhornDivergence(Objective):
         log_ab = -math.log(n) - math.log(m)
         total = ad.new_zeros((), dtype=torch.float64)
         grad_a, col_mass, pt_a = [], ad.new_zeros(m), ad.new_zeros(bd.shape)
-        for sl in self._slices(n, m):
-            cost = 0.5 * squared_distances(ad[sl], bd)  # (chunk, m)
+        for sl in self._slices(n, m, ad):
+            cost = 0.5 * _sqdist(ad[sl], bd)  # (chunk, m)
             log_p = log_u[sl, None] + log_v[None, :] - cost / self.eps
             p = torch.exp(log_p)
             # P (C + eps (log P - log ab - 1)), plus eps a b (the mass term of the generalised KL)
@@ -1186,8 +1218,8 @@ class SinkhornDivergence(Objective):
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
         tol = self._tol(a)
         if self.solver == "lazy":
-            rows = next(iter(self._slices(b.shape[0], a.shape[0]))).stop
-            cols = next(iter(self._slices(a.shape[0], b.shape[0]))).stop
+            rows = self._slices(b.shape[0], a.shape[0], a)[0].stop
+            cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
             # The transposed problem (b first): POT's online solver then updates v from u, then u
             # from v, the order of the dense log-domain solver. With a few warm-started iterations
             # per flow step the two orders give different flows, and this one is the one the dense
@@ -1199,7 +1231,7 @@ class SinkhornDivergence(Objective):
             )  # fmt: skip
         else:
             _, log = ot.sinkhorn(
-                wa, wb, 0.5 * squared_distances(a, b), self.eps, method="sinkhorn_log",
+                wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
                 numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init,
             )  # fmt: skip
             log_u, log_v = log["log_u"], log["log_v"]
@@ -1236,14 +1268,14 @@ class SinkhornDivergence(Objective):
         return val
 
     def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        return log_v[None, :] - 0.5 * squared_distances(z, b) / self.eps
+        return log_v[None, :] - 0.5 * _sqdist(z, b) / self.eps
 
     def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
         r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
         return torch.cat(
             [
                 -self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
-                for sl in self._slices(z.shape[0], b.shape[0])
+                for sl in self._slices(z.shape[0], b.shape[0], z)
             ]
         )
 
@@ -1253,7 +1285,7 @@ class SinkhornDivergence(Objective):
         return torch.cat(
             [
                 torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
-                for sl in self._slices(z.shape[0], b.shape[0])
+                for sl in self._slices(z.shape[0], b.shape[0], z)
             ]
         )
 
