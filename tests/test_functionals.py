@@ -711,3 +711,75 @@ def test_velocities_keep_dtype(dtype):
     target = _gaussian_target()
     kl = KL(lambda z: target.score(z.double()).to(z.dtype), 0.5)
     assert kl.velocity(x, None).dtype == dtype
+
+
+# ------------------------------------------------------------------------------------------------
+# Host synchronisations: inputs are checked once per call, never per block
+# ------------------------------------------------------------------------------------------------
+# The Python-level ways a tensor's value reaches the host (on a GPU each one waits for the device).
+_SYNC_METHODS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+def _count_syncs(monkeypatch, fn) -> int:
+    """Number of calls of the ``_SYNC_METHODS`` of ``torch.Tensor`` made by ``fn()``."""
+    count = [0]
+
+    def counting(orig):
+        def wrapped(self, *args, **kwargs):
+            count[0] += 1
+            return orig(self, *args, **kwargs)
+
+        return wrapped
+
+    with monkeypatch.context() as mp:
+        for name in _SYNC_METHODS:
+            mp.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+        fn()
+    return count[0]
+
+
+def test_sync_counter_sees_syncs_in_a_loop(monkeypatch):
+    """The counter is not blind: a loop with one ``bool(tensor)`` per block counts one per block."""
+    t = torch.ones(8)
+    assert _count_syncs(monkeypatch, lambda: [bool(t[i] > 0) for i in range(8)]) == 8
+    assert _count_syncs(monkeypatch, lambda: [float(t[i]) + t[i].item() for i in range(3)]) == 6
+
+
+def _sync_objectives():
+    target = _gaussian_target()
+    fixed = dict(max_iter=20, tol=1e-300)  # 20 Sinkhorn iterations at every size (tol never reached)
+    return {
+        "mmd_gaussian": MMD("gaussian", chunk_size=64),
+        "mmd_energy": MMD("energy", chunk_size=64),
+        "mmd_imq": MMD("imq", 1.0, chunk_size=64),
+        "mmd_multi": MMD("multi", chunk_size=64),
+        "kl_blob": KL(target, chunk_size=64),
+        "kl_kde": KL(target, 0.5, velocity_estimator="kde", chunk_size=64),
+        "sw": SlicedWasserstein(16, generator=torch.Generator().manual_seed(0)),
+        "sliced_energy": SlicedEnergyMMD(16, generator=torch.Generator().manual_seed(0)),
+        "sinkhorn_dense": SinkhornDivergence(0.5, **fixed),
+        "sinkhorn_lazy": SinkhornDivergence(0.5, solver="lazy", chunk_size=64, **fixed),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
+@pytest.mark.parametrize("key", list(_sync_objectives()))
+def test_host_syncs_per_call_do_not_grow_with_n(key, monkeypatch):
+    """``value`` and ``velocity`` (at the particles and elsewhere) make as many host syncs at
+    n = 1000 (16 blocks of 64 rows) as at n = 200 (4 blocks): none inside the block loops."""
+    counts = {}
+    for n in (200, 1000):
+        obj = _sync_objectives()[key]
+        x, y = _data(n=n, m=n, seed=1)
+        z = x[: n // 2] + 0.1
+        yy = None if isinstance(obj, KL) else y
+        counts[n] = [
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy: obj.value(x, yy)),
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy: obj.velocity(x, yy)),
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy, z=z: obj.velocity(x, yy, at=z)),
+        ]
+    assert counts[200] == counts[1000], counts
+    # validation: a handful of syncs per call (finiteness of each input, a median, a bandwidth); with
+    # Sinkhorn also POT's, per solve: a convergence check every 10 iterations, the lazy solver's copies
+    limit = 24 if key.startswith("sinkhorn") else 12
+    assert max(counts[1000]) <= limit, counts
