@@ -1066,6 +1066,34 @@ class SlicedEnergyMMD(_SlicedObjective):
 # ------------------------------------------------------------------------------------------------
 # Sinkhorn divergence
 # ------------------------------------------------------------------------------------------------
+_SINKHORN_SOLVERS = ("dense", "lazy", "geomloss", "auto")
+# GeomLoss's dense ("tensorized") backend up to this many cost-matrix entries; KeOps above it.
+_GEOMLOSS_TENSORIZED_MAX_ENTRIES = 5000**2
+
+
+def _import_geomloss():
+    try:
+        import geomloss
+    except ImportError as err:
+        raise ImportError(
+            "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops): "
+            "pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops"
+        ) from err
+    return geomloss
+
+
+def _geomloss_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("geomloss") is not None
+
+
+def _pykeops_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pykeops") is not None
+
+
 class SinkhornDivergence(Objective):
     r"""Debiased Sinkhorn divergence with cost :math:`\frac12|x-y|^2` (POT, log-domain).
 
@@ -1118,10 +1146,24 @@ class SinkhornDivergence(Objective):
         iterations per step, instead of being solved to ``tol`` at every step.
     solver : str
         ``"dense"`` (default): POT's log-domain Sinkhorn on the cost matrix. ``"lazy"``: POT's
-        online solver, memory linear in the number of points.
+        online solver, memory linear in the number of points (its cost blocks are computed in
+        NumPy: slow on a GPU). ``"geomloss"``: GeomLoss's ``SamplesLoss("sinkhorn", p=2,
+        blur=sqrt(eps))``, the optional extra ``gwf-tutorial[gpu]`` (KeOps' online backend on CUDA
+        above ``5000**2`` cost entries when pykeops is installed, else its dense backend). Its cost
+        for ``p=2`` is :math:`\frac12|x-y|^2` and ``blur**2`` is :math:`\varepsilon`, the
+        conventions here; it anneals :math:`\varepsilon` from the squared diameter down by
+        ``scaling**2`` per iteration (eps-scaling) and stops there, so ``max_iter``, ``tol`` and
+        ``warm_start`` do not apply, and its value differs from the converged one by the annealing
+        error (about ``1e-4`` relative at ``scaling=0.9``, ``tests/test_functionals.py``).
+        ``"auto"``: ``"geomloss"`` on a CUDA device when GeomLoss is installed and
+        ``warm_start`` is False, else ``"dense"``.
     chunk_size : int, optional
         Rows per block of the lazy solver and of the conditional expectations; default: blocks of
-        about ``2**20`` entries.
+        about ``2**20`` entries on a CPU, one block on a GPU when it fits in a quarter of the free
+        memory.
+    scaling : float
+        GeomLoss's eps-scaling ratio in ``(0, 1)`` (``solver="geomloss"`` only; default 0.9,
+        GeomLoss's own default 0.5 is coarser).
 
     Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics; ``benchmarks/particle_flows.py``
     (``sinkhorn_lazy``).
@@ -1145,16 +1187,24 @@ class SinkhornDivergence(Objective):
         warm_start: bool = False,
         solver: str = "dense",
         chunk_size: int | None = None,
+        scaling: float = 0.9,
     ):
         self.eps = check_positive(eps, "eps")
         self.debiased = bool(debiased)
         self.max_iter = check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
         self.warm_start = bool(warm_start)
-        if solver not in ("dense", "lazy"):
-            raise ValueError(f"solver must be 'dense' or 'lazy', got {solver!r}")
+        if solver not in _SINKHORN_SOLVERS:
+            raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
+        if solver == "geomloss":
+            _import_geomloss()  # fail now, with the install hint, not at the first call
+            if self.warm_start:
+                raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
         self.solver = solver
         self.chunk_size = _check_chunk_size(chunk_size)
+        self.scaling = check_positive(scaling, "scaling")
+        if not self.scaling < 1:
+            raise ValueError(f"scaling must lie in (0, 1), got {self.scaling}")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -1167,8 +1217,30 @@ class SinkhornDivergence(Objective):
     def _slices(self, n_rows: int, n_cols: int, like: Tensor):
         return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
+    def _solver_for(self, like: Tensor) -> str:
+        """The solver of this call: ``"auto"`` is GeomLoss on a CUDA device when it is installed
+        (and no warm start is asked for), else the dense solver."""
+        if self.solver != "auto":
+            return self.solver
+        if like.is_cuda and not self.warm_start and _geomloss_available():
+            return "geomloss"
+        return "dense"
+
+    def _samples_loss(self, a: Tensor, b: Tensor, *, debias: bool, potentials: bool = False):
+        r"""GeomLoss's ``SamplesLoss("sinkhorn")`` on ``(a, b)``: cost :math:`\frac12|x - y|^2`
+        (``p=2``), :math:`\varepsilon` = ``blur**2``; KeOps' online backend on CUDA for large
+        problems when pykeops is installed, else the tensorized (dense) backend."""
+        geomloss = _import_geomloss()
+        large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
+        online = a.is_cuda and large and _pykeops_available()
+        loss = geomloss.SamplesLoss(
+            "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
+            potentials=potentials, backend="online" if online else "tensorized",
+        )  # fmt: skip
+        return loss(a, b)
+
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.solver == "lazy":
+        if self._solver_for(a) == "lazy":
             return self._ot_lazy(a, b)
         M = 0.5 * _sqdist(a, b)
         res = ot.solve(
@@ -1209,7 +1281,7 @@ class SinkhornDivergence(Objective):
 
     def _log_scalings(self, a: Tensor, b: Tensor, tag: str | None = None) -> tuple[Tensor, Tensor]:
         """Logs of the Sinkhorn scalings ``(u, v)``, shapes ``(n,)`` and ``(m,)``, from POT
-        (dense or lazy log-domain solver); warm-started from the previous call with ``tag``."""
+        (dense or lazy log-domain solver, or GeomLoss); warm-started from the previous call with ``tag``."""
         init = None
         if self.warm_start and tag in self._potentials:
             lu, lv = self._potentials[tag]
@@ -1217,7 +1289,13 @@ class SinkhornDivergence(Objective):
                 init = (lu.to(a.device), lv.to(a.device))
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
         tol = self._tol(a)
-        if self.solver == "lazy":
+        solver = self._solver_for(a)
+        if solver == "geomloss":
+            # dual potentials f, g of P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps): u = a e^{f/eps}
+            f, g = self._samples_loss(a, b, debias=False, potentials=True)
+            log_u = f.reshape(-1) / self.eps - math.log(a.shape[0])
+            log_v = g.reshape(-1) / self.eps - math.log(b.shape[0])
+        elif solver == "lazy":
             rows = self._slices(b.shape[0], a.shape[0], a)[0].stop
             cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
             # The transposed problem (b first): POT's online solver then updates v from u, then u
@@ -1262,6 +1340,8 @@ class SinkhornDivergence(Objective):
             Differentiable in ``x``.
         """
         x, y, _ = self._check(x, y)
+        if self._solver_for(x) == "geomloss":
+            return self._samples_loss(x, y, debias=self.debiased)
         val = self._ot(x, y)
         if self.debiased:
             val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
@@ -1333,7 +1413,7 @@ class SinkhornDivergence(Objective):
         return (
             f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
             f"tol={self.tol}, warm_start={self.warm_start}, solver={self.solver!r}, "
-            f"chunk_size={self.chunk_size!r})"
+            f"chunk_size={self.chunk_size!r}, scaling={self.scaling})"
         )
 
 

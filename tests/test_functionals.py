@@ -4,6 +4,7 @@ gradient of its sample estimate, and against closed forms or independent computa
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -664,10 +665,51 @@ def test_sinkhorn_bad_inputs():
         SinkhornDivergence(0.1, max_iter=0)
     with pytest.raises(ValueError, match="same dimension"):
         SinkhornDivergence(0.1).velocity(x, y[:, :1])
-    with pytest.raises(ValueError, match="solver must be 'dense' or 'lazy'"):
+    with pytest.raises(ValueError, match="solver must be 'dense', 'lazy', 'geomloss' or 'auto'"):
         SinkhornDivergence(0.1, solver="keops")
     with pytest.raises(ValueError, match="chunk_size"):
         SinkhornDivergence(0.1, solver="lazy", chunk_size=0)
+    with pytest.raises(ValueError, match=r"scaling must lie in \(0, 1\)"):
+        SinkhornDivergence(0.1, scaling=1.0)
+
+
+def test_sinkhorn_geomloss_missing_or_warm_start_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "geomloss", None)  # import geomloss now raises ImportError
+    with pytest.raises(ImportError, match=r"gwf-tutorial\[gpu\]"):
+        SinkhornDivergence(0.1, solver="geomloss")
+    assert SinkhornDivergence(0.1, solver="auto")._solver_for(torch.zeros(1, 2)) == "dense"  # CPU
+    monkeypatch.delitem(sys.modules, "geomloss")
+    if Fn._geomloss_available():
+        with pytest.raises(ValueError, match="warm_start=True is not available"):
+            SinkhornDivergence(0.1, solver="geomloss", warm_start=True)
+
+
+def test_sinkhorn_geomloss_solver_equals_the_dense_one():
+    """GeomLoss (tensorized backend on a CPU) with the same conventions: value, velocity at the
+    particles and elsewhere, first variation, debiased or not, to its eps-scaling error, which
+    shrinks as ``scaling`` tends to 1 (value ~1e-4 relative, velocity ~0.5% of its size at 0.95)."""
+    pytest.importorskip("geomloss")
+    x, y = _data(n=60, m=70)
+    z = x[:20] + 0.3
+    for debiased in (True, False):
+        dense = SinkhornDivergence(0.3, debiased=debiased, max_iter=20_000, tol=1e-13)
+        geo = SinkhornDivergence(0.3, debiased=debiased, solver="geomloss", scaling=0.95)
+        torch.testing.assert_close(geo.value(x, y), dense.value(x, y), rtol=2e-4, atol=0)
+        v_dense = dense.velocity(x, y)
+        tol = 0.01 * float(v_dense.abs().max())
+        torch.testing.assert_close(geo.velocity(x, y), v_dense, rtol=0, atol=tol)
+        torch.testing.assert_close(geo.velocity(x, y, at=z), dense.velocity(x, y, at=z), rtol=0, atol=tol)
+        fv_geo, fv_dense = geo.first_variation(x, y, z), dense.first_variation(x, y, z)
+        torch.testing.assert_close(fv_geo - fv_geo.mean(), fv_dense - fv_dense.mean(), rtol=0, atol=tol)
+        # the velocity is the Wasserstein gradient of GeomLoss's value, to the same error
+        grad = -wasserstein_gradient(lambda q, geo=geo: geo.value(q, y), x)
+        torch.testing.assert_close(geo.velocity(x, y), grad, rtol=0, atol=tol)
+    v_dense = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-13).velocity(x, y)
+    errors = [
+        float((SinkhornDivergence(0.3, solver="geomloss", scaling=s).velocity(x, y) - v_dense).abs().max())
+        for s in (0.9, 0.99)
+    ]
+    assert errors[1] < errors[0] / 3, errors
 
 
 # ------------------------------------------------------------------------------------------
