@@ -825,3 +825,15 @@ def test_host_syncs_per_call_do_not_grow_with_n(key, monkeypatch):
     # Sinkhorn also POT's, per solve: a convergence check every 10 iterations, the lazy solver's copies
     limit = 24 if key.startswith("sinkhorn") else 12
     assert max(counts[1000]) <= limit, counts
+
+
+def test_block_rows_follow_the_device():
+    """CPU: blocks of 2**20 entries; GPU (free memory given): one block when 16 (n, m) matrices fit
+    in a quarter of the free memory, else as many rows as fit."""
+    assert Fn._block_rows(4000, 8000, 4, None) == 2**20 // 8000
+    assert Fn._block_rows(4000, 8000, 4, 100 * 2**30) == 4000
+    assert Fn._block_rows(16000, 32000, 4, 2**30) == (2**30 // 4) // (32000 * 4 * 16)
+    assert Fn._block_rows(16000, 32000, 4, 10) == 1
+    x = torch.zeros(5000, 2)
+    assert Fn._free_device_bytes(x.device) is None
+    assert Fn._row_slices(5000, 3000, None, x)[0] == slice(0, 2**20 // 3000)
