@@ -11,7 +11,8 @@ script times, on the device it runs on (CUDA when available, else one CPU thread
 - ``reference``: a few lines of plain dense torch computing the same quantity (all ``(n, m)``
   matrices at once), skipped where its matrices do not fit in the memory budget (said in the report).
 
-Each timing is the median of ``repeats`` calls after one warm-up call (CUDA: synchronised). It
+Each timing is the median of ``repeats`` calls after one warm-up call (CUDA: synchronised); the
+three implementations take turns within each repeat, so that they see the same machine load. It
 reports library/reference and library/baseline, and checks that library and reference agree
 (relative max-norm difference). Sinkhorn runs a fixed 50 iterations in all three (``tol`` out of
 reach), so that they do the same work; ``solver="geomloss"`` (eps-scaling, when GeomLoss is
@@ -244,21 +245,26 @@ def reference_fits(n: int, itemsize: int, device: torch.device, budget_cpu_bytes
     return need < budget_cpu_bytes
 
 
-def timed(fn, repeats: int, device) -> tuple[float, object]:
+def timed(fns: dict, repeats: int, device) -> tuple[dict, dict]:
+    """Median seconds per call of each function and its output; the functions take turns within
+    each repeat, so that all see the same load (on a shared machine the load changes by the minute)."""
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    out = fn()  # warm-up
+    outs = {}
+    for key, fn in fns.items():  # warm-up
+        outs[key] = fn()
     sync()
-    times = []
+    times = {key: [] for key in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2], out
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[key] = fn()
+            sync()
+            times[key].append(time.perf_counter() - t0)
+    return {key: sorted(t)[len(t) // 2] for key, t in times.items()}, outs
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -281,15 +287,16 @@ def run_case(name, build, ref, kw, F_lib, F_base, x, y, repeats, device, ref_ok)
     rows = []
     for op, ref_fn in zip(("value", "velocity"), ref):
         row = dict(objective=name, n=x.shape[0], op=op)
-        row["library_s"], out = timed(lambda op=op: getattr(lib, op)(x, yy, **kw), repeats, device)
-        row["baseline_s"] = None
+        fns = {"library": lambda op=op: getattr(lib, op)(x, yy, **kw)}
         if base is not None:
-            row["baseline_s"], _ = timed(lambda op=op: getattr(base, op)(x, yy, **kw), repeats, device)
-        row["reference_s"], row["rel_diff"] = None, None
+            fns["baseline"] = lambda op=op: getattr(base, op)(x, yy, **kw)
         if ref_ok:
-            with torch.no_grad():
-                row["reference_s"], expected = timed(lambda f=ref_fn: f(x, y), repeats, device)
-            row["rel_diff"] = rel_diff(out, expected)
+            fns["reference"] = lambda f=ref_fn: f(x, y)
+        times, outs = timed(fns, repeats, device)  # x does not require grad: no graph is built
+        for key in ("library", "baseline", "reference"):
+            row[f"{key}_s"] = times.get(key)
+        row["rel_diff"] = rel_diff(outs["library"], outs["reference"]) if ref_ok else None
+        if ref_ok:
             row["agree"] = row["rel_diff"] < AGREE_RTOL.get(name, 1e-3)
         row["vs_reference"] = None if row["reference_s"] is None else row["library_s"] / row["reference_s"]
         row["vs_baseline"] = None if row["baseline_s"] is None else row["library_s"] / row["baseline_s"]
@@ -370,7 +377,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     dtype = torch.float32
     sizes = (100, 200) if args.quick else (1000, 4000, 16000)
-    repeats = {100: 1, 200: 1, 1000: 5, 4000: 3, 16000: 1 if device.type == "cpu" else 5}
+    repeats = {100: 1, 200: 1, 1000: 7, 4000: 3, 16000: 1 if device.type == "cpu" else 5}
     import gwf_tutorial.functionals as F_lib
 
     F_base = None if args.no_baseline else load_baseline()
