@@ -275,8 +275,9 @@ class MMD(Objective):
     bandwidth : float, sequence of float or None
         Kernel bandwidth(s); None for the median heuristic.
     chunk_size : int, optional
-        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries
-        (``2**20 // (n + m)`` rows).
+        Rows per block of the kernel sums; default on a CPU: blocks of about ``2**20`` entries
+        (``2**20 // (n + m)`` rows); on a GPU: one block when 16 such ``(n, n + m)`` matrices fit in
+        a quarter of the free memory, else as many rows as fit.
     **kernel_kwargs
         Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
 
@@ -448,7 +449,8 @@ class KL(Objective):
     velocity_estimator : str
         ``"blob"`` (default) or ``"kde"``.
     chunk_size : int, optional
-        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries.
+        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries on a CPU,
+        one block on a GPU when it fits in a quarter of the free memory.
 
     Used in: chapter 2 (KL flow, Fokker–Planck, Langevin vs deterministic particles).
 
@@ -1118,8 +1120,9 @@ class SinkhornDivergence(Objective):
     Time ``O(n (n + m))`` per Sinkhorn iteration. Memory: ``O(n m + n^2 + m^2)`` with the dense
     solver; ``O((n + m) \cdot \text{block})`` with ``solver="lazy"``, POT's
     ``ot.bregman.empirical_sinkhorn(isLazy=True)``, which recomputes the cost by blocks at every
-    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU the dense
-    solver is the fast one). The conditional expectations are summed by row blocks with either
+    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU
+    ``solver="geomloss"`` or the dense solver is the fast one); with ``solver="geomloss"`` and KeOps,
+    ``O(n + m)`` for the solve. The conditional expectations are summed by row blocks with every
     solver. With the lazy solver, ``value`` is the primal entropic cost of the plan
     :math:`P_{ij} = u_i e^{-|x_i - y_j|^2/2\varepsilon} v_j`, summed by blocks, with the envelope
     gradient :math:`\nabla_{x_i} = \sum_j P_{ij}(x_i - y_j)` attached (what POT's
