@@ -30,7 +30,7 @@ from gwf_tutorial._validation import (
     check_same_dim,
     check_samples,
 )
-from gwf_tutorial.kernels import Kernel, get_kernel, squared_distances
+from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = [
     "Objective",
@@ -45,25 +45,51 @@ __all__ = [
     "slicing_constant",
 ]
 
-# Default block size of the chunked kernel sums: at most this many matrix entries per block, so a
-# velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
+# Default block size of the chunked kernel sums on a CPU: at most this many matrix entries per block,
+# so a velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
 _AUTO_BLOCK_ENTRIES = 2**20
+# On a GPU a block may use this fraction of the free device memory, counting this many (rows, cols)
+# matrices alive at once (temporaries of the kernel formulas and the tensors autograd saves); when
+# the whole (n, m) matrix fits, the sum is one block: one pass of a few large kernels.
+_GPU_MEMORY_FRACTION = 0.25
+_GPU_BLOCK_TEMPORARIES = 16
 
 
 def _check_chunk_size(chunk_size) -> int | None:
     return None if chunk_size is None else check_int(chunk_size, "chunk_size")
 
 
-def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None):
-    """Slices of at most ``chunk_size`` rows (default: blocks of ``_AUTO_BLOCK_ENTRIES`` entries)."""
-    chunk = chunk_size if chunk_size is not None else max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
-    for start in range(0, n_rows, chunk):
-        yield slice(start, min(start + chunk, n_rows))
+def _free_device_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device (driver's free plus the allocator's cached blocks); None on CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None) -> int:
+    """Rows per block: ``_AUTO_BLOCK_ENTRIES`` entries on a CPU (``free_bytes`` None); on a GPU as
+    many rows as fit in ``_GPU_MEMORY_FRACTION`` of ``free_bytes`` (all ``n_rows`` when they fit)."""
+    if free_bytes is None:
+        return max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
+    per_row = max(1, n_cols) * itemsize * _GPU_BLOCK_TEMPORARIES
+    return max(1, min(n_rows, int(free_bytes * _GPU_MEMORY_FRACTION) // per_row))
+
+
+def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
+    """Slices of at most ``chunk_size`` rows; by default sized for the device of ``like``
+    (:func:`_block_rows`). Computed once per call: no host synchronisation per block."""
+    if chunk_size is None:
+        chunk = _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
+    else:
+        chunk = chunk_size
+    return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
 def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tensor:
-    """Mean of the Gram matrix ``k(a, b)``, summed by row blocks (differentiable)."""
-    total = sum(k(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size))
+    """Mean of the Gram matrix ``k(a, b)`` of a resolved kernel, summed by row blocks
+    (differentiable; no input checks)."""
+    total = sum(k._gram(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a))
     return total / (a.shape[0] * b.shape[0])
 
 
@@ -249,8 +275,9 @@ class MMD(Objective):
     bandwidth : float, sequence of float or None
         Kernel bandwidth(s); None for the median heuristic.
     chunk_size : int, optional
-        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries
-        (``2**20 // (n + m)`` rows).
+        Rows per block of the kernel sums; default on a CPU: blocks of about ``2**20`` entries
+        (``2**20 // (n + m)`` rows); on a GPU: one block when 16 such ``(n, n + m)`` matrices fit in
+        a quarter of the free memory, else as many rows as fit.
     **kernel_kwargs
         Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
 
@@ -286,7 +313,7 @@ class MMD(Objective):
             Differentiable in ``x`` (the median bandwidth is not differentiated).
         """
         x, y, _ = self._check(x, y)
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         c = self.chunk_size
         return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
 
@@ -309,10 +336,10 @@ class MMD(Objective):
             Differentiable in ``at``.
         """
         x, y, at = self._check(x, y, at)
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         parts = [
-            k(at[sl], x).mean(1) - k(at[sl], y).mean(1)
-            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+            k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
+            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size, at)
         ]
         return torch.cat(parts)
 
@@ -336,10 +363,10 @@ class MMD(Objective):
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        k = self.kernel.resolve(x, y)
+        k = self.kernel._resolve(x, y)
         parts = [
-            k.mean_grad(z[sl], y) - k.mean_grad(z[sl], x)
-            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size)
+            k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
+            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size, z)
         ]
         return torch.cat(parts)
 
@@ -373,7 +400,11 @@ def kde_bandwidth(x) -> float:
     ----------
     Silverman, "Density Estimation for Statistics and Data Analysis", 1986 (Eq. 4.14).
     """
-    x = check_samples(x, "x", min_n=2)
+    return _silverman(check_samples(x, "x", min_n=2))
+
+
+def _silverman(x: Tensor) -> float:
+    """:func:`kde_bandwidth` of checked samples (one host sync, for the float)."""
     n, d = x.shape
     sigma = float(x.detach().std(0).mean())
     if not sigma > 0:
@@ -418,7 +449,8 @@ class KL(Objective):
     velocity_estimator : str
         ``"blob"`` (default) or ``"kde"``.
     chunk_size : int, optional
-        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries.
+        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries on a CPU,
+        one block on a GPU when it fits in a quarter of the free memory.
 
     Used in: chapter 2 (KL flow, Fokker–Planck, Langevin vs deterministic particles).
 
@@ -461,7 +493,9 @@ class KL(Objective):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
-        return self.kde_bandwidth if self.kde_bandwidth is not None else kde_bandwidth(x)
+        if self.kde_bandwidth is not None:
+            return self.kde_bandwidth
+        return kde_bandwidth(x) if x.shape[0] < 2 else _silverman(x)  # (the former raises the error)
 
     def _log_prob(self, z: Tensor) -> Tensor:
         if self.log_prob is None:
@@ -480,14 +514,14 @@ class KL(Objective):
             raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
         return s.detach()
 
-    def _slices(self, n_rows: int, n_cols: int):
-        return _row_slices(n_rows, n_cols, self.chunk_size)
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
     def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
         parts = [
-            torch.logsumexp(-squared_distances(at[sl], x) / (2.0 * h * h), dim=1)
-            for sl in self._slices(at.shape[0], x.shape[0])
+            torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
+            for sl in self._slices(at.shape[0], x.shape[0], at)
         ]
         return torch.cat(parts)
 
@@ -547,8 +581,8 @@ class KL(Objective):
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
         extra = torch.cat(
             [
-                torch.exp(-squared_distances(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
-                for sl in self._slices(at.shape[0], x.shape[0])
+                torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
+                for sl in self._slices(at.shape[0], x.shape[0], at)
             ]
         )
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
@@ -583,9 +617,9 @@ class KL(Objective):
         z = x if at is None else at.detach()
         lse_x = self._lse(x, x, h) if blob else None  # (n,)
         parts = []
-        for sl in self._slices(z.shape[0], x.shape[0]):
+        for sl in self._slices(z.shape[0], x.shape[0], z):
             zb = z[sl]
-            logits = -squared_distances(zb, x) / (2.0 * h * h)  # (chunk, n)
+            logits = -_sqdist(zb, x) / (2.0 * h * h)  # (chunk, n)
             weights = torch.softmax(logits, dim=1)
             if blob:
                 weights = weights + torch.exp(logits - lse_x[None, :])
@@ -609,10 +643,10 @@ class KL(Objective):
         ``(n, d)``, divided by :math:`h^2`.
         """
         d = x.shape[1]
-        slices = list(self._slices(x.shape[0], x.shape[0]))
+        slices = self._slices(x.shape[0], x.shape[0], x)
 
         def gram(sl):  # exponents floored at -80: no subnormal results (slow on x86), error < 1e-34
-            return torch.exp((squared_distances(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
+            return torch.exp((_sqdist(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
 
         s = torch.cat([gram(sl).sum(1) for sl in slices])  # (n,)
         rhs = torch.cat([x, x / s[:, None], (1.0 / s)[:, None]], dim=1)  # (n, 2d + 1)
@@ -1034,6 +1068,34 @@ class SlicedEnergyMMD(_SlicedObjective):
 # ------------------------------------------------------------------------------------------------
 # Sinkhorn divergence
 # ------------------------------------------------------------------------------------------------
+_SINKHORN_SOLVERS = ("dense", "lazy", "geomloss", "auto")
+# GeomLoss's dense ("tensorized") backend up to this many cost-matrix entries; KeOps above it.
+_GEOMLOSS_TENSORIZED_MAX_ENTRIES = 5000**2
+
+
+def _import_geomloss():
+    try:
+        import geomloss
+    except ImportError as err:
+        raise ImportError(
+            "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops): "
+            "pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops"
+        ) from err
+    return geomloss
+
+
+def _geomloss_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("geomloss") is not None
+
+
+def _pykeops_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pykeops") is not None
+
+
 class SinkhornDivergence(Objective):
     r"""Debiased Sinkhorn divergence with cost :math:`\frac12|x-y|^2` (POT, log-domain).
 
@@ -1058,8 +1120,9 @@ class SinkhornDivergence(Objective):
     Time ``O(n (n + m))`` per Sinkhorn iteration. Memory: ``O(n m + n^2 + m^2)`` with the dense
     solver; ``O((n + m) \cdot \text{block})`` with ``solver="lazy"``, POT's
     ``ot.bregman.empirical_sinkhorn(isLazy=True)``, which recomputes the cost by blocks at every
-    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU the dense
-    solver is the fast one). The conditional expectations are summed by row blocks with either
+    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU
+    ``solver="geomloss"`` or the dense solver is the fast one); with ``solver="geomloss"`` and KeOps,
+    ``O(n + m)`` for the solve. The conditional expectations are summed by row blocks with every
     solver. With the lazy solver, ``value`` is the primal entropic cost of the plan
     :math:`P_{ij} = u_i e^{-|x_i - y_j|^2/2\varepsilon} v_j`, summed by blocks, with the envelope
     gradient :math:`\nabla_{x_i} = \sum_j P_{ij}(x_i - y_j)` attached (what POT's
@@ -1086,10 +1149,24 @@ class SinkhornDivergence(Objective):
         iterations per step, instead of being solved to ``tol`` at every step.
     solver : str
         ``"dense"`` (default): POT's log-domain Sinkhorn on the cost matrix. ``"lazy"``: POT's
-        online solver, memory linear in the number of points.
+        online solver, memory linear in the number of points (its cost blocks are computed in
+        NumPy: slow on a GPU). ``"geomloss"``: GeomLoss's ``SamplesLoss("sinkhorn", p=2,
+        blur=sqrt(eps))``, the optional extra ``gwf-tutorial[gpu]`` (KeOps' online backend on CUDA
+        above ``5000**2`` cost entries when pykeops is installed, else its dense backend). Its cost
+        for ``p=2`` is :math:`\frac12|x-y|^2` and ``blur**2`` is :math:`\varepsilon`, the
+        conventions here; it anneals :math:`\varepsilon` from the squared diameter down by
+        ``scaling**2`` per iteration (eps-scaling) and stops there, so ``max_iter``, ``tol`` and
+        ``warm_start`` do not apply, and its value differs from the converged one by the annealing
+        error (about ``1e-4`` relative at ``scaling=0.9``, ``tests/test_functionals.py``).
+        ``"auto"``: ``"geomloss"`` on a CUDA device when GeomLoss is installed and
+        ``warm_start`` is False, else ``"dense"``.
     chunk_size : int, optional
         Rows per block of the lazy solver and of the conditional expectations; default: blocks of
-        about ``2**20`` entries.
+        about ``2**20`` entries on a CPU, one block on a GPU when it fits in a quarter of the free
+        memory.
+    scaling : float
+        GeomLoss's eps-scaling ratio in ``(0, 1)`` (``solver="geomloss"`` only; default 0.9,
+        GeomLoss's own default 0.5 is coarser).
 
     Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics; ``benchmarks/particle_flows.py``
     (``sinkhorn_lazy``).
@@ -1113,16 +1190,24 @@ class SinkhornDivergence(Objective):
         warm_start: bool = False,
         solver: str = "dense",
         chunk_size: int | None = None,
+        scaling: float = 0.9,
     ):
         self.eps = check_positive(eps, "eps")
         self.debiased = bool(debiased)
         self.max_iter = check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
         self.warm_start = bool(warm_start)
-        if solver not in ("dense", "lazy"):
-            raise ValueError(f"solver must be 'dense' or 'lazy', got {solver!r}")
+        if solver not in _SINKHORN_SOLVERS:
+            raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
+        if solver == "geomloss":
+            _import_geomloss()  # fail now, with the install hint, not at the first call
+            if self.warm_start:
+                raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
         self.solver = solver
         self.chunk_size = _check_chunk_size(chunk_size)
+        self.scaling = check_positive(scaling, "scaling")
+        if not self.scaling < 1:
+            raise ValueError(f"scaling must lie in (0, 1), got {self.scaling}")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -1132,13 +1217,35 @@ class SinkhornDivergence(Objective):
     def _uniform(n: int, like: Tensor) -> Tensor:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
-    def _slices(self, n_rows: int, n_cols: int):
-        return _row_slices(n_rows, n_cols, self.chunk_size)
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, self.chunk_size, like)
+
+    def _solver_for(self, like: Tensor) -> str:
+        """The solver of this call: ``"auto"`` is GeomLoss on a CUDA device when it is installed
+        (and no warm start is asked for), else the dense solver."""
+        if self.solver != "auto":
+            return self.solver
+        if like.is_cuda and not self.warm_start and _geomloss_available():
+            return "geomloss"
+        return "dense"
+
+    def _samples_loss(self, a: Tensor, b: Tensor, *, debias: bool, potentials: bool = False):
+        r"""GeomLoss's ``SamplesLoss("sinkhorn")`` on ``(a, b)``: cost :math:`\frac12|x - y|^2`
+        (``p=2``), :math:`\varepsilon` = ``blur**2``; KeOps' online backend on CUDA for large
+        problems when pykeops is installed, else the tensorized (dense) backend."""
+        geomloss = _import_geomloss()
+        large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
+        online = a.is_cuda and large and _pykeops_available()
+        loss = geomloss.SamplesLoss(
+            "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
+            potentials=potentials, backend="online" if online else "tensorized",
+        )  # fmt: skip
+        return loss(a, b)
 
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.solver == "lazy":
+        if self._solver_for(a) == "lazy":
             return self._ot_lazy(a, b)
-        M = 0.5 * squared_distances(a, b)
+        M = 0.5 * _sqdist(a, b)
         res = ot.solve(
             M,
             self._uniform(a.shape[0], a),
@@ -1161,8 +1268,8 @@ class SinkhornDivergence(Objective):
         log_ab = -math.log(n) - math.log(m)
         total = ad.new_zeros((), dtype=torch.float64)
         grad_a, col_mass, pt_a = [], ad.new_zeros(m), ad.new_zeros(bd.shape)
-        for sl in self._slices(n, m):
-            cost = 0.5 * squared_distances(ad[sl], bd)  # (chunk, m)
+        for sl in self._slices(n, m, ad):
+            cost = 0.5 * _sqdist(ad[sl], bd)  # (chunk, m)
             log_p = log_u[sl, None] + log_v[None, :] - cost / self.eps
             p = torch.exp(log_p)
             # P (C + eps (log P - log ab - 1)), plus eps a b (the mass term of the generalised KL)
@@ -1177,7 +1284,7 @@ class SinkhornDivergence(Objective):
 
     def _log_scalings(self, a: Tensor, b: Tensor, tag: str | None = None) -> tuple[Tensor, Tensor]:
         """Logs of the Sinkhorn scalings ``(u, v)``, shapes ``(n,)`` and ``(m,)``, from POT
-        (dense or lazy log-domain solver); warm-started from the previous call with ``tag``."""
+        (dense or lazy log-domain solver, or GeomLoss); warm-started from the previous call with ``tag``."""
         init = None
         if self.warm_start and tag in self._potentials:
             lu, lv = self._potentials[tag]
@@ -1185,9 +1292,15 @@ class SinkhornDivergence(Objective):
                 init = (lu.to(a.device), lv.to(a.device))
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
         tol = self._tol(a)
-        if self.solver == "lazy":
-            rows = next(iter(self._slices(b.shape[0], a.shape[0]))).stop
-            cols = next(iter(self._slices(a.shape[0], b.shape[0]))).stop
+        solver = self._solver_for(a)
+        if solver == "geomloss":
+            # dual potentials f, g of P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps): u = a e^{f/eps}
+            f, g = self._samples_loss(a, b, debias=False, potentials=True)
+            log_u = f.reshape(-1) / self.eps - math.log(a.shape[0])
+            log_v = g.reshape(-1) / self.eps - math.log(b.shape[0])
+        elif solver == "lazy":
+            rows = self._slices(b.shape[0], a.shape[0], a)[0].stop
+            cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
             # The transposed problem (b first): POT's online solver then updates v from u, then u
             # from v, the order of the dense log-domain solver. With a few warm-started iterations
             # per flow step the two orders give different flows, and this one is the one the dense
@@ -1199,7 +1312,7 @@ class SinkhornDivergence(Objective):
             )  # fmt: skip
         else:
             _, log = ot.sinkhorn(
-                wa, wb, 0.5 * squared_distances(a, b), self.eps, method="sinkhorn_log",
+                wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
                 numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init,
             )  # fmt: skip
             log_u, log_v = log["log_u"], log["log_v"]
@@ -1230,20 +1343,22 @@ class SinkhornDivergence(Objective):
             Differentiable in ``x``.
         """
         x, y, _ = self._check(x, y)
+        if self._solver_for(x) == "geomloss":
+            return self._samples_loss(x, y, debias=self.debiased)
         val = self._ot(x, y)
         if self.debiased:
             val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
         return val
 
     def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        return log_v[None, :] - 0.5 * squared_distances(z, b) / self.eps
+        return log_v[None, :] - 0.5 * _sqdist(z, b) / self.eps
 
     def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
         r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
         return torch.cat(
             [
                 -self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
-                for sl in self._slices(z.shape[0], b.shape[0])
+                for sl in self._slices(z.shape[0], b.shape[0], z)
             ]
         )
 
@@ -1253,7 +1368,7 @@ class SinkhornDivergence(Objective):
         return torch.cat(
             [
                 torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
-                for sl in self._slices(z.shape[0], b.shape[0])
+                for sl in self._slices(z.shape[0], b.shape[0], z)
             ]
         )
 
@@ -1301,7 +1416,7 @@ class SinkhornDivergence(Objective):
         return (
             f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
             f"tol={self.tol}, warm_start={self.warm_start}, solver={self.solver!r}, "
-            f"chunk_size={self.chunk_size!r})"
+            f"chunk_size={self.chunk_size!r}, scaling={self.scaling})"
         )
 
 

@@ -73,9 +73,18 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     x = check_samples(x, "x")
     y = check_samples(y, "y")
     check_same_dim(x, y)
+    return _sqdist(x, y)
+
+
+def _sqdist(x: Tensor, y: Tensor) -> Tensor:
+    """:func:`squared_distances` without input checks (for inner loops; inputs checked by the caller).
+
+    On CUDA the exact differences are used for ``d <= 8`` at any size (memory-bound element-wise
+    passes, as fast as the expansion there, and a whole ``(n, m)`` block is one call).
+    """
     n, d = x.shape
     m = y.shape[0]
-    if d <= _COORD_LOOP_MAX_DIM and n * m <= _DIFF_MAX_ELEMENTS:
+    if d <= _COORD_LOOP_MAX_DIM and (n * m <= _DIFF_MAX_ELEMENTS or x.is_cuda):
         out = (x[:, 0, None] - y[None, :, 0]).square()
         for k in range(1, d):
             out = out + (x[:, k, None] - y[None, :, k]).square()
@@ -134,6 +143,11 @@ def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
         check_same_dim(x, y)
         z = torch.cat([x, y], dim=0)
     max_points = check_int(max_points, "max_points", min_value=2)
+    return _median_distance(z, max_points)
+
+
+def _median_distance(z: Tensor, max_points: int = 1000) -> float:
+    """:func:`median_bandwidth` of the pooled sample ``z`` without input checks (one host sync)."""
     z = z.detach()
     if z.shape[0] < 2:
         raise ValueError("median_bandwidth needs at least 2 points in the pooled sample")
@@ -145,6 +159,10 @@ def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
     if not med > 0:
         raise ValueError("median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly")
     return med
+
+
+def _pooled(x: Tensor, y: Tensor | None) -> Tensor:
+    return x if y is None else torch.cat([x, y], dim=0)
 
 
 class Kernel:
@@ -214,6 +232,26 @@ class Kernel:
             return self
         return self._with_bandwidth(median_bandwidth(x, y))
 
+    # -- unchecked inner versions (inputs checked once by the public caller) ----------------------
+    def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
+        """:meth:`resolve` without input checks."""
+        if not self.uses_bandwidth or self.bandwidth is not None:
+            return self
+        return self._with_bandwidth(_median_distance(_pooled(x, y)))
+
+    def _gram(self, x: Tensor, y: Tensor) -> Tensor:
+        """Gram matrix of a resolved kernel, no checks, shape ``(n, m)``."""
+        return self._phi(_sqdist(x, y), self.bandwidth)
+
+    def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
+        """Gradient weights ``2 phi'`` of a resolved kernel, no checks, shape ``(n, m)``."""
+        return 2.0 * self._dphi(_sqdist(x, y), self.bandwidth)
+
+    def _mean_grad(self, x: Tensor, y: Tensor) -> Tensor:
+        """:meth:`mean_grad` of a resolved kernel, no checks, shape ``(n, d)``."""
+        G = self._grad_weights(x, y)
+        return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
+
     def __call__(self, x, y) -> Tensor:
         """Gram matrix.
 
@@ -232,8 +270,7 @@ class Kernel:
             Differentiable in ``x`` and ``y`` (the median bandwidth is not differentiated).
         """
         x, y = self._check(x, y)
-        k = self.resolve(x, y)
-        return k._phi(squared_distances(x, y), k.bandwidth)
+        return self._resolve(x, y)._gram(x, y)
 
     def grad_weights(self, x, y) -> Tensor:
         r"""Weights of the first-argument gradient.
@@ -254,8 +291,7 @@ class Kernel:
             the symmetric choice of subgradient.
         """
         x, y = self._check(x, y)
-        k = self.resolve(x, y)
-        return 2.0 * k._dphi(squared_distances(x, y), k.bandwidth)
+        return self._resolve(x, y)._grad_weights(x, y)
 
     def mean_grad(self, x, y) -> Tensor:
         r"""Mean gradient in the first argument over the second sample.
@@ -277,8 +313,7 @@ class Kernel:
         Tensor, shape (n, d)
         """
         x, y = self._check(x, y)
-        G = self.grad_weights(x, y)
-        return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
+        return self._resolve(x, y)._mean_grad(x, y)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bandwidth={self.bandwidth!r})"
@@ -310,7 +345,8 @@ class GaussianKernel(Kernel):
         return torch.exp(-q / (2.0 * s * s))
 
     def _dphi(self, q, s):
-        return -torch.exp(-q / (2.0 * s * s)) / (2.0 * s * s)
+        c = -0.5 / (s * s)
+        return torch.exp(q * c) * c
 
     def _with_bandwidth(self, bandwidth):
         return GaussianKernel(bandwidth)
@@ -440,10 +476,9 @@ class EnergyKernel(Kernel):
         return -_safe_pow(q, self.exponent / 2.0)
 
     def _dphi(self, q, s):
+        # p - 1 < 0, so inf ** (p - 1) = 0: the weight is 0 at q == 0, in three element-wise passes
         p = self.exponent / 2.0
-        pos = q > 0
-        q_safe = torch.where(pos, q, torch.ones_like(q))
-        return torch.where(pos, -p * q_safe.pow(p - 1.0), torch.zeros_like(q))
+        return torch.where(q > 0, q, math.inf).pow(p - 1.0) * (-p)
 
     def __repr__(self) -> str:
         return f"EnergyKernel(exponent={self.exponent!r})"
@@ -518,24 +553,27 @@ class MultiBandwidthKernel(Kernel):
         """Return a copy with fixed bandwidths (``factors`` x median heuristic if not given)."""
         if self.bandwidths is not None:
             return self
-        med = median_bandwidth(x, y)
+        return self._with_median(median_bandwidth(x, y))
+
+    def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
+        if self.bandwidths is not None:
+            return self
+        return self._with_median(_median_distance(_pooled(x, y)))
+
+    def _with_median(self, med: float) -> MultiBandwidthKernel:
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
     def _combine(self, parts: list[Tensor]) -> Tensor:
         total = torch.stack(parts).sum(0)
         return total / len(parts) if self.reduction == "mean" else total
 
-    def __call__(self, x, y) -> Tensor:
-        x, y = self._check(x, y)
-        k = self.resolve(x, y)
-        q = squared_distances(x, y)
-        return k._combine([kk._phi(q, kk.bandwidth) for kk in k.kernels])
+    def _gram(self, x: Tensor, y: Tensor) -> Tensor:
+        q = _sqdist(x, y)
+        return self._combine([kk._phi(q, kk.bandwidth) for kk in self.kernels])
 
-    def grad_weights(self, x, y) -> Tensor:
-        x, y = self._check(x, y)
-        k = self.resolve(x, y)
-        q = squared_distances(x, y)
-        return k._combine([2.0 * kk._dphi(q, kk.bandwidth) for kk in k.kernels])
+    def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
+        q = _sqdist(x, y)
+        return self._combine([2.0 * kk._dphi(q, kk.bandwidth) for kk in self.kernels])
 
     def __repr__(self) -> str:
         return (

@@ -4,6 +4,7 @@ gradient of its sample estimate, and against closed forms or independent computa
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -664,10 +665,51 @@ def test_sinkhorn_bad_inputs():
         SinkhornDivergence(0.1, max_iter=0)
     with pytest.raises(ValueError, match="same dimension"):
         SinkhornDivergence(0.1).velocity(x, y[:, :1])
-    with pytest.raises(ValueError, match="solver must be 'dense' or 'lazy'"):
+    with pytest.raises(ValueError, match="solver must be 'dense', 'lazy', 'geomloss' or 'auto'"):
         SinkhornDivergence(0.1, solver="keops")
     with pytest.raises(ValueError, match="chunk_size"):
         SinkhornDivergence(0.1, solver="lazy", chunk_size=0)
+    with pytest.raises(ValueError, match=r"scaling must lie in \(0, 1\)"):
+        SinkhornDivergence(0.1, scaling=1.0)
+
+
+def test_sinkhorn_geomloss_missing_or_warm_start_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "geomloss", None)  # import geomloss now raises ImportError
+    with pytest.raises(ImportError, match=r"gwf-tutorial\[gpu\]"):
+        SinkhornDivergence(0.1, solver="geomloss")
+    assert SinkhornDivergence(0.1, solver="auto")._solver_for(torch.zeros(1, 2)) == "dense"  # CPU
+    monkeypatch.delitem(sys.modules, "geomloss")
+    if Fn._geomloss_available():
+        with pytest.raises(ValueError, match="warm_start=True is not available"):
+            SinkhornDivergence(0.1, solver="geomloss", warm_start=True)
+
+
+def test_sinkhorn_geomloss_solver_equals_the_dense_one():
+    """GeomLoss (tensorized backend on a CPU) with the same conventions: value, velocity at the
+    particles and elsewhere, first variation, debiased or not, to its eps-scaling error, which
+    shrinks as ``scaling`` tends to 1 (value ~1e-4 relative, velocity ~0.5% of its size at 0.95)."""
+    pytest.importorskip("geomloss")
+    x, y = _data(n=60, m=70)
+    z = x[:20] + 0.3
+    for debiased in (True, False):
+        dense = SinkhornDivergence(0.3, debiased=debiased, max_iter=20_000, tol=1e-13)
+        geo = SinkhornDivergence(0.3, debiased=debiased, solver="geomloss", scaling=0.95)
+        torch.testing.assert_close(geo.value(x, y), dense.value(x, y), rtol=2e-4, atol=0)
+        v_dense = dense.velocity(x, y)
+        tol = 0.01 * float(v_dense.abs().max())
+        torch.testing.assert_close(geo.velocity(x, y), v_dense, rtol=0, atol=tol)
+        torch.testing.assert_close(geo.velocity(x, y, at=z), dense.velocity(x, y, at=z), rtol=0, atol=tol)
+        fv_geo, fv_dense = geo.first_variation(x, y, z), dense.first_variation(x, y, z)
+        torch.testing.assert_close(fv_geo - fv_geo.mean(), fv_dense - fv_dense.mean(), rtol=0, atol=tol)
+        # the velocity is the Wasserstein gradient of GeomLoss's value, to the same error
+        grad = -wasserstein_gradient(lambda q, geo=geo: geo.value(q, y), x)
+        torch.testing.assert_close(geo.velocity(x, y), grad, rtol=0, atol=tol)
+    v_dense = SinkhornDivergence(0.3, max_iter=20_000, tol=1e-13).velocity(x, y)
+    errors = [
+        float((SinkhornDivergence(0.3, solver="geomloss", scaling=s).velocity(x, y) - v_dense).abs().max())
+        for s in (0.9, 0.99)
+    ]
+    assert errors[1] < errors[0] / 3, errors
 
 
 # ------------------------------------------------------------------------------------------
@@ -711,3 +753,87 @@ def test_velocities_keep_dtype(dtype):
     target = _gaussian_target()
     kl = KL(lambda z: target.score(z.double()).to(z.dtype), 0.5)
     assert kl.velocity(x, None).dtype == dtype
+
+
+# ------------------------------------------------------------------------------------------------
+# Host synchronisations: inputs are checked once per call, never per block
+# ------------------------------------------------------------------------------------------------
+# The Python-level ways a tensor's value reaches the host (on a GPU each one waits for the device).
+_SYNC_METHODS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+def _count_syncs(monkeypatch, fn) -> int:
+    """Number of calls of the ``_SYNC_METHODS`` of ``torch.Tensor`` made by ``fn()``."""
+    count = [0]
+
+    def counting(orig):
+        def wrapped(self, *args, **kwargs):
+            count[0] += 1
+            return orig(self, *args, **kwargs)
+
+        return wrapped
+
+    with monkeypatch.context() as mp:
+        for name in _SYNC_METHODS:
+            mp.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+        fn()
+    return count[0]
+
+
+def test_sync_counter_sees_syncs_in_a_loop(monkeypatch):
+    """The counter is not blind: a loop with one ``bool(tensor)`` per block counts one per block."""
+    t = torch.ones(8)
+    assert _count_syncs(monkeypatch, lambda: [bool(t[i] > 0) for i in range(8)]) == 8
+    assert _count_syncs(monkeypatch, lambda: [float(t[i]) + t[i].item() for i in range(3)]) == 6
+
+
+def _sync_objectives():
+    target = _gaussian_target()
+    fixed = dict(max_iter=20, tol=1e-300)  # 20 Sinkhorn iterations at every size (tol never reached)
+    return {
+        "mmd_gaussian": MMD("gaussian", chunk_size=64),
+        "mmd_energy": MMD("energy", chunk_size=64),
+        "mmd_imq": MMD("imq", 1.0, chunk_size=64),
+        "mmd_multi": MMD("multi", chunk_size=64),
+        "kl_blob": KL(target, chunk_size=64),
+        "kl_kde": KL(target, 0.5, velocity_estimator="kde", chunk_size=64),
+        "sw": SlicedWasserstein(16, generator=torch.Generator().manual_seed(0)),
+        "sliced_energy": SlicedEnergyMMD(16, generator=torch.Generator().manual_seed(0)),
+        "sinkhorn_dense": SinkhornDivergence(0.5, **fixed),
+        "sinkhorn_lazy": SinkhornDivergence(0.5, solver="lazy", chunk_size=64, **fixed),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
+@pytest.mark.parametrize("key", list(_sync_objectives()))
+def test_host_syncs_per_call_do_not_grow_with_n(key, monkeypatch):
+    """``value`` and ``velocity`` (at the particles and elsewhere) make as many host syncs at
+    n = 1000 (16 blocks of 64 rows) as at n = 200 (4 blocks): none inside the block loops."""
+    counts = {}
+    for n in (200, 1000):
+        obj = _sync_objectives()[key]
+        x, y = _data(n=n, m=n, seed=1)
+        z = x[: n // 2] + 0.1
+        yy = None if isinstance(obj, KL) else y
+        counts[n] = [
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy: obj.value(x, yy)),
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy: obj.velocity(x, yy)),
+            _count_syncs(monkeypatch, lambda obj=obj, x=x, yy=yy, z=z: obj.velocity(x, yy, at=z)),
+        ]
+    assert counts[200] == counts[1000], counts
+    # validation: a handful of syncs per call (finiteness of each input, a median, a bandwidth); with
+    # Sinkhorn also POT's, per solve: a convergence check every 10 iterations, the lazy solver's copies
+    limit = 24 if key.startswith("sinkhorn") else 12
+    assert max(counts[1000]) <= limit, counts
+
+
+def test_block_rows_follow_the_device():
+    """CPU: blocks of 2**20 entries; GPU (free memory given): one block when 16 (n, m) matrices fit
+    in a quarter of the free memory, else as many rows as fit."""
+    assert Fn._block_rows(4000, 8000, 4, None) == 2**20 // 8000
+    assert Fn._block_rows(4000, 8000, 4, 100 * 2**30) == 4000
+    assert Fn._block_rows(16000, 32000, 4, 2**30) == (2**30 // 4) // (32000 * 4 * 16)
+    assert Fn._block_rows(16000, 32000, 4, 10) == 1
+    x = torch.zeros(5000, 2)
+    assert Fn._free_device_bytes(x.device) is None
+    assert Fn._row_slices(5000, 3000, None, x)[0] == slice(0, 2**20 // 3000)
