@@ -1562,6 +1562,7 @@ def toy_trainer(
     noise_dim: int = 2,
     seed: int = 0,
     dtype: torch.dtype | None = torch.float64,
+    device: str | torch.device | None = None,
     **options,
 ) -> SemiDualJKO:
     r"""S-JKO with the book's low-dimensional networks and settings (chapter 7's toy runs).
@@ -1598,6 +1599,10 @@ def toy_trainer(
     seed : int
         Seeds the network initialisation and the trainer.
     dtype : torch.dtype, optional
+    device : str or torch.device, optional
+        Where the networks are put, hence where the trainer computes (e.g. ``train.device()``); they
+        are initialised on the CPU first, so the initial weights are the same on every machine.
+        Default: the CPU.
     **options
         Passed to :class:`SemiDualJKO` (e.g. ``tau``, ``n_iters``, ``divergence``,
         ``parametrization``).
@@ -1618,6 +1623,8 @@ def toy_trainer(
         ResidualMLP(dim, hidden=hidden, n_blocks=2, in_dim=dim + noise_dim, zero_init_last=True, dtype=dtype)
     )
     potential = MLP(dim, 1, hidden=hidden, depth=3, dtype=dtype)
+    if device is not None:
+        map_net, potential = map_net.to(device), potential.to(device)
     settings = dict(
         divergence="kl",
         tau=1.0,

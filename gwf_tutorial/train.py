@@ -52,7 +52,7 @@ def device(prefer: str | None = None) -> torch.device:
     -------
     torch.device
 
-    Used in: every chapter that trains (chapters 4-10), chapter 10 (CIFAR-10 on a GPU).
+    Used in: every chapter that trains (chapters 2-10: their ``dev``), chapter 10 (CIFAR-10 on a GPU).
     """
     choice = prefer or os.environ.get("GWF_DEVICE")
     if choice:

@@ -143,6 +143,33 @@ def test_chapter_structure(path):
     assert ".backward(" not in code and "optim." not in code, "a training loop is written in a chapter"
 
 
+# The library's training entry points compute on the device of their inputs (train's module docstring), so a
+# chapter that calls one must choose that device, in the one place that chooses: ``train.device()``.
+TRAINING_CALLS = re.compile(
+    r"\b(?:ParametricJKO|SemiDualJKO|train_variants|toy_trainer|train_drifting|particle_flow|langevin|f_flow"
+    r"|vgrow|ept|monoflow|dgflow|projected_flow|cifar10\.(?:Trainer|train))\("
+)
+
+
+def _training_chapters() -> list[str]:
+    return [p.name for p in CHAPTERS if TRAINING_CALLS.search("\n".join(_code(_load(p))))]
+
+
+def test_training_calls_pattern_finds_the_training_chapters():
+    found = _training_chapters()
+    assert {"02_wgf_jko.ipynb", "05_ipm_gans.ipynb", "09_digits.ipynb", "10_cifar10.ipynb"} <= set(found)
+    assert "01_optimal_transport.ipynb" not in found  # closed forms and solvers only
+    assert TRAINING_CALLS.search("run = fflows.ept(z, y, 'kl')") and not TRAINING_CALLS.search("receipt(x)")
+
+
+@pytest.mark.parametrize("name", _training_chapters())
+def test_training_chapter_chooses_its_device_with_train_device(name):
+    code = "\n".join(_code(_load(BOOK / name)))
+    assert re.search(r"^\s*dev = train\.device\(\)", code, re.M), (
+        f"{name} trains but does not choose its device with `dev = train.device()`"
+    )
+
+
 # Code that reaches outside the installed package: the repository's folders, the import path, the
 # notebook's own location, and reading files (chapters read committed data only through the library,
 # e.g. ``benchmark.load_results``; files a chapter writes itself are read back by the library).
