@@ -70,7 +70,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
@@ -81,8 +80,11 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
 )
+from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
 
+# PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
+# re-exported here because chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
 __all__ = [
     "PSI_STAR",
     "PSI_F",
@@ -101,101 +103,6 @@ __all__ = [
     "toy_trainer",
     "affine_trainer",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# The divergences: Psi* and the f it is the convex conjugate of
-# ---------------------------------------------------------------------------------------------
-
-
-def _psi_star_kl(s: Tensor) -> Tensor:
-    return torch.expm1(s)
-
-
-def _psi_star_chi2(s: Tensor) -> Tensor:
-    u = F.relu(s + 2.0) - 2.0  # = max(s, -2)
-    return u + 0.25 * u * u
-
-
-def _psi_star_js(s: Tensor) -> Tensor:
-    return 2.0 * F.softplus(s) - 2.0 * math.log(2.0)
-
-
-#: The conjugates :math:`\Psi^*(s)` used by S-JKO (official names in parentheses):
-#:
-#: - ``"kl"`` (kl): :math:`e^s - 1`, conjugate of the centred KL generator
-#:   :math:`f(t) = t\log t - t + 1`; in terms of :data:`gwf_tutorial.fdiv.KL` (:math:`f = t\log
-#:   t`, :math:`f^*(s) = e^{s-1}`) it is :math:`f^*(s + 1) - 1`. The generators differ by
-#:   :math:`1 - t`, which integrates to 0 between probability measures, so :math:`D_\Psi =
-#:   \mathrm{KL}` either way; the centred one makes the optimal potential
-#:   :math:`v^* = -\log(\mathrm d\rho_{k+1}/\mathrm d\nu)` (no shift by 1);
-#: - ``"chi2"`` (chi): :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1`, conjugate of the
-#:   Pearson generator :math:`f(t) = (t - 1)^2` on :math:`t \ge 0`
-#:   (= :data:`gwf_tutorial.fdiv.PEARSON_CHI2` ``.conjugate``);
-#: - ``"js"`` (softplus): :math:`2\,\mathrm{softplus}(s) - 2\log 2`, conjugate of
-#:   :math:`f(t) = t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e.
-#:   :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu, 2\nu - \mu)` (a Jensen--Shannon-type divergence
-#:   whose density ratio is capped at 2).
-#:
-#: All three satisfy :math:`\Psi^*(0) = 0` and :math:`\Psi^{*\prime}(0) = 1`.
-PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": _psi_star_kl,
-    "chi2": _psi_star_chi2,
-    "js": _psi_star_js,
-}
-
-#: The generators :math:`f` (of :math:`D_f(\mu\|\nu) = \int f(\mathrm d\mu / \mathrm d\nu)\,
-#: \mathrm d\nu`) whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
-PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
-    "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
-    "js": lambda t: torch.where(
-        (t >= 0) & (t <= 2),
-        torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
-        torch.full_like(t, math.inf),
-    ),
-}
-
-_ALIASES = {"chi": "chi2", "softplus": "js"}
-
-
-def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    r"""Return the conjugate :math:`\Psi^*` of an S-JKO divergence, by name or as given.
-
-    .. math::
-
-        \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad
-        \Psi^*_{\chi^2}(s) = \begin{cases} s + s^2/4 & s \ge -2 \\ -1 & s < -2 \end{cases},
-        \quad \Psi^*_{\mathrm{js}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
-
-    Parameters
-    ----------
-    divergence : str or callable
-        ``"kl"``, ``"chi2"`` (alias ``"chi"``), ``"js"`` (alias ``"softplus"``, the official
-        code's name), or a callable ``Tensor -> Tensor`` used as :math:`\Psi^*` (elementwise,
-        convex, non-decreasing).
-
-    Returns
-    -------
-    callable
-        Elementwise map, shape preserving.
-
-    Used in: chapter 7 (S-JKO losses).
-
-    References
-    ----------
-    Choi et al. (2024), ``utils.select_phi`` of the official code; see :data:`PSI_STAR`.
-    """
-    if callable(divergence):
-        return divergence
-    if not isinstance(divergence, str):
-        raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
-    name = _ALIASES.get(divergence, divergence)
-    if name not in PSI_STAR:
-        raise ValueError(
-            f"divergence must be one of {sorted(PSI_STAR) + sorted(_ALIASES)}, got {divergence!r}"
-        )
-    return PSI_STAR[name]
 
 
 # ---------------------------------------------------------------------------------------------

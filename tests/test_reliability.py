@@ -290,7 +290,7 @@ spec("fflows.get_velocity_factor", fflows.get_velocity_factor, lambda: dict(fdiv
      extra=[("unknown", dict(fdiv="nope"), "divergence")])
 
 # --- sjko ----------------------------------------------------------------------------------------------
-spec("sjko.psi_star", sjko.psi_star, lambda: dict(divergence="kl"),
+spec("fdiv.psi_star", fdiv.psi_star, lambda: dict(divergence="kl"),
      extra=[("unknown", dict(divergence="nope"), "divergence")])
 spec("sjko.transport_cost", sjko.transport_cost, lambda: dict(x=S(), y=S(seed=1), tau=1.0),
      samples=("x", "y"), pairs=(("x", "y"),), positive=("tau",), nan=False)

@@ -124,6 +124,8 @@ def test_psi_star_matches_the_fdiv_catalogue():
     # official names are aliases
     assert sjko.psi_star("chi") is sjko.PSI_STAR["chi2"]
     assert sjko.psi_star("softplus") is sjko.PSI_STAR["js"]
+    # one catalogue: the S-JKO conjugates live in fdiv, sjko re-exports them
+    assert sjko.psi_star is fdiv.psi_star and sjko.PSI_STAR is fdiv.PSI_STAR and sjko.PSI_F is fdiv.PSI_F
 
 
 def test_losses_by_hand():
