@@ -954,7 +954,7 @@ class Trainer:
             x_old = self._reference(z, self.step)
             if cfg.method == "sjko":
                 loss_g = _sjko.map_loss(x, x_old, self.critic(x), cfg.tau, per_dim_average=True)
-                transport = _sjko.transport_cost(x.detach(), x_old, cfg.tau, per_dim_average=True).mean()
+                transport = _jko.proximal_cost(x.detach(), x_old, cfg.tau, per_dim_average=True).mean()
             else:
                 transport = _jko.proximal_cost(x, x_old, cfg.tau, per_dim_average=True).mean()
                 loss_g = transport + self.objective.map_term(self.critic, x, y)

@@ -143,7 +143,8 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
         \quad\text{or, with per-dimension averaging,}\quad \frac{|x_i - x_i'|^2}{2\tau d}.
 
     Both official codes (GWF and S-JKO) average over the :math:`d` coordinates, which is the
-    math's step with :math:`\tau` replaced by :math:`\tau d`; the default is the math.
+    math's step with :math:`\tau` replaced by :math:`\tau d`; the default is the math. The one
+    proximal cost of the library: S-JKO uses it too (``sjko.transport_cost`` is this function).
 
     Parameters
     ----------
@@ -160,7 +161,7 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
     -------
     Tensor, shape (n,)
 
-    Used in: chapter 4 (the parametric JKO step), chapter 6.
+    Used in: chapter 4 (the parametric JKO step), chapter 6, chapter 7 (as ``sjko.transport_cost``).
 
     References
     ----------

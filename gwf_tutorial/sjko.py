@@ -81,6 +81,7 @@ from gwf_tutorial._validation import (
     check_positive,
 )
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
+from gwf_tutorial.jko import proximal_cost
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
 
 # PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
@@ -140,44 +141,10 @@ def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
     return (w * values).sum() / total
 
 
-def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample quadratic transport cost of a JKO step.
-
-    .. math::
-
-        c_\tau(x_i, y_i) = \frac{|x_i - y_i|^2}{2\tau}
-        \quad\text{or, averaged over dimensions,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
-
-    The official S-JKO (and GWF) code averages over the d coordinates (the second form, a step
-    :math:`\tau d` in the math's units; see :func:`tau_from_h`); the default is the math.
-
-    Parameters
-    ----------
-    x, y : Tensor, shape (n, ...)
-        Paired points (flattened to ``(n, d)``).
-    tau : float
-        JKO step, ``> 0``.
-    per_dim_average : bool, default False
-        Divide by the dimension d as the official code does.
-
-    Returns
-    -------
-    Tensor, shape (n,)
-
-    Used in: chapter 7.
-    """
-    tau = check_positive(tau, "tau")
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("x and y must be torch tensors")
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.shape != y.shape or x.ndim < 2:
-        raise ValueError(
-            f"x and y must have the same shape (n, ...), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    sq = _flat(x - y).pow(2)
-    sq = sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)
-    return sq / (2.0 * tau)
+#: The per-sample cost :math:`c_\tau(x, y) = |x - y|^2 / (2\tau)` (or :math:`/(2\tau d)` with
+#: ``per_dim_average=True``): the one proximal cost of the library, :func:`gwf_tutorial.jko.proximal_cost`,
+#: under the name chapter 7 uses.
+transport_cost = proximal_cost
 
 
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
@@ -186,7 +153,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     The official S-JKO code minimises ``0.5 * c / h - v`` with ``c`` the squared distance averaged
     over the d coordinates, i.e. the cost :math:`|x - y|^2 / (2 h d)`. The library's cost is
     :math:`|x - y|^2 / (2\tau)` (summed), or :math:`|x - y|^2 / (2\tau d)` with
-    ``per_dim_average=True`` (see :func:`transport_cost`), so
+    ``per_dim_average=True`` (see :func:`~gwf_tutorial.jko.proximal_cost`), so
 
     .. math::
 
@@ -300,7 +267,7 @@ def map_loss(
         L_T = \mathbb E\big[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))\big],
 
     with :math:`T_{\mathrm{old}}(x)` the point of :math:`\rho_k` (the source itself in the composed
-    parametrization) and :math:`c_\tau` of :func:`transport_cost`.
+    parametrization) and :math:`c_\tau` of :func:`~gwf_tutorial.jko.proximal_cost`.
 
     Parameters
     ----------
@@ -333,7 +300,7 @@ def map_loss(
         if t.ndim < 2 or t.shape[0] < 1:
             raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {tuple(t.shape)}")
     v_new = _as_values(v_new, "v_new")
-    cost = transport_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
+    cost = proximal_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
     if cost.shape != v_new.shape:
         raise ValueError(f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}")
     return _weighted_mean(cost - v_new, source_weights, "source_weights")
@@ -361,7 +328,7 @@ def semi_dual_objective(
     Parameters
     ----------
     cost : Tensor, shape (n,)
-        :math:`c_\tau(x_i, T(x_i))` (see :func:`transport_cost`).
+        :math:`c_\tau(x_i, T(x_i))` (see :func:`~gwf_tutorial.jko.proximal_cost`).
     v_fake : Tensor, shape (n,) or (n, 1)
         :math:`v(T(x_i))`.
     v_real : Tensor, shape (m,) or (m, 1)

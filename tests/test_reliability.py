@@ -292,8 +292,6 @@ spec("fflows.get_velocity_factor", fflows.get_velocity_factor, lambda: dict(fdiv
 # --- sjko ----------------------------------------------------------------------------------------------
 spec("fdiv.psi_star", fdiv.psi_star, lambda: dict(divergence="kl"),
      extra=[("unknown", dict(divergence="nope"), "divergence")])
-spec("sjko.transport_cost", sjko.transport_cost, lambda: dict(x=S(), y=S(seed=1), tau=1.0),
-     samples=("x", "y"), pairs=(("x", "y"),), positive=("tau",), nan=False)
 spec("sjko.potential_loss", sjko.potential_loss, lambda: dict(v_fake=V(), v_real=V(7)),
     vectors=("v_fake", "v_real"),
      extra=[("r1", dict(r1=-1.0), "r1")], nan=False)

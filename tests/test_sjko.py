@@ -15,7 +15,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from gwf_tutorial import fdiv, gaussian, nets, sjko
+from gwf_tutorial import fdiv, gaussian, jko, nets, sjko
 
 DT = torch.float64
 
@@ -139,6 +139,7 @@ def test_losses_by_hand():
     cost = ((x - y) ** 2).sum(1) / (2 * tau)
     assert torch.allclose(sjko.transport_cost(x, y, tau), cost)
     assert torch.allclose(sjko.transport_cost(x, y, tau, per_dim_average=True), cost / 3)
+    assert sjko.transport_cost is jko.proximal_cost  # one proximal cost
     expected = vf.mean() + torch.expm1(-vr[:, 0]).mean() + 0.1 * (grad**2).sum(1).mean()
     got = sjko.potential_loss(vf, vr, "kl", grad_real=grad, r1=0.2)
     assert torch.allclose(got, expected)
