@@ -346,10 +346,13 @@ class FDivergence:
 
         Used in: chapter 5 (GAN losses of the JKO loop with a confident discriminator).
         """
-        v = _tensor(v, "v")
+        return self._conjugate_activated(_tensor(v, "v"))
+
+    def _conjugate_activated(self, v: Tensor) -> Tensor:
+        """:meth:`conjugate_activated` without the NaN check (per-step calls of the training loops)."""
         if self.conjugate_of_activation is not None:
             return self.conjugate_of_activation(v)
-        return self.conjugate(self.activation(v))
+        return self._conjugate(self.activation(v))
 
     def conjugate(self, s) -> Tensor:
         r"""Convex conjugate :math:`f^*(s) = \sup_{t \ge 0} st - f(t)`, ``+inf`` off its domain.
@@ -371,7 +374,10 @@ class FDivergence:
 
         Used in: chapter 4 (variational bound), 7 (S-JKO semi-dual).
         """
-        s = _tensor(s, "s")
+        return self._conjugate(_tensor(s, "s"))
+
+    def _conjugate(self, s: Tensor) -> Tensor:
+        """:meth:`conjugate` without the NaN check (per-step calls of the training loops)."""
         if math.isinf(self.domain_upper):
             return self.conjugate_fn(s)
         return _on_domain(s, s < self.domain_upper, self.domain_upper - 1.0, self.conjugate_fn)
@@ -712,7 +718,7 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
 
 
 
-def _check_critic_values(h_x, h_y) -> tuple[Tensor, Tensor]:
+def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]:
     for t, nm in ((h_x, "h_x"), (h_y, "h_y")):
         if not isinstance(t, Tensor):
             raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
@@ -720,9 +726,19 @@ def _check_critic_values(h_x, h_y) -> tuple[Tensor, Tensor]:
             raise ValueError(f"{nm} must not be empty")
         if t.ndim == 2 and t.shape[1] != 1 or t.ndim > 2:
             raise ValueError(f"{nm} must have shape (n,) or (n, 1), got {tuple(t.shape)}")
-        if torch.isnan(t).any():
+        if check_nan and torch.isnan(t).any():
             raise ValueError(f"{nm} contains NaN values")
     return h_x.reshape(-1), h_y.reshape(-1)
+
+
+def _bound(fdiv: FDivergence, h_x: Tensor, h_y: Tensor, *, check_nan: bool = True) -> Tensor:
+    """The variational (or DV) bound. The training loops call it with ``check_nan=False`` at every
+    critic step: their samples are checked once at the entry points, and a NaN test is a device
+    synchronisation."""
+    h_x, h_y = _critic_values(h_x, h_y, check_nan=check_nan)
+    if fdiv.dv:
+        return h_x.mean() - (torch.logsumexp(h_y, dim=0) - math.log(h_y.numel()))
+    return h_x.mean() - fdiv._conjugate(h_y).mean()
 
 
 def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
@@ -756,8 +772,7 @@ def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
     expectations for large time IV. Comm. Pure Appl. Math.
     Belghazi, M. I. et al. (2018). Mutual information neural estimation. ICML.
     """
-    h_x, h_y = _check_critic_values(h_x, h_y)
-    return h_x.mean() - (torch.logsumexp(h_y, dim=0) - math.log(h_y.numel()))
+    return _bound(KL_DV, h_x, h_y)
 
 
 def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
@@ -790,8 +805,4 @@ def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tens
     ----------
     Nguyen, Wainwright, Jordan (2010); Nowozin, Cseke, Tomioka (2016), f-GAN.
     """
-    fdiv = get_fdivergence(fdiv)
-    if fdiv.dv:
-        return dv_bound(h_x, h_y)
-    h_x, h_y = _check_critic_values(h_x, h_y)
-    return h_x.mean() - fdiv.conjugate(h_y).mean()
+    return _bound(get_fdivergence(fdiv), h_x, h_y)

@@ -80,6 +80,7 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
 )
+from gwf_tutorial.critics import value_and_input_grad
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import proximal_cost
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
@@ -95,7 +96,6 @@ __all__ = [
     "potential_loss",
     "map_loss",
     "semi_dual_objective",
-    "r1_penalty",
     "add_instance_noise",
     "QuadraticPotential",
     "LatentMap",
@@ -213,7 +213,8 @@ def potential_loss(
     divergence : str or callable, default "kl"
         See :func:`psi_star`.
     grad_real : Tensor, shape (m, ...), optional
-        :math:`\nabla v(y_j)`, needed when ``r1 > 0`` (see :func:`r1_penalty`).
+        :math:`\nabla v(y_j)`, needed when ``r1 > 0`` (see
+        :func:`gwf_tutorial.critics.value_and_input_grad`).
     r1 : float, default 0
         R1 weight :math:`\lambda \ge 0` (official code: 0.2).
     source_weights : Tensor, shape (n,), optional
@@ -354,45 +355,6 @@ def semi_dual_objective(
     return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _weighted_mean(
         psi(-v_real), data_weights, "data_weights"
     )
-
-
-def r1_penalty(potential: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Potential values and input gradients at data points, for the R1 penalty.
-
-    .. math::
-
-        \mathrm{R1}(v) = \mathbb E_{y\sim\nu}\, |\nabla_y v(y)|^2 .
-
-    Parameters
-    ----------
-    potential : callable
-        :math:`v`, mapping ``(m, ...)`` to ``(m,)`` or ``(m, 1)``.
-    y : Tensor, shape (m, ...)
-        Points (detached from any graph; a leaf copy is made).
-
-    Returns
-    -------
-    v : Tensor, shape (m,)
-        :math:`v(y_j)`, differentiable in the potential's parameters.
-    grad : Tensor, shape (m, ...)
-        :math:`\nabla v(y_j)`, with a graph (``create_graph=True``) so that the penalty trains
-        the potential.
-
-    Used in: chapter 7.
-
-    References
-    ----------
-    Mescheder, L., Geiger, A., Nowozin, S. (2018). Which training methods for GANs do actually
-    converge? ICML.
-    """
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-    if y.ndim < 2 or y.shape[0] < 1:
-        raise ValueError(f"y must have shape (m, ...) with m >= 1, got {tuple(y.shape)}")
-    y = y.detach().requires_grad_(True)
-    v = _as_values(potential(y), "potential(y)")
-    (grad,) = torch.autograd.grad(v.sum(), y, create_graph=True)
-    return v, grad
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -1018,7 +980,7 @@ class SemiDualJKO:
         if self.instance_noise:
             y = add_instance_noise(y, k, generator=self._noise_generator)
         if self.r1 > 0:
-            v_real, grad = r1_penalty(self._potential_values, y)
+            v_real, grad = value_and_input_grad(self._potential_values, y)
         else:
             v_real, grad = self._potential_values(y), None
         x0 = self._draw(source, b, "source")
