@@ -849,20 +849,14 @@ class Trainer:
 
     def _adversary_loss(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Critic loss of a parametric JKO step: minus the bound, plus R1 / WGAN-GP (as ParametricJKO)."""
-        bound = self.objective.bound(critic, x, y)
-        loss = -bound
-        if self.cfg.r1 > 0 or self.cfg.gp > 0:
-            fn = self.objective.penalty_function(critic, x, y)
-            if self.cfg.r1 > 0:
-                loss = loss + 0.5 * self.cfg.r1 * _critics.r1_penalty(fn, y)
-            if self.cfg.gp > 0:
-                loss = loss + self.cfg.gp * _critics.gradient_penalty(fn, x, y, generator=self.g_cpu)
+        cfg = self.cfg
+        loss, bound = self.objective.critic_loss(critic, x, y, r1=cfg.r1, gp=cfg.gp, generator=self.g_cpu)
         return loss, bound.detach()
 
     def _sjko_potential_loss(self, potential: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """S-JKO potential loss ``E v(T(x)) + E Psi*(-v(y)) + r1/2 E|grad v(y)|^2`` (KL)."""
         if self.cfg.r1 > 0:
-            v_real, grad = _sjko.r1_penalty(potential, y)
+            v_real, grad = _critics.value_and_input_grad(potential, y)
         else:
             v_real, grad = potential(y), None
         loss = _sjko.potential_loss(potential(x), v_real, "kl", grad_real=grad, r1=self.cfg.r1)
@@ -954,7 +948,7 @@ class Trainer:
             x_old = self._reference(z, self.step)
             if cfg.method == "sjko":
                 loss_g = _sjko.map_loss(x, x_old, self.critic(x), cfg.tau, per_dim_average=True)
-                transport = _sjko.transport_cost(x.detach(), x_old, cfg.tau, per_dim_average=True).mean()
+                transport = _jko.proximal_cost(x.detach(), x_old, cfg.tau, per_dim_average=True).mean()
             else:
                 transport = _jko.proximal_cost(x, x_old, cfg.tau, per_dim_average=True).mean()
                 loss_g = transport + self.objective.map_term(self.critic, x, y)

@@ -61,6 +61,8 @@ __all__ = [
     "logistic_loss",
     "r1_penalty",
     "gradient_penalty",
+    "value_and_input_grad",
+    "add_penalties",
     "CriticHistory",
     "fit_critic",
     "LogisticRatio",
@@ -246,11 +248,64 @@ def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
     return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
 
 
-def _input_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+def _value_and_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
     z = z.detach().requires_grad_(True)
     out = critic(z)
     (g,) = torch.autograd.grad(out.sum(), z, create_graph=True)
-    return g
+    return out, g
+
+
+def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Critic values and their input gradients at points, from one forward pass (for R1).
+
+    .. math::
+
+        y_j \mapsto \big(h(y_j),\ \nabla_y h(y_j)\big), \qquad
+        R_1(h) = \mathbb E_{y\sim\nu} |\nabla h(y)|^2 .
+
+    S-JKO's potential loss needs both :math:`v(y)` and :math:`\nabla v(y)` at the same data points;
+    one pass gives both (:func:`r1_penalty` is the mean squared norm of the second). A per-step
+    primitive: shapes are checked, values are not (no device synchronisation).
+
+    Parameters
+    ----------
+    critic : callable
+        :math:`h` (or a potential :math:`v`), mapping ``(m, ...)`` to ``(m,)`` or ``(m, 1)``.
+    y : Tensor, shape (m, ...)
+        Points (detached from any graph; a leaf copy is made).
+
+    Returns
+    -------
+    values : Tensor, shape of ``critic(y)``
+        Differentiable in the critic's parameters.
+    grad : Tensor, shape (m, ...)
+        :math:`\nabla h(y_j)`, with a graph (``create_graph=True``) so that a penalty on it trains
+        the critic.
+
+    Used in: chapter 7 (the S-JKO potential with R1), chapter 10.
+
+    References
+    ----------
+    Mescheder, Geiger, Nowozin (2018). Which training methods for GANs do actually converge? ICML.
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim < 2 or y.shape[0] < 1:
+        raise ValueError(f"y must have shape (m, ...) with m >= 1, got {tuple(y.shape)}")
+    return _value_and_grad(critic, y)
+
+
+def _r1(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+    _, g = _value_and_grad(critic, y)
+    return (g**2).sum(dim=1).mean()
+
+
+def _gp(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, generator) -> Tensor:
+    k = min(x.shape[0], y.shape[0])
+    t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
+    xh = t * x[:k].detach() + (1 - t) * y[:k].detach()
+    _, g = _value_and_grad(critic, xh)
+    return ((g.norm(dim=1) - 1) ** 2).mean()
 
 
 def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
@@ -280,9 +335,7 @@ def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     ----------
     Mescheder, Geiger, Nowozin (2018). Which training methods for GANs do actually converge? ICML.
     """
-    y = check_samples(y, "y")
-    g = _input_grad(critic, y)
-    return (g**2).sum(dim=1).mean()
+    return _r1(critic, check_samples(y, "y"))
 
 
 def gradient_penalty(
@@ -325,11 +378,58 @@ def gradient_penalty(
     x = check_samples(x, "x")
     y = check_samples(y, "y")
     check_same_dim(x, y)
-    k = min(x.shape[0], y.shape[0])
-    t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
-    xh = t * x[:k].detach() + (1 - t) * y[:k].detach()
-    g = _input_grad(critic, xh)
-    return ((g.norm(dim=1) - 1) ** 2).mean()
+    return _gp(critic, x, y, generator)
+
+
+def add_penalties(
+    loss: Tensor,
+    critic: Callable[[Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    *,
+    r1: float = 0.0,
+    gp: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""A critic's loss with its gradient penalties: the one place they are added.
+
+    .. math::
+
+        \mathcal L + \frac{\gamma}{2}\, \mathbb E_{y\sim\nu} |\nabla h(y)|^2
+        + \lambda\, \mathbb E\big(|\nabla h(\hat x)| - 1\big)^2
+
+    (:func:`r1_penalty` with weight ``r1`` :math:`= \gamma`, :func:`gradient_penalty` with weight
+    ``gp`` :math:`= \lambda`; a zero weight skips its term). Called at every critic step of the
+    training loops (:func:`fit_critic`, :func:`logistic_ratio`,
+    :meth:`gwf_tutorial.jko.CriticObjective.critic_loss`): the loops check their samples and weights
+    once at their entry points, so nothing is checked here (no device synchronisation).
+
+    Parameters
+    ----------
+    loss : Tensor, shape ()
+        The critic's loss without penalties (e.g. minus its bound).
+    critic : callable
+        The function the penalties act on, ``(k, d) -> (k,)`` or ``(k, 1)``.
+    x : Tensor, shape (n, d)
+        Model samples (the interpolates of the gradient penalty).
+    y : Tensor, shape (m, d)
+        Data samples.
+    r1, gp : float, default 0
+        Weights :math:`\gamma, \lambda \ge 0`.
+    generator : torch.Generator, optional
+        Draws the interpolation weights.
+
+    Returns
+    -------
+    Tensor, shape ()
+
+    Used in: chapter 4 (critics with R1), chapter 5 (WGAN-GP), chapter 10.
+    """
+    if r1 > 0:
+        loss = loss + 0.5 * r1 * _r1(critic, y)
+    if gp > 0:
+        loss = loss + gp * _gp(critic, x, y, generator)
+    return loss
 
 
 @dataclass
@@ -365,13 +465,9 @@ def _batch(z: Tensor, batch_size: int | None, generator: torch.Generator | None)
     return z[idx.to(z.device)]
 
 
-def _penalties(critic, xb, yb, r1, gp, generator) -> Tensor:
-    pen = xb.new_zeros(())
-    if r1 > 0:
-        pen = pen + 0.5 * r1 * r1_penalty(critic, yb)
-    if gp > 0:
-        pen = pen + gp * gradient_penalty(critic, xb, yb, generator=generator)
-    return pen
+def _column(out: Tensor) -> Tensor:
+    """A critic's ``(n, 1)`` output as ``(n,)`` (an ``(n,)`` output passes through)."""
+    return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
 
 
 def _train(
@@ -397,8 +493,8 @@ def _train(
     for it in bar:
         xb = _batch(x, batch_size, generator)
         yb = _batch(y, batch_size, generator)
-        base = loss_fn(net(xb), net(yb))
-        pen = _penalties(net, xb, yb, r1, gp, generator)
+        base = loss_fn(_column(net(xb)), _column(net(yb)))
+        pen = add_penalties(xb.new_zeros(()), net, xb, yb, r1=r1, gp=gp, generator=generator)
         loss = base + pen
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -594,9 +690,9 @@ def logistic_ratio(
         Model samples :math:`\rho` (label 0).
     y : Tensor, shape (m, d)
         Data samples :math:`\nu` (label 1).
-    net : Critic, optional
-        Classifier to train in place (warm start); default a new ``Critic(d, None, hidden,
-        depth, activation)`` in the dtype of ``x``.
+    net : torch.nn.Module, optional
+        Classifier ``(n, d) -> (n,)`` or ``(n, 1)`` to train in place (warm start); default a new
+        ``Critic(d, None, hidden, depth, activation)`` in the dtype of ``x``.
     n_iters : int, default 500
     lr : float, default 1e-3
     hidden, depth : int
@@ -615,7 +711,8 @@ def logistic_ratio(
     LogisticRatio
         ``.logit(z)``, ``.log_ratio(z)``, ``.ratio(z)``, each ``(k, d) -> (k,)``.
 
-    Used in: chapter 4 (VGrow/EPT and DGflow read the ratio off a classifier).
+    Used in: chapter 4 (VGrow/EPT and DGflow read the ratio off a classifier), chapter 8
+    (:class:`gwf_tutorial.drifting.CriticDrift` refits one at every step).
 
     References
     ----------

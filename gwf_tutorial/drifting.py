@@ -66,6 +66,7 @@ from gwf_tutorial._validation import (
     check_same_dim,
     check_samples,
 )
+from gwf_tutorial.critics import logistic_ratio
 from gwf_tutorial.train import atomic_save, rng_state, set_rng_state
 from gwf_tutorial.train import progress as _progress
 
@@ -1261,14 +1262,11 @@ class CriticDrift(_SampleDrift):
             self.critic = MLP(x.shape[1], 1, self.hidden, self.depth, "silu", dtype=x.dtype).to(x.device)
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
-        softplus = nn.functional.softplus
-        with torch.enable_grad():
-            for _ in range(self.n_iters):
-                loss = softplus(-self._critic_out(y_pos)).mean() + softplus(self._critic_out(x)).mean()
-                self._optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self._optimizer.step()
-        self.last_loss = float(loss.detach())
+        with torch.enable_grad():  # the logistic loss, trained full batch by critics.logistic_ratio
+            fitted = logistic_ratio(
+                x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer, show_progress=False
+            )
+        self.last_loss = fitted.history.loss[-1]
         return self.last_loss
 
     def state_dict(self) -> dict:

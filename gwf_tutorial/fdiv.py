@@ -77,6 +77,9 @@ __all__ = [
     "get_fdivergence",
     "dv_bound",
     "variational_bound",
+    "PSI_STAR",
+    "PSI_F",
+    "psi_star",
 ]
 
 _LOG2 = math.log(2.0)
@@ -343,10 +346,13 @@ class FDivergence:
 
         Used in: chapter 5 (GAN losses of the JKO loop with a confident discriminator).
         """
-        v = _tensor(v, "v")
+        return self._conjugate_activated(_tensor(v, "v"))
+
+    def _conjugate_activated(self, v: Tensor) -> Tensor:
+        """:meth:`conjugate_activated` without the NaN check (per-step calls of the training loops)."""
         if self.conjugate_of_activation is not None:
             return self.conjugate_of_activation(v)
-        return self.conjugate(self.activation(v))
+        return self._conjugate(self.activation(v))
 
     def conjugate(self, s) -> Tensor:
         r"""Convex conjugate :math:`f^*(s) = \sup_{t \ge 0} st - f(t)`, ``+inf`` off its domain.
@@ -368,7 +374,10 @@ class FDivergence:
 
         Used in: chapter 4 (variational bound), 7 (S-JKO semi-dual).
         """
-        s = _tensor(s, "s")
+        return self._conjugate(_tensor(s, "s"))
+
+    def _conjugate(self, s: Tensor) -> Tensor:
+        """:meth:`conjugate` without the NaN check (per-step calls of the training loops)."""
         if math.isinf(self.domain_upper):
             return self.conjugate_fn(s)
         return _on_domain(s, s < self.domain_upper, self.domain_upper - 1.0, self.conjugate_fn)
@@ -613,7 +622,103 @@ def get_fdivergence(name: str | FDivergence) -> FDivergence:
     return FDIVERGENCES[key]
 
 
-def _check_critic_values(h_x, h_y) -> tuple[Tensor, Tensor]:
+# ---------------------------------------------------------------------------------------------
+# The S-JKO conjugates Psi* and the generators f they are the conjugates of
+# ---------------------------------------------------------------------------------------------
+
+
+def _psi_star_kl(s: Tensor) -> Tensor:
+    return torch.expm1(s)
+
+
+def _psi_star_chi2(s: Tensor) -> Tensor:
+    u = F.relu(s + 2.0) - 2.0  # = max(s, -2)
+    return u + 0.25 * u * u
+
+
+def _psi_star_js(s: Tensor) -> Tensor:
+    return 2.0 * F.softplus(s) - 2.0 * math.log(2.0)
+
+
+#: The conjugates :math:`\Psi^*(s)` used by S-JKO (official names in parentheses):
+#:
+#: - ``"kl"`` (kl): :math:`e^s - 1`, conjugate of the centred KL generator
+#:   :math:`f(t) = t\log t - t + 1`; in terms of :data:`KL` (:math:`f = t\log
+#:   t`, :math:`f^*(s) = e^{s-1}`) it is :math:`f^*(s + 1) - 1`. The generators differ by
+#:   :math:`1 - t`, which integrates to 0 between probability measures, so :math:`D_\Psi =
+#:   \mathrm{KL}` either way; the centred one makes the optimal potential
+#:   :math:`v^* = -\log(\mathrm d\rho_{k+1}/\mathrm d\nu)` (no shift by 1);
+#: - ``"chi2"`` (chi): :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1`, conjugate of the
+#:   Pearson generator :math:`f(t) = (t - 1)^2` on :math:`t \ge 0`
+#:   (= :data:`PEARSON_CHI2` ``.conjugate``);
+#: - ``"js"`` (softplus): :math:`2\,\mathrm{softplus}(s) - 2\log 2`, conjugate of
+#:   :math:`f(t) = t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e.
+#:   :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu, 2\nu - \mu)` (a Jensen--Shannon-type divergence
+#:   whose density ratio is capped at 2).
+#:
+#: All three satisfy :math:`\Psi^*(0) = 0` and :math:`\Psi^{*\prime}(0) = 1`.
+PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
+    "kl": _psi_star_kl,
+    "chi2": _psi_star_chi2,
+    "js": _psi_star_js,
+}
+
+#: The generators :math:`f` (of :math:`D_f(\mu\|\nu) = \int f(\mathrm d\mu / \mathrm d\nu)\,
+#: \mathrm d\nu`) whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
+PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
+    "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
+    "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
+    "js": lambda t: torch.where(
+        (t >= 0) & (t <= 2),
+        torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
+        torch.full_like(t, math.inf),
+    ),
+}
+
+_PSI_ALIASES = {"chi": "chi2", "softplus": "js"}
+
+
+def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    r"""Return the conjugate :math:`\Psi^*` of an S-JKO divergence, by name or as given.
+
+    .. math::
+
+        \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad
+        \Psi^*_{\chi^2}(s) = \begin{cases} s + s^2/4 & s \ge -2 \\ -1 & s < -2 \end{cases},
+        \quad \Psi^*_{\mathrm{js}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
+
+    Parameters
+    ----------
+    divergence : str or callable
+        ``"kl"``, ``"chi2"`` (alias ``"chi"``), ``"js"`` (alias ``"softplus"``, the official
+        code's name), or a callable ``Tensor -> Tensor`` used as :math:`\Psi^*` (elementwise,
+        convex, non-decreasing).
+
+    Returns
+    -------
+    callable
+        Elementwise map, shape preserving.
+
+    Used in: chapter 7 (S-JKO losses).
+
+    References
+    ----------
+    Choi et al. (2024), ``utils.select_phi`` of the official code; see :data:`PSI_STAR`.
+    """
+    if callable(divergence):
+        return divergence
+    if not isinstance(divergence, str):
+        raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
+    name = _PSI_ALIASES.get(divergence, divergence)
+    if name not in PSI_STAR:
+        raise ValueError(
+            f"divergence must be one of {sorted(PSI_STAR) + sorted(_PSI_ALIASES)}, got {divergence!r}"
+        )
+    return PSI_STAR[name]
+
+
+
+def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]:
     for t, nm in ((h_x, "h_x"), (h_y, "h_y")):
         if not isinstance(t, Tensor):
             raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
@@ -621,9 +726,19 @@ def _check_critic_values(h_x, h_y) -> tuple[Tensor, Tensor]:
             raise ValueError(f"{nm} must not be empty")
         if t.ndim == 2 and t.shape[1] != 1 or t.ndim > 2:
             raise ValueError(f"{nm} must have shape (n,) or (n, 1), got {tuple(t.shape)}")
-        if torch.isnan(t).any():
+        if check_nan and torch.isnan(t).any():
             raise ValueError(f"{nm} contains NaN values")
     return h_x.reshape(-1), h_y.reshape(-1)
+
+
+def _bound(fdiv: FDivergence, h_x: Tensor, h_y: Tensor, *, check_nan: bool = True) -> Tensor:
+    """The variational (or DV) bound. The training loops call it with ``check_nan=False`` at every
+    critic step: their samples are checked once at the entry points, and a NaN test is a device
+    synchronisation."""
+    h_x, h_y = _critic_values(h_x, h_y, check_nan=check_nan)
+    if fdiv.dv:
+        return h_x.mean() - (torch.logsumexp(h_y, dim=0) - math.log(h_y.numel()))
+    return h_x.mean() - fdiv._conjugate(h_y).mean()
 
 
 def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
@@ -657,8 +772,7 @@ def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
     expectations for large time IV. Comm. Pure Appl. Math.
     Belghazi, M. I. et al. (2018). Mutual information neural estimation. ICML.
     """
-    h_x, h_y = _check_critic_values(h_x, h_y)
-    return h_x.mean() - (torch.logsumexp(h_y, dim=0) - math.log(h_y.numel()))
+    return _bound(KL_DV, h_x, h_y)
 
 
 def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
@@ -691,8 +805,4 @@ def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tens
     ----------
     Nguyen, Wainwright, Jordan (2010); Nowozin, Cseke, Tomioka (2016), f-GAN.
     """
-    fdiv = get_fdivergence(fdiv)
-    if fdiv.dv:
-        return dv_bound(h_x, h_y)
-    h_x, h_y = _check_critic_values(h_x, h_y)
-    return h_x.mean() - fdiv.conjugate(h_y).mean()
+    return _bound(get_fdivergence(fdiv), h_x, h_y)

@@ -89,8 +89,8 @@ from gwf_tutorial._validation import (
     check_same_dim,
     check_samples,
 )
-from gwf_tutorial.critics import Critic, LearnedKernel, gradient_penalty, r1_penalty
-from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence, variational_bound
+from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
 from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
 from gwf_tutorial.train import atomic_save, make_generator, progress
@@ -143,7 +143,8 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
         \quad\text{or, with per-dimension averaging,}\quad \frac{|x_i - x_i'|^2}{2\tau d}.
 
     Both official codes (GWF and S-JKO) average over the :math:`d` coordinates, which is the
-    math's step with :math:`\tau` replaced by :math:`\tau d`; the default is the math.
+    math's step with :math:`\tau` replaced by :math:`\tau d`; the default is the math. The one
+    proximal cost of the library: S-JKO uses it too (``sjko.transport_cost`` is this function).
 
     Parameters
     ----------
@@ -160,7 +161,7 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
     -------
     Tensor, shape (n,)
 
-    Used in: chapter 4 (the parametric JKO step), chapter 6.
+    Used in: chapter 4 (the parametric JKO step), chapter 6, chapter 7 (as ``sjko.transport_cost``).
 
     References
     ----------
@@ -522,6 +523,53 @@ class CriticObjective:
         """
         return critic
 
+    def critic_loss(
+        self,
+        critic: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        *,
+        r1: float = 0.0,
+        gp: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        r"""The critic's loss: minus its bound, plus R1 / WGAN-GP on :meth:`penalty_function`.
+
+        .. math::
+
+            \mathcal L(c) = -\widehat B(c; x, y) + \frac{\gamma}{2} R_1(u) + \lambda\, GP(u),
+            \qquad u = \text{penalty\_function}(c, x, y)
+
+        (the penalties of :func:`gwf_tutorial.critics.add_penalties`).
+
+        Parameters
+        ----------
+        critic : nn.Module
+        x : Tensor, shape (n, d)
+            Model samples (no graph to the map).
+        y : Tensor, shape (m, d)
+            Data samples.
+        r1, gp : float, default 0
+            Penalty weights :math:`\gamma, \lambda \ge 0`.
+        generator : torch.Generator, optional
+            Draws the gradient penalty's interpolation weights.
+
+        Returns
+        -------
+        loss : Tensor, shape ()
+            Differentiable in the critic's parameters.
+        bound : Tensor, shape ()
+            :math:`\widehat B(c; x, y)`, with its graph.
+
+        Used in: chapter 5 (critic steps of :class:`ParametricJKO`), chapter 10.
+        """
+        bound = self.bound(critic, x, y)
+        loss = -bound
+        if r1 > 0 or gp > 0:
+            fn = self.penalty_function(critic, x, y)
+            loss = add_penalties(loss, fn, x, y, r1=r1, gp=gp, generator=generator)
+        return loss, bound
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -585,16 +633,16 @@ class VariationalFDivergence(CriticObjective):
         return Critic(dim, self.fdiv, hidden=hidden, depth=depth, dtype=dtype)
 
     def bound(self, critic, x, y):
-        h_x, h_y = critic(x), critic(y)
+        h_x, h_y = critic(x), critic(y)  # no NaN check per step (a device synchronisation)
         if self.symmetric:
-            return variational_bound(self.fdiv, h_y, h_x)
-        return variational_bound(self.fdiv, h_x, h_y)
+            return _bound(self.fdiv, h_y, h_x, check_nan=False)
+        return _bound(self.fdiv, h_x, h_y, check_nan=False)
 
     def _conjugate_of_critic(self, critic, x, h):
         """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
         if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
-            return self.fdiv.conjugate_activated(_batch_values(critic.raw(x), "x"))
-        return self.fdiv.conjugate(h)
+            return self.fdiv._conjugate_activated(_batch_values(critic.raw(x), "x"))
+        return self.fdiv._conjugate(h)
 
     def map_term(self, critic, x, y):
         h = _batch_values(critic(x), "x")
@@ -1431,14 +1479,7 @@ class ParametricJKO:
         bound = 0.0
         for _ in range(self.critic_steps):
             y = self._draw(self.data, self.batch_size, "data", self.generator)
-            b = adv.bound(critic, x_fake, y)
-            loss = -b
-            if self.r1 > 0 or self.gp > 0:
-                fn = adv.penalty_function(critic, x_fake, y)
-                if self.r1 > 0:
-                    loss = loss + 0.5 * self.r1 * r1_penalty(fn, y)
-                if self.gp > 0:
-                    loss = loss + self.gp * gradient_penalty(fn, x_fake, y, generator=self.generator)
+            loss, b = adv.critic_loss(critic, x_fake, y, r1=self.r1, gp=self.gp, generator=self.generator)
             self.opt_critic.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_critic.step()

@@ -70,7 +70,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
@@ -81,8 +80,13 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
 )
+from gwf_tutorial.critics import value_and_input_grad
+from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
+from gwf_tutorial.jko import proximal_cost
 from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
 
+# PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
+# re-exported here because chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
 __all__ = [
     "PSI_STAR",
     "PSI_F",
@@ -92,7 +96,6 @@ __all__ = [
     "potential_loss",
     "map_loss",
     "semi_dual_objective",
-    "r1_penalty",
     "add_instance_noise",
     "QuadraticPotential",
     "LatentMap",
@@ -101,101 +104,6 @@ __all__ = [
     "toy_trainer",
     "affine_trainer",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# The divergences: Psi* and the f it is the convex conjugate of
-# ---------------------------------------------------------------------------------------------
-
-
-def _psi_star_kl(s: Tensor) -> Tensor:
-    return torch.expm1(s)
-
-
-def _psi_star_chi2(s: Tensor) -> Tensor:
-    u = F.relu(s + 2.0) - 2.0  # = max(s, -2)
-    return u + 0.25 * u * u
-
-
-def _psi_star_js(s: Tensor) -> Tensor:
-    return 2.0 * F.softplus(s) - 2.0 * math.log(2.0)
-
-
-#: The conjugates :math:`\Psi^*(s)` used by S-JKO (official names in parentheses):
-#:
-#: - ``"kl"`` (kl): :math:`e^s - 1`, conjugate of the centred KL generator
-#:   :math:`f(t) = t\log t - t + 1`; in terms of :data:`gwf_tutorial.fdiv.KL` (:math:`f = t\log
-#:   t`, :math:`f^*(s) = e^{s-1}`) it is :math:`f^*(s + 1) - 1`. The generators differ by
-#:   :math:`1 - t`, which integrates to 0 between probability measures, so :math:`D_\Psi =
-#:   \mathrm{KL}` either way; the centred one makes the optimal potential
-#:   :math:`v^* = -\log(\mathrm d\rho_{k+1}/\mathrm d\nu)` (no shift by 1);
-#: - ``"chi2"`` (chi): :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1`, conjugate of the
-#:   Pearson generator :math:`f(t) = (t - 1)^2` on :math:`t \ge 0`
-#:   (= :data:`gwf_tutorial.fdiv.PEARSON_CHI2` ``.conjugate``);
-#: - ``"js"`` (softplus): :math:`2\,\mathrm{softplus}(s) - 2\log 2`, conjugate of
-#:   :math:`f(t) = t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e.
-#:   :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu, 2\nu - \mu)` (a Jensen--Shannon-type divergence
-#:   whose density ratio is capped at 2).
-#:
-#: All three satisfy :math:`\Psi^*(0) = 0` and :math:`\Psi^{*\prime}(0) = 1`.
-PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": _psi_star_kl,
-    "chi2": _psi_star_chi2,
-    "js": _psi_star_js,
-}
-
-#: The generators :math:`f` (of :math:`D_f(\mu\|\nu) = \int f(\mathrm d\mu / \mathrm d\nu)\,
-#: \mathrm d\nu`) whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
-PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
-    "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
-    "js": lambda t: torch.where(
-        (t >= 0) & (t <= 2),
-        torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
-        torch.full_like(t, math.inf),
-    ),
-}
-
-_ALIASES = {"chi": "chi2", "softplus": "js"}
-
-
-def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    r"""Return the conjugate :math:`\Psi^*` of an S-JKO divergence, by name or as given.
-
-    .. math::
-
-        \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad
-        \Psi^*_{\chi^2}(s) = \begin{cases} s + s^2/4 & s \ge -2 \\ -1 & s < -2 \end{cases},
-        \quad \Psi^*_{\mathrm{js}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
-
-    Parameters
-    ----------
-    divergence : str or callable
-        ``"kl"``, ``"chi2"`` (alias ``"chi"``), ``"js"`` (alias ``"softplus"``, the official
-        code's name), or a callable ``Tensor -> Tensor`` used as :math:`\Psi^*` (elementwise,
-        convex, non-decreasing).
-
-    Returns
-    -------
-    callable
-        Elementwise map, shape preserving.
-
-    Used in: chapter 7 (S-JKO losses).
-
-    References
-    ----------
-    Choi et al. (2024), ``utils.select_phi`` of the official code; see :data:`PSI_STAR`.
-    """
-    if callable(divergence):
-        return divergence
-    if not isinstance(divergence, str):
-        raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
-    name = _ALIASES.get(divergence, divergence)
-    if name not in PSI_STAR:
-        raise ValueError(
-            f"divergence must be one of {sorted(PSI_STAR) + sorted(_ALIASES)}, got {divergence!r}"
-        )
-    return PSI_STAR[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,44 +141,10 @@ def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
     return (w * values).sum() / total
 
 
-def transport_cost(x: Tensor, y: Tensor, tau: float, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample quadratic transport cost of a JKO step.
-
-    .. math::
-
-        c_\tau(x_i, y_i) = \frac{|x_i - y_i|^2}{2\tau}
-        \quad\text{or, averaged over dimensions,}\quad \frac{|x_i - y_i|^2}{2\tau d}.
-
-    The official S-JKO (and GWF) code averages over the d coordinates (the second form, a step
-    :math:`\tau d` in the math's units; see :func:`tau_from_h`); the default is the math.
-
-    Parameters
-    ----------
-    x, y : Tensor, shape (n, ...)
-        Paired points (flattened to ``(n, d)``).
-    tau : float
-        JKO step, ``> 0``.
-    per_dim_average : bool, default False
-        Divide by the dimension d as the official code does.
-
-    Returns
-    -------
-    Tensor, shape (n,)
-
-    Used in: chapter 7.
-    """
-    tau = check_positive(tau, "tau")
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("x and y must be torch tensors")
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.shape != y.shape or x.ndim < 2:
-        raise ValueError(
-            f"x and y must have the same shape (n, ...), got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    sq = _flat(x - y).pow(2)
-    sq = sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)
-    return sq / (2.0 * tau)
+#: The per-sample cost :math:`c_\tau(x, y) = |x - y|^2 / (2\tau)` (or :math:`/(2\tau d)` with
+#: ``per_dim_average=True``): the one proximal cost of the library, :func:`gwf_tutorial.jko.proximal_cost`,
+#: under the name chapter 7 uses.
+transport_cost = proximal_cost
 
 
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
@@ -279,7 +153,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     The official S-JKO code minimises ``0.5 * c / h - v`` with ``c`` the squared distance averaged
     over the d coordinates, i.e. the cost :math:`|x - y|^2 / (2 h d)`. The library's cost is
     :math:`|x - y|^2 / (2\tau)` (summed), or :math:`|x - y|^2 / (2\tau d)` with
-    ``per_dim_average=True`` (see :func:`transport_cost`), so
+    ``per_dim_average=True`` (see :func:`~gwf_tutorial.jko.proximal_cost`), so
 
     .. math::
 
@@ -339,7 +213,8 @@ def potential_loss(
     divergence : str or callable, default "kl"
         See :func:`psi_star`.
     grad_real : Tensor, shape (m, ...), optional
-        :math:`\nabla v(y_j)`, needed when ``r1 > 0`` (see :func:`r1_penalty`).
+        :math:`\nabla v(y_j)`, needed when ``r1 > 0`` (see
+        :func:`gwf_tutorial.critics.value_and_input_grad`).
     r1 : float, default 0
         R1 weight :math:`\lambda \ge 0` (official code: 0.2).
     source_weights : Tensor, shape (n,), optional
@@ -393,7 +268,7 @@ def map_loss(
         L_T = \mathbb E\big[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))\big],
 
     with :math:`T_{\mathrm{old}}(x)` the point of :math:`\rho_k` (the source itself in the composed
-    parametrization) and :math:`c_\tau` of :func:`transport_cost`.
+    parametrization) and :math:`c_\tau` of :func:`~gwf_tutorial.jko.proximal_cost`.
 
     Parameters
     ----------
@@ -426,7 +301,7 @@ def map_loss(
         if t.ndim < 2 or t.shape[0] < 1:
             raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {tuple(t.shape)}")
     v_new = _as_values(v_new, "v_new")
-    cost = transport_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
+    cost = proximal_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
     if cost.shape != v_new.shape:
         raise ValueError(f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}")
     return _weighted_mean(cost - v_new, source_weights, "source_weights")
@@ -454,7 +329,7 @@ def semi_dual_objective(
     Parameters
     ----------
     cost : Tensor, shape (n,)
-        :math:`c_\tau(x_i, T(x_i))` (see :func:`transport_cost`).
+        :math:`c_\tau(x_i, T(x_i))` (see :func:`~gwf_tutorial.jko.proximal_cost`).
     v_fake : Tensor, shape (n,) or (n, 1)
         :math:`v(T(x_i))`.
     v_real : Tensor, shape (m,) or (m, 1)
@@ -480,45 +355,6 @@ def semi_dual_objective(
     return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _weighted_mean(
         psi(-v_real), data_weights, "data_weights"
     )
-
-
-def r1_penalty(potential: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Potential values and input gradients at data points, for the R1 penalty.
-
-    .. math::
-
-        \mathrm{R1}(v) = \mathbb E_{y\sim\nu}\, |\nabla_y v(y)|^2 .
-
-    Parameters
-    ----------
-    potential : callable
-        :math:`v`, mapping ``(m, ...)`` to ``(m,)`` or ``(m, 1)``.
-    y : Tensor, shape (m, ...)
-        Points (detached from any graph; a leaf copy is made).
-
-    Returns
-    -------
-    v : Tensor, shape (m,)
-        :math:`v(y_j)`, differentiable in the potential's parameters.
-    grad : Tensor, shape (m, ...)
-        :math:`\nabla v(y_j)`, with a graph (``create_graph=True``) so that the penalty trains
-        the potential.
-
-    Used in: chapter 7.
-
-    References
-    ----------
-    Mescheder, L., Geiger, A., Nowozin, S. (2018). Which training methods for GANs do actually
-    converge? ICML.
-    """
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-    if y.ndim < 2 or y.shape[0] < 1:
-        raise ValueError(f"y must have shape (m, ...) with m >= 1, got {tuple(y.shape)}")
-    y = y.detach().requires_grad_(True)
-    v = _as_values(potential(y), "potential(y)")
-    (grad,) = torch.autograd.grad(v.sum(), y, create_graph=True)
-    return v, grad
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -1144,7 +980,7 @@ class SemiDualJKO:
         if self.instance_noise:
             y = add_instance_noise(y, k, generator=self._noise_generator)
         if self.r1 > 0:
-            v_real, grad = r1_penalty(self._potential_values, y)
+            v_real, grad = value_and_input_grad(self._potential_values, y)
         else:
             v_real, grad = self._potential_values(y), None
         x0 = self._draw(source, b, "source")

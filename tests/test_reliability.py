@@ -200,6 +200,11 @@ spec("critics.critic_loss", critics.critic_loss, lambda: dict(fdiv="kl", h_x=V()
 spec("critics.dv_loss", critics.dv_loss, lambda: dict(h_x=V(), h_y=V(7)), vectors=("h_x", "h_y"))
 spec("critics.logistic_loss", critics.logistic_loss, lambda: dict(d_x=V(), d_y=V(7)), vectors=("d_x", "d_y"))
 spec("critics.r1_penalty", critics.r1_penalty, lambda: dict(critic=critic2(), y=S()), samples=("y",))
+spec("critics.value_and_input_grad", critics.value_and_input_grad, lambda: dict(critic=critic2(), y=S()),
+     samples=("y",), nan=False)
+spec("critics.add_penalties", critics.add_penalties,
+     lambda: dict(loss=torch.zeros(()), critic=critic2(), x=S(), y=S(seed=1), r1=1.0, gp=1.0), nan=False,
+     empty=False)
 spec("critics.gradient_penalty", critics.gradient_penalty, lambda: dict(critic=critic2(), x=S(), y=S(seed=1)),
      samples=("x", "y"), pairs=(("x", "y"),))
 spec("critics.fit_critic", critics.fit_critic, lambda: dict(critic=critic2(), x=S(), y=S(7), fdiv="kl",
@@ -294,10 +299,8 @@ spec("fflows.get_velocity_factor", fflows.get_velocity_factor, lambda: dict(fdiv
 
 # --- sjko ----------------------------------------------------------------------------------------------
 spec("sjko.tau_from_h", sjko.tau_from_h, lambda: dict(h=0.1, dim=3), positive=("h",), ints=("dim",))
-spec("sjko.psi_star", sjko.psi_star, lambda: dict(divergence="kl"),
+spec("fdiv.psi_star", fdiv.psi_star, lambda: dict(divergence="kl"),
      extra=[("unknown", dict(divergence="nope"), "divergence")])
-spec("sjko.transport_cost", sjko.transport_cost, lambda: dict(x=S(), y=S(seed=1), tau=1.0),
-     samples=("x", "y"), pairs=(("x", "y"),), positive=("tau",), nan=False)
 spec("sjko.potential_loss", sjko.potential_loss, lambda: dict(v_fake=V(), v_real=V(7)),
     vectors=("v_fake", "v_real"),
      extra=[("r1", dict(r1=-1.0), "r1")], nan=False)
@@ -306,7 +309,6 @@ spec("sjko.map_loss", sjko.map_loss, lambda: dict(t_new=S(), t_old=S(seed=1), v_
 spec("sjko.semi_dual_objective", sjko.semi_dual_objective, lambda: dict(cost=V().abs(), v_fake=V(seed=1),
     v_real=V(7)),
      vectors=("cost", "v_fake", "v_real"), nan=False)
-spec("sjko.r1_penalty", sjko.r1_penalty, lambda: dict(potential=critic2(), y=S()), samples=("y",), nan=False)
 spec("sjko.add_instance_noise", sjko.add_instance_noise, lambda: dict(y=S(), k=0),
      samples=("y",), extra=[("k", dict(k=-1), "k")], nan=False)
 spec("sjko.QuadraticPotential", sjko.QuadraticPotential, lambda: dict(dim=2), ints=("dim",))

@@ -15,7 +15,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from gwf_tutorial import fdiv, gaussian, nets, sjko
+from gwf_tutorial import critics, fdiv, gaussian, jko, nets, sjko
 
 DT = torch.float64
 
@@ -124,6 +124,8 @@ def test_psi_star_matches_the_fdiv_catalogue():
     # official names are aliases
     assert sjko.psi_star("chi") is sjko.PSI_STAR["chi2"]
     assert sjko.psi_star("softplus") is sjko.PSI_STAR["js"]
+    # one catalogue: the S-JKO conjugates live in fdiv, sjko re-exports them
+    assert sjko.psi_star is fdiv.psi_star and sjko.PSI_STAR is fdiv.PSI_STAR and sjko.PSI_F is fdiv.PSI_F
 
 
 def test_losses_by_hand():
@@ -137,6 +139,7 @@ def test_losses_by_hand():
     cost = ((x - y) ** 2).sum(1) / (2 * tau)
     assert torch.allclose(sjko.transport_cost(x, y, tau), cost)
     assert torch.allclose(sjko.transport_cost(x, y, tau, per_dim_average=True), cost / 3)
+    assert sjko.transport_cost is jko.proximal_cost  # one proximal cost
     expected = vf.mean() + torch.expm1(-vr[:, 0]).mean() + 0.1 * (grad**2).sum(1).mean()
     got = sjko.potential_loss(vf, vr, "kl", grad_real=grad, r1=0.2)
     assert torch.allclose(got, expected)
@@ -151,8 +154,9 @@ def test_losses_by_hand():
 def test_r1_penalty_gradient_of_a_quadratic():
     v = Quadratic(0.3, -1.2, 0.5)
     y = torch.linspace(-2, 2, 9, dtype=DT)[:, None]
-    vals, grad = sjko.r1_penalty(v, y)
-    assert torch.allclose(vals, 0.3 * y[:, 0] ** 2 - 1.2 * y[:, 0] + 0.5)
+    vals, grad = critics.value_and_input_grad(v, y)  # one R1 in the library: critics'
+    assert torch.allclose(vals.reshape(-1), 0.3 * y[:, 0] ** 2 - 1.2 * y[:, 0] + 0.5)
+    assert torch.allclose(critics.r1_penalty(v, y), (grad**2).sum(1).mean())
     assert torch.allclose(grad[:, 0], 0.6 * y[:, 0] - 1.2)
     # the penalty trains the potential: d/dc (1/2) E|2 c y + e|^2 = E[(2cy + e) 2y]
     pen = 0.5 * (grad**2).sum(1).mean()
