@@ -26,27 +26,23 @@ p(\bar y + \sigma u)`. Step sizes that depend on the target's local scale come f
 from a name: the Langevin and KL steps are :math:`h = c\, d / \overline{|\nabla_u\log p_u(u_j)|^2}`
 (for :math:`\mathcal N(m, s^2 I)` this is :math:`c\,s^2`).
 
-Families (:func:`list_methods`, :func:`method_info`):
+Every method is a function of :mod:`gwf_tutorial.methods`, named as its paper names it, and a row
+of its method map :data:`~gwf_tutorial.methods.METHODS` (function, family, chapter, objective,
+discretization, parametrization, keyword options); :func:`run` dispatches through that row. The
+benchmark's names are keys of the map. Families, in the book's order (:data:`FAMILIES`): ``particle``
+(sliced-W, MMD, Sinkhorn, KL and Langevin particle flows), ``f-flow`` (explicit f-divergence flows:
+f-flow, VGrow, EPT, MonoFlow, DGflow), ``jko`` (GWF for each objective), ``gan`` (the GAN switches
+``tau=None``: GAN, non-saturating GAN, f-GAN, WGAN-GP, MMD-GAN, GMMN), ``s-jko`` and ``drifting``
+(one row per drift field).
 
-- ``particle``: explicit particle flows of sliced Wasserstein, MMD (energy and Gaussian kernels,
-  the latter with noise injection), Sinkhorn, KL (blob, with the target's score) and Langevin
-  (with the target's score) -- :func:`gwf_tutorial.flows.particle_flow`,
-  :func:`gwf_tutorial.flows.langevin`;
-- ``f-flow``: explicit f-divergence flows from samples and their published instances --
-  :func:`~gwf_tutorial.fflows.f_flow`, VGrow, EPT, MonoFlow, DGflow;
-- ``jko``: the parametric JKO step (:class:`~gwf_tutorial.jko.ParametricJKO`) for each objective:
-  KL, KL (Donsker-Varadhan), JS, chi^2, squared Hellinger (critics), MMD (U-statistic), W1
-  (gradient penalty), Sinkhorn and sliced Wasserstein;
-- ``gan``: the GAN switches of the same loop (``tau=None``): minimax and non-saturating GAN,
-  f-GAN (KL), WGAN-GP, MMD-GAN (learned kernel), and a generator trained on a fixed-kernel MMD;
-- ``s-jko``: the semi-dual JKO step (:class:`~gwf_tutorial.sjko.SemiDualJKO`);
-- ``drifting``: a one-step generator trained by :func:`~gwf_tutorial.drifting.train_drifting` with
-  each drift field (paper, Algorithm 2, multi-temperature, MMD, Sinkhorn, sliced W, critic).
-
-``budget_s`` is a *nominal* CPU budget: every iteration count of a method is its recommended
-count times ``budget_s / method_info(m).budget_s`` (at least one). It is not a wall-clock timeout,
-so that a run is a deterministic function of its arguments (same seed, same samples on CPU); the
-benchmark (``benchmarks/run_all.py``) measures the CPU seconds actually spent.
+``budget_s`` is a *nominal* CPU budget: every iteration count of a method (the keywords of
+:data:`SCALED`) is its recommended count times ``budget_s / method_info(m).budget_s`` (at least
+one). The nominal budget ``method_info(m).budget_s`` is a **setting**, the unit of this scaling: it
+was set once to the CPU seconds the recommended settings took (``benchmarks/run_all.py``, one
+thread) and is kept fixed, so that ``run(m, ..., budget_s=b)`` stays the same computation whatever a
+later measurement says. It is not a wall-clock timeout: a run is a deterministic function of its
+arguments (same seed, same samples on CPU). The CPU seconds actually spent are measured by the
+benchmark scripts and stored in their results (``cpu_s`` of ``load_results("run_all")``).
 
 Used in: chapter 11 (benchmark).
 
@@ -74,6 +70,7 @@ from gwf_tutorial.train import make_generator
 
 __all__ = [
     "FAMILIES",
+    "SCALED",
     "MethodInfo",
     "NotApplicableError",
     "Standardizer",
@@ -118,8 +115,9 @@ class MethodInfo:
     settings : str
         The recommended settings (in standardised units, see the module docstring).
     budget_s : float
-        Nominal CPU seconds of the recommended settings: the median measured by
-        ``benchmarks/run_all.py`` (``n_samples = 1000``, one thread, 2-D targets), rounded to 0.5 s.
+        The nominal budget: the ``budget_s`` at which :func:`run` uses the recommended iteration
+        counts (its default). A fixed setting in nominal CPU seconds (see the module docstring); the
+        seconds a run actually takes are measured by ``benchmarks/run_all.py``.
     needs_score : bool
         True when the method needs :math:`\nabla\log p` (the target must have a ``score``).
     chapter : int
@@ -239,7 +237,7 @@ def _draw(target, n: int, generator, dim: int | None) -> Tensor:
 
 
 class _Problem:
-    """Everything a runner needs: standardised data and sampler, seeds, budget factor."""
+    """Everything a method's adapter needs: standardised data and sampler, seeds, budget factor."""
 
     def __init__(self, target, n: int, seed: int, factor: float, progress: bool):
         self.n, self.seed, self.factor, self.progress = n, seed, factor, progress
