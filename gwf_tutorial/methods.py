@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from gwf_tutorial import critics, fflows, flows, functionals, jko, kernels, nets
 from gwf_tutorial import drifting as _drifting
 from gwf_tutorial import sjko as _sjko
+from gwf_tutorial._validation import check_int, check_samples
 
 __all__ = ["FAMILIES", "Method", "METHODS", "sliced_wasserstein_flow", "mmd_flow", "sinkhorn_flow", "kl_flow",
     "langevin", "f_flow", "vgrow", "ept", "monoflow", "dgflow", "gwf", "vwgf", "jko_icnn", "gan", "fgan",
@@ -105,6 +106,7 @@ def _chain(y, objective, tau, n_phases, *, map_net=None, seed=0, progress=False,
            **options) -> jko.ParametricJKO:
     """A parametric JKO chain (``tau=None``: the GAN switch) from N(0, I), run for ``n_phases`` steps."""
     options = dict(batch_size=256, lr=1e-3, lr_critic=1e-3, critic_hidden=64, critic_depth=2) | options
+    y = check_samples(y, "y", min_n=2)
     d = y.shape[1]
     map_net = _identity_map(d) if map_net is None else map_net
     chain = jko.ParametricJKO(
@@ -242,7 +244,7 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
     References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
     transport", 2022.
     """
-    net = _identity_map(x0.shape[1])
+    net = _identity_map(check_samples(x0, "x0").shape[1])
     fflows.vgrow(x0, y, fdiv, step_size, n_steps, generator_net=net, inner_steps=inner_steps,
         fit_iters=fit_iters, lr_generator=lr, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, generator=generator, hidden=hidden, lr=lr_critic,
@@ -337,6 +339,7 @@ def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, 
 
     References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
     """
+    y = check_samples(y, "y", min_n=2)
     objective = _objective(objective, y, objective_generator)
     return _chain(
         y, objective, tau, n_phases, n_iters=n_iters, r1=r1, seed=seed, progress=progress, **options)
@@ -376,7 +379,7 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
 
     References: Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
     """
-    d = source.shape[1] if isinstance(source, Tensor) else dim
+    d = check_samples(source, "source").shape[1] if isinstance(source, Tensor) else check_int(dim, "dim")
     net = nets.GradientMap(nets.ICNN(d, hidden=hidden, depth=depth))
     chain = jko.ParametricJKO(net, jko.PushforwardKL(target), tau, source, n_iters=n_iters, lr=lr,
         batch_size=256, parametrization="composed", seed=seed, show_progress=progress, **options)
@@ -462,6 +465,7 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
     References: Li, Swersky, Zemel, "Generative moment matching networks", ICML 2015; Dziugaite,
     Roy, Ghahramani, UAI 2015.
     """
+    y = check_samples(y, "y", min_n=2)
     return _chain(y, _mmd(y, bandwidths), None, 1, n_iters=n_iters, seed=seed, progress=progress, **options)
 
 
@@ -488,6 +492,7 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
     References: Choi, Choi, Kwon, "Scalable Wasserstein gradient flow for generative modeling
     through unbalanced optimal transport", ICML 2024.
     """
+    y = check_samples(y, "y", min_n=2)
     d = y.shape[1]
     trainer = _sjko.toy_trainer(d, noise_dim=d, seed=seed, dtype=y.dtype, n_iters=n_iters, **options)
     trainer.run(n_phases, _gaussian_source(d), y, progress_bar=progress)
@@ -528,7 +533,7 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
 
     References: Deng et al., "Generative modeling via drifting" (2026).
     """
-    net = nets.MLP(latent_dim, y.shape[1], hidden=64, depth=3)
+    net = nets.MLP(latent_dim, check_samples(y, "y").shape[1], hidden=64, depth=3)
     if isinstance(field, str):
         if field not in DRIFT_FIELDS:
             raise ValueError(f"field must be one of {sorted(DRIFT_FIELDS)} or a DriftField, got {field!r}")

@@ -102,3 +102,16 @@ def test_particle_methods_return_particles_and_trained_methods_a_sampler():
     assert chain.sample(7, generator=train.make_generator(0)).shape == (7, 2)
     trainer = methods.sjko(y, n_phases=1, n_iters=2)
     assert trainer.push(x0).shape == x0.shape
+
+
+def test_bad_data_is_rejected_at_the_method_naming_the_argument():
+    flat = torch.ones(5)
+    for fn in (methods.gwf, methods.gan, methods.gmmn, methods.sjko, methods.drifting):
+        with pytest.raises(ValueError, match=r"y must have shape \(n, d\)"):
+            fn(flat)
+    with pytest.raises(ValueError, match="y must be finite|y.*NaN|y.*finite"):
+        methods.wgan_gp(torch.full((4, 2), float("nan")))
+    with pytest.raises(ValueError, match=r"x0 must have shape \(n, d\)"):
+        methods.vgrow(flat, torch.ones(5, 1))
+    with pytest.raises(TypeError, match="dim"):
+        methods.jko_icnn(lambda x: -(x**2).sum(-1), lambda n, generator=None: torch.randn(n, 2))
