@@ -56,6 +56,7 @@ from _common import DATA, RESULTS, machine_info
 
 # the summaries and goal checks of the committed results live in the package (chapter 11 uses them too)
 from gwf_tutorial.benchmark import GOAL_2X, GOAL_BEST, PEERS, goals, headline, summarize
+from gwf_tutorial.methods import METHODS
 
 TARGETS = ["eight_gaussians", "twenty_five_gaussians", "moons", "swiss_roll", "checkerboard", "rings"]
 SEEDS = [0, 1, 2]
@@ -416,12 +417,17 @@ def markdown(res: dict, side: dict | None = None) -> str:
         )  # fmt: skip
         lines.append(f"- {p['peer']}, {p['target']}: {p['cpu']}, {p['result']}. {mine}.")
     lines.append("")
-    lines += ["## Settings (standardised units)", "", "| method | what | settings | nominal budget s |",
-              "|---|---|---|---:|"]  # fmt: skip
+    lines += ["## Settings (standardised units)", "",
+              "Each method is the function of `gwf_tutorial.methods` named in the second column, with the "
+              "options of its row of `gwf_tutorial.methods.METHODS`.", "",
+              "| method | function | what | settings | nominal budget s |",
+              "|---|---|---|---|---:|"]  # fmt: skip
     for m in methods:
         i = method_info(m)
         what, settings = _esc(i.summary), _esc(i.settings)
-        lines.append(f"| `{m}` | {what} | {settings} | {i.budget_s * meta['budget_scale']:g} |")
+        fn = f"`{METHODS[m].function.__name__}`"
+        budget = i.budget_s * meta["budget_scale"]
+        lines.append(f"| `{m}` | {fn} | {what} | {settings} | {budget:g} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -26,27 +26,23 @@ p(\bar y + \sigma u)`. Step sizes that depend on the target's local scale come f
 from a name: the Langevin and KL steps are :math:`h = c\, d / \overline{|\nabla_u\log p_u(u_j)|^2}`
 (for :math:`\mathcal N(m, s^2 I)` this is :math:`c\,s^2`).
 
-Families (:func:`list_methods`, :func:`method_info`):
+Every method is a function of :mod:`gwf_tutorial.methods`, named as its paper names it, and a row
+of its method map :data:`~gwf_tutorial.methods.METHODS` (function, family, chapter, objective,
+discretization, parametrization, keyword options); :func:`run` dispatches through that row. The
+benchmark's names are keys of the map. Families, in the book's order (:data:`FAMILIES`): ``particle``
+(sliced-W, MMD, Sinkhorn, KL and Langevin particle flows), ``f-flow`` (explicit f-divergence flows:
+f-flow, VGrow, EPT, MonoFlow, DGflow), ``jko`` (GWF for each objective), ``gan`` (the GAN switches
+``tau=None``: GAN, non-saturating GAN, f-GAN, WGAN-GP, MMD-GAN, GMMN), ``s-jko`` and ``drifting``
+(one row per drift field).
 
-- ``particle``: explicit particle flows of sliced Wasserstein, MMD (energy and Gaussian kernels,
-  the latter with noise injection), Sinkhorn, KL (blob, with the target's score) and Langevin
-  (with the target's score) -- :func:`gwf_tutorial.flows.particle_flow`,
-  :func:`gwf_tutorial.flows.langevin`;
-- ``f-flow``: explicit f-divergence flows from samples and their published instances --
-  :func:`~gwf_tutorial.fflows.f_flow`, VGrow, EPT, MonoFlow, DGflow;
-- ``jko``: the parametric JKO step (:class:`~gwf_tutorial.jko.ParametricJKO`) for each objective:
-  KL, KL (Donsker-Varadhan), JS, chi^2, squared Hellinger (critics), MMD (U-statistic), W1
-  (gradient penalty), Sinkhorn and sliced Wasserstein;
-- ``gan``: the GAN switches of the same loop (``tau=None``): minimax and non-saturating GAN,
-  f-GAN (KL), WGAN-GP, MMD-GAN (learned kernel), and a generator trained on a fixed-kernel MMD;
-- ``s-jko``: the semi-dual JKO step (:class:`~gwf_tutorial.sjko.SemiDualJKO`);
-- ``drifting``: a one-step generator trained by :func:`~gwf_tutorial.drifting.train_drifting` with
-  each drift field (paper, Algorithm 2, multi-temperature, MMD, Sinkhorn, sliced W, critic).
-
-``budget_s`` is a *nominal* CPU budget: every iteration count of a method is its recommended
-count times ``budget_s / method_info(m).budget_s`` (at least one). It is not a wall-clock timeout,
-so that a run is a deterministic function of its arguments (same seed, same samples on CPU); the
-benchmark (``benchmarks/run_all.py``) measures the CPU seconds actually spent.
+``budget_s`` is a *nominal* CPU budget: every iteration count of a method (the keywords of
+:data:`SCALED`) is its recommended count times ``budget_s / method_info(m).budget_s`` (at least
+one). The nominal budget ``method_info(m).budget_s`` is a **setting**, the unit of this scaling: it
+was set once to the CPU seconds the recommended settings took (``benchmarks/run_all.py``, one
+thread) and is kept fixed, so that ``run(m, ..., budget_s=b)`` stays the same computation whatever a
+later measurement says. It is not a wall-clock timeout: a run is a deterministic function of its
+arguments (same seed, same samples on CPU). The CPU seconds actually spent are measured by the
+benchmark scripts and stored in their results (``cpu_s`` of ``load_results("run_all")``).
 
 Used in: chapter 11 (benchmark).
 
@@ -60,6 +56,7 @@ MonoFlow; Ansari et al. (2021), DGflow.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,10 +65,12 @@ import torch
 from torch import Tensor
 
 from gwf_tutorial._validation import check_int, check_positive, check_samples
+from gwf_tutorial.methods import FAMILIES, METHODS
 from gwf_tutorial.train import make_generator
 
 __all__ = [
     "FAMILIES",
+    "SCALED",
     "MethodInfo",
     "NotApplicableError",
     "Standardizer",
@@ -88,9 +87,6 @@ __all__ = [
     "family_ratios",
     "goals",
 ]
-
-#: Method families, in the order of the book.
-FAMILIES = ("particle", "f-flow", "jko", "gan", "s-jko", "drifting")
 
 _N_TRAIN = 10_000  # size of the training set (and of the pilot draw that standardises the data)
 
@@ -119,8 +115,9 @@ class MethodInfo:
     settings : str
         The recommended settings (in standardised units, see the module docstring).
     budget_s : float
-        Nominal CPU seconds of the recommended settings: the median measured by
-        ``benchmarks/run_all.py`` (``n_samples = 1000``, one thread, 2-D targets), rounded to 0.5 s.
+        The nominal budget: the ``budget_s`` at which :func:`run` uses the recommended iteration
+        counts (its default). A fixed setting in nominal CPU seconds (see the module docstring); the
+        seconds a run actually takes are measured by ``benchmarks/run_all.py``.
     needs_score : bool
         True when the method needs :math:`\nabla\log p` (the target must have a ``score``).
     chapter : int
@@ -240,7 +237,7 @@ def _draw(target, n: int, generator, dim: int | None) -> Tensor:
 
 
 class _Problem:
-    """Everything a runner needs: standardised data and sampler, seeds, budget factor."""
+    """Everything a method's adapter needs: standardised data and sampler, seeds, budget factor."""
 
     def __init__(self, target, n: int, seed: int, factor: float, progress: bool):
         self.n, self.seed, self.factor, self.progress = n, seed, factor, progress
@@ -291,389 +288,137 @@ class _Problem:
 
 
 # ---------------------------------------------------------------------------------------------
-# runners: one per method; each returns standardised samples (n, d)
+# dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
 # ---------------------------------------------------------------------------------------------
 
-
-def _record(p: _Problem, k: int) -> dict:
-    """Record only the last state of a k-step flow; progress bar as asked."""
-    return dict(record_every=k, progress=p.progress)
-
-
-def _particle(p: _Problem, objective, y, step, n_steps: int, noise_level=0.0) -> Tensor:
-    from gwf_tutorial.flows import particle_flow
-
-    traj = particle_flow(
-        p.x0(),
-        objective,
-        y,
-        step,
-        n_steps,
-        noise_level=noise_level,
-        track_value=False,
-        record_every=n_steps,
-        generator=p.gen(3),
-        progress=p.progress,
-    )
-    return traj.x
+#: Keyword arguments of a method that count iterations: the budget factor scales them. ``n_phases``
+#: (the number of JKO steps) and ``inner_steps`` are not scaled.
+SCALED = ("n_steps", "n_iters", "critic_iters", "first_critic_iters", "fit_iters")
 
 
-def _run_particle_sw(p):
-    from gwf_tutorial.functionals import SlicedWasserstein
-
-    return _particle(p, SlicedWasserstein(100, generator=p.gen(2)), p.data(p.n), 1.0, p.iters(150))
-
-
-def _run_particle_energy(p):
-    from gwf_tutorial.functionals import MMD
-
-    k = p.iters(200)
-    last = max(1, k - 1)
-    return _particle(p, MMD("energy"), p.data(p.n), lambda i: 3.0 * (1.0 / 6.0) ** (i / last), k)
+def _scaled(p: _Problem, fn: Callable, options: dict) -> dict:
+    """The iteration counts of ``fn`` (its defaults, or the row's ``options``) times the budget factor."""
+    params = inspect.signature(fn).parameters
+    return {k: p.iters(options.get(k, params[k].default)) for k in SCALED if k in params}
 
 
-def _run_particle_mmd(p):
-    from gwf_tutorial.functionals import MMD
-    from gwf_tutorial.kernels import median_bandwidth
-
-    y = p.data(p.n)
-    k = p.iters(200)
-    noise = lambda i: 0.5 * max(0.0, 1 - 2 * i / k)  # noqa: E731
-    return _particle(p, MMD("gaussian", median_bandwidth(y)), y, 3.0, k, noise_level=noise)
+def _particles(offset: int) -> Callable:
+    """Particles from N(0, I) towards the first n standardised training samples."""
+    return lambda p, fn, kw: fn(p.x0(), p.data(p.n), generator=p.gen(offset), **kw)
 
 
-def _run_particle_sinkhorn(p):
-    from gwf_tutorial.functionals import SinkhornDivergence
-
-    obj = SinkhornDivergence(0.05, max_iter=20, tol=1e-6, warm_start=True)
-    return _particle(p, obj, p.data(p.n), 1.0, p.iters(12))
-
-
-def _run_particle_kl(p):
-    from gwf_tutorial.functionals import KL
-
-    return _particle(p, KL(p.sampler.score), None, p.score_step(0.05), p.iters(80))
-
-
-def _run_langevin(p):
-    from gwf_tutorial.flows import langevin
-
-    k = p.iters(2000)
-    traj = langevin(p.x0(), p.sampler.score, p.score_step(0.05), k, generator=p.gen(3), **_record(p, k))
-    return traj.x
-
-
-# -- f-flows -------------------------------------------------------------------------------------
-
-_CRITIC = dict(hidden=32, lr=5e-3)
-
-
-def _run_f_flow(p):
-    from gwf_tutorial.fflows import f_flow
-
-    k = p.iters(60)
-    res = f_flow(
-        p.x0(), p.data(p.n), "kl", 0.05, k, critic_iters=p.iters(10), first_critic_iters=p.iters(200), r1=0.1,
-        generator=p.gen(4), **_CRITIC, **_record(p, k),
-    )  # fmt: skip
-    return res.x
-
-
-def _identity_map(d: int) -> torch.nn.Module:
-    from gwf_tutorial.nets import ResidualMLP
-
-    return ResidualMLP(d, hidden=64, n_blocks=2, zero_init_last=True)
-
-
-def _run_vgrow(p):
-    from gwf_tutorial.fflows import vgrow
-
-    net = _identity_map(p.d)
-    k = p.iters(100)
-    vgrow(
-        p.x0(1000), p.data(2000), "kl", 0.02, k, generator_net=net, inner_steps=3, fit_iters=p.iters(5),
-        lr_generator=1e-2, critic_iters=p.iters(5), first_critic_iters=p.iters(100), generator=p.gen(4),
-        **_CRITIC, **_record(p, k),
-    )  # fmt: skip
+def _vgrow(p, fn, kw):  # 1000 particles, 2000 data; samples are the generator's outputs
+    net = fn(p.x0(1000), p.data(2000), generator=p.gen(4), **kw)
     with torch.no_grad():
         return net(p.x0(offset=5))
 
 
-def _run_ept(p):
-    from gwf_tutorial.fflows import ept
-
-    k = p.iters(30)
-    res = ept(
-        p.x0(), p.data(p.n), "kl", 0.1, k, r1=1.0, r_min=0.1, critic_iters=p.iters(10),
-        first_critic_iters=p.iters(100), hidden=32, generator=p.gen(4), **_record(p, k),
-    )  # fmt: skip
-    return res.x
-
-
-def _run_monoflow(p):
-    from gwf_tutorial.fflows import monoflow
-
-    k = p.iters(80)
-    res = monoflow(
-        p.x0(), p.data(p.n), "logd", 0.05, k, critic_iters=p.iters(10), first_critic_iters=p.iters(200),
-        r1=0.1, generator=p.gen(4), **_CRITIC, **_record(p, k),
-    )  # fmt: skip
-    return res.x
-
-
-def _run_dgflow(p):
-    from gwf_tutorial.critics import logistic_ratio
-    from gwf_tutorial.fflows import dgflow
-
-    x0 = p.x0()
-    disc = logistic_ratio(
-        x0, p.data(p.n), n_iters=p.iters(300), lr=5e-3, hidden=32, depth=2, generator=p.gen(4),
-        show_progress=False,
-    )  # fmt: skip
-    k = p.iters(25)
-    return dgflow(x0, disc, "kl", 0.1, k, 0.01, generator=p.gen(3), **_record(p, k)).x
-
-
-# -- parametric JKO and its GAN switches ----------------------------------------------------------
-
-
-def _jko_chain(p, objective, tau, n_steps, n_iters, **kw):
-    from gwf_tutorial.jko import ParametricJKO
-
-    options = dict(
-        n_iters=p.iters(n_iters), batch_size=256, lr=1e-3, lr_critic=1e-3, critic_hidden=64, critic_depth=2,
-        seed=p._seed(6), show_progress=p.progress,
-    )  # fmt: skip
-    options.update(kw)
-    chain = ParametricJKO(_identity_map(p.d), objective, tau, p.latent_sampler(), p.data(), **options)
-    chain.run(n_steps)
-    with torch.no_grad():
-        return chain.sample(p.n, generator=p.gen(5))
-
-
-def _mmd_kernel(p):
-    from gwf_tutorial.jko import UnbiasedMMD
-    from gwf_tutorial.kernels import median_bandwidth
-
-    med = median_bandwidth(p.data(1000))
-    return UnbiasedMMD("gaussian", [f * med for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)])
-
-
-def _jko_fdiv(name, tau=1.0):
-    def runner(p):
-        return _jko_chain(p, name, tau, 6, 600, r1=0.4)
-
-    return runner
-
-
-def _run_jko_mmd(p):
-    return _jko_chain(p, _mmd_kernel(p), 100.0, 6, 450)
-
-
-def _run_jko_w1(p):
-    return _jko_chain(p, "w1", 0.1, 6, 240, critic_steps=5, gp=10.0, betas=(0.5, 0.9))
-
-
-def _run_jko_sinkhorn(p):
-    from gwf_tutorial.functionals import SinkhornDivergence
-
-    return _jko_chain(p, SinkhornDivergence(0.1, max_iter=30, tol=1e-3), 10.0, 6, 240)
-
-
-def _run_jko_sw(p):
-    from gwf_tutorial.functionals import SlicedWasserstein
-
-    return _jko_chain(p, SlicedWasserstein(100, generator=p.gen(7)), 10.0, 6, 600, lr=2e-3)
-
-
-_GAN = dict(symmetric=True, r1=0.4, lr=2e-4, lr_critic=2e-4)
-
-
-def _run_gan(p):
-    return _jko_chain(p, "gan", None, 1, 900, **_GAN)
-
-
-def _run_gan_ns(p):
-    return _jko_chain(p, "gan", None, 1, 900, generator_loss="non_saturating", **_GAN)
-
-
-def _run_fgan_kl(p):
-    return _jko_chain(p, "kl", None, 1, 900, **_GAN)
-
-
-def _run_wgan_gp(p):
-    # the WGAN-GP paper's settings: Adam 1e-4, betas (0, 0.9), 5 critic steps per generator step
-    wgan = dict(critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4, betas=(0.0, 0.9))
-    return _jko_chain(p, "w1", None, 1, 360, **wgan)
-
-
-def _run_mmd_gan(p):
-    return _jko_chain(p, "mmd_learned", None, 1, 750)
-
-
-def _run_gmmn(p):
-    return _jko_chain(p, _mmd_kernel(p), None, 1, 2700)
-
-
-# -- S-JKO ----------------------------------------------------------------------------------------
-
-
-def _run_sjko(p):
-    from gwf_tutorial.sjko import toy_trainer
-
-    trainer = toy_trainer(p.d, noise_dim=p.d, seed=p._seed(6), dtype=torch.float32, n_iters=p.iters(600))
-    trainer.run(6, p.latent_sampler(), p.data(), progress_bar=p.progress)
-    with torch.no_grad():
-        return trainer.push(p.x0(offset=5))
-
-
-# -- drifting -------------------------------------------------------------------------------------
-
-
-def _drifting(p, make_drift, n_steps: int = 3200) -> Tensor:
-    from gwf_tutorial.drifting import train_drifting
-    from gwf_tutorial.nets import MLP
-
-    net = MLP(8, p.d, hidden=64, depth=3)
-    hist = train_drifting(
-        net, p.data(), make_drift(), n_steps=p.iters(n_steps), batch_size=256, lr=2e-3, generator=p.gen(4),
-        progress=p.progress,
-    )  # fmt: skip
-    return hist.sample(p.n, generator=p.gen(5))
-
-
-def _run_drift_paper(p):
-    from gwf_tutorial.drifting import PaperDrift
-
-    return _drifting(p, lambda: PaperDrift(0.15))
-
-
-def _run_drift_algorithm2(p):
-    from gwf_tutorial.drifting import Algorithm2Drift
-
-    return _drifting(p, lambda: Algorithm2Drift(0.1))
-
-
-def _run_drift_multi_temperature(p):
-    from gwf_tutorial.drifting import MultiTemperatureDrift
-
-    return _drifting(p, lambda: MultiTemperatureDrift(affinity_floor=0.0), 2400)
-
-
-def _run_drift_mmd(p):
-    from gwf_tutorial.drifting import ObjectiveDrift
-    from gwf_tutorial.functionals import MMD
-
-    return _drifting(p, lambda: ObjectiveDrift(MMD("multi", [0.05, 0.2, 0.8])), 2400)
-
-
-def _run_drift_sinkhorn(p):
-    from gwf_tutorial.drifting import ObjectiveDrift
-    from gwf_tutorial.functionals import SinkhornDivergence
-
-    return _drifting(p, lambda: ObjectiveDrift(SinkhornDivergence(0.1, max_iter=30, tol=1e-3)), 2400)
-
-
-def _run_drift_sw(p):
-    from gwf_tutorial.drifting import ObjectiveDrift
-    from gwf_tutorial.functionals import SlicedWasserstein
-
-    return _drifting(p, lambda: ObjectiveDrift(SlicedWasserstein(50, generator=p.gen(7))))
-
-
-def _run_drift_critic(p):
-    from gwf_tutorial.drifting import CriticDrift
-
-    return _drifting(p, lambda: CriticDrift(n_iters=5, lr=5e-3), 2400)
+def _trained(*, sample: str, **streams) -> Callable:
+    """Trained on the whole training set; ``sample``: ``"sample"`` (n, generator) or ``"push"`` (latents)."""
+
+    def adapter(p, fn, kw):
+        gens = {name: p.gen(offset) for name, offset in streams.items() if name != "seed"}
+        seed = {"seed": p._seed(streams["seed"])} if "seed" in streams else {}
+        obj = fn(p.data(), **seed, **gens, **kw)
+        with torch.no_grad():
+            return obj.sample(p.n, generator=p.gen(5)) if sample == "sample" else obj.push(p.x0(offset=5))
+
+    return adapter
+
+
+#: How each family (or method) receives the problem: data, initial particles and seeded streams.
+_ADAPTERS: dict[str, Callable] = {
+    "particle": _particles(3),
+    "particle_sw": _particles(2),  # the flow draws nothing; its directions come from stream 2
+    "score": lambda p, fn, kw: fn(p.x0(), p.sampler.score, p.score_step(0.05), generator=p.gen(3), **kw),
+    "f-flow": _particles(4),
+    "vgrow": _vgrow,
+    "dgflow": lambda p, fn, kw: fn(p.x0(), p.data(p.n), generator=p.gen(3), critic_generator=p.gen(4), **kw),
+    "jko": _trained(sample="sample", seed=6, objective_generator=7),
+    "gan": _trained(sample="sample", seed=6),
+    "s-jko": _trained(sample="push", seed=6),
+    "drifting": _trained(sample="sample", generator=4, field_generator=7),
+}
+
+
+def _dispatch(key: str, p: _Problem) -> Tensor:
+    """Standardised samples (n, d) of method ``key``: its :data:`~gwf_tutorial.methods.METHODS` row."""
+    row = METHODS[key]
+    kw = {**row.options, **_scaled(p, row.function, row.options), "progress": p.progress}
+    adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
+    return adapter(p, row.function, kw)
 
 
 # ---------------------------------------------------------------------------------------------
-# the catalogue
+# the benchmark's methods: nominal budget (a setting, see MethodInfo), summary, settings
 # ---------------------------------------------------------------------------------------------
 
 _JKO_NET = "ResidualMLP(d, 64, 2 blocks, identity at init) from N(0, I), batch 256, Adam 1e-3"
 _DRIFT_NET = "generator MLP(8 -> d, 64 x 3 SiLU), batch 256, Adam 2e-3"
-_METHODS: dict[str, tuple[MethodInfo, Callable[[_Problem], Tensor]]] = {}
-
-
-def _add(name, family, chapter, budget_s, summary, settings, runner, needs_score=False) -> None:
-    info = MethodInfo(name, family, summary, settings, budget_s, needs_score=needs_score, chapter=chapter)
-    _METHODS[name] = (info, runner)
-
+_GAN = "900 updates, Adam 2e-4, R1 0.4"
 
 # fmt: off
-# particle flows (chapters 2 and 3)
-_add("particle_sw", "particle", 3, 2.0, "sliced-W2 particle flow",
-     "100 fresh directions per step, step 1, 150 steps", _run_particle_sw)
-_add("particle_energy", "particle", 3, 2.5, "MMD particle flow, energy kernel -|x - y|",
-     "step 3 -> 0.5 (geometric), 200 steps", _run_particle_energy)
-_add("particle_mmd", "particle", 3, 2.0, "MMD particle flow, Gaussian kernel, noise injection",
-     "median bandwidth, step 3, noise 0.5 -> 0 over the first half, 200 steps", _run_particle_mmd)
-_add("particle_sinkhorn", "particle", 3, 5.5, "Sinkhorn-divergence particle flow",
-     "eps 0.05, 20 warm-started Sinkhorn iterations per step, step 1, 12 steps", _run_particle_sinkhorn)
-_add("particle_kl", "particle", 2, 1.5, "KL particle flow (blob velocity, target score)",
-     "Silverman KDE bandwidth, step 0.05 d / E|score|^2, 80 steps", _run_particle_kl, needs_score=True)
-_add("langevin", "particle", 2, 2.0, "unadjusted Langevin algorithm (target score)",
-     "step 0.05 d / E|score|^2, 2000 steps", _run_langevin, needs_score=True)
-# explicit f-divergence flows and their published instances (chapter 4)
-_add("f_flow", "f-flow", 4, 2.0, "explicit KL flow, logistic critic refit every step",
-     "step 0.05, 60 steps; critic 32 x 2, 200 then 10 Adam steps (5e-3) per step, R1 0.1", _run_f_flow)
-_add("vgrow", "f-flow", 4, 2.5, "VGrow: KL flow projected on a generator",
-     "100 outer steps of 3 particle steps (0.02) and 5 regression steps (1e-2)", _run_vgrow)
-_add("ept", "f-flow", 4, 1.5, "EPT: least-squares ratio, forward Euler particles",
-     "step 0.1, 30 steps, R1 1.0, ratio floor 0.1, 10 critic steps per step", _run_ept)
-_add("monoflow", "f-flow", 4, 3.0, "MonoFlow particles along h(D) = log sigmoid(D) (non-saturating GAN)",
-     "step 0.05, 80 steps; critic 32 x 2, 200 then 10 Adam steps per step, R1 0.1", _run_monoflow)
-_add("dgflow", "f-flow", 4, 0.5, "DGflow: refine N(0, I) along a fixed discriminator",
-     "discriminator 300 Adam steps; 25 steps of 0.1, gamma 0.01 (official defaults)", _run_dgflow)
-# parametric JKO for each objective (chapters 4-6)
-_add("jko_kl", "jko", 4, 16.0, "parametric JKO, KL (critic)", f"tau 1, 6 steps x 600, R1 0.4; {_JKO_NET}",
-     _jko_fdiv("kl"))
-_add("jko_kl_dv", "jko", 4, 16.0, "parametric JKO, KL (Donsker-Varadhan critic)", "tau 1, 6 x 600, R1 0.4",
-     _jko_fdiv("kl_dv"))
-_add("jko_js", "jko", 4, 18.0, "parametric JKO, Jensen-Shannon (critic)", "tau 10, 6 x 600, R1 0.4",
-     _jko_fdiv("js", 10.0))
-_add("jko_chi2", "jko", 4, 16.0, "parametric JKO, Pearson chi^2 (critic)", "tau 1, 6 x 600, R1 0.4",
-     _jko_fdiv("chi2"))
-_add("jko_hellinger", "jko", 4, 20.0, "parametric JKO, squared Hellinger (critic)", "tau 1, 6 x 600, R1 0.4",
-     _jko_fdiv("squared_hellinger"))
-_add("jko_mmd", "jko", 5, 24.0, "parametric JKO, MMD^2 U-statistic (5 Gaussian bandwidths)",
-     "bandwidths (1/16 .. 1) x median, tau 100, 6 x 450", _run_jko_mmd)
-_add("jko_w1", "jko", 5, 18.0, "parametric JKO, W1 (gradient-penalised critic)",
-     "tau 0.1, 6 x 240, 5 critic steps per map step, GP 10", _run_jko_w1)
-_add("jko_sinkhorn", "jko", 6, 24.0, "parametric JKO, Sinkhorn divergence",
-     "eps 0.1, at most 30 Sinkhorn iterations, tau 10, 6 x 240",
-     _run_jko_sinkhorn)
-_add("jko_sw", "jko", 6, 18.0, "parametric JKO, sliced W2", "100 directions, tau 10, 6 x 600, lr 2e-3",
-     _run_jko_sw)
-# the GAN switches of the same loop: no transport term (chapter 5)
-_add("gan", "gan", 5, 5.0, "minimax GAN (tau=None, JS critic)", "900 updates, Adam 2e-4, R1 0.4", _run_gan)
-_add("gan_ns", "gan", 5, 5.0, "non-saturating GAN (tau=None)", "900 updates, Adam 2e-4, R1 0.4", _run_gan_ns)
-_add("fgan_kl", "gan", 5, 5.0, "f-GAN, KL(nu || rho) (tau=None, symmetric)", "900 updates, Adam 2e-4, R1 0.4",
-     _run_fgan_kl)
-_add("wgan_gp", "gan", 5, 4.5, "WGAN-GP (tau=None, W1 critic)",
-     "360 updates x 5 critic steps, GP 10, Adam 1e-4 (0, 0.9)", _run_wgan_gp)
-_add("mmd_gan", "gan", 5, 22.5, "MMD-GAN, learned kernel (tau=None)", "750 updates", _run_mmd_gan)
-_add("gmmn", "gan", 5, 24.0, "generator on a fixed-kernel MMD^2 (tau=None, no critic)",
-     "2700 updates, bandwidths (1/16 .. 1) x median", _run_gmmn)
-# S-JKO (chapter 7)
-_add("sjko", "s-jko", 7, 18.0, "S-JKO: semi-dual KL JKO step, reparameterized map",
-     "sjko.toy_trainer: tau 1, 6 phases x 600, Adam 1e-3 (cosine), map with a d-dim latent", _run_sjko)
-# drifting models, one per drift field (chapter 8)
-_add("drift_paper", "drifting", 8, 6.0, "drifting, the paper's mean-shift field (Laplace, T 0.15)",
-     f"3200 steps; {_DRIFT_NET}", _run_drift_paper)
-_add("drift_algorithm2", "drifting", 8, 6.0, "drifting, Algorithm 2 field (T 0.1)",
-     f"3200 steps; {_DRIFT_NET}", _run_drift_algorithm2)
-_add("drift_multi_temperature", "drifting", 8, 10.5, "drifting, multi-temperature normalised field",
-     f"2400 steps; {_DRIFT_NET}", _run_drift_multi_temperature)
-_add("drift_mmd", "drifting", 8, 12.0, "drifting, MMD witness field (bandwidths 0.05, 0.2, 0.8)",
-     f"2400 steps; {_DRIFT_NET}", _run_drift_mmd)
-_add("drift_sinkhorn", "drifting", 8, 30.0, "drifting, Sinkhorn barycentric field (eps 0.1, <= 30 iters)",
-     f"2400 steps; {_DRIFT_NET}", _run_drift_sinkhorn)
-_add("drift_sw", "drifting", 8, 8.0, "drifting, sliced-W velocity (50 directions)",
-     f"3200 steps; {_DRIFT_NET}", _run_drift_sw)
-_add("drift_critic", "drifting", 8, 15.0, "drifting, logistic critic (KL velocity)",
-     f"2400 steps; {_DRIFT_NET}", _run_drift_critic)
+_BENCH: dict[str, tuple[float, str, str]] = {
+    # particle flows (chapters 2 and 3)
+    "particle_sw": (2.0, "sliced-W2 particle flow", "100 fresh directions per step, step 1, 150 steps"),
+    "particle_energy": (2.5, "MMD particle flow, energy kernel -|x - y|",
+                        "step 3 -> 0.5 (geometric), 200 steps"),
+    "particle_mmd": (2.0, "MMD particle flow, Gaussian kernel, noise injection",
+                     "median bandwidth, step 3, noise 0.5 -> 0 over the first half, 200 steps"),
+    "particle_sinkhorn": (5.5, "Sinkhorn-divergence particle flow",
+                          "eps 0.05, 20 warm-started Sinkhorn iterations per step, step 1, 12 steps"),
+    "particle_kl": (1.5, "KL particle flow (blob velocity, target score)",
+                    "Silverman KDE bandwidth, step 0.05 d / E|score|^2, 80 steps"),
+    "langevin": (2.0, "unadjusted Langevin algorithm (target score)", "step 0.05 d / E|score|^2, 2000 steps"),
+    # explicit f-divergence flows and their published instances (chapter 4)
+    "f_flow": (2.0, "explicit KL flow, logistic critic refit every step",
+               "step 0.05, 60 steps; critic 32 x 2, 200 then 10 Adam steps (5e-3) per step, R1 0.1"),
+    "vgrow": (2.5, "VGrow: KL flow projected on a generator",
+              "100 outer steps of 3 particle steps (0.02) and 5 regression steps (1e-2)"),
+    "ept": (1.5, "EPT: least-squares ratio, forward Euler particles",
+            "step 0.1, 30 steps, R1 1.0, ratio floor 0.1, 10 critic steps per step"),
+    "monoflow": (3.0, "MonoFlow particles along h(D) = log sigmoid(D) (non-saturating GAN)",
+                 "step 0.05, 80 steps; critic 32 x 2, 200 then 10 Adam steps per step, R1 0.1"),
+    "dgflow": (0.5, "DGflow: refine N(0, I) along a fixed discriminator",
+               "discriminator 300 Adam steps; 25 steps of 0.1, gamma 0.01 (official defaults)"),
+    # parametric JKO for each objective (chapters 4-6)
+    "jko_kl": (16.0, "parametric JKO, KL (critic)", f"tau 1, 6 steps x 600, R1 0.4; {_JKO_NET}"),
+    "jko_kl_dv": (16.0, "parametric JKO, KL (Donsker-Varadhan critic)", "tau 1, 6 x 600, R1 0.4"),
+    "jko_js": (18.0, "parametric JKO, Jensen-Shannon (critic)", "tau 10, 6 x 600, R1 0.4"),
+    "jko_chi2": (16.0, "parametric JKO, Pearson chi^2 (critic)", "tau 1, 6 x 600, R1 0.4"),
+    "jko_hellinger": (20.0, "parametric JKO, squared Hellinger (critic)", "tau 1, 6 x 600, R1 0.4"),
+    "jko_mmd": (24.0, "parametric JKO, MMD^2 U-statistic (5 Gaussian bandwidths)",
+                "bandwidths (1/16 .. 1) x median, tau 100, 6 x 450"),
+    "jko_w1": (18.0, "parametric JKO, W1 (gradient-penalised critic)",
+               "tau 0.1, 6 x 240, 5 critic steps per map step, GP 10"),
+    "jko_sinkhorn": (24.0, "parametric JKO, Sinkhorn divergence",
+                     "eps 0.1, at most 30 Sinkhorn iterations, tau 10, 6 x 240"),
+    "jko_sw": (18.0, "parametric JKO, sliced W2", "100 directions, tau 10, 6 x 600, lr 2e-3"),
+    # the GAN switches of the same loop: no transport term (chapter 5)
+    "gan": (5.0, "minimax GAN (tau=None, JS critic)", _GAN),
+    "gan_ns": (5.0, "non-saturating GAN (tau=None)", _GAN),
+    "fgan_kl": (5.0, "f-GAN, KL(nu || rho) (tau=None, symmetric)", _GAN),
+    "wgan_gp": (4.5, "WGAN-GP (tau=None, W1 critic)",
+                "360 updates x 5 critic steps, GP 10, Adam 1e-4 (0, 0.9)"),
+    "mmd_gan": (22.5, "MMD-GAN, learned kernel (tau=None)", "750 updates"),
+    "gmmn": (24.0, "generator on a fixed-kernel MMD^2 (tau=None, no critic)",
+             "2700 updates, bandwidths (1/16 .. 1) x median"),
+    # S-JKO (chapter 7)
+    "sjko": (18.0, "S-JKO: semi-dual KL JKO step, reparameterized map",
+             "sjko.toy_trainer: tau 1, 6 phases x 600, Adam 1e-3 (cosine), map with a d-dim latent"),
+    # drifting models, one per drift field (chapter 8)
+    "drift_paper": (6.0, "drifting, the paper's mean-shift field (Laplace, T 0.15)",
+                    f"3200 steps; {_DRIFT_NET}"),
+    "drift_algorithm2": (6.0, "drifting, Algorithm 2 field (T 0.1)", f"3200 steps; {_DRIFT_NET}"),
+    "drift_multi_temperature": (10.5, "drifting, multi-temperature normalised field",
+                                f"2400 steps; {_DRIFT_NET}"),
+    "drift_mmd": (12.0, "drifting, MMD witness field (bandwidths 0.05, 0.2, 0.8)",
+                  f"2400 steps; {_DRIFT_NET}"),
+    "drift_sinkhorn": (30.0, "drifting, Sinkhorn barycentric field (eps 0.1, <= 30 iters)",
+                       f"2400 steps; {_DRIFT_NET}"),
+    "drift_sw": (8.0, "drifting, sliced-W velocity (50 directions)", f"3200 steps; {_DRIFT_NET}"),
+    "drift_critic": (15.0, "drifting, logistic critic (KL velocity)", f"2400 steps; {_DRIFT_NET}"),
+}
 # fmt: on
 
 
@@ -697,14 +442,14 @@ def list_methods(family: str | None = None) -> list[str]:
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    return [name for name, (info, _) in _METHODS.items() if family is None or info.family == family]
+    return [name for name in _BENCH if family is None or METHODS[name].family == family]
 
 
 def _check_method(method) -> str:
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     key = method.strip().lower().replace("-", "_")
-    if key not in _METHODS:
+    if key not in _BENCH:
         raise ValueError(f"unknown method {method!r}; choose from {list_methods()}")
     return key
 
@@ -727,7 +472,9 @@ def method_info(method: str) -> MethodInfo:
 
     Used in: chapter 11.
     """
-    return _METHODS[_check_method(method)][0]
+    key = _check_method(method)
+    row, (budget_s, summary, settings) = METHODS[key], _BENCH[key]
+    return MethodInfo(key, row.family, summary, settings, budget_s, row.needs_score, row.chapter)
 
 
 def _resolve_target(target):
@@ -840,7 +587,7 @@ def run(
     target = _resolve_target(target)
     n = check_int(n_samples, "n_samples", min_value=2)
     seed = check_int(seed, "seed", min_value=0)
-    info, runner = _METHODS[key]
+    info = method_info(key)
     factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / info.budget_s
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
@@ -850,7 +597,7 @@ def run(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1_000_003 * seed + 12345)
         problem = _Problem(target, n, seed, factor, progress)
-        u = runner(problem)
+        u = _dispatch(key, problem)
     u = u.detach().to(torch.float64)
     if u.shape != (n, problem.d):
         raise RuntimeError(f"{key} returned shape {tuple(u.shape)}, expected {(n, problem.d)}")

@@ -1247,54 +1247,6 @@ class SemiDualJKO:
             raise ValueError(f"path {path!r} does not hold a SemiDualJKO state")
         return state
 
-    def state_bytes(self) -> int:
-        r"""Bytes of the network parameters, buffers and Adam states this trainer holds.
-
-        .. math::
-
-            B = \sum_{\text{tensors } t \text{ held}} \mathrm{numel}(t)\cdot\mathrm{itemsize}(t),
-
-        over the map, the potential, their optimizers, the EMA copy, and either the frozen previous
-        map (reparameterized; counted as during the next phase) or the chain of step maps
-        (composed). It is constant in the phase index for the reparameterized trainer and grows
-        linearly for the composed one.
-
-        Returns
-        -------
-        int
-
-        Used in: chapter 7 (memory of O(K) vs O(K^2) training).
-        """
-        seen: set[int] = set()
-        total = 0
-
-        def add(t: Tensor) -> None:
-            nonlocal total
-            if isinstance(t, Tensor) and id(t) not in seen:
-                seen.add(id(t))
-                total += t.numel() * t.element_size()
-
-        nets_held = [self.map, self.potential, self.ema, *self.chain, *self.chain_ema]
-        if isinstance(self.initial_map, nn.Module):
-            nets_held.append(self.initial_map)
-        for net in nets_held:
-            if net is None:
-                continue
-            for t in list(net.parameters()) + list(net.buffers()):
-                add(t)
-        if self.parametrization == "reparameterized":
-            # the frozen previous map: held during a phase, a copy of the map at its start
-            old = self._old if isinstance(self._old, nn.Module) else None
-            if old is None and self.n_phases > 0:
-                old = self.map
-            if old is not None:
-                total += sum(t.numel() * t.element_size() for t in [*old.parameters(), *old.buffers()])
-        for opt in (self.opt_map, self.opt_potential):
-            for st in opt.state.values():
-                for t in st.values():
-                    add(t)
-        return total
-
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -435,3 +436,71 @@ def test_particle_flows_floors_agree_on_the_common_targets():
     assert pf.floors_agree(old, {"gaussian": {"1000": {"w2": 0.02}}})  # a run without the moons
     assert pf.floors_agree(old, {"banana": {"1000": {"w2": 0.2}}})  # a new target
     assert not pf.floors_agree(old, {"gaussian": {"1000": {"w2": 0.03}}})  # a library change
+
+
+# ---------------------------------------------------------------------------------------------
+# nothing lost: the dispatch through gwf_tutorial.methods gives the samples of the code before it
+# ---------------------------------------------------------------------------------------------
+
+# tests/golden/benchmark_run.pt was written by the per-method runners of benchmark.py before they
+# became rows of gwf_tutorial.methods.METHODS (commit 00bef43): for every method, run(m, target, 64, 0,
+# budget_s=0.02 * nominal) on "moons" ("eight_gaussians" for the methods that need a score).
+_GOLDEN = torch.load(Path(__file__).parent / "golden" / "benchmark_run.pt")
+
+
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
+@pytest.mark.parametrize("method", sorted(_GOLDEN))
+def test_samples_bit_identical_to_the_code_before_the_methods_module(method):
+    g = _GOLDEN[method]
+    x = benchmark.run(method, g["target"], g["n"], g["seed"], budget_s=g["budget_s"])
+    assert torch.equal(x, g["x"])
+
+
+def test_golden_file_covers_every_method():
+    assert set(_GOLDEN) == set(benchmark.list_methods())
+
+
+def test_run_dispatches_through_the_method_map(monkeypatch):
+    import dataclasses
+
+    from gwf_tutorial import methods
+
+    assert set(benchmark.list_methods()) <= set(methods.METHODS)
+    seen = {}
+
+    def fake(x0, y, *, n_steps=200, generator=None, progress=False, **kw):
+        seen.update(kw, n_steps=n_steps)
+        return x0
+
+    quarter = benchmark.method_info("particle_mmd").budget_s / 4
+    row = methods.METHODS["particle_mmd"]
+    monkeypatch.setitem(methods.METHODS, "particle_mmd", dataclasses.replace(row, function=fake))
+    x = benchmark.run("particle_mmd", ShiftedGaussian(), 10, seed=0, budget_s=quarter)
+    assert seen == {"n_steps": 50} and x.shape == (10, 2)  # the budget scales the function's default
+    row = dataclasses.replace(row, function=fake, options=dict(n_steps=400, noise_level=0.1))
+    monkeypatch.setitem(methods.METHODS, "particle_mmd", row)
+    benchmark.run("particle_mmd", ShiftedGaussian(), 10, seed=0, budget_s=quarter)
+    assert seen == {"n_steps": 100, "noise_level": 0.1}  # ... or the row's option
+
+
+def test_sjko_scaling_state_bytes_constant_for_reparameterized_linear_for_composed():
+    from gwf_tutorial import nets, sjko
+
+    state_bytes = _script("sjko_scaling").state_bytes
+    dt = torch.float64
+    src = torch.linspace(-1.5, 1.5, 20, dtype=dt)[:, None]
+    data = src + 1.0
+    map_bytes = (3 * 3 + 3) * 8  # AffineMap(3) in float64
+    for par in ("reparameterized", "composed"):
+        tr = sjko.SemiDualJKO(nets.AffineMap(3, dtype=dt), sjko.QuadraticPotential(3, dtype=dt), n_iters=2,
+                              batch_size=20, ema_decay=0.9, parametrization=par, seed=0)  # fmt: skip
+        sizes = []
+        for _ in range(4):
+            tr.phase(src.expand(-1, 3) * torch.tensor([1.0, 2.0, 3.0], dtype=dt), data.expand(-1, 3),
+                     progress_bar=False)  # fmt: skip
+            sizes.append(state_bytes(tr))
+        steps = [b - a for a, b in zip(sizes, sizes[1:])]
+        if par == "reparameterized":
+            assert steps == [0, 0, 0]
+        else:  # one more step map and its EMA copy per phase
+            assert steps == [2 * map_bytes] * 3
