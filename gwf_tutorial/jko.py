@@ -1580,7 +1580,8 @@ class ParametricJKO:
         With ``checkpoint`` a path, an existing checkpoint is loaded first (``resume=True``) and
         the state is saved there after every step, so an interrupted run loses at most the step
         in progress; a resumed run continues with the same random stream and gives the same
-        result as an uninterrupted one.
+        result as an uninterrupted one. A damaged file, or one saved with other hyperparameters (the
+        seed aside: the random state comes from the file), is refused with a ValueError naming it.
 
         Parameters
         ----------

@@ -1301,7 +1301,9 @@ class SemiDualJKO:
         With ``checkpoint``, the state is saved to that file after every phase (:meth:`save`,
         atomically), and a fresh trainer (no phase done yet) whose checkpoint file already exists
         first loads it and runs only the phases still missing. Re-running the same call after an
-        interruption therefore completes the run, losing only the phase that was interrupted.
+        interruption therefore completes the run, losing only the phase that was interrupted. A damaged
+        file, or one saved with other hyperparameters (the seed aside: the random states come from the
+        file), is refused with a ValueError naming it.
 
         Parameters
         ----------
