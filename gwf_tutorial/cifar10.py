@@ -1358,7 +1358,7 @@ def load_generator(
     return net.to(device).eval(), cfg
 
 
-def _fresh_start_allowed(out: Path, *, resume: bool, overwrite: bool, is_main: bool) -> None:
+def _prepare_fresh_out(out: Path, *, resume: bool, overwrite: bool, is_main: bool) -> None:
     """Refuse a fresh run into a folder holding a run (unless ``overwrite``: then clear its files)."""
     if resume and is_main:
         msg = f"--resume: no checkpoint {str(out / 'last.pt')!r}; starting a fresh run"
@@ -1419,7 +1419,7 @@ def train(
     resuming = resume and ckpt.exists()
     if not resuming:  # checked before the data are loaded
         main_process = (dist_info or DistInfo()).is_main
-        _fresh_start_allowed(Path(cfg.out), resume=resume, overwrite=overwrite, is_main=main_process)
+        _prepare_fresh_out(Path(cfg.out), resume=resume, overwrite=overwrite, is_main=main_process)
     trainer = Trainer(cfg, dist_info, real=real)
     if resuming:
         trainer.load(ckpt)
