@@ -4,6 +4,7 @@ r"""CIFAR-10 on one GPU (or several): one resumable training entry point over th
 
     python -m gwf_tutorial.cifar10 --method jko-kldv --net small --out runs/kldv        # train
     python -m gwf_tutorial.cifar10 --resume --out runs/kldv                              # continue to the end
+    python -m gwf_tutorial.cifar10 --overwrite --method sjko --out runs/kldv              # replace that run
     torchrun --nproc_per_node 4 -m gwf_tutorial.cifar10 --method sjko --out runs/sjko     # 4 GPUs
     python -m gwf_tutorial.cifar10 --smoke --method drifting --out runs/smoke             # CPU, offline
 
@@ -32,7 +33,10 @@ Around them the loop adds what long runs need: an exponential moving average (EM
 commands, DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on CUDA), and checkpoints: a rolling
 ``last.pt`` plus periodic ``step_XXXXXXX.pt`` holding the networks, the EMA, the frozen previous map, the
 optimisers, the schedulers, the step, every random state (per process) and the configuration, so that
-``--resume`` continues **exactly** (bit for bit on a CPU) where an interrupted run stopped.
+``--resume`` continues **exactly** (bit for bit on a CPU) where an interrupted run stopped. They use the
+library's one checkpoint format (:func:`gwf_tutorial.train.save_checkpoint`): a damaged file is refused,
+naming it, and so is a resume with other training settings. A fresh run never writes into a folder that
+already holds a run: ``--resume`` continues it, ``--overwrite`` replaces it.
 
 FID / KID are computed with torchmetrics (:func:`gwf_tutorial.metrics.frechet_distance`) on
 ``--fid-samples`` samples of the EMA generator (50 000 by default on CIFAR-10) against the CIFAR-10
@@ -79,7 +83,15 @@ from gwf_tutorial import sjko as _sjko
 from gwf_tutorial import train as _train
 from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive
 from gwf_tutorial.nets import ConvCritic, ConvGenerator
-from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress, rng_state, set_rng_state
+from gwf_tutorial.train import (
+    ema_update,
+    load_checkpoint,
+    make_generator,
+    progress,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 __all__ = [
     "METHODS",
@@ -195,7 +207,9 @@ METHOD_DEFAULTS: dict[str, dict] = {
 _LARGE_KLDV = {"tau": 0.1, "phases": 50, "iters_first": 2000, "iters": 2000, "lr_schedule": "cosine"}
 
 _REFERENCES = ("noise", "upsample", "copy", "none")
-_FORMAT = "gwf_tutorial.cifar10/1"
+_KIND = "cifar10.Trainer"  # the checkpoint kind (train.save_checkpoint)
+# Files of a run in its output folder (a fresh run refuses a folder holding any of them).
+_RUN_FILES = ("last.pt", "log.jsonl", "metrics.json", "samples.png")
 # Settings that may change when a run is resumed (they do not change the training trajectory).
 _OPERATIONAL = (
     "out",
@@ -1002,7 +1016,9 @@ class Trainer:
         .. math::
 
             \text{state} = (\theta, \phi, \bar\theta, \theta_k, \text{Adam}, \text{schedules}, t,
-            \text{RNG states of every process}, \text{config}, \text{history}).
+            \text{RNG states of every process}, \text{history})
+
+        (the configuration is stored beside it by :meth:`save`).
 
         Collective under DDP (every process must call it; the RNG states are gathered).
 
@@ -1021,8 +1037,6 @@ class Trainer:
         else:
             states = [rng]
         return {
-            "format": _FORMAT,
-            "config": self.cfg.to_dict(),
             "step": self.step,
             "world_size": self.dist.world_size,
             "generator": self.generator.state_dict(),
@@ -1039,7 +1053,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        r"""Restore :meth:`state_dict` (same configuration and number of processes).
+        r"""Restore :meth:`state_dict` (same number of processes; :meth:`load` checks the configuration).
 
         .. math::
 
@@ -1052,15 +1066,12 @@ class Trainer:
         Raises
         ------
         ValueError
-            A checkpoint of another format, configuration or world size.
+            A state of another world size.
 
         Used in: chapter 10 (``--resume``).
         """
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError("not a gwf_tutorial.cifar10 checkpoint")
-        diff = _config_diff(state["config"], self.cfg.to_dict())
-        if diff:
-            raise ValueError(f"checkpoint was trained with other settings: {diff}")
+        if not isinstance(state, dict) or "world_size" not in state:
+            raise ValueError("state must be a dict returned by Trainer.state_dict")
         if state["world_size"] != self.dist.world_size:
             raise ValueError(
                 f"checkpoint was written by {state['world_size']} process(es), "
@@ -1085,17 +1096,17 @@ class Trainer:
         self.resumed_from = self.step
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` atomically (rank 0 writes; collective under DDP)."""
+        """Write :meth:`state_dict` and the configuration (:func:`train.save_checkpoint`: atomic, with its
+        SHA-256); rank 0 writes, collective under DDP."""
         state = self.state_dict()
         if self.dist.is_main:
-            atomic_save(state, Path(path))
+            save_checkpoint(path, state, kind=_KIND, config=self.cfg.to_dict())
         self._barrier()
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load a checkpoint written by :meth:`save`."""
-        state = torch.load(
-            os.fspath(path), map_location="cpu", weights_only=False
-        )  # RNG states stay on the CPU
+        """Load a checkpoint written by :meth:`save`; a damaged file, or one trained with other settings
+        (all but the operational ones: output folder, periods, evaluation), is refused naming it."""
+        state, _ = load_checkpoint(path, kind=_KIND, config=self.cfg.to_dict(), ignore=_OPERATIONAL)
         self.load_state_dict(state)
 
     def _barrier(self) -> None:
@@ -1221,21 +1232,6 @@ class Trainer:
         return status
 
 
-def _config_diff(saved: dict, current: dict) -> dict:
-    out = {}
-    for k in set(saved) | set(current):
-        if k in _OPERATIONAL:
-            continue
-        a, b = saved.get(k), current.get(k)
-        if isinstance(a, tuple):
-            a = list(a)
-        if isinstance(b, tuple):
-            b = list(b)
-        if a != b:
-            out[k] = {"checkpoint": a, "now": b}
-    return out
-
-
 def _config_from_dict(d: dict) -> Config:
     d = dict(d)
     d["betas"] = tuple(d["betas"]) if d.get("betas") is not None else None
@@ -1346,10 +1342,8 @@ def load_generator(
 
     Used in: chapter 10 (load a GPU run's checkpoint in the notebook).
     """
-    state = torch.load(os.fspath(path), map_location=device, weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a gwf_tutorial.cifar10 checkpoint")
-    cfg = _config_from_dict(state["config"])
+    state, config = load_checkpoint(path, kind=_KIND, map_location=device)
+    cfg = _config_from_dict(config)
     sd = state["ema" if use_ema else "generator"]
     size = cfg.image_size
     gen = ConvGenerator(cfg.latent_dim, 3, size, cfg.g_width, cfg.g_blocks)
@@ -1358,11 +1352,30 @@ def load_generator(
     return net.to(device).eval(), cfg
 
 
+def _prepare_fresh_out(out: Path, *, resume: bool, overwrite: bool, is_main: bool) -> None:
+    """Refuse a fresh run into a folder holding a run (unless ``overwrite``: then clear its files)."""
+    if resume and is_main:
+        msg = f"--resume: no checkpoint {str(out / 'last.pt')!r}; starting a fresh run"
+        print(f"[gwf_tutorial.cifar10] {msg}", file=sys.stderr, flush=True)
+    files = sorted(out.glob("*")) if out.is_dir() else []
+    held = [p.name for p in files if p.name in _RUN_FILES or (p.match("step_*.pt") and p.is_file())]
+    if held and not overwrite:
+        raise ValueError(
+            f"output folder {str(out)!r} already holds a run ({', '.join(held)})"
+            + (" but no checkpoint last.pt to resume from" if resume else "")
+            + "; --resume continues it, --overwrite replaces it (train(..., resume=True / overwrite=True))"
+        )
+    if held and is_main:
+        for name in held:
+            (out / name).unlink()
+
+
 def train(
     cfg: Config,
     *,
     dist_info: DistInfo | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     real: Tensor | None = None,
     evaluate_at_end: bool = True,
 ) -> tuple[Trainer, dict]:
@@ -1377,7 +1390,12 @@ def train(
     cfg : Config
     dist_info : DistInfo, optional
     resume : bool, default False
-        Continue from ``cfg.out/last.pt`` when it exists (a fresh start otherwise).
+        Continue from ``cfg.out/last.pt`` (refused if damaged or trained with other settings). When there
+        is none, say so on stderr and start a fresh run.
+    overwrite : bool, default False
+        Allow a fresh run into a folder that already holds a run (``last.pt``, ``step_*.pt``,
+        ``log.jsonl``, ``metrics.json``, ``samples.png``): those files are deleted first. Without it
+        (and without a checkpoint to resume) such a folder is refused.
     real : Tensor, optional
         Training images (default: loaded from ``cfg.data``).
     evaluate_at_end : bool, default True
@@ -1391,9 +1409,13 @@ def train(
 
     Used in: chapter 10, :func:`main`.
     """
-    trainer = Trainer(cfg, dist_info, real=real)
     ckpt = Path(cfg.out) / "last.pt"
-    if resume and ckpt.exists():
+    resuming = resume and ckpt.exists()
+    if not resuming:  # checked before the data are loaded
+        main_process = (dist_info or DistInfo()).is_main
+        _prepare_fresh_out(Path(cfg.out), resume=resume, overwrite=overwrite, is_main=main_process)
+    trainer = Trainer(cfg, dist_info, real=real)
+    if resuming:
         trainer.load(ckpt)
         if trainer.dist.is_main:  # the log restarts from the checkpoint's (exact) history
             with open(Path(cfg.out) / "log.jsonl", "w") as f:
@@ -1550,8 +1572,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT/last.pt (its training settings are reused) to the end of the run; "
-        "an earlier --time-budget is not: give --time-budget again to stop early",
+        help="continue from OUT/last.pt (its training settings are reused; a damaged file is refused) to the "
+        "end of the run; an earlier --time-budget is not: give --time-budget again to stop early. Without "
+        "OUT/last.pt it says so on stderr and starts a fresh run",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a fresh run even if OUT already holds one (its last.pt, step_*.pt, log.jsonl, "
+        "metrics.json, samples.png are deleted); without it (or --resume) such a folder is refused",
     )
     p.add_argument("--data", choices=("cifar10", "synthetic"))
     p.add_argument("--data-root", dest="data_root")
@@ -1604,8 +1633,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
-    r"""Parse ``argv`` into a :class:`Config` (and the ``--resume`` flag).
+def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, bool]:
+    r"""Parse ``argv`` into a :class:`Config` and the ``--resume`` and ``--overwrite`` flags.
 
     .. math::
 
@@ -1618,17 +1647,18 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
 
     Returns
     -------
-    (Config, bool)
+    (Config, bool, bool)
 
     Raises
     ------
     ValueError
-        ``--resume`` with training options that differ from the checkpoint's.
+        ``--resume`` with training options that differ from the checkpoint's, or a damaged checkpoint.
 
     Used in: :func:`main`.
     """
     given = vars(build_parser().parse_args(argv))
     resume = bool(given.pop("resume", False))
+    overwrite = bool(given.pop("overwrite", False))
     smoke = bool(given.pop("smoke", False))
     for key in ("betas", "temperatures"):
         if key in given:
@@ -1637,7 +1667,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
     out = Path(given.get("out", f"runs/smoke-{method}" if smoke else "runs/cifar10"))
     ckpt = out / "last.pt"
     if resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)["config"]
+        _, saved = load_checkpoint(ckpt, kind=_KIND)
         conflicts = {}
         for k, v in given.items():
             sv = tuple(saved[k]) if isinstance(saved.get(k), list) else saved.get(k)
@@ -1651,12 +1681,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool]:
         merged["time_budget"] = given.get("time_budget", 0.0)  # per invocation: never the saved one
         cfg = _config_from_dict(merged)
         _validate(cfg)
-        return cfg, True
+        return cfg, True, overwrite
     given.pop("method", None)
     net = given.pop("net", None)
     if smoke:
-        return smoke_config(method, **given), resume
-    return make_config(method, net or "small", **given), resume
+        return smoke_config(method, **given), resume, overwrite
+    return make_config(method, net or "small", **given), resume, overwrite
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -1678,7 +1708,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --help``).
     """
-    cfg, resume = config_from_args(argv)
+    cfg, resume, overwrite = config_from_args(argv)
     info = init_distributed(cuda=_train.device(cfg.device or None).type == "cuda")
     try:
         if info.is_main:
@@ -1687,7 +1717,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 f"{cfg.total_iters} iterations; world size {info.world_size}; out={cfg.out}",
                 flush=True,
             )
-        _, summary = train(cfg, dist_info=info, resume=resume)
+        _, summary = train(cfg, dist_info=info, resume=resume, overwrite=overwrite)
         if info.is_main:
             print(json.dumps(summary), flush=True)
         return summary

@@ -67,7 +67,7 @@ from gwf_tutorial._validation import (
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
-from gwf_tutorial.train import atomic_save, rng_state, set_rng_state
+from gwf_tutorial.train import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from gwf_tutorial.train import progress as _progress
 
 __all__ = [
@@ -1464,9 +1464,6 @@ def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor
     return draw
 
 
-_CHECKPOINT_FORMAT = "gwf_tutorial.drifting.train_drifting/1"
-
-
 def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[Path | None, int]:
     if checkpoint is None:
         if checkpoint_every is not None:
@@ -1485,14 +1482,40 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[
     return path, check_int(every, "checkpoint_every")
 
 
-def _load_checkpoint(path: Path, device) -> dict:
+def _drift_settings(drift) -> dict:
+    """The drift's kind and public numeric / string settings (compared when a run resumes)."""
+    plain = (bool, int, float, str)
+    settings = {
+        k: v
+        for k, v in vars(drift).items()
+        if not k.startswith(("_", "last_"))
+        and (isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(u, plain) for u in v)))
+    } if hasattr(drift, "__dict__") else {}  # fmt: skip
+    return {"type": type(drift).__qualname__, **settings}
+
+
+def _is_stateful(drift) -> bool:
+    return callable(getattr(drift, "state_dict", None)) and callable(getattr(drift, "load_state_dict", None))
+
+
+def _resume(ckpt_path: Path, config: dict, n_steps: int, net, opt, drift, generator, hist) -> int:
+    """Restore a :func:`train_drifting` checkpoint in place (net, Adam, drift, RNGs, history); its step."""
+    ck, _ = load_checkpoint(ckpt_path, kind="drifting.train_drifting", config=config)
+    if ck["step"] > n_steps:
+        raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_steps={n_steps}")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch file: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} was not written by train_drifting")
-    return payload
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this net/optimizer: {err}") from err
+    if _is_stateful(drift):
+        drift.load_state_dict(ck["drift"])
+    elif ck["drift"]:
+        raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
+    set_rng_state(ck["rng"], generator)
+    hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
+    hist.resumed_from = int(ck["step"])
+    return hist.resumed_from
 
 
 def train_drifting(
@@ -1553,7 +1576,10 @@ def train_drifting(
         network, the Adam state, the history, the random states (``generator``, torch's global
         generator, NumPy's and Python's) and the drift's :meth:`~_SampleDrift.state_dict`
         restored, so an interrupted run followed by a resumed one equals an uninterrupted run
-        with the same seed. The file is written atomically.
+        with the same seed. One file format for the library (:func:`gwf_tutorial.train.save_checkpoint`:
+        written atomically, with its SHA-256 and the hyperparameters ``batch_size``, ``n_data``,
+        ``latent_dim``, ``lr`` and the drift's kind and settings); a damaged file or other
+        hyperparameters are refused.
     checkpoint_every : int, optional
         Save every this many steps and at the end (default ``min(100, n_steps)``); needs
         ``checkpoint``.
@@ -1567,9 +1593,8 @@ def train_drifting(
     Raises
     ------
     ValueError
-        Bad arguments; a checkpoint that is unreadable, from another kind of run, saved with other
-        ``batch_size`` / ``n_data`` / ``latent_dim`` / ``lr`` / network shapes, or past
-        ``n_steps``.
+        Bad arguments; a checkpoint that is damaged (named, and left in place), from another kind of
+        run, saved with other hyperparameters (listed) or network shapes, or past ``n_steps``.
 
     Notes
     -----
@@ -1607,42 +1632,19 @@ def train_drifting(
     dtype, dev = params[0].dtype, params[0].device
     draw = _data_sampler(data, n_data, generator, dtype, dev)
     with_diag = callable(getattr(drift, "field_with_diagnostics", None))
-    stateful = callable(getattr(drift, "state_dict", None)) and callable(
-        getattr(drift, "load_state_dict", None)
-    )
+    stateful = _is_stateful(drift)
 
     opt = torch.optim.Adam(params, lr=lr)
     hist = DriftingHistory(net=net, latent_dim=latent_dim)
     config = {"batch_size": batch_size, "n_data": n_data, "latent_dim": latent_dim, "lr": lr}
+    config["drift"] = _drift_settings(drift)
     start = 0
     if ckpt_path is not None and ckpt_path.exists():
-        ck = _load_checkpoint(ckpt_path, dev)
-        for key, value in config.items():
-            if ck["config"].get(key) != value:
-                raise ValueError(
-                    f"checkpoint {str(ckpt_path)!r} was saved with {key}={ck['config'].get(key)}, "
-                    f"this call has {key}={value}"
-                )
-        if ck["step"] > n_steps:
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_steps={n_steps}")
-        try:
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this net/optimizer: {err}") from err
-        if stateful:
-            drift.load_state_dict(ck["drift"])
-        elif ck["drift"]:
-            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
-        set_rng_state(ck["rng"], generator)
-        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
-        start = hist.resumed_from = int(ck["step"])
+        start = _resume(ckpt_path, config, n_steps, net, opt, drift, generator, hist)
 
     def save(step: int) -> None:
         payload = {
-            "format": _CHECKPOINT_FORMAT,
             "step": step,
-            "config": config,
             "net": net.state_dict(),
             "optimizer": opt.state_dict(),
             "drift": drift.state_dict() if stateful else {},
@@ -1650,7 +1652,7 @@ def train_drifting(
             "loss": list(hist.loss),
             "drift_rms": list(hist.drift_rms),
         }
-        atomic_save(payload, ckpt_path)  # an interruption never leaves a half-written checkpoint
+        save_checkpoint(ckpt_path, payload, kind="drifting.train_drifting", config=config)
 
     bar = _progress(
         range(start, n_steps), total=n_steps, initial=start, desc="drifting", disable=not progress

@@ -93,7 +93,7 @@ from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
 from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
-from gwf_tutorial.train import atomic_save, make_generator, progress
+from gwf_tutorial.train import load_checkpoint, make_generator, progress, save_checkpoint
 
 __all__ = [
     "proximal_cost",
@@ -1621,7 +1621,8 @@ class ParametricJKO:
         With ``checkpoint`` a path, an existing checkpoint is loaded first (``resume=True``) and
         the state is saved there after every step, so an interrupted run loses at most the step
         in progress; a resumed run continues with the same random stream and gives the same
-        result as an uninterrupted one.
+        result as an uninterrupted one. A damaged file, or one saved with other hyperparameters (the
+        seed aside: the random state comes from the file), is refused with a ValueError naming it.
 
         Parameters
         ----------
@@ -1928,12 +1929,22 @@ class ParametricJKO:
         self.generator.set_state(state["generator"])
         self.history = [JKOStepResult(**r) for r in state["history"]]
 
+    def _checkpoint_config(self) -> dict:
+        # the hyperparameters a resume must share (the seed is not one: the file holds the random state)
+        keys = (
+            "tau n_iters n_iters_first batch_size lr lr_critic betas r1 gp critic_steps per_dim_average "
+            "reset_optimizer parametrization lr_schedule"
+        ).split()
+        objective = [o for o in (self.adversary, self.functional, self.pushforward) if o is not None]
+        initial = "identity" if self.initial_map is _identity else type(self.initial_map).__name__
+        return {**{k: getattr(self, k) for k in keys}, "objective": objective[0], "initial_map": initial}
+
     def save(self, path: str | os.PathLike) -> None:
-        r"""Save :meth:`state_dict` to ``path`` (``torch.save``, written atomically).
+        r"""Save :meth:`state_dict` and the hyperparameters to ``path`` (:func:`train.save_checkpoint`).
 
         .. math::
 
-            \text{state} \to \text{file}.
+            \text{state}, \text{hyperparameters} \to \text{file (atomically, with its SHA-256)}.
 
         Parameters
         ----------
@@ -1945,10 +1956,10 @@ class ParametricJKO:
 
         Used in: chapter 4 and 10.
         """
-        atomic_save(self.state_dict(), path)
+        save_checkpoint(path, self.state_dict(), kind="jko.ParametricJKO", config=self._checkpoint_config())
 
     def load(self, path: str | os.PathLike) -> None:
-        r"""Load a checkpoint written by :meth:`save`.
+        r"""Load a checkpoint written by :meth:`save` (:func:`train.load_checkpoint`).
 
         .. math::
 
@@ -1962,10 +1973,19 @@ class ParametricJKO:
         -------
         None
 
+        Raises
+        ------
+        ValueError
+            Naming the file: damaged, not a ``ParametricJKO`` checkpoint, saved with other hyperparameters
+            (listed) or for other networks.
+
         Used in: chapter 4 and 10.
         """
-        state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
+        state, _ = load_checkpoint(path, kind="jko.ParametricJKO", config=self._checkpoint_config())
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError) as err:
+            raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this chain: {err}") from err
 
     def __repr__(self) -> str:
         return (

@@ -83,7 +83,7 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.critics import value_and_input_grad
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import proximal_cost
-from gwf_tutorial.train import atomic_save, ema_update, make_generator, progress
+from gwf_tutorial.train import ema_update, load_checkpoint, make_generator, progress, save_checkpoint
 
 # PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
 # re-exported here because chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
@@ -1137,7 +1137,9 @@ class SemiDualJKO:
         With ``checkpoint``, the state is saved to that file after every phase (:meth:`save`,
         atomically), and a fresh trainer (no phase done yet) whose checkpoint file already exists
         first loads it and runs only the phases still missing. Re-running the same call after an
-        interruption therefore completes the run, losing only the phase that was interrupted.
+        interruption therefore completes the run, losing only the phase that was interrupted. A damaged
+        file, or one saved with other hyperparameters (the seed aside: the random states come from the
+        file), is refused with a ValueError naming it.
 
         Parameters
         ----------
@@ -1175,12 +1177,7 @@ class SemiDualJKO:
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
             if self.n_phases == 0 and os.path.exists(checkpoint):
-                state = self._read(checkpoint)
-                if int(state["n_phases"]) > K:
-                    raise ValueError(
-                        f"checkpoint {checkpoint!r} holds {int(state['n_phases'])} phases, more than K={K}"
-                    )
-                self.load_state_dict(state)
+                self.load(checkpoint, max_phases=K)
         out = []
         while self.n_phases < target:
             first = self.n_phases == 0
@@ -1199,12 +1196,21 @@ class SemiDualJKO:
                 on_phase(self)
         return out
 
+    def _checkpoint_config(self) -> dict:
+        # the hyperparameters a resume must share (the seed is not one: the file holds the random state)
+        keys = (
+            "divergence tau lr_map lr_potential betas r1 ema_decay per_dim_average independent_latents "
+            "instance_noise n_iters batch_size noise_dim parametrization lr_schedule"
+        ).split()
+        initial = "identity" if self.initial_map is _identity else type(self.initial_map).__name__
+        return {**{k: getattr(self, k) for k in keys}, "initial_map": initial}
+
     def save(self, path: str | os.PathLike) -> None:
-        r"""Save :meth:`state_dict` to a file, atomically (write a temporary file, then rename).
+        r"""Save :meth:`state_dict` and the hyperparameters to a file (:func:`train.save_checkpoint`).
 
         .. math::
 
-            \text{file} \leftarrow \text{state after phase } K - 1.
+            \text{file} \leftarrow \text{state after phase } K - 1 \text{ (atomically, with its SHA-256)}.
 
         Parameters
         ----------
@@ -1216,9 +1222,9 @@ class SemiDualJKO:
 
         Used in: chapter 10 (checkpoint / resume), :meth:`run`.
         """
-        atomic_save(self.state_dict(), path)
+        save_checkpoint(path, self.state_dict(), kind="sjko.SemiDualJKO", config=self._checkpoint_config())
 
-    def load(self, path: str | os.PathLike) -> None:
+    def load(self, path: str | os.PathLike, *, max_phases: int | None = None) -> None:
         r"""Load a file written by :meth:`save` into this trainer (built with the same networks and
         options).
 
@@ -1229,23 +1235,30 @@ class SemiDualJKO:
         Parameters
         ----------
         path : str or path-like
+        max_phases : int, optional
+            Refuse a checkpoint holding more phases (what :meth:`run` asks for).
 
         Returns
         -------
         None
 
+        Raises
+        ------
+        ValueError
+            Naming the file: damaged, not a ``SemiDualJKO`` checkpoint, saved with other hyperparameters
+            (listed), for other networks, or past ``max_phases``.
+
         Used in: chapter 10 (resume), :meth:`run`.
         """
-        self.load_state_dict(self._read(path))
-
-    def _read(self, path: str | os.PathLike) -> dict:
+        state, _ = load_checkpoint(path, kind="sjko.SemiDualJKO", config=self._checkpoint_config())
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise ValueError(f"path {path!r} is not a file")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if not isinstance(state, dict) or "n_phases" not in state:
-            raise ValueError(f"path {path!r} does not hold a SemiDualJKO state")
-        return state
+        if max_phases is not None and int(state["n_phases"]) > max_phases:
+            n = int(state["n_phases"])
+            raise ValueError(f"checkpoint {path!r} holds {n} phases, more than K={max_phases}")
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError) as err:
+            raise ValueError(f"checkpoint {path!r} does not fit this trainer: {err}") from err
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -1,6 +1,16 @@
-r"""Training utilities: device, seeding, progress bars, checkpoint pieces (RNG states, EMA, atomic save).
+r"""Training utilities: device, seeding, progress bars, EMA, and the library's one checkpoint format.
 
 Used by every chapter that trains something. Method math never lives here.
+
+**Checkpoints (one format).** Every trainer of the library (``jko.ParametricJKO``, ``sjko.SemiDualJKO``,
+``drifting.train_drifting``, the CIFAR-10 ``Trainer``) saves with :func:`save_checkpoint` and resumes with
+:func:`load_checkpoint`. A file is one header line, ``GWFCKPT <version> <n_bytes> <sha256>``, then a JSON
+line (the trainer's ``kind`` and its hyperparameters, ``config``), then the state serialised by
+``torch.save`` (networks, optimisers, schedules, EMA, counters, random states from :func:`rng_state`).
+It is written atomically (:func:`atomic_save`); on reading, the length and the SHA-256 of everything after
+the header line are checked before anything is unpickled (with ``weights_only=True``), so a damaged file
+(flipped bytes, truncated, empty, not a checkpoint) is refused with an error naming it, and a resume with
+other hyperparameters is refused with the differing keys.
 
 **Where training runs (one rule).** Every training entry point of the library computes on the device of
 its inputs: the network it trains and the samples it is given, which must share one device
@@ -15,8 +25,13 @@ configuration's ``device`` is empty (the default).
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import math
 import os
 import random
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -29,6 +44,8 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
     "ema_update",
 ]
 
@@ -239,21 +256,211 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    r"""``torch.save(obj, path)`` written atomically: to ``path.tmp``, then renamed over ``path``.
+    r"""Write ``obj`` to ``path`` atomically: to ``path.tmp``, flushed to disk, then renamed over ``path``.
 
     .. math::
 
         \text{file} \leftarrow \text{obj} \quad \text{(all or nothing)}.
 
-    An interruption (kill, power loss) never leaves a half-written checkpoint: the file holds the
-    previous or the new state.
+    An interruption (kill, power loss) never leaves a half-written file: it holds the previous or the
+    new content.
 
-    Used in: every checkpoint of the library (``jko``, ``sjko``, ``drifting``, ``cifar10``).
+    Parameters
+    ----------
+    obj : bytes or object
+        Bytes are written as they are; anything else with ``torch.save``.
+    path : str or os.PathLike
+
+    Used in: :func:`save_checkpoint` (every checkpoint of the library, chapters 4, 7, 8, 10).
     """
     path = os.fspath(path)
     tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        if isinstance(obj, bytes | bytearray | memoryview):
+            f.write(obj)
+        else:
+            torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+_MAGIC = b"GWFCKPT"
+#: Version of the checkpoint format written by :func:`save_checkpoint`.
+CHECKPOINT_VERSION = 1
+
+
+def _jsonable(value):
+    """``value`` as plain JSON data: tuples become lists, NaN a string, objects their repr or type name."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float | np.floating):
+        return "nan" if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return f"Tensor{tuple(value.shape)}"
+    text = repr(value)
+    if " at 0x" in text:  # no meaningful repr: the name of the function or class
+        return getattr(value, "__qualname__", type(value).__qualname__)
+    return text
+
+
+def _digest(version: int, body: bytes) -> str:
+    return hashlib.sha256(_MAGIC + b" %d " % version + body).hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: dict) -> None:
+    r"""Save a trainer's state in the library's checkpoint format, atomically.
+
+    .. math::
+
+        \text{file} = \texttt{GWFCKPT}\ v\ n\ h \,\|\, \text{JSON}(\text{kind}, \text{config})
+        \,\|\, \texttt{torch.save}(\text{state}), \qquad h = \mathrm{SHA256}(\text{all after the
+        first line}),\ n = \text{its length}.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its folder must exist. Written through ``path.tmp`` (:func:`atomic_save`).
+    state : dict
+        Tensors, state dicts, numbers, strings, lists and dicts of them (loadable with
+        ``weights_only=True``): networks, optimisers, schedulers, EMA, counters, :func:`rng_state`.
+    kind : str
+        Which trainer wrote it (e.g. ``"jko.ParametricJKO"``); :func:`load_checkpoint` checks it.
+    config : dict
+        The hyperparameters, compared on resume. Values are stored as JSON (tuples as lists, objects
+        by their repr, or their type name when the repr is only an address).
+
+    Raises
+    ------
+    TypeError
+        If ``state`` or ``config`` is not a dict or ``kind`` not a string.
+
+    Used in: ``jko.ParametricJKO.save``, ``sjko.SemiDualJKO.save``, ``drifting.train_drifting``,
+    ``cifar10.Trainer.save`` (chapters 4, 7, 8, 10).
+    """
+    for value, name, typ in ((state, "state", dict), (config, "config", dict), (kind, "kind", str)):
+        if not isinstance(value, typ):
+            raise TypeError(f"{name} must be a {typ.__name__}, got {type(value).__name__}")
+    header = json.dumps({"kind": kind, "config": _jsonable(config)}, sort_keys=True).encode()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    body = header + b"\n" + buf.getvalue()
+    digest = _digest(CHECKPOINT_VERSION, body).encode()
+    first = b"%s %d %d %s\n" % (_MAGIC, CHECKPOINT_VERSION, len(body), digest)
+    atomic_save(first + body, path)
+
+
+def _config_diff(saved: dict, current: dict, ignore: Iterable[str]) -> list[str]:
+    skip = set(ignore)
+    return [
+        f"{k}: {saved.get(k, '(absent)')!r} in the checkpoint, {current.get(k, '(absent)')!r} now"
+        for k in sorted(set(saved) | set(current))
+        if k not in skip and saved.get(k, "(absent)") != current.get(k, "(absent)")
+    ]
+
+
+def _verified_body(path: str, data: bytes) -> bytes:
+    """The part after the header line, once its length and SHA-256 match the header's."""
+
+    def damaged(what: str) -> ValueError:
+        return ValueError(f"checkpoint {path!r} {what}; refused (the file is left in place)")
+
+    if not data:
+        raise damaged("is empty (0 bytes)")
+    line, newline, body = data.partition(b"\n")
+    parts = line.split(b" ")
+    if parts[0] != _MAGIC:
+        zip_hint = " (a zip archive: a plain torch.save file, not written by save_checkpoint)"
+        raise damaged(f"is not a gwf_tutorial checkpoint{zip_hint if data[:2] == b'PK' else ''}")
+    try:
+        version, n_bytes, digest = int(parts[1]), int(parts[2]), parts[3].decode("ascii")
+    except (IndexError, ValueError, UnicodeDecodeError):
+        raise damaged("has a damaged header line") from None
+    if len(parts) != 4 or not newline:
+        raise damaged("has a damaged header line")
+    if len(body) != n_bytes:
+        raise damaged(f"is truncated or damaged: {len(body)} bytes after the header, {n_bytes} were written")
+    if _digest(version, body) != digest:
+        raise damaged("is damaged: its SHA-256 differs from the one written with it (changed bytes)")
+    if version != CHECKPOINT_VERSION:
+        raise damaged(f"has format version {version}; this gwf_tutorial reads version {CHECKPOINT_VERSION}")
+    return body
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    config: dict | None = None,
+    ignore: Iterable[str] = (),
+    map_location="cpu",
+) -> tuple[dict, dict]:
+    r"""Read a file written by :func:`save_checkpoint`, refusing a damaged one or other hyperparameters.
+
+    .. math::
+
+        \text{file} \mapsto (\text{state}, \text{config}) \quad \text{if }
+        \mathrm{SHA256}(\text{body}) = h,\ |\text{body}| = n,\ \text{kind and config agree}.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    kind : str, optional
+        The trainer expected (the ``kind`` given to :func:`save_checkpoint`).
+    config : dict, optional
+        The hyperparameters of the run that resumes: every key (but ``ignore``) must equal the saved one.
+    ignore : iterable of str
+        Keys of ``config`` that may change on resume (operational settings: output folder, log period).
+    map_location : default "cpu"
+        Passed to ``torch.load``; the CPU keeps random states usable (``load_state_dict`` moves
+        parameters and optimiser states to their network's device).
+
+    Returns
+    -------
+    (dict, dict)
+        The state and the saved configuration.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: it does not exist, is empty, truncated, changed (SHA-256 mismatch), not a
+        checkpoint, of another format version or ``kind``, or saved with other hyperparameters (each
+        differing key with its saved and current value). The file is never modified.
+
+    Used in: ``jko.ParametricJKO.load``, ``sjko.SemiDualJKO.load``, ``drifting.train_drifting``,
+    ``cifar10`` (``--resume``, ``load_generator``) (chapters 4, 7, 8, 10).
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path!r} does not exist or is not a file")
+    with open(path, "rb") as f:
+        body = _verified_body(path, f.read())
+    header, _, payload = body.partition(b"\n")
+    meta = json.loads(header)
+    if kind is not None and meta["kind"] != kind:
+        raise ValueError(f"checkpoint {path!r} was written by {meta['kind']}, not by {kind}")
+    if config is not None:
+        diff = _config_diff(meta["config"], _jsonable(config), ignore)
+        if diff:
+            raise ValueError(
+                f"checkpoint {path!r} was saved with other hyperparameters; resume with the same ones or "
+                "use another file: " + "; ".join(diff)
+            )
+    try:
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - reported with the file's name
+        raise ValueError(f"checkpoint {path!r} holds a state torch cannot load: {err}") from err
+    return state, meta["config"]
 
 
 @torch.no_grad()

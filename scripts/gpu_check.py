@@ -62,7 +62,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gwf_tutorial import cifar10  # noqa: E402
+from gwf_tutorial import cifar10, train  # noqa: E402
 
 _SYNC_EVENTS = (
     "cudaStreamSynchronize",
@@ -234,13 +234,13 @@ def resume_check(args, folder: Path) -> dict:
     proc.communicate()
     if not (killed / "last.pt").exists():
         return {"bit_exact": None, "note": "the run wrote no checkpoint before it was killed"}
-    at_kill = int(torch.load(killed / "last.pt", map_location="cpu", weights_only=False)["step"])
+    at_kill = int(train.load_checkpoint(killed / "last.pt")[0]["step"])
     subprocess.run(
         [*base, "--out", str(killed), "--resume"], cwd=ROOT, env=_env(), check=True, capture_output=True
     )
     subprocess.run([*base, "--out", str(ref)], cwd=ROOT, env=_env(), check=True, capture_output=True)
-    a = torch.load(killed / "last.pt", map_location="cpu", weights_only=False)
-    b = torch.load(ref / "last.pt", map_location="cpu", weights_only=False)
+    a = train.load_checkpoint(killed / "last.pt")[0]
+    b = train.load_checkpoint(ref / "last.pt")[0]
     diffs = [
         (a[k][n].double() - b[k][n].double()).abs().max().item()
         for k in ("generator", "ema", "critic")

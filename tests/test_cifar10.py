@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import assert_damaged_checkpoints_refused, damaged_copies
 
-from gwf_tutorial import cifar10, critics, data, jko, metrics
+from gwf_tutorial import cifar10, critics, data, jko, metrics, train
 from gwf_tutorial.nets import ConvGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,7 @@ def _env() -> dict:
 
 
 def _load(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return train.load_checkpoint(path)[0]
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -139,16 +141,25 @@ def test_cli_help_and_resume_conflicts(tmp_path, capsys):
     assert exc.value.code == 0
     assert "--method" in capsys.readouterr().out
     argv = [*"--smoke --method sjko --image-size 8 --n-synthetic 400 --out".split(), str(tmp_path)]
-    cfg, resume = cifar10.config_from_args(argv)
+    cfg, resume, overwrite = cifar10.config_from_args(argv)
     assert (cfg.data, cfg.feature, cfg.net, cfg.method) == ("synthetic", "standin", "tiny", "sjko")
-    assert not resume
+    assert not resume and not overwrite
     assert "SYNTHETIC" in cfg.label and "STAND-IN" in cfg.label
     tr = cifar10.Trainer(cfg)
     tr.save(tmp_path / "last.pt")
-    again, resume = cifar10.config_from_args(["--resume", "--out", str(tmp_path), "--time-budget", "5"])
+    again, resume, _ = cifar10.config_from_args(["--resume", "--out", str(tmp_path), "--time-budget", "5"])
     assert resume and again.method == "sjko" and again.time_budget == 5.0  # operational settings may change
     with pytest.raises(ValueError, match="differ from the checkpoint"):
         cifar10.config_from_args(["--resume", "--out", str(tmp_path), "--tau", "0.3"])
+    assert cifar10.config_from_args([*argv, "--overwrite"])[2]
+    # a damaged checkpoint is refused by --resume, naming it, before anything else
+    for bad in damaged_copies(tmp_path / "last.pt"):
+        folder = tmp_path / bad.stem
+        folder.mkdir()
+        (folder / "last.pt").write_bytes(bad.read_bytes())
+        with pytest.raises(ValueError, match=re.escape(str(folder / "last.pt"))):
+            cifar10.config_from_args(["--resume", "--out", str(folder)])
+        assert (folder / "last.pt").read_bytes() == bad.read_bytes()
 
 
 # ---------------------------------------------------------------- the composed losses
@@ -224,10 +235,13 @@ def test_interrupted_run_resumes_exactly(method, one_thread, tmp_path):
     assert c.run() == "done"
     _assert_same_state(_load(tmp_path / "a" / "last.pt"), _load(tmp_path / "b" / "last.pt"))
     assert c.opt_g.param_groups[0]["lr"] == pytest.approx(c.cfg.eta_min)  # cosine annealed to eta_min
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other hyperparameters.*seed: 0 in the checkpoint, 1 now"):
         cifar10.Trainer(cifar10.smoke_config(method, out=str(tmp_path / "b"), seed=1, **over)).load(
             tmp_path / "b" / "last.pt"
         )
+    fresh = cifar10.Trainer(cifar10.smoke_config(method, out=str(tmp_path / "b"), **over))
+    assert_damaged_checkpoints_refused(tmp_path / "b" / "last.pt", fresh.load)
+    assert fresh.step == 0
 
 
 # ---------------------------------------------------------------- FID pipeline (offline, stand-in)
@@ -293,7 +307,7 @@ def test_resume_without_time_budget_runs_to_the_end(one_thread, tmp_path, capsys
     ).split()
     first = cifar10.main([*args, "--out", str(tmp_path), "--time-budget", "1e-6"])
     assert first["status"] == "budget" and first["step"] == 1
-    cfg, resume = cifar10.config_from_args(["--resume", "--out", str(tmp_path)])
+    cfg, resume, _ = cifar10.config_from_args(["--resume", "--out", str(tmp_path)])
     assert resume and cfg.time_budget == 0.0
     again = cifar10.main(["--resume", "--out", str(tmp_path)])
     assert again["status"] == "done" and again["resumed_from"] == 1
@@ -338,3 +352,35 @@ def test_train_step_reads_nothing_back_to_the_host_outside_log_steps(one_thread,
     # (finiteness checks in _validation / fdiv), reported by scripts/gpu_check.py
     assert not any(f in ("cifar10.py", "drifting.py") for f in sites["drifting"] + sites["jko-kldv"])
     assert set(sites["drifting"] + sites["jko-kldv"]) <= {"_validation.py", "fdiv.py"}
+
+
+def test_a_fresh_run_refuses_a_folder_holding_a_run(one_thread, tmp_path, capsys):
+    args = (
+        "--smoke --method drifting --image-size 8 --n-synthetic 400 --batch-size 8 --phases 1 "
+        "--iters-first 4 --iters 0 --ckpt-every 2 --log-every 2 --fid-samples 0 --no-progress"
+    ).split()
+    out = tmp_path / "run"
+    first = cifar10.main([*args, "--out", str(out)])
+    held = sorted(p.name for p in out.iterdir())
+    assert first["step"] == 4 and {"last.pt", "log.jsonl", "samples.png"} <= set(held)
+    before = {name: (out / name).read_bytes() for name in held}
+    with pytest.raises(ValueError, match="already holds a run.*last.pt.*--resume continues it, --overwrite"):
+        cifar10.main([*args, "--out", str(out)])
+    with pytest.raises(ValueError, match="already holds a run"):
+        cifar10.train(cifar10.config_from_args([*args, "--out", str(out)])[0])
+    assert {name: (out / name).read_bytes() for name in held} == before  # nothing touched
+    # --overwrite: a fresh run, its log written anew (not appended)
+    again = cifar10.main([*args, "--out", str(out), "--overwrite"])
+    assert again["resumed_from"] is None and again["step"] == 4
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [2, 4]
+    # --resume with no checkpoint says so on stderr and starts fresh; leftovers still need --overwrite
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    fresh = cifar10.main([*args, "--out", str(empty), "--resume"])
+    assert fresh["resumed_from"] is None and fresh["step"] == 4
+    said = f"--resume: no checkpoint {str(empty / 'last.pt')!r}; starting a fresh run"
+    assert said in capsys.readouterr().err
+    (empty / "last.pt").unlink()
+    with pytest.raises(ValueError, match="holds a run .*but no checkpoint last.pt to resume from"):
+        cifar10.main([*args, "--out", str(empty), "--resume"])
+    assert cifar10.main([*args, "--out", str(empty), "--resume", "--overwrite"])["step"] == 4

@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from test_train import assert_damaged_checkpoints_refused
 from torch import nn
 
+from gwf_tutorial import train
 from gwf_tutorial.drifting import (
     TOY_DEFAULTS,
     Algorithm2Drift,
@@ -664,38 +666,24 @@ class _Interrupted(Exception):
     pass
 
 
-class _StopAfter:
-    """Wraps a drift and raises after `calls` calls (a simulated crash), forwarding its state."""
-
-    def __init__(self, drift, calls):
-        self.drift, self.calls = drift, calls
-
-    def __call__(self, x, y):
-        self.calls -= 1
-        if self.calls < 0:
-            raise _Interrupted
-        return self.drift(x, y)
-
-    def state_dict(self):
-        return self.drift.state_dict()
-
-    def load_state_dict(self, state):
-        self.drift.load_state_dict(state)
-
-
 def _ckpt_run(make_drift, path=None, every=None, stop_after=None, seed=0, init_seed=0, n_steps=12):
     from gwf_tutorial.nets import MLP
 
     torch.manual_seed(init_seed)
     net = MLP(3, 2, hidden=8, depth=1, dtype=F64)
     g = _gen(seed)
-    drift = make_drift()
-    if stop_after is not None:
-        drift = _StopAfter(drift, stop_after)
+    calls = [0]
+
+    def data(n):  # one draw per step; with stop_after, a crash inside step stop_after + 1
+        calls[0] += 1
+        if stop_after is not None and calls[0] > stop_after:
+            raise _Interrupted
+        return torch.randn(n, 2, generator=g, dtype=F64) + 1.0
+
     hist = train_drifting(
         net,
-        lambda n: torch.randn(n, 2, generator=g, dtype=F64) + 1.0,
-        drift,
+        data,
+        make_drift(),
         n_steps=n_steps,
         batch_size=10,
         lr=1e-2,
@@ -765,17 +753,29 @@ def test_checkpoint_bad_arguments(tmp_path):
         train_drifting(net, y, Algorithm2Drift(), checkpoint=tmp_path, **kw)
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable torch file"):
+    with pytest.raises(ValueError, match="bad.pt' is not a gwf_tutorial checkpoint"):
         train_drifting(net, y, Algorithm2Drift(), checkpoint=bad, **kw)
     other = tmp_path / "other.pt"
     torch.save({"step": 1}, other)
-    with pytest.raises(ValueError, match="not written by train_drifting"):
+    with pytest.raises(ValueError, match="other.pt' is not a gwf_tutorial checkpoint"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=other, **kw)
+    train.save_checkpoint(other, {"step": 1}, kind="jko.ParametricJKO", config={})
+    with pytest.raises(ValueError, match="written by jko.ParametricJKO, not by drifting.train_drifting"):
         train_drifting(net, y, Algorithm2Drift(), checkpoint=other, **kw)
     good = tmp_path / "good.pt"
     train_drifting(net, y, Algorithm2Drift(), checkpoint=good, checkpoint_every=1, **kw)
     assert good.exists() and not (tmp_path / "good.pt.tmp").exists()
-    with pytest.raises(ValueError, match="batch_size=4, this call has batch_size=5"):
+    # a damaged file or other hyperparameters (the drift's included): refused, naming the file, kept
+    def resume(p):
+        return train_drifting(net, y, Algorithm2Drift(), checkpoint=p, **kw)
+
+    assert_damaged_checkpoints_refused(good, resume)
+    with pytest.raises(ValueError, match="batch_size: 4 in the checkpoint, 5 now"):
         train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "batch_size": 5})
+    with pytest.raises(ValueError, match="drift: .*'temperature': 0.05.* in the checkpoint, .*0.1"):
+        train_drifting(net, y, Algorithm2Drift(temperature=0.1), checkpoint=good, **kw)
+    with pytest.raises(ValueError, match="'type': 'Algorithm2Drift'.* in the checkpoint, .*'PaperDrift'"):
+        train_drifting(net, y, PaperDrift(), checkpoint=good, **kw)
     with pytest.raises(ValueError, match="past n_steps=1"):
         train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "n_steps": 1})
     with pytest.raises(ValueError, match="does not fit"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import moment_matched
 from scipy import optimize
+from test_train import assert_damaged_checkpoints_refused
 from torch import nn
 
 from gwf_tutorial import gaussian, jko, metrics, nets, sjko, targets
@@ -243,7 +244,7 @@ def test_prop_3_2_half_step_on_moreau_envelope_is_the_jko_step():
 # ------------------------------------------------------------------ chains, checkpoints
 
 
-def _small_chain(parametrization, seed_init):
+def _small_chain(parametrization, seed_init, **over):
     torch.manual_seed(seed_init)  # different initial weights: the checkpoint must override them
     g = torch.Generator().manual_seed(3)
     z = torch.randn(256, 2, generator=g)
@@ -251,7 +252,7 @@ def _small_chain(parametrization, seed_init):
     net = nets.ResidualMLP(2, hidden=16, n_blocks=1, zero_init_last=True)
     return jko.ParametricJKO(
         net, "js", 0.5, z, y, n_iters=15, batch_size=64, critic_hidden=16, critic_depth=1,
-        parametrization=parametrization, gp=0.1, seed=11, show_progress=False,
+        **{"parametrization": parametrization, "gp": 0.1, "seed": 11, "show_progress": False, **over},
     )  # fmt: skip
 
 
@@ -276,6 +277,26 @@ def test_checkpoint_round_trip_matches_uninterrupted_run(tmp_path, parametrizati
     assert ref.sample(1000, torch.Generator().manual_seed(1)).shape == (1000, 2)
     # nothing left to do: run(3) again is a no-op
     assert resumed.run(3, checkpoint=path) == []
+
+
+def test_checkpoint_refuses_damaged_files_and_other_hyperparameters(tmp_path):
+    path = tmp_path / "chain.pt"
+    _small_chain("reparameterized", 0).run(1, checkpoint=path)
+    fresh = _small_chain("reparameterized", 0)
+    assert_damaged_checkpoints_refused(path, lambda p: fresh.run(2, checkpoint=p))
+    assert fresh.n_steps == 0
+    with pytest.raises(ValueError, match=r"other hyperparameters.*lr: 0.001 in the checkpoint, 0.002 now"):
+        _small_chain("reparameterized", 0, lr=2e-3).run(2, checkpoint=path)
+    with pytest.raises(ValueError, match="parametrization: 'reparameterized' in the checkpoint, 'composed'"):
+        _small_chain("composed", 0).load(path)
+    with pytest.raises(ValueError, match="objective: .*'minimax'.* in the checkpoint, .*'non_saturating'"):
+        _small_chain("reparameterized", 0, generator_loss="non_saturating").run(2, checkpoint=path)
+    wider = jko.ParametricJKO(
+        nets.ResidualMLP(2, hidden=8, n_blocks=1), "js", 0.5, torch.zeros(8, 2), torch.zeros(8, 2),
+        n_iters=15, batch_size=64, critic_hidden=16, critic_depth=1, gp=0.1, show_progress=False,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="does not fit this chain"):
+        wider.load(path)
 
 
 def test_per_dim_average_is_a_step_tau_times_d():

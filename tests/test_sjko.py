@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
+from test_train import assert_damaged_checkpoints_refused
 from torch import nn
 
 from gwf_tutorial import critics, fdiv, gaussian, jko, nets, sjko
@@ -516,6 +517,13 @@ def test_run_resumes_from_checkpoint_losing_only_the_interrupted_phase(tmp_path,
     with pytest.raises(ValueError, match="K=2"):
         fresh.run(2, src, data, checkpoint=ckpt, progress_bar=False)
     assert fresh.n_phases == 0  # left untouched
+    # a damaged file or other hyperparameters: refused, naming the file, which stays
+    assert_damaged_checkpoints_refused(ckpt, lambda p: fresh.run(3, src, data, checkpoint=p))
+    assert fresh.n_phases == 0
+    with pytest.raises(ValueError, match=r"other hyperparameters.*tau: 0.5 in the checkpoint, 0.25 now"):
+        make_trainer(**kw, tau=0.25).run(3, src, data, checkpoint=ckpt, progress_bar=False)
+    with pytest.raises(ValueError, match=r"ema_decay: 0.5 in the checkpoint, 0.9 now"):
+        make_trainer(**{**kw, "ema_decay": 0.9}).run(3, src, data, checkpoint=ckpt, progress_bar=False)
 
 
 def test_phase_callback_sees_every_iteration():
@@ -549,10 +557,10 @@ def test_bad_run_phase_and_checkpoint_arguments(tmp_path):
         tr.phase(src, src, tau=0.0)
     with pytest.raises(ValueError, match="data points"):
         tr.phase(src, torch.zeros(10, 2, dtype=DT), progress_bar=False)
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match="missing.pt' does not exist"):
         tr.load(tmp_path / "missing.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="does not hold"):
+    with pytest.raises(ValueError, match="other.pt' is not a gwf_tutorial checkpoint"):
         tr.load(tmp_path / "other.pt")
     tr.phase(src, src + 1, progress_bar=False)
     with pytest.raises(ValueError, match="n"):

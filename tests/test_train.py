@@ -1,8 +1,10 @@
-"""Tests of gwf_tutorial.train: device choice, seeding, generators, progress bars."""
+"""Tests of gwf_tutorial.train: device choice, seeding, generators, progress bars, the checkpoint format."""
 
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +103,8 @@ def test_module_exports():
         "rng_state",
         "set_rng_state",
         "atomic_save",
+        "save_checkpoint",
+        "load_checkpoint",
         "ema_update",
     }
 
@@ -260,3 +264,84 @@ def test_trainer_takes_its_device_from_train_device(monkeypatch, tmp_path):
     cifar10.Trainer(cifar10.smoke_config("sjko", device="cpu", **small))
     assert asked == [None, "cpu"]  # an explicit setting goes through the same function
     assert cifar10.init_distributed(env={"WORLD_SIZE": "1"}).world_size == 1 and asked[-1] is None
+
+
+# ---------------------------------------------------------------- the checkpoint format
+
+
+def damaged_copies(path) -> list[Path]:
+    """Three damaged copies of a checkpoint beside it: 64 flipped bytes in the middle, half of it, empty."""
+    path = Path(path)
+    data = path.read_bytes()
+    mid = len(data) // 2
+    flipped = bytearray(data)
+    for i in range(mid - 32, mid + 32):
+        flipped[i] ^= 0xFF
+    out = []
+    for what, content in (("flipped", bytes(flipped)), ("truncated", data[: len(data) // 2]), ("empty", b"")):
+        p = path.with_name(f"{what}-{path.name}")
+        p.write_bytes(content)
+        out.append(p)
+    return out
+
+
+def assert_damaged_checkpoints_refused(path, load) -> None:
+    """``load(p)`` refuses every damaged copy of ``path`` with a ValueError naming it, and keeps the file."""
+    for p in damaged_copies(path):
+        before = p.read_bytes()
+        with pytest.raises(ValueError, match=re.escape(str(p))):
+            load(p)
+        assert p.read_bytes() == before
+
+
+def _toy_state():
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    return net, opt, {"net": net.state_dict(), "opt": opt.state_dict(), "rng": train.rng_state(), "step": 7}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net, opt, state = _toy_state()
+    path = tmp_path / "c.pt"
+    config = {"lr": 1e-3, "betas": (0.5, 0.9), "name": "kl", "gamma": float("nan")}
+    config.update(f=print, g=damaged_copies)  # objects: their repr, or their name when it is an address
+    train.save_checkpoint(path, state, kind="test", config=config)
+    assert not (tmp_path / "c.pt.tmp").exists()
+    assert path.read_bytes().startswith(b"GWFCKPT 1 ")
+    loaded, saved = train.load_checkpoint(path, kind="test", config=config)
+    assert saved == {"lr": 1e-3, "betas": [0.5, 0.9], "name": "kl", "gamma": "nan"} | {
+        "f": repr(print), "g": "damaged_copies"
+    }
+    assert loaded["step"] == 7
+    assert all(torch.equal(a, b) for a, b in zip(loaded["net"].values(), net.state_dict().values()))
+    assert torch.equal(loaded["opt"]["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(loaded["rng"]["torch"], state["rng"]["torch"])
+
+
+def test_checkpoint_refuses_damage_other_kinds_and_other_hyperparameters(tmp_path):
+    _, _, state = _toy_state()
+    path = tmp_path / "c.pt"
+    train.save_checkpoint(path, state, kind="test", config={"lr": 1e-3, "batch": 8, "out": "a"})
+    assert_damaged_checkpoints_refused(path, lambda p: train.load_checkpoint(p))
+    for what, p in zip(("changed bytes", "truncated", "empty"), damaged_copies(path)):
+        with pytest.raises(ValueError, match=what):
+            train.load_checkpoint(p)
+    torch.save(state, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a gwf_tutorial checkpoint.*zip"):
+        train.load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="does not exist"):
+        train.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="written by test, not by other"):
+        train.load_checkpoint(path, kind="other")
+    diff = r"batch: 8 in the checkpoint, 16 now; lr: 0.001 in the checkpoint, 0.01 now"
+    with pytest.raises(ValueError, match=diff):
+        train.load_checkpoint(path, config={"lr": 1e-2, "batch": 16, "out": "a"})
+    with pytest.raises(ValueError, match=r"extra: '\(absent\)' in the checkpoint, 1 now"):
+        train.load_checkpoint(path, config={"lr": 1e-3, "batch": 8, "out": "a", "extra": 1})
+    _, saved = train.load_checkpoint(path, config={"lr": 1e-3, "batch": 8, "out": "b"}, ignore=("out",))
+    assert saved["out"] == "a"
+    with pytest.raises(TypeError, match="config"):
+        train.save_checkpoint(path, state, kind="test", config=None)
+    assert path.read_bytes().startswith(b"GWFCKPT")  # a refused save leaves the file as it was
