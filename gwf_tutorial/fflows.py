@@ -46,6 +46,7 @@ gradient flow. ICLR (DGflow; official code ``clear-nus/DGflow``).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.critics import Critic, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variational_bound
-from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow
+from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
 from gwf_tutorial.train import progress as _progress
 
 __all__ = [
@@ -480,7 +481,8 @@ def f_flow(
     record_every : int, optional
         See :func:`gwf_tutorial.flows.euler_flow`.
     max_norm : float, optional
-        Divergence guard, default ``1e3 * max(1, rms(x0), rms(y))``.
+        Divergence guard on the RMS distance of the particles to the mean of ``y``; default
+        :func:`gwf_tutorial.flows.spread_bound` (4 times the larger initial spread).
     generator : torch.Generator, optional
         Critic mini-batches and noise.
     progress : bool, default True
@@ -591,8 +593,8 @@ def _particle_flow(
             fields.append(field_of(_frozen(fitter.critic)))
         return field_of(fitter.critic)(x if at is None else at)
 
-    if max_norm is None:
-        max_norm = 1e3 * max(1.0, _rms(x0), _rms(y))
+    center, default_norm = spread_bound(x0, y)
+    max_norm = default_norm if max_norm is None else max_norm
     traj = euler_flow(
         x0,
         velocity_fn,
@@ -604,6 +606,7 @@ def _particle_flow(
         progress=progress,
         max_norm=max_norm,
         desc=desc,
+        center=center,
     )
     return FFlowResult(
         x=traj.x,
@@ -650,6 +653,7 @@ def _generator_flow(
         x = generator_net(latent)
     if x.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"generator_net must map x0 to shape (n, {y.shape[1]}), got {tuple(x.shape)}")
+    center, max_norm = spread_bound(x, y)
     steps, frames, divergence = [0], [x.detach().clone()], []
     for k in _progress(range(n_steps), desc=desc, disable=not progress):
         with torch.no_grad():
@@ -671,9 +675,12 @@ def _generator_flow(
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
             with torch.no_grad():
                 x = generator_net(latent)
-            if not bool(torch.isfinite(x).all()):
+            rms = _rms(x - center)  # NaN or inf when x is not finite
+            if not rms <= max_norm:
                 raise FlowDivergedError(
-                    f"{desc} diverged at outer step {k} with step_size={step_size:g}; try a smaller step"
+                    f"{desc} diverged at outer step {k} with step_size={step_size:g}: generated samples "
+                    f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
+                    f"the data mean, bound {max_norm:.3g}); try a smaller step_size"
                 )
             steps.append(k + 1)
             frames.append(x.detach().clone())
