@@ -595,19 +595,22 @@ def _particle_flow(
 
     center, default_norm = spread_bound(x0, y)
     max_norm = default_norm if max_norm is None else max_norm
-    traj = euler_flow(
-        x0,
-        velocity_fn,
-        step_size,
-        n_steps,
-        diffusion=diffusion,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-        max_norm=max_norm,
-        desc=desc,
-        center=center,
-    )
+    try:
+        traj = euler_flow(
+            x0,
+            velocity_fn,
+            step_size,
+            n_steps,
+            diffusion=diffusion,
+            record_every=record_every,
+            generator=generator,
+            progress=progress,
+            max_norm=max_norm,
+            desc=desc,
+            center=center,
+        )
+    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
+        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
     return FFlowResult(
         x=traj.x,
         trajectory=traj,
@@ -680,7 +683,8 @@ def _generator_flow(
                 raise FlowDivergedError(
                     f"{desc} diverged at outer step {k} with step_size={step_size:g}: generated samples "
                     f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
-                    f"the data mean, bound {max_norm:.3g}); try a smaller step_size"
+                    f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
+                    f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
                 )
             steps.append(k + 1)
             frames.append(x.detach().clone())
