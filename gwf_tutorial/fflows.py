@@ -241,6 +241,7 @@ def velocity_from_critic(
         logit_clip = check_positive(logit_clip, "logit_clip")
     if not callable(critic):
         raise TypeError("critic must be callable")
+    _check_net_dtype(critic, x.dtype, "critic", "x")
     out, g = _grad(critic, x)
     if estimator == "variational":
         return -g
@@ -341,6 +342,18 @@ class FFlowResult:
         return x
 
 
+def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> None:
+    """A network given to a flow must hold its parameters in the dtype of the points it is applied to
+    (a bound method, e.g. ``critic.logit``, counts as its module)."""
+    net = getattr(net, "__self__", net)
+    p = next(iter(net.parameters()), None) if isinstance(net, nn.Module) else None
+    if p is not None and p.dtype != dtype:
+        raise TypeError(
+            f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
+            f"(e.g. {net_name}.to({dtype}))"
+        )
+
+
 def _check_flow_args(x0, y, n_steps):
     x0 = check_samples(x0, "x0")
     y = check_samples(y, "y")
@@ -382,6 +395,7 @@ class _CriticFitter:
             critic = critic.to(device)
         elif not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+        _check_net_dtype(critic, dtype, "critic", "x0")
         self.critic = critic
         self.opt = torch.optim.Adam(critic.parameters(), lr=self.lr)
 
@@ -644,6 +658,7 @@ def _generator_flow(
     if not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
     latent = check_samples(latent, "x0 (latent)").detach()
+    _check_net_dtype(generator_net, latent.dtype, "generator_net", "x0")
     step_size = check_positive(step_size, "step_size")
     inner_steps = check_int(inner_steps, "inner_steps")
     fit_iters = check_int(fit_iters, "fit_iters")
@@ -1115,6 +1130,13 @@ def dgflow(
         raise TypeError("discriminator must be callable or have a logit method")
     if generator_net is not None and not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
+    if generator_net is None:
+        _check_net_dtype(disc, x0.dtype, "discriminator", "x0")
+    else:
+        _check_net_dtype(generator_net, x0.dtype, "generator_net", "x0")
+        for q in generator_net.parameters():
+            _check_net_dtype(disc, q.dtype, "discriminator", "generator_net's output")
+            break
 
     def data_logit(z: Tensor) -> Tensor:
         return _scalar_out(disc, z if generator_net is None else generator_net(z))
