@@ -471,8 +471,7 @@ def multi_temperature_field(
     code always adds the generated batch; pass ``y_neg=None`` for the standard case); the self-pair
     is masked with :math:`+10^6 \bar D` on the distance (:math:`+10^6 \max R` with ``normalize=False``;
     official: :math:`+100` after normalisation; both remove it); the result is returned in the units
-    of ``x`` (multiply by :math:`1/c` for the
-    official scaled units).
+    of ``x`` (multiply by :math:`1/c` for the official scaled units).
 
     Parameters
     ----------

@@ -155,6 +155,11 @@ def _rms_t(x: Tensor) -> Tensor:
     return x.detach().pow(2).sum(1).mean().sqrt()
 
 
+def _check_every(device: torch.device) -> int:
+    """Steps per read of the guard: every step on a CPU (no device to wait for), else ``_CHECK_EVERY``."""
+    return 1 if device.type == "cpu" else _CHECK_EVERY
+
+
 class _Guard:
     """Divergence guard of :func:`euler_flow`: per-step finiteness and RMS norm (about ``center``)
     kept on the device, read every ``every`` steps; raises :class:`FlowDivergedError` at the first bad
@@ -311,7 +316,7 @@ def euler_flow(
             with torch.no_grad():
                 values.append(float(value_fn(x)))
 
-    guard = _Guard(center, max_norm, 1 if x.device.type == "cpu" else _CHECK_EVERY, desc)
+    guard = _Guard(center, max_norm, _check_every(x.device), desc)
     record(0)
     for k in _progress(range(n_steps), desc=desc, disable=not progress):
         h = h_of(k)
