@@ -3,17 +3,25 @@
 Every public function of :mod:`gwf_tutorial` validates its arguments with these helpers, so that bad
 input fails early with a ``ValueError`` / ``TypeError`` that names the argument and says what was
 expected (shape, dtype, finiteness, positivity).
+
+Dtypes: sample matrices and parameters are float32 or float64. Integer arrays are cast to torch's
+default floating dtype; float16 / bfloat16 tensors are refused (outside ``torch.autocast``, which
+manages its own precision), since distances and kernels overflow or lose all precision in them.
+Magnitudes: values whose squares overflow (about ``1.8e17`` in float32, ``1.3e152`` in float64) are
+refused with a message naming the argument, instead of a NaN further down (:func:`check_finite`).
+Seeds: a non-negative ``int`` (:func:`check_seed`), never a float or a bool.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "FlowDivergedError",
     "as_tensor",
     "check_samples",
     "check_same_dim",
@@ -24,7 +32,31 @@ __all__ = [
     "check_spd",
     "check_mean_cov",
     "check_betas",
+    "check_seed",
+    "check_dtype_like",
+    "max_abs",
 ]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class FlowDivergedError(ValueError):
+    """Raised when the iterates of an explicit flow become non-finite or blow up.
+
+    The message names the step index and the step size; explicit steps are stable only below
+    about ``2 / L`` with ``L`` the Lipschitz constant of the velocity, so the remedy is a smaller
+    ``step_size``. Raised by every flow of the library (particles, f-flows, Gaussian iterates).
+    """
+
+
+def _autocast(t: Tensor) -> bool:
+    return torch.is_autocast_enabled(t.device.type)
+
+
+def max_abs(dtype: torch.dtype) -> float:
+    """Largest magnitude accepted in a floating tensor of ``dtype``: ``sqrt(finfo.max) / 100``, so that
+    squared norms and distances (summed over dimensions and samples) stay finite."""
+    return math.sqrt(torch.finfo(dtype).max) / 100.0
 
 
 def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
@@ -42,15 +74,35 @@ def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
         raise TypeError(f"{name} must hold real floating-point numbers, got dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
+    elif t.dtype in _LOW_PRECISION and not _autocast(t):
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype}: low precision is not supported here "
+            f"(cast with {name}.float())"
+        )
     if dtype is not None:
         t = t.to(dtype)
     return t
 
 
 def check_finite(t: Tensor, name: str) -> Tensor:
-    """Raise ``ValueError`` if ``t`` holds NaN or infinite entries."""
-    if not bool(torch.isfinite(t).all()):
+    """Raise ``ValueError`` if ``t`` holds NaN or infinite entries, or (floating ``t``) entries beyond
+    :func:`max_abs` of its dtype, whose squares would overflow. One host synchronisation."""
+    if t.numel() == 0:
+        return t
+    if not t.is_floating_point():
+        if t.is_complex() or not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return t
+    m = float(t.detach().abs().amax())  # NaN if any entry is NaN
+    if not math.isfinite(m):
         raise ValueError(f"{name} contains NaN or infinite values")
+    limit = max_abs(t.dtype)
+    if m > limit:
+        hint = "rescale it" if t.dtype == torch.float64 else "rescale it or use float64"
+        raise ValueError(
+            f"{name} holds values up to {m:.3g}, too large for {t.dtype} (squares overflow beyond about "
+            f"{limit:.3g}); {hint}"
+        )
     return t
 
 
@@ -126,6 +178,29 @@ def check_int(value, name: str, *, min_value: int = 1) -> int:
     if value < min_value:
         raise ValueError(f"{name} must be an integer >= {min_value}, got {value}")
     return int(value)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """Return ``seed`` as an ``int`` if it is a non-negative integer (``int`` or NumPy integer).
+
+    Floats (even ``2.0``) and bools are refused with a ``TypeError``: a seed is an identity, not a
+    quantity, and ``random.seed(2.0)`` and ``torch.manual_seed(2)`` are different streams.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"{name} must be a non-negative integer, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def check_dtype_like(x: Tensor, like: Tensor, name: str, what: str = "the network's parameters") -> None:
+    """Raise ``TypeError`` unless ``x`` has the dtype of ``like`` (e.g. a network's weights); no check
+    under ``torch.autocast``, which casts by itself. No host synchronisation."""
+    if x.dtype != like.dtype and not _autocast(x):
+        raise TypeError(
+            f"{name} must have dtype {like.dtype} (the dtype of {what}), got {x.dtype}; "
+            f"cast it with {name}.to({like.dtype})"
+        )
 
 
 def check_spd(S, name: str, *, dim: int | None = None) -> Tensor:

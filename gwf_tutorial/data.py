@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int
+from gwf_tutorial._validation import check_int, check_seed
 
 __all__ = ["load_digits", "load_cifar10", "cifar10_tensor", "synthetic_images", "to_unit_range"]
 
@@ -68,7 +68,7 @@ def load_digits(
     _check_split(split)
     if not (isinstance(test_fraction, float | int) and 0.0 < float(test_fraction) < 1.0):
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    check_int(seed, "seed", min_value=0)
+    seed = check_seed(seed)
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     bunch = _sk_load_digits()

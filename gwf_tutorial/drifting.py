@@ -113,7 +113,9 @@ TOY_DEFAULTS: dict = {
 #: Kernels of :func:`mean_shift` / :func:`paper_field`, as log-kernels of the distance.
 KERNELS = ("laplace", "gaussian")
 
-# Added to the distance of the pair (x_i, x_i) when the negatives are x itself: no self-attraction.
+# Added, in units of the temperature, to the distance of the pair (x_i, x_i) when the negatives are x
+# itself: no self-attraction. Relative to the temperature, so that the fields are scale equivariant
+# (V(s x, s y; s T) = s V(x, y; T)); exp(-1e6) is exactly 0, as exp(-1e6 / T) was.
 _SELF_MASK = 1e6
 
 
@@ -326,7 +328,7 @@ def algorithm2_field(
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook).
 
     With logits :math:`\ell_{ij} = -|x_i - t_j|/T` over the targets :math:`t = [y^+ \mid y^-]`
-    (the distance of the pair :math:`(x_i, x_i)` increased by :math:`10^6` when :math:`y^- = x`),
+    (the distance of the pair :math:`(x_i, x_i)` increased by :math:`10^6\,T` when :math:`y^- = x`),
 
     .. math::
 
@@ -374,7 +376,7 @@ def algorithm2_field(
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
         if self_neg:
-            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK)
+            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK * temperature)
         return _coupled_force(-dist / temperature, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
 
 
@@ -423,7 +425,7 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
         if self_neg:
-            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK)
+            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK * temperature)
         a = _affinities(-dist / temperature)
     m = y_pos.shape[0]
     return a[:, :m], a[:, m:]
@@ -467,9 +469,9 @@ def multi_temperature_field(
 
     Differences from the official code: ``y_neg`` given means exactly those negatives (the official
     code always adds the generated batch; pass ``y_neg=None`` for the standard case); the self-pair
-    is masked with :math:`+10^6` on the distance (official: :math:`+100` after normalisation; both
-    remove it); the result is returned in the units of ``x`` (multiply by :math:`1/c` for the
-    official scaled units).
+    is masked with :math:`+10^6 \bar D` on the distance (:math:`+10^6 \max R` with ``normalize=False``;
+    official: :math:`+100` after normalisation; both remove it); the result is returned in the units
+    of ``x`` (multiply by :math:`1/c` for the official scaled units).
 
     Parameters
     ----------
@@ -529,7 +531,7 @@ def multi_temperature_field(
         else:
             scale = c = torch.ones((), dtype=x.dtype, device=x.device)
         if self_neg:
-            dist[:, m:].diagonal().add_(_SELF_MASK * scale)
+            dist[:, m:].diagonal().add_(_SELF_MASK * (scale if normalize else max(temps)))
         xs, ps, ns = x / c, y_pos / c, y_neg / c
         total = torch.zeros_like(x)
         raw = torch.zeros_like(x)

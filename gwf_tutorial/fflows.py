@@ -46,6 +46,7 @@ gradient flow. ICLR (DGflow; official code ``clear-nus/DGflow``).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.critics import Critic, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variational_bound
-from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow
+from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
 from gwf_tutorial.train import progress as _progress
 
 __all__ = [
@@ -240,6 +241,7 @@ def velocity_from_critic(
         logit_clip = check_positive(logit_clip, "logit_clip")
     if not callable(critic):
         raise TypeError("critic must be callable")
+    _check_net_dtype(critic, x.dtype, "critic", "x")
     out, g = _grad(critic, x)
     if estimator == "variational":
         return -g
@@ -340,6 +342,18 @@ class FFlowResult:
         return x
 
 
+def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> None:
+    """A network given to a flow must hold its parameters in the dtype of the points it is applied to
+    (a bound method, e.g. ``critic.logit``, counts as its module)."""
+    net = getattr(net, "__self__", net)
+    p = next(iter(net.parameters()), None) if isinstance(net, nn.Module) else None
+    if p is not None and p.dtype != dtype:
+        raise TypeError(
+            f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
+            f"(e.g. {net_name}.to({dtype}))"
+        )
+
+
 def _check_flow_args(x0, y, n_steps):
     x0 = check_samples(x0, "x0")
     y = check_samples(y, "y")
@@ -381,6 +395,7 @@ class _CriticFitter:
             critic = critic.to(device)
         elif not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+        _check_net_dtype(critic, dtype, "critic", "x0")
         self.critic = critic
         self.opt = torch.optim.Adam(critic.parameters(), lr=self.lr)
 
@@ -480,7 +495,8 @@ def f_flow(
     record_every : int, optional
         See :func:`gwf_tutorial.flows.euler_flow`.
     max_norm : float, optional
-        Divergence guard, default ``1e3 * max(1, rms(x0), rms(y))``.
+        Divergence guard on the RMS distance of the particles to the mean of ``y``; default
+        :func:`gwf_tutorial.flows.spread_bound` (4 times the larger initial spread).
     generator : torch.Generator, optional
         Critic mini-batches and noise.
     progress : bool, default True
@@ -591,20 +607,24 @@ def _particle_flow(
             fields.append(field_of(_frozen(fitter.critic)))
         return field_of(fitter.critic)(x if at is None else at)
 
-    if max_norm is None:
-        max_norm = 1e3 * max(1.0, _rms(x0), _rms(y))
-    traj = euler_flow(
-        x0,
-        velocity_fn,
-        step_size,
-        n_steps,
-        diffusion=diffusion,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-        max_norm=max_norm,
-        desc=desc,
-    )
+    center, default_norm = spread_bound(x0, y)
+    max_norm = default_norm if max_norm is None else max_norm
+    try:
+        traj = euler_flow(
+            x0,
+            velocity_fn,
+            step_size,
+            n_steps,
+            diffusion=diffusion,
+            record_every=record_every,
+            generator=generator,
+            progress=progress,
+            max_norm=max_norm,
+            desc=desc,
+            center=center,
+        )
+    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
+        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
     return FFlowResult(
         x=traj.x,
         trajectory=traj,
@@ -638,6 +658,7 @@ def _generator_flow(
     if not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
     latent = check_samples(latent, "x0 (latent)").detach()
+    _check_net_dtype(generator_net, latent.dtype, "generator_net", "x0")
     step_size = check_positive(step_size, "step_size")
     inner_steps = check_int(inner_steps, "inner_steps")
     fit_iters = check_int(fit_iters, "fit_iters")
@@ -650,6 +671,7 @@ def _generator_flow(
         x = generator_net(latent)
     if x.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"generator_net must map x0 to shape (n, {y.shape[1]}), got {tuple(x.shape)}")
+    center, max_norm = spread_bound(x, y)
     steps, frames, divergence = [0], [x.detach().clone()], []
     for k in _progress(range(n_steps), desc=desc, disable=not progress):
         with torch.no_grad():
@@ -671,9 +693,13 @@ def _generator_flow(
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
             with torch.no_grad():
                 x = generator_net(latent)
-            if not bool(torch.isfinite(x).all()):
+            rms = _rms(x - center)  # NaN or inf when x is not finite
+            if not rms <= max_norm:
                 raise FlowDivergedError(
-                    f"{desc} diverged at outer step {k} with step_size={step_size:g}; try a smaller step"
+                    f"{desc} diverged at outer step {k} with step_size={step_size:g}: generated samples "
+                    f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
+                    f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
+                    f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
                 )
             steps.append(k + 1)
             frames.append(x.detach().clone())
@@ -1104,6 +1130,13 @@ def dgflow(
         raise TypeError("discriminator must be callable or have a logit method")
     if generator_net is not None and not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
+    if generator_net is None:
+        _check_net_dtype(disc, x0.dtype, "discriminator", "x0")
+    else:
+        _check_net_dtype(generator_net, x0.dtype, "generator_net", "x0")
+        for q in generator_net.parameters():
+            _check_net_dtype(disc, q.dtype, "discriminator", "generator_net's output")
+            break
 
     def data_logit(z: Tensor) -> Tensor:
         return _scalar_out(disc, z if generator_net is None else generator_net(z))

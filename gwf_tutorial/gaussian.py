@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from gwf_tutorial._validation import (
+    FlowDivergedError,
     as_tensor,
     check_finite,
     check_int,
@@ -791,8 +792,13 @@ def euler_iterates_kl(
     -------
     means : Tensor, shape (K + 1, ..., d)
     covs : Tensor, shape (K + 1, ..., d, d)
-        Iterates, the initial state first; past the stability bound they may stop being SPD or
-        finite.
+        Iterates, the initial state first; past the stability bound they oscillate and grow.
+
+    Raises
+    ------
+    FlowDivergedError
+        When an iterate is non-finite or its covariance is not positive definite (far past the
+        stability bound); the message names the step size and the bound.
 
     Used in: chapter 2 (WGF and JKO).
     """
@@ -810,7 +816,28 @@ def euler_iterates_kl(
         mean, cov = _euler_step(mean, cov, m, Sigma, h)
         means.append(mean)
         covs.append(cov)
-    return torch.stack(means), torch.stack(covs)
+    means, covs = torch.stack(means), torch.stack(covs)
+    _check_iterates(means, covs, h, Sigma)
+    return means, covs
+
+
+def _check_iterates(means: Tensor, covs: Tensor, h: float, Sigma: Tensor) -> None:
+    """Raise :class:`FlowDivergedError` at the first iterate that is non-finite or whose covariance is not
+    positive definite (no longer a Gaussian): one Cholesky of the stack, one host synchronisation."""
+    k_axes = tuple(range(1, means.ndim))
+    finite = torch.isfinite(means).all(dim=k_axes) & torch.isfinite(covs).flatten(1).all(1)
+    _, info = torch.linalg.cholesky_ex(torch.nan_to_num(covs))
+    pd = (info == 0).flatten(1).all(1) if info.ndim > 1 else info == 0
+    bad = ~(finite & pd)
+    if bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        what = "became non-finite" if not bool(finite[k]) else "lost a positive definite covariance"
+        lam = float(torch.linalg.eigvalsh(Sigma).min())
+        raise FlowDivergedError(
+            f"euler_iterates_kl diverged at step {k - 1} with step_size={h:g}: the iterates {what}; "
+            f"the explicit step is stable only for step_size below the smallest eigenvalue of target_cov "
+            f"({lam:.3g})"
+        )
 
 
 # --------------------------------------------------------------------------------------------

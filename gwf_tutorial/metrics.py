@@ -43,6 +43,7 @@ from gwf_tutorial._validation import (
     check_positive,
     check_same_dim,
     check_samples,
+    check_seed,
 )
 from gwf_tutorial.kernels import get_kernel, squared_distances
 
@@ -734,7 +735,7 @@ def floor(
     target = _resolve_target(target)
     n = check_int(n, "n", min_value=2)
     n_pairs = check_int(n_pairs, "n_pairs")
-    seed = check_int(seed, "seed", min_value=0)
+    seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     g = torch.Generator().manual_seed(seed)
     values = []
@@ -817,7 +818,7 @@ def score_vs_floor(
     x = check_samples(x, "x", min_n=2).detach()
     target = _resolve_target(target)
     n_refs = check_int(n_refs, "n_refs")
-    seed = check_int(seed, "seed", min_value=0)
+    seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     n = x.shape[0]
     if floor_result is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import check_int
+from gwf_tutorial._validation import check_dtype_like, check_int
 
 __all__ = [
     "ACTIVATIONS",
@@ -74,12 +74,18 @@ def make_activation(activation: str) -> nn.Module:
     return ACTIVATIONS[activation]()
 
 
-def _check_input(x: Tensor, in_dim: int, name: str = "x") -> None:
-    """Cheap shape check for ``forward`` (no finiteness check: it would synchronise a GPU)."""
+def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x") -> None:
+    """Cheap shape and dtype check for ``forward`` (no finiteness check: it would synchronise a GPU).
+
+    ``x`` must have the dtype of ``weight`` (a parameter of the network), so that float16 / bfloat16 /
+    integer inputs fail here, with the argument named, rather than inside a matrix product; under
+    ``torch.autocast`` (which casts by itself) the dtype is not checked.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 2 or x.shape[1] != in_dim:
         raise ValueError(f"{name} must have shape (n, {in_dim}), got {tuple(x.shape)}")
+    check_dtype_like(x, weight, name)
 
 
 class MLP(nn.Module):
@@ -140,7 +146,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_dim)
+        _check_input(x, self.in_dim, self.net[0].weight)
         return self.net(x)
 
 
@@ -236,7 +242,7 @@ class ResidualMLP(nn.Module):
             nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_dim)
+        _check_input(x, self.in_dim, self.inp.weight)
         n = self.out(self.act(self.blocks(self.inp(x))))
         return x + n if self.skip else n
 
@@ -321,7 +327,7 @@ class ICNN(nn.Module):
         self.act = nn.Softplus()
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.dim)
+        _check_input(x, self.dim, self.x_layers[0].weight)
         u = self.act(self.x_layers[0](x))
         for Wz, layer in zip(self.z_weights, self.x_layers[1:]):
             u = self.act(u @ nn.functional.softplus(Wz).T + layer(x))
@@ -402,7 +408,7 @@ class AffineMap(nn.Module):
         self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.dim)
+        _check_input(x, self.dim, self.A)
         return x @ self.A.T + self.b
 
     def push_gaussian(self, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
@@ -450,7 +456,7 @@ class AffineMap(nn.Module):
 
         Used in: chapter 4 (KL objective of a parametric JKO step by change of variables).
         """
-        _check_input(x, self.dim)
+        _check_input(x, self.dim, self.A)
         return torch.linalg.slogdet(self.A).logabsdet.expand(x.shape[0])
 
 
@@ -485,7 +491,7 @@ class Translation(nn.Module):
         self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.dim)
+        _check_input(x, self.dim, self.b)
         return x + self.b
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
@@ -506,7 +512,7 @@ class Translation(nn.Module):
 
         Used in: chapter 6 (projected flows of the KL divergence).
         """
-        _check_input(x, self.dim)
+        _check_input(x, self.dim, self.b)
         return self.b.new_zeros(x.shape[0])
 
 
@@ -636,7 +642,7 @@ class ConvGenerator(nn.Module):
         self.conv_out = nn.Conv2d(width, channels, 3, padding=1, dtype=dtype)
 
     def forward(self, z: Tensor) -> Tensor:
-        _check_input(z, self.in_dim, "z")
+        _check_input(z, self.in_dim, self.dense.weight, "z")
         h = self.dense(z).view(z.shape[0], self.width, 4, 4)
         h = self.blocks(_to_weight_format(h, self.conv_out.weight))
         x = torch.tanh(self.conv_out(torch.relu(self.bn_out(h))))
@@ -790,7 +796,7 @@ class ConvCritic(nn.Module):
             nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_dim)
+        _check_input(x, self.in_dim, self.out.weight)
         h = _to_weight_format(x.reshape(x.shape[0], *self.image_shape), self.blocks[0].conv1.weight)
         h = self.blocks(h)
         return self.out(torch.relu(h).sum(dim=(2, 3)))

@@ -816,3 +816,32 @@ def test_progress_bar_shows_raw_drift(monkeypatch):
     assert shown[0]["drift_rms"] == f"{hist.drift_rms[0]:.3g}"
     assert shown[-1]["drift_rms"] == f"{hist.drift_rms[-1]:.3g}"
     assert shown[0]["drift_rms"] != shown[0]["loss"]
+
+
+# ------------------------------------------------------------------------------------------
+# extreme values: refused in float32, scale equivariant in float64
+# ------------------------------------------------------------------------------------------
+
+
+def test_fields_refuse_float32_overflow_and_are_scale_equivariant():
+    """V(s x, s y; s T) = s V(x, y; T) for the kernel fields (the self-pair mask is relative to the
+    temperature), V(s x, s y) = s V(x, y) for the normalised multi-temperature field; at s = 1e30 in
+    float32 the squared distances overflow, so the fields refuse the input, naming it."""
+    g = _gen(0)
+    x, y = torch.randn(30, 2, generator=g, dtype=F64), torch.randn(20, 2, generator=g, dtype=F64) + 1
+    s = 1e30
+    for fn in (mean_shift, paper_field, algorithm2_field):
+        torch.testing.assert_close(fn(s * x, s * y, temperature=0.1 * s), s * fn(x, y, temperature=0.1),
+                                   rtol=1e-12, atol=1e-14 * s)  # fmt: skip
+        with pytest.raises(ValueError, match=r"^x holds values up to .*, too large for torch.float32"):
+            fn((s * x).float(), y.float())
+        with pytest.raises(ValueError, match=r"^y(_pos)? holds values"):
+            fn(x.float(), (s * y).float())
+    a_big = algorithm2_affinities(s * x, s * y, temperature=0.1 * s)
+    for a, b in zip(a_big, algorithm2_affinities(x, y, temperature=0.1)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    mt = multi_temperature_field
+    torch.testing.assert_close(mt(s * x, s * y), s * mt(x, y), rtol=1e-7, atol=1e-10 * s)
+    raw_big = mt(s * x, s * y, temperatures=(0.05 * s, 0.2 * s), normalize=False)
+    raw = mt(x, y, temperatures=(0.05, 0.2), normalize=False)
+    torch.testing.assert_close(raw_big, s * raw, rtol=1e-12, atol=1e-14 * s)

@@ -300,3 +300,30 @@ def test_logit_clip_bounds_the_velocity_factor():
     assert torch.allclose(v[inside], vc[inside])
     with pytest.raises(ValueError, match="logit_clip"):
         fflows.velocity_from_critic(critic, x, logit_clip=0.0)
+
+
+def test_f_flow_with_a_far_too_large_step_raises():
+    """The benchmark's f-flow uses step 0.05; at step 10 the particles are thrown out."""
+    y = targets.get_target("eight_gaussians").sample(200, _gen(0))
+    x0 = torch.randn(200, 2, generator=_gen(1))
+    kw = dict(first_critic_iters=50, critic_iters=5, hidden=16, depth=1, lr=5e-3, progress=False)
+    fflows.f_flow(x0, y, "kl", 0.05, 3, generator=_gen(2), **kw)
+    with pytest.raises(FlowDivergedError, match=r"step_size=10\b.*critic lr \(lr=0.005\)"):
+        fflows.f_flow(x0, y, "kl", 10.0, 3, generator=_gen(2), **kw)
+
+
+def test_networks_must_match_the_dtype_of_the_samples():
+    x0, y = _gaussian_problem(20)
+    critic64 = critics.Critic(2, hidden=8, depth=1).double()
+    common = dict(n_steps=1, critic_iters=1, first_critic_iters=1, progress=False)
+    with pytest.raises(TypeError, match=r"critic has torch.float64 parameters but x0 is torch.float32"):
+        fflows.f_flow(x0.float(), y.float(), critic=critic64, **common)
+    with pytest.raises(TypeError, match=r"critic has torch.float64 parameters but x is torch.float32"):
+        fflows.velocity_from_critic(critic64, x0.float())
+    with pytest.raises(TypeError, match=r"generator_net has torch.float64 parameters but x0"):
+        fflows.vgrow(x0.float(), y.float(), generator_net=nets.MLP(2, 2, 8, 1, dtype=F64), hidden=8, depth=1,
+                     **common)  # fmt: skip
+    with pytest.raises(TypeError, match=r"discriminator has torch.float64 parameters but x0"):
+        fflows.dgflow(x0.float(), critic64, n_steps=1, progress=False)
+    with pytest.raises(TypeError, match=r"x0 must be float32 or float64, got torch.float16"):
+        fflows.f_flow(x0.half(), y.half(), **common)

@@ -352,3 +352,85 @@ def test_linear_schedule():
         linear_schedule(1.0, 0)
     with pytest.raises(ValueError, match="start"):
         linear_schedule(-1.0, 10)
+
+
+# ------------------------------------------------------------------------------------------
+# divergence: the spread bound, and the guard read in blocks off the CPU
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "energy"])
+def test_mmd_flow_with_a_far_too_large_step_raises(kernel):
+    """The benchmark's MMD flows use step 3; at 100x-10000x the particles are thrown out (finite, with
+    a bounded kernel) and the spread bound stops the run, naming the step size."""
+    from gwf_tutorial.kernels import median_bandwidth
+
+    y = get_target("eight_gaussians").sample(200, _gen(0)).double()
+    x0 = _x0(n=200, seed=1)
+    obj = MMD("gaussian", median_bandwidth(y)) if kernel == "gaussian" else MMD("energy")
+    ok = particle_flow(x0, obj, y, 3.0, 30, progress=False)
+    assert metrics.energy_distance(ok.x, y) < metrics.energy_distance(x0, y)
+    for factor in (100, 1000, 10000):
+        with pytest.raises(FlowDivergedError, match=rf"step_size={3 * factor:g}\b.*about the target mean"):
+            particle_flow(x0, obj, y, 3.0 * factor, 30, progress=False)
+
+
+def test_spread_bound_is_translation_invariant_and_scale_equivariant():
+    from gwf_tutorial.flows import SPREAD_FACTOR, spread_bound
+
+    x0, y = _x0(seed=0), _x0(n=30, seed=1) + 2.0
+    c, bound = spread_bound(x0, y)
+    torch.testing.assert_close(c, y.mean(0))
+    rms = lambda z: float(z.pow(2).sum(1).mean().sqrt())  # noqa: E731
+    assert bound == pytest.approx(SPREAD_FACTOR * max(rms(x0 - c), rms(y - c)))
+    c2, bound2 = spread_bound(7 * x0 + 5, 7 * y + 5)
+    torch.testing.assert_close(c2, 7 * c + 5)
+    assert bound2 == pytest.approx(7 * bound)
+
+
+def test_guard_in_blocks_gives_the_same_flow_and_the_same_error(monkeypatch):
+    """Off the CPU the guard reads the per-step norms every 16 steps (one host synchronisation per
+    block): forced here on the CPU, the flow is bit-identical, the error names the same step, and a
+    velocity that refuses non-finite input still reports the divergence."""
+    import gwf_tutorial.flows as F
+
+    y = _x0(n=40, seed=1) + 1.0
+    kw = dict(step_size=0.5, n_steps=40, progress=False, record_every=40)
+    every_step = particle_flow(_x0(), MMD("energy"), y, **kw)
+    blow = lambda k: 1e4 if k >= 21 else 1e-3  # noqa: E731
+    with pytest.raises(FlowDivergedError) as err_step:
+        euler_flow(_x0(), lambda x, at=None: x, blow, 30, max_norm=1e3, progress=False)
+    monkeypatch.setattr(F, "_check_every", lambda device: 16)
+    blocks = particle_flow(_x0(), MMD("energy"), y, **kw)
+    assert torch.equal(blocks.x, every_step.x)
+    with pytest.raises(FlowDivergedError) as err_block:
+        euler_flow(_x0(), lambda x, at=None: x, blow, 30, max_norm=1e3, progress=False)
+    assert str(err_block.value) == str(err_step.value)
+    assert "step 21 with step_size=10000" in str(err_block.value)
+    calls = [0]
+
+    def nan_then_checked(x, at=None):  # NaN particles after step 0; then a velocity that refuses them
+        calls[0] += 1
+        return torch.full_like(x, math.nan) if calls[0] == 1 else MMD("energy").velocity(x, y)
+
+    with pytest.raises(FlowDivergedError, match="step 0 with step_size=0.1: particles became non-finite"):
+        euler_flow(_x0(), nan_then_checked, 0.1, 5, progress=False)
+
+
+def test_guard_in_blocks_synchronises_once_per_block(monkeypatch):
+    import gwf_tutorial.flows as F
+
+    syncs = [0]
+    orig = torch.Tensor.__bool__
+
+    def counting(self):
+        syncs[0] += 1
+        return orig(self)
+
+    guard = F._Guard(None, 1e3, 16, "test")
+    x = _x0()
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting)
+    for _ in range(64):
+        guard.push(x, 0.1)
+    monkeypatch.undo()
+    assert syncs[0] == 64 // 16

@@ -837,3 +837,28 @@ def test_block_rows_follow_the_device():
     x = torch.zeros(5000, 2)
     assert Fn._free_device_bytes(x.device) is None
     assert Fn._row_slices(5000, 3000, None, x)[0] == slice(0, 2**20 // 3000)
+
+
+# ------------------------------------------------------------------------------------------------
+# Extreme values: refused in float32, scale laws in float64
+# ------------------------------------------------------------------------------------------------
+def test_extreme_values_float32_refused_float64_scale_equivariant():
+    """1e30 overflows float32 squares: refused with the argument named. In float64 the energy MMD,
+    sliced W2 and Sinkhorn objectives follow their scale laws (value s, s^2, s^2 with eps s^2;
+    velocity 1, s, s)."""
+    x, y = _data()
+    s = 1e30
+    gen = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    cases = [  # (objective at scale s, at scale 1, power of s of the value, of the velocity)
+        (MMD("energy"), MMD("energy"), 1, 0),
+        (SlicedWasserstein(20, generator=gen()), SlicedWasserstein(20, generator=gen()), 2, 1),
+        (SinkhornDivergence(0.5 * s**2, max_iter=200), SinkhornDivergence(0.5, max_iter=200), 2, 1),
+    ]
+    for big, small, p_value, p_velocity in cases:
+        with pytest.raises(ValueError, match=r"^x holds values up to .*, too large for torch.float32"):
+            big.value((s * x).float(), y.float())
+        with pytest.raises(ValueError, match=r"^y holds values up to .*, too large for torch.float32"):
+            big.velocity(x.float(), (s * y).float())
+        torch.testing.assert_close(big.value(s * x, s * y), s**p_value * small.value(x, y), rtol=1e-9, atol=0)
+        v_big, v_small = big.velocity(s * x, s * y), small.velocity(x, y)
+        torch.testing.assert_close(v_big, s**p_velocity * v_small, rtol=1e-9, atol=1e-12 * s**p_velocity)

@@ -527,3 +527,20 @@ def test_jko_objective_kl_is_minimised_by_the_jko_step():
     assert vals.shape == (300,) and bool((vals > best).all())
     with pytest.raises(ValueError, match="tau"):
         G.jko_objective_kl(m1, S1, m0, S0, m, S, 0.0)
+
+
+def test_euler_iterates_far_past_the_bound_raise():
+    """Step 5 (17 times the bound lambda_min = 0.29): the covariance loses definiteness at step 10 and
+    the iterates would become non-finite; the error names the step size and the bound. Below the
+    bound, and a little past it (what chapter 2 plots), the iterates are returned."""
+    from gwf_tutorial.flows import FlowDivergedError
+    from gwf_tutorial.targets import get_target
+
+    t = get_target("gaussian")
+    mu0, S0 = _t(-2.0, 1.5), torch.tensor([[0.3, -0.1], [-0.1, 0.2]], dtype=F64)
+    lam = float(torch.linalg.eigvalsh(t.cov).min())
+    with pytest.raises(FlowDivergedError, match=rf"step 10 with step_size=5\b.*target_cov \({lam:.3g}\)"):
+        G.euler_iterates_kl(mu0, S0, t.mean, t.cov, 5.0, 200)
+    for h in (0.2, 0.7):
+        means, covs = G.euler_iterates_kl(mu0, S0, t.mean, t.cov, h, 40)
+        assert bool(torch.isfinite(covs).all()) and bool((torch.linalg.eigvalsh(covs) > 0).all())

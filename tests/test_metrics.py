@@ -613,3 +613,42 @@ def test_mixture_scores_matches_its_parts():
     assert r["modes"] == 8 and r["near"] > 0.9 and r["tv"] < 0.1
     with pytest.raises(ValueError, match="floor_result"):
         M.mixture_scores(x, target, M.floor(target, 300, "w2", n_pairs=2, progress=False))
+
+
+# ------------------------------------------------------------------------------------------
+# extreme values and seeds
+# ------------------------------------------------------------------------------------------
+
+
+def _spread(seed=0):
+    g = _gen(seed)
+    return torch.randn(30, 2, generator=g, dtype=F64), torch.randn(20, 2, generator=g, dtype=F64) + 1.0
+
+
+def test_extreme_values_float32_refused_float64_scale_equivariant():
+    """1e30 in float32: squared distances overflow, so the metrics refuse it, naming the argument. In
+    float64 they compute, and equal their scale laws: E(sx, sy) = s E, SW2(sx, sy) = s^2 SW2,
+    S_{s^2 eps}(sx, sy) = s^2 S_eps (the entropic cost scales with the squared cost)."""
+    x, y = _spread()
+    s = 1e30
+    for fn in (M.energy_distance, M.sliced_w2, lambda a, b: M.sinkhorn_divergence(a, b, eps=0.5)):
+        with pytest.raises(ValueError, match=r"^x holds values up to .*, too large for torch.float32"):
+            fn((s * x).float(), y.float())
+        with pytest.raises(ValueError, match=r"^y holds values"):
+            fn(x.float(), (s * y).float())
+    ed = M.energy_distance
+    torch.testing.assert_close(ed(s * x, s * y), s * ed(x, y), rtol=1e-12, atol=0)
+    sw = lambda a, b: M.sliced_w2(a, b, generator=_gen(3))  # noqa: E731
+    torch.testing.assert_close(sw(s * x, s * y), s**2 * sw(x, y), rtol=1e-12, atol=0)
+    sk = M.sinkhorn_divergence(s * x, s * y, eps=0.5 * s**2)
+    torch.testing.assert_close(sk, s**2 * M.sinkhorn_divergence(x, y, eps=0.5), rtol=1e-9, atol=0)
+
+
+def test_seeds_are_integers():
+    x = get_target("moons").sample(20, _gen(0))
+    for bad in (2.0, True, "2"):
+        with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+            M.score_vs_floor(x, "moons", n_refs=1, seed=bad)
+    a = M.score_vs_floor(x, "moons", n_refs=1, seed=np.int64(2))
+    b = M.score_vs_floor(x, "moons", n_refs=1, seed=2)
+    assert a.ratio == b.ratio

@@ -269,3 +269,22 @@ def test_conv_critic_pooling_is_folded_into_the_convolutions_exactly():
     cl.load_state_dict(c.state_dict())
     cl.to(memory_format=torch.channels_last)
     torch.testing.assert_close(cl(x), c(x), rtol=1e-12, atol=1e-12)
+
+
+def test_forward_refuses_other_dtypes_except_under_autocast():
+    """float16 / bfloat16 / int64 / float64 into a float32 network: a TypeError naming the argument and
+    the dtype expected, at the entry (not deep in a matrix product); torch.autocast casts by itself."""
+    from gwf_tutorial.nets import ICNN, ConvCritic, ConvGenerator
+
+    torch.manual_seed(0)
+    nets = [(MLP(2, 2, 8, 1), "x", 2), (ResidualMLP(2, 8, 1), "x", 2), (ICNN(2, 8, 1), "x", 2),
+            (AffineMap(2), "x", 2), (Translation(2), "x", 2), (ConvGenerator(4, 1, 8, 8), "z", 4),
+            (ConvCritic(1, 8, 8, n_down=1, n_blocks=0), "x", 64)]  # fmt: skip
+    for net, name, d in nets:
+        x = torch.randn(3, d)
+        net(x)
+        for dt in (torch.float16, torch.bfloat16, torch.int64, torch.float64):
+            with pytest.raises(TypeError, match=rf"^{name} must have dtype torch.float32 .* got {dt}"):
+                net(x.to(dt))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert MLP(2, 2, 8, 1)(torch.randn(3, 2, dtype=torch.bfloat16)).shape == (3, 2)

@@ -18,14 +18,23 @@ on a GPU); they check shapes and dtypes, and NaN propagates to the loss.
 Networks also follow torch's semantics for an empty batch (an empty output), so their forward passes
 are exempt from the empty case.
 
+A second sweep (:func:`test_extreme_values_and_dtypes`) spoils the same arguments with finite but
+extreme values (one entry 1e30, a hyperparameter 1e30) and with float16 / bfloat16 / int64 tensors.
+These may be accepted -- then the result must be finite and, for a dtype, equal to the result for the
+same values in the original dtype -- or refused with a message naming the argument.
+:func:`test_sweep_outcome_counts` runs both sweeps and prints the outcome counts (``pytest -s``):
+clear error, accepted and correct, silent NaN/Inf, silently accepted invalid input, unclear error.
+
 Finally, every method of :mod:`gwf_tutorial.benchmark` run twice with the same seed gives identical
 samples on the CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -401,10 +410,11 @@ spec("metrics.sliced_w2", metrics.sliced_w2, lambda: dict(x=S(), y=S(7), n_proje
 spec("metrics.mode_coverage", metrics.mode_coverage, lambda: dict(x=S(),
     mixture=targets.get_target("eight_gaussians")),
      samples=("x",), positive=("radius", "min_fraction"), extra=[("mixture", dict(mixture=3), "mixture")])
+_SEEDS = [("float seed", dict(seed=2.0), "seed"), ("bool seed", dict(seed=True), "seed")]
 spec("metrics.floor", metrics.floor, lambda: dict(target="moons", n=20, n_pairs=2, progress=False),
-     ints=("n_pairs",), extra=[("n", dict(n=1), "n"), ("metric", dict(metric="nope"), "metric")])
+     ints=("n_pairs",), extra=[("n", dict(n=1), "n"), ("metric", dict(metric="nope"), "metric")] + _SEEDS)
 spec("metrics.score_vs_floor", metrics.score_vs_floor, lambda: dict(x=S(20), target="moons", n_refs=1),
-     samples=("x",), ints=("n_refs",), extra=[("target", dict(target=3), "target")])
+     samples=("x",), ints=("n_refs",), extra=[("target", dict(target=3), "target")] + _SEEDS)
 
 # --- train -------------------------------------------------------------------------------------------
 spec("train.seed_everything", train.seed_everything, lambda: dict(seed=0), extra=[("seed", dict(seed=-1),
@@ -456,7 +466,7 @@ spec("drifting.toy_generator", drifting.toy_generator, lambda: dict(out_dim=2), 
 spec("metrics.mixture_scores", metrics.mixture_scores,
      lambda: dict(x=S(20), mixture=targets.get_target("eight_gaussians"),
                   floor_result=metrics.floor("eight_gaussians", 20, "energy", n_pairs=2, progress=False)),
-     samples=("x",), extra=[("floor", dict(floor_result=3), "floor_result")])
+     samples=("x",), extra=[("floor", dict(floor_result=3), "floor_result")] + _SEEDS)
 spec("nets.GradientMap", nets.GradientMap, lambda: dict(potential=nets.ICNN(2, 8, 1)),
      extra=[("potential", dict(potential=3), "potential")])
 spec("nets.ConvGenerator", nets.ConvGenerator, lambda: dict(latent_dim=4, channels=1, size=8, width=8),
@@ -581,6 +591,156 @@ def test_public_api_rejects_bad_input(sp, label, spoil, names):
         sp.fn(**kw)
     message = f"{sp.name} [{label}]: the message does not name {names}: {err.value}"
     assert _named(str(err.value), names), message
+
+
+# ---------------------------------------------------------------------------------------------
+# extreme values and dtypes; outcome counts
+# ---------------------------------------------------------------------------------------------
+# Modules that other parts of the "one recipe" rework are rewriting now: their outcomes are counted
+# and printed, but not asserted here, until the rework lands (then this list shrinks to nothing).
+EXCLUDED_PENDING_REWORK = ("jko.", "sjko.", "critics.", "fdiv.", "benchmark.", "UnbiasedMMD.", "SemiDualJKO.",
+                           "drifting.train_drifting", "drifting.toy_generator")  # fmt: skip
+# Outside the files of this change, with known failures of the second sweep (to fix there): plot cannot
+# draw bfloat16 (numpy has no such dtype); projected_flow raises FloatingPointError, not FlowDivergedError,
+# and a step of 1e30 fails in the objective's input check on the pushed particles.
+EXCLUDED_OUTSIDE_THIS_CHANGE = ("plot.", "projected.")
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+CLEAR, ACCEPTED, SILENT_NAN, SILENT_INVALID, UNCLEAR = (
+    "clear error", "accepted-correct", "silent NaN/Inf", "silent invalid", "unclear error")  # fmt: skip
+
+
+def _asserted(sp: Spec) -> bool:
+    return not sp.name.startswith(EXCLUDED_PENDING_REWORK + EXCLUDED_OUTSIDE_THIS_CHANGE)
+
+
+def _set_first(t: torch.Tensor, value: float) -> torch.Tensor:
+    t = t.clone()
+    t.view(-1)[0] = value
+    return t
+
+
+def _extreme_cases():
+    """(spec, label, spoil, names, reference): ``reference`` (or None) spoils the same argument into
+    the value the spoiled call must reproduce if it accepts the input."""
+    for sp in SPECS:
+        for a in sp.samples + sp.vectors:
+            if sp.nan:  # per-iteration primitives (nan=False) check no values, only shapes and dtypes
+                yield sp, "1e30", {a: lambda kw, a=a: _set_first(kw[a], 1e30)}, a, None
+            for dt in LOW_PRECISION:
+                low = {a: lambda kw, a=a, dt=dt: kw[a].to(dt)}
+                ref = {a: lambda kw, a=a, dt=dt: kw[a].to(dt).to(kw[a].dtype)}
+                yield sp, str(dt).split(".")[1], low, a, ref
+            as_int = {a: lambda kw, a=a: kw[a].round().long()}
+            ref = {a: lambda kw, a=a: kw[a].round().to(torch.get_default_dtype())}
+            yield sp, "int64", as_int, a, ref
+        for a in sp.positive:
+            yield sp, f"{a}=1e30", {a: lambda kw: 1e30}, a, None
+
+
+def _tensors(out, depth: int = 0):
+    """The tensors and floats in a result (tensors, numbers, tuples, lists, dicts, dataclasses)."""
+    if depth > 3:
+        return
+    if isinstance(out, torch.Tensor):
+        yield out.detach()
+    elif isinstance(out, float):
+        yield torch.tensor(out)
+    elif isinstance(out, tuple | list):
+        for o in out:
+            yield from _tensors(o, depth + 1)
+    elif isinstance(out, dict):
+        for o in out.values():
+            yield from _tensors(o, depth + 1)
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        for f in dataclasses.fields(out):
+            yield from _tensors(getattr(out, f.name), depth + 1)
+
+
+def _finite(out) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in _tensors(out) if t.is_floating_point())
+
+
+def _same(out, ref) -> bool:
+    a, b = list(_tensors(out)), list(_tensors(ref))
+    close = [x.shape == y.shape and torch.allclose(x.double(), y.double(), rtol=1e-4, atol=1e-6)
+             for x, y in zip(a, b)]  # fmt: skip
+    return len(a) == len(b) and all(close)
+
+
+def _call(sp: Spec, spoil: dict):
+    torch.manual_seed(0)
+    kw = sp.kwargs()
+    for key, make in spoil.items():
+        kw[key] = make(kw)
+    return sp.fn(**kw)
+
+
+def _outcome(sp: Spec, spoil: dict, names, reference: dict | None, must_reject: bool) -> tuple[str, str]:
+    """Classify one spoiled call; returns (outcome, detail)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out = _call(sp, spoil)
+        except BAD as err:
+            return (CLEAR if _named(str(err), names) else UNCLEAR), f"{type(err).__name__}: {err}"
+        except Exception as err:  # noqa: BLE001 - anything else is an unclear error
+            return UNCLEAR, f"{type(err).__name__}: {err}"
+        if not _finite(out):
+            return SILENT_NAN, "returned NaN/Inf"
+        if must_reject:
+            return SILENT_INVALID, "accepted input that must be refused"
+        if reference is not None and not _same(out, _call(sp, reference)):
+            return SILENT_INVALID, "accepted, but the result differs from the same values in the input dtype"
+        return ACCEPTED, ""
+
+
+_EXTREME = [pytest.param(*c, id=f"{c[0].name}-{c[3]}-{c[1]}") for c in _extreme_cases()]
+
+
+@pytest.mark.parametrize(("sp", "label", "spoil", "names", "reference"), _EXTREME)
+def test_extreme_values_and_dtypes(sp, label, spoil, names, reference):
+    """1e30 entries, 1e30 hyperparameters, low-precision and integer tensors: a finite (and, for a
+    dtype, unchanged) result, or an error naming the argument."""
+    if not _asserted(sp):
+        pytest.skip("module in EXCLUDED_PENDING_REWORK or EXCLUDED_OUTSIDE_THIS_CHANGE")
+    outcome, detail = _outcome(sp, spoil, names, reference, must_reject=False)
+    assert outcome in (CLEAR, ACCEPTED), f"{sp.name} [{label}] on {names}: {outcome}: {detail}"
+
+
+def test_sweep_outcome_counts(record_property):
+    """Both sweeps, every case classified; printed with ``pytest -s`` and recorded in the report.
+
+    Asserted for the modules not in ``EXCLUDED_PENDING_REWORK``: no silent NaN/Inf, no silently
+    accepted invalid input, unclear errors under 2 %.
+    """
+    counts = {True: Counter(), False: Counter()}
+    failures = []
+    for p in _cases():
+        sp, label, spoil, names = p.values
+        if names is None:
+            continue
+        outcome, detail = _outcome(sp, spoil, names, None, must_reject=True)
+        counts[_asserted(sp)][outcome] += 1
+        if _asserted(sp) and outcome != CLEAR:
+            failures.append(f"{sp.name} [{label}]: {outcome}: {detail}")
+    for sp, label, spoil, names, reference in _extreme_cases():
+        outcome, detail = _outcome(sp, spoil, names, reference, must_reject=False)
+        counts[_asserted(sp)][outcome] += 1
+        if _asserted(sp) and outcome not in (CLEAR, ACCEPTED):
+            failures.append(f"{sp.name} [{label}]: {outcome}: {detail}")
+    order = (CLEAR, ACCEPTED, SILENT_NAN, SILENT_INVALID, UNCLEAR)
+    lines = ["reliability sweep: outcome counts (spoiled calls)"]
+    for key, title in ((True, "asserted modules"), (False, "EXCLUDED_* modules (counted only)")):
+        total = sum(counts[key].values())
+        row = ", ".join(f"{o}: {counts[key][o]}" for o in order)
+        lines.append(f"  {title:40s} {total:5d} calls -- {row}")
+    print("\n" + "\n".join(lines))
+    record_property("reliability_sweep", "; ".join(lines[1:]))
+    mine = counts[True]
+    assert mine[SILENT_NAN] == 0 and mine[SILENT_INVALID] == 0, failures
+    assert mine[UNCLEAR] < 0.02 * sum(mine.values()), failures
 
 
 def test_every_public_function_is_swept():

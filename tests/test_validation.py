@@ -177,3 +177,60 @@ def test_check_betas():
     for bad in [(0.5,), (0.5, 1.0), (-0.1, 0.9), "ab", (True, 0.9), None]:
         with pytest.raises(ValueError, match="betas"):
             check_betas(bad)
+
+
+def test_magnitude_limit_and_one_sync(monkeypatch):
+    """Entries whose squares overflow the dtype are refused (float32: beyond sqrt(max)/100 = 1.8e17);
+    finiteness and magnitude cost one host synchronisation together."""
+    from gwf_tutorial._validation import max_abs
+
+    assert max_abs(torch.float32) == pytest.approx(math.sqrt(torch.finfo(torch.float32).max) / 100)
+    check_finite(torch.tensor([1e17, -1e17]), "x")
+    check_finite(torch.tensor([1e30], dtype=F64), "x")
+    with pytest.raises(ValueError, match=r"^x holds values up to 1e\+18, too large for torch.float32 .*64"):
+        check_finite(torch.tensor([0.0, -1e18]), "x")
+    with pytest.raises(ValueError, match=r"^x holds values up to 1e\+200, too large for torch.float64.*it$"):
+        check_finite(torch.tensor([1e200], dtype=F64), "x")
+    with pytest.raises(ValueError, match="contains NaN or infinite"):
+        check_finite(torch.tensor([1e30, math.nan]), "x")  # NaN wins over the magnitude
+    assert check_finite(torch.zeros(0, 2), "x").shape == (0, 2)
+    calls = [0]
+    orig = torch.Tensor.__float__
+
+    def counting(self):
+        calls[0] += 1
+        return orig(self)
+
+    monkeypatch.setattr(torch.Tensor, "__float__", counting)
+    check_samples(torch.ones(100, 3), "x")
+    assert calls[0] == 1
+
+
+def test_low_precision_refused_integers_cast():
+    for dt in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=rf"^points must be float32 or float64, got {dt}.*points\.float"):
+            check_samples(torch.zeros(3, 2, dtype=dt), "points")
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast manages its own precision
+            assert as_tensor(torch.zeros(3, 2, dtype=torch.bfloat16), "x").dtype == torch.bfloat16
+    ints = torch.arange(6).reshape(3, 2)
+    assert torch.equal(check_samples(ints, "x"), ints.to(torch.get_default_dtype()))
+
+
+def test_check_seed():
+    from gwf_tutorial._validation import check_seed
+
+    assert check_seed(0) == 0 and check_seed(np.int64(7)) == 7 and type(check_seed(np.int64(7))) is int
+    for bad in (2.0, 2.5, True, "3", None):
+        with pytest.raises(TypeError, match=r"^seed must be a non-negative integer, got"):
+            check_seed(bad)
+    with pytest.raises(ValueError, match="rng_seed must be a non-negative integer, got -1"):
+        check_seed(-1, "rng_seed")
+
+
+def test_check_dtype_like():
+    from gwf_tutorial._validation import check_dtype_like
+
+    w = torch.zeros(2, 2)
+    check_dtype_like(torch.ones(3, 2), w, "x")
+    with pytest.raises(TypeError, match=r"^z must have dtype torch.float32 .* got torch.int64; cast it"):
+        check_dtype_like(torch.ones(3, 2, dtype=torch.int64), w, "z")
