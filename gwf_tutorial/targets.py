@@ -309,6 +309,9 @@ class GaussianMixture(Target):
         \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
         r_k = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)}.
 
+    It keeps ``means``, ``covs``, ``weights``, ``n_modes`` and ``stds``, the isotropic scale
+    :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode (used by :func:`gwf_tutorial.metrics.mode_coverage`).
+
     Parameters
     ----------
     means : array-like, shape (K, d)
@@ -317,9 +320,6 @@ class GaussianMixture(Target):
         one covariance per mode.
     weights : array-like, shape (K,), optional
         Normalised to sum 1; uniform by default.
-
-    Attributes ``means``, ``covs``, ``weights``, ``n_modes`` and ``stds`` (:math:`\sqrt{\lambda_{\max}
-    (\Sigma_k)}`, used by :func:`gwf_tutorial.metrics.mode_coverage`).
 
     Used in: chapters 4, 8 and 11.
     """
