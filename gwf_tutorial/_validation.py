@@ -10,6 +10,8 @@ manages its own precision), since distances and kernels overflow or lose all pre
 Magnitudes: values whose squares overflow (about ``1.8e17`` in float32, ``1.3e152`` in float64) are
 refused with a message naming the argument, instead of a NaN further down (:func:`check_finite`).
 Seeds: a non-negative ``int`` (:func:`check_seed`), never a float or a bool.
+
+Used in: the public entry points of every module; validation happens there once, not in inner loops.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class FlowDivergedError(ValueError):
     The message names the step index and the step size; explicit steps are stable only below
     about ``2 / L`` with ``L`` the Lipschitz constant of the velocity, so the remedy is a smaller
     ``step_size``. Raised by every flow of the library (particles, f-flows, Gaussian iterates).
+
+    Used in: chapter 4 (imported from :mod:`gwf_tutorial.flows`).
     """
 
 

@@ -1,32 +1,22 @@
 r"""Measuring generated images with a small classifier: Fréchet distance and class coverage.
 
-Inception-v3 (the FID network) was trained on 299×299 photographs and says little about 8×8
-digits. The standard substitute on small image sets is a classifier trained on the data itself:
-its penultimate layer is the feature space of a Fréchet distance, and its predictions count which
-classes a generator produces (the image analogue of the mode coverage of
+Inception-v3 says little about 8x8 digits; the standard substitute on small image sets is a classifier
+trained on the data itself: its penultimate layer is the feature space of a Fréchet distance, and its
+predictions count which classes a generator produces (the image analogue of
 :func:`gwf_tutorial.metrics.mode_coverage`).
 
-- :class:`DigitsClassifier` — a two-layer convolutional network; ``forward`` returns the
-  ``num_features``-dimensional features (so the network itself is the ``feature`` argument of
-  :func:`gwf_tutorial.metrics.frechet_distance`), :meth:`DigitsClassifier.logits` the class scores.
-- :func:`train_classifier` — seeded Adam training on labelled images, with train / test accuracy.
-- :func:`class_coverage` — per-class shares of the predicted labels, classes hit, total-variation
-  distance to the uniform law, share of confident predictions.
-- :func:`nearest_neighbor_ratio` — whether generated images copy the training images.
-- :func:`image_scores` — all of it for one set of generated samples against real images.
+Conventions: images are float tensors ``(N, C, H, W)`` in ``[-1, 1]``
+(:func:`gwf_tutorial.data.load_digits`); flat rows ``(N, C·H·W)``, what the generators produce, are
+accepted everywhere. ``classifier`` is a trained :class:`DigitsClassifier` (or anything with
+``predict``); ``min_fraction`` :math:`\phi` sets when a class is hit.
 
-Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`);
-flat sample matrices ``(N, C·H·W)``, the form the generators of chapter 9 produce, are accepted
-everywhere and reshaped.
-
-Used in: chapter 9 (digits on a CPU).
+Used in: chapter 9.
 
 References
 ----------
-Heusel, M. et al. (2017). GANs trained by a two time-scale update rule converge to a local Nash
-equilibrium. NeurIPS (the Fréchet Inception distance).
-Srivastava, A. et al. (2017). VEEGAN: reducing mode collapse in GANs using implicit variational
-learning. NeurIPS (counting modes with a classifier on stacked MNIST).
+Heusel et al. (2017), "GANs trained by a two time-scale update rule converge to a local Nash
+equilibrium", NeurIPS (FID); Srivastava et al. (2017), "VEEGAN", NeurIPS (counting modes with a
+classifier).
 """
 
 from __future__ import annotations
@@ -94,32 +84,11 @@ class DigitsClassifier(nn.Module):
         \sigma(\mathrm{conv}_1 x))\big) \in \mathbb R^{p}, \qquad
         \mathrm{logits}(x) = W_4\,\phi(x) + b_4 \in \mathbb R^{K},
 
-    with :math:`3\times3` convolutions (``width`` and ``2·width`` channels, the second of stride
-    2), :math:`\sigma` the activation, :math:`p` = ``num_features`` and :math:`K` = ``n_classes``.
-    ``forward`` returns :math:`\phi(x)`, so the network is a ``feature`` extractor for
-    :func:`gwf_tutorial.metrics.frechet_distance` (it has the integer attribute
-    ``num_features``); :meth:`logits` and :meth:`predict` classify. No batch normalisation and no
-    dropout: train and eval modes compute the same function.
+    3x3 convolutions of ``width`` and ``2·width`` channels, :math:`p` = ``num_features``, :math:`K` =
+    ``n_classes``. ``forward`` returns :math:`\phi(x)` ``(n, p)``, so the network is a ``feature`` for
+    :func:`gwf_tutorial.metrics.frechet_distance`. No batch norm or dropout: train and eval modes agree.
 
-    Parameters
-    ----------
-    n_classes : int, default 10
-    num_features : int, default 64
-        Dimension :math:`p` of the feature layer.
-    width : int, default 16
-        Channels of the first convolution.
-    image_shape : tuple of 3 ints, default (1, 8, 8)
-        ``(C, H, W)`` of the inputs (H and W at least 2).
-    activation : str, default "silu"
-        See :func:`gwf_tutorial.nets.make_activation`.
-    dtype : torch.dtype, optional
-
-    Notes
-    -----
-    ``forward(x)``, :meth:`features`, :meth:`logits`: ``x`` of shape ``(n, C, H, W)`` or flat
-    ``(n, C·H·W)``; outputs ``(n, num_features)`` and ``(n, n_classes)``.
-
-    Used in: chapter 9 (the Fréchet distance and class coverage of generated digits).
+    Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
 
     def __init__(
@@ -162,22 +131,7 @@ class DigitsClassifier(nn.Module):
         return x
 
     def features(self, x: Tensor) -> Tensor:
-        r"""The feature vector :math:`\phi(x)`, shape ``(n, num_features)``.
-
-        .. math::
-
-            \phi(x) = \sigma\big(W_3\,\mathrm{vec}\,\sigma(\mathrm{conv}_2\,\sigma(\mathrm{conv}_1 x))\big).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, C, H, W) or (n, C·H·W)
-
-        Returns
-        -------
-        Tensor, shape (n, num_features)
-
-        Used in: chapter 9 (Fréchet distance in the classifier's features).
-        """
+        r"""The feature vector :math:`\phi(x)`, shape ``(n, num_features)``."""
         a = self.act(self.conv2(self.act(self.conv1(self._images(x)))))
         return self.act(self.fc(a.flatten(1)))
 
@@ -185,44 +139,12 @@ class DigitsClassifier(nn.Module):
         return self.features(x)
 
     def logits(self, x: Tensor) -> Tensor:
-        r"""Class scores :math:`W_4 \phi(x) + b_4`, shape ``(n, n_classes)``.
-
-        .. math::
-
-            p(k \mid x) = \operatorname{softmax}(\mathrm{logits}(x))_k .
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, C, H, W) or (n, C·H·W)
-
-        Returns
-        -------
-        Tensor, shape (n, n_classes)
-
-        Used in: chapter 9.
-        """
+        r"""Class scores :math:`W_4 \phi(x) + b_4`, shape ``(n, n_classes)``."""
         return self.head(self.features(x))
 
     @torch.no_grad()
     def predict(self, x: Tensor, *, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
-        r"""Predicted labels and their probabilities, in batches, without gradients.
-
-        .. math::
-
-            \hat k(x) = \arg\max_k p(k \mid x), \qquad \hat p(x) = \max_k p(k \mid x).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, C, H, W) or (n, C·H·W)
-        batch_size : int, default 1000
-
-        Returns
-        -------
-        labels : Tensor, shape (n,), int64
-        confidence : Tensor, shape (n,)
-
-        Used in: chapter 9 (:func:`class_coverage`, accuracy).
-        """
+        r"""Labels :math:`\arg\max_k p(k \mid x)` and their probabilities, in batches, without gradients."""
         batch_size = check_int(batch_size, "batch_size")
         x = self._images(x)
         labels, conf = [], []
@@ -236,25 +158,10 @@ class DigitsClassifier(nn.Module):
 
 @dataclass
 class TrainedClassifier:
-    r"""Result of :func:`train_classifier`.
+    """Result of :func:`train_classifier`: ``net`` (eval mode), ``train_accuracy``, ``test_accuracy`` (when
+    test images were given), ``loss`` (per mini-batch) and ``seconds``.
 
-    .. math::
-
-        \text{accuracy} = \frac1N \sum_i [\hat k(x_i) = k_i].
-
-    Attributes
-    ----------
-    net : DigitsClassifier
-        The trained network (in eval mode).
-    train_accuracy : float
-    test_accuracy : float or None
-        On the held-out images, when given.
-    loss : list of float
-        Cross-entropy of each mini-batch.
-    seconds : float
-        Wall-clock training time.
-
-    Used in: chapter 9.
+    Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
 
     net: DigitsClassifier
@@ -289,44 +196,12 @@ def train_classifier(
     .. math::
 
         \min_\psi\ \frac1B \sum_{i \in \text{batch}} -\log \operatorname{softmax}
-        \big(\mathrm{logits}_\psi(x_i)\big)_{k_i} \;(+\ \text{weight decay } \lambda |\psi|^2),
+        \big(\mathrm{logits}_\psi(x_i)\big)_{k_i} \;(+\ \lambda |\psi|^2),
 
-    mini-batches drawn with replacement by a generator seeded with ``seed`` (the network is
-    initialised under the same seed), learning rate cosine-annealed to 0 over ``n_iters``.
+    mini-batches with replacement and the initialisation seeded by ``seed``, learning rate cosine-annealed
+    to 0 over ``n_iters``; ``**net_kwargs`` go to :class:`DigitsClassifier`.
 
-    Parameters
-    ----------
-    images : Tensor, shape (N, C, H, W) or (N, C·H·W)
-        Training images in ``[-1, 1]`` (flat rows need ``image_shape`` in ``net_kwargs`` unless
-        they are 8×8 grey digits).
-    labels : Tensor, shape (N,), int
-        Classes in ``0..n_classes-1``.
-    test_images, test_labels : Tensor, optional
-        Held-out images and labels for :attr:`TrainedClassifier.test_accuracy` (both or neither).
-    n_classes : int, optional
-        Default ``labels.max() + 1`` (at least 2).
-    n_iters : int, default 600
-    batch_size : int, default 128
-    lr : float, default 3e-3
-    weight_decay : float, default 1e-4
-        Adam's L2 penalty :math:`\lambda \ge 0`.
-    seed : int, default 0
-    show_progress : bool, default True
-        A tqdm bar (:func:`gwf_tutorial.train.progress`; hidden when ``GWF_PROGRESS=0``).
-    **net_kwargs
-        Passed to :class:`DigitsClassifier` (``num_features``, ``width``, ``image_shape``, ...).
-
-    Returns
-    -------
-    TrainedClassifier
-
-    Raises
-    ------
-    ValueError, TypeError
-        Bad shapes, non-integer or out-of-range labels, non-finite images, bad hyper-parameters.
-
-    Used in: chapter 9 (600 iterations: a few seconds on one CPU thread, about 97% test accuracy on the
-    digits).
+    Used in: chapter 9.
     """
     shape = tuple(net_kwargs.get("image_shape", (1, 8, 8)))
     if len(shape) != 3:
@@ -383,29 +258,10 @@ def train_classifier(
 
 @dataclass
 class ClassCoverage:
-    r"""Which classes a set of images falls into, per a classifier (see :func:`class_coverage`).
+    """Result of :func:`class_coverage`: ``shares``, ``counts``, ``classes_hit``, ``n_classes``, ``tv`` and
+    ``confident_fraction``.
 
-    .. math::
-
-        s_k = c_k / n, \qquad \text{classes\_hit} = \sum_k [c_k \ge \max(1, \phi n / K)], \qquad
-        \mathrm{TV} = \tfrac12 \sum_k |s_k - 1/K|.
-
-    Attributes
-    ----------
-    shares : Tensor, shape (K,)
-        Share :math:`s_k` of the images predicted as class ``k`` (float64, sums to 1).
-    counts : Tensor, shape (K,)
-        Images predicted as class ``k`` (int64).
-    classes_hit : int
-        Classes with at least ``min_fraction`` of their expected share :math:`n/K`.
-    n_classes : int
-        :math:`K`.
-    tv : float
-        Total-variation distance between the shares and the uniform law, in ``[0, 1 - 1/K]``.
-    confident_fraction : float
-        Share of images whose top class probability is at least ``confidence``.
-
-    Used in: chapter 9.
+    Used in: :func:`~gwf_tutorial.features.class_coverage`.
     """
 
     shares: Tensor
@@ -426,40 +282,16 @@ def class_coverage(
 ) -> ClassCoverage:
     r"""Per-class shares of the predicted labels, classes hit, and distance to uniform.
 
-    Each image gets the classifier's label :math:`\hat k(x_i)`; with :math:`c_k` the number of
-    images labelled :math:`k` among :math:`n`,
-
     .. math::
 
         s_k = \frac{c_k}{n}, \qquad
         \text{hit}_k = \big[c_k \ge \max(1, \phi\, n / K)\big], \qquad
         \mathrm{TV} = \frac12 \sum_{k=1}^K \Big|s_k - \frac1K\Big|,
 
-    with :math:`\phi` = ``min_fraction``. The digits are balanced (each class is 10% ± 0.3% of
-    the data), so TV measures how far a generator is from producing every digit equally often: 0
-    for a perfect balance, :math:`1 - 1/K` (0.9 for digits) for a single class. A classifier labels
-    *anything*, including noise, so coverage counts classes but does not say the images look like
-    digits: read it next to ``confident_fraction`` (share of images with
-    :math:`\max_k p(k \mid x) \ge` ``confidence``) and the Fréchet distance.
+    with :math:`c_k` the images labelled :math:`k`. A classifier labels anything, noise included: read it
+    next to ``confident_fraction`` (share with top probability >= ``confidence``) and the Fréchet distance.
 
-    Parameters
-    ----------
-    classifier : DigitsClassifier
-        A trained classifier (anything with ``predict(x) -> (labels, confidence)``).
-    images : Tensor, shape (n, C, H, W) or (n, C·H·W)
-        The images (e.g. generated samples); finite.
-    n_classes : int, optional
-        :math:`K`; default ``classifier.n_classes``.
-    min_fraction : float, default 0.2
-        :math:`\phi \in (0, 1]`.
-    confidence : float, default 0.9
-        Threshold in ``(0, 1)`` of :attr:`ClassCoverage.confident_fraction`.
-
-    Returns
-    -------
-    ClassCoverage
-
-    Used in: chapter 9 (class coverage of every generator).
+    Used in: chapter 9.
     """
     if not callable(getattr(classifier, "predict", None)):
         raise TypeError(f"classifier must have a predict method, got {type(classifier).__name__}")
@@ -494,33 +326,15 @@ def class_coverage(
 
 
 def nearest_neighbor_ratio(fake, train, reference) -> float:
-    r"""Distance of generated images to the training set, relative to that of fresh real images.
+    r"""Distance of generated images to the training set, relative to that of held-out real images.
 
     .. math::
 
-        R = \frac{\operatorname{median}_i \min_j |g_i - t_j|}
-        {\operatorname{median}_l \min_j |r_l - t_j|},
+        R = \frac{\operatorname{median}_i \min_j |g_i - t_j|}{\operatorname{median}_l \min_j |r_l - t_j|}:
 
-    with :math:`g_i` the generated images, :math:`t_j` the training images and :math:`r_l` real
-    images not used in training (the test split), all as vectors of pixels. A generator that
-    copies its training images has :math:`R \ll 1` (and a Fréchet distance at the floor); a fresh
-    sample of the data law has :math:`R \approx 1`; blurred or noisy images lie off the data and
-    give :math:`R > 1`.
+    :math:`R \ll 1` for a generator that copies its training images, :math:`R \approx 1` for fresh data.
 
-    Parameters
-    ----------
-    fake : Tensor, shape (n, ...)
-        Generated images (any shape with ``n`` rows; flattened).
-    train : Tensor, shape (N, ...)
-        The training images.
-    reference : Tensor, shape (m, ...)
-        Held-out real images of the same shape.
-
-    Returns
-    -------
-    float
-
-    Used in: chapter 9 (a memorisation check beside the Fréchet distance).
+    Used in: :func:`~gwf_tutorial.features.image_scores`.
     """
     mats = []
     for t, name in ((fake, "fake"), (train, "train"), (reference, "reference")):
@@ -544,25 +358,10 @@ def nearest_neighbor_ratio(fake, train, reference) -> float:
 
 @dataclass
 class ImageScores:
-    r"""Scores of one image set against real images (see :func:`image_scores`).
+    """Result of :func:`image_scores`: ``frechet`` (in the classifier's features), ``coverage``, ``n`` and
+    ``nn_ratio`` (when the training images were given).
 
-    .. math::
-
-        \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
-        - 2(\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2})^{1/2}\big)\ \text{in the classifier's features}.
-
-    Attributes
-    ----------
-    frechet : float
-        Fréchet distance in the classifier's features.
-    coverage : ClassCoverage
-        Class coverage of the generated images.
-    n : int
-        Number of generated images.
-    nn_ratio : float or None
-        :func:`nearest_neighbor_ratio` of the generated images (when the training images were given).
-
-    Used in: chapter 9.
+    Used in: :func:`~gwf_tutorial.features.image_scores`.
     """
 
     frechet: float
@@ -574,37 +373,11 @@ class ImageScores:
 def image_scores(
     classifier: DigitsClassifier, fake, real, *, train=None, batch_size: int = 500
 ) -> ImageScores:
-    r"""Fréchet distance in the classifier's features, class coverage and copy check of ``fake``.
+    """Fréchet distance in the classifier's features, class coverage and copy check of ``fake`` against
+    ``real`` (held-out images; ``train`` for :func:`nearest_neighbor_ratio`). The Fréchet distance of a
+    finite sample is biased upward: compare at equal sizes, next to two real samples' distance.
 
-    .. math::
-
-        \mathrm{FD}\big(\phi_\#\hat\rho_{\text{real}}, \phi_\#\hat\rho_{\text{fake}}\big)
-        \ \text{(Gaussians fitted to the features } \phi\text{)}, \quad
-        \text{coverage} = \text{class\_coverage}(\text{fake}), \quad
-        R = \text{nearest\_neighbor\_ratio}(\text{fake}, \text{train}, \text{real}).
-
-    The Fréchet distance (:func:`gwf_tutorial.metrics.frechet_distance`) of a finite sample is
-    biased upward (the fitted covariances are noisy), so compare methods at the same number of
-    images and next to the distance between two real samples of the same sizes, the floor of this
-    metric.
-
-    Parameters
-    ----------
-    classifier : DigitsClassifier
-        Trained classifier (its ``forward`` gives the features).
-    fake : Tensor, shape (n, C, H, W) or (n, C·H·W)
-        Generated images, ``n >= 2``.
-    real : Tensor, shape (m, C, H, W) or (m, C·H·W)
-        Held-out reference images (e.g. the test split), ``m >= 2``.
-    train : Tensor, optional
-        The training images; when given, :attr:`ImageScores.nn_ratio` is computed.
-    batch_size : int, default 500
-
-    Returns
-    -------
-    ImageScores
-
-    Used in: chapter 9 (the table of every method).
+    Used in: chapter 9.
     """
     from gwf_tutorial.metrics import frechet_distance
 

@@ -4,43 +4,32 @@ The Wasserstein gradient flow of :math:`D_f(\rho\,\|\,\nu)` moves particles with
 
 .. math::
 
-    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu},
+    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu}.
 
-so from samples one needs :math:`r` (or :math:`\nabla f'(r)`) near the particles. An explicit
-f-flow refits a critic to the current particles and the data at every step and moves the
-particles along the velocity it defines (:func:`f_flow`). Three ways to read the velocity off a
-critic (:func:`velocity_from_critic`):
+:func:`f_flow` refits a critic to the particles and the data at every step and reads the velocity off it
+(:func:`velocity_from_critic`): ``"logistic"`` (a classifier logit :math:`D \approx \log(\nu/\rho)`;
+VGrow, MonoFlow, DGflow), ``"variational"`` (the critic :math:`h \approx f'(r)` of the variational bound;
+GWF's critic) or ``"least_squares"`` (a ratio fit :math:`R = 1 + h/2 \approx r`; EPT). :func:`vgrow`,
+:func:`ept`, :func:`monoflow` and :func:`dgflow` are the published methods, one call each.
 
-- ``"logistic"``: a classifier :math:`D` (data label 1) estimates :math:`D = \log(\nu/\rho)`,
-  :math:`r = e^{-D}`, :math:`v = r f''(r)\,\nabla D` (VGrow, MonoFlow, DGflow);
-- ``"variational"``: the critic :math:`h` of the variational bound of :math:`D_f` estimates
-  :math:`h = f'(r)`, :math:`v = -\nabla h` (the critic of GWF, here in a particle flow);
-- ``"least_squares"``: a least-squares (Bregman) density-ratio fit :math:`R \approx r` --- the
-  :math:`\chi^2` critic, :math:`R = 1 + h/2` --- and :math:`v = -r f''(r)\,\nabla \log R` (EPT).
+Conventions: ``x0`` has shape ``(n, d)`` (or ``(n, d_z)`` latents with a ``generator_net``), data ``y``
+shape ``(m, d)``. ``fdiv`` is a divergence of :mod:`gwf_tutorial.fdiv` or its name, ``"logd"``, or a
+velocity factor ``r -> s(r)``. Critic arguments (``critic_iters`` warm-started Adam steps per flow step,
+``first_critic_iters`` at the first, ``lr``, ``hidden`` x ``depth`` SiLU MLP, ``batch_size``, ``r1``,
+``gp``) and flow arguments (``step_size``, ``n_steps``, ``record_every``, ``progress``, ``max_norm``,
+``generator`` for mini-batches and noise) mean the same in every function. All return an
+:class:`FFlowResult`; a blow-up raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
 
-The published methods, each one call:
-
-- :func:`vgrow` (VGrow): logistic ratio, factor :math:`r f''(r)`; optionally a generator fitted
-  to the moved particles;
-- :func:`ept` (EPT): least-squares ratio with a gradient penalty; the forward Euler map
-  :meth:`FFlowResult.push` transports fresh samples;
-- :func:`monoflow` (MonoFlow): velocity :math:`\nabla h(D)` for a monotone :math:`h`;
-  optionally a generator (the GAN form);
-- :func:`dgflow` (DGflow): a fixed discriminator plus noise :math:`\sqrt{2\gamma\eta}\,\xi`;
-  refines a given generator's samples.
-
-Used in: chapter 4 (f-divergence flows from samples; which published method is which instance).
+Used in: chapter 4.
 
 References
 ----------
-Gao, Y., Jiao, Y., Wang, Y., Wang, Y., Yang, C., Zhang, S. (2019). Deep generative learning via
-variational gradient flow. ICML (VGrow).
-Gao, Y., Huang, J., Jiao, Y., Liu, J., Lu, X., Yang, Z. (2022). Deep generative learning via
-Euler particle transport. MSML 2021, PMLR 145 (EPT).
-Yi, M., Zhu, Z., Liu, S. (2023). MonoFlow: rethinking divergence GANs via the perspective of
-Wasserstein gradient flows. ICML.
-Ansari, A. F., Ang, M. L., Soh, H. (2021). Refining deep generative models via discriminator
-gradient flow. ICLR (DGflow; official code ``clear-nus/DGflow``).
+Gao et al. (2019), "Deep generative learning via variational gradient flow", ICML (VGrow).
+Gao et al. (2022), "Deep generative learning via Euler particle transport", MSML 2021 (EPT).
+Yi, Zhu, Liu (2023), "MonoFlow: rethinking divergence GANs via the perspective of Wasserstein gradient
+flows", ICML.
+Ansari, Ang, Soh (2021), "Refining deep generative models via discriminator gradient flow", ICLR
+(DGflow).
 """
 
 from __future__ import annotations
@@ -105,30 +94,14 @@ _R_CLAMP = (1e-30, 1e30)
 
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
-    r"""The velocity factor :math:`s(r) = r f''(r)` of a divergence, as a function of :math:`r`.
+    r"""The velocity factor :math:`s(r) = r f''(r)` of ``fdiv``, an elementwise function of :math:`r > 0`.
 
     .. math::
 
-        v = s(r)\, \nabla\log\frac{\nu}{\rho}, \qquad s(r) = r f''(r)
-        \quad (\text{KL: } 1,\ \text{2JS: } \tfrac{1}{1+r},\ \chi^2: 2r,\
-        \text{logD: } \tfrac{r}{1+r}).
+        \text{KL: } 1, \quad \text{2JS: } \tfrac{1}{1+r}, \quad \chi^2: 2r, \quad \text{logD: }
+        \tfrac{r}{1+r}.
 
-    Parameters
-    ----------
-    fdiv : FDivergence, str or callable
-        A divergence of :mod:`gwf_tutorial.fdiv` (or its name), ``"logd"``, or a callable
-        ``r -> s(r)`` (elementwise, positive).
-
-    Returns
-    -------
-    callable
-        Elementwise ``Tensor -> Tensor`` on :math:`r > 0`.
-
-    Used in: chapter 4 (the velocity factors of the f-flows).
-
-    References
-    ----------
-    Gao et al. (2019), VGrow; Ansari et al. (2021), DGflow (official code, ``_velocity``).
+    Used in: chapter 4.
     """
     if isinstance(fdiv, FDivergence):
         d = fdiv
@@ -191,7 +164,7 @@ def velocity_from_critic(
     r_min: float = 1e-3,
     logit_clip: float | None = None,
 ) -> Tensor:
-    r"""The f-flow velocity at ``x`` read off a trained critic.
+    r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``).
 
     .. math::
 
@@ -199,40 +172,10 @@ def velocity_from_critic(
         \text{variational: } v = -\nabla h, \qquad
         \text{least squares: } v = -s(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
 
-    with :math:`s(r) = r f''(r)` (:func:`get_velocity_factor`), :math:`D \approx \log(\nu/\rho)`
-    a logistic logit, :math:`h \approx f'(r)` a variational critic of ``fdiv`` and, for least
-    squares, :math:`h` the :math:`\chi^2` critic (:math:`R = 1 + h/2 \approx r`).
+    with :math:`s` of :func:`get_velocity_factor`. ``logit_clip`` bounds the logistic logit in the factor
+    only (an outlier's unbounded logit would otherwise take a huge step under :math:`\chi^2` or reverse KL).
 
-    Parameters
-    ----------
-    critic : callable
-        ``(n, d) -> (n,)``: the logit :math:`D`, the critic :math:`h`, or the :math:`\chi^2`
-        critic.
-    x : Tensor, shape (n, d)
-        Evaluation points.
-    estimator : {"logistic", "variational", "least_squares"}
-    fdiv : FDivergence, str or callable, default "kl"
-        The flow's divergence (velocity factor); unused by ``"variational"`` (the critic already
-        encodes it).
-    r_min : float, default 1e-3
-        Floor of the least-squares ratio (it can be :math:`\le 0` away from the data).
-    logit_clip : float, optional
-        Logistic estimator only: clip the logit to :math:`[-c, c]` in the velocity factor,
-        :math:`v = s(e^{-\operatorname{clip}(D)})\,\nabla D`, so that the ratio estimate stays in
-        :math:`[e^{-c}, e^{c}]`. Far from the data a classifier's logit grows without bound, and
-        with an unbounded factor (:math:`\chi^2`, reverse KL) one outlier then takes a huge step;
-        the clip bounds the factor without changing the direction. ``None``: no clipping.
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        Detached, dtype of ``x``.
-
-    Used in: chapter 4 (velocity fields of critics; quiver plots).
-
-    References
-    ----------
-    Gao et al. (2019), VGrow; Gao et al. (2022), EPT; Korba, Bonet, Caucheteux (2026).
+    Used in: chapter 4.
     """
     x = check_samples(x, "x")
     estimator = _check_estimator(estimator)
@@ -272,34 +215,18 @@ def _estimate(fdiv: FDivergence | None, estimator: str, critic, x: Tensor, y: Te
 
 @dataclass
 class FFlowResult:
-    r"""Result of an f-flow (particles, trajectory, critic estimates, residual maps).
+    r"""Result of an f-flow.
 
     .. math::
 
         x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2\gamma h_k}\,\xi_k), \qquad
         \Phi = (\mathrm{Id} + h_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + h_0 v_0).
 
-    Attributes
-    ----------
-    x : Tensor, shape (n, d)
-        Final particles (generator modes: the generator's samples; DGflow latent mode: the
-        refined samples :math:`G(z_K)`).
-    trajectory : Trajectory
-        Recorded states (in data space), step indices and step sizes.
-    divergence : list of float
-        Critic estimate of :math:`D_f(\rho_k\|\nu)` at each step before moving (empty when the
-        velocity has no f, e.g. ``"logd"`` or a fixed discriminator).
-    critic : callable
-        The last critic (logit, variational critic or discriminator).
-    fields : list of callable
-        The velocity fields :math:`v_k` (frozen critics) when kept (``keep_fields=True``), for
-        :meth:`push`.
-    step_sizes : list of float
-        :math:`h_k`.
-    latent : Tensor or None
-        Final latent points (DGflow in latent space; generator modes: the latents used).
+    ``x`` (final particles, or :math:`G(z)` in generator modes), ``trajectory``, ``divergence`` (critic
+    estimate of :math:`D_f(\rho_k\|\nu)` before each step; empty without an f), ``critic``, ``fields`` (the
+    frozen :math:`v_k` for :meth:`push`, with ``keep_fields=True``), ``step_sizes`` and ``latent``.
 
-    Used in: chapter 4.
+    Used in: :func:`~gwf_tutorial.fflows.f_flow`.
     """
 
     x: Tensor
@@ -311,29 +238,7 @@ class FFlowResult:
     latent: Tensor | None = None
 
     def push(self, x) -> Tensor:
-        r"""Apply the forward Euler map (composition of residual maps) to new points (EPT).
-
-        .. math::
-
-            \Phi(x) = (\mathrm{Id} + h_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + h_0 v_0)(x),
-
-        with the velocity fields of the stored critics, so fresh reference samples are transported
-        like the particles were.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-
-        Returns
-        -------
-        Tensor, shape (n, d)
-
-        Used in: chapter 4 (EPT: the forward Euler map pushes fresh reference samples).
-
-        References
-        ----------
-        Gao et al. (2022), EPT.
-        """
+        r"""Apply the forward Euler map :math:`\Phi` of the stored fields to new points ``(n, d)`` (EPT)."""
         x = check_samples(x, "x").detach()
         if len(self.fields) != len(self.step_sizes) or not self.fields:
             raise ValueError("no stored velocity fields: run the flow with keep_fields=True")
@@ -453,69 +358,14 @@ def f_flow(
     .. math::
 
         x_{k+1} = x_k + h_k\, v_k(x_k) + \sqrt{2\gamma h_k}\,\xi_k, \qquad
-        v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k}
+        v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
 
-    with :math:`v_k` read off a critic fitted to the current particles :math:`\rho_k` and the data
-    :math:`\nu` (:func:`velocity_from_critic`): ``first_critic_iters`` Adam steps at the first
-    step, then ``critic_iters`` warm-started steps per step. :math:`\gamma` = ``diffusion`` adds
-    the entropy regularisation of DGflow (0: deterministic).
+    :math:`v_k` from :func:`velocity_from_critic` (``estimator``) and :math:`\gamma` = ``diffusion``. The
+    critic (default an MLP :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``) keeps its Adam state
+    across steps. ``keep_fields`` stores each step's critic for :meth:`FFlowResult.push`; the guard defaults
+    to :func:`~gwf_tutorial.flows.spread_bound`.
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d)
-        Initial particles :math:`\rho_0`.
-    y : Tensor, shape (m, d)
-        Data samples :math:`\nu`.
-    fdiv : FDivergence, str or callable, default "kl"
-        The divergence (catalogue name, ``"logd"``, or a velocity factor ``r -> s(r)`` for the
-        logistic / least-squares estimators).
-    step_size : float or callable
-        :math:`h > 0` or a schedule ``k -> h_k``.
-    n_steps : int, default 100
-    estimator : {"logistic", "variational", "least_squares"}, default "logistic"
-    critic : nn.Module, optional
-        Critic to warm-start from; default a :class:`~gwf_tutorial.critics.Critic` MLP
-        (``hidden`` x ``depth``, SiLU) in the dtype of ``x0``.
-    critic_iters, first_critic_iters : int, defaults 20 and 200
-    lr : float, default 1e-3
-        Adam learning rate of the critic (its Adam state is kept across steps).
-    hidden, depth : int, defaults 64 and 2
-    batch_size : int, optional
-        Critic mini-batch size (default: full batch).
-    r1, gp : float, default 0
-        R1 and WGAN-GP weights (``gp`` not for the logistic estimator).
-    diffusion : float, default 0
-        :math:`\gamma \ge 0`.
-    r_min : float, default 1e-3
-        Ratio floor of the least-squares estimator.
-    logit_clip : float, optional
-        Clip of the logistic logit in the velocity factor (see :func:`velocity_from_critic`).
-    keep_fields : bool, default False
-        Keep a frozen copy of each step's critic, for :meth:`FFlowResult.push`.
-    record_every : int, optional
-        See :func:`gwf_tutorial.flows.euler_flow`.
-    max_norm : float, optional
-        Divergence guard on the RMS distance of the particles to the mean of ``y``; default
-        :func:`gwf_tutorial.flows.spread_bound` (4 times the larger initial spread).
-    generator : torch.Generator, optional
-        Critic mini-batches and noise.
-    progress : bool, default True
-
-    Returns
-    -------
-    FFlowResult
-
-    Raises
-    ------
-    FlowDivergedError
-        When the particles blow up (names the step size).
-
-    Used in: chapter 4 (explicit f-flows from samples), chapter 11 (benchmark).
-
-    References
-    ----------
-    Gao et al. (2019), VGrow; Gao et al. (2022), EPT; Yi et al. (2023), MonoFlow; Ansari et al.
-    (2021), DGflow; Korba, Bonet, Caucheteux (2026).
+    Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
     x0, y, n_steps = _check_flow_args(x0, y, n_steps)
     estimator = _check_estimator(estimator)
@@ -740,55 +590,15 @@ def vgrow(
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}\ (\text{logistic}), \quad r = e^{-D}, \quad
+        D \approx \log\frac{\nu}{\rho_k}, \quad r = e^{-D}, \quad
         Y \leftarrow Y + s\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
         G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
 
-    Particle mode (``generator_net=None``): the particles ``x0`` themselves follow the f-flow
-    (:func:`f_flow` with the logistic estimator). Generator mode: ``x0`` are latent points
-    :math:`z`, the particles are :math:`Y = G(z)`; each outer step refits the classifier, moves
-    the particles ``inner_steps`` times with the classifier fixed, then fits the generator to the
-    moved particles by ``fit_iters`` Adam steps on the squared error (the "projection" of the flow
-    on the generator family). VGrow's divergences: KL, JS, Jeffreys and "logD"
-    (:math:`r f''(r) = r/(1+r)`); here any catalogue divergence or ``"logd"``. Defaults are this
-    library's, sized for 2-D toys.
+    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents and
+    each outer step refits the classifier, moves :math:`Y = G(z)` and regresses :math:`G` on them
+    (``fit_iters`` Adam steps).
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d) or (n, d_z)
-        Initial particles, or latent points in generator mode.
-    y : Tensor, shape (m, d)
-        Data samples.
-    fdiv : FDivergence, str or callable, default "kl"
-    step_size : float, default 0.5
-        Particle step :math:`s` (a float or schedule in particle mode).
-    n_steps : int, default 50
-        Particle steps (particle mode) or outer iterations (generator mode).
-    generator_net : nn.Module, optional
-        Generator :math:`G`, ``(n, d_z) -> (n, d)``, trained in place.
-    inner_steps : int, default 5
-        Particle steps per outer iteration (generator mode).
-    fit_iters : int, default 10
-        Generator regression steps per outer iteration.
-    lr_generator : float, default 1e-3
-    critic_iters, first_critic_iters, lr, hidden, depth, batch_size, r1
-        Classifier training, see :func:`f_flow`.
-    record_every : int, optional
-    generator : torch.Generator, optional
-        Mini-batches (torch generator, not the network).
-    progress : bool, default True
-
-    Returns
-    -------
-    FFlowResult
-        In generator mode ``x`` is :math:`G(z)` and ``latent`` the :math:`z` used.
-
-    Used in: chapter 4 (VGrow as an f-flow instance).
-
-    References
-    ----------
-    Gao, Y., Jiao, Y., Wang, Y., Wang, Y., Yang, C., Zhang, S. (2019). Deep generative learning
-    via variational gradient flow. ICML.
+    Used in: chapter 4.
     """
     if generator_net is None:
         return f_flow(
@@ -865,43 +675,12 @@ def ept(
     .. math::
 
         R = \arg\min_R\ \tfrac12\mathbb E_\nu R^2 - \mathbb E_{\rho_k} R
-        + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla R|^2 \ (\approx r), \qquad
+        + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla R|^2, \qquad
         x \leftarrow x - s\, R f''(R)\,\nabla \log R(x),
 
-    the forward Euler discretisation of the f-flow; the map :math:`\Phi = \prod_k(\mathrm{Id} +
-    s v_k)` (a composition of residual maps) is kept, so :meth:`FFlowResult.push` transports fresh
-    reference samples. The least-squares fit (a Bregman-divergence ratio fit) is the variational
-    :math:`\chi^2` critic, :math:`R = 1 + h/2`; the gradient penalty is the R1 penalty on data
-    samples, weight ``r1`` (the paper penalises a squared gradient norm; the weight here is this
-    library's default).
+    with :math:`\lambda` = ``r1``; the fields are kept, so ``result.push(z)`` transports fresh samples.
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d)
-        Reference samples.
-    y : Tensor, shape (m, d)
-        Data samples.
-    fdiv : FDivergence, str or callable, default "kl"
-    step_size : float or callable, default 0.1
-    n_steps : int, default 50
-    r1 : float, default 0.1
-        Gradient-penalty weight.
-    critic_iters, first_critic_iters, lr, hidden, depth, batch_size, r_min, record_every
-        See :func:`f_flow`.
-    generator : torch.Generator, optional
-    progress : bool, default True
-
-    Returns
-    -------
-    FFlowResult
-        With ``fields`` kept: ``result.push(z)`` applies the forward Euler map.
-
-    Used in: chapter 4 (EPT as an f-flow instance).
-
-    References
-    ----------
-    Gao, Y., Huang, J., Jiao, Y., Liu, J., Lu, X., Yang, Z. (2022). Deep generative learning via
-    Euler particle transport. MSML 2021, PMLR 145.
+    Used in: chapter 4.
     """
     return f_flow(
         x0,
@@ -956,49 +735,18 @@ def monoflow(
     generator: torch.Generator | None = None,
     progress: bool = True,
 ) -> FFlowResult:
-    r"""MonoFlow: particles follow a monotone rescaling of the log density ratio.
+    r"""MonoFlow: particles follow a monotone rescaling ``h`` of the log density ratio.
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}\ (\text{logistic}), \qquad
-        v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
+        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' >
+        0,
 
-    which is the f-flow with :math:`r f''(r) = h'(-\log r)` whenever :math:`h' > 0` (KL:
-    :math:`h(D) = D`; non-saturating GAN: :math:`h = \log\sigma`; minimax GAN: :math:`h =
-    \mathrm{softplus}`, see :data:`MONOFLOW_H`). Particle mode moves ``x0``. Generator mode is
-    MonoFlow's GAN form: one classifier refit, then one Adam step on the generator loss
-    :math:`-\mathbb E\, h(D(G(z)))` per iteration --- computed here as the regression
-    :math:`\tfrac12\mathbb E|G(z) - \mathrm{sg}(G(z) + s v)|^2`, whose gradient is
-    :math:`-s\,\mathbb E[J_G^\top v] = s\,\nabla_\theta(-\mathbb E\, h(D(G(z))))`.
+    the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is ``"kl"``, ``"logd"``, ``"minimax"`` (``"js"``)
+    (:data:`MONOFLOW_H`) or a callable. With ``generator_net``, one Adam step per iteration on
+    :math:`-\mathbb E\, h(D(G(z)))` (the GAN form).
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d) or (n, d_z)
-        Particles, or latents in generator mode.
-    y : Tensor, shape (m, d)
-        Data samples.
-    h : str or callable, default "logd"
-        ``"kl"``, ``"logd"``, ``"minimax"`` (``"js"``) or a monotone increasing ``D -> h(D)``.
-    step_size : float or callable, default 0.5
-    n_steps : int, default 50
-    generator_net : nn.Module, optional
-    lr_generator : float, default 1e-3
-    critic_iters, first_critic_iters, lr, hidden, depth, batch_size, r1, record_every
-        See :func:`f_flow`.
-    generator : torch.Generator, optional
-    progress : bool, default True
-
-    Returns
-    -------
-    FFlowResult
-        ``divergence`` is empty (a general :math:`h` has no f).
-
-    Used in: chapter 4 (MonoFlow: every monotone h gives a flow; GAN generator losses as flows).
-
-    References
-    ----------
-    Yi, M., Zhu, Z., Liu, S. (2023). MonoFlow: rethinking divergence GANs via the perspective of
-    Wasserstein gradient flows. ICML.
+    Used in: chapter 4.
     """
     hfun = _monoflow_h(h)
     x0_checked = check_samples(x0, "x0")
@@ -1072,54 +820,17 @@ def dgflow(
     generator: torch.Generator | None = None,
     progress: bool = True,
 ) -> FFlowResult:
-    r"""DGflow: refine a generator's samples along the discriminator gradient flow.
+    r"""DGflow: refine a generator's samples along the gradient flow of a fixed discriminator.
 
     .. math::
 
-        x_{k+1} = x_k + \eta\, s\big(e^{-D(x_k)}\big)\,\nabla D(x_k)
-        + \sqrt{2\gamma\eta}\;\xi_k, \qquad \xi_k \sim \mathcal N(0, I),
+        x_{k+1} = x_k + \eta\, s\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k,
 
-    the Euler--Maruyama discretisation of the gradient flow of the entropy-regularised
-    f-divergence :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with a **fixed** discriminator (data
-    label 1, logit :math:`D \approx \log(\nu/\rho_0)`) trained once on the generator's samples
-    --- e.g. :func:`gwf_tutorial.critics.logistic_ratio`. In latent space (``generator_net``
-    given, ``x0`` latents) the update uses :math:`\nabla_z D(G(z))` with the same factor, as the
-    official code does. Official defaults: :math:`\eta = 0.1`, :math:`\gamma = 0.01`, 25 steps;
-    factors KL :math:`1`, JS :math:`1/(1 + r)`, logD :math:`r/(1+r)`.
+    the Euler--Maruyama scheme of :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with ``discriminator`` a logit
+    :math:`D \approx \log(\nu/\rho_0)` or an object with ``logit``; with ``generator_net``, in latent space.
+    Official defaults: :math:`\eta = 0.1`, :math:`\gamma = 0.01`, 25 steps.
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d) or (n, d_z)
-        Samples to refine, or latent points with ``generator_net``.
-    discriminator : callable
-        Logit :math:`D`, ``(n, d) -> (n,)``, or an object with a ``logit`` method
-        (:class:`~gwf_tutorial.critics.LogisticRatio`).
-    fdiv : FDivergence, str or callable, default "kl"
-        ``"kl"``, ``"js"``, ``"logd"``, any catalogue name, or a factor ``r -> s(r)``.
-    step_size : float or callable, default 0.1
-        :math:`\eta`.
-    n_steps : int, default 25
-    gamma : float, default 0.01
-        Entropy weight :math:`\gamma \ge 0` (0: deterministic refinement).
-    generator_net : nn.Module, optional
-        Generator :math:`G` for refinement in latent space (not trained).
-    record_every : int, optional
-    generator : torch.Generator, optional
-        Noise.
-    progress : bool, default True
-
-    Returns
-    -------
-    FFlowResult
-        ``x``: refined samples; ``trajectory`` in data space; ``latent``: refined latents (latent
-        mode).
-
-    Used in: chapter 4 (DGflow: refinement of a given generator's samples).
-
-    References
-    ----------
-    Ansari, A. F., Ang, M. L., Soh, H. (2021). Refining deep generative models via discriminator
-    gradient flow. ICLR; official code ``clear-nus/DGflow`` (``dgflow.py``).
+    Used in: chapter 4.
     """
     x0 = check_samples(x0, "x0")
     gamma = check_nonnegative(gamma, "gamma")

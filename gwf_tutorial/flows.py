@@ -1,11 +1,19 @@
 r"""Particle discretizations of Wasserstein gradient flows.
 
 One explicit Euler loop (:func:`euler_flow`) moves particles along any velocity field, with optional
-noise injection (the velocity evaluated at perturbed points, Arbel et al. 2019) and optional
-Brownian noise (Langevin). :func:`particle_flow` drives it with an
-:class:`~gwf_tutorial.functionals.Objective`, :func:`langevin` with a score. All return a
-:class:`Trajectory`. A divergence guard stops a run whose particles blow up with a
-:class:`FlowDivergedError` that names the step size.
+noise injection (the velocity evaluated at perturbed points, Arbel et al. 2019) and Brownian noise
+(Langevin); :func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective`,
+:func:`langevin` with a score. All return a :class:`Trajectory`.
+
+Conventions: ``x0`` has shape ``(n, d)`` (not modified; dtype and device kept), target samples ``y``
+shape ``(m, d)``. ``step_size`` :math:`h` and ``noise_level`` :math:`\beta` are numbers or schedules
+``k -> value`` (:func:`linear_schedule`). ``record_every`` (default ``max(1, n_steps // 100)``) sets the
+recorded steps (first and last always); ``generator`` draws all noise; ``progress`` shows a bar
+(:func:`gwf_tutorial.train.progress`). The divergence guard: after a step with a non-finite particle, or
+with RMS norm about its centre above ``max_norm``, a :class:`FlowDivergedError` names the step and the
+step size (read every 16 steps on a GPU); ``max_norm=math.inf`` keeps only the finiteness check.
+
+Used in: chapters 2, 3 and 8; :mod:`gwf_tutorial.fflows`.
 """
 
 from __future__ import annotations
@@ -56,12 +64,9 @@ def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
 
         c = \bar y, \qquad \text{max\_norm} = 4\,\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big),
 
-    with :math:`\mathrm{rms}(z) = (\frac1n\sum_i |z_i|^2)^{1/2}` (1 if both spreads are 0). A flow
-    that transports ``x0`` to ``y`` keeps its particles near both clouds; an explicit step far too
-    large throws them out (an MMD flow with a bounded kernel does so with finite particles).
-    Translation invariant and scale equivariant. Two host synchronisations, once per flow.
+    (1 if both spreads are 0): a flow that transports ``x0`` to ``y`` stays near both clouds.
 
-    Used in: chapter 3 (particle flows), chapter 4 (f-flows).
+    Used in: :func:`~gwf_tutorial.fflows.f_flow`, :func:`~gwf_tutorial.flows.particle_flow`.
     """
     c = y.detach().mean(0)
     scale = max(_rms(x0 - c), _rms(y - c))
@@ -70,26 +75,13 @@ def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
 
 @dataclass
 class Trajectory:
-    r"""Result of a particle flow.
+    r"""Result of a particle flow :math:`x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2 h_k}\,\xi_k)`.
 
-    .. math::
+    Attributes ``x`` (final particles), ``steps`` (recorded step indices, 0 the initial state), ``frames``
+    X, ``values`` (objective values there, empty when not tracked) and
+    ``step_sizes`` (:math:`h_k`, length ``n_steps``).
 
-        x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2 h_k}\,\xi_k), \qquad k = 0, \dots, K - 1.
-
-    Attributes
-    ----------
-    x : Tensor, shape (n, d)
-        Final particles :math:`x_K`.
-    steps : list of int
-        Recorded step indices (0 is the initial state, ``n_steps`` the final one), length ``T``.
-    frames : Tensor, shape (T, n, d)
-        Particles at the recorded steps.
-    values : list of float
-        Objective values at the recorded steps (empty when no value was tracked).
-    step_sizes : list of float
-        Step size :math:`h_k` used at each step, length ``n_steps``.
-
-    Used in: chapter 2 (Langevin), chapter 3 (particle flows), chapter 11 (benchmark).
+    Used in: :func:`~gwf_tutorial.flows.euler_flow`.
     """
 
     x: Tensor
@@ -112,30 +104,13 @@ def _schedule(value, name: str, check) -> Callable[[int], float]:
 
 
 def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Callable[[int], float]:
-    r"""A schedule ``k -> value`` that goes linearly from ``start`` to ``end`` in ``decay_steps`` steps.
+    r"""A schedule ``k -> value`` from ``start`` to ``end`` in ``decay_steps`` steps, then constant.
 
     .. math::
 
-        \beta_k = \text{end} + (\text{start} - \text{end})\,\max\Big(0,\ 1 - \frac{k}{K_d}\Big),
-        \qquad K_d = \texttt{decay\_steps},
+        \beta_k = \text{end} + (\text{start} - \text{end})\,\max\Big(0,\ 1 - \frac{k}{K_d}\Big).
 
-    then stays at ``end``. Pass it as ``step_size`` or ``noise_level`` of the flows, e.g. the noise
-    injection of Arbel et al. (2019), whose noise must decay to zero for the flow to settle.
-
-    Parameters
-    ----------
-    start : float
-        Value at step 0 (``>= 0``).
-    decay_steps : float
-        Steps until ``end`` is reached (``> 0``; need not be an integer).
-    end : float, default 0
-        Final value (``>= 0``).
-
-    Returns
-    -------
-    callable, int -> float
-
-    Used in: chapter 3 (noise injection for the MMD flow).
+    Used in: chapter 3.
     """
     start = check_nonnegative(start, "start")
     decay_steps = check_positive(decay_steps, "decay_steps")
@@ -213,70 +188,23 @@ def euler_flow(
     desc: str = "euler flow",
     center: Tensor | None = None,
 ) -> Trajectory:
-    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion options.
+    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion.
 
     .. math::
 
         x_{k+1} = x_k + h_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2 D h_k}\,\xi_k,
         \qquad u_k, \xi_k \sim \mathcal N(0, I),
 
-    where :math:`v(x; z)` is the velocity of the particles ``x`` evaluated at the points ``z``
-    (``z = x`` when :math:`\beta_k = 0`). :math:`\beta_k > 0` is the noise injection of Arbel et
-    al.; :math:`D = 1` with :math:`v = \nabla\log\pi` is the unadjusted Langevin algorithm.
+    with ``velocity_fn(x) -> (n, d)``, called as ``velocity_fn(x, at=z)`` under noise injection, and
+    :math:`D` = ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA). ``value_fn`` (``x -> 0-d
+    tensor``) is recorded; the guard's norm is about ``center`` (default the origin), ``max_norm`` defaults
+    to ``1e3 * max(1, rms(x0))``; ``desc`` labels the progress bar.
 
-    Divergence guard: if after a step a particle is non-finite or the root mean square norm
-    :math:`(\frac1n\sum_i|x_i - c|^2)^{1/2}` about ``center`` :math:`c` exceeds ``max_norm``, a
-    :class:`FlowDivergedError` names the step index and the step size. On a CPU every step is checked
-    before the next; on a GPU the per-step norms stay on the device and are read every 16 steps
-    (and before each recorded state), so the guard costs one synchronisation per 16 steps.
-
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d)
-        Initial particles (not modified; dtype and device are kept).
-    velocity_fn : callable
-        ``velocity_fn(x) -> (n, d)``; with noise injection it is called as
-        ``velocity_fn(x, at=z)`` and must evaluate the field of ``x`` at ``z``.
-    step_size : float or callable
-        :math:`h > 0`, or a schedule ``k -> h_k`` (``k = 0, ..., n_steps - 1``).
-    n_steps : int
-        Number of steps ``K >= 1``.
-    noise_level : float or callable
-        :math:`\beta \ge 0` or a schedule ``k -> beta_k`` (default 0: no injection).
-    diffusion : float
-        :math:`D \ge 0`, the Brownian term (default 0: deterministic).
-    value_fn : callable, optional
-        ``x -> 0-d tensor`` recorded at the recorded steps.
-    record_every : int, optional
-        Record every this many steps (default ``max(1, n_steps // 100)``); the first and last
-        states are always recorded.
-    generator : torch.Generator, optional
-        Source of ``u_k`` and ``xi_k``.
-    progress : bool
-        Show a progress bar (:func:`gwf_tutorial.train.progress`).
-    max_norm : float, optional
-        Bound on the particles' RMS norm; default ``1e3 * max(1, rms(x0))``; ``math.inf`` disables
-        the bound (non-finite particles still raise).
-    desc : str
-        Progress bar label.
-    center : Tensor, shape (d,), optional
-        Centre of the guard's RMS norm (default the origin).
-
-    Returns
-    -------
-    Trajectory
-
-    Raises
-    ------
-    FlowDivergedError
-        When the particles blow up.
-
-    Used in: chapter 2 (explicit vs implicit steps), chapter 3 (particle flows).
+    Used in: chapters 2 and 8.
 
     References
     ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019 (noise
-    injection, Eq. 17).
+    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019 (Eq. 17).
     """
     x = check_samples(x0, "x0").detach().clone()
     n_steps = check_int(n_steps, "n_steps")
@@ -358,54 +286,18 @@ def particle_flow(
     .. math::
 
         x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k), \qquad
-        v_\rho = -\nabla \frac{\delta F}{\delta\rho}(\rho), \quad
-        \rho_k = \frac1n\sum_i \delta_{x^i_k}.
+        v_\rho = -\nabla \frac{\delta F}{\delta\rho}(\rho), \quad \rho_k = \frac1n\sum_i \delta_{x^i_k},
 
-    The velocity is ``objective.velocity(x, y, at=...)``; with :math:`\beta_k > 0` it is the field
-    of the current particles evaluated at perturbed points (Arbel et al.'s noise injection, which
-    helps the MMD flow out of spurious stationary points).
+    with ``objective`` an :class:`~gwf_tutorial.functionals.Objective` or a name for
+    :func:`~gwf_tutorial.functionals.get_objective` (``y=None`` for ``KL``). ``track_value`` records
+    ``objective.value``. With ``y`` the guard is :func:`spread_bound`.
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d)
-        Initial particles.
-    objective : Objective or str
-        An :class:`~gwf_tutorial.functionals.Objective` or a name for
-        :func:`~gwf_tutorial.functionals.get_objective`.
-    y : Tensor, shape (m, d) or None
-        Target samples (None for :class:`~gwf_tutorial.functionals.KL`).
-    step_size : float or callable
-        :math:`h > 0` or a schedule ``k -> h_k``.
-    n_steps : int
-    noise_level : float or callable
-        :math:`\beta \ge 0` or a schedule ``k -> beta_k``.
-    record_every : int, optional
-        See :func:`euler_flow`.
-    track_value : bool
-        Record ``objective.value(x, y)`` at the recorded steps.
-    generator : torch.Generator, optional
-    progress : bool
-    max_norm : float, optional
-        RMS bound of the divergence guard. With target samples ``y`` the norm is taken about the mean
-        of ``y`` and defaults to :func:`spread_bound` (4 times the larger initial spread of ``x0`` and
-        ``y``): a step far too large throws the particles out even when they stay finite. Without
-        ``y``, ``1e3 * max(1, rms(x0))`` about the origin.
-
-    Returns
-    -------
-    Trajectory
-
-    Raises
-    ------
-    FlowDivergedError
-        When the particles blow up (the message names the step size).
-
-    Used in: chapter 3 (MMD, sliced-Wasserstein and Sinkhorn flows), chapter 11 (benchmark).
+    Used in: chapter 3; ``methods._flow``.
 
     References
     ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019;
-    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019; Feydy et al., AISTATS 2019.
+    Arbel et al., NeurIPS 2019; Liutkus et al., "Sliced-Wasserstein flows", ICML 2019; Feydy et al.,
+    AISTATS 2019.
     """
     obj = get_objective(objective)
     x0 = check_samples(x0, "x0")
@@ -454,44 +346,21 @@ def langevin(
     progress: bool = True,
     max_norm: float | None = None,
 ) -> Trajectory:
-    r"""Unadjusted Langevin algorithm (ULA) for a target with a known score.
+    r"""Unadjusted Langevin algorithm (ULA) with ``score`` :math:`\nabla\log\pi` (a callable or an object with
+    ``score``), ``x0`` holding independent chains.
 
     .. math::
 
-        x_{k+1} = x_k + h_k \nabla\log\pi(x_k) + \sqrt{2 h_k}\,\xi_k,
-        \qquad \xi_k\sim\mathcal N(0, I).
+        x_{k+1} = x_k + h_k \nabla\log\pi(x_k) + \sqrt{2 h_k}\,\xi_k.
 
-    A particle discretization of the KL flow (Fokker–Planck equation). ULA is biased: for
-    :math:`\pi = \mathcal N(0, \Sigma)` in 1-D its stationary variance is
-    :math:`\Sigma / (1 - h/(2\Sigma))`, and it is stable only for :math:`h < 2\Sigma`.
+    Biased: for :math:`\pi = \mathcal N(0, \Sigma)` in 1-D the stationary variance is
+    :math:`\Sigma / (1 - h/(2\Sigma))`, stable for :math:`h < 2\Sigma`.
 
-    Parameters
-    ----------
-    x0 : Tensor, shape (n, d)
-        Initial particles (independent chains).
-    score : callable or object
-        :math:`\nabla\log\pi`, ``(n, d) -> (n, d)``, or an object with a ``score`` method.
-    step_size : float or callable
-        :math:`h > 0` or a schedule ``k -> h_k``.
-    n_steps : int
-    generator : torch.Generator, optional
-    value_fn : callable, optional
-        ``x -> 0-d tensor`` recorded along the way.
-    record_every : int, optional
-    progress : bool
-    max_norm : float, optional
-        RMS bound of the divergence guard (see :func:`euler_flow`).
-
-    Returns
-    -------
-    Trajectory
-
-    Used in: chapter 2 (Langevin particles and the KL flow).
+    Used in: chapters 2 and 3.
 
     References
     ----------
-    Roberts and Tweedie, "Exponential convergence of Langevin distributions and their discrete
-    approximations", Bernoulli 1996; Durmus and Moulines, Ann. Appl. Probab. 2017.
+    Roberts and Tweedie, Bernoulli 1996; Durmus and Moulines, Ann. Appl. Probab. 2017.
     """
     if callable(getattr(score, "score", None)):
         score = score.score

@@ -1,18 +1,21 @@
 r"""Objectives of Wasserstein gradient flows, estimated from samples.
 
-Every objective :math:`F(\rho)` of the book (a divergence to a target :math:`\nu` or :math:`\pi`)
-has one interface:
+Every objective :math:`F(\rho)` (a divergence to a target :math:`\nu` or :math:`\pi`) has one interface:
 
-- ``value(x, y)``: a sample estimate of :math:`F`, a 0-d tensor differentiable in the particles
-  ``x`` (shape ``(n, d)``); ``y`` (shape ``(m, d)``) are target samples;
-- ``velocity(x, y, at=None)``: the Wasserstein velocity
-  :math:`v = -\nabla \frac{\delta F}{\delta\rho}` of the empirical measure of ``x``, evaluated at
-  the particles (or at the points ``at``), detached, shape ``(n, d)``;
-- ``first_variation(x, y, at)``: :math:`\frac{\delta F}{\delta \rho}` at the points ``at`` (up to a
-  constant), where available.
+- ``value(x, y)``: a sample estimate of :math:`F`, a 0-d tensor differentiable in ``x``;
+- ``velocity(x, y, at=None)``: the Wasserstein velocity :math:`v = -\nabla \frac{\delta F}{\delta\rho}`
+  of the empirical measure of ``x``, at the particles or at the points ``at``, detached;
+- ``first_variation(x, y, at)``: :math:`\frac{\delta F}{\delta \rho}` at ``at`` (up to a constant).
 
-The Wasserstein gradient of a sample estimate is computed in one place,
-:func:`wasserstein_gradient`; the tests check every analytic velocity against it.
+Conventions: particles ``x`` have shape ``(n, d)``, target samples ``y`` shape ``(m, d)``, evaluation
+points ``at`` shape ``(k, d)``; velocities have the shape of ``at`` (or of ``x``), first variations
+``(k,)``. ``generator`` draws the random directions of the sliced objectives. ``chunk_size`` is the number
+of rows per block of the kernel sums: by default about ``2**20`` entries on a CPU, one block on a GPU when
+it fits in a quarter of the free memory; memory is never ``O(n m)`` per block beyond that.
+:func:`wasserstein_gradient` is the one place where the gradient of a sample estimate is computed; the
+tests check every analytic velocity against it.
+
+Used in: :mod:`gwf_tutorial.flows` (chapters 2, 3 and 8) and the parametric methods (chapters 4-8).
 """
 
 from __future__ import annotations
@@ -94,36 +97,21 @@ def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tenso
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
-    r"""Wasserstein gradient of a sample estimate at the particles.
+    r"""Wasserstein gradient of a sample estimate ``fn`` (particles ``(n, d)`` to a 0-d tensor) at ``x``.
 
     .. math::
 
         \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
-        = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big).
+        = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big),
 
-    For a uniform empirical measure :math:`\rho_n = \frac1n\sum_j \delta_{x_j}`, moving particle
-    :math:`x_i` by :math:`\delta` changes :math:`F` by
-    :math:`\frac1n \nabla\frac{\delta F}{\delta\rho}(x_i)\cdot\delta`, hence the factor ``n``. The
-    velocity of the flow is minus this gradient. Only valid for uniform weights.
+    detached, shape ``(n, d)``; valid for uniform weights only.
 
-    Parameters
-    ----------
-    value_fn : callable
-        Maps particles ``(n, d)`` to a 0-d tensor, differentiable in them.
-    x : Tensor, shape (n, d)
-        Particles (not modified; a detached copy is differentiated).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        ``n`` times the autograd gradient, detached, dtype of ``x``.
-
-    Used in: chapter 2 (first variation and Wasserstein gradient), chapter 3 (particle flows).
+    Used in: chapters 2 and 3.
 
     References
     ----------
-    Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability
-    Measures", 2008 (Ch. 10); Carrillo, Craig, Patacchini, "A blob method for diffusion", 2019.
+    Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability Measures",
+    2008 (Ch. 10).
     """
     if not callable(value_fn):
         raise TypeError(f"value_fn must be callable x -> 0-d tensor, got {type(value_fn).__name__}")
@@ -149,11 +137,10 @@ class Objective:
         v(x) = -\nabla \frac{\delta F}{\delta \rho}(x), \qquad
         \partial_t \rho = -\operatorname{div}(\rho\, v).
 
-    Subclasses implement ``value(x, y)`` and, where the paper gives one, an analytic ``velocity``.
-    The default ``velocity`` is :math:`-` :func:`wasserstein_gradient` of ``value`` (at the
-    particles) or :math:`-\nabla` ``first_variation`` (at other points ``at``).
+    Subclasses implement ``value``; the default ``velocity`` is minus :func:`wasserstein_gradient` of
+    ``value`` at the particles, or minus the gradient of ``first_variation`` at other points.
 
-    Used in: chapter 2, chapter 3 (particle flows), chapter 6 (parametric flows).
+    Used in: :class:`~gwf_tutorial.functionals.MMD` and every objective of this module (their base class).
     """
 
     name = "objective"
@@ -175,63 +162,18 @@ class Objective:
 
     # -- interface --------------------------------------------------------------------------------
     def value(self, x, y) -> Tensor:
-        r"""Sample estimate of :math:`F(\rho_n)`, a 0-d tensor differentiable in ``x``.
-
-        .. math::
-
-            \hat F = F\Big(\frac1n\sum_i \delta_{x_i}\Big) \text{ (estimated with } y\text{)}.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-
-        Returns
-        -------
-        Tensor, shape ()
-        """
+        r"""Sample estimate :math:`F(\frac1n\sum_i \delta_{x_i})` (using ``y``), shape ``()``."""
         raise NotImplementedError
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""First variation :math:`\frac{\delta F}{\delta\rho}(\rho_n)` at the points ``at``.
-
-        .. math::
-
-            \frac{d}{d t} F(\rho + t\chi)\Big|_{t=0} = \int \frac{\delta F}{\delta\rho}\, d\chi.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d)
-
-        Returns
-        -------
-        Tensor, shape (k,)
-            Defined up to an additive constant; differentiable in ``at``.
+        r"""First variation :math:`\frac{\delta F}{\delta\rho}(\rho_n)` at ``at``, shape ``(k,)``, up to a
+        constant.
         """
         raise NotImplementedError(f"{type(self).__name__} has no first_variation")
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Wasserstein velocity of the empirical measure of ``x``.
-
-        .. math::
-
-            v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Particles defining :math:`\rho_n`.
-        y : Tensor, shape (m, d)
-            Target samples.
-        at : Tensor, shape (k, d), optional
-            Evaluation points (default: the particles; noise injection evaluates elsewhere).
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
-            Detached.
+        r"""Velocity :math:`v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z)` at ``at`` (default: the
+        particles), detached.
         """
         x, y, at = self._check(x, y, at)
         if at is None:
@@ -250,38 +192,20 @@ class Objective:
 # MMD
 # ------------------------------------------------------------------------------------------------
 class MMD(Objective):
-    r"""Half the squared maximum mean discrepancy (V-statistic) and its Wasserstein velocity.
+    r"""Half the squared MMD (V-statistic) and its Wasserstein velocity.
 
     .. math::
 
-        F(\rho) = \tfrac12 \mathrm{MMD}_k^2(\rho, \nu)
-        = \tfrac12\big(E_{\rho\rho} k(x, x') + E_{\nu\nu} k(y, y') - 2 E_{\rho\nu} k(x, y)\big),
-
-        \frac{\delta F}{\delta\rho} = w(z) = E_\rho k(z, x) - E_\nu k(z, y), \qquad
+        F(\rho) = \tfrac12 \mathrm{MMD}_k^2(\rho, \nu), \qquad
+        \frac{\delta F}{\delta\rho}(z) = E_\rho k(z, x) - E_\nu k(z, y), \qquad
         v(z) = E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x).
 
-    The estimate is the V-statistic (diagonal terms included, biased by ``O(1/n + 1/m)``), which is
-    the exact value of :math:`F` at the empirical measures, so the analytic velocity equals its
-    Wasserstein gradient. With ``bandwidth=None`` the median heuristic is computed once per call on
-    the pooled sample ``(x, y)`` (detached) and used for every Gram matrix. The kernel sums run over
-    blocks of ``chunk_size`` rows, so memory is ``O((n + m) \cdot \text{chunk})``, never
-    ``O(n m)``; time is ``O(n (n + m))`` per call.
+    The V-statistic is :math:`F` at the empirical measures, so the analytic velocity is its Wasserstein
+    gradient. ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to
+    :func:`~gwf_tutorial.kernels.get_kernel`;
+    the median bandwidth is computed once per call for all Gram matrices. Time ``O(n (n + m))`` per call.
 
-    Parameters
-    ----------
-    kernel : str or Kernel
-        ``"gaussian"``, ``"imq"``, ``"laplace"``, ``"energy"``, ``"multi"`` or a
-        :class:`~gwf_tutorial.kernels.Kernel` (see :func:`~gwf_tutorial.kernels.get_kernel`).
-    bandwidth : float, sequence of float or None
-        Kernel bandwidth(s); None for the median heuristic.
-    chunk_size : int, optional
-        Rows per block of the kernel sums; default on a CPU: blocks of about ``2**20`` entries
-        (``2**20 // (n + m)`` rows); on a GPU: one block when 16 such ``(n, n + m)`` matrices fit in
-        a quarter of the free memory, else as many rows as fit.
-    **kernel_kwargs
-        Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
-
-    Used in: chapter 3 (MMD flow and why it stalls), chapter 5 (MMD GANs), chapter 8 (drifting).
+    Used in: chapters 3 and 8.
 
     References
     ----------
@@ -295,45 +219,14 @@ class MMD(Objective):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def value(self, x, y) -> Tensor:
-        r"""V-statistic of :math:`\tfrac12\mathrm{MMD}_k^2` between the particles and the targets.
-
-        .. math::
-
-            \hat F = \frac12\Big(\frac1{n^2}\sum_{i,j} k(x_i, x_j) + \frac1{m^2}\sum_{i,j} k(y_i, y_j)
-            - \frac2{nm}\sum_{i,j} k(x_i, y_j)\Big).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-
-        Returns
-        -------
-        Tensor, shape ()
-            Differentiable in ``x`` (the median bandwidth is not differentiated).
-        """
+        r"""V-statistic of :math:`\tfrac12\mathrm{MMD}_k^2` between ``x`` and ``y``, shape ``()``."""
         x, y, _ = self._check(x, y)
         k = self.kernel._resolve(x, y)
         c = self.chunk_size
         return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""The witness function, shape ``(k,)``.
-
-        .. math::
-
-            w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d)
-
-        Returns
-        -------
-        Tensor, shape (k,)
-            Differentiable in ``at``.
+        r"""Witness function :math:`w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j)`, shape ``(k,)``.
         """
         x, y, at = self._check(x, y, at)
         k = self.kernel._resolve(x, y)
@@ -344,22 +237,7 @@ class MMD(Objective):
         return torch.cat(parts)
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Analytic MMD velocity :math:`E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x)`.
-
-        .. math::
-
-            v(z) = \frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d), optional
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
-        """
+        r"""Analytic velocity :math:`\frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j)`."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
@@ -378,23 +256,14 @@ class MMD(Objective):
 # KL with a known score
 # ------------------------------------------------------------------------------------------------
 def kde_bandwidth(x) -> float:
-    r"""Silverman's rule-of-thumb bandwidth for a Gaussian kernel density estimate.
+    r"""Silverman's bandwidth for a Gaussian kernel density estimate of ``x`` (a float, no gradient).
 
     .. math::
 
         h = \Big(\frac{4}{d + 2}\Big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma, \qquad
         \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-
-    Returns
-    -------
-    float
-        ``h > 0`` (computed without gradient).
-
-    Used in: chapter 2 (KL flow from particles).
+    Used in: :class:`~gwf_tutorial.functionals.KL` (its default bandwidth).
 
     References
     ----------
@@ -417,47 +286,22 @@ class KL(Objective):
 
     .. math::
 
-        F_h(\rho) = \int \rho \log(\rho * K_h) - \int \rho \log \pi, \qquad
-        K_h = \mathcal N(0, h^2 I),
+        F_h(\rho) = \int \rho \log(\rho * K_h) - \int \rho \log \pi, \qquad K_h = \mathcal N(0, h^2 I),
 
-        v_{\text{blob}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z)
-            - \int \nabla_z K_h(z - x') \frac{\rho(x')}{(\rho * K_h)(x')}\, dx',
+        v_{\text{kde}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z), \qquad
+        v_{\text{blob}} = v_{\text{kde}} - \int \nabla_z K_h(z - x') \frac{\rho(x')}{(\rho * K_h)(x')}\, dx'.
 
-        v_{\text{kde}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z).
+    ``velocity="blob"`` (default) is the exact Wasserstein gradient of ``value`` (the blob method);
+    ``"kde"`` is the plug-in. Both have an ``O(h^2)`` bias (for a Gaussian target the variance settles near
+    :math:`\Sigma - h^2`). ``target`` is a score callable ``(k, d) -> (k, d)`` or an object with ``score``
+    (and ``log_prob``, needed by ``value``); ``log_prob`` overrides it. ``kde_bandwidth=None`` is
+    :func:`kde_bandwidth` per call. ``y`` is not used. Time ``O(n^2)`` per call.
 
-    ``value`` is :math:`F_h` at the empirical measure (kernel density estimate at the particles,
-    self-term included). The default velocity ``"blob"`` is its exact Wasserstein gradient (the
-    blob method of Carrillo, Craig and Patacchini), so a flow with it decreases ``value``.
-    ``"kde"`` is the plug-in :math:`\nabla\log\pi - \nabla\log \hat\rho_h`. Both are biased:
-    :math:`\hat\rho_h` estimates :math:`\rho * K_h`, not :math:`\rho`, so the plug-in velocity is
-    roughly that of :math:`\mathrm{KL}(\rho * K_h \,\|\, \pi)` and vanishes when
-    :math:`\rho * K_h = \pi` — for a Gaussian target the particles' variance then settles near
-    :math:`\Sigma - h^2` instead of :math:`\Sigma`. The bias is ``O(h^2)``; the variance grows as
-    ``h`` shrinks. ``y`` is not used (pass None). The kernel sums run over blocks of
-    ``chunk_size`` rows: memory ``O(n \cdot \text{chunk})``, time ``O(n^2)`` per call.
-
-    Parameters
-    ----------
-    target : callable or object
-        The score :math:`\nabla\log\pi`, a callable ``(k, d) -> (k, d)``, or an object with a
-        ``score`` method (and optionally ``log_prob``), e.g. a :mod:`gwf_tutorial.targets` target.
-    kde_bandwidth : float or None
-        The bandwidth ``h``; None for Silverman's rule (:func:`kde_bandwidth`, per call, detached).
-    log_prob : callable, optional
-        :math:`\log\pi` up to a constant, ``(k, d) -> (k,)``; needed by ``value`` and
-        ``first_variation`` only. Taken from ``target.log_prob`` when present.
-    velocity_estimator : str
-        ``"blob"`` (default) or ``"kde"``.
-    chunk_size : int, optional
-        Rows per block of the kernel sums; default: blocks of about ``2**20`` entries on a CPU,
-        one block on a GPU when it fits in a quarter of the free memory.
-
-    Used in: chapter 2 (KL flow, Fokker–Planck, Langevin vs deterministic particles).
+    Used in: chapter 3.
 
     References
     ----------
-    Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019;
-    Jordan, Kinderlehrer, Otto, "The variational formulation of the Fokker–Planck equation", 1998.
+    Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
     """
 
     name = "kl"
@@ -531,49 +375,25 @@ class KL(Objective):
         return self._lse(at, x, h) - norm
 
     def log_density(self, x, at) -> Tensor:
-        r"""Log of the Gaussian kernel density estimate of the particles.
-
-        .. math::
-
-            \log\hat\rho_h(z) = \log \frac1n\sum_{j=1}^n \mathcal N(z; x_j, h^2 I).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        at : Tensor, shape (k, d)
-
-        Returns
-        -------
-        Tensor, shape (k,)
+        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, shape
+        ``(k,)``.
         """
         x, _, at = self._check(x, None, at)
         return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
-        r"""Blob estimate of the KL divergence, up to the normalising constant of :math:`\pi`.
-
-        .. math::
-
-            \hat F_h = \frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i), \qquad
-            \hat\rho_h = \frac1n\sum_j \mathcal N(\cdot\,; x_j, h^2 I).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : ignored (None)
-
-        Returns
-        -------
-        Tensor, shape ()
-            Differentiable in ``x`` (a Silverman ``h`` is not differentiated).
+        r"""Blob estimate :math:`\frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i)` (up to the
+        normalising constant of :math:`\pi`), shape ``()``.
         """
         x, y, _ = self._check(x, y)
         h = self._h(x)
         return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k K_h(z - x_k)/(n\hat\rho_h(x_k))
-        - \log\pi(z)`, shape ``(k,)`` (up to a constant)."""
+        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k K_h(z - x_k)/(n\hat\rho_h(x_k)) -
+        \log\pi(z)`,
+        shape ``(k,)``.
+        """
         x, y, at = self._check(x, y, at)
         h = self._h(x)
         x = x.detach()
@@ -588,25 +408,13 @@ class KL(Objective):
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        r"""Score minus the KDE score (``"kde"``), plus the blob correction (``"blob"``).
+        r"""Score minus the KDE score, plus the blob correction ``u`` (0 for ``"kde"``).
 
         .. math::
 
             v(z) = \nabla\log\pi(z) - \sum_j \big(w_j(z) + u_j(z)\big)\frac{x_j - z}{h^2},\quad
             w_j \propto e^{-|z - x_j|^2/2h^2},\quad
-            u_j(z) = \frac{e^{-|z - x_j|^2/2h^2}}{\sum_l e^{-|x_j - x_l|^2/2h^2}},
-
-        with :math:`\sum_j w_j = 1` and :math:`u = 0` for ``"kde"``.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : ignored (None)
-        at : Tensor, shape (k, d), optional
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
+            u_j(z) = \frac{e^{-|z - x_j|^2/2h^2}}{\sum_l e^{-|x_j - x_l|^2/2h^2}}.
         """
         x, y, at = self._check(x, y, at)
         x = x.detach()
@@ -627,20 +435,13 @@ class KL(Objective):
         return self._score(z) - torch.cat(parts)
 
     def _blob_drift_at_particles(self, x: Tensor, h: float) -> Tensor:
-        r"""The kernel part of the blob velocity at the particles, in two passes over the pairs.
+        r"""Kernel part of the blob velocity at the particles, ``(n, d)`` divided by :math:`h^2`, in two
+        passes.
 
-        With :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` (symmetric, :math:`K_{ii} = 1`, so the row sums
-        :math:`s_i \ge 1` need no log-sum-exp guard) the weights are
-        :math:`w_{ij} + u_{ij} = K_{ij}(1/s_i + 1/s_j)`, and
-
-        .. math::
-
-            \sum_j (w_{ij} + u_{ij})(x_j - x_i) = \frac{(Kx)_i}{s_i} + (K\tfrac{x}{s})_i
-            - \big(1 + (K\tfrac1s)_i\big) x_i .
-
-        Pass 1 gives :math:`s`, pass 2 one product :math:`K [x, x/s, 1/s]`: two exponentials per
-        pair instead of three (``benchmarks/particle_flows.py`` measures the step). Returns shape
-        ``(n, d)``, divided by :math:`h^2`.
+        With :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i \ge 1`,
+        :math:`\sum_j (w_{ij} + u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i)
+        x_i`:
+        two exponentials per pair instead of three (``benchmarks/particle_flows.py`` measures the step).
         """
         d = x.shape[1]
         slices = self._slices(x.shape[0], x.shape[0], x)
@@ -706,22 +507,8 @@ class _SlicedObjective(Objective):
         self.generator = generator
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""Uniform random directions on the unit sphere.
-
-        .. math::
-
-            \theta_l = g_l / |g_l|, \qquad g_l \sim \mathcal N(0, I_d).
-
-        Parameters
-        ----------
-        d : int
-            Dimension.
-        dtype, device : optional
-            Of the returned tensor.
-
-        Returns
-        -------
-        Tensor, shape (L, d)
+        r"""``n_projections`` uniform directions :math:`g_l / |g_l|`, :math:`g_l \sim \mathcal N(0, I_d)`,
+        shape ``(L, d)``.
         """
         d = check_int(d, "d")
         gen_device = self.generator.device if self.generator is not None else device
@@ -743,31 +530,17 @@ class SlicedWasserstein(_SlicedObjective):
 
     .. math::
 
-        F(\rho) = \tfrac12 SW_2^2(\rho, \nu)
-        = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta),
+        F(\rho) = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta), \qquad
+        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
+        T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
 
-        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big],
-        \qquad T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}.
+    with ``L = n_projections`` directions drawn at each call (or passed as ``projections``). For ``n != m``
+    the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``. Memory ``O((n + m) L)``.
 
-    Estimated with ``L = n_projections`` directions drawn uniformly on the sphere (fresh at each
-    call unless ``projections`` is passed). For ``n != m`` the target quantile function is the
-    linear interpolation of the sorted projected targets at levels ``(j + 1/2)/m``, evaluated at
-    the particles' levels ``(i + 1/2)/n`` (for ``n == m`` this is sorted matching). The velocity is
-    the Wasserstein gradient of ``value`` for the same projections. Memory ``O((n + m) L)``; no
-    ``n x m`` matrix.
-
-    Parameters
-    ----------
-    n_projections : int
-        Number of directions ``L``.
-    generator : torch.Generator, optional
-        Source of the random directions.
-
-    Used in: chapter 3 (sliced-Wasserstein flow), chapter 6, chapter 11 (benchmark).
+    Used in: chapters 3 and 8.
 
     References
     ----------
-    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", 2015;
     Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
     """
 
@@ -777,23 +550,9 @@ class SlicedWasserstein(_SlicedObjective):
         super().__init__(n_projections, generator)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r"""Half the sliced squared distance, by sorting the projected particles.
-
-        .. math::
-
-            \hat F = \frac{1}{2L}\sum_{l=1}^L \frac1n \sum_{i=1}^n
-            \big(\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i - 1/2}{n})\big)^2.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        projections : Tensor, shape (L, d), optional
-            Unit directions; drawn when None.
-
-        Returns
-        -------
-        Tensor, shape ()
+        r""":math:`\frac{1}{2L}\sum_l \frac1n \sum_i (\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i -
+        1/2}{n}))^2`,
+        shape ``()``; ``projections`` ``(L, d)`` drawn when None.
         """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
@@ -805,25 +564,9 @@ class SlicedWasserstein(_SlicedObjective):
         return 0.5 * (px - q).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r"""Sliced velocity :math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`.
-
-        .. math::
-
-            T_l = Q_{\theta_l\#\nu}\circ F_{\theta_l\#\rho_n}.
-
-        At the particles, :math:`F_{\theta\#\rho_n}(\theta^\top x_i)` is the rank level
-        ``(r_i + 1/2)/n``; at other points ``at`` it is the linearly interpolated level.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d), optional
-        projections : Tensor, shape (L, d), optional
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
+        r""":math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`, the particles' levels
+        from their
+        ranks, other points' levels interpolated.
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
@@ -858,26 +601,14 @@ class SlicedWasserstein(_SlicedObjective):
 # Energy-kernel MMD by slicing
 # ------------------------------------------------------------------------------------------------
 def slicing_constant(d: int) -> float:
-    r"""The constant that turns a mean of projected distances into the Euclidean distance.
+    r"""The constant :math:`c_d` that turns a mean of projected distances into the Euclidean distance.
 
     .. math::
 
-        |u| = c_d\, E_{\theta\sim\sigma}\,|\theta^\top u|, \qquad
-        c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}
-        \quad (c_1 = 1,\ c_2 = \tfrac\pi2,\ c_3 = 2),
+        |u| = c_d\, E_{\theta\sim U(S^{d-1})}\,|\theta^\top u|, \qquad
+        c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}.
 
-    with :math:`\sigma` the uniform law on the unit sphere :math:`S^{d-1}`.
-
-    Parameters
-    ----------
-    d : int
-        Dimension.
-
-    Returns
-    -------
-    float
-
-    Used in: chapter 3 (the energy flow by slicing), :class:`SlicedEnergyMMD`.
+    Used in: :class:`~gwf_tutorial.functionals.SlicedEnergyMMD`.
 
     References
     ----------
@@ -908,49 +639,24 @@ def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
 
 
 class SlicedEnergyMMD(_SlicedObjective):
-    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, computed by slicing and sorting.
-
-    The same objective as ``MMD("energy")``, estimated in :math:`O(L (n + m)\log(n + m))` time and
-    :math:`O(L (n + m))` memory instead of :math:`O(n (n + m))` time. Since
-    :math:`|u| = c_d E_\theta|\theta^\top u|` (:func:`slicing_constant`), the energy distance is
-    :math:`c_d` times the mean over directions of the 1-D energy distances of the projections,
+    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, by slicing and sorting.
 
     .. math::
 
-        F(\rho) = \tfrac12\big(2E|X - Y| - E|X - X'| - E|Y - Y'|\big)
-        = c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu),
-
+        F(\rho) = c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu), \qquad
         v(z) = c_d\, E_\theta\Big[\Big(E_\rho\operatorname{sign}(\theta^\top(z - X))
         - E_\nu\operatorname{sign}(\theta^\top(z - Y))\Big)\,\theta\Big],
 
-    and in one dimension both are sums over ranks: :math:`\sum_{i<j}|s_i - s_j| =
-    \sum_k s_{(k)}(2k - N + 1)` for sorted :math:`s` (0-based :math:`k`), and
-    :math:`\sum_j \operatorname{sign}(p - s_j) = \#\{s_j < p\} - \#\{s_j > p\}`, read off one sort
-    of the projected particles and targets together (at the particles) or found by binary search
-    (at other points). Ties between a particle and a target count as one side (measure zero).
-    With ``L = n_projections`` directions per call the velocity is an unbiased estimate of the
-    exact energy velocity (``MMD("energy").velocity``) and equals the Wasserstein gradient of
-    ``value`` for the same directions. In 2-D the default directions are a grid of ``L`` angles on
-    the half circle with one uniform random offset (still unbiased, with far less variance than
-    independent directions); in other dimensions, independent uniform directions.
+    with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")`` in
+    :math:`O(L (n + m)\log(n + m))` time and :math:`O(L (n + m))` memory. The velocity is unbiased for the
+    exact energy velocity. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random offset, far less
+    variance), ``"random"``, or ``"auto"`` (grid in 2-D).
 
-    Parameters
-    ----------
-    n_projections : int
-        Number of directions ``L`` per call. In 2-D, 64 grid directions give the exact velocity to
-        within about 0.5% (``tests/test_functionals.py``); independent random directions, needed in
-        higher dimension, have relative error of order ``1/sqrt(L)`` per call.
-    generator : torch.Generator, optional
-        Source of the random directions (or of the random offset of the 2-D grid).
-    directions : str
-        ``"auto"`` (grid in 2-D, random otherwise), ``"grid"`` (2-D only) or ``"random"``.
-
-    Used in: chapter 3 (the energy flow at 16 000 particles), benchmark (``energy_sliced``).
+    Used in: chapter 3.
 
     References
     ----------
-    Hertrich, Wald, Altekrüger, Hagemann, "Generative sliced MMD flows with Riesz kernels", ICLR 2024
-    (Theorem 2 for the slicing identity, Section 3 for the sorting algorithm).
+    Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024 (Theorem 2, Section 3).
     """
 
     name = "sliced_energy"
@@ -962,23 +668,8 @@ class SlicedEnergyMMD(_SlicedObjective):
         self.directions = directions
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""Directions of one call: a randomly rotated grid (2-D) or uniform random directions.
-
-        .. math::
-
-            \theta_l = (\cos\alpha_l, \sin\alpha_l),\ \alpha_l = \frac{(l + u)\pi}{L},\ u\sim U[0, 1)
-            \quad\text{or}\quad \theta_l = g_l/|g_l|,\ g_l\sim\mathcal N(0, I_d).
-
-        Parameters
-        ----------
-        d : int
-            Dimension.
-        dtype, device : optional
-            Of the returned tensor.
-
-        Returns
-        -------
-        Tensor, shape (L, d)
+        r"""Directions of one call, shape ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`,
+        :math:`\alpha_l = (l + u)\pi / L`, or uniform random directions.
         """
         d = check_int(d, "d")
         if self.directions == "grid" and d != 2:
@@ -992,26 +683,14 @@ class SlicedEnergyMMD(_SlicedObjective):
         return torch.stack([alpha.cos(), alpha.sin()], dim=1).to(dtype=dtype, device=device)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r"""Sliced estimate of :math:`\tfrac12\mathrm{MMD}^2_{-|x-y|}` (V-statistic), by sorting.
+        r"""Sliced V-statistic of :math:`\tfrac12\mathrm{MMD}^2_{-|x-y|}` by sorting (sums in float64), shape
+        ``()``.
 
         .. math::
 
-            \hat F = \frac{c_d}{L}\sum_{l=1}^L \Big(\frac{W_l(x\cup y) - W_l(x) - W_l(y)}{nm}
-            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big),
-            \qquad W_l(s) = \sum_{i<j}|\theta_l^\top(s_i - s_j)|.
-
-        Sums in float64 (they cancel to a small number); differentiable in ``x``.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        projections : Tensor, shape (L, d), optional
-            Unit directions; drawn when None.
-
-        Returns
-        -------
-        Tensor, shape ()
+            \hat F = \frac{c_d}{L}\sum_{l} \Big(\frac{W_l(x\cup y) - W_l(x) - W_l(y)}{nm}
+            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big), \quad W_l(s) = \sum_{i<j}|\theta_l^\top(s_i -
+            s_j)|.
         """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections).double()
@@ -1024,23 +703,9 @@ class SlicedEnergyMMD(_SlicedObjective):
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r"""Sliced energy velocity, from ranks in the sorted projections.
-
-        .. math::
-
-            v(z) = \frac{c_d}{L}\sum_{l=1}^L \Big(\frac1n\sum_j\operatorname{sign}(\theta_l^\top(z - x_j))
-            - \frac1m\sum_j \operatorname{sign}(\theta_l^\top(z - y_j))\Big)\theta_l .
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d), optional
-        projections : Tensor, shape (L, d), optional
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
+        r""":math:`\frac{c_d}{L}\sum_l (\frac1n\sum_j\operatorname{sign}(\theta_l^\top(z - x_j)) -
+        \frac1m\sum_j
+        \operatorname{sign}(\theta_l^\top(z - y_j)))\theta_l`, from ranks in the sorted projections.
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
@@ -1097,85 +762,39 @@ def _pykeops_available() -> bool:
 
 
 class SinkhornDivergence(Objective):
-    r"""Debiased Sinkhorn divergence with cost :math:`\frac12|x-y|^2` (POT, log-domain).
+    r"""Debiased Sinkhorn divergence with cost :math:`\frac12|x-y|^2` and its velocity.
 
     .. math::
 
-        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(\alpha,\beta)}
-        \int \tfrac12|x - y|^2 d\pi + \varepsilon \mathrm{KL}(\pi \,\|\, \alpha\otimes\beta),
-
         S_\varepsilon(\rho, \nu) = \mathrm{OT}_\varepsilon(\rho, \nu)
-        - \tfrac12 \mathrm{OT}_\varepsilon(\rho, \rho) - \tfrac12 \mathrm{OT}_\varepsilon(\nu, \nu),
-
+        - \tfrac12 \mathrm{OT}_\varepsilon(\rho, \rho) - \tfrac12 \mathrm{OT}_\varepsilon(\nu, \nu), \qquad
         v(x_i) = \frac{\sum_j P_{ij} y_j}{\sum_j P_{ij}} - \frac{\sum_j Q_{ij} x_j}{\sum_j Q_{ij}},
 
-    with :math:`P` the entropic plan between :math:`\rho_n` and :math:`\nu_m` and :math:`Q` that
-    between :math:`\rho_n` and itself. :math:`S_0 = \frac12 W_2^2`; the cost ``1/2|x-y|^2`` means
-    :math:`S_\varepsilon = \frac12 S^{|\cdot|^2}_{2\varepsilon}` in the convention with cost
-    ``|x-y|^2``. Plans come from ``ot.sinkhorn(method="sinkhorn_log")`` and the value from
-    ``ot.solve(..., reg_type="KL", method="sinkhorn_log", grad="envelope")``, whose gradient is the
-    plan (envelope theorem). At points ``at`` other than the particles, the conditional
-    expectations use the entropic extension
-    :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` with the Sinkhorn scaling ``v``.
-    Time ``O(n (n + m))`` per Sinkhorn iteration. Memory: ``O(n m + n^2 + m^2)`` with the dense
-    solver; ``O((n + m) \cdot \text{block})`` with ``solver="lazy"``, POT's
-    ``ot.bregman.empirical_sinkhorn(isLazy=True)``, which recomputes the cost by blocks at every
-    iteration (for many particles on a CPU; it computes the blocks in NumPy, so on a GPU
-    ``solver="geomloss"`` or the dense solver is the fast one); with ``solver="geomloss"`` and KeOps,
-    ``O(n + m)`` for the solve. The conditional expectations are summed by row blocks with every
-    solver. With the lazy solver, ``value`` is the primal entropic cost of the plan
-    :math:`P_{ij} = u_i e^{-|x_i - y_j|^2/2\varepsilon} v_j`, summed by blocks, with the envelope
-    gradient :math:`\nabla_{x_i} = \sum_j P_{ij}(x_i - y_j)` attached (what POT's
-    ``grad="envelope"`` gives the dense solver).
+    with :math:`\mathrm{OT}_\varepsilon = \min_\pi \int \tfrac12|x - y|^2 d\pi + \varepsilon
+    \mathrm{KL}(\pi \| \alpha\otimes\beta)` and :math:`P`, :math:`Q` the plans of :math:`(\rho_n, \nu_m)`
+    and :math:`(\rho_n, \rho_n)`; values carry the envelope gradient.
 
     Parameters
     ----------
     eps : float
-        Entropic regularisation (in units of the cost, squared distance / 2).
-    debiased : bool
-        Subtract the self-transport terms (default True). If False, ``value`` is
-        :math:`\mathrm{OT}_\varepsilon(\rho, \nu)` and the velocity has no ``Q`` term.
-    max_iter : int
-        Sinkhorn iterations at most.
-    tol : float
-        Stopping threshold of POT's Sinkhorn (marginal violation). Raised to
-        ``10 * torch.finfo(dtype).eps`` when smaller, so that float32 runs can stop (the default
-        ``1e-9`` is below float32 round-off: every call used to run ``max_iter`` iterations).
+        In units of the cost (squared distance / 2).
+    debias : bool
+        Subtract the self terms (default True).
+    max_iter, tol : int, float
+        POT's Sinkhorn limits; ``tol`` is raised to ``10 * finfo(dtype).eps``.
     warm_start : bool
-        Start each Sinkhorn solve from the log-potentials of the previous call with the same
-        shapes (default False). Along a particle flow the plans change little from one step to
-        the next, so a few iterations suffice; converged results agree with a cold start up to
-        ``tol``. With a small ``max_iter`` the potentials are refined along the flow, a few
-        iterations per step, instead of being solved to ``tol`` at every step.
-    solver : str
-        ``"dense"`` (default): POT's log-domain Sinkhorn on the cost matrix. ``"lazy"``: POT's
-        online solver, memory linear in the number of points (its cost blocks are computed in
-        NumPy: slow on a GPU). ``"geomloss"``: GeomLoss's ``SamplesLoss("sinkhorn", p=2,
-        blur=sqrt(eps))``, the optional extra ``gwf-tutorial[gpu]`` (KeOps' online backend on CUDA
-        above ``5000**2`` cost entries when pykeops is installed, else its dense backend). Its cost
-        for ``p=2`` is :math:`\frac12|x-y|^2` and ``blur**2`` is :math:`\varepsilon`, the
-        conventions here; it anneals :math:`\varepsilon` from the squared diameter down by
-        ``scaling**2`` per iteration (eps-scaling) and stops there, so ``max_iter``, ``tol`` and
-        ``warm_start`` do not apply, and its value differs from the converged one by the annealing
-        error (about ``1e-4`` relative at ``scaling=0.9``, ``tests/test_functionals.py``).
-        ``"auto"``: ``"geomloss"`` on a CUDA device when GeomLoss is installed and
-        ``warm_start`` is False, else ``"dense"``.
-    chunk_size : int, optional
-        Rows per block of the lazy solver and of the conditional expectations; default: blocks of
-        about ``2**20`` entries on a CPU, one block on a GPU when it fits in a quarter of the free
-        memory.
-    scaling : float
-        GeomLoss's eps-scaling ratio in ``(0, 1)`` (``solver="geomloss"`` only; default 0.9,
-        GeomLoss's own default 0.5 is coarser).
+        Start from the previous call's log-potentials (same shapes): a few iterations per flow step.
+    solver : {"dense", "lazy", "geomloss", "auto"}
+        POT's log-domain Sinkhorn on the cost matrix; POT's online solver (memory linear in the points,
+        NumPy blocks: slow on a GPU); GeomLoss ``SamplesLoss("sinkhorn", p=2, blur=sqrt(eps))`` with
+        eps-scaling ``scaling`` (extra ``gwf-tutorial[gpu]``; ``max_iter``, ``tol`` and ``warm_start`` do not
+        apply); ``"auto"``: GeomLoss on CUDA when installed and no warm start, else dense.
 
-    Used in: chapter 3 (Sinkhorn flow), chapter 6, metrics; ``benchmarks/particle_flows.py``
-    (``sinkhorn_lazy``).
+    Used in: chapters 3 and 8; ``benchmarks/particle_flows.py``.
 
     References
     ----------
-    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences",
-    AISTATS 2019; Genevay, Peyré, Cuturi, "Learning generative models with Sinkhorn divergences",
-    AISTATS 2018.
+    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences", AISTATS 2019.
     """
 
     name = "sinkhorn"
@@ -1325,22 +944,8 @@ class SinkhornDivergence(Objective):
         return self._log_scalings(a, b, tag)[1]
 
     def value(self, x, y) -> Tensor:
-        r"""Debiased Sinkhorn divergence between the particles and the targets (POT, envelope gradient).
-
-        .. math::
-
-            \hat S_\varepsilon = \mathrm{OT}_\varepsilon(\rho_n, \nu_m)
-            - \tfrac12\mathrm{OT}_\varepsilon(\rho_n, \rho_n) - \tfrac12\mathrm{OT}_\varepsilon(\nu_m, \nu_m).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-
-        Returns
-        -------
-        Tensor, shape ()
-            Differentiable in ``x``.
+        r""":math:`\mathrm{OT}_\varepsilon(\rho_n, \nu_m) - \tfrac12\mathrm{OT}_\varepsilon(\rho_n, \rho_n) -
+        \tfrac12\mathrm{OT}_\varepsilon(\nu_m, \nu_m)`, shape ``()``, differentiable in ``x``.
         """
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
@@ -1373,12 +978,8 @@ class SinkhornDivergence(Objective):
         )
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant.
-
-        .. math::
-
-            f(z) = -\varepsilon\log\sum_j v_j e^{-|z - y_j|^2/2\varepsilon}, \qquad
-            p(z) = -\varepsilon\log\sum_j v'_j e^{-|z - x_j|^2/2\varepsilon}.
+        r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant, with
+        :math:`f(z) = -\varepsilon\log\sum_j v_j e^{-|z - y_j|^2/2\varepsilon}` (and ``p`` alike on ``x``).
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
@@ -1388,21 +989,8 @@ class SinkhornDivergence(Objective):
         return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Difference of entropic barycentric projections (conditional means under the plans).
-
-        .. math::
-
-            v(z) = E_P[y \mid z] - E_Q[x' \mid z].
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-        at : Tensor, shape (k, d), optional
-
-        Returns
-        -------
-        Tensor, shape (n, d) or (k, d)
+        r""":math:`v(z) = E_P[y \mid z] - E_Q[x' \mid z]`, the entropic extension
+        :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` away from the particles.
         """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
@@ -1432,28 +1020,12 @@ _OBJECTIVES = {
 
 
 def get_objective(name, **kwargs) -> Objective:
-    r"""Build an objective by name (or pass an :class:`Objective` through).
+    """Build an objective by name, or pass an :class:`Objective` through; ``**kwargs`` go to the constructor.
 
-    .. math::
+    Names: ``"mmd"``, ``"energy"`` (MMD with the energy kernel), ``"kl"``, ``"sw"`` (``"sliced"``,
+    ``"sliced_wasserstein"``), ``"sliced_energy"`` (:class:`SlicedEnergyMMD`), ``"sinkhorn"``.
 
-        \text{"mmd"}: \tfrac12\mathrm{MMD}_k^2,\quad \text{"kl"}: \mathrm{KL}(\rho\|\pi),\quad
-        \text{"sw"}: \tfrac12 SW_2^2,\quad \text{"sinkhorn"}: S_\varepsilon,\quad
-        \text{"energy"}: \tfrac12\mathrm{MMD}^2_{-|x-y|}\ (\text{"sliced\_energy"}: \text{by slicing}).
-
-    Parameters
-    ----------
-    name : str or Objective
-        ``"mmd"``, ``"energy"`` (MMD with the energy kernel), ``"kl"``, ``"sw"`` (aliases
-        ``"sliced"``, ``"sliced_wasserstein"``), ``"sliced_energy"`` (:class:`SlicedEnergyMMD`),
-        ``"sinkhorn"``.
-    **kwargs
-        Constructor arguments.
-
-    Returns
-    -------
-    Objective
-
-    Used in: chapter 3, chapter 11 (benchmark).
+    Used in: chapter 3; :func:`~gwf_tutorial.flows.particle_flow`.
     """
     if isinstance(name, Objective):
         if kwargs:

@@ -1,22 +1,21 @@
-r"""Closed forms for Gaussian measures.
+r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests.
 
-Gaussians are the one family on which every object of the book has a formula: the 2-Wasserstein
-(Bures) distance and the Monge map, the Wasserstein gradient flow of the KL divergence to a Gaussian
-target (an Ornstein--Uhlenbeck process), its exact JKO step and its explicit Euler step, the KL
-divergence, MMD with a Gaussian kernel and entropic optimal transport. The chapters use them as
-ground truth, and the tests of the particle and parametric schemes compare against them.
+The Bures--Wasserstein distance and the Monge map, the Wasserstein gradient flow of
+:math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an Ornstein--Uhlenbeck process), its exact JKO step and its
+explicit Euler step, KL, Gaussian-kernel MMD and entropic optimal transport.
 
-**Conventions.**
+Conventions (all functions):
 
-- A Gaussian is given by its mean ``(..., d)`` and its covariance ``(..., d, d)`` (symmetric
-  positive definite); leading batch dimensions broadcast.  ``cov`` is always a *covariance*
-  (variance in 1-D), never a standard deviation.
-- The transport cost is :math:`|x - y|^2` (not :math:`\tfrac12 |x - y|^2`), both for
-  :func:`w2_squared` and :func:`entropic_ot`, which is POT's ``ot.dist(x, y)`` (squared Euclidean).
-- The KL flow is the Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))`,
-  the Fokker--Planck equation of :math:`dX = -\Sigma^{-1}(X - m)\,dt + \sqrt{2}\, dW`, and the JKO
-  step has the proximal term :math:`W_2^2 / (2\tau)`.
-- float64 inputs give float64 outputs; a float32 and a float64 argument are promoted to float64.
+- A Gaussian is a mean ``(..., d)`` and a *covariance* ``(..., d, d)`` (symmetric positive definite,
+  never a standard deviation); leading batch dimensions broadcast and results have the batch shape
+  ``(...)``. Two Gaussians are ``m1, S1, m2, S2``; a flow runs from ``mean``/``cov`` (or ``mean0``/``cov0``)
+  towards ``target_mean``/``target_cov`` :math:`= (m, \Sigma)`, :math:`A = \Sigma^{-1}`.
+- The transport cost is :math:`|x - y|^2` (POT's ``ot.dist``, no factor 1/2); the JKO step has the
+  proximal term :math:`W_2^2 / (2\tau)` with ``tau`` :math:`> 0`.
+- float64 in gives float64 out; mixed float32/float64 arguments are promoted to float64. Everything is
+  differentiable.
+
+Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 """
 
 from __future__ import annotations
@@ -180,24 +179,16 @@ def _check_pair(
 
 @dataclass(frozen=True)
 class AffineMap:
-    r"""An affine map :math:`T(x) = A x + b`, applied to rows: ``T(x) = x @ A.T + b``.
+    r"""An affine map applied to rows, ``T(x) = x @ A.T + b``.
 
     .. math::
 
         T(x) = A x + b, \qquad T_\# N(m, S) = N(A m + b,\; A S A^\top).
 
-    The Gaussian optimal transport (Monge) map and the map of a Gaussian JKO step are of this form,
-    with ``A`` symmetric positive definite (the gradient of the convex function
-    :math:`\tfrac12 x^\top A x + b^\top x`).
+    ``A`` has shape ``(..., d, d)``, ``b`` ``(..., d)``; the Monge map and the Gaussian JKO map are of this
+    form with ``A`` symmetric positive definite.
 
-    Attributes
-    ----------
-    A : Tensor, shape (..., d, d)
-        Linear part.
-    b : Tensor, shape (..., d)
-        Offset.
-
-    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    Used in: chapter 1; :func:`~gwf_tutorial.gaussian.monge_map`, :func:`~gwf_tutorial.gaussian.jko_map_kl`.
     """
 
     A: Tensor
@@ -214,8 +205,7 @@ class AffineMap:
         return x.to(dtype) @ A.mT + b.unsqueeze(-2) if x.ndim >= 2 else _mv(A, x.to(dtype)) + b
 
     def pushforward(self, mean, cov) -> tuple[Tensor, Tensor]:
-        """The image of :math:`N(m, S)`: mean ``A m + b`` ``(..., d)``, covariance ``A S A^T``
-        ``(..., d, d)``."""
+        """The image of :math:`N(m, S)`: mean ``A m + b``, covariance ``A S A^T``."""
         mean, cov = _check_gaussian(mean, cov, "mean", "cov")
         dtype = torch.promote_types(mean.dtype, self.A.dtype)
         A, b = self.A.to(dtype), self.b.to(dtype)
@@ -223,28 +213,10 @@ class AffineMap:
 
 
 def sqrtm_spd(S) -> Tensor:
-    r"""Principal square root of a symmetric positive semi-definite matrix.
+    r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
+    matrices ``(..., d, d)``; its backward solves :math:`Y\,dY + dY\,Y = dS` (finite at ``S = I``).
 
-    .. math::
-
-        S = U \operatorname{diag}(\lambda) U^\top \;\Longrightarrow\;
-        S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top,
-
-    the unique symmetric PSD matrix with :math:`(S^{1/2})^2 = S`. Eigenvalues that are negative by
-    rounding are set to zero. Differentiable, with a backward that stays finite for repeated
-    eigenvalues (``S = I``): :math:`dY` solves :math:`Y\,dY + dY\,Y = dS`.
-
-    Parameters
-    ----------
-    S : Tensor, shape (..., d, d)
-        Symmetric positive semi-definite matrices.
-
-    Returns
-    -------
-    Tensor, shape (..., d, d)
-        :math:`S^{1/2}`, same dtype.
-
-    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
     """
     S = _check_sym_psd(S, "S")
     if S.numel():
@@ -258,24 +230,10 @@ def sqrtm_spd(S) -> Tensor:
 
 
 def inv_sqrtm_spd(S) -> Tensor:
-    r"""Inverse principal square root of a symmetric positive definite matrix.
+    r"""Inverse principal square root :math:`S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top` of SPD
+    matrices ``(..., d, d)``.
 
-    .. math::
-
-        S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top, \qquad
-        S = U \operatorname{diag}(\lambda) U^\top,\ \lambda > 0.
-
-    Parameters
-    ----------
-    S : Tensor, shape (..., d, d)
-        Symmetric positive definite matrices.
-
-    Returns
-    -------
-    Tensor, shape (..., d, d)
-        :math:`S^{-1/2}`, same dtype.
-
-    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
     """
     S = _check_sym_psd(S, "S")
     if S.numel():
@@ -294,37 +252,18 @@ def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def w2_squared(m1, S1, m2, S2) -> Tensor:
-    r"""Squared 2-Wasserstein distance between two Gaussians (Bures--Wasserstein).
+    r"""Squared 2-Wasserstein (Bures--Wasserstein) distance between two Gaussians.
 
     .. math::
 
         W_2^2\big(N(m_1, S_1), N(m_2, S_2)\big) = |m_1 - m_2|^2
-        + \operatorname{tr}\Big(S_1 + S_2 - 2\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2}\Big),
+        + \operatorname{tr}\Big(S_1 + S_2 - 2\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2}\Big).
 
-    for the cost :math:`|x - y|^2` (``ot.dist`` / ``ot.emd2`` convention, no factor 1/2).
-
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Mean of the first Gaussian.
-    S1 : Tensor, shape (..., d, d)
-        Covariance of the first Gaussian (SPD).
-    m2 : Tensor, shape (..., d)
-        Mean of the second Gaussian.
-    S2 : Tensor, shape (..., d, d)
-        Covariance of the second Gaussian (SPD).
-
-    Returns
-    -------
-    Tensor, shape (...)
-        :math:`W_2^2` (a 0-d tensor without batch dimensions), differentiable in all inputs.
-
-    Used in: chapter 1 (optimal transport) / chapter 2 (WGF and JKO).
+    Used in: chapters 1, 2, 4, 6, 7 and 9.
 
     References
     ----------
-    Dowson & Landau (1982); Givens & Shortt (1984), "A class of Wasserstein metrics for probability
-    distributions"; Peyre & Cuturi (2019), "Computational Optimal Transport", Remark 2.31.
+    Givens & Shortt (1984); Peyre & Cuturi (2019), "Computational Optimal Transport", Remark 2.31.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     _, C = _bures_cross(S1, S2)
@@ -333,40 +272,21 @@ def w2_squared(m1, S1, m2, S2) -> Tensor:
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:
-    r"""Optimal transport (Monge) map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)`.
+    r"""Optimal transport (Monge) map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)`, as an
+    :class:`AffineMap`.
 
     .. math::
 
         T(x) = m_2 + A (x - m_1), \qquad
         A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2},
 
-    :math:`A` symmetric positive definite with :math:`A S_1 A = S_2`, so :math:`T` is the gradient
-    of the convex function :math:`\tfrac12 (x - m_1)^\top A (x - m_1) + m_2^\top x` (Brenier) and
-    :math:`\mathbb{E}|T(X) - X|^2 = W_2^2` for :math:`X \sim N(m_1, S_1)`.
+    :math:`A` SPD with :math:`A S_1 A = S_2` (a gradient of a convex function, Brenier).
 
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Source mean.
-    S1 : Tensor, shape (..., d, d)
-        Source covariance (SPD).
-    m2 : Tensor, shape (..., d)
-        Target mean.
-    S2 : Tensor, shape (..., d, d)
-        Target covariance (SPD).
-
-    Returns
-    -------
-    AffineMap
-        ``A`` of shape ``(..., d, d)`` and ``b = m2 - A m1`` of shape ``(..., d)``; call it on
-        points ``x (n, d)`` to transport them.
-
-    Used in: chapter 1 (optimal transport).
+    Used in: chapters 1 and 2.
 
     References
     ----------
-    Knott & Smith (1984), "On the optimal mapping of distributions"; Peyre & Cuturi (2019),
-    "Computational Optimal Transport", Remark 2.31.
+    Knott & Smith (1984), "On the optimal mapping of distributions".
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     R1, C = _bures_cross(S1, S2)
@@ -377,7 +297,7 @@ def monge_map(m1, S1, m2, S2) -> AffineMap:
 
 
 def kl(m1, S1, m2, S2) -> Tensor:
-    r"""Kullback--Leibler divergence between two Gaussians.
+    r"""KL divergence (nats) between two Gaussians.
 
     .. math::
 
@@ -385,23 +305,7 @@ def kl(m1, S1, m2, S2) -> Tensor:
         \operatorname{tr}(S_2^{-1} S_1) + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d
         + \log\det S_2 - \log\det S_1\Big].
 
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Mean of the first Gaussian.
-    S1 : Tensor, shape (..., d, d)
-        Covariance of the first Gaussian (SPD).
-    m2 : Tensor, shape (..., d)
-        Mean of the second (reference) Gaussian.
-    S2 : Tensor, shape (..., d, d)
-        Covariance of the second Gaussian (SPD).
-
-    Returns
-    -------
-    Tensor, shape (...)
-        The KL divergence (nats), differentiable.
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapters 2, 4, 6 and 7.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     d = m1.shape[-1]
@@ -423,22 +327,9 @@ def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
         = \operatorname{tr}\big(D S_1 D\big) + \big|S_2^{-1}(m_1 - m_2)\big|^2,
         \qquad D = S_1^{-1} - S_2^{-1},
 
-    since :math:`\nabla\log\rho(x) - \nabla\log\pi(x) = -D(x - m_1) + S_2^{-1}(m_2 - m_1)`
-    is affine. Along the Wasserstein gradient flow of KL (the Fokker--Planck / OU flow) it is the
-    dissipation: :math:`\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi) = -I(\rho_t|\pi)`.
+    the dissipation :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
 
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-    S1 : Tensor, shape (..., d, d)
-    m2 : Tensor, shape (..., d)
-    S2 : Tensor, shape (..., d, d)
-
-    Returns
-    -------
-    Tensor, shape (...)
-
-    Used in: chapter 2 (energy dissipation along the flow).
+    Used in: chapter 2.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     P2 = _spd_inv(S2)
@@ -448,31 +339,16 @@ def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
 
 
 def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, tau) -> Tensor:
-    r"""The JKO objective for KL restricted to Gaussians :math:`\rho = N(\text{mean}, \text{cov})`.
+    r"""The JKO objective for KL evaluated at the Gaussian :math:`\rho = N(\text{mean}, \text{cov})`.
 
     .. math::
 
         J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi), \qquad
-        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}),\ \pi = N(\text{target\_mean}, \text{target\_cov}).
+        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}),
 
-    Its minimiser over all probability measures is Gaussian and equals :func:`jko_step_kl`;
-    batched over leading dimensions of ``mean`` / ``cov`` and differentiable (to check stationarity).
+    minimised by :func:`jko_step_kl` (to check stationarity by autograd).
 
-    Parameters
-    ----------
-    mean : Tensor, shape (..., d)
-    cov : Tensor, shape (..., d, d)
-    prev_mean, prev_cov : Tensor, shapes (d,), (d, d)
-        The previous iterate :math:`\rho_k`.
-    target_mean, target_cov : Tensor, shapes (d,), (d, d)
-    tau : float
-        Step size ``> 0``.
-
-    Returns
-    -------
-    Tensor, shape (...)
-
-    Used in: chapter 2 (the JKO step is a minimiser).
+    Used in: chapter 2.
     """
     tau = check_positive(tau, "tau")
     return w2_squared(mean, cov, prev_mean, prev_cov) / (2 * tau) + kl(mean, cov, target_mean, target_cov)
@@ -488,44 +364,21 @@ def _check_flow_args(mean, cov, target_mean, target_cov, names):
 
 
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
-    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from a
-    Gaussian (the Ornstein--Uhlenbeck process).
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from a Gaussian (OU).
 
     .. math::
-
-        \partial_t \rho = \nabla\cdot\big(\rho\, \nabla(\log\rho + U)\big),\quad
-        U(x) = \tfrac12 (x - m)^\top A (x - m),\ A = \Sigma^{-1};\qquad
-        \rho_t = N(\mu(t), S(t)),
 
         \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad
         S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA},
 
-    the solution of :math:`\dot\mu = -A(\mu - m)`, :math:`\dot S = 2I - AS - SA`.
+    the solution of :math:`\dot\mu = -A(\mu - m)`, :math:`\dot S = 2I - AS - SA`. Returns ``(mean_t,
+    cov_t)``, with a leading axis ``T`` for a 1-D tensor of times ``t``.
 
-    Parameters
-    ----------
-    mean0 : Tensor, shape (..., d)
-        Initial mean :math:`\mu_0`.
-    cov0 : Tensor, shape (..., d, d)
-        Initial covariance :math:`S_0` (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    t : float or Tensor of shape (T,)
-        Time(s) :math:`t \ge 0`.
-
-    Returns
-    -------
-    mean_t : Tensor, shape (..., d), or (T, ..., d) for a 1-D ``t``
-    cov_t : Tensor, shape (..., d, d), or (T, ..., d, d) for a 1-D ``t``
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapters 2 and 6.
 
     References
     ----------
-    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck
-    equation".
+    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck equation".
     """
     m0, S0, m, Sigma = _check_flow_args(
         mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
@@ -562,48 +415,21 @@ def _jko_map(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) ->
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from
-    :math:`N(\mu, S)`.
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu,
+    S)`.
 
     .. math::
 
-        \rho_+ = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
-        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)) = T_\# N(\mu, S), \quad
-        T(x) = \mu_+ + M (x - \mu),
+        T(x) = \mu_+ + M (x - \mu), \quad B = I + \tau A,\quad \mu_+ = B^{-1}(\mu + \tau A m),\quad
+        M = B^{-1/2}\Big[\tfrac12 I + \big(\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2}\big)^{1/2}\Big] B^{-1/2},
 
-        A = \Sigma^{-1},\ B = I + \tau A,\quad \mu_+ = B^{-1}(\mu + \tau A m),\quad
-        M = B^{-1/2}\Big[\tfrac12 I + \big(\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2}\big)^{1/2}
-        \Big] B^{-1/2}.
+    the SPD solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
-    :math:`M` is symmetric positive definite and solves :math:`M B M - M = \tau S^{-1}`, the
-    optimality condition :math:`(T(x) - x)/\tau = -\nabla \frac{\delta F}{\delta\rho}[\rho_+](T(x))`
-    of the step; :math:`S` and :math:`\Sigma` need not commute.
-
-    Parameters
-    ----------
-    mean : Tensor, shape (..., d)
-        Current mean :math:`\mu`.
-    cov : Tensor, shape (..., d, d)
-        Current covariance :math:`S` (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    tau : float
-        JKO step :math:`\tau > 0`.
-
-    Returns
-    -------
-    AffineMap
-        ``A = M`` of shape ``(..., d, d)`` and ``b = mu_+ - M mu`` of shape ``(..., d)``.
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapter 2.
 
     References
     ----------
-    Jordan, Kinderlehrer & Otto (1998); the closed form follows from the first-order condition of
-    the step restricted to Gaussians (which is exact since the minimiser is Gaussian), see e.g.
-    Wibisono (2018), "Sampling as optimization in the space of measures", Sec. on Gaussians.
+    Jordan, Kinderlehrer & Otto (1998); Wibisono (2018), "Sampling as optimization in the space of measures".
     """
     mean, cov, m, Sigma = _check_flow_args(
         mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
@@ -613,43 +439,18 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))` from a Gaussian.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from a Gaussian: ``(mean_next,
+    cov_next)``.
 
     .. math::
 
         N(\mu_+, S_+) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
-        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),\qquad
-        \mu_+ = (I + \tau A)^{-1}(\mu + \tau A m),\quad S_+ = M S M,
+        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),\qquad S_+ = M S M,
 
-    with :math:`A = \Sigma^{-1}` and :math:`M` as in :func:`jko_map_kl`. The fixed point is
-    :math:`(m, \Sigma)` for every :math:`\tau`, the iterates converge for every :math:`\tau > 0`
-    (unconditionally stable), and :math:`K` steps of size :math:`\tau = t/K` approach
-    :func:`ou_flow` at time :math:`t` with error :math:`O(\tau)`.
+    with :math:`\mu_+, M` of :func:`jko_map_kl`; stable for every :math:`\tau`, and :math:`O(\tau)` from
+    :func:`ou_flow`.
 
-    Parameters
-    ----------
-    mean : Tensor, shape (..., d)
-        Current mean :math:`\mu`.
-    cov : Tensor, shape (..., d, d)
-        Current covariance :math:`S` (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    tau : float
-        JKO step :math:`\tau > 0`.
-
-    Returns
-    -------
-    mean_next : Tensor, shape (..., d)
-    cov_next : Tensor, shape (..., d, d)
-
-    Used in: chapter 2 (WGF and JKO).
-
-    References
-    ----------
-    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck
-    equation".
+    Used in: chapters 2 and 7.
     """
     mean, cov, m, Sigma = _check_flow_args(
         mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
@@ -659,37 +460,11 @@ def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor
 
 
 def jko_iterates_kl(mean0, cov0, target_mean, target_cov, tau, n_steps) -> tuple[Tensor, Tensor]:
-    r"""``n_steps`` exact JKO steps of :math:`\mathrm{KL}(\cdot \,\|\, N(m, \Sigma))`.
+    """``n_steps`` exact JKO steps (:func:`jko_step_kl`): ``means (K + 1, ..., d)``, ``covs (K + 1, ..., d,
+    d)``,
+    the initial state first.
 
-    .. math::
-
-        (\mu_{k+1}, S_{k+1}) = \mathrm{JKO}_\tau(\mu_k, S_k), \qquad k = 0, \dots, K - 1,
-
-    each step as in :func:`jko_step_kl`.
-
-    Parameters
-    ----------
-    mean0 : Tensor, shape (..., d)
-        Initial mean.
-    cov0 : Tensor, shape (..., d, d)
-        Initial covariance (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    tau : float
-        JKO step :math:`\tau > 0`.
-    n_steps : int
-        Number of steps :math:`K \ge 1`.
-
-    Returns
-    -------
-    means : Tensor, shape (K + 1, ..., d)
-        :math:`\mu_0, \dots, \mu_K` (the initial mean first).
-    covs : Tensor, shape (K + 1, ..., d, d)
-        :math:`S_0, \dots, S_K`.
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapters 2, 4, 6 and 7.
     """
     mean, cov, m, Sigma = _check_flow_args(
         mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
@@ -719,41 +494,17 @@ def _euler_step(mean, cov, m, Sigma, h):
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
-    r"""Explicit (forward Euler) particle step of the KL flow to :math:`N(m, \Sigma)`, applied to a
-    Gaussian.
+    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`.
 
     .. math::
 
-        x \mapsto x + h\, v(x),\quad v(x) = \nabla\log N(m,\Sigma)(x) - \nabla\log N(\mu, S)(x)
-        = -A(x - m) + S^{-1}(x - \mu),\quad A = \Sigma^{-1};
+        x \mapsto x + h\big(-A(x - m) + S^{-1}(x - \mu)\big):\qquad
+        \mu_+ = \mu - h A(\mu - m),\quad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A).
 
-        \mu_+ = \mu - h A(\mu - m),\qquad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A).
+    The covariance recursion is stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the iterates are
+    returned as they come.
 
-    In 1-D with variances :math:`s` and :math:`\Sigma`:
-    :math:`s_+ = s\,(1 + h(1/s - 1/\Sigma))^2`; the fixed point :math:`\Sigma` is stable iff
-    :math:`h < \Sigma` (the mean iff :math:`h < 2\Sigma`). In :math:`d` dimensions the covariance
-    recursion is stable iff :math:`h < \lambda_{\min}(\Sigma)`. Past the bound the covariance
-    iterates oscillate and degenerate; they are returned as they come (possibly non-finite).
-
-    Parameters
-    ----------
-    mean : Tensor, shape (..., d)
-        Current mean :math:`\mu`.
-    cov : Tensor, shape (..., d, d)
-        Current covariance :math:`S` (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    step_size : float
-        Step :math:`h > 0`.
-
-    Returns
-    -------
-    mean_next : Tensor, shape (..., d)
-    cov_next : Tensor, shape (..., d, d)
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapter 2.
     """
     mean, cov, m, Sigma = _check_flow_args(
         mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
@@ -765,42 +516,14 @@ def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor
 def euler_iterates_kl(
     mean0, cov0, target_mean, target_cov, step_size, n_steps
 ) -> tuple[Tensor, Tensor]:
-    r"""``n_steps`` explicit Euler steps of the KL flow to :math:`N(m, \Sigma)` (see
-    :func:`euler_step_kl`).
+    """``n_steps`` explicit Euler steps (:func:`euler_step_kl`) with step ``step_size``: ``means (K + 1, ...,
+    d)``,
+    ``covs (K + 1, ..., d, d)``.
 
-    .. math::
+    Raises :class:`~gwf_tutorial.flows.FlowDivergedError` when an iterate stops being a Gaussian (far past
+    the stability bound), naming the step size and the bound.
 
-        \mu_{k+1} = \mu_k - hA(\mu_k - m),\quad
-        S_{k+1} = M_k S_k M_k^\top,\ M_k = I + h(S_k^{-1} - A),\quad A = \Sigma^{-1}.
-
-    Parameters
-    ----------
-    mean0 : Tensor, shape (..., d)
-        Initial mean.
-    cov0 : Tensor, shape (..., d, d)
-        Initial covariance (SPD).
-    target_mean : Tensor, shape (..., d)
-        Target mean :math:`m`.
-    target_cov : Tensor, shape (..., d, d)
-        Target covariance :math:`\Sigma` (SPD).
-    step_size : float
-        Step :math:`h > 0`.
-    n_steps : int
-        Number of steps :math:`K \ge 1`.
-
-    Returns
-    -------
-    means : Tensor, shape (K + 1, ..., d)
-    covs : Tensor, shape (K + 1, ..., d, d)
-        Iterates, the initial state first; past the stability bound they oscillate and grow.
-
-    Raises
-    ------
-    FlowDivergedError
-        When an iterate is non-finite or its covariance is not positive definite (far past the
-        stability bound); the message names the step size and the bound.
-
-    Used in: chapter 2 (WGF and JKO).
+    Used in: chapter 2.
     """
     mean, cov, m, Sigma = _check_flow_args(
         mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
@@ -858,44 +581,21 @@ def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
 
 
 def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
-    r"""Squared MMD between two Gaussians for the Gaussian kernel
-    :math:`k(x, y) = \exp(-|x - y|^2 / (2 s^2))`.
+    r"""Population :math:`\mathrm{MMD}^2` between two Gaussians for :math:`k(x, y) = e^{-|x - y|^2 / (2
+    s^2)}`.
 
     .. math::
 
-        \mathrm{MMD}^2 = \mathbb{E}\,k(X, X') + \mathbb{E}\,k(Y, Y') - 2\,\mathbb{E}\,k(X, Y)
-        = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2),
+        \mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2), \quad
+        K(S, \delta) = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big),
 
-        K(S, \delta) = \mathbb{E}_{Z \sim N(\delta, S)}\, e^{-|Z|^2/(2s^2)}
-        = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big),
+    with ``s = bandwidth``.
 
-    with :math:`X, X' \sim N(m_1, S_1)`, :math:`Y, Y' \sim N(m_2, S_2)` independent (the
-    population value, which the unbiased U-statistic estimates).
-
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Mean of the first Gaussian.
-    S1 : Tensor, shape (..., d, d)
-        Covariance of the first Gaussian (SPD).
-    m2 : Tensor, shape (..., d)
-        Mean of the second Gaussian.
-    S2 : Tensor, shape (..., d, d)
-        Covariance of the second Gaussian (SPD).
-    bandwidth : float
-        Kernel bandwidth :math:`s > 0`.
-
-    Returns
-    -------
-    Tensor, shape (...)
-        :math:`\mathrm{MMD}^2 \ge 0`.
-
-    Used in: chapter 3 (particle flows) / chapter 5 (IPMs, MMD and GANs).
+    Used in: chapter 5.
 
     References
     ----------
-    Gretton et al. (2012), "A kernel two-sample test"; Arbel et al. (2019), "Maximum mean
-    discrepancy gradient flow".
+    Gretton et al. (2012), "A kernel two-sample test".
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     s2 = check_positive(bandwidth, "bandwidth") ** 2
@@ -925,51 +625,25 @@ def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> 
 
 
 def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Entropic optimal transport between two Gaussians, closed form of Janati et al. (2020).
+    r"""Entropic optimal transport between two Gaussians (Janati et al. 2020, Theorem 1, :math:`2\sigma^2 =
+    \varepsilon`).
 
     .. math::
 
-        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(\alpha, \beta)}
-        \int |x - y|^2 \, d\pi(x, y) + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
-
+        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)}
+        \int |x - y|^2 \, d\pi + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
         = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr} S_2 - \operatorname{tr} D
         + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I),
 
-        \sigma^2 = \varepsilon / 2, \qquad
-        D = \big(4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I\big)^{1/2}.
+    :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I)^{1/2}`. On
+    samples this is POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
 
-    Convention: the cost is :math:`|x - y|^2` (POT's ``ot.dist``; **not** :math:`\tfrac12|x-y|^2`)
-    and :math:`\varepsilon` multiplies :math:`\mathrm{KL}(\pi \| \alpha\otimes\beta)`, which has
-    the same minimiser as POT's ``reg * sum(pi log pi)`` with ``reg = eps``; the value matches
-    ``ot.solve(M, a, b, reg=eps, reg_type="KL").value`` on samples (``ot.sinkhorn2`` returns only
-    the linear part :math:`\langle \pi, M\rangle`). :math:`\mathrm{OT}_\varepsilon \to W_2^2` as
-    :math:`\varepsilon \to 0`; :math:`\mathrm{OT}_\varepsilon(\alpha, \alpha) > 0`.
-
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Mean of :math:`\alpha`.
-    S1 : Tensor, shape (..., d, d)
-        Covariance of :math:`\alpha` (SPD).
-    m2 : Tensor, shape (..., d)
-        Mean of :math:`\beta`.
-    S2 : Tensor, shape (..., d, d)
-        Covariance of :math:`\beta` (SPD).
-    eps : float
-        Entropic regularisation :math:`\varepsilon > 0`.
-
-    Returns
-    -------
-    Tensor, shape (...)
-        :math:`\mathrm{OT}_\varepsilon`.
-
-    Used in: chapter 1 (optimal transport) / chapter 3 (particle flows).
+    Used in: chapter 1.
 
     References
     ----------
-    Janati, Muzellec, Peyre & Cuturi (2020), "Entropic optimal transport between unbalanced
-    Gaussian measures has a closed form", NeurIPS, Theorem 1 (their :math:`\mathrm{OT}_\sigma`
-    with :math:`2\sigma^2 = \varepsilon`).
+    Janati, Muzellec, Peyre & Cuturi (2020), "Entropic optimal transport between unbalanced Gaussian
+    measures has a closed form", NeurIPS.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     eps = check_positive(eps, "eps")
@@ -977,44 +651,19 @@ def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
 
 
 def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Debiased Sinkhorn divergence between two Gaussians.
+    r"""Debiased Sinkhorn divergence between two Gaussians, with :math:`\mathrm{OT}_\varepsilon` of
+    :func:`entropic_ot`.
 
     .. math::
 
         S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-        - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha)
-        + \mathrm{OT}_\varepsilon(\beta, \beta)\big),
+        - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big).
 
-    with :math:`\mathrm{OT}_\varepsilon` of :func:`entropic_ot` (cost :math:`|x - y|^2`,
-    :math:`\varepsilon\,\mathrm{KL}(\pi\|\alpha\otimes\beta)`). :math:`S_\varepsilon \ge 0`, zero
-    iff :math:`\alpha = \beta`, and :math:`S_\varepsilon \to W_2^2` as :math:`\varepsilon\to 0`.
-    Example: :math:`N(0, 1)` vs :math:`N(1, 0.25)` gives 1.24969 / 1.22469 / 1.05459 at
-    :math:`\varepsilon` = 0.1 / 1 / 10 (:math:`W_2^2 = 1.25`).
-
-    Parameters
-    ----------
-    m1 : Tensor, shape (..., d)
-        Mean of :math:`\alpha`.
-    S1 : Tensor, shape (..., d, d)
-        Covariance of :math:`\alpha` (SPD).
-    m2 : Tensor, shape (..., d)
-        Mean of :math:`\beta`.
-    S2 : Tensor, shape (..., d, d)
-        Covariance of :math:`\beta` (SPD).
-    eps : float
-        Entropic regularisation :math:`\varepsilon > 0`.
-
-    Returns
-    -------
-    Tensor, shape (...)
-        :math:`S_\varepsilon`.
-
-    Used in: chapter 1 (optimal transport) / chapter 3 (particle flows).
+    Used in: chapter 1.
 
     References
     ----------
-    Janati et al. (2020), NeurIPS; Feydy et al. (2019), "Interpolating between optimal transport
-    and MMD using Sinkhorn divergences", AISTATS.
+    Feydy et al. (2019), "Interpolating between optimal transport and MMD using Sinkhorn divergences".
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
     eps = check_positive(eps, "eps")

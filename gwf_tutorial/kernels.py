@@ -1,17 +1,16 @@
 r"""Radial kernels for MMD, energy distances and kernel density estimates.
 
-Every kernel here is radial, :math:`k(x, y) = \phi(|x - y|^2)`, so its gradient in the first
-argument is :math:`\nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y)`. Kernels expose the Gram
-matrix (``k(x, y)``, shape ``(n, m)``), the matrix of gradient weights
-:math:`G_{ij} = 2\phi'(|x_i - y_j|^2)` and the mean gradient
-:math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`, all in ``O(n m)`` memory; the MMD velocity of
-:mod:`gwf_tutorial.functionals` is built from these.
+Every kernel is radial, :math:`k(x, y) = \phi(|x - y|^2)`, with :math:`\nabla_1 k(x, y) = 2\phi'(|x -
+y|^2)\,(x - y)`. A kernel gives the Gram matrix ``k(x, y)``, the gradient weights
+:math:`G_{ij} = 2\phi'(|x_i - y_j|^2)` and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`,
+all in ``O(n m)`` memory.
 
-Bandwidths: a kernel built with ``bandwidth=None`` uses the median heuristic at call time, computed
-on the pooled sample (the rows of ``x`` and ``y`` together), detached from the autograd graph. An
-objective that evaluates several Gram matrices at once (MMD needs ``k(x, x)``, ``k(x, y)``,
-``k(y, y)``) must use one bandwidth for all of them: call :meth:`Kernel.resolve` once and use the
-returned kernel.
+Conventions: ``x`` has shape ``(n, d)``, ``y`` shape ``(m, d)``; results keep the dtype of ``x`` and are
+differentiable in both. ``bandwidth=None`` means the median heuristic at call time, on the pooled sample
+and detached; an objective that evaluates several Gram matrices (MMD needs ``k(x, x)``, ``k(x, y)``,
+``k(y, y)``) calls :meth:`Kernel.resolve` once and uses the returned kernel for all of them.
+
+Used in: :mod:`gwf_tutorial.functionals` (MMD flows, chapters 3 and 8) and :mod:`gwf_tutorial.metrics`.
 """
 
 from __future__ import annotations
@@ -46,29 +45,12 @@ _COORD_LOOP_MAX_DIM = 8
 
 
 def squared_distances(x: Tensor, y: Tensor) -> Tensor:
-    r"""Matrix of squared Euclidean distances.
+    r"""Matrix of squared Euclidean distances :math:`D_{ij} = |x_i - y_j|^2`, shape ``(n, m)``.
 
-    .. math::
+    Exact differences for ``d <= 8`` (where the expansion's cancellation would show on the toys), else the
+    expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at 0 (one matrix product).
 
-        D_{ij} = |x_i - y_j|^2 .
-
-    For ``d <= 8`` computed from the exact differences (coordinate by coordinate when
-    ``n * m <= 2**24``, the low-dimensional case of the toys, where the cancellation of the expansion
-    would be visible), else from the expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at
-    0 (one matrix product, ``O(n m)`` memory; about 3x faster than differences at ``d = 64``).
-    Differentiable in both arguments.
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-
-    Returns
-    -------
-    Tensor, shape (n, m)
-        Non-negative squared distances, dtype of ``x``.
-
-    Used in: chapter 3 (particle flows), chapter 5 (MMD), metrics.
+    Used in: :func:`~gwf_tutorial.metrics.w2_squared`.
     """
     x = check_samples(x, "x")
     y = check_samples(y, "y")
@@ -102,35 +84,11 @@ def _safe_pow(q: Tensor, p: float) -> Tensor:
 
 
 def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
-    r"""Median heuristic for the kernel bandwidth.
+    r"""Median heuristic :math:`s = \operatorname{median}\{|z_i - z_j| : i < j\}` on :math:`z = x \cup y`,
+    as a float, without gradient; on an evenly spaced subsample of ``max_points`` rows for larger samples.
+    Raises ``ValueError`` when the median distance is 0.
 
-    .. math::
-
-        s = \operatorname{median}\{\,|z_i - z_j| : i < j\,\}, \qquad z = x \cup y \text{ (pooled)}.
-
-    Computed without gradient. When the pooled sample has more than ``max_points`` rows, an evenly
-    spaced (deterministic) subsample of ``max_points`` rows is used.
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d), optional
-        Pooled with ``x`` when given.
-    max_points : int
-        Largest number of points the pairwise distances are computed on (memory
-        ``O(max_points^2)``).
-
-    Returns
-    -------
-    float
-        The median pairwise Euclidean distance (> 0).
-
-    Raises
-    ------
-    ValueError
-        If fewer than 2 points are given or all points coincide (median distance 0).
-
-    Used in: chapter 3 (MMD flows), chapter 5 (MMD), metrics.
+    Used in: chapters 3, 5 and 9.
 
     References
     ----------
@@ -168,21 +126,10 @@ def _pooled(x: Tensor, y: Tensor | None) -> Tensor:
 class Kernel:
     r"""Base class of radial kernels :math:`k(x, y) = \phi(|x - y|^2)`.
 
-    .. math::
+    Subclasses implement ``_phi(q, bandwidth)`` and ``_dphi(q, bandwidth)``; ``bandwidth`` is a positive
+    length scale or None (median heuristic).
 
-        k(x, y) = \phi(|x - y|^2), \qquad
-        \nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y).
-
-    Subclasses implement ``_phi(q, bandwidth)`` and ``_dphi(q, bandwidth)``. A ``bandwidth`` of
-    ``None`` means the median heuristic (:func:`median_bandwidth` on the pooled sample, detached) is
-    applied at each call.
-
-    Parameters
-    ----------
-    bandwidth : float or None
-        Positive length scale, or None for the median heuristic.
-
-    Used in: chapter 3 (particle flows), chapter 5 (MMD), metrics.
+    Used in: :class:`~gwf_tutorial.functionals.MMD`.
     """
 
     name = "kernel"
@@ -211,22 +158,8 @@ class Kernel:
         return x, y
 
     def resolve(self, x, y=None) -> Kernel:
-        r"""Return a kernel with a fixed bandwidth.
-
-        .. math::
-
-            s = s_{\text{given}} \text{ if set, else } \operatorname{median}_{i<j} |z_i - z_j|,
-            \quad z = x \cup y .
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d), optional
-
-        Returns
-        -------
-        Kernel
-            ``self`` if the bandwidth is fixed (or unused), else a copy with the median bandwidth.
+        """``self`` if the bandwidth is fixed (or unused), else a copy with the median bandwidth of ``x`` and
+        ``y``.
         """
         if not self.uses_bandwidth or self.bandwidth is not None:
             return self
@@ -253,65 +186,19 @@ class Kernel:
         return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
 
     def __call__(self, x, y) -> Tensor:
-        """Gram matrix.
-
-        .. math::
-
-            K_{ij} = k(x_i, y_j).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-
-        Returns
-        -------
-        Tensor, shape (n, m)
-            Differentiable in ``x`` and ``y`` (the median bandwidth is not differentiated).
-        """
+        """Gram matrix :math:`K_{ij} = k(x_i, y_j)`, shape ``(n, m)``."""
         x, y = self._check(x, y)
         return self._resolve(x, y)._gram(x, y)
 
     def grad_weights(self, x, y) -> Tensor:
-        r"""Weights of the first-argument gradient.
-
-        .. math::
-
-            G_{ij} = 2\phi'(|x_i - y_j|^2), \qquad \nabla_1 k(x_i, y_j) = G_{ij}(x_i - y_j).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-        y : Tensor, shape (m, d)
-
-        Returns
-        -------
-        Tensor, shape (n, m)
-            Finite everywhere; 0 where ``x_i == y_j`` for the non-smooth kernels (Laplace, energy),
-            the symmetric choice of subgradient.
+        r"""Gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`, shape ``(n, m)``, so that
+        :math:`\nabla_1 k(x_i, y_j) = G_{ij}(x_i - y_j)`; 0 at ``x_i == y_j`` for the non-smooth kernels.
         """
         x, y = self._check(x, y)
         return self._resolve(x, y)._grad_weights(x, y)
 
     def mean_grad(self, x, y) -> Tensor:
-        r"""Mean gradient in the first argument over the second sample.
-
-        .. math::
-
-            g(x_i) = \frac1m \sum_{j=1}^m \nabla_1 k(x_i, y_j)
-                   = \frac1m \Big(x_i \sum_j G_{ij} - \sum_j G_{ij} y_j\Big).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Points where the gradient is evaluated.
-        y : Tensor, shape (m, d)
-            Sample the kernel is averaged over.
-
-        Returns
-        -------
-        Tensor, shape (n, d)
-        """
+        r"""Mean first-argument gradient :math:`\frac1m \sum_j \nabla_1 k(x_i, y_j)`, shape ``(n, d)``."""
         x, y = self._check(x, y)
         return self._resolve(x, y)._mean_grad(x, y)
 
@@ -320,19 +207,9 @@ class Kernel:
 
 
 class GaussianKernel(Kernel):
-    r"""Gaussian (RBF) kernel.
+    r"""Gaussian (RBF) kernel :math:`k(x, y) = \exp(-|x - y|^2 / (2 s^2))`.
 
-    .. math::
-
-        k(x, y) = \exp\Big(-\frac{|x - y|^2}{2 s^2}\Big), \qquad
-        \nabla_1 k(x, y) = -\frac{k(x, y)}{s^2}(x - y).
-
-    Parameters
-    ----------
-    bandwidth : float or None
-        The length scale ``s > 0``; None for the median heuristic at call time.
-
-    Used in: chapter 3 (MMD flow, why it stalls), chapter 5 (MMD GANs), chapter 8 (drifting).
+    Used in: ``kernels._NAMES`` (``"gaussian"``, ``"rbf"``).
 
     References
     ----------
@@ -353,23 +230,11 @@ class GaussianKernel(Kernel):
 
 
 class IMQKernel(Kernel):
-    r"""Inverse multiquadric kernel.
+    r"""Inverse multiquadric kernel :math:`k(x, y) = (1 + |x - y|^2/s^2)^{\beta}`, ``beta < 0`` (default
+    -1/2):
+    its gradient decays polynomially with distance.
 
-    .. math::
-
-        k(x, y) = \Big(1 + \frac{|x - y|^2}{s^2}\Big)^{\beta}, \quad \beta < 0, \qquad
-        \nabla_1 k(x, y) = \frac{2\beta}{s^2}\Big(1 + \frac{|x - y|^2}{s^2}\Big)^{\beta - 1}(x - y).
-
-    Heavy-tailed: its gradient decays polynomially, not exponentially, with distance.
-
-    Parameters
-    ----------
-    bandwidth : float or None
-        The length scale ``s > 0``; None for the median heuristic at call time.
-    beta : float
-        Negative exponent (default -1/2).
-
-    Used in: chapter 3 (kernel choice for MMD flows), chapter 5.
+    Used in: ``kernels._NAMES`` (``"imq"``).
 
     References
     ----------
@@ -400,25 +265,13 @@ class IMQKernel(Kernel):
 
 
 class LaplaceKernel(Kernel):
-    r"""Laplace (exponential) kernel.
+    r"""Laplace kernel :math:`k(x, y) = \exp(-|x - y| / s)`, gradient 0 at ``x == y``.
 
-    .. math::
-
-        k(x, y) = \exp\Big(-\frac{|x - y|}{s}\Big), \qquad
-        \nabla_1 k(x, y) = -\frac{k(x, y)}{s\,|x - y|}(x - y) \quad (x \ne y),
-
-    and gradient 0 at ``x == y`` (the symmetric subgradient; no NaN).
-
-    Parameters
-    ----------
-    bandwidth : float or None
-        The length scale ``s > 0``; None for the median heuristic at call time.
-
-    Used in: chapter 3, chapter 8 (the drifting models' kernel).
+    Used in: ``kernels._NAMES`` (``"laplace"``).
 
     References
     ----------
-    Deng et al., "Generative Modeling via Drifting", 2026 (Laplace kernel of the drift field).
+    Deng et al., "Generative Modeling via Drifting", 2026 (the drift field's kernel).
     """
 
     name = "laplace"
@@ -437,29 +290,21 @@ class LaplaceKernel(Kernel):
 
 
 class EnergyKernel(Kernel):
-    r"""Energy-distance (Riesz) kernel, conditionally positive definite.
+    r"""Energy-distance (Riesz) kernel, conditionally positive definite, without bandwidth.
 
     .. math::
 
-        k(x, y) = -|x - y|^{r}, \quad r \in (0, 2), \qquad
-        \nabla_1 k(x, y) = -r\,|x - y|^{r - 2}(x - y) \quad (x \ne y),
+        k(x, y) = -|x - y|^{r}, \quad r \in (0, 2),
 
-    with gradient 0 at ``x == y`` (safe norm; no NaN). With ``r = 1``,
-    :math:`\tfrac12 \mathrm{MMD}_k^2` is half the energy distance
-    :math:`E|X - Y| - \tfrac12 E|X - X'| - \tfrac12 E|Y - Y'|`. The kernel has no bandwidth: its
-    gradient does not decay with distance, which is why MMD flows with it do not stall.
+    gradient 0 at ``x == y``. With ``r = 1`` (``exponent``), :math:`\tfrac12\mathrm{MMD}_k^2` is half the
+    energy distance; the gradient does not decay with distance, so MMD flows with it do not stall.
 
-    Parameters
-    ----------
-    exponent : float
-        The Riesz exponent ``r`` in ``(0, 2)`` (default 1, the energy distance).
-
-    Used in: chapter 3 (MMD flows that get through), metrics (energy distance).
+    Used in: ``kernels._NAMES`` (``"energy"``, ``"distance"``, ``"riesz"``).
 
     References
     ----------
-    Székely and Rizzo, "Energy statistics", J. Stat. Plan. Inference 2013;
-    Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024.
+    Székely and Rizzo, "Energy statistics", 2013; Hertrich et al., "Generative sliced MMD flows with Riesz
+    kernels", ICLR 2024.
     """
 
     name = "energy"
@@ -488,26 +333,15 @@ _BASES = {"gaussian": GaussianKernel, "imq": IMQKernel, "laplace": LaplaceKernel
 
 
 class MultiBandwidthKernel(Kernel):
-    r"""Sum or mean of one base kernel at several bandwidths.
+    r"""Mean (or sum, ``reduction``) of one ``base`` kernel at several bandwidths.
 
     .. math::
 
-        k(x, y) = \frac{1}{c} \sum_{l=1}^{L} k_{s_l}(x, y), \qquad
-        c = L \text{ (mean) or } 1 \text{ (sum)}.
+        k(x, y) = \frac{1}{c} \sum_{l=1}^{L} k_{s_l}(x, y), \qquad c = L \text{ (mean) or } 1 \text{ (sum)},
 
-    Parameters
-    ----------
-    base : str
-        ``"gaussian"``, ``"imq"`` or ``"laplace"``.
-    bandwidths : sequence of float, optional
-        The bandwidths ``s_l > 0``. If None, ``factors`` times the median heuristic (pooled sample,
-        detached) at call time.
-    factors : sequence of float
-        Multipliers of the median bandwidth, used when ``bandwidths`` is None.
-    reduction : str
-        ``"mean"`` (default, ``k(x, x) = 1``) or ``"sum"``.
+    with ``bandwidths`` :math:`s_l`, or ``factors`` times the median heuristic when None.
 
-    Used in: chapter 3 (multi-scale MMD flows), chapter 5 (MMD GANs).
+    Used in: :func:`~gwf_tutorial.kernels.get_kernel` (``"multi"`` or a sequence of bandwidths).
 
     References
     ----------
@@ -550,7 +384,7 @@ class MultiBandwidthKernel(Kernel):
         return [_BASES[self.base](b) for b in self.bandwidths]
 
     def resolve(self, x, y=None) -> Kernel:
-        """Return a copy with fixed bandwidths (``factors`` x median heuristic if not given)."""
+        """A copy with fixed bandwidths (``factors`` x median heuristic if not given)."""
         if self.bandwidths is not None:
             return self
         return self._with_median(median_bandwidth(x, y))
@@ -594,33 +428,13 @@ _NAMES = {
 
 
 def get_kernel(name_or_kernel, bandwidth=None, **kwargs) -> Kernel:
-    r"""Build a kernel from its name (or pass a :class:`Kernel` through).
+    """Build a kernel from its name, or pass a :class:`Kernel` through unchanged.
 
-    .. math::
+    Names: ``"gaussian"`` (``"rbf"``), ``"imq"``, ``"laplace"``, ``"energy"`` (``"distance"``, ``"riesz"``),
+    ``"multi"``. A sequence ``bandwidth`` gives a :class:`MultiBandwidthKernel`; the energy kernel and an
+    instance take no bandwidth. ``**kwargs`` go to the constructor (``beta``, ``exponent``, ``reduction``).
 
-        \text{"gaussian"}: e^{-|x-y|^2/(2s^2)}, \quad
-        \text{"imq"}: (1 + |x-y|^2/s^2)^{\beta}, \quad
-        \text{"laplace"}: e^{-|x-y|/s}, \quad
-        \text{"energy"}: -|x-y|^{r}.
-
-    Parameters
-    ----------
-    name_or_kernel : str or Kernel
-        ``"gaussian"`` (alias ``"rbf"``), ``"imq"``, ``"laplace"``, ``"energy"`` (aliases
-        ``"distance"``, ``"riesz"``), ``"multi"`` (a :class:`MultiBandwidthKernel`), or a kernel
-        instance, returned unchanged.
-    bandwidth : float, sequence of float or None
-        None: median heuristic at call time. A sequence gives a :class:`MultiBandwidthKernel` with
-        that base. Must be None for the energy kernel (it has no bandwidth) and for a kernel
-        instance.
-    **kwargs
-        Passed to the constructor (``beta`` for IMQ, ``exponent`` for energy, ``reduction``...).
-
-    Returns
-    -------
-    Kernel
-
-    Used in: chapter 3, chapter 5, metrics.
+    Used in: :class:`~gwf_tutorial.functionals.MMD`, :func:`~gwf_tutorial.metrics.mmd2`.
     """
     if isinstance(name_or_kernel, Kernel):
         if bandwidth is not None or kwargs:

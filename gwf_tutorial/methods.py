@@ -33,7 +33,7 @@ target, :class:`gwf_tutorial.benchmark.Standardizer`). Particle methods return t
 (n, d); trained methods return the trained object, whose ``sample(n, generator)`` or ``push(z)``
 draws new samples.
 
-Used in: chapter 11 (benchmark), and chapters 2-8 through the library calls each method composes.
+Used in: :func:`gwf_tutorial.benchmark.run` (chapter 11) through :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -127,7 +127,9 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
     Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh random directions per step;
     discretization: explicit Euler; parametrization: particles.
 
-    Returns the particles (n, d). Used in: chapters 3 and 11.
+    Returns the particles (n, d). Explained in chapter 3.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
     """
@@ -145,7 +147,9 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
     when None), noise :math:`\beta_k = \beta \max(0, 1 - 2k/K)` (``noise_level`` :math:`\beta`,
     zero after the first half); parametrization: particles.
 
-    Returns the particles (n, d). Used in: chapters 3 and 11.
+    Returns the particles (n, d). Explained in chapter 3.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
     """
@@ -169,7 +173,9 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
     Objective: the debiased Sinkhorn divergence :math:`S_\varepsilon` (``max_iter`` warm-started
     Sinkhorn iterations per step); discretization: explicit Euler; parametrization: particles.
 
-    Returns the particles (n, d). Used in: chapters 3 and 11.
+    Returns the particles (n, d). Explained in chapter 3.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn
     divergences", AISTATS 2019.
@@ -184,7 +190,9 @@ def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False)
     Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` with the target's score; discretization: explicit
     Euler (deterministic); parametrization: particles (Silverman KDE bandwidth).
 
-    Returns the particles (n, d). Used in: chapters 2 and 11.
+    Returns the particles (n, d). Explained in chapter 2.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
     """
@@ -197,7 +205,9 @@ def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=Fal
     Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama of the
     Fokker-Planck equation; parametrization: particles (independent chains).
 
-    Returns the particles (n, d). Used in: chapters 2 and 11.
+    Returns the particles (n, d). Explained in chapter 2.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Roberts and Tweedie, Bernoulli 1996.
     """
@@ -219,7 +229,9 @@ def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, fir
     (``hidden`` x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization:
     particles.
 
-    Returns the particles (n, d). Used in: chapters 4 and 11.
+    Returns the particles (n, d). Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Gao et al., "Deep generative learning via variational gradient flow", ICML 2019.
     """
@@ -239,7 +251,9 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
     onto the moved particles; parametrization: one generator :math:`G` (identity at start, input
     :math:`z \sim \mathcal N(0, I_d)`).
 
-    Returns the trained generator :math:`G` (``G(z)`` are samples). Used in: chapters 4 and 11.
+    Returns the trained generator :math:`G` (``G(z)`` are samples). Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
     transport", 2022.
@@ -259,7 +273,9 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1
     ``r1``); discretization: explicit Euler; parametrization: particles.
 
-    Returns the particles (n, d). Used in: chapters 4 and 11.
+    Returns the particles (n, d). Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Gao, Huang, Jiao, Liu, Lu, Yang, "Deep generative learning via Euler particle
     transport", MSML 2022.
@@ -278,7 +294,9 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
     :math:`h(D) = \log\sigma(D)`, the non-saturating GAN); discretization: explicit Euler;
     parametrization: particles.
 
-    Returns the particles (n, d). Used in: chapters 4 and 11.
+    Returns the particles (n, d). Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Yi, Zhu, Liu, "MonoFlow: rethinking divergence GANs via the perspective of
     Wasserstein gradient flows", ICML 2023.
@@ -301,7 +319,9 @@ def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_it
     (``critic_iters`` Adam steps on ``x0`` against ``y``, mini-batches from ``critic_generator``);
     discretization: Euler-Maruyama with diffusion ``gamma``; parametrization: particles.
 
-    Returns the refined particles (n, d). Used in: chapters 4 and 11.
+    Returns the refined particles (n, d). Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Ansari, Ang, Soh, "Refining deep generative models via discriminator gradient
     flow", ICLR 2021.
@@ -335,7 +355,9 @@ def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, 
     ``n_iters`` Adam steps each; parametrization: one map :math:`x + \mathrm{ResMLP}(x)` (64 x 2
     blocks, identity at start), reparameterized. ``options`` go to ``ParametricJKO``.
 
-    Returns the trained chain (``chain.sample(n, generator)``). Used in: chapters 4-6 and 11.
+    Returns the trained chain (``chain.sample(n, generator)``). Explained in chapters 4-6.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
     """
@@ -353,7 +375,9 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
     ``n_phases`` JKO steps of size ``tau``; parametrization: composed maps
     :math:`T_K \circ \dots \circ T_1`, each started at the identity.
 
-    Returns the trained chain. Used in: chapter 4.
+    Returns the trained chain. Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Fan, Zhang, Taghvaei, Chen, "Variational Wasserstein gradient flow", ICML 2022.
     """
@@ -375,7 +399,9 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
     parametrization: composed maps :math:`\nabla\psi_k`, :math:`\psi_k` an ICNN (``hidden`` x ``depth``).
     ``source``: samples (n, d) of :math:`\mu_0`, or a sampler ``(n, generator) -> (n, dim)``.
 
-    Returns the trained chain. Used in: chapter 4.
+    Returns the trained chain. Explained in chapter 4.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
     """
@@ -400,7 +426,9 @@ def gan(y, *, loss="minimax", n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed
     (``"minimax"`` or ``"non_saturating"``); discretization: none (:math:`\tau = \infty`, one run of
     ``n_iters`` alternating updates); parametrization: one generator (identity-started ResMLP).
 
-    Returns the trained chain (one phase). Used in: chapters 5 and 11.
+    Returns the trained chain (one phase). Explained in chapter 5.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Goodfellow et al., "Generative adversarial nets", NeurIPS 2014.
     """
@@ -415,7 +443,9 @@ def fgan(y, fdiv="kl", *, n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, 
     Objective: the variational ``fdiv`` in f-GAN's direction (``symmetric=True``); discretization:
     none (:math:`\tau = \infty`); parametrization: one generator.
 
-    Returns the trained chain (one phase). Used in: chapters 5 and 11.
+    Returns the trained chain (one phase). Explained in chapter 5.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
     """
@@ -431,7 +461,9 @@ def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4,
     updates per generator update (the paper's Adam 1e-4, betas (0, 0.9)); discretization: none;
     parametrization: one generator.
 
-    Returns the trained chain (one phase). Used in: chapters 5 and 11.
+    Returns the trained chain (one phase). Explained in chapter 5.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
     """
@@ -445,7 +477,9 @@ def mmd_gan(y, *, n_iters=750, seed=0, progress=False, **options) -> jko.Paramet
     Objective: MMD^2 with a Gaussian kernel on learned features :math:`\phi`; discretization: none;
     parametrization: one generator.
 
-    Returns the trained chain (one phase). Used in: chapters 5 and 11.
+    Returns the trained chain (one phase). Explained in chapter 5.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Li et al., "MMD GAN: towards deeper understanding of moment matching network",
     NeurIPS 2017.
@@ -460,7 +494,9 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
     Objective: the MMD^2 U-statistic with Gaussian kernels at ``bandwidths`` x the median distance;
     discretization: none (:math:`\tau = \infty`); parametrization: one generator.
 
-    Returns the trained chain (one phase). Used in: chapters 5 and 11.
+    Returns the trained chain (one phase). Explained in chapter 5.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Li, Swersky, Zemel, "Generative moment matching networks", ICML 2015; Dziugaite,
     Roy, Ghahramani, UAI 2015.
@@ -487,7 +523,9 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
     settings, ``n_iters`` each); parametrization: one reparameterized map with a d-dim latent.
     ``options`` go to :func:`~gwf_tutorial.sjko.toy_trainer`.
 
-    Returns the trained :class:`~gwf_tutorial.sjko.SemiDualJKO` (``push(z)``). Used in: chapters 7 and 11.
+    Returns the trained :class:`~gwf_tutorial.sjko.SemiDualJKO` (``push(z)``). Explained in chapter 7.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Choi, Choi, Kwon, "Scalable Wasserstein gradient flow for generative modeling
     through unbalanced optimal transport", ICML 2024.
@@ -529,7 +567,9 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
     iteration, absorbed by the regression; parametrization: one generator ``MLP(latent_dim -> d,
     64 x 3)``.
 
-    Returns the training history (``sample(n, generator)``). Used in: chapters 8 and 11.
+    Returns the training history (``sample(n, generator)``). Explained in chapter 8.
+
+    Used in: ``methods.METHODS`` (the benchmark's table).
 
     References: Deng et al., "Generative modeling via drifting" (2026).
     """
@@ -564,7 +604,7 @@ class Method:
     needs_score : bool
         True when the method needs :math:`\\nabla\\log\\nu`.
 
-    Used in: chapter 11.
+    Used in: ``methods.METHODS``.
     """
 
     function: Callable

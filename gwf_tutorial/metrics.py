@@ -1,28 +1,24 @@
 r"""Sample-based quality metrics and the finite-sample floor.
 
-**Conventions.**
+Conventions:
 
-- Inputs are sample matrices ``x`` of shape ``(n, d)`` and ``y`` of shape ``(m, d)`` (same ``d``,
-  dtype and device). Every distance returns a **0-d tensor** of the dtype of ``x``, differentiable
-  in ``x`` and ``y`` where the solver allows it (exact OT and the Sinkhorn divergence through POT's
-  torch backend, MMD / energy / sliced distances through autograd). Call ``float(...)`` for a
-  number.
-- The ground cost is :math:`c(x, y) = |x - y|^2` (no factor 1/2) everywhere, so
-  :func:`w2_squared` is :math:`W_2^2` and ``sinkhorn_divergence(x, y, eps) -> w2_squared(x, y)``
-  as ``eps -> 0``.
-- The entropic regularisation is relative to the product of the marginals,
-  :math:`\mathrm{OT}_\varepsilon(\alpha, \beta) = \min_\pi \int |x - y|^2 d\pi
-  + \varepsilon\,\mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)`, with ``eps`` in the units of the
-  cost (squared distance), not relative to its scale (the convention of Janati et al. 2020 and of
-  POT's ``ot.solve(..., reg_type="KL")``).
-- Optimal-transport solvers are POT's (``ot.emd2``, ``ot.solve`` with log-domain Sinkhorn,
-  ``ot.wasserstein_1d``); kernels are :mod:`gwf_tutorial.kernels`.
+- ``x`` has shape ``(n, d)`` and ``y`` shape ``(m, d)`` (same ``d``, dtype and device); every distance
+  returns a 0-d tensor of the dtype of ``x``, differentiable in ``x`` and ``y`` (through POT's torch
+  backend for OT, autograd otherwise). ``weights_x``, ``weights_y`` are non-negative weights of shapes
+  ``(n,)``, ``(m,)``, normalised to sum 1, uniform when None.
+- The ground cost is :math:`|x - y|^2` (no factor 1/2), so :func:`w2_squared` is :math:`W_2^2`. The
+  entropic term is :math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)` with ``eps`` in units of
+  squared distance (Janati et al. 2020; POT's ``ot.solve(..., reg_type="KL")``).
+- Solvers are POT's (``ot.emd2``, log-domain Sinkhorn, ``ot.wasserstein_1d``); kernels are
+  :mod:`gwf_tutorial.kernels`. ``target`` is a :class:`~gwf_tutorial.targets.Target` or a registry name;
+  ``metric`` is ``"w2"``, ``"energy"``, ``"mmd"``, ``"sliced_w2"`` (fixed directions) or a callable
+  ``(x, y) -> scalar``.
 
-The benchmark protocol (chapter 11) is :func:`floor` (the metric between
-two independent target samples of the same size: the best any sampler can show) and
-:func:`score_vs_floor` (a method's metric against fresh target samples, divided by the floor).
+The benchmark protocol: :func:`floor` is the metric between two independent target samples of the same
+size (the best any sampler can show); :func:`score_vs_floor` is a method's metric against fresh target
+samples, divided by it.
 
-Used in: chapter 1 (W2, Sinkhorn), chapter 3 (MMD, sliced W, Sinkhorn), chapter 11 (benchmark).
+Used in: chapters 1, 3-9 and 11.
 """
 
 from __future__ import annotations
@@ -108,37 +104,19 @@ def _check_generator(generator) -> None:
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
-    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT network simplex).
+    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT's network simplex).
 
     .. math::
 
-        W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2,
-        \qquad \alpha = \sum_i a_i \delta_{x_i}, \; \beta = \sum_j b_j \delta_{y_j}.
+        W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2.
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-    weights_x : Tensor, shape (n,), optional
-        Non-negative weights ``a`` (normalised to sum 1); uniform by default.
-    weights_y : Tensor, shape (m,), optional
-        Non-negative weights ``b``; uniform by default.
-    num_itermax : int
-        Network-simplex iteration limit (default 1e7: enough for ``n = m = 5000``); POT warns if
-        it is reached.
+    ``num_itermax`` (default 1e7) suffices for ``n = m = 5000``; POT warns if it is reached.
 
-    Returns
-    -------
-    Tensor, shape ()
-        dtype of ``x``; differentiable in ``x``, ``y`` (through the optimal plan).
-
-    Used in: chapter 1 (optimal transport), chapter 11 (the headline metric).
+    Used in: chapters 1 and 3.
 
     References
     ----------
-    Bonneel, van de Panne, Paris, Heidrich, "Displacement interpolation using Lagrangian mass
-    transport", SIGGRAPH Asia 2011 (network simplex in POT); Flamary et al., "POT: Python Optimal
-    Transport", JMLR 2021.
+    Flamary et al., "POT: Python Optimal Transport", JMLR 2021.
     """
     x, y = _pair(x, y)
     num_itermax = check_int(num_itermax, "num_itermax")
@@ -196,60 +174,25 @@ def sinkhorn_divergence(
     max_iter: int = 5000,
     tol: float = 1e-8,
 ) -> Tensor:
-    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT).
+    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients).
 
     .. math::
 
         S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-          - \tfrac12 \mathrm{OT}_\varepsilon(\alpha, \alpha)
-          - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta),
-
-    .. math::
-
-        \mathrm{OT}_\varepsilon(\alpha, \beta) = \min_{\pi \in \Pi(a, b)}
-          \sum_{ij} \pi_{ij} |x_i - y_j|^2
+          - \tfrac12 \mathrm{OT}_\varepsilon(\alpha, \alpha) - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta),
+        \quad
+        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2
           + \varepsilon\, \mathrm{KL}(\pi \,\|\, a \otimes b).
 
-    Cost :math:`|x - y|^2` (no 1/2); ``eps`` in units of squared distance. :math:`S_\varepsilon
-    \ge 0`, :math:`S_\varepsilon(\alpha, \alpha) = 0`, :math:`S_\varepsilon \to W_2^2` as
-    :math:`\varepsilon \to 0`, and :math:`S_\varepsilon \to |\bar x - \bar y|^2` (squared distance
-    of the means) as :math:`\varepsilon \to \infty`. Each
-    :math:`\mathrm{OT}_\varepsilon` is the full objective (transport plus entropic term), computed
-    by POT's log-domain Sinkhorn with envelope-theorem gradients: ``ot.solve(M, a, b, reg=eps,
-    reg_type="KL")`` for the cross term; for the two symmetric terms ``ot.bregman.sinkhorn_log`` one
-    iteration at a time, restarted from the average of its two log-scalings (the symmetric update of
-    Feydy et al. 2019), which converges in a few iterations where plain alternating Sinkhorn on
-    :math:`(\alpha, \alpha)` can need tens of thousands when ``eps`` is small.
+    :math:`S_\varepsilon \to W_2^2` as :math:`\varepsilon \to 0`. The symmetric terms use the symmetric
+    update of Feydy et al. (a few iterations where plain Sinkhorn needs thousands). ``tol`` (marginal
+    violation) is raised to ``10 * finfo(dtype).eps``; a warning says when ``max_iter`` is reached first.
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-    eps : float
-        Entropic regularisation :math:`\varepsilon > 0`.
-    weights_x : Tensor, shape (n,), optional
-    weights_y : Tensor, shape (m,), optional
-        Non-negative weights (normalised); uniform by default.
-    max_iter : int
-        Sinkhorn iterations per problem (a warning is issued when they do not reach ``tol``).
-    tol : float
-        Tolerance on the marginal violation (Euclidean norm, POT's stopping rule). It is raised to
-        ``10 * torch.finfo(x.dtype).eps`` (about ``1.2e-6`` in float32): float32 iterations stall near
-        ``1e-8``, so a smaller tolerance would run all ``max_iter`` iterations and only warn.
-
-    Returns
-    -------
-    Tensor, shape ()
-        dtype of ``x``; differentiable in ``x``, ``y``.
-
-    Used in: chapter 1 (entropic OT), chapter 3 (Sinkhorn particle flow), chapter 11.
+    Used in: chapters 1 and 3.
 
     References
     ----------
-    Feydy, Séjourné, Vialard, Amari, Trouvé, Peyré, "Interpolating between optimal transport and
-    MMD using Sinkhorn divergences", AISTATS 2019; Janati, Muzellec, Peyré, Cuturi, "Entropic
-    optimal transport between unbalanced Gaussian measures has a closed form", NeurIPS 2020 (the
-    KL convention).
+    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences", AISTATS 2019.
     """
     x, y = _pair(x, y)
     eps = check_positive(eps, "eps")
@@ -271,42 +214,21 @@ def sliced_w2(
     weights_x=None,
     weights_y=None,
 ) -> Tensor:
-    r"""Squared sliced 2-Wasserstein distance (Monte Carlo over random directions).
+    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions drawn from
+    ``generator``.
 
     .. math::
 
-        SW_2^2(\alpha, \beta) = \mathbb{E}_{\theta \sim U(S^{d-1})}
-          W_2^2(\theta_\# \alpha, \theta_\# \beta)
-        \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y),
+        SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y),
+        \quad \theta_l \sim U(S^{d-1}),
 
-    the mean over directions of the 1-D squared distances (no root, no factor ``d``), each
-    computed by POT's ``ot.wasserstein_1d`` from quantile functions (for equal sizes and uniform
-    weights: :math:`\frac1n \sum_i (u_{(i)} - v_{(i)})^2`, sorted projections). For isotropic
-    Gaussians :math:`SW_2^2 = |m_1 - m_2|^2 / d + (s_1 - s_2)^2`.
+    each 1-D term by ``ot.wasserstein_1d`` (no root, no factor ``d``).
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-    n_projections : int
-        Number ``L`` of directions.
-    generator : torch.Generator, optional
-        Draws the directions (normalised Gaussian vectors); seed it for a deterministic value.
-    weights_x : Tensor, shape (n,), optional
-    weights_y : Tensor, shape (m,), optional
-
-    Returns
-    -------
-    Tensor, shape ()
-        dtype of ``x``; differentiable in ``x``, ``y``.
-
-    Used in: chapter 3 (sliced-Wasserstein flows), chapter 11.
+    Used in: chapter 1.
 
     References
     ----------
-    Rabin, Peyré, Delon, Bernot, "Wasserstein barycenter and its application to texture mixing",
-    SSVM 2011; Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of
-    measures", JMIV 2015.
+    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", JMIV 2015.
     """
     x, y = _pair(x, y)
     n_projections = check_int(n_projections, "n_projections")
@@ -343,43 +265,22 @@ def _gram_mean(k, x: Tensor, y: Tensor, exclude_diagonal: bool = False) -> Tenso
 
 
 def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kernel_kwargs) -> Tensor:
-    r"""Squared maximum mean discrepancy.
+    r"""Squared maximum mean discrepancy, V-statistic (default) or U-statistic (``unbiased=True``).
 
     .. math::
 
         \mathrm{MMD}_k^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
-          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j)
+          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
 
-    (V-statistic, default), or with ``unbiased=True`` the U-statistic, whose first two sums run
-    over :math:`i \ne i'` (divided by :math:`n(n-1)`) and :math:`j \ne j'`. The kernel comes from
-    :func:`gwf_tutorial.kernels.get_kernel`; a bandwidth of None is the median heuristic on the
-    pooled sample (detached), fixed once for the three Gram matrices.
+    the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`. ``kernel``, ``bandwidth`` and
+    ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`; one bandwidth for the three Gram
+    matrices.
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-    kernel : str or Kernel
-        ``"gaussian"`` (default), ``"imq"``, ``"laplace"``, ``"energy"``, ``"multi"`` or a
-        :class:`~gwf_tutorial.kernels.Kernel`.
-    bandwidth : float, sequence of float or None
-        See :func:`~gwf_tutorial.kernels.get_kernel`.
-    unbiased : bool
-        U-statistic (can be negative) instead of the V-statistic (>= 0 for positive-definite
-        kernels). Needs ``n, m >= 2``.
-    **kernel_kwargs
-        Passed to :func:`~gwf_tutorial.kernels.get_kernel`.
-
-    Returns
-    -------
-    Tensor, shape ()
-        dtype of ``x``; differentiable in ``x``, ``y``.
-
-    Used in: chapter 3 (MMD flows), chapter 5 (MMD GANs), chapter 11.
+    Used in: chapter 5.
 
     References
     ----------
-    Gretton, Borgwardt, Rasch, Schölkopf, Smola, "A kernel two-sample test", JMLR 2012.
+    Gretton et al., "A kernel two-sample test", JMLR 2012.
     """
     x, y = _pair(x, y)
     if not isinstance(unbiased, bool):
@@ -395,34 +296,18 @@ def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kern
 
 
 def energy_distance(x, y) -> Tensor:
-    r"""Energy distance (V-statistic).
+    r"""Energy distance (V-statistic): :math:`\mathrm{MMD}^2` with the kernel :math:`-|x - y|`.
 
     .. math::
 
         \mathcal{E}(\alpha, \beta) = \frac{2}{nm}\sum_{i,j} |x_i - y_j|
-          - \frac{1}{n^2}\sum_{i,i'} |x_i - x_{i'}| - \frac{1}{m^2}\sum_{j,j'} |y_j - y_{j'}|,
+          - \frac{1}{n^2}\sum_{i,i'} |x_i - x_{i'}| - \frac{1}{m^2}\sum_{j,j'} |y_j - y_{j'}|.
 
-    the V-statistic of :math:`2E|X - Y| - E|X - X'| - E|Y - Y'|`, i.e. :math:`\mathrm{MMD}^2` with
-    the distance kernel :math:`k(x, y) = -|x - y|` (:func:`mmd2` with ``kernel="energy"``). It is
-    :math:`\ge 0` and 0 only for equal empirical measures; gradients are finite (0 at
-    coincident points).
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    y : Tensor, shape (m, d)
-
-    Returns
-    -------
-    Tensor, shape ()
-        dtype of ``x``; differentiable in ``x``, ``y``.
-
-    Used in: chapter 3 (energy-kernel MMD flows), chapter 11 (the metric on mixtures).
+    Used in: chapter 4.
 
     References
     ----------
-    Székely and Rizzo, "Energy statistics: a class of statistics based on distances", J. Stat.
-    Plan. Inference 2013.
+    Székely and Rizzo, "Energy statistics", J. Stat. Plan. Inference 2013.
     """
     return mmd2(x, y, kernel="energy")
 
@@ -434,31 +319,10 @@ def energy_distance(x, y) -> Tensor:
 
 @dataclass
 class ModeCoverage:
-    r"""Mode coverage of a sample with respect to a mixture (see :func:`mode_coverage`).
+    """Result of :func:`mode_coverage`: ``modes_hit``, ``n_modes``, ``high_quality_fraction``, ``weight_tv``,
+    ``counts`` (int64, per mode) and ``found_weights`` (float64).
 
-    .. math::
-
-        \text{modes\_hit} = \sum_k \text{hit}_k, \qquad
-        \text{high\_quality\_fraction} = H / n, \qquad
-        \text{weight\_tv} = \tfrac12 \sum_k |c_k / H - w_k| .
-
-    Attributes
-    ----------
-    modes_hit : int
-        Modes with at least ``min_fraction`` of their expected share of high-quality samples.
-    n_modes : int
-        Number of modes ``K``.
-    high_quality_fraction : float
-        Share of samples within the radius of their nearest mode.
-    weight_tv : float
-        Total-variation distance between the found and the true mode weights (1 if no sample is
-        of high quality).
-    counts : Tensor, shape (K,)
-        High-quality samples assigned to each mode (int64).
-    found_weights : Tensor, shape (K,)
-        ``counts / counts.sum()`` (float64; zeros if no sample is of high quality).
-
-    Used in: chapter 4, chapter 7, chapter 11 (mode coverage on mixtures).
+    Used in: :func:`~gwf_tutorial.metrics.mode_coverage`.
     """
 
     modes_hit: int
@@ -472,44 +336,25 @@ class ModeCoverage:
 def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
     r"""How many modes of a mixture a sample covers, how well, and with which weights.
 
-    Each sample goes to its nearest mode mean :math:`k(i) = \arg\min_k |x_i - m_k|`; it is of
-    *high quality* if :math:`|x_i - m_{k(i)}| \le R_{k(i)}`. With :math:`c_k` the high-quality
-    samples of mode ``k`` and :math:`H = \sum_k c_k`:
+    Sample :math:`x_i` goes to its nearest mode :math:`k(i)` and is of high quality if
+    :math:`|x_i - m_{k(i)}| \le R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k
+    c_k`,
 
     .. math::
 
         \text{hit}_k = \big[c_k \ge \max(1, \phi\, n\, w_k)\big], \qquad
         \text{HQ} = H / n, \qquad
-        \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big| ,
+        \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big|,
 
-    with :math:`\phi` = ``min_fraction`` (default 0.2: a mode is hit when it holds at least 20% of
-    its expected share :math:`n w_k`). The default radius :math:`R_k = s_k
-    \sqrt{\chi^2_{d, q}}` with :math:`q = 1 - e^{-9/2} \approx 0.989` is the radius holding the
-    same mass of :math:`N(m_k, s_k^2 I)` as 3 standard deviations do in 2-D, so it is exactly
-    :math:`3 s_k` in 2-D (the usual rule of the mode-collapse literature) and grows like
-    :math:`s_k\sqrt d` in high dimension, where almost no sample lies within :math:`3 s_k`.
+    :math:`\phi` = ``min_fraction``. The default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 -
+    e^{-9/2}`, is :math:`3 s_k` in 2-D and holds the same mass in any dimension. ``mixture`` needs
+    ``means``, ``stds`` and ``weights`` (a :class:`~gwf_tutorial.targets.GaussianMixture`).
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-    mixture : GaussianMixture or object with ``means`` (K, d), ``weights`` (K,), ``stds`` (K,)
-        ``stds`` is the isotropic scale :math:`s_k` of each mode; ``weights`` are normalised to sum 1.
-    radius : float or Tensor of shape (K,), optional
-        :math:`R_k` (positive); default as above.
-    min_fraction : float
-        :math:`\phi \in (0, 1]`.
-
-    Returns
-    -------
-    ModeCoverage
-
-    Used in: chapter 4 (mode seeking vs mode covering), chapter 7 (S-JKO on 25 Gaussians),
-    chapter 11 (benchmark on mixtures).
+    Used in: chapters 3, 4, 5, 7, 8 and 11.
 
     References
     ----------
-    Srivastava, Valkov, Russell, Gutmann, Sutton, "VEEGAN: reducing mode collapse in GANs using
-    implicit variational learning", NeurIPS 2017 (modes and high-quality samples within 3 std).
+    Srivastava et al., "VEEGAN", NeurIPS 2017 (high-quality samples within 3 std).
     """
     from scipy.stats import chi2
 
@@ -576,31 +421,12 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
 
 
 def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
-    r"""The report for a sample of a mixture target: energy distance vs its floor and mode coverage.
+    r"""Report on a sample of a mixture: energy distance over its floor, and mode coverage.
 
-    .. math::
+    Returns a dict with ``ratio`` (:math:`\mathcal E(x, y) / \text{floor}`, ``floor_result`` from
+    :func:`floor` of the energy distance at ``n``), ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
 
-        \text{ratio} = \frac{\mathcal E(x, y)}{\operatorname{median} \mathcal E(y, y')}, \quad
-        \text{modes}, \ \text{near}, \ \text{tv} \text{ from } :func:`mode_coverage`,
-
-    the report the benchmark (chapter 11) gives on mixtures, where W2 is dominated by the
-    noise of the mode weights.
-
-    Parameters
-    ----------
-    x : Tensor (n, d)
-        Samples (detached here).
-    mixture : GaussianMixture target
-    floor_result : Floor
-        :func:`floor` of the energy distance at ``n``.
-    seed : int
-        Seed of the reference draws.
-
-    Returns
-    -------
-    dict with keys ``ratio`` (float), ``modes`` (int), ``near`` (float), ``tv`` (float).
-
-    Used in: chapters 4 and 11.
+    Used in: chapter 4.
     """
     if not isinstance(floor_result, Floor) or floor_result.metric != "energy":
         raise ValueError("floor_result must be the energy-distance Floor: metrics.floor(..., 'energy')")
@@ -656,24 +482,10 @@ def _resolve_target(target):
 
 @dataclass
 class Floor:
-    r"""Finite-sample floor of a metric on a target (see :func:`floor`).
+    """Result of :func:`floor`: ``median``, ``q25``, ``q75`` of ``values`` (one per pair, float64), ``n`` and
+    ``metric``.
 
-    .. math::
-
-        \text{median}, q_{25}, q_{75} \text{ of } F_r = D(Y^{(2r-1)}_n, Y^{(2r)}_n), \quad r \le R .
-
-    Attributes
-    ----------
-    median, q25, q75 : float
-        Median and quartiles of ``values``.
-    values : Tensor, shape (n_pairs,)
-        The metric on each pair of independent samples (float64).
-    n : int
-        Sample size of each side.
-    metric : str
-        Name of the metric.
-
-    Used in: chapter 3, chapter 11 (the floor of every benchmark table).
+    Used in: chapter 6; :func:`~gwf_tutorial.metrics.floor`.
     """
 
     median: float
@@ -699,36 +511,12 @@ def floor(
     .. math::
 
         F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big), \quad
-        y^{(s)}_i \overset{\text{iid}}{\sim} p, \quad r = 1, \dots, R,
+        y^{(s)}_i \overset{\text{iid}}{\sim} p, \quad r = 1, \dots, R = \texttt{n\_pairs},
 
-    summarised by the median and quartiles over the ``R = n_pairs`` pairs. A method whose metric
-    against fresh target samples is near this floor cannot be told apart from the target at this
-    ``n``; the benchmark reports score / floor (:func:`score_vs_floor`).
+    summarised by the median and quartiles; all ``2R`` samples drawn in order from one generator seeded
+    with ``seed``.
 
-    Parameters
-    ----------
-    target : Target or str
-        Anything with ``sample(n, generator=, dtype=)``, or a registry name.
-    n : int
-        Sample size of each side (2000 in the benchmark).
-    metric : str or callable
-        ``"w2"`` (:func:`w2_squared`, default), ``"energy"``, ``"mmd"``, ``"sliced_w2"`` (fixed
-        directions, seed 0), or a callable ``(x, y) -> scalar`` (e.g.
-        ``functools.partial(sinkhorn_divergence, eps=0.1)``).
-    n_pairs : int
-        Number ``R`` of independent pairs (>= 1; the benchmark uses >= 10).
-    seed : int
-        Seed of the generator that draws all ``2R`` samples, in order.
-    dtype : torch.dtype
-        dtype of the samples (default float64).
-    progress : bool, optional
-        Show a progress bar (default: as :func:`gwf_tutorial.train.progress` decides).
-
-    Returns
-    -------
-    Floor
-
-    Used in: chapter 3 (how small is small), chapter 11 (every table and plot of the benchmark).
+    Used in: chapters 1, 3, 4, 5, 7, 8 and 11.
     """
     from gwf_tutorial.train import progress as _progress
 
@@ -753,23 +541,9 @@ def floor(
 
 @dataclass
 class ScoreVsFloor:
-    r"""A sample's metric against fresh target samples and its ratio to the floor.
+    """Result of :func:`score_vs_floor`: ``score`` (median of ``values``), ``ratio`` and ``floor``.
 
-    .. math::
-
-        \text{ratio} = \frac{\operatorname{median}_r D(x, Y^{(r)}_n)}{\operatorname{median}_r F_r} .
-
-    Attributes
-    ----------
-    score : float
-        Median of ``values``.
-    ratio : float
-        ``score / floor.median``.
-    values : Tensor, shape (n_refs,)
-        The metric against each reference draw (float64).
-    floor : Floor
-
-    Used in: chapter 11 (benchmark), chapters 3-8 (2-D experiments).
+    Used in: :func:`~gwf_tutorial.metrics.score_vs_floor`.
     """
 
     score: float
@@ -790,30 +564,13 @@ def score_vs_floor(
 
     .. math::
 
-        \text{score} = \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big),
-        \quad y^{(r)}_i \overset{\text{iid}}{\sim} p, \qquad
-        \text{ratio} = \frac{\text{score}}{\operatorname{median}_r F_r}.
+        \text{score} = \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big), \qquad
+        \text{ratio} = \frac{\text{score}}{\operatorname{median}_r F_r},
 
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        The method's samples (detached; their dtype is used for the references).
-    target : Target or str
-    metric : str or callable
-        As in :func:`floor`.
-    floor_result : Floor, optional
-        A floor for the same target, metric and ``n``; computed with :func:`floor` (10 pairs,
-        seed 0) if None.
-    n_refs : int
-        Number ``R'`` of reference draws (default 3, the benchmark protocol).
-    seed : int
-        Seed of the reference draws (default 12345, distinct from the floor's).
+    with ``R' = n_refs`` reference draws seeded with ``seed``; ``floor_result`` defaults to :func:`floor`
+    with 10 pairs, seed 0.
 
-    Returns
-    -------
-    ScoreVsFloor
-
-    Used in: chapter 11 (benchmark), and the 2-D experiments of chapters 3-8.
+    Used in: chapters 3, 5, 6, 7, 8 and 11.
     """
     x = check_samples(x, "x", min_n=2).detach()
     target = _resolve_target(target)
@@ -902,38 +659,20 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
     r"""Fréchet distance between two image sets in a feature space (FID), through torchmetrics.
 
     .. math::
+
         \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
         - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big),
 
-    the squared Bures–Wasserstein distance (chapter 1) between the Gaussians fitted to the features
-    of the two sets (Heusel et al. 2017). With ``feature=None`` it is the FID: the 2048-d pool
-    features of torchmetrics' Inception-v3 (weights from torch-fidelity; downloaded at first use,
-    so it needs the internet once), images converted to uint8 RGB. With an ``nn.Module`` feature
-    extractor (attribute ``num_features``; e.g. the digits classifier of chapter 9 or a stand-in
-    network in tests) the images are passed as floats in ``[-1, 1]``. The statistics are
-    accumulated in float64 by torchmetrics.
+    the Bures--Wasserstein distance between Gaussians fitted to the features. ``real`` and ``fake`` are
+    image tensors ``(N, C, H, W)`` in ``[-1, 1]`` or iterables of such batches. ``feature=None`` is the FID
+    (Inception-v3 pool features, weights downloaded at first use, images as uint8 RGB); an ``nn.Module``
+    with ``num_features`` gets float images.
 
-    Parameters
+    Used in: chapters 9 and 10.
+
+    References
     ----------
-    real
-        image tensor ``(N, C, H, W)`` in ``[-1, 1]``, or an iterable of such batches (e.g. a
-        generator of 50 000 samples in batches). At least 2 images; for a stable FID use 10k–50k.
-    fake
-        the other image set, in the same form.
-    feature
-        ``None`` (Inception-v3, 2048 features) or an ``nn.Module`` mapping a batch to
-        ``(b, num_features)``.
-    batch_size
-        images per forward pass when ``real`` / ``fake`` are tensors.
-    device
-        where to run the feature extractor (default: where it is).
-
-    Returns
-    -------
-    float
-        The distance as a float.
-
-    Used in: chapter 9 (digits, classifier features), chapter 10 (CIFAR-10 FID).
+    Heusel et al., "GANs trained by a two time-scale update rule converge to a local Nash equilibrium", 2017.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -952,20 +691,16 @@ def kernel_distance(
     batch_size: int = 250,
     device=None,
 ) -> tuple[float, float]:
-    r"""Kernel distance (KID) between two image sets in a feature space, through torchmetrics.
+    r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images.
 
-    The unbiased MMD² (chapter 3) with the cubic polynomial kernel
-    :math:`k(a, b) = (a^\top b / p + 1)^3` on ``p``-dimensional features (Bińkowski et al. 2018),
-    averaged over ``subsets`` random subsets of ``subset_size`` images (``subset_size`` is capped at
-    the smaller set size). Unlike FID it is unbiased in the number of images. ``feature`` as in
-    :func:`frechet_distance`.
+    The unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
+    ``p``-dimensional features; ``real``, ``fake`` and ``feature`` as in :func:`frechet_distance`.
 
-    Returns
-    -------
-    tuple of float
-        ``(mean, std)`` over the subsets.
+    Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
 
-    Used in: chapter 10.
+    References
+    ----------
+    Bińkowski et al., "Demystifying MMD GANs", ICLR 2018.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
 

@@ -1,19 +1,15 @@
-r"""Neural networks used by the methods: MLPs for low-dimensional problems, maps for JKO steps.
+"""Neural networks of the methods: MLPs and maps for low-dimensional problems, convolutional nets for images.
 
-The networks here hold no loss and no training loop; :mod:`gwf_tutorial.jko`,
-:mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.critics` compose them.
+The networks hold no loss and no training loop; :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`,
+:mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.critics` compose them.
 
-Low-dimensional networks (this section):
+Conventions: every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to ``(n, out_dim)``; images
+travel flat (``d = channels * size * size``, channel-major, the order of ``x.reshape(n, -1)``), so every
+objective applies unchanged. ``activation`` is a name for :func:`make_activation`; ``dtype`` is the
+parameter dtype (float64 for closed-form tests; default torch's), and inputs must have it (checked in
+``forward``, except under ``torch.autocast``).
 
-- :class:`MLP` -- a plain multilayer perceptron (critics, generators, drifting toy models);
-- :class:`ResidualMLP` -- the S-JKO toy network: residual blocks, optionally ``x + net(x)`` and
-  zero-initialised output so that the map starts at the identity;
-- :class:`ICNN` and :class:`GradientMap` -- an input-convex network :math:`\psi` and the map
-  :math:`T = \nabla\psi` (Brenier maps, JKO-ICNN);
-- :class:`AffineMap` and :class:`Translation` -- exact, tiny map families for tests on Gaussians.
-
-Image networks (small convolutional generators / critics for 8x8 digits and 32x32 CIFAR-10) go in
-the second section of this module.
+Used in: chapters 4-10.
 """
 
 from __future__ import annotations
@@ -47,25 +43,10 @@ ACTIVATIONS = {
 
 
 def make_activation(activation: str) -> nn.Module:
-    r"""Build an activation module from its name.
+    """An elementwise activation module from its name: ``"silu"``, ``"relu"``, ``"leaky_relu"`` (slope 0.2),
+    ``"elu"``, ``"gelu"``, ``"tanh"`` or ``"softplus"``.
 
-    .. math::
-
-        \mathrm{silu}(u) = u\,\sigma(u), \quad \mathrm{relu}(u) = \max(u, 0), \quad
-        \mathrm{leaky\_relu}(u) = \max(u, 0.2u), \dots
-
-    Parameters
-    ----------
-    activation : str
-        One of ``"silu"``, ``"relu"``, ``"leaky_relu"`` (slope 0.2), ``"elu"``, ``"gelu"``,
-        ``"tanh"``, ``"softplus"``.
-
-    Returns
-    -------
-    torch.nn.Module
-        The elementwise activation (shape preserving).
-
-    Used in: every chapter that trains a network (4--11).
+    Used in: :class:`~gwf_tutorial.nets.MLP`, :class:`~gwf_tutorial.features.DigitsClassifier`.
     """
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a string, got {type(activation).__name__}")
@@ -89,36 +70,15 @@ def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x") -> Non
 
 
 class MLP(nn.Module):
-    r"""Multilayer perceptron with ``depth`` hidden layers of width ``hidden``.
+    r"""Multilayer perceptron with ``depth`` hidden layers of width ``hidden`` (``depth=0``: one linear
+    layer).
 
     .. math::
 
         h_0 = x, \quad h_{l} = \sigma(W_l h_{l-1} + b_l)\ (l = 1, \dots, L), \quad
-        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1},
+        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1}.
 
-    with :math:`L` = ``depth`` and :math:`\sigma` the activation. ``depth=0`` is a single linear
-    layer.
-
-    Parameters
-    ----------
-    in_dim : int
-        Input dimension.
-    out_dim : int
-        Output dimension.
-    hidden : int, default 256
-        Width of every hidden layer.
-    depth : int, default 3
-        Number of hidden layers (``>= 0``).
-    activation : str, default "silu"
-        Name of the activation, see :func:`make_activation`.
-    dtype : torch.dtype, optional
-        Parameter dtype (``torch.float64`` for closed-form tests); default torch's default dtype.
-
-    Notes
-    -----
-    ``forward(x)`` maps ``x`` of shape ``(n, in_dim)`` to shape ``(n, out_dim)``.
-
-    Used in: chapters 4 (critics), 5, 6 (generators), 8 (drifting toy model: 3x256 SiLU), 11.
+    Used in: chapters 4, 7, 8 and 9.
     """
 
     def __init__(
@@ -167,51 +127,25 @@ class _ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    r"""Residual MLP, the toy network of S-JKO; a map that can start at the identity.
+    r"""Residual MLP (the S-JKO toy network), a map ``(n, in_dim) -> (n, dim)`` that can start at the
+    identity.
 
     .. math::
 
         h_0 = W_{\mathrm{in}} x + b_{\mathrm{in}}, \quad
-        h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) + b_{j,1}) + b_{j,2},
+        h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) + b_{j,1}) + b_{j,2}, \quad
+        T(x) = [x +]\ W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}},
 
-        N(x) = W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}}, \qquad
-        T(x) = \begin{cases} x + N(x) & \text{if } \mathtt{in\_dim} = \mathtt{dim}
-        \ (\text{and } \mathtt{skip}), \\ N(x) & \text{otherwise,} \end{cases}
+    with :math:`J` = ``n_blocks`` and the skip ``x +`` when ``skip`` and ``in_dim == dim``.
+    ``zero_init_last`` starts the output layer at zero (:math:`T = \mathrm{Id}`: a JKO chain starting at the
+    previous map).
 
-    with :math:`J` = ``n_blocks``. With ``zero_init_last=True`` the output layer starts at zero,
-    so :math:`N \equiv 0` and :math:`T = \mathrm{Id}` at initialisation (a JKO chain starting at
-    the previous map).
-
-    Parameters
-    ----------
-    dim : int
-        Output dimension.
-    hidden : int, default 128
-        Width of the residual stream.
-    n_blocks : int, default 3
-        Number of residual blocks (``>= 0``).
-    activation : str, default "silu"
-        Name of the activation, see :func:`make_activation`.
-    in_dim : int, optional
-        Input dimension; default ``dim``.
-    zero_init_last : bool, default False
-        Initialise the output layer at zero (so ``T = Id`` when ``in_dim == dim``, ``T = 0``
-        otherwise).
-    skip : bool, default True
-        Add the input to the output when ``in_dim == dim``.
-    dtype : torch.dtype, optional
-        Parameter dtype.
-
-    Notes
-    -----
-    ``forward(x)`` maps ``(n, in_dim)`` to ``(n, dim)``.
-
-    Used in: chapter 7 (S-JKO toy experiments), chapter 4 and 6 (parametric JKO maps).
+    Used in: chapters 4, 5 and 6.
 
     References
     ----------
-    Choi, J., Choi, J., Kang, M. (2024). Scalable Wasserstein gradient flow for generative
-    modeling through unbalanced optimal transport. ICML. (Toy networks: width 128, 3 blocks, SiLU.)
+    Choi, Choi, Kang (2024), "Scalable Wasserstein gradient flow for generative modeling through unbalanced
+    optimal transport", ICML (width 128, 3 blocks, SiLU).
     """
 
     def __init__(
@@ -248,51 +182,23 @@ class ResidualMLP(nn.Module):
 
 
 class ICNN(nn.Module):
-    r"""Input-convex neural network (Amos et al. 2017): a scalar potential convex in its input.
+    r"""Input-convex neural network: a scalar potential ``(n, d) -> (n,)``, strongly convex in its input.
 
     .. math::
 
         u_1 = \sigma(W^x_0 x + b_0), \quad u_{l+1} = \sigma\big(W^z_l u_l + W^x_l x + b_l\big),
         \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L,
 
-    with :math:`W^z_l \ge 0`, :math:`w \ge 0` (stored unconstrained, made non-negative by
-    ``softplus``) and :math:`\sigma` = softplus, convex and non-decreasing, so every :math:`u_l` and
-    :math:`\psi` are convex in :math:`x`. The quadratic weight is learned,
-    :math:`\alpha = \alpha_{\min} + \operatorname{softplus}(a) \ge \alpha_{\min} > 0`, which makes
-    :math:`\psi` strongly convex, so :math:`\nabla\psi` is injective; it must be learned because
-    the convex part only adds to the Hessian (:math:`\nabla^2\psi \succeq \alpha I`): a map that
-    contracts mass (onto the modes of a mixture) needs a small :math:`\alpha`. By Brenier's
-    theorem the optimal transport maps for the quadratic cost are exactly such gradients, which is
-    why JKO-ICNN (Mokrov et al. 2021) parametrises each JKO step's map as :math:`\nabla\psi`
-    (:class:`GradientMap`). With ``identity_init=True`` the output weights start near zero
-    (``softplus(-10)``) and :math:`\alpha` at ``alpha``, so :math:`\nabla\psi \approx
-    \alpha\,\mathrm{id}` (the identity for the default ``alpha = 1``).
+    with :math:`W^z_l, w \ge 0` (softplus of free weights), :math:`\sigma` = softplus and a learned
+    :math:`\alpha \ge` ``alpha_min`` :math:`> 0` (a map onto modes needs a small one). ``identity_init``
+    starts at :math:`\nabla\psi \approx \alpha\,\mathrm{id}`.
 
-    Parameters
-    ----------
-    dim : int
-        Input dimension d.
-    hidden : int, default 64
-        Width of each layer.
-    depth : int, default 3
-        Number of hidden layers L.
-    alpha : float, default 1.0
-        Initial weight of the quadratic term (``> alpha_min``).
-    alpha_min : float, default 0.01
-        Floor of the quadratic weight (``> 0``): the strong-convexity constant.
-    identity_init : bool, default True
-    dtype : torch.dtype, optional
-
-    Notes
-    -----
-    ``forward(x)``: ``(n, d) -> (n,)``.
-
-    Used in: chapter 4 (the JKO-ICNN row of the method table).
+    Used in: chapter 4.
 
     References
     ----------
-    Amos, Xu, Kolter (2017). Input convex neural networks. ICML.
-    Mokrov, Korotin, Li, Genevay, Solomon, Burnaev (2021). Large-scale Wasserstein gradient flows. NeurIPS.
+    Amos, Xu, Kolter (2017), "Input convex neural networks", ICML; Mokrov et al. (2021), "Large-scale
+    Wasserstein gradient flows", NeurIPS (JKO-ICNN).
     """
 
     def __init__(
@@ -336,28 +242,11 @@ class ICNN(nn.Module):
 
 
 class GradientMap(nn.Module):
-    r"""The map :math:`T(x) = \nabla\psi(x)` of a scalar potential (e.g. an :class:`ICNN`).
+    r"""The map :math:`T(x) = \nabla\psi(x)`, ``(n, d) -> (n, d)``, of a scalar ``potential`` (an
+    :class:`ICNN`),
+    by autograd with ``create_graph=True``; for convex :math:`\psi`, a Brenier map with an SPD Jacobian.
 
-    .. math::
-
-        T(x) = \nabla_x \psi(x), \qquad \nabla T(x) = \nabla^2\psi(x) \succeq 0
-        \ \text{for convex } \psi,
-
-    computed with autograd and ``create_graph=True`` so that losses of :math:`T` train
-    :math:`\psi`. A gradient of a strongly convex potential is the optimal transport map between
-    any source and its push-forward (Brenier), and its Jacobian is a symmetric positive definite
-    Hessian, so :math:`\log|\det\nabla T|` is well defined (:class:`~gwf_tutorial.jko.PushforwardKL`).
-
-    Parameters
-    ----------
-    potential : nn.Module
-        ``(n, d) -> (n,)``.
-
-    Notes
-    -----
-    ``forward(x)``: ``(n, d) -> (n, d)``.
-
-    Used in: chapter 4 (JKO-ICNN).
+    Used in: chapter 4.
     """
 
     def __init__(self, potential: nn.Module) -> None:
@@ -377,28 +266,10 @@ class GradientMap(nn.Module):
 
 
 class AffineMap(nn.Module):
-    r"""Affine map :math:`T(x) = A x + b`, initialised at the identity.
+    r"""Trainable affine map :math:`T(x) = x A^\top + b`, initialised at the identity (``A`` ``(d, d)``,
+    ``b`` ``(d,)``): exact for Gaussian JKO steps.
 
-    .. math::
-
-        T(x) = x A^\top + b \quad (\text{row convention}), \qquad A_0 = I_d,\ b_0 = 0.
-
-    The push-forward of a Gaussian :math:`\mathcal N(m, S)` is :math:`\mathcal N(Am + b, ASA^\top)`,
-    exposed by :meth:`push_gaussian`, which makes the family exact for Gaussian JKO tests.
-
-    Parameters
-    ----------
-    dim : int
-        Dimension d.
-    dtype : torch.dtype, optional
-        Parameter dtype.
-
-    Notes
-    -----
-    ``forward(x)`` maps ``(n, d)`` to ``(n, d)``. Parameters: ``A`` of shape ``(d, d)``, ``b`` of
-    shape ``(d,)``.
-
-    Used in: chapters 2 and 4 (the parametric JKO step reproducing the exact Gaussian JKO step).
+    Used in: chapters 4, 5 and 6.
     """
 
     def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
@@ -412,23 +283,8 @@ class AffineMap(nn.Module):
         return x @ self.A.T + self.b
 
     def push_gaussian(self, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Push a Gaussian forward: :math:`(m, S) \mapsto (A m + b, A S A^\top)`.
-
-        .. math::
-
-            T_\# \mathcal N(m, S) = \mathcal N(A m + b,\ A S A^\top).
-
-        Parameters
-        ----------
-        mean : Tensor, shape (d,)
-        cov : Tensor, shape (d, d)
-
-        Returns
-        -------
-        mean, cov : Tensor, shapes (d,) and (d, d)
-            Differentiable in ``A`` and ``b``.
-
-        Used in: chapter 4 (exact objectives of affine JKO steps).
+        r""":math:`T_\# \mathcal N(m, S) = \mathcal N(A m + b,\ A S A^\top)`, differentiable in ``A`` and
+        ``b``.
         """
         if mean.shape != (self.dim,) or cov.shape != (self.dim, self.dim):
             raise ValueError(
@@ -438,51 +294,15 @@ class AffineMap(nn.Module):
         return self.A @ mean + self.b, self.A @ cov @ self.A.T
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
-        r"""Log-determinant of the Jacobian at each point (constant for an affine map).
-
-        .. math::
-
-            \log|\det \nabla T(x)| = \log|\det A|.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Points (only their number and device are used).
-
-        Returns
-        -------
-        Tensor, shape (n,)
-            :math:`\log|\det A|` repeated, differentiable in ``A``.
-
-        Used in: chapter 4 (KL objective of a parametric JKO step by change of variables).
-        """
+        r""":math:`\log|\det A|` repeated for the ``n`` rows of ``x``, shape ``(n,)``."""
         _check_input(x, self.dim, self.A)
         return torch.linalg.slogdet(self.A).logabsdet.expand(x.shape[0])
 
 
 class Translation(nn.Module):
-    r"""Translation :math:`T(x) = x + b`, initialised at the identity (:math:`b = 0`).
+    """Translation :math:`T(x) = x + b`, ``b = 0`` at first; its projected-flow metric tensor is the identity.
 
-    .. math::
-
-        T(x) = x + b.
-
-    For this family the metric tensor of the projected Wasserstein flow is the identity
-    (:math:`G(\theta) = \mathbb E[J^\top J] = I`), so projected and particle flows of the mean
-    agree.
-
-    Parameters
-    ----------
-    dim : int
-        Dimension d.
-    dtype : torch.dtype, optional
-        Parameter dtype.
-
-    Notes
-    -----
-    ``forward(x)`` maps ``(n, d)`` to ``(n, d)``; parameter ``b`` of shape ``(d,)``.
-
-    Used in: chapter 6 (projected Wasserstein flows), tests.
+    Used in: chapters 5 and 6.
     """
 
     def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
@@ -495,23 +315,7 @@ class Translation(nn.Module):
         return x + self.b
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
-        r"""Log-determinant of the Jacobian, zero for a translation.
-
-        .. math::
-
-            \log|\det \nabla T(x)| = \log|\det I| = 0.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-
-        Returns
-        -------
-        Tensor, shape (n,)
-            Zeros in the dtype of ``b``.
-
-        Used in: chapter 6 (projected flows of the KL divergence).
-        """
+        """Zeros of shape ``(n,)``: a translation preserves volume."""
         _check_input(x, self.dim, self.b)
         return self.b.new_zeros(x.shape[0])
 
@@ -551,63 +355,25 @@ class _GeneratorBlock(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    r"""Residual convolutional generator for images, flat in and flat out (the GWF "Small-Net").
+    r"""Residual convolutional generator, ``(n, latent_dim) -> (n, channels * size * size)`` in ``[-1, 1]``.
 
     .. math::
 
         h_0 = \mathrm{reshape}_{w \times 4 \times 4}(W z + b), \qquad
         h_{j} = U(h_{j-1}) + C_2\,\sigma(B_2\, C_1\, U(\sigma(B_1 h_{j-1}))), \qquad
-        G(z) = \mathrm{flatten}\big(\tanh(C_{\mathrm{out}}\,\sigma(B\, h_J))\big) \in [-1, 1]^{C H W},
+        G(z) = \mathrm{flatten}\big(\tanh(C_{\mathrm{out}}\,\sigma(B\, h_J))\big),
 
-    with :math:`U` a 2x nearest-neighbour upsampling in the first block of each of the
-    :math:`\log_2(\mathtt{size}/4)` stages (identity in the others), :math:`C` 3x3 convolutions,
-    :math:`B` batch normalisations and :math:`\sigma` = ReLU. Images flow through the library's
-    ``(n, d)`` interfaces as flat vectors (``d = channels * size * size``, channel-major, the order of
-    ``x.reshape(n, -1)`` for ``x`` of shape ``(n, C, H, W)``), so every objective of :mod:`~gwf_tutorial.jko`,
-    :mod:`~gwf_tutorial.sjko` and :mod:`~gwf_tutorial.drifting` applies unchanged. Moved with
-    ``net.to(memory_format=torch.channels_last)`` (CUDA), its activations stay channels-last.
+    with :math:`U` a 2x upsampling in the first of ``blocks_per_stage`` blocks of each of the
+    :math:`\log_2(\mathtt{size}/4)` stages, :math:`C` 3x3 convolutions, :math:`B` batch norms, :math:`\sigma`
+    = ReLU. The defaults (latent 192, width 256, 32x32 RGB) are GWF's "Small-Net" generator (OTM /
+    S-JKO's), except that the skip is the upsampled input (SNGAN-style). ``image_shape`` is
+    ``(channels, size, size)``.
 
-    With the defaults (latent 192, width 256, one block per stage, 32x32 RGB) this is the generator of
-    the "Small-Net" of the GWF paper, itself the OTM / S-JKO ``Generator_otm`` (a linear layer to
-    256x4x4, three upsampling residual blocks, BN-ReLU-conv-tanh). Deviation: the official block adds the
-    residual branch to itself (its ``bypass`` calls the same layers); here the skip is the upsampled
-    input, as in SNGAN-style ResNets. ``blocks_per_stage > 1`` gives a deeper net of the same family.
-
-    Parameters
-    ----------
-    latent_dim : int, default 192
-        Dimension of the latent :math:`z`.
-    channels : int, default 3
-        Image channels :math:`C`.
-    size : int, default 32
-        Image height = width; ``4 * 2**k`` (4, 8, 16, 32, 64, ...).
-    width : int, default 256
-        Feature maps in every block.
-    blocks_per_stage : int, default 1
-        Residual blocks per resolution (the first one upsamples).
-    dtype : torch.dtype, optional
-        Parameter dtype.
-
-    Attributes
-    ----------
-    in_dim, out_dim : int
-        ``latent_dim`` and ``channels * size * size``.
-    image_shape : tuple of int
-        ``(channels, size, size)``.
-
-    Notes
-    -----
-    ``forward(z)`` maps ``(n, latent_dim)`` to ``(n, channels * size * size)``; reshape with
-    ``x.view(n, *net.image_shape)`` for pictures. Batch normalisation uses batch statistics in
-    ``train()`` mode and running statistics in ``eval()`` mode.
-
-    Used in: chapter 10 (CIFAR-10: parametric JKO, S-JKO, drifting).
+    Used in: chapter 10.
 
     References
     ----------
-    Korba, Bonet, Caucheteux (2026), GWF, Small-Net (official ``networks/modelOTM/OTM.py``,
-    ``--model_name otm --nz 192 --ngf 256``). Choi, J. et al. (2024), S-JKO (same network).
-    Miyato, T. et al. (2018). Spectral normalization for GANs. ICLR (the ResNet generator family).
+    Korba, Bonet, Caucheteux (2026), GWF; Miyato et al. (2018), "Spectral normalization for GANs", ICLR.
     """
 
     def __init__(
@@ -706,63 +472,24 @@ class _CriticBlock(nn.Module):
 
 
 class ConvCritic(nn.Module):
-    r"""Residual convolutional critic / potential / embedding for images, flat in (the GWF "Small-Net").
+    r"""Residual convolutional critic, potential or embedding, ``(n, channels * size * size) -> (n,
+    out_dim)``.
 
     .. math::
 
-        h_0 = \mathrm{reshape}_{C \times H \times W}(x), \qquad
         h_j = P\big(C_2\,\sigma(C_1\,\sigma(h_{j-1}))\big) + S(h_{j-1}), \qquad
-        D(x) = W \sum_{\text{pixels}} \mathrm{relu}(h_J) + b \in \mathbb R^{\mathtt{out\_dim}},
+        D(x) = W \sum_{\text{pixels}} \mathrm{relu}(h_J) + b,
 
-    with :math:`\sigma` the leaky ReLU (slope 0.2; none before the first convolution), :math:`P` a
-    2x average pooling in the ``n_down`` downsampling blocks (identity in the ``n_blocks`` others), and
-    :math:`S` the skip (identity, or pooled 1x1 convolution). Sum pooling over pixels, then one linear
-    layer. No normalisation, so it is a function of each image alone and gradient penalties (R1, WGAN-GP)
-    apply per sample. Each pooling is computed inside the convolution before it (a stride-2 convolution
-    with the box-smoothed kernel: the same function and parameters, no separate pooling pass). Moved with
-    ``net.to(memory_format=torch.channels_last)`` (what :mod:`gwf_tutorial.cifar10` does on CUDA), the
-    network keeps its activations channels-last.
+    with :math:`\sigma` the leaky ReLU (0.2), :math:`P` a 2x average pooling in the ``n_down`` first blocks
+    (folded into the convolution before it) and none in the ``n_blocks`` others, :math:`S` the skip. No
+    normalisation, so gradient penalties apply per sample. The defaults are GWF's "Small-Net" discriminator;
+    ``out_dim = 128`` with ``zero_init_last`` is the learned MMD kernel's embedding.
 
-    With the defaults (width 256, two downsampling blocks then two plain ones, 32x32 RGB) this is the
-    discriminator of the GWF "Small-Net" (OTM ``Discriminator_otm``, whose width is the generator's
-    ``ngf = 256``); ``out_dim = 1`` gives a scalar critic or potential, ``out_dim = 128`` the embedding of
-    the learned MMD kernel (GWF's ``--embed_dim 128``).
-
-    Parameters
-    ----------
-    channels : int, default 3
-    size : int, default 32
-        Image height = width, divisible by ``2**n_down``.
-    width : int, default 256
-        Feature maps.
-    out_dim : int, default 1
-        Output dimension.
-    n_down : int, default 2
-        Downsampling blocks (``>= 1``).
-    n_blocks : int, default 2
-        Further residual blocks at the lowest resolution (``>= 0``).
-    zero_init_last : bool, default False
-        Start the output layer at zero (an embedding that starts at 0, e.g. for
-        :class:`~gwf_tutorial.critics.LearnedKernel`).
-    dtype : torch.dtype, optional
-
-    Attributes
-    ----------
-    in_dim : int
-        ``channels * size * size``.
-    image_shape : tuple of int
-
-    Notes
-    -----
-    ``forward(x)`` maps ``(n, channels * size * size)`` to ``(n, out_dim)``.
-
-    Used in: chapter 10 (critic of JKO-KL-DV, embedding of JKO-MMD, potential of S-JKO; the stand-in
-    FID feature extractor is a frozen random one).
+    Used in: chapter 10.
 
     References
     ----------
-    Korba, Bonet, Caucheteux (2026), GWF, Small-Net (official ``Discriminator_otm``). Miyato, T. et al.
-    (2018), the ResNet discriminator family.
+    Korba, Bonet, Caucheteux (2026), GWF; Miyato et al. (2018), the ResNet discriminator family.
     """
 
     def __init__(

@@ -1,18 +1,16 @@
 r"""Toy target distributions: samplers, and where known, log-densities and scores.
 
-Every target is a :class:`Target` with a name, a dimension ``dim``, a sampler
-``sample(n, generator=None)`` that draws only from the ``torch.Generator`` it is given (so that a
-seeded generator gives the same sample every time), and -- where the density is known in closed
-form -- ``log_prob(x)`` and ``score(x)`` :math:`= \nabla \log p(x)`. ``has_density`` tells which.
+Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
+device=None)`` and, where ``has_density``, ``log_prob(x)`` and ``score(x)`` :math:`= \nabla\log p(x)`.
 
-Samples are drawn in float64 and returned in the requested dtype (float32 by default), so a float32
-and a float64 draw from equally seeded generators agree up to rounding. ``log_prob`` and ``score``
-keep the dtype of their input.
+Conventions: ``x`` has shape ``(n, d)``; ``log_prob`` returns ``(n,)`` and ``score`` ``(n, d)`` in the
+dtype of ``x``. Samples are drawn in float64 from the given ``generator`` only (on its device) and cast to
+``dtype``. ``stratified=True`` puts exactly ``n w_k`` points in mode ``k`` (the peers' samplers); the
+default is i.i.d., as a generator's samples are. ``name`` is the registry name.
 
-The registry (:func:`get_target`, :func:`list_targets`) builds targets by name. The toy targets of
-the peer codes the book compares with are included with their exact constants (section "Peer
-targets" below), and the book's standard names are set equal to them, so a benchmark on
-``"eight_gaussians"`` is a benchmark on the peers' own data:
+The registry (:func:`get_target`, :func:`list_targets`) holds the book's names and the peers' targets with
+their exact constants (GWF: Korba, Bonet, Caucheteux 2026; S-JKO: Choi et al. 2024; drifting: Deng et al.
+2026):
 
 ========================== ======================================================================
 name                       distribution (source)
@@ -32,34 +30,7 @@ name                       distribution (source)
 ``banana``                 twisted Gaussian, scale 2, curvature 0.25, noise 0.5
 ========================== ======================================================================
 
-Peer targets (read in the peers' data code):
-
-- GWF (Korba, Bonet, Caucheteux 2026; code ``Paulcauch/GWF``, ``dataset.py``): ``EightGaussians``
-  (centres (+-1, 0), (0, +-1), (+-1/sqrt2, +-1/sqrt2) in that order, variance 0.01, mode drawn
-  uniformly), ``Moons`` (upper arc (cos t, sin t), lower arc (1 - cos t, 0.5 - sin t), t ~ U(0, pi),
-  n // 2 points on the upper arc, noise 0.2, then ``* 3 - 1``), ``Circles`` (centres 0, radii 4 and
-  8, noise std 0.2, n / 2 points per circle), ``ThreeRings`` (1000 equally spaced points on each of
-  three circles of radius 0.3 centred at (0, 0), (0, -0.75), (0, -1.5), drawn uniformly).
-- S-JKO (Choi et al. 2024; code ``Jae-Moo/Scalable-JKO``, ``dataset.py``): ``SquareGaussian``
-  (means {-6, -3, 0, 3, 6}^2, covariance ``0.005 * I`` -- the value passed is a covariance, std
-  0.0707 --, exactly n / 25 points per mode), ``Circles`` for ``twocircles`` (same constants as
-  GWF's), ``MixMultiVariateNormal`` for ``8gaussian`` (radius 12, covariance ``0.4 * I``, n / 8 per
-  mode), ``CheckerBoard`` (uniform on the cells of [-2 pi, 2 pi]^2 where
-  :math:`\sin x_1 \sin x_2 > 0`, divided by 3).
-- Drifting models (Deng et al. 2026, toy notebook of ``lambertae/drifting``; the notebook itself is
-  not in the code index used to write this module, its samplers were read in several public ports
-  of it that agree line for line): checkerboard ``((i + u, j + v) - 2) / 2 + 0.05 eps`` with
-  ``i = 2a + b``, ``j = 2c + b`` (a, b, c fair bits, u, v uniform), i.e. the 8 cells of a 4 x 4 grid
-  on [-1, 1]^2 with i + j even; swiss roll ``t = pi/2 + 4 pi u``, ``(t cos t, t sin t)`` divided by
-  its largest absolute coordinate, plus ``0.03 eps``.
-
-The peers' samplers that put exactly ``n / K`` points in each mode are available with
-``stratified=True``; the registry default is i.i.d. sampling (``stratified=False``), which is what a
-generator's samples are, so that the finite-sample floor of :mod:`gwf_tutorial.metrics` is the
-floor of a perfect generator.
-
-Used in: chapter 2 (targets with a known density), chapters 3-8 (2-D experiments), chapter 11
-(benchmark).
+Used in: chapters 1-9 and 11 (every 2-D experiment, through :func:`get_target` or :class:`Gaussian`).
 """
 
 from __future__ import annotations
@@ -198,23 +169,11 @@ def _fmt(t: Tensor, digits: int = 4) -> str:
 class Target:
     r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
 
-    .. math::
+    Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
+    and optionally ``_score(x)`` (default: autograd of ``_log_prob``).
 
-        x_1, \dots, x_n \overset{\text{iid}}{\sim} p, \qquad
-        \log p(x), \qquad s(x) = \nabla_x \log p(x) \quad (\text{where known}).
-
-    Subclasses implement ``_sample(n, generator, device)`` (returning float64) and, when the
-    density is known, ``_log_prob(x)`` (and optionally a closed-form ``_score(x)``; the default
-    score differentiates ``_log_prob`` with autograd).
-
-    Attributes
-    ----------
-    name : str
-        Registry name (or a descriptive default).
-    dim : int
-        Dimension ``d``.
-
-    Used in: chapter 2 (KL flows need ``score``), chapters 3-11 (samples ``y`` of the data law).
+    Used in: :class:`~gwf_tutorial.targets.Gaussian`, :class:`~gwf_tutorial.targets.GaussianMixture` and
+    every other target of this module (their base class).
     """
 
     name: str = "target"
@@ -257,32 +216,7 @@ class Target:
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
     ) -> Tensor:
-        r"""Draw ``n`` independent samples.
-
-        .. math::
-
-            x_i \overset{\text{iid}}{\sim} p, \quad i = 1, \dots, n.
-
-        Only ``generator`` is used for randomness (torch's global RNG is untouched when a
-        generator is given), so a generator seeded alike gives the same sample.
-
-        Parameters
-        ----------
-        n : int
-            Number of samples (>= 1).
-        generator : torch.Generator, optional
-            Source of randomness; the sample is drawn on its device.
-        dtype : torch.dtype
-            Floating dtype of the result (default float32; drawn in float64 and cast).
-        device : str or torch.device, optional
-            Device of the result (default: the generator's device, else CPU).
-
-        Returns
-        -------
-        Tensor, shape (n, d)
-
-        Used in: every chapter with 2-D experiments.
-        """
+        """``n`` i.i.d. samples, shape ``(n, d)``, drawn from ``generator`` only."""
         n = check_int(n, "n")
         gen_device = _check_generator(generator)
         dtype = _check_dtype(dtype)
@@ -290,28 +224,7 @@ class Target:
         return x.to(dtype=dtype, device=device if device is not None else gen_device)
 
     def log_prob(self, x) -> Tensor:
-        r"""Log-density at each row of ``x``.
-
-        .. math::
-
-            \ell_i = \log p(x_i).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-
-        Returns
-        -------
-        Tensor, shape (n,)
-            dtype of ``x``; differentiable in ``x``.
-
-        Raises
-        ------
-        NotImplementedError
-            If the target has no closed-form density (``has_density`` is False).
-
-        Used in: chapter 2 (KL to a known target), chapter 4 (density ratios).
-        """
+        r""":math:`\log p(x_i)`, shape ``(n,)``; raises ``NotImplementedError`` without a density."""
         if not self.has_density:
             raise NotImplementedError(
                 f"target {self.name!r} ({type(self).__name__}) has no closed-form density; "
@@ -321,28 +234,7 @@ class Target:
         return self._log_prob(x)
 
     def score(self, x) -> Tensor:
-        r"""Score (gradient of the log-density) at each row of ``x``.
-
-        .. math::
-
-            s(x_i) = \nabla_x \log p(x_i).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-
-        Returns
-        -------
-        Tensor, shape (n, d)
-            dtype of ``x``. Closed form where implemented, else autograd of :meth:`log_prob`
-            (part of the graph only when ``x.requires_grad``).
-
-        Raises
-        ------
-        NotImplementedError
-            If the target has no closed-form density.
-
-        Used in: chapter 2 (Langevin and KL particle flows).
+        r""":math:`\nabla_x \log p(x_i)`, shape ``(n, d)``; raises ``NotImplementedError`` without a density.
         """
         if not self.has_density:
             raise NotImplementedError(
@@ -364,24 +256,19 @@ class Target:
 
 
 class Gaussian(Target):
-    r"""Multivariate normal distribution.
+    r"""Multivariate normal :math:`N(m, \Sigma)`, sampled as :math:`m + Lz`, :math:`LL^\top = \Sigma`.
 
     .. math::
 
-        p(x) = (2\pi)^{-d/2} \det(\Sigma)^{-1/2}
-               \exp\big(-\tfrac12 (x - m)^\top \Sigma^{-1} (x - m)\big), \qquad
         \nabla \log p(x) = -\Sigma^{-1}(x - m).
-
-    Sampled as :math:`m + L z`, :math:`L L^\top = \Sigma` (Cholesky), :math:`z \sim N(0, I)`.
 
     Parameters
     ----------
     mean : array-like, shape (d,)
     cov : array-like, shape (d, d)
-        Symmetric positive-definite covariance.
-    name : str
+        Symmetric positive definite.
 
-    Used in: chapter 1 (Bures), chapter 2 (OU flow and exact JKO steps), chapter 11.
+    Used in: chapters 1, 2, 4, 5, 7 and 9.
     """
 
     def __init__(self, mean, cov, name: str = "gaussian"):
@@ -419,38 +306,22 @@ class GaussianMixture(Target):
     .. math::
 
         p(x) = \sum_{k=1}^K w_k\, N(x; m_k, \Sigma_k), \qquad
-        \log p(x) = \operatorname{logsumexp}_k \big(\log w_k + \log N(x; m_k, \Sigma_k)\big),
-
-    .. math::
-
         \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
-        r_k(x) = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)} .
+        r_k = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)}.
+
+    It keeps ``means``, ``covs``, ``weights``, ``n_modes`` and ``stds``, the isotropic scale
+    :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode (used by :func:`gwf_tutorial.metrics.mode_coverage`).
 
     Parameters
     ----------
     means : array-like, shape (K, d)
-    covs : float, array-like of shape (K,), (d, d) or (K, d, d)
-        A number: the common standard deviation of isotropic modes (:math:`\Sigma_k = s^2 I`);
-        shape ``(K,)``: one standard deviation per mode; ``(d, d)``: one shared covariance;
-        ``(K, d, d)``: one covariance per mode (symmetric positive definite).
+    covs : float, or array-like of shape (K,), (d, d) or (K, d, d)
+        A common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode, one shared covariance, or
+        one covariance per mode.
     weights : array-like, shape (K,), optional
-        Non-negative mixture weights (normalised to sum 1); uniform by default.
-    stratified : bool
-        If True, :meth:`sample` puts exactly ``floor(n w_k)`` (plus rounding) points in mode k, as
-        the S-JKO data code does; if False (default), modes are drawn i.i.d.
-    name : str
+        Normalised to sum 1; uniform by default.
 
-    Attributes
-    ----------
-    means : Tensor, shape (K, d)
-    covs : Tensor, shape (K, d, d)
-    weights : Tensor, shape (K,)
-    stds : Tensor, shape (K,)
-        Isotropic scale of each mode, :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` (the standard
-        deviation for isotropic modes); :func:`gwf_tutorial.metrics.mode_coverage` uses it.
-    n_modes : int
-
-    Used in: chapter 2 (multimodal KL flows), chapters 3-8 and 11 (mode coverage).
+    Used in: chapters 4, 8 and 11.
     """
 
     def __init__(self, means, covs, weights=None, *, stratified: bool = False, name: str = "mixture"):
@@ -536,36 +407,15 @@ class GaussianMixture(Target):
 
 
 class Banana(Target):
-    r"""Twisted ("banana") Gaussian in 2-D.
+    r"""Twisted ("banana") Gaussian in 2-D (Haario, Saksman, Tamminen 1999).
 
     .. math::
 
         x_1 \sim N(0, a^2), \qquad x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big),
 
-    .. math::
+    ``a = scale``, ``b = curvature``, ``s = noise``; the density is exact (unit Jacobian up to the scales).
 
-        \log p(x) = \log N(x_1; 0, a^2) + \log N\big(x_2; b(x_1^2 - a^2), s^2\big).
-
-    The map :math:`(z_1, z_2) \mapsto (a z_1, s z_2 + b(a^2 z_1^2 - a^2))` has unit Jacobian
-    determinant up to the scales, so the density is exact. Mean :math:`(0, 0)`,
-    :math:`E x_2^2 = 2 a^4 b^2 + s^2`.
-
-    Parameters
-    ----------
-    scale : float
-        Standard deviation ``a`` of :math:`x_1` (default 2).
-    curvature : float
-        Bend ``b`` (default 0.25; any real number).
-    noise : float
-        Conditional standard deviation ``s`` of :math:`x_2` (default 0.5).
-    name : str
-
-    Used in: chapter 2 (a curved target with a known score), chapter 11.
-
-    References
-    ----------
-    Haario, Saksman, Tamminen, "Adaptive proposal distribution for random walk Metropolis
-    algorithm", Computational Statistics 1999 (the twisted Gaussian; constants here are ours).
+    Used in: ``targets._REGISTRY`` (``"banana"``).
     """
 
     def __init__(self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"):
@@ -604,35 +454,16 @@ class Banana(Target):
 
 
 class TwoMoons(Target):
-    r"""Two interleaving half circles with Gaussian noise, scaled and shifted.
+    r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``).
 
     .. math::
 
-        u = \begin{cases} (\cos t, \sin t) & \text{upper moon} \\
-                          (1 - \cos t, \tfrac12 - \sin t) & \text{lower moon}
-            \end{cases}, \quad t \sim U(0, \pi), \qquad
-        x = c\,(u + \sigma \varepsilon) + o, \quad \varepsilon \sim N(0, I).
+        u \in \{(\cos t, \sin t),\ (1 - \cos t, \tfrac12 - \sin t)\}, \quad t \sim U(0, \pi), \qquad
+        x = c\,(u + \sigma \varepsilon) + o,
 
-    The moon is chosen with probability 1/2 (``stratified=True``: ``n // 2`` points on the upper
-    moon, as in the GWF code). Mean :math:`c\,(1/2, 1/4) + o`. No closed-form density.
+    ``sigma = noise``, ``c = scale``, ``o = shift``. No closed-form density.
 
-    Parameters
-    ----------
-    noise : float
-        Noise ``sigma`` before scaling (default 0.2, GWF).
-    scale : float
-        ``c`` (default 3, GWF).
-    shift : float
-        ``o``, added to both coordinates (default -1, GWF).
-    stratified : bool
-    name : str
-
-    Used in: chapters 3-8, chapter 11.
-
-    References
-    ----------
-    GWF code ``Paulcauch/GWF``, ``dataset.py``, class ``Moons`` (constants); the geometry is
-    scikit-learn's ``make_moons``.
+    Used in: ``targets._REGISTRY`` (``"moons"``, ``"gwf_moons"``).
     """
 
     def __init__(
@@ -665,35 +496,17 @@ class TwoMoons(Target):
 
 
 class SwissRoll(Target):
-    r"""2-D swiss roll (an Archimedean spiral) scaled to :math:`[-1, 1]^2`, with Gaussian noise.
+    r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026).
 
     .. math::
 
         t = t_0 + (t_1 - t_0) u, \; u \sim U(0, 1), \qquad
-        x = \frac{(t\cos t,\; t \sin t)}{c} + \sigma \varepsilon, \qquad
-        c = \max_{t \in [t_0, t_1]} \max(|t \cos t|, |t \sin t|).
+        x = (t\cos t,\; t \sin t) / c + \sigma \varepsilon,
 
-    The drifting toy demo divides by the largest absolute coordinate *of the drawn sample*; with
-    ``normalization="population"`` (default) the constant ``c`` is its limit (``4.5 pi`` for the
-    default range, reached at :math:`t_1`), so the law does not depend on ``n`` (the two differ by
-    a relative ``O(1/n)``); ``normalization="sample"`` reproduces the demo exactly. The radius
-    before noise is :math:`t / c`, so :math:`E|x| \approx (t_0 + t_1) / (2c) = 5/9`. No closed-form
-    density.
+    with ``c`` the largest absolute coordinate over :math:`[t_0, t_1]` (``normalization="population"``) or
+    of the drawn sample (``"sample"``, the demo exactly). No closed-form density.
 
-    Parameters
-    ----------
-    noise : float
-        ``sigma`` (default 0.03, drifting demo).
-    t_min, t_max : float
-        ``t_0 = pi/2`` and ``t_1 = 4.5 pi`` (drifting demo), ``0 <= t_min < t_max``.
-    normalization : {"population", "sample"}
-    name : str
-
-    Used in: chapter 8 (drifting models), chapter 11.
-
-    References
-    ----------
-    Deng et al., "Generative Modeling via Drifting", 2026, toy notebook (``sample_swiss_roll``).
+    Used in: ``targets._REGISTRY`` (``"swiss_roll"``, ``"drifting_swiss_roll"``).
     """
 
     def __init__(
@@ -734,36 +547,16 @@ class SwissRoll(Target):
 
 
 class Spirals(Target):
-    r"""Spiral arms (Archimedean), rotated copies of one arm, with Gaussian noise.
+    r"""``n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals").
 
     .. math::
 
         t = t_1 \sqrt{u}, \; u \sim U(0,1), \qquad
         x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon,
 
-    with the arm ``a`` uniform in ``{0, ..., A-1}`` and :math:`R_\phi` the rotation by
-    :math:`\phi`. The square root spreads points evenly along the arc length (which grows like
-    :math:`t^2`). The radius before noise is :math:`t/c`, so :math:`E|x| \approx 2 t_1 / (3c)`. No
-    closed-form density.
+    ``t_1 = 2 pi turns``, arm ``a`` uniform. No closed-form density.
 
-    Parameters
-    ----------
-    n_arms : int
-        ``A`` (default 2).
-    turns : float
-        Number of turns of each arm, ``t_1 = 2 pi turns`` (default 1.5, i.e. 540 degrees).
-    scale : float
-        ``c`` (default 3).
-    noise : float
-        ``sigma`` (default 0.1).
-    name : str
-
-    Used in: chapters 3-8, chapter 11.
-
-    References
-    ----------
-    After the "2spirals" toy of Grathwohl et al., "FFJORD", ICLR 2019 (same arm, scale and noise;
-    its extra uniform jitter is left out here).
+    Used in: ``targets._REGISTRY`` (``"spirals"``).
     """
 
     def __init__(
@@ -816,11 +609,7 @@ def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
 
 
 class Checkerboard(Target):
-    r"""Uniform law on the black cells of a checkerboard, convolved with Gaussian noise.
-
-    The box :math:`[\ell, h]^2` is cut into :math:`k \times k` cells of width
-    :math:`w = (h - \ell)/k`; cell :math:`(i, j)` (``i`` along :math:`x_1`, from :math:`\ell`) is
-    black when :math:`i + j` is even. With :math:`C` black cells and noise :math:`\sigma`,
+    r"""Uniform law on the black cells (``i + j`` even) of a ``k x k`` board on :math:`[\ell, h]^2`.
 
     .. math::
 
@@ -829,26 +618,11 @@ class Checkerboard(Target):
                \big[\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j - w}{\sigma})\big],
         \quad a_i = \ell + i w,
 
-    evaluated in log space (stable far from the board); with :math:`\sigma = 0` the density is
-    :math:`1/(C w^2)` on the black cells and 0 elsewhere (score 0 inside, NaN outside).
+    with ``C`` black cells of width ``w``; for :math:`\sigma = 0`, :math:`1/(C w^2)` on the black cells.
+    Defaults: the drifting demo (4 x 4 on [-1, 1]^2, noise 0.05); S-JKO's ``CheckerBoard`` is ``[-2 pi/3,
+    2 pi/3]`` without noise.
 
-    Parameters
-    ----------
-    n_cells : int
-        ``k`` cells per side (default 4).
-    low, high : float
-        The box (default -1, 1: the drifting demo).
-    noise : float
-        ``sigma`` (default 0.05: the drifting demo).
-    name : str
-
-    Used in: chapter 8 (drifting models), chapter 11.
-
-    References
-    ----------
-    Deng et al., "Generative Modeling via Drifting", 2026, toy notebook (``sample_checkerboard``:
-    4 x 4 cells on [-1, 1]^2, noise 0.05); Choi et al. 2024, S-JKO code, ``CheckerBoard``
-    (``k = 4``, box ``[-2 pi/3, 2 pi/3]``, no noise).
+    Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
 
     def __init__(
@@ -912,12 +686,8 @@ class Checkerboard(Target):
 
 
 class Rings(Target):
-    r"""Mixture of noisy circles: uniform angle on a circle plus isotropic Gaussian noise.
-
-    Ring ``k`` has centre :math:`c_k`, radius :math:`r_k`, noise :math:`\sigma_k` and weight
-    :math:`w_k`; a point is :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
-    :math:`\theta \sim U(0, 2\pi)`. Averaging the Gaussian over the angle gives a closed form with
-    the modified Bessel function :math:`I_0` (``i0e`` is :math:`e^{-z} I_0(z)`):
+    r"""Mixture of noisy circles: :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
+    :math:`\theta \sim U(0, 2\pi)`.
 
     .. math::
 
@@ -926,35 +696,10 @@ class Rings(Target):
                  \mathrm{i0e}\Big(\frac{r_k \rho}{\sigma_k^2}\Big), \quad \rho = |x - c_k|,
         \qquad p = \sum_k w_k p_k,
 
-    .. math::
+    with ``i0e`` :math:`= e^{-z} I_0(z)`; the score uses :math:`I_1 / I_0`. ``std`` is one number or one per
+    ring; ``centers`` default to the origin.
 
-        \nabla \log p_k(x) = \Big(\frac{r_k^2}{\sigma_k^2}\,\frac{A(z)}{z} - 1\Big)
-                             \frac{x - c_k}{\sigma_k^2}, \quad z = \frac{r_k\rho}{\sigma_k^2},
-        \quad A = I_1 / I_0 ,
-
-    and :math:`\nabla\log p = \sum_k r_k(x)\nabla \log p_k` with responsibilities
-    :math:`r_k = w_k p_k / p` (finite at the centres, where :math:`A(z)/z \to 1/2`).
-
-    Parameters
-    ----------
-    radii : sequence of float, shape (K,)
-        Non-negative radii.
-    std : float or sequence of float
-        Noise standard deviation (one for all rings, or one per ring), positive.
-    weights : sequence of float, optional
-        Ring weights (uniform by default).
-    centers : array-like, shape (K, 2), optional
-        Centres (default: the origin).
-    stratified : bool
-        Exactly ``n w_k`` points per ring (the GWF and S-JKO ``Circles`` samplers) instead of
-        i.i.d. rings.
-    name : str
-
-    Used in: chapter 2, chapters 3-8, chapter 11.
-
-    References
-    ----------
-    Concentric rings after Grathwohl et al., "FFJORD", ICLR 2019 (toy "rings").
+    Used in: ``targets._REGISTRY`` (``"rings"``).
     """
 
     def __init__(
@@ -1039,32 +784,9 @@ class Rings(Target):
 
 
 class TwoCircles(Rings):
-    r"""Two concentric noisy circles of radii 4 and 8, noise 0.2 (GWF and S-JKO ``Circles``).
+    """:class:`Rings` with radii 4 and 8, noise 0.2 (S-JKO ``twocircles`` and GWF ``Circles``).
 
-    .. math::
-
-        x = r(\cos\theta, \sin\theta) + 0.2\,\varepsilon, \quad
-        r \in \{4, 8\} \text{ with prob. } 1/2, \quad \theta \sim U(0, 2\pi),
-
-    a :class:`Rings` with these constants (density and score in closed form there).
-
-    Parameters
-    ----------
-    radii : tuple of float
-        Default ``(4, 8)``.
-    std : float
-        Default 0.2.
-    stratified : bool
-        ``n / 2`` points per circle, as both peer codes do (default False: i.i.d.).
-    name : str
-
-    Used in: chapter 7 (S-JKO), chapter 11.
-
-    References
-    ----------
-    Choi et al., "Scalable Wasserstein gradient flow for generative modeling through unbalanced
-    optimal transport", ICML 2024, code ``Jae-Moo/Scalable-JKO``, ``dataset.py`` (``twocircles``);
-    the GWF code (``Paulcauch/GWF``, ``dataset.py``, ``Circles``) uses the same constants.
+    Used in: ``targets._REGISTRY`` (``"two_circles"``, ``"sjko_twocircles"``, ``"gwf_circles"``).
     """
 
     def __init__(
@@ -1079,20 +801,9 @@ class TwoCircles(Rings):
 
 
 class FinitePoints(Target):
-    r"""Uniform law on a finite set of points.
+    r"""Uniform law :math:`\frac1N \sum_j \delta_{z_j}` on ``points`` of shape ``(N, d)``; no density.
 
-    .. math::
-
-        p = \frac1N \sum_{j=1}^N \delta_{z_j}.
-
-    No density (a discrete law).
-
-    Parameters
-    ----------
-    points : array-like, shape (N, d)
-    name : str
-
-    Used in: chapter 11 (the GWF ``three_rings`` data set).
+    Used in: ``targets._gwf_three_rings`` (``"gwf_three_rings"``).
     """
 
     def __init__(self, points, name: str = "points"):
@@ -1181,43 +892,18 @@ _REGISTRY: dict[str, Callable[..., Target]] = {
 
 
 def list_targets() -> list[str]:
-    r"""Names accepted by :func:`get_target`, sorted.
+    """Names accepted by :func:`get_target`, sorted.
 
-    .. math::
-
-        \{\text{name} : \texttt{get\_target(name)} \text{ is defined}\}.
-
-    Returns
-    -------
-    list of str
-
-    Used in: chapter 11 (benchmark loops over targets).
+    Used in: :func:`~gwf_tutorial.targets.get_target` (its error message).
     """
     return sorted(_REGISTRY)
 
 
 def get_target(name: str, **kwargs) -> Target:
-    r"""Build a target by name; keyword arguments override its constants.
+    """Build a target by name (case-insensitive, ``-`` = ``_``); keyword arguments override its constants,
+    e.g. ``get_target("sjko_25gaussians", stratified=True)``.
 
-    .. math::
-
-        \texttt{get\_target}(\text{name}) = p_{\text{name}}
-        \quad (\text{table in the module docstring}).
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`list_targets` (case-insensitive; ``-`` and ``_`` are equivalent).
-    **kwargs
-        Constructor arguments, e.g. ``get_target("eight_gaussians", std=0.2)`` or
-        ``get_target("sjko_25gaussians", stratified=True)`` (the peer's per-mode counts).
-
-    Returns
-    -------
-    Target
-        Its ``name`` is the registry name used.
-
-    Used in: every chapter with 2-D experiments; chapter 11.
+    Used in: chapters 2-8 and 11.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
@@ -1229,32 +915,16 @@ def get_target(name: str, **kwargs) -> Target:
 
 
 def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    r"""``n`` deterministic 1-D points whose empirical law has exactly this mean and variance.
+    r"""``n`` deterministic 1-D points, shape ``(n, 1)``, with exactly this mean and variance.
 
     .. math::
 
         u_i = \Phi^{-1}\Big(\frac{i + 1/2}{n}\Big), \quad
-        x_i = m + \sqrt{v}\,\frac{u_i - \bar u}{\operatorname{sd}(u)}, \quad i = 0, \dots, n - 1,
+        x_i = m + \sqrt{v}\,\frac{u_i - \bar u}{\operatorname{sd}(u)},
 
-    the mid-point quantiles of :math:`N(m, v)`, standardised so that the sample mean is :math:`m`
-    and the (biased) sample variance is :math:`v` exactly. A noise-free stand-in for a sample of
-    :math:`N(m, v)`: Gaussian JKO steps trained on it are compared with the closed form without
-    Monte Carlo error in the data.
+    a noise-free stand-in for a sample of :math:`N(m, v)`.
 
-    Parameters
-    ----------
-    n : int
-        Number of points ``>= 2``.
-    mean : float
-    var : float
-        Variance ``> 0``.
-    dtype : torch.dtype, default float64
-
-    Returns
-    -------
-    Tensor, shape (n, 1)
-
-    Used in: chapter 7 (one S-JKO phase against the exact Gaussian JKO step).
+    Used in: chapter 7.
     """
     import numpy as np
     from scipy.stats import norm

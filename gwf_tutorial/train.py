@@ -1,26 +1,18 @@
-r"""Training utilities: device, seeding, progress bars, EMA, and the library's one checkpoint format.
+"""Training utilities: device, seeding, progress bars, EMA, and the library's one checkpoint format.
 
-Used by every chapter that trains something. Method math never lives here.
+**Checkpoints.** Every trainer saves with :func:`save_checkpoint` and resumes with :func:`load_checkpoint`.
+A file is one header line ``GWFCKPT <version> <n_bytes> <sha256>``, a JSON line (the trainer's ``kind``
+and hyperparameters ``config``), then the state written by ``torch.save`` (networks, optimisers,
+schedules, EMA, counters, :func:`rng_state`). It is written atomically (:func:`atomic_save`); length and
+SHA-256 are checked before anything is unpickled (``weights_only=True``), so a damaged file is refused
+with an error naming it, and a resume with other hyperparameters is refused with the differing keys.
 
-**Checkpoints (one format).** Every trainer of the library (``jko.ParametricJKO``, ``sjko.SemiDualJKO``,
-``drifting.train_drifting``, the CIFAR-10 ``Trainer``) saves with :func:`save_checkpoint` and resumes with
-:func:`load_checkpoint`. A file is one header line, ``GWFCKPT <version> <n_bytes> <sha256>``, then a JSON
-line (the trainer's ``kind`` and its hyperparameters, ``config``), then the state serialised by
-``torch.save`` (networks, optimisers, schedules, EMA, counters, random states from :func:`rng_state`).
-It is written atomically (:func:`atomic_save`); on reading, the length and the SHA-256 of everything after
-the header line are checked before anything is unpickled (with ``weights_only=True``), so a damaged file
-(flipped bytes, truncated, empty, not a checkpoint) is refused with an error naming it, and a resume with
-other hyperparameters is refused with the differing keys.
+**Devices.** Every training entry point computes on the device of its inputs (the network and the
+samples, which must share one device); nothing is moved behind the caller's back. The one place that
+*chooses* a device is :func:`device`; a chapter that wants the GPU moves its networks and data with
+``.to(train.device())``.
 
-**Where training runs (one rule).** Every training entry point of the library computes on the device of
-its inputs: the network it trains and the samples it is given, which must share one device
-(``jko.ParametricJKO``, ``sjko.SemiDualJKO``, ``drifting.train_drifting``, ``fflows.f_flow`` /
-``vgrow`` / ``ept``, ``projected.projected_flow``). Nothing is moved behind the caller's back, so a cell that
-builds its inputs on the CPU runs on the CPU on any machine, bit for bit. The one place that *chooses* a
-device is :func:`device` (``$GWF_DEVICE``, else CUDA when present, else the CPU): a chapter that wants the
-GPU moves its networks and data with ``.to(train.device())``; the CIFAR-10 trainer, whose input is a
-configuration (it builds its own networks and loads its data), uses :func:`device` when the
-configuration's ``device`` is empty (the default).
+Used in: every chapter (seeds and generators) and every trainer of the library.
 """
 
 from __future__ import annotations
@@ -51,25 +43,10 @@ __all__ = [
 
 
 def device(prefer: str | None = None) -> torch.device:
-    r"""The device to compute on.
+    """The device to compute on: ``prefer`` if given, else ``$GWF_DEVICE`` if set, else CUDA if available,
+    else the CPU.
 
-    .. math::
-
-        \text{device} = \begin{cases} \texttt{prefer} & \text{if given,} \\
-            \texttt{\$GWF\_DEVICE} & \text{if set,} \\
-            \texttt{cuda} & \text{if available,} \\
-            \texttt{cpu} & \text{otherwise.} \end{cases}
-
-    Parameters
-    ----------
-    prefer : str, optional
-        An explicit device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...); wins over everything else.
-
-    Returns
-    -------
-    torch.device
-
-    Used in: every chapter that trains (chapters 2-10: their ``dev``), chapter 10 (CIFAR-10 on a GPU).
+    Used in: chapters 2-10.
     """
     choice = prefer or os.environ.get("GWF_DEVICE")
     if choice:
@@ -78,29 +55,10 @@ def device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    r"""Seed Python's, NumPy's and torch's global generators (CPU and CUDA) with one seed.
+    """Seed Python's, NumPy's (``seed mod 2**32``) and torch's global generators with one non-negative
+    ``seed``; returns a CPU ``torch.Generator`` seeded alike.
 
-    .. math::
-
-        \texttt{random} \leftarrow s, \quad \texttt{numpy} \leftarrow s \bmod 2^{32}, \quad
-        \texttt{torch} \leftarrow s, \qquad \text{returns } G_s .
-
-    Parameters
-    ----------
-    seed : int
-        Non-negative integer ``s``.
-
-    Returns
-    -------
-    torch.Generator
-        A CPU generator seeded with ``s`` (pass it as ``generator=`` to the library's samplers).
-
-    Raises
-    ------
-    ValueError
-        If ``seed`` is not a non-negative integer.
-
-    Used in: every chapter (first cell).
+    Used in: chapters 1-11.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -111,26 +69,10 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def make_generator(seed: int | None = None, device: str | torch.device = "cpu") -> torch.Generator:
-    r"""A ``torch.Generator`` on ``device`` seeded with ``seed``.
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (None: a seed drawn from torch's global
+    generator, reproducible after :func:`seed_everything`).
 
-    .. math::
-
-        G = \texttt{Generator(device)}, \quad G \leftarrow s \text{ (or } s \sim U\{0, \dots,
-        2^{62} - 1\} \text{ from torch's global generator when } s \text{ is None)}.
-
-    Parameters
-    ----------
-    seed : int, optional
-        The seed; None draws one from torch's global generator (reproducible after
-        :func:`seed_everything`).
-    device : str or torch.device
-        Device of the generator (samples drawn with it live there).
-
-    Returns
-    -------
-    torch.Generator
-
-    Used in: every chapter (independent streams for data, initial particles and noise).
+    Used in: chapters 1-7, 9 and 11.
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
@@ -142,32 +84,13 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
 
 
 def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
-    r"""A tqdm progress bar (``tqdm.auto``: a widget in notebooks, text in a terminal).
+    """A ``tqdm.auto`` bar over ``iterable`` (``total`` when it has no length, label ``desc``, removed when
+    done).
+    ``disable=None`` hides it when ``$GWF_PROGRESS`` is ``"0"`` (tests, the notebook executor); ``**kwargs``
+    go to ``tqdm``.
 
-    .. math::
-
-        \text{disabled} = \texttt{disable} \text{ if given, else } (\texttt{\$GWF\_PROGRESS} = 0).
-
-    Parameters
-    ----------
-    iterable : iterable, optional
-        What to loop over.
-    total : int, optional
-        Number of iterations, when ``iterable`` has no length.
-    desc : str, optional
-        Label shown before the bar.
-    disable : bool, optional
-        True hides the bar; None (default) hides it when the environment variable
-        ``GWF_PROGRESS`` is ``"0"`` (used by tests and by the notebook executor).
-    **kwargs
-        Passed to ``tqdm``.
-
-    Returns
-    -------
-    tqdm.auto.tqdm
-        Iterate over it as over ``iterable``; the bar is removed when done (``leave=False``).
-
-    Used in: every loop longer than a few seconds (flows, JKO chains, training, the benchmark).
+    Used in: :mod:`gwf_tutorial.flows`, :mod:`gwf_tutorial.fflows`, :mod:`gwf_tutorial.metrics` and every
+    trainer.
     """
     from tqdm.auto import tqdm
 
@@ -177,26 +100,11 @@ def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
-    r"""Every random state a training loop may draw from, as a ``torch.save``-able dict.
+    """Every random state a training loop may draw from (``generator``, torch CPU and CUDA, NumPy, Python), as
+    a dict loadable with ``weights_only=True``; restored by :func:`set_rng_state`, a resumed run draws the
+    numbers the uninterrupted run would have drawn.
 
-    .. math::
-
-        \text{state} = (g,\ \text{torch CPU},\ \text{CUDA (all devices)},\ \text{NumPy},\ \text{Python}).
-
-    Restored by :func:`set_rng_state`, a resumed run draws exactly the numbers the uninterrupted
-    run would have drawn. The NumPy state is stored as tensors / numbers so that the dict loads with
-    ``torch.load(..., weights_only=True)``.
-
-    Parameters
-    ----------
-    generator : torch.Generator, optional
-        A generator the loop draws from besides the global ones.
-
-    Returns
-    -------
-    dict
-
-    Used in: checkpoints of ``drifting.train_drifting`` and ``cifar10`` (chapters 8, 10).
+    Used in: :mod:`gwf_tutorial.drifting`, :mod:`gwf_tutorial.cifar10`.
     """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -217,25 +125,9 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
-    r"""Restore the random states saved by :func:`rng_state` (and ``generator``'s, if given).
+    """Restore the states saved by :func:`rng_state`; ``generator`` must be given exactly when it was there.
 
-    .. math::
-
-        \text{RNGs} \leftarrow \text{state}.
-
-    Parameters
-    ----------
-    state : dict
-        From :func:`rng_state`.
-    generator : torch.Generator, optional
-        Must be given exactly when it was given to :func:`rng_state`.
-
-    Raises
-    ------
-    ValueError
-        If ``state`` is not such a dict, or ``generator`` does not match how it was saved.
-
-    Used in: checkpoint resume (chapters 8, 10).
+    Used in: :mod:`gwf_tutorial.drifting`, :mod:`gwf_tutorial.cifar10`.
     """
     if not isinstance(state, dict) or not {"generator", "torch", "numpy", "python"} <= set(state):
         raise ValueError("state must be a dict returned by train.rng_state")
@@ -256,22 +148,10 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    r"""Write ``obj`` to ``path`` atomically: to ``path.tmp``, flushed to disk, then renamed over ``path``.
+    """Write ``obj`` (bytes as they are, anything else with ``torch.save``) to ``path`` atomically: through
+    ``path.tmp``, flushed, then renamed, so an interruption leaves the old or the new content.
 
-    .. math::
-
-        \text{file} \leftarrow \text{obj} \quad \text{(all or nothing)}.
-
-    An interruption (kill, power loss) never leaves a half-written file: it holds the previous or the
-    new content.
-
-    Parameters
-    ----------
-    obj : bytes or object
-        Bytes are written as they are; anything else with ``torch.save``.
-    path : str or os.PathLike
-
-    Used in: :func:`save_checkpoint` (every checkpoint of the library, chapters 4, 7, 8, 10).
+    Used in: :func:`~gwf_tutorial.train.save_checkpoint`.
     """
     path = os.fspath(path)
     tmp = f"{path}.tmp"
@@ -317,34 +197,18 @@ def _digest(version: int, body: bytes) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: dict) -> None:
-    r"""Save a trainer's state in the library's checkpoint format, atomically.
+    r"""Save a trainer's ``state`` in the library's checkpoint format, atomically.
 
     .. math::
 
         \text{file} = \texttt{GWFCKPT}\ v\ n\ h \,\|\, \text{JSON}(\text{kind}, \text{config})
-        \,\|\, \texttt{torch.save}(\text{state}), \qquad h = \mathrm{SHA256}(\text{all after the
-        first line}),\ n = \text{its length}.
+        \,\|\, \texttt{torch.save}(\text{state}), \qquad h = \mathrm{SHA256}(\text{body}),\ n = |\text{body}|.
 
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file; its folder must exist. Written through ``path.tmp`` (:func:`atomic_save`).
-    state : dict
-        Tensors, state dicts, numbers, strings, lists and dicts of them (loadable with
-        ``weights_only=True``): networks, optimisers, schedulers, EMA, counters, :func:`rng_state`.
-    kind : str
-        Which trainer wrote it (e.g. ``"jko.ParametricJKO"``); :func:`load_checkpoint` checks it.
-    config : dict
-        The hyperparameters, compared on resume. Values are stored as JSON (tuples as lists, objects
-        by their repr, or their type name when the repr is only an address).
+    ``state`` holds tensors, state dicts, numbers, strings and containers of them; ``kind`` names the
+    trainer; ``config`` (the hyperparameters) is stored as JSON.
 
-    Raises
-    ------
-    TypeError
-        If ``state`` or ``config`` is not a dict or ``kind`` not a string.
-
-    Used in: ``jko.ParametricJKO.save``, ``sjko.SemiDualJKO.save``, ``drifting.train_drifting``,
-    ``cifar10.Trainer.save`` (chapters 4, 7, 8, 10).
+    Used in: :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting`,
+    :mod:`gwf_tutorial.cifar10`.
     """
     for value, name, typ in ((state, "state", dict), (config, "config", dict), (kind, "kind", str)):
         if not isinstance(value, typ):
@@ -403,40 +267,15 @@ def load_checkpoint(
     ignore: Iterable[str] = (),
     map_location="cpu",
 ) -> tuple[dict, dict]:
-    r"""Read a file written by :func:`save_checkpoint`, refusing a damaged one or other hyperparameters.
+    """Read a file of :func:`save_checkpoint`: ``(state, saved_config)``.
 
-    .. math::
+    Raises ``ValueError`` naming the file when it is missing, empty, truncated, changed (SHA-256), not a
+    checkpoint, of another version or ``kind``, or when ``config`` differs from the saved one on a key not in
+    ``ignore`` (each key with both values); the file is never modified. ``map_location`` goes to
+    ``torch.load``.
 
-        \text{file} \mapsto (\text{state}, \text{config}) \quad \text{if }
-        \mathrm{SHA256}(\text{body}) = h,\ |\text{body}| = n,\ \text{kind and config agree}.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    kind : str, optional
-        The trainer expected (the ``kind`` given to :func:`save_checkpoint`).
-    config : dict, optional
-        The hyperparameters of the run that resumes: every key (but ``ignore``) must equal the saved one.
-    ignore : iterable of str
-        Keys of ``config`` that may change on resume (operational settings: output folder, log period).
-    map_location : default "cpu"
-        Passed to ``torch.load``; the CPU keeps random states usable (``load_state_dict`` moves
-        parameters and optimiser states to their network's device).
-
-    Returns
-    -------
-    (dict, dict)
-        The state and the saved configuration.
-
-    Raises
-    ------
-    ValueError
-        Naming the file: it does not exist, is empty, truncated, changed (SHA-256 mismatch), not a
-        checkpoint, of another format version or ``kind``, or saved with other hyperparameters (each
-        differing key with its saved and current value). The file is never modified.
-
-    Used in: ``jko.ParametricJKO.load``, ``sjko.SemiDualJKO.load``, ``drifting.train_drifting``,
-    ``cifar10`` (``--resume``, ``load_generator``) (chapters 4, 7, 8, 10).
+    Used in: :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting`,
+    :mod:`gwf_tutorial.cifar10`.
     """
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -465,22 +304,15 @@ def load_checkpoint(
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    r"""Exponential moving average of the parameters, in place.
+    r"""Exponential moving average of ``net``'s parameters into ``ema`` (same architecture), in place; buffers
+    are copied.
 
     .. math::
 
-        \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay};
+        \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay} \in [0,
+        1).
 
-    buffers (e.g. batch-norm statistics) are copied.
-
-    Parameters
-    ----------
-    ema, net : nn.Module
-        Same architecture.
-    decay : float
-        In ``[0, 1)``.
-
-    Used in: S-JKO (chapter 7), the CIFAR-10 trainer (chapter 10).
+    Used in: :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.cifar10`.
     """
     if not (isinstance(decay, int | float) and 0 <= decay < 1):
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")
