@@ -286,6 +286,8 @@ class Trainer:
         try:
             self.load_state_dict(state["trainer"])
             restore(state)
-        except (RuntimeError, KeyError) as err:
+        except (RuntimeError, KeyError, ValueError) as err:
+            if isinstance(err, ValueError) and os.fspath(path) in str(err):
+                raise
             raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this {what}: {err}") from err
 
