@@ -183,6 +183,7 @@ class Trainer:
         problem,
         n_iters: int,
         *,
+        start: int = 0,
         desc: str = "training",
         names: tuple[str, ...] = (),
         progress: bool | None = None,
@@ -196,12 +197,16 @@ class Trainer:
         problem : object with ``batch``, ``critic_loss``, ``map_loss``
             See the module docstring.
         n_iters : int
+            Iterations ``start, ..., n_iters - 1`` (the schedule runs over ``n_iters``).
+        start : int, default 0
+            First iteration (a run resumed in the middle).
         desc : str
             Label of the progress bar and of the divergence error.
         names : tuple of str
             Names of the records (critic's first), used in the divergence error.
         progress : bool, optional
-            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0).
+            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0); with ``names``, it shows the
+            records every few iterations.
         callback : callable, optional
             ``callback(it, records)`` after every iteration.
         hint : str
@@ -209,7 +214,7 @@ class Trainer:
 
         Returns
         -------
-        Tensor, shape (n_records, n_iters), float64, on the map's device
+        Tensor, shape (n_records, n_iters - start), float64, on the map's device
 
         Raises
         ------
@@ -219,27 +224,32 @@ class Trainer:
         self.map.train()
         if self.critic is not None:
             self.critic.train()
-        logs = None
+        logs, checked = None, 0
         disable = None if progress is None else not progress
-        for it in _progress(range(n_iters), desc=desc, disable=disable):
+        bar = _progress(range(start, n_iters), total=n_iters, initial=start, desc=desc, disable=disable)
+        show_every = max(1, min(25, n_iters // 20))
+        for it in bar:
             self.set_lr(it, n_iters)
             records = self.iteration(problem)
-            row = torch.stack([r.detach().reshape(()).to(torch.float64) for r in records])
             if logs is None:
-                logs = row.new_empty(len(records), n_iters)
-            logs[:, it] = row
-            if row.device.type == "cpu" or it % 100 == 99 or it == n_iters - 1:
-                self._check(logs[:, : it + 1], desc, names, hint)
+                logs = records[0].new_empty(len(records), n_iters - start, dtype=torch.float64)
+            logs[:, it - start] = torch.stack([r.detach().reshape(()).to(logs) for r in records])
+            if logs.device.type == "cpu" or it % 100 == 99 or it == n_iters - 1:
+                self._check(logs[:, checked : it + 1 - start], checked + start, desc, names, hint)
+                checked = it + 1 - start
+            if names and (it % show_every == 0 or it == n_iters - 1) and not getattr(bar, "disable", False):
+                bar.set_postfix(**{n: f"{v:.3g}" for n, v in zip(names, logs[:, it - start].tolist())})
             if callback is not None:
                 callback(it, records)
         return logs
 
-    def _check(self, logs: Tensor, desc: str, names: tuple[str, ...], hint: str) -> None:
+    def _check(self, logs: Tensor, offset: int, desc: str, names: tuple[str, ...], hint: str) -> None:
         bad = ~torch.isfinite(logs)
         if not bool(bad.any()):
             return
         it = int(bad.any(0).nonzero()[0])
-        values = logs[:, it].tolist()
+        logs, it = logs[:, it:], offset + it
+        values = logs[:, 0].tolist()
         names = names or [f"record {i}" for i in range(len(values))]
         named = ", ".join(f"{n} {v}" for n, v in zip(names, values))
         lrs = f"lr={self.lr:g}" + (f", lr_critic={self.lr_critic:g}" if self.critic is not None else "")
@@ -256,7 +266,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` into a trainer built with the same networks and options."""
-        for k in ("critic", "ema"):
+        for k in ("critic", "ema", "generator"):
             if (state[k] is None) != (getattr(self, k) is None):
                 raise ValueError(f"state and trainer disagree on the {k}")
         self.map.load_state_dict(state["map"])
