@@ -1446,16 +1446,7 @@ class ParametricJKO:
             raise ValueError(
                 "gp must be > 0 for the W1 critic (the gradient penalty is its Lipschitz constraint)"
             )
-        self.source = _check_sampler(source, "source")
-        needs_data = self.adversary is not None or (
-            self.functional is not None and self.functional.needs_target_samples
-        )
-        if data is None and needs_data:
-            raise ValueError(f"data (samples of the target nu) is required for objective {objective!r}")
-        self.data = None if data is None else _check_sampler(data, "data")
-        for s, nm in ((self.source, "source"), (self.data, "data")):
-            if isinstance(s, Tensor) and s.dtype != self.dtype:
-                raise TypeError(f"{nm} must have the map's dtype {self.dtype}, got {s.dtype}")
+        self.source, self.data = self._samplers(source, data)
 
         self.initial_map = resolve_initial_map(initial_map, map_net)
         self._initial_state = copy.deepcopy(map_net.state_dict())
@@ -1473,6 +1464,19 @@ class ParametricJKO:
         )
         self.history: list[JKOStepResult] = []
         self.n_steps = 0
+
+    def _samplers(self, source, data) -> tuple:
+        source = _check_sampler(source, "source")
+        needs_data = self.adversary is not None or (
+            self.functional is not None and self.functional.needs_target_samples
+        )
+        if data is None and needs_data:
+            raise ValueError(f"data (samples of the target nu) is required for objective {self.objective!r}")
+        data = None if data is None else _check_sampler(data, "data")
+        for s, nm in ((source, "source"), (data, "data")):
+            if isinstance(s, Tensor) and s.dtype != self.dtype:
+                raise TypeError(f"{nm} must have the map's dtype {self.dtype}, got {s.dtype}")
+        return source, data
 
     critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
     lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")

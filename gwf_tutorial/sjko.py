@@ -717,11 +717,8 @@ class SemiDualJKO:
         self._psi = psi_star(divergence)
         self.tau = check_positive(tau, "tau")
         lr = check_positive(lr, "lr") if lr_map is None else check_positive(lr_map, "lr_map")
-        lr_critic = (
-            check_positive(lr_critic, "lr_critic")
-            if lr_potential is None
-            else check_positive(lr_potential, "lr_potential")
-        )
+        lr_critic, name = (lr_critic, "lr_critic") if lr_potential is None else (lr_potential, "lr_potential")
+        lr_critic = check_positive(lr_critic, name)
         betas = check_betas(betas)
         self.r1 = check_nonnegative(r1, "r1")
         if ema_decay is not None:
@@ -1050,21 +1047,19 @@ class SemiDualJKO:
         tau_saved = self.tau
         if tau is not None:
             self.tau = check_positive(tau, "tau")
-        # validate sampler outputs once per phase
         for sampler, name in ((source, "source"), (data, "data")):
             if not isinstance(sampler, Tensor):
                 self._draw(sampler, 2, name, check=True)
-        self._source = source
-        k = self.n_phases
+        self._source, k = source, self.n_phases
         self.start_phase()
         t0 = time.perf_counter()
-        progress = progress_bar if progress is None else progress
         hook = None if callback is None else (lambda it, r: callback(it, r[0], r[1]))
+        progress = progress_bar if progress is None else progress
+        names = ("potential_loss", "map_loss", "semi_dual")
         try:
             logs = self.trainer.fit(
-                _PhaseLoss(self, source, data, k), n_iters, desc=f"S-JKO phase {k}", progress=progress,
-                names=("potential_loss", "map_loss", "semi_dual"), callback=hook,
-                hint=f" or a smaller tau (tau={self.tau})",
+                _PhaseLoss(self, source, data, k), n_iters, desc=f"S-JKO phase {k}", callback=hook,
+                names=names, progress=progress, hint=f" or a smaller tau (tau={self.tau})",
             ).to(self.dtype).cpu()  # fmt: skip
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -1138,10 +1133,8 @@ class SemiDualJKO:
         K = check_int(K, "K")
         if on_phase is not None and not callable(on_phase):
             raise TypeError(f"on_phase must be callable or None, got {type(on_phase).__name__}")
-        if n_iters_first is not None:
-            n_iters_first = check_int(n_iters_first, "n_iters_first")
-        if tau_first is not None:
-            tau_first = check_positive(tau_first, "tau_first")
+        n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
+        tau_first = None if tau_first is None else check_positive(tau_first, "tau_first")
         target = K
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
