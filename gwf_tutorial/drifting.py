@@ -67,8 +67,8 @@ from gwf_tutorial._validation import (
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
-from gwf_tutorial.train import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from gwf_tutorial.train import progress as _progress
+from gwf_tutorial.train import rng_state, set_rng_state
+from gwf_tutorial.trainer import Trainer
 
 __all__ = [
     "TOY_DEFAULTS",
@@ -1500,23 +1500,56 @@ def _is_stateful(drift) -> bool:
     return callable(getattr(drift, "state_dict", None)) and callable(getattr(drift, "load_state_dict", None))
 
 
-def _resume(ckpt_path: Path, config: dict, n_steps: int, net, opt, drift, generator, hist) -> int:
+class _DriftLoss:
+    """One drifting step as a :class:`~gwf_tutorial.trainer.Trainer` problem (no critic)."""
+
+    def __init__(self, net, drift, draw, batch_size: int, latent_dim: int, generator) -> None:
+        self.net, self.drift, self.draw, self.generator = net, drift, draw, generator
+        self.batch_size, self.latent_dim = batch_size, latent_dim
+        self.with_diag = callable(getattr(drift, "field_with_diagnostics", None))
+
+    def batch(self) -> None:
+        return None
+
+    def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
+        p = next(self.net.parameters())
+        e = torch.randn(self.batch_size, self.latent_dim, generator=self.generator, dtype=p.dtype)
+        e = e.to(p.device)
+        y = self.draw()
+        x = self.net(e)
+        if x.ndim != 2 or x.shape[0] != self.batch_size:
+            raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
+        if y.shape[1] != x.shape[1]:
+            raise ValueError(f"data must have dimension d={x.shape[1]} like net's output, got {y.shape[1]}")
+        xd = x.detach()
+        if self.with_diag:
+            V, raw = self.drift.field_with_diagnostics(xd, y)
+        else:
+            V = self.drift(xd, y)
+            raw = drift_rms(V)
+        V = _check_velocity(V, xd, "drift")
+        loss = drifting_loss(x, V)
+        return loss, [loss.detach(), torch.as_tensor(raw, dtype=torch.float64, device=x.device)]
+
+
+_KIND = "drifting.train_drifting"
+
+
+def _resume(trainer: Trainer, path: Path, config: dict, n_steps: int, drift, generator, hist) -> int:
     """Restore a :func:`train_drifting` checkpoint in place (net, Adam, drift, RNGs, history); its step."""
-    ck, _ = load_checkpoint(ckpt_path, kind="drifting.train_drifting", config=config)
-    if ck["step"] > n_steps:
-        raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_steps={n_steps}")
-    try:
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this net/optimizer: {err}") from err
-    if _is_stateful(drift):
-        drift.load_state_dict(ck["drift"])
-    elif ck["drift"]:
-        raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
-    set_rng_state(ck["rng"], generator)
-    hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
-    hist.resumed_from = int(ck["step"])
+
+    def restore(ck: dict) -> None:
+        if ck["step"] > n_steps:
+            raise ValueError(f"checkpoint {str(path)!r} is at step {ck['step']}, past n_steps={n_steps}")
+        if _is_stateful(drift):
+            drift.load_state_dict(ck["drift"])
+        elif ck["drift"]:
+            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
+        set_rng_state(ck["rng"], generator)
+        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
+        hist.resumed_from = int(ck["step"])
+
+    trainer.load(path, kind=_KIND, config=config, restore=restore, what="net/optimizer")
     return hist.resumed_from
 
 
@@ -1633,57 +1666,27 @@ def train_drifting(
         raise ValueError("net has no trainable parameters")
     dtype, dev = params[0].dtype, params[0].device
     draw = _data_sampler(data, n_data, generator, dtype, dev)
-    with_diag = callable(getattr(drift, "field_with_diagnostics", None))
     stateful = _is_stateful(drift)
-
-    opt = torch.optim.Adam(params, lr=lr)
+    trainer = Trainer(net, lr=lr, betas=(0.9, 0.999), generator=generator)  # torch's Adam defaults
     hist = DriftingHistory(net=net, latent_dim=latent_dim)
     config = {"batch_size": batch_size, "n_data": n_data, "latent_dim": latent_dim, "lr": lr}
     config["drift"] = _drift_settings(drift)
     start = 0
     if ckpt_path is not None and ckpt_path.exists():
-        start = _resume(ckpt_path, config, n_steps, net, opt, drift, generator, hist)
+        start = _resume(trainer, ckpt_path, config, n_steps, drift, generator, hist)
 
-    def save(step: int) -> None:
-        payload = {
-            "step": step,
-            "net": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "drift": drift.state_dict() if stateful else {},
-            "rng": rng_state(generator),
-            "loss": list(hist.loss),
-            "drift_rms": list(hist.drift_rms),
-        }
-        save_checkpoint(ckpt_path, payload, kind="drifting.train_drifting", config=config)
-
-    bar = _progress(
-        range(start, n_steps), total=n_steps, initial=start, desc="drifting", disable=not progress
-    )
-    show_every = max(1, min(25, n_steps // 20))
-    for step in bar:
-        e = torch.randn(batch_size, latent_dim, generator=generator, dtype=dtype).to(dev)
-        y = draw()
-        x = net(e)
-        if x.ndim != 2 or x.shape[0] != batch_size:
-            raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
-        if y.shape[1] != x.shape[1]:
-            raise ValueError(f"data must have dimension d={x.shape[1]} like net's output, got {y.shape[1]}")
-        xd = x.detach()
-        if with_diag:
-            V, raw = drift.field_with_diagnostics(xd, y)
-        else:
-            V = drift(xd, y)
-            raw = drift_rms(V)
-        V = _check_velocity(V, xd, "drift")
-        loss = drifting_loss(x, V)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        hist.loss.append(float(loss.detach()))
-        hist.drift_rms.append(float(raw))
+    def record(step: int, records: list[Tensor]) -> None:
+        hist.loss.append(float(records[0]))
+        hist.drift_rms.append(float(records[1]))
         done = step + 1
-        if (step % show_every == 0 or done == n_steps) and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{hist.loss[-1]:.3g}", drift_rms=f"{hist.drift_rms[-1]:.3g}")
         if ckpt_path is not None and (done % every == 0 or done == n_steps):
-            save(done)
+            extra = {"step": done, "drift": drift.state_dict() if stateful else {}}
+            extra.update(rng=rng_state(generator), loss=list(hist.loss), drift_rms=list(hist.drift_rms))
+            trainer.save(ckpt_path, kind=_KIND, config=config, extra=extra)
+
+    problem = _DriftLoss(net, drift, draw, batch_size, latent_dim, generator)
+    trainer.fit(
+        problem, n_steps, start=start, desc="drifting", names=("loss", "drift_rms"), progress=progress,
+        callback=record,
+    )  # fmt: skip
     return hist

@@ -81,7 +81,6 @@ from torch import Tensor, nn
 from gwf_tutorial import gaussian
 from gwf_tutorial._validation import (
     as_tensor,
-    check_betas,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -93,7 +92,8 @@ from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
 from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
-from gwf_tutorial.train import load_checkpoint, make_generator, progress, save_checkpoint
+from gwf_tutorial.train import make_generator, progress, save_checkpoint
+from gwf_tutorial.trainer import Trainer, frozen_copy
 
 __all__ = [
     "proximal_cost",
@@ -1124,11 +1124,71 @@ def _identity(x: Tensor) -> Tensor:
     return x
 
 
-def _frozen_copy(net: nn.Module) -> nn.Module:
-    c = copy.deepcopy(net)
-    for p in c.parameters():
-        p.requires_grad_(False)
-    return c.eval()
+def resolve_initial_map(initial_map, map_net: nn.Module) -> Callable:
+    """:math:`T_{-1}`: the identity (None), a frozen copy of ``map_net`` ("copy") or a callable."""
+    if initial_map is None:
+        return _identity
+    if isinstance(initial_map, str):
+        if initial_map != "copy":
+            raise ValueError(f"initial_map must be a callable or 'copy', got {initial_map!r}")
+        return frozen_copy(map_net)
+    if callable(initial_map):
+        return initial_map
+    raise TypeError(f"initial_map must be None, 'copy' or a callable, got {type(initial_map).__name__}")
+
+
+def _resolve_objective(objective, symmetric, generator_loss, parametrization) -> tuple:
+    """``(adversary, functional, pushforward)``: exactly one is not None."""
+    switches = {"symmetric": symmetric, "generator_loss": generator_loss}
+    adversary = functional = pushforward = None
+    if isinstance(objective, FDivergence | CriticObjective):
+        adversary = get_critic_objective(objective, **switches)
+    elif isinstance(objective, str):
+        key = objective.strip().lower()
+        if _is_critic_name(key):
+            adversary = get_critic_objective(key, **switches)
+        else:
+            try:
+                functional = UnbiasedMMD() if key == "mmd_u" else get_objective(key)
+            except (ValueError, TypeError) as err:
+                raise ValueError(
+                    f"objective {objective!r} is neither an f-divergence ({sorted(FDIVERGENCES)}), "
+                    "'w1', 'mmd_learned', 'mmd_u' nor a sample objective of "
+                    f"gwf_tutorial.functionals ({err})"
+                ) from err
+    elif isinstance(objective, Objective):
+        functional = objective
+    elif isinstance(objective, PushforwardObjective):
+        pushforward = objective
+        if objective.needs_reparameterized and parametrization != "reparameterized":
+            raise ValueError(f"{type(objective).__name__} needs parametrization='reparameterized'")
+    else:
+        raise TypeError(
+            "objective must be an FDivergence, a CriticObjective, a name, a functionals.Objective "
+            f"or a PushforwardObjective, got {type(objective).__name__}"
+        )
+    if adversary is None and (symmetric is not False or generator_loss != "minimax"):
+        raise ValueError("symmetric and generator_loss apply to f-divergence objectives only")
+    return adversary, functional, pushforward
+
+
+def _make_critic(adversary, critic, map_net: nn.Module, hidden, depth, dtype, device) -> nn.Module | None:
+    """The critic of a critic objective: ``critic`` or the objective's default; None without one."""
+    if adversary is None:
+        if critic is not None:
+            raise ValueError(
+                "critic is only used with a critic objective (f-divergence, 'w1', 'mmd_learned')"
+            )
+        return None
+    if critic is None:
+        d = _infer_dim(map_net)
+        if d is None:
+            raise ValueError("cannot infer the data dimension from map_net; pass critic=")
+        hidden, depth = check_int(hidden, "critic_hidden"), check_int(depth, "critic_depth", min_value=0)
+        return adversary.make_critic(d, hidden=hidden, depth=depth, dtype=dtype).to(device)
+    if not isinstance(critic, nn.Module):
+        raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
+    return critic
 
 
 def _check_sampler(sampler, name: str):
@@ -1148,6 +1208,45 @@ def _infer_dim(map_net: nn.Module) -> int | None:
         if isinstance(v, int):
             return v
     return None
+
+
+class _StepLoss:
+    """One JKO step as a :class:`~gwf_tutorial.trainer.Trainer` problem (draws in the chain's order)."""
+
+    def __init__(self, chain: ParametricJKO, composed: bool) -> None:
+        self.c, self.composed = chain, composed
+
+    def batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        c = self.c
+        z = c._draw(c.source, c.batch_size, "source", c.generator)
+        with torch.no_grad():
+            src = c._push_chain(z) if self.composed else z
+            x_old = src if self.composed else c._old(z)
+            x_fake = None if c.critic is None else c.map(src)
+        return src, x_old, x_fake
+
+    def critic_loss(self, batch) -> tuple[Tensor, Tensor]:
+        c = self.c
+        y = c._draw(c.data, c.batch_size, "data", c.generator)
+        loss, bound = c.adversary.critic_loss(c.critic, batch[2], y, r1=c.r1, gp=c.gp, generator=c.generator)
+        return loss, bound.detach()
+
+    def map_loss(self, batch) -> tuple[Tensor, list[Tensor]]:
+        c = self.c
+        src, x_old, _ = batch
+        x_new = c.map(src)
+        if x_new.shape != x_old.shape:
+            raise ValueError(
+                f"the map's output shape {tuple(x_new.shape)} differs from T_k's {tuple(x_old.shape)}; "
+                "use initial_map='copy' when latent and data dimensions differ"
+            )
+        transport = c._transport(x_new, x_old)
+        y = c._draw(c.data, c.batch_size, "data", c.generator) if c._needs_y() else None
+        term, value = c._map_terms(x_new, src, y)
+        return transport + term, [transport.detach(), value]
+
+
+_KIND = "jko.ParametricJKO"
 
 
 class ParametricJKO:
@@ -1243,8 +1342,10 @@ class ParametricJKO:
     seed : int, optional
         Seed of the chain's generator (mini-batches, sampler draws); default drawn from torch's
         global RNG.
+    progress : bool, optional
+        Progress bar per step (:func:`gwf_tutorial.train.progress`); default ``show_progress``.
     show_progress : bool, default True
-        Progress bar per step (:func:`gwf_tutorial.train.progress`).
+        Older name of ``progress``.
 
     Attributes
     ----------
@@ -1255,6 +1356,8 @@ class ParametricJKO:
         Steps done; :meth:`sample` draws from :math:`\rho_{n\_steps}`.
     chain : list of nn.Module
         Frozen step maps (composed parametrization).
+    trainer : gwf_tutorial.trainer.Trainer
+        The loop (Adam on the map and the critic, schedule); each step runs :meth:`Trainer.fit`.
 
     Used in: chapter 4 (parametric JKO on f-divergences, MMD, Sinkhorn, SW), chapter 5 (IPMs,
     MMD, GANs as switches), chapter 6 (step-size study), 11.
@@ -1307,6 +1410,7 @@ class ParametricJKO:
         lr_schedule: str = "constant",
         reset_optimizer: bool = False,
         seed: int | None = None,
+        progress: bool | None = None,
         show_progress: bool = True,
     ) -> None:
         if not isinstance(map_net, nn.Module):
@@ -1315,63 +1419,24 @@ class ParametricJKO:
         if not params:
             raise ValueError("map_net has no parameters to train")
         self.map = map_net
-        self.device = params[0].device
-        self.dtype = params[0].dtype
+        self.device, self.dtype = params[0].device, params[0].dtype
         self.tau = None if tau is None else check_positive(tau, "tau")
         self.n_iters = check_int(n_iters, "n_iters")
         self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         self.batch_size = check_int(batch_size, "batch_size")
-        self.lr = check_positive(lr, "lr")
-        self.lr_critic = check_positive(lr_critic, "lr_critic")
-        self.betas = check_betas(betas)
-        self.critic_steps = check_int(critic_steps, "critic_steps")
         self.r1 = check_nonnegative(r1, "r1")
         for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):
             if not isinstance(flag, bool):
                 raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
-        self.per_dim_average = per_dim_average
-        self.reset_optimizer = reset_optimizer
+        self.per_dim_average, self.reset_optimizer = per_dim_average, reset_optimizer
         if parametrization not in _PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
         self.parametrization = parametrization
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-        self.lr_schedule = lr_schedule
-        self.show_progress = bool(show_progress)
+        self.progress = bool(show_progress if progress is None else progress)
 
-        # -- the objective ------------------------------------------------------------------
-        self.adversary: CriticObjective | None = None
-        self.functional: Objective | None = None
-        self.pushforward: PushforwardObjective | None = None
-        switches = {"symmetric": symmetric, "generator_loss": generator_loss}
-        if isinstance(objective, FDivergence | CriticObjective):
-            self.adversary = get_critic_objective(objective, **switches)
-        elif isinstance(objective, str):
-            key = objective.strip().lower()
-            if _is_critic_name(key):
-                self.adversary = get_critic_objective(key, **switches)
-            else:
-                try:
-                    self.functional = UnbiasedMMD() if key == "mmd_u" else get_objective(key)
-                except (ValueError, TypeError) as err:
-                    raise ValueError(
-                        f"objective {objective!r} is neither an f-divergence ({sorted(FDIVERGENCES)}), "
-                        "'w1', 'mmd_learned', 'mmd_u' nor a sample objective of "
-                        f"gwf_tutorial.functionals ({err})"
-                    ) from err
-        elif isinstance(objective, Objective):
-            self.functional = objective
-        elif isinstance(objective, PushforwardObjective):
-            self.pushforward = objective
-            if objective.needs_reparameterized and parametrization != "reparameterized":
-                raise ValueError(f"{type(objective).__name__} needs parametrization='reparameterized'")
-        else:
-            raise TypeError(
-                "objective must be an FDivergence, a CriticObjective, a name, a functionals.Objective "
-                f"or a PushforwardObjective, got {type(objective).__name__}"
-            )
-        if self.adversary is None and (symmetric is not False or generator_loss != "minimax"):
-            raise ValueError("symmetric and generator_loss apply to f-divergence objectives only")
+        self.adversary, self.functional, self.pushforward = _resolve_objective(
+            objective, symmetric, generator_loss, parametrization
+        )
         self.fdiv: FDivergence | None = getattr(self.adversary, "fdiv", None)
         self.objective = objective
         if gp is None:
@@ -1381,69 +1446,48 @@ class ParametricJKO:
             raise ValueError(
                 "gp must be > 0 for the W1 critic (the gradient penalty is its Lipschitz constraint)"
             )
+        self.source, self.data = self._samplers(source, data)
 
-        self.source = _check_sampler(source, "source")
+        self.initial_map = resolve_initial_map(initial_map, map_net)
+        self._initial_state = copy.deepcopy(map_net.state_dict())
+        self._old: Callable = self.initial_map
+        self.chain: list[nn.Module] = []
+        critic = _make_critic(
+            self.adversary, critic, map_net, critic_hidden, critic_depth, self.dtype, self.device
+        )
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+        self.seed = check_int(seed, "seed", min_value=0)
+        self.generator = make_generator(self.seed)
+        self.trainer = Trainer(
+            map_net, critic, lr=lr, lr_critic=lr_critic, betas=betas, critic_steps=check_int(critic_steps,
+            "critic_steps"), lr_schedule=lr_schedule, generator=self.generator,
+        )
+        self.history: list[JKOStepResult] = []
+        self.n_steps = 0
+
+    def _samplers(self, source, data) -> tuple:
+        source = _check_sampler(source, "source")
         needs_data = self.adversary is not None or (
             self.functional is not None and self.functional.needs_target_samples
         )
         if data is None and needs_data:
-            raise ValueError(f"data (samples of the target nu) is required for objective {objective!r}")
-        self.data = None if data is None else _check_sampler(data, "data")
-        for s, nm in ((self.source, "source"), (self.data, "data")):
+            raise ValueError(f"data (samples of the target nu) is required for objective {self.objective!r}")
+        data = None if data is None else _check_sampler(data, "data")
+        for s, nm in ((source, "source"), (data, "data")):
             if isinstance(s, Tensor) and s.dtype != self.dtype:
                 raise TypeError(f"{nm} must have the map's dtype {self.dtype}, got {s.dtype}")
+        return source, data
 
-        # -- maps ---------------------------------------------------------------------------
-        if initial_map is None:
-            self.initial_map: Callable = _identity
-        elif isinstance(initial_map, str):
-            if initial_map != "copy":
-                raise ValueError(f"initial_map must be a callable or 'copy', got {initial_map!r}")
-            self.initial_map = _frozen_copy(map_net)
-        elif callable(initial_map):
-            self.initial_map = initial_map
-        else:
-            raise TypeError(
-                f"initial_map must be None, 'copy' or a callable, got {type(initial_map).__name__}"
-            )
-        self._initial_state = copy.deepcopy(map_net.state_dict())
-        self._old: Callable = self.initial_map
-        self.chain: list[nn.Module] = []
-
-        # -- critic -------------------------------------------------------------------------
-        self.critic: nn.Module | None = None
-        self.opt_critic: torch.optim.Optimizer | None = None
-        if self.adversary is not None:
-            if critic is None:
-                d = _infer_dim(map_net)
-                if d is None:
-                    raise ValueError("cannot infer the data dimension from map_net; pass critic=")
-                critic = self.adversary.make_critic(
-                    d,
-                    hidden=check_int(critic_hidden, "critic_hidden"),
-                    depth=check_int(critic_depth, "critic_depth", min_value=0),
-                    dtype=self.dtype,
-                ).to(self.device)
-            elif not isinstance(critic, nn.Module):
-                raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
-            self.critic = critic
-            self.opt_critic = torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=self.betas)
-        elif critic is not None:
-            raise ValueError(
-                "critic is only used with a critic objective (f-divergence, 'w1', 'mmd_learned')"
-            )
-
-        seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-        self.seed = check_int(seed, "seed", min_value=0)
-        self.generator = make_generator(self.seed)
-        self.opt_map = self._make_map_optimizer()
-        self.history: list[JKOStepResult] = []
-        self.n_steps = 0
+    critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
+    lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")
+    lr_critic = property(lambda self: self.trainer.lr_critic, doc="Adam learning rate of the critic.")
+    betas = property(lambda self: self.trainer.betas, doc="Adam betas.")
+    critic_steps = property(lambda self: self.trainer.critic_steps, doc="Critic updates per map update.")
+    lr_schedule = property(lambda self: self.trainer.lr_schedule, doc="'constant' or 'cosine'.")
+    opt_map = property(lambda self: self.trainer.opt_map, doc="The map's Adam optimiser.")
+    opt_critic = property(lambda self: self.trainer.opt_critic, doc="The critic's Adam optimiser.")
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _make_map_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.map.parameters(), lr=self.lr, betas=self.betas)
 
     def _draw(self, sampler, n: int, name: str, generator: torch.Generator | None) -> Tensor:
         if isinstance(sampler, Tensor):
@@ -1465,26 +1509,6 @@ class ParametricJKO:
         for m in self.chain:
             x = m(x)
         return x
-
-    def _set_lr(self, it: int, n_iters: int) -> None:
-        factor = 1.0 if self.lr_schedule == "constant" else 0.5 * (1 + math.cos(math.pi * it / n_iters))
-        for g in self.opt_map.param_groups:
-            g["lr"] = self.lr * factor
-        if self.opt_critic is not None:
-            for g in self.opt_critic.param_groups:
-                g["lr"] = self.lr_critic * factor
-
-    def _critic_update(self, x_fake: Tensor) -> float:
-        critic, adv = self.critic, self.adversary
-        bound = 0.0
-        for _ in range(self.critic_steps):
-            y = self._draw(self.data, self.batch_size, "data", self.generator)
-            loss, b = adv.critic_loss(critic, x_fake, y, r1=self.r1, gp=self.gp, generator=self.generator)
-            self.opt_critic.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_critic.step()
-            bound = float(b.detach())
-        return bound
 
     def _set_critic_grad(self, flag: bool) -> None:
         for p in self.critic.parameters():
@@ -1520,7 +1544,9 @@ class ParametricJKO:
 
     # -- one step ----------------------------------------------------------------------------
 
-    def step(self, n_iters: int | None = None, *, progress_bar: bool | None = None) -> JKOStepResult:
+    def step(
+        self, n_iters: int | None = None, *, progress: bool | None = None, progress_bar: bool | None = None
+    ) -> JKOStepResult:
         r"""Run one JKO step: train the map (and critic) for ``n_iters`` iterations.
 
         .. math::
@@ -1533,8 +1559,8 @@ class ParametricJKO:
         ----------
         n_iters : int, optional
             Default ``n_iters_first`` for the first step, else ``n_iters``.
-        progress_bar : bool, optional
-            Default ``show_progress``.
+        progress : bool, optional
+            Default the chain's ``progress`` (``progress_bar``: older name).
 
         Returns
         -------
@@ -1547,59 +1573,29 @@ class ParametricJKO:
         if n_iters is None:
             n_iters = self.n_iters_first if (k == 0 and self.n_iters_first is not None) else self.n_iters
         n_iters = check_int(n_iters, "n_iters")
-        show = self.show_progress if progress_bar is None else bool(progress_bar)
+        progress = progress_bar if progress is None else progress
+        show = self.progress if progress is None else bool(progress)
         composed = self.parametrization == "composed"
         if composed:
             self.map.load_state_dict(self._initial_state)
-            self.opt_map = self._make_map_optimizer()
-        elif self.reset_optimizer:
-            self.opt_map = self._make_map_optimizer()
-        result = JKOStepResult(k=k, tau=self.tau, n_iters=n_iters)
+        if composed or self.reset_optimizer:
+            self.trainer.set_map(self.map)
         t0 = time.perf_counter()
-        self.map.train()
-        bar = progress(range(n_iters), desc=f"JKO step {k + 1}", disable=not show)
-        for it in bar:
-            self._set_lr(it, n_iters)
-            z = self._draw(self.source, self.batch_size, "source", self.generator)
-            with torch.no_grad():
-                if composed:
-                    src = self._push_chain(z)
-                    x_old = src
-                else:
-                    src = z
-                    x_old = self._old(z)
-            if self.critic is not None:
-                with torch.no_grad():
-                    x_fake = self.map(src)
-                result.critic_bound.append(self._critic_update(x_fake))
-            x_new = self.map(src)
-            if x_new.shape != x_old.shape:
-                raise ValueError(
-                    f"the map's output shape {tuple(x_new.shape)} differs from T_k's {tuple(x_old.shape)}; "
-                    "use initial_map='copy' when latent and data dimensions differ"
-                )
-            transport = self._transport(x_new, x_old)
-            y = self._draw(self.data, self.batch_size, "data", self.generator) if self._needs_y() else None
-            map_term, value_t = self._map_terms(x_new, src, y)
-            value = float(value_t)
-            loss = transport + map_term
-            self.opt_map.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_map.step()
-            tr = float(transport.detach())
-            if not (math.isfinite(tr) and math.isfinite(value)):
-                raise FloatingPointError(
-                    f"JKO step {k} diverged at iteration {it} (transport {tr}, objective {value}); "
-                    f"try a smaller lr or a larger tau (tau={self.tau})"
-                )
-            result.transport.append(tr)
-            result.objective.append(value)
-            result.loss.append(tr + value)
+        names = ("critic_bound",) * (self.critic is not None) + ("transport", "objective")
+        hint = f" or a larger tau (tau={self.tau})" if self.tau is not None else ""
+        problem = _StepLoss(self, composed)
+        logs = self.trainer.fit(
+            problem, n_iters, desc=f"JKO step {k + 1}", names=names, progress=show, hint=hint
+        ).tolist()
+        transport, objective = logs[-2], logs[-1]
+        result = JKOStepResult(k=k, tau=self.tau, n_iters=n_iters, transport=transport, objective=objective)
+        result.loss = [t + v for t, v in zip(transport, objective)]
+        result.critic_bound = logs[0] if len(logs) == 3 else []
         result.seconds = time.perf_counter() - t0
         if composed:
-            self.chain.append(_frozen_copy(self.map))
+            self.chain.append(frozen_copy(self.map))
         else:
-            self._old = _frozen_copy(self.map)
+            self._old = frozen_copy(self.map)
         self.n_steps += 1
         self.history.append(result)
         return result
@@ -1610,6 +1606,7 @@ class ParametricJKO:
         *,
         checkpoint: str | os.PathLike | None = None,
         resume: bool = True,
+        progress: bool | None = None,
         progress_bar: bool | None = None,
     ) -> list[JKOStepResult]:
         r"""Run the chain up to ``K`` JKO steps in total, checkpointing after each step.
@@ -1632,7 +1629,8 @@ class ParametricJKO:
             File for :meth:`save` / :meth:`load`.
         resume : bool, default True
             Load ``checkpoint`` when it exists.
-        progress_bar : bool, optional
+        progress : bool, optional
+            (``progress_bar``: older name.)
 
         Returns
         -------
@@ -1646,7 +1644,7 @@ class ParametricJKO:
             self.load(checkpoint)
         out = []
         while self.n_steps < K:
-            out.append(self.step(progress_bar=progress_bar))
+            out.append(self.step(progress=progress, progress_bar=progress_bar))
             if checkpoint is not None:
                 self.save(checkpoint)
         return out
@@ -1867,17 +1865,13 @@ class ParametricJKO:
         Used in: chapter 4 and 10 (checkpoint / resume).
         """
         return {
-            "map": self.map.state_dict(),
-            "opt_map": self.opt_map.state_dict(),
-            "critic": None if self.critic is None else self.critic.state_dict(),
-            "opt_critic": None if self.opt_critic is None else self.opt_critic.state_dict(),
+            "trainer": self.trainer.state_dict(),
             "chain": [m.state_dict() for m in self.chain],
             "initial_map": (
                 self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
             ),
             "initial_state": self._initial_state,
             "n_steps": self.n_steps,
-            "generator": self.generator.get_state(),
             "history": [vars(r).copy() for r in self.history],
             "parametrization": self.parametrization,
             "tau": self.tau,
@@ -1907,26 +1901,21 @@ class ParametricJKO:
                 f"state is for parametrization {state.get('parametrization')!r}, this chain uses "
                 f"{self.parametrization!r}"
             )
-        if (state["critic"] is None) != (self.critic is None):
-            raise ValueError("state and chain disagree on the critic (objective)")
-        self.map.load_state_dict(state["map"])
-        self.opt_map = self._make_map_optimizer()
-        self.opt_map.load_state_dict(state["opt_map"])
-        if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-            self.opt_critic.load_state_dict(state["opt_critic"])
+        self.trainer.load_state_dict(state["trainer"])
+        self._restore(state)
+
+    def _restore(self, state: dict) -> None:
         if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
             self.initial_map.load_state_dict(state["initial_map"])
         self._initial_state = copy.deepcopy(state["initial_state"])
         self.chain = []
         for sd in state["chain"]:
-            m = _frozen_copy(self.map)
+            m = frozen_copy(self.map)
             m.load_state_dict(sd)
             self.chain.append(m)
         self.n_steps = int(state["n_steps"])
         # at a step boundary of the reparameterized chain, T_k is the current map
-        self._old = _frozen_copy(self.map) if self.n_steps > 0 else self.initial_map
-        self.generator.set_state(state["generator"])
+        self._old = frozen_copy(self.map) if self.n_steps > 0 else self.initial_map
         self.history = [JKOStepResult(**r) for r in state["history"]]
 
     def _checkpoint_config(self) -> dict:
@@ -1956,7 +1945,7 @@ class ParametricJKO:
 
         Used in: chapter 4 and 10.
         """
-        save_checkpoint(path, self.state_dict(), kind="jko.ParametricJKO", config=self._checkpoint_config())
+        save_checkpoint(path, self.state_dict(), kind=_KIND, config=self._checkpoint_config())
 
     def load(self, path: str | os.PathLike) -> None:
         r"""Load a checkpoint written by :meth:`save` (:func:`train.load_checkpoint`).
@@ -1981,11 +1970,8 @@ class ParametricJKO:
 
         Used in: chapter 4 and 10.
         """
-        state, _ = load_checkpoint(path, kind="jko.ParametricJKO", config=self._checkpoint_config())
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, KeyError) as err:
-            raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this chain: {err}") from err
+        kw = dict(kind=_KIND, config=self._checkpoint_config(), restore=self._restore, what="chain")
+        self.trainer.load(path, **kw)
 
     def __repr__(self) -> str:
         return (

@@ -63,7 +63,6 @@ through unbalanced optimal transport. ICML. arXiv:2402.05443. Official code
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from collections.abc import Callable
@@ -82,8 +81,9 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.critics import value_and_input_grad
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
-from gwf_tutorial.jko import proximal_cost
-from gwf_tutorial.train import ema_update, load_checkpoint, make_generator, progress, save_checkpoint
+from gwf_tutorial.jko import proximal_cost, resolve_initial_map
+from gwf_tutorial.train import make_generator, save_checkpoint
+from gwf_tutorial.trainer import Trainer, frozen_copy
 
 # PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
 # re-exported here because chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
@@ -526,6 +526,55 @@ def _check_flag(value, name: str) -> bool:
     return value
 
 
+class _PhaseLoss:
+    """One S-JKO iteration as a :class:`~gwf_tutorial.trainer.Trainer` problem (the official draw order)."""
+
+    def __init__(self, tr: SemiDualJKO, source, data, k: int) -> None:
+        self.tr, self.source, self.data, self.k = tr, source, data, k
+        self.psi_term = None
+
+    def batch(self) -> None:
+        return None
+
+    def critic_loss(self, _) -> tuple[Tensor, Tensor]:
+        tr, b = self.tr, self.tr.batch_size
+        y = tr._draw(self.data, b, "data")
+        if tr.instance_noise:
+            y = add_instance_noise(y, self.k, generator=tr._noise_generator)
+        if tr.r1 > 0:
+            v_real, grad = value_and_input_grad(tr._potential_values, y)
+        else:
+            v_real, grad = tr._potential_values(y), None
+        x0 = tr._draw(self.source, b, "source")
+        inputs = tr._push_chain(x0, tr.chain) if tr.parametrization == "composed" else x0
+        with torch.no_grad():
+            fake = tr._call(tr.map, inputs, tr._latent(inputs.shape[0]))
+        if fake.shape[1:] != y.shape[1:]:
+            raise ValueError(
+                f"data points have shape {tuple(y.shape[1:])} but map_net outputs shape "
+                f"{tuple(fake.shape[1:])}"
+            )
+        loss_v = potential_loss(tr._potential_values(fake), v_real, tr._psi, grad_real=grad, r1=tr.r1)
+        self.psi_term = tr._psi(-v_real.detach()).mean()
+        return loss_v, loss_v.detach()
+
+    def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
+        tr = self.tr
+        x0 = tr._draw(self.source, tr.batch_size, "source")
+        inputs, old, z = tr.source_and_old(x0)
+        new = tr._call(tr.map, inputs, z)
+        if new.shape != old.shape:
+            raise ValueError(
+                f"map_net output shape {tuple(new.shape)} differs from the source points' shape "
+                f"{tuple(old.shape)}"
+            )
+        loss_t = map_loss(new, old, tr._potential_values(new), tr.tau, per_dim_average=tr.per_dim_average)
+        return loss_t, [loss_t.detach(), loss_t.detach() - self.psi_term]
+
+
+_KIND = "sjko.SemiDualJKO"
+
+
 class SemiDualJKO:
     r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed.
 
@@ -560,8 +609,9 @@ class SemiDualJKO:
         cost over the d coordinates: :math:`\tau = h d` (:func:`tau_from_h`), so the paper's toy
         ``h = 1`` is :math:`\tau = 2` in 2-D and its CIFAR-10 ``h = 0.1`` is :math:`\tau = 307.2`
         (or ``tau=0.1`` with ``per_dim_average=True``).
-    lr_map, lr_potential : float, defaults 1e-4 and 2e-5
-        Adam learning rates (official toy defaults).
+    lr, lr_critic : float, defaults 1e-4 and 2e-5
+        Adam learning rates of the map and of the potential (official toy defaults); ``lr_map`` and
+        ``lr_potential`` are their older names.
     betas : tuple of two floats, default (0.5, 0.9)
         Adam betas (official).
     r1 : float, default 0.2
@@ -599,6 +649,8 @@ class SemiDualJKO:
     seed : int, optional
         Seed of the trainer's generators (mini-batches, latents, instance noise).
 
+    Each phase runs :meth:`gwf_tutorial.trainer.Trainer.fit` (the potential is the trainer's critic).
+
     Attributes
     ----------
     map : torch.nn.Module
@@ -634,8 +686,10 @@ class SemiDualJKO:
         divergence: str | Callable[[Tensor], Tensor] = "kl",
         tau: float = 1.0,
         *,
-        lr_map: float = 1e-4,
-        lr_potential: float = 2e-5,
+        lr: float = 1e-4,
+        lr_critic: float = 2e-5,
+        lr_map: float | None = None,
+        lr_potential: float | None = None,
         betas: tuple[float, float] = (0.5, 0.9),
         r1: float = 0.2,
         ema_decay: float | None = None,
@@ -662,9 +716,10 @@ class SemiDualJKO:
         self.divergence = divergence
         self._psi = psi_star(divergence)
         self.tau = check_positive(tau, "tau")
-        self.lr_map = check_positive(lr_map, "lr_map")
-        self.lr_potential = check_positive(lr_potential, "lr_potential")
-        self.betas = check_betas(betas)
+        lr = check_positive(lr, "lr") if lr_map is None else check_positive(lr_map, "lr_map")
+        lr_critic, name = (lr_critic, "lr_critic") if lr_potential is None else (lr_potential, "lr_potential")
+        lr_critic = check_positive(lr_critic, name)
+        betas = check_betas(betas)
         self.r1 = check_nonnegative(r1, "r1")
         if ema_decay is not None:
             ema_decay = check_positive(ema_decay, "ema_decay")
@@ -680,26 +735,10 @@ class SemiDualJKO:
         if parametrization not in _PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
         self.parametrization = parametrization
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-        self.lr_schedule = lr_schedule
 
         self.device = params[0].device
         self.dtype = params[0].dtype
-        self.map = map_net
-        self.potential = potential_net
-        if initial_map is None:
-            self.initial_map: Callable = _identity
-        elif isinstance(initial_map, str):
-            if initial_map != "copy":
-                raise ValueError(f"initial_map must be a callable or 'copy', got {initial_map!r}")
-            self.initial_map = self._frozen_copy(map_net)
-        elif callable(initial_map):
-            self.initial_map = initial_map
-        else:
-            raise TypeError(
-                f"initial_map must be None, 'copy' or a callable, got {type(initial_map).__name__}"
-            )
+        self.initial_map = _identity if initial_map is None else resolve_initial_map(initial_map, map_net)
 
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
         self.seed = check_int(seed, "seed", min_value=0)
@@ -707,11 +746,10 @@ class SemiDualJKO:
         self._noise_generator = (
             self.generator if self.device.type == "cpu" else make_generator(self.seed + 1, device=self.device)
         )
-        self.ema = self._frozen_copy(map_net) if ema_decay is not None else None
-        self.opt_potential = torch.optim.Adam(
-            self.potential.parameters(), lr=self.lr_potential, betas=self.betas
-        )
-        self.opt_map = self._make_map_optimizer()
+        self.trainer = Trainer(
+            map_net, potential_net, lr=lr, lr_critic=lr_critic, betas=betas, lr_schedule=lr_schedule,
+            ema_decay=ema_decay, generator=self.generator,
+        )  # fmt: skip
         # composed: frozen step maps T_0, ..., T_{k-1} (and their EMA copies for sampling)
         self.chain: list[nn.Module] = []
         self.chain_ema: list[nn.Module] = []
@@ -720,17 +758,20 @@ class SemiDualJKO:
         self._source = None
         self._old: Callable | None = None
 
+    map = property(lambda self: self.trainer.map, doc="The current (last trained) map.")
+    potential = property(lambda self: self.trainer.critic, doc="The potential v.")
+    ema = property(lambda self: self.trainer.ema, doc="EMA copy of the map (None without ema_decay).")
+    opt_map = property(lambda self: self.trainer.opt_map, doc="The map's Adam optimiser.")
+    opt_potential = property(lambda self: self.trainer.opt_critic, doc="The potential's Adam optimiser.")
+    lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")
+    lr_critic = property(lambda self: self.trainer.lr_critic, doc="Adam learning rate of the potential.")
+    lr_map, lr_potential = lr, lr_critic  # older names
+    betas = property(lambda self: self.trainer.betas, doc="Adam betas.")
+    lr_schedule = property(lambda self: self.trainer.lr_schedule, doc="'constant' or 'cosine'.")
+
     # -- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _frozen_copy(net: nn.Module) -> nn.Module:
-        c = copy.deepcopy(net)
-        for p in c.parameters():
-            p.requires_grad_(False)
-        return c.eval()
-
-    def _make_map_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.map.parameters(), lr=self.lr_map, betas=self.betas)
+    _frozen_copy = staticmethod(frozen_copy)
 
     def _call(self, net: Callable, x: Tensor, z: Tensor | None) -> Tensor:
         if self.noise_dim == 0 or net is _identity:
@@ -892,13 +933,10 @@ class SemiDualJKO:
         else:
             self._old = None
             if k > 0:  # a new trainable step map, initialised from the previous step map
-                self.map = copy.deepcopy(self.chain[-1])
-                for p in self.map.parameters():
+                new = copy.deepcopy(self.chain[-1])
+                for p in new.parameters():
                     p.requires_grad_(True)
-                self.map.train()
-                self.opt_map = self._make_map_optimizer()
-                if self.ema is not None:
-                    self.ema = self._frozen_copy(self.map)
+                self.trainer.set_map(new.train())
 
     def source_and_old(self, x0: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         r"""For latent points, the map inputs, the frozen source points of :math:`\rho_k` and the
@@ -936,20 +974,6 @@ class SemiDualJKO:
             old = self._call(self._old, x0, z_old)
         return x0, old, z
 
-    def _set_lr(self, it: int, n_iters: int) -> None:
-        if self.lr_schedule == "constant":
-            return
-        factor = 0.5 * (1.0 + math.cos(math.pi * it / n_iters))
-        for g in self.opt_map.param_groups:
-            g["lr"] = self.lr_map * factor
-        for g in self.opt_potential.param_groups:
-            g["lr"] = self.lr_potential * factor
-
-    def _update_ema(self) -> None:
-        if self.ema is None:
-            return
-        ema_update(self.ema, self.map, self.ema_decay)
-
     def train_step(self, source, data, k: int) -> tuple[Tensor, Tensor, Tensor]:
         r"""One alternating iteration: an Adam step on :math:`L_v`, then one on :math:`L_T`.
 
@@ -969,59 +993,9 @@ class SemiDualJKO:
         potential_loss, map_loss, semi_dual : Tensor, shape ()
             Detached values of this iteration.
 
-        Used in: chapter 7 (called by :meth:`phase`).
+        Used in: chapter 7 (what :meth:`phase` runs, through :meth:`Trainer.iteration`).
         """
-        b = self.batch_size
-        # potential step
-        for p in self.potential.parameters():
-            p.requires_grad_(True)
-        self.opt_potential.zero_grad(set_to_none=True)
-        y = self._draw(data, b, "data")
-        if self.instance_noise:
-            y = add_instance_noise(y, k, generator=self._noise_generator)
-        if self.r1 > 0:
-            v_real, grad = value_and_input_grad(self._potential_values, y)
-        else:
-            v_real, grad = self._potential_values(y), None
-        x0 = self._draw(source, b, "source")
-        if self.parametrization == "composed":
-            inputs = self._push_chain(x0, self.chain)
-        else:
-            inputs = x0
-        with torch.no_grad():
-            fake = self._call(self.map, inputs, self._latent(inputs.shape[0]))
-        if fake.shape[1:] != y.shape[1:]:
-            raise ValueError(
-                f"data points have shape {tuple(y.shape[1:])} but map_net outputs shape "
-                f"{tuple(fake.shape[1:])}"
-            )
-        v_fake = self._potential_values(fake)
-        loss_v = potential_loss(v_fake, v_real, self._psi, grad_real=grad, r1=self.r1)
-        loss_v.backward()
-        self.opt_potential.step()
-        psi_term = self._psi(-v_real.detach()).mean()
-
-        # map step
-        for p in self.potential.parameters():
-            p.requires_grad_(False)
-        self.opt_map.zero_grad(set_to_none=True)
-        x0 = self._draw(source, b, "source")
-        inputs, old, z = self.source_and_old(x0)
-        new = self._call(self.map, inputs, z)
-        if new.shape != old.shape:
-            raise ValueError(
-                f"map_net output shape {tuple(new.shape)} differs from the source points' shape "
-                f"{tuple(old.shape)}"
-            )
-        loss_t = map_loss(
-            new, old, self._potential_values(new), self.tau, per_dim_average=self.per_dim_average
-        )
-        loss_t.backward()
-        self.opt_map.step()
-        self._update_ema()
-        for p in self.potential.parameters():
-            p.requires_grad_(True)
-        return loss_v.detach(), loss_t.detach(), loss_t.detach() - psi_term
+        return tuple(self.trainer.iteration(_PhaseLoss(self, source, data, k)))
 
     def phase(
         self,
@@ -1030,6 +1004,7 @@ class SemiDualJKO:
         *,
         n_iters: int | None = None,
         tau: float | None = None,
+        progress: bool | None = None,
         progress_bar: bool | None = None,
         callback: Callable[[int, Tensor, Tensor], None] | None = None,
     ) -> PhaseResult:
@@ -1051,8 +1026,8 @@ class SemiDualJKO:
             longer first phase).
         tau : float, optional
             JKO step of this phase (default ``self.tau``).
-        progress_bar : bool, optional
-            Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``).
+        progress : bool, optional
+            Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``; ``progress_bar``: older name).
         callback : callable, optional
             Called after every iteration as ``callback(iteration, potential_loss, map_loss)``
             (detached scalars), e.g. to log or to time iterations.
@@ -1072,38 +1047,26 @@ class SemiDualJKO:
         tau_saved = self.tau
         if tau is not None:
             self.tau = check_positive(tau, "tau")
-        # validate sampler outputs once per phase
         for sampler, name in ((source, "source"), (data, "data")):
             if not isinstance(sampler, Tensor):
                 self._draw(sampler, 2, name, check=True)
-        self._source = source
-        k = self.n_phases
+        self._source, k = source, self.n_phases
         self.start_phase()
-        self.map.train()
-        self.potential.train()
-        losses = torch.empty(3, n_iters, device=self.device, dtype=self.dtype)
         t0 = time.perf_counter()
-        disable = None if progress_bar is None else not progress_bar
+        hook = None if callback is None else (lambda it, r: callback(it, r[0], r[1]))
+        progress = progress_bar if progress is None else progress
+        names = ("potential_loss", "map_loss", "semi_dual")
         try:
-            for it in progress(range(n_iters), desc=f"S-JKO phase {k}", disable=disable):
-                self._set_lr(it, n_iters)
-                lv, lt, j = self.train_step(source, data, k)
-                losses[0, it], losses[1, it], losses[2, it] = lv, lt, j
-                if callback is not None:
-                    callback(it, lv, lt)
+            logs = self.trainer.fit(
+                _PhaseLoss(self, source, data, k), n_iters, desc=f"S-JKO phase {k}", callback=hook,
+                names=names, progress=progress, hint=f" or a smaller tau (tau={self.tau})",
+            ).to(self.dtype).cpu()  # fmt: skip
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - t0
             result = PhaseResult(
-                phase=k,
-                tau=self.tau,
-                n_iters=n_iters,
-                potential_loss=losses[0].cpu(),
-                map_loss=losses[1].cpu(),
-                semi_dual=losses[2].cpu(),
-                seconds=seconds,
-                parametrization=self.parametrization,
-            )
+                phase=k, tau=self.tau, n_iters=n_iters, potential_loss=logs[0], map_loss=logs[1],
+                semi_dual=logs[2], seconds=time.perf_counter() - t0, parametrization=self.parametrization,
+            )  # fmt: skip
         finally:
             self.tau = tau_saved
         if self.parametrization == "composed":
@@ -1124,15 +1087,17 @@ class SemiDualJKO:
         n_iters_first: int | None = None,
         tau_first: float | None = None,
         checkpoint: str | os.PathLike | None = None,
+        progress: bool | None = None,
         progress_bar: bool | None = None,
         on_phase: Callable[[SemiDualJKO], None] | None = None,
     ) -> list[PhaseResult]:
-        r"""Run K phases (K JKO steps), continuing from the current state; optionally checkpointed.
+        r"""Run phases (JKO steps) up to K in total, continuing from the current state; optionally
+        checkpointed.
 
         .. math::
 
             \rho_{k+1} = \operatorname*{arg\,min}_\rho \frac{W_2^2(\rho, \rho_k)}{2\tau}
-            + D_\Psi(\rho\|\nu), \quad k = k_0, \dots, k_0 + K - 1.
+            + D_\Psi(\rho\|\nu), \quad k = n\_phases, \dots, K - 1.
 
         With ``checkpoint``, the state is saved to that file after every phase (:meth:`save`,
         atomically), and a fresh trainer (no phase done yet) whose checkpoint file already exists
@@ -1144,8 +1109,7 @@ class SemiDualJKO:
         Parameters
         ----------
         K : int
-            Number of phases ``>= 1`` (counted from the current state, or from 0 for a fresh trainer
-            resuming from ``checkpoint``).
+            Total number of phases wanted (``>= 1``); nothing is done if ``n_phases >= K``.
         source, data : samplers
             See :meth:`phase`.
         n_iters_first, tau_first : optional
@@ -1153,7 +1117,8 @@ class SemiDualJKO:
             ``init_h``).
         checkpoint : str or path-like, optional
             File to save to after every phase and to resume from.
-        progress_bar : bool, optional
+        progress : bool, optional
+            (``progress_bar``: older name.)
         on_phase : callable, optional
             Called as ``on_phase(self)`` after every phase run by this call (e.g. to record
             ``self.push(z)`` for an animation of :math:`\rho_k`).
@@ -1161,19 +1126,16 @@ class SemiDualJKO:
         Returns
         -------
         list of PhaseResult
-            The phases run by this call (fewer than K when resuming; empty if the checkpoint
-            already holds K phases).
+            The phases run by this call (``K - n_phases``; empty if there are already K).
 
         Used in: chapter 7, chapter 10 (long runs that resume).
         """
         K = check_int(K, "K")
         if on_phase is not None and not callable(on_phase):
             raise TypeError(f"on_phase must be callable or None, got {type(on_phase).__name__}")
-        if n_iters_first is not None:
-            n_iters_first = check_int(n_iters_first, "n_iters_first")
-        if tau_first is not None:
-            tau_first = check_positive(tau_first, "tau_first")
-        target = self.n_phases + K
+        n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
+        tau_first = None if tau_first is None else check_positive(tau_first, "tau_first")
+        target = K
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
             if self.n_phases == 0 and os.path.exists(checkpoint):
@@ -1187,6 +1149,7 @@ class SemiDualJKO:
                     data,
                     n_iters=n_iters_first if first else None,
                     tau=tau_first if first else None,
+                    progress=progress,
                     progress_bar=progress_bar,
                 )
             )
@@ -1199,7 +1162,7 @@ class SemiDualJKO:
     def _checkpoint_config(self) -> dict:
         # the hyperparameters a resume must share (the seed is not one: the file holds the random state)
         keys = (
-            "divergence tau lr_map lr_potential betas r1 ema_decay per_dim_average independent_latents "
+            "divergence tau lr lr_critic betas r1 ema_decay per_dim_average independent_latents "
             "instance_noise n_iters batch_size noise_dim parametrization lr_schedule"
         ).split()
         initial = "identity" if self.initial_map is _identity else type(self.initial_map).__name__
@@ -1222,7 +1185,7 @@ class SemiDualJKO:
 
         Used in: chapter 10 (checkpoint / resume), :meth:`run`.
         """
-        save_checkpoint(path, self.state_dict(), kind="sjko.SemiDualJKO", config=self._checkpoint_config())
+        save_checkpoint(path, self.state_dict(), kind=_KIND, config=self._checkpoint_config())
 
     def load(self, path: str | os.PathLike, *, max_phases: int | None = None) -> None:
         r"""Load a file written by :meth:`save` into this trainer (built with the same networks and
@@ -1250,15 +1213,14 @@ class SemiDualJKO:
 
         Used in: chapter 10 (resume), :meth:`run`.
         """
-        state, _ = load_checkpoint(path, kind="sjko.SemiDualJKO", config=self._checkpoint_config())
-        path = os.fspath(path)
-        if max_phases is not None and int(state["n_phases"]) > max_phases:
-            n = int(state["n_phases"])
-            raise ValueError(f"checkpoint {path!r} holds {n} phases, more than K={max_phases}")
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, KeyError) as err:
-            raise ValueError(f"checkpoint {path!r} does not fit this trainer: {err}") from err
+
+        def restore(state: dict) -> None:
+            if max_phases is not None and int(state["n_phases"]) > max_phases:
+                n = int(state["n_phases"])
+                raise ValueError(f"checkpoint {os.fspath(path)!r} holds {n} phases, more than K={max_phases}")
+            self._restore(state)
+
+        self.trainer.load(path, kind=_KIND, config=self._checkpoint_config(), restore=restore, what="trainer")
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -1278,24 +1240,18 @@ class SemiDualJKO:
 
         Used in: chapter 10 (checkpoint / resume).
         """
-        state = {
-            "map": self.map.state_dict(),
-            "potential": self.potential.state_dict(),
-            "opt_map": self.opt_map.state_dict(),
-            "opt_potential": self.opt_potential.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
+        return {
+            "trainer": self.trainer.state_dict(),
             "chain": [m.state_dict() for m in self.chain],
             "chain_ema": [m.state_dict() for m in self.chain_ema],
             "initial_map": (
                 self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
             ),
             "n_phases": self.n_phases,
-            "generator": self.generator.get_state(),
             "noise_generator": self._noise_generator.get_state(),
             "history": [vars(r).copy() for r in self.history],
             "parametrization": self.parametrization,
         }
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` into a trainer built with the same networks and options.
@@ -1322,15 +1278,10 @@ class SemiDualJKO:
                 f"state is for parametrization {state.get('parametrization')!r}, this trainer "
                 f"uses {self.parametrization!r}"
             )
-        self.map.load_state_dict(state["map"])
-        self.potential.load_state_dict(state["potential"])
-        self.opt_map = self._make_map_optimizer()
-        self.opt_map.load_state_dict(state["opt_map"])
-        self.opt_potential.load_state_dict(state["opt_potential"])
-        if (state["ema"] is None) != (self.ema is None):
-            raise ValueError("state and trainer disagree on EMA (ema_decay)")
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        self.trainer.load_state_dict(state["trainer"])
+        self._restore(state)
+
+    def _restore(self, state: dict) -> None:
         if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
             self.initial_map.load_state_dict(state["initial_map"])
         self.chain = []
@@ -1344,7 +1295,6 @@ class SemiDualJKO:
             m.load_state_dict(sd)
             self.chain_ema.append(m)
         self.n_phases = int(state["n_phases"])
-        self.generator.set_state(state["generator"])
         if self._noise_generator is not self.generator:
             self._noise_generator.set_state(state["noise_generator"])
         self.history = [PhaseResult(**r) for r in state["history"]]

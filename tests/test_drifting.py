@@ -786,7 +786,7 @@ def test_checkpoint_bad_arguments(tmp_path):
 
 def test_progress_bar_shows_raw_drift(monkeypatch):
     """The bar's postfix carries the raw drift RMS (not the flat normalised loss)."""
-    import gwf_tutorial.drifting as drifting_mod
+    import gwf_tutorial.trainer as trainer_mod
 
     shown = []
 
@@ -800,7 +800,7 @@ def test_progress_bar_shows_raw_drift(monkeypatch):
         def set_postfix(self, **kw):
             shown.append(kw)
 
-    monkeypatch.setattr(drifting_mod, "_progress", lambda it, **kw: _Bar(it, **kw))
+    monkeypatch.setattr(trainer_mod, "_progress", lambda it, **kw: _Bar(it, **kw))  # train_drifting's loop
     torch.manual_seed(0)
     g = _gen(26)
     hist = train_drifting(

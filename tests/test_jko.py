@@ -378,3 +378,21 @@ def test_bad_input():
         jko.ParametricJKO(net, "mmd", 1.0, z, z, per_dim_average=1)
     with pytest.raises(TypeError, match="map_net"):
         jko.ParametricJKO(lambda x: x, "mmd", 1.0, z, z)
+
+
+def test_diverging_learning_rate_raises_the_flow_error_naming_it():
+    # a huge learning rate sends the map to infinity: the Trainer stops at the first non-finite term with
+    # the library's divergence error (also a FloatingPointError, what train_variants keeps as "diverged")
+    from gwf_tutorial.flows import FlowDivergedError
+
+    chain = _small_chain("reparameterized", 0, lr=1e30, lr_critic=1e30)
+    with pytest.raises(FlowDivergedError, match=r"JKO step 1 diverged at iteration \d+ .*lr=1e\+30.*tau=0.5"):
+        chain.run(1)
+    with pytest.raises(FloatingPointError):
+        _small_chain("reparameterized", 0, lr=1e30, lr_critic=1e30).run(1)
+
+
+def test_run_means_up_to_k_steps_in_total():
+    chain = _small_chain("reparameterized", 0)
+    assert len(chain.run(2)) == 2 and chain.n_steps == 2
+    assert chain.run(2) == [] and len(chain.run(3)) == 1 and chain.n_steps == 3

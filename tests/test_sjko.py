@@ -754,3 +754,27 @@ def test_toy_trainer_step_is_half_the_official_toy_step():
     ours = sjko.map_loss(new, old, v, tr.tau, per_dim_average=tr.per_dim_average)
     torch.testing.assert_close(ours, _official_map_loss(new, old, v, 0.5), rtol=1e-12, atol=1e-12)
     assert not torch.allclose(ours, _official_map_loss(new, old, v, 1.0))
+
+
+def test_run_means_up_to_k_phases_in_total():
+    src = quantile_points(50, 0.0, 1.0)
+    data = quantile_points(50, 1.0, 1.0)
+    tr = make_trainer(n_iters=3)
+    assert len(tr.run(2, src, data, progress=False)) == 2 and tr.n_phases == 2
+    assert tr.run(2, src, data, progress=False) == []
+    assert len(tr.run(3, src, data, progress=False)) == 1 and tr.n_phases == 3
+
+
+def test_diverging_learning_rate_raises_naming_it_instead_of_nan_samples():
+    from gwf_tutorial.flows import FlowDivergedError
+
+    src = quantile_points(50, 0.0, 1.0)
+    tr = make_trainer(n_iters=50, lr_map=1e200, lr_potential=1e200)
+    with pytest.raises(FlowDivergedError, match=r"S-JKO phase 0 diverged at iteration \d+ .*lr=1e\+200"):
+        tr.phase(src, quantile_points(50, 1.0, 1.0), progress=False)
+
+
+def test_new_and_old_learning_rate_names_agree():
+    a, b = make_trainer(lr_map=None, lr_potential=None, lr=0.05, lr_critic=0.05), make_trainer()
+    assert (a.lr, a.lr_critic) == (b.lr_map, b.lr_potential) == (0.05, 0.05)
+    assert a._checkpoint_config() == b._checkpoint_config()

@@ -1,0 +1,303 @@
+r"""The library's one training loop: a map (generator), an optional critic, and a loss that couples them.
+
+Every trained push-forward of the library (the parametric JKO chains of :mod:`gwf_tutorial.jko`, the
+S-JKO phases of :mod:`gwf_tutorial.sjko`, the GANs they contain as ``tau=None`` switches) is the same
+loop: at each iteration a problem draws its batch, the critic takes ``critic_steps`` Adam steps on the
+problem's critic loss, then the map takes one Adam step on the problem's map loss,
+
+.. math::
+
+    \phi \leftarrow \phi - \eta_c \nabla_\phi L_c(\phi; \theta) \ (\times\, \texttt{critic\_steps}),
+    \qquad \theta \leftarrow \theta - \eta\, \nabla_\theta L(\theta; \phi),
+
+with the learning rates :math:`\eta, \eta_c` constant or cosine-annealed to 0 over the ``n_iters``
+iterations, an exponential moving average of :math:`\theta` when asked, optional gradient clipping and
+bfloat16 autocast on CUDA. A non-finite loss raises :class:`TrainingDivergedError` naming the learning
+rates. The problem is any object with
+
+- ``batch()``: draws what one iteration shares (or ``None``),
+- ``critic_loss(batch) -> (loss, record)``: the critic's loss and one detached scalar to log,
+- ``map_loss(batch) -> (loss, records)``: the map's loss and a list of detached scalars to log,
+
+so the method (objective, discretization, parametrization) lives in the problem and the mechanics here.
+Checkpoints use the one format of :func:`gwf_tutorial.train.save_checkpoint`.
+
+Used in: chapters 4-7 and 9 (through ``jko.ParametricJKO`` and ``sjko.SemiDualJKO``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gwf_tutorial._validation import FlowDivergedError, check_betas, check_nonnegative, check_positive
+from gwf_tutorial.train import ema_update, load_checkpoint, save_checkpoint
+from gwf_tutorial.train import progress as _progress
+
+__all__ = ["Trainer", "TrainingDivergedError", "frozen_copy"]
+
+_SCHEDULES = ("constant", "cosine")
+
+
+class TrainingDivergedError(FlowDivergedError, FloatingPointError):
+    """A loss of the :class:`Trainer` became non-finite; the message names the iteration and the
+    learning rates. A :class:`~gwf_tutorial.flows.FlowDivergedError` (and a ``FloatingPointError``)."""
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A deep copy of ``net`` in eval mode with ``requires_grad=False`` (a frozen :math:`T_k`)."""
+    c = copy.deepcopy(net)
+    for p in c.parameters():
+        p.requires_grad_(False)
+    return c.eval()
+
+
+class Trainer:
+    r"""Adam on a map and (optionally) a critic, alternating ``critic_steps`` critic steps and one map step.
+
+    .. math::
+
+        \eta_i = \eta\, s(i), \quad s(i) = 1 \ (\text{constant}) \ \text{or}\
+        \tfrac12\big(1 + \cos(\pi i / n)\big) \ (\text{cosine}), \qquad
+        \bar\theta \leftarrow \beta\bar\theta + (1 - \beta)\theta \ (\text{EMA}).
+
+    Parameters
+    ----------
+    map_net : nn.Module
+        The map (generator) trained by :meth:`fit`.
+    critic : nn.Module, optional
+        The critic (potential); None for a problem without one.
+    lr, lr_critic : float
+        Adam learning rates of the map and the critic.
+    betas : tuple of two floats, default (0.5, 0.9)
+        Adam betas (both optimisers).
+    critic_steps : int, default 1
+        Critic updates per map update.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        Cosine: annealed to 0 within each :meth:`fit`.
+    ema_decay : float, optional
+        Keep :attr:`ema`, an EMA of the map's weights, updated after every map step.
+    clip_grad : float, optional
+        Clip the gradient norm of each network to this value before its step.
+    bf16 : bool, default False
+        Compute the losses under ``torch.autocast(dtype=bfloat16)`` when the map is on CUDA (never on a CPU).
+    generator : torch.Generator, optional
+        The problem's random stream, saved and restored with the checkpoints.
+
+    Used in: chapters 4-7 and 9 (through ``jko.ParametricJKO`` and ``sjko.SemiDualJKO``).
+    """
+
+    def __init__(
+        self,
+        map_net: nn.Module,
+        critic: nn.Module | None = None,
+        *,
+        lr: float = 1e-3,
+        lr_critic: float = 1e-3,
+        betas: tuple[float, float] = (0.5, 0.9),
+        critic_steps: int = 1,
+        lr_schedule: str = "constant",
+        ema_decay: float | None = None,
+        clip_grad: float | None = None,
+        bf16: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        for net, name in ((map_net, "map_net"), (critic, "critic")):
+            if net is not None and not isinstance(net, nn.Module):
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
+        if lr_schedule not in _SCHEDULES:
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        if ema_decay is not None and not (isinstance(ema_decay, int | float) and 0 < ema_decay < 1):
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
+        if not isinstance(critic_steps, int) or isinstance(critic_steps, bool) or critic_steps < 1:
+            raise ValueError(f"critic_steps must be an integer >= 1, got {critic_steps!r}")
+        self.lr, self.lr_critic = check_positive(lr, "lr"), check_positive(lr_critic, "lr_critic")
+        self.betas = check_betas(betas)
+        self.critic_steps, self.lr_schedule, self.ema_decay = critic_steps, lr_schedule, ema_decay
+        self.clip_grad = None if clip_grad is None else check_nonnegative(clip_grad, "clip_grad")
+        self.bf16, self.generator = bool(bf16), generator
+        self.critic = critic
+        self.opt_critic = None
+        if critic is not None:
+            self.opt_critic = torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=self.betas)
+        self.set_map(map_net)
+
+    def set_map(self, map_net: nn.Module) -> None:
+        """Train ``map_net`` from now on, with a fresh Adam state (and a fresh EMA copy)."""
+        self.map = map_net
+        self.opt_map = torch.optim.Adam(map_net.parameters(), lr=self.lr, betas=self.betas)
+        self.ema = frozen_copy(map_net) if self.ema_decay is not None else None
+
+    def set_lr(self, it: int, n_iters: int) -> None:
+        """Learning rates of iteration ``it`` of ``n_iters`` (the schedule)."""
+        factor = 1.0 if self.lr_schedule == "constant" else 0.5 * (1 + math.cos(math.pi * it / n_iters))
+        for opt, lr in ((self.opt_map, self.lr), (self.opt_critic, self.lr_critic)):
+            if opt is not None:
+                for g in opt.param_groups:
+                    g["lr"] = lr * factor
+
+    def _step(self, opt: torch.optim.Optimizer, net: nn.Module, loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(net.parameters(), self.clip_grad)
+        opt.step()
+
+    def _critic_grad(self, flag: bool) -> None:
+        for p in self.critic.parameters():
+            p.requires_grad_(flag)
+
+    def _autocast(self):
+        device = next(self.map.parameters()).device
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16 and device.type == "cuda")
+
+    def iteration(self, problem) -> list[Tensor]:
+        """One iteration: ``critic_steps`` critic steps then one map step; the detached records."""
+        batch = problem.batch()
+        records = []
+        if self.critic is not None:
+            for _ in range(self.critic_steps):
+                with self._autocast():
+                    loss, record = problem.critic_loss(batch)
+                self._step(self.opt_critic, self.critic, loss)
+            records.append(record)
+            self._critic_grad(False)
+        try:
+            with self._autocast():
+                loss, map_records = problem.map_loss(batch)
+            self._step(self.opt_map, self.map, loss)
+            if self.ema is not None:
+                ema_update(self.ema, self.map, self.ema_decay)
+        finally:
+            if self.critic is not None:
+                self._critic_grad(True)
+        return records + list(map_records)
+
+    def fit(
+        self,
+        problem,
+        n_iters: int,
+        *,
+        start: int = 0,
+        desc: str = "training",
+        names: tuple[str, ...] = (),
+        progress: bool | None = None,
+        callback: Callable[[int, list[Tensor]], None] | None = None,
+        hint: str = "",
+    ) -> Tensor:
+        r"""Run ``n_iters`` iterations of ``problem``; the records of every iteration.
+
+        Parameters
+        ----------
+        problem : object with ``batch``, ``critic_loss``, ``map_loss``
+            See the module docstring.
+        n_iters : int
+            Iterations ``start, ..., n_iters - 1`` (the schedule runs over ``n_iters``).
+        start : int, default 0
+            First iteration (a run resumed in the middle).
+        desc : str
+            Label of the progress bar and of the divergence error.
+        names : tuple of str
+            Names of the records (critic's first), used in the divergence error.
+        progress : bool, optional
+            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0); with ``names``, it shows the
+            records every few iterations.
+        callback : callable, optional
+            ``callback(it, records)`` after every iteration.
+        hint : str
+            Appended to the divergence error (e.g. the step size to try).
+
+        Returns
+        -------
+        Tensor, shape (n_records, n_iters - start), float64, on the map's device
+
+        Raises
+        ------
+        TrainingDivergedError
+            At the first non-finite record (checked every iteration on a CPU, every 100 on CUDA).
+        """
+        self.map.train()
+        if self.critic is not None:
+            self.critic.train()
+        logs, checked = None, 0
+        disable = None if progress is None else not progress
+        bar = _progress(range(start, n_iters), total=n_iters, initial=start, desc=desc, disable=disable)
+        show_every = max(1, min(25, n_iters // 20))
+        for it in bar:
+            self.set_lr(it, n_iters)
+            records = self.iteration(problem)
+            if logs is None:
+                logs = records[0].new_empty(len(records), n_iters - start, dtype=torch.float64)
+            logs[:, it - start] = torch.stack([r.detach().reshape(()).to(logs) for r in records])
+            if logs.device.type == "cpu" or it % 100 == 99 or it == n_iters - 1:
+                self._check(logs[:, checked : it + 1 - start], checked + start, desc, names, hint)
+                checked = it + 1 - start
+            if names and (it % show_every == 0 or it == n_iters - 1) and not getattr(bar, "disable", False):
+                bar.set_postfix(**{n: f"{v:.3g}" for n, v in zip(names, logs[:, it - start].tolist())})
+            if callback is not None:
+                callback(it, records)
+        return logs
+
+    def _check(self, logs: Tensor, offset: int, desc: str, names: tuple[str, ...], hint: str) -> None:
+        bad = ~torch.isfinite(logs)
+        if not bool(bad.any()):
+            return
+        it = int(bad.any(0).nonzero()[0])
+        logs, it = logs[:, it:], offset + it
+        values = logs[:, 0].tolist()
+        names = names or [f"record {i}" for i in range(len(values))]
+        named = ", ".join(f"{n} {v}" for n, v in zip(names, values))
+        lrs = f"lr={self.lr:g}" + (f", lr_critic={self.lr_critic:g}" if self.critic is not None else "")
+        raise TrainingDivergedError(
+            f"{desc} diverged at iteration {it} ({named}); try a smaller learning rate ({lrs}){hint}"
+        )
+
+    def state_dict(self) -> dict:
+        """Networks, optimisers, EMA and the generator's state (a dict for ``torch.save``)."""
+        nets = ("map", "opt_map", "critic", "opt_critic", "ema")
+        state = {k: None if getattr(self, k) is None else getattr(self, k).state_dict() for k in nets}
+        state["generator"] = None if self.generator is None else self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` into a trainer built with the same networks and options."""
+        for k in ("critic", "ema", "generator"):
+            if (state[k] is None) != (getattr(self, k) is None):
+                raise ValueError(f"state and trainer disagree on the {k}")
+        self.map.load_state_dict(state["map"])
+        self.opt_map = torch.optim.Adam(self.map.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_map.load_state_dict(state["opt_map"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_critic.load_state_dict(state["opt_critic"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
+
+    def save(self, path: str | os.PathLike, *, kind: str, config: dict, extra: dict) -> None:
+        """Save this trainer's state and ``extra`` (the caller's counters, chain, history) to ``path``."""
+        save_checkpoint(path, {"trainer": self.state_dict(), **extra}, kind=kind, config=config)
+
+    def load(
+        self, path: str | os.PathLike, *, kind: str, config: dict, restore: Callable[[dict], None], what: str
+    ) -> None:
+        """Load a :meth:`save` file: the trainer's state, then ``restore(state)`` for the caller's part.
+
+        Raises a ValueError naming the file when it is damaged, of another kind or configuration
+        (:func:`gwf_tutorial.train.load_checkpoint`), or does not fit the networks.
+        """
+        state, _ = load_checkpoint(path, kind=kind, config=config)
+        try:
+            self.load_state_dict(state["trainer"])
+            restore(state)
+        except (RuntimeError, KeyError, ValueError) as err:
+            if isinstance(err, ValueError) and os.fspath(path) in str(err):
+                raise
+            raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this {what}: {err}") from err
+
