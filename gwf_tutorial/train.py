@@ -207,7 +207,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: 
     ``state`` holds tensors, state dicts, numbers, strings and containers of them; ``kind`` names the
     trainer; ``config`` (the hyperparameters) is stored as JSON.
 
-    Used in: :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting`,
+    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.jko`,
     :mod:`gwf_tutorial.cifar10`.
     """
     for value, name, typ in ((state, "state", dict), (config, "config", dict), (kind, "kind", str)):
@@ -274,8 +274,7 @@ def load_checkpoint(
     ``ignore`` (each key with both values); the file is never modified. ``map_location`` goes to
     ``torch.load``.
 
-    Used in: :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.drifting`,
-    :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.cifar10`.
     """
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -312,7 +311,7 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
         \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay} \in [0,
         1).
 
-    Used in: :mod:`gwf_tutorial.sjko`, :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.trainer`, :mod:`gwf_tutorial.cifar10`.
     """
     if not (isinstance(decay, int | float) and 0 <= decay < 1):
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")
