@@ -446,8 +446,11 @@ def projected_flow(
     thetas = [parameters_to_vector(params).detach().clone()]
     values = []
     for k in progress(range(n_steps), desc=f"projected flow ({method})", disable=not show_progress):
-        guard = None if k == 0 else lambda x, k=k: _check_diverged(x, method, k, h)
-        value, g = _value_and_gradient(map_net, objective, params, z, data, guard)
+        if k == 0:
+            value, g = _value_and_gradient(map_net, objective, params, z, data)
+        else:
+            value, g = _after_step(k, method, h, lambda guard: _value_and_gradient(
+                map_net, objective, params, z, data, guard))  # fmt: skip
         values.append(value)
         if method == "jko":
             chain.step()
@@ -457,24 +460,40 @@ def projected_flow(
                 vector_to_parameters(parameters_to_vector(params) - h * eta, params)
         thetas.append(parameters_to_vector(params).detach().clone())
     with torch.no_grad():
-        guard = lambda x: _check_diverged(x, method, n_steps, h)  # noqa: E731
-        values.append(_objective_value(map_net, objective, z, data, guard).detach().reshape(()))
+        value = _after_step(n_steps, method, h, lambda guard: _objective_value(
+            map_net, objective, z, data, guard))  # fmt: skip
+        values.append(value.detach().reshape(()))
     times = h * torch.arange(n_steps + 1, dtype=thetas[0].dtype)
     return ProjectedFlowResult(
         method=method, step_size=h, times=times, params=torch.stack(thetas), values=torch.stack(values)
     )
 
 
-def _check_diverged(x: Tensor, method: str, k: int, h: float) -> None:
-    """Raise :class:`FlowDivergedError` (naming ``step_size``) if the particles pushed after ``k`` steps
-    are not finite or too large to evaluate the objective on (:func:`~gwf_tutorial._validation.max_abs`).
-    One host synchronisation per step."""
-    m = float(x.detach().abs().amax())
-    if not m <= max_abs(x.dtype):  # NaN fails too
+def _after_step(k: int, method: str, h: float, evaluate):
+    """``evaluate(guard)`` on the iterate after ``k`` steps, as one divergence error naming ``step_size``.
+
+    ``guard`` sees the pushed particles first and refuses non-finite or overflowing ones
+    (:func:`~gwf_tutorial._validation.max_abs`; one host synchronisation per step). The samples and the
+    map were checked at entry, so an error of the objective now (e.g. a singular affine map under a
+    Gaussian KL) means that the iterates left its domain: it is raised as the same divergence error.
+    """
+    tail = f"step_size={h:g} is too large, try a smaller step_size"
+
+    def guard(x: Tensor) -> None:
+        m = float(x.detach().abs().amax())
+        if not m <= max_abs(x.dtype):  # NaN fails too
+            raise FlowDivergedError(f"the {method} flow diverged: after step {k} the pushed particles reach "
+                                    f"{m:.3g}; {tail}")  # fmt: skip
+
+    try:
+        return evaluate(guard)
+    except FlowDivergedError:
+        raise
+    except (ValueError, torch.linalg.LinAlgError) as err:
         raise FlowDivergedError(
-            f"the {method} flow diverged: after step {k} the pushed particles reach {m:.3g}; "
-            f"step_size={h:g} is too large, try a smaller step_size"
-        )
+            f"the {method} flow diverged: after step {k} the objective fails on the pushed particles "
+            f"({err}); {tail}"
+        ) from err
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
