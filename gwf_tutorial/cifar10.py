@@ -1431,6 +1431,8 @@ def train(
 
     Used in: chapter 10, :func:`main`.
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a Config (make_config, smoke_config), got {type(cfg).__name__}")
     ckpt = Path(cfg.out) / "last.pt"
     resuming = resume and ckpt.exists()
     if not resuming:  # checked before the data are loaded
