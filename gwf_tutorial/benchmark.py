@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_samples
+from gwf_tutorial._validation import check_int, check_positive, check_samples, check_seed
 from gwf_tutorial.methods import FAMILIES, METHODS
 from gwf_tutorial.train import make_generator
 
@@ -290,6 +290,9 @@ class _Problem:
 # ---------------------------------------------------------------------------------------------
 # dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
 # ---------------------------------------------------------------------------------------------
+
+#: Largest ``budget_s / method_info(m).budget_s`` that :func:`run` accepts.
+_MAX_BUDGET_FACTOR = 1e6
 
 #: Keyword arguments of a method that count iterations: the budget factor scales them. ``n_phases``
 #: (the number of JKO steps) and ``inner_steps`` are not scaled.
@@ -554,7 +557,8 @@ def run(
     seed : int
         Seed ``>= 0`` of everything random in the run (data, initialisation, mini-batches, noise).
     budget_s : float, optional
-        Nominal CPU budget (> 0); iteration counts scale with ``budget_s / method_info(m).budget_s``.
+        Nominal CPU budget (> 0, at most :math:`10^6` times the method's nominal budget); iteration
+        counts scale with ``budget_s / method_info(m).budget_s``.
         Default: the method's own budget.
     progress : bool, default False
         Show the method's progress bars.
@@ -572,7 +576,8 @@ def run(
         needs a score the target does not have; :class:`~gwf_tutorial.flows.FlowDivergedError` (a
         ``ValueError``) or ``FloatingPointError`` when the method diverges.
     TypeError
-        ``method`` not a string, a target without ``sample``, non-integer ``n_samples``/``seed``.
+        ``method`` not a string, a target without ``sample``, non-integer ``n_samples``, a ``seed`` that is
+        not an integer (floats such as ``2.0`` included).
 
     Used in: chapter 11 (benchmark).
 
@@ -586,9 +591,14 @@ def run(
     key = _check_method(method)
     target = _resolve_target(target)
     n = check_int(n_samples, "n_samples", min_value=2)
-    seed = check_int(seed, "seed", min_value=0)
+    seed = check_seed(seed, "seed")
     info = method_info(key)
     factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / info.budget_s
+    if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
+        raise ValueError(
+            f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
+            f"({info.budget_s:g} s), got {budget_s:g}"
+        )
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     ok, reason = applicable(key, target)

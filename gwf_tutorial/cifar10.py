@@ -81,7 +81,7 @@ from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
 from gwf_tutorial import train as _train
-from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive
+from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive, check_seed
 from gwf_tutorial.nets import ConvCritic, ConvGenerator
 from gwf_tutorial.train import (
     ema_update,
@@ -442,14 +442,17 @@ def _validate(cfg: Config) -> None:
         "phases",
         "iters_first",
         "mmd_features",
-        "n_synthetic",
         "ckpt_every",
         "log_every",
         "fid_batch",
     ):
         check_int(getattr(cfg, name), name)
-    for name in ("d_blocks", "iters", "save_every", "seed", "fid_samples"):
+    for name in ("d_blocks", "iters", "save_every", "fid_samples"):
         check_int(getattr(cfg, name), name, min_value=0)
+    if cfg.fid_samples == 1:  # checked now, not after training: FID / KID need two samples
+        raise ValueError("fid_samples must be 0 (no evaluation) or >= 2 (FID needs two samples), got 1")
+    check_int(cfg.n_synthetic, "n_synthetic", min_value=2)  # FID / KID need two real images
+    cfg.seed = check_seed(cfg.seed, "seed")
     check_int(cfg.image_size, "image_size", min_value=4)
     if cfg.data == "cifar10" and cfg.image_size != 32:
         raise ValueError(f"image_size must be 32 for CIFAR-10, got {cfg.image_size}")
@@ -476,6 +479,25 @@ def _validate(cfg: Config) -> None:
             )
     cfg.betas = check_betas(tuple(cfg.betas) if isinstance(cfg.betas, list) else cfg.betas)
     cfg.temperatures = tuple(check_positive(t, "temperatures") for t in cfg.temperatures)
+    if not isinstance(cfg.device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {cfg.device!r}")
+    if cfg.device or os.environ.get("GWF_DEVICE"):
+        _check_device(cfg.device or os.environ["GWF_DEVICE"], "device" if cfg.device else "$GWF_DEVICE")
+
+
+def _check_device(name: str, what: str) -> torch.device:
+    """``torch.device(name)``, or a ``ValueError`` naming ``what`` for an unknown or absent device."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {name!r} needs a CUDA GPU, but torch finds none; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{what} {name!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
@@ -1409,6 +1431,8 @@ def train(
 
     Used in: chapter 10, :func:`main`.
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a Config (make_config, smoke_config), got {type(cfg).__name__}")
     ckpt = Path(cfg.out) / "last.pt"
     resuming = resume and ckpt.exists()
     if not resuming:  # checked before the data are loaded
@@ -1652,7 +1676,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
     Raises
     ------
     ValueError
-        ``--resume`` with training options that differ from the checkpoint's, or a damaged checkpoint.
+        ``--resume`` with training options that differ from the checkpoint's, or a damaged checkpoint;
+        an invalid setting (:func:`make_config`'s checks, made before anything runs: e.g.
+        ``--fid-samples 1``, ``--n-synthetic 1``, an unknown ``--device`` or ``cuda`` without a GPU).
+        :func:`main` turns these into a usage message.
 
     Used in: :func:`main`.
     """
@@ -1706,9 +1733,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     dict
         The summary of :func:`train`.
 
+    Raises
+    ------
+    SystemExit
+        Status 2 with a usage message (``argparse``'s ``parser.error``) for an invalid command line: bad
+        values or conflicts found by :func:`config_from_args`, before anything is loaded or trained.
+
     Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --help``).
     """
-    cfg, resume, overwrite = config_from_args(argv)
+    try:  # command-line errors: a usage message and exit status 2, not a traceback
+        cfg, resume, overwrite = config_from_args(argv)
+    except (ValueError, TypeError) as err:
+        build_parser().error(str(err))
     info = init_distributed(cuda=_train.device(cfg.device or None).type == "cuda")
     try:
         if info.is_main:

@@ -43,13 +43,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
+    FlowDivergedError,
+    as_tensor,
+    check_dtype_like,
+    check_finite,
     check_int,
     check_nonnegative,
     check_positive,
     check_same_dim,
     check_samples,
 )
-from gwf_tutorial.fdiv import FDivergence, dv_bound, get_fdivergence, variational_bound
+from gwf_tutorial.fdiv import FDivergence, _bound, dv_bound, get_fdivergence, variational_bound
 from gwf_tutorial.kernels import median_bandwidth, squared_distances
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress
@@ -238,13 +242,18 @@ def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
     ----------
     Gao, Y. et al. (2019). Deep generative learning via variational gradient flow. ICML.
     """
+    checked = []
     for t, nm in ((d_x, "d_x"), (d_y, "d_y")):
         if not isinstance(t, Tensor):
             raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
         if t.ndim != 1 or t.numel() == 0:
             raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{nm} contains NaN or infinite values")
+        checked.append(check_finite(as_tensor(t, nm), nm))
+    return _logistic(*checked)
+
+
+def _logistic(d_x: Tensor, d_y: Tensor) -> Tensor:
+    """:func:`logistic_loss` unchecked: the training loop's per-step form (no host synchronisation)."""
     return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
 
 
@@ -292,6 +301,10 @@ def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
     if y.ndim < 2 or y.shape[0] < 1:
         raise ValueError(f"y must have shape (m, ...) with m >= 1, got {tuple(y.shape)}")
+    y = as_tensor(y, "y")  # integers cast, float16 / bfloat16 refused outside autocast (no host sync)
+    weight = next((p for p in getattr(critic, "parameters", tuple)() if p.is_floating_point()), None)
+    if weight is not None:
+        check_dtype_like(y, weight, "y", "the critic's parameters")
     return _value_and_grad(critic, y)
 
 
@@ -425,6 +438,10 @@ def add_penalties(
 
     Used in: chapter 4 (critics with R1), chapter 5 (WGAN-GP), chapter 10.
     """
+    for t, nm in ((x, "x"), (y, "y")):  # shapes only: an empty batch would give a NaN penalty
+        if (r1 > 0 or gp > 0) and (not isinstance(t, Tensor) or t.ndim < 2 or t.shape[0] < 1):
+            shape = tuple(getattr(t, "shape", ()))
+            raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {shape}")
     if r1 > 0:
         loss = loss + 0.5 * r1 * _r1(critic, y)
     if gp > 0:
@@ -498,11 +515,11 @@ def _train(
         loss = base + pen
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"{desc}: the loss became {loss_value} at iteration {it}. The empirical variational "
-                "bound can be unbounded (a critic can grow without limit at samples of one side "
-                "with no samples of the other nearby, e.g. reverse KL or chi^2); use a gradient "
-                "penalty (r1=, gp=), a smaller lr or fewer iterations"
+            raise FlowDivergedError(
+                f"{desc}: the loss became {loss_value} at iteration {it} (lr={lr:g}). The empirical "
+                "variational bound can be unbounded (a critic can grow without limit at samples of one "
+                "side with no samples of the other nearby, e.g. reverse KL or chi^2), and too large a "
+                "learning rate diverges; use a gradient penalty (r1=, gp=), a smaller lr or fewer iterations"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -586,9 +603,10 @@ def fit_critic(
 
     Raises
     ------
-    FloatingPointError
-        When the loss becomes non-finite (the empirical bound of e.g. reverse KL or
-        :math:`\chi^2` is unbounded; use ``r1`` / ``gp``).
+    FlowDivergedError
+        (a ``ValueError``, from :mod:`gwf_tutorial._validation`) when the loss becomes non-finite: the
+        empirical bound of e.g. reverse KL or :math:`\chi^2` is unbounded (use ``r1`` / ``gp``), or
+        ``lr`` is far too large; the message names ``lr``.
 
     Used in: chapter 4 (critics as density ratios; particle f-flows refit the critic every step).
 
@@ -605,8 +623,8 @@ def fit_critic(
     fdiv = get_fdivergence(fdiv)
     x, y, n_iters, lr, batch_size, r1, gp = _check_training_args(x, y, n_iters, lr, batch_size, r1, gp)
 
-    def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:
-        return critic_loss(fdiv, h_x, h_y)
+    def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:  # critic_loss, unchecked at every step
+        return -_bound(fdiv, h_x, h_y, check_nan=False)
 
     return _train(
         critic,
@@ -726,7 +744,7 @@ def logistic_ratio(
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
     hist = _train(
         net,
-        logistic_loss,
+        _logistic,
         x,
         y,
         n_iters=n_iters,

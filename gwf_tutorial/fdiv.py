@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gwf_tutorial._validation import as_tensor
+from gwf_tutorial._validation import as_tensor, check_finite
 
 __all__ = [
     "FDivergence",
@@ -719,16 +719,22 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
 
 
 def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]:
+    """Critic values as ``(n,)`` vectors. With ``check_nan`` (the public entry points): real floating
+    dtypes only (integers cast, float16 / bfloat16 refused outside autocast), no NaN, infinite or
+    overflowing entries (:func:`~gwf_tutorial._validation.check_finite`, one host synchronisation each).
+    Without it (the training loops, at every step): shapes only."""
+    out = []
     for t, nm in ((h_x, "h_x"), (h_y, "h_y")):
         if not isinstance(t, Tensor):
             raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
         if t.numel() == 0:
-            raise ValueError(f"{nm} must not be empty")
+            raise ValueError(f"{nm} must not be empty (shape (n,) with n >= 1), got {tuple(t.shape)}")
         if t.ndim == 2 and t.shape[1] != 1 or t.ndim > 2:
             raise ValueError(f"{nm} must have shape (n,) or (n, 1), got {tuple(t.shape)}")
-        if check_nan and torch.isnan(t).any():
-            raise ValueError(f"{nm} contains NaN values")
-    return h_x.reshape(-1), h_y.reshape(-1)
+        if check_nan:
+            t = check_finite(as_tensor(t, nm), nm)
+        out.append(t.reshape(-1))
+    return out[0], out[1]
 
 
 def _bound(fdiv: FDivergence, h_x: Tensor, h_y: Tensor, *, check_nan: bool = True) -> Tensor:

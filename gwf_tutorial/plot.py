@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib import animation
 
+from gwf_tutorial._validation import check_seed
+
 __all__ = [
     "to_numpy",
     "scatter",
@@ -51,11 +53,15 @@ def to_numpy(x) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, same shape as ``x``
+        float16 / bfloat16 tensors come back as float32 (the same values; NumPy has no bfloat16).
 
     Used in: every plotting helper.
     """
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype in (torch.float16, torch.bfloat16):  # NumPy has no bfloat16: plot in float32
+            x = x.float()
+        return x.numpy()
     return np.asarray(x)
 
 
@@ -229,7 +235,7 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
     if f.ndim != 3 or f.shape[2] < 2:
         raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
     ax = _ax(ax)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     idx = rng.choice(f.shape[1], size=min(n_paths, f.shape[1]), replace=False)
     lim = _limits(f[0], f[-1], None if y is None else _points(y, "y"))
     if y is not None:

@@ -51,11 +51,13 @@ from torch.func import functional_call, jacrev
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from gwf_tutorial._validation import (
+    FlowDivergedError,
     check_int,
     check_mean_cov,
     check_nonnegative,
     check_positive,
     check_samples,
+    max_abs,
 )
 from gwf_tutorial.functionals import Objective
 from gwf_tutorial.jko import ParametricJKO, PushforwardObjective
@@ -202,8 +204,10 @@ def affine_metric_tensor(mean, second_moment) -> Tensor:
     return torch.cat([top, bottom], dim=0)
 
 
-def _objective_value(map_net, objective, z: Tensor, y: Tensor | None) -> Tensor:
+def _objective_value(map_net, objective, z: Tensor, y: Tensor | None, guard=None) -> Tensor:
     x = map_net(z)
+    if guard is not None:
+        guard(x)
     if isinstance(objective, PushforwardObjective):
         return objective.pushforward_value(map_net, z, x)
     return objective.value(x, y)
@@ -255,8 +259,13 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
     params = _check_map(map_net)
     y = _check_objective(objective, y)
     z = _check_z(z, map_net)
+    return _value_and_gradient(map_net, objective, params, z, y)
+
+
+def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[Tensor, Tensor]:
+    """:func:`objective_gradient` on checked arguments; ``guard(x)`` sees the pushed particles first."""
     with torch.enable_grad():
-        value = _objective_value(map_net, objective, z, y)
+        value = _objective_value(map_net, objective, z, y, guard)
         if not isinstance(value, Tensor) or value.numel() != 1:
             raise ValueError("the objective must return one number")
         grads = torch.autograd.grad(value.reshape(()), params, allow_unused=True)
@@ -393,6 +402,12 @@ def projected_flow(
     -------
     ProjectedFlowResult
 
+    Raises
+    ------
+    FlowDivergedError
+        (a ``ValueError``) when the pushed particles become non-finite or overflow; the message names the
+        step and ``step_size``.
+
     Used in: chapter 6 (translation, affine and small-MLP families: natural gradient vs gradient
     descent vs small-step parametric JKO, against the exact Gaussian flow).
 
@@ -430,8 +445,12 @@ def projected_flow(
         )
     thetas = [parameters_to_vector(params).detach().clone()]
     values = []
-    for _ in progress(range(n_steps), desc=f"projected flow ({method})", disable=not show_progress):
-        value, g = objective_gradient(map_net, objective, z, data)
+    for k in progress(range(n_steps), desc=f"projected flow ({method})", disable=not show_progress):
+        if k == 0:
+            value, g = _value_and_gradient(map_net, objective, params, z, data)
+        else:
+            value, g = _after_step(k, method, h, lambda guard: _value_and_gradient(
+                map_net, objective, params, z, data, guard))  # fmt: skip
         values.append(value)
         if method == "jko":
             chain.step()
@@ -439,16 +458,42 @@ def projected_flow(
             eta = natural_direction(map_net, z, g, damping) if method == "natural" else g
             with torch.no_grad():
                 vector_to_parameters(parameters_to_vector(params) - h * eta, params)
-        theta = parameters_to_vector(params).detach().clone()
-        if not bool(torch.isfinite(theta).all()):
-            raise FloatingPointError(f"the {method} flow diverged; try a smaller step_size")
-        thetas.append(theta)
+        thetas.append(parameters_to_vector(params).detach().clone())
     with torch.no_grad():
-        values.append(_objective_value(map_net, objective, z, data).detach().reshape(()))
+        value = _after_step(n_steps, method, h, lambda guard: _objective_value(
+            map_net, objective, z, data, guard))  # fmt: skip
+        values.append(value.detach().reshape(()))
     times = h * torch.arange(n_steps + 1, dtype=thetas[0].dtype)
     return ProjectedFlowResult(
         method=method, step_size=h, times=times, params=torch.stack(thetas), values=torch.stack(values)
     )
+
+
+def _after_step(k: int, method: str, h: float, evaluate):
+    """``evaluate(guard)`` on the iterate after ``k`` steps, as one divergence error naming ``step_size``.
+
+    ``guard`` sees the pushed particles first and refuses non-finite or overflowing ones
+    (:func:`~gwf_tutorial._validation.max_abs`; one host synchronisation per step). The samples and the
+    map were checked at entry, so an error of the objective now (e.g. a singular affine map under a
+    Gaussian KL) means that the iterates left its domain: it is raised as the same divergence error.
+    """
+    tail = f"step_size={h:g} is too large, try a smaller step_size"
+
+    def guard(x: Tensor) -> None:
+        m = float(x.detach().abs().amax())
+        if not m <= max_abs(x.dtype):  # NaN fails too
+            raise FlowDivergedError(f"the {method} flow diverged: after step {k} the pushed particles reach "
+                                    f"{m:.3g}; {tail}")  # fmt: skip
+
+    try:
+        return evaluate(guard)
+    except FlowDivergedError:
+        raise
+    except (ValueError, torch.linalg.LinAlgError) as err:
+        raise FlowDivergedError(
+            f"the {method} flow diverged: after step {k} the objective fails on the pushed particles "
+            f"({err}); {tail}"
+        ) from err
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_train import assert_damaged_checkpoints_refused, damaged_copies
@@ -118,6 +119,51 @@ def test_config_rejects_bad_settings():
         cifar10.make_config("jko-mmd", r1=0.1)
     with pytest.raises(TypeError, match="cfg"):
         cifar10.Trainer({"method": "sjko"})
+
+
+def test_settings_that_would_fail_after_training_are_refused_up_front(monkeypatch):
+    # FID / KID need two samples and two real images: refused when the config is made, not at the end
+    with pytest.raises(ValueError, match="fid_samples must be 0 .* or >= 2"):
+        cifar10.smoke_config("drifting", fid_samples=1)
+    assert cifar10.smoke_config("drifting", fid_samples=0).fid_samples == 0
+    with pytest.raises(ValueError, match="n_synthetic must be an integer >= 2"):
+        cifar10.smoke_config("drifting", n_synthetic=1)
+    # a seed is an integer: a float is refused (not validated and then used as a float)
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        cifar10.smoke_config("drifting", seed=2.0)
+    assert type(cifar10.smoke_config("drifting", seed=np.int64(3)).seed) is int
+    # devices: unknown, absent, or from $GWF_DEVICE
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'nope'"):
+        cifar10.smoke_config("drifting", device="nope")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' needs a CUDA GPU"):
+            cifar10.smoke_config("drifting", device="cuda")
+    monkeypatch.setenv("GWF_DEVICE", "nope")
+    with pytest.raises(ValueError, match=re.escape("$GWF_DEVICE must be")):
+        cifar10.make_config("drifting", device="")
+    with pytest.raises(TypeError, match="cfg must be a Config"):
+        cifar10.train({"method": "drifting"})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ("--fid-samples 1", "fid_samples must be 0"),
+        ("--n-synthetic 1", "n_synthetic must be an integer >= 2"),
+        ("--device nope", "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        ("--tau -1", "tau must be a finite number >= 0"),
+        ("--batch-size x", "argument --batch-size: invalid int value"),
+    ],
+)
+def test_command_line_errors_are_usage_messages(flags, message, tmp_path, capsys):
+    # exit status 2 with argparse's usage message, before anything is loaded or trained
+    argv = ["--smoke", "--method", "drifting", *flags.split(), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exc:
+        cifar10.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("usage: python -m gwf_tutorial.cifar10")
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_init_distributed_reads_torchrun_variables():

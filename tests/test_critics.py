@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gwf_tutorial import critics
+import gwf_tutorial._validation as validation
+from gwf_tutorial import critics, fdiv
+from gwf_tutorial._validation import FlowDivergedError
 from gwf_tutorial.critics import (
     Critic,
     critic_loss,
@@ -166,7 +168,7 @@ def test_unbounded_bound_raises_a_clear_error(gaussians):
     x, y, _, _ = gaussians
     torch.manual_seed(0)
     critic = Critic(1, "reverse_kl", hidden=32, depth=2)
-    with pytest.raises(FloatingPointError, match="gradient penalty"):
+    with pytest.raises(FlowDivergedError, match=r"gradient penalty.*lr|lr.*gradient penalty"):
         fit_critic(critic, x, y, n_iters=600, lr=1e-2, show_progress=False)
 
 
@@ -226,3 +228,101 @@ def test_learned_kernel_custom_embedding():
     assert any(p is emb.weight for p in k.parameters())  # the embedding is trained with the kernel
     with pytest.raises(TypeError, match="embedding"):
         LearnedKernel(3, embedding=lambda z: z)
+
+
+# ---------------------------------------------------------------- reliability: checked once, at entry
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [lambda a, b: critic_loss("kl", a, b), lambda a, b: critic_loss("js", a, b), dv_loss, logistic_loss,
+     lambda a, b: variational_bound("chi2", a, b)],
+    ids=["critic_loss-kl", "critic_loss-js", "dv_loss", "logistic_loss", "variational_bound-chi2"],
+)
+def test_critic_losses_check_values_and_dtypes_at_entry(loss):
+    a = torch.tensor([0.5, -1.0, 2.0])
+    b = torch.tensor([0.1, 0.3])
+    names = ("d_x", "d_y") if loss is logistic_loss else ("h_x", "h_y")
+    # integers are cast to the default dtype: the same value as the float input
+    assert torch.equal(loss(a.round().long(), b), loss(a.round(), b))
+    for i, name in enumerate(names):
+        def spoil(t, i=i):
+            return (t, b) if i == 0 else (a, t)
+
+        ref = a if i == 0 else b
+        for dt in (torch.float16, torch.bfloat16):  # refused, not silently computed in low precision
+            with pytest.raises(TypeError, match=rf"{name} must be float32 or float64"):
+                loss(*spoil(ref.to(dt)))
+        with pytest.raises(TypeError, match=rf"{name} must hold real"):
+            loss(*spoil(ref.to(torch.complex64)))
+        for bad in (math.inf, math.nan):
+            with pytest.raises(ValueError, match=rf"{name} contains NaN or infinite"):
+                loss(*spoil(torch.cat([ref[:1], torch.tensor([bad])])))
+        with pytest.raises(ValueError, match=rf"{name} holds values up to 1e\+30"):  # would be -inf
+            loss(*spoil(torch.cat([ref[:1], torch.tensor([1e30])])))
+        with pytest.raises(ValueError, match=rf"{name} must"):  # an empty batch, not a NaN
+            loss(*spoil(ref[:0]))
+
+
+def test_value_and_input_grad_names_its_argument_y():
+    c = Critic(2, "kl", hidden=4, depth=1)
+    y = torch.randn(5, 2)
+    with pytest.raises(TypeError, match=r"^y must have dtype torch.float32"):
+        critics.value_and_input_grad(c, y.double())
+    for dt in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=r"^y must be float32 or float64"):
+            critics.value_and_input_grad(c, y.to(dt))
+    vi, gi = critics.value_and_input_grad(c, y.round().long())  # integers: cast, same result
+    vf, gf = critics.value_and_input_grad(c, y.round())
+    assert torch.equal(vi, vf) and torch.equal(gi, gf)
+
+
+def test_penalties_refuse_an_empty_batch():
+    c = Critic(2, "kl", hidden=4, depth=1)
+    x = torch.randn(5, 2)
+    for kw in (dict(r1=1.0), dict(gp=1.0)):
+        with pytest.raises(ValueError, match=r"^y must have shape \(n, ...\) with n >= 1"):
+            critics.add_penalties(torch.zeros(()), c, x, x[:0], **kw)
+    with pytest.raises(ValueError, match=r"^x must have shape"):
+        critics.add_penalties(torch.zeros(()), c, x[:0], x, gp=1.0)
+    # no penalty, nothing to compute: the loss passes through
+    assert critics.add_penalties(torch.ones(()), c, x[:0], x[:0]) == 1.0
+
+
+@pytest.mark.parametrize("fit", ["fit_critic", "logistic_ratio"])
+def test_far_too_large_lr_raises_the_divergence_error_naming_lr(fit):
+    x, y = torch.randn(20, 2), torch.randn(15, 2) + 1
+    torch.manual_seed(0)
+    with pytest.raises(FlowDivergedError, match=r"lr=1e\+30"):
+        if fit == "fit_critic":
+            fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=5, lr=1e30, show_progress=False)
+        else:
+            logistic_ratio(x, y, n_iters=5, lr=1e30, hidden=8, depth=1, show_progress=False)
+
+
+def test_training_loops_check_values_once_not_per_step(monkeypatch):
+    # a value check is a host synchronisation: the loops check their samples at entry, and their
+    # per-step losses check shapes only (no checked critic values, no public logistic_loss per step)
+    checked, public = [], []
+    critic_values, check_finite = fdiv._critic_values, validation.check_finite
+
+    def spy_values(h_x, h_y, *, check_nan=True):
+        checked.append(check_nan)
+        return critic_values(h_x, h_y, check_nan=check_nan)
+
+    def spy_finite(t, name):
+        public.append(name)
+        return check_finite(t, name)
+
+    monkeypatch.setattr(fdiv, "_critic_values", spy_values)
+    monkeypatch.setattr(validation, "check_finite", spy_finite)
+    monkeypatch.setattr(critics, "logistic_loss", lambda *a: pytest.fail("public logistic_loss per step"))
+    x, y = torch.randn(20, 2), torch.randn(15, 2) + 1
+    counts = []
+    for n_iters in (2, 7):
+        checked.clear(), public.clear()
+        fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=n_iters, show_progress=False)
+        logistic_ratio(x, y, n_iters=n_iters, hidden=8, depth=1, show_progress=False)
+        assert checked == [False] * n_iters  # fit_critic's loss: one unchecked bound per step
+        counts.append(len(public))
+    assert counts == [4, 4]  # x and y, once per call

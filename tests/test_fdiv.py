@@ -279,3 +279,26 @@ def test_conjugate_activated_equals_composition_and_is_stable(name):
         out = d.conjugate_activated(big)
         out.sum().backward()
         assert torch.isfinite(out).all() and torch.isfinite(big.grad).all()
+
+
+def test_bounds_check_critic_values_once_at_entry():
+    # public bounds: one value check (NaN, Inf, overflow, dtype); the loops' per-step form checks shapes
+    h_x, h_y = torch.tensor([0.2, -0.4, 1.0]), torch.tensor([0.5, 0.1])
+    big = torch.tensor([0.5, 1e30])  # exp(1e30 - 1) = inf: the bound would be -inf
+    with pytest.raises(ValueError, match=r"^h_y holds values up to 1e\+30"):
+        variational_bound(KL, h_x, big)
+    with pytest.raises(ValueError, match=r"^h_x contains NaN or infinite"):
+        dv_bound(torch.tensor([0.0, math.inf]), h_y)
+    with pytest.raises(TypeError, match=r"^h_x must hold real"):
+        dv_bound(h_x.to(torch.complex64), h_y)
+    with pytest.raises(TypeError, match=r"^h_y must be float32 or float64"):
+        variational_bound(JS, h_x, h_y.bfloat16())
+    with pytest.raises(ValueError, match=r"^h_x must not be empty"):
+        variational_bound(JS, h_x[:0], h_y)
+    as_int = variational_bound(KL, h_x.round().long(), h_y)
+    assert torch.equal(as_int, variational_bound(KL, h_x.round(), h_y))
+    # the per-step form (used by the training loops) gives the same number without checking values
+    assert torch.equal(fdiv._bound(KL, h_x, h_y, check_nan=False), variational_bound(KL, h_x, h_y))
+    assert fdiv._bound(KL, h_x, big, check_nan=False).item() == -math.inf
+    with pytest.raises(ValueError, match="h_x must not be empty"):
+        fdiv._bound(KL, h_x[:0], h_y, check_nan=False)

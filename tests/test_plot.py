@@ -44,6 +44,23 @@ def test_to_numpy(plot):
     assert isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == (3, 2)
     np.testing.assert_array_equal(a, 2.0)
     assert isinstance(plot.to_numpy([[1, 2]]), np.ndarray)
+    # NumPy has no bfloat16: low precision comes back as float32, with the same values
+    for dt in (torch.float16, torch.bfloat16):
+        low = torch.tensor([[0.5, -1.25]], dtype=dt)
+        a = plot.to_numpy(low)
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, low.float().numpy())
+
+
+def test_plots_draw_low_precision_samples(plot):
+    x = _samples(30)
+    for dt in (torch.float16, torch.bfloat16):
+        (coll,) = plot.scatter(x.to(dt)).collections
+        np.testing.assert_array_equal(coll.get_offsets(), x.to(dt).float().numpy())
+        plot.compare_samples(x.to(dt), x.to(dt))
+        plot.trajectories(torch.stack([x, x]).to(dt))
+    with pytest.raises(TypeError, match="seed"):
+        plot.trajectories(torch.stack([x, x]), seed=1.5)
 
 
 def test_scatter_draws_the_points(plot):

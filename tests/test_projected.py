@@ -239,3 +239,24 @@ def test_affine_gaussian_path_matches_push_gaussian():
         projected.affine_gaussian_path([1.0] * 6, M0, S0)
     with pytest.raises(ValueError, match="cov"):
         projected.affine_gaussian_path(params, M0, -S0)
+
+
+@pytest.mark.parametrize("method", ["natural", "gradient"])
+@pytest.mark.parametrize("case", ["overflow", "leaves the domain"])
+def test_a_diverging_flow_raises_the_divergence_error_naming_the_step_size(method, case):
+    # far too large a step: the one divergence error of the library (a ValueError) naming step_size,
+    # both when the pushed particles overflow (MMD, step 1e30: finite parameters near 1e29, beyond
+    # what float32 distances hold) and when the map leaves the objective's domain (Gaussian KL, step
+    # 10: the affine map becomes singular, its pushed covariance not positive definite)
+    from gwf_tutorial._validation import FlowDivergedError
+
+    g = torch.Generator().manual_seed(0)
+    if case == "overflow":
+        z, y = torch.randn(16, 2, generator=g), 3.0 + torch.randn(16, 2, generator=g)
+        args, h, T = (MMD("gaussian", 1.0), z, y), 1e30, nets.AffineMap(2)
+    else:
+        z = torch.randn(16, 2, dtype=F64, generator=g)
+        args, h, T = (jko.GaussianPushforwardKL(M0, S0, M, SIG), z), 10.0, nets.AffineMap(2, dtype=F64)
+    with pytest.raises(FlowDivergedError, match=r"flow diverged: after step \d+ .*step_size=") as err:
+        projected.projected_flow(T, *args, method=method, step_size=h, n_steps=30, show_progress=False)
+    assert f"step_size={h:g} is too large" in str(err.value)
