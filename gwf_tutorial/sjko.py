@@ -647,9 +647,8 @@ class SemiDualJKO:
         ``--lr_scheduler`` is one ``CosineAnnealingLR`` over all the run's iterations down to
         ``eta_min = 5e-5``; :mod:`gwf_tutorial.cifar10` implements that one.)
     seed : int, optional
-        Seed of the trainer's generators (mini-batches, latents, instance noise).
-
-    Each phase runs :meth:`gwf_tutorial.trainer.Trainer.fit` (the potential is the trainer's critic).
+        Seed of the trainer's generators (mini-batches, latents, instance noise). Each phase runs
+        :meth:`gwf_tutorial.trainer.Trainer.fit` (the potential is the trainer's critic).
 
     Attributes
     ----------
