@@ -352,3 +352,26 @@ def test_config_builds_offline_and_does_not_execute():
     vendored = ROOT / sphinx["html_static_path"][0] / sphinx["mathjax_path"]
     assert vendored.exists(), f"vendored MathJax missing: {vendored}"
     assert {"sphinx.ext.autodoc", "sphinx.ext.napoleon"} <= set(cfg["sphinx"]["extra_extensions"])
+
+
+def test_the_built_package_ships_every_committed_result(tmp_path):
+    """A non-editable install (Colab's ``pip install git+...``) carries ``gwf_tutorial/results/*.json``,
+    which the chapters read through ``benchmark.load_results``."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"  # a copy: building in the checkout would leave build/ behind
+    shutil.copytree(root / "gwf_tutorial", src / "gwf_tutorial", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, src / name)
+    cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(tmp_path / "dist")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("gwf_tutorial-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {Path(n).name for n in names if n.startswith("gwf_tutorial/results/")}
+    committed = {p.name for p in (root / "gwf_tutorial" / "results").glob("*.json")}
+    assert committed and committed <= shipped, committed - shipped
