@@ -471,7 +471,7 @@ _CLI_BAD = [("fid-samples", ("--fid-samples", "1"), "fid_samples"),
             ("n-synthetic", ("--n-synthetic", "1"), "n_synthetic"),
             ("device", ("--device", "nope"), "device"), ("tau", ("--tau", "-1"), "tau"),
             ("seed", ("--seed", "-1"), "seed"), ("seed float", ("--seed", "2.5"), "seed"),
-            ("lr", ("--lr-g", "0"), "lr_g"), ("ema", ("--ema-decay", "1"), "ema_decay")]  # fmt: skip
+            ("lr", ("--lr-g", "0"), "--lr-g"), ("ema", ("--ema-decay", "1"), "ema_decay")]  # fmt: skip
 if not torch.cuda.is_available():
     _CLI_BAD.append(("no GPU", ("--device", "cuda"), "device"))
 spec("cifar10.main", _cli, lambda: _argv(),
@@ -482,7 +482,7 @@ spec("cifar10.config_from_args", cifar10.config_from_args, lambda: _argv(),
 spec("cifar10.make_config", cifar10.make_config,
      lambda: dict(method="drifting", net="tiny", data="synthetic", image_size=8, n_synthetic=16,
                   device="cpu"),
-     positive=("lr_g", "ema_decay"), ints=("batch_size", "n_synthetic", "latent_dim", "fid_batch"),
+     positive=("lr", "ema_decay"), ints=("batch_size", "n_synthetic", "latent_dim", "fid_batch"),
      extra=[("seed float", dict(seed=2.0), "seed"), ("seed", dict(seed=-1), "seed"),
             ("fid_samples", dict(fid_samples=1), "fid_samples"), ("device", dict(device="nope"), "device"),
             ("method", dict(method="gan"), "method"), ("data", dict(data="mnist"), "data")])
