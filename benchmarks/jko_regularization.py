@@ -72,7 +72,7 @@ def make_chain(objective: str, tau, target, seed: int, cfg: dict):
         critic_hidden=cfg["hidden"],
         critic_depth=2,
         seed=seed,
-        show_progress=False,
+        progress=False,
     )
     if objective == "mmd":
         g = torch.Generator().manual_seed(777)

@@ -68,8 +68,8 @@ NETS = dict(noise_dim=2, map_hidden=64, map_blocks=2, potential_hidden=64, poten
 TRAINER = dict(
     divergence="kl",
     tau=1.0,
-    lr_map=1e-3,
-    lr_potential=1e-3,
+    lr=1e-3,
+    lr_critic=1e-3,
     betas=(0.5, 0.9),
     r1=0.2,
     batch_size=400,
@@ -166,7 +166,7 @@ def run_one(job: dict) -> dict:
 
     # warm-up: first-call allocations of torch are not the trainer's memory
     seed_everything(job["seed"])
-    build_trainer(job["parametrization"], job["seed"], 3).run(2, source, target, progress_bar=False)
+    build_trainer(job["parametrization"], job["seed"], 3).run(2, source, target, progress=False)
     base_kib = trim_heap()
     seed_everything(job["seed"])
     tr = build_trainer(job["parametrization"], job["seed"], job["n_iters"])
@@ -180,7 +180,7 @@ def run_one(job: dict) -> dict:
         reset_peak()
         ticks.clear()
         c0, w0 = time.process_time(), time.perf_counter()
-        tr.phase(source, target, progress_bar=False, callback=tick)
+        tr.phase(source, target, progress=False, callback=tick)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         peak_kib = proc_status()["VmHWM"]
         per_iter = np.diff(np.array([c0] + ticks))

@@ -148,11 +148,11 @@ NET_PRESETS: dict[str, dict] = {
 METHOD_DEFAULTS: dict[str, dict] = {
     "jko-kldv": {
         "tau": 0.5,
-        "phases": 100,
-        "iters_first": 2000,
-        "iters": 1000,
-        "lr_g": 2e-4,
-        "lr_d": 1e-4,
+        "n_phases": 100,
+        "n_iters_first": 2000,
+        "n_iters": 1000,
+        "lr": 2e-4,
+        "lr_critic": 1e-4,
         "betas": (0.5, 0.9),
         "r1": 0.4,
         "gp": 0.0,
@@ -161,11 +161,11 @@ METHOD_DEFAULTS: dict[str, dict] = {
     },
     "jko-mmd": {
         "tau": 0.5,
-        "phases": 100,
-        "iters_first": 2000,
-        "iters": 1000,
-        "lr_g": 2e-4,
-        "lr_d": 1e-4,
+        "n_phases": 100,
+        "n_iters_first": 2000,
+        "n_iters": 1000,
+        "lr": 2e-4,
+        "lr_critic": 1e-4,
         "betas": (0.5, 0.9),
         "r1": 0.0,
         "gp": 10.0,
@@ -174,11 +174,11 @@ METHOD_DEFAULTS: dict[str, dict] = {
     },
     "sjko": {
         "tau": 0.1,
-        "phases": 100,
-        "iters_first": 10000,
-        "iters": 2000,
-        "lr_g": 2e-4,
-        "lr_d": 1e-4,
+        "n_phases": 100,
+        "n_iters_first": 10000,
+        "n_iters": 2000,
+        "lr": 2e-4,
+        "lr_critic": 1e-4,
         "betas": (0.5, 0.9),
         "r1": 0.2,
         "gp": 0.0,
@@ -189,11 +189,11 @@ METHOD_DEFAULTS: dict[str, dict] = {
     },
     "drifting": {
         "tau": 0.0,
-        "phases": 1,
-        "iters_first": 100000,
-        "iters": 0,
-        "lr_g": 2e-4,
-        "lr_d": 0.0,
+        "n_phases": 1,
+        "n_iters_first": 100000,
+        "n_iters": 0,
+        "lr": 2e-4,
+        "lr_critic": 0.0,
         "betas": (0.9, 0.999),
         "r1": 0.0,
         "gp": 0.0,
@@ -204,7 +204,7 @@ METHOD_DEFAULTS: dict[str, dict] = {
 
 #: The GWF Large-Net command (KL-DV): ``--lambda2 0.2 --JKO_steps 50 --inner_iterations_first 2000
 #: --inner_iterations 2000 --lr_scheduler --scheduler_type cosine --eta_min 5e-5``; used for ``--net large``.
-_LARGE_KLDV = {"tau": 0.1, "phases": 50, "iters_first": 2000, "iters": 2000, "lr_schedule": "cosine"}
+_LARGE_KLDV = {"tau": 0.1, "n_phases": 50, "n_iters_first": 2000, "n_iters": 2000, "lr_schedule": "cosine"}
 
 _REFERENCES = ("noise", "upsample", "copy", "none")
 _KIND = "cifar10.Trainer"  # the checkpoint kind (train.save_checkpoint)
@@ -236,7 +236,7 @@ class Config:
         \text{iterations} = N_0 + (K - 1) N, \qquad \text{phase } k \text{ starts at }
         N_0 + (k - 1) N \ (k \ge 1),
 
-    with :math:`K` = ``phases``, :math:`N_0` = ``iters_first``, :math:`N` = ``iters``. Fields left at
+    with :math:`K` = ``n_phases``, :math:`N_0` = ``n_iters_first``, :math:`N` = ``n_iters``. Fields left at
     ``None`` are filled by :func:`make_config` from :data:`METHOD_DEFAULTS` and :data:`NET_PRESETS`.
 
     Attributes
@@ -255,13 +255,14 @@ class Config:
         Network sizes (see :class:`~gwf_tutorial.nets.ConvGenerator`, :class:`~gwf_tutorial.nets.ConvCritic`).
     batch_size : int
         Per process (the effective batch is ``world_size * batch_size``, as in the GWF code).
-    lr_g, lr_d : float
-        Adam learning rates of the generator and of the critic / potential.
+    lr, lr_critic : float
+        Adam learning rates of the generator and of the critic / potential (flags ``--lr-g``, ``--lr-d``).
     betas : tuple of float
     tau : float
         JKO step (transport cost :math:`|x - x'|^2 / (2\tau d)` with the per-dimension average).
-    phases, iters_first, iters : int
-        JKO phases and iterations (drifting: one phase of ``iters_first`` steps).
+    n_phases, n_iters_first, n_iters : int
+        JKO phases and iterations (drifting: one phase of ``n_iters_first`` steps); flags ``--phases``,
+        ``--iters-first``, ``--iters``.
     reference : {"noise", "upsample", "copy", "none"}
         What phase 0 is pulled to: independent :math:`\mathcal N(0, I)` images (GWF), the bicubic upsampling
         of the latent (S-JKO), a frozen copy of the initial generator, or nothing (drifting).
@@ -311,13 +312,13 @@ class Config:
     d_width: int | None = None
     d_blocks: int | None = None
     batch_size: int = 256
-    lr_g: float | None = None
-    lr_d: float | None = None
+    lr: float | None = None
+    lr_critic: float | None = None
     betas: tuple[float, float] | None = None
     tau: float | None = None
-    phases: int | None = None
-    iters_first: int | None = None
-    iters: int | None = None
+    n_phases: int | None = None
+    n_iters_first: int | None = None
+    n_iters: int | None = None
     reference: str | None = None
     r1: float | None = None
     gp: float | None = None
@@ -343,18 +344,18 @@ class Config:
 
     @property
     def total_iters(self) -> int:
-        """``iters_first + (phases - 1) * iters``."""
-        return self.iters_first + (self.phases - 1) * self.iters
+        """``n_iters_first + (n_phases - 1) * n_iters``."""
+        return self.n_iters_first + (self.n_phases - 1) * self.n_iters
 
     def phase_start(self, k: int) -> int:
         """First iteration of phase ``k`` (0-based)."""
-        return 0 if k == 0 else self.iters_first + (k - 1) * self.iters
+        return 0 if k == 0 else self.n_iters_first + (k - 1) * self.n_iters
 
     def phase_of(self, step: int) -> int:
         """Phase of iteration ``step`` (0-based)."""
-        if step < self.iters_first or self.iters == 0:
+        if step < self.n_iters_first or self.n_iters == 0:
             return 0
-        return 1 + (step - self.iters_first) // self.iters
+        return 1 + (step - self.n_iters_first) // self.n_iters
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary."""
@@ -428,6 +429,15 @@ def make_config(method: str = "jko-kldv", net: str = "small", **overrides) -> Co
     return cfg
 
 
+#: Config fields whose command-line flag has another name (the papers' flags); errors name both.
+_FLAGS = {"lr": "--lr-g", "lr_critic": "--lr-d", "n_phases": "--phases", "n_iters_first": "--iters-first",
+          "n_iters": "--iters"}  # fmt: skip
+
+
+def _label(name: str) -> str:
+    return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
+
+
 def _validate(cfg: Config) -> None:
     _check_choice(cfg.data, "data", ("cifar10", "synthetic"))
     _check_choice(cfg.reference, "reference", _REFERENCES)
@@ -439,16 +449,16 @@ def _validate(cfg: Config) -> None:
         "g_blocks",
         "d_width",
         "batch_size",
-        "phases",
-        "iters_first",
+        "n_phases",
+        "n_iters_first",
         "mmd_features",
         "ckpt_every",
         "log_every",
         "fid_batch",
     ):
-        check_int(getattr(cfg, name), name)
-    for name in ("d_blocks", "iters", "save_every", "fid_samples"):
-        check_int(getattr(cfg, name), name, min_value=0)
+        check_int(getattr(cfg, name), _label(name))
+    for name in ("d_blocks", "n_iters", "save_every", "fid_samples"):
+        check_int(getattr(cfg, name), _label(name), min_value=0)
     if cfg.fid_samples == 1:  # checked now, not after training: FID / KID need two samples
         raise ValueError("fid_samples must be 0 (no evaluation) or >= 2 (FID needs two samples), got 1")
     check_int(cfg.n_synthetic, "n_synthetic", min_value=2)  # FID / KID need two real images
@@ -456,17 +466,17 @@ def _validate(cfg: Config) -> None:
     check_int(cfg.image_size, "image_size", min_value=4)
     if cfg.data == "cifar10" and cfg.image_size != 32:
         raise ValueError(f"image_size must be 32 for CIFAR-10, got {cfg.image_size}")
-    if cfg.phases > 1 and cfg.iters < 1:
-        raise ValueError("iters must be >= 1 when phases > 1")
-    for name in ("lr_g", "ema_decay"):
-        check_positive(getattr(cfg, name), name)
+    if cfg.n_phases > 1 and cfg.n_iters < 1:
+        raise ValueError("n_iters (--iters) must be >= 1 when n_phases (--phases) > 1")
+    for name in ("lr", "ema_decay"):
+        check_positive(getattr(cfg, name), _label(name))
     if not cfg.ema_decay < 1:
         raise ValueError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
-    for name in ("lr_d", "r1", "gp", "grad_clip", "eta_min", "time_budget", "tau"):
-        check_nonnegative(getattr(cfg, name), name)
+    for name in ("lr_critic", "r1", "gp", "grad_clip", "eta_min", "time_budget", "tau"):
+        check_nonnegative(getattr(cfg, name), _label(name))
     if cfg.method != "drifting":
         check_positive(cfg.tau, "tau")
-        check_positive(cfg.lr_d, "lr_d")
+        check_positive(cfg.lr_critic, _label("lr_critic"))
         if cfg.reference == "none":
             raise ValueError(f"reference 'none' is for drifting only; {cfg.method} needs a JKO reference")
     if cfg.method == "jko-mmd" and cfg.r1 > 0:
@@ -528,9 +538,9 @@ def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
         "n_synthetic": 2000,
         "image_size": 16,
         "batch_size": 32,
-        "phases": 4,
-        "iters_first": 100,
-        "iters": 50,
+        "n_phases": 4,
+        "n_iters_first": 100,
+        "n_iters": 50,
         "ema_decay": 0.98,
         "fid_samples": 1000,
         "feature": "standin",
@@ -542,7 +552,7 @@ def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
         "latent_dim": 48,
     }
     if method == "drifting":
-        base.update({"phases": 1, "iters_first": 250, "iters": 0})
+        base.update({"n_phases": 1, "n_iters_first": 250, "n_iters": 0})
     if method == "sjko":
         base.update({"tau": 0.5})
     base.update(overrides)
@@ -804,9 +814,11 @@ class Trainer:
         self.ema = _frozen_copy(self.generator).eval()
         self.old: nn.Module | None = None  # the frozen G_k of phase k >= 1
         adam = {"betas": cfg.betas, "fused": True} if cuda else {"betas": cfg.betas}  # fused: few launches
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, **adam)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, **adam)
         self.opt_d = (
-            None if self.critic is None else torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, **adam)
+            None
+            if self.critic is None
+            else torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic, **adam)
         )
         self.sched = []
         if cfg.lr_schedule == "cosine":
@@ -923,9 +935,9 @@ class Trainer:
             self.old = _frozen_copy(self.generator).train()
         elif (
             step > 0
-            and cfg.iters > 0
-            and step >= cfg.iters_first
-            and (step - cfg.iters_first) % cfg.iters == 0
+            and cfg.n_iters > 0
+            and step >= cfg.n_iters_first
+            and (step - cfg.n_iters_first) % cfg.n_iters == 0
         ):
             # phase boundary: freeze G_k; evaluated with batch statistics like G itself (as the S-JKO code),
             # so that at the first iteration of the phase G(z) = G_k(z) exactly
@@ -1227,7 +1239,7 @@ class Trainer:
             if self._logs_at(self.step):
                 rec = {"step": self.step, "phase": cfg.phase_of(self.step - 1)}
                 rec.update({k: float(v) / n_acc[k] for k, v in acc.items()})
-                rec["lr_g"] = self.opt_g.param_groups[0]["lr"]
+                rec["lr"] = self.opt_g.param_groups[0]["lr"]
                 self.history.append(rec)
                 acc, n_acc = {}, {}
                 if hasattr(bar, "set_postfix"):
@@ -1616,15 +1628,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-width", dest="d_width", type=int)
     p.add_argument("--d-blocks", dest="d_blocks", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int, help="per process")
-    p.add_argument("--lr-g", dest="lr_g", type=float)
-    p.add_argument("--lr-d", dest="lr_d", type=float)
+    p.add_argument("--lr-g", dest="lr", type=float, help="Adam learning rate of the generator")
+    p.add_argument("--lr-d", dest="lr_critic", type=float, help="... of the critic / potential")
     p.add_argument("--betas", type=float, nargs=2)
     p.add_argument("--tau", type=float, help="JKO step (cost |x-x'|^2 / (2 tau d))")
-    p.add_argument("--phases", type=int, help="JKO phases K")
+    p.add_argument("--phases", dest="n_phases", type=int, help="JKO phases K")
     p.add_argument(
-        "--iters-first", dest="iters_first", type=int, help="iterations of phase 0 (drifting: all)"
+        "--iters-first", dest="n_iters_first", type=int, help="iterations of phase 0 (drifting: all)"
     )
-    p.add_argument("--iters", type=int, help="iterations of each later phase")
+    p.add_argument("--iters", dest="n_iters", type=int, help="iterations of each later phase")
     p.add_argument("--reference", choices=_REFERENCES, help="what phase 0 is pulled to")
     p.add_argument("--r1", type=float)
     p.add_argument("--gp", type=float)

@@ -56,7 +56,7 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.fdiv import FDivergence, _bound, dv_bound, get_fdivergence, variational_bound
 from gwf_tutorial.kernels import median_bandwidth, squared_distances
 from gwf_tutorial.nets import MLP
-from gwf_tutorial.train import progress
+from gwf_tutorial.train import progress as _progress
 
 __all__ = [
     "Critic",
@@ -500,13 +500,13 @@ def _train(
     gp: float,
     generator: torch.Generator | None,
     optimizer: torch.optim.Optimizer | None,
-    show_progress: bool,
+    progress: bool,
     desc: str,
 ) -> CriticHistory:
     if optimizer is None:
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     hist = CriticHistory()
-    bar = progress(range(n_iters), desc=desc, disable=None if show_progress else True)
+    bar = _progress(range(n_iters), desc=desc, disable=None if progress else True)
     for it in bar:
         xb = _batch(x, batch_size, generator)
         yb = _batch(y, batch_size, generator)
@@ -556,7 +556,7 @@ def fit_critic(
     gp: float = 0.0,
     generator: torch.Generator | None = None,
     optimizer: torch.optim.Optimizer | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> CriticHistory:
     r"""Train a critic on fixed samples by maximising the variational bound (Adam).
 
@@ -593,7 +593,7 @@ def fit_critic(
         Draws minibatches and interpolation weights.
     optimizer : torch.optim.Optimizer, optional
         Use this optimiser (e.g. to keep its state across calls).
-    show_progress : bool, default True
+    progress : bool, default True
         Show a progress bar (``train.progress``).
 
     Returns
@@ -638,7 +638,7 @@ def fit_critic(
         gp=gp,
         generator=generator,
         optimizer=optimizer,
-        show_progress=show_progress,
+        progress=progress,
         desc=f"critic ({fdiv.name})",
     )
 
@@ -691,7 +691,7 @@ def logistic_ratio(
     r1: float = 0.0,
     generator: torch.Generator | None = None,
     optimizer: torch.optim.Optimizer | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> LogisticRatio:
     r"""Estimate the density ratio with a logistic classifier (data label 1, model label 0).
 
@@ -722,7 +722,7 @@ def logistic_ratio(
         R1 penalty weight on data samples.
     generator : torch.Generator, optional
     optimizer : torch.optim.Optimizer, optional
-    show_progress : bool, default True
+    progress : bool, default True
 
     Returns
     -------
@@ -754,7 +754,7 @@ def logistic_ratio(
         gp=0.0,
         generator=generator,
         optimizer=optimizer,
-        show_progress=show_progress,
+        progress=progress,
         desc="logistic ratio",
     )
     return LogisticRatio(net, hist)

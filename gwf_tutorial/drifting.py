@@ -103,7 +103,7 @@ TOY_DEFAULTS: dict = {
     "depth": 3,
     "activation": "silu",
     "lr": 1e-3,
-    "n_steps": 2000,
+    "n_iters": 2000,
     "batch_size": 2048,
     "n_data": 2048,
     "temperature": 0.05,
@@ -1266,7 +1266,7 @@ class CriticDrift(_SampleDrift):
             self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         with torch.enable_grad():  # the logistic loss, trained full batch by critics.logistic_ratio
             fitted = logistic_ratio(
-                x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer, show_progress=False
+                x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer, progress=False
             )
         self.last_loss = fitted.history.loss[-1]
         return self.last_loss
@@ -1466,7 +1466,7 @@ def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor
     return draw
 
 
-def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[Path | None, int]:
+def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[Path | None, int]:
     if checkpoint is None:
         if checkpoint_every is not None:
             raise ValueError("checkpoint_every was given without checkpoint (a file path)")
@@ -1480,7 +1480,7 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_steps: int) -> tuple[
         raise ValueError(f"checkpoint must be a file path, got the directory {str(path)!r}")
     if not path.parent.is_dir():
         raise ValueError(f"checkpoint's folder {str(path.parent)!r} does not exist")
-    every = max(1, min(100, n_steps)) if checkpoint_every is None else checkpoint_every
+    every = max(1, min(100, n_iters)) if checkpoint_every is None else checkpoint_every
     return path, check_int(every, "checkpoint_every")
 
 
@@ -1535,12 +1535,12 @@ class _DriftLoss:
 _KIND = "drifting.train_drifting"
 
 
-def _resume(trainer: Trainer, path: Path, config: dict, n_steps: int, drift, generator, hist) -> int:
+def _resume(trainer: Trainer, path: Path, config: dict, n_iters: int, drift, generator, hist) -> int:
     """Restore a :func:`train_drifting` checkpoint in place (net, Adam, drift, RNGs, history); its step."""
 
     def restore(ck: dict) -> None:
-        if ck["step"] > n_steps:
-            raise ValueError(f"checkpoint {str(path)!r} is at step {ck['step']}, past n_steps={n_steps}")
+        if ck["step"] > n_iters:
+            raise ValueError(f"checkpoint {str(path)!r} is at step {ck['step']}, past n_iters={n_iters}")
         if _is_stateful(drift):
             drift.load_state_dict(ck["drift"])
         elif ck["drift"]:
@@ -1558,7 +1558,7 @@ def train_drifting(
     data,
     drift: DriftField,
     *,
-    n_steps: int = TOY_DEFAULTS["n_steps"],
+    n_iters: int = TOY_DEFAULTS["n_iters"],
     batch_size: int = TOY_DEFAULTS["batch_size"],
     n_data: int | None = None,
     latent_dim: int | None = None,
@@ -1592,8 +1592,8 @@ def train_drifting(
         The data: a tensor is resampled with replacement (``n_data`` rows per step).
     drift : DriftField
         ``drift(x, y) -> V`` (e.g. :class:`Algorithm2Drift`, :class:`ObjectiveDrift`).
-    n_steps : int, default 2000
-        Total optimisation steps (a resumed run continues up to ``n_steps``).
+    n_iters : int, default 2000
+        Total optimisation steps (a resumed run continues up to ``n_iters``).
     batch_size : int, default 2048
         Generated samples per step :math:`n`.
     n_data : int, optional
@@ -1616,7 +1616,7 @@ def train_drifting(
         ``latent_dim``, ``lr`` and the drift's kind and settings); a damaged file or other
         hyperparameters are refused.
     checkpoint_every : int, optional
-        Save every this many steps and at the end (default ``min(100, n_steps)``); needs
+        Save every this many steps and at the end (default ``min(100, n_iters)``); needs
         ``checkpoint``.
 
     Returns
@@ -1629,7 +1629,7 @@ def train_drifting(
     ------
     ValueError
         Bad arguments; a checkpoint that is damaged (named, and left in place), from another kind of
-        run, saved with other hyperparameters (listed) or network shapes, or past ``n_steps``.
+        run, saved with other hyperparameters (listed) or network shapes, or past ``n_iters``.
 
     Notes
     -----
@@ -1650,7 +1650,7 @@ def train_drifting(
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
     if not callable(drift):
         raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
-    n_steps = check_int(n_steps, "n_steps")
+    n_iters = check_int(n_iters, "n_iters")
     batch_size = check_int(batch_size, "batch_size")
     n_data = batch_size if n_data is None else check_int(n_data, "n_data")
     if latent_dim is None:
@@ -1660,7 +1660,7 @@ def train_drifting(
     latent_dim = check_int(latent_dim, "latent_dim")
     lr = check_positive(lr, "lr")
     _check_torch_generator(generator)
-    ckpt_path, every = _check_checkpoint_args(checkpoint, checkpoint_every, n_steps)
+    ckpt_path, every = _check_checkpoint_args(checkpoint, checkpoint_every, n_iters)
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("net has no trainable parameters")
@@ -1673,20 +1673,20 @@ def train_drifting(
     config["drift"] = _drift_settings(drift)
     start = 0
     if ckpt_path is not None and ckpt_path.exists():
-        start = _resume(trainer, ckpt_path, config, n_steps, drift, generator, hist)
+        start = _resume(trainer, ckpt_path, config, n_iters, drift, generator, hist)
 
     def record(step: int, records: list[Tensor]) -> None:
         hist.loss.append(float(records[0]))
         hist.drift_rms.append(float(records[1]))
         done = step + 1
-        if ckpt_path is not None and (done % every == 0 or done == n_steps):
+        if ckpt_path is not None and (done % every == 0 or done == n_iters):
             extra = {"step": done, "drift": drift.state_dict() if stateful else {}}
             extra.update(rng=rng_state(generator), loss=list(hist.loss), drift_rms=list(hist.drift_rms))
             trainer.save(ckpt_path, kind=_KIND, config=config, extra=extra)
 
     problem = _DriftLoss(net, drift, draw, batch_size, latent_dim, generator)
     trainer.fit(
-        problem, n_steps, start=start, desc="drifting", names=("loss", "drift_rms"), progress=progress,
+        problem, n_iters, start=start, desc="drifting", names=("loss", "drift_rms"), progress=progress,
         callback=record,
     )  # fmt: skip
     return hist

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import check_finite, check_int, check_positive
 from gwf_tutorial.nets import make_activation
-from gwf_tutorial.train import make_generator, progress
+from gwf_tutorial.train import make_generator
+from gwf_tutorial.train import progress as _progress
 
 __all__ = [
     "DigitsClassifier",
@@ -188,7 +189,7 @@ def train_classifier(
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
-    show_progress: bool = True,
+    progress: bool = True,
     **net_kwargs,
 ) -> TrainedClassifier:
     r"""Train a :class:`DigitsClassifier` by Adam on the cross-entropy; report its accuracy.
@@ -235,7 +236,7 @@ def train_classifier(
     losses: list[float] = []
     t0 = time.perf_counter()
     net.train()
-    for _ in progress(range(n_iters), desc="classifier", disable=None if show_progress else True):
+    for _ in _progress(range(n_iters), desc="classifier", disable=None if progress else True):
         idx = torch.randint(0, x.shape[0], (batch_size,), generator=g).to(x.device)
         loss = F.cross_entropy(net.logits(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)

@@ -312,7 +312,7 @@ class _CriticFitter:
             r1=self.r1,
             generator=self.gen,
             optimizer=self.opt,
-            show_progress=False,
+            progress=False,
         )
         if self.estimator == "logistic":
             logistic_ratio(x, y, net=self.critic, **common)

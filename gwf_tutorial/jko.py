@@ -92,7 +92,8 @@ from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
 from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
-from gwf_tutorial.train import make_generator, progress, save_checkpoint
+from gwf_tutorial.train import make_generator, save_checkpoint
+from gwf_tutorial.train import progress as _progress
 from gwf_tutorial.trainer import Trainer, frozen_copy
 
 __all__ = [
@@ -1342,18 +1343,16 @@ class ParametricJKO:
     seed : int, optional
         Seed of the chain's generator (mini-batches, sampler draws); default drawn from torch's
         global RNG.
-    progress : bool, optional
-        Progress bar per step (:func:`gwf_tutorial.train.progress`); default ``show_progress``.
-    show_progress : bool, default True
-        Older name of ``progress``.
+    progress : bool, default True
+        Progress bar per step (:func:`gwf_tutorial.train.progress`).
 
     Attributes
     ----------
     map : nn.Module
     critic : nn.Module or None
     history : list of JKOStepResult
-    n_steps : int
-        Steps done; :meth:`sample` draws from :math:`\rho_{n\_steps}`.
+    n_phases : int
+        Steps done; :meth:`sample` draws from :math:`\rho_{n\_phases}`.
     chain : list of nn.Module
         Frozen step maps (composed parametrization).
     trainer : gwf_tutorial.trainer.Trainer
@@ -1375,11 +1374,11 @@ class ParametricJKO:
     >>> def latent(n, generator=None):
     ...     return torch.randn(n, 2, generator=generator)
     >>> net = nets.ResidualMLP(2, hidden=64, n_blocks=1, zero_init_last=True)
-    >>> chain = jko.ParametricJKO(net, "w1", 1.0, latent, t, n_iters=100, show_progress=False)
+    >>> chain = jko.ParametricJKO(net, "w1", 1.0, latent, t, n_iters=100, progress=False)
     >>> history = chain.run(3)  # 3 JKO steps of W1 (gradient-penalised critic)
     >>> x = chain.sample(1000)
     >>> gan_net = nets.ResidualMLP(2, hidden=64, n_blocks=1, zero_init_last=True)
-    >>> gan = jko.ParametricJKO(gan_net, "gan", None, latent, t, symmetric=True, show_progress=False)
+    >>> gan = jko.ParametricJKO(gan_net, "gan", None, latent, t, symmetric=True, progress=False)
     """
 
     def __init__(
@@ -1410,8 +1409,7 @@ class ParametricJKO:
         lr_schedule: str = "constant",
         reset_optimizer: bool = False,
         seed: int | None = None,
-        progress: bool | None = None,
-        show_progress: bool = True,
+        progress: bool = True,
     ) -> None:
         if not isinstance(map_net, nn.Module):
             raise TypeError(f"map_net must be a torch.nn.Module, got {type(map_net).__name__}")
@@ -1432,7 +1430,7 @@ class ParametricJKO:
         if parametrization not in _PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
         self.parametrization = parametrization
-        self.progress = bool(show_progress if progress is None else progress)
+        self.progress = bool(progress)
 
         self.adversary, self.functional, self.pushforward = _resolve_objective(
             objective, symmetric, generator_loss, parametrization
@@ -1463,7 +1461,7 @@ class ParametricJKO:
             "critic_steps"), lr_schedule=lr_schedule, generator=self.generator,
         )
         self.history: list[JKOStepResult] = []
-        self.n_steps = 0
+        self.n_phases = 0
 
     def _samplers(self, source, data) -> tuple:
         source = _check_sampler(source, "source")
@@ -1545,7 +1543,7 @@ class ParametricJKO:
     # -- one step ----------------------------------------------------------------------------
 
     def step(
-        self, n_iters: int | None = None, *, progress: bool | None = None, progress_bar: bool | None = None
+        self, n_iters: int | None = None, *, progress: bool | None = None
     ) -> JKOStepResult:
         r"""Run one JKO step: train the map (and critic) for ``n_iters`` iterations.
 
@@ -1560,7 +1558,7 @@ class ParametricJKO:
         n_iters : int, optional
             Default ``n_iters_first`` for the first step, else ``n_iters``.
         progress : bool, optional
-            Default the chain's ``progress`` (``progress_bar``: older name).
+            Default the chain's ``progress``.
 
         Returns
         -------
@@ -1569,11 +1567,10 @@ class ParametricJKO:
 
         Used in: chapter 4.
         """
-        k = self.n_steps
+        k = self.n_phases
         if n_iters is None:
             n_iters = self.n_iters_first if (k == 0 and self.n_iters_first is not None) else self.n_iters
         n_iters = check_int(n_iters, "n_iters")
-        progress = progress_bar if progress is None else progress
         show = self.progress if progress is None else bool(progress)
         composed = self.parametrization == "composed"
         if composed:
@@ -1596,7 +1593,7 @@ class ParametricJKO:
             self.chain.append(frozen_copy(self.map))
         else:
             self._old = frozen_copy(self.map)
-        self.n_steps += 1
+        self.n_phases += 1
         self.history.append(result)
         return result
 
@@ -1607,7 +1604,6 @@ class ParametricJKO:
         checkpoint: str | os.PathLike | None = None,
         resume: bool = True,
         progress: bool | None = None,
-        progress_bar: bool | None = None,
     ) -> list[JKOStepResult]:
         r"""Run the chain up to ``K`` JKO steps in total, checkpointing after each step.
 
@@ -1624,13 +1620,13 @@ class ParametricJKO:
         Parameters
         ----------
         K : int
-            Total number of steps wanted (``>= 1``); nothing is done if ``n_steps >= K``.
+            Total number of steps wanted (``>= 1``); nothing is done if ``n_phases >= K``.
         checkpoint : str or path, optional
             File for :meth:`save` / :meth:`load`.
         resume : bool, default True
             Load ``checkpoint`` when it exists.
         progress : bool, optional
-            (``progress_bar``: older name.)
+            See :meth:`step`.
 
         Returns
         -------
@@ -1643,8 +1639,8 @@ class ParametricJKO:
         if checkpoint is not None and resume and os.path.exists(checkpoint):
             self.load(checkpoint)
         out = []
-        while self.n_steps < K:
-            out.append(self.step(progress=progress, progress_bar=progress_bar))
+        while self.n_phases < K:
+            out.append(self.step(progress=progress))
             if checkpoint is not None:
                 self.save(checkpoint)
         return out
@@ -1807,7 +1803,7 @@ class ParametricJKO:
         Returns
         -------
         Tensor, shape (n, d)
-            Samples of :math:`\rho_K` (``K = n_steps``; :math:`\rho_0` before any step).
+            Samples of :math:`\rho_K` (``K = n_phases``; :math:`\rho_0` before any step).
 
         Used in: chapter 4.
         """
@@ -1871,7 +1867,7 @@ class ParametricJKO:
                 self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
             ),
             "initial_state": self._initial_state,
-            "n_steps": self.n_steps,
+            "n_phases": self.n_phases,
             "history": [vars(r).copy() for r in self.history],
             "parametrization": self.parametrization,
             "tau": self.tau,
@@ -1913,9 +1909,9 @@ class ParametricJKO:
             m = frozen_copy(self.map)
             m.load_state_dict(sd)
             self.chain.append(m)
-        self.n_steps = int(state["n_steps"])
+        self.n_phases = int(state["n_phases"])
         # at a step boundary of the reparameterized chain, T_k is the current map
-        self._old = frozen_copy(self.map) if self.n_steps > 0 else self.initial_map
+        self._old = frozen_copy(self.map) if self.n_phases > 0 else self.initial_map
         self.history = [JKOStepResult(**r) for r in state["history"]]
 
     def _checkpoint_config(self) -> dict:
@@ -1975,7 +1971,7 @@ class ParametricJKO:
 
     def __repr__(self) -> str:
         return (
-            f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_steps={self.n_steps}, "
+            f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_phases={self.n_phases}, "
             f"parametrization={self.parametrization!r}, per_dim_average={self.per_dim_average})"
         )
 
@@ -2040,11 +2036,11 @@ def train_variants(
     source,
     data=None,
     *,
-    n_steps: int,
+    n_phases: int,
     n_samples: int = 1000,
     init_seed: int = 0,
     sample_seed: int = 0,
-    show_progress: bool = True,
+    progress: bool = True,
     **common,
 ) -> dict[str, VariantRun]:
     r"""Train the same map family on the same data once per variant of the JKO loop.
@@ -2057,7 +2053,7 @@ def train_variants(
 
     with :math:`\tau_v = \infty` (``tau=None``) for the GAN of :math:`F_v`. Every variant starts
     from the same initial map (``make_map()`` after ``torch.manual_seed(init_seed)``), uses the
-    same keyword arguments ``common`` unless it overrides them, runs :math:`K` = ``n_steps``
+    same keyword arguments ``common`` unless it overrides them, runs :math:`K` = ``n_phases``
     steps and is sampled on the same latent draws (``sample_seed``), so the variants differ only
     in what they name. A run that raises :class:`FloatingPointError` is kept, with
     ``samples=None`` and the error message.
@@ -2072,7 +2068,7 @@ def train_variants(
         ``() -> nn.Module``, a fresh map for each variant.
     source, data
         :math:`\mu_0` and :math:`\nu`, as in :class:`ParametricJKO`.
-    n_steps : int
+    n_phases : int
         JKO steps :math:`K` of every variant.
     n_samples : int, default 1000
         Samples drawn from each final law.
@@ -2080,7 +2076,7 @@ def train_variants(
         Seed of torch's global RNG before each ``make_map()`` (and the default critic).
     sample_seed : int, default 0
         Seed of the latent draws of the samples.
-    show_progress : bool, default True
+    progress : bool, default True
         A progress bar over the variants (the chains' own bars stay off).
     **common
         Keyword arguments of :class:`ParametricJKO` shared by all variants (``n_iters``,
@@ -2101,7 +2097,7 @@ def train_variants(
         raise TypeError("variants must be a non-empty dict {name: dict of ParametricJKO arguments}")
     if not callable(make_map):
         raise TypeError(f"make_map must be a callable returning an nn.Module, got {type(make_map).__name__}")
-    n_steps = check_int(n_steps, "n_steps")
+    n_phases = check_int(n_phases, "n_phases")
     n_samples = check_int(n_samples, "n_samples")
     init_seed = check_int(init_seed, "init_seed", min_value=0)
     sample_seed = check_int(sample_seed, "sample_seed", min_value=0)
@@ -2111,9 +2107,9 @@ def train_variants(
         missing = {"objective", "tau"} - set(spec)
         if missing:
             raise ValueError(f"variants[{name!r}] must name {sorted(missing)} (tau=None for the GAN)")
-    common.setdefault("show_progress", False)
+    common.setdefault("progress", False)
     out: dict[str, VariantRun] = {}
-    for name, spec in progress(variants.items(), desc="variants", disable=not show_progress):
+    for name, spec in _progress(variants.items(), desc="variants", disable=not progress):
         kw = {**common, **spec}
         objective, tau = kw.pop("objective"), kw.pop("tau")
         torch.manual_seed(init_seed)
@@ -2122,7 +2118,7 @@ def train_variants(
         c0, t0 = time.process_time(), time.perf_counter()
         error = None
         try:
-            chain.run(n_steps)
+            chain.run(n_phases)
         except FloatingPointError as err:
             error = str(err)
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0

@@ -110,7 +110,7 @@ def _chain(y, objective, tau, n_phases, *, map_net=None, seed=0, progress=False,
     d = y.shape[1]
     map_net = _identity_map(d) if map_net is None else map_net
     chain = jko.ParametricJKO(
-        map_net, objective, tau, _gaussian_source(d), y, seed=seed, show_progress=progress, **options)
+        map_net, objective, tau, _gaussian_source(d), y, seed=seed, progress=progress, **options)
     chain.run(n_phases)
     return chain
 
@@ -327,7 +327,7 @@ def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_it
     flow", ICLR 2021.
     """
     disc = critics.logistic_ratio(x0, y, n_iters=critic_iters, lr=lr_critic, hidden=hidden, depth=2,
-        generator=critic_generator, show_progress=False)
+        generator=critic_generator, progress=False)
     res = fflows.dgflow(x0, disc, fdiv, step_size, n_steps, gamma, generator=generator, record_every=n_steps,
         progress=progress)
     return res.x
@@ -408,7 +408,7 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
     d = check_samples(source, "source").shape[1] if isinstance(source, Tensor) else check_int(dim, "dim")
     net = nets.GradientMap(nets.ICNN(d, hidden=hidden, depth=depth))
     chain = jko.ParametricJKO(net, jko.PushforwardKL(target), tau, source, n_iters=n_iters, lr=lr,
-        batch_size=256, parametrization="composed", seed=seed, show_progress=progress, **options)
+        batch_size=256, parametrization="composed", seed=seed, progress=progress, **options)
     chain.run(n_phases)
     return chain
 
@@ -533,7 +533,7 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
     y = check_samples(y, "y", min_n=2)
     d = y.shape[1]
     trainer = _sjko.toy_trainer(d, noise_dim=d, seed=seed, dtype=y.dtype, n_iters=n_iters, **options)
-    trainer.run(n_phases, _gaussian_source(d), y, progress_bar=progress)
+    trainer.run(n_phases, _gaussian_source(d), y, progress=progress)
     return trainer
 
 
@@ -579,7 +579,7 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
             raise ValueError(f"field must be one of {sorted(DRIFT_FIELDS)} or a DriftField, got {field!r}")
         field = DRIFT_FIELDS[field](field_generator)
     return _drifting.train_drifting(
-        net, y, field, n_steps=n_iters, batch_size=batch_size, lr=lr, generator=generator, progress=progress)
+        net, y, field, n_iters=n_iters, batch_size=batch_size, lr=lr, generator=generator, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.functionals import Objective
 from gwf_tutorial.jko import ParametricJKO, PushforwardObjective
-from gwf_tutorial.train import progress
+from gwf_tutorial.train import progress as _progress
 
 __all__ = [
     "parameter_jacobian",
@@ -356,9 +356,9 @@ def projected_flow(
     step_size: float = 0.01,
     n_steps: int = 100,
     damping: float = 0.0,
-    jko_iters: int = 200,
-    jko_lr: float = 1e-2,
-    show_progress: bool = True,
+    n_iters: int = 200,
+    lr: float = 1e-2,
+    progress: bool = True,
 ) -> ProjectedFlowResult:
     r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes.
 
@@ -392,11 +392,12 @@ def projected_flow(
         :math:`K`.
     damping : float, default 0
         :math:`\lambda` of :func:`natural_direction`.
-    jko_iters : int, default 200
-        Adam iterations per JKO step (cosine-annealed learning rate).
-    jko_lr : float, default 1e-2
-        Adam learning rate of the JKO steps.
-    show_progress : bool, default True
+    n_iters : int, default 200
+        Adam iterations per JKO step (``"jko"`` only; cosine-annealed learning rate).
+    lr : float, default 1e-2
+        Adam learning rate of the JKO steps (``"jko"`` only).
+    progress : bool, default True
+        Show a progress bar over the K steps.
 
     Returns
     -------
@@ -433,19 +434,19 @@ def projected_flow(
             h,
             z,
             data,
-            n_iters=check_int(jko_iters, "jko_iters"),
+            n_iters=check_int(n_iters, "n_iters"),
             batch_size=z.shape[0],
-            lr=check_positive(jko_lr, "jko_lr"),
+            lr=check_positive(lr, "lr"),
             betas=(0.9, 0.999),
             lr_schedule="cosine",
             reset_optimizer=True,
             initial_map="copy",
             seed=0,
-            show_progress=False,
+            progress=False,
         )
     thetas = [parameters_to_vector(params).detach().clone()]
     values = []
-    for k in progress(range(n_steps), desc=f"projected flow ({method})", disable=not show_progress):
+    for k in _progress(range(n_steps), desc=f"projected flow ({method})", disable=not progress):
         if k == 0:
             value, g = _value_and_gradient(map_net, objective, params, z, data)
         else:

@@ -610,8 +610,7 @@ class SemiDualJKO:
         ``h = 1`` is :math:`\tau = 2` in 2-D and its CIFAR-10 ``h = 0.1`` is :math:`\tau = 307.2`
         (or ``tau=0.1`` with ``per_dim_average=True``).
     lr, lr_critic : float, defaults 1e-4 and 2e-5
-        Adam learning rates of the map and of the potential (official toy defaults); ``lr_map`` and
-        ``lr_potential`` are their older names.
+        Adam learning rates of the map and of the potential (official toy defaults).
     betas : tuple of two floats, default (0.5, 0.9)
         Adam betas (official).
     r1 : float, default 0.2
@@ -687,8 +686,6 @@ class SemiDualJKO:
         *,
         lr: float = 1e-4,
         lr_critic: float = 2e-5,
-        lr_map: float | None = None,
-        lr_potential: float | None = None,
         betas: tuple[float, float] = (0.5, 0.9),
         r1: float = 0.2,
         ema_decay: float | None = None,
@@ -715,9 +712,8 @@ class SemiDualJKO:
         self.divergence = divergence
         self._psi = psi_star(divergence)
         self.tau = check_positive(tau, "tau")
-        lr = check_positive(lr, "lr") if lr_map is None else check_positive(lr_map, "lr_map")
-        lr_critic, name = (lr_critic, "lr_critic") if lr_potential is None else (lr_potential, "lr_potential")
-        lr_critic = check_positive(lr_critic, name)
+        lr = check_positive(lr, "lr")
+        lr_critic = check_positive(lr_critic, "lr_critic")
         betas = check_betas(betas)
         self.r1 = check_nonnegative(r1, "r1")
         if ema_decay is not None:
@@ -764,7 +760,6 @@ class SemiDualJKO:
     opt_potential = property(lambda self: self.trainer.opt_critic, doc="The potential's Adam optimiser.")
     lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")
     lr_critic = property(lambda self: self.trainer.lr_critic, doc="Adam learning rate of the potential.")
-    lr_map, lr_potential = lr, lr_critic  # older names
     betas = property(lambda self: self.trainer.betas, doc="Adam betas.")
     lr_schedule = property(lambda self: self.trainer.lr_schedule, doc="'constant' or 'cosine'.")
 
@@ -1004,7 +999,6 @@ class SemiDualJKO:
         n_iters: int | None = None,
         tau: float | None = None,
         progress: bool | None = None,
-        progress_bar: bool | None = None,
         callback: Callable[[int, Tensor, Tensor], None] | None = None,
     ) -> PhaseResult:
         r"""Run one S-JKO phase k = ``n_phases``: one JKO step :math:`\rho_k \to \rho_{k+1}`.
@@ -1026,7 +1020,7 @@ class SemiDualJKO:
         tau : float, optional
             JKO step of this phase (default ``self.tau``).
         progress : bool, optional
-            Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``; ``progress_bar``: older name).
+            Show a tqdm bar (default: on unless ``GWF_PROGRESS=0``).
         callback : callable, optional
             Called after every iteration as ``callback(iteration, potential_loss, map_loss)``
             (detached scalars), e.g. to log or to time iterations.
@@ -1053,7 +1047,6 @@ class SemiDualJKO:
         self.start_phase()
         t0 = time.perf_counter()
         hook = None if callback is None else (lambda it, r: callback(it, r[0], r[1]))
-        progress = progress_bar if progress is None else progress
         names = ("potential_loss", "map_loss", "semi_dual")
         try:
             logs = self.trainer.fit(
@@ -1087,7 +1080,6 @@ class SemiDualJKO:
         tau_first: float | None = None,
         checkpoint: str | os.PathLike | None = None,
         progress: bool | None = None,
-        progress_bar: bool | None = None,
         on_phase: Callable[[SemiDualJKO], None] | None = None,
     ) -> list[PhaseResult]:
         r"""Run phases (JKO steps) up to K in total, continuing from the current state; optionally
@@ -1117,7 +1109,7 @@ class SemiDualJKO:
         checkpoint : str or path-like, optional
             File to save to after every phase and to resume from.
         progress : bool, optional
-            (``progress_bar``: older name.)
+            See :meth:`phase`.
         on_phase : callable, optional
             Called as ``on_phase(self)`` after every phase run by this call (e.g. to record
             ``self.push(z)`` for an animation of :math:`\rho_k`).
@@ -1149,7 +1141,6 @@ class SemiDualJKO:
                     n_iters=n_iters_first if first else None,
                     tau=tau_first if first else None,
                     progress=progress,
-                    progress_bar=progress_bar,
                 )
             )
             if checkpoint is not None:
@@ -1378,8 +1369,8 @@ def toy_trainer(
     settings = dict(
         divergence="kl",
         tau=1.0,
-        lr_map=1e-3,
-        lr_potential=1e-3,
+        lr=1e-3,
+        lr_critic=1e-3,
         noise_dim=noise_dim,
         n_iters=150,
         batch_size=256,
@@ -1424,8 +1415,8 @@ def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, 
     settings = dict(
         divergence="kl",
         tau=tau,
-        lr_map=0.05,
-        lr_potential=0.05,
+        lr=0.05,
+        lr_critic=0.05,
         r1=0.0,
         n_iters=600,
         batch_size=500,

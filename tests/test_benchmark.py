@@ -497,7 +497,7 @@ def test_sjko_scaling_state_bytes_constant_for_reparameterized_linear_for_compos
         sizes = []
         for _ in range(4):
             tr.phase(src.expand(-1, 3) * torch.tensor([1.0, 2.0, 3.0], dtype=dt), data.expand(-1, 3),
-                     progress_bar=False)  # fmt: skip
+                     progress=False)  # fmt: skip
             sizes.append(state_bytes(tr))
         steps = [b - a for a, b in zip(sizes, sizes[1:])]
         if par == "reparameterized":

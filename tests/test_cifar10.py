@@ -74,16 +74,22 @@ def _assert_equal_tree(x, y, where: str) -> None:
 
 def test_defaults_are_the_official_commands():
     c = cifar10.make_config("jko-kldv")  # GWF README, Small-Net + KL_DV + JKO
-    assert (c.tau, c.phases, c.iters_first, c.iters, c.batch_size) == (0.5, 100, 2000, 1000, 256)
-    assert (c.lr_g, c.lr_d, c.betas, c.ema_decay, c.r1) == (2e-4, 1e-4, (0.5, 0.9), 0.9999, 0.4)
+    assert (c.tau, c.n_phases, c.n_iters_first, c.n_iters, c.batch_size) == (0.5, 100, 2000, 1000, 256)
+    assert (c.lr, c.lr_critic, c.betas, c.ema_decay, c.r1) == (2e-4, 1e-4, (0.5, 0.9), 0.9999, 0.4)
     assert (c.latent_dim, c.g_width, c.d_width, c.lr_schedule) == (192, 256, 256, "constant")
     assert c.total_iters == 2000 + 99 * 1000
     big = cifar10.make_config("jko-kldv", "large")  # GWF README, Large-Net command
-    assert (big.tau, big.phases, big.iters, big.lr_schedule, big.eta_min) == (0.1, 50, 2000, "cosine", 5e-5)
+    assert (big.tau, big.n_phases, big.n_iters, big.lr_schedule, big.eta_min) == (
+        0.1,
+        50,
+        2000,
+        "cosine",
+        5e-5,
+    )
     from gwf_tutorial.sjko import tau_from_h
 
     s = cifar10.make_config("sjko")  # S-JKO README CIFAR-10 command (h = 0.1), train.py defaults for the rest
-    assert (s.tau, s.phases, s.iters_first, s.iters, s.r1) == (0.1, 100, 10000, 2000, 0.2)
+    assert (s.tau, s.n_phases, s.n_iters_first, s.n_iters, s.r1) == (0.1, 100, 10000, 2000, 0.2)
     assert s.reference == "upsample"
     assert (s.lr_schedule, s.eta_min, s.ema_decay, s.batch_size) == ("cosine", 5e-5, 0.9999, 256)
     assert s.total_iters == 10000 + 99 * 2000  # the horizon of the official CosineAnnealingLR
@@ -91,8 +97,8 @@ def test_defaults_are_the_official_commands():
     m = cifar10.make_config("jko-mmd")
     assert (m.gp, m.r1, m.mmd_features) == (10.0, 0.0, 128)
     d = cifar10.make_config("drifting")
-    assert (d.phases, d.grad_clip, d.reference) == (1, 1.0, "none")
-    # phases: phase k starts at iters_first + (k - 1) iters
+    assert (d.n_phases, d.grad_clip, d.reference) == (1, 1.0, "none")
+    # phases: phase k starts at n_iters_first + (k - 1) n_iters
     for k in range(4):
         assert c.phase_of(c.phase_start(k)) == k
         if k:
@@ -212,7 +218,7 @@ def test_cli_help_and_resume_conflicts(tmp_path, capsys):
 
 
 def test_jko_step_uses_the_library_losses_and_freezes_the_previous_map(one_thread, tmp_path):
-    cfg = cifar10.smoke_config("jko-kldv", out=str(tmp_path), phases=2, iters_first=3, iters=3, **TINY)
+    cfg = cifar10.smoke_config("jko-kldv", out=str(tmp_path), n_phases=2, n_iters_first=3, n_iters=3, **TINY)
     tr = cifar10.Trainer(cfg)
     assert isinstance(tr.critic, critics.Critic) and tr.objective.fdiv.name == "kl_dv"
     # the generator loss, recomputed from the library's functions on fixed batches
@@ -269,9 +275,16 @@ def test_killed_cli_run_resumes_to_the_uninterrupted_result(one_thread, tmp_path
 
 @pytest.mark.parametrize("method", ["jko-mmd", "sjko", "drifting"])
 def test_interrupted_run_resumes_exactly(method, one_thread, tmp_path):
-    over = {"phases": 3, "iters_first": 4, "iters": 4, "ckpt_every": 100, "lr_schedule": "cosine", **TINY}
+    over = {
+        "n_phases": 3,
+        "n_iters_first": 4,
+        "n_iters": 4,
+        "ckpt_every": 100,
+        "lr_schedule": "cosine",
+        **TINY,
+    }
     if method == "drifting":
-        over.update(phases=1, iters_first=12, iters=0)
+        over.update(n_phases=1, n_iters_first=12, n_iters=0)
     a = cifar10.Trainer(cifar10.smoke_config(method, out=str(tmp_path / "a"), **over))
     assert a.run() == "done" and a.step == 12
     b = cifar10.Trainer(cifar10.smoke_config(method, out=str(tmp_path / "b"), **over))
@@ -295,7 +308,7 @@ def test_interrupted_run_resumes_exactly(method, one_thread, tmp_path):
 
 def test_fid_pipeline_offline_with_stand_in_features(one_thread, tmp_path):
     cfg = cifar10.smoke_config(
-        "drifting", out=str(tmp_path), iters_first=40, fid_samples=300, ema_decay=0.5, kid=True, **TINY
+        "drifting", out=str(tmp_path), n_iters_first=40, fid_samples=300, ema_decay=0.5, kid=True, **TINY
     )
     tr, summary = cifar10.train(cfg)
     res = summary["metrics"]

@@ -48,7 +48,7 @@ def test_trained_critic_recovers_f_prime_of_the_ratio(gaussians, d):
     critic = Critic(1, d, hidden=32, depth=2)
     r1 = 0.1 if d.name in ("chi2", "reverse_kl") else 0.0
     hist = fit_critic(critic, x, y, n_iters=400, lr=1e-2, r1=r1, generator=torch.Generator().manual_seed(1),
-                      show_progress=False)  # fmt: skip
+                      progress=False)  # fmt: skip
     with torch.no_grad():
         h = critic(grid)
     target = d.optimal_critic(torch.exp(log_r))
@@ -65,7 +65,7 @@ def test_logistic_ratio_recovers_the_log_density_ratio(gaussians):
     x, y, grid, log_r = gaussians
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    est = logistic_ratio(x, y, n_iters=400, lr=1e-2, hidden=32, depth=2, generator=gen, show_progress=False)
+    est = logistic_ratio(x, y, n_iters=400, lr=1e-2, hidden=32, depth=2, generator=gen, progress=False)
     with torch.no_grad():
         assert (est.log_ratio(grid) - log_r).abs().max() < 0.2
         torch.testing.assert_close(est.logit(grid), -est.log_ratio(grid))
@@ -158,7 +158,7 @@ def test_critic_module_shapes_activation_and_dtype():
     with pytest.raises(ValueError, match="x must have shape"):
         c(torch.randn(4, 3, dtype=F64))
     # the logistic estimator's default network follows the samples' dtype
-    est = logistic_ratio(x, x + 1, n_iters=2, show_progress=False)
+    est = logistic_ratio(x, x + 1, n_iters=2, progress=False)
     assert est.logit(x).dtype == F64
 
 
@@ -169,7 +169,7 @@ def test_unbounded_bound_raises_a_clear_error(gaussians):
     torch.manual_seed(0)
     critic = Critic(1, "reverse_kl", hidden=32, depth=2)
     with pytest.raises(FlowDivergedError, match=r"gradient penalty.*lr|lr.*gradient penalty"):
-        fit_critic(critic, x, y, n_iters=600, lr=1e-2, show_progress=False)
+        fit_critic(critic, x, y, n_iters=600, lr=1e-2, progress=False)
 
 
 def test_bad_input():
@@ -295,9 +295,9 @@ def test_far_too_large_lr_raises_the_divergence_error_naming_lr(fit):
     torch.manual_seed(0)
     with pytest.raises(FlowDivergedError, match=r"lr=1e\+30"):
         if fit == "fit_critic":
-            fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=5, lr=1e30, show_progress=False)
+            fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=5, lr=1e30, progress=False)
         else:
-            logistic_ratio(x, y, n_iters=5, lr=1e30, hidden=8, depth=1, show_progress=False)
+            logistic_ratio(x, y, n_iters=5, lr=1e30, hidden=8, depth=1, progress=False)
 
 
 def test_training_loops_check_values_once_not_per_step(monkeypatch):
@@ -321,8 +321,8 @@ def test_training_loops_check_values_once_not_per_step(monkeypatch):
     counts = []
     for n_iters in (2, 7):
         checked.clear(), public.clear()
-        fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=n_iters, show_progress=False)
-        logistic_ratio(x, y, n_iters=n_iters, hidden=8, depth=1, show_progress=False)
+        fit_critic(Critic(2, "kl", hidden=8, depth=1), x, y, n_iters=n_iters, progress=False)
+        logistic_ratio(x, y, n_iters=n_iters, hidden=8, depth=1, progress=False)
         assert checked == [False] * n_iters  # fit_critic's loss: one unchecked bound per step
         counts.append(len(public))
     assert counts == [4, 4]  # x and y, once per call

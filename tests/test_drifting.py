@@ -396,7 +396,7 @@ def test_train_drifting_moves_towards_gaussian_target():
         net,
         lambda n: mean + torch.randn(n, 2, generator=g) @ L.T,
         Algorithm2Drift(0.5),
-        n_steps=300,
+        n_iters=300,
         batch_size=256,
         lr=3e-3,
         generator=g,
@@ -425,7 +425,7 @@ def test_train_drifting_multi_temperature_and_tensor_data():
     net = MLP(4, 2, hidden=32, depth=2)
     x0 = net(torch.randn(4000, 4, generator=g)).detach()
     drift = MultiTemperatureDrift()
-    hist = train_drifting(net, data, drift, n_steps=300, batch_size=128, lr=1e-3, generator=g, progress=False)
+    hist = train_drifting(net, data, drift, n_iters=300, batch_size=128, lr=1e-3, generator=g, progress=False)
     assert all(math.isfinite(v) for v in hist.loss + hist.drift_rms)
     # the loss is E|V|^2 of the normalised field, not the raw drift RMS^2
     assert abs(hist.loss[-1] - hist.drift_rms[-1] ** 2) > 0.1
@@ -444,7 +444,7 @@ def test_train_drifting_objective_drift_float64():
         net,
         lambda n: torch.full((n, 2), 2.0, dtype=F64),
         ObjectiveDrift(_MeanMatching()),
-        n_steps=5,
+        n_iters=5,
         batch_size=8,
         latent_dim=3,
         generator=g,
@@ -514,22 +514,22 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="V must have the shape"):
         drifting_loss(x, y)
     net = nn.Linear(3, 2)
-    with pytest.raises(ValueError, match="n_steps"):
-        train_drifting(net, y, Algorithm2Drift(), n_steps=0, latent_dim=3, progress=False)
+    with pytest.raises(ValueError, match="n_iters"):
+        train_drifting(net, y, Algorithm2Drift(), n_iters=0, latent_dim=3, progress=False)
     with pytest.raises(ValueError, match="data must have dimension"):
         train_drifting(
             net,
             torch.randn(9, 3),
             Algorithm2Drift(),
-            n_steps=1,
+            n_iters=1,
             batch_size=4,
             latent_dim=3,
             progress=False,
         )
     with pytest.raises(ValueError, match="latent_dim"):
-        train_drifting(net, y, Algorithm2Drift(), n_steps=1, progress=False)
+        train_drifting(net, y, Algorithm2Drift(), n_iters=1, progress=False)
     with pytest.raises(TypeError, match="drift"):
-        train_drifting(net, y, "algorithm2", n_steps=1, latent_dim=3, progress=False)
+        train_drifting(net, y, "algorithm2", n_iters=1, latent_dim=3, progress=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -666,7 +666,7 @@ class _Interrupted(Exception):
     pass
 
 
-def _ckpt_run(make_drift, path=None, every=None, stop_after=None, seed=0, init_seed=0, n_steps=12):
+def _ckpt_run(make_drift, path=None, every=None, stop_after=None, seed=0, init_seed=0, n_iters=12):
     from gwf_tutorial.nets import MLP
 
     torch.manual_seed(init_seed)
@@ -684,7 +684,7 @@ def _ckpt_run(make_drift, path=None, every=None, stop_after=None, seed=0, init_s
         net,
         data,
         make_drift(),
-        n_steps=n_steps,
+        n_iters=n_iters,
         batch_size=10,
         lr=1e-2,
         generator=g,
@@ -721,16 +721,16 @@ def test_checkpoint_resume_equals_uninterrupted_run(make_drift, tmp_path):
 
 
 def test_checkpoint_extends_a_run_and_restores_noise_generators(tmp_path):
-    """Resuming with a larger n_steps continues the same random streams (noisy MMD drift)."""
+    """Resuming with a larger n_iters continues the same random streams (noisy MMD drift)."""
     functionals = pytest.importorskip("gwf_tutorial.functionals")
 
     def make():
         return ObjectiveDrift(functionals.MMD("gaussian", 1.0), noise_level=0.3, generator=_gen(8))
 
-    ref, ref_net = _ckpt_run(make, n_steps=10)
+    ref, ref_net = _ckpt_run(make, n_iters=10)
     path = tmp_path / "c.pt"
-    _ckpt_run(make, path, every=3, n_steps=6)
-    hist, net = _ckpt_run(make, path, every=3, n_steps=10, seed=5)
+    _ckpt_run(make, path, every=3, n_iters=6)
+    hist, net = _ckpt_run(make, path, every=3, n_iters=10, seed=5)
     assert hist.resumed_from == 6 and hist.loss == ref.loss
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), ref_net.parameters()))
 
@@ -738,7 +738,7 @@ def test_checkpoint_extends_a_run_and_restores_noise_generators(tmp_path):
 def test_checkpoint_bad_arguments(tmp_path):
     net = nn.Linear(3, 2)
     y = torch.randn(9, 2)
-    kw = dict(n_steps=2, batch_size=4, latent_dim=3, progress=False)
+    kw = dict(n_iters=2, batch_size=4, latent_dim=3, progress=False)
     with pytest.raises(ValueError, match="checkpoint_every was given without checkpoint"):
         train_drifting(net, y, Algorithm2Drift(), checkpoint_every=5, **kw)
     with pytest.raises(ValueError, match="checkpoint_every"):
@@ -776,8 +776,8 @@ def test_checkpoint_bad_arguments(tmp_path):
         train_drifting(net, y, Algorithm2Drift(temperature=0.1), checkpoint=good, **kw)
     with pytest.raises(ValueError, match="'type': 'Algorithm2Drift'.* in the checkpoint, .*'PaperDrift'"):
         train_drifting(net, y, PaperDrift(), checkpoint=good, **kw)
-    with pytest.raises(ValueError, match="past n_steps=1"):
-        train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "n_steps": 1})
+    with pytest.raises(ValueError, match="past n_iters=1"):
+        train_drifting(net, y, Algorithm2Drift(), checkpoint=good, **{**kw, "n_iters": 1})
     with pytest.raises(ValueError, match="does not fit"):
         train_drifting(nn.Linear(3, 2, bias=False), y, Algorithm2Drift(), checkpoint=good, **kw)
     with pytest.raises(ValueError, match="generator"):
@@ -807,7 +807,7 @@ def test_progress_bar_shows_raw_drift(monkeypatch):
         nn.Linear(3, 2),
         torch.randn(50, 2, generator=g) + 2.0,
         MultiTemperatureDrift(affinity_floor=0.0),
-        n_steps=40,
+        n_iters=40,
         batch_size=16,
         latent_dim=3,
         generator=g,

@@ -20,7 +20,7 @@ def digits():
 def trained(digits):
     x_train, y_train, x_test, y_test = digits
     return features.train_classifier(
-        x_train, y_train, test_images=x_test, test_labels=y_test, n_iters=300, show_progress=False
+        x_train, y_train, test_images=x_test, test_labels=y_test, n_iters=300, progress=False
     )
 
 
@@ -38,9 +38,9 @@ def test_classifier_learns_the_digits_quickly(trained, digits):
 
 def test_training_is_seeded(digits):
     x_train, y_train, _, _ = digits
-    a = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=3, show_progress=False)
-    b = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=3, show_progress=False)
-    c = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=4, show_progress=False)
+    a = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=3, progress=False)
+    b = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=3, progress=False)
+    c = features.train_classifier(x_train[:300], y_train[:300], n_iters=20, seed=4, progress=False)
     assert a.loss == b.loss and a.loss != c.loss
     assert a.test_accuracy is None
     assert all(torch.equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters()))

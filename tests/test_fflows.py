@@ -217,9 +217,7 @@ def test_dgflow_refines_a_generators_samples():
     _, y, g = _moons()
     shift = torch.tensor([0.3, 0.2])
     xg = 0.5 * y + 0.3 * torch.randn(300, 2, generator=g) + shift
-    disc = critics.logistic_ratio(
-        xg, y, n_iters=300, hidden=64, depth=2, generator=_gen(2), show_progress=False
-    )
+    disc = critics.logistic_ratio(xg, y, n_iters=300, hidden=64, depth=2, generator=_gen(2), progress=False)
     res = fflows.dgflow(xg, disc, "logd", generator=_gen(3), progress=False)
     assert _ed(res.x, y) < 0.75 * _ed(xg, y)
     assert len(res.step_sizes) == 25 and res.step_sizes[0] == 0.1
@@ -242,9 +240,7 @@ def test_dgflow_in_latent_space():
     z = torch.randn(300, 2, generator=g)
     with torch.no_grad():
         xg = G(z)
-    disc = critics.logistic_ratio(
-        xg, y, n_iters=300, hidden=64, depth=2, generator=_gen(2), show_progress=False
-    )
+    disc = critics.logistic_ratio(xg, y, n_iters=300, hidden=64, depth=2, generator=_gen(2), progress=False)
     res = fflows.dgflow(z, disc, "logd", 0.1, 25, 0.0, generator_net=G, progress=False)
     with torch.no_grad():
         torch.testing.assert_close(res.x, G(res.latent))

@@ -88,7 +88,7 @@ def test_affine_steps_reproduce_exact_gaussian_jko(which, parametrization):
     T = nets.AffineMap(2, dtype=F64)
     chain = jko.ParametricJKO(
         T, objective, TAU, z, n_iters=450, lr=0.05, betas=(0.9, 0.999), lr_schedule="cosine",
-        batch_size=64, parametrization=parametrization, seed=0, show_progress=False,
+        batch_size=64, parametrization=parametrization, seed=0, progress=False,
     )  # fmt: skip
     means, covs = gaussian.jko_iterates_kl(M0, S0, M, SIG, TAU, 2)
     chain.step()
@@ -132,7 +132,7 @@ def test_critic_jko_step_on_kl_approximates_exact_gaussian_step():
     T = nets.AffineMap(1, dtype=F64)
     chain = jko.ParametricJKO(
         T, "kl", 0.5, z, y, critic=Critic(1, "kl", net=_Quadratic()), n_iters=800, lr=1e-2,
-        lr_critic=5e-2, batch_size=1000, lr_schedule="cosine", seed=0, show_progress=False,
+        lr_critic=5e-2, batch_size=1000, lr_schedule="cosine", seed=0, progress=False,
     )  # fmt: skip
     chain.step()
     mean, cov = T.push_gaussian(m0, s0)
@@ -252,7 +252,7 @@ def _small_chain(parametrization, seed_init, **over):
     net = nets.ResidualMLP(2, hidden=16, n_blocks=1, zero_init_last=True)
     return jko.ParametricJKO(
         net, "js", 0.5, z, y, n_iters=15, batch_size=64, critic_hidden=16, critic_depth=1,
-        **{"parametrization": parametrization, "gp": 0.1, "seed": 11, "show_progress": False, **over},
+        **{"parametrization": parametrization, "gp": 0.1, "seed": 11, "progress": False, **over},
     )  # fmt: skip
 
 
@@ -266,7 +266,7 @@ def test_checkpoint_round_trip_matches_uninterrupted_run(tmp_path, parametrizati
     assert path.exists()
     resumed = _small_chain(parametrization, 123)
     resumed.run(3, checkpoint=path)  # loads the 2-step state, runs step 3, saves
-    assert resumed.n_steps == 3
+    assert resumed.n_phases == 3
     for a, b in zip(ref.map.state_dict().values(), resumed.map.state_dict().values()):
         assert torch.equal(a, b)
     for a, b in zip(ref.critic.state_dict().values(), resumed.critic.state_dict().values()):
@@ -284,7 +284,7 @@ def test_checkpoint_refuses_damaged_files_and_other_hyperparameters(tmp_path):
     _small_chain("reparameterized", 0).run(1, checkpoint=path)
     fresh = _small_chain("reparameterized", 0)
     assert_damaged_checkpoints_refused(path, lambda p: fresh.run(2, checkpoint=p))
-    assert fresh.n_steps == 0
+    assert fresh.n_phases == 0
     with pytest.raises(ValueError, match=r"other hyperparameters.*lr: 0.001 in the checkpoint, 0.002 now"):
         _small_chain("reparameterized", 0, lr=2e-3).run(2, checkpoint=path)
     with pytest.raises(ValueError, match="parametrization: 'reparameterized' in the checkpoint, 'composed'"):
@@ -293,7 +293,7 @@ def test_checkpoint_refuses_damaged_files_and_other_hyperparameters(tmp_path):
         _small_chain("reparameterized", 0, generator_loss="non_saturating").run(2, checkpoint=path)
     wider = jko.ParametricJKO(
         nets.ResidualMLP(2, hidden=8, n_blocks=1), "js", 0.5, torch.zeros(8, 2), torch.zeros(8, 2),
-        n_iters=15, batch_size=64, critic_hidden=16, critic_depth=1, gp=0.1, show_progress=False,
+        n_iters=15, batch_size=64, critic_hidden=16, critic_depth=1, gp=0.1, progress=False,
     )  # fmt: skip
     with pytest.raises(ValueError, match="does not fit this chain"):
         wider.load(path)
@@ -307,7 +307,7 @@ def test_per_dim_average_is_a_step_tau_times_d():
         z, y = torch.randn(128, 3, generator=g), 1 + torch.randn(128, 3, generator=g)
         net = nets.MLP(3, 3, hidden=16, depth=1)
         c = jko.ParametricJKO(net, MMD(bandwidth=1.0), tau, z, y, n_iters=20, batch_size=128,
-                              per_dim_average=per_dim, seed=0, show_progress=False)  # fmt: skip
+                              per_dim_average=per_dim, seed=0, progress=False)  # fmt: skip
         c.run(2)
         return c
 
@@ -334,7 +334,7 @@ def test_chain_moves_samples_toward_target(objective, factor):
     y = torch.randn(400, 2, generator=g) * 0.5 + torch.tensor([2.0, 1.0])
     net = nets.ResidualMLP(2, hidden=32, n_blocks=1, zero_init_last=True)
     chain = jko.ParametricJKO(net, objective, 1.0, z, y, n_iters=60, lr=5e-3, batch_size=200,
-                              seed=0, show_progress=False)  # fmt: skip
+                              seed=0, progress=False)  # fmt: skip
     before = metrics.energy_distance(z, y).item()
     chain.run(3)
     fresh = torch.randn(400, 2, generator=g) * 0.5 + torch.tensor([2.0, 1.0])
@@ -394,5 +394,5 @@ def test_diverging_learning_rate_raises_the_flow_error_naming_it():
 
 def test_run_means_up_to_k_steps_in_total():
     chain = _small_chain("reparameterized", 0)
-    assert len(chain.run(2)) == 2 and chain.n_steps == 2
-    assert chain.run(2) == [] and len(chain.run(3)) == 1 and chain.n_steps == 3
+    assert len(chain.run(2)) == 2 and chain.n_phases == 2
+    assert chain.run(2) == [] and len(chain.run(3)) == 1 and chain.n_phases == 3

@@ -87,7 +87,7 @@ def test_jko_mmd_affine_step_matches_gaussian_closed_form():
     z = moment_matched(400, M0, S0, torch.Generator().manual_seed(0))
     y = moment_matched(400, M, SIG, torch.Generator().manual_seed(1))
     kw = dict(n_iters=300, lr=0.03, betas=(0.9, 0.999), lr_schedule="cosine", batch_size=400, seed=0,
-              show_progress=False)  # fmt: skip
+              progress=False)  # fmt: skip
     T = nets.AffineMap(2, dtype=F64)
     exact = jko.ParametricJKO(T, jko.GaussianPushforwardMMD(M0, S0, M, SIG, s), tau, z, **kw)
     exact.step()
@@ -125,7 +125,7 @@ def test_jko_w1_step_matches_its_saddle_point():
     nn.init.zeros_(critic.net.weight)
     chain = jko.ParametricJKO(
         T, "w1", tau, z, y, critic=critic, gp=gp, n_iters=500, lr=0.02, lr_critic=0.05,
-        betas=(0.5, 0.9), lr_schedule="cosine", batch_size=200, seed=0, show_progress=False,
+        betas=(0.5, 0.9), lr_schedule="cosine", batch_size=200, seed=0, progress=False,
     )  # fmt: skip
     chain.step()
     b_star = tau * (1 + 1 / gp) / (1 + tau / (2 * gp))
@@ -173,7 +173,7 @@ def test_learned_kernel_mmd_chain_trains_without_nan():
     net = nets.ResidualMLP(2, hidden=16, n_blocks=1, zero_init_last=True)
     chain = jko.ParametricJKO(
         net, "mmd_learned", 1.0, z, y, n_iters=25, batch_size=64, lr=5e-3, critic_hidden=16,
-        critic_depth=1, gp=1.0, seed=0, show_progress=False,
+        critic_depth=1, gp=1.0, seed=0, progress=False,
     )  # fmt: skip
     assert isinstance(chain.critic, LearnedKernel)
     before = [p.detach().clone() for p in chain.critic.parameters()]
@@ -208,7 +208,7 @@ def test_no_transport_switch_is_the_plain_gan(generator_loss):
     net_h, critic_h = copy.deepcopy(net), copy.deepcopy(critic)
     chain = jko.ParametricJKO(
         net, "gan", None, z, y, critic=critic, symmetric=True, generator_loss=generator_loss,
-        n_iters=4, batch_size=32, seed=0, show_progress=False,
+        n_iters=4, batch_size=32, seed=0, progress=False,
     )  # fmt: skip
     # the value function and the generator loss at initialisation
     v_fake, v_real = critic_h.raw(net_h(z)), critic_h.raw(y)
@@ -253,7 +253,7 @@ def test_symmetric_switch_swaps_the_variational_form():
             torch.manual_seed(0)
             critic = Critic(2, name, hidden=8, depth=1, dtype=F64)
             chain = jko.ParametricJKO(T, name, tau, z, y, critic=critic, symmetric=symmetric,
-                                      show_progress=False)  # fmt: skip
+                                      progress=False)  # fmt: skip
             x = T(z)
             h_x, h_y = critic(x), critic(y)
             transport = ((x - z) ** 2).sum(1).mean() / (2 * tau)
@@ -304,7 +304,7 @@ def test_non_saturating_loss_is_a_different_flow_from_js(symmetric):
     for loss in ["minimax", "non_saturating"]:
         chain = jko.ParametricJKO(
             nets.Translation(1, dtype=F64), "gan", None, x, y, critic=_ExactGANCritic(symmetric),
-            symmetric=symmetric, generator_loss=loss, show_progress=False,
+            symmetric=symmetric, generator_loss=loss, progress=False,
         )  # fmt: skip
         vel[loss] = chain.map_velocity(x, y)
     torch.testing.assert_close(vel["minimax"], v_js, rtol=0, atol=1e-10)
@@ -320,7 +320,7 @@ def test_map_velocity_of_fixed_kernel_mmd_is_the_mmd_flow_velocity():
     y = torch.randn(5, 2, generator=g, dtype=F64) + 1
     s = 0.8
     chain = jko.ParametricJKO(nets.Translation(2, dtype=F64), jko.UnbiasedMMD(bandwidth=s), 1.0, x, y,
-                              show_progress=False)  # fmt: skip
+                              progress=False)  # fmt: skip
     v = chain.map_velocity(x, y)
     diff_xy = x[:, None] - y[None]
     diff_xx = x[:, None] - x[None]
@@ -361,7 +361,7 @@ def test_bad_input():
         LearnedKernel(2).mmd2(torch.randn(5, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="2 samples"):
         jko.UnbiasedMMD(bandwidth=1.0).value(torch.randn(1, 2), torch.randn(5, 2))
-    chain = jko.ParametricJKO(net, "kl", None, z, z, show_progress=False)
+    chain = jko.ParametricJKO(net, "kl", None, z, z, progress=False)
     with pytest.raises(ValueError, match="y"):
         chain.map_loss(z)
     with pytest.raises(TypeError, match="dtype"):
@@ -369,7 +369,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="z"):
         chain.saddle_value(torch.full((3, 2), float("nan")), z)
     obj = jko.GaussianPushforwardMMD(M0, S0, M, SIG, 1.0)
-    pf = jko.ParametricJKO(nets.AffineMap(2, dtype=F64), obj, 1.0, z.double(), show_progress=False)
+    pf = jko.ParametricJKO(nets.AffineMap(2, dtype=F64), obj, 1.0, z.double(), progress=False)
     with pytest.raises(TypeError, match="map_velocity"):
         pf.map_velocity(z.double())
 
@@ -396,7 +396,7 @@ def test_train_variants_equals_direct_chains_and_keeps_diverged_runs():
         "nan": dict(objective=nan_kl, tau=1.0),
     }
     runs = jko.train_variants(
-        variants, make_map, z, y, n_steps=2, n_samples=16, init_seed=4, sample_seed=5, show_progress=False,
+        variants, make_map, z, y, n_phases=2, n_samples=16, init_seed=4, sample_seed=5, progress=False,
         **common,
     )  # fmt: skip
     assert list(runs) == ["jko", "gan", "nan"]
@@ -404,7 +404,7 @@ def test_train_variants_equals_direct_chains_and_keeps_diverged_runs():
         spec = dict(variants[name])
         objective, tau = spec.pop("objective"), spec.pop("tau")
         torch.manual_seed(4)
-        chain = jko.ParametricJKO(make_map(), objective, tau, z, y, show_progress=False, **common, **spec)
+        chain = jko.ParametricJKO(make_map(), objective, tau, z, y, progress=False, **common, **spec)
         chain.run(2)
         x = chain.sample(16, torch.Generator().manual_seed(5))
         assert not runs[name].diverged and runs[name].cpu_seconds >= 0
@@ -413,11 +413,11 @@ def test_train_variants_equals_direct_chains_and_keeps_diverged_runs():
     assert runs["jko"].chain.history[-1].transport[-1] > 0
     assert runs["nan"].diverged and runs["nan"].samples is None and "diverged" in runs["nan"].error
     with pytest.raises(ValueError, match="tau"):
-        jko.train_variants({"a": dict(objective="kl")}, make_map, z, y, n_steps=1)
+        jko.train_variants({"a": dict(objective="kl")}, make_map, z, y, n_phases=1)
     with pytest.raises(TypeError, match="variants"):
-        jko.train_variants({}, make_map, z, y, n_steps=1)
+        jko.train_variants({}, make_map, z, y, n_phases=1)
     with pytest.raises(TypeError, match="make_map"):
-        jko.train_variants({"a": dict(objective="kl", tau=1.0)}, None, z, y, n_steps=1)
+        jko.train_variants({"a": dict(objective="kl", tau=1.0)}, None, z, y, n_phases=1)
 
 
 def test_gan_generator_losses_finite_with_a_confident_discriminator():

@@ -113,7 +113,7 @@ def test_natural_gradient_flow_tracks_the_exact_gaussian_flow_better_than_gradie
     # (measured 0.025); plain gradient descent in (A, b) follows another path (measured 1.0).
     z = moment_matched(32, M0, S0, torch.Generator().manual_seed(0))
     obj = jko.GaussianPushforwardKL(M0, S0, M, SIG)
-    kw = dict(step_size=0.02, n_steps=50, show_progress=False)
+    kw = dict(step_size=0.02, n_steps=50, progress=False)
     nat = projected.projected_flow(nets.AffineMap(2, dtype=F64), obj, z, method="natural", **kw)
     gd = projected.projected_flow(nets.AffineMap(2, dtype=F64), obj, z, method="gradient", **kw)
     err_nat, err_gd = _ou_error(nat), _ou_error(gd)
@@ -127,7 +127,7 @@ def test_natural_gradient_flow_tracks_the_exact_gaussian_flow_better_than_gradie
         method="natural",
         step_size=0.01,
         n_steps=100,
-        show_progress=False,
+        progress=False,
     )
     assert _ou_error(half) == pytest.approx(err_nat / 2, rel=0.15)
     # both decrease the objective; the record has one entry per step and the initial point
@@ -146,8 +146,8 @@ def test_small_tau_jko_on_affine_maps_follows_the_exact_jko_steps():
     z = moment_matched(32, M0, S0, torch.Generator().manual_seed(0))
     obj = jko.GaussianPushforwardKL(M0, S0, M, SIG)
     res = projected.projected_flow(
-        nets.AffineMap(2, dtype=F64), obj, z, method="jko", step_size=0.5, n_steps=2, jko_iters=300,
-        jko_lr=0.05, show_progress=False,
+        nets.AffineMap(2, dtype=F64), obj, z, method="jko", step_size=0.5, n_steps=2, n_iters=300,
+        lr=0.05, progress=False,
     )  # fmt: skip
     means, covs = gaussian.jko_iterates_kl(M0, S0, M, SIG, 0.5, 2)
     for k in range(3):
@@ -161,7 +161,7 @@ def test_translation_family_natural_equals_gradient_and_moves_the_mean():
     z = moment_matched(16, M0, S0, torch.Generator().manual_seed(4))
     y = moment_matched(64, M, SIG, torch.Generator().manual_seed(5))
     obj = MMD(bandwidth=1.0)
-    kw = dict(step_size=0.5, n_steps=5, show_progress=False)
+    kw = dict(step_size=0.5, n_steps=5, progress=False)
     a = projected.projected_flow(nets.Translation(2, dtype=F64), obj, z, y, method="natural", **kw)
     b = projected.projected_flow(nets.Translation(2, dtype=F64), obj, z, y, method="gradient", **kw)
     torch.testing.assert_close(a.params, b.params, rtol=0, atol=1e-12)
@@ -258,5 +258,5 @@ def test_a_diverging_flow_raises_the_divergence_error_naming_the_step_size(metho
         z = torch.randn(16, 2, dtype=F64, generator=g)
         args, h, T = (jko.GaussianPushforwardKL(M0, S0, M, SIG), z), 10.0, nets.AffineMap(2, dtype=F64)
     with pytest.raises(FlowDivergedError, match=r"flow diverged: after step \d+ .*step_size=") as err:
-        projected.projected_flow(T, *args, method=method, step_size=h, n_steps=30, show_progress=False)
+        projected.projected_flow(T, *args, method=method, step_size=h, n_steps=30, progress=False)
     assert f"step_size={h:g} is too large" in str(err.value)

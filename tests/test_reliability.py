@@ -224,7 +224,7 @@ spec("critics.fit_critic", critics.fit_critic, lambda: dict(critic=critic2(), x=
     n_iters=2),
      samples=("x", "y"), pairs=(("x", "y"),), ints=("n_iters",), positive=("lr",))
 spec("critics.logistic_ratio", critics.logistic_ratio,
-     lambda: dict(x=S(), y=S(7), n_iters=2, hidden=8, depth=1, show_progress=False),
+     lambda: dict(x=S(), y=S(7), n_iters=2, hidden=8, depth=1, progress=False),
      samples=("x", "y"), pairs=(("x", "y"),), ints=("n_iters",), positive=("lr",))
 spec("critics.LearnedKernel", critics.LearnedKernel, lambda: dict(in_dim=2), ints=("in_dim", "feature_dim"))
 
@@ -269,7 +269,7 @@ spec("jko.get_critic_objective", jko.get_critic_objective, lambda: dict(name="kl
      extra=[("unknown", dict(name="nope"), "objective")])
 spec("jko.ParametricJKO", jko.ParametricJKO,
      lambda: dict(map_net=nets.ResidualMLP(2, 8, 1), objective="kl", tau=1.0, source=latent, data=S(50),
-                  n_iters=2, show_progress=False),
+                  n_iters=2, progress=False),
      positive=("tau", "lr", "lr_critic"), ints=("n_iters", "batch_size", "critic_steps"),
      extra=[("objective", dict(objective="nope"), "objective"), ("map_net", dict(map_net=3), "map_net"),
             ("data", dict(data=None), "data")])
@@ -327,11 +327,11 @@ spec("sjko.add_instance_noise", sjko.add_instance_noise, lambda: dict(y=S(), k=0
 spec("sjko.QuadraticPotential", sjko.QuadraticPotential, lambda: dict(dim=2), ints=("dim",))
 spec("sjko.SemiDualJKO", sjko.SemiDualJKO,
      lambda: dict(map_net=nets.ResidualMLP(2, 8, 1), potential_net=nets.MLP(2, 1, 8, 1), n_iters=2),
-     positive=("tau", "lr_map", "lr_potential"), ints=("n_iters", "batch_size"),
+     positive=("tau", "lr", "lr_critic"), ints=("n_iters", "batch_size"),
      extra=[("divergence", dict(divergence="nope"), "divergence"), ("map_net", dict(map_net=3), "map_net")])
 spec("SemiDualJKO.phase",
      lambda source, data: sjko.SemiDualJKO(nets.ResidualMLP(2, 8, 1), nets.MLP(2, 1, 8, 1), n_iters=1).phase(
-         source, data, progress_bar=False),
+         source, data, progress=False),
      lambda: dict(source=S(), data=S(7)), samples=("source", "data"))
 
 # --- drifting ------------------------------------------------------------------------------------------
@@ -371,10 +371,10 @@ spec("DriftField.__call__", lambda x, y_pos: drifting.Algorithm2Drift(0.5)(x, y_
     y_pos=S(7)),
      samples=("x", "y_pos"), pairs=(("x", "y_pos"),))
 spec("drifting.train_drifting", drifting.train_drifting,
-     lambda: dict(net=nets.MLP(4, 2, 8, 1), data=S(30), drift=drifting.Algorithm2Drift(0.5), n_steps=2,
+     lambda: dict(net=nets.MLP(4, 2, 8, 1), data=S(30), drift=drifting.Algorithm2Drift(0.5), n_iters=2,
          batch_size=8,
                   progress=False),
-     samples=("data",), positive=("lr",), ints=("n_steps", "batch_size"),
+     samples=("data",), positive=("lr",), ints=("n_iters", "batch_size"),
      extra=[("net", dict(net=3), "net"), ("drift", dict(drift=3), "drift")])
 
 # --- gaussian (closed forms) ------------------------------------------------------------------------
@@ -471,7 +471,7 @@ _CLI_BAD = [("fid-samples", ("--fid-samples", "1"), "fid_samples"),
             ("n-synthetic", ("--n-synthetic", "1"), "n_synthetic"),
             ("device", ("--device", "nope"), "device"), ("tau", ("--tau", "-1"), "tau"),
             ("seed", ("--seed", "-1"), "seed"), ("seed float", ("--seed", "2.5"), "seed"),
-            ("lr", ("--lr-g", "0"), "lr_g"), ("ema", ("--ema-decay", "1"), "ema_decay")]  # fmt: skip
+            ("lr", ("--lr-g", "0"), "--lr-g"), ("ema", ("--ema-decay", "1"), "ema_decay")]  # fmt: skip
 if not torch.cuda.is_available():
     _CLI_BAD.append(("no GPU", ("--device", "cuda"), "device"))
 spec("cifar10.main", _cli, lambda: _argv(),
@@ -482,7 +482,7 @@ spec("cifar10.config_from_args", cifar10.config_from_args, lambda: _argv(),
 spec("cifar10.make_config", cifar10.make_config,
      lambda: dict(method="drifting", net="tiny", data="synthetic", image_size=8, n_synthetic=16,
                   device="cpu"),
-     positive=("lr_g", "ema_decay"), ints=("batch_size", "n_synthetic", "latent_dim", "fid_batch"),
+     positive=("lr", "ema_decay"), ints=("batch_size", "n_synthetic", "latent_dim", "fid_batch"),
      extra=[("seed float", dict(seed=2.0), "seed"), ("seed", dict(seed=-1), "seed"),
             ("fid_samples", dict(fid_samples=1), "fid_samples"), ("device", dict(device="nope"), "device"),
             ("method", dict(method="gan"), "method"), ("data", dict(data="mnist"), "data")])
@@ -507,9 +507,9 @@ spec("jko.GaussianPushforwardMMD", jko.GaussianPushforwardMMD,
                   target_cov=SPD(), bandwidth=1.0), positive=("bandwidth",))
 spec("jko.train_variants", jko.train_variants,
      lambda: dict(variants={"mmd": dict(objective="mmd_u", tau=1.0)},
-                  make_map=lambda: nets.ResidualMLP(2, 8, 1), source=latent, data=S(50), n_steps=1,
-                  n_samples=10, n_iters=1, show_progress=False),
-     ints=("n_steps", "n_samples"), extra=[("variants", dict(variants={}), "variants"),
+                  make_map=lambda: nets.ResidualMLP(2, 8, 1), source=latent, data=S(50), n_phases=1,
+                  n_samples=10, n_iters=1, progress=False),
+     ints=("n_phases", "n_samples"), extra=[("variants", dict(variants={}), "variants"),
                                            ("make_map", dict(make_map=3), "make_map")])
 spec("sjko.LatentMap", sjko.LatentMap, lambda: dict(net=nets.MLP(4, 2, 8, 1)), extra=[("net",
     dict(net=3), "net")])

@@ -271,8 +271,8 @@ def make_trainer(parametrization="reparameterized", n=500, **kw):
     opts = dict(
         divergence="kl",
         tau=EASY["tau"],
-        lr_map=0.05,
-        lr_potential=0.05,
+        lr=0.05,
+        lr_critic=0.05,
         r1=0.0,
         n_iters=600,
         batch_size=n,
@@ -288,7 +288,7 @@ def test_phase_converges_to_the_exact_jko_step():
     src = quantile_points(500, EASY["mean"], EASY["var"])
     data = quantile_points(500, EASY["target_mean"], EASY["target_var"])
     tr = make_trainer()
-    res = tr.phase(src, data, progress_bar=False)
+    res = tr.phase(src, data, progress=False)
     out = tr.push(src)
     m1, S1 = exact_steps(**EASY, k=1)
     assert out.dtype == DT
@@ -310,8 +310,8 @@ def test_phase_with_minibatch_samplers():
     def data(n, generator=None):
         return EASY["target_mean"] + torch.randn(n, 1, generator=generator, dtype=DT)
 
-    tr = make_trainer(n=256, n_iters=800, lr_map=0.02, lr_potential=0.02)
-    tr.phase(source, data, progress_bar=False)
+    tr = make_trainer(n=256, n_iters=800, lr=0.02, lr_critic=0.02)
+    tr.phase(source, data, progress=False)
     m1, S1 = exact_steps(**EASY, k=1)
     a, b = tr.map.A.item(), tr.map.b.item()
     assert abs(b + a * EASY["mean"] - m1) < 5e-2
@@ -326,7 +326,7 @@ def test_reparameterized_and_composed_agree_after_three_phases():
     outs = {}
     for par in ("reparameterized", "composed"):
         tr = make_trainer(par, n_iters=500)
-        tr.run(3, src, data, progress_bar=False)
+        tr.run(3, src, data, progress=False)
         outs[par] = tr.push(src)[:, 0]
         assert len(tr.chain) == (3 if par == "composed" else 0)
     m3, S3 = exact_steps(**EASY, k=3)
@@ -341,7 +341,7 @@ def test_reparameterized_and_composed_agree_after_three_phases():
 def test_composed_samples_through_every_map():
     src = quantile_points(50, 0.0, 1.0)
     tr = make_trainer("composed", n_iters=2)
-    tr.run(2, src, quantile_points(50, 1.0, 1.0), progress_bar=False)
+    tr.run(2, src, quantile_points(50, 1.0, 1.0), progress=False)
     A = [m.A.item() for m in tr.chain]
     B = [m.b.item() for m in tr.chain]
     expected = A[1] * (A[0] * src + B[0]) + B[1]
@@ -362,7 +362,7 @@ def test_independent_latents_change_the_proximal_term():
             seed=1,
         )
         src = torch.randn(64, 1, dtype=DT)
-        tr.phase(src, src + 1, progress_bar=False)
+        tr.phase(src, src + 1, progress=False)
         tr.start_phase()  # phase 1: old map = frozen copy of the current one
         x0 = torch.randn(n, 1, generator=torch.Generator().manual_seed(3), dtype=DT)
         inputs, old, z = tr.source_and_old(x0)
@@ -400,7 +400,7 @@ def test_instance_noise_scale_and_flag():
             instance_noise=flag,
             seed=0,
         )
-        tr.phase(quantile_points(20, 0.0, 1.0), data, progress_bar=False)
+        tr.phase(quantile_points(20, 0.0, 1.0), data, progress=False)
         diff = (seen["first"] - data).std().item()
         if flag:
             assert abs(diff - 1 / 32) < 0.5 / 32
@@ -420,13 +420,13 @@ def test_per_dim_average_is_a_step_scaled_by_d():
             tau=tau,
             per_dim_average=per_dim,
             r1=0.0,
-            lr_map=0.01,
-            lr_potential=0.01,
+            lr=0.01,
+            lr_critic=0.01,
             n_iters=20,
             batch_size=64,
             seed=0,
         )
-        tr.phase(src, data, progress_bar=False)
+        tr.phase(src, data, progress=False)
         maps.append(tr.map.A.detach().clone())
     assert torch.allclose(maps[0], maps[1], atol=1e-10)
     tr = sjko.SemiDualJKO(
@@ -434,20 +434,20 @@ def test_per_dim_average_is_a_step_scaled_by_d():
         sjko.QuadraticPotential(2, dtype=DT),
         tau=0.25,
         r1=0.0,
-        lr_map=0.01,
-        lr_potential=0.01,
+        lr=0.01,
+        lr_critic=0.01,
         n_iters=20,
         batch_size=64,
         seed=0,
     )
-    tr.phase(src, data, progress_bar=False)
+    tr.phase(src, data, progress=False)
     assert not torch.allclose(tr.map.A, maps[0], atol=1e-6)
 
 
 def test_ema_average_of_the_map():
     src = quantile_points(30, 0.0, 1.0)
     tr = make_trainer(n_iters=1, ema_decay=0.9)
-    tr.phase(src, quantile_points(30, 1.0, 1.0), progress_bar=False)
+    tr.phase(src, quantile_points(30, 1.0, 1.0), progress=False)
     # after one step from A_0 = 1: A_ema = 0.9 * 1 + 0.1 * A_1
     assert torch.allclose(tr.ema.A, 0.9 + 0.1 * tr.map.A)
     assert torch.allclose(tr.push(src), tr.ema(src))
@@ -461,15 +461,15 @@ def test_checkpoint_resume_is_exact():
         return 1 + torch.randn(n, 1, generator=generator, dtype=DT)
 
     ref = make_trainer(n=32, n_iters=10, ema_decay=0.5)
-    ref.run(2, src, data, progress_bar=False)
+    ref.run(2, src, data, progress=False)
 
     first = make_trainer(n=32, n_iters=10, ema_decay=0.5)
-    first.phase(src, data, progress_bar=False)
+    first.phase(src, data, progress=False)
     state = first.state_dict()
     resumed = make_trainer(n=32, n_iters=10, ema_decay=0.5, seed=123)
     resumed.load_state_dict(state)
     assert resumed.n_phases == 1 and len(resumed.history) == 1
-    resumed.phase(src, data, progress_bar=False)
+    resumed.phase(src, data, progress=False)
     assert torch.equal(resumed.map.A, ref.map.A) and torch.equal(resumed.map.b, ref.map.b)
     assert torch.equal(resumed.potential.theta, ref.potential.theta)
     assert torch.equal(resumed.ema.A, ref.ema.A)
@@ -492,16 +492,16 @@ def test_run_resumes_from_checkpoint_losing_only_the_interrupted_phase(tmp_path,
 
     kw = dict(parametrization=parametrization, n=32, n_iters=10, ema_decay=0.5)
     ref = make_trainer(**kw)
-    ref.run(3, src, data, progress_bar=False)
+    ref.run(3, src, data, progress=False)
 
     ckpt = tmp_path / "sjko.pt"
     first = make_trainer(**kw)
     with pytest.raises(RuntimeError, match="power cut"):
-        first.run(3, src, crashing, checkpoint=ckpt, progress_bar=False)
+        first.run(3, src, crashing, checkpoint=ckpt, progress=False)
     assert first.n_phases == 2 and ckpt.exists()
 
     resumed = make_trainer(**kw, seed=99)  # everything that matters comes from the file
-    out = resumed.run(3, src, data, checkpoint=ckpt, progress_bar=False)
+    out = resumed.run(3, src, data, checkpoint=ckpt, progress=False)
     assert [r.phase for r in out] == [2]
     assert [r.phase for r in resumed.history] == [0, 1, 2] and resumed.n_phases == 3
     assert torch.equal(resumed.map.A, ref.map.A) and torch.equal(resumed.map.b, ref.map.b)
@@ -511,19 +511,19 @@ def test_run_resumes_from_checkpoint_losing_only_the_interrupted_phase(tmp_path,
     assert torch.equal(resumed.push(src), ref.push(src))
     # a finished checkpoint: nothing left to run, the same sampler
     done = make_trainer(**kw)
-    assert done.run(3, src, data, checkpoint=ckpt, progress_bar=False) == []
+    assert done.run(3, src, data, checkpoint=ckpt, progress=False) == []
     assert torch.equal(done.push(src), ref.push(src))
     fresh = make_trainer(**kw)
     with pytest.raises(ValueError, match="K=2"):
-        fresh.run(2, src, data, checkpoint=ckpt, progress_bar=False)
+        fresh.run(2, src, data, checkpoint=ckpt, progress=False)
     assert fresh.n_phases == 0  # left untouched
     # a damaged file or other hyperparameters: refused, naming the file, which stays
     assert_damaged_checkpoints_refused(ckpt, lambda p: fresh.run(3, src, data, checkpoint=p))
     assert fresh.n_phases == 0
     with pytest.raises(ValueError, match=r"other hyperparameters.*tau: 0.5 in the checkpoint, 0.25 now"):
-        make_trainer(**kw, tau=0.25).run(3, src, data, checkpoint=ckpt, progress_bar=False)
+        make_trainer(**kw, tau=0.25).run(3, src, data, checkpoint=ckpt, progress=False)
     with pytest.raises(ValueError, match=r"ema_decay: 0.5 in the checkpoint, 0.9 now"):
-        make_trainer(**{**kw, "ema_decay": 0.9}).run(3, src, data, checkpoint=ckpt, progress_bar=False)
+        make_trainer(**{**kw, "ema_decay": 0.9}).run(3, src, data, checkpoint=ckpt, progress=False)
 
 
 def test_phase_callback_sees_every_iteration():
@@ -532,7 +532,7 @@ def test_phase_callback_sees_every_iteration():
     res = tr.phase(
         quantile_points(20, 0.0, 1.0),
         quantile_points(20, 1.0, 1.0),
-        progress_bar=False,
+        progress=False,
         callback=lambda it, lv, lt: seen.append((it, float(lv), float(lt))),
     )
     assert [s[0] for s in seen] == list(range(7))
@@ -556,13 +556,13 @@ def test_bad_run_phase_and_checkpoint_arguments(tmp_path):
     with pytest.raises(ValueError, match="tau"):
         tr.phase(src, src, tau=0.0)
     with pytest.raises(ValueError, match="data points"):
-        tr.phase(src, torch.zeros(10, 2, dtype=DT), progress_bar=False)
+        tr.phase(src, torch.zeros(10, 2, dtype=DT), progress=False)
     with pytest.raises(ValueError, match="missing.pt' does not exist"):
         tr.load(tmp_path / "missing.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt' is not a gwf_tutorial checkpoint"):
         tr.load(tmp_path / "other.pt")
-    tr.phase(src, src + 1, progress_bar=False)
+    tr.phase(src, src + 1, progress=False)
     with pytest.raises(ValueError, match="n"):
         tr.sample(0)
     with pytest.raises(ValueError, match="parametrization"):
@@ -597,7 +597,7 @@ def test_toy_networks_with_latent_and_official_flags():
     def data(n, generator=None):
         return torch.randn(n, 2, generator=generator) * 0.5 + 2
 
-    res = tr.run(2, source, data, progress_bar=False)
+    res = tr.run(2, source, data, progress=False)
     assert [r.phase for r in res] == [0, 1]
     assert all(torch.isfinite(r.potential_loss).all() for r in res)
     x = tr.sample(7)
@@ -621,7 +621,7 @@ def test_image_shaped_samples():
     tr = sjko.SemiDualJKO(ConvMap(), critic, tau=0.1, n_iters=3, batch_size=8, seed=0, initial_map="copy")
     g = torch.Generator().manual_seed(0)
     data = torch.rand(40, 1, 4, 4, generator=g)
-    res = tr.phase(torch.randn(40, 1, 4, 4, generator=g), data, progress_bar=False)
+    res = tr.phase(torch.randn(40, 1, 4, 4, generator=g), data, progress=False)
     assert torch.isfinite(res.map_loss).all()
     assert tr.sample(5).shape == (5, 1, 4, 4)
 
@@ -647,7 +647,7 @@ def test_image_shaped_samples():
         (dict(independent_latents=1), TypeError),
         (dict(lr_schedule="step"), ValueError),
         (dict(initial_map="identity"), ValueError),
-        (dict(lr_map=-1e-3), ValueError),
+        (dict(lr=-1e-3), ValueError),
     ],
 )
 def test_bad_constructor_arguments(kw, err):
@@ -696,7 +696,7 @@ def test_presets_and_on_phase_callback():
     seen = []
     src = torch.randn(64, 2, dtype=torch.float64)
     y = torch.randn(64, 2, dtype=torch.float64) + 1.0
-    tr.run(2, src, y, progress_bar=False, on_phase=lambda t: seen.append(t.n_phases))
+    tr.run(2, src, y, progress=False, on_phase=lambda t: seen.append(t.n_phases))
     assert seen == [1, 2]
     aff = sjko.affine_trainer(1, 0.5, n_iters=2)
     assert isinstance(aff.map, nets.AffineMap) and aff.tau == 0.5
@@ -769,12 +769,14 @@ def test_diverging_learning_rate_raises_naming_it_instead_of_nan_samples():
     from gwf_tutorial.flows import FlowDivergedError
 
     src = quantile_points(50, 0.0, 1.0)
-    tr = make_trainer(n_iters=50, lr_map=1e200, lr_potential=1e200)
+    tr = make_trainer(n_iters=50, lr=1e200, lr_critic=1e200)
     with pytest.raises(FlowDivergedError, match=r"S-JKO phase 0 diverged at iteration \d+ .*lr=1e\+200"):
         tr.phase(src, quantile_points(50, 1.0, 1.0), progress=False)
 
 
-def test_new_and_old_learning_rate_names_agree():
-    a, b = make_trainer(lr_map=None, lr_potential=None, lr=0.05, lr_critic=0.05), make_trainer()
-    assert (a.lr, a.lr_critic) == (b.lr_map, b.lr_potential) == (0.05, 0.05)
-    assert a._checkpoint_config() == b._checkpoint_config()
+def test_learning_rates_have_one_name_each():
+    tr = make_trainer(lr=0.03, lr_critic=0.02)
+    assert (tr.lr, tr.lr_critic) == (0.03, 0.02)
+    for old in ("lr_map", "lr_potential"):
+        with pytest.raises(TypeError, match=old):
+            make_trainer(**{old: 0.05})

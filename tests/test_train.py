@@ -158,16 +158,16 @@ def _entry_point(name: str):
         return lambda: [tr.train_step() for _ in range(2)]
     calls = {
         "jko.ParametricJKO": lambda: jko.ParametricJKO(
-            net, "kl", 0.5, z, y, n_iters=3, batch_size=16, critic_hidden=8, seed=0, show_progress=False
+            net, "kl", 0.5, z, y, n_iters=3, batch_size=16, critic_hidden=8, seed=0, progress=False
         ).run(2),
         "sjko.SemiDualJKO": lambda: sjko.SemiDualJKO(
             net, pot, "kl", tau=0.5, n_iters=3, batch_size=16, seed=0
-        ).run(2, z, y, progress_bar=False),
+        ).run(2, z, y, progress=False),
         "drifting.train_drifting": lambda: drifting.train_drifting(
             net,
             y,
             drifting.MultiTemperatureDrift(),
-            n_steps=3,
+            n_iters=3,
             batch_size=16,
             generator=train.make_generator(1),
             progress=False,
@@ -195,8 +195,8 @@ def _entry_point(name: str):
             y,
             method="jko",
             n_steps=2,
-            jko_iters=2,
-            show_progress=False,
+            n_iters=2,
+            progress=False,
         ),  # fmt: skip
     }
     return calls[name]
