@@ -1510,11 +1510,11 @@ def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
 
     .. math::
 
-        \text{hours}_m = \frac{T_m}{3600\, s_m}, \qquad T_m = N_0 + (K - 1) N
-        \ \text{(the recipe's iterations, :attr:`Config.total_iters`)},
+        \text{hours}_m = \frac{T_m}{3600\, s_m}, \qquad T_m = N_0 + (K - 1) N,
 
-    with :math:`s_m` the measured steady-state iterations per second of method :math:`m` (start-up,
-    checkpoints and the final FID excluded). Throughput on **synthetic** data: it says how long training
+    with :math:`T_m` the recipe's iterations (:attr:`Config.total_iters`) and :math:`s_m` the measured
+    steady-state iterations per second of method :math:`m` (start-up, checkpoints and the final FID
+    excluded). Throughput on **synthetic** data: it says how long training
     takes on that GPU, nothing about sample quality (no FID).
 
     Parameters
