@@ -54,7 +54,7 @@ from gwf_tutorial._validation import (
     check_samples,
 )
 from gwf_tutorial.fdiv import FDivergence, _bound, dv_bound, get_fdivergence, variational_bound
-from gwf_tutorial.kernels import median_bandwidth, squared_distances
+from gwf_tutorial.kernels import _median_distance, _sqdist
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress as _progress
 
@@ -902,11 +902,12 @@ class LearnedKernel(nn.Module):
     def _sigmas(self, fx: Tensor, fy: Tensor) -> list[float]:
         if self.bandwidths is not None:
             return list(self.bandwidths)
-        med = median_bandwidth(fx.detach(), fy.detach())
+        # features of checked inputs: no input checks here (a training step calls this, see gpu_check)
+        med = _median_distance(torch.cat([fx.detach(), fy.detach()], dim=0))
         return [f * med for f in self.factors]
 
     def _gram(self, fa: Tensor, fb: Tensor, sigmas: list[float]) -> Tensor:
-        q = squared_distances(fa, fb)
+        q = _sqdist(fa, fb)
         w = self.weights().to(q.dtype)
         return sum(w[l] * torch.exp(-q / (2.0 * s * s)) for l, s in enumerate(sigmas))
 

@@ -94,7 +94,7 @@ from gwf_tutorial.functionals import Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.train import progress as _progress
-from gwf_tutorial.trainer import Trainer, frozen_copy
+from gwf_tutorial.trainer import Trainer, TrainerPreset, frozen_copy
 
 __all__ = [
     "proximal_cost",
@@ -1250,7 +1250,7 @@ class _StepLoss:
 _KIND = "jko.ParametricJKO"
 
 
-class ParametricJKO:
+class ParametricJKO(TrainerPreset):
     r"""A chain of parametric JKO steps: one trained map per step.
 
     Step :math:`k` (from :math:`\rho_k`) trains the map by Adam on
@@ -1477,13 +1477,6 @@ class ParametricJKO:
         return source, data
 
     critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
-    lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")
-    lr_critic = property(lambda self: self.trainer.lr_critic, doc="Adam learning rate of the critic.")
-    betas = property(lambda self: self.trainer.betas, doc="Adam betas.")
-    critic_steps = property(lambda self: self.trainer.critic_steps, doc="Critic updates per map update.")
-    lr_schedule = property(lambda self: self.trainer.lr_schedule, doc="'constant' or 'cosine'.")
-    opt_map = property(lambda self: self.trainer.opt_map, doc="The map's Adam optimiser.")
-    opt_critic = property(lambda self: self.trainer.opt_critic, doc="The critic's Adam optimiser.")
 
     # -- helpers ---------------------------------------------------------------------------
 

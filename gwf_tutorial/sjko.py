@@ -83,7 +83,7 @@ from gwf_tutorial.critics import value_and_input_grad
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import proximal_cost, resolve_initial_map
 from gwf_tutorial.train import make_generator, save_checkpoint
-from gwf_tutorial.trainer import Trainer, frozen_copy
+from gwf_tutorial.trainer import Trainer, TrainerPreset, frozen_copy
 
 # PSI_STAR, PSI_F and psi_star live in gwf_tutorial.fdiv (the one catalogue of divergences); they are
 # re-exported here because chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
@@ -575,7 +575,7 @@ class _PhaseLoss:
 _KIND = "sjko.SemiDualJKO"
 
 
-class SemiDualJKO:
+class SemiDualJKO(TrainerPreset):
     r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed.
 
     Phase k solves the semi-dual of the JKO step from :math:`\rho_k` (see the module docstring)
@@ -756,12 +756,7 @@ class SemiDualJKO:
     map = property(lambda self: self.trainer.map, doc="The current (last trained) map.")
     potential = property(lambda self: self.trainer.critic, doc="The potential v.")
     ema = property(lambda self: self.trainer.ema, doc="EMA copy of the map (None without ema_decay).")
-    opt_map = property(lambda self: self.trainer.opt_map, doc="The map's Adam optimiser.")
     opt_potential = property(lambda self: self.trainer.opt_critic, doc="The potential's Adam optimiser.")
-    lr = property(lambda self: self.trainer.lr, doc="Adam learning rate of the map.")
-    lr_critic = property(lambda self: self.trainer.lr_critic, doc="Adam learning rate of the potential.")
-    betas = property(lambda self: self.trainer.betas, doc="Adam betas.")
-    lr_schedule = property(lambda self: self.trainer.lr_schedule, doc="'constant' or 'cosine'.")
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from gwf_tutorial._validation import FlowDivergedError, check_betas, check_nonne
 from gwf_tutorial.train import ema_update, load_checkpoint, save_checkpoint
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Trainer", "TrainingDivergedError", "frozen_copy"]
+__all__ = ["Trainer", "TrainerPreset", "TrainingDivergedError", "frozen_copy"]
 
 _SCHEDULES = ("constant", "cosine")
 
@@ -55,6 +55,27 @@ def frozen_copy(net: nn.Module) -> nn.Module:
     for p in c.parameters():
         p.requires_grad_(False)
     return c.eval()
+
+
+def _delegate(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.trainer, name), doc=doc)
+
+
+class TrainerPreset:
+    """Base of the book's presets (``ParametricJKO``, ``SemiDualJKO``): their ``trainer`` attribute is a
+    :class:`Trainer`, whose settings and optimisers they expose read-only under the same names.
+
+    Used in: :class:`gwf_tutorial.jko.ParametricJKO`, :class:`gwf_tutorial.sjko.SemiDualJKO`.
+    """
+
+    trainer: Trainer
+    lr = _delegate("lr", "Adam learning rate of the map.")
+    lr_critic = _delegate("lr_critic", "Adam learning rate of the critic (S-JKO: the potential).")
+    betas = _delegate("betas", "Adam betas.")
+    critic_steps = _delegate("critic_steps", "Critic updates per map update.")
+    lr_schedule = _delegate("lr_schedule", "'constant' or 'cosine'.")
+    opt_map = _delegate("opt_map", "The map's Adam optimiser.")
+    opt_critic = _delegate("opt_critic", "The critic's Adam optimiser.")
 
 
 class Trainer:
