@@ -1020,16 +1020,11 @@ class Trainer:
         return step % self.cfg.log_every == 0 or step == self.cfg.total_iters
 
     def _drift_field(self, x: Tensor, y: Tensor, out: dict) -> Tensor:
-        """The drift field; its raw RMS (a host synchronisation) only at logged iterations, into ``out``."""
-        if self._logs_at(self.step + 1):
-            V, raw = self.drift.field_with_diagnostics(x, y)
-            out["drift_rms"] = torch.as_tensor(raw)
-            return V
-        d = self.drift
-        return _drifting.multi_temperature_field(
-            x, y, None, d.temperatures, d.normalize,
-            attraction=d.attraction, repulsion=d.repulsion, affinity_floor=d.affinity_floor,
-        )  # fmt: skip
+        """The drift field, without per-step input checks or host reads; its raw RMS at logged iterations."""
+        V, raw = self.drift._velocity(x, y, with_raw=self._logs_at(self.step + 1))
+        if raw is not None:
+            out["drift_rms"] = raw.float()
+        return V
 
     def _update_ema(self) -> None:
         ema_update(self.ema, self.generator, self.cfg.ema_decay)

@@ -1,48 +1,18 @@
-r"""Drifting models: the drift field in its forms, the stop-gradient loss and one training loop.
+r"""Drifting models (Deng et al. 2026): drift fields, the stop-gradient loss and the training loop.
 
-A drifting model (Deng et al. 2026) trains a one-step generator :math:`f_\theta` by regressing its
-own output onto a shifted copy of itself,
+A one-step generator :math:`f_\theta` is regressed onto a shifted copy of its own samples,
 
 .. math::
 
-    \mathcal L(\theta) = \mathbb E_{e}\,\big|f_\theta(e)
-    - \mathrm{sg}\big(f_\theta(e) + V(f_\theta(e))\big)\big|^2,
+    \mathcal L(\theta) = \mathbb E_e|f_\theta(e) - \mathrm{sg}(f_\theta(e) + V(f_\theta(e)))|^2
+    = \mathbb E|V|^2, \qquad \nabla_\theta\mathcal L = -2\,\mathbb E[J_\theta^\top V],
 
-where :math:`V` is a *drift field* that pulls generated samples towards the data and pushes them
-away from each other. The value of the loss is :math:`\mathbb E|V|^2` and its gradient is
-:math:`-2\,\mathbb E[J_\theta^\top V]`: one step of the loss is an explicit parametric step of the
-flow with velocity :math:`V` (chapter 8).
-
-This module holds
-
-- the fields as functions of samples: the paper's row-normalised mean-shift field
-  (:func:`mean_shift`, :func:`paper_field`), the field of the toy code (:func:`algorithm2_field`,
-  with its affinities :func:`algorithm2_affinities`, a one-shot Sinkhorn scaling), the
-  multi-temperature, RMS-normalised force of the ImageNet code (:func:`multi_temperature_field`)
-  and the closed-form population field of Gaussians with a Gaussian kernel
-  (:func:`gaussian_population_field`);
-- a test of the Wasserstein-gradient structure of any drift on particles
-  (:func:`jacobian_asymmetry`: zero for gradient flows such as MMD or Sinkhorn, not for the
-  drifting fields);
-- the same fields as callables ``drift(x, y_pos) -> V`` (:class:`DriftField`): :class:`PaperDrift`,
-  :class:`Algorithm2Drift`, :class:`MultiTemperatureDrift`, and drifts built from other objectives,
-  :class:`ObjectiveDrift` (any :mod:`gwf_tutorial.functionals` objective with a ``velocity``: MMD
-  witness, Sinkhorn barycentric projection, sliced-W; optional noise injection) and
-  :class:`CriticDrift` (a logistic critic, the KL flow velocity);
-- the loss :func:`drifting_loss` and the loop :func:`train_drifting`, which logs the raw drift RMS
-  next to the loss (the loss of a normalised field stays flat while the raw drift shrinks), shows
-  both in its progress bar, and saves / resumes checkpoints (``checkpoint=path``).
-
-Conventions: ``x`` ``(n, d)`` are generated samples where the field is evaluated, ``y_pos``
-``(m, d)`` data samples, ``y_neg`` ``(k, d)`` generated samples (``None``: ``x`` itself, with the
-pair :math:`(x_i, x_i)` removed). Fields are computed without gradients and returned detached.
-
-References
-----------
-Deng et al. 2026, "Generative Modeling via Drifting", arXiv:2602.04770
-(code ``lambertae/drifting``).
-Gretton et al. 2026, "On the Wasserstein Gradient Flow Interpretation of Drifting Models",
-arXiv:2605.05118.
+an explicit parametric step of the flow with velocity :math:`V`, the *drift field* (chapter 8). Shared
+arguments: ``x`` ``(n, d)`` the generated samples where a field is evaluated, ``y_pos`` ``(m, d)`` data,
+``y_neg`` ``(k, d)`` negatives (``None``: ``x`` itself without the pair :math:`(x_i, x_i)`),
+``temperature`` :math:`T > 0`, ``attraction`` and ``repulsion`` the weights :math:`a, r \ge 0` of the
+two halves. Fields are detached. References: Deng et al. 2026, arXiv:2602.04770 (code
+``lambertae/drifting``); Gretton et al. 2026, arXiv:2605.05118.
 """
 
 from __future__ import annotations
@@ -71,63 +41,29 @@ from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
 __all__ = [
-    "TOY_DEFAULTS",
-    "KERNELS",
-    "mean_shift",
-    "paper_field",
-    "algorithm2_field",
-    "algorithm2_affinities",
-    "multi_temperature_field",
-    "gaussian_population_field",
-    "drift_rms",
-    "drifting_loss",
-    "jacobian_asymmetry",
-    "DriftField",
-    "PaperDrift",
-    "Algorithm2Drift",
-    "MultiTemperatureDrift",
-    "ObjectiveDrift",
-    "CriticDrift",
-    "DriftingHistory",
-    "toy_generator",
-    "train_drifting",
-]
+    "TOY_DEFAULTS", "KERNELS", "mean_shift", "paper_field", "algorithm2_field", "algorithm2_affinities",
+    "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
+    "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
+    "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting",
+]  # fmt: skip
 
-#: Settings of the official 2-D toy demo (Deng et al. 2026, Algorithm 2 notebook): 32-d Gaussian
-#: noise, an MLP with 3 hidden layers of 256 SiLU units, Adam with learning rate 1e-3, 2000 steps,
-#: 2048 generated + 2048 data samples per step, temperature 0.05 (Laplace kernel
-#: ``exp(-|x - y| / T)``), data scaled to [-1, 1].
+#: Settings of the official 2-D toy demo (Algorithm 2 notebook); :func:`toy_generator` builds its network.
 TOY_DEFAULTS: dict = {
-    "latent_dim": 32,
-    "hidden": 256,
-    "depth": 3,
-    "activation": "silu",
-    "lr": 1e-3,
-    "n_iters": 2000,
-    "batch_size": 2048,
-    "n_data": 2048,
-    "temperature": 0.05,
-    "data_range": (-1.0, 1.0),
-}
+    "latent_dim": 32, "hidden": 256, "depth": 3, "activation": "silu", "lr": 1e-3, "n_iters": 2000,
+    "batch_size": 2048, "n_data": 2048, "temperature": 0.05, "data_range": (-1.0, 1.0),
+}  # fmt: skip
 
-#: Kernels of :func:`mean_shift` / :func:`paper_field`, as log-kernels of the distance.
+#: Kernels of :func:`mean_shift` / :func:`paper_field`.
 KERNELS = ("laplace", "gaussian")
 
-# Added, in units of the temperature, to the distance of the pair (x_i, x_i) when the negatives are x
-# itself: no self-attraction. Relative to the temperature, so that the fields are scale equivariant
-# (V(s x, s y; s T) = s V(x, y; T)); exp(-1e6) is exactly 0, as exp(-1e6 / T) was.
+# Added, in units of the temperature, to the distance of the pair (x_i, x_i) when the negatives are x:
+# relative to T, so the fields are scale equivariant; exp(-1e6) is exactly 0.
 _SELF_MASK = 1e6
 
 
-# ---------------------------------------------------------------------------------------------
-# input checks
-# ---------------------------------------------------------------------------------------------
-
-
 def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Validate ``x``, ``y_pos``, ``y_neg``; return them with ``self_neg`` (negatives are ``x``)."""
-    x = check_samples(x, "x")
-    y_pos = check_samples(y_pos, "y_pos")
+    """Checked ``x``, ``y_pos``, ``y_neg`` (``x`` when None) and whether the negatives are ``x``."""
+    x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
     check_same_dim(x, y_pos, "x", "y_pos")
     if y_neg is None:
         if x.shape[0] < 2:
@@ -149,383 +85,94 @@ def _check_kernel(kernel) -> str:
     return kernel
 
 
-def _check_temperatures(temperatures) -> tuple[float, ...]:
+def _check_weights(attraction, repulsion) -> tuple[float, float]:
+    return check_nonnegative(attraction, "attraction"), check_nonnegative(repulsion, "repulsion")
+
+
+def _check_multi(temperatures, normalize, affinity_floor) -> tuple[tuple[float, ...], bool, float]:
     if isinstance(temperatures, Tensor):
         temperatures = temperatures.flatten().tolist()
     if isinstance(temperatures, str) or not isinstance(temperatures, Sequence):
-        raise TypeError(
-            f"temperatures must be a sequence of positive numbers, got {type(temperatures).__name__}"
-        )
+        raise TypeError(f"temperatures must be a sequence of numbers, got {type(temperatures).__name__}")
     if len(temperatures) == 0:
         raise ValueError("temperatures must hold at least one temperature")
-    return tuple(check_positive(t, f"temperatures[{i}]") for i, t in enumerate(temperatures))
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    temps = tuple(check_positive(t, f"temperatures[{i}]") for i, t in enumerate(temperatures))
+    return temps, normalize, check_nonnegative(affinity_floor, "affinity_floor")
 
 
-def _log_kernel(x: Tensor, y: Tensor, temperature: float, kernel: str) -> Tensor:
-    """``log k(x_i, y_j)``, shape ``(n, m)``: ``-|x-y|/T`` (Laplace) or ``-|x-y|^2/(2T^2)``."""
-    if kernel == "laplace":
-        return -torch.cdist(x, y) / temperature
-    sq = (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2.0 * x @ y.T).clamp_min(0.0)
-    return -sq / (2.0 * temperature**2)
+def _check_velocity(v, x: Tensor, who: str) -> Tensor:
+    if not isinstance(v, Tensor):
+        raise TypeError(f"{who} must return a torch.Tensor, got {type(v).__name__}")
+    if v.shape != x.shape:
+        raise ValueError(f"{who} must return shape {tuple(x.shape)} like x, got {tuple(v.shape)}")
+    return v.detach()
+
+
+def _check_generator(generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def _rms(V: Tensor) -> Tensor:
+    return V.detach().pow(2).sum(1).mean().sqrt()
+
+
+def _mean_shift(x: Tensor, y: Tensor, temperature: float, kernel: str, exclude_self: bool) -> Tensor:
+    with torch.no_grad():
+        if kernel == "laplace":
+            logits = -torch.cdist(x, y) / temperature
+        else:
+            sq = (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2.0 * x @ y.T).clamp_min(0.0)
+            logits = -sq / (2.0 * temperature**2)
+        if exclude_self:
+            logits.diagonal().fill_(-math.inf)
+        return torch.softmax(logits, dim=1) @ y - x
+
+
+def _paper(x, y_pos, y_neg, self_neg, temperature, kernel, attraction, repulsion) -> Tensor:
+    v_pos = _mean_shift(x, y_pos, temperature, kernel, False)
+    return attraction * v_pos - repulsion * _mean_shift(x, y_neg, temperature, kernel, self_neg)
 
 
 def _affinities(logits: Tensor, affinity_floor: float = 0.0) -> Tensor:
     """``sqrt(softmax_row * softmax_col)`` of the logits, optionally clamped before the root."""
     prod = torch.softmax(logits, dim=1) * torch.softmax(logits, dim=0)
-    if affinity_floor > 0:
-        prod = prod.clamp_min(affinity_floor)
-    return prod.sqrt()
+    return (prod.clamp_min(affinity_floor) if affinity_floor > 0 else prod).sqrt()
 
 
-def _coupled_force(
-    logits: Tensor,
-    m: int,
-    x: Tensor,
-    y_pos: Tensor,
-    y_neg: Tensor,
-    attraction: float,
-    repulsion: float,
-    affinity_floor: float = 0.0,
-) -> Tensor:
+def _coupled_force(logits, m, x, y_pos, y_neg, attraction, repulsion, affinity_floor=0.0) -> Tensor:
     """The Algorithm-2 force from logits ``(n, m + k)`` over ``[y_pos | y_neg]``."""
     a = _affinities(logits, affinity_floor)
     a_pos, a_neg = a[:, :m], a[:, m:]
-    s_pos = a_pos.sum(1, keepdim=True)
-    s_neg = a_neg.sum(1, keepdim=True)
+    s_pos, s_neg = a_pos.sum(1, keepdim=True), a_neg.sum(1, keepdim=True)
     force = attraction * (a_pos * s_neg) @ y_pos - repulsion * (a_neg * s_pos) @ y_neg
     if attraction != repulsion:
         force = force - (attraction - repulsion) * (s_pos * s_neg) * x
     return force
 
 
-# ---------------------------------------------------------------------------------------------
-# fields
-# ---------------------------------------------------------------------------------------------
+def _algorithm2_logits(x, y_pos, y_neg, self_neg, temperature) -> Tensor:
+    dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
+    if self_neg:
+        dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK * temperature)
+    return -dist / temperature
 
 
-def mean_shift(
-    x, y, temperature: float = 0.05, kernel: str = "laplace", *, exclude_self: bool = False
-) -> Tensor:
-    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` (one half of the drift).
-
-    .. math::
-
-        V^+_p(x) = \frac{\mathbb E_{y\sim p}[k(x, y)\,(y - x)]}{\mathbb E_{y\sim p}[k(x, y)]},
-        \qquad \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i),
-
-    with :math:`k(x, y) = e^{-|x-y|/T}` (``"laplace"``, the paper's kernel) or
-    :math:`k(x, y) = e^{-|x-y|^2/(2T^2)}` (``"gaussian"``; then :math:`T = s` is the bandwidth and
-    :math:`V^+_p = s^2\nabla\log p_s`, :math:`p_s = p * \mathcal N(0, s^2 I)`; chapter 8).
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        Points where the shift is evaluated.
-    y : Tensor, shape (m, d)
-        Samples of :math:`p`.
-    temperature : float, default 0.05
-        :math:`T > 0` (the bandwidth :math:`s` for the Gaussian kernel).
-    kernel : {"laplace", "gaussian"}, default "laplace"
-        The kernel.
-    exclude_self : bool, default False
-        Drop the pairs :math:`(x_i, y_i)`; requires ``y`` to have as many rows as ``x`` (used when
-        ``y`` is ``x`` itself).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        :math:`\widehat V^+(x_i)`, detached, in the dtype of ``x``.
-
-    Used in: chapter 8 (drifting models: the drift as a difference of two mean shifts).
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Eq. for :math:`V^+_p`; Gretton et al. 2026,
-    arXiv:2605.05118 (the Gaussian-kernel reading :math:`s^2\nabla\log p_s`).
-    """
-    x = check_samples(x, "x")
-    y = check_samples(y, "y")
-    check_same_dim(x, y, "x", "y")
-    temperature = check_positive(temperature, "temperature")
-    kernel = _check_kernel(kernel)
-    if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
-        raise ValueError(
-            f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
-        )
+def _algorithm2(x, y_pos, y_neg, self_neg, temperature, attraction, repulsion) -> Tensor:
     with torch.no_grad():
-        logits = _log_kernel(x, y, temperature, kernel)
-        if exclude_self:
-            logits.diagonal().fill_(-math.inf)
-        return torch.softmax(logits, dim=1) @ y - x
+        logits = _algorithm2_logits(x, y_pos, y_neg, self_neg, temperature)
+        return _coupled_force(logits, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
 
 
-def paper_field(
-    x,
-    y_pos,
-    y_neg=None,
-    temperature: float = 0.05,
-    kernel: str = "laplace",
-    *,
-    attraction: float = 1.0,
-    repulsion: float = 1.0,
-) -> Tensor:
-    r"""The paper's drift field: attraction to the data minus repulsion from the generated samples.
-
-    .. math::
-
-        V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x), \qquad
-        V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
-
-    :math:`p` the data (``y_pos``), :math:`q` the model (``y_neg``), :math:`a = r = 1` in the paper
-    (then :math:`V_{p,q} = -V_{q,p}`), :math:`k` the Laplace kernel :math:`e^{-|x-y|/T}` or the
-    Gaussian kernel :math:`e^{-|x-y|^2/(2T^2)}`. See :func:`mean_shift`.
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        Generated samples where the field is evaluated.
-    y_pos : Tensor, shape (m, d)
-        Data samples (attraction).
-    y_neg : Tensor, shape (k, d), optional
-        Generated samples (repulsion); ``None`` uses ``x`` without the pair :math:`(x_i, x_i)`.
-    temperature : float, default 0.05
-        :math:`T > 0` (bandwidth :math:`s` for the Gaussian kernel).
-    kernel : {"laplace", "gaussian"}, default "laplace"
-        The kernel; the paper uses Laplace.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0`, the weights of the two halves (the paper's ablation uses 1.5).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        :math:`V(x_i)`, detached.
-
-    Used in: chapter 8 (the paper's field, antisymmetry, the Gaussian-kernel fixed point).
-
-    References
-    ----------
-    Deng et al. 2026, "Generative Modeling via Drifting", arXiv:2602.04770, Sec. 3.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temperature = check_positive(temperature, "temperature")
-    kernel = _check_kernel(kernel)
-    attraction = check_nonnegative(attraction, "attraction")
-    repulsion = check_nonnegative(repulsion, "repulsion")
-    v_pos = mean_shift(x, y_pos, temperature, kernel)
-    v_neg = mean_shift(x, y_neg, temperature, kernel, exclude_self=self_neg)
-    return attraction * v_pos - repulsion * v_neg
-
-
-def algorithm2_field(
-    x,
-    y_pos,
-    y_neg=None,
-    temperature: float = 0.05,
-    *,
-    attraction: float = 1.0,
-    repulsion: float = 1.0,
-) -> Tensor:
-    r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook).
-
-    With logits :math:`\ell_{ij} = -|x_i - t_j|/T` over the targets :math:`t = [y^+ \mid y^-]`
-    (the distance of the pair :math:`(x_i, x_i)` increased by :math:`10^6\,T` when :math:`y^- = x`),
-
-    .. math::
-
-        A_{ij} = \sqrt{\mathrm{softmax}_j(\ell_{i\cdot})\;\mathrm{softmax}_i(\ell_{\cdot j})},
-        \quad S^\pm_i = \sum_{j} A^\pm_{ij}, \quad
-        B^\pm_i = \frac{\sum_j A^\pm_{ij} y^\pm_j}{S^\pm_i},
-
-    .. math::
-
-        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big]
-        \overset{a = r = 1}{=} (A^+ \odot S^-)\,y^+ - (A^- \odot S^+)\,y^-
-        = S^+_i S^-_i (B^+_i - B^-_i).
-
-    The row–column (:math:`\sqrt{\text{row}\cdot\text{col}}`) normalisation is a one-shot proxy of
-    an entropic transport plan (chapter 8).
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        Generated samples where the field is evaluated (the column softmax runs over them).
-    y_pos : Tensor, shape (m, d)
-        Data samples.
-    y_neg : Tensor, shape (k, d), optional
-        Negative (generated) samples; ``None`` means ``x`` with the self-pair masked.
-    temperature : float, default 0.05
-        :math:`T > 0`, in the units of the distances.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0` (the paper's attraction/repulsion ablation).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        :math:`V_i`, detached.
-
-    Used in: chapter 8 (the implemented field, its fixed point and its "Sinkhorn proxy" reading).
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Algorithm 2 and the official toy notebook.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temperature = check_positive(temperature, "temperature")
-    attraction = check_nonnegative(attraction, "attraction")
-    repulsion = check_nonnegative(repulsion, "repulsion")
-    with torch.no_grad():
-        dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
-        if self_neg:
-            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK * temperature)
-        return _coupled_force(-dist / temperature, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
-
-
-def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
-    r"""The affinities of Algorithm 2: a one-shot, geometric-mean scaling of the Gibbs kernel.
-
-    With :math:`K_{ij} = e^{-|x_i - t_j|/T}` over the targets :math:`t = [y^+ \mid y^-]` (self-pair
-    masked when :math:`y^- = x`), row sums :math:`r_i = \sum_j K_{ij}` and column sums
-    :math:`c_j = \sum_i K_{ij}`,
-
-    .. math::
-
-        A_{ij} = \sqrt{\frac{K_{ij}}{r_i}\,\frac{K_{ij}}{c_j}}
-        = \frac{K_{ij}}{\sqrt{r_i c_j}}, \qquad A = D_r^{-1/2} K D_c^{-1/2}.
-
-    A Sinkhorn plan has the same form :math:`\mathrm{diag}(u) K \mathrm{diag}(v)`, with scalings
-    iterated until both marginals are uniform; :math:`A` stops after one symmetric step
-    (:math:`u = r^{-1/2}`, :math:`v = c^{-1/2}`), so its marginals are not prescribed. This is the
-    "Sinkhorn proxy" reading of the implemented field (Gretton et al. 2026).
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        Generated samples (the column sums run over them).
-    y_pos : Tensor, shape (m, d)
-        Data samples.
-    y_neg : Tensor, shape (k, d), optional
-        Negatives; ``None`` means ``x`` with the self-pair masked (then ``k = n``).
-    temperature : float, default 0.05
-        :math:`T > 0`.
-
-    Returns
-    -------
-    tuple of Tensor, shapes (n, m) and (n, k)
-        :math:`A^+` and :math:`A^-`, detached; :func:`algorithm2_field` is
-        :math:`(A^+ \odot S^-)\,y^+ - (A^- \odot S^+)\,y^-` with :math:`S^\pm = A^\pm\mathbf 1`.
-
-    Used in: chapter 8 (the implemented field as a Sinkhorn proxy).
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Algorithm 2; Gretton et al. 2026, arXiv:2605.05118.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temperature = check_positive(temperature, "temperature")
-    with torch.no_grad():
-        dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
-        if self_neg:
-            dist[:, y_pos.shape[0] :].diagonal().add_(_SELF_MASK * temperature)
-        a = _affinities(-dist / temperature)
-    m = y_pos.shape[0]
-    return a[:, :m], a[:, m:]
-
-
-def multi_temperature_field(
-    x,
-    y_pos,
-    y_neg=None,
-    temperatures: Sequence[float] = (0.02, 0.05, 0.2),
-    normalize: bool = True,
-    *,
-    attraction: float = 1.0,
-    repulsion: float = 1.0,
-    affinity_floor: float = 1e-6,
-    return_info: bool = False,
-):
-    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code.
-
-    With ``normalize=True`` (the official ``drift_loss``): let :math:`\bar D` be the mean of all
-    distances :math:`|x_i - t_j|` to the targets :math:`t = [y^- \mid y^+]` (self-pairs included,
-    before masking), :math:`c = \bar D/\sqrt d` the input scale (so that the rescaled inputs
-    :math:`x/c` have mean distance :math:`\sqrt d`). For each temperature :math:`R` the Algorithm-2
-    force :math:`F_R` is computed from the logits :math:`-|x_i - t_j| / (\bar D R)` on the rescaled
-    inputs, with :math:`A = \sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`, and divided by its
-    per-coordinate RMS:
-
-    .. math::
-
-        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
-        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2 .
-
-    So :math:`V(\lambda x + b, \lambda y + b) = \lambda V(x, y)` (scale and translation
-    equivariant), and with one temperature :math:`\frac{1}{nd}|V/c|^2 = 1` exactly: the loss of the
-    official code (:math:`|V/c|^2` averaged over coordinates) stays roughly constant, which is why
-    the raw drift (``info["raw_rms"]``) is the quantity to monitor. Clamps as in the official
-    code: :math:`\bar D \ge 10^{-3}`, :math:`c \ge 10^{-3}`.
-
-    With ``normalize=False``: :math:`V = \sum_R F_R` with the temperatures in raw distance units
-    (one temperature and ``affinity_floor=0``: :func:`algorithm2_field`).
-
-    Differences from the official code: ``y_neg`` given means exactly those negatives (the official
-    code always adds the generated batch; pass ``y_neg=None`` for the standard case); the self-pair
-    is masked with :math:`+10^6 \bar D` on the distance (:math:`+10^6 \max R` with ``normalize=False``;
-    official: :math:`+100` after normalisation; both remove it); the result is returned in the units
-    of ``x`` (multiply by :math:`1/c` for the official scaled units).
-
-    Parameters
-    ----------
-    x : Tensor, shape (n, d)
-        Generated samples where the field is evaluated.
-    y_pos : Tensor, shape (m, d)
-        Data samples.
-    y_neg : Tensor, shape (k, d), optional
-        Negatives; ``None`` means ``x`` with the self-pair masked.
-    temperatures : sequence of float, default (0.02, 0.05, 0.2)
-        The temperatures :math:`R` (relative to :math:`\bar D` when ``normalize``).
-    normalize : bool, default True
-        Normalise distances and per-temperature forces as above.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0` as in :func:`algorithm2_field`.
-    affinity_floor : float, default 1e-6
-        :math:`\epsilon_A \ge 0`, the clamp of :math:`\text{row}\cdot\text{col}` before the square
-        root (official: ``1e-6``; ``0`` gives exactly the Algorithm-2 affinities). The typical
-        product is about :math:`1/(n(n + m + k))`, so for batches of a few hundred samples or more
-        the floor dominates the far pairs and adds a uniform pull to the data mean and push from
-        the generated mean (on a 2-D Gaussian with ``n = m = 512`` a collapsed generator then
-        fails to spread out in 300 steps; with ``0`` it does). Use ``0`` for large toy batches.
-    return_info : bool, default False
-        Also return a dict with ``"scale"`` (:math:`\bar D`, 1.0 when not normalising),
-        ``"input_scale"`` (:math:`c`), ``"force_rms"`` (tuple of per-coordinate RMS of each
-        :math:`F_R` in rescaled units, the official ``loss_R`` square-rooted) and ``"raw_rms"``
-        (:math:`\sqrt{\frac1n\sum_i|c\sum_R F_R(x_i)|^2}`, the unnormalised drift in units of
-        ``x``).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        :math:`V`, detached; with ``return_info`` the tuple ``(V, info)``.
-
-    Used in: chapter 8 (the ImageNet-scale loss and why its value stays flat), chapter 10.
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Sec. on feature-space drifting; official code
-    ``lambertae/drifting``, ``torch/drift_loss.py``.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temps = _check_temperatures(temperatures)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-    attraction = check_nonnegative(attraction, "attraction")
-    repulsion = check_nonnegative(repulsion, "repulsion")
-    affinity_floor = check_nonnegative(affinity_floor, "affinity_floor")
+def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, repulsion, floor, info):
+    """``(V, None)``, or with ``info`` ``(V, diagnostics as tensors)``: no host read."""
     m, d = y_pos.shape[0], x.shape[1]
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
-        if normalize:
-            # accumulate in float64: the mean is then the same for any thread count (a float32
-            # parallel sum depends on how the threads split it)
+        if normalize:  # the mean accumulated in float64: the same for any thread count
             scale = dist.mean(dtype=torch.float64).to(dist.dtype).clamp_min(1e-3)
             c = (scale / math.sqrt(d)).clamp_min(1e-3)
         else:
@@ -533,93 +180,175 @@ def multi_temperature_field(
         if self_neg:
             dist[:, m:].diagonal().add_(_SELF_MASK * (scale if normalize else max(temps)))
         xs, ps, ns = x / c, y_pos / c, y_neg / c
-        total = torch.zeros_like(x)
-        raw = torch.zeros_like(x)
-        force_rms = []
+        total, raw, force_rms = torch.zeros_like(x), torch.zeros_like(x), []
         for R in temps:
-            f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, affinity_floor)
+            f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, floor)
             rms = f.pow(2).mean().clamp_min(1e-8).sqrt()
-            if return_info:  # a host synchronisation: only when asked for
-                force_rms.append(float(f.pow(2).mean().sqrt()))
-            raw = raw + f
+            if info:
+                force_rms.append(f.pow(2).mean().sqrt())
+                raw = raw + f
             total = total + (f / rms if normalize else f)
         v = c * total
-        if not return_info:
-            return v
-        raw_rms = float((c * raw).pow(2).sum(1).mean().sqrt())
-        info = {
-            "scale": float(scale),
-            "input_scale": float(c),
-            "force_rms": tuple(force_rms),
-            "raw_rms": raw_rms,
-        }
-        return v, info
+        if not info:
+            return v, None
+        return v, {"scale": scale, "input_scale": c, "force_rms": force_rms, "raw_rms": _rms(c * raw)}
 
 
-def gaussian_population_field(
-    x,
-    mp,
-    Sp,
-    mq,
-    Sq,
-    bandwidth: float,
-    *,
-    attraction: float = 1.0,
-    repulsion: float = 1.0,
-) -> Tensor:
-    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form).
-
-    For :math:`p = \mathcal N(m_p, \Sigma_p)`, :math:`q = \mathcal N(m_q, \Sigma_q)` and the
-    row-normalised Gaussian kernel of bandwidth :math:`s`, :math:`V^+_p = s^2\nabla\log p_s` with
-    :math:`p_s = \mathcal N(m_p, \Sigma_p + s^2 I)`, hence
+def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, exclude_self: bool = False):
+    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` ``(m, d)`` of :math:`p`.
 
     .. math::
 
-        V(x) = a\,V^+_p(x) - r\,V^-_q(x)
-        = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big].
+        \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
+        k(x, y) = e^{-|x-y|/T}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2T^2)}\ (\text{gaussian});
 
-    Example: :math:`x = 0.3`, :math:`p = \mathcal N(1, 0.25)` (variance 0.25),
-    :math:`q = \mathcal N(0, 1)`, :math:`s = 0.5` gives :math:`V = 0.25\,(0.24 + 1.4) = 0.41`.
+    with the Gaussian kernel :math:`V^+_p = T^2\nabla\log(p * \mathcal N(0, T^2 I))`. ``exclude_self``
+    drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``). Returns ``(n, d)``.
+
+    Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
+    """
+    x, y = check_samples(x, "x"), check_samples(y, "y")
+    check_same_dim(x, y, "x", "y")
+    temperature, kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
+    if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
+        raise ValueError(
+            f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
+        )
+    return _mean_shift(x, y, temperature, kernel, exclude_self)
+
+
+def paper_field(
+    x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
+    attraction: float = 1.0, repulsion: float = 1.0,
+) -> Tensor:  # fmt: skip
+    r"""The paper's drift field: attraction to the data minus repulsion from the generated samples.
+
+    .. math::
+
+        V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x), \qquad
+        V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
+
+    two :func:`mean_shift` (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``); :math:`V_{p,q} = -V_{q,p}` when
+    :math:`a = r`. Returns ``(n, d)``.
+
+    Used in: chapter 8.
+    """
+    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
+    temperature, kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
+    return _paper(x, y_pos, y_neg, self_neg, temperature, kernel, *_check_weights(attraction, repulsion))
+
+
+def algorithm2_field(
+    x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
+) -> Tensor:
+    r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook).
+
+    With logits :math:`\ell_{ij} = -|x_i - t_j|/T` over :math:`t = [y^+ \mid y^-]` (the self-pair's
+    distance increased by :math:`10^6 T`), affinities
+    :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`S^\pm_i = \sum_j A^\pm_{ij}`
+    and barycentres :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
+
+    .. math::
+
+        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big].
+
+    Returns ``(n, d)``.
+
+    Used in: chapter 8.
+    """
+    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
+    temperature = check_positive(temperature, "temperature")
+    return _algorithm2(x, y_pos, y_neg, self_neg, temperature, *_check_weights(attraction, repulsion))
+
+
+def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
+    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one Sinkhorn step.
+
+    .. math::
+
+        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/T},\ r = K\mathbf 1,\ c = K^\top\mathbf 1,
+
+    a scaling :math:`\mathrm{diag}(u) K \mathrm{diag}(v)` like a Sinkhorn plan, stopped after one symmetric
+    step, so its marginals are not prescribed: the "Sinkhorn proxy" reading of :func:`algorithm2_field`.
+
+    Used in: chapter 8.
+    """
+    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
+    temperature = check_positive(temperature, "temperature")
+    with torch.no_grad():
+        a = _affinities(_algorithm2_logits(x, y_pos, y_neg, self_neg, temperature))
+    return a[:, : y_pos.shape[0]], a[:, y_pos.shape[0] :]
+
+
+def multi_temperature_field(
+    x, y_pos, y_neg=None, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
+    attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6, return_info: bool = False,
+):  # fmt: skip
+    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``).
+
+    With :math:`\bar D \ge 10^{-3}` the mean distance to the targets :math:`[y^+ \mid y^-]` and
+    :math:`c = \max(\bar D/\sqrt d, 10^{-3})`, :math:`F_R` is the Algorithm-2 force on the inputs divided
+    by :math:`c`, with logits :math:`-|x_i - t_j|/(\bar D R)` and affinities
+    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`:
+
+    .. math::
+
+        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
+        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
+
+    scale and translation equivariant; with one temperature :math:`\overline{(V/c)^2} = 1`: the loss stays
+    flat and the raw drift is the progress signal. ``normalize=False``: :math:`V = \sum_R F_R` with
+    :math:`\bar D = c = 1` (one temperature, ``affinity_floor=0``: :func:`algorithm2_field`).
 
     Parameters
     ----------
-    x : Tensor, shape (n, d)
-        Evaluation points.
-    mp : Tensor, shape (d,)
-        Mean of the data law :math:`p`.
-    Sp : Tensor, shape (d, d)
-        Covariance of :math:`p` (SPD).
-    mq : Tensor, shape (d,)
-        Mean of the model law :math:`q`.
-    Sq : Tensor, shape (d, d)
-        Covariance of :math:`q` (SPD).
-    bandwidth : float
-        :math:`s > 0`.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0`.
+    temperatures : sequence of float
+        The :math:`R`, relative to :math:`\bar D` when ``normalize``.
+    affinity_floor : float, default 1e-6
+        :math:`\epsilon_A` (official value); it adds a uniform pull for batches of hundreds: use 0 there.
+    return_info : bool, default False
+        Also return a dict of floats: ``scale`` (:math:`\bar D`), ``input_scale`` (:math:`c`),
+        ``force_rms`` (tuple, the RMS of each :math:`F_R`), ``raw_rms`` (the RMS of :math:`c\sum_R F_R`).
 
     Returns
     -------
-    Tensor, shape (n, d)
-        :math:`V(x_i)`, in the promoted dtype of the inputs.
+    Tensor, shape (n, d), or the tuple ``(V, info)``
 
-    Used in: chapter 8 (the fixed point of the Gaussian-kernel field, comparison with the KL flow).
+    Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
+    """
+    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
+    temps, normalize, floor = _check_multi(temperatures, normalize, affinity_floor)
+    a, r = _check_weights(attraction, repulsion)
+    v, info = _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, a, r, floor, return_info)
+    if not return_info:
+        return v
+    values = torch.stack([info["scale"], info["input_scale"], info["raw_rms"], *info["force_rms"]])
+    scale, c, raw_rms, *force_rms = values.to(torch.float64).tolist()  # one host read
+    return v, {"scale": scale, "input_scale": c, "force_rms": tuple(force_rms), "raw_rms": raw_rms}
 
-    References
-    ----------
-    Gretton et al. 2026, arXiv:2605.05118 (population drift as smoothed scores).
+
+def gaussian_population_field(
+    x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0, repulsion: float = 1.0
+) -> Tensor:
+    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form).
+
+    .. math::
+
+        V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big],
+
+    for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``),
+    :math:`q = \mathcal N(m_q, \Sigma_q)` and bandwidth :math:`s`, as
+    :math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`. Returns ``(n, d)`` in the promoted dtype.
+
+    Used in: chapter 8.
     """
     x = check_samples(x, "x")
     mp, Sp = check_mean_cov(mp, Sp, "mp", "Sp")
     mq, Sq = check_mean_cov(mq, Sq, "mq", "Sq")
     for name, mean in (("mp", mp), ("mq", mq)):
-        if mean.ndim != 1:
-            raise ValueError(f"{name} must have shape (d,), got {tuple(mean.shape)}")
-        if mean.shape[0] != x.shape[1]:
-            raise ValueError(f"{name} must have dimension d={x.shape[1]} like x, got {mean.shape[0]}")
-    s = check_positive(bandwidth, "bandwidth")
-    attraction = check_nonnegative(attraction, "attraction")
-    repulsion = check_nonnegative(repulsion, "repulsion")
+        if mean.ndim != 1 or mean.shape[0] != x.shape[1]:
+            raise ValueError(f"{name} must have shape (d,), d={x.shape[1]} like x, got {tuple(mean.shape)}")
+    s, (attraction, repulsion) = check_positive(bandwidth, "bandwidth"), _check_weights(attraction, repulsion)
     dtype = torch.promote_types(torch.promote_types(x.dtype, mp.dtype), mq.dtype)
     x, mp, Sp, mq, Sq = (t.to(dtype=dtype, device=x.device) for t in (x, mp, Sp, mq, Sq))
     eye = torch.eye(x.shape[1], dtype=dtype, device=x.device)
@@ -628,66 +357,25 @@ def gaussian_population_field(
     return s**2 * (repulsion * grad_q - attraction * grad_p)
 
 
-# ---------------------------------------------------------------------------------------------
-# loss and diagnostics
-# ---------------------------------------------------------------------------------------------
-
-
 def drift_rms(V) -> float:
-    r"""Root mean square norm of a drift field over the samples.
+    r"""Root mean square norm of a drift field ``(n, d)``, :math:`\big(\frac1n\sum_i |V_i|^2\big)^{1/2}`.
 
-    .. math::
-
-        \mathrm{RMS}(V) = \Big(\frac1n\sum_{i=1}^n |V_i|^2\Big)^{1/2}.
-
-    Parameters
-    ----------
-    V : Tensor, shape (n, d)
-        Drift at the samples.
-
-    Returns
-    -------
-    float
-        The RMS norm (``drifting_loss`` of an unnormalised field equals its square).
-
-    Used in: chapter 8 (the progress diagnostic when the loss is flat).
+    Used in: chapter 8.
     """
-    V = check_samples(V, "V")
-    return float(V.detach().pow(2).sum(1).mean().sqrt())
+    return float(_rms(check_samples(V, "V")))
 
 
 def drifting_loss(fx: Tensor, V) -> Tensor:
-    r"""Stop-gradient drifting loss.
+    r"""Stop-gradient drifting loss of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V`` at them.
 
     .. math::
 
-        \mathcal L = \frac1n\sum_{i=1}^n
-        \big|f_\theta(e_i) - \mathrm{sg}(f_\theta(e_i) + V_i)\big|^2,
-        \qquad \mathcal L = \frac1n\sum_i |V_i|^2, \qquad
-        \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i,
+        \mathcal L = \frac1n\sum_i \big|f_\theta(e_i) - \mathrm{sg}(f_\theta(e_i) + V_i)\big|^2
+        = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i.
 
-    with :math:`J_\theta = \partial f_\theta/\partial\theta` (a step of this loss is
-    an explicit parametric flow step with velocity :math:`V`). Squared norms are summed over the
-    coordinates and averaged over the samples (the official code also averages over coordinates:
-    a factor :math:`1/d`).
+    Shapes only are checked (a per-step primitive). Returns a 0-d tensor.
 
-    Parameters
-    ----------
-    fx : Tensor, shape (n, d)
-        Generator outputs :math:`f_\theta(e_i)` (attached to the graph).
-    V : Tensor, shape (n, d)
-        Drift at ``fx`` (treated as a constant).
-
-    Returns
-    -------
-    Tensor, shape ()
-        The loss.
-
-    Used in: chapter 8 (training drifting models), chapter 10.
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, the drifting loss.
+    Used in: chapter 8, ``cifar10.Trainer``.
     """
     if not isinstance(fx, Tensor):
         raise TypeError(f"fx must be a torch.Tensor, got {type(fx).__name__}")
@@ -701,152 +389,82 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
 
 
 def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
-    r"""How far a drift, as a particle system, is from a gradient flow: its Jacobian's skew part.
+    r"""How far a drift on particles is from a gradient system: the skew part of its Jacobian.
 
-    Stack the particles into :math:`X = (x_1, \dots, x_n) \in \mathbb R^{nd}` and the drift into
-    :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))` with the data fixed. A Wasserstein gradient
-    flow restricted to particles is the gradient system
-    :math:`\mathcal V = -n\nabla_X F(\frac1n\sum_i\delta_{x_i})` (``functionals`` docs), whose
-    Jacobian is a Hessian, hence symmetric. With :math:`J = \partial\mathcal V/\partial X`
-    (central finite differences of step ``eps``),
+    With :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))`, :math:`J = \partial\mathcal V/\partial X` by
+    central differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64),
 
     .. math::
 
-        \mathrm{asym}(\mathcal V) = \frac{\|\tfrac12(J - J^\top)\|_F}{\|J\|_F} \in [0, 1],
+        \mathrm{asym} = \frac{\|\tfrac12(J - J^\top)\|_F}{\|J\|_F} \in [0, 1]
 
-    0 for a gradient system (MMD, Sinkhorn drifts), 1 for a pure rotation; a value well above the
-    finite-difference error shows that no functional :math:`F` has this drift as its Wasserstein
-    gradient at these particles.
+    (0 when :math:`J = 0`): 0 for a Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn),
+    1 for a rotation.
 
-    Parameters
-    ----------
-    drift : callable
-        ``drift(x, y_pos) -> V`` of shape ``(n, d)``, deterministic (e.g. :class:`Algorithm2Drift`,
-        ``ObjectiveDrift(functionals.MMD(...))``; not a drift that draws fresh random numbers or
-        refits a critic at each call).
-    x : Tensor, shape (n, d)
-        Particles; use float64 (the default ``eps`` assumes it) and small ``n d`` (the Jacobian
-        costs ``2 n d`` drift evaluations).
-    y_pos : Tensor, shape (m, d)
-        Data samples, held fixed.
-    eps : float, default 1e-5
-        Finite-difference step :math:`> 0`.
-
-    Returns
-    -------
-    float
-        :math:`\mathrm{asym} \in [0, 1]` (0 when :math:`J = 0`).
-
-    Used in: chapter 8 (which drifts are Wasserstein gradient flows).
+    Used in: chapter 8.
     """
     if not callable(drift):
         raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
-    x = check_samples(x, "x").detach()
-    y_pos = check_samples(y_pos, "y_pos").detach()
+    x, y_pos = check_samples(x, "x").detach(), check_samples(y_pos, "y_pos").detach()
     check_same_dim(x, y_pos, "x", "y_pos")
     eps = check_positive(eps, "eps")
     n, d = x.shape
-    flat = x.reshape(-1)
     cols = []
     for k in range(n * d):
-        e = torch.zeros_like(flat)
+        e = torch.zeros_like(x).reshape(-1)
         e[k] = eps
-        v_plus = _check_velocity(drift((flat + e).reshape(n, d), y_pos), x, "drift")
-        v_minus = _check_velocity(drift((flat - e).reshape(n, d), y_pos), x, "drift")
+        v_plus = _check_velocity(drift(x + e.reshape(n, d), y_pos), x, "drift")
+        v_minus = _check_velocity(drift(x - e.reshape(n, d), y_pos), x, "drift")
         cols.append((v_plus - v_minus).reshape(-1) / (2.0 * eps))
     J = torch.stack(cols, dim=1)  # J[a, b] = d V_a / d X_b
     norm = float(J.norm())
-    if norm == 0.0:
-        return 0.0
-    return float((0.5 * (J - J.T)).norm()) / norm
-
-
-# ---------------------------------------------------------------------------------------------
-# drift fields as objects
-# ---------------------------------------------------------------------------------------------
+    return 0.0 if norm == 0.0 else float((0.5 * (J - J.T)).norm()) / norm
 
 
 @runtime_checkable
 class DriftField(Protocol):
-    r"""A drift field from samples: ``drift(x, y_pos) -> V``.
+    r"""A drift field from samples, ``drift(x, y_pos) -> V`` of shape ``(n, d)``.
 
-    .. math::
+    Optional: ``field_with_diagnostics(x, y_pos) -> (V, raw_rms)`` (logged as the raw drift RMS) and
+    ``state_dict()`` / ``load_state_dict(state)`` (saved in the checkpoints of :func:`train_drifting`).
 
-        V : (x_{1:n}, y^+_{1:m}) \mapsto (V(x_i))_{i \le n} \in \mathbb R^{n \times d}.
-
-    Implementations may also define ``field_with_diagnostics(x, y_pos) -> (V, raw_rms)``, which
-    :func:`train_drifting` logs as the raw drift RMS (otherwise :func:`drift_rms` of ``V``), and
-    ``state_dict()`` / ``load_state_dict(state)`` for an internal state (random generators, a
-    critic) that :func:`train_drifting` saves in its checkpoints.
-
-    Used in: chapter 8 (every drift of the chapter plugs into :func:`train_drifting`).
+    Used in: :func:`~gwf_tutorial.drifting.train_drifting`, ``methods.drifting``.
     """
 
     def __call__(self, x: Tensor, y_pos: Tensor) -> Tensor: ...
 
 
 class _SampleDrift:
-    """Shared plumbing: ``__call__`` returns the field, ``field_with_diagnostics`` adds its RMS."""
+    """Shared plumbing: the public calls check ``x`` and ``y_pos``; ``_velocity`` (unchecked) returns ``V``
+    and its raw RMS as a tensor, for the training loops, whose inputs are checked once."""
+
+    _self_negatives = False  # the negatives are x itself: two samples at least
+
+    def _check(self, x, y_pos) -> tuple[Tensor, Tensor]:
+        if self._self_negatives:
+            return _check_triplet(x, y_pos, None)[:2]
+        x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
+        check_same_dim(x, y_pos, "x", "y_pos")
+        return x, y_pos
+
+    def _velocity(self, x: Tensor, y_pos: Tensor) -> tuple[Tensor, Tensor]:
+        v = self._field(x, y_pos)
+        return v, _rms(v)
 
     def __call__(self, x, y_pos) -> Tensor:
-        return self.field_with_diagnostics(x, y_pos)[0]
+        return self._velocity(*self._check(x, y_pos))[0]
 
     def field_with_diagnostics(self, x, y_pos) -> tuple[Tensor, float]:
-        r"""The field and the RMS of its raw (unnormalised) version.
-
-        .. math::
-
-            (V, \mathrm{RMS}(V^{\mathrm{raw}})), \qquad
-            \mathrm{RMS}(V) = \Big(\frac1n\sum_i |V_i|^2\Big)^{1/2}.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Generated samples.
-        y_pos : Tensor, shape (m, d)
-            Data samples.
-
-        Returns
-        -------
-        tuple of (Tensor of shape (n, d), float)
-            The drift and the raw drift RMS (the same field unless it is normalised).
-
-        Used in: chapter 8 (:func:`train_drifting` logs the raw RMS).
-        """
-        v = self._field(x, y_pos)
-        return v, drift_rms(v)
+        """The field ``(n, d)`` and the RMS of its unnormalised version (the field unless normalised)."""
+        v, raw = self._velocity(*self._check(x, y_pos))
+        return v, float(raw)
 
     def state_dict(self) -> dict:
-        r"""The drift's internal state (random generators, critic), for checkpoints.
-
-        .. math::
-
-            \text{state} = \{\text{name} \mapsto \text{tensor or nested dict}\}
-            \quad (\text{empty for a stateless field}).
-
-        Returns
-        -------
-        dict
-            Restored by :meth:`load_state_dict`; :func:`train_drifting` saves it in its checkpoint.
-
-        Used in: chapter 8 (checkpoint / resume of :func:`train_drifting`), chapter 10.
-        """
+        """The internal state (random generators, critic) for checkpoints; empty for a stateless field."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        r"""Restore the state saved by :meth:`state_dict`.
-
-        .. math::
-
-            \text{drift} \leftarrow \text{state}.
-
-        Parameters
-        ----------
-        state : dict
-            A dict returned by :meth:`state_dict` of the same kind of drift.
-
-        Used in: chapter 8 (resuming :func:`train_drifting`).
-        """
+        """Restore a :meth:`state_dict` of the same kind of drift."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         if state:
@@ -854,268 +472,120 @@ class _SampleDrift:
 
 
 class PaperDrift(_SampleDrift):
-    r"""The paper's field :math:`V = a V^+_p - r V^-_q` as a :class:`DriftField`, negatives x.
+    r"""The paper's field :func:`paper_field` with the samples themselves as negatives.
 
     .. math::
 
         V(x_i) = a\,\frac{\sum_j k(x_i, y_j)(y_j - x_i)}{\sum_j k(x_i, y_j)}
         - r\,\frac{\sum_{l \ne i} k(x_i, x_l)(x_l - x_i)}{\sum_{l \ne i} k(x_i, x_l)}.
 
-    Parameters
-    ----------
-    temperature : float, default 0.05
-        :math:`T > 0` (bandwidth for the Gaussian kernel).
-    kernel : {"laplace", "gaussian"}, default "laplace"
-        The kernel, see :func:`paper_field`.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0`.
-
-    Notes
-    -----
-    ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``.
-
     Used in: chapter 8.
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770.
     """
 
+    _self_negatives = True
+
     def __init__(
-        self,
-        temperature: float = 0.05,
-        kernel: str = "laplace",
-        *,
-        attraction: float = 1.0,
+        self, temperature: float = 0.05, kernel: str = "laplace", *, attraction: float = 1.0,
         repulsion: float = 1.0,
-    ) -> None:
-        self.temperature = check_positive(temperature, "temperature")
-        self.kernel = _check_kernel(kernel)
-        self.attraction = check_nonnegative(attraction, "attraction")
-        self.repulsion = check_nonnegative(repulsion, "repulsion")
+    ) -> None:  # fmt: skip
+        self.temperature, self.kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
+        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
 
     def _field(self, x, y_pos) -> Tensor:
-        return paper_field(
-            x,
-            y_pos,
-            None,
-            self.temperature,
-            self.kernel,
-            attraction=self.attraction,
-            repulsion=self.repulsion,
-        )
+        return _paper(x, y_pos, x, True, self.temperature, self.kernel, self.attraction, self.repulsion)
 
 
 class Algorithm2Drift(_SampleDrift):
-    r"""The implemented field (:func:`algorithm2_field`, negatives x) as a DriftField.
+    r"""The implemented field :func:`algorithm2_field` with the samples themselves as negatives.
 
     .. math::
 
         V_i = S^+_i S^-_i\,\big[a(B^+_i - x_i) - r(B^-_i - x_i)\big].
 
-    Parameters
-    ----------
-    temperature : float, default 0.05
-        :math:`T > 0` (the toy default for data in :math:`[-1, 1]^2`).
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0`.
-
-    Notes
-    -----
-    ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``.
-
-    Used in: chapter 8 (the toy demo), chapter 11 (benchmark).
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Algorithm 2.
+    Used in: chapters 8 and 9.
     """
+
+    _self_negatives = True
 
     def __init__(self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0) -> None:
         self.temperature = check_positive(temperature, "temperature")
-        self.attraction = check_nonnegative(attraction, "attraction")
-        self.repulsion = check_nonnegative(repulsion, "repulsion")
+        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
 
     def _field(self, x, y_pos) -> Tensor:
-        return algorithm2_field(
-            x,
-            y_pos,
-            None,
-            self.temperature,
-            attraction=self.attraction,
-            repulsion=self.repulsion,
-        )
+        return _algorithm2(x, y_pos, x, True, self.temperature, self.attraction, self.repulsion)
 
 
 class MultiTemperatureDrift(_SampleDrift):
-    r"""The multi-temperature, RMS-normalised field (:func:`multi_temperature_field`).
+    r"""The normalised field :func:`multi_temperature_field` with the samples themselves as negatives.
 
     .. math::
 
-        V = c\sum_R F_R / \mathrm{RMS}(F_R).
+        V = c\sum_R F_R / \mathrm{RMS}(F_R);
 
-    The raw drift RMS logged by :func:`train_drifting` is that of the unnormalised sum
-    :math:`c\sum_R F_R` (``info["raw_rms"]``): it decreases while the loss stays flat.
+    its raw drift RMS is that of :math:`c\sum_R F_R`, which decreases while the loss stays flat.
 
-    Parameters
-    ----------
-    temperatures : sequence of float, default (0.02, 0.05, 0.2)
-        Temperatures relative to the mean distance (when ``normalize``).
-    normalize : bool, default True
-        See :func:`multi_temperature_field`.
-    attraction, repulsion : float, default 1.0
-        :math:`a, r \ge 0`.
-    affinity_floor : float, default 1e-6
-        Clamp of the affinity product (official code).
-
-    Notes
-    -----
-    ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``.
-
-    Used in: chapter 8, chapter 10 (CIFAR-10 drifting).
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770; official ``torch/drift_loss.py``.
+    Used in: chapter 8, ``cifar10.Trainer``.
     """
 
+    _self_negatives = True
+
     def __init__(
-        self,
-        temperatures: Sequence[float] = (0.02, 0.05, 0.2),
-        normalize: bool = True,
-        *,
-        attraction: float = 1.0,
-        repulsion: float = 1.0,
-        affinity_floor: float = 1e-6,
-    ) -> None:
-        self.temperatures = _check_temperatures(temperatures)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        self.normalize = normalize
-        self.attraction = check_nonnegative(attraction, "attraction")
-        self.repulsion = check_nonnegative(repulsion, "repulsion")
-        self.affinity_floor = check_nonnegative(affinity_floor, "affinity_floor")
-
-    def field_with_diagnostics(self, x, y_pos) -> tuple[Tensor, float]:
-        r"""The normalised field and the RMS of the unnormalised sum :math:`c\sum_R F_R`.
-
-        .. math::
-
-            \Big(c\sum_R \frac{F_R}{\mathrm{RMS}(F_R)},\
-            \Big(\frac1n\sum_i\Big|c\sum_R F_R(x_i)\Big|^2\Big)^{1/2}\Big).
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Generated samples.
-        y_pos : Tensor, shape (m, d)
-            Data samples.
-
-        Returns
-        -------
-        tuple of (Tensor of shape (n, d), float)
-            ``V`` and ``info["raw_rms"]`` of :func:`multi_temperature_field`.
-
-        Used in: chapter 8.
-        """
-        v, info = multi_temperature_field(
-            x,
-            y_pos,
-            None,
-            self.temperatures,
-            self.normalize,
-            attraction=self.attraction,
-            repulsion=self.repulsion,
-            affinity_floor=self.affinity_floor,
-            return_info=True,
+        self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
+        attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6,
+    ) -> None:  # fmt: skip
+        self.temperatures, self.normalize, self.affinity_floor = _check_multi(
+            temperatures, normalize, affinity_floor
         )
-        return v, info["raw_rms"]
+        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
 
-
-def _check_velocity(v, x: Tensor, who: str) -> Tensor:
-    if not isinstance(v, Tensor):
-        raise TypeError(f"{who} must return a torch.Tensor, got {type(v).__name__}")
-    if v.shape != x.shape:
-        raise ValueError(f"{who} must return shape {tuple(x.shape)} like x, got {tuple(v.shape)}")
-    return v.detach()
-
-
-def _check_torch_generator(generator, name: str = "generator"):
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator
+    def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``(V, raw RMS or None)``: no input checks, no host read (``cifar10`` calls it every step)."""
+        v, info = _multi_temperature(
+            x, y_pos, x, True, self.temperatures, self.normalize, self.attraction, self.repulsion,
+            self.affinity_floor, with_raw,
+        )  # fmt: skip
+        return v, info["raw_rms"] if with_raw else None
 
 
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from any objective's Wasserstein velocity: :math:`V = \lambda\,v_F`, optionally noisy.
+    r"""Drift from an objective's Wasserstein velocity, optionally with noise injection.
 
     .. math::
 
-        V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \qquad
-        v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}, \quad
-        \rho_n = \frac1n\sum_j\delta_{x_j}, \quad u_i \sim \mathcal N(0, I),
+        V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \quad v_\rho = -\nabla_x \frac{\delta F}{\delta\rho},
+        \quad u_i \sim \mathcal N(0, I):
 
-    e.g. the MMD witness drift :math:`\mathbb E_\nu\nabla_1 k - \mathbb E_\rho\nabla_1 k`, the
-    Sinkhorn barycentric projection :math:`\mathbb E_P[y \mid x] - \mathbb E_Q[x' \mid x]`, the
-    sliced-W drift. With :math:`\beta = 0` the drifting loss with this drift is an
-    explicit parametric flow step of :math:`F` with step :math:`\lambda`; :math:`\beta > 0` is the
-    noise injection of Arbel et al. 2019 (the field of the current samples evaluated at perturbed
-    points), which lets an MMD flow leave the spurious stationary points where a Gaussian-kernel
-    MMD flow stalls.
+    the MMD witness, the Sinkhorn barycentric projection, the sliced-W drift. :math:`\beta = 0`: an
+    explicit flow step of :math:`F`; :math:`\beta > 0`: the noise injection of Arbel et al. (NeurIPS 2019),
+    which frees an MMD flow from spurious stationary points.
 
     Parameters
     ----------
     objective : object
-        Anything with ``velocity(x, y, at=None) -> (n, d)``, typically a
-        :class:`gwf_tutorial.functionals.Objective` (``MMD``, ``SinkhornDivergence``,
-        ``SlicedWasserstein``, ``KL``); ``at`` is only used when ``noise_level > 0``.
-    scale : float, default 1.0
-        :math:`\lambda > 0`.
-    noise_level : float, default 0.0
-        :math:`\beta \ge 0`, in the units of the data.
+        With ``velocity(x, y, at=None) -> (n, d)``, e.g. a :class:`gwf_tutorial.functionals.Objective`.
+    scale, noise_level : float
+        :math:`\lambda > 0` and :math:`\beta \ge 0` (in the units of the data).
     generator : torch.Generator, optional
-        Source of :math:`u` (seed it; saved by :meth:`state_dict`).
+        Draws :math:`u` (saved by :meth:`state_dict`).
 
-    Notes
-    -----
-    ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``.
-
-    Used in: chapter 8 (drifts from other objectives, one training loop; noise injection against
-    stranded mass), chapter 11.
-
-    References
-    ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019 (noise
-    injection); Feydy et al., AISTATS 2019 (Sinkhorn divergences).
+    Used in: chapter 8.
     """
 
-    def __init__(
-        self,
-        objective,
-        scale: float = 1.0,
-        *,
-        noise_level: float = 0.0,
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, objective, scale: float = 1.0, *, noise_level: float = 0.0, generator=None) -> None:
         if not callable(getattr(objective, "velocity", None)):
             raise TypeError(
                 "objective must have a callable velocity(x, y) method (a functionals.Objective), "
                 f"got {type(objective).__name__}"
             )
-        self.objective = objective
-        self.scale = check_positive(scale, "scale")
+        self.objective, self.scale = objective, check_positive(scale, "scale")
         self.noise_level = check_nonnegative(noise_level, "noise_level")
-        self.generator = _check_torch_generator(generator)
+        self.generator = _check_generator(generator)
 
     def _field(self, x, y_pos) -> Tensor:
-        x = check_samples(x, "x")
-        y_pos = check_samples(y_pos, "y_pos")
-        check_same_dim(x, y_pos, "x", "y_pos")
         if self.noise_level > 0:
             gen_device = self.generator.device if self.generator is not None else x.device
             u = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=gen_device)
-            at = x + self.noise_level * u.to(x.device)
-            v = self.objective.velocity(x, y_pos, at=at)
+            v = self.objective.velocity(x, y_pos, at=x + self.noise_level * u.to(x.device))
         else:
             v = self.objective.velocity(x, y_pos)
         return self.scale * _check_velocity(v, x, "objective.velocity")
@@ -1125,36 +595,11 @@ class ObjectiveDrift(_SampleDrift):
         return {k: g for k, g in gens.items() if isinstance(g, torch.Generator)}
 
     def state_dict(self) -> dict:
-        r"""States of the noise generator and of the objective's generator (if any).
-
-        .. math::
-
-            \{\text{"noise"}, \text{"objective"}\} \mapsto \text{generator state}.
-
-        Returns
-        -------
-        dict
-            ``{"noise": ByteTensor, "objective": ByteTensor}`` (keys present where a
-            ``torch.Generator`` is held).
-
-        Used in: chapter 8 (checkpoints of :func:`train_drifting`).
-        """
+        """The states of the generators held, under ``"noise"`` and ``"objective"``."""
         return {k: g.get_state() for k, g in self._generators().items()}
 
     def load_state_dict(self, state: dict) -> None:
-        r"""Restore the generator states saved by :meth:`state_dict`.
-
-        .. math::
-
-            \text{generator} \leftarrow \text{state}.
-
-        Parameters
-        ----------
-        state : dict
-            From :meth:`state_dict`.
-
-        Used in: chapter 8.
-        """
+        """Restore the generator states of :meth:`state_dict`."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         gens = self._generators()
@@ -1167,124 +612,75 @@ class ObjectiveDrift(_SampleDrift):
 class CriticDrift(_SampleDrift):
     r"""KL-flow drift from a logistic critic, refitted (warm-started) at every call.
 
-    The critic :math:`D` is trained to separate data (label 1) from generated samples (label 0),
-
     .. math::
 
-        \min_D\ \frac1m\sum_j \log(1 + e^{-D(y_j)}) + \frac1n\sum_i \log(1 + e^{D(x_i)}),
-        \qquad D^\star = \log\frac{\nu}{\rho}, \qquad V(x) = \lambda\,\nabla D(x),
+        \min_D\ \overline{\log(1 + e^{-D(y)})} + \overline{\log(1 + e^{D(x)})}, \qquad
+        D^\star = \log\frac{\nu}{\rho} + \mathrm{const}, \qquad V(x) = \lambda\,\nabla D(x),
 
-    which is the KL flow velocity :math:`\nabla\log\nu - \nabla\log\rho` at the optimum
-    (the GAN reading of a drifting step, chapter 8). With unequal sample sizes the optimum
-    shifts by the constant :math:`\log(m/n)`, which leaves :math:`\nabla D` unchanged.
+    the KL flow velocity at the optimum (the GAN reading of a drifting step).
 
     Parameters
     ----------
     critic : torch.nn.Module, optional
-        Maps ``(n, d)`` to ``(n, 1)`` or ``(n,)``. Default: built at the first call as
-        ``nets.MLP(d, 1, hidden, depth, "silu")`` in the dtype of ``x`` (initialised from torch's
-        global RNG: seed with :func:`gwf_tutorial.train.seed_everything`).
-    n_iters : int, default 20
-        Adam steps on the critic per call (full batch).
-    lr : float, default 1e-3
-        Critic learning rate.
-    hidden, depth : int, default 64, 2
-        Size of the default critic.
-    scale : float, default 1.0
+        ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1, hidden, depth, "silu")``, built at the
+        first call from torch's global RNG.
+    n_iters, lr : int, float
+        Full-batch Adam steps of :func:`gwf_tutorial.critics.logistic_ratio` per call, and their rate.
+    scale : float
         :math:`\lambda > 0`.
 
-    Notes
-    -----
-    ``drift(x, y_pos)`` maps ``x`` ``(n, d)``, ``y_pos`` ``(m, d)`` to ``V`` ``(n, d)``;
-    ``self.last_loss`` holds the critic loss after the last fit.
-
-    Used in: chapter 8 (drifting vs GAN), chapter 5.
-
-    References
-    ----------
-    Gao et al. 2019 (VGrow); Yi et al. 2023 (MonoFlow): particle f-flows with a logistic critic.
+    Used in: chapter 8.
     """
 
     def __init__(
-        self,
-        critic: nn.Module | None = None,
-        *,
-        n_iters: int = 20,
-        lr: float = 1e-3,
-        hidden: int = 64,
-        depth: int = 2,
-        scale: float = 1.0,
-    ) -> None:
+        self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3, hidden: int = 64,
+        depth: int = 2, scale: float = 1.0,
+    ) -> None:  # fmt: skip
         if critic is not None and not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
-        self.critic = critic
-        self.n_iters = check_int(n_iters, "n_iters")
-        self.lr = check_positive(lr, "lr")
-        self.hidden = check_int(hidden, "hidden")
-        self.depth = check_int(depth, "depth", min_value=0)
+        self.critic, self.n_iters, self.lr = critic, check_int(n_iters, "n_iters"), check_positive(lr, "lr")
+        self.hidden, self.depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
         self.scale = check_positive(scale, "scale")
         self._optimizer: torch.optim.Optimizer | None = None
         self.last_loss = math.nan
 
-    def _critic_out(self, z: Tensor) -> Tensor:
-        out = self.critic(z)
-        if out.ndim == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (z.shape[0],):
-            raise ValueError(f"critic must map (n, d) to (n, 1) or (n,), got {tuple(out.shape)}")
-        return out
+    def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
+        from gwf_tutorial.nets import MLP
+
+        self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
+        if device is not None:
+            self.critic.to(device)
 
     def fit(self, x, y_pos) -> float:
-        r"""Run ``n_iters`` Adam steps of the logistic loss; return its last value.
+        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; the loss
+        before the last step (also ``last_loss``)."""
+        return self._fit(*self._check(x, y_pos))
 
-        .. math::
-
-            \ell(D) = \overline{\log(1 + e^{-D(y)})} + \overline{\log(1 + e^{D(x)})}.
-
-        Parameters
-        ----------
-        x : Tensor, shape (n, d)
-            Generated samples (label 0).
-        y_pos : Tensor, shape (m, d)
-            Data samples (label 1).
-
-        Returns
-        -------
-        float
-            The critic loss before the last step.
-
-        Used in: chapter 8.
-        """
-        x = check_samples(x, "x").detach()
-        y_pos = check_samples(y_pos, "y_pos").detach()
-        check_same_dim(x, y_pos, "x", "y_pos")
+    def _fit(self, x: Tensor, y_pos: Tensor) -> float:
+        x, y_pos = x.detach(), y_pos.detach()
         if self.critic is None:
-            from gwf_tutorial.nets import MLP
-
-            self.critic = MLP(x.shape[1], 1, self.hidden, self.depth, "silu", dtype=x.dtype).to(x.device)
+            self._build(x.shape[1], x.dtype, x.device)
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
-        with torch.enable_grad():  # the logistic loss, trained full batch by critics.logistic_ratio
-            fitted = logistic_ratio(
-                x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer, progress=False
-            )
-        self.last_loss = fitted.history.loss[-1]
+        with torch.enable_grad():
+            fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
+                                 progress=False)
+        self.last_loss = fit.history.loss[-1]
         return self.last_loss
 
+    def _field(self, x, y_pos) -> Tensor:
+        self._fit(x, y_pos)
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            out = self.critic(xg)
+            out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+            if out.shape != (xg.shape[0],):
+                raise ValueError(f"critic must map (n, d) to (n, 1) or (n,), got {tuple(out.shape)}")
+            (grad,) = torch.autograd.grad(out.sum(), xg)
+        return self.scale * grad.detach()
+
     def state_dict(self) -> dict:
-        r"""Critic weights and its optimizer state (empty before the first call).
-
-        .. math::
-
-            \text{state} = (D, \text{Adam moments}).
-
-        Returns
-        -------
-        dict
-            ``{"critic", "optimizer", "in_dim", "dtype"}``, or ``{}`` if no critic was built yet.
-
-        Used in: chapter 8 (checkpoints of :func:`train_drifting`).
-        """
+        """Critic weights, Adam state, ``in_dim``, ``dtype``, ``last_loss``; ``{}`` before the first call."""
         if self.critic is None:
             return {}
         p = next(self.critic.parameters(), None)
@@ -1297,19 +693,7 @@ class CriticDrift(_SampleDrift):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        r"""Restore the critic and its optimizer (building the default critic if needed).
-
-        .. math::
-
-            (D, \text{Adam moments}) \leftarrow \text{state}.
-
-        Parameters
-        ----------
-        state : dict
-            From :meth:`state_dict`.
-
-        Used in: chapter 8.
-        """
+        """Restore :meth:`state_dict` (building the default critic if needed)."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         if not state:
@@ -1318,12 +702,8 @@ class CriticDrift(_SampleDrift):
             in_dim, dtype = state.get("in_dim"), state.get("dtype")
             if not isinstance(in_dim, int) or in_dim < 1 or not isinstance(dtype, str):
                 raise ValueError("state has no in_dim/dtype to rebuild the default critic")
-            from gwf_tutorial.nets import MLP
-
-            self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=getattr(torch, dtype))
             first = next(iter(state["critic"].values()), None)
-            if isinstance(first, Tensor):
-                self.critic.to(first.device)
+            self._build(in_dim, getattr(torch, dtype), first.device if isinstance(first, Tensor) else None)
         self.critic.load_state_dict(state["critic"])
         if state.get("optimizer") is not None:
             if self._optimizer is None:
@@ -1331,44 +711,14 @@ class CriticDrift(_SampleDrift):
             self._optimizer.load_state_dict(state["optimizer"])
         self.last_loss = float(state.get("last_loss", math.nan))
 
-    def _field(self, x, y_pos) -> Tensor:
-        self.fit(x, y_pos)
-        x = x.detach()
-        with torch.enable_grad():
-            xg = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._critic_out(xg).sum(), xg)
-        return self.scale * grad.detach()
-
-
-# ---------------------------------------------------------------------------------------------
-# training
-# ---------------------------------------------------------------------------------------------
-
 
 @dataclass
 class DriftingHistory:
-    r"""Result of :func:`train_drifting`.
+    r"""Result of :func:`train_drifting`: the per-step ``loss`` :math:`\frac1n\sum_i|V_i|^2` and raw drift
+    RMS ``drift_rms`` (all steps, also those before a resume), the trained ``net``, ``latent_dim`` and
+    ``resumed_from`` (the step this call resumed at; 0 for a fresh run).
 
-    .. math::
-
-        \texttt{loss}_t = \frac1n\sum_i|V_t(x_i)|^2, \qquad
-        \texttt{drift\_rms}_t = \mathrm{RMS}(V^{\mathrm{raw}}_t).
-
-    Attributes
-    ----------
-    loss : list of float
-        Drifting loss per step (flat for normalised fields).
-    drift_rms : list of float
-        Raw (unnormalised) drift RMS per step, in the units of the data.
-    net : torch.nn.Module
-        The trained generator ``(n, latent_dim) -> (n, d)``.
-    latent_dim : int
-        Noise dimension.
-    resumed_from : int
-        Step at which this call resumed from a checkpoint (0 for a fresh run); the lists hold
-        every step from 0 either way.
-
-    Used in: chapter 8.
+    Used in: :func:`~gwf_tutorial.drifting.train_drifting`, ``methods.drifting``.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -1378,92 +728,30 @@ class DriftingHistory:
     resumed_from: int = 0
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        r"""Draw ``n`` samples :math:`f_\theta(e)`, :math:`e \sim \mathcal N(0, I)`.
-
-        .. math::
-
-            x_i = f_\theta(e_i), \quad e_i \sim \mathcal N(0, I_{\mathrm{latent\_dim}}).
-
-        Parameters
-        ----------
-        n : int
-            Number of samples.
-        generator : torch.Generator, optional
-            Seeded CPU generator for the noise.
-
-        Returns
-        -------
-        Tensor, shape (n, d)
-            Samples, detached.
-
-        Used in: chapter 8.
-        """
-        n = check_int(n, "n")
-        p = next(self.net.parameters())
+        r"""``n`` samples :math:`f_\theta(e)`, :math:`e \sim \mathcal N(0, I)`: ``(n, d)``, detached."""
+        n, p = check_int(n, "n"), next(self.net.parameters())
         e = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype)
         with torch.no_grad():
             return self.net(e.to(p.device))
 
 
 def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
-    r"""The generator of the official toy demo: ``nets.MLP(32, out_dim, 256, 3, "silu")``.
-
-    .. math::
-
-        f_\theta : \mathbb R^{32} \to \mathbb R^{d}, \quad \text{3 hidden layers of 256 SiLU units}.
-
-    Parameters
-    ----------
-    out_dim : int, default 2
-        Data dimension :math:`d`.
-    dtype : torch.dtype, optional
-        Parameter dtype.
-
-    Returns
-    -------
-    torch.nn.Module
-        The MLP, input ``(n, 32)``, output ``(n, out_dim)`` (see :data:`TOY_DEFAULTS`).
-
-    Used in: chapter 8 (toy demo), chapter 11.
-
-    References
-    ----------
-    Deng et al. 2026, official toy notebook.
-    """
+    """The network of the official toy demo (:data:`TOY_DEFAULTS`), ``nets.MLP(32, out_dim, 256, 3)``."""
     from gwf_tutorial.nets import MLP
 
-    return MLP(
-        TOY_DEFAULTS["latent_dim"],
-        out_dim,
-        TOY_DEFAULTS["hidden"],
-        TOY_DEFAULTS["depth"],
-        TOY_DEFAULTS["activation"],
-        dtype=dtype,
-    )
+    t = TOY_DEFAULTS
+    return MLP(t["latent_dim"], out_dim, t["hidden"], t["depth"], t["activation"], dtype=dtype)
 
 
 def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor]:
     if isinstance(data, Tensor) or (not callable(data) and not hasattr(data, "sample")):
         pool = check_samples(data, "data").to(dtype=dtype, device=device)
-
-        def draw() -> Tensor:
-            idx = torch.randint(0, pool.shape[0], (n,), generator=generator)
-            return pool[idx.to(device)]
-
-        return draw
+        return lambda: pool[torch.randint(0, pool.shape[0], (n,), generator=generator).to(device)]
     if callable(getattr(data, "sample", None)):
-
-        def draw() -> Tensor:
-            return check_samples(data.sample(n, generator=generator), "data.sample(n)").to(
-                dtype=dtype, device=device
-            )
-
-        return draw
-
-    def draw() -> Tensor:
-        return check_samples(data(n), "data(n)").to(dtype=dtype, device=device)
-
-    return draw
+        name, draw = "data.sample(n)", lambda: data.sample(n, generator=generator)
+    else:
+        name, draw = "data(n)", lambda: data(n)
+    return lambda: check_samples(draw(), name).to(dtype=dtype, device=device)
 
 
 def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[Path | None, int]:
@@ -1484,15 +772,31 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[
     return path, check_int(every, "checkpoint_every")
 
 
+def _check_train_args(net, drift, n_iters, batch_size, n_data, latent_dim, lr, generator) -> dict:
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    if not callable(drift):
+        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    n_iters, batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
+    latent_dim = getattr(net, "in_dim", None) if latent_dim is None else latent_dim
+    if latent_dim is None:
+        raise ValueError("latent_dim must be given when net has no in_dim attribute")
+    _check_generator(generator)
+    if not any(p.requires_grad for p in net.parameters()):
+        raise ValueError("net has no trainable parameters")
+    n_data = batch_size if n_data is None else check_int(n_data, "n_data")
+    return {"n_iters": n_iters, "batch_size": batch_size, "n_data": n_data,
+            "latent_dim": check_int(latent_dim, "latent_dim"), "lr": check_positive(lr, "lr")}  # fmt: skip
+
+
 def _drift_settings(drift) -> dict:
     """The drift's kind and public numeric / string settings (compared when a run resumes)."""
     plain = (bool, int, float, str)
     settings = {
-        k: v
-        for k, v in vars(drift).items()
+        k: v for k, v in getattr(drift, "__dict__", {}).items()
         if not k.startswith(("_", "last_"))
         and (isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(u, plain) for u in v)))
-    } if hasattr(drift, "__dict__") else {}  # fmt: skip
+    }  # fmt: skip
     return {"type": type(drift).__qualname__, **settings}
 
 
@@ -1501,15 +805,27 @@ def _is_stateful(drift) -> bool:
 
 
 class _DriftLoss:
-    """One drifting step as a :class:`~gwf_tutorial.trainer.Trainer` problem (no critic)."""
+    """One drifting step as a :class:`~gwf_tutorial.trainer.Trainer` problem (no critic); the drift's
+    inputs are checked at the first step only (no host reads after it)."""
 
     def __init__(self, net, drift, draw, batch_size: int, latent_dim: int, generator) -> None:
         self.net, self.drift, self.draw, self.generator = net, drift, draw, generator
-        self.batch_size, self.latent_dim = batch_size, latent_dim
-        self.with_diag = callable(getattr(drift, "field_with_diagnostics", None))
+        self.batch_size, self.latent_dim, self.checked = batch_size, latent_dim, False
 
     def batch(self) -> None:
         return None
+
+    def _velocity(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        drift, raw = self.drift, None
+        if isinstance(drift, _SampleDrift):
+            V, raw = drift._velocity(*((x, y) if self.checked else drift._check(x, y)))
+        elif callable(getattr(drift, "field_with_diagnostics", None)):
+            V, raw = drift.field_with_diagnostics(x, y)
+        else:
+            V = drift(x, y)
+        self.checked = True
+        V = _check_velocity(V, x, "drift")
+        return V, _rms(V) if raw is None else raw
 
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         p = next(self.net.parameters())
@@ -1521,13 +837,7 @@ class _DriftLoss:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
             raise ValueError(f"data must have dimension d={x.shape[1]} like net's output, got {y.shape[1]}")
-        xd = x.detach()
-        if self.with_diag:
-            V, raw = self.drift.field_with_diagnostics(xd, y)
-        else:
-            V = self.drift(xd, y)
-            raw = drift_rms(V)
-        V = _check_velocity(V, xd, "drift")
+        V, raw = self._velocity(x.detach(), y)
         loss = drifting_loss(x, V)
         return loss, [loss.detach(), torch.as_tensor(raw, dtype=torch.float64, device=x.device)]
 
@@ -1554,123 +864,54 @@ def _resume(trainer: Trainer, path: Path, config: dict, n_iters: int, drift, gen
 
 
 def train_drifting(
-    net: nn.Module,
-    data,
-    drift: DriftField,
-    *,
-    n_iters: int = TOY_DEFAULTS["n_iters"],
-    batch_size: int = TOY_DEFAULTS["batch_size"],
-    n_data: int | None = None,
-    latent_dim: int | None = None,
-    lr: float = TOY_DEFAULTS["lr"],
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-) -> DriftingHistory:
+    net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
+    n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
+    generator: torch.Generator | None = None, progress: bool = True,
+    checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field; resumable.
 
-    At each step, with :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)` and fresh
-    data :math:`y_j \sim \nu`,
+    Each step draws :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)` and fresh data
+    :math:`y_j \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`:
 
     .. math::
 
         V = \mathrm{drift}(x, y), \qquad
-        \theta \leftarrow \mathrm{Adam}\Big(\nabla_\theta \frac1n\sum_i
-        |f_\theta(e_i) - \mathrm{sg}(x_i + V_i)|^2\Big)
-        = \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
+        \theta \leftarrow \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
 
-    The progress bar shows the loss and the raw drift RMS (``drift_rms``): for a normalised field
-    (:class:`MultiTemperatureDrift`) the loss stays flat and the raw drift is the progress signal.
+    The progress bar shows the loss and the raw drift RMS, the progress signal of a normalised field
+    (the loss of :class:`MultiTemperatureDrift` stays flat).
 
     Parameters
     ----------
     net : torch.nn.Module
-        Generator mapping ``(n, latent_dim)`` to ``(n, d)`` (e.g. :func:`toy_generator`); trained
-        in place.
+        Generator ``(n, latent_dim) -> (n, d)`` trained in place; ``latent_dim`` defaults to ``net.in_dim``.
     data : Tensor (N, d), object with ``sample(n, generator=)``, or callable ``n -> (n, d)``
-        The data: a tensor is resampled with replacement (``n_data`` rows per step).
-    drift : DriftField
-        ``drift(x, y) -> V`` (e.g. :class:`Algorithm2Drift`, :class:`ObjectiveDrift`).
-    n_iters : int, default 2000
-        Total optimisation steps (a resumed run continues up to ``n_iters``).
-    batch_size : int, default 2048
-        Generated samples per step :math:`n`.
-    n_data : int, optional
-        Data samples per step (default ``batch_size``).
-    latent_dim : int, optional
-        Noise dimension (default ``net.in_dim``).
-    lr : float, default 1e-3
-        Adam learning rate.
+        A tensor is resampled with replacement, ``n_data`` rows (default ``batch_size``) per step.
+    n_iters : int
+        Total steps (a resumed run continues up to ``n_iters``).
     generator : torch.Generator, optional
-        Seeded CPU generator for the noise and the data draws (restored in place on resume).
-    progress : bool, default True
-        Show a progress bar (:func:`gwf_tutorial.train.progress`) with the loss and raw drift RMS.
+        Draws the noise and the data (restored on resume; a ``data`` callable's own generator is not).
     checkpoint : str or os.PathLike, optional
-        File to save to and resume from. If it exists, training resumes at its saved step with the
-        network, the Adam state, the history, the random states (``generator``, torch's global
-        generator, NumPy's and Python's) and the drift's :meth:`~_SampleDrift.state_dict`
-        restored, so an interrupted run followed by a resumed one equals an uninterrupted run
-        with the same seed. One file format for the library (:func:`gwf_tutorial.train.save_checkpoint`:
-        written atomically, with its SHA-256 and the hyperparameters ``batch_size``, ``n_data``,
-        ``latent_dim``, ``lr`` and the drift's kind and settings); a damaged file or other
-        hyperparameters are refused.
-    checkpoint_every : int, optional
-        Save every this many steps and at the end (default ``min(100, n_iters)``); needs
-        ``checkpoint``.
+        Saved every ``checkpoint_every`` steps (default ``min(100, n_iters)``) and at the end, resumed from
+        when it exists: net, Adam, history, random states and the drift's ``state_dict`` are restored, so
+        an interrupted and resumed run equals an uninterrupted one. A damaged file, another kind of run,
+        other hyperparameters or drift settings, or a step past ``n_iters`` are refused (``ValueError``).
 
     Returns
     -------
     DriftingHistory
-        Loss and raw drift RMS of every step (including those before a resume), the trained
-        ``net``, ``latent_dim``, ``resumed_from``.
 
-    Raises
-    ------
-    ValueError
-        Bad arguments; a checkpoint that is damaged (named, and left in place), from another kind of
-        run, saved with other hyperparameters (listed) or network shapes, or past ``n_iters``.
-
-    Notes
-    -----
-    The raw drift RMS is a progress signal, not a monotone one: the Algorithm-2 force
-    :math:`S^+S^-(B^+ - B^-)` is small when the generated samples are collapsed (:math:`S^+`
-    vanishes), so from a collapsed initialisation it can first grow, and at the end it sits on a
-    finite-sample floor that shrinks with the batch size. A ``data`` callable that draws from its
-    own generator (not ``generator``) is not restored on resume.
-
-    Used in: chapter 8 (toy demo, attraction/repulsion ablation, drifts from other objectives),
-    chapter 10, chapter 11.
-
-    References
-    ----------
-    Deng et al. 2026, arXiv:2602.04770, Algorithm 1.
+    Used in: chapters 8 and 9.
     """
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    if not callable(drift):
-        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
-    n_iters = check_int(n_iters, "n_iters")
-    batch_size = check_int(batch_size, "batch_size")
-    n_data = batch_size if n_data is None else check_int(n_data, "n_data")
-    if latent_dim is None:
-        latent_dim = getattr(net, "in_dim", None)
-        if latent_dim is None:
-            raise ValueError("latent_dim must be given when net has no in_dim attribute")
-    latent_dim = check_int(latent_dim, "latent_dim")
-    lr = check_positive(lr, "lr")
-    _check_torch_generator(generator)
+    args = _check_train_args(net, drift, n_iters, batch_size, n_data, latent_dim, lr, generator)
+    n_iters = args.pop("n_iters")
     ckpt_path, every = _check_checkpoint_args(checkpoint, checkpoint_every, n_iters)
-    params = [p for p in net.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("net has no trainable parameters")
-    dtype, dev = params[0].dtype, params[0].device
-    draw = _data_sampler(data, n_data, generator, dtype, dev)
-    stateful = _is_stateful(drift)
-    trainer = Trainer(net, lr=lr, betas=(0.9, 0.999), generator=generator)  # torch's Adam defaults
-    hist = DriftingHistory(net=net, latent_dim=latent_dim)
-    config = {"batch_size": batch_size, "n_data": n_data, "latent_dim": latent_dim, "lr": lr}
-    config["drift"] = _drift_settings(drift)
+    p = next(p for p in net.parameters() if p.requires_grad)
+    draw = _data_sampler(data, args["n_data"], generator, p.dtype, p.device)
+    trainer = Trainer(net, lr=args["lr"], betas=(0.9, 0.999), generator=generator)  # torch's Adam defaults
+    hist = DriftingHistory(net=net, latent_dim=args["latent_dim"])
+    config = {**args, "drift": _drift_settings(drift)}
     start = 0
     if ckpt_path is not None and ckpt_path.exists():
         start = _resume(trainer, ckpt_path, config, n_iters, drift, generator, hist)
@@ -1678,15 +919,12 @@ def train_drifting(
     def record(step: int, records: list[Tensor]) -> None:
         hist.loss.append(float(records[0]))
         hist.drift_rms.append(float(records[1]))
-        done = step + 1
-        if ckpt_path is not None and (done % every == 0 or done == n_iters):
-            extra = {"step": done, "drift": drift.state_dict() if stateful else {}}
+        if ckpt_path is not None and ((step + 1) % every == 0 or step + 1 == n_iters):
+            extra = {"step": step + 1, "drift": drift.state_dict() if _is_stateful(drift) else {}}
             extra.update(rng=rng_state(generator), loss=list(hist.loss), drift_rms=list(hist.drift_rms))
             trainer.save(ckpt_path, kind=_KIND, config=config, extra=extra)
 
-    problem = _DriftLoss(net, drift, draw, batch_size, latent_dim, generator)
-    trainer.fit(
-        problem, n_iters, start=start, desc="drifting", names=("loss", "drift_rms"), progress=progress,
-        callback=record,
-    )  # fmt: skip
+    problem = _DriftLoss(net, drift, draw, args["batch_size"], args["latent_dim"], generator)
+    kw = {"desc": "drifting", "names": ("loss", "drift_rms"), "progress": progress, "callback": record}
+    trainer.fit(problem, n_iters, start=start, **kw)
     return hist

@@ -27,7 +27,6 @@ PACKAGE = "gwf_tutorial"
 NOT_YET_CHECKED = {
     "jko",
     "sjko",
-    "drifting",
     "trainer",
     "critics",
     "fdiv",
