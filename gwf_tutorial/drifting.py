@@ -47,7 +47,7 @@ __all__ = [
     "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting",
 ]  # fmt: skip
 
-#: Settings of the official 2-D toy demo (Algorithm 2 notebook); :func:`toy_generator` builds its network.
+#: Settings of the official 2-D toy demo (Algorithm 2 notebook); ``toy_generator`` builds its network.
 TOY_DEFAULTS: dict = {
     "latent_dim": 32, "hidden": 256, "depth": 3, "activation": "silu", "lr": 1e-3, "n_iters": 2000,
     "batch_size": 2048, "n_data": 2048, "temperature": 0.05, "data_range": (-1.0, 1.0),
@@ -61,10 +61,15 @@ KERNELS = ("laplace", "gaussian")
 _SELF_MASK = 1e6
 
 
+def _check_pair(x, y, name_y: str = "y_pos") -> tuple[Tensor, Tensor]:
+    x, y = check_samples(x, "x"), check_samples(y, name_y)
+    check_same_dim(x, y, "x", name_y)
+    return x, y
+
+
 def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
     """Checked ``x``, ``y_pos``, ``y_neg`` (``x`` when None) and whether the negatives are ``x``."""
-    x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
-    check_same_dim(x, y_pos, "x", "y_pos")
+    x, y_pos = _check_pair(x, y_pos)
     if y_neg is None:
         if x.shape[0] < 2:
             raise ValueError(
@@ -207,8 +212,7 @@ def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, excl
 
     Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
     """
-    x, y = check_samples(x, "x"), check_samples(y, "y")
-    check_same_dim(x, y, "x", "y")
+    x, y = _check_pair(x, y, "y")
     temperature, kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
     if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
         raise ValueError(
@@ -405,8 +409,7 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
     """
     if not callable(drift):
         raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
-    x, y_pos = check_samples(x, "x").detach(), check_samples(y_pos, "y_pos").detach()
-    check_same_dim(x, y_pos, "x", "y_pos")
+    x, y_pos = (t.detach() for t in _check_pair(x, y_pos))
     eps = check_positive(eps, "eps")
     n, d = x.shape
     cols = []
@@ -441,11 +444,7 @@ class _SampleDrift:
     _self_negatives = False  # the negatives are x itself: two samples at least
 
     def _check(self, x, y_pos) -> tuple[Tensor, Tensor]:
-        if self._self_negatives:
-            return _check_triplet(x, y_pos, None)[:2]
-        x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
-        check_same_dim(x, y_pos, "x", "y_pos")
-        return x, y_pos
+        return _check_triplet(x, y_pos, None)[:2] if self._self_negatives else _check_pair(x, y_pos)
 
     def _velocity(self, x: Tensor, y_pos: Tensor) -> tuple[Tensor, Tensor]:
         v = self._field(x, y_pos)
@@ -533,9 +532,8 @@ class MultiTemperatureDrift(_SampleDrift):
         self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
         attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6,
     ) -> None:  # fmt: skip
-        self.temperatures, self.normalize, self.affinity_floor = _check_multi(
-            temperatures, normalize, affinity_floor
-        )
+        checked = _check_multi(temperatures, normalize, affinity_floor)
+        self.temperatures, self.normalize, self.affinity_floor = checked
         self.attraction, self.repulsion = _check_weights(attraction, repulsion)
 
     def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -736,7 +734,7 @@ class DriftingHistory:
 
 
 def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
-    """The network of the official toy demo (:data:`TOY_DEFAULTS`), ``nets.MLP(32, out_dim, 256, 3)``."""
+    """The official toy demo's network, ``nets.MLP(32, out_dim, 256, 3, "silu")`` (:data:`TOY_DEFAULTS`)."""
     from gwf_tutorial.nets import MLP
 
     t = TOY_DEFAULTS
