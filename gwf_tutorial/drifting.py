@@ -636,18 +636,22 @@ class CriticDrift(_SampleDrift):
     ) -> None:  # fmt: skip
         if critic is not None and not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
-        self.critic, self.n_iters, self.lr = critic, check_int(n_iters, "n_iters"), check_positive(lr, "lr")
+        self.n_iters, self.lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
         self.hidden, self.depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
-        self.scale = check_positive(scale, "scale")
+        self.scale, self.last_loss = check_positive(scale, "scale"), math.nan
+        self.critic: nn.Module | None = None
         self._optimizer: torch.optim.Optimizer | None = None
-        self.last_loss = math.nan
+        if critic is not None:
+            self._set_critic(critic)
+
+    def _set_critic(self, critic: nn.Module) -> None:
+        self.critic, self._optimizer = critic, torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
         from gwf_tutorial.nets import MLP
 
-        self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
-        if device is not None:
-            self.critic.to(device)
+        critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
+        self._set_critic(critic if device is None else critic.to(device))
 
     def fit(self, x, y_pos) -> float:
         """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; the loss
@@ -658,8 +662,6 @@ class CriticDrift(_SampleDrift):
         x, y_pos = x.detach(), y_pos.detach()
         if self.critic is None:
             self._build(x.shape[1], x.dtype, x.device)
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         with torch.enable_grad():
             fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
                                  progress=False)
@@ -684,7 +686,7 @@ class CriticDrift(_SampleDrift):
         p = next(self.critic.parameters(), None)
         return {
             "critic": self.critic.state_dict(),
-            "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
+            "optimizer": self._optimizer.state_dict(),
             "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
             "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
             "last_loss": self.last_loss,
@@ -704,8 +706,6 @@ class CriticDrift(_SampleDrift):
             self._build(in_dim, getattr(torch, dtype), first.device if isinstance(first, Tensor) else None)
         self.critic.load_state_dict(state["critic"])
         if state.get("optimizer") is not None:
-            if self._optimizer is None:
-                self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
             self._optimizer.load_state_dict(state["optimizer"])
         self.last_loss = float(state.get("last_loss", math.nan))
 
