@@ -26,7 +26,6 @@ PACKAGE = "gwf_tutorial"
 # rebuild lands (remove a module from this list to check it).
 NOT_YET_CHECKED = {
     "jko",
-    "sjko",
     "drifting",
     "trainer",
     "critics",
