@@ -1,22 +1,20 @@
 r"""S-JKO: the JKO step as source-fixed unbalanced optimal transport, solved in the semi-dual.
 
-The JKO step :math:`\rho_{k+1} = \operatorname*{arg\,min}_\rho W_2^2(\rho, \rho_k)/(2\tau) + D_\Psi(\rho|\nu)`
-is a max-min over a potential :math:`v` and a map :math:`T` (cost :math:`c_\tau(x, y) = |x - y|^2/(2\tau)`),
+The JKO step to :math:`\nu` is a max-min over a potential :math:`v` and a map :math:`T`, with the cost
+:math:`c_\tau(x, y) = |x - y|^2/(2\tau)` and the conjugate :math:`\Psi^*` of the divergence :math:`D_\Psi`,
 
 .. math::
 
     \sup_v \inf_T\ J(v, T), \qquad J(v, T) = \mathbb E_{x \sim \rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big]
     - \mathbb E_{y \sim \nu}\big[\Psi^*(-v(y))\big],
 
-whose saddle point has :math:`T_\#\rho_k = \rho_{k+1}`, :math:`v = -\Psi'(\mathrm d\rho_{k+1}/\mathrm d\nu)`
-and :math:`J` equal to the primal JKO objective. Shared arguments: ``divergence`` is a name of
-:data:`PSI_STAR` (``"kl"``, ``"chi2"``, ``"js"``) or a callable :math:`\Psi^*`; samplers (``source``,
-``data``) are tensors ``(N, ...)`` (rows drawn), callables ``f(n, generator=g)`` or objects with
-``.sample(n, generator=g)``; ``progress`` shows a tqdm bar (default: unless ``GWF_PROGRESS=0``); weights
-(``source_weights``, ``data_weights``) are optional quadrature weights of the points (normalised). Maps and
-potentials are any ``torch.nn.Module``, samples of any shape ``(n, ...)``.
+whose saddle point has :math:`T_\#\rho_k = \rho_{k+1}` and :math:`J = W_2^2(\rho_{k+1}, \rho_k)/(2\tau) +
+D_\Psi(\rho_{k+1} \| \nu)`, the JKO objective. Shared arguments: ``divergence``, a name of :data:`PSI_STAR`
+or a callable :math:`\Psi^*`; samplers (``source``, ``data``), tensors ``(N, ...)`` (rows drawn), callables
+``f(n, generator=g)`` or objects with ``.sample(n, generator=g)``; ``progress``, a tqdm bar (default: unless
+``GWF_PROGRESS=0``); ``source_weights`` / ``data_weights``, optional quadrature weights (normalised).
 
-Used in: chapter 7 (S-JKO); chapters 4 and 9 (a baseline); ``cifar10`` and ``methods`` (chapters 10, 11).
+Used in: chapter 7; chapters 4 and 9 (a baseline); ``cifar10`` and ``methods`` (chapters 10 and 11).
 
 References: Choi, Choi, Kang (2024), Scalable Wasserstein gradient flow for generative modeling through
 unbalanced optimal transport, ICML, arXiv:2402.05443; official code ``Jae-Moo/Scalable-JKO``.
@@ -24,7 +22,6 @@ unbalanced optimal transport, ICML, arXiv:2402.05443; official code ``Jae-Moo/Sc
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Callable
@@ -45,8 +42,7 @@ __all__ = ["PSI_STAR", "PSI_F", "psi_star", "transport_cost", "tau_from_h", "pot
            "semi_dual_objective", "add_instance_noise", "QuadraticPotential", "LatentMap", "PhaseResult",
            "SemiDualJKO", "toy_trainer", "affine_trainer"]  # fmt: skip
 
-#: The per-sample cost :math:`c_\tau(x, y) = |x - y|^2 / (2\tau)`: :func:`gwf_tutorial.jko.proximal_cost`
-#: under the name chapter 7 uses.
+#: Chapter 7's name of :func:`gwf_tutorial.jko.proximal_cost`, :math:`c_\tau(x, y) = |x - y|^2 / (2\tau)`.
 transport_cost = proximal_cost
 _PARAMETRIZATIONS = ("reparameterized", "composed")
 _KIND = "sjko.SemiDualJKO"
@@ -75,30 +71,29 @@ def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
     if weights is None:
         return values.mean()
     w = as_tensor(weights, name).to(values)
-    if w.shape != values.shape:
-        raise ValueError(f"{name} must have shape {tuple(values.shape)}, got {tuple(w.shape)}")
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-        raise ValueError(f"{name} must be finite and non-negative")
-    total = w.sum()
-    if not total > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return (w * values).sum() / total
+    if w.shape != values.shape or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not w.sum() > 0:
+        raise ValueError(f"{name} must be finite, non-negative, of positive sum, shape {tuple(values.shape)}")
+    return (w * values).sum() / w.sum()
+
+
+def _data_term(divergence: _Divergence, v_real, data_weights) -> tuple[Tensor, Tensor]:
+    r"""``v_real`` as ``(m,)`` and :math:`\mathbb E_\nu \Psi^*(-v)`."""
+    psi, v_real = psi_star(divergence), _as_values(v_real, "v_real")
+    return v_real, _weighted_mean(psi(-v_real), data_weights, "data_weights")
 
 
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     r"""The library's JKO step :math:`\tau` for the official code's step ``h`` in dimension d.
 
-    The official code minimises ``0.5 * c / h - v`` with ``c`` the squared distance averaged over the d
-    coordinates, the cost :math:`|x - y|^2/(2hd)` (its README: cost weight :math:`1/\tau_{\mathrm{README}} =
-    2dh`). Against the library's summed cost :math:`|x - y|^2/(2\tau)` (or :math:`/(2\tau d)` with
-    ``per_dim_average=True``):
+    The official ``0.5 * c / h - v``, ``c`` the squared distance averaged over the d coordinates, is the
+    cost :math:`|x - y|^2/(2hd)` (README: :math:`1/\tau_{\mathrm{README}} = 2dh`); the library's is
+    :math:`|x - y|^2/(2\tau)` (divided by d with ``per_dim_average=True``), so
 
     .. math::
 
-        \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)},
+        \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)}:
 
-    so the official toy command (``--h 1``, d = 2) is :math:`\tau = 2`, its CIFAR-10 one (``--h 0.1``,
-    d = 3072) :math:`\tau = 307.2`. Returns a float.
+    the official toy ``--h 1`` (d = 2) is :math:`\tau = 2`, its CIFAR-10 ``--h 0.1`` :math:`\tau = 307.2`.
 
     Used in: chapter 7 (units of the step).
     """
@@ -116,23 +111,15 @@ def potential_loss(v_fake, v_real, divergence: _Divergence = "kl", *, grad_real:
         L_v = \mathbb E_{x \sim \rho_k}\, v(T(x)) + \mathbb E_{y \sim \nu}\, \Psi^*(-v(y))
         + \frac{\lambda}{2}\, \mathbb E_{y \sim \nu} |\nabla v(y)|^2 .
 
-    Parameters
-    ----------
-    v_fake, v_real : Tensor, shapes (n,) and (m,) (or with a trailing 1)
-        :math:`v(T(x_i))` and :math:`v(y_j)`.
-    grad_real : Tensor, shape (m, ...), optional
-        :math:`\nabla v(y_j)` (:func:`~gwf_tutorial.critics.value_and_input_grad`), needed when ``r1 > 0``.
-    r1 : float
-        R1 weight :math:`\lambda \ge 0` (official code: 0.2).
+    ``v_fake`` :math:`= v(T(x_i))` ``(n,)`` and ``v_real`` :math:`= v(y_j)` ``(m,)`` (or with a trailing 1);
+    ``grad_real`` :math:`= \nabla v(y_j)` ``(m, ...)`` (:func:`~gwf_tutorial.critics.value_and_input_grad`) is
+    needed when the R1 weight ``r1`` :math:`= \lambda` is positive (official code: 0.2).
 
     Used in: each S-JKO iteration (``sjko.SemiDualJKO``), :class:`~gwf_tutorial.cifar10.Trainer`.
     """
-    psi = psi_star(divergence)
-    v_fake, v_real = _as_values(v_fake, "v_fake"), _as_values(v_real, "v_real")
+    v_fake, (v_real, data_term) = _as_values(v_fake, "v_fake"), _data_term(divergence, v_real, data_weights)
     r1 = check_nonnegative(r1, "r1")
-    loss = _weighted_mean(v_fake, source_weights, "source_weights") + _weighted_mean(
-        psi(-v_real), data_weights, "data_weights"
-    )
+    loss = _weighted_mean(v_fake, source_weights, "source_weights") + data_term
     if r1 > 0:
         if grad_real is None:
             raise ValueError("grad_real is required when r1 > 0")
@@ -174,26 +161,22 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
 
 def semi_dual_objective(cost, v_fake, v_real, divergence: _Divergence = "kl", *, source_weights=None,
                         data_weights=None) -> Tensor:  # fmt: skip
-    r"""The semi-dual objective (a tensor of shape ()), equal to the primal JKO objective at the saddle point.
+    r"""The semi-dual objective (a tensor of shape ()), the primal JKO objective at the saddle point.
 
     .. math::
 
-        J(v, T) = \mathbb E_{x\sim\rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big]
-        - \mathbb E_{y\sim\nu}\, \Psi^*(-v(y)),
+        J = \mathbb E_{x\sim\rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big] - \mathbb E_{y\sim\nu}\Psi^*(-v(y))
 
-    from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake`` :math:`= v(T(x_i))` ``(n,)`` and
-    ``v_real`` :math:`= v(y_j)` ``(m,)``.
+    from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake`` :math:`= v(T(x_i))` ``(n,)``, ``v_real``
+    :math:`= v(y_j)` ``(m,)``.
 
     Used in: chapter 7 (semi-dual = primal at the optimum).
     """
-    psi = psi_star(divergence)
     cost, v_fake = _as_values(cost, "cost"), _as_values(v_fake, "v_fake")
-    v_real = _as_values(v_real, "v_real")
     if cost.shape != v_fake.shape:
         raise ValueError(f"cost and v_fake must have the same length, got {len(cost)} and {len(v_fake)}")
-    return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _weighted_mean(
-        psi(-v_real), data_weights, "data_weights"
-    )
+    return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _data_term(
+        divergence, v_real, data_weights)[1]  # fmt: skip
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -216,13 +199,12 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
 
 class QuadraticPotential(nn.Module):
-    r"""Quadratic potential ``(n, dim) -> (n,)``, the exact family of log density ratios of Gaussians.
+    r"""Quadratic potential ``(n, dim) -> (n,)``, started at 0: with :class:`gwf_tutorial.nets.AffineMap` as
+    the map, the exact family of the semi-dual JKO step between Gaussians.
 
     .. math::
 
-        v(y) = y^\top C y + e^\top y + g \qquad (\text{the symmetric part of } C \text{ is used; } v_0 = 0).
-
-    With :class:`gwf_tutorial.nets.AffineMap` as the map, the semi-dual JKO step is exact on Gaussians.
+        v(y) = y^\top C y + e^\top y + g \qquad (\text{the symmetric part of } C \text{ is used}).
 
     Used in: chapter 7 (S-JKO on Gaussians, checked against the exact JKO step).
     """
@@ -242,8 +224,7 @@ class QuadraticPotential(nn.Module):
 
 
 class LatentMap(nn.Module):
-    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)`` (``(n, d)``,
-    ``(n, nz)`` -> ``(n, d)``).
+    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)``.
 
     .. math::
 
@@ -284,7 +265,6 @@ class PhaseResult:
     parametrization: str
 
 
-
 def _identity(x: Tensor, z: Tensor | None = None) -> Tensor:
     return x
 
@@ -307,10 +287,8 @@ def _check_sampler(sampler, name: str):
             raise TypeError(f"{name} must be a floating tensor, got dtype {sampler.dtype}")
         return check_finite(as_tensor(sampler, name), name)
     if not (callable(sampler) or hasattr(sampler, "sample")):
-        raise TypeError(
-            f"{name} must be a tensor, a callable f(n, generator=) or have .sample(n, generator=), "
-            f"got {type(sampler).__name__}"
-        )
+        raise TypeError(f"{name} must be a tensor, a callable f(n, generator=) or have .sample(n, "
+                        f"generator=), got {type(sampler).__name__}")  # fmt: skip
     return sampler
 
 
@@ -390,17 +368,17 @@ class _PhaseLoss:
 
 
 def _frozen_copies(net: nn.Module, states: list[dict]) -> list[nn.Module]:
-    out = [frozen_copy(net) for _ in states]
-    for m, sd in zip(out, states):
+    copies = [frozen_copy(net) for _ in states]
+    for m, sd in zip(copies, states):
         m.load_state_dict(sd)
-    return out
+    return copies
 
 
 class SemiDualJKO(TrainerPreset):
     r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed (O(K^2)).
 
-    Phase k alternates Adam steps on :func:`potential_loss` and :func:`map_loss` (the
-    :class:`~gwf_tutorial.trainer.Trainer`, the potential as its critic) for the semi-dual of the step from
+    Phase k trains, on the :class:`~gwf_tutorial.trainer.Trainer` (the potential as its critic; one Adam step
+    on :func:`potential_loss`, one on :func:`map_loss` per iteration), the semi-dual of the step from
     :math:`\rho_k = (T_{k-1})_\#\mu_0`,
 
     .. math::
@@ -409,31 +387,25 @@ class SemiDualJKO(TrainerPreset):
         \frac{|T(x_0, z) - T_{k-1}(x_0, z')|^2}{2\tau} - v(T(x_0, z))\Big]
         - \mathbb E_{y\sim\nu}\,\Psi^*(-v(y)),
 
-    :math:`T_k` started as a copy of :math:`T_{k-1}` (reparameterized), or a new step map after the frozen
-    chain :math:`T_{k-1} \circ \dots \circ T_0` (composed). Defaults follow the official toy code (Adam
-    settings, R1 0.2, iterations, batch): :math:`z' = z`, no instance noise, the summed cost
-    (:func:`tau_from_h` converts the official ``h``). Attributes: ``map``, ``potential``, ``ema``,
-    ``history`` (:class:`PhaseResult` list), ``n_phases``, and ``chain`` / ``chain_ema`` when composed.
+    :math:`T_k` started as a copy of :math:`T_{k-1}` (reparameterized) or a new step map after the frozen
+    chain :math:`T_{k-1} \circ \dots \circ T_0` (composed; ``chain``, ``chain_ema``). Defaults are the
+    official toy code's: :math:`z' = z`, no instance noise, the summed cost (:func:`tau_from_h`); a tensor
+    sampler with at most ``batch_size`` rows is used whole at every iteration.
 
     Parameters
     ----------
     map_net : torch.nn.Module
-        Called ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`); ``x`` is a
-        latent point (reparameterized) or a point of :math:`\rho_k` (composed). Start it at the identity.
+        ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), on latent points
+        (reparameterized) or points of :math:`\rho_k` (composed); start it at the identity.
     potential_net : torch.nn.Module
         :math:`v`, ``(n, ...) -> (n,)`` or ``(n, 1)``, warm-started across phases.
     ema_decay : float, optional
-        EMA of the map's weights, used by :meth:`sample` / :meth:`push` (official CIFAR-10: 0.9999).
+        EMA of the map's weights, used by :meth:`push` (official CIFAR-10: 0.9999).
     per_dim_average, independent_latents, instance_noise : bool
-        Official-code choices: the cost divided by d, independent latents ``z, z'`` for the new and the
-        frozen map, data seen through :func:`add_instance_noise`.
-    batch_size : int
-        A tensor sampler with at most ``batch_size`` rows is used whole at every iteration.
+        Official-code choices: the cost divided by d; independent ``z, z'``; :func:`add_instance_noise`.
     initial_map : callable or "copy", optional
-        :math:`T_{-1}`, :math:`\rho_0 = (T_{-1})_\#\mu_0`: the identity (default), a frozen copy of
-        ``map_net`` (``"copy"``, when latent and data spaces differ) or a callable ``x -> y``.
-    lr_schedule : {"constant", "cosine"}
-        Cosine: annealed to 0 within each phase.
+        :math:`T_{-1}`, :math:`\rho_0 = (T_{-1})_\#\mu_0`: the identity, a frozen copy of ``map_net``
+        (``"copy"``, when latent and data spaces differ) or a callable ``x -> y``.
 
     Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2)), chapters 4 and 9 (a baseline).
     """
@@ -471,9 +443,8 @@ class SemiDualJKO(TrainerPreset):
         self.trainer = Trainer(map_net, potential_net, lr=lr, lr_critic=lr_critic, betas=betas,
                                lr_schedule=lr_schedule, ema_decay=ema_decay, generator=self.generator)
         self.ema_decay = self.trainer.ema_decay
-        self.chain: list[nn.Module] = []  # composed: the frozen step maps T_0, ..., T_{k-1} and their EMAs
-        self.chain_ema: list[nn.Module] = []
-        self.history: list[PhaseResult] = []
+        # composed: the frozen step maps T_0, ..., T_{k-1} and their EMA copies; the phases' records
+        self.chain, self.chain_ema, self.history = [], [], []
         self.n_phases, self._source, self._old = 0, None, None
 
     map = property(lambda self: self.trainer.map, doc="The current (last trained) map.")
@@ -482,14 +453,12 @@ class SemiDualJKO(TrainerPreset):
 
     @torch.no_grad()
     def push(self, x0: Tensor, *, use_ema: bool = True) -> Tensor:
-        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K`, shape ``(n, ...)``.
+        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K` (fresh latents, EMA if kept).
 
         .. math::
 
-            \text{reparameterized: } x = T_{K-1}(x_0, z), \qquad
-            \text{composed: } x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}),
-
-        with fresh latents, the EMA weights when kept, and :math:`T_{-1}` the initial map.
+            x = T_{K-1}(x_0, z) \ \text{(reparameterized)}, \quad
+            x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}) \ \text{(composed)}.
 
         Used in: chapter 7.
         """
@@ -504,8 +473,7 @@ class SemiDualJKO(TrainerPreset):
 
     @torch.no_grad()
     def sample(self, n: int, source=None) -> Tensor:
-        r"""``n`` samples ``(n, ...)`` of :math:`\rho_K`: :meth:`push` of fresh draws of ``source`` (default:
-        the last phase's).
+        r"""``n`` samples of :math:`\rho_K`: :meth:`push` of draws of ``source`` (default: the last phase's).
 
         Used in: chapter 7.
         """
@@ -526,20 +494,15 @@ class SemiDualJKO(TrainerPreset):
             return
         self._old = None
         if self.n_phases > 0:
-            new = copy.deepcopy(self.chain[-1])
+            new = frozen_copy(self.chain[-1])
             for p in new.parameters():
                 p.requires_grad_(True)
             self.trainer.set_map(new.train())
 
     def source_and_old(self, x0: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        r"""For latent points ``x0`` ``(n, ...)``: the map's inputs, the paired points of :math:`\rho_k` (no
-        graph) and the map's latents ``(n, noise_dim)`` (or None).
-
-        .. math::
-
-            \text{reparameterized: } (x_0,\ T_{k-1}(x_0, z'),\ z),\ z' = z \text{ (or independent)}; \qquad
-            \text{composed: } (x, x, z),\ x = \text{chain}(x_0).
-        """
+        r"""For latent points ``x0``: the map's inputs, the paired points of :math:`\rho_k` (no graph) and the
+        map's latents (or None): :math:`(x_0, T_{k-1}(x_0, z'), z)` (reparameterized; :math:`z' = z` unless
+        ``independent_latents``) or :math:`(x, x, z)`, :math:`x` the chain's output (composed)."""
         if self.parametrization == "composed":
             x = _push_chain(self, x0, self.chain)
             return x, x, _latent(self, x.shape[0])
@@ -553,15 +516,9 @@ class SemiDualJKO(TrainerPreset):
 
     def phase(self, source, data, *, n_iters: int | None = None, tau: float | None = None,
               progress: bool | None = None, callback: Callable | None = None) -> PhaseResult:  # fmt: skip
-        r"""Run phase k = ``n_phases``, one JKO step :math:`\rho_k \to \rho_{k+1}`; its :class:`PhaseResult`
-        (also appended to ``history``).
-
-        .. math::
-
-            \max_v \min_T\ \mathbb E\big[c_\tau(T_{\mathrm{old}}, T) - v(T)\big] - \mathbb E_\nu \Psi^*(-v).
-
-        ``n_iters`` and ``tau`` default to the trainer's; ``callback(iteration, potential_loss, map_loss)``
-        (detached scalars) runs after every iteration.
+        r"""Run phase k = ``n_phases``, one JKO step :math:`\rho_k \to \rho_{k+1}` (``n_iters`` iterations of
+        step ``tau``, default the trainer's); its :class:`PhaseResult`, also appended to ``history``.
+        ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after every iteration.
 
         Used in: chapter 7.
         """
@@ -597,11 +554,6 @@ class SemiDualJKO(TrainerPreset):
             on_phase: Callable | None = None) -> list[PhaseResult]:  # fmt: skip
         r"""Run phases up to K in total (none if ``n_phases >= K``); the :class:`PhaseResult` of each.
 
-        .. math::
-
-            \rho_{k+1} = \operatorname*{arg\,min}_\rho \frac{W_2^2(\rho, \rho_k)}{2\tau} + D_\Psi(\rho\|\nu),
-            \quad k = n_{\mathrm{phases}}, \dots, K - 1.
-
         ``n_iters_first`` / ``tau_first`` set the very first phase (official ``init_num_iterations``,
         ``init_h``); ``on_phase(self)`` runs after every phase. With ``checkpoint``, the state is saved there
         after every phase (:meth:`save`) and a fresh trainer whose file exists first loads it (:meth:`load`),
@@ -627,8 +579,7 @@ class SemiDualJKO(TrainerPreset):
                 on_phase(self)
         return out
 
-    def _checkpoint_config(self) -> dict:
-        # the hyperparameters a resume must share (not the seed: the file holds the random states)
+    def _checkpoint_config(self) -> dict:  # what a resume must share (not the seed: the file holds the RNGs)
         initial = "identity" if self.initial_map is _identity else type(self.initial_map).__name__
         return {**{k: getattr(self, k) for k in _CONFIG}, "initial_map": initial}
 
@@ -659,16 +610,6 @@ class SemiDualJKO(TrainerPreset):
                 "n_phases": self.n_phases, "noise_generator": self._noise_generator.get_state(),
                 "history": [vars(r).copy() for r in self.history], "parametrization": self.parametrization}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict` into a trainer built with the same networks and options."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if state.get("parametrization") != self.parametrization:
-            raise ValueError(f"state is for parametrization {state.get('parametrization')!r}, this trainer "
-                             f"uses {self.parametrization!r}")  # fmt: skip
-        self.trainer.load_state_dict(state["trainer"])
-        self._restore(state)
-
     def _restore(self, state: dict) -> None:
         if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
             self.initial_map.load_state_dict(state["initial_map"])
@@ -684,19 +625,14 @@ class SemiDualJKO(TrainerPreset):
 def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int = 0,
                 dtype: torch.dtype | None = torch.float64, device: str | torch.device | None = None,
                 **options) -> SemiDualJKO:  # fmt: skip
-    r"""S-JKO with the book's low-dimensional networks and settings (chapter 7's toy runs).
+    r"""S-JKO with the book's 2-D networks and settings: KL, :math:`\tau = 1`, :math:`T(x, z) = x + N(x, z)`.
 
-    .. math::
-
-        T(x, z) = x + \mathrm{ResMLP}([x, z]), \quad v = \mathrm{MLP}(y), \quad \Psi = \mathrm{KL},\ \tau = 1:
-
-    a :class:`LatentMap` over a :class:`~gwf_tutorial.nets.ResidualMLP` (width ``hidden``, 2 blocks, started
-    at the identity) with ``noise_dim`` latent inputs, an MLP potential (width ``hidden``, depth 3), Adam 1e-3
-    for both with a cosine per phase, R1 0.2, 150 iterations of batch 256. Against the official toy command
-    (``--h 1 --reg_name none``, 10 phases of 5000 iterations, 128-wide nets): half its step (:math:`\tau = 1`
-    is ``h = 0.5``, :func:`tau_from_h`), R1 kept (as in its CIFAR-10 setting; ``r1=0`` follows the toy
-    command), about 2% of its iterations. The networks are initialised on the CPU (seeded by ``seed``), then
-    moved to ``device``; ``options`` (keywords of :class:`SemiDualJKO`) override the settings.
+    A :class:`LatentMap` over a :class:`~gwf_tutorial.nets.ResidualMLP` (width ``hidden``, 2 blocks, started
+    at the identity), an MLP potential (width ``hidden``, depth 3), Adam 1e-3 for both with a cosine per
+    phase, R1 0.2, 150 iterations of batch 256; initialised on the CPU, then moved to ``device``; ``options``
+    override. Against the official toy command (``--h 1 --reg_name none``, 10 phases of 5000 iterations,
+    128-wide nets): half its step (:math:`\tau = 1` is ``h = 0.5``), R1 kept (``r1=0`` follows it), about 2%
+    of its iterations.
 
     Used in: chapter 7 (two circles, 25 Gaussians), :func:`~gwf_tutorial.methods.sjko`.
     """
@@ -706,9 +642,8 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
     seed = check_int(seed, "seed", min_value=0)
     noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
     torch.manual_seed(seed)
-    net = ResidualMLP(dim, hidden=hidden, n_blocks=2, in_dim=dim + noise_dim, zero_init_last=True,
-                      dtype=dtype)  # fmt: skip
-    map_net, potential = LatentMap(net), MLP(dim, 1, hidden=hidden, depth=3, dtype=dtype)
+    map_net = LatentMap(ResidualMLP(dim, hidden, 2, in_dim=dim + noise_dim, zero_init_last=True, dtype=dtype))
+    potential = MLP(dim, 1, hidden=hidden, depth=3, dtype=dtype)
     if device is not None:
         map_net, potential = map_net.to(device), potential.to(device)
     settings = dict(divergence="kl", tau=1.0, lr=1e-3, lr_critic=1e-3, noise_dim=noise_dim, n_iters=150,
@@ -723,9 +658,8 @@ def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, 
 
         T(x) = A x + b, \qquad v(y) = y^\top C y + e^\top y + g,
 
-    which contain the exact JKO step of KL between Gaussians (:func:`gwf_tutorial.gaussian.jko_step_kl`) and
-    its potential. Defaults: KL, Adam 0.05 for both with a cosine per phase, no R1, 600 iterations of full
-    batches of 500, seed 0; ``options`` (keywords of :class:`SemiDualJKO`) override them.
+    containing the exact KL step between Gaussians (:func:`gwf_tutorial.gaussian.jko_step_kl`). KL, Adam 0.05
+    with a cosine per phase, no R1, 600 iterations of batch 500, seed 0; ``options`` override.
 
     Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
     """
@@ -734,5 +668,5 @@ def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, 
     dim = check_int(dim, "dim")
     settings = dict(divergence="kl", tau=tau, lr=0.05, lr_critic=0.05, r1=0.0, n_iters=600, batch_size=500,
                     lr_schedule="cosine", seed=0)  # fmt: skip
-    potential = QuadraticPotential(dim, dtype=dtype)
-    return SemiDualJKO(AffineMap(dim, dtype=dtype), potential, **{**settings, **options})
+    affine, potential = AffineMap(dim, dtype=dtype), QuadraticPotential(dim, dtype=dtype)
+    return SemiDualJKO(affine, potential, **{**settings, **options})
