@@ -14,10 +14,10 @@ or a callable :math:`\Psi^*`; samplers (``source``, ``data``), tensors ``(N, ...
 ``f(n, generator=g)`` or objects with ``.sample(n, generator=g)``; ``progress``, a tqdm bar (default: unless
 ``GWF_PROGRESS=0``); ``source_weights`` / ``data_weights``, optional quadrature weights (normalised).
 
-Used in: chapter 7; chapters 4 and 9 (a baseline); ``cifar10`` and ``methods`` (chapters 10 and 11).
-
 References: Choi, Choi, Kang (2024), Scalable Wasserstein gradient flow for generative modeling through
 unbalanced optimal transport, ICML, arXiv:2402.05443; official code ``Jae-Moo/Scalable-JKO``.
+
+Used in: chapter 7; chapters 4 and 9 (a baseline); ``cifar10`` and ``methods`` (chapters 10 and 11).
 """
 
 from __future__ import annotations
@@ -97,8 +97,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
     Used in: chapter 7 (units of the step).
     """
-    h = check_positive(h, "h")
-    dim = check_int(dim, "dim")
+    h, dim = check_positive(h, "h"), check_int(dim, "dim")
     return h if _check_flag(per_dim_average, "per_dim_average") else h * dim
 
 
@@ -121,10 +120,9 @@ def potential_loss(v_fake, v_real, divergence: _Divergence = "kl", *, grad_real:
     r1 = check_nonnegative(r1, "r1")
     loss = _weighted_mean(v_fake, source_weights, "source_weights") + data_term
     if r1 > 0:
-        if grad_real is None:
-            raise ValueError("grad_real is required when r1 > 0")
-        if grad_real.shape[0] != v_real.shape[0]:
-            raise ValueError(f"grad_real must have {v_real.shape[0]} rows, got {tuple(grad_real.shape)}")
+        if grad_real is None or grad_real.shape[0] != v_real.shape[0]:
+            got = None if grad_real is None else tuple(grad_real.shape)
+            raise ValueError(f"r1 > 0 needs grad_real with {len(v_real)} rows, got {got}")
         sq = grad_real.reshape(grad_real.shape[0], -1).pow(2).sum(dim=1)
         loss = loss + 0.5 * r1 * _weighted_mean(sq, data_weights, "data_weights")
     return loss
@@ -188,8 +186,6 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
     Used in: ``sjko.SemiDualJKO`` (``instance_noise=True``).
     """
-    if not isinstance(y, Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
     y = as_tensor(y, "y")
     if y.ndim < 2 or y.shape[0] < 1:
         raise ValueError(f"y must have shape (n, ...) with n >= 1, got {tuple(y.shape)}")
@@ -199,8 +195,7 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
 
 class QuadraticPotential(nn.Module):
-    r"""Quadratic potential ``(n, dim) -> (n,)``, started at 0: with :class:`gwf_tutorial.nets.AffineMap` as
-    the map, the exact family of the semi-dual JKO step between Gaussians.
+    r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``).
 
     .. math::
 
@@ -274,9 +269,8 @@ def _call(net: Callable, x: Tensor, z: Tensor | None) -> Tensor:
 
 
 def _latent(tr: SemiDualJKO, n: int) -> Tensor | None:
-    if tr.noise_dim == 0:
-        return None
-    return torch.randn(n, tr.noise_dim, generator=tr._noise_generator, device=tr.device, dtype=tr.dtype)
+    g, nz = tr._noise_generator, tr.noise_dim
+    return None if nz == 0 else torch.randn(n, nz, generator=g, device=tr.device, dtype=tr.dtype)
 
 
 def _check_sampler(sampler, name: str):
@@ -295,10 +289,8 @@ def _check_sampler(sampler, name: str):
 def _draw(tr: SemiDualJKO, sampler, n: int, name: str, check: bool = False) -> Tensor:
     """n points of a sampler (a tensor with at most n rows is used whole), on the trainer's device, dtype."""
     if isinstance(sampler, Tensor):
-        if sampler.shape[0] <= n:
-            x = sampler
-        else:
-            x = sampler[torch.randint(0, sampler.shape[0], (n,), generator=tr.generator).to(sampler.device)]
+        idx = None if len(sampler) <= n else torch.randint(0, len(sampler), (n,), generator=tr.generator)
+        x = sampler if idx is None else sampler[idx.to(sampler.device)]
     else:
         draw = sampler.sample if hasattr(sampler, "sample") else sampler
         x = draw(n, generator=tr.generator)
@@ -309,13 +301,6 @@ def _draw(tr: SemiDualJKO, sampler, n: int, name: str, check: bool = False) -> T
                 raise ValueError(f"{name}(n) must return shape ({n}, ...), got {tuple(x.shape)}")
             check_finite(x, f"{name}(n)")
     return x.to(device=tr.device, dtype=tr.dtype)
-
-
-def _values(tr: SemiDualJKO, y: Tensor) -> Tensor:
-    v = tr.potential(y)
-    if v.numel() != y.shape[0]:
-        raise ValueError(f"potential_net must return one value per point, got {tuple(v.shape)} for {len(y)}")
-    return v.reshape(y.shape[0])
 
 
 @torch.no_grad()
@@ -332,28 +317,30 @@ class _PhaseLoss:
     :func:`potential_loss` for the critic (the potential), :func:`map_loss` for the map."""
 
     def __init__(self, tr: SemiDualJKO, source, data, k: int, tau: float) -> None:
-        self.tr, self.source, self.data, self.k, self.tau = tr, source, data, k, tau
-        self.psi_term = None
+        self.tr, self.source, self.data, self.k, self.tau, self.psi_term = tr, source, data, k, tau, None
 
     def batch(self) -> None:
         return None
+
+    def values(self, y: Tensor) -> Tensor:
+        v = self.tr.potential(y)
+        if v.numel() != y.shape[0]:
+            raise ValueError(f"potential_net must give one value per point ({len(y)}), got {tuple(v.shape)}")
+        return v.reshape(y.shape[0])
 
     def critic_loss(self, _) -> tuple[Tensor, Tensor]:
         tr = self.tr
         y = _draw(tr, self.data, tr.batch_size, "data")
         if tr.instance_noise:
             y = add_instance_noise(y, self.k, generator=tr._noise_generator)
-        if tr.r1 > 0:
-            v_real, grad = value_and_input_grad(lambda t: _values(tr, t), y)
-        else:
-            v_real, grad = _values(tr, y), None
+        v_real, grad = value_and_input_grad(self.values, y) if tr.r1 > 0 else (self.values(y), None)
         x0 = _draw(tr, self.source, tr.batch_size, "source")
         inputs = _push_chain(tr, x0, tr.chain) if tr.parametrization == "composed" else x0
         with torch.no_grad():
             fake = _call(tr.map, inputs, _latent(tr, inputs.shape[0]))
         if fake.shape[1:] != y.shape[1:]:
             raise ValueError(f"data points have shape {tuple(y.shape[1:])}, map_net {tuple(fake.shape[1:])}")
-        loss_v = potential_loss(_values(tr, fake), v_real, tr._psi, grad_real=grad, r1=tr.r1)
+        loss_v = potential_loss(self.values(fake), v_real, tr._psi, grad_real=grad, r1=tr.r1)
         self.psi_term = tr._psi(-v_real.detach()).mean()
         return loss_v, loss_v.detach()
 
@@ -363,7 +350,7 @@ class _PhaseLoss:
         new = _call(tr.map, inputs, z)
         if new.shape != old.shape:  # e.g. latent and data spaces differ: pass initial_map="copy"
             raise ValueError(f"map_net outputs shape {tuple(new.shape)}, source points {tuple(old.shape)}")
-        loss_t = map_loss(new, old, _values(tr, new), self.tau, per_dim_average=tr.per_dim_average)
+        loss_t = map_loss(new, old, self.values(new), self.tau, per_dim_average=tr.per_dim_average)
         return loss_t, [loss_t.detach(), loss_t.detach() - self.psi_term]
 
 
@@ -377,9 +364,8 @@ def _frozen_copies(net: nn.Module, states: list[dict]) -> list[nn.Module]:
 class SemiDualJKO(TrainerPreset):
     r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed (O(K^2)).
 
-    Phase k trains, on the :class:`~gwf_tutorial.trainer.Trainer` (the potential as its critic; one Adam step
-    on :func:`potential_loss`, one on :func:`map_loss` per iteration), the semi-dual of the step from
-    :math:`\rho_k = (T_{k-1})_\#\mu_0`,
+    Phase k alternates Adam steps on :func:`potential_loss` and :func:`map_loss` (a
+    :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) for the step from :math:`\rho_k`,
 
     .. math::
 
@@ -387,10 +373,10 @@ class SemiDualJKO(TrainerPreset):
         \frac{|T(x_0, z) - T_{k-1}(x_0, z')|^2}{2\tau} - v(T(x_0, z))\Big]
         - \mathbb E_{y\sim\nu}\,\Psi^*(-v(y)),
 
-    :math:`T_k` started as a copy of :math:`T_{k-1}` (reparameterized) or a new step map after the frozen
-    chain :math:`T_{k-1} \circ \dots \circ T_0` (composed; ``chain``, ``chain_ema``). Defaults are the
-    official toy code's: :math:`z' = z`, no instance noise, the summed cost (:func:`tau_from_h`); a tensor
-    sampler with at most ``batch_size`` rows is used whole at every iteration.
+    :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k = (T_{k-1})_\#\mu_0`) or a new step
+    map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0` (composed; ``chain``, ``chain_ema``).
+    Defaults are the official toy code's: :math:`z' = z`, no instance noise, the summed cost
+    (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used whole at each iteration.
 
     Parameters
     ----------
@@ -489,15 +475,11 @@ class SemiDualJKO(TrainerPreset):
     def start_phase(self) -> None:
         """Prepare phase k = ``n_phases``: freeze the previous map :math:`T_{k-1}` as the old map
         (reparameterized) or train a copy of the last step map (composed). Called by :meth:`phase`."""
+        self._old = None
         if self.parametrization == "reparameterized":
             self._old = self.initial_map if self.n_phases == 0 else frozen_copy(self.map)
-            return
-        self._old = None
-        if self.n_phases > 0:
-            new = frozen_copy(self.chain[-1])
-            for p in new.parameters():
-                p.requires_grad_(True)
-            self.trainer.set_map(new.train())
+        elif self.n_phases > 0:
+            self.trainer.set_map(frozen_copy(self.chain[-1]).requires_grad_(True).train())
 
     def source_and_old(self, x0: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         r"""For latent points ``x0``: the map's inputs, the paired points of :math:`\rho_k` (no graph) and the
@@ -584,8 +566,7 @@ class SemiDualJKO(TrainerPreset):
         return {**{k: getattr(self, k) for k in _CONFIG}, "initial_map": initial}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save :meth:`state_dict` and the hyperparameters to ``path`` (atomically, with a hash:
-        :func:`gwf_tutorial.train.save_checkpoint`)."""
+        """Save :meth:`state_dict` and the hyperparameters (:func:`gwf_tutorial.train.save_checkpoint`)."""
         save_checkpoint(path, self.state_dict(), kind=_KIND, config=self._checkpoint_config())
 
     def load(self, path: str | os.PathLike, *, max_phases: int | None = None) -> None:
@@ -602,8 +583,7 @@ class SemiDualJKO(TrainerPreset):
         self.trainer.load(path, kind=_KIND, config=self._checkpoint_config(), restore=restore, what="trainer")
 
     def state_dict(self) -> dict:
-        """Everything a resume at a phase boundary needs: the Trainer's state (networks, Adam, EMA,
-        generator), the chain, the noise generator and the history."""
+        """What a resume at a phase boundary needs: the Trainer's state, the chain, the RNGs, the history."""
         initial = self.initial_map.state_dict() if isinstance(self.initial_map, nn.Module) else None
         return {"trainer": self.trainer.state_dict(), "chain": [m.state_dict() for m in self.chain],
                 "chain_ema": [m.state_dict() for m in self.chain_ema], "initial_map": initial,
@@ -615,11 +595,10 @@ class SemiDualJKO(TrainerPreset):
             self.initial_map.load_state_dict(state["initial_map"])
         self.chain = _frozen_copies(self.map, state["chain"])
         self.chain_ema = _frozen_copies(self.map, state["chain_ema"])
-        self.n_phases = int(state["n_phases"])
+        self.n_phases, self._old = int(state["n_phases"]), None
         if self._noise_generator is not self.generator:
             self._noise_generator.set_state(state["noise_generator"])
         self.history = [PhaseResult(**r) for r in state["history"]]
-        self._old = None
 
 
 def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int = 0,
@@ -638,9 +617,8 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
     """
     from gwf_tutorial.nets import MLP, ResidualMLP
 
-    dim = check_int(dim, "dim")
+    dim, noise_dim = check_int(dim, "dim"), check_int(noise_dim, "noise_dim", min_value=0)
     seed = check_int(seed, "seed", min_value=0)
-    noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
     torch.manual_seed(seed)
     map_net = LatentMap(ResidualMLP(dim, hidden, 2, in_dim=dim + noise_dim, zero_init_last=True, dtype=dtype))
     potential = MLP(dim, 1, hidden=hidden, depth=3, dtype=dtype)
