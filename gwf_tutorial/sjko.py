@@ -48,7 +48,6 @@ _PARAMETRIZATIONS = ("reparameterized", "composed")
 _KIND = "sjko.SemiDualJKO"
 _CONFIG = ("divergence tau lr lr_critic betas r1 ema_decay per_dim_average independent_latents "
            "instance_noise n_iters batch_size noise_dim parametrization lr_schedule").split()  # fmt: skip
-_Divergence = str | Callable[[Tensor], Tensor]
 
 
 def _check_flag(value, name: str) -> bool:
@@ -76,7 +75,7 @@ def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
     return (w * values).sum() / w.sum()
 
 
-def _data_term(divergence: _Divergence, v_real, data_weights) -> tuple[Tensor, Tensor]:
+def _data_term(divergence: str | Callable, v_real, data_weights) -> tuple[Tensor, Tensor]:
     r"""``v_real`` as ``(m,)`` and :math:`\mathbb E_\nu \Psi^*(-v)`."""
     psi, v_real = psi_star(divergence), _as_values(v_real, "v_real")
     return v_real, _weighted_mean(psi(-v_real), data_weights, "data_weights")
@@ -101,7 +100,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     return h if _check_flag(per_dim_average, "per_dim_average") else h * dim
 
 
-def potential_loss(v_fake, v_real, divergence: _Divergence = "kl", *, grad_real: Tensor | None = None,
+def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
                    r1: float = 0.0, source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
     r"""Loss of the potential (minimised, a tensor of shape ()): minus the semi-dual up to terms free of v.
 
@@ -157,7 +156,7 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
     return _weighted_mean(cost - v_new, source_weights, "source_weights")
 
 
-def semi_dual_objective(cost, v_fake, v_real, divergence: _Divergence = "kl", *, source_weights=None,
+def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl", *, source_weights=None,
                         data_weights=None) -> Tensor:  # fmt: skip
     r"""The semi-dual objective (a tensor of shape ()), the primal JKO objective at the saddle point.
 
@@ -339,7 +338,8 @@ class _PhaseLoss:
         with torch.no_grad():
             fake = _call(tr.map, inputs, _latent(tr, inputs.shape[0]))
         if fake.shape[1:] != y.shape[1:]:
-            raise ValueError(f"data points have shape {tuple(y.shape[1:])}, map_net {tuple(fake.shape[1:])}")
+            raise ValueError(f"data points have shape {tuple(y.shape[1:])} but map_net outputs shape "
+                             f"{tuple(fake.shape[1:])}")  # fmt: skip
         loss_v = potential_loss(self.values(fake), v_real, tr._psi, grad_real=grad, r1=tr.r1)
         self.psi_term = tr._psi(-v_real.detach()).mean()
         return loss_v, loss_v.detach()
@@ -396,7 +396,7 @@ class SemiDualJKO(TrainerPreset):
     Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2)), chapters 4 and 9 (a baseline).
     """
 
-    def __init__(self, map_net: nn.Module, potential_net: nn.Module, divergence: _Divergence = "kl",
+    def __init__(self, map_net: nn.Module, potential_net: nn.Module, divergence: str | Callable = "kl",
                  tau: float = 1.0, *, lr: float = 1e-4, lr_critic: float = 2e-5, betas=(0.5, 0.9),
                  r1: float = 0.2, ema_decay: float | None = None, per_dim_average: bool = False,
                  independent_latents: bool = False, instance_noise: bool = False, n_iters: int = 5000,
