@@ -1,30 +1,23 @@
-r"""CIFAR-10 on one GPU (or several under ``torchrun``): one resumable entry point over :mod:`gwf_tutorial.trainer`.
+r"""CIFAR-10 on one GPU, or several under ``torchrun``: one resumable entry point over the library's loop.
 
-.. code-block:: bash
-
-    python -m gwf_tutorial.cifar10 --method jko-kldv --net small --out runs/kldv       # train (--help: flags)
-    python -m gwf_tutorial.cifar10 --resume --out runs/kldv                             # continue to the end
-    torchrun --nproc_per_node 4 -m gwf_tutorial.cifar10 --method sjko --out runs/sjko    # 4 GPUs (DDP)
-    python -m gwf_tutorial.cifar10 --smoke --method drifting --out runs/smoke            # CPU, offline
-
-Every method trains a one-step generator :math:`G_\theta : \mathbb R^{n_z} \to [-1, 1]^{3 \cdot 32 \cdot 32}`
-with the library's losses: ``jko-kldv`` and ``jko-mmd`` (a parametric JKO step, chapters 4-5, with a KL-DV
-critic or a learned-kernel MMD), ``sjko`` (the S-JKO semi-dual, chapter 7), ``drifting`` (chapter 8):
+``python -m gwf_tutorial.cifar10 --method sjko --out runs/sjko`` trains (``--help`` lists the flags,
+``--resume`` continues a run, ``--smoke`` runs on the CPU offline). Every method trains a one-step generator
+:math:`G_\theta : \mathbb R^{n_z} \to [-1, 1]^{3 \cdot 32 \cdot 32}` with the library's losses:
+``jko-kldv`` / ``jko-mmd`` (parametric JKO, chapters 4-5, KL-DV critic or learned-kernel MMD), ``sjko``
+(chapter 7), ``drifting`` (chapter 8); e.g. phase :math:`k` of ``jko-kldv`` is
 
 .. math::
 
     \min_\theta \max_h\ \tfrac{1}{2\tau d}\,\mathbb E_z|G_\theta(z) - G_k(z)|^2
-    + \mathbb E_z h(G_\theta(z)) - \log \mathbb E_\nu e^{h} \quad (\texttt{jko-kldv}, \text{phase } k).
+    + \mathbb E_z h(G_\theta(z)) - \log \mathbb E_\nu e^{h}.
 
-The loop is :class:`gwf_tutorial.trainer.Trainer` (EMA, bf16 autocast on CUDA, cosine schedules, one
-checkpoint format); around it: DDP, a rolling ``last.pt`` with every random state so that ``--resume`` is
-bit-exact on a CPU, the refusal of a folder that holds a run (``--overwrite`` replaces it) and FID / KID
-(Inception-v3, or :class:`StandInFeatures` offline: then not an FID) at the end.
+:class:`gwf_tutorial.trainer.Trainer` runs it (EMA, bf16 autocast, schedules); this module adds DDP,
+checkpoints with every random state (``--resume`` is bit-exact on a CPU), the refusal of a folder that
+holds a run (``--overwrite`` replaces it) and FID / KID at the end (offline: :class:`StandInFeatures`).
+References: the official ``train.py`` of GWF (``Paulcauch/GWF``), S-JKO (``Jae-Moo/Scalable-JKO``) and
+drifting (``lambertae/drifting``); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
 
 Used in: chapter 10.
-
-References: GWF ``Paulcauch/GWF``, S-JKO ``Jae-Moo/Scalable-JKO``, drifting ``lambertae/drifting`` (their
-``train.py`` and README commands); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
 """
 
 from __future__ import annotations
@@ -155,7 +148,8 @@ class Config:
         return 0 if k == 0 else self.n_iters_first + (k - 1) * self.n_iters
 
     def phase_of(self, step: int) -> int:
-        return 0 if step < self.n_iters_first or not self.n_iters else 1 + (step - self.n_iters_first) // self.n_iters
+        first, n = self.n_iters_first, self.n_iters
+        return 0 if step < first or not n else 1 + (step - first) // n
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -164,8 +158,8 @@ class Config:
     def label(self) -> str:
         """What the numbers of this run are: data and features."""
         data = "CIFAR-10 train set" if self.data == "cifar10" else "SYNTHETIC data (not CIFAR-10)"
-        feat = "Inception-v3 features" if self.feature == "inception" else "STAND-IN features (random conv net)"
-        return f"{data}, {feat}"
+        inception = self.feature == "inception"
+        return f"{data}, {'Inception-v3 features' if inception else 'STAND-IN features (random conv net)'}"
 
 
 def _choice(value, name: str):
@@ -231,8 +225,10 @@ def _validate(cfg: Config) -> None:
             raise ValueError(f"reference 'none' is for drifting only; {cfg.method} needs a JKO reference")
     if cfg.method == "jko-mmd" and cfg.r1 > 0:
         raise ValueError("jko-mmd penalises the witness with gp (WGAN-GP); r1 must be 0")
-    if cfg.reference == "upsample" and (cfg.latent_dim % 3 or math.isqrt(cfg.latent_dim // 3) ** 2 * 3 != cfg.latent_dim):
-        raise ValueError(f"reference 'upsample' needs latent_dim = 3 * s * s (a 3 x s x s image), got {cfg.latent_dim}")
+    if cfg.reference == "upsample" and math.isqrt(cfg.latent_dim // 3) ** 2 * 3 != cfg.latent_dim:
+        raise ValueError(
+            f"reference 'upsample' needs latent_dim = 3 * s * s (a 3 x s x s image), got {cfg.latent_dim}"
+        )
     cfg.betas = check_betas(tuple(cfg.betas))
     cfg.temperatures = tuple(check_positive(t, "temperatures") for t in cfg.temperatures)
     if not isinstance(cfg.device, str):
@@ -267,9 +263,10 @@ def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
     """
     base = {"data": "synthetic", "n_synthetic": 2000, "image_size": 16, "batch_size": 32, "n_phases": 4,
             "n_iters_first": 100, "n_iters": 50, "ema_decay": 0.98, "fid_samples": 1000, "feature": "standin",
-            "ckpt_every": 50, "save_every": 0, "log_every": 10, "out": f"runs/smoke-{method}", "device": "cpu",
-            "latent_dim": 48}  # fmt: skip
-    base.update({"drifting": {"n_phases": 1, "n_iters_first": 250, "n_iters": 0}, "sjko": {"tau": 0.5}}.get(method, {}))
+            "ckpt_every": 50, "save_every": 0, "log_every": 10, "out": f"runs/smoke-{method}",
+            "device": "cpu", "latent_dim": 48}  # fmt: skip
+    per_method = {"drifting": {"n_phases": 1, "n_iters_first": 250, "n_iters": 0}, "sjko": {"tau": 0.5}}
+    base.update(per_method.get(method, {}))
     return make_config(method, "tiny", **{**base, **overrides})
 
 
@@ -306,7 +303,8 @@ def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init:
     except ValueError as err:
         raise ValueError(f"RANK / LOCAL_RANK / WORLD_SIZE must be integers: {err}") from err
     if world < 1 or not 0 <= rank < world or local < 0:
-        raise ValueError(f"inconsistent torchrun variables: RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world}")
+        raise ValueError(f"inconsistent torchrun variables: RANK={rank}, LOCAL_RANK={local}, "
+                         f"WORLD_SIZE={world}")  # fmt: skip
     if world == 1:
         return DistInfo()
     info = DistInfo(rank=rank, local_rank=local, world_size=world, backend="nccl" if cuda else "gloo")
@@ -403,12 +401,13 @@ class Trainer:
         torch.backends.cudnn.benchmark = cuda or torch.backends.cudnn.benchmark  # fastest convolutions
         real = self._load_real() if real is None else real
         if not isinstance(real, Tensor) or real.ndim != 4:
-            raise ValueError(f"real must be a tensor of shape (N, C, H, W), got {getattr(real, 'shape', real)}")
+            raise ValueError(f"real must be a tensor (N, C, H, W), got {getattr(real, 'shape', real)}")
         self.image_shape, self.dim = tuple(real.shape[1:]), int(np.prod(real.shape[1:]))
         self.real = real.to(self.device, torch.float32).reshape(real.shape[0], self.dim)
         # random streams: one on the device (latents, noise, batches), one on the CPU (penalties)
         rank_seed = cfg.seed + 1_000_003 * self.dist.rank
-        self.g_dev, self.g_cpu = _train.make_generator(rank_seed, self.device), _train.make_generator(rank_seed + 1)
+        self.g_dev = _train.make_generator(rank_seed, device=self.device)
+        self.g_cpu = _train.make_generator(rank_seed + 1)
         torch.manual_seed(cfg.seed)  # network initialisation: the same on every process
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -430,7 +429,8 @@ class Trainer:
         self.names = ("loss_g",) if self.critic is None else ("loss_d", "objective", "transport", "loss_g")
         self.g_train, self.d_train = self.generator, None
         if self.critic is not None:
-            self.d_train = _CriticLoss(self.critic, self._potential_loss if cfg.method == "sjko" else self._adversary)
+            loss_fn = self._potential_loss if cfg.method == "sjko" else self._adversary
+            self.d_train = _CriticLoss(self.critic, loss_fn)
         if self.dist.distributed:
             ddp = torch.nn.parallel.DistributedDataParallel
             ids = [self.device.index] if cuda else None
@@ -443,18 +443,20 @@ class Trainer:
     opt_g = property(lambda self: self.trainer.opt_map)
 
     def _load_real(self) -> Tensor:
-        if self.cfg.data == "cifar10":  # rank 0 downloads first, the others read its copy
-            images = _data.cifar10_tensor(self.cfg.data_root, train=True, download=True)[0] if self.dist.is_main else None
+        cfg = self.cfg
+        if cfg.data == "cifar10":  # rank 0 downloads first, the others read its copy
+            images = _data.cifar10_tensor(cfg.data_root, download=True)[0] if self.dist.is_main else None
             self._barrier()
-            return images if images is not None else _data.cifar10_tensor(self.cfg.data_root, train=True)[0]
-        g = _train.make_generator(10_000 + self.cfg.seed)  # the same synthetic set on every process
-        return _data.synthetic_images(self.cfg.n_synthetic, size=self.cfg.image_size, generator=g)[0]
+            return images if images is not None else _data.cifar10_tensor(cfg.data_root, download=False)[0]
+        g = _train.make_generator(10_000 + cfg.seed)  # the same synthetic set on every process
+        return _data.synthetic_images(cfg.n_synthetic, size=cfg.image_size, generator=g)[0]
 
     def _build_critic(self, c: int, s: int) -> nn.Module | None:
         cfg = self.cfg
         if cfg.method == "jko-mmd":  # the kernel's embedding is the conv net, starting at 0 (pixel kernel)
             conv = ConvCritic(c, s, cfg.d_width, cfg.mmd_features, n_blocks=cfg.d_blocks, zero_init_last=True)
-            return _critics.LearnedKernel(self.dim, feature_dim=cfg.mmd_features, embedding=_Autocast(conv, self.amp))
+            embedding = _Autocast(conv, self.amp)
+            return _critics.LearnedKernel(self.dim, feature_dim=cfg.mmd_features, embedding=embedding)
         if cfg.method == "drifting":
             return None
         conv = _Autocast(ConvCritic(c, s, cfg.d_width, 1, n_blocks=cfg.d_blocks), self.amp)
@@ -463,12 +465,14 @@ class Trainer:
     # -- the problem of the loop: batch, critic_loss, map_loss --------------------------------------
 
     def _adversary(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        loss, bound = self.objective.critic_loss(critic, x, y, r1=self.cfg.r1, gp=self.cfg.gp, generator=self.g_cpu)
+        cfg = self.cfg
+        loss, bound = self.objective.critic_loss(critic, x, y, r1=cfg.r1, gp=cfg.gp, generator=self.g_cpu)
         return loss, bound.detach()
 
     def _potential_loss(self, potential: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """S-JKO potential loss ``E v(T(x)) + E Psi*(-v(y)) + r1/2 E|grad v(y)|^2`` (KL)."""
-        v_real, grad = _critics.value_and_input_grad(potential, y) if self.cfg.r1 > 0 else (potential(y), None)
+        r1 = self.cfg.r1
+        v_real, grad = _critics.value_and_input_grad(potential, y) if r1 > 0 else (potential(y), None)
         loss = _sjko.potential_loss(potential(x), v_real, "kl", grad_real=grad, r1=self.cfg.r1)
         return loss, loss.detach()
 
@@ -481,13 +485,15 @@ class Trainer:
             return torch.randn(z.shape[0], self.dim, generator=self.g_dev, device=self.device)
         c, s = self.image_shape[:2]
         q = math.isqrt(z.shape[1] // c)  # "upsample"
-        img = nn.functional.interpolate(z.reshape(-1, c, q, q), size=(s, s), mode="bicubic", align_corners=False)
+        z_img = z.reshape(-1, c, q, q)
+        img = nn.functional.interpolate(z_img, size=(s, s), mode="bicubic", align_corners=False)
         return img.reshape(z.shape[0], self.dim)
 
     def _draw(self) -> tuple[Tensor, Tensor]:
         b = self.cfg.batch_size
         z = torch.randn(b, self.cfg.latent_dim, generator=self.g_dev, device=self.device)
-        return z, self.real[torch.randint(0, self.real.shape[0], (b,), generator=self.g_dev, device=self.device)]
+        idx = torch.randint(0, self.real.shape[0], (b,), generator=self.g_dev, device=self.device)
+        return z, self.real[idx]
 
     def batch(self) -> None:
         """Start a phase when ``step`` is a phase boundary (freeze :math:`G_k`); the batches are drawn by
@@ -495,8 +501,9 @@ class Trainer:
         cfg, step = self.cfg, self.step
         if cfg.method == "drifting":
             return
-        boundary = step > 0 and cfg.n_iters > 0 and step >= cfg.n_iters_first and (step - cfg.n_iters_first) % cfg.n_iters == 0
-        if boundary or (step == 0 and cfg.reference == "copy" and self.old is None):
+        boundary = 0 < step and cfg.n_iters > 0 and step >= cfg.n_iters_first
+        first_copy = step == 0 and cfg.reference == "copy" and self.old is None
+        if (boundary and (step - cfg.n_iters_first) % cfg.n_iters == 0) or first_copy:
             self.old = frozen_copy(self.generator).train()
 
     def critic_loss(self, _) -> tuple[Tensor, Tensor]:
@@ -532,8 +539,10 @@ class Trainer:
             self.extra["drift_rms"] = torch.as_tensor(raw)
             return V
         d = self.drift
-        return _drifting.multi_temperature_field(x, y, None, d.temperatures, d.normalize, attraction=d.attraction,
-                                                 repulsion=d.repulsion, affinity_floor=d.affinity_floor)  # fmt: skip
+        return _drifting.multi_temperature_field(
+            x, y, None, d.temperatures, d.normalize,
+            attraction=d.attraction, repulsion=d.repulsion, affinity_floor=d.affinity_floor,
+        )  # fmt: skip
 
     def train_step(self) -> dict:
         r"""One iteration :math:`t \mapsto t + 1` of the loop; its detached scalar losses (on the device).
@@ -561,8 +570,9 @@ class Trainer:
         states = [rng] * self.dist.world_size
         if self.dist.distributed:
             torch.distributed.all_gather_object(states, rng)
-        return {"trainer": self.trainer.state_dict(), "old": None if self.old is None else self.old.state_dict(),
-                "step": self.step, "world_size": self.dist.world_size, "rng": states, "history": list(self.history),
+        old = None if self.old is None else self.old.state_dict()
+        return {"trainer": self.trainer.state_dict(), "old": old, "step": self.step, "rng": states,
+                "world_size": self.dist.world_size, "history": list(self.history),
                 "train_seconds": self.train_seconds, "device": _gpu_name(self.device)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
@@ -645,7 +655,8 @@ class Trainer:
             self.train_seconds = seconds0 + time.perf_counter() - t0
             if self._logs_at(self.step):
                 rec = {"step": self.step, "phase": cfg.phase_of(self.step - 1)}
-                rec.update({k: float(v) / n for k, (v, n) in acc.items()}, lr=self.opt_g.param_groups[0]["lr"])
+                rec.update({k: float(v) / n for k, (v, n) in acc.items()})
+                rec["lr"] = self.opt_g.param_groups[0]["lr"]
                 self.history.append(rec), acc.clear()
                 if self.dist.is_main:
                     with open(out / "log.jsonl", "a") as f:
@@ -664,8 +675,9 @@ class Trainer:
                 return True
             return False
 
-        self.trainer.fit(self, cfg.total_iters, start=self.step, desc=f"{cfg.method} ({cfg.data})", names=self.names,
-                         progress=cfg.progress and self.dist.is_main, callback=after)  # fmt: skip
+        self.trainer.fit(self, cfg.total_iters, start=self.step, desc=f"{cfg.method} ({cfg.data})",
+                         names=self.names, progress=cfg.progress and self.dist.is_main,
+                         callback=after)  # fmt: skip
         return status[0]
 
 
@@ -698,12 +710,13 @@ def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | N
             real, fake, extractor, subsets=50, subset_size=1000, batch_size=cfg.fid_batch, device=dev)
     data = "CIFAR-10 train set" if cfg.data == "cifar10" else "synthetic data (not CIFAR-10)"
     feat = "Inception-v3 (torchmetrics)" if feature == "inception" else StandInFeatures.label
-    return {**res, "feature": feature, "data": cfg.data, "label": f"{data}; features: {feat}; {_gpu_name(dev)}",
-            "device": _gpu_name(dev), "method": cfg.method, "net": cfg.net, "step": trainer.step,
+    label = f"{data}; features: {feat}; {_gpu_name(dev)}"
+    return {**res, "feature": feature, "data": cfg.data, "label": label, "device": _gpu_name(dev),
+            "method": cfg.method, "net": cfg.net, "step": trainer.step,
             "train_seconds": trainer.train_seconds, "eval_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
-def load_generator(path: str | os.PathLike, *, device: str = "cpu", use_ema: bool = True) -> tuple[nn.Module, Config]:
+def load_generator(path: str | os.PathLike, *, device: str = "cpu", use_ema: bool = True) -> tuple:
     """The (EMA) generator of a checkpoint in eval mode, ``(n, latent_dim) -> (n, C*H*W)``, and its Config."""
     state, config = _train.load_checkpoint(path, kind=_KIND, map_location=device)
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
@@ -715,8 +728,8 @@ def load_generator(path: str | os.PathLike, *, device: str = "cpu", use_ema: boo
 def _prepare_fresh_out(out: Path, *, resume: bool, overwrite: bool, is_main: bool) -> None:
     """Refuse a fresh run into a folder holding a run (unless ``overwrite``: then clear its files)."""
     if resume and is_main:
-        print(f"[gwf_tutorial.cifar10] --resume: no checkpoint {str(out / 'last.pt')!r}; starting a fresh run",
-              file=sys.stderr, flush=True)  # fmt: skip
+        msg = f"--resume: no checkpoint {str(out / 'last.pt')!r}; starting a fresh run"
+        print(f"[gwf_tutorial.cifar10] {msg}", file=sys.stderr, flush=True)
     held = [p.name for p in (sorted(out.glob("*")) if out.is_dir() else [])
             if p.name in _RUN_FILES or (p.match("step_*.pt") and p.is_file())]  # fmt: skip
     if held and not overwrite:
@@ -758,8 +771,8 @@ def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = Fals
     status = trainer.run(stop_check=(lambda: time.perf_counter() >= t_end) if cfg.time_budget > 0 else None)
     summary = {"status": status, "step": trainer.step, "total_iters": cfg.total_iters,
                "resumed_from": trainer.resumed_from, "train_seconds": round(trainer.train_seconds, 2),
-               "device": _gpu_name(trainer.device), "world_size": trainer.dist.world_size, "method": cfg.method,
-               "net": cfg.net, "label": cfg.label}  # fmt: skip
+               "device": _gpu_name(trainer.device), "world_size": trainer.dist.world_size,
+               "method": cfg.method, "net": cfg.net, "label": cfg.label}  # fmt: skip
     if trainer.dist.distributed:  # DDP keeps the replicas equal: check it
         mine = float(sum(p.detach().double().sum() for p in trainer.generator.parameters()))
         sums: list = [None] * trainer.dist.world_size
@@ -803,8 +816,9 @@ def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
     for rec in result["throughput"]:
         if rec["precision"] == precision and rec["method"] in METHODS:
             iters, speed = make_config(rec["method"], s["recipe_net"]).total_iters, rec["steady_it_per_s"]
-            rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"], "precision": precision,
-                         "it_per_s": speed, "recipe_iters": iters, "hours": iters / speed / 3600.0,
+            rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"],
+                         "precision": precision, "it_per_s": speed, "recipe_iters": iters,
+                         "hours": iters / speed / 3600.0,
                          "device": result["device"], "dry_run": bool(result["dry_run"])})  # fmt: skip
     if not rows:
         raise ValueError(f"the result holds no {precision} measurement")
@@ -816,16 +830,17 @@ _FLAGS = {"lr": "--lr-g", "lr_critic": "--lr-d", "n_phases": "--phases", "n_iter
           "n_iters": "--iters"}  # fmt: skip
 _HELP = {
     "smoke": "CPU smoke run: synthetic 16x16 data, tiny nets, stand-in FID",
-    "resume": "continue from OUT/last.pt (its training settings are reused; a damaged file is refused) to the end "
-    "of the run; an earlier --time-budget is not: give --time-budget again to stop early. Without OUT/last.pt "
-    "it says so on stderr and starts a fresh run",
+    "resume": "continue from OUT/last.pt (its training settings are reused; a damaged file is refused) to "
+    "the end of the run; an earlier --time-budget is not: give --time-budget again to stop early. Without "
+    "OUT/last.pt it says so on stderr and starts a fresh run",
     "overwrite": "start a fresh run even if OUT already holds one (its last.pt, step_*.pt, log.jsonl, "
     "metrics.json, samples.png are deleted); without it (or --resume) such a folder is refused",
     "lr": "Adam learning rate of the generator", "lr_critic": "... of the critic / potential",
     "tau": "JKO step (cost |x-x'|^2 / (2 tau d))", "n_phases": "JKO phases K", "batch_size": "per process",
     "n_iters_first": "iterations of phase 0 (drifting: all)", "n_iters": "iterations of each later phase",
     "reference": "what phase 0 is pulled to", "amp": "bf16 autocast on CUDA", "out": "output folder",
-    "time_budget": "seconds of training in THIS invocation, then stop after a checkpoint (not saved for --resume)",
+    "time_budget": "seconds of training in THIS invocation, then stop after a checkpoint "
+    "(not saved for --resume)",
     "fid_samples": "0: no evaluation", "feature": "standin: offline stand-in, not an FID",
     "save_every": "periodic checkpoint period (0: none)", "ckpt_every": "rolling checkpoint period",
 }  # fmt: skip
@@ -837,15 +852,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     Used in: :func:`main`.
     """
-    defaults = [f"  {m:9s} " + ", ".join(f"{k}={v}" for k, v in d.items()) for m, d in METHOD_DEFAULTS.items()]
+    defaults = [f"  {m:9s} " + ", ".join(f"{k}={v}" for k, v in d.items())
+                for m, d in METHOD_DEFAULTS.items()]
     p = argparse.ArgumentParser(
         prog="python -m gwf_tutorial.cifar10", argument_default=argparse.SUPPRESS,
-        description="Train a one-step generator on CIFAR-10 with parametric JKO (KL-DV, MMD), S-JKO or drifting; "
-        "resumable, EMA, bf16 autocast on CUDA, DDP under torchrun, FID/KID at the end.",
+        description="Train a one-step generator on CIFAR-10 with parametric JKO (KL-DV, MMD), S-JKO or "
+        "drifting; resumable, EMA, bf16 autocast on CUDA, DDP under torchrun, FID/KID at the end.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(["defaults (official commands; unset options keep them):", *defaults,
                           "  nets: " + "; ".join(f"{k}: {v}" for k, v in NET_PRESETS.items()),
-                          f"  --net large with jko-kldv: {_LARGE_KLDV}", f"  --smoke: {_HELP['smoke']}, CPU"]),
+                          f"  --net large with jko-kldv: {_LARGE_KLDV}",
+                          f"  --smoke: {_HELP['smoke']}, CPU"]),
     )  # fmt: skip
     for name in ("smoke", "resume", "overwrite"):
         p.add_argument(f"--{name}", action="store_true", help=_HELP[name])
@@ -885,7 +902,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
         conflicts = {k: {"checkpoint": saved.get(k), "given": v} for k, v in given.items()
                      if k not in _OPERATIONAL and saved.get(k) != v}
         if conflicts:
-            raise ValueError(f"--resume with settings that differ from the checkpoint {str(out / 'last.pt')!r}: {conflicts}")
+            raise ValueError(f"--resume with settings that differ from the checkpoint "
+                             f"{str(out / 'last.pt')!r}: {conflicts}")  # fmt: skip
         cfg = Config(**{**saved, **{k: v for k, v in given.items() if k in _OPERATIONAL}, "out": str(out),
                         "time_budget": given.get("time_budget", 0.0)})  # per invocation: never the saved one
         _validate(cfg)
@@ -913,8 +931,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     info = init_distributed(cuda=_train.device(cfg.device or None).type == "cuda")
     try:
         if info.is_main:
-            print(f"[gwf_tutorial.cifar10] {cfg.method} / {cfg.net} on {cfg.label}; {cfg.total_iters} iterations; "
-                  f"world size {info.world_size}; out={cfg.out}", flush=True)  # fmt: skip
+            print(f"[gwf_tutorial.cifar10] {cfg.method} / {cfg.net} on {cfg.label}; {cfg.total_iters} "
+                  f"iterations; world size {info.world_size}; out={cfg.out}", flush=True)  # fmt: skip
         _, summary = train(cfg, dist_info=info, resume=resume, overwrite=overwrite)
         if info.is_main:
             print(json.dumps(summary), flush=True)

@@ -50,10 +50,7 @@ class TrainingDivergedError(FlowDivergedError, FloatingPointError):
 
 def frozen_copy(net: nn.Module) -> nn.Module:
     """A deep copy of ``net`` in eval mode with ``requires_grad=False`` (a frozen :math:`T_k`)."""
-    c = copy.deepcopy(net)
-    for p in c.parameters():
-        p.requires_grad_(False)
-    return c.eval()
+    return copy.deepcopy(net).requires_grad_(False).eval()
 
 
 def _delegate(name: str, doc: str) -> property:
@@ -149,7 +146,8 @@ class Trainer:
         self.set_map(map_net)
 
     def _adam(self, net: nn.Module, lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam(net.parameters(), lr=lr, betas=self.betas, **({"fused": True} if self.fused else {}))
+        fused = {"fused": True} if self.fused else {}
+        return torch.optim.Adam(net.parameters(), lr=lr, betas=self.betas, **fused)
 
     def set_map(self, map_net: nn.Module) -> None:
         """Train ``map_net`` from now on, with a fresh Adam state (and a fresh EMA copy)."""
