@@ -98,6 +98,8 @@ class Config:
 
     with :math:`K, N_0, N` = ``n_phases``, ``n_iters_first``, ``n_iters``. ``tau`` is the JKO step of the
     cost :math:`|x - x'|^2 / (2\tau d)`; ``batch_size`` is per process.
+
+    Used in: :func:`~gwf_tutorial.cifar10.make_config`.
     """
 
     method: str = "jko-kldv"
@@ -274,7 +276,7 @@ def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
 class DistInfo:
     """Process group facts (``backend`` None: one process).
 
-    Used in: :func:`init_distributed`."""
+    Used in: :func:`~gwf_tutorial.cifar10.init_distributed`."""
 
     rank: int = 0
     local_rank: int = 0
@@ -293,7 +295,7 @@ def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init:
 
         \texttt{WORLD\_SIZE} \le 1 \Rightarrow \text{one process, nothing started}.
 
-    Used in: :func:`main`.
+    Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
     env = os.environ if env is None else env
     cuda = _train.device().type == "cuda" if cuda is None else bool(cuda)
@@ -547,7 +549,7 @@ class Trainer:
     def train_step(self) -> dict:
         r"""One iteration :math:`t \mapsto t + 1` of the loop; its detached scalar losses (on the device).
 
-        Used in: :meth:`run`.
+        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.run`.
         """
         self.trainer.set_lr(self.step, self.cfg.total_iters)
         records = self.trainer.iteration(self)
@@ -564,7 +566,7 @@ class Trainer:
         r"""The loop's state (networks, EMA, optimisers), the frozen :math:`G_k`, the step, the history and
         the random states of every process (gathered: collective under DDP).
 
-        Used in: :meth:`save`.
+        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.save`.
         """
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         states = [rng] * self.dist.world_size
@@ -578,7 +580,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (same number of processes).
 
-        Used in: :meth:`load`."""
+        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.load`."""
         if state["world_size"] != self.dist.world_size:
             raise ValueError(f"checkpoint was written by {state['world_size']} process(es), "
                              f"this run has {self.dist.world_size}")  # fmt: skip
@@ -595,7 +597,7 @@ class Trainer:
         """Write :meth:`state_dict` and the configuration (:func:`gwf_tutorial.train.save_checkpoint`:
         atomic, hashed); rank 0 writes, collective under DDP.
 
-        Used in: :meth:`run`."""
+        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.run`."""
         state = self.state_dict()
         if self.dist.is_main:
             _train.save_checkpoint(path, state, kind=_KIND, config=self.cfg.to_dict())
@@ -605,7 +607,7 @@ class Trainer:
         """Load a :meth:`save` file; a damaged one, or one trained with other (non-operational) settings, is
         refused naming it.
 
-        Used in: :func:`train`."""
+        Used in: :func:`~gwf_tutorial.cifar10.train`."""
         state, _ = _train.load_checkpoint(path, kind=_KIND, config=self.cfg.to_dict(), ignore=_OPERATIONAL)
         try:
             self.load_state_dict(state)
@@ -850,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
     r"""The command line of ``python -m gwf_tutorial.cifar10``: one flag per :class:`Config` field (unset
     ones keep the method's defaults, listed by ``--help``), and ``--smoke``, ``--resume``, ``--overwrite``.
 
-    Used in: :func:`main`.
+    Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
     defaults = [f"  {m:9s} " + ", ".join(f"{k}={v}" for k, v in d.items())
                 for m, d in METHOD_DEFAULTS.items()]
@@ -889,7 +891,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
     A ValueError for ``--resume`` with training options that differ from the checkpoint's, a damaged
     checkpoint, or an invalid setting (:func:`make_config`'s checks, before anything runs).
 
-    Used in: :func:`main`.
+    Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
     given = vars(build_parser().parse_args(argv))
     resume, overwrite, smoke = (bool(given.pop(k, False)) for k in ("resume", "overwrite", "smoke"))
@@ -922,7 +924,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         \text{argv} \mapsto \text{summary (also in OUT/metrics.json)}.
 
-    Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --help``).
+    Used in: :mod:`gwf_tutorial.cifar10` (its ``__main__``: ``python -m gwf_tutorial.cifar10``).
     """
     try:
         cfg, resume, overwrite = config_from_args(argv)
