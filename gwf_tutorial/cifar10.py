@@ -374,18 +374,12 @@ def _gpu_name(device: torch.device) -> str:
 
 
 class Trainer:
-    r"""The networks, losses and data of a :class:`Config`, trained resumably by the library's loop.
-
-    A problem of :class:`gwf_tutorial.trainer.Trainer` (attribute ``trainer``): each iteration draws a
-    batch for the critic and one for the generator; for the JKO methods the frozen reference :math:`G_k`
-    is taken at the first iteration of each phase :math:`k \ge 1` (with batch statistics, so the transport
-    cost is exactly 0 there), phase 0's is ``cfg.reference``. ``real``: training images ``(N, C, H, W)``
-    in ``[-1, 1]`` (default: loaded from ``cfg.data``).
-
-    .. math::
-
-        \bar\theta \leftarrow \beta\bar\theta + (1 - \beta)\theta \quad \text{(``ema``, what
-        :meth:`sample` uses)}.
+    r"""The networks, losses and data of a :class:`Config`: the problem that the loop ``trainer`` (a
+    :class:`gwf_tutorial.trainer.Trainer`) trains. Each loss draws its batch; the JKO methods freeze
+    :math:`G_k` at the first iteration of phase :math:`k \ge 1` (batch statistics: the transport cost is
+    exactly 0 there), phase 0 uses ``cfg.reference``. ``real``: images ``(N, C, H, W)`` in ``[-1, 1]``
+    (default: ``cfg.data``). :meth:`sample` uses ``ema``, :math:`\bar\theta \leftarrow \beta\bar\theta
+    + (1 - \beta)\theta`.
 
     Used in: chapter 10.
     """
@@ -463,8 +457,6 @@ class Trainer:
             return None
         conv = _Autocast(ConvCritic(c, s, cfg.d_width, 1, n_blocks=cfg.d_blocks), self.amp)
         return _critics.Critic(self.dim, "kl_dv", net=conv) if cfg.method == "jko-kldv" else conv  # sjko: v
-
-    # -- the problem of the loop: batch, critic_loss, map_loss --------------------------------------
 
     def _adversary(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
@@ -549,7 +541,7 @@ class Trainer:
     def train_step(self) -> dict:
         r"""One iteration :math:`t \mapsto t + 1` of the loop; its detached scalar losses (on the device).
 
-        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.run`.
+        Used in: ``scripts/gpu_check.py`` (:meth:`run` goes through the loop's ``fit``).
         """
         self.trainer.set_lr(self.step, self.cfg.total_iters)
         records = self.trainer.iteration(self)
@@ -560,14 +552,7 @@ class Trainer:
         out, self.extra = {**self.extra, **dict(zip(self.names, records))}, {}
         return out
 
-    # -- checkpoints, sampling, the run -------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        r"""The loop's state (networks, EMA, optimisers), the frozen :math:`G_k`, the step, the history and
-        the random states of every process (gathered: collective under DDP).
-
-        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.save`.
-        """
+    def _state(self) -> dict:  # the loop's state, G_k, the step, the history, every process's RNG states
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         states = [rng] * self.dist.world_size
         if self.dist.distributed:
@@ -577,10 +562,7 @@ class Trainer:
                 "world_size": self.dist.world_size, "history": list(self.history),
                 "train_seconds": self.train_seconds, "device": _gpu_name(self.device)}  # fmt: skip
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (same number of processes).
-
-        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.load`."""
+    def _restore(self, state: dict) -> None:
         if state["world_size"] != self.dist.world_size:
             raise ValueError(f"checkpoint was written by {state['world_size']} process(es), "
                              f"this run has {self.dist.world_size}")  # fmt: skip
@@ -594,11 +576,9 @@ class Trainer:
         self.g_dev.set_state(st["g_dev"]), self.g_cpu.set_state(st["g_cpu"]), _train.set_rng_state(st)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` and the configuration (:func:`gwf_tutorial.train.save_checkpoint`:
-        atomic, hashed); rank 0 writes, collective under DDP.
-
-        Used in: :meth:`~gwf_tutorial.cifar10.Trainer.run`."""
-        state = self.state_dict()
+        """Write the state and the configuration (:func:`gwf_tutorial.train.save_checkpoint`); rank 0
+        writes, collective under DDP. Used in: :meth:`run`."""
+        state = self._state()
         if self.dist.is_main:
             _train.save_checkpoint(path, state, kind=_KIND, config=self.cfg.to_dict())
         self._barrier()
@@ -607,11 +587,11 @@ class Trainer:
         """Load a :meth:`save` file; a damaged one, or one trained with other (non-operational) settings, is
         refused naming it.
 
-        Used in: :func:`~gwf_tutorial.cifar10.train`."""
+        Used in: :func:`train`."""
         state, _ = _train.load_checkpoint(path, kind=_KIND, config=self.cfg.to_dict(), ignore=_OPERATIONAL)
         try:
-            self.load_state_dict(state)
-        except (RuntimeError, KeyError) as err:
+            self._restore(state)
+        except (RuntimeError, KeyError, ValueError) as err:
             raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this run: {err}") from err
 
     def _barrier(self) -> None:
