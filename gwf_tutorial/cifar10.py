@@ -255,10 +255,6 @@ def _check_device(name: str, what: str) -> None:
 def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
     r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID.
 
-    .. math::
-
-        \text{data} = \texttt{synthetic\_images}(2000, 16), \quad \text{FID on 1000 samples}.
-
     Its numbers say nothing about CIFAR-10.
 
     Used in: chapter 10.
@@ -289,11 +285,7 @@ class DistInfo:
 def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init: bool = True) -> DistInfo:
     r"""Read ``torchrun``'s ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (``env``, default ``os.environ``) and
     start the process group (gloo on CPU, NCCL on CUDA; ``init=False``: only parse). A ValueError for
-    inconsistent variables.
-
-    .. math::
-
-        \texttt{WORLD\_SIZE} \le 1 \Rightarrow \text{one process, nothing started}.
+    inconsistent variables; ``WORLD_SIZE`` <= 1: one process, nothing started.
 
     Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
@@ -729,10 +721,6 @@ def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = Fals
     r"""Build a :class:`Trainer`, continue ``cfg.out/last.pt`` if ``resume`` (none: say so, start fresh),
     train, write ``samples.png`` and, when done, :func:`evaluate` into ``metrics.json`` (rank 0).
 
-    .. math::
-
-        \text{config} \mapsto (\text{trainer after } T \text{ iterations}, \text{summary}).
-
     A fresh run refuses a folder that holds a run unless ``overwrite`` (its files are deleted first).
     Returns the trainer and the summary (``status``, ``step``, ``resumed_from``, ``metrics``, ...).
 
@@ -862,14 +850,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, bool]:
-    r"""Parse ``argv`` into a :class:`Config` and the ``--resume`` and ``--overwrite`` flags.
-
-    .. math::
-
-        \texttt{--resume}: \text{the checkpoint's config, given operational options on top}.
-
-    A ValueError for ``--resume`` with training options that differ from the checkpoint's, a damaged
-    checkpoint, or an invalid setting (:func:`make_config`'s checks, before anything runs).
+    r"""Parse ``argv`` into a :class:`Config` and the ``--resume`` and ``--overwrite`` flags (``--resume``:
+    the checkpoint's config, with the given operational options on top). A ValueError for ``--resume``
+    with training options that differ from the checkpoint's, a damaged checkpoint, or an invalid setting
+    (:func:`make_config`'s checks, before anything runs).
 
     Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
@@ -899,10 +883,6 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
 def main(argv: Sequence[str] | None = None) -> dict:
     r"""Command-line entry point: parse (an invalid command line exits with status 2 and a usage message),
     set up DDP from ``torchrun``'s variables, :func:`train`, print the summary as JSON.
-
-    .. math::
-
-        \text{argv} \mapsto \text{summary (also in OUT/metrics.json)}.
 
     Used in: :mod:`gwf_tutorial.cifar10` (its ``__main__``: ``python -m gwf_tutorial.cifar10``).
     """
