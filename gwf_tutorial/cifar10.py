@@ -192,10 +192,6 @@ def make_config(method: str = "jko-kldv", net: str = "small", **overrides) -> Co
     return cfg
 
 
-def _flag(name: str) -> str:
-    return _FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
 def _label(name: str) -> str:
     return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
 
@@ -242,9 +238,9 @@ def _validate(cfg: Config) -> None:
 def _check_device(name: str, what: str) -> None:
     try:
         dev = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from err
-    if dev.type not in ("cpu", "cuda"):
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
         raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{what} {name!r} needs a CUDA GPU, but torch finds none; use --device cpu")
@@ -845,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             opts.update(type={"int": int, "str": str}.get(kind, float))
             opts.update(nargs=2 if f.name == "betas" else "+") if kind == "tuple" else None
-        p.add_argument(_flag(f.name), **opts)
+        p.add_argument(_FLAGS.get(f.name, "--" + f.name.replace("_", "-")), **opts)
     return p
 
 
