@@ -17,9 +17,11 @@ Used in: chapter 4.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -37,19 +39,8 @@ from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variat
 from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
 from gwf_tutorial.trainer import Trainer, frozen_copy
 
-__all__ = [
-    "ESTIMATORS",
-    "VELOCITY_FACTORS",
-    "MONOFLOW_H",
-    "get_velocity_factor",
-    "velocity_from_critic",
-    "FFlowResult",
-    "f_flow",
-    "vgrow",
-    "ept",
-    "monoflow",
-    "dgflow",
-]
+__all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor", "velocity_from_critic",
+           "FFlowResult", "f_flow", "vgrow", "ept", "monoflow", "dgflow"]  # fmt: skip
 
 #: The three ways of reading a velocity off a critic, see :func:`velocity_from_critic`.
 ESTIMATORS = ("logistic", "variational", "least_squares")
@@ -61,15 +52,8 @@ VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r /
 #: MonoFlow's monotone maps :math:`h` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`h'(D)\nabla D`:
 #: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`h' =
 #: r/(1+r)`), ``"minimax"`` (alias ``"js"``) :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
-MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda d: d,
-    "logd": lambda d: -F.softplus(-d),
-    "minimax": F.softplus,
-    "js": F.softplus,
-}
-
-_R_CLAMP = (1e-30, 1e30)
-
+MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
+                                                     "minimax": F.softplus, "js": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     r"""The velocity factor :math:`s(r) = r f''(r)` of ``fdiv``, an elementwise function of :math:`r > 0`.
@@ -96,15 +80,6 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     return lambda r: r * d.f_double_prime(r)
 
 
-def _as_fdiv(fdiv) -> FDivergence | None:
-    """The FDivergence behind ``fdiv`` if there is one (for divergence estimates)."""
-    if isinstance(fdiv, FDivergence):
-        return fdiv
-    if isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS:
-        return get_fdivergence(fdiv)
-    return None
-
-
 def _check_estimator(estimator: str) -> str:
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -118,6 +93,11 @@ def _scalar_out(net: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     if out.shape != (z.shape[0],):
         raise ValueError(f"the critic must return shape (n,) or (n, 1), got {tuple(out.shape)}")
     return out
+
+
+def _ratio(out: Tensor, estimator: str, r_min: float) -> Tensor:
+    """The density ratio from a logistic logit (``e^{-D}``) or a least-squares critic (``1 + h/2``)."""
+    return torch.exp(-out).clamp(1e-30, 1e30) if estimator == "logistic" else (1 + out / 2).clamp_min(r_min)
 
 
 def _grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
@@ -158,8 +138,8 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     if estimator == "logistic":
         if logit_clip is not None:
             out = out.clamp(-logit_clip, logit_clip)
-        return factor(torch.exp(-out).clamp(*_R_CLAMP))[:, None] * g
-    R = (1 + out / 2).clamp_min(r_min)
+        return factor(_ratio(out, estimator, r_min))[:, None] * g
+    R = _ratio(out, estimator, r_min)
     return -(factor(R) / R)[:, None] * (g / 2)
 
 
@@ -171,10 +151,7 @@ def _estimate(fdiv: FDivergence | None, estimator: str, critic, x: Tensor, y: Te
         h_x, h_y = _scalar_out(critic, x), _scalar_out(critic, y)
         if estimator == "variational":
             return float(variational_bound(fdiv, h_x, h_y))
-        if estimator == "logistic":
-            r_x, r_y = torch.exp(-h_x).clamp(*_R_CLAMP), torch.exp(-h_y).clamp(*_R_CLAMP)
-        else:
-            r_x, r_y = (1 + h_x / 2).clamp_min(r_min), (1 + h_y / 2).clamp_min(r_min)
+        r_x, r_y = _ratio(h_x, estimator, r_min), _ratio(h_y, estimator, r_min)
         return float(variational_bound(fdiv, fdiv.f_prime(r_x), fdiv.f_prime(r_y)))
 
 
@@ -221,18 +198,20 @@ def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> Non
 
 
 class _CriticFitter:
-    """Builds, warm-starts and refits the critic of an f-flow (its Adam state kept across refits)."""
+    """Builds, warm-starts and refits the critic of an f-flow (its Adam state kept across refits); ``step``
+    refits it, logs its divergence estimate and returns its velocity field (``field_of(critic)``)."""
 
-    def __init__(self, estimator, fdiv, like: Tensor, critic=None, *, hidden=64, depth=2, lr=1e-3,
-                 batch_size=None, r1=0.0, gp=0.0, generator=None, critic_iters=20,
+    def __init__(self, estimator, fdiv, like: Tensor, critic=None, *, field_of, estimate, hidden=64, depth=2,
+                 lr=1e-3, batch_size=None, r1=0.0, gp=0.0, generator=None, critic_iters=20,
                  first_critic_iters=200):  # fmt: skip
-        self.estimator, self.gen = estimator, generator
+        self.estimator, self.gen, self.field_of, self.estimate = estimator, generator, field_of, estimate
+        self.divergence: list[float] = []
         self.lr = check_positive(lr, "lr")
         self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
         self.r1, self.gp = check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp")
         self.iters = [check_int(n, name) for n, name in ((first_critic_iters, "first_critic_iters"),
                                                          (critic_iters, "critic_iters"))]  # fmt: skip
-        self.fit_fdiv = {"variational": _as_fdiv(fdiv), "least_squares": PEARSON_CHI2}.get(estimator)
+        self.fit_fdiv = {"variational": fdiv, "least_squares": PEARSON_CHI2}.get(estimator)
         if estimator == "variational" and self.fit_fdiv is None:
             raise ValueError("the variational estimator needs an f-divergence (fdiv)")
         if estimator == "logistic" and self.gp > 0:
@@ -248,7 +227,7 @@ class _CriticFitter:
         self.critic, self.n_fits = critic, 0
         self.opt = torch.optim.Adam(critic.parameters(), lr=self.lr)
 
-    def fit(self, x: Tensor, y: Tensor) -> None:
+    def step(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
         """``first_critic_iters`` Adam steps at the first call, ``critic_iters`` at the others."""
         n_iters = self.iters[min(self.n_fits, 1)]
         self.n_fits += 1
@@ -258,28 +237,27 @@ class _CriticFitter:
             logistic_ratio(x, y, net=self.critic, **common)
         else:
             fit_critic(self.critic, x, y, self.fit_fdiv, gp=self.gp, **common)
+        est = self.estimate(self.critic, x)
+        self.divergence.extend([] if est is None else [est])
+        return self.field_of(self.critic)
 
 
 def _rms(x: Tensor) -> float:
     return float(x.detach().pow(2).sum(1).mean().sqrt())
 
 
-def _particle_flow(x0, y, fitter: _CriticFitter, field_of, estimate, step_size, n_steps, *, desc: str,
-                   diffusion=0.0, keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
+def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
+                   keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
     """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
     if not isinstance(keep_fields, bool):
         raise TypeError("keep_fields must be a bool")
-    divergence: list[float] = []
     fields: list[Callable] = []
 
     def velocity_fn(x, at=None):
-        fitter.fit(x, y)
-        est = estimate(fitter.critic, x)
-        if est is not None:
-            divergence.append(est)
+        v_field = fitter.step(x, y)
         if keep_fields:
-            fields.append(field_of(frozen_copy(fitter.critic)))
-        return field_of(fitter.critic)(x if at is None else at)
+            fields.append(fitter.field_of(frozen_copy(fitter.critic)))
+        return v_field(x if at is None else at)
 
     center, default_norm = spread_bound(x0, y)
     max_norm = default_norm if max_norm is None else max_norm
@@ -289,51 +267,14 @@ def _particle_flow(x0, y, fitter: _CriticFitter, field_of, estimate, step_size, 
     except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
         raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
     steps = list(traj.step_sizes)
-    return FFlowResult(traj.x, traj, divergence, fitter.critic, fields, steps)
+    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, steps)
 
 
-@dataclass
-class _Regression:
-    """The Trainer's problem of the generator modes: every ``fit_iters`` iterations the critic is refit
-    and the targets Y = G(z) moved ``inner_steps`` times along its field; the loss is E|G(z) - Y|^2 / 2."""
-
-    latent: Tensor
-    y: Tensor
-    net: nn.Module
-    fitter: _CriticFitter
-    field_of: Callable
-    estimate: Callable
-    step_size: float
-    inner_steps: int
-    fit_iters: int
-    divergence: list[float] = field(default_factory=list)
-    it: int = 0
-
-    def batch(self) -> Tensor:
-        if self.it % self.fit_iters == 0:
-            with torch.no_grad():
-                x = self.net(self.latent)
-            self.fitter.fit(x, self.y)
-            est = self.estimate(self.fitter.critic, x)
-            if est is not None:
-                self.divergence.append(est)
-            v_field = self.field_of(self.fitter.critic)
-            for _ in range(self.inner_steps):
-                x = x + self.step_size * v_field(x)
-            self.target = x.detach()
-        self.it += 1
-        return self.target
-
-    def map_loss(self, target: Tensor) -> tuple[Tensor, list[Tensor]]:
-        loss = 0.5 * (self.net(self.latent) - target).pow(2).sum(1).mean()
-        return loss, [loss.detach()]
-
-
-def _generator_flow(latent, y, net, fitter: _CriticFitter, field_of, estimate, step_size, n_steps: int, *,
+def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *,
                     inner_steps: int, fit_iters: int, lr_generator: float, record_every: int | None,
                     progress: bool, desc: str) -> FFlowResult:  # fmt: skip
-    """Outer step: refit the critic, move :math:`G(z)` ``inner_steps`` times, regress :math:`G` on the
-    moved points with ``fit_iters`` Adam steps (the :class:`~gwf_tutorial.trainer.Trainer`)."""
+    """Outer step: refit the critic, move the targets Y = G(z) ``inner_steps`` times along its field, then
+    ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps on the regression loss E|G(z) - Y|^2 / 2."""
     _check_net_dtype(net, latent.dtype, "generator_net", "x0")
     step_size = check_positive(step_size, "step_size")
     inner_steps, fit_iters = check_int(inner_steps, "inner_steps"), check_int(fit_iters, "fit_iters")
@@ -345,12 +286,28 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, field_of, estimate, s
     if x.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"generator_net must map x0 to shape (n, {y.shape[1]}), got {tuple(x.shape)}")
     center, max_norm = spread_bound(x, y)
-    steps, frames = [0], [x.detach().clone()]
-    hint = f" = lr_generator, a smaller step_size ({step_size:g}) or critic lr ({fitter.lr:g})"
+    steps, frames, target = [0], [x.detach().clone()], []
 
-    def record(it: int, _records) -> None:
+    def batch() -> Tensor:
+        if not target:  # the first iteration of an outer step
+            with torch.no_grad():
+                x = net(latent)
+            v_field = fitter.step(x, y)
+            for _ in range(inner_steps):
+                x = x + step_size * v_field(x)
+            target.append(x.detach())
+        return target[0]
+
+    def map_loss(target: Tensor) -> tuple[Tensor, list[Tensor]]:
+        loss = 0.5 * (net(latent) - target).pow(2).sum(1).mean()
+        return loss, [loss.detach()]
+
+    def record(it: int, _records) -> None:  # after each outer step: new targets next, check, record
+        if (it + 1) % fit_iters:
+            return
+        target.clear()
         k = (it + 1) // fit_iters
-        if (it + 1) % fit_iters or (k % record_every and k != n_steps):
+        if k % record_every and k != n_steps:
             return
         with torch.no_grad():
             x = net(latent)
@@ -365,11 +322,11 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, field_of, estimate, s
         steps.append(k)
         frames.append(x.detach().clone())
 
-    problem = _Regression(latent, y, net, fitter, field_of, estimate, step_size, inner_steps, fit_iters)
-    trainer.fit(problem, n_steps * fit_iters, desc=desc, names=("regression loss",), progress=progress,
-                callback=record, hint=hint)  # fmt: skip
+    hint = f" = lr_generator, a smaller step_size ({step_size:g}) or critic lr ({fitter.lr:g})"
+    trainer.fit(SimpleNamespace(batch=batch, map_loss=map_loss), n_steps * fit_iters, desc=desc,
+                names=("regression loss",), progress=progress, callback=record, hint=hint)  # fmt: skip
     traj = Trajectory(x=frames[-1], steps=steps, frames=torch.stack(frames), step_sizes=[step_size] * n_steps)
-    return FFlowResult(frames[-1], traj, problem.divergence, fitter.critic, [], list(traj.step_sizes), latent)
+    return FFlowResult(frames[-1], traj, fitter.divergence, fitter.critic, [], list(traj.step_sizes), latent)
 
 
 def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min=1e-3, logit_clip=None,
@@ -386,19 +343,20 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
     r_min = check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     get_velocity_factor(fdiv)  # validates
-    fdiv_obj = None if field_of is not None else _as_fdiv(fdiv)
-    like = x0 if generator_net is None else y
-    fitter = _CriticFitter(estimator, fdiv, like, critic, generator=generator, **critic_options)
+    named = isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS
+    fdiv_obj = get_fdivergence(fdiv) if isinstance(fdiv, FDivergence) or named else None
 
     def default_field(net):
-        return lambda z: velocity_from_critic(
-            net, z, estimator=estimator, fdiv=fdiv, r_min=r_min, logit_clip=logit_clip
-        )
+        return lambda z: velocity_from_critic(net, z, estimator=estimator, fdiv=fdiv, r_min=r_min,
+                                              logit_clip=logit_clip)  # fmt: skip
 
     def estimate(net, x):
-        return _estimate(fdiv_obj, estimator, net, x, y, r_min)
+        return None if field_of is not None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
 
-    args = (fitter, field_of or default_field, estimate, step_size, n_steps)
+    like = x0 if generator_net is None else y
+    fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
+                           field_of=field_of or default_field, estimate=estimate, **critic_options)  # fmt: skip
+    args = (fitter, step_size, n_steps)
     if generator_net is None:
         return _particle_flow(x0, y, *args, desc=desc, generator=generator, **flow)
     return _generator_flow(x0, y, generator_net, *args, inner_steps=inner_steps, fit_iters=fit_iters,
@@ -486,17 +444,6 @@ def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, 
                   generator=generator, progress=progress)  # fmt: skip
 
 
-def _monoflow_h(h) -> Callable[[Tensor], Tensor]:
-    if isinstance(h, str):
-        key = h.strip().lower()
-        if key not in MONOFLOW_H:
-            raise ValueError(f"h must be one of {sorted(MONOFLOW_H)} or a callable, got {h!r}")
-        return MONOFLOW_H[key]
-    if callable(h):
-        return h
-    raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
-
-
 def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net: nn.Module | None = None,
              lr_generator: float = 1e-3, critic_iters: int = 20, first_critic_iters: int = 200,
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
@@ -515,13 +462,14 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
 
     Used in: chapter 4.
     """
-    hfun = _monoflow_h(h)
+    hfun = MONOFLOW_H.get(h.strip().lower()) if isinstance(h, str) else h
+    if isinstance(h, str) and hfun is None:
+        raise ValueError(f"h must be one of {sorted(MONOFLOW_H)} or a callable, got {h!r}")
+    if not callable(hfun):
+        raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
 
     def field_of(net):
-        def v(z: Tensor) -> Tensor:
-            return _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
-
-        return v
+        return lambda z: _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
 
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
@@ -555,20 +503,18 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         raise TypeError("discriminator must be callable or have a logit method")
     if generator_net is not None and not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
-    if generator_net is None:
-        _check_net_dtype(disc, x0.dtype, "discriminator", "x0")
-    else:
+    out_dtype, out_name = x0.dtype, "x0"
+    if generator_net is not None:
         _check_net_dtype(generator_net, x0.dtype, "generator_net", "x0")
-        for q in generator_net.parameters():
-            _check_net_dtype(disc, q.dtype, "discriminator", "generator_net's output")
-            break
+        out_dtype, out_name = next(iter(generator_net.parameters()), x0).dtype, "generator_net's output"
+    _check_net_dtype(disc, out_dtype, "discriminator", out_name)
 
     def data_logit(z: Tensor) -> Tensor:
         return _scalar_out(disc, z if generator_net is None else generator_net(z))
 
     def velocity_fn(z, at=None):
         d, g = _grad(data_logit, z)
-        return factor(torch.exp(-d).clamp(*_R_CLAMP))[:, None] * g
+        return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,
                       generator=generator, progress=progress, max_norm=1e3 * max(1.0, _rms(x0)),
@@ -577,7 +523,5 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))
     with torch.no_grad():
         frames = torch.stack([generator_net(f) for f in traj.frames])
-    data_traj = Trajectory(x=frames[-1], steps=traj.steps, frames=frames, values=traj.values,
-                           step_sizes=traj.step_sizes)  # fmt: skip
-    return FFlowResult(x=frames[-1], trajectory=data_traj, critic=disc, step_sizes=list(traj.step_sizes),
-                       latent=traj.x)  # fmt: skip
+    data_traj = dataclasses.replace(traj, x=frames[-1], frames=frames)
+    return FFlowResult(frames[-1], data_traj, critic=disc, step_sizes=list(traj.step_sizes), latent=traj.x)
