@@ -355,7 +355,7 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
 
     like = x0 if generator_net is None else y
     fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
-                           field_of=field_of or default_field, estimate=estimate, **critic_options)  # fmt: skip
+                           field_of=field_of or default_field, estimate=estimate, **critic_options)
     args = (fitter, step_size, n_steps)
     if generator_net is None:
         return _particle_flow(x0, y, *args, desc=desc, generator=generator, **flow)
