@@ -17,10 +17,9 @@ Used in: chapter 4.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import torch
@@ -126,8 +125,7 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     x = check_samples(x, "x")
     estimator = _check_estimator(estimator)
     r_min = check_positive(r_min, "r_min")
-    if logit_clip is not None:
-        logit_clip = check_positive(logit_clip, "logit_clip")
+    logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     if not callable(critic):
         raise TypeError("critic must be callable")
     _check_net_dtype(critic, x.dtype, "critic", "x")
@@ -143,10 +141,8 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     return -(factor(R) / R)[:, None] * (g / 2)
 
 
-def _estimate(fdiv: FDivergence | None, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
-    """Critic estimate of D_f(rho || nu) at the current particles (None without an f)."""
-    if fdiv is None:
-        return None
+def _estimate(fdiv: FDivergence, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
+    """Critic estimate of D_f(rho || nu) at the current particles."""
     with torch.no_grad():
         h_x, h_y = _scalar_out(critic, x), _scalar_out(critic, y)
         if estimator == "variational":
@@ -303,10 +299,10 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: i
         return loss, [loss.detach()]
 
     def record(it: int, _records) -> None:  # after each outer step: new targets next, check, record
-        if (it + 1) % fit_iters:
+        k, rest = divmod(it + 1, fit_iters)
+        if rest:
             return
         target.clear()
-        k = (it + 1) // fit_iters
         if k % record_every and k != n_steps:
             return
         with torch.no_grad():
@@ -351,7 +347,7 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
                                               logit_clip=logit_clip)  # fmt: skip
 
     def estimate(net, x):
-        return None if field_of is not None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
+        return None if field_of or fdiv_obj is None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
 
     like = x0 if generator_net is None else y
     fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
@@ -376,10 +372,9 @@ def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: st
         x_{k+1} = x_k + h_k\, v_k(x_k) + \sqrt{2\gamma h_k}\,\xi_k, \qquad
         v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
 
-    :math:`v_k` from :func:`velocity_from_critic` (``estimator``) and :math:`\gamma` = ``diffusion``. The
-    default critic is a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores
-    each step's field for :meth:`FFlowResult.push`; ``max_norm`` defaults to
-    :func:`~gwf_tutorial.flows.spread_bound`.
+    :math:`v_k` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``; default
+    critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores each
+    field for :meth:`FFlowResult.push`; ``max_norm`` defaults to :func:`~gwf_tutorial.flows.spread_bound`.
 
     Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
@@ -405,9 +400,8 @@ def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: 
         Y \leftarrow Y + s\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
         G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
 
-    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents and
-    each outer step refits the classifier, moves :math:`Y = G(z)` and regresses :math:`G` on them
-    (``fit_iters`` Adam steps of the :class:`~gwf_tutorial.trainer.Trainer`, learning rate ``lr_generator``).
+    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and
+    :math:`G` takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
 
     Used in: chapter 4.
     """
@@ -453,8 +447,7 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad
-        h' > 0,
+        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
 
     the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
     With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
@@ -523,5 +516,5 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))
     with torch.no_grad():
         frames = torch.stack([generator_net(f) for f in traj.frames])
-    data_traj = dataclasses.replace(traj, x=frames[-1], frames=frames)
+    data_traj = replace(traj, x=frames[-1], frames=frames)
     return FFlowResult(frames[-1], data_traj, critic=disc, step_sizes=list(traj.step_sizes), latent=traj.x)
