@@ -447,7 +447,7 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
+        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
 
     the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
     With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
