@@ -30,7 +30,6 @@ NOT_YET_CHECKED = {
     "drifting",
     "trainer",
     "critics",
-    "fdiv",
     "projected",
     "plot",
     "data",
