@@ -224,7 +224,7 @@ class _CriticFitter:
         self.opt = torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def step(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-        """``first_critic_iters`` Adam steps at the first call, ``critic_iters`` at the others."""
+        """Refit (``first_critic_iters`` Adam steps at the first call, then ``critic_iters``); the field."""
         n_iters = self.iters[min(self.n_fits, 1)]
         self.n_fits += 1
         common = dict(n_iters=n_iters, lr=self.lr, batch_size=self.batch_size, r1=self.r1, generator=self.gen,
