@@ -29,7 +29,6 @@ NOT_YET_CHECKED = {
     "drifting",
     "trainer",
     "critics",
-    "fdiv",
     "projected",
     "plot",
     "data",
