@@ -146,7 +146,7 @@ def state_bytes(tr) -> int:
             old = tr.map
         if old is not None:
             total += sum(t.numel() * t.element_size() for t in [*old.parameters(), *old.buffers()])
-    for opt in (tr.opt_map, tr.opt_potential):
+    for opt in (tr.opt_map, tr.opt_critic):
         for st in opt.state.values():
             for t in st.values():
                 add(t)

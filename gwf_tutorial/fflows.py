@@ -1,43 +1,26 @@
-r"""Explicit f-divergence flows from samples, and the published methods as instances.
-
-The Wasserstein gradient flow of :math:`D_f(\rho\,\|\,\nu)` moves particles with
+r"""Explicit f-divergence flows from samples, and the published methods VGrow, EPT, MonoFlow, DGflow.
 
 .. math::
 
-    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu}.
+    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu},
 
-:func:`f_flow` refits a critic to the particles and the data at every step and reads the velocity off it
-(:func:`velocity_from_critic`): ``"logistic"`` (a classifier logit :math:`D \approx \log(\nu/\rho)`;
-VGrow, MonoFlow, DGflow), ``"variational"`` (the critic :math:`h \approx f'(r)` of the variational bound;
-GWF's critic) or ``"least_squares"`` (a ratio fit :math:`R = 1 + h/2 \approx r`; EPT). :func:`vgrow`,
-:func:`ept`, :func:`monoflow` and :func:`dgflow` are the published methods, one call each.
-
-Conventions: ``x0`` has shape ``(n, d)`` (or ``(n, d_z)`` latents with a ``generator_net``), data ``y``
-shape ``(m, d)``. ``fdiv`` is a divergence of :mod:`gwf_tutorial.fdiv` or its name, ``"logd"``, or a
-velocity factor ``r -> s(r)``. Critic arguments (``critic_iters`` warm-started Adam steps per flow step,
-``first_critic_iters`` at the first, ``lr``, ``hidden`` x ``depth`` SiLU MLP, ``batch_size``, ``r1``,
-``gp``) and flow arguments (``step_size``, ``n_steps``, ``record_every``, ``progress``, ``max_norm``,
-``generator`` for mini-batches and noise) mean the same in every function. All return an
-:class:`FFlowResult`; a blow-up raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
+read off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)``
+(latents ``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
+:mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> s(r)``; the critic's ``critic_iters``
+warm-started Adam steps per flow step (``first_critic_iters`` at the first), ``lr``, ``hidden`` x ``depth``
+SiLU MLP, ``batch_size``, ``r1``, ``gp``; the flow's ``step_size``, ``n_steps``, ``record_every``,
+``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a
+blow-up raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
 
 Used in: chapter 4.
-
-References
-----------
-Gao et al. (2019), "Deep generative learning via variational gradient flow", ICML (VGrow).
-Gao et al. (2022), "Deep generative learning via Euler particle transport", MSML 2021 (EPT).
-Yi, Zhu, Liu (2023), "MonoFlow: rethinking divergence GANs via the perspective of Wasserstein gradient
-flows", ICML.
-Ansari, Ang, Soh (2021), "Refining deep generative models via discriminator gradient flow", ICLR
-(DGflow).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -53,45 +36,23 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.critics import Critic, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variational_bound
 from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
-from gwf_tutorial.train import progress as _progress
+from gwf_tutorial.trainer import Trainer, frozen_copy
 
-__all__ = [
-    "ESTIMATORS",
-    "VELOCITY_FACTORS",
-    "MONOFLOW_H",
-    "get_velocity_factor",
-    "velocity_from_critic",
-    "FFlowResult",
-    "f_flow",
-    "vgrow",
-    "ept",
-    "monoflow",
-    "dgflow",
-]
+__all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor", "velocity_from_critic",
+           "FFlowResult", "f_flow", "vgrow", "ept", "monoflow", "dgflow"]  # fmt: skip
 
 #: The three ways of reading a velocity off a critic, see :func:`velocity_from_critic`.
 ESTIMATORS = ("logistic", "variational", "least_squares")
 
-#: Velocity factors :math:`s(r) = r f''(r)` that are not in the f-divergence catalogue:
-#: ``"logd"``: :math:`r/(1 + r)`, the non-saturating ("log D trick") GAN generator, VGrow's
-#: "logD" divergence and DGflow's ``logD``.
+#: Velocity factors :math:`s(r) = r f''(r)` outside the catalogue: ``"logd"`` :math:`r/(1 + r)`, the
+#: non-saturating ("log D trick") GAN generator (VGrow's and DGflow's logD).
 VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r / (1 + r)}
 
-#: MonoFlow's monotone maps :math:`h` of the logit :math:`D = \log(\nu/\rho)`; the velocity is
-#: :math:`\nabla h(D) = h'(D)\nabla D`:
-#: ``"kl"``: :math:`h(D) = D` (:math:`h' = 1`, the KL flow);
-#: ``"logd"``: :math:`h(D) = \log\sigma(D)` (non-saturating GAN, :math:`h' = r/(1+r)`);
-#: ``"minimax"`` (alias ``"js"``): :math:`h(D) = \mathrm{softplus}(D) = -\log(1 - \sigma(D))`
-#: (minimax GAN, :math:`h' = 1/(1 + r)`, the 2JS flow).
-MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda d: d,
-    "logd": lambda d: -F.softplus(-d),
-    "minimax": F.softplus,
-    "js": F.softplus,
-}
-
-_R_CLAMP = (1e-30, 1e30)
-
+#: MonoFlow's monotone maps :math:`h` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`h'(D)\nabla D`:
+#: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`h' =
+#: r/(1+r)`), ``"minimax"`` (alias ``"js"``) :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
+MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
+                                                     "minimax": F.softplus, "js": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     r"""The velocity factor :math:`s(r) = r f''(r)` of ``fdiv``, an elementwise function of :math:`r > 0`.
@@ -103,32 +64,19 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
 
     Used in: chapter 4.
     """
-    if isinstance(fdiv, FDivergence):
-        d = fdiv
-    elif isinstance(fdiv, str):
-        key = fdiv.strip().lower()
-        if key in VELOCITY_FACTORS:
-            return VELOCITY_FACTORS[key]
-        try:
-            d = get_fdivergence(key)
-        except ValueError as err:
-            raise ValueError(
-                f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, got {fdiv!r}"
-            ) from err
-    elif callable(fdiv):
+    if isinstance(fdiv, str) and fdiv.strip().lower() in VELOCITY_FACTORS:
+        return VELOCITY_FACTORS[fdiv.strip().lower()]
+    if callable(fdiv):
         return fdiv
-    else:
+    if not isinstance(fdiv, FDivergence | str):
         raise TypeError(f"fdiv must be an FDivergence, a name or a callable, got {type(fdiv).__name__}")
+    try:
+        d = get_fdivergence(fdiv)
+    except ValueError as err:
+        raise ValueError(
+            f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, got {fdiv!r}"
+        ) from err
     return lambda r: r * d.f_double_prime(r)
-
-
-def _as_fdiv(fdiv) -> FDivergence | None:
-    """The FDivergence behind ``fdiv`` if there is one (for divergence estimates)."""
-    if isinstance(fdiv, FDivergence):
-        return fdiv
-    if isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS:
-        return get_fdivergence(fdiv)
-    return None
 
 
 def _check_estimator(estimator: str) -> str:
@@ -146,6 +94,11 @@ def _scalar_out(net: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     return out
 
 
+def _ratio(out: Tensor, estimator: str, r_min: float) -> Tensor:
+    """The density ratio from a logistic logit (``e^{-D}``) or a least-squares critic (``1 + h/2``)."""
+    return torch.exp(-out).clamp(1e-30, 1e30) if estimator == "logistic" else (1 + out / 2).clamp_min(r_min)
+
+
 def _grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
     """``(net(x), grad_x net(x))``, both detached."""
     with torch.enable_grad():
@@ -155,15 +108,8 @@ def _grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
     return out.detach(), g.detach()
 
 
-def velocity_from_critic(
-    critic: Callable[[Tensor], Tensor],
-    x,
-    *,
-    estimator: str = "logistic",
-    fdiv="kl",
-    r_min: float = 1e-3,
-    logit_clip: float | None = None,
-) -> Tensor:
+def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: str = "logistic", fdiv="kl",
+                         r_min: float = 1e-3, logit_clip: float | None = None) -> Tensor:  # fmt: skip
     r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``).
 
     .. math::
@@ -172,16 +118,14 @@ def velocity_from_critic(
         \text{variational: } v = -\nabla h, \qquad
         \text{least squares: } v = -s(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
 
-    with :math:`s` of :func:`get_velocity_factor`. ``logit_clip`` bounds the logistic logit in the factor
-    only (an outlier's unbounded logit would otherwise take a huge step under :math:`\chi^2` or reverse KL).
+    with :math:`s` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logistic logit in the factor.
 
     Used in: chapter 4.
     """
     x = check_samples(x, "x")
     estimator = _check_estimator(estimator)
     r_min = check_positive(r_min, "r_min")
-    if logit_clip is not None:
-        logit_clip = check_positive(logit_clip, "logit_clip")
+    logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     if not callable(critic):
         raise TypeError("critic must be callable")
     _check_net_dtype(critic, x.dtype, "critic", "x")
@@ -192,39 +136,30 @@ def velocity_from_critic(
     if estimator == "logistic":
         if logit_clip is not None:
             out = out.clamp(-logit_clip, logit_clip)
-        r = torch.exp(-out).clamp(*_R_CLAMP)
-        return factor(r)[:, None] * g
-    R = (1 + out / 2).clamp_min(r_min)
+        return factor(_ratio(out, estimator, r_min))[:, None] * g
+    R = _ratio(out, estimator, r_min)
     return -(factor(R) / R)[:, None] * (g / 2)
 
 
-def _estimate(fdiv: FDivergence | None, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
-    """Critic estimate of D_f(rho || nu) at the current particles (None without an f)."""
-    if fdiv is None:
-        return None
+def _estimate(fdiv: FDivergence, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
+    """Critic estimate of D_f(rho || nu) at the current particles."""
     with torch.no_grad():
         h_x, h_y = _scalar_out(critic, x), _scalar_out(critic, y)
         if estimator == "variational":
             return float(variational_bound(fdiv, h_x, h_y))
-        if estimator == "logistic":
-            r_x, r_y = torch.exp(-h_x).clamp(*_R_CLAMP), torch.exp(-h_y).clamp(*_R_CLAMP)
-        else:
-            r_x, r_y = (1 + h_x / 2).clamp_min(r_min), (1 + h_y / 2).clamp_min(r_min)
+        r_x, r_y = _ratio(h_x, estimator, r_min), _ratio(h_y, estimator, r_min)
         return float(variational_bound(fdiv, fdiv.f_prime(r_x), fdiv.f_prime(r_y)))
 
 
 @dataclass
 class FFlowResult:
-    r"""Result of an f-flow.
+    r"""Result of an f-flow: final particles ``x`` (:math:`G(z)` with a generator), ``trajectory``,
+    ``divergence`` (critic estimates of :math:`D_f(\rho_k\|\nu)` before each step; empty without an f),
+    ``critic``, ``fields`` (the frozen :math:`v_k`, with ``keep_fields=True``), ``step_sizes``, ``latent``.
 
     .. math::
 
-        x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2\gamma h_k}\,\xi_k), \qquad
         \Phi = (\mathrm{Id} + h_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + h_0 v_0).
-
-    ``x`` (final particles, or :math:`G(z)` in generator modes), ``trajectory``, ``divergence`` (critic
-    estimate of :math:`D_f(\rho_k\|\nu)` before each step; empty without an f), ``critic``, ``fields`` (the
-    frozen :math:`v_k` for :meth:`push`, with ``keep_fields=True``), ``step_sizes`` and ``latent``.
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`.
     """
@@ -248,8 +183,7 @@ class FFlowResult:
 
 
 def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> None:
-    """A network given to a flow must hold its parameters in the dtype of the points it is applied to
-    (a bound method, e.g. ``critic.logit``, counts as its module)."""
+    """A network (or a bound method of one, e.g. ``critic.logit``) must hold parameters of ``dtype``."""
     net = getattr(net, "__self__", net)
     p = next(iter(net.parameters()), None) if isinstance(net, nn.Module) else None
     if p is not None and p.dtype != dtype:
@@ -259,100 +193,178 @@ def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> Non
         )
 
 
-def _check_flow_args(x0, y, n_steps):
-    x0 = check_samples(x0, "x0")
-    y = check_samples(y, "y")
-    check_same_dim(x0, y, "x0", "y")
-    return x0, y.detach(), check_int(n_steps, "n_steps")
-
-
 class _CriticFitter:
-    """Builds, warm-starts and refits the critic of an f-flow."""
+    """Builds, warm-starts and refits the critic of an f-flow (its Adam state kept across refits); ``step``
+    refits it, logs its divergence estimate and returns its velocity field (``field_of(critic)``)."""
 
-    def __init__(
-        self, estimator, fdiv, d, dtype, device, critic, *, hidden, depth, lr, batch_size, r1, gp, gen
-    ):
-        self.estimator = estimator
-        self.gen = gen
+    def __init__(self, estimator, fdiv, like: Tensor, critic=None, *, field_of, estimate, hidden=64, depth=2,
+                 lr=1e-3, batch_size=None, r1=0.0, gp=0.0, generator=None, critic_iters=20,
+                 first_critic_iters=200):  # fmt: skip
+        self.estimator, self.gen, self.field_of, self.estimate = estimator, generator, field_of, estimate
+        self.divergence: list[float] = []
         self.lr = check_positive(lr, "lr")
         self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
-        self.r1 = check_nonnegative(r1, "r1")
-        self.gp = check_nonnegative(gp, "gp")
-        if estimator == "variational":
-            self.fit_fdiv = _as_fdiv(fdiv)
-            if self.fit_fdiv is None:
-                raise ValueError("the variational estimator needs an f-divergence (fdiv)")
-        elif estimator == "least_squares":
-            self.fit_fdiv = PEARSON_CHI2
-        else:
-            self.fit_fdiv = None
-            if self.gp > 0:
-                raise ValueError("gp is not used by the logistic estimator (use r1)")
+        self.r1, self.gp = check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp")
+        self.iters = [check_int(n, name) for n, name in ((first_critic_iters, "first_critic_iters"),
+                                                         (critic_iters, "critic_iters"))]  # fmt: skip
+        self.fit_fdiv = {"variational": fdiv, "least_squares": PEARSON_CHI2}.get(estimator)
+        if estimator == "variational" and self.fit_fdiv is None:
+            raise ValueError("the variational estimator needs an f-divergence (fdiv)")
+        if estimator == "logistic" and self.gp > 0:
+            raise ValueError("gp is not used by the logistic estimator (use r1)")
         if critic is None:
+            hidden, depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
             with torch.device("cpu"):  # initialised on the CPU on every machine (same weights), then moved
-                critic = Critic(
-                    d,
-                    self.fit_fdiv,
-                    hidden=check_int(hidden, "hidden"),
-                    depth=check_int(depth, "depth", min_value=0),
-                    dtype=dtype,
-                )
-            critic = critic.to(device)
+                critic = Critic(like.shape[1], self.fit_fdiv, hidden=hidden, depth=depth, dtype=like.dtype)
+            critic = critic.to(like.device)
         elif not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
-        _check_net_dtype(critic, dtype, "critic", "x0")
-        self.critic = critic
+        _check_net_dtype(critic, like.dtype, "critic", "x0")
+        self.critic, self.n_fits = critic, 0
         self.opt = torch.optim.Adam(critic.parameters(), lr=self.lr)
 
-    def fit(self, x: Tensor, y: Tensor, n_iters: int) -> None:
-        common = dict(
-            n_iters=n_iters,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            r1=self.r1,
-            generator=self.gen,
-            optimizer=self.opt,
-            progress=False,
-        )
+    def step(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        """Refit (``first_critic_iters`` Adam steps at the first call, then ``critic_iters``); the field."""
+        n_iters = self.iters[min(self.n_fits, 1)]
+        self.n_fits += 1
+        common = dict(n_iters=n_iters, lr=self.lr, batch_size=self.batch_size, r1=self.r1, generator=self.gen,
+                      optimizer=self.opt, progress=False)  # fmt: skip
         if self.estimator == "logistic":
             logistic_ratio(x, y, net=self.critic, **common)
         else:
             fit_critic(self.critic, x, y, self.fit_fdiv, gp=self.gp, **common)
+        est = self.estimate(self.critic, x)
+        self.divergence.extend([] if est is None else [est])
+        return self.field_of(self.critic)
 
 
-def _frozen(net: nn.Module) -> nn.Module:
-    c = copy.deepcopy(net)
-    for p in c.parameters():
-        p.requires_grad_(False)
-    return c.eval()
+def _rms(x: Tensor) -> float:
+    return float(x.detach().pow(2).sum(1).mean().sqrt())
 
 
-def f_flow(
-    x0,
-    y,
-    fdiv="kl",
-    step_size=0.1,
-    n_steps: int = 100,
-    *,
-    estimator: str = "logistic",
-    critic: nn.Module | None = None,
-    critic_iters: int = 20,
-    first_critic_iters: int = 200,
-    lr: float = 1e-3,
-    hidden: int = 64,
-    depth: int = 2,
-    batch_size: int | None = None,
-    r1: float = 0.0,
-    gp: float = 0.0,
-    diffusion: float = 0.0,
-    r_min: float = 1e-3,
-    logit_clip: float | None = None,
-    keep_fields: bool = False,
-    record_every: int | None = None,
-    max_norm: float | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> FFlowResult:
+def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
+                   keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
+    """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
+    if not isinstance(keep_fields, bool):
+        raise TypeError("keep_fields must be a bool")
+    fields: list[Callable] = []
+
+    def velocity_fn(x, at=None):
+        v_field = fitter.step(x, y)
+        if keep_fields:
+            fields.append(fitter.field_of(frozen_copy(fitter.critic)))
+        return v_field(x if at is None else at)
+
+    center, default_norm = spread_bound(x0, y)
+    max_norm = default_norm if max_norm is None else max_norm
+    try:
+        traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=diffusion, max_norm=max_norm,
+                          desc=desc, center=center, **flow)  # fmt: skip
+    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
+        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
+    steps = list(traj.step_sizes)
+    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, steps)
+
+
+def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *,
+                    inner_steps: int, fit_iters: int, lr_generator: float, record_every: int | None,
+                    progress: bool, desc: str) -> FFlowResult:  # fmt: skip
+    """Outer step: refit the critic, move the targets Y = G(z) ``inner_steps`` times along its field, then
+    ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps on the regression loss E|G(z) - Y|^2 / 2."""
+    _check_net_dtype(net, latent.dtype, "generator_net", "x0")
+    step_size = check_positive(step_size, "step_size")
+    inner_steps, fit_iters = check_int(inner_steps, "inner_steps"), check_int(fit_iters, "fit_iters")
+    lr_generator = check_positive(lr_generator, "lr_generator")
+    record_every = check_int(max(1, n_steps // 100) if record_every is None else record_every, "record_every")
+    trainer = Trainer(net, lr=lr_generator, betas=(0.9, 0.999))
+    with torch.no_grad():
+        x = net(latent)
+    if x.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"generator_net must map x0 to shape (n, {y.shape[1]}), got {tuple(x.shape)}")
+    center, max_norm = spread_bound(x, y)
+    steps, frames, target = [0], [x.detach().clone()], []
+
+    def batch() -> Tensor:
+        if not target:  # the first iteration of an outer step
+            with torch.no_grad():
+                x = net(latent)
+            v_field = fitter.step(x, y)
+            for _ in range(inner_steps):
+                x = x + step_size * v_field(x)
+            target.append(x.detach())
+        return target[0]
+
+    def map_loss(target: Tensor) -> tuple[Tensor, list[Tensor]]:
+        loss = 0.5 * (net(latent) - target).pow(2).sum(1).mean()
+        return loss, [loss.detach()]
+
+    def record(it: int, _records) -> None:  # after each outer step: new targets next, check, record
+        k, rest = divmod(it + 1, fit_iters)
+        if rest:
+            return
+        target.clear()
+        if k % record_every and k != n_steps:
+            return
+        with torch.no_grad():
+            x = net(latent)
+        rms = _rms(x - center)  # NaN or inf when x is not finite
+        if not rms <= max_norm:
+            raise FlowDivergedError(
+                f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: generated samples "
+                f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
+                f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
+                f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
+            )
+        steps.append(k)
+        frames.append(x.detach().clone())
+
+    hint = f" = lr_generator, a smaller step_size ({step_size:g}) or critic lr ({fitter.lr:g})"
+    trainer.fit(SimpleNamespace(batch=batch, map_loss=map_loss), n_steps * fit_iters, desc=desc,
+                names=("regression loss",), progress=progress, callback=record, hint=hint)  # fmt: skip
+    traj = Trajectory(x=frames[-1], steps=steps, frames=torch.stack(frames), step_sizes=[step_size] * n_steps)
+    return FFlowResult(frames[-1], traj, fitter.divergence, fitter.critic, [], list(traj.step_sizes), latent)
+
+
+def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min=1e-3, logit_clip=None,
+          generator_net=None, inner_steps=1, fit_iters=1, lr_generator=1e-3, desc: str, field_of=None,
+          generator=None, critic_options: dict, **flow) -> FFlowResult:  # fmt: skip
+    """The f-flow of ``x0`` towards ``y``: particles, or a generator regressed on them."""
+    if generator_net is not None and not isinstance(generator_net, nn.Module):
+        raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
+    x0 = check_samples(x0, "x0" if generator_net is None else "x0 (latent)").detach()
+    y = check_samples(y, "y").detach()
+    if generator_net is None:
+        check_same_dim(x0, y, "x0", "y")
+    n_steps = check_int(n_steps, "n_steps")
+    r_min = check_positive(r_min, "r_min")
+    logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
+    get_velocity_factor(fdiv)  # validates
+    named = isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS
+    fdiv_obj = get_fdivergence(fdiv) if isinstance(fdiv, FDivergence) or named else None
+
+    def default_field(net):
+        return lambda z: velocity_from_critic(net, z, estimator=estimator, fdiv=fdiv, r_min=r_min,
+                                              logit_clip=logit_clip)  # fmt: skip
+
+    def estimate(net, x):
+        return None if field_of or fdiv_obj is None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
+
+    like = x0 if generator_net is None else y
+    fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
+                           field_of=field_of or default_field, estimate=estimate, **critic_options)
+    args = (fitter, step_size, n_steps)
+    if generator_net is None:
+        return _particle_flow(x0, y, *args, desc=desc, generator=generator, **flow)
+    return _generator_flow(x0, y, generator_net, *args, inner_steps=inner_steps, fit_iters=fit_iters,
+                           lr_generator=lr_generator, desc=desc, **flow)  # fmt: skip
+
+
+def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: str = "logistic",
+           critic: nn.Module | None = None, critic_iters: int = 20, first_critic_iters: int = 200,
+           lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None, r1: float = 0.0,
+           gp: float = 0.0, diffusion: float = 0.0, r_min: float = 1e-3, logit_clip: float | None = None,
+           keep_fields: bool = False, record_every: int | None = None, max_norm: float | None = None,
+           generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
     r"""Explicit particle flow of an f-divergence from samples, the critic refit every step.
 
     .. math::
@@ -360,233 +372,27 @@ def f_flow(
         x_{k+1} = x_k + h_k\, v_k(x_k) + \sqrt{2\gamma h_k}\,\xi_k, \qquad
         v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
 
-    :math:`v_k` from :func:`velocity_from_critic` (``estimator``) and :math:`\gamma` = ``diffusion``. The
-    critic (default an MLP :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``) keeps its Adam state
-    across steps. ``keep_fields`` stores each step's critic for :meth:`FFlowResult.push`; the guard defaults
-    to :func:`~gwf_tutorial.flows.spread_bound`.
+    :math:`v_k` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``; default
+    critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores each
+    field for :meth:`FFlowResult.push`; ``max_norm`` defaults to :func:`~gwf_tutorial.flows.spread_bound`.
 
     Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
-    x0, y, n_steps = _check_flow_args(x0, y, n_steps)
     estimator = _check_estimator(estimator)
-    r_min = check_positive(r_min, "r_min")
-    get_velocity_factor(fdiv)  # validates
-    fdiv_obj = _as_fdiv(fdiv)
-    critic_iters = check_int(critic_iters, "critic_iters")
-    first_critic_iters = check_int(first_critic_iters, "first_critic_iters")
-    fitter = _CriticFitter(
-        estimator,
-        fdiv,
-        x0.shape[1],
-        x0.dtype,
-        x0.device,
-        critic,
-        hidden=hidden,
-        depth=depth,
-        lr=lr,
-        batch_size=batch_size,
-        r1=r1,
-        gp=gp,
-        gen=generator,
-    )
-
-    if logit_clip is not None:
-        logit_clip = check_positive(logit_clip, "logit_clip")
-
-    def field_of(net):
-        return lambda z: velocity_from_critic(
-            net, z, estimator=estimator, fdiv=fdiv, r_min=r_min, logit_clip=logit_clip
-        )
-
-    return _particle_flow(
-        x0,
-        y,
-        fitter,
-        field_of,
-        lambda net, x: _estimate(fdiv_obj, estimator, net, x, y, r_min),
-        step_size,
-        n_steps,
-        critic_iters=critic_iters,
-        first_critic_iters=first_critic_iters,
-        diffusion=diffusion,
-        keep_fields=keep_fields,
-        record_every=record_every,
-        max_norm=max_norm,
-        generator=generator,
-        progress=progress,
-        desc=f"f-flow ({estimator})",
-    )
+    options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1, gp=gp,
+                   critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
+    return _flow(x0, y, fdiv, estimator, step_size, n_steps, critic=critic, r_min=r_min, max_norm=max_norm,
+                 logit_clip=logit_clip, desc=f"f-flow ({estimator})", critic_options=options,
+                 diffusion=diffusion, keep_fields=keep_fields, record_every=record_every, generator=generator,
+                 progress=progress)  # fmt: skip
 
 
-def _rms(x: Tensor) -> float:
-    return float(x.detach().pow(2).sum(1).mean().sqrt())
-
-
-def _particle_flow(
-    x0,
-    y,
-    fitter: _CriticFitter,
-    field_of: Callable,
-    estimate: Callable,
-    step_size,
-    n_steps,
-    *,
-    critic_iters,
-    first_critic_iters,
-    diffusion,
-    keep_fields,
-    record_every,
-    max_norm,
-    generator,
-    progress,
-    desc,
-) -> FFlowResult:
-    if not isinstance(keep_fields, bool):
-        raise TypeError("keep_fields must be a bool")
-    divergence: list[float] = []
-    fields: list[Callable] = []
-    counter = [0]
-
-    def velocity_fn(x, at=None):
-        fitter.fit(x, y, first_critic_iters if counter[0] == 0 else critic_iters)
-        counter[0] += 1
-        est = estimate(fitter.critic, x)
-        if est is not None:
-            divergence.append(est)
-        if keep_fields:
-            fields.append(field_of(_frozen(fitter.critic)))
-        return field_of(fitter.critic)(x if at is None else at)
-
-    center, default_norm = spread_bound(x0, y)
-    max_norm = default_norm if max_norm is None else max_norm
-    try:
-        traj = euler_flow(
-            x0,
-            velocity_fn,
-            step_size,
-            n_steps,
-            diffusion=diffusion,
-            record_every=record_every,
-            generator=generator,
-            progress=progress,
-            max_norm=max_norm,
-            desc=desc,
-            center=center,
-        )
-    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
-        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
-    return FFlowResult(
-        x=traj.x,
-        trajectory=traj,
-        divergence=divergence,
-        critic=fitter.critic,
-        fields=fields,
-        step_sizes=list(traj.step_sizes),
-    )
-
-
-def _generator_flow(
-    latent,
-    y,
-    generator_net: nn.Module,
-    fitter: _CriticFitter,
-    field_of: Callable,
-    estimate: Callable,
-    step_size,
-    n_steps: int,
-    *,
-    inner_steps: int,
-    fit_iters: int,
-    lr_generator: float,
-    critic_iters: int,
-    first_critic_iters: int,
-    record_every: int | None,
-    progress: bool,
-    desc: str,
-) -> FFlowResult:
-    r"""Outer loop: refit critic, move particles ``inner_steps`` times, regress the generator."""
-    if not isinstance(generator_net, nn.Module):
-        raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
-    latent = check_samples(latent, "x0 (latent)").detach()
-    _check_net_dtype(generator_net, latent.dtype, "generator_net", "x0")
-    step_size = check_positive(step_size, "step_size")
-    inner_steps = check_int(inner_steps, "inner_steps")
-    fit_iters = check_int(fit_iters, "fit_iters")
-    lr_generator = check_positive(lr_generator, "lr_generator")
-    if record_every is None:
-        record_every = max(1, n_steps // 100)
-    record_every = check_int(record_every, "record_every")
-    opt = torch.optim.Adam(generator_net.parameters(), lr=lr_generator)
-    with torch.no_grad():
-        x = generator_net(latent)
-    if x.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"generator_net must map x0 to shape (n, {y.shape[1]}), got {tuple(x.shape)}")
-    center, max_norm = spread_bound(x, y)
-    steps, frames, divergence = [0], [x.detach().clone()], []
-    for k in _progress(range(n_steps), desc=desc, disable=not progress):
-        with torch.no_grad():
-            x = generator_net(latent)
-        fitter.fit(x, y, first_critic_iters if k == 0 else critic_iters)
-        est = estimate(fitter.critic, x)
-        if est is not None:
-            divergence.append(est)
-        v_field = field_of(fitter.critic)
-        target = x
-        for _ in range(inner_steps):
-            target = target + step_size * v_field(target)
-        target = target.detach()
-        for _ in range(fit_iters):
-            loss = 0.5 * (generator_net(latent) - target).pow(2).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if (k + 1) % record_every == 0 or k + 1 == n_steps:
-            with torch.no_grad():
-                x = generator_net(latent)
-            rms = _rms(x - center)  # NaN or inf when x is not finite
-            if not rms <= max_norm:
-                raise FlowDivergedError(
-                    f"{desc} diverged at outer step {k} with step_size={step_size:g}: generated samples "
-                    f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
-                    f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
-                    f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
-                )
-            steps.append(k + 1)
-            frames.append(x.detach().clone())
-    traj = Trajectory(x=frames[-1], steps=steps, frames=torch.stack(frames), step_sizes=[step_size] * n_steps)
-    return FFlowResult(
-        x=frames[-1],
-        trajectory=traj,
-        divergence=divergence,
-        critic=fitter.critic,
-        step_sizes=list(traj.step_sizes),
-        latent=latent,
-    )
-
-
-def vgrow(
-    x0,
-    y,
-    fdiv="kl",
-    step_size=0.5,
-    n_steps: int = 50,
-    *,
-    generator_net: nn.Module | None = None,
-    inner_steps: int = 5,
-    fit_iters: int = 10,
-    lr_generator: float = 1e-3,
-    critic_iters: int = 20,
-    first_critic_iters: int = 200,
-    lr: float = 1e-3,
-    hidden: int = 64,
-    depth: int = 2,
-    batch_size: int | None = None,
-    r1: float = 0.0,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> FFlowResult:
-    r"""VGrow: variational gradient flow with a logistic density-ratio estimate.
+def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: nn.Module | None = None,
+          inner_steps: int = 5, fit_iters: int = 10, lr_generator: float = 1e-3, critic_iters: int = 20,
+          first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
+          batch_size: int | None = None, r1: float = 0.0, record_every: int | None = None,
+          generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
+    r"""VGrow (Gao et al. 2019): variational gradient flow with a logistic density-ratio estimate.
 
     .. math::
 
@@ -594,83 +400,27 @@ def vgrow(
         Y \leftarrow Y + s\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
         G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
 
-    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents and
-    each outer step refits the classifier, moves :math:`Y = G(z)` and regresses :math:`G` on them
-    (``fit_iters`` Adam steps).
+    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and
+    :math:`G` takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
 
     Used in: chapter 4.
     """
+    options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
+                   critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
     if generator_net is None:
-        return f_flow(
-            x0,
-            y,
-            fdiv,
-            step_size,
-            n_steps,
-            estimator="logistic",
-            critic_iters=critic_iters,
-            first_critic_iters=first_critic_iters,
-            lr=lr,
-            hidden=hidden,
-            depth=depth,
-            batch_size=batch_size,
-            r1=r1,
-            record_every=record_every,
-            generator=generator,
-            progress=progress,
-        )
-    y = check_samples(y, "y").detach()
-    n_steps = check_int(n_steps, "n_steps")
-    get_velocity_factor(fdiv)
-    fdiv_obj = _as_fdiv(fdiv)
-    fitter = _CriticFitter(
-        "logistic", fdiv, y.shape[1], y.dtype, y.device, None,
-        hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1, gp=0.0, gen=generator,
-    )  # fmt: skip
-
-    def field_of(net):
-        return lambda z: velocity_from_critic(net, z, estimator="logistic", fdiv=fdiv)
-
-    return _generator_flow(
-        x0,
-        y,
-        generator_net,
-        fitter,
-        field_of,
-        lambda net, x: _estimate(fdiv_obj, "logistic", net, x, y, 1e-3),
-        step_size,
-        n_steps,
-        inner_steps=inner_steps,
-        fit_iters=fit_iters,
-        lr_generator=lr_generator,
-        critic_iters=check_int(critic_iters, "critic_iters"),
-        first_critic_iters=check_int(first_critic_iters, "first_critic_iters"),
-        record_every=record_every,
-        progress=progress,
-        desc="VGrow",
-    )
+        return f_flow(x0, y, fdiv, step_size, n_steps, record_every=record_every, generator=generator,
+                      progress=progress, **options)  # fmt: skip
+    return _flow(x0, y, fdiv, "logistic", step_size, n_steps, generator_net=generator_net,
+                 generator=generator, inner_steps=inner_steps, fit_iters=fit_iters, lr_generator=lr_generator,
+                 desc="VGrow", critic_options=options, record_every=record_every,
+                 progress=progress)  # fmt: skip
 
 
-def ept(
-    x0,
-    y,
-    fdiv="kl",
-    step_size=0.1,
-    n_steps: int = 50,
-    *,
-    r1: float = 0.1,
-    critic_iters: int = 20,
-    first_critic_iters: int = 200,
-    lr: float = 1e-3,
-    hidden: int = 64,
-    depth: int = 2,
-    batch_size: int | None = None,
-    r_min: float = 1e-3,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> FFlowResult:
-    r"""EPT: Euler particle transport with a least-squares density-ratio fit.
+def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, critic_iters: int = 20,
+        first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
+        batch_size: int | None = None, r_min: float = 1e-3, record_every: int | None = None,
+        generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
+    r"""EPT (Gao et al. 2022): Euler particle transport with a least-squares density-ratio fit.
 
     .. math::
 
@@ -682,145 +432,50 @@ def ept(
 
     Used in: chapter 4.
     """
-    return f_flow(
-        x0,
-        y,
-        fdiv,
-        step_size,
-        n_steps,
-        estimator="least_squares",
-        critic_iters=critic_iters,
-        first_critic_iters=first_critic_iters,
-        lr=lr,
-        hidden=hidden,
-        depth=depth,
-        batch_size=batch_size,
-        r1=r1,
-        r_min=r_min,
-        keep_fields=True,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-    )
+    return f_flow(x0, y, fdiv, step_size, n_steps, estimator="least_squares", critic_iters=critic_iters,
+                  first_critic_iters=first_critic_iters, lr=lr, hidden=hidden, depth=depth,
+                  batch_size=batch_size, r1=r1, r_min=r_min, keep_fields=True, record_every=record_every,
+                  generator=generator, progress=progress)  # fmt: skip
 
 
-def _monoflow_h(h) -> Callable[[Tensor], Tensor]:
-    if isinstance(h, str):
-        key = h.strip().lower()
-        if key not in MONOFLOW_H:
-            raise ValueError(f"h must be one of {sorted(MONOFLOW_H)} or a callable, got {h!r}")
-        return MONOFLOW_H[key]
-    if callable(h):
-        return h
-    raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
-
-
-def monoflow(
-    x0,
-    y,
-    h="logd",
-    step_size=0.5,
-    n_steps: int = 50,
-    *,
-    generator_net: nn.Module | None = None,
-    lr_generator: float = 1e-3,
-    critic_iters: int = 20,
-    first_critic_iters: int = 200,
-    lr: float = 1e-3,
-    hidden: int = 64,
-    depth: int = 2,
-    batch_size: int | None = None,
-    r1: float = 0.0,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> FFlowResult:
-    r"""MonoFlow: particles follow a monotone rescaling ``h`` of the log density ratio.
+def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net: nn.Module | None = None,
+             lr_generator: float = 1e-3, critic_iters: int = 20, first_critic_iters: int = 200,
+             lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
+             r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
+             progress: bool = True) -> FFlowResult:  # fmt: skip
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone rescaling ``h`` of the log density ratio.
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla_x\, h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' >
-        0,
+        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
 
-    the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is ``"kl"``, ``"logd"``, ``"minimax"`` (``"js"``)
-    (:data:`MONOFLOW_H`) or a callable. With ``generator_net``, one Adam step per iteration on
-    :math:`-\mathbb E\, h(D(G(z)))` (the GAN form).
+    the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
+    With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
+    :math:`\tfrac12\mathbb E|G(z) - (G(z) + h\,v)|^2`, i.e. along :math:`-h\,\nabla\mathbb E\, h(D(G(z)))`.
 
     Used in: chapter 4.
     """
-    hfun = _monoflow_h(h)
-    x0_checked = check_samples(x0, "x0")
-    y = check_samples(y, "y").detach()
-    n_steps = check_int(n_steps, "n_steps")
-    fitter = _CriticFitter(
-        "logistic", "kl", y.shape[1], y.dtype, y.device, None,
-        hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1, gp=0.0, gen=generator,
-    )  # fmt: skip
+    hfun = MONOFLOW_H.get(h.strip().lower()) if isinstance(h, str) else h
+    if isinstance(h, str) and hfun is None:
+        raise ValueError(f"h must be one of {sorted(MONOFLOW_H)} or a callable, got {h!r}")
+    if not callable(hfun):
+        raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
 
     def field_of(net):
-        def v(z: Tensor) -> Tensor:
-            _, g = _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))
-            return g
+        return lambda z: _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
 
-        return v
-
-    def no_estimate(net, x):
-        return None
-
-    if generator_net is None:
-        check_same_dim(x0_checked, y, "x0", "y")
-        return _particle_flow(
-            x0_checked,
-            y,
-            fitter,
-            field_of,
-            no_estimate,
-            step_size,
-            n_steps,
-            critic_iters=check_int(critic_iters, "critic_iters"),
-            first_critic_iters=check_int(first_critic_iters, "first_critic_iters"),
-            diffusion=0.0,
-            keep_fields=False,
-            record_every=record_every,
-            max_norm=None,
-            generator=generator,
-            progress=progress,
-            desc="MonoFlow",
-        )
-    return _generator_flow(
-        x0_checked,
-        y,
-        generator_net,
-        fitter,
-        field_of,
-        no_estimate,
-        step_size,
-        n_steps,
-        inner_steps=1,
-        fit_iters=1,
-        lr_generator=lr_generator,
-        critic_iters=check_int(critic_iters, "critic_iters"),
-        first_critic_iters=check_int(first_critic_iters, "first_critic_iters"),
-        record_every=record_every,
-        progress=progress,
-        desc="MonoFlow (generator)",
-    )
+    options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
+                   critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
+    desc = "MonoFlow" if generator_net is None else "MonoFlow (generator)"
+    return _flow(x0, y, "kl", "logistic", step_size, n_steps, generator_net=generator_net,
+                 generator=generator, lr_generator=lr_generator, desc=desc, field_of=field_of,
+                 critic_options=options, record_every=record_every, progress=progress)  # fmt: skip
 
 
-def dgflow(
-    x0,
-    discriminator,
-    fdiv="kl",
-    step_size=0.1,
-    n_steps: int = 25,
-    gamma: float = 0.01,
-    *,
-    generator_net: nn.Module | None = None,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-) -> FFlowResult:
-    r"""DGflow: refine a generator's samples along the gradient flow of a fixed discriminator.
+def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma: float = 0.01, *,
+           generator_net: nn.Module | None = None, record_every: int | None = None,
+           generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
+    r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator.
 
     .. math::
 
@@ -841,40 +496,25 @@ def dgflow(
         raise TypeError("discriminator must be callable or have a logit method")
     if generator_net is not None and not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
-    if generator_net is None:
-        _check_net_dtype(disc, x0.dtype, "discriminator", "x0")
-    else:
+    out_dtype, out_name = x0.dtype, "x0"
+    if generator_net is not None:
         _check_net_dtype(generator_net, x0.dtype, "generator_net", "x0")
-        for q in generator_net.parameters():
-            _check_net_dtype(disc, q.dtype, "discriminator", "generator_net's output")
-            break
+        out_dtype, out_name = next(iter(generator_net.parameters()), x0).dtype, "generator_net's output"
+    _check_net_dtype(disc, out_dtype, "discriminator", out_name)
 
     def data_logit(z: Tensor) -> Tensor:
         return _scalar_out(disc, z if generator_net is None else generator_net(z))
 
     def velocity_fn(z, at=None):
         d, g = _grad(data_logit, z)
-        return factor(torch.exp(-d).clamp(*_R_CLAMP))[:, None] * g
+        return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
-    traj = euler_flow(
-        x0,
-        velocity_fn,
-        step_size,
-        n_steps,
-        diffusion=gamma,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-        max_norm=1e3 * max(1.0, _rms(x0)),
-        desc="DGflow",
-    )
+    traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,
+                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, _rms(x0)),
+                      desc="DGflow")  # fmt: skip
     if generator_net is None:
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))
     with torch.no_grad():
         frames = torch.stack([generator_net(f) for f in traj.frames])
-    data_traj = Trajectory(
-        x=frames[-1], steps=traj.steps, frames=frames, values=traj.values, step_sizes=traj.step_sizes
-    )
-    return FFlowResult(
-        x=frames[-1], trajectory=data_traj, critic=disc, step_sizes=list(traj.step_sizes), latent=traj.x
-    )
+    data_traj = replace(traj, x=frames[-1], frames=frames)
+    return FFlowResult(frames[-1], data_traj, critic=disc, step_sizes=list(traj.step_sizes), latent=traj.x)

@@ -311,7 +311,7 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
         \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay} \in [0,
         1).
 
-    Used in: :mod:`gwf_tutorial.trainer`, :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.trainer`.
     """
     if not (isinstance(decay, int | float) and 0 <= decay < 1):
         raise ValueError(f"decay must be in [0, 1), got {decay!r}")

@@ -10,10 +10,9 @@ problem's critic loss, then the map takes one Adam step on the problem's map los
     \phi \leftarrow \phi - \eta_c \nabla_\phi L_c(\phi; \theta) \ (\times\, \texttt{critic\_steps}),
     \qquad \theta \leftarrow \theta - \eta\, \nabla_\theta L(\theta; \phi),
 
-with the learning rates :math:`\eta, \eta_c` constant or cosine-annealed to 0 over the ``n_iters``
-iterations, an exponential moving average of :math:`\theta` when asked, optional gradient clipping and
-bfloat16 autocast on CUDA. A non-finite loss raises :class:`TrainingDivergedError` naming the learning
-rates. The problem is any object with
+with the learning rates :math:`\eta, \eta_c` constant or cosine-annealed over the ``n_iters``
+iterations, an EMA of :math:`\theta` when asked, optional gradient clipping and bfloat16 autocast on
+CUDA. A non-finite loss raises :class:`TrainingDivergedError` naming the learning rates. The problem is:
 
 - ``batch()``: draws what one iteration shares (or ``None``),
 - ``critic_loss(batch) -> (loss, record)``: the critic's loss and one detached scalar to log,
@@ -51,10 +50,7 @@ class TrainingDivergedError(FlowDivergedError, FloatingPointError):
 
 def frozen_copy(net: nn.Module) -> nn.Module:
     """A deep copy of ``net`` in eval mode with ``requires_grad=False`` (a frozen :math:`T_k`)."""
-    c = copy.deepcopy(net)
-    for p in c.parameters():
-        p.requires_grad_(False)
-    return c.eval()
+    return copy.deepcopy(net).requires_grad_(False).eval()
 
 
 def _delegate(name: str, doc: str) -> property:
@@ -89,14 +85,10 @@ class Trainer:
 
     Parameters
     ----------
-    map_net : nn.Module
-        The map (generator) trained by :meth:`fit`.
-    critic : nn.Module, optional
-        The critic (potential); None for a problem without one.
-    lr, lr_critic : float
-        Adam learning rates of the map and the critic.
-    betas : tuple of two floats, default (0.5, 0.9)
-        Adam betas (both optimisers).
+    map_net, critic : nn.Module
+        The map (generator) trained by :meth:`fit`; the critic (potential), None for a problem without one.
+    lr, lr_critic, betas : float, float, tuple of two floats
+        Adam learning rates of the map and the critic; Adam betas (both optimisers).
     critic_steps : int, default 1
         Critic updates per map update.
     lr_schedule : {"constant", "cosine"}, default "constant"
@@ -104,11 +96,15 @@ class Trainer:
     ema_decay : float, optional
         Keep :attr:`ema`, an EMA of the map's weights, updated after every map step.
     clip_grad : float, optional
-        Clip the gradient norm of each network to this value before its step.
+        Clip the gradient norm of the map to this value before its step.
     bf16 : bool, default False
         Compute the losses under ``torch.autocast(dtype=bfloat16)`` when the map is on CUDA (never on a CPU).
     generator : torch.Generator, optional
         The problem's random stream, saved and restored with the checkpoints.
+    eta_min : float, default 0
+        Cosine: the floor :math:`\eta_{\min} + (\eta - \eta_{\min}) s(i)` of both learning rates.
+    fused : bool, default False
+        Fused Adam (CUDA: fewer kernel launches).
 
     Used in: chapters 4-7 and 9 (through ``jko.ParametricJKO`` and ``sjko.SemiDualJKO``).
     """
@@ -127,6 +123,8 @@ class Trainer:
         clip_grad: float | None = None,
         bf16: bool = False,
         generator: torch.Generator | None = None,
+        eta_min: float = 0.0,
+        fused: bool = False,
     ) -> None:
         for net, name in ((map_net, "map_net"), (critic, "critic")):
             if net is not None and not isinstance(net, nn.Module):
@@ -141,17 +139,20 @@ class Trainer:
         self.betas = check_betas(betas)
         self.critic_steps, self.lr_schedule, self.ema_decay = critic_steps, lr_schedule, ema_decay
         self.clip_grad = None if clip_grad is None else check_nonnegative(clip_grad, "clip_grad")
-        self.bf16, self.generator = bool(bf16), generator
+        self.bf16, self.generator, self.fused = bool(bf16), generator, bool(fused)
+        self.eta_min = check_nonnegative(eta_min, "eta_min")
         self.critic = critic
-        self.opt_critic = None
-        if critic is not None:
-            self.opt_critic = torch.optim.Adam(critic.parameters(), lr=self.lr_critic, betas=self.betas)
+        self.opt_critic = None if critic is None else self._adam(critic, self.lr_critic)
         self.set_map(map_net)
+
+    def _adam(self, net: nn.Module, lr: float) -> torch.optim.Adam:
+        fused = {"fused": True} if self.fused else {}
+        return torch.optim.Adam(net.parameters(), lr=lr, betas=self.betas, **fused)
 
     def set_map(self, map_net: nn.Module) -> None:
         """Train ``map_net`` from now on, with a fresh Adam state (and a fresh EMA copy)."""
         self.map = map_net
-        self.opt_map = torch.optim.Adam(map_net.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_map = self._adam(map_net, self.lr)
         self.ema = frozen_copy(map_net) if self.ema_decay is not None else None
 
     def set_lr(self, it: int, n_iters: int) -> None:
@@ -160,12 +161,12 @@ class Trainer:
         for opt, lr in ((self.opt_map, self.lr), (self.opt_critic, self.lr_critic)):
             if opt is not None:
                 for g in opt.param_groups:
-                    g["lr"] = lr * factor
+                    g["lr"] = self.eta_min + (lr - self.eta_min) * factor
 
     def _step(self, opt: torch.optim.Optimizer, net: nn.Module, loss: Tensor) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.clip_grad is not None:
+        if self.clip_grad is not None and net is self.map:
             nn.utils.clip_grad_norm_(net.parameters(), self.clip_grad)
         opt.step()
 
@@ -218,24 +219,19 @@ class Trainer:
         problem : object with ``batch``, ``critic_loss``, ``map_loss``
             See the module docstring.
         n_iters : int
-            Iterations ``start, ..., n_iters - 1`` (the schedule runs over ``n_iters``).
-        start : int, default 0
-            First iteration (a run resumed in the middle).
-        desc : str
-            Label of the progress bar and of the divergence error.
-        names : tuple of str
-            Names of the records (critic's first), used in the divergence error.
+            Iterations ``start, ..., n_iters - 1`` (``start`` > 0: a run resumed in the middle); the
+            schedule runs over ``n_iters``.
+        desc, names, hint : str, tuple of str, str
+            Label of the progress bar and of the divergence error; names of the records (critic's first),
+            shown in the bar every few iterations and in the error; a hint appended to the error.
         progress : bool, optional
-            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0); with ``names``, it shows the
-            records every few iterations.
+            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0).
         callback : callable, optional
-            ``callback(it, records)`` after every iteration.
-        hint : str
-            Appended to the divergence error (e.g. the step size to try).
+            ``callback(it, records)`` after every iteration; a true return value stops the loop.
 
         Returns
         -------
-        Tensor, shape (n_records, n_iters - start), float64, on the map's device
+        Tensor, shape (n_records, iterations run), float64, on the map's device
 
         Raises
         ------
@@ -260,8 +256,8 @@ class Trainer:
                 checked = it + 1 - start
             if names and (it % show_every == 0 or it == n_iters - 1) and not getattr(bar, "disable", False):
                 bar.set_postfix(**{n: f"{v:.3g}" for n, v in zip(names, logs[:, it - start].tolist())})
-            if callback is not None:
-                callback(it, records)
+            if callback is not None and callback(it, records):
+                return logs[:, : it + 1 - start]
         return logs
 
     def _check(self, logs: Tensor, offset: int, desc: str, names: tuple[str, ...], hint: str) -> None:
@@ -291,7 +287,7 @@ class Trainer:
             if (state[k] is None) != (getattr(self, k) is None):
                 raise ValueError(f"state and trainer disagree on the {k}")
         self.map.load_state_dict(state["map"])
-        self.opt_map = torch.optim.Adam(self.map.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_map = self._adam(self.map, self.lr)
         self.opt_map.load_state_dict(state["opt_map"])
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])

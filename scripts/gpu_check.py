@@ -242,10 +242,10 @@ def resume_check(args, folder: Path) -> dict:
     a = train.load_checkpoint(killed / "last.pt")[0]
     b = train.load_checkpoint(ref / "last.pt")[0]
     diffs = [
-        (a[k][n].double() - b[k][n].double()).abs().max().item()
-        for k in ("generator", "ema", "critic")
-        for n in a[k]
-        if a[k][n].is_floating_point()
+        (a["trainer"][k][n].double() - b["trainer"][k][n].double()).abs().max().item()
+        for k in ("map", "ema", "critic")
+        for n in a["trainer"][k]
+        if a["trainer"][k][n].is_floating_point()
     ]
     cuda = "cpu" not in a["device"].lower()
     return {

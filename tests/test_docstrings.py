@@ -26,15 +26,12 @@ PACKAGE = "gwf_tutorial"
 # rebuild lands (remove a module from this list to check it).
 NOT_YET_CHECKED = {
     "jko",
-    "sjko",
     "trainer",
     "critics",
-    "fdiv",
     "projected",
     "plot",
     "data",
     "benchmark",
-    "cifar10",
 }
 # Public but called by no chapter and no library function (only by the tests): candidates for leaving
 # ``__all__``. Their "Used in" says so, and the test below keeps this list true.

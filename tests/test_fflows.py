@@ -2,6 +2,7 @@
 decrease the divergence on 2-D targets, the named methods (VGrow, EPT, MonoFlow, DGflow) run and
 move particles toward the target."""
 
+import copy
 import math
 
 import pytest
@@ -171,6 +172,42 @@ def test_vgrow_particles_and_generator():
         assert torch.equal(res.x, G(x0))
     assert _ed(res.x, y) < 0.25 * _ed(x0, y)
     assert res.divergence == []  # "logd" has no f in the catalogue
+
+
+def test_generator_mode_is_the_regression_recipe_on_the_trainer():
+    # VGrow with a generator: per outer step, refit the critic on G(z) (warm-started Adam), move the points
+    # inner_steps times along its field, then fit_iters Adam steps (default betas) on E|G(z) - Y|^2 / 2.
+    # The library runs the last part on trainer.Trainer; written out by hand it gives the same bits.
+    x0, y, _ = _moons(60)
+    torch.manual_seed(0)
+    G = nets.MLP(2, 2, hidden=8, depth=1)
+    G_ref = copy.deepcopy(G)
+    torch.manual_seed(1)
+    res = fflows.vgrow(x0, y, "kl", 0.3, 3, generator_net=G, inner_steps=2, fit_iters=3, lr_generator=1e-2,
+                       critic_iters=2, first_critic_iters=5, hidden=8, depth=1, record_every=1,
+                       generator=_gen(2), progress=False)  # fmt: skip
+    torch.manual_seed(1)
+    critic = critics.Critic(2, hidden=8, depth=1)
+    opt_c, gen = torch.optim.Adam(critic.parameters(), lr=1e-3), _gen(2)
+    opt_g = torch.optim.Adam(G_ref.parameters(), lr=1e-2)
+    for k in range(3):
+        with torch.no_grad():
+            x = G_ref(x0)
+        critics.logistic_ratio(x, y, net=critic, n_iters=5 if k == 0 else 2, lr=1e-3, generator=gen,
+                               optimizer=opt_c, progress=False)  # fmt: skip
+        for _ in range(2):
+            x = x + 0.3 * fflows.velocity_from_critic(critic, x, fdiv="kl")
+        for _ in range(3):
+            loss = 0.5 * (G_ref(x0) - x).pow(2).sum(1).mean()
+            opt_g.zero_grad()
+            loss.backward()
+            opt_g.step()
+    with torch.no_grad():
+        assert torch.equal(res.x, G_ref(x0))
+    assert res.trajectory.steps == [0, 1, 2, 3] and len(res.divergence) == 3
+    with pytest.raises(FlowDivergedError, match="lr_generator"):
+        fflows.vgrow(x0, y, "kl", 0.3, 3, generator_net=G, lr_generator=1e8, critic_iters=1,
+                     first_critic_iters=1, hidden=8, depth=1, generator=_gen(2), progress=False)  # fmt: skip
 
 
 def test_ept_forward_euler_map_transports_fresh_samples():

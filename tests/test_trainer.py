@@ -62,6 +62,19 @@ def test_cosine_schedule_and_constant_schedule():
     const = _trainer(lr=0.1, lr_schedule="constant")
     const.set_lr(3, 4)
     assert const.opt_map.param_groups[0]["lr"] == 0.1
+    floor = _trainer(lr=0.1, lr_critic=0.2, lr_schedule="cosine", eta_min=0.05)  # torch's CosineAnnealingLR
+    for it in range(4):
+        floor.set_lr(it, 4)
+        f = 0.5 * (1 + math.cos(math.pi * it / 4))
+        assert floor.opt_map.param_groups[0]["lr"] == pytest.approx(0.05 + 0.05 * f, rel=1e-15)
+        assert floor.opt_critic.param_groups[0]["lr"] == pytest.approx(0.05 + 0.15 * f, rel=1e-15)
+
+
+def test_a_true_callback_stops_the_loop():
+    tr = _trainer(lr=0.05)
+    seen = []
+    logs = tr.fit(_Regression(tr), 10, progress=False, callback=lambda it, rec: seen.append(it) or it == 3)
+    assert seen == [0, 1, 2, 3] and logs.shape == (2, 4) and torch.isfinite(logs).all()
 
 
 def test_ema_follows_the_closed_form():
@@ -82,6 +95,12 @@ def test_gradient_clipping_bounds_the_step():
     tr.iteration(prob)
     norm = torch.sqrt(sum((p.grad**2).sum() for p in tr.map.parameters()))
     assert norm <= 1e-3 * (1 + 1e-6)
+    # the map only: the critic's gradient is left as it is
+    tr = _trainer(clip_grad=1e-3)
+    prob = _Regression(tr, scale=1e6)
+    prob.critic_loss = lambda z: (1e6 * tr.critic(z).sum(), torch.zeros(()))
+    tr.iteration(prob)
+    assert torch.sqrt(sum((p.grad**2).sum() for p in tr.critic.parameters())) > 1.0
 
 
 def test_bf16_autocast_is_off_on_cpu():
@@ -164,6 +183,7 @@ def test_set_map_resets_adam_and_ema_and_frozen_copy():
         (dict(ema_decay=1.0), "ema_decay"),
         (dict(critic_steps=0), "critic_steps"),
         (dict(clip_grad=-1.0), "clip_grad"),
+        (dict(eta_min=-1.0), "eta_min"),
         (dict(betas=(1.5, 0.9)), "betas"),
     ],
 )
