@@ -316,7 +316,8 @@ def multi_temperature_field(
 
     Returns
     -------
-    Tensor, shape (n, d), or the tuple ``(V, info)``
+    Tensor, shape (n, d)
+        :math:`V`; with ``return_info`` the tuple ``(V, info)``.
 
     Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
     """
@@ -867,7 +868,7 @@ def train_drifting(
     generator: torch.Generator | None = None, progress: bool = True,
     checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
 ) -> DriftingHistory:  # fmt: skip
-    r"""Train a one-step generator with the drifting loss and any drift field; resumable.
+    r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
     Each step draws :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)` and fresh data
     :math:`y_j \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`:
@@ -895,10 +896,6 @@ def train_drifting(
         when it exists: net, Adam, history, random states and the drift's ``state_dict`` are restored, so
         an interrupted and resumed run equals an uninterrupted one. A damaged file, another kind of run,
         other hyperparameters or drift settings, or a step past ``n_iters`` are refused (``ValueError``).
-
-    Returns
-    -------
-    DriftingHistory
 
     Used in: chapters 8 and 9.
     """
