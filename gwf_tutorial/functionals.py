@@ -1,19 +1,16 @@
-r"""Objectives of Wasserstein gradient flows, estimated from samples.
+r"""Objectives of Wasserstein gradient flows, estimated from samples, and the one MMD estimator.
 
-Every objective :math:`F(\rho)` (a divergence to a target :math:`\nu` or :math:`\pi`) has one interface:
+Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor,
+differentiable in ``x``), ``velocity(x, y, at=None)`` and ``first_variation(x, y, at)``:
 
-- ``value(x, y)``: a sample estimate of :math:`F`, a 0-d tensor differentiable in ``x``;
-- ``velocity(x, y, at=None)``: the Wasserstein velocity :math:`v = -\nabla \frac{\delta F}{\delta\rho}`
-  of the empirical measure of ``x``, at the particles or at the points ``at``, detached;
-- ``first_variation(x, y, at)``: :math:`\frac{\delta F}{\delta \rho}` at ``at`` (up to a constant).
+.. math::
 
-Conventions: particles ``x`` have shape ``(n, d)``, target samples ``y`` shape ``(m, d)``, evaluation
-points ``at`` shape ``(k, d)``; velocities have the shape of ``at`` (or of ``x``), first variations
-``(k,)``. ``generator`` draws the random directions of the sliced objectives. ``chunk_size`` is the number
-of rows per block of the kernel sums: by default about ``2**20`` entries on a CPU, one block on a GPU when
-it fits in a quarter of the free memory; memory is never ``O(n m)`` per block beyond that.
-:func:`wasserstein_gradient` is the one place where the gradient of a sample estimate is computed; the
-tests check every analytic velocity against it.
+    v = -\nabla \frac{\delta F}{\delta\rho}, \qquad \partial_t \rho = -\operatorname{div}(\rho\, v).
+
+Shared arguments: particles ``x`` ``(n, d)``, target samples ``y`` ``(m, d)``, evaluation points ``at``
+``(k, d)`` (velocities have its shape, first variations ``(k,)``); ``generator`` draws random directions;
+``chunk_size`` is the rows per block of kernel sums (default about ``2**20`` entries on a CPU, one block
+on a GPU when it fits in a quarter of the free memory).
 
 Used in: :mod:`gwf_tutorial.flows` (chapters 2, 3 and 8) and the parametric methods (chapters 4-8).
 """
@@ -27,33 +24,16 @@ import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import (
-    check_int,
-    check_positive,
-    check_same_dim,
-    check_samples,
-)
+from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
-__all__ = [
-    "Objective",
-    "wasserstein_gradient",
-    "MMD",
-    "KL",
-    "SlicedWasserstein",
-    "SlicedEnergyMMD",
-    "SinkhornDivergence",
-    "get_objective",
-    "kde_bandwidth",
-    "slicing_constant",
-]
+__all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
+           "SlicedEnergyMMD", "SinkhornDivergence", "get_objective", "kde_bandwidth",
+           "slicing_constant"]  # fmt: skip
 
-# Default block size of the chunked kernel sums on a CPU: at most this many matrix entries per block,
-# so a velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
+# Block size of the kernel sums: this many entries on a CPU; on a GPU this fraction of the free memory,
+# counting this many (rows, cols) temporaries alive at once.
 _AUTO_BLOCK_ENTRIES = 2**20
-# On a GPU a block may use this fraction of the free device memory, counting this many (rows, cols)
-# matrices alive at once (temporaries of the kernel formulas and the tensors autograd saves); when
-# the whole (n, m) matrix fits, the sum is one block: one pass of a few large kernels.
 _GPU_MEMORY_FRACTION = 0.25
 _GPU_BLOCK_TEMPORARIES = 16
 
@@ -71,8 +51,7 @@ def _free_device_bytes(device: torch.device) -> int | None:
 
 
 def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None) -> int:
-    """Rows per block: ``_AUTO_BLOCK_ENTRIES`` entries on a CPU (``free_bytes`` None); on a GPU as
-    many rows as fit in ``_GPU_MEMORY_FRACTION`` of ``free_bytes`` (all ``n_rows`` when they fit)."""
+    """Rows per block (``free_bytes`` None: a CPU)."""
     if free_bytes is None:
         return max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
     per_row = max(1, n_cols) * itemsize * _GPU_BLOCK_TEMPORARIES
@@ -80,8 +59,7 @@ def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None)
 
 
 def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
-    """Slices of at most ``chunk_size`` rows; by default sized for the device of ``like``
-    (:func:`_block_rows`). Computed once per call: no host synchronisation per block."""
+    """Slices of at most ``chunk_size`` rows (default sized for the device of ``like``)."""
     if chunk_size is None:
         chunk = _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
     else:
@@ -89,29 +67,57 @@ def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
     return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
-def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tensor:
-    """Mean of the Gram matrix ``k(a, b)`` of a resolved kernel, summed by row blocks
-    (differentiable; no input checks)."""
-    total = sum(k._gram(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a))
-    return total / (a.shape[0] * b.shape[0])
+def _gram_mean(gram: Callable, a: Tensor, b: Tensor, chunk_size: int | None, exclude_diagonal: bool):
+    """Mean of ``gram(a, b)`` over all pairs (over ``i != j`` when ``exclude_diagonal``, ``a is b``)."""
+    total = 0
+    for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a):
+        block = gram(a[sl], b)
+        total = total + block.sum()
+        if exclude_diagonal:
+            total = total - torch.diagonal(block[:, sl]).sum()
+    n = a.shape[0]
+    return total / (n * (n - 1) if exclude_diagonal else n * b.shape[0])
+
+
+def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *, unbiased: bool = False,
+                  chunk_size: int | None = None) -> Tensor:  # fmt: skip
+    r"""The library's one estimate of :math:`\mathrm{MMD}^2` from a Gram function, by row blocks.
+
+    .. math::
+
+        \widehat{\mathrm{MMD}}{}^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
+          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
+
+    the U-statistic (``unbiased=True``) summing over :math:`i \ne i'`, :math:`j \ne j'` and dividing by
+    :math:`n(n-1)`, :math:`m(m-1)`. ``gram(a, b)`` is the ``(len(a), len(b))`` kernel matrix of checked
+    inputs (one bandwidth for the three); ``x``, ``y`` are not checked.
+
+    Returns
+    -------
+    Tensor, shape ()
+        Differentiable in ``x``, ``y`` and the parameters of ``gram``.
+
+    Used in: :class:`~gwf_tutorial.functionals.MMD`, :func:`~gwf_tutorial.metrics.mmd2`,
+    :class:`~gwf_tutorial.critics.LearnedKernel`.
+    """
+    if unbiased and (x.shape[0] < 2 or y.shape[0] < 2):
+        raise ValueError("unbiased=True needs at least 2 samples in x and in y")
+    c = chunk_size
+    xx, yy = _gram_mean(gram, x, x, c, unbiased), _gram_mean(gram, y, y, c, unbiased)
+    return xx + yy - 2.0 * _gram_mean(gram, x, y, c, False)
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
-    r"""Wasserstein gradient of a sample estimate ``fn`` (particles ``(n, d)`` to a 0-d tensor) at ``x``.
+    r"""Wasserstein gradient at ``x`` of a sample estimate ``value_fn`` (particles to a 0-d tensor).
 
     .. math::
 
         \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
         = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big),
 
-    detached, shape ``(n, d)``; valid for uniform weights only.
+    detached, shape ``(n, d)``; the tests check every analytic velocity against it.
 
     Used in: chapters 2 and 3.
-
-    References
-    ----------
-    Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability Measures",
-    2008 (Ch. 10).
     """
     if not callable(value_fn):
         raise TypeError(f"value_fn must be callable x -> 0-d tensor, got {type(value_fn).__name__}")
@@ -130,15 +136,10 @@ def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
 
 
 class Objective:
-    r"""An objective :math:`F(\rho)` with a sample estimate and its Wasserstein velocity.
+    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity.
 
-    .. math::
-
-        v(x) = -\nabla \frac{\delta F}{\delta \rho}(x), \qquad
-        \partial_t \rho = -\operatorname{div}(\rho\, v).
-
-    Subclasses implement ``value``; the default ``velocity`` is minus :func:`wasserstein_gradient` of
-    ``value`` at the particles, or minus the gradient of ``first_variation`` at other points.
+    The default ``velocity`` is minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus
+    the gradient of ``first_variation`` at other points.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD` and every objective of this module (their base class).
     """
@@ -146,7 +147,6 @@ class Objective:
     name = "objective"
     needs_target_samples = True
 
-    # -- input checks -----------------------------------------------------------------------------
     def _check(self, x, y, at=None):
         x = check_samples(x, "x")
         if y is None:
@@ -160,21 +160,20 @@ class Objective:
             check_same_dim(x, at, "x", "at")
         return x, y, at
 
-    # -- interface --------------------------------------------------------------------------------
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, getattr(self, "chunk_size", None), like)
+
     def value(self, x, y) -> Tensor:
-        r"""Sample estimate :math:`F(\frac1n\sum_i \delta_{x_i})` (using ``y``), shape ``()``."""
+        r"""Sample estimate :math:`F(\frac1n\sum_i \delta_{x_i})`, shape ``()``."""
         raise NotImplementedError
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""First variation :math:`\frac{\delta F}{\delta\rho}(\rho_n)` at ``at``, shape ``(k,)``, up to a
-        constant.
-        """
+        r""":math:`\frac{\delta F}{\delta\rho}(\rho_n)` at ``at``, shape ``(k,)``, up to a constant."""
         raise NotImplementedError(f"{type(self).__name__} has no first_variation")
 
     def velocity(self, x, y, at=None) -> Tensor:
         r"""Velocity :math:`v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z)` at ``at`` (default: the
-        particles), detached.
-        """
+        particles), detached."""
         x, y, at = self._check(x, y, at)
         if at is None:
             return -wasserstein_gradient(lambda z: self.value(z, y), x)
@@ -188,9 +187,6 @@ class Objective:
         return self.value(x, y)
 
 
-# ------------------------------------------------------------------------------------------------
-# MMD
-# ------------------------------------------------------------------------------------------------
 class MMD(Objective):
     r"""Half the squared MMD (V-statistic) and its Wasserstein velocity.
 
@@ -200,16 +196,10 @@ class MMD(Objective):
         \frac{\delta F}{\delta\rho}(z) = E_\rho k(z, x) - E_\nu k(z, y), \qquad
         v(z) = E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x).
 
-    The V-statistic is :math:`F` at the empirical measures, so the analytic velocity is its Wasserstein
-    gradient. ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to
-    :func:`~gwf_tutorial.kernels.get_kernel`;
-    the median bandwidth is computed once per call for all Gram matrices. Time ``O(n (n + m))`` per call.
+    ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`; the
+    median bandwidth is computed once per call.
 
     Used in: chapters 3 and 8.
-
-    References
-    ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
     """
 
     name = "mmd"
@@ -219,22 +209,17 @@ class MMD(Objective):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def value(self, x, y) -> Tensor:
-        r"""V-statistic of :math:`\tfrac12\mathrm{MMD}_k^2` between ``x`` and ``y``, shape ``()``."""
+        r""":func:`mmd2_estimate` (V-statistic) of :math:`\tfrac12\mathrm{MMD}_k^2`, shape ``()``."""
         x, y, _ = self._check(x, y)
-        k = self.kernel._resolve(x, y)
-        c = self.chunk_size
-        return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
+        return 0.5 * mmd2_estimate(self.kernel._resolve(x, y)._gram, x, y, chunk_size=self.chunk_size)
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Witness function :math:`w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j)`, shape ``(k,)``.
-        """
+        r"""Witness :math:`w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j)`, shape ``(k,)``."""
         x, y, at = self._check(x, y, at)
         k = self.kernel._resolve(x, y)
-        parts = [
-            k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
-            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size, at)
-        ]
-        return torch.cat(parts)
+        n_cols = x.shape[0] + y.shape[0]
+        return torch.cat([k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
+                          for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
     def velocity(self, x, y, at=None) -> Tensor:
         r"""Analytic velocity :math:`\frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j)`."""
@@ -242,19 +227,14 @@ class MMD(Objective):
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
         k = self.kernel._resolve(x, y)
-        parts = [
-            k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
-            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size, z)
-        ]
-        return torch.cat(parts)
+        n_cols = x.shape[0] + y.shape[0]
+        return torch.cat([k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
+                          for sl in self._slices(z.shape[0], n_cols, z)])  # fmt: skip
 
     def __repr__(self) -> str:
         return f"MMD(kernel={self.kernel!r}, chunk_size={self.chunk_size!r})"
 
 
-# ------------------------------------------------------------------------------------------------
-# KL with a known score
-# ------------------------------------------------------------------------------------------------
 def kde_bandwidth(x) -> float:
     r"""Silverman's bandwidth for a Gaussian kernel density estimate of ``x`` (a float, no gradient).
 
@@ -264,10 +244,6 @@ def kde_bandwidth(x) -> float:
         \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
 
     Used in: :class:`~gwf_tutorial.functionals.KL` (its default bandwidth).
-
-    References
-    ----------
-    Silverman, "Density Estimation for Statistics and Data Analysis", 1986 (Eq. 4.14).
     """
     return _silverman(check_samples(x, "x", min_n=2))
 
@@ -291,17 +267,12 @@ class KL(Objective):
         v_{\text{kde}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z), \qquad
         v_{\text{blob}} = v_{\text{kde}} - \int \nabla_z K_h(z - x') \frac{\rho(x')}{(\rho * K_h)(x')}\, dx'.
 
-    ``velocity="blob"`` (default) is the exact Wasserstein gradient of ``value`` (the blob method);
-    ``"kde"`` is the plug-in. Both have an ``O(h^2)`` bias (for a Gaussian target the variance settles near
-    :math:`\Sigma - h^2`). ``target`` is a score callable ``(k, d) -> (k, d)`` or an object with ``score``
-    (and ``log_prob``, needed by ``value``); ``log_prob`` overrides it. ``kde_bandwidth=None`` is
-    :func:`kde_bandwidth` per call. ``y`` is not used. Time ``O(n^2)`` per call.
+    ``velocity_estimator="blob"`` is the exact Wasserstein gradient of ``value`` (Carrillo, Craig,
+    Patacchini 2019), ``"kde"`` the plug-in; both have an ``O(h^2)`` bias. ``target``: a score callable
+    ``(k, d) -> (k, d)`` or an object with ``score`` (and ``log_prob``, needed by ``value``).
+    ``kde_bandwidth=None`` is :func:`kde_bandwidth` per call. ``y`` is not used.
 
     Used in: chapter 3.
-
-    References
-    ----------
-    Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
     """
 
     name = "kl"
@@ -357,9 +328,6 @@ class KL(Objective):
         if not isinstance(s, Tensor) or s.shape != z.shape:
             raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
         return s.detach()
-
-    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
-        return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
     def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
@@ -465,9 +433,6 @@ class KL(Objective):
         )
 
 
-# ------------------------------------------------------------------------------------------------
-# Sliced Wasserstein
-# ------------------------------------------------------------------------------------------------
 def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
     """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)``.
 
@@ -597,9 +562,6 @@ class SlicedWasserstein(_SlicedObjective):
         return f"SlicedWasserstein(n_projections={self.n_projections})"
 
 
-# ------------------------------------------------------------------------------------------------
-# Energy-kernel MMD by slicing
-# ------------------------------------------------------------------------------------------------
 def slicing_constant(d: int) -> float:
     r"""The constant :math:`c_d` that turns a mean of projected distances into the Euclidean distance.
 
@@ -730,9 +692,6 @@ class SlicedEnergyMMD(_SlicedObjective):
         return f"SlicedEnergyMMD(n_projections={self.n_projections}, directions={self.directions!r})"
 
 
-# ------------------------------------------------------------------------------------------------
-# Sinkhorn divergence
-# ------------------------------------------------------------------------------------------------
 _SINKHORN_SOLVERS = ("dense", "lazy", "geomloss", "auto")
 # GeomLoss's dense ("tensorized") backend up to this many cost-matrix entries; KeOps above it.
 _GEOMLOSS_TENSORIZED_MAX_ENTRIES = 5000**2
@@ -839,9 +798,6 @@ class SinkhornDivergence(Objective):
     @staticmethod
     def _uniform(n: int, like: Tensor) -> Tensor:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
-
-    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
-        return _row_slices(n_rows, n_cols, self.chunk_size, like)
 
     def _solver_for(self, like: Tensor) -> str:
         """The solver of this call: ``"auto"`` is GeomLoss on a CUDA device when it is installed
