@@ -503,10 +503,6 @@ class SlicedWasserstein(_SlicedObjective):
     the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``. Memory ``O((n + m) L)``.
 
     Used in: chapters 3 and 8.
-
-    References
-    ----------
-    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
     """
 
     name = "sliced_wasserstein"
@@ -571,10 +567,6 @@ def slicing_constant(d: int) -> float:
         c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}.
 
     Used in: :class:`~gwf_tutorial.functionals.SlicedEnergyMMD`.
-
-    References
-    ----------
-    Hertrich, Wald, Altekrüger, Hagemann, "Generative sliced MMD flows with Riesz kernels", ICLR 2024.
     """
     d = check_int(d, "d")
     return math.exp(0.5 * math.log(math.pi) + math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
@@ -615,10 +607,6 @@ class SlicedEnergyMMD(_SlicedObjective):
     variance), ``"random"``, or ``"auto"`` (grid in 2-D).
 
     Used in: chapter 3.
-
-    References
-    ----------
-    Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024 (Theorem 2, Section 3).
     """
 
     name = "sliced_energy"
@@ -754,10 +742,6 @@ class SinkhornDivergence(Objective):
         against a converged dense solve (``benchmarks/objectives.py``).
 
     Used in: chapters 3 and 8; ``benchmarks/particle_flows.py``.
-
-    References
-    ----------
-    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences", AISTATS 2019.
     """
 
     name = "sinkhorn"
