@@ -246,8 +246,8 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
-    w, cpu64 = as_tensor(mixture.weights, "mixture.weights").detach().cpu(), torch.empty(0, dtype=torch.float64)
-    weights = _weights(w, k, cpu64, "mixture.weights")
+    cpu64 = torch.empty(0, dtype=torch.float64)
+    weights = _weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, cpu64, "mixture.weights")
     stds = check_finite(as_tensor(mixture.stds, "mixture.stds").detach().to(cpu64), "mixture.stds")
     if stds.shape != (k,) or not bool((stds > 0).all()):
         raise ValueError(f"mixture.stds must be positive, of shape ({k},)")
