@@ -193,7 +193,7 @@ class GaussianKernel(Kernel):
 class IMQKernel(Kernel):
     r"""Inverse multiquadric kernel :math:`k(x, y) = (1 + |x - y|^2/s^2)^{\beta}`, ``beta < 0``.
 
-    Used in: ``kernels._NAMES`` (``"imq"``).
+    Used in: ``kernels._BASES`` (``"imq"``).
     """
 
     name = "imq"
@@ -217,7 +217,7 @@ class IMQKernel(Kernel):
 class LaplaceKernel(Kernel):
     r"""Laplace kernel :math:`k(x, y) = \exp(-|x - y| / s)`, gradient 0 at ``x == y``.
 
-    Used in: ``kernels._NAMES`` (``"laplace"``).
+    Used in: ``kernels._BASES`` (``"laplace"``).
     """
 
     name = "laplace"
