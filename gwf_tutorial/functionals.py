@@ -68,13 +68,14 @@ def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
 
 
 def _gram_mean(gram: Callable, a: Tensor, b: Tensor, chunk_size: int | None, exclude_diagonal: bool):
-    """Mean of ``gram(a, b)`` over all pairs (over ``i != j`` when ``exclude_diagonal``, ``a is b``)."""
+    """Mean of ``gram(a, b)`` over all pairs (over ``i != j`` when ``exclude_diagonal``, ``a is b``), by
+    row blocks (``chunk_size=0``: the whole matrix, no slicing)."""
     total = 0
-    for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a):
-        block = gram(a[sl], b)
+    for sl in [None] if chunk_size == 0 else _row_slices(a.shape[0], b.shape[0], chunk_size, a):
+        block = gram(a, b) if sl is None else gram(a[sl], b)
         total = total + block.sum()
         if exclude_diagonal:
-            total = total - torch.diagonal(block[:, sl]).sum()
+            total = total - torch.diagonal(block if sl is None else block[:, sl]).sum()
     n = a.shape[0]
     return total / (n * (n - 1) if exclude_diagonal else n * b.shape[0])
 
@@ -90,7 +91,7 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
 
     the U-statistic (``unbiased=True``) summing over :math:`i \ne i'`, :math:`j \ne j'` and dividing by
     :math:`n(n-1)`, :math:`m(m-1)`. ``gram(a, b)`` is the ``(len(a), len(b))`` kernel matrix of checked
-    inputs (one bandwidth for the three); ``x``, ``y`` are not checked.
+    inputs (one bandwidth for the three); ``x``, ``y`` are not checked. ``chunk_size=0``: whole matrices.
 
     Returns
     -------
