@@ -147,6 +147,7 @@ class Objective:
 
     name = "objective"
     needs_target_samples = True
+    _fields: tuple[str, ...] = ()
 
     def _check(self, x, y, at=None):
         x = check_samples(x, "x")
@@ -187,6 +188,9 @@ class Objective:
     def __call__(self, x, y) -> Tensor:
         return self.value(x, y)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
+
 
 class MMD(Objective):
     r"""Half the squared MMD (V-statistic) and its Wasserstein velocity.
@@ -204,6 +208,7 @@ class MMD(Objective):
     """
 
     name = "mmd"
+    _fields = ("kernel", "chunk_size")
 
     def __init__(self, kernel="gaussian", bandwidth=None, *, chunk_size: int | None = None, **kernel_kwargs):
         self.kernel: Kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
@@ -231,9 +236,6 @@ class MMD(Objective):
         n_cols = x.shape[0] + y.shape[0]
         return torch.cat([k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
                           for sl in self._slices(z.shape[0], n_cols, z)])  # fmt: skip
-
-    def __repr__(self) -> str:
-        return f"MMD(kernel={self.kernel!r}, chunk_size={self.chunk_size!r})"
 
 
 def kde_bandwidth(x) -> float:
@@ -278,16 +280,10 @@ class KL(Objective):
 
     name = "kl"
     needs_target_samples = False
+    _fields = ("kde_bandwidth", "velocity_estimator", "chunk_size")
 
-    def __init__(
-        self,
-        target,
-        kde_bandwidth: float | None = None,
-        *,
-        log_prob=None,
-        velocity_estimator: str = "blob",
-        chunk_size: int | None = None,
-    ):
+    def __init__(self, target, kde_bandwidth: float | None = None, *, log_prob=None,
+                 velocity_estimator: str = "blob", chunk_size: int | None = None):  # fmt: skip
         if callable(getattr(target, "score", None)):
             score = target.score
             if log_prob is None and callable(getattr(target, "log_prob", None)):
@@ -300,12 +296,8 @@ class KL(Objective):
             raise TypeError("log_prob must be callable")
         if velocity_estimator not in ("blob", "kde"):
             raise ValueError(f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}")
-        if kde_bandwidth is not None:
-            kde_bandwidth = check_positive(kde_bandwidth, "kde_bandwidth")
-        self.score = score
-        self.log_prob = log_prob
-        self.kde_bandwidth = kde_bandwidth
-        self.velocity_estimator = velocity_estimator
+        self.kde_bandwidth = None if kde_bandwidth is None else check_positive(kde_bandwidth, "kde_bandwidth")
+        self.score, self.log_prob, self.velocity_estimator = score, log_prob, velocity_estimator
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
@@ -332,11 +324,8 @@ class KL(Objective):
 
     def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
-        parts = [
-            torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
-            for sl in self._slices(at.shape[0], x.shape[0], at)
-        ]
-        return torch.cat(parts)
+        return torch.cat([torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
+                          for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
 
     def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         d = x.shape[1]
@@ -344,40 +333,30 @@ class KL(Objective):
         return self._lse(at, x, h) - norm
 
     def log_density(self, x, at) -> Tensor:
-        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, shape
-        ``(k,)``.
-        """
+        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
         x, _, at = self._check(x, None, at)
         return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
-        r"""Blob estimate :math:`\frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i)` (up to the
-        normalising constant of :math:`\pi`), shape ``()``.
-        """
+        r"""Blob estimate :math:`\frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i)`, ``()``."""
         x, y, _ = self._check(x, y)
         h = self._h(x)
         return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k K_h(z - x_k)/(n\hat\rho_h(x_k)) -
-        \log\pi(z)`,
-        shape ``(k,)``.
-        """
+        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k \frac{K_h(z - x_k)}{n\hat\rho_h(x_k)}
+        - \log\pi(z)`, shape ``(k,)``."""
         x, y, at = self._check(x, y, at)
         h = self._h(x)
         x = x.detach()
         lse_x = self._lse(x, x, h)  # (n,)
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
-        extra = torch.cat(
-            [
-                torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
-                for sl in self._slices(at.shape[0], x.shape[0], at)
-            ]
-        )
+        extra = torch.cat([torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
+                           for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        r"""Score minus the KDE score, plus the blob correction ``u`` (0 for ``"kde"``).
+        r"""Score minus the KDE score, plus the blob correction ``u`` (0 for ``"kde"``):
 
         .. math::
 
@@ -404,14 +383,9 @@ class KL(Objective):
         return self._score(z) - torch.cat(parts)
 
     def _blob_drift_at_particles(self, x: Tensor, h: float) -> Tensor:
-        r"""Kernel part of the blob velocity at the particles, ``(n, d)`` divided by :math:`h^2`, in two
-        passes.
-
-        With :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i \ge 1`,
-        :math:`\sum_j (w_{ij} + u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i)
-        x_i`:
-        two exponentials per pair instead of three (``benchmarks/particle_flows.py`` measures the step).
-        """
+        r"""Kernel part of the blob velocity at the particles, ``(n, d)``, in two passes: with
+        :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i`, :math:`\sum_j (w_{ij} +
+        u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i) x_i`."""
         d = x.shape[1]
         slices = self._slices(x.shape[0], x.shape[0], x)
 
@@ -427,24 +401,18 @@ class KL(Objective):
             parts.append(prod[:, :d] / sb + prod[:, d : 2 * d] - (1.0 + prod[:, 2 * d :]) * xb)
         return torch.cat(parts) / (h * h)
 
-    def __repr__(self) -> str:
-        return (
-            f"KL(kde_bandwidth={self.kde_bandwidth!r}, "
-            f"velocity_estimator={self.velocity_estimator!r}, chunk_size={self.chunk_size!r})"
-        )
-
 
 def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
-    """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)``.
-
-    Sample ``j`` (0-based) sits at level ``(j + 1/2) / m``; constant beyond the extreme levels.
-    """
+    """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)`` (every
+    column) or ``(k, L)``; sample ``j`` sits at level ``(j + 1/2) / m``, constant beyond the extremes."""
     m = sorted_vals.shape[0]
     pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
     lo = pos.floor().long().clamp(max=m - 1)
     hi = (lo + 1).clamp(max=m - 1)
-    w = (pos - lo.to(pos.dtype))[:, None]
-    return (1.0 - w) * sorted_vals[lo] + w * sorted_vals[hi]
+    w = pos - lo.to(pos.dtype)
+    if levels.ndim == 1:
+        return (1.0 - w[:, None]) * sorted_vals[lo] + w[:, None] * sorted_vals[hi]
+    return (1 - w) * torch.gather(sorted_vals, 0, lo) + w * torch.gather(sorted_vals, 0, hi)
 
 
 def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
@@ -466,6 +434,8 @@ def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
 class _SlicedObjective(Objective):
     """Shared by the sliced objectives: ``L`` directions per call, drawn from ``generator`` or given."""
 
+    _fields = ("n_projections",)
+
     def __init__(self, n_projections: int, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -473,9 +443,7 @@ class _SlicedObjective(Objective):
         self.generator = generator
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""``n_projections`` uniform directions :math:`g_l / |g_l|`, :math:`g_l \sim \mathcal N(0, I_d)`,
-        shape ``(L, d)``.
-        """
+        r"""``n_projections`` directions :math:`g / |g|`, :math:`g \sim \mathcal N(0, I_d)`, ``(L, d)``."""
         d = check_int(d, "d")
         gen_device = self.generator.device if self.generator is not None else device
         g = torch.randn(self.n_projections, d, generator=self.generator, dtype=dtype, device=gen_device)
@@ -500,8 +468,8 @@ class SlicedWasserstein(_SlicedObjective):
         v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
         T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
 
-    with ``L = n_projections`` directions drawn at each call (or passed as ``projections``). For ``n != m``
-    the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``. Memory ``O((n + m) L)``.
+    with ``L = n_projections`` directions drawn at each call (or passed as ``projections``); for ``n != m``
+    the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``.
 
     Used in: chapters 3 and 8.
     """
@@ -513,9 +481,7 @@ class SlicedWasserstein(_SlicedObjective):
 
     def value(self, x, y, projections=None) -> Tensor:
         r""":math:`\frac{1}{2L}\sum_l \frac1n \sum_i (\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i -
-        1/2}{n}))^2`,
-        shape ``()``; ``projections`` ``(L, d)`` drawn when None.
-        """
+        1/2}{n}))^2`, shape ``()``; ``projections`` ``(L, d)`` drawn when None."""
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
         n = x.shape[0]
@@ -527,9 +493,7 @@ class SlicedWasserstein(_SlicedObjective):
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
         r""":math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`, the particles' levels
-        from their
-        ranks, other points' levels interpolated.
-        """
+        from their ranks, other points' levels interpolated."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -545,18 +509,8 @@ class SlicedWasserstein(_SlicedObjective):
         else:
             at = at.detach()
             pz = at @ theta.T  # (k, L)
-            levels = _cdf_levels(torch.sort(px, dim=0).values, pz)  # (k, L)
-            m = py.shape[0]
-            pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
-            lo = pos.floor().long().clamp(max=m - 1)
-            hi = (lo + 1).clamp(max=m - 1)
-            w = pos - lo.to(pos.dtype)
-            target = (1 - w) * torch.gather(py, 0, lo) + w * torch.gather(py, 0, hi)
-            disp = target - pz
+            disp = _quantiles(py, _cdf_levels(torch.sort(px, dim=0).values, pz)) - pz
         return disp @ theta / theta.shape[0]
-
-    def __repr__(self) -> str:
-        return f"SlicedWasserstein(n_projections={self.n_projections})"
 
 
 def slicing_constant(d: int) -> float:
@@ -581,11 +535,7 @@ def _pair_sum(sorted_vals: Tensor) -> Tensor:
 
 
 def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
-    r"""``sum_j sign(p - s_j)`` over each sorted column, at the points, by binary search.
-
-    ``sorted_cols``: (N, L), sorted along dim 0; ``points``: (k, L). Returns (k, L):
-    ``#{s_j < p} - #{s_j > p}``, ties counted as 0.
-    """
+    r"""``#{s_j < p} - #{s_j > p}`` over each sorted column ``(N, L)`` at points ``(k, L)``, ``(k, L)``."""
     cols = sorted_cols.T.contiguous()  # (L, N)
     pts = points.T.contiguous()  # (L, k)
     below = torch.searchsorted(cols, pts, side="left")
@@ -603,14 +553,14 @@ class SlicedEnergyMMD(_SlicedObjective):
         - E_\nu\operatorname{sign}(\theta^\top(z - Y))\Big)\,\theta\Big],
 
     with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")`` in
-    :math:`O(L (n + m)\log(n + m))` time and :math:`O(L (n + m))` memory. The velocity is unbiased for the
-    exact energy velocity. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random offset, far less
-    variance), ``"random"``, or ``"auto"`` (grid in 2-D).
+    :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
+    offset), ``"random"``, or ``"auto"`` (grid in 2-D).
 
     Used in: chapter 3.
     """
 
     name = "sliced_energy"
+    _fields = ("n_projections", "directions")
 
     def __init__(self, n_projections: int = 64, generator: torch.Generator | None = None, directions="auto"):
         super().__init__(n_projections, generator)
@@ -619,9 +569,8 @@ class SlicedEnergyMMD(_SlicedObjective):
         self.directions = directions
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""Directions of one call, shape ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`,
-        :math:`\alpha_l = (l + u)\pi / L`, or uniform random directions.
-        """
+        r"""Directions ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`, :math:`\alpha_l = (l + u)\pi / L`,
+        or uniform random directions."""
         d = check_int(d, "d")
         if self.directions == "grid" and d != 2:
             raise ValueError(f"directions='grid' needs d == 2, got d = {d}")
@@ -634,14 +583,13 @@ class SlicedEnergyMMD(_SlicedObjective):
         return torch.stack([alpha.cos(), alpha.sin()], dim=1).to(dtype=dtype, device=device)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r"""Sliced V-statistic of :math:`\tfrac12\mathrm{MMD}^2_{-|x-y|}` by sorting (sums in float64), shape
-        ``()``.
+        r"""Sliced V-statistic by sorting (sums in float64), shape ``()``, with
+        :math:`W_l(s) = \sum_{i<j}|\theta_l^\top(s_i - s_j)|`:
 
         .. math::
 
             \hat F = \frac{c_d}{L}\sum_{l} \Big(\frac{W_l(x\cup y) - W_l(x) - W_l(y)}{nm}
-            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big), \quad W_l(s) = \sum_{i<j}|\theta_l^\top(s_i -
-            s_j)|.
+            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big).
         """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections).double()
@@ -655,9 +603,7 @@ class SlicedEnergyMMD(_SlicedObjective):
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
         r""":math:`\frac{c_d}{L}\sum_l (\frac1n\sum_j\operatorname{sign}(\theta_l^\top(z - x_j)) -
-        \frac1m\sum_j
-        \operatorname{sign}(\theta_l^\top(z - y_j)))\theta_l`, from ranks in the sorted projections.
-        """
+        \frac1m\sum_j \operatorname{sign}(\theta_l^\top(z - y_j)))\theta_l`, from ranks."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -677,9 +623,6 @@ class SlicedEnergyMMD(_SlicedObjective):
             coef = _sign_sums(px, pz) / n - _sign_sums(py, pz) / m  # (k, L)
         return slicing_constant(x.shape[1]) * (coef @ theta) / theta.shape[0]
 
-    def __repr__(self) -> str:
-        return f"SlicedEnergyMMD(n_projections={self.n_projections}, directions={self.directions!r})"
-
 
 _SINKHORN_SOLVERS = ("dense", "lazy", "geomloss", "auto")
 # GeomLoss's dense ("tensorized") backend up to this many cost-matrix entries; KeOps above it.
@@ -697,16 +640,10 @@ def _import_geomloss():
     return geomloss
 
 
-def _geomloss_available() -> bool:
+def _geomloss_available(module: str = "geomloss") -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("geomloss") is not None
-
-
-def _pykeops_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pykeops") is not None
+    return importlib.util.find_spec(module) is not None
 
 
 class SinkhornDivergence(Objective):
@@ -720,45 +657,22 @@ class SinkhornDivergence(Objective):
 
     with :math:`\mathrm{OT}_\varepsilon = \min_\pi \int \tfrac12|x - y|^2 d\pi + \varepsilon
     \mathrm{KL}(\pi \| \alpha\otimes\beta)` and :math:`P`, :math:`Q` the plans of :math:`(\rho_n, \nu_m)`
-    and :math:`(\rho_n, \rho_n)`; values carry the envelope gradient.
-
-    Parameters
-    ----------
-    eps : float
-        In units of the cost (squared distance / 2).
-    debias : bool
-        Subtract the self terms (default True).
-    max_iter, tol : int, float
-        POT's Sinkhorn limits; ``tol`` is raised to ``10 * finfo(dtype).eps``.
-    warm_start : bool
-        Start from the previous call's log-potentials (same shapes): a few iterations per flow step.
-    solver : {"dense", "lazy", "geomloss", "auto"}
-        POT's log-domain Sinkhorn on the cost matrix; POT's online solver (memory linear in the points,
-        NumPy blocks: slow on a GPU); GeomLoss ``SamplesLoss("sinkhorn", p=2, blur=sqrt(eps))`` with
-        eps-scaling ``scaling`` (extra ``gwf-tutorial[gpu]``; ``max_iter``, ``tol`` and ``warm_start`` do not
-        apply); ``"auto"``: GeomLoss on CUDA when installed and no warm start, else dense.
-    scaling : float in (0, 1)
-        GeomLoss's eps-scaling ratio. Its error grows as ``eps`` shrinks: at ``eps = 0.1`` on data of
-        unit scale the velocity is off by up to 20 % at 0.9 and by about 1 % at 0.99 (the default),
-        against a converged dense solve (``benchmarks/objectives.py``).
+    and :math:`(\rho_n, \rho_n)`; values carry the envelope gradient. ``eps`` is in units of the cost;
+    ``max_iter``, ``tol`` (raised to ``10 * finfo(dtype).eps``) are POT's; ``warm_start`` starts from the
+    previous call's potentials. ``solver``: ``"dense"`` (POT's log-domain Sinkhorn), ``"lazy"`` (POT's
+    online solver, memory linear in the points), ``"geomloss"`` (``SamplesLoss("sinkhorn")`` with
+    eps-scaling ratio ``scaling``, extra ``gwf-tutorial[gpu]``) or ``"auto"`` (GeomLoss on CUDA when
+    installed and no warm start, else dense).
 
     Used in: chapters 3 and 8; ``benchmarks/particle_flows.py``.
     """
 
     name = "sinkhorn"
+    _fields = ("eps", "debiased", "max_iter", "tol", "warm_start", "solver", "chunk_size", "scaling")
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        *,
-        debiased: bool = True,
-        max_iter: int = 1000,
-        tol: float = 1e-9,
-        warm_start: bool = False,
-        solver: str = "dense",
-        chunk_size: int | None = None,
-        scaling: float = 0.99,
-    ):
+    def __init__(self, eps: float = 0.1, *, debiased: bool = True, max_iter: int = 1000, tol: float = 1e-9,
+                 warm_start: bool = False, solver: str = "dense", chunk_size: int | None = None,
+                 scaling: float = 0.99):  # fmt: skip
         self.eps = check_positive(eps, "eps")
         self.debiased = bool(debiased)
         self.max_iter = check_int(max_iter, "max_iter")
@@ -785,8 +699,7 @@ class SinkhornDivergence(Objective):
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
     def _solver_for(self, like: Tensor) -> str:
-        """The solver of this call: ``"auto"`` is GeomLoss on a CUDA device when it is installed
-        (and no warm start is asked for), else the dense solver."""
+        """The solver of this call (``"auto"`` resolved)."""
         if self.solver != "auto":
             return self.solver
         if like.is_cuda and not self.warm_start and _geomloss_available():
@@ -794,12 +707,11 @@ class SinkhornDivergence(Objective):
         return "dense"
 
     def _samples_loss(self, a: Tensor, b: Tensor, *, debias: bool, potentials: bool = False):
-        r"""GeomLoss's ``SamplesLoss("sinkhorn")`` on ``(a, b)``: cost :math:`\frac12|x - y|^2`
-        (``p=2``), :math:`\varepsilon` = ``blur**2``; KeOps' online backend on CUDA for large
-        problems when pykeops is installed, else the tensorized (dense) backend."""
+        r"""GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur=sqrt(eps))`` on ``(a, b)``; KeOps' online backend
+        on CUDA for large problems when pykeops is installed."""
         geomloss = _import_geomloss()
         large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
-        online = a.is_cuda and large and _pykeops_available()
+        online = a.is_cuda and large and _geomloss_available("pykeops")
         loss = geomloss.SamplesLoss(
             "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
             potentials=potentials, backend="online" if online else "tensorized",
@@ -810,18 +722,9 @@ class SinkhornDivergence(Objective):
         if self._solver_for(a) == "lazy":
             return self._ot_lazy(a, b)
         M = 0.5 * _sqdist(a, b)
-        res = ot.solve(
-            M,
-            self._uniform(a.shape[0], a),
-            self._uniform(b.shape[0], b),
-            reg=self.eps,
-            reg_type="KL",
-            method="sinkhorn_log",
-            max_iter=self.max_iter,
-            tol=self._tol(M),
-            grad="envelope",
-        )
-        return res.value
+        return ot.solve(M, self._uniform(a.shape[0], a), self._uniform(b.shape[0], b), reg=self.eps,
+                        reg_type="KL", method="sinkhorn_log", max_iter=self.max_iter, tol=self._tol(M),
+                        grad="envelope").value  # fmt: skip
 
     def _ot_lazy(self, a: Tensor, b: Tensor) -> Tensor:
         r"""Primal entropic cost :math:`\langle P, C\rangle + \varepsilon\,\mathrm{KL}(P \,\|\, a
@@ -847,8 +750,8 @@ class SinkhornDivergence(Objective):
         return value + ((a - ad) * torch.cat(grad_a)).sum() + ((b - bd) * grad_b).sum()
 
     def _log_scalings(self, a: Tensor, b: Tensor, tag: str | None = None) -> tuple[Tensor, Tensor]:
-        """Logs of the Sinkhorn scalings ``(u, v)``, shapes ``(n,)`` and ``(m,)``, from POT
-        (dense or lazy log-domain solver, or GeomLoss); warm-started from the previous call with ``tag``."""
+        """Logs of the Sinkhorn scalings ``(u, v)``, ``(n,)`` and ``(m,)``; warm-started from the previous
+        call with ``tag``."""
         init = None
         if self.warm_start and tag in self._potentials:
             lu, lv = self._potentials[tag]
@@ -865,10 +768,8 @@ class SinkhornDivergence(Objective):
         elif solver == "lazy":
             rows = self._slices(b.shape[0], a.shape[0], a)[0].stop
             cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
-            # The transposed problem (b first): POT's online solver then updates v from u, then u
-            # from v, the order of the dense log-domain solver. With a few warm-started iterations
-            # per flow step the two orders give different flows, and this one is the one the dense
-            # solver follows. Metric "sqeuclidean" is |x - y|^2: reg 2 eps gives |x - y|^2 / 2 eps.
+            # The transposed problem (b first): POT's online solver then updates in the dense solver's
+            # order (v from u, then u). Metric "sqeuclidean" with reg 2 eps gives |x - y|^2 / 2 eps.
             log_v, log_u = ot.bregman.empirical_sinkhorn(
                 b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean", numIterMax=self.max_iter,
                 stopThr=tol, isLazy=True, batchSize=(rows, cols),
@@ -889,9 +790,7 @@ class SinkhornDivergence(Objective):
         return self._log_scalings(a, b, tag)[1]
 
     def value(self, x, y) -> Tensor:
-        r""":math:`\mathrm{OT}_\varepsilon(\rho_n, \nu_m) - \tfrac12\mathrm{OT}_\varepsilon(\rho_n, \rho_n) -
-        \tfrac12\mathrm{OT}_\varepsilon(\nu_m, \nu_m)`, shape ``()``, differentiable in ``x``.
-        """
+        r""":math:`S_\varepsilon(\rho_n, \nu_m)`, shape ``()``, differentiable in ``x``."""
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
             return self._samples_loss(x, y, debias=self.debiased)
@@ -905,22 +804,14 @@ class SinkhornDivergence(Objective):
 
     def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
         r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
-        return torch.cat(
-            [
-                -self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
-                for sl in self._slices(z.shape[0], b.shape[0], z)
-            ]
-        )
+        return torch.cat([-self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
+                          for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def _conditional_mean(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
         r""":math:`E[b \mid z] = \sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`
         by row blocks, shape ``(k, d)``."""
-        return torch.cat(
-            [
-                torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
-                for sl in self._slices(z.shape[0], b.shape[0], z)
-            ]
-        )
+        return torch.cat([torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
+                          for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def first_variation(self, x, y, at) -> Tensor:
         r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant, with
@@ -945,30 +836,16 @@ class SinkhornDivergence(Objective):
             return v - self._conditional_mean(z, x, self._log_scaling(x, x, "xx"))
         return v - z
 
-    def __repr__(self) -> str:
-        return (
-            f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
-            f"tol={self.tol}, warm_start={self.warm_start}, solver={self.solver!r}, "
-            f"chunk_size={self.chunk_size!r}, scaling={self.scaling})"
-        )
 
-
-_OBJECTIVES = {
-    "mmd": MMD,
-    "kl": KL,
-    "sw": SlicedWasserstein,
-    "sliced": SlicedWasserstein,
-    "sliced_wasserstein": SlicedWasserstein,
-    "sliced_energy": SlicedEnergyMMD,
-    "sinkhorn": SinkhornDivergence,
-}
+_OBJECTIVES = {"mmd": MMD, "kl": KL, "sw": SlicedWasserstein, "sliced": SlicedWasserstein,
+               "sliced_wasserstein": SlicedWasserstein, "sliced_energy": SlicedEnergyMMD,
+               "sinkhorn": SinkhornDivergence}  # fmt: skip
 
 
 def get_objective(name, **kwargs) -> Objective:
-    """Build an objective by name, or pass an :class:`Objective` through; ``**kwargs`` go to the constructor.
-
-    Names: ``"mmd"``, ``"energy"`` (MMD with the energy kernel), ``"kl"``, ``"sw"`` (``"sliced"``,
-    ``"sliced_wasserstein"``), ``"sliced_energy"`` (:class:`SlicedEnergyMMD`), ``"sinkhorn"``.
+    """An objective by name (``"mmd"``, ``"energy"``: MMD with the energy kernel, ``"kl"``, ``"sw"``/
+    ``"sliced"``/``"sliced_wasserstein"``, ``"sliced_energy"``, ``"sinkhorn"``; ``**kwargs`` go to the
+    constructor), or an :class:`Objective` passed through.
 
     Used in: chapter 3; :func:`~gwf_tutorial.flows.particle_flow`.
     """
