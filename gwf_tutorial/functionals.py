@@ -215,12 +215,10 @@ class MMD(Objective):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def value(self, x, y) -> Tensor:
-        r""":func:`mmd2_estimate` (V-statistic) of :math:`\tfrac12\mathrm{MMD}_k^2`, shape ``()``."""
         x, y, _ = self._check(x, y)
         return 0.5 * mmd2_estimate(self.kernel._resolve(x, y)._gram, x, y, chunk_size=self.chunk_size)
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Witness :math:`w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j)`, shape ``(k,)``."""
         x, y, at = self._check(x, y, at)
         k = self.kernel._resolve(x, y)
         n_cols = x.shape[0] + y.shape[0]
@@ -228,7 +226,6 @@ class MMD(Objective):
                           for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Analytic velocity :math:`\frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j)`."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
@@ -338,14 +335,11 @@ class KL(Objective):
         return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
-        r"""Blob estimate :math:`\frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i)`, ``()``."""
         x, y, _ = self._check(x, y)
         h = self._h(x)
         return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k \frac{K_h(z - x_k)}{n\hat\rho_h(x_k)}
-        - \log\pi(z)`, shape ``(k,)``."""
         x, y, at = self._check(x, y, at)
         h = self._h(x)
         x = x.detach()
@@ -356,14 +350,6 @@ class KL(Objective):
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        r"""Score minus the KDE score, plus the blob correction ``u`` (0 for ``"kde"``):
-
-        .. math::
-
-            v(z) = \nabla\log\pi(z) - \sum_j \big(w_j(z) + u_j(z)\big)\frac{x_j - z}{h^2},\quad
-            w_j \propto e^{-|z - x_j|^2/2h^2},\quad
-            u_j(z) = \frac{e^{-|z - x_j|^2/2h^2}}{\sum_l e^{-|x_j - x_l|^2/2h^2}}.
-        """
         x, y, at = self._check(x, y, at)
         x = x.detach()
         h = self._h(x)
@@ -468,8 +454,8 @@ class SlicedWasserstein(_SlicedObjective):
         v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
         T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
 
-    with ``L = n_projections`` directions drawn at each call (or passed as ``projections``); for ``n != m``
-    the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``.
+    with ``L = n_projections`` directions drawn at each call (or passed to ``value`` and ``velocity`` as
+    ``projections``, ``(L, d)``); the target quantiles are interpolated at the levels ``(i + 1/2)/n``.
 
     Used in: chapters 3 and 8.
     """
@@ -480,8 +466,6 @@ class SlicedWasserstein(_SlicedObjective):
         super().__init__(n_projections, generator)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r""":math:`\frac{1}{2L}\sum_l \frac1n \sum_i (\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i -
-        1/2}{n}))^2`, shape ``()``; ``projections`` ``(L, d)`` drawn when None."""
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
         n = x.shape[0]
@@ -492,8 +476,6 @@ class SlicedWasserstein(_SlicedObjective):
         return 0.5 * (px - q).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r""":math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`, the particles' levels
-        from their ranks, other points' levels interpolated."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -583,14 +565,6 @@ class SlicedEnergyMMD(_SlicedObjective):
         return torch.stack([alpha.cos(), alpha.sin()], dim=1).to(dtype=dtype, device=device)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r"""Sliced V-statistic by sorting (sums in float64), shape ``()``, with
-        :math:`W_l(s) = \sum_{i<j}|\theta_l^\top(s_i - s_j)|`:
-
-        .. math::
-
-            \hat F = \frac{c_d}{L}\sum_{l} \Big(\frac{W_l(x\cup y) - W_l(x) - W_l(y)}{nm}
-            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big).
-        """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections).double()
         n, m = x.shape[0], y.shape[0]
@@ -602,8 +576,6 @@ class SlicedEnergyMMD(_SlicedObjective):
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r""":math:`\frac{c_d}{L}\sum_l (\frac1n\sum_j\operatorname{sign}(\theta_l^\top(z - x_j)) -
-        \frac1m\sum_j \operatorname{sign}(\theta_l^\top(z - y_j)))\theta_l`, from ranks."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -662,7 +634,8 @@ class SinkhornDivergence(Objective):
     previous call's potentials. ``solver``: ``"dense"`` (POT's log-domain Sinkhorn), ``"lazy"`` (POT's
     online solver, memory linear in the points), ``"geomloss"`` (``SamplesLoss("sinkhorn")`` with
     eps-scaling ratio ``scaling``, extra ``gwf-tutorial[gpu]``) or ``"auto"`` (GeomLoss on CUDA when
-    installed and no warm start, else dense).
+    installed and no warm start, else dense). Away from the particles the velocity uses the entropic
+    extension :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}`.
 
     Used in: chapters 3 and 8; ``benchmarks/particle_flows.py``.
     """
@@ -790,7 +763,6 @@ class SinkhornDivergence(Objective):
         return self._log_scalings(a, b, tag)[1]
 
     def value(self, x, y) -> Tensor:
-        r""":math:`S_\varepsilon(\rho_n, \nu_m)`, shape ``()``, differentiable in ``x``."""
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
             return self._samples_loss(x, y, debias=self.debiased)
@@ -814,9 +786,6 @@ class SinkhornDivergence(Objective):
                           for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant, with
-        :math:`f(z) = -\varepsilon\log\sum_j v_j e^{-|z - y_j|^2/2\varepsilon}` (and ``p`` alike on ``x``).
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         f = self._potential(at, y, self._log_scaling(x, y, "xy"))
@@ -825,9 +794,6 @@ class SinkhornDivergence(Objective):
         return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r""":math:`v(z) = E_P[y \mid z] - E_Q[x' \mid z]`, the entropic extension
-        :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` away from the particles.
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()

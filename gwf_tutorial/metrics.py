@@ -71,8 +71,6 @@ def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_00
 
         W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2.
 
-    ``num_itermax`` (default 1e7) suffices for ``n = m = 5000``; POT warns if it is reached.
-
     Used in: chapters 1 and 3.
     """
     x, y = _pair(x, y)
@@ -190,12 +188,7 @@ def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kern
 
 
 def energy_distance(x, y) -> Tensor:
-    r"""Energy distance (V-statistic): :math:`\mathrm{MMD}^2` with the kernel :math:`-|x - y|`.
-
-    .. math::
-
-        \mathcal{E}(\alpha, \beta) = \frac{2}{nm}\sum_{i,j} |x_i - y_j|
-          - \frac{1}{n^2}\sum_{i,i'} |x_i - x_{i'}| - \frac{1}{m^2}\sum_{j,j'} |y_j - y_{j'}|.
+    r"""Energy distance (V-statistic): :func:`mmd2` with the kernel :math:`-|x - y|`.
 
     Used in: chapter 4.
     """
@@ -220,9 +213,8 @@ class ModeCoverage:
 def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
     r"""How many modes of a mixture a sample covers, how well, and with which weights.
 
-    Sample :math:`x_i` goes to its nearest mode :math:`k(i)` and is of high quality if
-    :math:`|x_i - m_{k(i)}| \le R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k
-    c_k`,
+    :math:`x_i` goes to its nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le
+    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`,
 
     .. math::
 
@@ -230,9 +222,8 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
         \text{HQ} = H / n, \qquad
         \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big|,
 
-    :math:`\phi` = ``min_fraction``. The default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 -
-    e^{-9/2}`, is :math:`3 s_k` in 2-D and holds the same mass in any dimension. ``mixture`` needs
-    ``means``, ``stds`` and ``weights`` (a :class:`~gwf_tutorial.targets.GaussianMixture`).
+    :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}`
+    (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
     Used in: chapters 3, 4, 5, 7, 8 and 11.
     """
@@ -282,8 +273,8 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
 def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
     r"""Report on a sample of a mixture: energy distance over its floor, and mode coverage.
 
-    Returns a dict with ``ratio`` (:math:`\mathcal E(x, y) / \text{floor}`, ``floor_result`` from
-    :func:`floor` of the energy distance at ``n``), ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
+    A dict: ``ratio`` (:func:`score_vs_floor` of the energy distance, ``floor_result`` its :func:`floor`),
+    ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
 
     Used in: chapter 4.
     """
