@@ -73,8 +73,7 @@ def _sqdist(x: Tensor, y: Tensor) -> Tensor:
 def _safe_pow(q: Tensor, p: float) -> Tensor:
     """``q ** p`` for ``q >= 0``, value and gradient 0 where ``q == 0`` (no NaN, ``p > 0``)."""
     pos = q > 0
-    q_safe = torch.where(pos, q, torch.ones_like(q))
-    return torch.where(pos, q_safe.pow(p), torch.zeros_like(q))
+    return torch.where(pos, torch.where(pos, q, torch.ones_like(q)).pow(p), torch.zeros_like(q))
 
 
 def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
@@ -120,12 +119,6 @@ class Kernel:
     def __init__(self, bandwidth: float | None = None):
         self.bandwidth = None if bandwidth is None else check_positive(bandwidth, "bandwidth")
 
-    def _phi(self, q: Tensor, bandwidth: float | None) -> Tensor:
-        raise NotImplementedError
-
-    def _dphi(self, q: Tensor, bandwidth: float | None) -> Tensor:
-        raise NotImplementedError
-
     def _with_bandwidth(self, bandwidth: float) -> Kernel:
         out = copy.copy(self)
         out.bandwidth = bandwidth
@@ -137,21 +130,18 @@ class Kernel:
         return self._resolve(x, None if y is None else check_pair(x, y)[1])
 
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
-        """:meth:`resolve` without input checks."""
         if not self.uses_bandwidth or self.bandwidth is not None:
             return self
         return self._with_bandwidth(_median_distance(_pooled(x, y)))
 
+    # _gram, _grad_weights, _mean_grad: the public methods for a resolved kernel, without input checks
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
-        """Gram matrix of a resolved kernel, no checks, shape ``(n, m)``."""
         return self._phi(_sqdist(x, y), self.bandwidth)
 
     def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
-        """Gradient weights ``2 phi'`` of a resolved kernel, no checks, shape ``(n, m)``."""
         return 2.0 * self._dphi(_sqdist(x, y), self.bandwidth)
 
     def _mean_grad(self, x: Tensor, y: Tensor) -> Tensor:
-        """:meth:`mean_grad` of a resolved kernel, no checks, shape ``(n, d)``."""
         G = self._grad_weights(x, y)
         return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
 
@@ -303,17 +293,16 @@ class MultiBandwidthKernel(Kernel):
         med = _median_distance(_pooled(x, y))
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
-    def _combine(self, parts: list[Tensor]) -> Tensor:
-        total = torch.stack(parts).sum(0)
-        return total / len(parts) if self.reduction == "mean" else total
+    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:
+        q, kernels = _sqdist(x, y), self.kernels
+        total = torch.stack([term(kk, q) for kk in kernels]).sum(0)
+        return total / len(kernels) if self.reduction == "mean" else total
 
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
-        q = _sqdist(x, y)
-        return self._combine([kk._phi(q, kk.bandwidth) for kk in self.kernels])
+        return self._combine(x, y, lambda kk, q: kk._phi(q, kk.bandwidth))
 
     def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
-        q = _sqdist(x, y)
-        return self._combine([2.0 * kk._dphi(q, kk.bandwidth) for kk in self.kernels])
+        return self._combine(x, y, lambda kk, q: 2.0 * kk._dphi(q, kk.bandwidth))
 
 
 _NAMES = {**_BASES, "rbf": GaussianKernel, "energy": EnergyKernel, "distance": EnergyKernel,
