@@ -646,11 +646,9 @@ class SinkhornDivergence(Objective):
     def __init__(self, eps: float = 0.1, *, debiased: bool = True, max_iter: int = 1000, tol: float = 1e-9,
                  warm_start: bool = False, solver: str = "dense", chunk_size: int | None = None,
                  scaling: float = 0.99):  # fmt: skip
-        self.eps = check_positive(eps, "eps")
-        self.debiased = bool(debiased)
-        self.max_iter = check_int(max_iter, "max_iter")
+        self.eps, self.max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
-        self.warm_start = bool(warm_start)
+        self.debiased, self.warm_start = bool(debiased), bool(warm_start)
         if solver not in _SINKHORN_SOLVERS:
             raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
         if solver == "geomloss":
