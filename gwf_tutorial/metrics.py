@@ -59,6 +59,13 @@ def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
     return w / total
 
 
+def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Checked samples and their normalised weights."""
+    x, y = _pair(x, y)
+    a = _weights(weights_x, x.shape[0], x, "weights_x")
+    return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
+
+
 def _check_generator(generator) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -73,18 +80,13 @@ def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_00
 
     Used in: chapters 1 and 3.
     """
-    x, y = _pair(x, y)
-    num_itermax = check_int(num_itermax, "num_itermax")
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
-    M = squared_distances(x, y)
-    return ot.emd2(a, b, M, numItermax=num_itermax)
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
+    return ot.emd2(a, b, squared_distances(x, y), numItermax=check_int(num_itermax, "num_itermax"))
 
 
 def _entropic_ot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, eps: float, max_iter, tol) -> Tensor:
     M = squared_distances(x, y)
-    res = ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope")
-    return res.value
+    return ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope").value
 
 
 def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: float) -> Tensor:
@@ -94,16 +96,14 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
     M = squared_distances(x, x)
     Md, ad = M.detach(), a.detach()
     log_u = torch.zeros_like(ad)
-    converged = False
     for _ in range(max_iter):
         plan, log = ot.bregman.sinkhorn_log(
             ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False, warmstart=(log_u, log_u)
         )
         log_u = 0.5 * (log["log_u"] + log["log_v"])
         if float(log["err"][-1]) < tol:
-            converged = True
             break
-    if not converged:
+    else:
         warnings.warn(
             f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} iterations",
             stacklevel=3,
@@ -130,12 +130,9 @@ def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max
 
     Used in: chapters 1 and 3.
     """
-    x, y = _pair(x, y)
-    eps = check_positive(eps, "eps")
-    max_iter = check_int(max_iter, "max_iter")
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
+    eps, max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
     tol = max(check_positive(tol, "tol"), _TOL_FLOOR_EPS * torch.finfo(x.dtype).eps)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
     xy = _entropic_ot(x, y, a, b, eps, max_iter, tol)
     xx = _self_entropic_ot(x, a, eps, max_iter, tol)
     yy = _self_entropic_ot(y, b, eps, max_iter, tol)
@@ -155,11 +152,9 @@ def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None 
 
     Used in: chapter 1.
     """
-    x, y = _pair(x, y)
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
     n_projections = check_int(n_projections, "n_projections")
     _check_generator(generator)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
     dev = generator.device if generator is not None else torch.device("cpu")
     theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=dev)
     theta = (theta / theta.norm(dim=0, keepdim=True)).to(dtype=x.dtype, device=x.device)
@@ -320,6 +315,12 @@ def _resolve_target(target):
     return target
 
 
+def _values(fn: Callable, pairs) -> Tensor:
+    """``fn(a, b)`` for each pair, without gradient, as a float64 tensor."""
+    with torch.no_grad():
+        return torch.tensor([float(fn(a, b)) for a, b in pairs], dtype=torch.float64)
+
+
 @dataclass
 class Floor:
     """Result of :func:`floor`: ``median``, ``q25``, ``q75`` of ``values`` (one per pair, float64), ``n`` and
@@ -358,13 +359,9 @@ def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
     seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     g = torch.Generator().manual_seed(seed)
-    values, disable = [], None if progress is None else not progress
-    for _ in _progress(range(n_pairs), desc=f"floor {name}", disable=disable):
-        a = target.sample(n, generator=g, dtype=dtype)
-        b = target.sample(n, generator=g, dtype=dtype)
-        with torch.no_grad():
-            values.append(float(fn(a, b)))
-    v = torch.tensor(values, dtype=torch.float64)
+    bar = _progress(range(n_pairs), desc=f"floor {name}", disable=None if progress is None else not progress)
+    v = _values(fn, ((target.sample(n, generator=g, dtype=dtype), target.sample(n, generator=g, dtype=dtype))
+                     for _ in bar))  # fmt: skip
     q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
     return Floor(median=float(q[1]), q25=float(q[0]), q75=float(q[2]), values=v, n=n, metric=name)
 
@@ -409,12 +406,7 @@ def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_
     elif floor_result.n != n:
         raise ValueError(f"floor_result was computed at n={floor_result.n}, but x has n={n}")
     g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(n_refs):
-        y = target.sample(n, generator=g, dtype=x.dtype).to(x.device)
-        with torch.no_grad():
-            values.append(float(fn(x, y)))
-    v = torch.tensor(values, dtype=torch.float64)
+    v = _values(fn, ((x, target.sample(n, generator=g, dtype=x.dtype).to(x.device)) for _ in range(n_refs)))
     score = float(torch.quantile(v, 0.5))
     if not floor_result.median > 0:
         raise ValueError("the floor's median is not positive; the ratio is undefined")
