@@ -82,7 +82,7 @@ def _gram_mean(gram: Callable, a: Tensor, b: Tensor, chunk_size: int | None, exc
 
 def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *, unbiased: bool = False,
                   chunk_size: int | None = None) -> Tensor:  # fmt: skip
-    r"""The library's one estimate of :math:`\mathrm{MMD}^2` from a Gram function, by row blocks.
+    r"""The library's one estimate of :math:`\mathrm{MMD}^2`, shape ``()``, from a Gram function.
 
     .. math::
 
@@ -91,12 +91,8 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
 
     the U-statistic (``unbiased=True``) summing over :math:`i \ne i'`, :math:`j \ne j'` and dividing by
     :math:`n(n-1)`, :math:`m(m-1)`. ``gram(a, b)`` is the ``(len(a), len(b))`` kernel matrix of checked
-    inputs (one bandwidth for the three); ``x``, ``y`` are not checked. ``chunk_size=0``: whole matrices.
-
-    Returns
-    -------
-    Tensor, shape ()
-        Differentiable in ``x``, ``y`` and the parameters of ``gram``.
+    inputs (one bandwidth for the three); ``x``, ``y`` are not checked. Sums by row blocks
+    (``chunk_size=0``: whole matrices); differentiable in ``x``, ``y`` and the parameters of ``gram``.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD`, :func:`~gwf_tutorial.metrics.mmd2`,
     :class:`~gwf_tutorial.critics.LearnedKernel`.
@@ -769,18 +765,17 @@ class SinkhornDivergence(Objective):
             val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
         return val
 
-    def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        return log_v[None, :] - 0.5 * _sqdist(z, b) / self.eps
-
     def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
-        return torch.cat([-self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
-                          for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
+        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}`, shape ``(k,)``."""
+        return self._by_rows(z, b, log_v, lambda lg: -self.eps * torch.logsumexp(lg, dim=1))
 
     def _conditional_mean(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`E[b \mid z] = \sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`
-        by row blocks, shape ``(k, d)``."""
-        return torch.cat([torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
+        r""":math:`\sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`, shape ``(k, d)``."""
+        return self._by_rows(z, b, log_v, lambda lg: torch.softmax(lg, dim=1) @ b)
+
+    def _by_rows(self, z: Tensor, b: Tensor, log_v: Tensor, fn) -> Tensor:
+        r"""``fn`` of the logits :math:`\log v_j - |z - b_j|^2/2\varepsilon`, by row blocks of ``z``."""
+        return torch.cat([fn(log_v[None, :] - 0.5 * _sqdist(z[sl], b) / self.eps)
                           for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def first_variation(self, x, y, at) -> Tensor:
