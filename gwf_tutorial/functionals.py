@@ -1,19 +1,16 @@
-r"""Objectives of Wasserstein gradient flows, estimated from samples.
+r"""Objectives of Wasserstein gradient flows, estimated from samples, and the one MMD estimator.
 
-Every objective :math:`F(\rho)` (a divergence to a target :math:`\nu` or :math:`\pi`) has one interface:
+Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor,
+differentiable in ``x``), ``velocity(x, y, at=None)`` and ``first_variation(x, y, at)``:
 
-- ``value(x, y)``: a sample estimate of :math:`F`, a 0-d tensor differentiable in ``x``;
-- ``velocity(x, y, at=None)``: the Wasserstein velocity :math:`v = -\nabla \frac{\delta F}{\delta\rho}`
-  of the empirical measure of ``x``, at the particles or at the points ``at``, detached;
-- ``first_variation(x, y, at)``: :math:`\frac{\delta F}{\delta \rho}` at ``at`` (up to a constant).
+.. math::
 
-Conventions: particles ``x`` have shape ``(n, d)``, target samples ``y`` shape ``(m, d)``, evaluation
-points ``at`` shape ``(k, d)``; velocities have the shape of ``at`` (or of ``x``), first variations
-``(k,)``. ``generator`` draws the random directions of the sliced objectives. ``chunk_size`` is the number
-of rows per block of the kernel sums: by default about ``2**20`` entries on a CPU, one block on a GPU when
-it fits in a quarter of the free memory; memory is never ``O(n m)`` per block beyond that.
-:func:`wasserstein_gradient` is the one place where the gradient of a sample estimate is computed; the
-tests check every analytic velocity against it.
+    v = -\nabla \frac{\delta F}{\delta\rho}, \qquad \partial_t \rho = -\operatorname{div}(\rho\, v).
+
+Shared arguments: particles ``x`` ``(n, d)``, target samples ``y`` ``(m, d)``, evaluation points ``at``
+``(k, d)`` (velocities have its shape, first variations ``(k,)``); ``generator`` draws random directions;
+``chunk_size`` is the rows per block of kernel sums (default about ``2**20`` entries on a CPU, one block
+on a GPU when it fits in a quarter of the free memory).
 
 Used in: :mod:`gwf_tutorial.flows` (chapters 2, 3 and 8) and the parametric methods (chapters 4-8).
 """
@@ -27,33 +24,16 @@ import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import (
-    check_int,
-    check_positive,
-    check_same_dim,
-    check_samples,
-)
+from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
-__all__ = [
-    "Objective",
-    "wasserstein_gradient",
-    "MMD",
-    "KL",
-    "SlicedWasserstein",
-    "SlicedEnergyMMD",
-    "SinkhornDivergence",
-    "get_objective",
-    "kde_bandwidth",
-    "slicing_constant",
-]
+__all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
+           "SlicedEnergyMMD", "SinkhornDivergence", "get_objective", "kde_bandwidth",
+           "slicing_constant"]  # fmt: skip
 
-# Default block size of the chunked kernel sums on a CPU: at most this many matrix entries per block,
-# so a velocity or value never holds an (n, m) matrix at once (memory O(n * chunk)).
+# Block size of the kernel sums: this many entries on a CPU; on a GPU this fraction of the free memory,
+# counting this many (rows, cols) temporaries alive at once.
 _AUTO_BLOCK_ENTRIES = 2**20
-# On a GPU a block may use this fraction of the free device memory, counting this many (rows, cols)
-# matrices alive at once (temporaries of the kernel formulas and the tensors autograd saves); when
-# the whole (n, m) matrix fits, the sum is one block: one pass of a few large kernels.
 _GPU_MEMORY_FRACTION = 0.25
 _GPU_BLOCK_TEMPORARIES = 16
 
@@ -71,8 +51,7 @@ def _free_device_bytes(device: torch.device) -> int | None:
 
 
 def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None) -> int:
-    """Rows per block: ``_AUTO_BLOCK_ENTRIES`` entries on a CPU (``free_bytes`` None); on a GPU as
-    many rows as fit in ``_GPU_MEMORY_FRACTION`` of ``free_bytes`` (all ``n_rows`` when they fit)."""
+    """Rows per block (``free_bytes`` None: a CPU)."""
     if free_bytes is None:
         return max(1, _AUTO_BLOCK_ENTRIES // max(1, n_cols))
     per_row = max(1, n_cols) * itemsize * _GPU_BLOCK_TEMPORARIES
@@ -80,8 +59,7 @@ def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None)
 
 
 def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
-    """Slices of at most ``chunk_size`` rows; by default sized for the device of ``like``
-    (:func:`_block_rows`). Computed once per call: no host synchronisation per block."""
+    """Slices of at most ``chunk_size`` rows (default sized for the device of ``like``)."""
     if chunk_size is None:
         chunk = _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
     else:
@@ -89,29 +67,54 @@ def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
     return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
-def _gram_mean(k: Kernel, a: Tensor, b: Tensor, chunk_size: int | None) -> Tensor:
-    """Mean of the Gram matrix ``k(a, b)`` of a resolved kernel, summed by row blocks
-    (differentiable; no input checks)."""
-    total = sum(k._gram(a[sl], b).sum() for sl in _row_slices(a.shape[0], b.shape[0], chunk_size, a))
-    return total / (a.shape[0] * b.shape[0])
+def _gram_mean(gram: Callable, a: Tensor, b: Tensor, chunk_size: int | None, exclude_diagonal: bool):
+    """Mean of ``gram(a, b)`` over all pairs (over ``i != j`` when ``exclude_diagonal``, ``a is b``), by
+    row blocks (``chunk_size=0``: the whole matrix, no slicing)."""
+    total = 0
+    for sl in [None] if chunk_size == 0 else _row_slices(a.shape[0], b.shape[0], chunk_size, a):
+        block = gram(a, b) if sl is None else gram(a[sl], b)
+        total = total + block.sum()
+        if exclude_diagonal:
+            total = total - torch.diagonal(block if sl is None else block[:, sl]).sum()
+    n = a.shape[0]
+    return total / (n * (n - 1) if exclude_diagonal else n * b.shape[0])
+
+
+def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, *, unbiased: bool = False,
+                  chunk_size: int | None = None) -> Tensor:  # fmt: skip
+    r"""The library's one estimate of :math:`\mathrm{MMD}^2`, shape ``()``, from a Gram function.
+
+    .. math::
+
+        \widehat{\mathrm{MMD}}{}^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
+          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
+
+    the U-statistic (``unbiased=True``) summing over :math:`i \ne i'`, :math:`j \ne j'` and dividing by
+    :math:`n(n-1)`, :math:`m(m-1)`. ``gram(a, b)`` is the ``(len(a), len(b))`` kernel matrix of checked
+    inputs (one bandwidth for the three); ``x``, ``y`` are not checked. Sums by row blocks
+    (``chunk_size=0``: whole matrices); differentiable in ``x``, ``y`` and the parameters of ``gram``.
+
+    Used in: :class:`~gwf_tutorial.functionals.MMD`, :func:`~gwf_tutorial.metrics.mmd2`,
+    :class:`~gwf_tutorial.critics.LearnedKernel`.
+    """
+    if unbiased and (x.shape[0] < 2 or y.shape[0] < 2):
+        raise ValueError("unbiased=True needs at least 2 samples in x and in y")
+    c = chunk_size
+    xx, yy = _gram_mean(gram, x, x, c, unbiased), _gram_mean(gram, y, y, c, unbiased)
+    return xx + yy - 2.0 * _gram_mean(gram, x, y, c, False)
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
-    r"""Wasserstein gradient of a sample estimate ``fn`` (particles ``(n, d)`` to a 0-d tensor) at ``x``.
+    r"""Wasserstein gradient at ``x`` of a sample estimate ``value_fn`` (particles to a 0-d tensor).
 
     .. math::
 
         \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
         = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big),
 
-    detached, shape ``(n, d)``; valid for uniform weights only.
+    detached, shape ``(n, d)``; the tests check every analytic velocity against it.
 
     Used in: chapters 2 and 3.
-
-    References
-    ----------
-    Ambrosio, Gigli, Savaré, "Gradient Flows in Metric Spaces and in the Space of Probability Measures",
-    2008 (Ch. 10).
     """
     if not callable(value_fn):
         raise TypeError(f"value_fn must be callable x -> 0-d tensor, got {type(value_fn).__name__}")
@@ -130,23 +133,18 @@ def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
 
 
 class Objective:
-    r"""An objective :math:`F(\rho)` with a sample estimate and its Wasserstein velocity.
+    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity.
 
-    .. math::
-
-        v(x) = -\nabla \frac{\delta F}{\delta \rho}(x), \qquad
-        \partial_t \rho = -\operatorname{div}(\rho\, v).
-
-    Subclasses implement ``value``; the default ``velocity`` is minus :func:`wasserstein_gradient` of
-    ``value`` at the particles, or minus the gradient of ``first_variation`` at other points.
+    The default ``velocity`` is minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus
+    the gradient of ``first_variation`` at other points.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD` and every objective of this module (their base class).
     """
 
     name = "objective"
     needs_target_samples = True
+    _fields: tuple[str, ...] = ()
 
-    # -- input checks -----------------------------------------------------------------------------
     def _check(self, x, y, at=None):
         x = check_samples(x, "x")
         if y is None:
@@ -160,21 +158,20 @@ class Objective:
             check_same_dim(x, at, "x", "at")
         return x, y, at
 
-    # -- interface --------------------------------------------------------------------------------
+    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
+        return _row_slices(n_rows, n_cols, getattr(self, "chunk_size", None), like)
+
     def value(self, x, y) -> Tensor:
-        r"""Sample estimate :math:`F(\frac1n\sum_i \delta_{x_i})` (using ``y``), shape ``()``."""
+        r"""Sample estimate :math:`F(\frac1n\sum_i \delta_{x_i})`, shape ``()``."""
         raise NotImplementedError
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""First variation :math:`\frac{\delta F}{\delta\rho}(\rho_n)` at ``at``, shape ``(k,)``, up to a
-        constant.
-        """
+        r""":math:`\frac{\delta F}{\delta\rho}(\rho_n)` at ``at``, shape ``(k,)``, up to a constant."""
         raise NotImplementedError(f"{type(self).__name__} has no first_variation")
 
     def velocity(self, x, y, at=None) -> Tensor:
         r"""Velocity :math:`v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z)` at ``at`` (default: the
-        particles), detached.
-        """
+        particles), detached."""
         x, y, at = self._check(x, y, at)
         if at is None:
             return -wasserstein_gradient(lambda z: self.value(z, y), x)
@@ -187,10 +184,10 @@ class Objective:
     def __call__(self, x, y) -> Tensor:
         return self.value(x, y)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
 
-# ------------------------------------------------------------------------------------------------
-# MMD
-# ------------------------------------------------------------------------------------------------
+
 class MMD(Objective):
     r"""Half the squared MMD (V-statistic) and its Wasserstein velocity.
 
@@ -200,61 +197,40 @@ class MMD(Objective):
         \frac{\delta F}{\delta\rho}(z) = E_\rho k(z, x) - E_\nu k(z, y), \qquad
         v(z) = E_\nu \nabla_1 k(z, y) - E_\rho \nabla_1 k(z, x).
 
-    The V-statistic is :math:`F` at the empirical measures, so the analytic velocity is its Wasserstein
-    gradient. ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to
-    :func:`~gwf_tutorial.kernels.get_kernel`;
-    the median bandwidth is computed once per call for all Gram matrices. Time ``O(n (n + m))`` per call.
+    ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`; the
+    median bandwidth is computed once per call.
 
     Used in: chapters 3 and 8.
-
-    References
-    ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
     """
 
     name = "mmd"
+    _fields = ("kernel", "chunk_size")
 
     def __init__(self, kernel="gaussian", bandwidth=None, *, chunk_size: int | None = None, **kernel_kwargs):
         self.kernel: Kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def value(self, x, y) -> Tensor:
-        r"""V-statistic of :math:`\tfrac12\mathrm{MMD}_k^2` between ``x`` and ``y``, shape ``()``."""
         x, y, _ = self._check(x, y)
-        k = self.kernel._resolve(x, y)
-        c = self.chunk_size
-        return 0.5 * (_gram_mean(k, x, x, c) + _gram_mean(k, y, y, c) - 2.0 * _gram_mean(k, x, y, c))
+        return 0.5 * mmd2_estimate(self.kernel._resolve(x, y)._gram, x, y, chunk_size=self.chunk_size)
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Witness function :math:`w(z) = \frac1n\sum_j k(z, x_j) - \frac1m\sum_j k(z, y_j)`, shape ``(k,)``.
-        """
         x, y, at = self._check(x, y, at)
         k = self.kernel._resolve(x, y)
-        parts = [
-            k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
-            for sl in _row_slices(at.shape[0], x.shape[0] + y.shape[0], self.chunk_size, at)
-        ]
-        return torch.cat(parts)
+        n_cols = x.shape[0] + y.shape[0]
+        return torch.cat([k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
+                          for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Analytic velocity :math:`\frac1m\sum_j \nabla_1 k(z, y_j) - \frac1n \sum_j \nabla_1 k(z, x_j)`."""
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
         k = self.kernel._resolve(x, y)
-        parts = [
-            k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
-            for sl in _row_slices(z.shape[0], x.shape[0] + y.shape[0], self.chunk_size, z)
-        ]
-        return torch.cat(parts)
-
-    def __repr__(self) -> str:
-        return f"MMD(kernel={self.kernel!r}, chunk_size={self.chunk_size!r})"
+        n_cols = x.shape[0] + y.shape[0]
+        return torch.cat([k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
+                          for sl in self._slices(z.shape[0], n_cols, z)])  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------------
-# KL with a known score
-# ------------------------------------------------------------------------------------------------
 def kde_bandwidth(x) -> float:
     r"""Silverman's bandwidth for a Gaussian kernel density estimate of ``x`` (a float, no gradient).
 
@@ -264,10 +240,6 @@ def kde_bandwidth(x) -> float:
         \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
 
     Used in: :class:`~gwf_tutorial.functionals.KL` (its default bandwidth).
-
-    References
-    ----------
-    Silverman, "Density Estimation for Statistics and Data Analysis", 1986 (Eq. 4.14).
     """
     return _silverman(check_samples(x, "x", min_n=2))
 
@@ -291,31 +263,20 @@ class KL(Objective):
         v_{\text{kde}}(z) = \nabla\log\pi(z) - \nabla \log(\rho * K_h)(z), \qquad
         v_{\text{blob}} = v_{\text{kde}} - \int \nabla_z K_h(z - x') \frac{\rho(x')}{(\rho * K_h)(x')}\, dx'.
 
-    ``velocity="blob"`` (default) is the exact Wasserstein gradient of ``value`` (the blob method);
-    ``"kde"`` is the plug-in. Both have an ``O(h^2)`` bias (for a Gaussian target the variance settles near
-    :math:`\Sigma - h^2`). ``target`` is a score callable ``(k, d) -> (k, d)`` or an object with ``score``
-    (and ``log_prob``, needed by ``value``); ``log_prob`` overrides it. ``kde_bandwidth=None`` is
-    :func:`kde_bandwidth` per call. ``y`` is not used. Time ``O(n^2)`` per call.
+    ``velocity_estimator="blob"`` is the exact Wasserstein gradient of ``value`` (Carrillo, Craig,
+    Patacchini 2019), ``"kde"`` the plug-in; both have an ``O(h^2)`` bias. ``target``: a score callable
+    ``(k, d) -> (k, d)`` or an object with ``score`` (and ``log_prob``, needed by ``value``).
+    ``kde_bandwidth=None`` is :func:`kde_bandwidth` per call. ``y`` is not used.
 
     Used in: chapter 3.
-
-    References
-    ----------
-    Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
     """
 
     name = "kl"
     needs_target_samples = False
+    _fields = ("kde_bandwidth", "velocity_estimator", "chunk_size")
 
-    def __init__(
-        self,
-        target,
-        kde_bandwidth: float | None = None,
-        *,
-        log_prob=None,
-        velocity_estimator: str = "blob",
-        chunk_size: int | None = None,
-    ):
+    def __init__(self, target, kde_bandwidth: float | None = None, *, log_prob=None,
+                 velocity_estimator: str = "blob", chunk_size: int | None = None):  # fmt: skip
         if callable(getattr(target, "score", None)):
             score = target.score
             if log_prob is None and callable(getattr(target, "log_prob", None)):
@@ -328,12 +289,8 @@ class KL(Objective):
             raise TypeError("log_prob must be callable")
         if velocity_estimator not in ("blob", "kde"):
             raise ValueError(f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}")
-        if kde_bandwidth is not None:
-            kde_bandwidth = check_positive(kde_bandwidth, "kde_bandwidth")
-        self.score = score
-        self.log_prob = log_prob
-        self.kde_bandwidth = kde_bandwidth
-        self.velocity_estimator = velocity_estimator
+        self.kde_bandwidth = None if kde_bandwidth is None else check_positive(kde_bandwidth, "kde_bandwidth")
+        self.score, self.log_prob, self.velocity_estimator = score, log_prob, velocity_estimator
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
@@ -358,16 +315,10 @@ class KL(Objective):
             raise ValueError(f"score must return a tensor of shape {tuple(z.shape)}")
         return s.detach()
 
-    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
-        return _row_slices(n_rows, n_cols, self.chunk_size, like)
-
     def _lse(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         """``log sum_j exp(-|at_i - x_j|^2 / 2h^2)``, shape ``(k,)``, by row blocks."""
-        parts = [
-            torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
-            for sl in self._slices(at.shape[0], x.shape[0], at)
-        ]
-        return torch.cat(parts)
+        return torch.cat([torch.logsumexp(-_sqdist(at[sl], x) / (2.0 * h * h), dim=1)
+                          for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
 
     def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         d = x.shape[1]
@@ -375,47 +326,26 @@ class KL(Objective):
         return self._lse(at, x, h) - norm
 
     def log_density(self, x, at) -> Tensor:
-        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, shape
-        ``(k,)``.
-        """
+        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
         x, _, at = self._check(x, None, at)
         return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
-        r"""Blob estimate :math:`\frac1n\sum_i \log\hat\rho_h(x_i) - \frac1n\sum_i \log\pi(x_i)` (up to the
-        normalising constant of :math:`\pi`), shape ``()``.
-        """
         x, y, _ = self._check(x, y)
         h = self._h(x)
         return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Blob first variation :math:`\log\hat\rho_h(z) + \sum_k K_h(z - x_k)/(n\hat\rho_h(x_k)) -
-        \log\pi(z)`,
-        shape ``(k,)``.
-        """
         x, y, at = self._check(x, y, at)
         h = self._h(x)
         x = x.detach()
         lse_x = self._lse(x, x, h)  # (n,)
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
-        extra = torch.cat(
-            [
-                torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
-                for sl in self._slices(at.shape[0], x.shape[0], at)
-            ]
-        )
+        extra = torch.cat([torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
+                           for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        r"""Score minus the KDE score, plus the blob correction ``u`` (0 for ``"kde"``).
-
-        .. math::
-
-            v(z) = \nabla\log\pi(z) - \sum_j \big(w_j(z) + u_j(z)\big)\frac{x_j - z}{h^2},\quad
-            w_j \propto e^{-|z - x_j|^2/2h^2},\quad
-            u_j(z) = \frac{e^{-|z - x_j|^2/2h^2}}{\sum_l e^{-|x_j - x_l|^2/2h^2}}.
-        """
         x, y, at = self._check(x, y, at)
         x = x.detach()
         h = self._h(x)
@@ -435,14 +365,9 @@ class KL(Objective):
         return self._score(z) - torch.cat(parts)
 
     def _blob_drift_at_particles(self, x: Tensor, h: float) -> Tensor:
-        r"""Kernel part of the blob velocity at the particles, ``(n, d)`` divided by :math:`h^2`, in two
-        passes.
-
-        With :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i \ge 1`,
-        :math:`\sum_j (w_{ij} + u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i)
-        x_i`:
-        two exponentials per pair instead of three (``benchmarks/particle_flows.py`` measures the step).
-        """
+        r"""Kernel part of the blob velocity at the particles, ``(n, d)``, in two passes: with
+        :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i`, :math:`\sum_j (w_{ij} +
+        u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i) x_i`."""
         d = x.shape[1]
         slices = self._slices(x.shape[0], x.shape[0], x)
 
@@ -458,27 +383,18 @@ class KL(Objective):
             parts.append(prod[:, :d] / sb + prod[:, d : 2 * d] - (1.0 + prod[:, 2 * d :]) * xb)
         return torch.cat(parts) / (h * h)
 
-    def __repr__(self) -> str:
-        return (
-            f"KL(kde_bandwidth={self.kde_bandwidth!r}, "
-            f"velocity_estimator={self.velocity_estimator!r}, chunk_size={self.chunk_size!r})"
-        )
 
-
-# ------------------------------------------------------------------------------------------------
-# Sliced Wasserstein
-# ------------------------------------------------------------------------------------------------
 def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
-    """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)``.
-
-    Sample ``j`` (0-based) sits at level ``(j + 1/2) / m``; constant beyond the extreme levels.
-    """
+    """Piecewise-linear quantile function of sorted columns ``(m, L)`` at ``levels`` ``(k,)`` (every
+    column) or ``(k, L)``; sample ``j`` sits at level ``(j + 1/2) / m``, constant beyond the extremes."""
     m = sorted_vals.shape[0]
     pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
     lo = pos.floor().long().clamp(max=m - 1)
     hi = (lo + 1).clamp(max=m - 1)
-    w = (pos - lo.to(pos.dtype))[:, None]
-    return (1.0 - w) * sorted_vals[lo] + w * sorted_vals[hi]
+    w = pos - lo.to(pos.dtype)
+    if levels.ndim == 1:
+        return (1.0 - w[:, None]) * sorted_vals[lo] + w[:, None] * sorted_vals[hi]
+    return (1 - w) * torch.gather(sorted_vals, 0, lo) + w * torch.gather(sorted_vals, 0, hi)
 
 
 def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
@@ -500,6 +416,8 @@ def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
 class _SlicedObjective(Objective):
     """Shared by the sliced objectives: ``L`` directions per call, drawn from ``generator`` or given."""
 
+    _fields = ("n_projections",)
+
     def __init__(self, n_projections: int, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -507,9 +425,7 @@ class _SlicedObjective(Objective):
         self.generator = generator
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""``n_projections`` uniform directions :math:`g_l / |g_l|`, :math:`g_l \sim \mathcal N(0, I_d)`,
-        shape ``(L, d)``.
-        """
+        r"""``n_projections`` directions :math:`g / |g|`, :math:`g \sim \mathcal N(0, I_d)`, ``(L, d)``."""
         d = check_int(d, "d")
         gen_device = self.generator.device if self.generator is not None else device
         g = torch.randn(self.n_projections, d, generator=self.generator, dtype=dtype, device=gen_device)
@@ -534,14 +450,10 @@ class SlicedWasserstein(_SlicedObjective):
         v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
         T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
 
-    with ``L = n_projections`` directions drawn at each call (or passed as ``projections``). For ``n != m``
-    the target quantiles are interpolated at the particles' levels ``(i + 1/2)/n``. Memory ``O((n + m) L)``.
+    with ``L = n_projections`` directions drawn at each call (or passed to ``value`` and ``velocity`` as
+    ``projections``, ``(L, d)``); the target quantiles are interpolated at the levels ``(i + 1/2)/n``.
 
     Used in: chapters 3 and 8.
-
-    References
-    ----------
-    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
     """
 
     name = "sliced_wasserstein"
@@ -550,10 +462,6 @@ class SlicedWasserstein(_SlicedObjective):
         super().__init__(n_projections, generator)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r""":math:`\frac{1}{2L}\sum_l \frac1n \sum_i (\theta_l^\top x_{(i)} - Q_{\theta_l\#\nu}(\tfrac{i -
-        1/2}{n}))^2`,
-        shape ``()``; ``projections`` ``(L, d)`` drawn when None.
-        """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
         n = x.shape[0]
@@ -564,10 +472,6 @@ class SlicedWasserstein(_SlicedObjective):
         return 0.5 * (px - q).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r""":math:`\frac1L\sum_l (T_l(\theta_l^\top z) - \theta_l^\top z)\theta_l`, the particles' levels
-        from their
-        ranks, other points' levels interpolated.
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -583,23 +487,10 @@ class SlicedWasserstein(_SlicedObjective):
         else:
             at = at.detach()
             pz = at @ theta.T  # (k, L)
-            levels = _cdf_levels(torch.sort(px, dim=0).values, pz)  # (k, L)
-            m = py.shape[0]
-            pos = (levels * m - 0.5).clamp(0.0, m - 1.0)
-            lo = pos.floor().long().clamp(max=m - 1)
-            hi = (lo + 1).clamp(max=m - 1)
-            w = pos - lo.to(pos.dtype)
-            target = (1 - w) * torch.gather(py, 0, lo) + w * torch.gather(py, 0, hi)
-            disp = target - pz
+            disp = _quantiles(py, _cdf_levels(torch.sort(px, dim=0).values, pz)) - pz
         return disp @ theta / theta.shape[0]
 
-    def __repr__(self) -> str:
-        return f"SlicedWasserstein(n_projections={self.n_projections})"
 
-
-# ------------------------------------------------------------------------------------------------
-# Energy-kernel MMD by slicing
-# ------------------------------------------------------------------------------------------------
 def slicing_constant(d: int) -> float:
     r"""The constant :math:`c_d` that turns a mean of projected distances into the Euclidean distance.
 
@@ -609,10 +500,6 @@ def slicing_constant(d: int) -> float:
         c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}.
 
     Used in: :class:`~gwf_tutorial.functionals.SlicedEnergyMMD`.
-
-    References
-    ----------
-    Hertrich, Wald, Altekrüger, Hagemann, "Generative sliced MMD flows with Riesz kernels", ICLR 2024.
     """
     d = check_int(d, "d")
     return math.exp(0.5 * math.log(math.pi) + math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
@@ -626,11 +513,7 @@ def _pair_sum(sorted_vals: Tensor) -> Tensor:
 
 
 def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
-    r"""``sum_j sign(p - s_j)`` over each sorted column, at the points, by binary search.
-
-    ``sorted_cols``: (N, L), sorted along dim 0; ``points``: (k, L). Returns (k, L):
-    ``#{s_j < p} - #{s_j > p}``, ties counted as 0.
-    """
+    r"""``#{s_j < p} - #{s_j > p}`` over each sorted column ``(N, L)`` at points ``(k, L)``, ``(k, L)``."""
     cols = sorted_cols.T.contiguous()  # (L, N)
     pts = points.T.contiguous()  # (L, k)
     below = torch.searchsorted(cols, pts, side="left")
@@ -648,18 +531,14 @@ class SlicedEnergyMMD(_SlicedObjective):
         - E_\nu\operatorname{sign}(\theta^\top(z - Y))\Big)\,\theta\Big],
 
     with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")`` in
-    :math:`O(L (n + m)\log(n + m))` time and :math:`O(L (n + m))` memory. The velocity is unbiased for the
-    exact energy velocity. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random offset, far less
-    variance), ``"random"``, or ``"auto"`` (grid in 2-D).
+    :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
+    offset), ``"random"``, or ``"auto"`` (grid in 2-D).
 
     Used in: chapter 3.
-
-    References
-    ----------
-    Hertrich et al., "Generative sliced MMD flows with Riesz kernels", ICLR 2024 (Theorem 2, Section 3).
     """
 
     name = "sliced_energy"
+    _fields = ("n_projections", "directions")
 
     def __init__(self, n_projections: int = 64, generator: torch.Generator | None = None, directions="auto"):
         super().__init__(n_projections, generator)
@@ -668,9 +547,8 @@ class SlicedEnergyMMD(_SlicedObjective):
         self.directions = directions
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
-        r"""Directions of one call, shape ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`,
-        :math:`\alpha_l = (l + u)\pi / L`, or uniform random directions.
-        """
+        r"""Directions ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`, :math:`\alpha_l = (l + u)\pi / L`,
+        or uniform random directions."""
         d = check_int(d, "d")
         if self.directions == "grid" and d != 2:
             raise ValueError(f"directions='grid' needs d == 2, got d = {d}")
@@ -683,15 +561,6 @@ class SlicedEnergyMMD(_SlicedObjective):
         return torch.stack([alpha.cos(), alpha.sin()], dim=1).to(dtype=dtype, device=device)
 
     def value(self, x, y, projections=None) -> Tensor:
-        r"""Sliced V-statistic of :math:`\tfrac12\mathrm{MMD}^2_{-|x-y|}` by sorting (sums in float64), shape
-        ``()``.
-
-        .. math::
-
-            \hat F = \frac{c_d}{L}\sum_{l} \Big(\frac{W_l(x\cup y) - W_l(x) - W_l(y)}{nm}
-            - \frac{W_l(x)}{n^2} - \frac{W_l(y)}{m^2}\Big), \quad W_l(s) = \sum_{i<j}|\theta_l^\top(s_i -
-            s_j)|.
-        """
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections).double()
         n, m = x.shape[0], y.shape[0]
@@ -703,10 +572,6 @@ class SlicedEnergyMMD(_SlicedObjective):
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        r""":math:`\frac{c_d}{L}\sum_l (\frac1n\sum_j\operatorname{sign}(\theta_l^\top(z - x_j)) -
-        \frac1m\sum_j
-        \operatorname{sign}(\theta_l^\top(z - y_j)))\theta_l`, from ranks in the sorted projections.
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         theta = self._projections(x, projections)
@@ -726,13 +591,7 @@ class SlicedEnergyMMD(_SlicedObjective):
             coef = _sign_sums(px, pz) / n - _sign_sums(py, pz) / m  # (k, L)
         return slicing_constant(x.shape[1]) * (coef @ theta) / theta.shape[0]
 
-    def __repr__(self) -> str:
-        return f"SlicedEnergyMMD(n_projections={self.n_projections}, directions={self.directions!r})"
 
-
-# ------------------------------------------------------------------------------------------------
-# Sinkhorn divergence
-# ------------------------------------------------------------------------------------------------
 _SINKHORN_SOLVERS = ("dense", "lazy", "geomloss", "auto")
 # GeomLoss's dense ("tensorized") backend up to this many cost-matrix entries; KeOps above it.
 _GEOMLOSS_TENSORIZED_MAX_ENTRIES = 5000**2
@@ -749,16 +608,10 @@ def _import_geomloss():
     return geomloss
 
 
-def _geomloss_available() -> bool:
+def _geomloss_available(module: str = "geomloss") -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("geomloss") is not None
-
-
-def _pykeops_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pykeops") is not None
+    return importlib.util.find_spec(module) is not None
 
 
 class SinkhornDivergence(Objective):
@@ -772,54 +625,26 @@ class SinkhornDivergence(Objective):
 
     with :math:`\mathrm{OT}_\varepsilon = \min_\pi \int \tfrac12|x - y|^2 d\pi + \varepsilon
     \mathrm{KL}(\pi \| \alpha\otimes\beta)` and :math:`P`, :math:`Q` the plans of :math:`(\rho_n, \nu_m)`
-    and :math:`(\rho_n, \rho_n)`; values carry the envelope gradient.
-
-    Parameters
-    ----------
-    eps : float
-        In units of the cost (squared distance / 2).
-    debias : bool
-        Subtract the self terms (default True).
-    max_iter, tol : int, float
-        POT's Sinkhorn limits; ``tol`` is raised to ``10 * finfo(dtype).eps``.
-    warm_start : bool
-        Start from the previous call's log-potentials (same shapes): a few iterations per flow step.
-    solver : {"dense", "lazy", "geomloss", "auto"}
-        POT's log-domain Sinkhorn on the cost matrix; POT's online solver (memory linear in the points,
-        NumPy blocks: slow on a GPU); GeomLoss ``SamplesLoss("sinkhorn", p=2, blur=sqrt(eps))`` with
-        eps-scaling ``scaling`` (extra ``gwf-tutorial[gpu]``; ``max_iter``, ``tol`` and ``warm_start`` do not
-        apply); ``"auto"``: GeomLoss on CUDA when installed and no warm start, else dense.
-    scaling : float in (0, 1)
-        GeomLoss's eps-scaling ratio. Its error grows as ``eps`` shrinks: at ``eps = 0.1`` on data of
-        unit scale the velocity is off by up to 20 % at 0.9 and by about 1 % at 0.99 (the default),
-        against a converged dense solve (``benchmarks/objectives.py``).
+    and :math:`(\rho_n, \rho_n)`; values carry the envelope gradient. ``eps`` is in units of the cost;
+    ``max_iter``, ``tol`` (raised to ``10 * finfo(dtype).eps``) are POT's; ``warm_start`` starts from the
+    previous call's potentials. ``solver``: ``"dense"`` (POT's log-domain Sinkhorn), ``"lazy"`` (POT's
+    online solver, memory linear in the points), ``"geomloss"`` (``SamplesLoss("sinkhorn")`` with
+    eps-scaling ratio ``scaling``, extra ``gwf-tutorial[gpu]``) or ``"auto"`` (GeomLoss on CUDA when
+    installed and no warm start, else dense). Away from the particles the velocity uses the entropic
+    extension :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}`.
 
     Used in: chapters 3 and 8; ``benchmarks/particle_flows.py``.
-
-    References
-    ----------
-    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences", AISTATS 2019.
     """
 
     name = "sinkhorn"
+    _fields = ("eps", "debiased", "max_iter", "tol", "warm_start", "solver", "chunk_size", "scaling")
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        *,
-        debiased: bool = True,
-        max_iter: int = 1000,
-        tol: float = 1e-9,
-        warm_start: bool = False,
-        solver: str = "dense",
-        chunk_size: int | None = None,
-        scaling: float = 0.99,
-    ):
-        self.eps = check_positive(eps, "eps")
-        self.debiased = bool(debiased)
-        self.max_iter = check_int(max_iter, "max_iter")
+    def __init__(self, eps: float = 0.1, *, debiased: bool = True, max_iter: int = 1000, tol: float = 1e-9,
+                 warm_start: bool = False, solver: str = "dense", chunk_size: int | None = None,
+                 scaling: float = 0.99):  # fmt: skip
+        self.eps, self.max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
-        self.warm_start = bool(warm_start)
+        self.debiased, self.warm_start = bool(debiased), bool(warm_start)
         if solver not in _SINKHORN_SOLVERS:
             raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
         if solver == "geomloss":
@@ -840,12 +665,8 @@ class SinkhornDivergence(Objective):
     def _uniform(n: int, like: Tensor) -> Tensor:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
 
-    def _slices(self, n_rows: int, n_cols: int, like: Tensor):
-        return _row_slices(n_rows, n_cols, self.chunk_size, like)
-
     def _solver_for(self, like: Tensor) -> str:
-        """The solver of this call: ``"auto"`` is GeomLoss on a CUDA device when it is installed
-        (and no warm start is asked for), else the dense solver."""
+        """The solver of this call (``"auto"`` resolved)."""
         if self.solver != "auto":
             return self.solver
         if like.is_cuda and not self.warm_start and _geomloss_available():
@@ -853,12 +674,11 @@ class SinkhornDivergence(Objective):
         return "dense"
 
     def _samples_loss(self, a: Tensor, b: Tensor, *, debias: bool, potentials: bool = False):
-        r"""GeomLoss's ``SamplesLoss("sinkhorn")`` on ``(a, b)``: cost :math:`\frac12|x - y|^2`
-        (``p=2``), :math:`\varepsilon` = ``blur**2``; KeOps' online backend on CUDA for large
-        problems when pykeops is installed, else the tensorized (dense) backend."""
+        r"""GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur=sqrt(eps))`` on ``(a, b)``; KeOps' online backend
+        on CUDA for large problems when pykeops is installed."""
         geomloss = _import_geomloss()
         large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
-        online = a.is_cuda and large and _pykeops_available()
+        online = a.is_cuda and large and _geomloss_available("pykeops")
         loss = geomloss.SamplesLoss(
             "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
             potentials=potentials, backend="online" if online else "tensorized",
@@ -869,18 +689,9 @@ class SinkhornDivergence(Objective):
         if self._solver_for(a) == "lazy":
             return self._ot_lazy(a, b)
         M = 0.5 * _sqdist(a, b)
-        res = ot.solve(
-            M,
-            self._uniform(a.shape[0], a),
-            self._uniform(b.shape[0], b),
-            reg=self.eps,
-            reg_type="KL",
-            method="sinkhorn_log",
-            max_iter=self.max_iter,
-            tol=self._tol(M),
-            grad="envelope",
-        )
-        return res.value
+        return ot.solve(M, self._uniform(a.shape[0], a), self._uniform(b.shape[0], b), reg=self.eps,
+                        reg_type="KL", method="sinkhorn_log", max_iter=self.max_iter, tol=self._tol(M),
+                        grad="envelope").value  # fmt: skip
 
     def _ot_lazy(self, a: Tensor, b: Tensor) -> Tensor:
         r"""Primal entropic cost :math:`\langle P, C\rangle + \varepsilon\,\mathrm{KL}(P \,\|\, a
@@ -906,8 +717,8 @@ class SinkhornDivergence(Objective):
         return value + ((a - ad) * torch.cat(grad_a)).sum() + ((b - bd) * grad_b).sum()
 
     def _log_scalings(self, a: Tensor, b: Tensor, tag: str | None = None) -> tuple[Tensor, Tensor]:
-        """Logs of the Sinkhorn scalings ``(u, v)``, shapes ``(n,)`` and ``(m,)``, from POT
-        (dense or lazy log-domain solver, or GeomLoss); warm-started from the previous call with ``tag``."""
+        """Logs of the Sinkhorn scalings ``(u, v)``, ``(n,)`` and ``(m,)``; warm-started from the previous
+        call with ``tag``."""
         init = None
         if self.warm_start and tag in self._potentials:
             lu, lv = self._potentials[tag]
@@ -924,10 +735,8 @@ class SinkhornDivergence(Objective):
         elif solver == "lazy":
             rows = self._slices(b.shape[0], a.shape[0], a)[0].stop
             cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
-            # The transposed problem (b first): POT's online solver then updates v from u, then u
-            # from v, the order of the dense log-domain solver. With a few warm-started iterations
-            # per flow step the two orders give different flows, and this one is the one the dense
-            # solver follows. Metric "sqeuclidean" is |x - y|^2: reg 2 eps gives |x - y|^2 / 2 eps.
+            # The transposed problem (b first): POT's online solver then updates in the dense solver's
+            # order (v from u, then u). Metric "sqeuclidean" with reg 2 eps gives |x - y|^2 / 2 eps.
             log_v, log_u = ot.bregman.empirical_sinkhorn(
                 b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean", numIterMax=self.max_iter,
                 stopThr=tol, isLazy=True, batchSize=(rows, cols),
@@ -948,9 +757,6 @@ class SinkhornDivergence(Objective):
         return self._log_scalings(a, b, tag)[1]
 
     def value(self, x, y) -> Tensor:
-        r""":math:`\mathrm{OT}_\varepsilon(\rho_n, \nu_m) - \tfrac12\mathrm{OT}_\varepsilon(\rho_n, \rho_n) -
-        \tfrac12\mathrm{OT}_\varepsilon(\nu_m, \nu_m)`, shape ``()``, differentiable in ``x``.
-        """
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
             return self._samples_loss(x, y, debias=self.debiased)
@@ -959,32 +765,20 @@ class SinkhornDivergence(Objective):
             val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
         return val
 
-    def _cond_logits(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        return log_v[None, :] - 0.5 * _sqdist(z, b) / self.eps
-
     def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}` by row blocks, shape ``(k,)``."""
-        return torch.cat(
-            [
-                -self.eps * torch.logsumexp(self._cond_logits(z[sl], b, log_v), dim=1)
-                for sl in self._slices(z.shape[0], b.shape[0], z)
-            ]
-        )
+        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}`, shape ``(k,)``."""
+        return self._by_rows(z, b, log_v, lambda lg: -self.eps * torch.logsumexp(lg, dim=1))
 
     def _conditional_mean(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`E[b \mid z] = \sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`
-        by row blocks, shape ``(k, d)``."""
-        return torch.cat(
-            [
-                torch.softmax(self._cond_logits(z[sl], b, log_v), dim=1) @ b
-                for sl in self._slices(z.shape[0], b.shape[0], z)
-            ]
-        )
+        r""":math:`\sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`, shape ``(k, d)``."""
+        return self._by_rows(z, b, log_v, lambda lg: torch.softmax(lg, dim=1) @ b)
+
+    def _by_rows(self, z: Tensor, b: Tensor, log_v: Tensor, fn) -> Tensor:
+        r"""``fn`` of the logits :math:`\log v_j - |z - b_j|^2/2\varepsilon`, by row blocks of ``z``."""
+        return torch.cat([fn(log_v[None, :] - 0.5 * _sqdist(z[sl], b) / self.eps)
+                          for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def first_variation(self, x, y, at) -> Tensor:
-        r"""Entropic potentials :math:`f_{\rho\nu}(z) - p_{\rho\rho}(z)`, up to a constant, with
-        :math:`f(z) = -\varepsilon\log\sum_j v_j e^{-|z - y_j|^2/2\varepsilon}` (and ``p`` alike on ``x``).
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         f = self._potential(at, y, self._log_scaling(x, y, "xy"))
@@ -993,9 +787,6 @@ class SinkhornDivergence(Objective):
         return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r""":math:`v(z) = E_P[y \mid z] - E_Q[x' \mid z]`, the entropic extension
-        :math:`P(j \mid z) \propto v_j e^{-|z-y_j|^2/2\varepsilon}` away from the particles.
-        """
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
@@ -1004,30 +795,16 @@ class SinkhornDivergence(Objective):
             return v - self._conditional_mean(z, x, self._log_scaling(x, x, "xx"))
         return v - z
 
-    def __repr__(self) -> str:
-        return (
-            f"SinkhornDivergence(eps={self.eps}, debiased={self.debiased}, max_iter={self.max_iter}, "
-            f"tol={self.tol}, warm_start={self.warm_start}, solver={self.solver!r}, "
-            f"chunk_size={self.chunk_size!r}, scaling={self.scaling})"
-        )
 
-
-_OBJECTIVES = {
-    "mmd": MMD,
-    "kl": KL,
-    "sw": SlicedWasserstein,
-    "sliced": SlicedWasserstein,
-    "sliced_wasserstein": SlicedWasserstein,
-    "sliced_energy": SlicedEnergyMMD,
-    "sinkhorn": SinkhornDivergence,
-}
+_OBJECTIVES = {"mmd": MMD, "kl": KL, "sw": SlicedWasserstein, "sliced": SlicedWasserstein,
+               "sliced_wasserstein": SlicedWasserstein, "sliced_energy": SlicedEnergyMMD,
+               "sinkhorn": SinkhornDivergence}  # fmt: skip
 
 
 def get_objective(name, **kwargs) -> Objective:
-    """Build an objective by name, or pass an :class:`Objective` through; ``**kwargs`` go to the constructor.
-
-    Names: ``"mmd"``, ``"energy"`` (MMD with the energy kernel), ``"kl"``, ``"sw"`` (``"sliced"``,
-    ``"sliced_wasserstein"``), ``"sliced_energy"`` (:class:`SlicedEnergyMMD`), ``"sinkhorn"``.
+    """An objective by name (``"mmd"``, ``"energy"``: MMD with the energy kernel, ``"kl"``, ``"sw"``/
+    ``"sliced"``/``"sliced_wasserstein"``, ``"sliced_energy"``, ``"sinkhorn"``; ``**kwargs`` go to the
+    constructor), or an :class:`Objective` passed through.
 
     Used in: chapter 3; :func:`~gwf_tutorial.flows.particle_flow`.
     """

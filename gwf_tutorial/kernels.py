@@ -1,20 +1,21 @@
-r"""Radial kernels for MMD, energy distances and kernel density estimates.
+r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates.
 
-Every kernel is radial, :math:`k(x, y) = \phi(|x - y|^2)`, with :math:`\nabla_1 k(x, y) = 2\phi'(|x -
-y|^2)\,(x - y)`. A kernel gives the Gram matrix ``k(x, y)``, the gradient weights
-:math:`G_{ij} = 2\phi'(|x_i - y_j|^2)` and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`,
-all in ``O(n m)`` memory.
+.. math::
 
-Conventions: ``x`` has shape ``(n, d)``, ``y`` shape ``(m, d)``; results keep the dtype of ``x`` and are
-differentiable in both. ``bandwidth=None`` means the median heuristic at call time, on the pooled sample
-and detached; an objective that evaluates several Gram matrices (MMD needs ``k(x, x)``, ``k(x, y)``,
-``k(y, y)``) calls :meth:`Kernel.resolve` once and uses the returned kernel for all of them.
+    \nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y).
+
+A kernel gives the Gram matrix ``k(x, y)``, the gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`
+and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`. Shared arguments: ``x`` ``(n, d)``,
+``y`` ``(m, d)``; results keep the dtype of ``x`` and are differentiable in both. ``bandwidth=None`` is the
+median heuristic at call time (pooled sample, detached); :meth:`Kernel.resolve` fixes it once for the
+several Gram matrices of one estimate.
 
 Used in: :mod:`gwf_tutorial.functionals` (MMD flows, chapters 3 and 8) and :mod:`gwf_tutorial.metrics`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -23,47 +24,41 @@ from torch import Tensor
 
 from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
 
-__all__ = [
-    "Kernel",
-    "GaussianKernel",
-    "IMQKernel",
-    "LaplaceKernel",
-    "EnergyKernel",
-    "MultiBandwidthKernel",
-    "get_kernel",
-    "median_bandwidth",
-    "squared_distances",
-]
+__all__ = ["Kernel", "GaussianKernel", "IMQKernel", "LaplaceKernel", "EnergyKernel", "MultiBandwidthKernel",
+           "get_kernel", "median_bandwidth", "squared_distances"]  # fmt: skip
 
-# Above this many entries of the (n, m, d) difference tensor (or, in low dimension, of the (n, m)
-# matrix), squared distances are computed with the expansion |x|^2 + |y|^2 - 2 x.y (O(n m) memory,
-# less accurate for far-off points) instead of the exact differences.
+# Exact differences, one coordinate at a time, up to this dimension and (on a CPU) this many matrix
+# entries; beyond, the expansion |x|^2 + |y|^2 - 2 x.y (one matrix product, less accurate far off).
 _DIFF_MAX_ELEMENTS = 2**24
-# Up to this dimension the exact differences are accumulated one coordinate at a time: O(n m)
-# memory and about 10x faster than the (n, m, d) broadcast (a reduction over a tiny last axis).
 _COORD_LOOP_MAX_DIM = 8
 
 
 def squared_distances(x: Tensor, y: Tensor) -> Tensor:
-    r"""Matrix of squared Euclidean distances :math:`D_{ij} = |x_i - y_j|^2`, shape ``(n, m)``.
-
-    Exact differences for ``d <= 8`` (where the expansion's cancellation would show on the toys), else the
-    expansion :math:`|x_i|^2 + |y_j|^2 - 2 x_i^\top y_j` clamped at 0 (one matrix product).
+    r"""Squared Euclidean distances :math:`D_{ij} = |x_i - y_j|^2`, shape ``(n, m)``.
 
     Used in: :func:`~gwf_tutorial.metrics.w2_squared`.
     """
-    x = check_samples(x, "x")
-    y = check_samples(y, "y")
+    return _sqdist(*check_pair(x, y))
+
+
+def check_pair(x, y) -> tuple[Tensor, Tensor]:
+    """``x`` and ``y`` checked as sample matrices of the same dimension, dtype and device."""
+    x, y = check_samples(x, "x"), check_samples(y, "y")
     check_same_dim(x, y)
-    return _sqdist(x, y)
+    return x, y
+
+
+def check_positive_seq(values, name: str) -> tuple[float, ...]:
+    """A non-empty sequence of positive numbers, as a tuple of floats."""
+    if isinstance(values, str) or not isinstance(values, Sequence | Tensor):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must not be empty")
+    return tuple(check_positive(v, name) for v in values)
 
 
 def _sqdist(x: Tensor, y: Tensor) -> Tensor:
-    """:func:`squared_distances` without input checks (for inner loops; inputs checked by the caller).
-
-    On CUDA the exact differences are used for ``d <= 8`` at any size (memory-bound element-wise
-    passes, as fast as the expansion there, and a whole ``(n, m)`` block is one call).
-    """
+    """:func:`squared_distances` without input checks (inner loops)."""
     n, d = x.shape
     m = y.shape[0]
     if d <= _COORD_LOOP_MAX_DIM and (n * m <= _DIFF_MAX_ELEMENTS or x.is_cuda):
@@ -71,37 +66,25 @@ def _sqdist(x: Tensor, y: Tensor) -> Tensor:
         for k in range(1, d):
             out = out + (x[:, k, None] - y[None, :, k]).square()
         return out
-    xx = x.pow(2).sum(-1, keepdim=True)
-    yy = y.pow(2).sum(-1, keepdim=True)
+    xx, yy = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
     return (xx + yy.T - 2.0 * (x @ y.T)).clamp_min(0.0)
 
 
 def _safe_pow(q: Tensor, p: float) -> Tensor:
     """``q ** p`` for ``q >= 0``, value and gradient 0 where ``q == 0`` (no NaN, ``p > 0``)."""
     pos = q > 0
-    q_safe = torch.where(pos, q, torch.ones_like(q))
-    return torch.where(pos, q_safe.pow(p), torch.zeros_like(q))
+    return torch.where(pos, torch.where(pos, q, torch.ones_like(q)).pow(p), torch.zeros_like(q))
 
 
 def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
-    r"""Median heuristic :math:`s = \operatorname{median}\{|z_i - z_j| : i < j\}` on :math:`z = x \cup y`,
-    as a float, without gradient; on an evenly spaced subsample of ``max_points`` rows for larger samples.
-    Raises ``ValueError`` when the median distance is 0.
+    r"""Median heuristic :math:`s = \operatorname{median}\{|z_i - z_j| : i < j\}` on :math:`z = x \cup y`
+    (a float; on ``max_points`` evenly spaced rows of larger samples).
 
     Used in: chapters 3, 5 and 9.
-
-    References
-    ----------
-    Gretton et al., "A kernel two-sample test", JMLR 2012 (Section 8).
     """
-    x = check_samples(x, "x")
-    z = x
-    if y is not None:
-        y = check_samples(y, "y")
-        check_same_dim(x, y)
-        z = torch.cat([x, y], dim=0)
-    max_points = check_int(max_points, "max_points", min_value=2)
-    return _median_distance(z, max_points)
+    x = check_samples(x, "x") if y is None else check_pair(x, y)[0]
+    y = None if y is None else check_samples(y, "y")
+    return _median_distance(_pooled(x, y), check_int(max_points, "max_points", min_value=2))
 
 
 def _median_distance(z: Tensor, max_points: int = 1000) -> float:
@@ -112,8 +95,7 @@ def _median_distance(z: Tensor, max_points: int = 1000) -> float:
     if z.shape[0] > max_points:
         idx = torch.linspace(0, z.shape[0] - 1, max_points, device=z.device).round().long()
         z = z[idx]
-    dist = torch.pdist(z)
-    med = float(torch.quantile(dist, 0.5))
+    med = float(torch.quantile(torch.pdist(z), 0.5))
     if not med > 0:
         raise ValueError("median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly")
     return med
@@ -124,96 +106,68 @@ def _pooled(x: Tensor, y: Tensor | None) -> Tensor:
 
 
 class Kernel:
-    r"""Base class of radial kernels :math:`k(x, y) = \phi(|x - y|^2)`.
-
-    Subclasses implement ``_phi(q, bandwidth)`` and ``_dphi(q, bandwidth)``; ``bandwidth`` is a positive
-    length scale or None (median heuristic).
+    r"""Base class of radial kernels :math:`k(x, y) = \phi(|x - y|^2)`: subclasses implement ``_phi(q, s)``
+    and ``_dphi(q, s)`` (``q`` squared distances, ``s`` the bandwidth).
 
     Used in: :class:`~gwf_tutorial.functionals.MMD`.
     """
 
     name = "kernel"
     uses_bandwidth = True
+    _fields = ("bandwidth",)
 
     def __init__(self, bandwidth: float | None = None):
-        if bandwidth is not None:
-            bandwidth = check_positive(bandwidth, "bandwidth")
-        self.bandwidth = bandwidth
-
-    # -- subclass hooks ---------------------------------------------------------------------------
-    def _phi(self, q: Tensor, bandwidth: float | None) -> Tensor:
-        raise NotImplementedError
-
-    def _dphi(self, q: Tensor, bandwidth: float | None) -> Tensor:
-        raise NotImplementedError
+        self.bandwidth = None if bandwidth is None else check_positive(bandwidth, "bandwidth")
 
     def _with_bandwidth(self, bandwidth: float) -> Kernel:
-        raise NotImplementedError
-
-    # -- public API -------------------------------------------------------------------------------
-    def _check(self, x, y) -> tuple[Tensor, Tensor]:
-        x = check_samples(x, "x")
-        y = check_samples(y, "y")
-        check_same_dim(x, y)
-        return x, y
+        out = copy.copy(self)
+        out.bandwidth = bandwidth
+        return out
 
     def resolve(self, x, y=None) -> Kernel:
-        """``self`` if the bandwidth is fixed (or unused), else a copy with the median bandwidth of ``x`` and
-        ``y``.
-        """
-        if not self.uses_bandwidth or self.bandwidth is not None:
-            return self
-        return self._with_bandwidth(median_bandwidth(x, y))
+        """``self`` if the bandwidth is fixed (or unused), else a copy at the median bandwidth of ``x, y``."""
+        x = check_samples(x, "x")
+        return self._resolve(x, None if y is None else check_pair(x, y)[1])
 
-    # -- unchecked inner versions (inputs checked once by the public caller) ----------------------
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
-        """:meth:`resolve` without input checks."""
         if not self.uses_bandwidth or self.bandwidth is not None:
             return self
         return self._with_bandwidth(_median_distance(_pooled(x, y)))
 
+    # _gram, _grad_weights, _mean_grad: the public methods for a resolved kernel, without input checks
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
-        """Gram matrix of a resolved kernel, no checks, shape ``(n, m)``."""
         return self._phi(_sqdist(x, y), self.bandwidth)
 
     def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
-        """Gradient weights ``2 phi'`` of a resolved kernel, no checks, shape ``(n, m)``."""
         return 2.0 * self._dphi(_sqdist(x, y), self.bandwidth)
 
     def _mean_grad(self, x: Tensor, y: Tensor) -> Tensor:
-        """:meth:`mean_grad` of a resolved kernel, no checks, shape ``(n, d)``."""
         G = self._grad_weights(x, y)
         return (G.sum(1, keepdim=True) * x - G @ y) / y.shape[0]
 
     def __call__(self, x, y) -> Tensor:
         """Gram matrix :math:`K_{ij} = k(x_i, y_j)`, shape ``(n, m)``."""
-        x, y = self._check(x, y)
+        x, y = check_pair(x, y)
         return self._resolve(x, y)._gram(x, y)
 
     def grad_weights(self, x, y) -> Tensor:
-        r"""Gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`, shape ``(n, m)``, so that
-        :math:`\nabla_1 k(x_i, y_j) = G_{ij}(x_i - y_j)`; 0 at ``x_i == y_j`` for the non-smooth kernels.
-        """
-        x, y = self._check(x, y)
+        r"""Gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`, shape ``(n, m)``."""
+        x, y = check_pair(x, y)
         return self._resolve(x, y)._grad_weights(x, y)
 
     def mean_grad(self, x, y) -> Tensor:
         r"""Mean first-argument gradient :math:`\frac1m \sum_j \nabla_1 k(x_i, y_j)`, shape ``(n, d)``."""
-        x, y = self._check(x, y)
+        x, y = check_pair(x, y)
         return self._resolve(x, y)._mean_grad(x, y)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(bandwidth={self.bandwidth!r})"
+        return f"{type(self).__name__}(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
 
 
 class GaussianKernel(Kernel):
     r"""Gaussian (RBF) kernel :math:`k(x, y) = \exp(-|x - y|^2 / (2 s^2))`.
 
     Used in: ``kernels._NAMES`` (``"gaussian"``, ``"rbf"``).
-
-    References
-    ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
     """
 
     name = "gaussian"
@@ -225,23 +179,15 @@ class GaussianKernel(Kernel):
         c = -0.5 / (s * s)
         return torch.exp(q * c) * c
 
-    def _with_bandwidth(self, bandwidth):
-        return GaussianKernel(bandwidth)
-
 
 class IMQKernel(Kernel):
-    r"""Inverse multiquadric kernel :math:`k(x, y) = (1 + |x - y|^2/s^2)^{\beta}`, ``beta < 0`` (default
-    -1/2):
-    its gradient decays polynomially with distance.
+    r"""Inverse multiquadric kernel :math:`k(x, y) = (1 + |x - y|^2/s^2)^{\beta}`, ``beta < 0``.
 
-    Used in: ``kernels._NAMES`` (``"imq"``).
-
-    References
-    ----------
-    Gorham and Mackey, "Measuring sample quality with kernels", ICML 2017.
+    Used in: ``kernels._BASES`` (``"imq"``).
     """
 
     name = "imq"
+    _fields = ("bandwidth", "beta")
 
     def __init__(self, bandwidth: float | None = None, beta: float = -0.5):
         super().__init__(bandwidth)
@@ -257,21 +203,11 @@ class IMQKernel(Kernel):
     def _dphi(self, q, s):
         return self.beta / (s * s) * (1.0 + q / (s * s)).pow(self.beta - 1.0)
 
-    def _with_bandwidth(self, bandwidth):
-        return IMQKernel(bandwidth, beta=self.beta)
-
-    def __repr__(self) -> str:
-        return f"IMQKernel(bandwidth={self.bandwidth!r}, beta={self.beta!r})"
-
 
 class LaplaceKernel(Kernel):
     r"""Laplace kernel :math:`k(x, y) = \exp(-|x - y| / s)`, gradient 0 at ``x == y``.
 
-    Used in: ``kernels._NAMES`` (``"laplace"``).
-
-    References
-    ----------
-    Deng et al., "Generative Modeling via Drifting", 2026 (the drift field's kernel).
+    Used in: ``kernels._BASES`` (``"laplace"``).
     """
 
     name = "laplace"
@@ -285,30 +221,17 @@ class LaplaceKernel(Kernel):
         r_safe = torch.where(pos, r, torch.ones_like(r))
         return torch.where(pos, -torch.exp(-r / s) / (2.0 * s * r_safe), torch.zeros_like(r))
 
-    def _with_bandwidth(self, bandwidth):
-        return LaplaceKernel(bandwidth)
-
 
 class EnergyKernel(Kernel):
-    r"""Energy-distance (Riesz) kernel, conditionally positive definite, without bandwidth.
-
-    .. math::
-
-        k(x, y) = -|x - y|^{r}, \quad r \in (0, 2),
-
-    gradient 0 at ``x == y``. With ``r = 1`` (``exponent``), :math:`\tfrac12\mathrm{MMD}_k^2` is half the
-    energy distance; the gradient does not decay with distance, so MMD flows with it do not stall.
+    r"""Energy-distance (Riesz) kernel :math:`k(x, y) = -|x - y|^{r}`, ``r = exponent`` in (0, 2), no
+    bandwidth; gradient 0 at ``x == y``.
 
     Used in: ``kernels._NAMES`` (``"energy"``, ``"distance"``, ``"riesz"``).
-
-    References
-    ----------
-    Székely and Rizzo, "Energy statistics", 2013; Hertrich et al., "Generative sliced MMD flows with Riesz
-    kernels", ICLR 2024.
     """
 
     name = "energy"
     uses_bandwidth = False
+    _fields = ("exponent",)
 
     def __init__(self, exponent: float = 1.0):
         super().__init__(None)
@@ -321,34 +244,23 @@ class EnergyKernel(Kernel):
         return -_safe_pow(q, self.exponent / 2.0)
 
     def _dphi(self, q, s):
-        # p - 1 < 0, so inf ** (p - 1) = 0: the weight is 0 at q == 0, in three element-wise passes
+        # p - 1 < 0, so inf ** (p - 1) = 0: the weight is 0 at q == 0
         p = self.exponent / 2.0
         return torch.where(q > 0, q, math.inf).pow(p - 1.0) * (-p)
-
-    def __repr__(self) -> str:
-        return f"EnergyKernel(exponent={self.exponent!r})"
 
 
 _BASES = {"gaussian": GaussianKernel, "imq": IMQKernel, "laplace": LaplaceKernel}
 
 
 class MultiBandwidthKernel(Kernel):
-    r"""Mean (or sum, ``reduction``) of one ``base`` kernel at several bandwidths.
-
-    .. math::
-
-        k(x, y) = \frac{1}{c} \sum_{l=1}^{L} k_{s_l}(x, y), \qquad c = L \text{ (mean) or } 1 \text{ (sum)},
-
-    with ``bandwidths`` :math:`s_l`, or ``factors`` times the median heuristic when None.
+    r"""Mean (or sum, ``reduction``) of one ``base`` kernel at ``bandwidths`` :math:`s_l` (default
+    ``factors`` times the median heuristic): :math:`k = \frac1c \sum_{l=1}^{L} k_{s_l}`, :math:`c = L` or 1.
 
     Used in: :func:`~gwf_tutorial.kernels.get_kernel` (``"multi"`` or a sequence of bandwidths).
-
-    References
-    ----------
-    Li et al., "MMD GAN: towards deeper understanding of moment matching network", NeurIPS 2017.
     """
 
     name = "multi"
+    _fields = ("base", "bandwidths", "reduction")
 
     def __init__(
         self,
@@ -364,75 +276,43 @@ class MultiBandwidthKernel(Kernel):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.base = base.lower()
         self.reduction = reduction
-        if bandwidths is not None:
-            if isinstance(bandwidths, str) or not isinstance(bandwidths, Sequence | Tensor):
-                raise TypeError(f"bandwidths must be a sequence of numbers, got {bandwidths!r}")
-            if len(bandwidths) == 0:
-                raise ValueError("bandwidths must not be empty")
-            bandwidths = tuple(check_positive(b, "bandwidths") for b in bandwidths)
-        if isinstance(factors, str) or len(factors) == 0:
-            raise ValueError(f"factors must be a non-empty sequence of numbers, got {factors!r}")
-        self.factors = tuple(check_positive(f, "factors") for f in factors)
-        self.bandwidths = bandwidths
-        self.bandwidth = None  # several bandwidths: see ``bandwidths``
+        self.bandwidths = None if bandwidths is None else check_positive_seq(bandwidths, "bandwidths")
+        self.factors = check_positive_seq(factors, "factors")
+        self.bandwidth = None
 
     @property
     def kernels(self) -> list[Kernel]:
-        """The base kernels at each fixed bandwidth (requires fixed bandwidths)."""
+        """The base kernels at the fixed bandwidths."""
         if self.bandwidths is None:
             raise ValueError("bandwidths are not fixed yet; call resolve(x, y) first")
         return [_BASES[self.base](b) for b in self.bandwidths]
 
-    def resolve(self, x, y=None) -> Kernel:
-        """A copy with fixed bandwidths (``factors`` x median heuristic if not given)."""
-        if self.bandwidths is not None:
-            return self
-        return self._with_median(median_bandwidth(x, y))
-
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if self.bandwidths is not None:
             return self
-        return self._with_median(_median_distance(_pooled(x, y)))
-
-    def _with_median(self, med: float) -> MultiBandwidthKernel:
+        med = _median_distance(_pooled(x, y))
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
-    def _combine(self, parts: list[Tensor]) -> Tensor:
-        total = torch.stack(parts).sum(0)
-        return total / len(parts) if self.reduction == "mean" else total
+    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:
+        q, kernels = _sqdist(x, y), self.kernels
+        total = torch.stack([term(kk, q) for kk in kernels]).sum(0)
+        return total / len(kernels) if self.reduction == "mean" else total
 
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
-        q = _sqdist(x, y)
-        return self._combine([kk._phi(q, kk.bandwidth) for kk in self.kernels])
+        return self._combine(x, y, lambda kk, q: kk._phi(q, kk.bandwidth))
 
     def _grad_weights(self, x: Tensor, y: Tensor) -> Tensor:
-        q = _sqdist(x, y)
-        return self._combine([2.0 * kk._dphi(q, kk.bandwidth) for kk in self.kernels])
-
-    def __repr__(self) -> str:
-        return (
-            f"MultiBandwidthKernel(base={self.base!r}, bandwidths={self.bandwidths!r}, "
-            f"reduction={self.reduction!r})"
-        )
+        return self._combine(x, y, lambda kk, q: 2.0 * kk._dphi(q, kk.bandwidth))
 
 
-_NAMES = {
-    "gaussian": GaussianKernel,
-    "rbf": GaussianKernel,
-    "imq": IMQKernel,
-    "laplace": LaplaceKernel,
-    "energy": EnergyKernel,
-    "distance": EnergyKernel,
-    "riesz": EnergyKernel,
-}
+_NAMES = {**_BASES, "rbf": GaussianKernel, "energy": EnergyKernel, "distance": EnergyKernel,
+          "riesz": EnergyKernel}  # fmt: skip
 
 
 def get_kernel(name_or_kernel, bandwidth=None, **kwargs) -> Kernel:
-    """Build a kernel from its name, or pass a :class:`Kernel` through unchanged.
-
-    Names: ``"gaussian"`` (``"rbf"``), ``"imq"``, ``"laplace"``, ``"energy"`` (``"distance"``, ``"riesz"``),
-    ``"multi"``. A sequence ``bandwidth`` gives a :class:`MultiBandwidthKernel`; the energy kernel and an
-    instance take no bandwidth. ``**kwargs`` go to the constructor (``beta``, ``exponent``, ``reduction``).
+    """A kernel by name (``"gaussian"``/``"rbf"``, ``"imq"``, ``"laplace"``, ``"energy"``/``"distance"``/
+    ``"riesz"``, ``"multi"``), or a :class:`Kernel` passed through; a sequence ``bandwidth`` gives a
+    :class:`MultiBandwidthKernel`; ``**kwargs`` go to the constructor.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD`, :func:`~gwf_tutorial.metrics.mmd2`.
     """

@@ -1,22 +1,12 @@
 r"""Sample-based quality metrics and the finite-sample floor.
 
-Conventions:
-
-- ``x`` has shape ``(n, d)`` and ``y`` shape ``(m, d)`` (same ``d``, dtype and device); every distance
-  returns a 0-d tensor of the dtype of ``x``, differentiable in ``x`` and ``y`` (through POT's torch
-  backend for OT, autograd otherwise). ``weights_x``, ``weights_y`` are non-negative weights of shapes
-  ``(n,)``, ``(m,)``, normalised to sum 1, uniform when None.
-- The ground cost is :math:`|x - y|^2` (no factor 1/2), so :func:`w2_squared` is :math:`W_2^2`. The
-  entropic term is :math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)` with ``eps`` in units of
-  squared distance (Janati et al. 2020; POT's ``ot.solve(..., reg_type="KL")``).
-- Solvers are POT's (``ot.emd2``, log-domain Sinkhorn, ``ot.wasserstein_1d``); kernels are
-  :mod:`gwf_tutorial.kernels`. ``target`` is a :class:`~gwf_tutorial.targets.Target` or a registry name;
-  ``metric`` is ``"w2"``, ``"energy"``, ``"mmd"``, ``"sliced_w2"`` (fixed directions) or a callable
-  ``(x, y) -> scalar``.
-
-The benchmark protocol: :func:`floor` is the metric between two independent target samples of the same
-size (the best any sampler can show); :func:`score_vs_floor` is a method's metric against fresh target
-samples, divided by it.
+Distances between ``x`` ``(n, d)`` and ``y`` ``(m, d)`` return 0-d tensors of the dtype of ``x``,
+differentiable in both; ``weights_x``, ``weights_y`` (``(n,)``, ``(m,)``, uniform when None) are normalised
+to sum 1. The ground cost is :math:`|x - y|^2` (no factor 1/2), the entropic term
+:math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)`; solvers are POT's. ``target`` is a
+:class:`~gwf_tutorial.targets.Target` or a registry name; ``metric`` is ``"w2"``, ``"energy"``, ``"mmd"``,
+``"sliced_w2"`` or a callable ``(x, y) -> scalar``. :func:`floor` is the metric between two independent
+target samples of the same size; :func:`score_vs_floor` divides a method's metric by it.
 
 Used in: chapters 1, 3-9 and 11.
 """
@@ -37,45 +27,21 @@ from gwf_tutorial._validation import (
     check_finite,
     check_int,
     check_positive,
-    check_same_dim,
     check_samples,
     check_seed,
 )
+from gwf_tutorial.functionals import mmd2_estimate
+from gwf_tutorial.kernels import check_pair as _pair
 from gwf_tutorial.kernels import get_kernel, squared_distances
 
-__all__ = [
-    "w2_squared",
-    "sinkhorn_divergence",
-    "mmd2",
-    "energy_distance",
-    "sliced_w2",
-    "ModeCoverage",
-    "mode_coverage",
-    "mixture_scores",
-    "Floor",
-    "floor",
-    "ScoreVsFloor",
-    "score_vs_floor",
-    "frechet_distance",
-    "kernel_distance",
-]
+__all__ = ["w2_squared", "sinkhorn_divergence", "mmd2", "energy_distance", "sliced_w2", "ModeCoverage",
+           "mode_coverage", "mixture_scores", "Floor", "floor", "ScoreVsFloor", "score_vs_floor",
+           "frechet_distance", "kernel_distance"]  # fmt: skip
 
 # Rows per block when averaging a kernel matrix (keeps the (n, m) matrix out of memory at once).
 _BLOCK_ROWS = 1024
 # Smallest Sinkhorn tolerance, in machine epsilons of the dtype (float32 marginals stall near 1e-8).
 _TOL_FLOOR_EPS = 10.0
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _pair(x, y) -> tuple[Tensor, Tensor]:
-    x = check_samples(x, "x")
-    y = check_samples(y, "y")
-    check_same_dim(x, y)
-    return x, y
 
 
 def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
@@ -93,14 +59,16 @@ def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
     return w / total
 
 
+def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Checked samples and their normalised weights."""
+    x, y = _pair(x, y)
+    a = _weights(weights_x, x.shape[0], x, "weights_x")
+    return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
+
+
 def _check_generator(generator) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
-# optimal transport
-# --------------------------------------------------------------------------------------------
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
@@ -110,51 +78,32 @@ def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_00
 
         W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2.
 
-    ``num_itermax`` (default 1e7) suffices for ``n = m = 5000``; POT warns if it is reached.
-
     Used in: chapters 1 and 3.
-
-    References
-    ----------
-    Flamary et al., "POT: Python Optimal Transport", JMLR 2021.
     """
-    x, y = _pair(x, y)
-    num_itermax = check_int(num_itermax, "num_itermax")
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
-    M = squared_distances(x, y)
-    return ot.emd2(a, b, M, numItermax=num_itermax)
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
+    return ot.emd2(a, b, squared_distances(x, y), numItermax=check_int(num_itermax, "num_itermax"))
 
 
 def _entropic_ot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, eps: float, max_iter, tol) -> Tensor:
     M = squared_distances(x, y)
-    res = ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope")
-    return res.value
+    return ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope").value
 
 
 def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: float) -> Tensor:
-    """``OT_eps(alpha, alpha)`` by POT's log-domain Sinkhorn, restarted from symmetrised potentials.
-
-    On a symmetric problem the plain alternating iterations oscillate (the linearised Sinkhorn map
-    has an eigenvalue near -1 when the plan is close to diagonal, i.e. whenever ``eps`` is below the
-    squared nearest-neighbour distances) and can need 1e4+ iterations; averaging the two log-scalings
-    after each POT iteration (the symmetric update of Feydy et al. 2019) converges in a
-    handful. The value is POT's objective ``<P, M> + eps KL(P | a a^T)`` on the final plan, and its
-    gradient in ``x`` is the envelope-theorem one (``P`` held fixed), as ``ot.solve(grad="envelope")``.
-    """
+    """``OT_eps(alpha, alpha)`` by POT's log-domain Sinkhorn with the symmetric update (the two
+    log-scalings averaged after each iteration, Feydy et al. 2019: plain Sinkhorn oscillates here);
+    ``<P, M> + eps KL(P | a a^T)`` with the envelope gradient."""
     M = squared_distances(x, x)
     Md, ad = M.detach(), a.detach()
     log_u = torch.zeros_like(ad)
-    converged = False
     for _ in range(max_iter):
         plan, log = ot.bregman.sinkhorn_log(
             ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False, warmstart=(log_u, log_u)
         )
         log_u = 0.5 * (log["log_u"] + log["log_v"])
         if float(log["err"][-1]) < tol:
-            converged = True
             break
-    if not converged:
+    else:
         warnings.warn(
             f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} iterations",
             stacklevel=3,
@@ -164,16 +113,8 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
     return (plan * M).sum() + eps * kl
 
 
-def sinkhorn_divergence(
-    x,
-    y,
-    eps: float,
-    weights_x=None,
-    weights_y=None,
-    *,
-    max_iter: int = 5000,
-    tol: float = 1e-8,
-) -> Tensor:
+def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max_iter: int = 5000,
+                        tol: float = 1e-8) -> Tensor:  # fmt: skip
     r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients).
 
     .. math::
@@ -184,38 +125,23 @@ def sinkhorn_divergence(
         \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2
           + \varepsilon\, \mathrm{KL}(\pi \,\|\, a \otimes b).
 
-    :math:`S_\varepsilon \to W_2^2` as :math:`\varepsilon \to 0`. The symmetric terms use the symmetric
-    update of Feydy et al. (a few iterations where plain Sinkhorn needs thousands). ``tol`` (marginal
-    violation) is raised to ``10 * finfo(dtype).eps``; a warning says when ``max_iter`` is reached first.
+    ``tol`` (marginal violation) is raised to ``10 * finfo(dtype).eps``; a warning says when ``max_iter``
+    is reached first.
 
     Used in: chapters 1 and 3.
-
-    References
-    ----------
-    Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn divergences", AISTATS 2019.
     """
-    x, y = _pair(x, y)
-    eps = check_positive(eps, "eps")
-    max_iter = check_int(max_iter, "max_iter")
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
+    eps, max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
     tol = max(check_positive(tol, "tol"), _TOL_FLOOR_EPS * torch.finfo(x.dtype).eps)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
     xy = _entropic_ot(x, y, a, b, eps, max_iter, tol)
     xx = _self_entropic_ot(x, a, eps, max_iter, tol)
     yy = _self_entropic_ot(y, b, eps, max_iter, tol)
     return xy - 0.5 * (xx + yy)
 
 
-def sliced_w2(
-    x,
-    y,
-    n_projections: int = 200,
-    generator: torch.Generator | None = None,
-    weights_x=None,
-    weights_y=None,
-) -> Tensor:
-    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions drawn from
-    ``generator``.
+def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,
+              weights_y=None) -> Tensor:  # fmt: skip
+    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions.
 
     .. math::
 
@@ -225,43 +151,14 @@ def sliced_w2(
     each 1-D term by ``ot.wasserstein_1d`` (no root, no factor ``d``).
 
     Used in: chapter 1.
-
-    References
-    ----------
-    Bonneel, Rabin, Peyré, Pfister, "Sliced and Radon Wasserstein barycenters of measures", JMIV 2015.
     """
-    x, y = _pair(x, y)
+    x, y, a, b = _measures(x, y, weights_x, weights_y)
     n_projections = check_int(n_projections, "n_projections")
     _check_generator(generator)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    b = _weights(weights_y, y.shape[0], x, "weights_y")
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    theta = torch.randn(
-        x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=gen_device
-    )
+    dev = generator.device if generator is not None else torch.device("cpu")
+    theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=dev)
     theta = (theta / theta.norm(dim=0, keepdim=True)).to(dtype=x.dtype, device=x.device)
-    per_direction = ot.wasserstein_1d(x @ theta, y @ theta, a, b, p=2)  # (L,)
-    return per_direction.mean()
-
-
-# --------------------------------------------------------------------------------------------
-# kernel discrepancies
-# --------------------------------------------------------------------------------------------
-
-
-def _gram_mean(k, x: Tensor, y: Tensor, exclude_diagonal: bool = False) -> Tensor:
-    """Mean of ``k(x_i, y_j)`` over all pairs (or over ``i != j`` when ``x is y``), row blocks."""
-    n, m = x.shape[0], y.shape[0]
-    total = x.new_zeros(())
-    for start in range(0, n, _BLOCK_ROWS):
-        block = k(x[start : start + _BLOCK_ROWS], y)
-        total = total + block.sum()
-        if exclude_diagonal:
-            rows = block.shape[0]
-            total = total - torch.diagonal(block[:, start : start + rows]).sum()
-    if exclude_diagonal:
-        return total / (n * (n - 1))
-    return total / (n * m)
+    return ot.wasserstein_1d(x @ theta, y @ theta, a, b, p=2).mean()
 
 
 def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kernel_kwargs) -> Tensor:
@@ -272,55 +169,30 @@ def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kern
         \mathrm{MMD}_k^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
           + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
 
-    the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`. ``kernel``, ``bandwidth`` and
-    ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`; one bandwidth for the three Gram
-    matrices.
+    the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`
+    (:func:`~gwf_tutorial.functionals.mmd2_estimate`); ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go
+    to :func:`~gwf_tutorial.kernels.get_kernel`.
 
     Used in: chapter 5.
-
-    References
-    ----------
-    Gretton et al., "A kernel two-sample test", JMLR 2012.
     """
     x, y = _pair(x, y)
     if not isinstance(unbiased, bool):
         raise TypeError(f"unbiased must be a bool, got {unbiased!r}")
-    if unbiased and (x.shape[0] < 2 or y.shape[0] < 2):
-        raise ValueError("unbiased=True needs at least 2 samples in x and in y")
-    k = get_kernel(kernel, bandwidth, **kernel_kwargs).resolve(x, y)
-    return (
-        _gram_mean(k, x, x, exclude_diagonal=unbiased)
-        + _gram_mean(k, y, y, exclude_diagonal=unbiased)
-        - 2.0 * _gram_mean(k, x, y)
-    )
+    k = get_kernel(kernel, bandwidth, **kernel_kwargs)._resolve(x, y)
+    return mmd2_estimate(k._gram, x, y, unbiased=unbiased, chunk_size=_BLOCK_ROWS)
 
 
 def energy_distance(x, y) -> Tensor:
-    r"""Energy distance (V-statistic): :math:`\mathrm{MMD}^2` with the kernel :math:`-|x - y|`.
-
-    .. math::
-
-        \mathcal{E}(\alpha, \beta) = \frac{2}{nm}\sum_{i,j} |x_i - y_j|
-          - \frac{1}{n^2}\sum_{i,i'} |x_i - x_{i'}| - \frac{1}{m^2}\sum_{j,j'} |y_j - y_{j'}|.
+    r"""Energy distance (V-statistic): :func:`mmd2` with the kernel :math:`-|x - y|`.
 
     Used in: chapter 4.
-
-    References
-    ----------
-    Székely and Rizzo, "Energy statistics", J. Stat. Plan. Inference 2013.
     """
     return mmd2(x, y, kernel="energy")
 
 
-# --------------------------------------------------------------------------------------------
-# mode coverage
-# --------------------------------------------------------------------------------------------
-
-
 @dataclass
 class ModeCoverage:
-    """Result of :func:`mode_coverage`: ``modes_hit``, ``n_modes``, ``high_quality_fraction``, ``weight_tv``,
-    ``counts`` (int64, per mode) and ``found_weights`` (float64).
+    """Result of :func:`mode_coverage` (``counts`` int64 and ``found_weights`` float64 per mode).
 
     Used in: :func:`~gwf_tutorial.metrics.mode_coverage`.
     """
@@ -336,9 +208,8 @@ class ModeCoverage:
 def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
     r"""How many modes of a mixture a sample covers, how well, and with which weights.
 
-    Sample :math:`x_i` goes to its nearest mode :math:`k(i)` and is of high quality if
-    :math:`|x_i - m_{k(i)}| \le R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k
-    c_k`,
+    :math:`x_i` goes to its nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le
+    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`,
 
     .. math::
 
@@ -346,15 +217,10 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
         \text{HQ} = H / n, \qquad
         \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big|,
 
-    :math:`\phi` = ``min_fraction``. The default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 -
-    e^{-9/2}`, is :math:`3 s_k` in 2-D and holds the same mass in any dimension. ``mixture`` needs
-    ``means``, ``stds`` and ``weights`` (a :class:`~gwf_tutorial.targets.GaussianMixture`).
+    :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}`
+    (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
     Used in: chapters 3, 4, 5, 7, 8 and 11.
-
-    References
-    ----------
-    Srivastava et al., "VEEGAN", NeurIPS 2017 (high-quality samples within 3 std).
     """
     from scipy.stats import chi2
 
@@ -366,16 +232,11 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
-    weights = as_tensor(mixture.weights, "mixture.weights").detach().to(torch.float64).cpu()
-    stds = as_tensor(mixture.stds, "mixture.stds").detach().to(torch.float64).cpu()
-    if weights.shape != (k,) or stds.shape != (k,):
-        raise ValueError("mixture.weights and mixture.stds must have shape (K,)")
-    check_finite(weights, "mixture.weights")
-    if bool((weights < 0).any()) or not float(weights.sum()) > 0:
-        raise ValueError("mixture.weights must be non-negative with a positive sum")
-    weights = weights / weights.sum()
-    if not bool((check_finite(stds, "mixture.stds") > 0).all()):
-        raise ValueError("mixture.stds must be positive")
+    cpu64 = torch.empty(0, dtype=torch.float64)
+    weights = _weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, cpu64, "mixture.weights")
+    stds = check_finite(as_tensor(mixture.stds, "mixture.stds").detach().to(cpu64), "mixture.stds")
+    if stds.shape != (k,) or not bool((stds > 0).all()):
+        raise ValueError(f"mixture.stds must be positive, of shape ({k},)")
     x = check_samples(x, "x", dim=d).detach().to(torch.float64)
     phi = check_positive(min_fraction, "min_fraction")
     if phi > 1:
@@ -399,32 +260,16 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     total = int(counts.sum())
     threshold = torch.clamp(phi * n * weights, min=1.0)
     modes_hit = int((counts >= threshold).sum())
-    if total > 0:
-        found = counts.to(torch.float64) / total
-        tv = 0.5 * float((found - weights).abs().sum())
-    else:
-        found = torch.zeros(k, dtype=torch.float64)
-        tv = 1.0
-    return ModeCoverage(
-        modes_hit=modes_hit,
-        n_modes=k,
-        high_quality_fraction=float(hq.to(torch.float64).mean()),
-        weight_tv=tv,
-        counts=counts,
-        found_weights=found,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# finite-sample floor
-# --------------------------------------------------------------------------------------------
+    found = counts.to(torch.float64) / total if total > 0 else torch.zeros(k, dtype=torch.float64)
+    tv = 0.5 * float((found - weights).abs().sum()) if total > 0 else 1.0
+    return ModeCoverage(modes_hit, k, float(hq.to(torch.float64).mean()), tv, counts, found)
 
 
 def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
     r"""Report on a sample of a mixture: energy distance over its floor, and mode coverage.
 
-    Returns a dict with ``ratio`` (:math:`\mathcal E(x, y) / \text{floor}`, ``floor_result`` from
-    :func:`floor` of the energy distance at ``n``), ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
+    A dict: ``ratio`` (:func:`score_vs_floor` of the energy distance, ``floor_result`` its :func:`floor`),
+    ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
 
     Used in: chapter 4.
     """
@@ -432,12 +277,8 @@ def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dic
         raise ValueError("floor_result must be the energy-distance Floor: metrics.floor(..., 'energy')")
     x = check_samples(x, "x", min_n=2).detach()
     cov = mode_coverage(x, mixture)
-    return {
-        "ratio": score_vs_floor(x, mixture, "energy", floor_result, seed=seed).ratio,
-        "modes": cov.modes_hit,
-        "near": cov.high_quality_fraction,
-        "tv": cov.weight_tv,
-    }
+    ratio = score_vs_floor(x, mixture, "energy", floor_result, seed=seed).ratio
+    return {"ratio": ratio, "modes": cov.modes_hit, "near": cov.high_quality_fraction, "tv": cov.weight_tv}
 
 
 def _sliced_w2_fixed(x, y):
@@ -445,15 +286,9 @@ def _sliced_w2_fixed(x, y):
     return sliced_w2(x, y, generator=g)
 
 
-_METRICS: dict[str, Callable] = {
-    "w2": w2_squared,
-    "w2_squared": w2_squared,
-    "energy": energy_distance,
-    "energy_distance": energy_distance,
-    "mmd": mmd2,
-    "mmd2": mmd2,
-    "sliced_w2": _sliced_w2_fixed,
-}
+_METRICS: dict[str, Callable] = {"w2": w2_squared, "w2_squared": w2_squared, "energy": energy_distance,
+                                 "energy_distance": energy_distance, "mmd": mmd2, "mmd2": mmd2,
+                                 "sliced_w2": _sliced_w2_fixed}  # fmt: skip
 
 
 def _resolve_metric(metric) -> tuple[Callable, str]:
@@ -480,6 +315,12 @@ def _resolve_target(target):
     return target
 
 
+def _values(fn: Callable, pairs) -> Tensor:
+    """``fn(a, b)`` for each pair, without gradient, as a float64 tensor."""
+    with torch.no_grad():
+        return torch.tensor([float(fn(a, b)) for a, b in pairs], dtype=torch.float64)
+
+
 @dataclass
 class Floor:
     """Result of :func:`floor`: ``median``, ``q25``, ``q75`` of ``values`` (one per pair, float64), ``n`` and
@@ -496,16 +337,8 @@ class Floor:
     metric: str
 
 
-def floor(
-    target,
-    n: int,
-    metric="w2",
-    n_pairs: int = 10,
-    seed: int = 0,
-    *,
-    dtype: torch.dtype = torch.float64,
-    progress: bool | None = None,
-) -> Floor:
+def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
+          dtype: torch.dtype = torch.float64, progress: bool | None = None) -> Floor:  # fmt: skip
     r"""The metric between two independent samples of the target: what a perfect sampler shows.
 
     .. math::
@@ -526,15 +359,9 @@ def floor(
     seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     g = torch.Generator().manual_seed(seed)
-    values = []
-    disable = None if progress is None else not progress
-    bar = _progress(range(n_pairs), desc=f"floor {name}", disable=disable)
-    for _ in bar:
-        a = target.sample(n, generator=g, dtype=dtype)
-        b = target.sample(n, generator=g, dtype=dtype)
-        with torch.no_grad():
-            values.append(float(fn(a, b)))
-    v = torch.tensor(values, dtype=torch.float64)
+    bar = _progress(range(n_pairs), desc=f"floor {name}", disable=None if progress is None else not progress)
+    v = _values(fn, ((target.sample(n, generator=g, dtype=dtype), target.sample(n, generator=g, dtype=dtype))
+                     for _ in bar))  # fmt: skip
     q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
     return Floor(median=float(q[1]), q25=float(q[0]), q75=float(q[2]), values=v, n=n, metric=name)
 
@@ -552,14 +379,8 @@ class ScoreVsFloor:
     floor: Floor
 
 
-def score_vs_floor(
-    x,
-    target,
-    metric="w2",
-    floor_result: Floor | None = None,
-    n_refs: int = 3,
-    seed: int = 12345,
-) -> ScoreVsFloor:
+def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_refs: int = 3,
+                   seed: int = 12345) -> ScoreVsFloor:  # fmt: skip
     r"""A method's score (metric against fresh target samples) and its ratio to the floor.
 
     .. math::
@@ -585,21 +406,11 @@ def score_vs_floor(
     elif floor_result.n != n:
         raise ValueError(f"floor_result was computed at n={floor_result.n}, but x has n={n}")
     g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(n_refs):
-        y = target.sample(n, generator=g, dtype=x.dtype).to(x.device)
-        with torch.no_grad():
-            values.append(float(fn(x, y)))
-    v = torch.tensor(values, dtype=torch.float64)
+    v = _values(fn, ((x, target.sample(n, generator=g, dtype=x.dtype).to(x.device)) for _ in range(n_refs)))
     score = float(torch.quantile(v, 0.5))
     if not floor_result.median > 0:
         raise ValueError("the floor's median is not positive; the ratio is undefined")
     return ScoreVsFloor(score=score, ratio=score / floor_result.median, values=v, floor=floor_result)
-
-
-# --------------------------------------------------------------------------------------------
-# images: Fréchet and kernel distances through torchmetrics
-# --------------------------------------------------------------------------------------------
 
 
 def _image_batches(images, name: str, batch_size: int):
@@ -656,23 +467,18 @@ def _feature_arg(feature):
 
 
 def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=None) -> float:
-    r"""Fréchet distance between two image sets in a feature space (FID), through torchmetrics.
+    r"""Fréchet distance between two image sets in a feature space (FID, through torchmetrics).
 
     .. math::
 
         \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
         - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big),
 
-    the Bures--Wasserstein distance between Gaussians fitted to the features. ``real`` and ``fake`` are
-    image tensors ``(N, C, H, W)`` in ``[-1, 1]`` or iterables of such batches. ``feature=None`` is the FID
-    (Inception-v3 pool features, weights downloaded at first use, images as uint8 RGB); an ``nn.Module``
-    with ``num_features`` gets float images.
+    between Gaussians fitted to the features. ``real``, ``fake``: images ``(N, C, H, W)`` in ``[-1, 1]`` or
+    iterables of such batches. ``feature=None`` is Inception-v3 (uint8 RGB images); an ``nn.Module`` with
+    ``num_features`` gets float images.
 
     Used in: chapters 9 and 10.
-
-    References
-    ----------
-    Heusel et al., "GANs trained by a two time-scale update rule converge to a local Nash equilibrium", 2017.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -681,36 +487,21 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
     return float(_image_metric(metric, real, fake, batch_size, device))
 
 
-def kernel_distance(
-    real,
-    fake,
-    feature=None,
-    *,
-    subsets: int = 100,
-    subset_size: int = 1000,
-    batch_size: int = 250,
-    device=None,
-) -> tuple[float, float]:
+def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size: int = 1000,
+                    batch_size: int = 250, device=None) -> tuple[float, float]:  # fmt: skip
     r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images.
 
     The unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
     ``p``-dimensional features; ``real``, ``fake`` and ``feature`` as in :func:`frechet_distance`.
 
     Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
-
-    References
-    ----------
-    Bińkowski et al., "Demystifying MMD GANs", ICLR 2018.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
 
     subsets = check_int(subsets, "subsets")
     subset_size = check_int(subset_size, "subset_size", min_value=2)
     feat = _feature_arg(feature)
-    sizes = []
-    for images in (real, fake):
-        if isinstance(images, Tensor) and images.ndim == 4:
-            sizes.append(images.shape[0])
+    sizes = [im.shape[0] for im in (real, fake) if isinstance(im, Tensor) and im.ndim == 4]
     if sizes:
         subset_size = min(subset_size, *sizes)
     with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method

@@ -862,3 +862,22 @@ def test_extreme_values_float32_refused_float64_scale_equivariant():
         torch.testing.assert_close(big.value(s * x, s * y), s**p_value * small.value(x, y), rtol=1e-9, atol=0)
         v_big, v_small = big.velocity(s * x, s * y), small.velocity(x, y)
         torch.testing.assert_close(v_big, s**p_velocity * v_small, rtol=1e-9, atol=1e-12 * s**p_velocity)
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_mmd2_estimate_matches_the_explicit_statistic_in_blocks_or_whole(unbiased):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(23, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(17, 2, generator=g, dtype=torch.float64) + 0.4
+    k = GaussianKernel(0.8)
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    if unbiased:
+        ref = (kxx.sum() - kxx.trace()) / (23 * 22) + (kyy.sum() - kyy.trace()) / (17 * 16)
+    else:
+        ref = kxx.mean() + kyy.mean()
+    ref = ref - 2 * kxy.mean()
+    for chunk_size in (0, 5, None):
+        est = Fn.mmd2_estimate(k._gram, x, y, unbiased=unbiased, chunk_size=chunk_size)
+        torch.testing.assert_close(est, ref, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        Fn.mmd2_estimate(k._gram, x[:1], y, unbiased=True)
