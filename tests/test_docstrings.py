@@ -34,7 +34,6 @@ NOT_YET_CHECKED = {
     "projected",
     "plot",
     "data",
-    "benchmark",
     "cifar10",
 }
 # Public but called by no chapter and no library function (only by the tests): candidates for leaving
