@@ -31,7 +31,6 @@ NOT_YET_CHECKED = {
     "trainer",
     "critics",
     "fdiv",
-    "projected",
     "plot",
     "data",
     "cifar10",
