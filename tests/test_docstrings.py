@@ -32,7 +32,6 @@ NOT_YET_CHECKED = {
     "critics",
     "fdiv",
     "plot",
-    "data",
     "cifar10",
 }
 # Public but called by no chapter and no library function (only by the tests): candidates for leaving
