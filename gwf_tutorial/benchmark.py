@@ -109,9 +109,7 @@ class Standardizer:
         return self.mean.to(u.dtype) + self.scale * u
 
 
-# ---------------------------------------------------------------------------------------------
-# the problem a method sees: standardised data, seeds, budget
-# ---------------------------------------------------------------------------------------------
+# --- the problem a method sees: standardised data, seeds, budget
 
 
 def _has_score(target) -> bool:
@@ -179,9 +177,7 @@ class _Problem:
         return c * self.d / ms
 
 
-# ---------------------------------------------------------------------------------------------
-# dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
-# ---------------------------------------------------------------------------------------------
+# --- dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
 
 #: Largest ``budget_s / method_info(m).budget_s`` that :func:`run` accepts.
 _MAX_BUDGET_FACTOR = 1e6
@@ -245,9 +241,7 @@ def _dispatch(key: str, p: _Problem) -> Tensor:
 
 
 
-# ---------------------------------------------------------------------------------------------
-# the public entry points
-# ---------------------------------------------------------------------------------------------
+# --- the public entry points
 
 
 def load_results(stem: str) -> dict:
@@ -310,10 +304,8 @@ def _resolve_target(target):
 
         return get_target(target)
     if not callable(getattr(target, "sample", None)):
-        raise TypeError(
-            f"target must have a sample(n, generator=None) method (or be a registry name), got "
-            f"{type(target).__name__}"
-        )
+        raise TypeError("target must have a sample(n, generator=None) method (or be a registry name), got "
+                        f"{type(target).__name__}")  # fmt: skip
     return target
 
 
@@ -360,24 +352,12 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
 
     with :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
 
-    Parameters
-    ----------
-    target : object or str
-        ``sample(n, generator=None) -> Tensor (n, d)`` drawing only from the generator it is given,
-        and ``score(x)`` for the methods that need one; or a name of ``targets.list_targets``.
-    n_samples : int
-        Number of samples returned (the particles, or fresh generator samples), ``>= 2``.
-    seed : int
-        Seed of everything random in the run (data, initialisation, mini-batches, noise).
-    budget_s : float, optional
-        Nominal CPU budget, at most :math:`10^6` times the method's own (the default).
-
-    Returns
-    -------
-    Tensor, shape (n_samples, d)
-        float32, on the CPU; the same arguments give the same samples. Raises
-        :class:`NotApplicableError` when the method needs a score the target lacks,
-        ``FloatingPointError`` (or ``flows.FlowDivergedError``) when it diverges.
+    ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that
+    generator) and ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds
+    everything random; ``budget_s``: at most :math:`10^6` times the method's nominal budget (the
+    default). Returns ``n_samples`` float32 samples (n_samples, d) on the CPU, the same for the same
+    arguments. Raises :class:`NotApplicableError` when the method needs a score the target lacks,
+    ``FloatingPointError`` (or ``flows.FlowDivergedError``) when it diverges.
 
     Used in: chapter 11 (benchmark).
     """
@@ -402,9 +382,7 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     return problem.std.inverse(u).to(torch.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# summaries of the committed results (benchmarks/run_all.py writes them; chapter 11 reads them)
-# ---------------------------------------------------------------------------------------------
+# --- summaries of the committed results (benchmarks/run_all.py writes them; chapter 11 reads them)
 
 #: Targets on which every method should be within 2x the floor (W2^2).
 GOAL_2X = ("moons", "swiss_roll")
