@@ -40,9 +40,8 @@ _MMD_BANDWIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 
 
 def _flow(x0, objective, y, step_size, n_steps, *, noise_level=0.0, generator=None, progress=False) -> Tensor:
-    traj = flows.particle_flow(x0, objective, y, step_size, n_steps, noise_level=noise_level,
-        track_value=False, record_every=n_steps, generator=generator, progress=progress)
-    return traj.x
+    return flows.particle_flow(x0, objective, y, step_size, n_steps, noise_level=noise_level,
+        track_value=False, record_every=n_steps, generator=generator, progress=progress).x
 
 
 def _identity_map(d: int) -> nn.Module:
@@ -163,9 +162,8 @@ def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=Fal
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
-    traj = flows.langevin(
-        x0, score, step_size, n_steps, generator=generator, record_every=n_steps, progress=progress)
-    return traj.x
+    return flows.langevin(
+        x0, score, step_size, n_steps, generator=generator, record_every=n_steps, progress=progress).x
 
 
 def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, first_critic_iters=200, r1=0.1,
@@ -179,10 +177,9 @@ def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, fir
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
-    res = fflows.f_flow(x0, y, fdiv, step_size, n_steps, critic_iters=critic_iters,
+    return fflows.f_flow(x0, y, fdiv, step_size, n_steps, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, r1=r1, generator=generator, hidden=hidden, lr=lr_critic,
-        record_every=n_steps, progress=progress)
-    return res.x
+        record_every=n_steps, progress=progress).x
 
 
 def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_iters=5, lr=1e-2,
@@ -216,10 +213,9 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
-    res = fflows.ept(x0, y, fdiv, step_size, n_steps, r1=r1, r_min=r_min, critic_iters=critic_iters,
+    return fflows.ept(x0, y, fdiv, step_size, n_steps, r1=r1, r_min=r_min, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, hidden=hidden, generator=generator, record_every=n_steps,
-        progress=progress)
-    return res.x
+        progress=progress).x
 
 
 def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, first_critic_iters=200, r1=0.1,
@@ -232,10 +228,9 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
-    res = fflows.monoflow(x0, y, h, step_size, n_steps, critic_iters=critic_iters,
+    return fflows.monoflow(x0, y, h, step_size, n_steps, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, r1=r1, generator=generator, hidden=hidden, lr=lr_critic,
-        record_every=n_steps, progress=progress)
-    return res.x
+        record_every=n_steps, progress=progress).x
 
 
 def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_iters=300, lr_critic=5e-3,
@@ -256,9 +251,8 @@ def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_it
     """
     disc = critics.logistic_ratio(x0, y, n_iters=critic_iters, lr=lr_critic, hidden=hidden, depth=2,
         generator=critic_generator, progress=False)
-    res = fflows.dgflow(x0, disc, fdiv, step_size, n_steps, gamma, generator=generator, record_every=n_steps,
-        progress=progress)
-    return res.x
+    return fflows.dgflow(x0, disc, fdiv, step_size, n_steps, gamma, generator=generator, record_every=n_steps,
+        progress=progress).x
 
 
 def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, objective_generator=None,
