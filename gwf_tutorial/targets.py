@@ -135,6 +135,13 @@ def _fmt(t: Tensor, digits: int = 4) -> str:
     return repr(torch.tensor(vals, dtype=torch.float64).reshape(t.shape).tolist())
 
 
+def _show(v) -> str:
+    """A parameter as repr shows it: tensors and floats rounded to 4 digits, strings quoted."""
+    if isinstance(v, Tensor):
+        return _fmt(v)
+    return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
+
+
 class Target:
     r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
 
@@ -167,8 +174,7 @@ class Target:
             (g,) = torch.autograd.grad(lp, xr, create_graph=x.requires_grad)
         return g
 
-    def _params(self) -> dict:
-        return {}
+    _shown: tuple[str, ...] = ()  # attributes shown by repr
 
     @property
     def has_density(self) -> bool:
@@ -200,7 +206,7 @@ class Target:
 
     def __repr__(self) -> str:
         parts = [f"name={self.name!r}", f"dim={self.dim}"]
-        parts += [f"{k}={v}" for k, v in self._params().items()]
+        parts += [f"{k}={_show(getattr(self, k))}" for k in self._shown]
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
@@ -241,8 +247,7 @@ class Gaussian(Target):
         diff = (x - _like(self.mean, x)).T
         return -torch.cholesky_solve(diff, L, upper=False).T
 
-    def _params(self):
-        return {"mean": _fmt(self.mean), "cov": _fmt(self.cov)}
+    _shown = ("mean", "cov")
 
 
 def _mixture_covs(covs, k: int, d: int) -> Tensor:
@@ -336,9 +341,7 @@ class GaussianMixture(Target):
         grads = -torch.cholesky_solve(diff, L, upper=False)  # (K, d, n)
         return torch.einsum("nk,kdn->nd", resp, grads)
 
-    def _params(self):
-        return {"n_modes": self.n_modes, "means": _fmt(self.means), "stds": _fmt(self.stds),
-                "weights": _fmt(self.weights), "stratified": self.stratified}
+    _shown = ("n_modes", "means", "stds", "weights", "stratified")
 
 
 class Banana(Target):
@@ -379,8 +382,7 @@ class Banana(Target):
         g2 = -r / (s * s)
         return torch.stack([g1, g2], dim=1)
 
-    def _params(self):
-        return {"scale": self.scale, "curvature": self.curvature, "noise": self.noise}
+    _shown = ("scale", "curvature", "noise")
 
 
 class TwoMoons(Target):
@@ -414,8 +416,7 @@ class TwoMoons(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return self.scale * (u + self.noise * eps) + self.shift
 
-    def _params(self):
-        return {"noise": self.noise, "scale": self.scale, "shift": self.shift}
+    _shown = ("noise", "scale", "shift")
 
 
 class SwissRoll(Target):
@@ -454,9 +455,7 @@ class SwissRoll(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return pts / c + self.noise * eps
 
-    def _params(self):
-        return {"noise": self.noise, "t_min": round(self.t_min, 4), "t_max": round(self.t_max, 4),
-                "normalization": repr(self.normalization)}
+    _shown = ("noise", "t_min", "t_max", "normalization")
 
 
 class Spirals(Target):
@@ -490,8 +489,7 @@ class Spirals(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return x / self.scale + self.noise * eps
 
-    def _params(self):
-        return {"n_arms": self.n_arms, "turns": self.turns, "scale": self.scale, "noise": self.noise}
+    _shown = ("n_arms", "turns", "scale", "noise")
 
 
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
@@ -566,9 +564,7 @@ class Checkerboard(Target):
             return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
 
-    def _params(self):
-        return {"n_cells": self.n_cells, "low": round(self.low, 4), "high": round(self.high, 4),
-                "noise": self.noise}
+    _shown = ("n_cells", "low", "high", "noise")
 
 
 class Rings(Target):
@@ -643,9 +639,7 @@ class Rings(Target):
         resp = torch.softmax(comp, dim=1)
         return ((resp * coef)[:, :, None] * diff).sum(1)
 
-    def _params(self):
-        return {"radii": _fmt(self.radii), "stds": _fmt(self.stds), "weights": _fmt(self.weights),
-                "centers": _fmt(self.centers)}
+    _shown = ("radii", "stds", "weights", "centers")
 
 
 class TwoCircles(Rings):
@@ -668,14 +662,13 @@ class FinitePoints(Target):
     def __init__(self, points, name: str = "points"):
         pts = check_samples(_as_f64(points, "points"), "points")
         super().__init__(pts.shape[1], name)
-        self.points = pts
+        self.points, self.n_points = pts, len(pts)
 
     def _sample(self, n, generator, device):
         idx = torch.randint(0, len(self.points), (n,), generator=generator, device=device)
         return self.points.to(device)[idx]
 
-    def _params(self):
-        return {"n_points": len(self.points)}
+    _shown = ("n_points",)
 
 
 def _gaussian(mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8)), name="gaussian"):
