@@ -1,17 +1,9 @@
 r"""Image datasets: scikit-learn digits, CIFAR-10 through torchvision, and a synthetic set for tests.
 
-Every loader returns images as a float tensor of shape ``(N, C, H, W)`` with values in ``[-1, 1]``
-(the range of a ``tanh`` generator) and integer labels of shape ``(N,)``.
-
-- :func:`load_digits` — the 8×8 handwritten digits shipped with scikit-learn (1797 real images,
-  10 classes, no download), split deterministically into train and test. Used in chapter 9.
-- :func:`load_cifar10` — CIFAR-10 through ``torchvision.datasets.CIFAR10`` (downloads 170 MB at
-  first use; needs the internet). Used in chapter 10.
-- :func:`synthetic_images` — a small labelled image set drawn from a known generative process
-  (a coloured blob whose position and colour depend on the class, plus a class-specific stripe
-  pattern and pixel noise). It stands in for CIFAR-10 where no download is possible, so the whole
-  image pipeline (training, checkpoints, FID) is tested end to end offline. It is *not* CIFAR-10
-  and numbers measured on it say nothing about CIFAR-10. Used in chapter 10 and its tests.
+Every loader returns images as a float tensor ``(N, C, H, W)`` in ``[-1, 1]`` (the range of a ``tanh``
+generator) and int64 labels ``(N,)``. :func:`synthetic_images` stands in for CIFAR-10 where no
+download is possible, so the image pipeline (training, checkpoints, FID) is tested offline; numbers
+measured on it say nothing about CIFAR-10.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_seed
+from gwf_tutorial._validation import check_int, check_nonnegative, check_seed
 
 __all__ = ["load_digits", "load_cifar10", "cifar10_tensor", "synthetic_images", "to_unit_range"]
 
@@ -35,30 +27,12 @@ def _check_split(split: str) -> str:
     return split
 
 
-def load_digits(
-    split: str = "train", *, test_fraction: float = 0.25, seed: int = 0, dtype: torch.dtype = torch.float32
-) -> tuple[Tensor, Tensor]:
-    r"""The scikit-learn 8×8 digits as images in ``[-1, 1]``.
+def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int = 0,
+                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    r"""The scikit-learn 8×8 digits (1797 images, no download) in ``[-1, 1]``, :math:`x \mapsto x/8 - 1`.
 
-    Pixel intensities 0..16 are mapped by :math:`x \mapsto x / 8 - 1`. The train / test split is
-    stratified by class and fixed by ``seed`` (the same split on every machine).
-
-    Parameters
-    ----------
-    split
-        ``"train"``, ``"test"`` or ``"all"``.
-    test_fraction
-        share of the 1797 images held out for ``"test"``, in ``(0, 1)``.
-    seed
-        seed of the split.
-    dtype
-        floating dtype of the images.
-
-    Returns
-    -------
-    tuple of Tensor
-        ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)`` (int64); ``N = 1347`` for the
-        default train split, ``450`` for test.
+    ``split``: ``"train"``, ``"test"`` (``test_fraction`` of the images, stratified by class, fixed by
+    ``seed``) or ``"all"``. Returns ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)``.
 
     Used in: chapter 9.
     """
@@ -86,26 +60,12 @@ def load_digits(
 
 
 def load_cifar10(root: str = "data", *, train: bool = True, download: bool = True):
-    r"""CIFAR-10 as a ``torchvision`` dataset yielding ``(image, label)`` with images in ``[-1, 1]``.
+    r"""CIFAR-10 as a ``torchvision`` dataset of ``(image, label)``, images ``(3, 32, 32)`` in ``[-1, 1]``.
 
-    The images are ``(3, 32, 32)`` float32 tensors, :math:`x \mapsto 2x - 1` of torchvision's
-    ``ToTensor``. Training code draws batches from it with a ``torch.utils.data.DataLoader``.
+    ``download`` fetches the archive into ``root`` at first use (170 MB, needs the internet); a
+    missing archive raises ``RuntimeError`` with advice.
 
-    Parameters
-    ----------
-    root
-        folder for the downloaded archive.
-    train
-        the 50 000 training images (``True``) or the 10 000 test images.
-    download
-        download the archive if it is not in ``root`` (needs the internet).
-
-    Raises
-    ------
-    RuntimeError
-        with advice, when the archive is missing and cannot be downloaded.
-
-    Used in: chapter 10 (``python -m gwf_tutorial.cifar10 --data cifar10``).
+    Used in: ``data.cifar10_tensor``.
     """
     if not isinstance(root, str) or not root:
         raise TypeError(f"root must be a non-empty path string, got {root!r}")
@@ -127,59 +87,30 @@ def load_cifar10(root: str = "data", *, train: bool = True, download: bool = Tru
 def cifar10_tensor(root: str = "data", *, train: bool = True, download: bool = True) -> tuple[Tensor, Tensor]:
     """All of CIFAR-10 (train or test) as one tensor ``(N, 3, 32, 32)`` in ``[-1, 1]`` and labels ``(N,)``.
 
-    50 000 training images take 600 MB as float32; used for FID reference statistics.
+    Used in: :mod:`~gwf_tutorial.cifar10` (FID reference statistics).
     """
     ds = load_cifar10(root, train=train, download=download)
     x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
     return x, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
-def synthetic_images(
-    n: int,
-    *,
-    size: int = 32,
-    channels: int = 3,
-    n_classes: int = 10,
-    noise: float = 0.05,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
+def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: int = 10, noise: float = 0.05,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     r"""A labelled synthetic image set with known structure, for offline pipeline tests.
 
-    Class :math:`c` draws a Gaussian blob of colour :math:`u_c \in [-1, 1]^C` centred at a
-    class-specific point on a circle (jittered by 1/16 of the image), over a background of stripes
-    of class-specific orientation, plus i.i.d. pixel noise of standard deviation ``noise``; values
-    are clipped to ``[-1, 1]``. Different classes are easy to tell apart, so a generator that
-    drops classes is visible in class coverage and in a Fréchet distance.
+    Class :math:`c` draws a Gaussian blob of colour :math:`u_c \in [-1, 1]^C` at a class-specific
+    point on a circle (jittered by 1/16 of the image) over stripes of class-specific orientation, plus
+    pixel noise of standard deviation ``noise``, clipped to ``[-1, 1]``; labels are balanced.
+    ``channels``: 1 or 3. Returns ``(images, labels)`` of shapes ``(n, channels, size, size)`` and ``(n,)``.
 
-    Parameters
-    ----------
-    n
-        number of images (≥ 1).
-    size
-        height = width in pixels (≥ 4).
-    channels
-        1 (grey) or 3 (RGB).
-    n_classes
-        number of classes (≥ 1); labels are balanced up to one image.
-    noise
-        pixel noise standard deviation (≥ 0).
-    generator
-        ``torch.Generator`` for reproducible draws.
-
-    Returns
-    -------
-    tuple of Tensor
-        ``(images, labels)`` of shapes ``(n, channels, size, size)`` (float32) and ``(n,)`` (int64).
-
-    Used in: chapter 10 and ``tests/test_cifar10.py`` (the smoke configuration).
+    Used in: chapter 10.
     """
     check_int(n, "n")
     check_int(size, "size", min_value=4)
     check_int(n_classes, "n_classes")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if not isinstance(noise, float | int) or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    noise = check_nonnegative(noise, "noise")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     labels = torch.arange(n) % n_classes
@@ -210,7 +141,10 @@ def synthetic_images(
 
 
 def to_unit_range(images: Tensor) -> Tensor:
-    """Map images from ``[-1, 1]`` to ``[0, 1]`` (clipped), e.g. for plotting or FID packages."""
+    """Map images from ``[-1, 1]`` to ``[0, 1]`` (clipped), e.g. for plotting or FID packages.
+
+    Used in: chapter 10.
+    """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a tensor, got {type(images).__name__}")
     return ((images + 1) / 2).clamp(0, 1)

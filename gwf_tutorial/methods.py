@@ -1,39 +1,18 @@
 r"""Every method of the book as one named function: an objective, a discretization, a parametrization.
 
-The book's recipe is one gradient flow of an objective :math:`F` on probability measures,
+Each function makes one gradient flow :math:`\partial_t \rho_t = \nabla\cdot(\rho_t \nabla
+\frac{\delta F}{\delta\rho}(\rho_t))` computable by picking an objective :math:`F`, a discretization
+(explicit Euler, the JKO step :math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`,
+its semi-dual, or the GAN switch :math:`\tau = \infty`) and a parametrization (particles, maps,
+one generator), and is named as its paper names it; :data:`METHODS` is the method map. Shared
+arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target samples; ``score``
+:math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per JKO step),
+``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``;
+``generator`` (every random draw), ``seed``, ``progress``. Defaults are the book's settings for 2-D
+data on the unit scale; particle methods return the particles (n, d), trained methods an object
+with ``sample(n, generator)`` or ``push(z)``.
 
-.. math::
-
-    \partial_t \rho_t = \nabla\cdot\Big(\rho_t \nabla \frac{\delta F}{\delta\rho}(\rho_t)\Big),
-
-made computable by three choices: the **objective** :math:`F` (an f-divergence through a critic,
-MMD, W1, Sinkhorn, sliced Wasserstein, a drift field), the **discretization** (explicit Euler
-particle steps, the JKO step :math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`,
-its semi-dual, or no transport term at all: the GAN switch :math:`\tau = \infty`) and the
-**parametrization** (particles, one push-forward map per step, composed maps, or one generator).
-Each function below picks one of each and is named as its paper names it; :data:`METHODS` is the
-method map: one row per named method with its three choices. :func:`gwf_tutorial.benchmark.run`
-dispatches through it.
-
-Shared arguments (documented here once):
-
-- ``x0`` : Tensor, shape (n, d) -- initial particles (particle methods) or latents.
-- ``y`` : Tensor, shape (m, d) -- samples of the target :math:`\nu` (the training set).
-- ``score`` : callable ``(n, d) -> (n, d)`` -- :math:`\nabla\log\nu`, for the methods that need it.
-- ``step_size`` : float -- the Euler step :math:`h`; ``n_steps`` : int -- number of particle steps.
-- ``n_iters`` : int -- optimiser steps (per JKO step for the chains); ``n_phases`` : int -- JKO steps.
-- ``critic_iters``, ``first_critic_iters`` : int -- critic updates per step, and before the first step.
-- ``lr``, ``lr_critic`` : float -- Adam learning rates of the map/generator and of the critic.
-- ``generator`` : torch.Generator, optional -- every random draw of the method (mini-batches,
-  directions, noise); ``seed`` : int -- the seed of a trainer that owns its generator.
-- ``progress`` : bool -- show progress bars.
-
-Defaults are the book's settings for 2-D data on the unit scale (the benchmark standardises every
-target, :class:`gwf_tutorial.benchmark.Standardizer`). Particle methods return the particles
-(n, d); trained methods return the trained object, whose ``sample(n, generator)`` or ``push(z)``
-draws new samples.
-
-Used in: :func:`gwf_tutorial.benchmark.run` (chapter 11) through :data:`METHODS`.
+Used in: ``benchmark.run`` (chapter 11) through :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -60,15 +39,9 @@ FAMILIES = ("particle", "f-flow", "jko", "gan", "s-jko", "drifting")
 _MMD_BANDWIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------
-# shared pieces: one particle step loop, one identity-started map, one Gaussian source, one chain
-# ---------------------------------------------------------------------------------------------
-
-
 def _flow(x0, objective, y, step_size, n_steps, *, noise_level=0.0, generator=None, progress=False) -> Tensor:
-    traj = flows.particle_flow(x0, objective, y, step_size, n_steps, noise_level=noise_level,
-        track_value=False, record_every=n_steps, generator=generator, progress=progress)
-    return traj.x
+    return flows.particle_flow(x0, objective, y, step_size, n_steps, noise_level=noise_level,
+        track_value=False, record_every=n_steps, generator=generator, progress=progress).x
 
 
 def _identity_map(d: int) -> nn.Module:
@@ -115,23 +88,15 @@ def _chain(y, objective, tau, n_phases, *, map_net=None, seed=0, progress=False,
     return chain
 
 
-# ---------------------------------------------------------------------------------------------
-# particle flows (chapters 2 and 3)
-# ---------------------------------------------------------------------------------------------
-
-
 def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=100, generator=None,
                             progress=False) -> Tensor:
     r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
 
-    Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh random directions per step;
-    discretization: explicit Euler; parametrization: particles.
-
-    Returns the particles (n, d). Explained in chapter 3.
+    Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh directions per step; discretization:
+    explicit Euler; parametrization: particles. Returns the particles (n, d); chapter 3. References:
+    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
     """
     sw = functionals.SlicedWasserstein(n_directions, generator=generator)
     return _flow(x0, sw, y, step_size, n_steps, generator=generator, progress=progress)
@@ -141,17 +106,13 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
              noise_level=0.5, generator=None, progress=False) -> Tensor:
     r"""MMD particle flow with noise injection: :math:`x \leftarrow x + h_k v(x + \beta_k u)`.
 
-    Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``kernel`` ``"gaussian"``, bandwidth
-    the median heuristic of ``y`` by default, or ``"energy"`` :math:`k = -|x - y|`); discretization:
-    explicit Euler, step :math:`h_k` geometric from ``step_size`` to ``final_step_size`` (constant
-    when None), noise :math:`\beta_k = \beta \max(0, 1 - 2k/K)` (``noise_level`` :math:`\beta`,
-    zero after the first half); parametrization: particles.
-
-    Returns the particles (n, d). Explained in chapter 3.
+    Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth
+    by default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k`
+    geometric from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
+    parametrization: particles. Returns the particles (n, d); chapter 3. References: Arbel, Korba, Salim,
+    Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
     """
     if bandwidth is None and kernel == "gaussian":
         bandwidth = kernels.median_bandwidth(y)
@@ -170,15 +131,11 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
                   progress=False) -> Tensor:
     r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`.
 
-    Objective: the debiased Sinkhorn divergence :math:`S_\varepsilon` (``max_iter`` warm-started
-    Sinkhorn iterations per step); discretization: explicit Euler; parametrization: particles.
-
-    Returns the particles (n, d). Explained in chapter 3.
+    Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per
+    step); discretization: explicit Euler; parametrization: particles. Returns the particles; chapter 3.
+    References: Feydy et al., AISTATS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn
-    divergences", AISTATS 2019.
     """
     obj = functionals.SinkhornDivergence(epsilon, max_iter=max_iter, tol=1e-6, warm_start=True)
     return _flow(x0, obj, y, step_size, n_steps, generator=generator, progress=progress)
@@ -188,13 +145,10 @@ def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False)
     r"""KL particle flow, blob velocity: :math:`v = \nabla\log\nu - \nabla\log(\rho * K)`.
 
     Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` with the target's score; discretization: explicit
-    Euler (deterministic); parametrization: particles (Silverman KDE bandwidth).
-
-    Returns the particles (n, d). Explained in chapter 2.
+    Euler; parametrization: particles (Silverman KDE bandwidth). Returns the particles; chapter 2.
+    References: Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
     """
     return _flow(x0, functionals.KL(score), None, step_size, n_steps, generator=generator, progress=progress)
 
@@ -202,43 +156,30 @@ def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False)
 def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=False) -> Tensor:
     r"""Unadjusted Langevin: :math:`x \leftarrow x + h\nabla\log\nu(x) + \sqrt{2h}\,\xi`.
 
-    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama of the
-    Fokker-Planck equation; parametrization: particles (independent chains).
-
-    Returns the particles (n, d). Explained in chapter 2.
+    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama; parametrization:
+    particles (independent chains). Returns the particles; chapter 2. References: Roberts and Tweedie,
+    Bernoulli 1996.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Roberts and Tweedie, Bernoulli 1996.
     """
-    traj = flows.langevin(
-        x0, score, step_size, n_steps, generator=generator, record_every=n_steps, progress=progress)
-    return traj.x
-
-
-# ---------------------------------------------------------------------------------------------
-# f-divergence flows from samples and their published instances (chapter 4)
-# ---------------------------------------------------------------------------------------------
+    return flows.langevin(
+        x0, score, step_size, n_steps, generator=generator, record_every=n_steps, progress=progress).x
 
 
 def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, first_critic_iters=200, r1=0.1,
            hidden=32, lr_critic=5e-3, generator=None, progress=False) -> Tensor:
     r"""Explicit f-divergence flow from samples: :math:`x \leftarrow x - h\nabla f'(\hat r(x))`.
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)`, the density ratio :math:`\hat r` from a logistic critic
-    (``hidden`` x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization:
-    particles.
-
-    Returns the particles (n, d). Explained in chapter 4.
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio :math:`\hat r` from a logistic critic (``hidden``
+    x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization: particles.
+    Returns the particles; chapter 4. References: Gao et al., "Deep generative learning via variational
+    gradient flow", ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Gao et al., "Deep generative learning via variational gradient flow", ICML 2019.
     """
-    res = fflows.f_flow(x0, y, fdiv, step_size, n_steps, critic_iters=critic_iters,
+    return fflows.f_flow(x0, y, fdiv, step_size, n_steps, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, r1=r1, generator=generator, hidden=hidden, lr=lr_critic,
-        record_every=n_steps, progress=progress)
-    return res.x
+        record_every=n_steps, progress=progress).x
 
 
 def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_iters=5, lr=1e-2,
@@ -246,17 +187,13 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
           progress=False) -> nn.Module:
     r"""VGrow: the f-divergence flow of the particles ``x0``, projected on a generator network.
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic density-ratio critic; discretization:
-    ``inner_steps`` explicit particle steps, then ``fit_iters`` regression steps of the generator
-    onto the moved particles; parametrization: one generator :math:`G` (identity at start, input
-    :math:`z \sim \mathcal N(0, I_d)`).
-
-    Returns the trained generator :math:`G` (``G(z)`` are samples). Explained in chapter 4.
+    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization:
+    ``inner_steps`` particle steps, then ``fit_iters`` regression steps of the generator onto them;
+    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`). Returns the
+    trained generator :math:`G` (``G(z)`` are samples); chapter 4. References: Gao et al., ICML 2019; Gao
+    et al., "Deep generative learning via Euler particle transport", 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
-    transport", 2022.
     """
     net = _identity_map(check_samples(x0, "x0").shape[1])
     fflows.vgrow(x0, y, fdiv, step_size, n_steps, generator_net=net, inner_steps=inner_steps,
@@ -271,71 +208,51 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
     r"""EPT: Euler particle transport with a least-squares density-ratio fit.
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1
-    ``r1``); discretization: explicit Euler; parametrization: particles.
-
-    Returns the particles (n, d). Explained in chapter 4.
+    ``r1``); discretization: explicit Euler; parametrization: particles. Returns the particles; chapter 4.
+    References: Gao, Huang, Jiao, Liu, Lu, Yang, MSML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Gao, Huang, Jiao, Liu, Lu, Yang, "Deep generative learning via Euler particle
-    transport", MSML 2022.
     """
-    res = fflows.ept(x0, y, fdiv, step_size, n_steps, r1=r1, r_min=r_min, critic_iters=critic_iters,
+    return fflows.ept(x0, y, fdiv, step_size, n_steps, r1=r1, r_min=r_min, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, hidden=hidden, generator=generator, record_every=n_steps,
-        progress=progress)
-    return res.x
+        progress=progress).x
 
 
 def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, first_critic_iters=200, r1=0.1,
              hidden=32, lr_critic=5e-3, generator=None, progress=False) -> Tensor:
     r"""MonoFlow: particles along a monotone rescaling of the log-ratio, :math:`v = \nabla h(D(x))`.
 
-    Objective: the log density ratio :math:`D` of a logistic critic, rescaled by ``h`` (``"logd"``:
-    :math:`h(D) = \log\sigma(D)`, the non-saturating GAN); discretization: explicit Euler;
-    parametrization: particles.
-
-    Returns the particles (n, d). Explained in chapter 4.
+    Objective: the log-ratio :math:`D` of a logistic critic rescaled by ``h`` (``"logd"``:
+    :math:`\log\sigma(D)`, the non-saturating GAN); discretization: explicit Euler; parametrization:
+    particles. Returns the particles; chapter 4. References: Yi, Zhu, Liu, "MonoFlow", ICML 2023.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Yi, Zhu, Liu, "MonoFlow: rethinking divergence GANs via the perspective of
-    Wasserstein gradient flows", ICML 2023.
     """
-    res = fflows.monoflow(x0, y, h, step_size, n_steps, critic_iters=critic_iters,
+    return fflows.monoflow(x0, y, h, step_size, n_steps, critic_iters=critic_iters,
         first_critic_iters=first_critic_iters, r1=r1, generator=generator, hidden=hidden, lr=lr_critic,
-        record_every=n_steps, progress=progress)
-    return res.x
+        record_every=n_steps, progress=progress).x
 
 
 def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_iters=300, lr_critic=5e-3,
            hidden=32, generator=None, critic_generator=None, progress=False) -> Tensor:
-    r"""DGflow: refine samples along the gradient flow of a fixed discriminator.
+    r"""DGflow: refine samples along the flow of a fixed discriminator.
 
     .. math::
 
         x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi .
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)` with the ratio of a logistic discriminator trained once
-    (``critic_iters`` Adam steps on ``x0`` against ``y``, mini-batches from ``critic_generator``);
-    discretization: Euler-Maruyama with diffusion ``gamma``; parametrization: particles.
-
-    Returns the refined particles (n, d). Explained in chapter 4.
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio of a logistic discriminator trained once
+    (``critic_iters`` steps, mini-batches from ``critic_generator``); discretization: Euler-Maruyama
+    with diffusion ``gamma``; parametrization: particles. Returns the refined particles; chapter 4.
+    References: Ansari, Ang, Soh, "Refining deep generative models via discriminator gradient flow", ICLR
+    2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Ansari, Ang, Soh, "Refining deep generative models via discriminator gradient
-    flow", ICLR 2021.
     """
     disc = critics.logistic_ratio(x0, y, n_iters=critic_iters, lr=lr_critic, hidden=hidden, depth=2,
         generator=critic_generator, progress=False)
-    res = fflows.dgflow(x0, disc, fdiv, step_size, n_steps, gamma, generator=generator, record_every=n_steps,
-        progress=progress)
-    return res.x
-
-
-# ---------------------------------------------------------------------------------------------
-# parametric JKO (chapters 4-6)
-# ---------------------------------------------------------------------------------------------
+    return fflows.dgflow(x0, disc, fdiv, step_size, n_steps, gamma, generator=generator, record_every=n_steps,
+        progress=progress).x
 
 
 def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, objective_generator=None,
@@ -347,19 +264,15 @@ def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, 
         T_{k+1} = \arg\min_T \sup_h \; \frac{1}{2\tau}\mathbb E|T(z) - T_k(z)|^2
         + \hat F_h(T_\#\mu_0), \qquad z \sim \mu_0 = \mathcal N(0, I_d).
 
-    Objective: ``objective`` -- an f-divergence name (``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
-    ``"squared_hellinger"``; critic with R1 ``r1``), ``"w1"`` (gradient-penalised critic), ``"mmd"``
-    (U-statistic, 5 Gaussian bandwidths x median), ``"sinkhorn"`` (eps 0.1), ``"sliced_wasserstein"``
-    (100 directions from ``objective_generator``), or any objective of
-    :class:`~gwf_tutorial.jko.ParametricJKO`; discretization: ``n_phases`` JKO steps of size ``tau``,
-    ``n_iters`` Adam steps each; parametrization: one map :math:`x + \mathrm{ResMLP}(x)` (64 x 2
-    blocks, identity at start), reparameterized. ``options`` go to ``ParametricJKO``.
-
-    Returns the trained chain (``chain.sample(n, generator)``). Explained in chapters 4-6.
+    Objective: an f-divergence name (``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
+    ``"squared_hellinger"``; critic with R1 ``r1``), ``"w1"``, ``"mmd"`` (5 Gaussian bandwidths x
+    median), ``"sinkhorn"``, ``"sliced_wasserstein"`` (directions from ``objective_generator``) or any
+    objective of ``jko.ParametricJKO``; discretization: ``n_phases`` JKO steps of size ``tau``;
+    parametrization: one map :math:`x + \mathrm{ResMLP}(x)`, identity at start. ``options`` go to
+    ``ParametricJKO``. Returns the trained chain (``chain.sample(n, generator)``); chapters 4-6.
+    References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
     """
     y = check_samples(y, "y", min_n=2)
     objective = _objective(objective, y, objective_generator)
@@ -371,15 +284,12 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
          **options) -> jko.ParametricJKO:
     r"""VWGF: the variational JKO step with a new map per step, composed.
 
-    Objective: an f-divergence through its variational (critic) form, as :func:`gwf`; discretization:
-    ``n_phases`` JKO steps of size ``tau``; parametrization: composed maps
-    :math:`T_K \circ \dots \circ T_1`, each started at the identity.
-
-    Returns the trained chain. Explained in chapter 4.
+    Objective: an f-divergence through its critic, as :func:`gwf`; discretization: ``n_phases`` JKO
+    steps; parametrization: composed maps :math:`T_K \circ \dots \circ T_1`, each started at the
+    identity. Returns the trained chain; chapter 4. References: Fan, Zhang, Taghvaei, Chen, "Variational
+    Wasserstein gradient flow", ICML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Fan, Zhang, Taghvaei, Chen, "Variational Wasserstein gradient flow", ICML 2022.
     """
     return gwf(y, objective, tau, n_phases=n_phases, n_iters=n_iters, r1=r1, seed=seed, progress=progress,
         parametrization="composed", **options)
@@ -391,19 +301,16 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
 
     .. math::
 
-        T_{k+1} = \nabla\psi_{k+1}, \quad \psi_{k+1} = \arg\min_{\psi\ \text{convex}}
+        \psi_{k+1} = \arg\min_{\psi\ \text{convex}}
         \frac{1}{2\tau}\mathbb E|\nabla\psi(x) - x|^2 + \mathrm{KL}((\nabla\psi)_\#\rho_k\,\|\,\nu).
 
-    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` by change of variables, with the target's
-    log-density (``target.log_prob`` or a callable); discretization: ``n_phases`` JKO steps;
-    parametrization: composed maps :math:`\nabla\psi_k`, :math:`\psi_k` an ICNN (``hidden`` x ``depth``).
-    ``source``: samples (n, d) of :math:`\mu_0`, or a sampler ``(n, generator) -> (n, dim)``.
-
-    Returns the trained chain. Explained in chapter 4.
+    Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
+    discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla\psi_k`, ICNNs.
+    ``source``: samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. Returns
+    the trained chain; chapter 4. References: Mokrov et al., "Large-scale Wasserstein gradient flows",
+    NeurIPS 2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
     """
     d = check_samples(source, "source").shape[1] if isinstance(source, Tensor) else check_int(dim, "dim")
     net = nets.GradientMap(nets.ICNN(d, hidden=hidden, depth=depth))
@@ -413,24 +320,16 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
     return chain
 
 
-# ---------------------------------------------------------------------------------------------
-# the GAN switch: no transport term, tau = None (chapter 5)
-# ---------------------------------------------------------------------------------------------
-
-
 def gan(y, *, loss="minimax", n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, progress=False,
         **options) -> jko.ParametricJKO:
     r"""GAN: :math:`\min_G \max_D \mathbb E\log D(y) + \mathbb E\log(1 - D(G(z)))`.
 
-    Objective: Jensen-Shannon through a logistic critic (R1 ``r1``), generator loss ``loss``
-    (``"minimax"`` or ``"non_saturating"``); discretization: none (:math:`\tau = \infty`, one run of
-    ``n_iters`` alternating updates); parametrization: one generator (identity-started ResMLP).
-
-    Returns the trained chain (one phase). Explained in chapter 5.
+    Objective: Jensen-Shannon through a logistic critic (R1 ``r1``), generator ``loss`` ``"minimax"``
+    or ``"non_saturating"``; discretization: none (:math:`\tau = \infty`, ``n_iters`` alternating
+    updates); parametrization: one generator. Returns the trained chain (one phase); chapter 5.
+    References: Goodfellow et al., NeurIPS 2014.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Goodfellow et al., "Generative adversarial nets", NeurIPS 2014.
     """
     return _chain(y, "gan", None, 1, n_iters=n_iters, symmetric=True, r1=r1, lr=lr, lr_critic=lr_critic,
         generator_loss=loss, seed=seed, progress=progress, **options)
@@ -440,14 +339,11 @@ def fgan(y, fdiv="kl", *, n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, 
          **options) -> jko.ParametricJKO:
     r"""f-GAN: :math:`\min_G \sup_h \mathbb E\,h(y) - \mathbb E\,f^*(h(G(z)))`, i.e. :math:`D_f(\nu\|\rho)`.
 
-    Objective: the variational ``fdiv`` in f-GAN's direction (``symmetric=True``); discretization:
-    none (:math:`\tau = \infty`); parametrization: one generator.
-
-    Returns the trained chain (one phase). Explained in chapter 5.
+    Objective: the variational ``fdiv`` in f-GAN's direction; discretization: none
+    (:math:`\tau = \infty`); parametrization: one generator. Returns the trained chain; chapter 5.
+    References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
     """
     return _chain(y, fdiv, None, 1, n_iters=n_iters, symmetric=True, r1=r1, lr=lr, lr_critic=lr_critic,
         seed=seed, progress=progress, **options)
@@ -457,15 +353,12 @@ def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4,
             progress=False, **options) -> jko.ParametricJKO:
     r"""WGAN-GP: :math:`\min_G \max_{|\nabla h| \le 1} \mathbb E\,h(y) - \mathbb E\,h(G(z))`, penalised.
 
-    Objective: :math:`W_1` through a critic with gradient penalty ``gp`` and ``critic_steps`` critic
-    updates per generator update (the paper's Adam 1e-4, betas (0, 0.9)); discretization: none;
-    parametrization: one generator.
-
-    Returns the trained chain (one phase). Explained in chapter 5.
+    Objective: :math:`W_1` through a critic with gradient penalty ``gp``, ``critic_steps`` critic
+    updates per generator update; discretization: none; parametrization: one generator. Returns the
+    trained chain; chapter 5. References: Gulrajani et al., "Improved training of Wasserstein GANs",
+    NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
     """
     return _chain(y, "w1", None, 1, n_iters=n_iters, critic_steps=critic_steps, gp=gp, lr=lr,
         lr_critic=lr_critic, betas=betas, seed=seed, progress=progress, **options)
@@ -474,15 +367,10 @@ def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4,
 def mmd_gan(y, *, n_iters=750, seed=0, progress=False, **options) -> jko.ParametricJKO:
     r"""MMD-GAN: :math:`\min_G \max_\phi \mathrm{MMD}^2_{k\circ\phi}(G_\#\mu_0, \nu)`, a learned kernel.
 
-    Objective: MMD^2 with a Gaussian kernel on learned features :math:`\phi`; discretization: none;
-    parametrization: one generator.
-
-    Returns the trained chain (one phase). Explained in chapter 5.
+    Objective: MMD^2, Gaussian kernel on learned features; discretization: none; parametrization: one
+    generator. Returns the trained chain; chapter 5. References: Li et al., "MMD GAN", NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Li et al., "MMD GAN: towards deeper understanding of moment matching network",
-    NeurIPS 2017.
     """
     return _chain(y, "mmd_learned", None, 1, n_iters=n_iters, seed=seed, progress=progress, **options)
 
@@ -491,44 +379,30 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
          **options) -> jko.ParametricJKO:
     r"""GMMN: a generator trained on a fixed-kernel :math:`\mathrm{MMD}^2` (no critic).
 
-    Objective: the MMD^2 U-statistic with Gaussian kernels at ``bandwidths`` x the median distance;
-    discretization: none (:math:`\tau = \infty`); parametrization: one generator.
-
-    Returns the trained chain (one phase). Explained in chapter 5.
+    Objective: the MMD^2 U-statistic, Gaussian kernels at ``bandwidths`` x the median distance;
+    discretization: none (:math:`\tau = \infty`); parametrization: one generator. Returns the trained
+    chain; chapter 5. References: Li, Swersky, Zemel, ICML 2015; Dziugaite, Roy, Ghahramani, UAI 2015.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Li, Swersky, Zemel, "Generative moment matching networks", ICML 2015; Dziugaite,
-    Roy, Ghahramani, UAI 2015.
     """
     y = check_samples(y, "y", min_n=2)
     return _chain(y, _mmd(y, bandwidths), None, 1, n_iters=n_iters, seed=seed, progress=progress, **options)
 
 
-# ---------------------------------------------------------------------------------------------
-# S-JKO (chapter 7) and drifting (chapter 8)
-# ---------------------------------------------------------------------------------------------
-
-
 def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _sjko.SemiDualJKO:
-    r"""S-JKO: the semi-dual JKO step, :math:`\inf_T \sup_v` of a max-min whose inner problem is explicit.
+    r"""S-JKO: the semi-dual JKO step, whose inner problem is explicit.
 
     .. math::
 
         \sup_v \inf_T \; \mathbb E_{x\sim\rho_k}\Big[\frac{|T(x) - x|^2}{2\tau} - v(T(x))\Big]
         - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau).
 
-    Objective: :math:`\mathrm{KL}` through its conjugate :math:`\Psi^*`, a potential :math:`v`;
-    discretization: ``n_phases`` semi-dual JKO steps (:func:`~gwf_tutorial.sjko.toy_trainer`'s
-    settings, ``n_iters`` each); parametrization: one reparameterized map with a d-dim latent.
-    ``options`` go to :func:`~gwf_tutorial.sjko.toy_trainer`.
-
-    Returns the trained :class:`~gwf_tutorial.sjko.SemiDualJKO` (``push(z)``). Explained in chapter 7.
+    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization:
+    ``n_phases`` semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``);
+    parametrization: one reparameterized map with a d-dim latent. Returns the trained
+    ``sjko.SemiDualJKO`` (``push(z)``); chapter 7. References: Choi, Choi, Kwon, ICML 2024.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Choi, Choi, Kwon, "Scalable Wasserstein gradient flow for generative modeling
-    through unbalanced optimal transport", ICML 2024.
     """
     y = check_samples(y, "y", min_n=2)
     d = y.shape[1]
@@ -561,17 +435,13 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
         \theta \leftarrow \theta - \eta\nabla_\theta \tfrac12\big|f_\theta(e) -
         \mathrm{sg}\big(f_\theta(e) + V(f_\theta(e))\big)\big|^2, \qquad e \sim \mathcal N(0, I).
 
-    Objective: the drift field :math:`V` -- a name of :data:`DRIFT_FIELDS` (the paper's mean shift,
-    Algorithm 2, multi-temperature, MMD witness, Sinkhorn barycentric, sliced W, logistic critic)
-    or a :class:`~gwf_tutorial.drifting.DriftField`; discretization: one explicit step per
-    iteration, absorbed by the regression; parametrization: one generator ``MLP(latent_dim -> d,
-    64 x 3)``.
-
-    Returns the training history (``sample(n, generator)``). Explained in chapter 8.
+    Objective: the drift field :math:`V`, a name of :data:`DRIFT_FIELDS` or a
+    ``drifting.DriftField``; discretization: one explicit step per iteration, absorbed by the
+    regression; parametrization: one generator ``MLP(latent_dim -> d, 64 x 3)``. Returns the training
+    history (``sample(n, generator)``); chapter 8. References: Deng et al., "Generative modeling via
+    drifting" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
-
-    References: Deng et al., "Generative modeling via drifting" (2026).
     """
     net = nets.MLP(latent_dim, check_samples(y, "y").shape[1], hidden=64, depth=3)
     if isinstance(field, str):
@@ -582,27 +452,11 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
         net, y, field, n_iters=n_iters, batch_size=batch_size, lr=lr, generator=generator, progress=progress)
 
 
-# ---------------------------------------------------------------------------------------------
-# the method map
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Method:
-    """One row of the method map: a named function and its three choices.
-
-    Attributes
-    ----------
-    function : callable
-        The method (a function of this module).
-    family, chapter : str, int
-        One of :data:`FAMILIES`; the chapter that derives it.
-    objective, discretization, parametrization : str
-        The three choices, in words.
-    options : dict
-        Keyword arguments of ``function`` that make this row (e.g. ``objective="js"``).
-    needs_score : bool
-        True when the method needs :math:`\\nabla\\log\\nu`.
+    """One row of the method map: a function of this module, its family (:data:`FAMILIES`) and chapter,
+    its three choices in words, the keyword ``options`` of the function that make this row (e.g.
+    ``objective="js"``), and whether it ``needs_score`` :math:`\\nabla\\log\\nu`.
 
     Used in: ``methods.METHODS``.
     """

@@ -1,11 +1,8 @@
-r"""Figures, animations and widgets for the book.
+r"""Figures, animations and widgets for the book; the only module that imports matplotlib.
 
-The only module of :mod:`gwf_tutorial` that imports matplotlib (and ipywidgets, lazily). Every helper
-takes torch tensors or arrays, draws on a given ``ax`` (or makes one) and returns the matplotlib object
-it made, so a chapter can adjust titles and limits afterwards. No computation beyond what a figure
-needs happens here.
-
-Used in: every chapter.
+Every helper takes torch tensors or arrays (samples ``(n, d)``, ``d >= 2``, first two coordinates
+drawn; frames ``(T, n, d)``), draws on the given ``ax`` (a new 4 x 4 in figure if None) and returns the
+matplotlib object it made. ``limits``: ``((x0, x1), (y0, y1))``; ``title``: optional.
 """
 
 from __future__ import annotations
@@ -20,42 +17,20 @@ from matplotlib import animation
 
 from gwf_tutorial._validation import check_seed
 
-__all__ = [
-    "to_numpy",
-    "scatter",
-    "compare_samples",
-    "density",
-    "trajectories",
-    "AnimationHTML",
-    "animate_frames",
-    "curves",
-    "vector_field",
-    "grid_of_targets",
-    "step_size_slider",
-    "gaussian_ellipse",
-]
+__all__ = ["to_numpy", "scatter", "compare_samples", "trajectories", "AnimationHTML",
+           "animate_frames", "curves", "vector_field", "grid_of_targets", "step_size_slider",
+           "gaussian_ellipse"]  # fmt: skip
 
 TARGET_STYLE = dict(s=4, alpha=0.35, color="0.55", linewidths=0)
 PARTICLE_STYLE = dict(s=5, alpha=0.8, color="C0", linewidths=0)
 
 
 def to_numpy(x) -> np.ndarray:
-    r"""Detach a tensor (or take an array-like) and return it as a NumPy array on the CPU.
+    r"""Detach a tensor (or take an array-like) and return it as a NumPy array on the CPU, same shape.
 
-    .. math::
+    float16 / bfloat16 tensors come back as float32 (NumPy has no bfloat16).
 
-        \texttt{to\_numpy}(x) = x \quad (\text{same values and shape, as a NumPy array}).
-
-    Parameters
-    ----------
-    x : Tensor or array-like
-
-    Returns
-    -------
-    numpy.ndarray, same shape as ``x``
-        float16 / bfloat16 tensors come back as float32 (the same values; NumPy has no bfloat16).
-
-    Used in: every plotting helper.
+    Used in: ``plot.trajectories``, ``plot.vector_field`` and the other helpers here.
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
@@ -88,28 +63,11 @@ def _limits(*arrays, pad: float = 0.08):
 
 
 def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
-    r"""Scatter the first two coordinates of samples, equal aspect, no ticks.
+    r"""Scatter the first two coordinates of samples ``x`` (n, d), equal aspect, no ticks; returns the Axes.
 
-    .. math::
+    ``style`` goes to ``ax.scatter`` over the default particle style (blue, small dots).
 
-        \{(x_{i1}, x_{i2})\}_{i=1}^n .
-
-    Parameters
-    ----------
-    x : Tensor or array, shape (n, d), d >= 2
-    ax : matplotlib Axes, optional
-        Drawn on (a new 4 x 4 in figure if None).
-    title : str, optional
-    limits : ((x0, x1), (y0, y1)), optional
-        Axis limits.
-    **style
-        Passed to ``ax.scatter`` over the default particle style (blue, small dots).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-
-    Used in: every chapter with 2-D samples.
+    Used in: chapters 1, 3, 5, 7 and 8.
     """
     x = _points(x, "x")
     ax = _ax(ax)
@@ -128,28 +86,11 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
 
 
 def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model", "target")):
-    r"""Generated samples (blue) over target samples (grey) on common limits.
+    r"""Generated samples ``x`` (blue) over target samples ``y`` (grey) on common limits; returns the Axes.
 
-    .. math::
+    ``labels``: the legend labels of ``x`` and ``y``.
 
-        \{x_i\}_{i=1}^n \text{ over } \{y_j\}_{j=1}^m .
-
-    Parameters
-    ----------
-    x : Tensor or array, shape (n, d), d >= 2
-        Model samples.
-    y : Tensor or array, shape (m, d)
-        Target samples.
-    ax : matplotlib Axes, optional
-    title : str, optional
-    labels : (str, str)
-        Legend labels of ``x`` and ``y``.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-
-    Used in: chapters 3-11 (end state of every 2-D method).
+    Used in: chapters 3-5, 8 and 11 (end state of the 2-D methods).
     """
     x, y = _points(x, "x"), _points(y, "y")
     ax = _ax(ax)
@@ -159,37 +100,13 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
     return ax
 
 
-def density(
-    log_prob: Callable[[torch.Tensor], torch.Tensor],
-    limits,
-    ax=None,
-    *,
-    n_grid=200,
-    title=None,
-    cmap="Greys",
-):
-    r"""Image of a density :math:`p = e^{\log p}` on a square grid.
+def density(log_prob: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *, n_grid=200, title=None,
+            cmap="Greys"):
+    r"""Image of a density on a square grid, :math:`P_{kl} = \exp\log p(u_k, v_l)`; returns the AxesImage.
 
-    .. math::
+    ``log_prob``: Tensor (N, 2) -> (N,), called once on the ``n_grid**2`` points (default dtype).
 
-        P_{kl} = \exp\big(\log p(u_k, v_l)\big), \quad u_k, v_l \text{ equally spaced in the limits}.
-
-    Parameters
-    ----------
-    log_prob : callable, Tensor (N, 2) -> Tensor (N,)
-        E.g. ``target.log_prob``; called once on the ``n_grid**2`` grid points (default dtype).
-    limits : ((x0, x1), (y0, y1))
-    ax : matplotlib Axes, optional
-    n_grid : int
-        Grid points per side.
-    title : str, optional
-    cmap : str
-
-    Returns
-    -------
-    matplotlib.image.AxesImage
-
-    Used in: chapter 2 (targets with a known density).
+    Not in ``__all__``: no chapter uses it now (tested in ``tests/test_plot.py``).
     """
     ax = _ax(ax)
     xs = torch.linspace(*limits[0], n_grid, dtype=torch.float64)
@@ -205,31 +122,12 @@ def density(
 
 
 def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, seed: int = 0):
-    r"""Paths of a random subset of particles through the frames of a flow.
+    r"""Paths of ``n_paths`` random particles (chosen by ``seed``) through ``frames`` (T, n, d).
 
-    .. math::
+    Start points dark grey, end points blue, paths orange, target samples ``y`` grey underneath.
+    Returns the Axes.
 
-        t \mapsto x_i^{(t)}, \quad t = 0, \dots, T - 1, \quad i \in I, \ |I| = \min(\texttt{n\_paths}, n);
-
-    start points dark grey, end points blue, paths orange, target samples grey underneath.
-
-    Parameters
-    ----------
-    frames : Tensor or array, shape (T, n, d), d >= 2
-    ax : matplotlib Axes, optional
-    y : Tensor or array, shape (m, d), optional
-        Target samples drawn underneath.
-    n_paths : int
-        Number of particles whose paths are drawn.
-    title : str, optional
-    seed : int
-        Seed of the choice of particles.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-
-    Used in: chapters 2-3 (particle flows), chapter 8 (drifting).
+    Used in: chapters 2, 4 and 8.
     """
     f = to_numpy(frames)
     if f.ndim != 3 or f.shape[2] < 2:
@@ -250,22 +148,10 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
 class AnimationHTML:
     r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline).
 
-    .. math::
+    ``data``: the HTML (also ``str(anim)``, ``anim.to_jshtml()``, ``_repr_html_``); ``animation``: the
+    ``FuncAnimation`` it was rendered from (figure closed), e.g. for ``.save("flow.gif")``; ``n_frames``.
 
-        \text{frames } x^{(0)}, \dots, x^{(T-1)} \mapsto \text{an HTML/JS player}.
-
-    Displayed by IPython/Jupyter through ``_repr_html_`` (return it as a cell's last value, or
-    ``IPython.display.display(anim)``); ``str(anim)`` and ``anim.to_jshtml()`` give the HTML text.
-
-    Attributes
-    ----------
-    data : str
-        The HTML (``FuncAnimation.to_jshtml()``).
-    animation : matplotlib.animation.FuncAnimation
-        The animation it was rendered from (its figure is closed), e.g. for ``.save("flow.gif")``.
-    n_frames : int
-
-    Used in: chapters 2-3 and 8 (animated particle flows).
+    Used in: ``plot.animate_frames``.
     """
 
     def __init__(self, data: str, animation_: animation.FuncAnimation, n_frames: int):
@@ -299,44 +185,15 @@ def _offline_jshtml(html: str) -> str:
     return _CDN_STYLESHEET.sub("", html)
 
 
-def animate_frames(
-    frames,
-    *,
-    y=None,
-    titles: Sequence[str] | None = None,
-    interval: int = 120,
-    figsize=(4, 4),
-    html: bool = True,
-):
-    r"""Animate particles ``frames`` over target samples ``y``, rendered to HTML for the notebook.
+def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, interval: int = 120,
+                   figsize=(4, 4), html: bool = True):
+    r"""Animate particles ``frames`` (T, n, d) over target samples ``y``, rendered to HTML once.
 
-    .. math::
+    ``titles``: one per frame; ``interval``: milliseconds between frames. Returns an
+    :class:`AnimationHTML` (figure closed; tag the cell ``nbval-ignore-output``, the player's ids are
+    random), or with ``html=False`` the ``FuncAnimation`` itself, figure open.
 
-        k \mapsto \{x^{(k)}_i\}_{i=1}^n, \quad k = 0, \dots, T - 1 .
-
-    The animation is rendered once with ``FuncAnimation.to_jshtml()`` (a JavaScript player that works
-    offline and in the static book) and its figure is closed, so that it is not drawn a second time.
-    Tag the cell ``nbval-ignore-output`` (the player's element ids are random).
-
-    Parameters
-    ----------
-    frames : Tensor or array, shape (T, n, d), d >= 2
-    y : Tensor or array, shape (m, d), optional
-        Target samples drawn (grey) under every frame.
-    titles : sequence of str, optional
-        One title per frame (length ``T``).
-    interval : int
-        Milliseconds between frames.
-    figsize : (float, float)
-    html : bool
-        True (default): return an :class:`AnimationHTML`. False: return the
-        ``matplotlib.animation.FuncAnimation`` itself, figure open (e.g. to ``.save`` a GIF).
-
-    Returns
-    -------
-    AnimationHTML or matplotlib.animation.FuncAnimation
-
-    Used in: chapters 2-3 and 8 (animated particle flows).
+    Used in: chapters 2-4 and 7 (animated particle flows).
     """
     f = to_numpy(frames)
     if f.ndim != 3 or f.shape[2] < 2:
@@ -369,41 +226,13 @@ def animate_frames(
     return AnimationHTML(data, anim, len(f))
 
 
-def curves(
-    xs,
-    ys: dict,
-    ax=None,
-    *,
-    xlabel="step",
-    ylabel=None,
-    logy=False,
-    title=None,
-    hline: float | None = None,
-    hline_label: str | None = None,
-):
-    r"""Several named curves against a shared (or per-curve) abscissa, with an optional reference line.
+def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, title=None,
+           hline: float | None = None, hline_label: str | None = None):
+    r"""Several named curves ``ys`` against a shared (or per-label dict) abscissa ``xs``; returns the Axes.
 
-    .. math::
+    ``hline``: a dashed horizontal reference (e.g. the finite-sample floor) labelled ``hline_label``.
 
-        \{(x_t, v^{(\ell)}_t)\}_t \text{ for each label } \ell, \quad \text{and } y = \texttt{hline}.
-
-    Parameters
-    ----------
-    xs : array-like of shape (T,), or dict {label: array-like (T_label,)}
-    ys : dict {label: array-like}
-    ax : matplotlib Axes, optional
-    xlabel, ylabel, title : str, optional
-    logy : bool
-        Logarithmic y axis.
-    hline : float, optional
-        A horizontal reference (e.g. the finite-sample floor), dashed black.
-    hline_label : str, optional
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-
-    Used in: every chapter (losses and metrics along training), chapter 11 (floors).
+    Used in: chapters 3-5, 7 and 8 (losses and metrics along training).
     """
     ax = _ax(ax)
     for label, v in ys.items():
@@ -422,40 +251,13 @@ def curves(
     return ax
 
 
-def vector_field(
-    velocity: Callable[[torch.Tensor], torch.Tensor],
-    limits,
-    ax=None,
-    *,
-    n_grid: int = 20,
-    title=None,
-    color="C3",
-    normalize: bool = False,
-):
-    r"""Quiver plot of a velocity field on a grid.
+def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *, n_grid: int = 20,
+                 title=None, color="C3", normalize: bool = False):
+    r"""Quiver plot of ``velocity`` (Tensor (N, 2) -> (N, 2)) on an ``n_grid`` x ``n_grid`` grid.
 
-    .. math::
+    ``normalize`` draws unit arrows (directions only). Returns the Axes.
 
-        (u_k, v_l) \mapsto v(u_k, v_l) \quad (\text{or } v / |v| \text{ with } \texttt{normalize}).
-
-    Parameters
-    ----------
-    velocity : callable, Tensor (N, 2) -> Tensor (N, 2)
-        Called once on the ``n_grid**2`` grid points (default dtype).
-    limits : ((x0, x1), (y0, y1))
-    ax : matplotlib Axes, optional
-    n_grid : int
-        Arrows per side.
-    title : str, optional
-    color : str
-    normalize : bool
-        Draw unit arrows (directions only).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-
-    Used in: chapters 2-3 (velocity fields of flows), chapter 8 (the drift field).
+    Used in: chapters 4 and 8.
     """
     ax = _ax(ax)
     xs = torch.linspace(*limits[0], n_grid)
@@ -477,26 +279,9 @@ def vector_field(
 
 
 def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
-    r"""One small scatter per named sample set.
+    r"""One small scatter per named sample set of ``samples``, ``ncols`` panels per row; returns the Figure.
 
-    .. math::
-
-        \{\text{name}: \{x_i\}_{i=1}^{n}\} \mapsto \lceil K / \texttt{ncols} \rceil \times \texttt{ncols}
-        \text{ panels}.
-
-    Parameters
-    ----------
-    samples : dict {name: Tensor or array of shape (n, d), d >= 2}
-    ncols : int
-        Panels per row (unused panels are hidden).
-    size : float
-        Size of a panel in inches.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Used in: chapter 0 (the targets of the book), chapter 11.
+    Used in: the introduction (the targets of the book).
     """
     n = len(samples)
     if n == 0:
@@ -511,39 +296,14 @@ def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
     return fig
 
 
-def step_size_slider(
-    draw: Callable[[float], None],
-    values: Sequence[float],
-    *,
-    description: str = "step size",
-    value: float | None = None,
-):
+def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
+                     description: str = "step size", value: float | None = None):
     r"""An ipywidgets slider over ``values`` that calls ``draw(value)`` (which makes a figure).
 
-    .. math::
+    In the static book it shows the figure of the initial ``value`` (default the first); tag the cell
+    ``nbval-ignore-output``. Returns the ``ipywidgets.interactive`` (``.children[0]`` is the slider).
 
-        h \in \{h_1, \dots, h_K\} \mapsto \texttt{draw}(h).
-
-    In the static book the widget shows the figure for the initial value; in Jupyter/Colab moving the
-    slider redraws. Tag the cell ``nbval-ignore-output``.
-
-    Parameters
-    ----------
-    draw : callable, float -> None
-        Called with the selected value as its only positional argument.
-    values : sequence of float
-        The choices, in slider order.
-    description : str
-        Label of the slider.
-    value : float, optional
-        Initial value (default: the first of ``values``).
-
-    Returns
-    -------
-    ipywidgets.interactive
-        ``.children[0]`` is the slider, ``.children[-1]`` the output area.
-
-    Used in: chapter 2 (explicit vs implicit steps), chapter 6 (the JKO step-size study).
+    Used in: chapters 2-4 and 8.
     """
     import ipywidgets as widgets
 
@@ -553,16 +313,9 @@ def step_size_slider(
     if value is not None and value not in values:
         raise ValueError(f"value must be one of values, got {value!r}")
 
-    def _draw(value):
-        return draw(value)
-
-    slider = widgets.SelectionSlider(
-        options=values,
-        value=value if value is not None else values[0],
-        description=description,
-        continuous_update=False,
-    )
-    return widgets.interactive(_draw, value=slider)
+    slider = widgets.SelectionSlider(options=values, value=values[0] if value is None else value,
+                                     description=description, continuous_update=False)
+    return widgets.interactive(lambda value: draw(value), value=slider)
 
 
 def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
@@ -570,24 +323,10 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
 
     .. math::
 
-        \{x : (x - m)^\top \Sigma^{-1} (x - m) = c^2\}, \quad c = \texttt{n\_std},
+        \{x : (x - m)^\top \Sigma^{-1} (x - m) = c^2\}, \quad c = \texttt{n\_std};
 
-    whose axes are the eigenvectors of :math:`\Sigma` with half-lengths :math:`c\sqrt{\lambda_i}`.
-    Nothing is drawn (and ``None`` returned) when ``cov`` is not a finite positive-definite matrix,
-    e.g. for the iterates of a diverging explicit scheme.
-
-    Parameters
-    ----------
-    ax : matplotlib Axes
-    mean : array-like (2,)
-    cov : array-like (2, 2)
-    n_std : float, default 1
-    **style
-        Passed to :class:`matplotlib.patches.Ellipse` (``color``, ``lw``, ``ls``, ...).
-
-    Returns
-    -------
-    matplotlib.patches.Ellipse or None
+    nothing is drawn (``None`` returned) when ``cov`` is not finite positive-definite (a diverging
+    iterate). ``style`` goes to ``matplotlib.patches.Ellipse``. Returns the patch.
 
     Used in: chapter 2 (JKO iterates against the exact flow).
     """

@@ -1,44 +1,22 @@
 r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a family of maps.
 
-A generator :math:`T_\theta` pushes a latent law :math:`\mu_0` to :math:`\rho_\theta =
-(T_\theta)_\#\mu_0`. Moving :math:`\theta` at speed :math:`\dot\theta` moves each sample
-:math:`x = T_\theta(z)` at speed :math:`J_\theta(z)\dot\theta`, with :math:`J_\theta(z) =
-\partial_\theta T_\theta(z) \in \mathbb R^{d \times p}`. The Wasserstein metric pulled back to
-parameters is
+A generator :math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with
+parameter Jacobian :math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The
+Wasserstein metric pulled back to parameters and the projected flow of :math:`F` are
 
 .. math::
 
-    G(\theta) = \mathbb E_{z\sim\mu_0}\big[J_\theta(z)^\top J_\theta(z)\big] \in \mathbb R^{p\times p},
+    G(\theta) = \mathbb E_{z\sim\mu_0}\big[J_\theta(z)^\top J_\theta(z)\big], \qquad
+    \dot\theta = \operatorname*{arg\,min}_{\eta}\ \mathbb E\,\Big|J_\theta\eta
+    + \nabla\frac{\delta F}{\delta\rho}(T_\theta)\Big|^2 = -G(\theta)^{-1}\nabla_\theta F(\rho_\theta),
 
-and the **projected Wasserstein gradient flow** of :math:`F` is the flow of parameters whose
-particle velocity is the :math:`L^2(\rho_\theta)` projection of the Wasserstein velocity
-:math:`v = -\nabla \frac{\delta F}{\delta\rho}` onto the fields :math:`J_\theta\dot\theta`:
-
-.. math::
-
-    \dot\theta = \operatorname*{arg\,min}_{\eta}\ \mathbb E\,|J_\theta(z)\eta - v(T_\theta(z))|^2
-    = -G(\theta)^{-1}\nabla_\theta F(\rho_\theta),
-
-since :math:`\nabla_\theta F(\rho_\theta) = \mathbb E[J_\theta^\top \nabla\frac{\delta F}{\delta\rho}
-(T_\theta(z))]`. It is the natural gradient for the Wasserstein metric. A parametric JKO step with
-small :math:`\tau` is its implicit discretisation (GWF Prop. 6.3: :math:`G(\theta)(\theta_+ -
-\theta)/\tau = -\nabla_\theta F + o(1)`); plain gradient descent :math:`\dot\theta = -\nabla_\theta F`
-ignores :math:`G` and follows another path. For translations :math:`T_\theta(z) = z + \theta`,
-:math:`G = I` and the three coincide; for affine maps on Gaussians the projection is exact (the
-velocity of the KL flow to a Gaussian is affine), so the projected flow *is* the Wasserstein flow.
-
-This module computes :math:`J`, :math:`G` (:func:`parameter_jacobian`, :func:`metric_tensor`, and
-the affine closed form :func:`affine_metric_tensor`), the gradient of :math:`F` in parameters
-(:func:`objective_gradient`), and integrates the three schemes (:func:`projected_flow`).
+the Wasserstein natural gradient; a parametric JKO step of small :math:`\tau` discretises it
+implicitly (GWF Prop. 6.3), plain gradient descent ignores :math:`G`. Parameters are flattened in the
+order of ``map_net.parameters()``; ``z``/``source``: latent points (n, d_0) in the map's dtype; ``objective``:
+a ``functionals.Objective`` (``value(x, y)``, with target samples ``y``/``data``) or a
+``jko.PushforwardObjective``.
 
 Used in: chapter 6 (parametric Wasserstein flows).
-
-References
-----------
-Korba, A., Bonet, C., Caucheteux, P. (2026). A unifying view of variational generative
-Wasserstein flows. arXiv:2605.31369 (Section 6, Prop. 6.3).
-Li, W., Montufar, G. (2018). Natural gradient via optimal transport. Information Geometry.
-Arbel, M., Gretton, A., Li, W., Montufar, G. (2020). Kernelized Wasserstein natural gradient. ICLR.
 """
 
 from __future__ import annotations
@@ -63,16 +41,8 @@ from gwf_tutorial.functionals import Objective
 from gwf_tutorial.jko import ParametricJKO, PushforwardObjective
 from gwf_tutorial.train import progress as _progress
 
-__all__ = [
-    "parameter_jacobian",
-    "metric_tensor",
-    "affine_metric_tensor",
-    "objective_gradient",
-    "natural_direction",
-    "ProjectedFlowResult",
-    "projected_flow",
-    "affine_gaussian_path",
-]
+__all__ = ["parameter_jacobian", "metric_tensor", "affine_metric_tensor", "objective_gradient",
+           "natural_direction", "ProjectedFlowResult", "projected_flow", "affine_gaussian_path"]  # fmt: skip
 
 _METHODS = ("natural", "gradient", "jko")
 
@@ -94,29 +64,22 @@ def _check_z(z, map_net) -> Tensor:
     return z.to(p0.device)
 
 
+def _check_mean(mean, cov, name_cov: str) -> tuple[Tensor, Tensor]:
+    m, S = check_mean_cov(mean, cov, "mean", name_cov)
+    if m.ndim != 1:
+        raise ValueError(f"mean must have shape (d,), got {tuple(m.shape)}")
+    return m, S
+
+
 def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
-    r"""Jacobian of the pushed samples in the map's parameters.
-
-    .. math::
-
-        J_\theta(z_i) = \frac{\partial T_\theta(z_i)}{\partial\theta} \in \mathbb R^{d\times p},
-
-    with :math:`\theta` the trainable parameters flattened in the order of
-    ``map_net.parameters()`` (the order of :func:`torch.nn.utils.parameters_to_vector`).
-
-    Parameters
-    ----------
-    map_net : nn.Module
-        :math:`T_\theta`, ``(n, d_0) -> (n, d)``.
-    z : Tensor, shape (n, d_0)
-        Source points :math:`z_i \sim \mu_0` (the map's dtype).
+    r"""Jacobian of the pushed samples in the map's parameters, :math:`J_\theta(z_i)`.
 
     Returns
     -------
     Tensor, shape (n, d, p)
         Detached.
 
-    Used in: chapter 6 (the metric tensor of a map family).
+    Used in: ``projected.metric_tensor``.
     """
     params = _check_map(map_net)
     z = _check_z(z, map_net)
@@ -134,69 +97,34 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The Wasserstein metric tensor of a map family, pulled back to parameters.
+    r"""The Wasserstein metric tensor pulled back to parameters, shape (p, p).
 
     .. math::
 
-        G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i) \approx
-        \mathbb E_{z\sim\mu_0}\big[J_\theta(z)^\top J_\theta(z)\big],
+        G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i), \qquad
+        \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta).
 
-    symmetric positive semi-definite (definite when the particle velocities
-    :math:`J_\theta\eta` of distinct :math:`\eta` differ on the sample). :math:`\eta^\top G\eta =
-    \frac1n\sum_i |J_\theta(z_i)\eta|^2` is the kinetic energy of the motion
-    :math:`\dot\theta = \eta`.
+    For translations :math:`G = I`; for affine maps see :func:`affine_metric_tensor`.
 
-    Parameters
-    ----------
-    map_net : nn.Module
-        :math:`T_\theta`.
-    z : Tensor, shape (n, d_0)
-        Quadrature points of :math:`\mu_0`.
-
-    Returns
-    -------
-    Tensor, shape (p, p)
-
-    Used in: chapter 6 (translations: :math:`G = I`; affine maps: :func:`affine_metric_tensor`).
-
-    References
-    ----------
-    Korba, Bonet, Caucheteux (2026), Prop. 6.3; Li, Montufar (2018).
+    Used in: chapter 6.
     """
     J = parameter_jacobian(map_net, z)
     return torch.einsum("ndp,ndq->pq", J, J) / J.shape[0]
 
 
 def affine_metric_tensor(mean, second_moment) -> Tensor:
-    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (parameters ``A`` row-major,
-    then ``b``, as in :class:`~gwf_tutorial.nets.AffineMap`).
+    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (``A`` row-major, then ``b``).
 
     .. math::
 
-        \frac{\partial T_k}{\partial A_{ij}} = \delta_{ki} z_j, \quad
-        \frac{\partial T_k}{\partial b_i} = \delta_{ki}
-        \quad\Longrightarrow\quad
         G = \begin{pmatrix} I_d \otimes M & I_d \otimes m \\ I_d \otimes m^\top & I_d \end{pmatrix},
-        \qquad M = \mathbb E[zz^\top],\ m = \mathbb E z,
+        \qquad M = \mathbb E[zz^\top] \ (\texttt{second\_moment}),\ m = \mathbb E z \ (\texttt{mean}),
 
-    independent of :math:`(A, b)` (the family is flat).
-
-    Parameters
-    ----------
-    mean : Tensor, shape (d,)
-        :math:`m = \mathbb E z`.
-    second_moment : Tensor, shape (d, d)
-        :math:`M = \mathbb E zz^\top = S + mm^\top` (SPD).
-
-    Returns
-    -------
-    Tensor, shape (d^2 + d, d^2 + d)
+    independent of :math:`(A, b)`. Returns shape (d^2 + d, d^2 + d).
 
     Used in: chapter 6 (the affine family on Gaussians), tests.
     """
-    m, M = check_mean_cov(mean, second_moment, "mean", "second_moment")
-    if m.ndim != 1:
-        raise ValueError(f"mean must have shape (d,), got {tuple(m.shape)}")
+    m, M = _check_mean(mean, second_moment, "second_moment")
     d = m.shape[0]
     eye = torch.eye(d, dtype=M.dtype, device=M.device)
     top = torch.cat([torch.kron(eye, M), torch.kron(eye, m[:, None])], dim=1)
@@ -214,16 +142,12 @@ def _objective_value(map_net, objective, z: Tensor, y: Tensor | None, guard=None
 
 
 def _check_objective(objective, data):
-    if isinstance(objective, PushforwardObjective):
-        return None if data is None else check_samples(data, "data")
-    if isinstance(objective, Objective):
-        if data is None and objective.needs_target_samples:
-            raise ValueError(f"data (target samples) is required for objective {objective!r}")
-        return None if data is None else check_samples(data, "data")
-    raise TypeError(
-        "objective must be a functionals.Objective or a jko.PushforwardObjective, got "
-        f"{type(objective).__name__}"
-    )
+    if isinstance(objective, Objective) and data is None and objective.needs_target_samples:
+        raise ValueError(f"data (target samples) is required for objective {objective!r}")
+    if not isinstance(objective, (Objective, PushforwardObjective)):
+        raise TypeError("objective must be a functionals.Objective or a jko.PushforwardObjective, got "
+                        f"{type(objective).__name__}")  # fmt: skip
+    return None if data is None else check_samples(data, "data")
 
 
 def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor, Tensor]:
@@ -235,24 +159,13 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
         \nabla_\theta \widehat F = \frac1n\sum_i J_\theta(z_i)^\top
         \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i)).
 
-    Parameters
-    ----------
-    map_net : nn.Module
-        :math:`T_\theta`.
-    objective : functionals.Objective or jko.PushforwardObjective
-        A sample objective (``value(x, y)``) or a push-forward objective (e.g.
-        :class:`~gwf_tutorial.jko.GaussianPushforwardKL`).
-    z : Tensor, shape (n, d_0)
-    y : Tensor, shape (m, d), optional
-        Target samples for sample objectives.
-
     Returns
     -------
     value : Tensor, shape ()
     grad : Tensor, shape (p,)
-        Both detached; parameters flattened as in :func:`parameter_jacobian`.
+        Both detached.
 
-    Used in: chapter 6.
+    Used in: ``projected.projected_flow`` (its first step).
     """
     if y is not None:
         y = check_samples(y, "y")
@@ -274,35 +187,16 @@ def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[T
 
 
 def natural_direction(map_net: nn.Module, z, grad, damping: float = 0.0) -> Tensor:
-    r"""The Wasserstein natural gradient: the parameter velocity of the projected flow.
+    r"""The Wasserstein natural gradient :math:`\eta` (the projected flow moves :math:`\dot\theta = -\eta`).
 
     .. math::
 
-        \eta = \big(G(\theta) + \lambda I\big)^{-1}\nabla_\theta F, \qquad
-        \dot\theta = -\eta,
+        \eta = \big(G(\theta) + \lambda I\big)^{-1}\nabla_\theta F, \qquad \lambda = \texttt{damping} \ge 0,
 
-    with :math:`\lambda` = ``damping``; for :math:`\lambda = 0` the minimum-norm solution
-    (pseudo-inverse), which is the exact projection when :math:`G` is singular (redundant
-    parameters, e.g. permutations of hidden units).
+    the minimum-norm (pseudo-inverse) solution for :math:`\lambda = 0`. ``grad``: shape (p,).
+    Returns shape (p,).
 
-    Parameters
-    ----------
-    map_net : nn.Module
-    z : Tensor, shape (n, d_0)
-    grad : Tensor, shape (p,)
-        :math:`\nabla_\theta F` (e.g. from :func:`objective_gradient`).
-    damping : float, default 0
-        :math:`\lambda \ge 0`.
-
-    Returns
-    -------
-    Tensor, shape (p,)
-
-    Used in: chapter 6.
-
-    References
-    ----------
-    Li, Montufar (2018). Natural gradient via optimal transport.
+    Used in: ``projected.projected_flow``.
     """
     damping = check_nonnegative(damping, "damping")
     G = metric_tensor(map_net, z)
@@ -318,25 +212,10 @@ def natural_direction(map_net: nn.Module, z, grad, damping: float = 0.0) -> Tens
 
 @dataclass
 class ProjectedFlowResult:
-    r"""A discretised parameter flow :math:`\theta(t_k)`.
+    r"""A discretised parameter flow: ``times`` :math:`t_k = kh` (K + 1,), ``params`` :math:`\theta_k`
+    (K + 1, p), ``values`` :math:`\widehat F(\theta_k)` (K + 1,), the ``method`` and ``step_size`` h.
 
-    .. math::
-
-        t_k = k h, \qquad \theta_k \approx \theta(t_k), \qquad F_k = \widehat F(\theta_k).
-
-    Attributes
-    ----------
-    method : str
-        ``"natural"``, ``"gradient"`` or ``"jko"``.
-    step_size : float
-        :math:`h` (the JKO step :math:`\tau` for ``"jko"``).
-    times : Tensor, shape (K + 1,)
-    params : Tensor, shape (K + 1, p)
-        Flattened parameters (order of :func:`parameter_jacobian`).
-    values : Tensor, shape (K + 1,)
-        Objective at each :math:`\theta_k`.
-
-    Used in: chapter 6 (comparing the three schemes).
+    Used in: ``projected.projected_flow``.
     """
 
     method: str
@@ -346,75 +225,25 @@ class ProjectedFlowResult:
     values: Tensor
 
 
-def projected_flow(
-    map_net: nn.Module,
-    objective,
-    source,
-    data=None,
-    *,
-    method: str = "natural",
-    step_size: float = 0.01,
-    n_steps: int = 100,
-    damping: float = 0.0,
-    n_iters: int = 200,
-    lr: float = 1e-2,
-    progress: bool = True,
-) -> ProjectedFlowResult:
+def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: str = "natural",
+                   step_size: float = 0.01, n_steps: int = 100, damping: float = 0.0, n_iters: int = 200,
+                   lr: float = 1e-2, progress: bool = True) -> ProjectedFlowResult:
     r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes.
 
     .. math::
 
-        \text{natural: } \theta_{k+1} = \theta_k - h\,(G(\theta_k) + \lambda I)^{-1}
-        \nabla_\theta F(\theta_k), \qquad
-        \text{gradient: } \theta_{k+1} = \theta_k - h\,\nabla_\theta F(\theta_k),
-
+        \text{natural: } \theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F, \quad
+        \text{gradient: } \theta_{k+1} = \theta_k - h\,\nabla_\theta F, \quad
         \text{jko: } \theta_{k+1} = \operatorname*{arg\,min}_\theta
-        \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 + F(\theta)
-        \quad (\text{Adam}, :class:`~gwf_tutorial.jko.ParametricJKO`).
+        \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 + F(\theta).
 
-    The first is explicit Euler on the projected Wasserstein flow, the second on the Euclidean
-    gradient flow in parameters (a different flow unless :math:`G = I`), the third the implicit
-    (parametric JKO) step, which tends to the projected flow as :math:`h \to 0`.
+    ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step; ``damping``
+    is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of each
+    JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
+    :class:`~gwf_tutorial.flows.FlowDivergedError` (a ``ValueError`` naming the step and
+    ``step_size``) when the pushed particles become non-finite or overflow.
 
-    Parameters
-    ----------
-    map_net : nn.Module
-        :math:`T_\theta`, updated in place (the final parameters are :math:`\theta_K`).
-    objective : functionals.Objective or jko.PushforwardObjective
-    source : Tensor, shape (n, d_0)
-        Fixed quadrature points :math:`z_i` of :math:`\mu_0` (used whole at every step).
-    data : Tensor, shape (m, d), optional
-        Target samples for sample objectives (used whole).
-    method : {"natural", "gradient", "jko"}, default "natural"
-    step_size : float, default 0.01
-        :math:`h > 0` (the JKO step for ``"jko"``).
-    n_steps : int, default 100
-        :math:`K`.
-    damping : float, default 0
-        :math:`\lambda` of :func:`natural_direction`.
-    n_iters : int, default 200
-        Adam iterations per JKO step (``"jko"`` only; cosine-annealed learning rate).
-    lr : float, default 1e-2
-        Adam learning rate of the JKO steps (``"jko"`` only).
-    progress : bool, default True
-        Show a progress bar over the K steps.
-
-    Returns
-    -------
-    ProjectedFlowResult
-
-    Raises
-    ------
-    FlowDivergedError
-        (a ``ValueError``) when the pushed particles become non-finite or overflow; the message names the
-        step and ``step_size``.
-
-    Used in: chapter 6 (translation, affine and small-MLP families: natural gradient vs gradient
-    descent vs small-step parametric JKO, against the exact Gaussian flow).
-
-    References
-    ----------
-    Korba, Bonet, Caucheteux (2026), Prop. 6.3.
+    Used in: chapter 6 (translation, affine and small-MLP families against the exact Gaussian flow).
     """
     params = _check_map(map_net)
     data = _check_objective(objective, data)
@@ -424,59 +253,44 @@ def projected_flow(
     h = check_positive(step_size, "step_size")
     n_steps = check_int(n_steps, "n_steps")
     damping = check_nonnegative(damping, "damping")
-    if data is not None:
-        data = data.to(device=z.device, dtype=z.dtype)
-    chain = None
+    data = None if data is None else data.to(device=z.device, dtype=z.dtype)
     if method == "jko":
-        chain = ParametricJKO(
-            map_net,
-            objective,
-            h,
-            z,
-            data,
-            n_iters=check_int(n_iters, "n_iters"),
-            batch_size=z.shape[0],
-            lr=check_positive(lr, "lr"),
-            betas=(0.9, 0.999),
-            lr_schedule="cosine",
-            reset_optimizer=True,
-            initial_map="copy",
-            seed=0,
-            progress=False,
-        )
-    thetas = [parameters_to_vector(params).detach().clone()]
-    values = []
-    for k in _progress(range(n_steps), desc=f"projected flow ({method})", disable=not progress):
-        if k == 0:
-            value, g = _value_and_gradient(map_net, objective, params, z, data)
-        else:
-            value, g = _after_step(k, method, h, lambda guard: _value_and_gradient(
-                map_net, objective, params, z, data, guard))  # fmt: skip
-        values.append(value)
+        chain = ParametricJKO(map_net, objective, h, z, data, n_iters=check_int(n_iters, "n_iters"),
+            batch_size=z.shape[0], lr=check_positive(lr, "lr"), betas=(0.9, 0.999), lr_schedule="cosine",
+            reset_optimizer=True, initial_map="copy", seed=0, progress=False)  # fmt: skip
+
+    def value_and_gradient(guard=None):
+        return _value_and_gradient(map_net, objective, params, z, data, guard)
+
+    def step(g: Tensor) -> None:
         if method == "jko":
             chain.step()
+            return
+        eta = natural_direction(map_net, z, g, damping) if method == "natural" else g
+        with torch.no_grad():
+            vector_to_parameters(parameters_to_vector(params) - h * eta, params)
+
+    thetas, values = [parameters_to_vector(params).detach().clone()], []
+    for k in _progress(range(n_steps), desc=f"projected flow ({method})", disable=not progress):
+        if k == 0:  # checked at entry; later iterates are guarded
+            value, g = objective_gradient(map_net, objective, z, data)
         else:
-            eta = natural_direction(map_net, z, g, damping) if method == "natural" else g
-            with torch.no_grad():
-                vector_to_parameters(parameters_to_vector(params) - h * eta, params)
+            value, g = _after_step(k, method, h, value_and_gradient)
+        values.append(value)
+        step(g)
         thetas.append(parameters_to_vector(params).detach().clone())
     with torch.no_grad():
-        value = _after_step(n_steps, method, h, lambda guard: _objective_value(
-            map_net, objective, z, data, guard))  # fmt: skip
-        values.append(value.detach().reshape(()))
+        last = _after_step(n_steps, method, h, lambda g: _objective_value(map_net, objective, z, data, g))
+        values.append(last.detach().reshape(()))
     times = h * torch.arange(n_steps + 1, dtype=thetas[0].dtype)
-    return ProjectedFlowResult(
-        method=method, step_size=h, times=times, params=torch.stack(thetas), values=torch.stack(values)
-    )
+    return ProjectedFlowResult(method, h, times, torch.stack(thetas), torch.stack(values))
 
 
 def _after_step(k: int, method: str, h: float, evaluate):
-    """``evaluate(guard)`` on the iterate after ``k`` steps, as one divergence error naming ``step_size``.
+    """``evaluate(guard)`` on the iterate after ``k`` steps; every failure is one divergence error.
 
-    ``guard`` sees the pushed particles first and refuses non-finite or overflowing ones
-    (:func:`~gwf_tutorial._validation.max_abs`; one host synchronisation per step). The samples and the
-    map were checked at entry, so an error of the objective now (e.g. a singular affine map under a
-    Gaussian KL) means that the iterates left its domain: it is raised as the same divergence error.
+    ``guard`` refuses non-finite or overflowing pushed particles; the inputs were checked at entry, so
+    an error of the objective now means the iterates left its domain.
     """
     tail = f"step_size={h:g} is too large, try a smaller step_size"
 
@@ -491,55 +305,34 @@ def _after_step(k: int, method: str, h: float, evaluate):
     except FlowDivergedError:
         raise
     except (ValueError, torch.linalg.LinAlgError) as err:
-        raise FlowDivergedError(
-            f"the {method} flow diverged: after step {k} the objective fails on the pushed particles "
-            f"({err}); {tail}"
-        ) from err
+        raise FlowDivergedError(f"the {method} flow diverged: after step {k} the objective fails on the "
+                                f"pushed particles ({err}); {tail}") from err  # fmt: skip
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
-    r"""The Gaussians pushed by affine maps along a parameter path (e.g. :attr:`ProjectedFlowResult.params`).
+    r"""The Gaussians pushed by affine maps along a parameter path (e.g. ``ProjectedFlowResult.params``).
 
     .. math::
 
-        \theta_k = (\operatorname{vec}(A_k), b_k) \ \longmapsto\
+        \theta_k = (\operatorname{vec}(A_k), b_k) \longmapsto
         (T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N\big(A_k m_0 + b_k,\ A_k S_0 A_k^\top\big),
 
-    with the parameters flattened as in :class:`~gwf_tutorial.nets.AffineMap` and
-    :func:`parameter_jacobian` (``A`` row-major, then ``b``).
-
-    Parameters
-    ----------
-    params : Tensor, shape (K, d^2 + d) or (d^2 + d,)
-        Flattened affine parameters.
-    mean : Tensor, shape (d,)
-        :math:`m_0`, the mean of the source :math:`\mu_0`.
-    cov : Tensor, shape (d, d)
-        :math:`S_0`, its covariance (SPD).
-
-    Returns
-    -------
-    means : Tensor, shape (K, d) (or (d,))
-    covs : Tensor, shape (K, d, d) (or (d, d))
+    ``params``: shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``: :math:`m_0` (d,), :math:`S_0`
+    (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for one ``params``).
 
     Used in: chapter 6 (the projected flows on the affine family against the exact Gaussian flow).
     """
-    m0, S0 = check_mean_cov(mean, cov, "mean", "cov")
-    if m0.ndim != 1:
-        raise ValueError(f"mean must have shape (d,), got {tuple(m0.shape)}")
+    m0, S0 = _check_mean(mean, cov, "cov")
     d = m0.shape[0]
     if not isinstance(params, Tensor):
         raise TypeError(f"params must be a torch.Tensor, got {type(params).__name__}")
     if params.ndim not in (1, 2) or params.shape[-1] != d * d + d:
-        raise ValueError(
-            f"params must have shape (K, {d * d + d}) or ({d * d + d},) for affine maps of R^{d}, got "
-            f"{tuple(params.shape)}"
-        )
+        raise ValueError(f"params must have shape (K, {d * d + d}) or ({d * d + d},) for affine maps of "
+                         f"R^{d}, got {tuple(params.shape)}")  # fmt: skip
     if not bool(torch.isfinite(params).all()):
         raise ValueError("params contains NaN or infinite values")
     p = params.to(m0)
     A = p[..., : d * d].reshape(*p.shape[:-1], d, d)
-    b = p[..., d * d :]
-    means = (A @ m0.unsqueeze(-1)).squeeze(-1) + b
+    means = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :]
     covs = A @ S0 @ A.mT
     return means, 0.5 * (covs + covs.mT)

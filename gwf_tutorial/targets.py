@@ -1,16 +1,11 @@
 r"""Toy target distributions: samplers, and where known, log-densities and scores.
 
 Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
-device=None)`` and, where ``has_density``, ``log_prob(x)`` and ``score(x)`` :math:`= \nabla\log p(x)`.
-
-Conventions: ``x`` has shape ``(n, d)``; ``log_prob`` returns ``(n,)`` and ``score`` ``(n, d)`` in the
-dtype of ``x``. Samples are drawn in float64 from the given ``generator`` only (on its device) and cast to
-``dtype``. ``stratified=True`` puts exactly ``n w_k`` points in mode ``k`` (the peers' samplers); the
-default is i.i.d., as a generator's samples are. ``name`` is the registry name.
-
-The registry (:func:`get_target`, :func:`list_targets`) holds the book's names and the peers' targets with
-their exact constants (GWF: Korba, Bonet, Caucheteux 2026; S-JKO: Choi et al. 2024; drifting: Deng et al.
-2026):
+device=None)`` (drawn in float64 from ``generator`` only, on its device), and where ``has_density``
+``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d).
+``stratified=True`` puts exactly :math:`n w_k` points in mode :math:`k` (the peers' samplers; default
+i.i.d.); ``name`` is the registry name. The registry (:func:`get_target`) holds the book's targets and
+the peers' with their exact constants (GWF 2026, S-JKO 2024, drifting 2026):
 
 ========================== ======================================================================
 name                       distribution (source)
@@ -29,8 +24,6 @@ name                       distribution (source)
 ``spirals``                two spiral arms of 1.5 turns, noise 0.1 (after FFJORD's "2spirals")
 ``banana``                 twisted Gaussian, scale 2, curvature 0.25, noise 0.5
 ========================== ======================================================================
-
-Used in: chapters 1-9 and 11 (every 2-D experiment, through :func:`get_target` or :class:`Gaussian`).
 """
 
 from __future__ import annotations
@@ -52,29 +45,11 @@ from gwf_tutorial._validation import (
     check_spd,
 )
 
-__all__ = [
-    "Target",
-    "Gaussian",
-    "GaussianMixture",
-    "Banana",
-    "TwoMoons",
-    "SwissRoll",
-    "Checkerboard",
-    "Rings",
-    "TwoCircles",
-    "Spirals",
-    "FinitePoints",
-    "gaussian_quantiles",
-    "get_target",
-    "list_targets",
-]
+__all__ = ["Target", "Gaussian", "GaussianMixture", "Banana", "TwoMoons", "SwissRoll", "Checkerboard",
+           "Rings", "TwoCircles", "Spirals", "FinitePoints", "gaussian_quantiles", "get_target",
+           "list_targets"]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
 
 
 def _check_generator(generator) -> torch.device:
@@ -104,9 +79,8 @@ def _as_f64(value, name: str) -> Tensor:
         try:
             value = torch.as_tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}"
-            ) from err
+            what = type(value).__name__
+            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {what}") from err
     return check_finite(as_tensor(value, name, dtype=torch.float64), name)
 
 
@@ -161,9 +135,11 @@ def _fmt(t: Tensor, digits: int = 4) -> str:
     return repr(torch.tensor(vals, dtype=torch.float64).reshape(t.shape).tolist())
 
 
-# --------------------------------------------------------------------------------------------
-# base class
-# --------------------------------------------------------------------------------------------
+def _show(v) -> str:
+    """A parameter as repr shows it: tensors and floats rounded to 4 digits, strings quoted."""
+    if isinstance(v, Tensor):
+        return _fmt(v)
+    return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
 
 
 class Target:
@@ -185,7 +161,6 @@ class Target:
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.name = name
 
-    # -- subclass hooks ---------------------------------------------------------------------------
     def _sample(self, n: int, generator, device: torch.device) -> Tensor:
         raise NotImplementedError
 
@@ -199,23 +174,15 @@ class Target:
             (g,) = torch.autograd.grad(lp, xr, create_graph=x.requires_grad)
         return g
 
-    def _params(self) -> dict:
-        return {}
+    _shown: tuple[str, ...] = ()  # attributes shown by repr
 
-    # -- public API -------------------------------------------------------------------------------
     @property
     def has_density(self) -> bool:
         """Whether :meth:`log_prob` and :meth:`score` are available in closed form."""
         return type(self)._log_prob is not Target._log_prob
 
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: str | torch.device | None = None,
-    ) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32,
+               device: str | torch.device | None = None) -> Tensor:
         """``n`` i.i.d. samples, shape ``(n, d)``, drawn from ``generator`` only."""
         n = check_int(n, "n")
         gen_device = _check_generator(generator)
@@ -223,36 +190,24 @@ class Target:
         x = self._sample(n, generator, gen_device)
         return x.to(dtype=dtype, device=device if device is not None else gen_device)
 
+    def _checked(self, x, what: str) -> Tensor:
+        if not self.has_density:
+            raise NotImplementedError(f"target {self.name!r} ({type(self).__name__}) has no closed-form "
+                                      f"density{what}; only sample() is available")  # fmt: skip
+        return check_samples(x, "x", dim=self.dim)
+
     def log_prob(self, x) -> Tensor:
         r""":math:`\log p(x_i)`, shape ``(n,)``; raises ``NotImplementedError`` without a density."""
-        if not self.has_density:
-            raise NotImplementedError(
-                f"target {self.name!r} ({type(self).__name__}) has no closed-form density; "
-                "only sample() is available"
-            )
-        x = check_samples(x, "x", dim=self.dim)
-        return self._log_prob(x)
+        return self._log_prob(self._checked(x, ""))
 
     def score(self, x) -> Tensor:
-        r""":math:`\nabla_x \log p(x_i)`, shape ``(n, d)``; raises ``NotImplementedError`` without a density.
-        """
-        if not self.has_density:
-            raise NotImplementedError(
-                f"target {self.name!r} ({type(self).__name__}) has no closed-form density, "
-                "so no score; only sample() is available"
-            )
-        x = check_samples(x, "x", dim=self.dim)
-        return self._score(x)
+        r""":math:`\nabla_x \log p(x_i)`, shape ``(n, d)``; ``NotImplementedError`` without a density."""
+        return self._score(self._checked(x, ", so no score"))
 
     def __repr__(self) -> str:
         parts = [f"name={self.name!r}", f"dim={self.dim}"]
-        parts += [f"{k}={v}" for k, v in self._params().items()]
+        parts += [f"{k}={_show(getattr(self, k))}" for k in self._shown]
         return f"{type(self).__name__}({', '.join(parts)})"
-
-
-# --------------------------------------------------------------------------------------------
-# Gaussians and mixtures
-# --------------------------------------------------------------------------------------------
 
 
 class Gaussian(Target):
@@ -262,11 +217,7 @@ class Gaussian(Target):
 
         \nabla \log p(x) = -\Sigma^{-1}(x - m).
 
-    Parameters
-    ----------
-    mean : array-like, shape (d,)
-    cov : array-like, shape (d, d)
-        Symmetric positive definite.
+    ``mean`` (d,), ``cov`` (d, d) symmetric positive definite.
 
     Used in: chapters 1, 2, 4, 5, 7 and 9.
     """
@@ -296,8 +247,32 @@ class Gaussian(Target):
         diff = (x - _like(self.mean, x)).T
         return -torch.cholesky_solve(diff, L, upper=False).T
 
-    def _params(self):
-        return {"mean": _fmt(self.mean), "cov": _fmt(self.cov)}
+    _shown = ("mean", "cov")
+
+
+def _mixture_covs(covs, k: int, d: int) -> Tensor:
+    """``covs`` of :class:`GaussianMixture` as (K, d, d) covariances."""
+    eye = torch.eye(d, dtype=torch.float64)
+    if isinstance(covs, int | float) and not isinstance(covs, bool):
+        s = check_positive(covs, "covs")
+        return (s * s) * eye.expand(k, d, d).clone()
+    c = _as_f64(covs, "covs")
+    if c.ndim == 0:
+        s = check_positive(float(c), "covs")
+        return (s * s) * eye.expand(k, d, d).clone()
+    if c.ndim == 1:
+        if c.shape[0] != k:
+            raise ValueError(f"covs as stds must have shape ({k},), got {tuple(c.shape)}")
+        if not bool((c > 0).all()):
+            raise ValueError("covs (per-mode standard deviations) must be positive")
+        return c[:, None, None].pow(2) * eye
+    if c.ndim == 2:
+        return check_spd(c, "covs", dim=d).expand(k, d, d).clone()
+    if c.ndim == 3 and c.shape[0] != k:
+        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
+    if c.ndim == 3:
+        return check_spd(c, "covs", dim=d)
+    raise ValueError(f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}")
 
 
 class GaussianMixture(Target):
@@ -309,17 +284,9 @@ class GaussianMixture(Target):
         \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
         r_k = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)}.
 
-    It keeps ``means``, ``covs``, ``weights``, ``n_modes`` and ``stds``, the isotropic scale
-    :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode (used by :func:`gwf_tutorial.metrics.mode_coverage`).
-
-    Parameters
-    ----------
-    means : array-like, shape (K, d)
-    covs : float, or array-like of shape (K,), (d, d) or (K, d, d)
-        A common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode, one shared covariance, or
-        one covariance per mode.
-    weights : array-like, shape (K,), optional
-        Normalised to sum 1; uniform by default.
+    ``means`` (K, d); ``covs``: a common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode
+    (K,), one shared covariance (d, d) or one per mode (K, d, d); ``weights`` (K,), normalised (uniform
+    by default). ``stds`` is the scale :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode.
 
     Used in: chapters 4, 8 and 11.
     """
@@ -330,29 +297,7 @@ class GaussianMixture(Target):
             raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
         k, d = means.shape
         super().__init__(d, name)
-        eye = torch.eye(d, dtype=torch.float64)
-        if isinstance(covs, int | float) and not isinstance(covs, bool):
-            s = check_positive(covs, "covs")
-            covs_t = (s * s) * eye.expand(k, d, d).clone()
-        else:
-            c = _as_f64(covs, "covs")
-            if c.ndim == 0:
-                s = check_positive(float(c), "covs")
-                covs_t = (s * s) * eye.expand(k, d, d).clone()
-            elif c.ndim == 1:
-                if c.shape[0] != k:
-                    raise ValueError(f"covs as stds must have shape ({k},), got {tuple(c.shape)}")
-                if not bool((c > 0).all()):
-                    raise ValueError("covs (per-mode standard deviations) must be positive")
-                covs_t = c[:, None, None].pow(2) * eye
-            elif c.ndim == 2:
-                covs_t = check_spd(c, "covs", dim=d).expand(k, d, d).clone()
-            elif c.ndim == 3:
-                if c.shape[0] != k:
-                    raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
-                covs_t = check_spd(c, "covs", dim=d)
-            else:
-                raise ValueError(f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}")
+        covs_t = _mixture_covs(covs, k, d)
         if not isinstance(stratified, bool):
             raise TypeError(f"stratified must be a bool, got {stratified!r}")
         self.means = means
@@ -396,14 +341,7 @@ class GaussianMixture(Target):
         grads = -torch.cholesky_solve(diff, L, upper=False)  # (K, d, n)
         return torch.einsum("nk,kdn->nd", resp, grads)
 
-    def _params(self):
-        return {
-            "n_modes": self.n_modes,
-            "means": _fmt(self.means),
-            "stds": _fmt(self.stds),
-            "weights": _fmt(self.weights),
-            "stratified": self.stratified,
-        }
+    _shown = ("n_modes", "means", "stds", "weights", "stratified")
 
 
 class Banana(Target):
@@ -444,13 +382,7 @@ class Banana(Target):
         g2 = -r / (s * s)
         return torch.stack([g1, g2], dim=1)
 
-    def _params(self):
-        return {"scale": self.scale, "curvature": self.curvature, "noise": self.noise}
-
-
-# --------------------------------------------------------------------------------------------
-# curves with noise (no closed-form density)
-# --------------------------------------------------------------------------------------------
+    _shown = ("scale", "curvature", "noise")
 
 
 class TwoMoons(Target):
@@ -466,15 +398,8 @@ class TwoMoons(Target):
     Used in: ``targets._REGISTRY`` (``"moons"``, ``"gwf_moons"``).
     """
 
-    def __init__(
-        self,
-        noise: float = 0.2,
-        scale: float = 3.0,
-        shift: float = -1.0,
-        *,
-        stratified: bool = False,
-        name: str = "moons",
-    ):
+    def __init__(self, noise: float = 0.2, scale: float = 3.0, shift: float = -1.0, *,
+                 stratified: bool = False, name: str = "moons"):
         super().__init__(2, name)
         self.noise = check_nonnegative(noise, "noise")
         self.scale = check_positive(scale, "scale")
@@ -491,8 +416,7 @@ class TwoMoons(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return self.scale * (u + self.noise * eps) + self.shift
 
-    def _params(self):
-        return {"noise": self.noise, "scale": self.scale, "shift": self.shift}
+    _shown = ("noise", "scale", "shift")
 
 
 class SwissRoll(Target):
@@ -509,14 +433,8 @@ class SwissRoll(Target):
     Used in: ``targets._REGISTRY`` (``"swiss_roll"``, ``"drifting_swiss_roll"``).
     """
 
-    def __init__(
-        self,
-        noise: float = 0.03,
-        t_min: float = 0.5 * math.pi,
-        t_max: float = 4.5 * math.pi,
-        normalization: str = "population",
-        name: str = "swiss_roll",
-    ):
+    def __init__(self, noise: float = 0.03, t_min: float = 0.5 * math.pi, t_max: float = 4.5 * math.pi,
+                 normalization: str = "population", name: str = "swiss_roll"):
         super().__init__(2, name)
         self.noise = check_nonnegative(noise, "noise")
         self.t_min = check_nonnegative(t_min, "t_min")
@@ -537,13 +455,7 @@ class SwissRoll(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return pts / c + self.noise * eps
 
-    def _params(self):
-        return {
-            "noise": self.noise,
-            "t_min": round(self.t_min, 4),
-            "t_max": round(self.t_max, 4),
-            "normalization": repr(self.normalization),
-        }
+    _shown = ("noise", "t_min", "t_max", "normalization")
 
 
 class Spirals(Target):
@@ -559,14 +471,8 @@ class Spirals(Target):
     Used in: ``targets._REGISTRY`` (``"spirals"``).
     """
 
-    def __init__(
-        self,
-        n_arms: int = 2,
-        turns: float = 1.5,
-        scale: float = 3.0,
-        noise: float = 0.1,
-        name: str = "spirals",
-    ):
+    def __init__(self, n_arms: int = 2, turns: float = 1.5, scale: float = 3.0, noise: float = 0.1,
+                 name: str = "spirals"):
         super().__init__(2, name)
         self.n_arms = check_int(n_arms, "n_arms")
         self.turns = check_positive(turns, "turns")
@@ -583,18 +489,7 @@ class Spirals(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return x / self.scale + self.noise * eps
 
-    def _params(self):
-        return {
-            "n_arms": self.n_arms,
-            "turns": self.turns,
-            "scale": self.scale,
-            "noise": self.noise,
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# checkerboard and rings (closed-form densities)
-# --------------------------------------------------------------------------------------------
+    _shown = ("n_arms", "turns", "scale", "noise")
 
 
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
@@ -625,14 +520,8 @@ class Checkerboard(Target):
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
 
-    def __init__(
-        self,
-        n_cells: int = 4,
-        low: float = -1.0,
-        high: float = 1.0,
-        noise: float = 0.05,
-        name: str = "checkerboard",
-    ):
+    def __init__(self, n_cells: int = 4, low: float = -1.0, high: float = 1.0, noise: float = 0.05,
+                 name: str = "checkerboard"):
         super().__init__(2, name)
         self.n_cells = check_int(n_cells, "n_cells")
         self.low, self.high = _finite_real(low, "low"), _finite_real(high, "high")
@@ -664,9 +553,8 @@ class Checkerboard(Target):
             inside = ((idx >= 0) & (idx < k)).all(1) & ((idx.sum(1) % 2) == 0)
             return torch.where(inside, const + 0.0 * x.sum(1), torch.full_like(x[:, 0], -math.inf))
         s = self.noise
-        lp = _log_interval_prob(
-            (x[:, :, None] - edges - w) / s, (x[:, :, None] - edges) / s
-        )  # (n, 2, k): log P(noise puts coordinate in cell i)
+        # (n, 2, k): log P(noise puts coordinate in cell i)
+        lp = _log_interval_prob((x[:, :, None] - edges - w) / s, (x[:, :, None] - edges) / s)
         terms = lp[:, 0, cells[:, 0]] + lp[:, 1, cells[:, 1]]  # (n, C)
         return const + torch.logsumexp(terms, dim=1)
 
@@ -676,13 +564,7 @@ class Checkerboard(Target):
             return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
 
-    def _params(self):
-        return {
-            "n_cells": self.n_cells,
-            "low": round(self.low, 4),
-            "high": round(self.high, 4),
-            "noise": self.noise,
-        }
+    _shown = ("n_cells", "low", "high", "noise")
 
 
 class Rings(Target):
@@ -702,16 +584,8 @@ class Rings(Target):
     Used in: ``targets._REGISTRY`` (``"rings"``).
     """
 
-    def __init__(
-        self,
-        radii=(0.75, 1.5, 2.25, 3.0),
-        std=0.08,
-        weights=None,
-        centers=None,
-        *,
-        stratified: bool = False,
-        name: str = "rings",
-    ):
+    def __init__(self, radii=(0.75, 1.5, 2.25, 3.0), std=0.08, weights=None, centers=None, *,
+                 stratified: bool = False, name: str = "rings"):
         super().__init__(2, name)
         r = _as_f64(radii, "radii").reshape(-1)
         if r.numel() < 1 or bool((r < 0).any()):
@@ -738,11 +612,7 @@ class Rings(Target):
         idx = _component_indices(self.weights, n, self.stratified, generator, device)
         theta = 2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
-        r, s, c = (
-            self.radii.to(device)[idx],
-            self.stds.to(device)[idx],
-            self.centers.to(device)[idx],
-        )
+        r, s, c = (self.radii.to(device)[idx], self.stds.to(device)[idx], self.centers.to(device)[idx])
         circle = torch.stack([theta.cos(), theta.sin()], dim=1)
         return c + r[:, None] * circle + s[:, None] * eps
 
@@ -751,13 +621,8 @@ class Rings(Target):
         rho = diff.pow(2).sum(-1).sqrt()  # (n, K)
         r, s = _like(self.radii, x), _like(self.stds, x)
         z = r * rho / s.pow(2)
-        comp = (
-            torch.log(_like(self.weights, x))
-            - math.log(2.0 * math.pi)
-            - 2.0 * torch.log(s)
-            - (rho - r).pow(2) / (2.0 * s.pow(2))
-            + torch.log(torch.special.i0e(z))
-        )
+        comp = (torch.log(_like(self.weights, x)) - math.log(2.0 * math.pi) - 2.0 * torch.log(s)
+                - (rho - r).pow(2) / (2.0 * s.pow(2)) + torch.log(torch.special.i0e(z)))  # fmt: skip
         return diff, z, comp
 
     def _log_prob(self, x):
@@ -774,13 +639,7 @@ class Rings(Target):
         resp = torch.softmax(comp, dim=1)
         return ((resp * coef)[:, :, None] * diff).sum(1)
 
-    def _params(self):
-        return {
-            "radii": _fmt(self.radii),
-            "stds": _fmt(self.stds),
-            "weights": _fmt(self.weights),
-            "centers": _fmt(self.centers),
-        }
+    _shown = ("radii", "stds", "weights", "centers")
 
 
 class TwoCircles(Rings):
@@ -789,14 +648,8 @@ class TwoCircles(Rings):
     Used in: ``targets._REGISTRY`` (``"two_circles"``, ``"sjko_twocircles"``, ``"gwf_circles"``).
     """
 
-    def __init__(
-        self,
-        radii=(4.0, 8.0),
-        std: float = 0.2,
-        *,
-        stratified: bool = False,
-        name: str = "two_circles",
-    ):
+    def __init__(self, radii=(4.0, 8.0), std: float = 0.2, *, stratified: bool = False,
+                 name: str = "two_circles"):
         super().__init__(radii, std, stratified=stratified, name=name)
 
 
@@ -809,19 +662,13 @@ class FinitePoints(Target):
     def __init__(self, points, name: str = "points"):
         pts = check_samples(_as_f64(points, "points"), "points")
         super().__init__(pts.shape[1], name)
-        self.points = pts
+        self.points, self.n_points = pts, len(pts)
 
     def _sample(self, n, generator, device):
         idx = torch.randint(0, len(self.points), (n,), generator=generator, device=device)
         return self.points.to(device)[idx]
 
-    def _params(self):
-        return {"n_points": len(self.points)}
-
-
-# --------------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------------
+    _shown = ("n_points",)
 
 
 def _gaussian(mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8)), name="gaussian"):
@@ -839,9 +686,8 @@ def _sjko_8gaussians(radius=12.0, variance=0.4, stratified=False, name="sjko_8ga
     radius = check_positive(radius, "radius")
     ang = 2.0 * math.pi * torch.arange(8, dtype=torch.float64) / 8
     means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
-    return GaussianMixture(
-        means, math.sqrt(check_positive(variance, "variance")), stratified=stratified, name=name
-    )
+    s = math.sqrt(check_positive(variance, "variance"))
+    return GaussianMixture(means, s, stratified=stratified, name=name)
 
 
 def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twenty_five_gaussians"):
@@ -849,9 +695,8 @@ def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twent
     grid = spacing * torch.arange(-2, 3, dtype=torch.float64)
     # S-JKO order: x = [-6]*5 + [-3]*5 + ..., y = [-6, -3, 0, 3, 6] * 5
     means = torch.stack([grid.repeat_interleave(5), grid.repeat(5)], dim=1)
-    return GaussianMixture(
-        means, math.sqrt(check_positive(variance, "variance")), stratified=stratified, name=name
-    )
+    s = math.sqrt(check_positive(variance, "variance"))
+    return GaussianMixture(means, s, stratified=stratified, name=name)
 
 
 def _sjko_checkerboard(name="sjko_checkerboard"):

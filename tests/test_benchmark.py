@@ -260,9 +260,20 @@ def test_load_results_reads_the_shipped_json_and_names_the_choices():
 
 def test_run_all_script_uses_the_package_summaries():
     ra = _run_all()
-    for name in ("summarize", "headline", "goals", "GOAL_2X", "GOAL_BEST", "PEERS"):
+    for name in ("summarize", "headline", "goals", "GOAL_2X", "GOAL_BEST"):
         assert getattr(ra, name) is getattr(benchmark, name), f"run_all.{name} is not the package's"
     assert not hasattr(ra, "family_ratios")  # defined once, in the package
+
+
+def test_method_table_script_wrote_the_shipped_table():
+    """Budgets and peers live in benchmarks/method_table.py; the package ships the JSON it writes."""
+    mt = _script("method_table")
+    shipped = benchmark.load_results("method_table")
+    assert shipped["peers"] == mt.PEERS == _run_all().PEERS
+    assert {m: (r["budget_s"], r["summary"], r["settings"]) for m, r in shipped["methods"].items()} == {
+        m: tuple(v) for m, v in mt.NOMINAL.items()}
+    assert benchmark.list_methods() == list(mt.NOMINAL)
+    assert not hasattr(benchmark, "PEERS")
 
 
 def test_summary_and_goals():
