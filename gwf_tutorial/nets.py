@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import check_dtype_like, check_int
+from gwf_tutorial._validation import as_tensor, check_dtype_like, check_int, check_mean_cov
 
 __all__ = [
     "ACTIVATIONS",
@@ -55,17 +55,13 @@ def make_activation(activation: str) -> nn.Module:
     return ACTIVATIONS[activation]()
 
 
-def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x") -> None:
-    """Cheap shape and dtype check for ``forward`` (no finiteness check: it would synchronise a GPU).
-
-    ``x`` must have the dtype of ``weight`` (a parameter of the network), so that float16 / bfloat16 /
-    integer inputs fail here, with the argument named, rather than inside a matrix product; under
-    ``torch.autocast`` (which casts by itself) the dtype is not checked.
-    """
+def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x", batched: bool = False) -> None:
+    """Shape ``(n, in_dim)`` (``(..., n, in_dim)`` if ``batched``) and the dtype of ``weight``; no finiteness
+    check (it would synchronise a GPU)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[1] != in_dim:
-        raise ValueError(f"{name} must have shape (n, {in_dim}), got {tuple(x.shape)}")
+    if (x.ndim < 2 if batched else x.ndim != 2) or x.shape[-1] != in_dim:
+        raise ValueError(f"{name} must have shape ({'..., ' * batched}n, {in_dim}), got {tuple(x.shape)}")
     check_dtype_like(x, weight, name)
 
 
@@ -266,32 +262,45 @@ class GradientMap(nn.Module):
 
 
 class AffineMap(nn.Module):
-    r"""Trainable affine map :math:`T(x) = x A^\top + b`, initialised at the identity (``A`` ``(d, d)``,
-    ``b`` ``(d,)``): exact for Gaussian JKO steps.
+    r"""Affine map on rows, :math:`T(x) = x A^\top + b`, with :math:`T_\# N(m, S) = N(A m + b,\ A S A^\top)`.
 
-    Used in: chapters 4, 5 and 6.
+    ``AffineMap(d)`` is trainable, ``A`` ``(d, d)`` and ``b`` ``(d,)`` parameters starting at the identity
+    (exact for Gaussian JKO steps); ``AffineMap(A=A, b=b)`` holds given tensors as buffers, kept in their
+    autograd graph, batches ``(..., d, d)``, ``(..., d)`` allowed: the Monge and Gaussian JKO maps.
+
+    Used in: chapters 1, 4, 5 and 6; :func:`~gwf_tutorial.gaussian.monge_map`.
     """
 
-    def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, dim: int | None = None, *, A=None, b=None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.dim = check_int(dim, "dim")
-        self.A = nn.Parameter(torch.eye(self.dim, dtype=dtype))
-        self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+        if (dim is None) == (A is None):
+            raise ValueError("AffineMap needs either dim (a trainable map) or A and b (a fixed map)")
+        if A is None:
+            self.dim = check_int(dim, "dim")
+            self.A = nn.Parameter(torch.eye(self.dim, dtype=dtype))
+            self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+            return
+        A, b = as_tensor(A, "A", dtype=dtype), as_tensor(b, "b", dtype=dtype)
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2] or b.ndim < 1 or b.shape[-1] != A.shape[-1]:
+            raise ValueError(f"A and b must have shapes (..., d, d) and (..., d), got {A.shape}, {b.shape}")
+        self.dim = A.shape[-1]
+        self.register_buffer("A", A)
+        self.register_buffer("b", b)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.dim, self.A)
-        return x @ self.A.T + self.b
+        _check_input(x, self.dim, self.A, batched=self.A.ndim > 2 or self.b.ndim > 1)
+        return x @ self.A.mT + (self.b if self.b.ndim == 1 else self.b.unsqueeze(-2))
 
-    def push_gaussian(self, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
-        r""":math:`T_\# \mathcal N(m, S) = \mathcal N(A m + b,\ A S A^\top)`, differentiable in ``A`` and
-        ``b``.
-        """
-        if mean.shape != (self.dim,) or cov.shape != (self.dim, self.dim):
-            raise ValueError(
-                f"mean and cov must have shapes ({self.dim},) and ({self.dim}, {self.dim}), "
-                f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
-            )
-        return self.A @ mean + self.b, self.A @ cov @ self.A.T
+    def push_gaussian(self, mean, cov) -> tuple[Tensor, Tensor]:
+        """The image Gaussian ``(A m + b, A S A^T)``, differentiable in ``A`` and ``b``; batches broadcast."""
+        mean, cov = check_mean_cov(mean, cov, "mean", "cov")
+        if mean.shape[-1] != self.dim:
+            d = self.dim
+            raise ValueError(f"mean, cov must have shapes (..., {d}) and (..., {d}, {d}), not {mean.shape}")
+        dt = torch.promote_types(mean.dtype, self.A.dtype)
+        A, b, mean, cov = self.A.to(dt), self.b.to(dt), mean.to(dt), cov.to(dt)
+        Am = A @ mean if mean.ndim == 1 else (A @ mean.unsqueeze(-1)).squeeze(-1)
+        return Am + b, A @ cov @ A.mT
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
         r""":math:`\log|\det A|` repeated for the ``n`` rows of ``x``, shape ``(n,)``."""
