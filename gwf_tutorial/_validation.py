@@ -26,9 +26,8 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class FlowDivergedError(ValueError):
-    """Raised when the iterates of an explicit flow become non-finite or blow up; the message names the step
-    and the step size (explicit steps are stable only below about ``2 / L``, ``L`` the velocity's Lipschitz
-    constant).
+    """Raised when an explicit flow's iterates become non-finite or blow up; the message names the step and
+    the step size (stable below about ``2 / L``, ``L`` the velocity's Lipschitz constant).
 
     Used in: chapter 4 (imported from :mod:`gwf_tutorial.flows`).
     """
@@ -46,27 +45,21 @@ def max_abs(dtype: torch.dtype) -> float:
 
 def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
     """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``."""
-    if isinstance(value, Tensor):
-        t = value
-    else:
+    t = value
+    if not isinstance(value, Tensor):
         try:
             t = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}"
-            ) from err
+            got = type(value).__name__
+            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {got}") from err
     if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must hold real floating-point numbers, got dtype {t.dtype}")
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     elif t.dtype in _LOW_PRECISION and not _autocast(t):
-        raise TypeError(
-            f"{name} must be float32 or float64, got {t.dtype}: low precision is not supported here "
-            f"(cast with {name}.float())"
-        )
-    if dtype is not None:
-        t = t.to(dtype)
-    return t
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}: low precision is not supported "
+                        f"here (cast with {name}.float())")  # fmt: skip
+    return t if dtype is None else t.to(dtype)
 
 
 def check_finite(t: Tensor, name: str) -> Tensor:
@@ -84,10 +77,8 @@ def check_finite(t: Tensor, name: str) -> Tensor:
     limit = max_abs(t.dtype)
     if m > limit:
         hint = "rescale it" if t.dtype == torch.float64 else "rescale it or use float64"
-        raise ValueError(
-            f"{name} holds values up to {m:.3g}, too large for {t.dtype} (squares overflow beyond about "
-            f"{limit:.3g}); {hint}"
-        )
+        raise ValueError(f"{name} holds values up to {m:.3g}, too large for {t.dtype} (squares overflow "
+                         f"beyond about {limit:.3g}); {hint}")  # fmt: skip
     return t
 
 
@@ -105,15 +96,15 @@ def check_samples(x, name: str = "x", *, dim: int | None = None, min_n: int = 1)
     return check_finite(x, name)
 
 
-def check_same_dim(x: Tensor, y: Tensor, name_x: str = "x", name_y: str = "y") -> None:
-    """Raise ``ValueError`` unless ``x`` and ``y`` have the same last dimension, dtype and device."""
+def check_same_dim(x: Tensor, y: Tensor, name_x: str = "x", name_y: str = "y", *,
+                   same_dtype: bool = True) -> None:  # fmt: skip
+    """Raise unless ``x`` and ``y`` have the same last dimension, device and (``same_dtype``) dtype."""
     if x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"{name_x} and {name_y} must have the same dimension d, got {x.shape[-1]} and {y.shape[-1]}"
-        )
+        got = f"{x.shape[-1]} and {y.shape[-1]}"
+        raise ValueError(f"{name_x} and {name_y} must have the same dimension d, got {got}")
     if x.device != y.device:
         raise ValueError(f"{name_x} and {name_y} must be on the same device, got {x.device} and {y.device}")
-    if x.dtype != y.dtype:
+    if same_dtype and x.dtype != y.dtype:
         raise TypeError(f"{name_x} and {name_y} must have the same dtype, got {x.dtype} and {y.dtype}")
 
 
@@ -153,18 +144,16 @@ def check_int(value, name: str, *, min_value: int = 1) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not isinstance(value, int | torch.SymInt):
-        if isinstance(value, Real) and float(value).is_integer():
-            value = int(value)
-        else:
+        if not (isinstance(value, Real) and float(value).is_integer()):
             raise TypeError(f"{name} must be an integer, got {value!r}")
+        value = int(value)
     if value < min_value:
         raise ValueError(f"{name} must be an integer >= {min_value}, got {value}")
     return int(value)
 
 
 def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` as an ``int`` if it is a non-negative integer; floats (even ``2.0``: ``random.seed(2.0)`` is
-    another stream than ``torch.manual_seed(2)``) and bools are refused."""
+    """``seed`` as an ``int`` if it is a non-negative integer; floats (even ``2.0``) and bools are refused."""
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"{name} must be a non-negative integer, got {seed!r} ({type(seed).__name__})")
     if seed < 0:
@@ -176,10 +165,8 @@ def check_dtype_like(x: Tensor, like: Tensor, name: str, what: str = "the networ
     """Raise ``TypeError`` unless ``x`` has the dtype of ``like`` (e.g. a network's weights); no check
     under ``torch.autocast``, which casts by itself. No host synchronisation."""
     if x.dtype != like.dtype and not _autocast(x):
-        raise TypeError(
-            f"{name} must have dtype {like.dtype} (the dtype of {what}), got {x.dtype}; "
-            f"cast it with {name}.to({like.dtype})"
-        )
+        raise TypeError(f"{name} must have dtype {like.dtype} (the dtype of {what}), got {x.dtype}; "
+                        f"cast it with {name}.to({like.dtype})")  # fmt: skip
 
 
 def check_spd(S, name: str, *, dim: int | None = None, semidefinite: bool = False) -> Tensor:

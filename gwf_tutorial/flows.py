@@ -154,22 +154,11 @@ class _Guard:
         self.finite, self.rms, self.h = [], [], []
 
 
-def euler_flow(
-    x0,
-    velocity_fn: Callable[..., Tensor],
-    step_size,
-    n_steps: int,
-    *,
-    noise_level=0.0,
-    diffusion: float = 0.0,
-    value_fn: Callable[[Tensor], Tensor] | None = None,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-    desc: str = "euler flow",
-    center: Tensor | None = None,
-) -> Trajectory:
+def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, *, noise_level=0.0,
+               diffusion: float = 0.0, value_fn: Callable[[Tensor], Tensor] | None = None,
+               record_every: int | None = None, generator: torch.Generator | None = None,
+               progress: bool = True, max_norm: float | None = None, desc: str = "euler flow",
+               center: Tensor | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019).
 
     .. math::
@@ -229,20 +218,10 @@ def euler_flow(
     return traj
 
 
-def particle_flow(
-    x0,
-    objective,
-    y,
-    step_size,
-    n_steps: int,
-    *,
-    noise_level=0.0,
-    record_every: int | None = None,
-    track_value: bool = True,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-) -> Trajectory:
+def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
+                  record_every: int | None = None, track_value: bool = True,
+                  generator: torch.Generator | None = None, progress: bool = True,
+                  max_norm: float | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019).
 
     .. math::
@@ -277,18 +256,9 @@ def particle_flow(
                       desc=f"{obj.name} flow", center=center)  # fmt: skip
 
 
-def langevin(
-    x0,
-    score,
-    step_size,
-    n_steps: int,
-    *,
-    generator: torch.Generator | None = None,
-    value_fn: Callable[[Tensor], Tensor] | None = None,
-    record_every: int | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-) -> Trajectory:
+def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
+             value_fn: Callable[[Tensor], Tensor] | None = None, record_every: int | None = None,
+             progress: bool = True, max_norm: float | None = None) -> Trajectory:  # fmt: skip
     r"""Unadjusted Langevin algorithm (ULA) with ``score`` :math:`\nabla\log\pi` (a callable or an object with
     ``score``), ``x0`` holding independent chains.
 

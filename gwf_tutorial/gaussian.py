@@ -27,6 +27,7 @@ from gwf_tutorial._validation import (
     check_mean_cov,
     check_nonnegative,
     check_positive,
+    check_same_dim,
     check_spd,
 )
 from gwf_tutorial.nets import AffineMap
@@ -59,9 +60,8 @@ def _trace(S: Tensor) -> Tensor:
 
 
 class _SqrtmSPD(torch.autograd.Function):
-    """``S^{1/2}`` (or ``S^{-1/2}``) by ``eigh``; the backward solves the Lyapunov equation in the eigenbasis,
-    ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse), finite
-    for repeated eigenvalues where autograd through ``eigh`` returns NaN."""
+    """``S^{1/2}`` (``S^{-1/2}``) by ``eigh``; backward ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times
+    ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse), finite for repeated eigenvalues, unlike autograd."""
 
     @staticmethod
     def forward(ctx, S: Tensor, inverse: bool) -> Tensor:
@@ -108,11 +108,7 @@ def _check_pair(m1, S1, m2, S2, names: str = "m1 S1 m2 S2") -> tuple[Tensor, Ten
     n = names.split()
     m1, S1 = _check_gaussian(m1, S1, n[0], n[1])
     m2, S2 = _check_gaussian(m2, S2, n[2], n[3])
-    if m1.shape[-1] != m2.shape[-1]:
-        d1, d2 = m1.shape[-1], m2.shape[-1]
-        raise ValueError(f"{n[0]} and {n[2]} must have the same dimension d, got {d1} and {d2}")
-    if m1.device != m2.device:
-        raise ValueError(f"{n[0]} and {n[2]} must be on the same device, got {m1.device} and {m2.device}")
+    check_same_dim(m1, m2, n[0], n[2], same_dtype=False)
     dtype = torch.promote_types(m1.dtype, m2.dtype)
     return m1.to(dtype), S1.to(dtype), m2.to(dtype), S2.to(dtype)
 
@@ -371,10 +367,8 @@ def euler_iterates_kl(mean0, cov0, target_mean, target_cov, step_size, n_steps) 
 
 def _check_iterates(means: Tensor, covs: Tensor, h: float, Sigma: Tensor) -> None:
     """Raise :class:`FlowDivergedError` at the first non-finite or non-PD iterate (one synchronisation)."""
-    k_axes = tuple(range(1, means.ndim))
-    finite = torch.isfinite(means).all(dim=k_axes) & torch.isfinite(covs).flatten(1).all(1)
-    _, info = torch.linalg.cholesky_ex(torch.nan_to_num(covs))
-    pd = (info == 0).flatten(1).all(1) if info.ndim > 1 else info == 0
+    finite = torch.isfinite(means).flatten(1).all(1) & torch.isfinite(covs).flatten(1).all(1)
+    pd = (torch.linalg.cholesky_ex(torch.nan_to_num(covs)).info == 0).reshape(len(covs), -1).all(1)
     bad = ~(finite & pd)
     if bool(bad.any()):
         k = int(bad.nonzero()[0, 0])
