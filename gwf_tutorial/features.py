@@ -45,8 +45,8 @@ def _as_images(x, name: str, shape: tuple[int, int, int], *, values: bool = True
     return check_finite(x, name) if values else x
 
 
-def _as_labels(labels, n: int, n_classes: int | None) -> tuple[Tensor, int]:
-    """Integer labels ``(n,)`` in ``0..n_classes - 1`` (``n_classes`` inferred when None), as long."""
+def _as_labels(labels, n: int, n_classes: int | None, device) -> tuple[Tensor, int]:
+    """Labels ``(n,)`` in ``0..n_classes - 1`` (``n_classes`` inferred if None), as long, on ``device``."""
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
@@ -58,7 +58,7 @@ def _as_labels(labels, n: int, n_classes: int | None) -> tuple[Tensor, int]:
         raise ValueError(f"labels must have shape ({n},) (one per image), got {tuple(labels.shape)}")
     if bool((labels < 0).any()) or bool((labels >= n_classes).any()):
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    return labels.long(), n_classes
+    return labels.long().to(device), n_classes
 
 
 class DigitsClassifier(nn.Module):
@@ -82,8 +82,7 @@ class DigitsClassifier(nn.Module):
                  dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
         self.n_classes = check_int(n_classes, "n_classes", min_value=2)
-        self.num_features = check_int(num_features, "num_features")
-        width = check_int(width, "width")
+        self.num_features, width = check_int(num_features, "num_features"), check_int(width, "width")
         if not (isinstance(image_shape, tuple | list) and len(image_shape) == 3):
             raise ValueError(f"image_shape must be a tuple (C, H, W), got {image_shape!r}")
         c, h, w = (check_int(v, "image_shape entries") for v in image_shape)
@@ -101,8 +100,7 @@ class DigitsClassifier(nn.Module):
         a = self.act(self.conv2(self.act(self.conv1(_as_images(x, "x", self.image_shape, values=False)))))
         return self.act(self.fc(a.flatten(1)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+    forward = features
 
     def logits(self, x: Tensor) -> Tensor:
         r"""Class scores :math:`W_4 \phi(x) + b_4`, shape ``(n, n_classes)``."""
@@ -120,8 +118,7 @@ class DigitsClassifier(nn.Module):
 
 @dataclass
 class TrainedClassifier:
-    """Result of :func:`train_classifier`: ``net`` (eval mode), ``train_accuracy``, ``test_accuracy`` (None
-    without test images), per-batch ``loss`` and ``seconds``.
+    """Result of :func:`train_classifier` (``net`` in eval mode, ``test_accuracy`` None without test images).
 
     Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
@@ -157,13 +154,12 @@ def train_classifier(images, labels, *, test_images=None, test_labels=None, n_cl
     if len(shape) != 3:
         raise ValueError(f"image_shape must be a tuple (C, H, W), got {shape!r}")
     x = _as_images(images, "images", shape)
-    y, n_classes = _as_labels(labels, x.shape[0], n_classes)
-    y = y.to(x.device)
+    y, n_classes = _as_labels(labels, x.shape[0], n_classes, x.device)
     if (test_images is None) != (test_labels is None):
         raise ValueError("test_images and test_labels must be given together")
     if test_images is not None:
         xt = _as_images(test_images, "test_images", shape).to(x.device)
-        yt = _as_labels(test_labels, xt.shape[0], n_classes)[0].to(x.device)
+        yt = _as_labels(test_labels, xt.shape[0], n_classes, x.device)[0]
     n_iters, batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
     lr, weight_decay = check_positive(lr, "lr"), check_nonnegative(weight_decay, "weight_decay")
     seed = check_int(seed, "seed", min_value=0)
@@ -192,8 +188,7 @@ def train_classifier(images, labels, *, test_images=None, test_labels=None, n_cl
 
 @dataclass
 class ClassCoverage:
-    """Result of :func:`class_coverage`: ``shares``, ``counts``, ``classes_hit``, ``n_classes``, ``tv`` and
-    ``confident_fraction``.
+    """Result of :func:`class_coverage`.
 
     Used in: :func:`~gwf_tutorial.features.class_coverage`.
     """
@@ -278,8 +273,8 @@ def nearest_neighbor_ratio(fake, train, reference) -> float:
 
 @dataclass
 class ImageScores:
-    """Result of :func:`image_scores`: ``frechet`` (in the classifier's features), ``coverage``, ``n`` and
-    ``nn_ratio`` (None without training images).
+    """Result of :func:`image_scores` (``frechet`` in the classifier's features, ``nn_ratio`` None without
+    training images).
 
     Used in: :func:`~gwf_tutorial.features.image_scores`.
     """
