@@ -96,21 +96,14 @@ def _logdet_spd(S: Tensor) -> Tensor:
     return 2.0 * torch.log(torch.linalg.cholesky(S).diagonal(dim1=-2, dim2=-1)).sum(-1)
 
 
-def _check_gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[Tensor, Tensor]:
-    mean, cov = as_tensor(mean, name_mean), as_tensor(cov, name_cov)
-    check_mean_cov(mean.detach(), cov.detach(), name_mean, name_cov)  # validate copies, compute with these
-    dtype = torch.promote_types(mean.dtype, cov.dtype)
-    return mean.to(dtype), _sym(cov.to(dtype))
-
-
 def _check_pair(m1, S1, m2, S2, names: str = "m1 S1 m2 S2") -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Validate two Gaussians of one dimension and device, promoted to one dtype."""
+    """Validate two Gaussians of one dimension and device, promoted to one dtype (covariances symmetrised)."""
     n = names.split()
-    m1, S1 = _check_gaussian(m1, S1, n[0], n[1])
-    m2, S2 = _check_gaussian(m2, S2, n[2], n[3])
+    m1, S1 = check_mean_cov(m1, S1, n[0], n[1])
+    m2, S2 = check_mean_cov(m2, S2, n[2], n[3])
     check_same_dim(m1, m2, n[0], n[2], same_dtype=False)
     dtype = torch.promote_types(m1.dtype, m2.dtype)
-    return m1.to(dtype), S1.to(dtype), m2.to(dtype), S2.to(dtype)
+    return m1.to(dtype), _sym(S1).to(dtype), m2.to(dtype), _sym(S2).to(dtype)
 
 
 _FLOW0, _FLOW = "mean0 cov0 target_mean target_cov", "mean cov target_mean target_cov"
@@ -406,11 +399,9 @@ def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     s2 = check_positive(bandwidth, "bandwidth") ** 2
-    return (
-        _gauss_kernel_mean(2.0 * S1, torch.zeros_like(m1), s2)
-        + _gauss_kernel_mean(2.0 * S2, torch.zeros_like(m2), s2)
-        - 2.0 * _gauss_kernel_mean(S1 + S2, m1 - m2, s2)
-    )
+    k11 = _gauss_kernel_mean(2.0 * S1, torch.zeros_like(m1), s2)
+    k22 = _gauss_kernel_mean(2.0 * S2, torch.zeros_like(m2), s2)
+    return k11 + k22 - 2.0 * _gauss_kernel_mean(S1 + S2, m1 - m2, s2)
 
 
 def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> Tensor:
