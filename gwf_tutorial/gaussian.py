@@ -154,7 +154,7 @@ def monge_map(m1, S1, m2, S2) -> AffineMap:
     .. math::
 
         T(x) = m_2 + A (x - m_1), \qquad
-        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2} \ \text{(SPD, } A S_1 A = S_2).
+        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2} \quad (\text{SPD},\ A S_1 A = S_2).
 
     Used in: chapters 1 and 2.
     """
