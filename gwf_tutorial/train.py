@@ -145,7 +145,8 @@ def _jsonable(value):
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float | np.floating | np.integer):
-        return "nan" if math.isnan(value) else value.item() if isinstance(value, np.generic) else value
+        value = value.item() if isinstance(value, np.generic) else value
+        return "nan" if math.isnan(value) else value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
