@@ -19,7 +19,8 @@ from torch import Tensor
 __all__ = [
     "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
     "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
-    "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "max_abs",
+    "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
+    "max_abs",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -136,6 +137,17 @@ def check_nonnegative(value, name: str) -> float:
     v = _check_real(value, name)
     if not (v >= 0 and math.isfinite(v)):
         raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    return v
+
+
+def check_interval(value, name: str, low: float = 0.0, high: float = 1.0, *, closed: str = "") -> float:
+    """``float(value)`` if it lies between ``low`` and ``high`` (default the open unit interval); ``closed``
+    names the ends included: ``"left"``, ``"right"`` or ``"both"``."""
+    v = _check_real(value, name)
+    left, right = closed in ("left", "both"), closed in ("right", "both")
+    if not ((v >= low if left else v > low) and (v <= high if right else v < high)):
+        interval = f"{'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
+        raise ValueError(f"{name} must be in {interval}, got {v}")
     return v
 
 

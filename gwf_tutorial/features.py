@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import check_finite, check_int, check_nonnegative, check_positive
+from gwf_tutorial._validation import (
+    check_finite,
+    check_int,
+    check_interval,
+    check_nonnegative,
+    check_positive,
+)
 from gwf_tutorial.nets import make_activation
 from gwf_tutorial.train import make_generator
 from gwf_tutorial.train import progress as _progress
@@ -225,10 +231,8 @@ def class_coverage(classifier: DigitsClassifier, images, n_classes: int | None =
     n_classes = check_int(n_classes, "n_classes", min_value=2)
     shape = getattr(classifier, "image_shape", None)
     x = _as_images(images, "images", tuple(shape)) if shape is not None else images
-    if not (isinstance(min_fraction, int | float) and 0 < min_fraction <= 1):
-        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
-    if not (isinstance(confidence, int | float) and 0 < confidence < 1):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    min_fraction = check_interval(min_fraction, "min_fraction", closed="right")
+    confidence = check_interval(confidence, "confidence")
     labels, conf = classifier.predict(x)
     labels = labels.cpu()
     if bool((labels < 0).any()) or bool((labels >= n_classes).any()):

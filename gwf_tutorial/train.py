@@ -22,6 +22,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from gwf_tutorial._validation import check_interval
+
 __all__ = ["device", "seed_everything", "make_generator", "progress", "rng_state", "set_rng_state",
            "atomic_save", "save_checkpoint", "load_checkpoint", "ema_update"]  # fmt: skip
 
@@ -258,8 +260,7 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
 
     Used in: :mod:`gwf_tutorial.trainer`, :mod:`gwf_tutorial.cifar10`.
     """
-    if not (isinstance(decay, int | float) and 0 <= decay < 1):
-        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+    decay = check_interval(decay, "decay", closed="left")
     pe, p = list(ema.parameters()), [t.detach() for t in net.parameters()]
     be, b = list(ema.buffers()), list(net.buffers())
     for what, mine, theirs in (("parameters", pe, p), ("buffers", be, b)):

@@ -269,3 +269,21 @@ def test_check_callable_choice_bool():
     for bad in (0, 1, torch.tensor(True), "yes"):
         with pytest.raises(TypeError, match="^flag must be a bool"):
             check_bool(bad, "flag")
+
+
+def test_check_interval():
+    from gwf_tutorial._validation import check_interval
+
+    assert check_interval(0.5, "p") == 0.5
+    assert check_interval(np.float32(0.25), "p") == 0.25 and check_interval(torch.tensor(0.75), "p") == 0.75
+    assert check_interval(0, "decay", closed="left") == 0.0
+    assert check_interval(1, "share", closed="right") == 1.0
+    assert check_interval(-2.0, "x", -2.0, 3.0, closed="both") == -2.0
+    for value, closed, msg in ((0.0, "", r"\(0, 1\), got 0.0"), (1.0, "left", r"\[0, 1\), got 1.0"),
+                               (0.0, "right", r"\(0, 1\], got 0.0"), (1.5, "both", r"\[0, 1\], got 1.5")):
+        with pytest.raises(ValueError, match=rf"^p must be in {msg}$"):
+            check_interval(value, "p", closed=closed)
+    with pytest.raises(ValueError, match="^p must be a number, got NaN"):
+        check_interval(math.nan, "p")
+    with pytest.raises(TypeError, match="^p must be a real number, got bool"):
+        check_interval(True, "p")
