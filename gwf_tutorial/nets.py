@@ -19,7 +19,6 @@ from gwf_tutorial._validation import (
     check_choice,
     check_dtype_like,
     check_int,
-    check_mean_cov,
     check_positive,
 )
 
@@ -231,12 +230,14 @@ class AffineMap(nn.Module):
         return x @ self.A.mT + (self.b if self.b.ndim == 1 else self.b.unsqueeze(-2))
 
     def push_gaussian(self, mean, cov) -> tuple[Tensor, Tensor]:
-        """The image Gaussian ``(A m + b, A S A^T)``, differentiable in ``A`` and ``b``; batches broadcast."""
-        mean, cov = check_mean_cov(mean, cov, "mean", "cov")
-        if mean.shape[-1] != self.dim:
-            d = self.dim
-            raise ValueError(f"mean, cov must have shapes (..., {d}) and (..., {d}, {d}), not {mean.shape}")
-        dt = torch.promote_types(mean.dtype, self.A.dtype)
+        """The image ``(A m + b, A S A^T)`` of :math:`N(m, S)`, ``mean (..., d)``, ``cov (..., d, d)``;
+        batches broadcast, differentiable in ``A`` and ``b``; shapes are checked, values not (training loops).
+        """
+        mean, cov, d = as_tensor(mean, "mean"), as_tensor(cov, "cov"), self.dim
+        if mean.ndim < 1 or mean.shape[-1] != d or cov.ndim < 2 or tuple(cov.shape[-2:]) != (d, d):
+            got = f"{tuple(mean.shape)} and {tuple(cov.shape)}"
+            raise ValueError(f"mean and cov must have shapes (..., {d}) and (..., {d}, {d}), got {got}")
+        dt = torch.promote_types(torch.promote_types(mean.dtype, cov.dtype), self.A.dtype)
         A, b, mean, cov = self.A.to(dt), self.b.to(dt), mean.to(dt), cov.to(dt)
         Am = A @ mean if mean.ndim == 1 else (A @ mean.unsqueeze(-1)).squeeze(-1)
         return Am + b, A @ cov @ A.mT

@@ -109,7 +109,7 @@ def test_affine_map_push_gaussian_and_log_det():
     # differentiable in A: d log|det A| / dA = A^{-T}
     (gA,) = torch.autograd.grad(ld[0], T.A)
     torch.testing.assert_close(gA, torch.linalg.inv(T.A.detach()).T)
-    with pytest.raises(ValueError, match="cov must be 1x1"):
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\) and \(\.\.\., 2, 2\), got \(1,\) and \(2, 2\)"):
         T.push_gaussian(m[:1], S)
     with pytest.raises(ValueError, match="shapes"):
         T.push_gaussian(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))
