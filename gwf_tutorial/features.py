@@ -1,27 +1,17 @@
 r"""Measuring generated images with a small classifier: Fréchet distance and class coverage.
 
-Inception-v3 says little about 8x8 digits; the standard substitute on small image sets is a classifier
-trained on the data itself: its penultimate layer is the feature space of a Fréchet distance, and its
-predictions count which classes a generator produces (the image analogue of
-:func:`gwf_tutorial.metrics.mode_coverage`).
-
-Conventions: images are float tensors ``(N, C, H, W)`` in ``[-1, 1]``
-(:func:`gwf_tutorial.data.load_digits`); flat rows ``(N, C·H·W)``, what the generators produce, are
-accepted everywhere. ``classifier`` is a trained :class:`DigitsClassifier` (or anything with
-``predict``); ``min_fraction`` :math:`\phi` sets when a class is hit.
+On 8x8 digits Inception-v3 says little; a classifier trained on the data itself gives the feature space of
+a Fréchet distance (its penultimate layer) and counts the classes a generator produces (the image
+analogue of :func:`gwf_tutorial.metrics.mode_coverage`; Heusel et al. 2017, Srivastava et al. 2017).
+Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`) or flat rows
+``(N, C·H·W)``, what the generators produce; ``classifier`` is a trained :class:`DigitsClassifier` (or
+anything with ``predict``).
 
 Used in: chapter 9.
-
-References
-----------
-Heusel et al. (2017), "GANs trained by a two time-scale update rule converge to a local Nash
-equilibrium", NeurIPS (FID); Srivastava et al. (2017), "VEEGAN", NeurIPS (counting modes with a
-classifier).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,51 +19,52 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import check_finite, check_int, check_positive
+from gwf_tutorial._validation import (
+    check_finite,
+    check_int,
+    check_interval,
+    check_nonnegative,
+    check_positive,
+)
 from gwf_tutorial.nets import make_activation
 from gwf_tutorial.train import make_generator
 from gwf_tutorial.train import progress as _progress
 
-__all__ = [
-    "DigitsClassifier",
-    "TrainedClassifier",
-    "train_classifier",
-    "ClassCoverage",
-    "class_coverage",
-    "nearest_neighbor_ratio",
-    "ImageScores",
-    "image_scores",
-]
+__all__ = ["DigitsClassifier", "TrainedClassifier", "train_classifier", "ClassCoverage", "class_coverage",
+           "nearest_neighbor_ratio", "ImageScores", "image_scores"]  # fmt: skip
 
 
-def _as_images(x, name: str, shape: tuple[int, int, int]) -> Tensor:
-    """``x`` as images ``(n, C, H, W)``: accepts that shape or flat rows ``(n, C·H·W)``; finite floats."""
+def _as_images(x, name: str, shape: tuple[int, int, int], *, values: bool = True) -> Tensor:
+    """``x`` as images ``(n, C, H, W)`` (from flat rows too); with ``values``: n >= 1 finite floats."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
+    if values and not x.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
     c, h, w = shape
     if x.ndim == 2 and x.shape[1] == c * h * w:
         x = x.reshape(x.shape[0], c, h, w)
     elif x.ndim != 4 or tuple(x.shape[1:]) != shape:
-        raise ValueError(
-            f"{name} must have shape (n, {c}, {h}, {w}) or (n, {c * h * w}), got {tuple(x.shape)}"
-        )
-    if x.shape[0] < 1:
+        got = tuple(x.shape)
+        raise ValueError(f"{name} must have shape (n, {c}, {h}, {w}) or (n, {c * h * w}), got {got}")
+    if values and x.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one image")
-    return check_finite(x, name)
+    return check_finite(x, name) if values else x
 
 
-def _as_labels(labels, n: int, n_classes: int) -> Tensor:
+def _as_labels(labels, n: int, n_classes: int | None, device) -> tuple[Tensor, int]:
+    """Labels ``(n,)`` in ``0..n_classes - 1`` (``n_classes`` inferred if None), as long, on ``device``."""
     if not isinstance(labels, Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.is_complex():
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
         raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if n_classes is None:
+        n_classes = max(int(labels.max()) + 1, 2) if labels.numel() else 2
+    n_classes = check_int(n_classes, "n_classes", min_value=2)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},) (one per image), got {tuple(labels.shape)}")
     if bool((labels < 0).any()) or bool((labels >= n_classes).any()):
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    return labels.long()
+    return labels.long().to(device), n_classes
 
 
 class DigitsClassifier(nn.Module):
@@ -86,26 +77,18 @@ class DigitsClassifier(nn.Module):
         \mathrm{logits}(x) = W_4\,\phi(x) + b_4 \in \mathbb R^{K},
 
     3x3 convolutions of ``width`` and ``2·width`` channels, :math:`p` = ``num_features``, :math:`K` =
-    ``n_classes``. ``forward`` returns :math:`\phi(x)` ``(n, p)``, so the network is a ``feature`` for
-    :func:`gwf_tutorial.metrics.frechet_distance`. No batch norm or dropout: train and eval modes agree.
+    ``n_classes``. ``forward`` returns :math:`\phi(x)` ``(n, p)`` (a ``feature`` for
+    :func:`gwf_tutorial.metrics.frechet_distance`); no batch norm or dropout, so train and eval modes agree.
 
     Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
 
-    def __init__(
-        self,
-        n_classes: int = 10,
-        num_features: int = 64,
-        width: int = 16,
-        image_shape: tuple[int, int, int] = (1, 8, 8),
-        activation: str = "silu",
-        *,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, n_classes: int = 10, num_features: int = 64, width: int = 16,
+                 image_shape: tuple[int, int, int] = (1, 8, 8), activation: str = "silu", *,
+                 dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
         self.n_classes = check_int(n_classes, "n_classes", min_value=2)
-        self.num_features = check_int(num_features, "num_features")
-        width = check_int(width, "width")
+        self.num_features, width = check_int(num_features, "num_features"), check_int(width, "width")
         if not (isinstance(image_shape, tuple | list) and len(image_shape) == 3):
             raise ValueError(f"image_shape must be a tuple (C, H, W), got {image_shape!r}")
         c, h, w = (check_int(v, "image_shape entries") for v in image_shape)
@@ -114,30 +97,16 @@ class DigitsClassifier(nn.Module):
         self.image_shape = (c, h, w)
         self.conv1 = nn.Conv2d(c, width, 3, padding=1, dtype=dtype)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, dtype=dtype)
-        h2, w2 = (h + 1) // 2, (w + 1) // 2
-        self.fc = nn.Linear(2 * width * h2 * w2, self.num_features, dtype=dtype)
+        self.fc = nn.Linear(2 * width * ((h + 1) // 2) * ((w + 1) // 2), self.num_features, dtype=dtype)
         self.head = nn.Linear(self.num_features, self.n_classes, dtype=dtype)
         self.act = make_activation(activation)
 
-    def _images(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        c, h, w = self.image_shape
-        if x.ndim == 2 and x.shape[1] == c * h * w:
-            return x.reshape(x.shape[0], c, h, w)
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"x must have shape (n, {c}, {h}, {w}) or (n, {c * h * w}), got {tuple(x.shape)}"
-            )
-        return x
-
     def features(self, x: Tensor) -> Tensor:
         r"""The feature vector :math:`\phi(x)`, shape ``(n, num_features)``."""
-        a = self.act(self.conv2(self.act(self.conv1(self._images(x)))))
+        a = self.act(self.conv2(self.act(self.conv1(_as_images(x, "x", self.image_shape, values=False)))))
         return self.act(self.fc(a.flatten(1)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+    forward = features
 
     def logits(self, x: Tensor) -> Tensor:
         r"""Class scores :math:`W_4 \phi(x) + b_4`, shape ``(n, n_classes)``."""
@@ -147,20 +116,15 @@ class DigitsClassifier(nn.Module):
     def predict(self, x: Tensor, *, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
         r"""Labels :math:`\arg\max_k p(k \mid x)` and their probabilities, in batches, without gradients."""
         batch_size = check_int(batch_size, "batch_size")
-        x = self._images(x)
-        labels, conf = [], []
-        for start in range(0, x.shape[0], batch_size):
-            p = torch.softmax(self.logits(x[start : start + batch_size]), dim=1)
-            c, k = p.max(dim=1)
-            labels.append(k)
-            conf.append(c)
-        return torch.cat(labels), torch.cat(conf)
+        x = _as_images(x, "x", self.image_shape, values=False)
+        probs = [torch.softmax(self.logits(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
+        conf, labels = torch.cat(probs).max(1)
+        return labels, conf
 
 
 @dataclass
 class TrainedClassifier:
-    """Result of :func:`train_classifier`: ``net`` (eval mode), ``train_accuracy``, ``test_accuracy`` (when
-    test images were given), ``loss`` (per mini-batch) and ``seconds``.
+    """Result of :func:`train_classifier` (``net`` in eval mode, ``test_accuracy`` None without test images).
 
     Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
@@ -177,21 +141,9 @@ def _accuracy(net: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
     return float((pred == labels.to(pred.device)).double().mean())
 
 
-def train_classifier(
-    images,
-    labels,
-    *,
-    test_images=None,
-    test_labels=None,
-    n_classes: int | None = None,
-    n_iters: int = 600,
-    batch_size: int = 128,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-    progress: bool = True,
-    **net_kwargs,
-) -> TrainedClassifier:
+def train_classifier(images, labels, *, test_images=None, test_labels=None, n_classes: int | None = None,
+                     n_iters: int = 600, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
+                     seed: int = 0, progress: bool = True, **net_kwargs) -> TrainedClassifier:  # fmt: skip
     r"""Train a :class:`DigitsClassifier` by Adam on the cross-entropy; report its accuracy.
 
     .. math::
@@ -208,30 +160,20 @@ def train_classifier(
     if len(shape) != 3:
         raise ValueError(f"image_shape must be a tuple (C, H, W), got {shape!r}")
     x = _as_images(images, "images", shape)
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-        raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    if n_classes is None:
-        n_classes = max(int(labels.max()) + 1, 2) if labels.numel() else 2
-    n_classes = check_int(n_classes, "n_classes", min_value=2)
-    y = _as_labels(labels, x.shape[0], n_classes).to(x.device)
+    y, n_classes = _as_labels(labels, x.shape[0], n_classes, x.device)
     if (test_images is None) != (test_labels is None):
         raise ValueError("test_images and test_labels must be given together")
     if test_images is not None:
         xt = _as_images(test_images, "test_images", shape).to(x.device)
-        yt = _as_labels(test_labels, xt.shape[0], n_classes).to(x.device)
-    n_iters = check_int(n_iters, "n_iters")
-    batch_size = check_int(batch_size, "batch_size")
-    lr = check_positive(lr, "lr")
-    if not (isinstance(weight_decay, int | float) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        yt = _as_labels(test_labels, xt.shape[0], n_classes, x.device)[0]
+    n_iters, batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
+    lr, weight_decay = check_positive(lr, "lr"), check_nonnegative(weight_decay, "weight_decay")
     seed = check_int(seed, "seed", min_value=0)
 
     torch.manual_seed(seed)
     net = DigitsClassifier(n_classes, dtype=x.dtype, **net_kwargs).to(x.device)
     g = make_generator(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=float(weight_decay))
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_iters)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -244,23 +186,15 @@ def train_classifier(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net.eval().requires_grad_(False)
     seconds = time.perf_counter() - t0
-    return TrainedClassifier(
-        net=net,
-        train_accuracy=_accuracy(net, x, y),
-        test_accuracy=None if test_images is None else _accuracy(net, xt, yt),
-        loss=losses,
-        seconds=seconds,
-    )
+    test_accuracy = None if test_images is None else _accuracy(net, xt, yt)
+    return TrainedClassifier(net, _accuracy(net, x, y), test_accuracy, losses, seconds)
 
 
 @dataclass
 class ClassCoverage:
-    """Result of :func:`class_coverage`: ``shares``, ``counts``, ``classes_hit``, ``n_classes``, ``tv`` and
-    ``confident_fraction``.
+    """Result of :func:`class_coverage`.
 
     Used in: :func:`~gwf_tutorial.features.class_coverage`.
     """
@@ -273,14 +207,8 @@ class ClassCoverage:
     confident_fraction: float
 
 
-def class_coverage(
-    classifier: DigitsClassifier,
-    images,
-    n_classes: int | None = None,
-    *,
-    min_fraction: float = 0.2,
-    confidence: float = 0.9,
-) -> ClassCoverage:
+def class_coverage(classifier: DigitsClassifier, images, n_classes: int | None = None, *,
+                   min_fraction: float = 0.2, confidence: float = 0.9) -> ClassCoverage:  # fmt: skip
     r"""Per-class shares of the predicted labels, classes hit, and distance to uniform.
 
     .. math::
@@ -289,24 +217,22 @@ def class_coverage(
         \text{hit}_k = \big[c_k \ge \max(1, \phi\, n / K)\big], \qquad
         \mathrm{TV} = \frac12 \sum_{k=1}^K \Big|s_k - \frac1K\Big|,
 
-    with :math:`c_k` the images labelled :math:`k`. A classifier labels anything, noise included: read it
-    next to ``confident_fraction`` (share with top probability >= ``confidence``) and the Fréchet distance.
+    with :math:`c_k` the images labelled :math:`k` and :math:`\phi` = ``min_fraction``. A classifier labels
+    anything, noise included: read it next to ``confident_fraction`` (share with top probability >=
+    ``confidence``) and the Fréchet distance.
 
     Used in: chapter 9.
     """
     if not callable(getattr(classifier, "predict", None)):
         raise TypeError(f"classifier must have a predict method, got {type(classifier).__name__}")
+    n_classes = getattr(classifier, "n_classes", None) if n_classes is None else n_classes
     if n_classes is None:
-        n_classes = getattr(classifier, "n_classes", None)
-        if n_classes is None:
-            raise ValueError("n_classes must be given when the classifier has no n_classes attribute")
+        raise ValueError("n_classes must be given when the classifier has no n_classes attribute")
     n_classes = check_int(n_classes, "n_classes", min_value=2)
     shape = getattr(classifier, "image_shape", None)
     x = _as_images(images, "images", tuple(shape)) if shape is not None else images
-    if not (isinstance(min_fraction, int | float) and 0 < min_fraction <= 1):
-        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
-    if not (isinstance(confidence, int | float) and 0 < confidence < 1):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    min_fraction = check_interval(min_fraction, "min_fraction", closed="right")
+    confidence = check_interval(confidence, "confidence")
     labels, conf = classifier.predict(x)
     labels = labels.cpu()
     if bool((labels < 0).any()) or bool((labels >= n_classes).any()):
@@ -316,14 +242,8 @@ def class_coverage(
     shares = counts.double() / n
     hit = counts >= max(1.0, min_fraction * n / n_classes)
     tv = 0.5 * float((shares - 1.0 / n_classes).abs().sum())
-    return ClassCoverage(
-        shares=shares,
-        counts=counts,
-        classes_hit=int(hit.sum()),
-        n_classes=n_classes,
-        tv=tv,
-        confident_fraction=float((conf >= confidence).double().mean()),
-    )
+    confident = float((conf >= confidence).double().mean())
+    return ClassCoverage(shares, counts, int(hit.sum()), n_classes, tv, confident)
 
 
 def nearest_neighbor_ratio(fake, train, reference) -> float:
@@ -346,10 +266,8 @@ def nearest_neighbor_ratio(fake, train, reference) -> float:
         mats.append(check_finite(t.detach().reshape(t.shape[0], -1).double().cpu(), name))
     g, tr, r = mats
     if not (g.shape[1] == tr.shape[1] == r.shape[1]):
-        raise ValueError(
-            f"fake, train and reference must have the same number of pixels, got {g.shape[1]}, "
-            f"{tr.shape[1]} and {r.shape[1]}"
-        )
+        raise ValueError(f"fake, train and reference must have the same number of pixels, got {g.shape[1]}, "
+                         f"{tr.shape[1]} and {r.shape[1]}")  # fmt: skip
     d_fake = torch.cdist(g, tr).min(dim=1).values.median()
     d_ref = torch.cdist(r, tr).min(dim=1).values.median()
     if not float(d_ref) > 0:
@@ -359,8 +277,8 @@ def nearest_neighbor_ratio(fake, train, reference) -> float:
 
 @dataclass
 class ImageScores:
-    """Result of :func:`image_scores`: ``frechet`` (in the classifier's features), ``coverage``, ``n`` and
-    ``nn_ratio`` (when the training images were given).
+    """Result of :func:`image_scores` (``frechet`` in the classifier's features, ``nn_ratio`` None without
+    training images).
 
     Used in: :func:`~gwf_tutorial.features.image_scores`.
     """
@@ -371,9 +289,8 @@ class ImageScores:
     nn_ratio: float | None = None
 
 
-def image_scores(
-    classifier: DigitsClassifier, fake, real, *, train=None, batch_size: int = 500
-) -> ImageScores:
+def image_scores(classifier: DigitsClassifier, fake, real, *, train=None, batch_size: int = 500
+                 ) -> ImageScores:  # fmt: skip
     """Fréchet distance in the classifier's features, class coverage and copy check of ``fake`` against
     ``real`` (held-out images; ``train`` for :func:`nearest_neighbor_ratio`). The Fréchet distance of a
     finite sample is biased upward: compare at equal sizes, next to two real samples' distance.
@@ -394,6 +311,4 @@ def image_scores(
     ratio = None
     if train is not None:
         ratio = nearest_neighbor_ratio(fake, _as_images(train, "train", classifier.image_shape), real)
-    return ImageScores(
-        frechet=fd, coverage=class_coverage(classifier, fake.to(dtype)), n=fake.shape[0], nn_ratio=ratio
-    )
+    return ImageScores(fd, class_coverage(classifier, fake.to(dtype)), fake.shape[0], ratio)

@@ -1,17 +1,14 @@
-r"""Particle discretizations of Wasserstein gradient flows.
+r"""Particle discretizations of Wasserstein gradient flows: one explicit Euler loop and its drivers.
 
-One explicit Euler loop (:func:`euler_flow`) moves particles along any velocity field, with optional
-noise injection (the velocity evaluated at perturbed points, Arbel et al. 2019) and Brownian noise
-(Langevin); :func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective`,
-:func:`langevin` with a score. All return a :class:`Trajectory`.
-
-Conventions: ``x0`` has shape ``(n, d)`` (not modified; dtype and device kept), target samples ``y``
-shape ``(m, d)``. ``step_size`` :math:`h` and ``noise_level`` :math:`\beta` are numbers or schedules
-``k -> value`` (:func:`linear_schedule`). ``record_every`` (default ``max(1, n_steps // 100)``) sets the
-recorded steps (first and last always); ``generator`` draws all noise; ``progress`` shows a bar
-(:func:`gwf_tutorial.train.progress`). The divergence guard: after a step with a non-finite particle, or
-with RMS norm about its centre above ``max_norm``, a :class:`FlowDivergedError` names the step and the
-step size (read every 16 steps on a GPU); ``max_norm=math.inf`` keeps only the finiteness check.
+:func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any
+velocity field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
+:func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples
+``y`` ``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and
+``noise_level`` :math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default
+``max(1, n_steps // 100)``) sets the recorded steps (first and last always); ``generator`` draws all noise;
+``progress`` shows a bar. The divergence guard raises :class:`FlowDivergedError`, naming the step and the
+step size, after a step with a non-finite particle or an RMS norm about its centre above ``max_norm``
+(read every 16 steps on a GPU); ``max_norm=math.inf`` keeps only the finiteness check.
 
 Used in: chapters 2, 3 and 8; :mod:`gwf_tutorial.fflows`.
 """
@@ -27,6 +24,7 @@ from torch import Tensor
 
 from gwf_tutorial._validation import (
     FlowDivergedError,
+    check_callable,
     check_int,
     check_nonnegative,
     check_positive,
@@ -36,25 +34,18 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.functionals import get_objective
 from gwf_tutorial.train import progress as _progress
 
-__all__ = [
-    "Trajectory",
-    "FlowDivergedError",
-    "linear_schedule",
-    "euler_flow",
-    "particle_flow",
-    "langevin",
-    "spread_bound",
-]
+__all__ = ["Trajectory", "FlowDivergedError", "linear_schedule", "euler_flow", "particle_flow", "langevin",
+           "spread_bound"]  # fmt: skip
 
-
-# FlowDivergedError lives in _validation (gaussian.py raises it too); it is re-exported here.
-# The particles' RMS norm is checked after every step on a CPU; on other devices the per-step norms
-# stay on the device and are read every _CHECK_EVERY steps (one synchronisation per block).
+# On a GPU the guard's per-step norms stay on the device and are read once per block of this many steps.
 _CHECK_EVERY = 16
-# Default bound of a flow towards samples y: RMS distance to the mean of y at most this many times
-# the larger initial spread (of x0 and of y about that mean); legitimate flows of the benchmark stay
-# below 1.2 times it (benchmarks run at their budgets, every target).
+# Default bound of a flow towards y: this many times the larger initial spread about the mean of y
+# (the benchmark's flows stay below 1.2 times it at their budgets, every target).
 SPREAD_FACTOR = 4.0
+
+
+def _rms(x: Tensor) -> Tensor:
+    return x.detach().pow(2).sum(1).mean().sqrt()
 
 
 def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
@@ -62,24 +53,22 @@ def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
 
     .. math::
 
-        c = \bar y, \qquad \text{max\_norm} = 4\,\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big),
+        c = \bar y, \qquad \text{max\_norm} = 4\,\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big)
 
     (1 if both spreads are 0): a flow that transports ``x0`` to ``y`` stays near both clouds.
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`, :func:`~gwf_tutorial.flows.particle_flow`.
     """
     c = y.detach().mean(0)
-    scale = max(_rms(x0 - c), _rms(y - c))
+    scale = max(float(_rms(x0 - c)), float(_rms(y - c)))
     return c, SPREAD_FACTOR * (scale if scale > 0 else 1.0)
 
 
 @dataclass
 class Trajectory:
-    r"""Result of a particle flow :math:`x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2 h_k}\,\xi_k)`.
-
-    Attributes ``x`` (final particles), ``steps`` (recorded step indices, 0 the initial state), ``frames``
-    X, ``values`` (objective values there, empty when not tracked) and
-    ``step_sizes`` (:math:`h_k`, length ``n_steps``).
+    r"""Result of a particle flow :math:`x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2 h_k}\,\xi_k)`: final
+    particles ``x``, recorded step indices ``steps`` (0 the initial state), ``frames`` ``(len(steps), n,
+    d)``, objective ``values`` there (empty when not tracked) and ``step_sizes`` :math:`h_k` (``n_steps``).
 
     Used in: :func:`~gwf_tutorial.flows.euler_flow`.
     """
@@ -92,13 +81,9 @@ class Trajectory:
 
 
 def _schedule(value, name: str, check) -> Callable[[int], float]:
-    """Turn a number or a callable ``k -> number`` into a checked callable."""
+    """A number or a callable ``k -> number`` as a checked callable."""
     if callable(value):
-
-        def sched(k: int) -> float:
-            return check(value(k), f"{name}({k})")
-
-        return sched
+        return lambda k: check(value(k), f"{name}({k})")
     v = check(value, name)
     return lambda k: v
 
@@ -122,32 +107,29 @@ def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Calla
     return schedule
 
 
-def _rms(x: Tensor) -> float:
-    return float(_rms_t(x))
-
-
-def _rms_t(x: Tensor) -> Tensor:
-    return x.detach().pow(2).sum(1).mean().sqrt()
-
-
 def _check_every(device: torch.device) -> int:
-    """Steps per read of the guard: every step on a CPU (no device to wait for), else ``_CHECK_EVERY``."""
+    """Steps per read of the guard: 1 on a CPU (no device to wait for), else ``_CHECK_EVERY``."""
     return 1 if device.type == "cpu" else _CHECK_EVERY
 
 
 class _Guard:
-    """Divergence guard of :func:`euler_flow`: per-step finiteness and RMS norm (about ``center``)
-    kept on the device, read every ``every`` steps; raises :class:`FlowDivergedError` at the first bad
-    step of the block."""
+    """Divergence guard of :func:`euler_flow`: per-step finiteness and RMS norm about ``center`` kept on the
+    device, read every ``every`` steps; raises at the first bad step of the block."""
 
-    def __init__(self, center, max_norm: float, every: int, desc: str) -> None:
-        self.center, self.max_norm, self.every, self.desc = center, max_norm, every, desc
+    def __init__(self, x: Tensor, center, max_norm, desc: str) -> None:
+        if center is not None:
+            center = center.detach().to(dtype=x.dtype, device=x.device)
+            if center.shape != x.shape[1:]:
+                raise ValueError(f"center must have shape ({x.shape[1]},), got {tuple(center.shape)}")
+        if max_norm is None:
+            max_norm = 1e3 * max(1.0, float(_rms(x if center is None else x - center)))
+        self.max_norm = check_positive(max_norm, "max_norm", allow_inf=True)
+        self.center, self.every, self.desc = center, _check_every(x.device), desc
         self.start, self.finite, self.rms, self.h = 0, [], [], []
 
     def push(self, x: Tensor, h: float) -> None:
-        z = x if self.center is None else x - self.center
         self.finite.append(torch.isfinite(x).all())
-        self.rms.append(_rms_t(z))
+        self.rms.append(_rms(x if self.center is None else x - self.center))
         self.h.append(h)
         if len(self.h) >= self.every:
             self.check()
@@ -172,83 +154,51 @@ class _Guard:
         self.finite, self.rms, self.h = [], [], []
 
 
-def euler_flow(
-    x0,
-    velocity_fn: Callable[..., Tensor],
-    step_size,
-    n_steps: int,
-    *,
-    noise_level=0.0,
-    diffusion: float = 0.0,
-    value_fn: Callable[[Tensor], Tensor] | None = None,
-    record_every: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-    desc: str = "euler flow",
-    center: Tensor | None = None,
-) -> Trajectory:
-    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion.
+def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, *, noise_level=0.0,
+               diffusion: float = 0.0, value_fn: Callable[[Tensor], Tensor] | None = None,
+               record_every: int | None = None, generator: torch.Generator | None = None,
+               progress: bool = True, max_norm: float | None = None, desc: str = "euler flow",
+               center: Tensor | None = None) -> Trajectory:  # fmt: skip
+    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019).
 
     .. math::
 
         x_{k+1} = x_k + h_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2 D h_k}\,\xi_k,
         \qquad u_k, \xi_k \sim \mathcal N(0, I),
 
-    with ``velocity_fn(x) -> (n, d)``, called as ``velocity_fn(x, at=z)`` under noise injection, and
-    :math:`D` = ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA). ``value_fn`` (``x -> 0-d
-    tensor``) is recorded; the guard's norm is about ``center`` (default the origin), ``max_norm`` defaults
-    to ``1e3 * max(1, rms(x0))``; ``desc`` labels the progress bar.
+    with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)`` under noise injection), :math:`D` =
+    ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA), ``value_fn`` (``x -> 0-d tensor``)
+    recorded; the guard's norm is about ``center`` (default the origin), ``max_norm`` defaults to
+    ``1e3 * max(1, rms(x0))``; ``desc`` labels the bar and the errors.
 
     Used in: chapters 2 and 8.
-
-    References
-    ----------
-    Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019 (Eq. 17).
     """
     x = check_samples(x0, "x0").detach().clone()
     n_steps = check_int(n_steps, "n_steps")
-    if not callable(velocity_fn):
-        raise TypeError("velocity_fn must be callable")
-    if value_fn is not None and not callable(value_fn):
-        raise TypeError("value_fn must be callable or None")
+    check_callable(velocity_fn, "velocity_fn")
+    check_callable(value_fn, "value_fn", optional=True)
     h_of = _schedule(step_size, "step_size", check_positive)
     beta_of = _schedule(noise_level, "noise_level", check_nonnegative)
     diffusion = check_nonnegative(diffusion, "diffusion")
-    if record_every is None:
-        record_every = max(1, n_steps // 100)
-    record_every = check_int(record_every, "record_every")
-    if center is not None:
-        center = center.detach().to(dtype=x.dtype, device=x.device)
-        if center.shape != x.shape[1:]:
-            raise ValueError(f"center must have shape ({x.shape[1]},), got {tuple(center.shape)}")
-    if max_norm is None:
-        max_norm = 1e3 * max(1.0, _rms(x if center is None else x - center))
-    else:
-        max_norm = check_positive(max_norm, "max_norm", allow_inf=True)
+    record_every = check_int(max(1, n_steps // 100) if record_every is None else record_every, "record_every")
+    guard = _Guard(x, center, max_norm, desc)
     gen_device = generator.device if generator is not None else x.device
 
     def noise() -> Tensor:
-        u = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device)
-        return u.to(x.device)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device).to(x.device)
 
-    steps: list[int] = []
-    frames: list[Tensor] = []
-    values: list[float] = []
-    step_sizes: list[float] = []
+    traj = Trajectory(x=x, steps=[], frames=[])
 
     def record(k: int) -> None:
-        steps.append(k)
-        frames.append(x.detach().clone())
+        traj.steps.append(k)
+        traj.frames.append(x.detach().clone())
         if value_fn is not None:
             with torch.no_grad():
-                values.append(float(value_fn(x)))
+                traj.values.append(float(value_fn(x)))
 
-    guard = _Guard(center, max_norm, _check_every(x.device), desc)
     record(0)
     for k in _progress(range(n_steps), desc=desc, disable=not progress):
-        h = h_of(k)
-        beta = beta_of(k)
+        h, beta = h_of(k), beta_of(k)
         try:
             v = velocity_fn(x, at=x + beta * noise()) if beta > 0 else velocity_fn(x)
         except ValueError:
@@ -259,29 +209,20 @@ def euler_flow(
         x = x + h * v.detach().to(x.dtype)
         if diffusion > 0:
             x = x + math.sqrt(2.0 * diffusion * h) * noise()
-        step_sizes.append(h)
+        traj.step_sizes.append(h)
         guard.push(x, h)
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
             guard.check()
             record(k + 1)
-    return Trajectory(x=x, steps=steps, frames=torch.stack(frames), values=values, step_sizes=step_sizes)
+    traj.x, traj.frames = x, torch.stack(traj.frames)
+    return traj
 
 
-def particle_flow(
-    x0,
-    objective,
-    y,
-    step_size,
-    n_steps: int,
-    *,
-    noise_level=0.0,
-    record_every: int | None = None,
-    track_value: bool = True,
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-) -> Trajectory:
-    r"""Explicit particle flow of an objective, optionally with noise injection.
+def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
+                  record_every: int | None = None, track_value: bool = True,
+                  generator: torch.Generator | None = None, progress: bool = True,
+                  max_norm: float | None = None) -> Trajectory:  # fmt: skip
+    r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019).
 
     .. math::
 
@@ -289,63 +230,35 @@ def particle_flow(
         v_\rho = -\nabla \frac{\delta F}{\delta\rho}(\rho), \quad \rho_k = \frac1n\sum_i \delta_{x^i_k},
 
     with ``objective`` an :class:`~gwf_tutorial.functionals.Objective` or a name for
-    :func:`~gwf_tutorial.functionals.get_objective` (``y=None`` for ``KL``). ``track_value`` records
+    :func:`~gwf_tutorial.functionals.get_objective` (``y=None`` for ``KL``); ``track_value`` records
     ``objective.value``. With ``y`` the guard is :func:`spread_bound`.
 
     Used in: chapter 3; ``methods._flow``.
-
-    References
-    ----------
-    Arbel et al., NeurIPS 2019; Liutkus et al., "Sliced-Wasserstein flows", ICML 2019; Feydy et al.,
-    AISTATS 2019.
     """
     obj = get_objective(objective)
     x0 = check_samples(x0, "x0")
+    center = None
     if y is not None:
         y = check_samples(y, "y")
         check_same_dim(x0, y, "x0", "y")
         y = y.detach()
+        center, default_norm = spread_bound(x0, y)
+        max_norm = default_norm if max_norm is None else max_norm
     elif obj.needs_target_samples:
         raise ValueError(f"{type(obj).__name__} needs target samples y")
-    center = None
-    if y is not None:
-        center, default_norm = spread_bound(x0, y)
-    else:
-        default_norm = 1e3 * max(1.0, _rms(x0))
-    max_norm = default_norm if max_norm is None else max_norm
 
     def velocity_fn(x, at=None):
         return obj.velocity(x, y, at=at)
 
     value_fn = (lambda x: obj.value(x, y)) if track_value else None
-    return euler_flow(
-        x0,
-        velocity_fn,
-        step_size,
-        n_steps,
-        noise_level=noise_level,
-        value_fn=value_fn,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-        max_norm=max_norm,
-        desc=f"{obj.name} flow",
-        center=center,
-    )
+    return euler_flow(x0, velocity_fn, step_size, n_steps, noise_level=noise_level, value_fn=value_fn,
+                      record_every=record_every, generator=generator, progress=progress, max_norm=max_norm,
+                      desc=f"{obj.name} flow", center=center)  # fmt: skip
 
 
-def langevin(
-    x0,
-    score,
-    step_size,
-    n_steps: int,
-    *,
-    generator: torch.Generator | None = None,
-    value_fn: Callable[[Tensor], Tensor] | None = None,
-    record_every: int | None = None,
-    progress: bool = True,
-    max_norm: float | None = None,
-) -> Trajectory:
+def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
+             value_fn: Callable[[Tensor], Tensor] | None = None, record_every: int | None = None,
+             progress: bool = True, max_norm: float | None = None) -> Trajectory:  # fmt: skip
     r"""Unadjusted Langevin algorithm (ULA) with ``score`` :math:`\nabla\log\pi` (a callable or an object with
     ``score``), ``x0`` holding independent chains.
 
@@ -357,29 +270,11 @@ def langevin(
     :math:`\Sigma / (1 - h/(2\Sigma))`, stable for :math:`h < 2\Sigma`.
 
     Used in: chapters 2 and 3.
-
-    References
-    ----------
-    Roberts and Tweedie, Bernoulli 1996; Durmus and Moulines, Ann. Appl. Probab. 2017.
     """
     if callable(getattr(score, "score", None)):
         score = score.score
     if not callable(score):
         raise TypeError("score must be callable or an object with a score method")
-
-    def velocity_fn(x, at=None):
-        return score(x)
-
-    return euler_flow(
-        x0,
-        velocity_fn,
-        step_size,
-        n_steps,
-        diffusion=1.0,
-        value_fn=value_fn,
-        record_every=record_every,
-        generator=generator,
-        progress=progress,
-        max_norm=max_norm,
-        desc="langevin",
-    )
+    return euler_flow(x0, lambda x, at=None: score(x), step_size, n_steps, diffusion=1.0, value_fn=value_fn,
+                      record_every=record_every, generator=generator, progress=progress, max_norm=max_norm,
+                      desc="langevin")  # fmt: skip

@@ -1,19 +1,13 @@
 r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests.
 
-The Bures--Wasserstein distance and the Monge map, the Wasserstein gradient flow of
-:math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an Ornstein--Uhlenbeck process), its exact JKO step and its
-explicit Euler step, KL, Gaussian-kernel MMD and entropic optimal transport.
-
-Conventions (all functions):
-
-- A Gaussian is a mean ``(..., d)`` and a *covariance* ``(..., d, d)`` (symmetric positive definite,
-  never a standard deviation); leading batch dimensions broadcast and results have the batch shape
-  ``(...)``. Two Gaussians are ``m1, S1, m2, S2``; a flow runs from ``mean``/``cov`` (or ``mean0``/``cov0``)
-  towards ``target_mean``/``target_cov`` :math:`= (m, \Sigma)`, :math:`A = \Sigma^{-1}`.
-- The transport cost is :math:`|x - y|^2` (POT's ``ot.dist``, no factor 1/2); the JKO step has the
-  proximal term :math:`W_2^2 / (2\tau)` with ``tau`` :math:`> 0`.
-- float64 in gives float64 out; mixed float32/float64 arguments are promoted to float64. Everything is
-  differentiable.
+Bures--Wasserstein distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
+:math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
+Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance*
+``(..., d, d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are
+``m1, S1, m2, S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov``
+:math:`= (m, \Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term
+:math:`W_2^2 / (2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is
+differentiable. Maps are :class:`~gwf_tutorial.nets.AffineMap`.
 
 Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 """
@@ -21,7 +15,6 @@ Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,32 +27,16 @@ from gwf_tutorial._validation import (
     check_mean_cov,
     check_nonnegative,
     check_positive,
+    check_same_dim,
+    check_spd,
 )
+from gwf_tutorial.nets import AffineMap
 
 __all__ = [
-    "AffineMap",
-    "sqrtm_spd",
-    "inv_sqrtm_spd",
-    "w2_squared",
-    "monge_map",
-    "kl",
-    "relative_fisher_information",
-    "jko_objective_kl",
-    "ou_flow",
-    "jko_step_kl",
-    "jko_map_kl",
-    "jko_iterates_kl",
-    "euler_step_kl",
-    "euler_iterates_kl",
-    "mmd2",
-    "entropic_ot",
-    "sinkhorn_divergence",
+    "sqrtm_spd", "inv_sqrtm_spd", "w2_squared", "monge_map", "kl", "relative_fisher_information",
+    "jko_objective_kl", "ou_flow", "jko_step_kl", "jko_map_kl", "jko_iterates_kl", "euler_step_kl",
+    "euler_iterates_kl", "mmd2", "entropic_ot", "sinkhorn_divergence",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# private linear algebra
-# --------------------------------------------------------------------------------------------
 
 
 def _sym(S: Tensor) -> Tensor:
@@ -71,7 +48,6 @@ def _eye_like(S: Tensor) -> Tensor:
 
 
 def _mv(A: Tensor, v: Tensor) -> Tensor:
-    """Batched matrix-vector product ``A @ v`` for ``A (..., d, d)``, ``v (..., d)``."""
     return (A @ v.unsqueeze(-1)).squeeze(-1)
 
 
@@ -84,13 +60,8 @@ def _trace(S: Tensor) -> Tensor:
 
 
 class _SqrtmSPD(torch.autograd.Function):
-    """``S^{1/2}`` (or ``S^{-1/2}``) of a symmetric PSD matrix by ``eigh``, with a stable backward.
-
-    The backward solves the Lyapunov equation of the derivative in the eigenbasis,
-    ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse
-    root), which stays finite for repeated eigenvalues (``S = I``), where autograd through ``eigh``
-    returns NaN.
-    """
+    """``S^{1/2}`` (``S^{-1/2}``) by ``eigh``; backward ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times
+    ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse), finite for repeated eigenvalues, unlike autograd."""
 
     @staticmethod
     def forward(ctx, S: Tensor, inverse: bool) -> Tensor:
@@ -117,183 +88,82 @@ def _sqrtm(S: Tensor) -> Tensor:
     return _SqrtmSPD.apply(S, False)
 
 
-def _inv_sqrtm(S: Tensor) -> Tensor:
-    return _SqrtmSPD.apply(S, True)
-
-
 def _spd_inv(S: Tensor) -> Tensor:
-    """Inverse of an SPD matrix through its Cholesky factor (symmetric result)."""
-    L = torch.linalg.cholesky(S)
-    return _sym(torch.cholesky_inverse(L))
+    return _sym(torch.cholesky_inverse(torch.linalg.cholesky(S)))
 
 
 def _logdet_spd(S: Tensor) -> Tensor:
-    L = torch.linalg.cholesky(S)
-    return 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+    return 2.0 * torch.log(torch.linalg.cholesky(S).diagonal(dim1=-2, dim2=-1)).sum(-1)
 
 
-def _check_sym_psd(S, name: str) -> Tensor:
-    S = check_finite(as_tensor(S, name), name)
-    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
-        raise ValueError(
-            f"{name} must be a square matrix of shape (..., d, d), got {tuple(S.shape)}"
-        )
-    scale = float(S.detach().abs().amax().clamp_min(1.0)) if S.numel() else 1.0
-    tol = 1e-6 if S.dtype == torch.float64 else 1e-4
-    if not bool(torch.allclose(S, S.mT, atol=tol * scale)):
-        raise ValueError(f"{name} must be symmetric")
-    return S
-
-
-def _check_gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[Tensor, Tensor]:
-    mean, cov = as_tensor(mean, name_mean), as_tensor(cov, name_cov)
-    # validate detached copies (the checks call float() on tensors), compute with the originals
-    check_mean_cov(mean.detach(), cov.detach(), name_mean, name_cov)
-    dtype = torch.promote_types(mean.dtype, cov.dtype)
-    return mean.to(dtype), _sym(cov.to(dtype))
-
-
-def _check_pair(
-    m1, S1, m2, S2, names: tuple[str, str, str, str]
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Validate two Gaussians, check they live in the same dimension, promote to one dtype."""
-    m1, S1 = _check_gaussian(m1, S1, names[0], names[1])
-    m2, S2 = _check_gaussian(m2, S2, names[2], names[3])
-    if m1.shape[-1] != m2.shape[-1]:
-        raise ValueError(
-            f"{names[0]} and {names[2]} must have the same dimension d, "
-            f"got {m1.shape[-1]} and {m2.shape[-1]}"
-        )
-    if m1.device != m2.device:
-        raise ValueError(
-            f"{names[0]} and {names[2]} must be on the same device, got {m1.device} and {m2.device}"
-        )
+def _check_pair(m1, S1, m2, S2, names: str = "m1 S1 m2 S2") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate two Gaussians of one dimension and device, promoted to one dtype (covariances symmetrised)."""
+    n = names.split()
+    m1, S1 = check_mean_cov(m1, S1, n[0], n[1])
+    m2, S2 = check_mean_cov(m2, S2, n[2], n[3])
+    check_same_dim(m1, m2, n[0], n[2], same_dtype=False)
     dtype = torch.promote_types(m1.dtype, m2.dtype)
-    return m1.to(dtype), S1.to(dtype), m2.to(dtype), S2.to(dtype)
+    return m1.to(dtype), _sym(S1).to(dtype), m2.to(dtype), _sym(S2).to(dtype)
 
 
-# --------------------------------------------------------------------------------------------
-# matrix square roots, the Bures-Wasserstein distance and the Monge map
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AffineMap:
-    r"""An affine map applied to rows, ``T(x) = x @ A.T + b``.
-
-    .. math::
-
-        T(x) = A x + b, \qquad T_\# N(m, S) = N(A m + b,\; A S A^\top).
-
-    ``A`` has shape ``(..., d, d)``, ``b`` ``(..., d)``; the Monge map and the Gaussian JKO map are of this
-    form with ``A`` symmetric positive definite.
-
-    Used in: chapter 1; :func:`~gwf_tutorial.gaussian.monge_map`, :func:`~gwf_tutorial.gaussian.jko_map_kl`.
-    """
-
-    A: Tensor
-    b: Tensor
-
-    def __call__(self, x) -> Tensor:
-        """Apply the map to points ``x`` of shape ``(..., n, d)``; returns the same shape."""
-        x = check_finite(as_tensor(x, "x"), "x")
-        d = self.A.shape[-1]
-        if x.ndim < 1 or x.shape[-1] != d:
-            raise ValueError(f"x must have shape (..., n, {d}), got {tuple(x.shape)}")
-        dtype = torch.promote_types(x.dtype, self.A.dtype)
-        A, b = self.A.to(dtype), self.b.to(dtype)
-        return x.to(dtype) @ A.mT + b.unsqueeze(-2) if x.ndim >= 2 else _mv(A, x.to(dtype)) + b
-
-    def pushforward(self, mean, cov) -> tuple[Tensor, Tensor]:
-        """The image of :math:`N(m, S)`: mean ``A m + b``, covariance ``A S A^T``."""
-        mean, cov = _check_gaussian(mean, cov, "mean", "cov")
-        dtype = torch.promote_types(mean.dtype, self.A.dtype)
-        A, b = self.A.to(dtype), self.b.to(dtype)
-        return _mv(A, mean.to(dtype)) + b, _sym(A @ cov.to(dtype) @ A.mT)
+_FLOW0, _FLOW = "mean0 cov0 target_mean target_cov", "mean cov target_mean target_cov"
 
 
 def sqrtm_spd(S) -> Tensor:
     r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
-    matrices ``(..., d, d)``; its backward solves :math:`Y\,dY + dY\,Y = dS` (finite at ``S = I``).
+    ``(..., d, d)``; its backward solves :math:`Y\,dY + dY\,Y = dS` (finite at ``S = I``).
 
     Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
     """
-    S = _check_sym_psd(S, "S")
-    if S.numel():
-        lam = torch.linalg.eigvalsh(_sym(S.detach()))
-        tol = (1e-10 if S.dtype == torch.float64 else 1e-5) * float(lam.abs().amax().clamp_min(1.0))
-        if bool((lam < -tol).any()):
-            raise ValueError(
-                f"S must be positive semi-definite, got smallest eigenvalue {lam.min().item():.3g}"
-            )
-    return _sqrtm(S)
+    return _sqrtm(check_spd(S, "S", semidefinite=True))
 
 
 def inv_sqrtm_spd(S) -> Tensor:
     r"""Inverse principal square root :math:`S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top` of SPD
-    matrices ``(..., d, d)``.
+    ``(..., d, d)``.
 
     Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
     """
-    S = _check_sym_psd(S, "S")
-    if S.numel():
-        lam = torch.linalg.eigvalsh(_sym(S.detach()))
-        if not bool((lam > 0).all()):
-            raise ValueError(
-                f"S must be positive definite, got smallest eigenvalue {lam.min().item():.3g}"
-            )
-    return _inv_sqrtm(S)
+    return _SqrtmSPD.apply(check_spd(S, "S"), True)
 
 
 def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
-    """Return ``S1^{1/2}`` and ``C = (S1^{1/2} S2 S1^{1/2})^{1/2}``."""
+    """``S1^{1/2}`` and ``C = (S1^{1/2} S2 S1^{1/2})^{1/2}``."""
     R1 = _sqrtm(S1)
     return R1, _sqrtm(_sym(R1 @ S2 @ R1))
 
 
 def w2_squared(m1, S1, m2, S2) -> Tensor:
-    r"""Squared 2-Wasserstein (Bures--Wasserstein) distance between two Gaussians.
+    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984).
 
     .. math::
 
-        W_2^2\big(N(m_1, S_1), N(m_2, S_2)\big) = |m_1 - m_2|^2
-        + \operatorname{tr}\Big(S_1 + S_2 - 2\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2}\Big).
+        W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big).
 
     Used in: chapters 1, 2, 4, 6, 7 and 9.
-
-    References
-    ----------
-    Givens & Shortt (1984); Peyre & Cuturi (2019), "Computational Optimal Transport", Remark 2.31.
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     _, C = _bures_cross(S1, S2)
     bures = _trace(S1) + _trace(S2) - 2.0 * _trace(C)
     return ((m1 - m2) ** 2).sum(-1) + bures.clamp_min(0.0)
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:
-    r"""Optimal transport (Monge) map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)`, as an
-    :class:`AffineMap`.
+    r"""Optimal transport map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)` (Knott & Smith 1984).
 
     .. math::
 
         T(x) = m_2 + A (x - m_1), \qquad
-        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2},
-
-    :math:`A` SPD with :math:`A S_1 A = S_2` (a gradient of a convex function, Brenier).
+        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2} \quad (\text{SPD},\ A S_1 A = S_2).
 
     Used in: chapters 1 and 2.
-
-    References
-    ----------
-    Knott & Smith (1984), "On the optimal mapping of distributions".
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     R1, C = _bures_cross(S1, S2)
     R1i = _spd_inv(R1)
     A = _sym(R1i @ C @ R1i)
     m1, m2 = torch.broadcast_tensors(m1, m2)
-    return AffineMap(A, m2 - _mv(A, m1))
+    return AffineMap(A=A, b=m2 - _mv(A, m1))
 
 
 def kl(m1, S1, m2, S2) -> Tensor:
@@ -301,13 +171,12 @@ def kl(m1, S1, m2, S2) -> Tensor:
 
     .. math::
 
-        \mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big) = \tfrac12\Big[
-        \operatorname{tr}(S_2^{-1} S_1) + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d
-        + \log\det S_2 - \log\det S_1\Big].
+        \mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big) = \tfrac12\big[\operatorname{tr}(S_2^{-1} S_1)
+        + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d + \log\det S_2 - \log\det S_1\big].
 
     Used in: chapters 2, 4, 6 and 7.
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     d = m1.shape[-1]
     batch = _batch_shape(m1, S1, m2, S2)
     L2 = torch.linalg.cholesky(S2).expand(*batch, d, d)
@@ -319,34 +188,30 @@ def kl(m1, S1, m2, S2) -> Tensor:
 
 
 def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
-    r"""Relative Fisher information of :math:`\rho = N(m_1, S_1)` with respect to :math:`\pi = N(m_2, S_2)`.
+    r"""Relative Fisher information of :math:`\rho = N(m_1, S_1)` w.r.t. :math:`\pi = N(m_2, S_2)`, the
+    dissipation :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
 
     .. math::
 
         I(\rho\,|\,\pi) = \mathbb E_\rho\big|\nabla\log\rho - \nabla\log\pi\big|^2
-        = \operatorname{tr}\big(D S_1 D\big) + \big|S_2^{-1}(m_1 - m_2)\big|^2,
-        \qquad D = S_1^{-1} - S_2^{-1},
-
-    the dissipation :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
+        = \operatorname{tr}(D S_1 D) + \big|S_2^{-1}(m_1 - m_2)\big|^2, \qquad D = S_1^{-1} - S_2^{-1}.
 
     Used in: chapter 2.
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     P2 = _spd_inv(S2)
     D = _spd_inv(S1) - P2
-    shift = _mv(P2, m1 - m2)
-    return _trace(D @ S1 @ D) + (shift**2).sum(-1)
+    return _trace(D @ S1 @ D) + (_mv(P2, m1 - m2) ** 2).sum(-1)
 
 
 def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, tau) -> Tensor:
-    r"""The JKO objective for KL evaluated at the Gaussian :math:`\rho = N(\text{mean}, \text{cov})`.
+    r"""The JKO objective of KL at :math:`\rho = N(\text{mean}, \text{cov})`, minimised by
+    :func:`jko_step_kl`.
 
     .. math::
 
         J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi), \qquad
-        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}),
-
-    minimised by :func:`jko_step_kl` (to check stationarity by autograd).
+        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}).
 
     Used in: chapter 2.
     """
@@ -354,51 +219,32 @@ def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, ta
     return w2_squared(mean, cov, prev_mean, prev_cov) / (2 * tau) + kl(mean, cov, target_mean, target_cov)
 
 
-# --------------------------------------------------------------------------------------------
-# the KL flow to a Gaussian: exact flow, JKO step, explicit Euler step
-# --------------------------------------------------------------------------------------------
-
-
-def _check_flow_args(mean, cov, target_mean, target_cov, names):
-    return _check_pair(mean, cov, target_mean, target_cov, names)
-
-
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
-    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from a Gaussian (OU).
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``.
 
     .. math::
 
-        \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad
-        S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA},
+        \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}.
 
-    the solution of :math:`\dot\mu = -A(\mu - m)`, :math:`\dot S = 2I - AS - SA`. Returns ``(mean_t,
-    cov_t)``, with a leading axis ``T`` for a 1-D tensor of times ``t``.
+    Returns ``(mean_t, cov_t)``, with a leading axis ``T`` for a 1-D tensor of times ``t``.
 
     Used in: chapters 2 and 6.
-
-    References
-    ----------
-    Jordan, Kinderlehrer & Otto (1998), "The variational formulation of the Fokker--Planck equation".
     """
-    m0, S0, m, Sigma = _check_flow_args(
-        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
-    )
+    m0, S0, m, Sigma = _check_pair(mean0, cov0, target_mean, target_cov, _FLOW0)
     if isinstance(t, Tensor) and t.ndim == 1:
         times = check_finite(as_tensor(t, "t"), "t").to(m0.dtype)
         if bool((times < 0).any()):
             raise ValueError(f"t must be >= 0, got minimum {times.min().item()}")
-        batch = torch.broadcast_shapes(m0.shape[:-1], m.shape[:-1], S0.shape[:-2], Sigma.shape[:-2])
+        batch = _batch_shape(m0, S0, m, Sigma)
         times = times.reshape(-1, *([1] * (len(batch) + 2)))
     else:
         times = torch.tensor(check_nonnegative(t, "t"), dtype=m0.dtype, device=m0.device)
-    A = _spd_inv(Sigma)
-    E = torch.linalg.matrix_exp(-times * A)
-    mean_t = m + _mv(E, m0 - m)
-    cov_t = _sym(Sigma + E @ (S0 - Sigma) @ E.mT)
-    return mean_t, cov_t
+    E = torch.linalg.matrix_exp(-times * _spd_inv(Sigma))
+    return m + _mv(E, m0 - m), _sym(Sigma + E @ (S0 - Sigma) @ E.mT)
 
 
-def _jko_map(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -> AffineMap:
+def _jko_map(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """``(M, b)`` of the JKO map ``x -> M x + b``."""
     A = _spd_inv(Sigma)
     eye = _eye_like(A)
     B = eye + tau * A
@@ -406,17 +252,20 @@ def _jko_map(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) ->
     Bh = _sqrtm(B)
     Bih = _spd_inv(Bh)
     # Bh S^{-1} Bh = Y^T Y with Y = L^{-1} Bh, S = L L^T (symmetric PSD by construction)
-    L = torch.linalg.cholesky(cov)
-    L, Bh = torch.broadcast_tensors(L, Bh)
+    L, Bh = torch.broadcast_tensors(torch.linalg.cholesky(cov), Bh)
     Y = torch.linalg.solve_triangular(L, Bh, upper=False)
-    N = 0.5 * eye + _sqrtm(0.25 * eye + tau * (Y.mT @ Y))
-    M = _sym(Bih @ N @ Bih)
-    return AffineMap(M, mean_next - _mv(M, mean))
+    M = _sym(Bih @ (0.5 * eye + _sqrtm(0.25 * eye + tau * (Y.mT @ Y))) @ Bih)
+    return M, mean_next - _mv(M, mean)
+
+
+def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    M, b = _jko_map(mean, cov, m, Sigma, tau)
+    return _mv(M, mean) + b, _sym(M @ cov @ M)
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu,
-    S)`.
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from
+    :math:`N(\mu, S)`.
 
     .. math::
 
@@ -426,16 +275,10 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
     the SPD solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
     Used in: chapter 2.
-
-    References
-    ----------
-    Jordan, Kinderlehrer & Otto (1998); Wibisono (2018), "Sampling as optimization in the space of measures".
     """
-    mean, cov, m, Sigma = _check_flow_args(
-        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
-    )
-    tau = check_positive(tau, "tau")
-    return _jko_map(mean, cov, m, Sigma, tau)
+    mean, cov, m, Sigma = _check_pair(mean, cov, target_mean, target_cov, _FLOW)
+    M, b = _jko_map(mean, cov, m, Sigma, check_positive(tau, "tau"))
+    return AffineMap(A=M, b=b)
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
@@ -444,44 +287,38 @@ def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor
 
     .. math::
 
-        N(\mu_+, S_+) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
-        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),\qquad S_+ = M S M,
+        N(\mu_+, M S M) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
+        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),
 
-    with :math:`\mu_+, M` of :func:`jko_map_kl`; stable for every :math:`\tau`, and :math:`O(\tau)` from
+    with :math:`\mu_+, M` of :func:`jko_map_kl`; stable for every :math:`\tau`, :math:`O(\tau)` from
     :func:`ou_flow`.
 
     Used in: chapters 2 and 7.
     """
-    mean, cov, m, Sigma = _check_flow_args(
-        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
-    )
-    T = _jko_map(mean, cov, m, Sigma, check_positive(tau, "tau"))
-    return _mv(T.A, mean) + T.b, _sym(T.A @ cov @ T.A)
+    mean, cov, m, Sigma = _check_pair(mean, cov, target_mean, target_cov, _FLOW)
+    return _jko_step(mean, cov, m, Sigma, check_positive(tau, "tau"))
+
+
+def _iterate(step, mean0, cov0, target_mean, target_cov, h: float, n_steps) -> tuple[Tensor, Tensor]:
+    """``n_steps`` of ``step(mean, cov, m, Sigma, h)``, stacked with the initial state first."""
+    mean, cov, m, Sigma = _check_pair(mean0, cov0, target_mean, target_cov, _FLOW0)
+    n_steps = check_int(n_steps, "n_steps")
+    batch, d = _batch_shape(mean, cov, m, Sigma), mean.shape[-1]
+    means, covs = [mean.expand(*batch, d)], [cov.expand(*batch, d, d)]
+    for _ in range(n_steps):
+        mean, cov = step(means[-1], covs[-1], m, Sigma, h)
+        means.append(mean)
+        covs.append(cov)
+    return torch.stack(means), torch.stack(covs)
 
 
 def jko_iterates_kl(mean0, cov0, target_mean, target_cov, tau, n_steps) -> tuple[Tensor, Tensor]:
     """``n_steps`` exact JKO steps (:func:`jko_step_kl`): ``means (K + 1, ..., d)``, ``covs (K + 1, ..., d,
-    d)``,
-    the initial state first.
+    d)``, the initial state first.
 
     Used in: chapters 2, 4, 6 and 7.
     """
-    mean, cov, m, Sigma = _check_flow_args(
-        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
-    )
-    tau = check_positive(tau, "tau")
-    n_steps = check_int(n_steps, "n_steps", min_value=1)
-    batch = _batch_shape(mean, cov, m, Sigma)
-    d = mean.shape[-1]
-    mean = mean.expand(*batch, d)
-    cov = cov.expand(*batch, d, d)
-    means, covs = [mean], [cov]
-    for _ in range(n_steps):
-        T = _jko_map(mean, cov, m, Sigma, tau)
-        mean, cov = _mv(T.A, mean) + T.b, _sym(T.A @ cov @ T.A)
-        means.append(mean)
-        covs.append(cov)
-    return torch.stack(means), torch.stack(covs)
+    return _iterate(_jko_step, mean0, cov0, target_mean, target_cov, check_positive(tau, "tau"), n_steps)
 
 
 def _euler_step(mean, cov, m, Sigma, h):
@@ -489,8 +326,7 @@ def _euler_step(mean, cov, m, Sigma, h):
     cov_inv, _ = torch.linalg.inv_ex(cov)  # no error on a degenerate (diverged) covariance
     cov_inv = _sym(cov_inv)
     M = _eye_like(cov_inv + A) + h * (cov_inv - A)
-    mean_next = mean - h * _mv(A, mean - m)
-    return mean_next, _sym(M @ cov @ M.mT)
+    return mean - h * _mv(A, mean - m), _sym(M @ cov @ M.mT)
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
@@ -498,59 +334,34 @@ def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor
 
     .. math::
 
-        x \mapsto x + h\big(-A(x - m) + S^{-1}(x - \mu)\big):\qquad
-        \mu_+ = \mu - h A(\mu - m),\quad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A).
+        x \mapsto x + h\big(-A(x - m) + S^{-1}(x - \mu)\big):\quad
+        \mu_+ = \mu - h A(\mu - m),\quad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A),
 
-    The covariance recursion is stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the iterates are
-    returned as they come.
-
-    Used in: chapter 2.
-    """
-    mean, cov, m, Sigma = _check_flow_args(
-        mean, cov, target_mean, target_cov, ("mean", "cov", "target_mean", "target_cov")
-    )
-    h = check_positive(step_size, "step_size")
-    return _euler_step(mean, cov, m, Sigma, h)
-
-
-def euler_iterates_kl(
-    mean0, cov0, target_mean, target_cov, step_size, n_steps
-) -> tuple[Tensor, Tensor]:
-    """``n_steps`` explicit Euler steps (:func:`euler_step_kl`) with step ``step_size``: ``means (K + 1, ...,
-    d)``,
-    ``covs (K + 1, ..., d, d)``.
-
-    Raises :class:`~gwf_tutorial.flows.FlowDivergedError` when an iterate stops being a Gaussian (far past
-    the stability bound), naming the step size and the bound.
+    stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the iterates are returned as they come.
 
     Used in: chapter 2.
     """
-    mean, cov, m, Sigma = _check_flow_args(
-        mean0, cov0, target_mean, target_cov, ("mean0", "cov0", "target_mean", "target_cov")
-    )
+    mean, cov, m, Sigma = _check_pair(mean, cov, target_mean, target_cov, _FLOW)
+    return _euler_step(mean, cov, m, Sigma, check_positive(step_size, "step_size"))
+
+
+def euler_iterates_kl(mean0, cov0, target_mean, target_cov, step_size, n_steps) -> tuple[Tensor, Tensor]:
+    """``n_steps`` explicit Euler steps (:func:`euler_step_kl`): ``means (K + 1, ..., d)``, ``covs (K + 1,
+    ..., d, d)``; raises :class:`~gwf_tutorial.flows.FlowDivergedError` naming the step size and the stability
+    bound when an iterate stops being a Gaussian.
+
+    Used in: chapter 2.
+    """
     h = check_positive(step_size, "step_size")
-    n_steps = check_int(n_steps, "n_steps", min_value=1)
-    batch = _batch_shape(mean, cov, m, Sigma)
-    d = mean.shape[-1]
-    mean = mean.expand(*batch, d)
-    cov = cov.expand(*batch, d, d)
-    means, covs = [mean], [cov]
-    for _ in range(n_steps):
-        mean, cov = _euler_step(mean, cov, m, Sigma, h)
-        means.append(mean)
-        covs.append(cov)
-    means, covs = torch.stack(means), torch.stack(covs)
-    _check_iterates(means, covs, h, Sigma)
+    means, covs = _iterate(_euler_step, mean0, cov0, target_mean, target_cov, h, n_steps)
+    _check_iterates(means, covs, h, as_tensor(target_cov, "target_cov"))
     return means, covs
 
 
 def _check_iterates(means: Tensor, covs: Tensor, h: float, Sigma: Tensor) -> None:
-    """Raise :class:`FlowDivergedError` at the first iterate that is non-finite or whose covariance is not
-    positive definite (no longer a Gaussian): one Cholesky of the stack, one host synchronisation."""
-    k_axes = tuple(range(1, means.ndim))
-    finite = torch.isfinite(means).all(dim=k_axes) & torch.isfinite(covs).flatten(1).all(1)
-    _, info = torch.linalg.cholesky_ex(torch.nan_to_num(covs))
-    pd = (info == 0).flatten(1).all(1) if info.ndim > 1 else info == 0
+    """Raise :class:`FlowDivergedError` at the first non-finite or non-PD iterate (one synchronisation)."""
+    finite = torch.isfinite(means).flatten(1).all(1) & torch.isfinite(covs).flatten(1).all(1)
+    pd = (torch.linalg.cholesky_ex(torch.nan_to_num(covs)).info == 0).reshape(len(covs), -1).all(1)
     bad = ~(finite & pd)
     if bool(bad.any()):
         k = int(bad.nonzero()[0, 0])
@@ -561,11 +372,6 @@ def _check_iterates(means: Tensor, covs: Tensor, h: float, Sigma: Tensor) -> Non
             f"the explicit step is stable only for step_size below the smallest eigenvalue of target_cov "
             f"({lam:.3g})"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# MMD and entropic OT between Gaussians
-# --------------------------------------------------------------------------------------------
 
 
 def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
@@ -581,31 +387,21 @@ def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
 
 
 def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
-    r"""Population :math:`\mathrm{MMD}^2` between two Gaussians for :math:`k(x, y) = e^{-|x - y|^2 / (2
-    s^2)}`.
+    r"""Population :math:`\mathrm{MMD}^2` between two Gaussians (Gretton et al. 2012) for the kernel
+    :math:`k(x, y) = e^{-|x - y|^2 / (2 s^2)}`, ``s = bandwidth``.
 
     .. math::
 
         \mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2), \quad
-        K(S, \delta) = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big),
-
-    with ``s = bandwidth``.
+        K(S, \delta) = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big).
 
     Used in: chapter 5.
-
-    References
-    ----------
-    Gretton et al. (2012), "A kernel two-sample test".
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     s2 = check_positive(bandwidth, "bandwidth") ** 2
-    zero1 = torch.zeros_like(m1)
-    zero2 = torch.zeros_like(m2)
-    return (
-        _gauss_kernel_mean(2.0 * S1, zero1, s2)
-        + _gauss_kernel_mean(2.0 * S2, zero2, s2)
-        - 2.0 * _gauss_kernel_mean(S1 + S2, m1 - m2, s2)
-    )
+    k11 = _gauss_kernel_mean(2.0 * S1, torch.zeros_like(m1), s2)
+    k22 = _gauss_kernel_mean(2.0 * S2, torch.zeros_like(m2), s2)
+    return k11 + k22 - 2.0 * _gauss_kernel_mean(S1 + S2, m1 - m2, s2)
 
 
 def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> Tensor:
@@ -614,45 +410,31 @@ def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> 
     eye = _eye_like(Sa @ Sb)
     Ra = _sqrtm(Sa)
     D = _sqrtm(4.0 * _sym(Ra @ Sb @ Ra) + s2**2 * eye)
-    return (
-        ((ma - mb) ** 2).sum(-1)
-        + _trace(Sa)
-        + _trace(Sb)
-        - _trace(D)
-        + d * s2 * (1.0 - math.log(2.0 * s2))
-        + s2 * _logdet_spd(D + s2 * eye)
-    )
+    cross = ((ma - mb) ** 2).sum(-1) + _trace(Sa) + _trace(Sb) - _trace(D)
+    return cross + d * s2 * (1.0 - math.log(2.0 * s2)) + s2 * _logdet_spd(D + s2 * eye)
 
 
 def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Entropic optimal transport between two Gaussians (Janati et al. 2020, Theorem 1, :math:`2\sigma^2 =
-    \varepsilon`).
+    r"""Entropic OT between two Gaussians (Janati, Muzellec, Peyre & Cuturi 2020, Theorem 1).
 
     .. math::
 
-        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)}
-        \int |x - y|^2 \, d\pi + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
+        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)} \int |x - y|^2 \, d\pi
+        + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
         = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr} S_2 - \operatorname{tr} D
         + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I),
 
-    :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I)^{1/2}`. On
-    samples this is POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
+    :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I)^{1/2}`; on
+    samples, POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
 
     Used in: chapter 1.
-
-    References
-    ----------
-    Janati, Muzellec, Peyre & Cuturi (2020), "Entropic optimal transport between unbalanced Gaussian
-    measures has a closed form", NeurIPS.
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
-    eps = check_positive(eps, "eps")
-    return _entropic_ot(m1, S1, m2, S2, eps)
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
+    return _entropic_ot(m1, S1, m2, S2, check_positive(eps, "eps"))
 
 
 def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Debiased Sinkhorn divergence between two Gaussians, with :math:`\mathrm{OT}_\varepsilon` of
-    :func:`entropic_ot`.
+    r"""Debiased Sinkhorn divergence between two Gaussians (Feydy et al. 2019), with :func:`entropic_ot`.
 
     .. math::
 
@@ -660,12 +442,8 @@ def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
         - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big).
 
     Used in: chapter 1.
-
-    References
-    ----------
-    Feydy et al. (2019), "Interpolating between optimal transport and MMD using Sinkhorn divergences".
     """
-    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2, ("m1", "S1", "m2", "S2"))
+    m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     eps = check_positive(eps, "eps")
     return _entropic_ot(m1, S1, m2, S2, eps) - 0.5 * (
         _entropic_ot(m1, S1, m1, S1, eps) + _entropic_ot(m2, S2, m2, S2, eps)

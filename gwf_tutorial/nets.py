@@ -1,13 +1,10 @@
 """Neural networks of the methods: MLPs and maps for low-dimensional problems, convolutional nets for images.
 
-The networks hold no loss and no training loop; :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.sjko`,
-:mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.critics` compose them.
-
-Conventions: every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to ``(n, out_dim)``; images
-travel flat (``d = channels * size * size``, channel-major, the order of ``x.reshape(n, -1)``), so every
-objective applies unchanged. ``activation`` is a name for :func:`make_activation`; ``dtype`` is the
-parameter dtype (float64 for closed-form tests; default torch's), and inputs must have it (checked in
-``forward``, except under ``torch.autocast``).
+They hold no loss and no training loop. Every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to
+``(n, out_dim)``; images travel flat (``d = channels * size * size``, channel-major, the order of
+``x.reshape(n, -1)``), so every objective applies unchanged. ``activation`` is a name for
+:func:`make_activation`; ``dtype`` is the parameter dtype (default torch's), which inputs must have
+(checked in ``forward``, except under ``torch.autocast``).
 
 Used in: chapters 4-10.
 """
@@ -17,61 +14,49 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import check_dtype_like, check_int
+from gwf_tutorial._validation import (
+    as_tensor,
+    check_choice,
+    check_dtype_like,
+    check_int,
+    check_positive,
+)
 
-__all__ = [
-    "ACTIVATIONS",
-    "make_activation",
-    "MLP",
-    "ResidualMLP",
-    "ICNN",
-    "GradientMap",
-    "AffineMap",
-    "Translation",
-]
+__all__ = ["ACTIVATIONS", "make_activation", "MLP", "ResidualMLP", "ICNN", "GradientMap", "AffineMap",
+           "Translation", "ConvGenerator", "ConvCritic"]  # fmt: skip
 
 #: Activation names accepted by the networks of this module.
-ACTIVATIONS = {
-    "silu": nn.SiLU,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "softplus": nn.Softplus,
-}
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
+               "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}  # fmt: skip
 
 
 def make_activation(activation: str) -> nn.Module:
-    """An elementwise activation module from its name: ``"silu"``, ``"relu"``, ``"leaky_relu"`` (slope 0.2),
-    ``"elu"``, ``"gelu"``, ``"tanh"`` or ``"softplus"``.
+    """An elementwise activation module from its name, a key of :data:`ACTIVATIONS` (leaky ReLU: slope 0.2).
 
     Used in: :class:`~gwf_tutorial.nets.MLP`, :class:`~gwf_tutorial.features.DigitsClassifier`.
     """
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a string, got {type(activation).__name__}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    return ACTIVATIONS[activation]()
+    return ACTIVATIONS[check_choice(activation, "activation", ACTIVATIONS)]()
 
 
-def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x") -> None:
-    """Cheap shape and dtype check for ``forward`` (no finiteness check: it would synchronise a GPU).
+def _zero_(layer: nn.Module) -> None:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
 
-    ``x`` must have the dtype of ``weight`` (a parameter of the network), so that float16 / bfloat16 /
-    integer inputs fail here, with the argument named, rather than inside a matrix product; under
-    ``torch.autocast`` (which casts by itself) the dtype is not checked.
-    """
+
+def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x", batched: bool = False) -> None:
+    """Shape ``(n, in_dim)`` (``(..., n, in_dim)`` if ``batched``) and the dtype of ``weight``; no finiteness
+    check (it would synchronise a GPU)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[1] != in_dim:
-        raise ValueError(f"{name} must have shape (n, {in_dim}), got {tuple(x.shape)}")
+    if (x.ndim < 2 if batched else x.ndim != 2) or x.shape[-1] != in_dim:
+        raise ValueError(f"{name} must have shape ({'..., ' * batched}n, {in_dim}), got {tuple(x.shape)}")
     check_dtype_like(x, weight, name)
 
 
 class MLP(nn.Module):
-    r"""Multilayer perceptron with ``depth`` hidden layers of width ``hidden`` (``depth=0``: one linear
-    layer).
+    r"""Multilayer perceptron, ``depth`` hidden layers of width ``hidden`` (``depth=0``: one linear layer).
 
     .. math::
 
@@ -81,21 +66,11 @@ class MLP(nn.Module):
     Used in: chapters 4, 7, 8 and 9.
     """
 
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        hidden: int = 256,
-        depth: int = 3,
-        activation: str = "silu",
-        *,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
+                 *, dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.in_dim = check_int(in_dim, "in_dim")
-        self.out_dim = check_int(out_dim, "out_dim")
-        hidden = check_int(hidden, "hidden")
-        depth = check_int(depth, "depth", min_value=0)
+        self.in_dim, self.out_dim = check_int(in_dim, "in_dim"), check_int(out_dim, "out_dim")
+        hidden, depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
         make_activation(activation)  # validates the name
         layers: list[nn.Module] = []
         width = self.in_dim
@@ -115,20 +90,15 @@ class _ResidualBlock(nn.Module):
 
     def __init__(self, hidden: int, activation: str, dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            make_activation(activation),
-            nn.Linear(hidden, hidden, dtype=dtype),
-            make_activation(activation),
-            nn.Linear(hidden, hidden, dtype=dtype),
-        )
+        act, linear = make_activation, lambda: nn.Linear(hidden, hidden, dtype=dtype)
+        self.body = nn.Sequential(act(activation), linear(), act(activation), linear())
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.body(h)
 
 
 class ResidualMLP(nn.Module):
-    r"""Residual MLP (the S-JKO toy network), a map ``(n, in_dim) -> (n, dim)`` that can start at the
-    identity.
+    r"""Residual MLP (the S-JKO toy network, Choi et al. 2024), ``(n, in_dim) -> (n, dim)``.
 
     .. math::
 
@@ -136,35 +106,19 @@ class ResidualMLP(nn.Module):
         h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) + b_{j,1}) + b_{j,2}, \quad
         T(x) = [x +]\ W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}},
 
-    with :math:`J` = ``n_blocks`` and the skip ``x +`` when ``skip`` and ``in_dim == dim``.
-    ``zero_init_last`` starts the output layer at zero (:math:`T = \mathrm{Id}`: a JKO chain starting at the
-    previous map).
+    with :math:`J` = ``n_blocks`` and the skip ``x +`` when ``skip`` and ``in_dim == dim``;
+    ``zero_init_last`` starts the output layer at zero (:math:`T = \mathrm{Id}`).
 
     Used in: chapters 4, 5 and 6.
-
-    References
-    ----------
-    Choi, Choi, Kang (2024), "Scalable Wasserstein gradient flow for generative modeling through unbalanced
-    optimal transport", ICML (width 128, 3 blocks, SiLU).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        hidden: int = 128,
-        n_blocks: int = 3,
-        activation: str = "silu",
-        in_dim: int | None = None,
-        *,
-        zero_init_last: bool = False,
-        skip: bool = True,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, dim: int, hidden: int = 128, n_blocks: int = 3, activation: str = "silu",
+                 in_dim: int | None = None, *, zero_init_last: bool = False, skip: bool = True,
+                 dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
         self.dim = check_int(dim, "dim")
         self.in_dim = self.dim if in_dim is None else check_int(in_dim, "in_dim")
-        hidden = check_int(hidden, "hidden")
-        n_blocks = check_int(n_blocks, "n_blocks", min_value=0)
+        hidden, n_blocks = check_int(hidden, "hidden"), check_int(n_blocks, "n_blocks", min_value=0)
         make_activation(activation)
         self.skip = bool(skip) and self.in_dim == self.dim
         self.inp = nn.Linear(self.in_dim, hidden, dtype=dtype)
@@ -172,8 +126,7 @@ class ResidualMLP(nn.Module):
         self.act = make_activation(activation)
         self.out = nn.Linear(hidden, self.dim, dtype=dtype)
         if zero_init_last:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+            _zero_(self.out)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_dim, self.inp.weight)
@@ -182,54 +135,36 @@ class ResidualMLP(nn.Module):
 
 
 class ICNN(nn.Module):
-    r"""Input-convex neural network: a scalar potential ``(n, d) -> (n,)``, strongly convex in its input.
+    r"""Input-convex neural network (Amos et al. 2017; JKO-ICNN, Mokrov et al. 2021): a scalar potential
+    ``(n, d) -> (n,)``, strongly convex in its input.
 
     .. math::
 
         u_1 = \sigma(W^x_0 x + b_0), \quad u_{l+1} = \sigma\big(W^z_l u_l + W^x_l x + b_l\big),
         \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L,
 
-    with :math:`W^z_l, w \ge 0` (softplus of free weights), :math:`\sigma` = softplus and a learned
-    :math:`\alpha \ge` ``alpha_min`` :math:`> 0` (a map onto modes needs a small one). ``identity_init``
-    starts at :math:`\nabla\psi \approx \alpha\,\mathrm{id}`.
+    with :math:`W^z_l, w \ge 0` (softplus of free weights), :math:`\sigma` = softplus, a learned :math:`\alpha
+    \ge` ``alpha_min`` :math:`> 0`; ``identity_init`` starts at :math:`\nabla\psi \approx \alpha x`.
 
     Used in: chapter 4.
-
-    References
-    ----------
-    Amos, Xu, Kolter (2017), "Input convex neural networks", ICML; Mokrov et al. (2021), "Large-scale
-    Wasserstein gradient flows", NeurIPS (JKO-ICNN).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        hidden: int = 64,
-        depth: int = 3,
-        *,
-        alpha: float = 1.0,
-        alpha_min: float = 0.01,
-        identity_init: bool = True,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, dim: int, hidden: int = 64, depth: int = 3, *, alpha: float = 1.0,
+                 alpha_min: float = 0.01, identity_init: bool = True, dtype: torch.dtype | None = None
+                 ) -> None:  # fmt: skip
         super().__init__()
-        self.dim = check_int(dim, "dim")
-        hidden = check_int(hidden, "hidden")
+        self.dim, hidden = check_int(dim, "dim"), check_int(hidden, "hidden")
         depth = check_int(depth, "depth")
-        for value, name in ((alpha_min, "alpha_min"), (alpha, "alpha")):
-            if not isinstance(value, int | float) or not 0 < value < float("inf"):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        alpha_min, alpha = check_positive(alpha_min, "alpha_min"), check_positive(alpha, "alpha")
         if not alpha > alpha_min:
             raise ValueError(f"alpha must be larger than alpha_min={alpha_min}, got {alpha!r}")
         self.alpha_min = float(alpha_min)
         excess = torch.tensor(float(alpha) - self.alpha_min, dtype=dtype)
         self.alpha_raw = nn.Parameter(excess + torch.log(-torch.expm1(-excess)))  # softplus^{-1}
         self.x_layers = nn.ModuleList([nn.Linear(self.dim, hidden, dtype=dtype) for _ in range(depth)])
-        self.z_weights = nn.ParameterList(
-            [nn.Parameter(torch.randn(hidden, hidden, dtype=dtype) / hidden - 2.0) for _ in range(depth - 1)]
-        )
-        w0 = torch.full((hidden,), -10.0 if identity_init else 0.0, dtype=dtype)
-        self.w_out = nn.Parameter(w0)
+        z0 = [torch.randn(hidden, hidden, dtype=dtype) / hidden - 2.0 for _ in range(depth - 1)]
+        self.z_weights = nn.ParameterList([nn.Parameter(w) for w in z0])
+        self.w_out = nn.Parameter(torch.full((hidden,), -10.0 if identity_init else 0.0, dtype=dtype))
         self.act = nn.Softplus()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -243,8 +178,7 @@ class ICNN(nn.Module):
 
 class GradientMap(nn.Module):
     r"""The map :math:`T(x) = \nabla\psi(x)`, ``(n, d) -> (n, d)``, of a scalar ``potential`` (an
-    :class:`ICNN`),
-    by autograd with ``create_graph=True``; for convex :math:`\psi`, a Brenier map with an SPD Jacobian.
+    :class:`ICNN`) by autograd with ``create_graph=True``; for convex :math:`\psi`, a Brenier map.
 
     Used in: chapter 4.
     """
@@ -266,32 +200,47 @@ class GradientMap(nn.Module):
 
 
 class AffineMap(nn.Module):
-    r"""Trainable affine map :math:`T(x) = x A^\top + b`, initialised at the identity (``A`` ``(d, d)``,
-    ``b`` ``(d,)``): exact for Gaussian JKO steps.
+    r"""Affine map on rows, :math:`T(x) = x A^\top + b`, with :math:`T_\# N(m, S) = N(A m + b,\ A S A^\top)`.
 
-    Used in: chapters 4, 5 and 6.
+    ``AffineMap(d)`` is trainable, ``A`` ``(d, d)`` and ``b`` ``(d,)`` parameters starting at the identity
+    (exact for Gaussian JKO steps); ``AffineMap(A=A, b=b)`` holds given tensors as buffers, kept in their
+    autograd graph, batches ``(..., d, d)``, ``(..., d)`` allowed: the Monge and Gaussian JKO maps.
+
+    Used in: chapters 1, 4, 5 and 6; :func:`~gwf_tutorial.gaussian.monge_map`.
     """
 
-    def __init__(self, dim: int, *, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, dim: int | None = None, *, A=None, b=None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.dim = check_int(dim, "dim")
-        self.A = nn.Parameter(torch.eye(self.dim, dtype=dtype))
-        self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+        if (dim is None) == (A is None):
+            raise ValueError("AffineMap needs either dim (a trainable map) or A and b (a fixed map)")
+        if A is None:
+            self.dim = check_int(dim, "dim")
+            self.A = nn.Parameter(torch.eye(self.dim, dtype=dtype))
+            self.b = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
+            return
+        A, b = as_tensor(A, "A", dtype=dtype), as_tensor(b, "b", dtype=dtype)
+        if A.ndim < 2 or A.shape[-1] != A.shape[-2] or b.ndim < 1 or b.shape[-1] != A.shape[-1]:
+            raise ValueError(f"A and b must have shapes (..., d, d) and (..., d), got {A.shape}, {b.shape}")
+        self.dim = A.shape[-1]
+        self.register_buffer("A", A)
+        self.register_buffer("b", b)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.dim, self.A)
-        return x @ self.A.T + self.b
+        _check_input(x, self.dim, self.A, batched=self.A.ndim > 2 or self.b.ndim > 1)
+        return x @ self.A.mT + (self.b if self.b.ndim == 1 else self.b.unsqueeze(-2))
 
-    def push_gaussian(self, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
-        r""":math:`T_\# \mathcal N(m, S) = \mathcal N(A m + b,\ A S A^\top)`, differentiable in ``A`` and
-        ``b``.
+    def push_gaussian(self, mean, cov) -> tuple[Tensor, Tensor]:
+        """The image ``(A m + b, A S A^T)`` of :math:`N(m, S)`, ``mean (..., d)``, ``cov (..., d, d)``;
+        batches broadcast, differentiable in ``A`` and ``b``; shapes are checked, values not (training loops).
         """
-        if mean.shape != (self.dim,) or cov.shape != (self.dim, self.dim):
-            raise ValueError(
-                f"mean and cov must have shapes ({self.dim},) and ({self.dim}, {self.dim}), "
-                f"got {tuple(mean.shape)} and {tuple(cov.shape)}"
-            )
-        return self.A @ mean + self.b, self.A @ cov @ self.A.T
+        mean, cov, d = as_tensor(mean, "mean"), as_tensor(cov, "cov"), self.dim
+        if mean.ndim < 1 or mean.shape[-1] != d or cov.ndim < 2 or tuple(cov.shape[-2:]) != (d, d):
+            got = f"{tuple(mean.shape)} and {tuple(cov.shape)}"
+            raise ValueError(f"mean and cov must have shapes (..., {d}) and (..., {d}, {d}), got {got}")
+        dt = torch.promote_types(torch.promote_types(mean.dtype, cov.dtype), self.A.dtype)
+        A, b, mean, cov = self.A.to(dt), self.b.to(dt), mean.to(dt), cov.to(dt)
+        Am = A @ mean if mean.ndim == 1 else (A @ mean.unsqueeze(-1)).squeeze(-1)
+        return Am + b, A @ cov @ A.mT
 
     def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
         r""":math:`\log|\det A|` repeated for the ``n`` rows of ``x``, shape ``(n,)``."""
@@ -318,13 +267,6 @@ class Translation(nn.Module):
         """Zeros of shape ``(n,)``: a translation preserves volume."""
         _check_input(x, self.dim, self.b)
         return self.b.new_zeros(x.shape[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# Image networks (8x8 scikit-learn digits, 32x32 CIFAR-10): small convolutional generators and
-# critics. To be added here (chapters 9 and 10); same conventions: constructor arguments
-# validated with ``check_int``, ``forward`` shape-checked, ``dtype=`` accepted.
-# ---------------------------------------------------------------------------------------------
 
 
 def _check_image_size(size: int, n_halvings: int, name: str = "size") -> int:
@@ -355,7 +297,8 @@ class _GeneratorBlock(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    r"""Residual convolutional generator, ``(n, latent_dim) -> (n, channels * size * size)`` in ``[-1, 1]``.
+    r"""Residual convolutional generator (GWF's "Small-Net"), ``(n, latent_dim) -> (n, channels * size *
+    size)`` in ``[-1, 1]``.
 
     .. math::
 
@@ -365,45 +308,25 @@ class ConvGenerator(nn.Module):
 
     with :math:`U` a 2x upsampling in the first of ``blocks_per_stage`` blocks of each of the
     :math:`\log_2(\mathtt{size}/4)` stages, :math:`C` 3x3 convolutions, :math:`B` batch norms, :math:`\sigma`
-    = ReLU. The defaults (latent 192, width 256, 32x32 RGB) are GWF's "Small-Net" generator (OTM /
-    S-JKO's), except that the skip is the upsampled input (SNGAN-style). ``image_shape`` is
-    ``(channels, size, size)``.
+    = ReLU; the skip is the upsampled input (SNGAN-style).
 
     Used in: chapter 10.
-
-    References
-    ----------
-    Korba, Bonet, Caucheteux (2026), GWF; Miyato et al. (2018), "Spectral normalization for GANs", ICLR.
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 192,
-        channels: int = 3,
-        size: int = 32,
-        width: int = 256,
-        blocks_per_stage: int = 1,
-        *,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, latent_dim: int = 192, channels: int = 3, size: int = 32, width: int = 256,
+                 blocks_per_stage: int = 1, *, dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.in_dim = check_int(latent_dim, "latent_dim")
-        channels = check_int(channels, "channels")
+        self.in_dim, channels = check_int(latent_dim, "latent_dim"), check_int(channels, "channels")
         size = _check_image_size(size, 2)
         n_up = (size // 4).bit_length() - 1
         if 4 * 2**n_up != size:
             raise ValueError(f"size must be 4 * 2**k (4, 8, 16, 32, ...), got {size}")
-        width = check_int(width, "width")
+        self.width = width = check_int(width, "width")
         blocks_per_stage = check_int(blocks_per_stage, "blocks_per_stage")
-        self.image_shape = (channels, size, size)
-        self.out_dim = channels * size * size
-        self.width = width
+        self.image_shape, self.out_dim = (channels, size, size), channels * size * size
         self.dense = nn.Linear(self.in_dim, width * 16, dtype=dtype)
-        blocks = []
-        for _ in range(max(n_up, 1)):
-            for j in range(blocks_per_stage):
-                blocks.append(_GeneratorBlock(width, upsample=(j == 0 and n_up > 0), dtype=dtype))
-        self.blocks = nn.Sequential(*blocks)
+        stages = [(j == 0 and n_up > 0) for _ in range(max(n_up, 1)) for j in range(blocks_per_stage)]
+        self.blocks = nn.Sequential(*[_GeneratorBlock(width, upsample=up, dtype=dtype) for up in stages])
         self.bn_out = nn.BatchNorm2d(width, dtype=dtype)
         self.conv_out = nn.Conv2d(width, channels, 3, padding=1, dtype=dtype)
 
@@ -423,18 +346,9 @@ def _to_weight_format(h: Tensor, weight: Tensor) -> Tensor:
 
 
 def _conv_then_pool(conv: nn.Conv2d, h: Tensor) -> Tensor:
-    r"""``avg_pool2d(conv(h), 2)`` as one strided convolution (no pooling pass, 4/9 of the multiply-adds).
-
-    .. math::
-
-        \tfrac14\sum_{a, b \in \{0, 1\}} (W * h)[2i + a, 2j + b] = (W' *_2 h)[i, j], \qquad
-        W'[s, t] = \tfrac14 \sum_{a, b \in \{0, 1\}} W[s - a, t - b]
-
-    (:math:`W` zero outside its support): a 3x3 convolution with padding 1 followed by 2x2 average pooling
-    is the stride-2 4x4 convolution with padding 1 whose kernel is :math:`W` smoothed by the 2x2 box; a 1x1
-    convolution followed by the pooling is the stride-2 2x2 convolution with kernel :math:`W / 4` in each tap.
-    Same function, same parameters; on a GPU its backward is a convolution instead of a pooling backward.
-    """
+    r"""``avg_pool2d(conv(h), 2)`` as one stride-2 convolution with the kernel smoothed by the 2x2 box,
+    :math:`W'[s, t] = \tfrac14 \sum_{a, b \in \{0, 1\}} W[s - a, t - b]` (4x4 for a 3x3 ``conv``, 2x2 with
+    :math:`W / 4` per tap for a 1x1): the same function, without a pooling pass."""
     w = conv.weight
     if w.shape[-1] == 1:
         return nn.functional.conv2d(h, w.expand(-1, -1, 2, 2) * 0.25, conv.bias, stride=2)
@@ -444,10 +358,7 @@ def _conv_then_pool(conv: nn.Conv2d, h: Tensor) -> Tensor:
 
 
 class _CriticBlock(nn.Module):
-    """``r(h) + s(h)``: residual branch of two 3x3 convolutions (optionally average-pooled) plus skip.
-
-    The pooling is folded into the convolution before it (:func:`_conv_then_pool`): the same function.
-    """
+    """``r(h) + s(h)``: two 3x3 convolutions (optionally pooled, :func:`_conv_then_pool`) plus a skip."""
 
     def __init__(self, c_in: int, c_out: int, down: bool, first: bool, dtype: torch.dtype | None) -> None:
         super().__init__()
@@ -461,19 +372,16 @@ class _CriticBlock(nn.Module):
         r = h if self.first else act(h, 0.2)  # no activation on raw images
         r = act(self.conv1(r), 0.2)
         r = _conv_then_pool(self.conv2, r) if self.down else self.conv2(r)
-        s = h
         if self.down and self.first:  # pool the (3-channel) image, then the 1x1 convolution
-            s = self.skip(nn.functional.avg_pool2d(s, 2))
-        elif self.down:
-            s = _conv_then_pool(self.skip, s)
-        elif self.skip is not None:
-            s = self.skip(s)
-        return r + s
+            return r + self.skip(nn.functional.avg_pool2d(h, 2))
+        if self.down:
+            return r + _conv_then_pool(self.skip, h)
+        return r + (h if self.skip is None else self.skip(h))
 
 
 class ConvCritic(nn.Module):
-    r"""Residual convolutional critic, potential or embedding, ``(n, channels * size * size) -> (n,
-    out_dim)``.
+    r"""Residual convolutional critic (GWF's "Small-Net"), potential or embedding, ``(n, channels * size *
+    size) -> (n, out_dim)``.
 
     .. math::
 
@@ -481,52 +389,31 @@ class ConvCritic(nn.Module):
         D(x) = W \sum_{\text{pixels}} \mathrm{relu}(h_J) + b,
 
     with :math:`\sigma` the leaky ReLU (0.2), :math:`P` a 2x average pooling in the ``n_down`` first blocks
-    (folded into the convolution before it) and none in the ``n_blocks`` others, :math:`S` the skip. No
-    normalisation, so gradient penalties apply per sample. The defaults are GWF's "Small-Net" discriminator;
-    ``out_dim = 128`` with ``zero_init_last`` is the learned MMD kernel's embedding.
+    and none in the ``n_blocks`` others, :math:`S` the skip; no normalisation, so gradient penalties apply
+    per sample. ``out_dim = 128`` with ``zero_init_last`` is the learned MMD kernel's embedding.
 
     Used in: chapter 10.
-
-    References
-    ----------
-    Korba, Bonet, Caucheteux (2026), GWF; Miyato et al. (2018), the ResNet discriminator family.
     """
 
-    def __init__(
-        self,
-        channels: int = 3,
-        size: int = 32,
-        width: int = 256,
-        out_dim: int = 1,
-        n_down: int = 2,
-        n_blocks: int = 2,
-        *,
-        zero_init_last: bool = False,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, channels: int = 3, size: int = 32, width: int = 256, out_dim: int = 1, n_down: int = 2,
+                 n_blocks: int = 2, *, zero_init_last: bool = False, dtype: torch.dtype | None = None
+                 ) -> None:  # fmt: skip
         super().__init__()
-        channels = check_int(channels, "channels")
-        n_down = check_int(n_down, "n_down")
-        size = _check_image_size(size, n_down)
-        width = check_int(width, "width")
-        self.out_dim = check_int(out_dim, "out_dim")
-        n_blocks = check_int(n_blocks, "n_blocks", min_value=0)
-        self.image_shape = (channels, size, size)
-        self.in_dim = channels * size * size
+        channels, n_down = check_int(channels, "channels"), check_int(n_down, "n_down")
+        size, width = _check_image_size(size, n_down), check_int(width, "width")
+        self.out_dim, n_blocks = check_int(out_dim, "out_dim"), check_int(n_blocks, "n_blocks", min_value=0)
+        self.image_shape, self.in_dim = (channels, size, size), channels * size * size
         blocks = [_CriticBlock(channels, width, down=True, first=True, dtype=dtype)]
         blocks += [_CriticBlock(width, width, down=True, first=False, dtype=dtype) for _ in range(n_down - 1)]
         blocks += [_CriticBlock(width, width, down=False, first=False, dtype=dtype) for _ in range(n_blocks)]
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Linear(width, self.out_dim, dtype=dtype)
         if zero_init_last:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+            _zero_(self.out)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.in_dim, self.out.weight)
-        h = _to_weight_format(x.reshape(x.shape[0], *self.image_shape), self.blocks[0].conv1.weight)
-        h = self.blocks(h)
+        h = x.reshape(x.shape[0], *self.image_shape)
+        h = self.blocks(_to_weight_format(h, self.blocks[0].conv1.weight))
         return self.out(torch.relu(h).sum(dim=(2, 3)))
 
-
-__all__ += ["ConvGenerator", "ConvCritic"]

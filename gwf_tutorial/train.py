@@ -1,16 +1,10 @@
 """Training utilities: device, seeding, progress bars, EMA, and the library's one checkpoint format.
 
-**Checkpoints.** Every trainer saves with :func:`save_checkpoint` and resumes with :func:`load_checkpoint`.
-A file is one header line ``GWFCKPT <version> <n_bytes> <sha256>``, a JSON line (the trainer's ``kind``
-and hyperparameters ``config``), then the state written by ``torch.save`` (networks, optimisers,
-schedules, EMA, counters, :func:`rng_state`). It is written atomically (:func:`atomic_save`); length and
-SHA-256 are checked before anything is unpickled (``weights_only=True``), so a damaged file is refused
-with an error naming it, and a resume with other hyperparameters is refused with the differing keys.
-
-**Devices.** Every training entry point computes on the device of its inputs (the network and the
-samples, which must share one device); nothing is moved behind the caller's back. The one place that
-*chooses* a device is :func:`device`; a chapter that wants the GPU moves its networks and data with
-``.to(train.device())``.
+A checkpoint (:func:`save_checkpoint`, :func:`load_checkpoint`) is one header line ``GWFCKPT <version>
+<n_bytes> <sha256>``, a JSON line (the trainer's ``kind`` and hyperparameters ``config``), then the state
+written by ``torch.save``; written atomically, its length and SHA-256 are checked before anything is
+unpickled (``weights_only=True``). Training entry points compute on the device of their inputs; the one
+place that *chooses* a device is :func:`device`.
 
 Used in: every chapter (seeds and generators) and every trainer of the library.
 """
@@ -28,35 +22,24 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-__all__ = [
-    "device",
-    "seed_everything",
-    "make_generator",
-    "progress",
-    "rng_state",
-    "set_rng_state",
-    "atomic_save",
-    "save_checkpoint",
-    "load_checkpoint",
-    "ema_update",
-]
+from gwf_tutorial._validation import check_interval
+
+__all__ = ["device", "seed_everything", "make_generator", "progress", "rng_state", "set_rng_state",
+           "atomic_save", "save_checkpoint", "load_checkpoint", "ema_update"]  # fmt: skip
 
 
 def device(prefer: str | None = None) -> torch.device:
-    """The device to compute on: ``prefer`` if given, else ``$GWF_DEVICE`` if set, else CUDA if available,
-    else the CPU.
+    """The device to compute on: ``prefer``, else ``$GWF_DEVICE``, else CUDA if available, else the CPU.
 
     Used in: chapters 2-10.
     """
-    choice = prefer or os.environ.get("GWF_DEVICE")
-    if choice:
-        return torch.device(choice)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(prefer or os.environ.get("GWF_DEVICE") or default)
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python's, NumPy's (``seed mod 2**32``) and torch's global generators with one non-negative
-    ``seed``; returns a CPU ``torch.Generator`` seeded alike.
+    """Seed Python's, NumPy's (``seed mod 2**32``) and torch's global generators; returns a CPU
+    ``torch.Generator`` seeded alike.
 
     Used in: chapters 1-11.
     """
@@ -69,8 +52,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def make_generator(seed: int | None = None, device: str | torch.device = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (None: a seed drawn from torch's global
-    generator, reproducible after :func:`seed_everything`).
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (None: drawn from torch's global generator).
 
     Used in: chapters 1-7, 9 and 11.
     """
@@ -84,10 +66,8 @@ def make_generator(seed: int | None = None, device: str | torch.device = "cpu") 
 
 
 def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
-    """A ``tqdm.auto`` bar over ``iterable`` (``total`` when it has no length, label ``desc``, removed when
-    done).
-    ``disable=None`` hides it when ``$GWF_PROGRESS`` is ``"0"`` (tests, the notebook executor); ``**kwargs``
-    go to ``tqdm``.
+    """A ``tqdm.auto`` bar over ``iterable``, removed when done; ``disable=None`` hides it when
+    ``$GWF_PROGRESS`` is ``"0"`` (tests, the notebook executor); ``**kwargs`` go to ``tqdm``.
 
     Used in: :mod:`gwf_tutorial.flows`, :mod:`gwf_tutorial.fflows`, :mod:`gwf_tutorial.metrics` and every
     trainer.
@@ -101,8 +81,7 @@ def progress(iterable=None, *, total=None, desc=None, disable=None, **kwargs):
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
     """Every random state a training loop may draw from (``generator``, torch CPU and CUDA, NumPy, Python), as
-    a dict loadable with ``weights_only=True``; restored by :func:`set_rng_state`, a resumed run draws the
-    numbers the uninterrupted run would have drawn.
+    a dict loadable with ``weights_only=True``, for :func:`set_rng_state`.
 
     Used in: :mod:`gwf_tutorial.drifting`, :mod:`gwf_tutorial.cifar10`.
     """
@@ -113,13 +92,8 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
         "generator": None if generator is None else generator.get_state(),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": (
-            np_state[0],
-            torch.from_numpy(np_state[1].astype(np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])),  # fmt: skip
         "python": random.getstate(),
     }
 
@@ -132,10 +106,8 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
     if not isinstance(state, dict) or not {"generator", "torch", "numpy", "python"} <= set(state):
         raise ValueError("state must be a dict returned by train.rng_state")
     if (state["generator"] is None) != (generator is None):
-        raise ValueError(
-            "the state was saved with generator="
-            f"{'None' if state['generator'] is None else 'a torch.Generator'}; pass the same kind"
-        )
+        saved = "None" if state["generator"] is None else "a torch.Generator"
+        raise ValueError(f"the state was saved with generator={saved}; pass the same kind")
     if generator is not None:
         generator.set_state(state["generator"])
     torch.set_rng_state(state["torch"])
@@ -148,8 +120,8 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """Write ``obj`` (bytes as they are, anything else with ``torch.save``) to ``path`` atomically: through
-    ``path.tmp``, flushed, then renamed, so an interruption leaves the old or the new content.
+    """Write ``obj`` (bytes as they are, else by ``torch.save``) to ``path`` through ``path.tmp``, flushed,
+    then renamed: an interruption leaves the old or the new content.
 
     Used in: :func:`~gwf_tutorial.train.save_checkpoint`.
     """
@@ -174,10 +146,9 @@ def _jsonable(value):
     """``value`` as plain JSON data: tuples become lists, NaN a string, objects their repr or type name."""
     if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float | np.floating):
-        return "nan" if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
+    if isinstance(value, float | np.floating | np.integer):
+        value = value.item() if isinstance(value, np.generic) else value
+        return "nan" if math.isnan(value) else value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -197,15 +168,8 @@ def _digest(version: int, body: bytes) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: dict) -> None:
-    r"""Save a trainer's ``state`` in the library's checkpoint format, atomically.
-
-    .. math::
-
-        \text{file} = \texttt{GWFCKPT}\ v\ n\ h \,\|\, \text{JSON}(\text{kind}, \text{config})
-        \,\|\, \texttt{torch.save}(\text{state}), \qquad h = \mathrm{SHA256}(\text{body}),\ n = |\text{body}|.
-
-    ``state`` holds tensors, state dicts, numbers, strings and containers of them; ``kind`` names the
-    trainer; ``config`` (the hyperparameters) is stored as JSON.
+    """Save a trainer's ``state`` (tensors, state dicts, numbers, strings and containers of them) atomically,
+    with ``kind`` (the trainer's name) and ``config`` (its hyperparameters, as JSON).
 
     Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.jko`,
     :mod:`gwf_tutorial.cifar10`.
@@ -223,12 +187,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: 
 
 
 def _config_diff(saved: dict, current: dict, ignore: Iterable[str]) -> list[str]:
-    skip = set(ignore)
-    return [
-        f"{k}: {saved.get(k, '(absent)')!r} in the checkpoint, {current.get(k, '(absent)')!r} now"
-        for k in sorted(set(saved) | set(current))
-        if k not in skip and saved.get(k, "(absent)") != current.get(k, "(absent)")
-    ]
+    keys = [k for k in sorted(set(saved) | set(current)) if k not in set(ignore)]
+    a = "(absent)"
+    return [f"{k}: {saved.get(k, a)!r} in the checkpoint, {current.get(k, a)!r} now" for k in keys
+            if saved.get(k, a) != current.get(k, a)]  # fmt: skip
 
 
 def _verified_body(path: str, data: bytes) -> bytes:
@@ -259,20 +221,11 @@ def _verified_body(path: str, data: bytes) -> bytes:
     return body
 
 
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    kind: str | None = None,
-    config: dict | None = None,
-    ignore: Iterable[str] = (),
-    map_location="cpu",
-) -> tuple[dict, dict]:
-    """Read a file of :func:`save_checkpoint`: ``(state, saved_config)``.
-
-    Raises ``ValueError`` naming the file when it is missing, empty, truncated, changed (SHA-256), not a
-    checkpoint, of another version or ``kind``, or when ``config`` differs from the saved one on a key not in
-    ``ignore`` (each key with both values); the file is never modified. ``map_location`` goes to
-    ``torch.load``.
+def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config: dict | None = None,
+                    ignore: Iterable[str] = (), map_location="cpu") -> tuple[dict, dict]:  # fmt: skip
+    """Read a file of :func:`save_checkpoint`: ``(state, saved_config)``. Raises ``ValueError`` naming the
+    file (never modified) when it is missing, damaged, not a checkpoint, of another version or ``kind``, or
+    when ``config`` differs from the saved one on a key not in ``ignore`` (each such key with both values).
 
     Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.cifar10`.
     """
@@ -290,10 +243,8 @@ def load_checkpoint(
     if config is not None:
         diff = _config_diff(meta["config"], _jsonable(config), ignore)
         if diff:
-            raise ValueError(
-                f"checkpoint {path!r} was saved with other hyperparameters; resume with the same ones or "
-                "use another file: " + "; ".join(diff)
-            )
+            raise ValueError(f"checkpoint {path!r} was saved with other hyperparameters; resume with the "
+                             "same ones or use another file: " + "; ".join(diff))  # fmt: skip
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - reported with the file's name
@@ -303,26 +254,19 @@ def load_checkpoint(
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    r"""Exponential moving average of ``net``'s parameters into ``ema`` (same architecture), in place; buffers
-    are copied.
-
-    .. math::
-
-        \bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta, \qquad \beta = \texttt{decay} \in [0,
-        1).
+    r"""Exponential moving average :math:`\bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta`,
+    :math:`\beta` = ``decay`` :math:`\in [0, 1)`, of ``net``'s parameters into ``ema`` (same architecture), in
+    place; buffers are copied.
 
     Used in: :mod:`gwf_tutorial.trainer`.
     """
-    if not (isinstance(decay, int | float) and 0 <= decay < 1):
-        raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-    pe = list(ema.parameters())
-    p = [t.detach() for t in net.parameters()]
-    if len(pe) != len(p):
-        raise ValueError(f"ema has {len(pe)} parameters, net has {len(p)}: not the same architecture")
+    decay = check_interval(decay, "decay", closed="left")
+    pe, p = list(ema.parameters()), [t.detach() for t in net.parameters()]
+    be, b = list(ema.buffers()), list(net.buffers())
+    for what, mine, theirs in (("parameters", pe, p), ("buffers", be, b)):
+        if len(mine) != len(theirs):
+            raise ValueError(f"ema has {len(mine)} {what}, net has {len(theirs)}: not the same architecture")
     if pe:  # one fused launch per group on a GPU (the same numbers as a per-tensor lerp_)
         torch._foreach_lerp_(pe, p, 1.0 - decay)
-    be, b = list(ema.buffers()), list(net.buffers())
-    if len(be) != len(b):
-        raise ValueError(f"ema has {len(be)} buffers, net has {len(b)}: not the same architecture")
     if be:
         torch._foreach_copy_(be, b)

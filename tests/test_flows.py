@@ -427,8 +427,9 @@ def test_guard_in_blocks_synchronises_once_per_block(monkeypatch):
         syncs[0] += 1
         return orig(self)
 
-    guard = F._Guard(None, 1e3, 16, "test")
     x = _x0()
+    guard = F._Guard(x, None, 1e3, "test")
+    guard.every = 16  # the block size on a GPU
     monkeypatch.setattr(torch.Tensor, "__bool__", counting)
     for _ in range(64):
         guard.push(x, 0.1)

@@ -15,6 +15,7 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 
 from gwf_tutorial import gaussian as G
+from gwf_tutorial import nets
 
 F64 = torch.float64
 
@@ -119,11 +120,11 @@ def test_monge_map_pushes_forward_and_is_a_gradient_of_convex_function():
         m1, S1 = _rand_gaussian(d, g)
         m2, S2 = _rand_gaussian(d, g)
         T = G.monge_map(m1, S1, m2, S2)
-        assert isinstance(T, G.AffineMap) and T.A.dtype == F64
+        assert isinstance(T, nets.AffineMap) and T.A.dtype == F64
         torch.testing.assert_close(T.A, T.A.T, atol=1e-12, rtol=0)  # symmetric ...
         assert torch.linalg.eigvalsh(T.A).min() > 0  # ... positive definite: T = grad(convex)
         torch.testing.assert_close(T.A @ S1 @ T.A, S2, atol=1e-10, rtol=0)
-        mean_p, cov_p = T.pushforward(m1, S1)
+        mean_p, cov_p = T.push_gaussian(m1, S1)
         torch.testing.assert_close(mean_p, m2, atol=1e-12, rtol=0)
         torch.testing.assert_close(cov_p, S2, atol=1e-10, rtol=0)
         # transport cost of T equals W2^2: E|T(X) - X|^2 = |Em|^2 + tr((A - I) S1 (A - I))
@@ -280,7 +281,7 @@ def test_jko_map_satisfies_optimality_condition():
     m, Sigma = _rand_gaussian(d, g)
     T = G.jko_map_kl(mean, cov, m, Sigma, tau)
     mean_p, cov_p = G.jko_step_kl(mean, cov, m, Sigma, tau)
-    torch.testing.assert_close(T.pushforward(mean, cov)[1], cov_p, atol=1e-12, rtol=0)
+    torch.testing.assert_close(T.push_gaussian(mean, cov)[1], cov_p, atol=1e-12, rtol=0)
     x = _sample(mean, cov, 50, g)
     y = T(x).requires_grad_(True)
     MVN = torch.distributions.MultivariateNormal

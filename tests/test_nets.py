@@ -109,10 +109,39 @@ def test_affine_map_push_gaussian_and_log_det():
     # differentiable in A: d log|det A| / dA = A^{-T}
     (gA,) = torch.autograd.grad(ld[0], T.A)
     torch.testing.assert_close(gA, torch.linalg.inv(T.A.detach()).T)
-    with pytest.raises(ValueError, match="shapes"):
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\) and \(\.\.\., 2, 2\), got \(1,\) and \(2, 2\)"):
         T.push_gaussian(m[:1], S)
+    with pytest.raises(ValueError, match="shapes"):
+        T.push_gaussian(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))
     with pytest.raises(ValueError, match="x must have shape"):
         T.log_abs_det_jacobian(torch.randn(3, 3, dtype=F64))
+
+
+def test_fixed_affine_map_batches_and_keeps_the_graph():
+    # AffineMap(A=..., b=...): buffers (no parameters) kept in the autograd graph, batched maps broadcast
+    A = torch.tensor([[1.5, 0.4], [0.4, 0.7]], dtype=F64, requires_grad=True)
+    b = torch.tensor([[1.0, -2.0], [0.0, 3.0]], dtype=F64)  # a batch of two maps with one A
+    T = AffineMap(A=A, b=b)
+    assert list(T.parameters()) == [] and T.dim == 2
+    x = torch.randn(5, 2, dtype=F64)
+    y = T(x)
+    assert y.shape == (2, 5, 2)
+    torch.testing.assert_close(y[1], x @ A.detach().T + b[1])
+    (gA,) = torch.autograd.grad(y.sum(), A)
+    torch.testing.assert_close(gA, 2 * x.sum(0).expand(2, 2))
+    m, S = torch.tensor([0.2, 0.5], dtype=F64), torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=F64)
+    mp, Sp = T.push_gaussian(m.float(), S.float())  # mixed dtypes promote to float64
+    assert mp.shape == (2, 2) and Sp.dtype == F64
+    torch.testing.assert_close(mp, A.detach() @ m + b)
+    torch.testing.assert_close(Sp, A.detach() @ S @ A.detach().T)
+    with pytest.raises(ValueError, match="either dim"):
+        AffineMap(2, A=A, b=b[0])
+    with pytest.raises(ValueError, match="either dim"):
+        AffineMap()
+    with pytest.raises(ValueError, match="A and b must have shapes"):
+        AffineMap(A=A, b=torch.zeros(3))
+    with pytest.raises(TypeError, match="x must have dtype"):
+        T(x.float())
 
 
 def test_translation():

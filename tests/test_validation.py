@@ -234,3 +234,56 @@ def test_check_dtype_like():
     check_dtype_like(torch.ones(3, 2), w, "x")
     with pytest.raises(TypeError, match=r"^z must have dtype torch.float32 .* got torch.int64; cast it"):
         check_dtype_like(torch.ones(3, 2, dtype=torch.int64), w, "z")
+
+
+def test_check_spd_semidefinite_and_same_dim_without_dtype():
+    from gwf_tutorial._validation import check_same_dim
+
+    P = torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=F64)  # rank 1: PSD, not PD
+    assert check_spd(P, "S", semidefinite=True) is P
+    with pytest.raises(ValueError, match="^S must be positive definite"):
+        check_spd(P, "S")
+    with pytest.raises(ValueError, match="^S must be positive semi-definite, got smallest eigenvalue -1"):
+        check_spd(-torch.eye(2, dtype=F64), "S", semidefinite=True)
+    assert check_spd(torch.zeros(0, 0), "S").shape == (0, 0)  # empty: nothing to check
+    check_same_dim(torch.zeros(2, 3), torch.zeros(3, dtype=F64), "m1", "m2", same_dtype=False)
+    with pytest.raises(TypeError, match="same dtype"):
+        check_same_dim(torch.zeros(2, 3), torch.zeros(3, dtype=F64), "m1", "m2")
+
+
+def test_check_callable_choice_bool():
+    from gwf_tutorial._validation import check_bool, check_callable, check_choice
+
+    check_callable(len, "fn")
+    check_callable(None, "fn", optional=True)
+    with pytest.raises(TypeError, match="^fn must be callable, got int"):
+        check_callable(3, "fn")
+    with pytest.raises(TypeError, match="^fn must be callable or None, got str"):
+        check_callable("f", "fn", optional=True)
+    assert check_choice("kl", "divergence", {"kl": 1, "js": 2}) == "kl"
+    with pytest.raises(ValueError, match=r"^divergence must be one of \['js', 'kl'\], got 'tv'"):
+        check_choice("tv", "divergence", {"kl": 1, "js": 2})
+    with pytest.raises(ValueError, match="^divergence must be one of"):
+        check_choice(1, "divergence", ("kl",))
+    assert check_bool(False, "flag") is False
+    for bad in (0, 1, torch.tensor(True), "yes"):
+        with pytest.raises(TypeError, match="^flag must be a bool"):
+            check_bool(bad, "flag")
+
+
+def test_check_interval():
+    from gwf_tutorial._validation import check_interval
+
+    assert check_interval(0.5, "p") == 0.5
+    assert check_interval(np.float32(0.25), "p") == 0.25 and check_interval(torch.tensor(0.75), "p") == 0.75
+    assert check_interval(0, "decay", closed="left") == 0.0
+    assert check_interval(1, "share", closed="right") == 1.0
+    assert check_interval(-2.0, "x", -2.0, 3.0, closed="both") == -2.0
+    for value, closed, msg in ((0.0, "", r"\(0, 1\), got 0.0"), (1.0, "left", r"\[0, 1\), got 1.0"),
+                               (0.0, "right", r"\(0, 1\], got 0.0"), (1.5, "both", r"\[0, 1\], got 1.5")):
+        with pytest.raises(ValueError, match=rf"^p must be in {msg}$"):
+            check_interval(value, "p", closed=closed)
+    with pytest.raises(ValueError, match="^p must be a number, got NaN"):
+        check_interval(math.nan, "p")
+    with pytest.raises(TypeError, match="^p must be a real number, got bool"):
+        check_interval(True, "p")
