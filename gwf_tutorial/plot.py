@@ -19,7 +19,7 @@ from gwf_tutorial._validation import check_seed
 
 __all__ = ["to_numpy", "scatter", "compare_samples", "trajectories", "AnimationHTML",
            "animate_frames", "curves", "vector_field", "grid_of_targets", "step_size_slider",
-           "gaussian_ellipse"]  # fmt: skip
+           "gaussian_ellipse", "method_map"]  # fmt: skip
 
 TARGET_STYLE = dict(s=4, alpha=0.35, color="0.55", linewidths=0)
 PARTICLE_STYLE = dict(s=5, alpha=0.8, color="C0", linewidths=0)
@@ -348,3 +348,57 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
     )
     ax.add_patch(patch)
     return patch
+
+
+#: Columns and rows of :func:`method_map`: (label, words of ``Method.discretization`` /
+#: ``Method.parametrization`` that select it), first match wins.
+_MAP_COLUMNS = (("explicit step", ("explicit",)), ("noisy step", ("Maruyama",)), ("JKO step", ("JKO",)),
+                ("GAN step\n($\\tau=\\infty$)", ("GAN",)), ("drift step", ("update",)))
+_MAP_ROWS = (("particles", ("particles",)), ("map(s) from the source", ("map", "ICNN")),
+             ("generator", ("generator",)))
+_MAP_OBJECTIVES = (("drift field", "drift"), ("MMD", "MMD"), ("$W_1$ critic", "W1"),
+                   ("OT (Sinkhorn, sliced)", ("Sinkhorn", "sliced")), ("KL / $f$-divergence", ""))
+
+
+def _first_match(text: str, options) -> int:
+    for i, (_, words) in enumerate(options):
+        if any(w in text for w in ((words,) if isinstance(words, str) else words)):
+            return i
+    raise ValueError(f"no column or row of the method map matches {text!r}")
+
+
+def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
+    """Every method at its discretization (column) and parametrization (row), coloured by objective.
+
+    ``methods`` maps names to rows with ``discretization``, ``parametrization`` and ``objective`` strings
+    (:data:`gwf_tutorial.methods.METHODS`).
+
+    Used in: the introduction.
+    """
+    cells: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    for name, m in methods.items():
+        key = (_first_match(m.parametrization, _MAP_ROWS), _first_match(m.discretization, _MAP_COLUMNS))
+        cells.setdefault(key, []).append((name, _first_match(m.objective, _MAP_OBJECTIVES)))
+    colors = plt.get_cmap("tab10").colors
+    fig, ax = plt.subplots(figsize=figsize)
+    n_cols, n_rows = len(_MAP_COLUMNS), len(_MAP_ROWS)
+    ax.set(xlim=(0, n_cols), ylim=(n_rows, 0), xticks=[i + 0.5 for i in range(n_cols)],
+           yticks=[i + 0.5 for i in range(n_rows)])
+    ax.set_xticklabels([c for c, _ in _MAP_COLUMNS], fontsize=9)
+    ax.set_yticklabels([r for r, _ in _MAP_ROWS], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.grid(False)
+    for k in range(1, n_cols):
+        ax.axvline(k, color="0.8", lw=0.8)
+    for k in range(1, n_rows):
+        ax.axhline(k, color="0.8", lw=0.8)
+    for (row, col), entries in cells.items():
+        for j, (name, obj) in enumerate(entries):
+            ax.text(col + 0.5, row + (j + 1) / (len(entries) + 1), name.replace("_", " "), ha="center",
+                    va="center", fontsize=9, color=colors[obj])
+    handles = [plt.Line2D([], [], ls="", marker="s", color=colors[i], label=label)
+               for i, (label, _) in enumerate(_MAP_OBJECTIVES)]
+    ax.legend(handles=handles, title="objective", fontsize=9, title_fontsize=9, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

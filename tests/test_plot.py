@@ -244,3 +244,20 @@ def test_gaussian_ellipse_axes_and_skips_invalid():
     with pytest.raises(ValueError, match="shapes"):
         gaussian_ellipse(ax, [0.0], [[1.0]])
     plt.close(fig)
+
+
+def test_method_map_places_every_method_once(plot):
+    from gwf_tutorial.methods import METHODS
+
+    fig = plot.method_map(METHODS)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(texts) == sorted(name.replace("_", " ") for name in METHODS)
+    assert fig.get_size_inches()[0] <= 10
+
+
+def test_method_map_refuses_a_method_it_cannot_place(plot):
+    from gwf_tutorial.methods import METHODS, Method
+
+    odd = Method(METHODS["gan"].function, "gan", 5, "KL", "a new scheme", "particles")
+    with pytest.raises(ValueError, match="a new scheme"):
+        plot.method_map({"odd": odd})
