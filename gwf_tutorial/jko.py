@@ -62,14 +62,10 @@ _TRAINER_OPTIONS = ("lr", "lr_critic", "betas", "critic_steps", "lr_schedule")
 _KIND = "jko.ParametricJKO"
 
 
-
 def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample transport cost of a JKO step, shape ``(n,)`` (inputs flattened to ``(n, d)``).
+    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, shape ``(n,)``.
 
-    .. math::
-
-        c_\tau(x_i, x_i') = \frac{|x_i - x_i'|^2}{2\tau}
-        \quad\text{or, with the per-dimension average,}\quad \frac{|x_i - x_i'|^2}{2\tau d}.
+    Inputs are flattened to ``(n, d)``; ``per_dim_average`` divides by :math:`d`.
 
     Used in: :mod:`gwf_tutorial.sjko` (``sjko.transport_cost``), :func:`~gwf_tutorial.jko.saddle_objective`.
     """
@@ -177,7 +173,6 @@ class UnbiasedMMD(Objective):
         return f"UnbiasedMMD(kernel={self.kernel!r})"
 
 
-
 def _batch_values(v: Tensor, name: str) -> Tensor:
     v = v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
     if v.ndim != 1:
@@ -282,10 +277,8 @@ class VariationalFDivergence(CriticObjective):
 class WassersteinCritic(CriticObjective):
     r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``).
 
-    .. math::
-
-        W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h, \qquad
-        \text{map term } \mathbb E_z h(T(z)).
+    :math:`W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h`, map term
+    :math:`\mathbb E_z h(T(z))`.
 
     Used in: ``jko._CRITIC_OBJECTIVES`` (the name ``"w1"``).
     """
@@ -306,12 +299,9 @@ class WassersteinCritic(CriticObjective):
 class LearnedKernelMMD(CriticObjective):
     r"""Squared MMD with a learned kernel (:class:`~gwf_tutorial.critics.LearnedKernel`), max over the kernel.
 
-    .. math::
-
-        F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu),
-
-    the critic's estimate and the map term both being the MMD (U-statistic unless ``unbiased=False``);
-    penalties act on the witness function. ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.
+    :math:`F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu)`: the critic's estimate and the map term
+    are both the MMD (U-statistic unless ``unbiased=False``); penalties act on the witness function.
+    ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.
 
     Used in: chapter 5, :mod:`gwf_tutorial.cifar10`.
     """
@@ -362,12 +352,6 @@ def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str =
                          **kwargs) -> CriticObjective:  # fmt: skip
     r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass).
 
-    .. math::
-
-        \text{f-divergence} \mapsto \sup_h \mathbb E h - \mathbb E f^*(h), \quad
-        \text{w1} \mapsto \sup_{\mathrm{Lip}\le 1}, \quad \text{mmd-learned} \mapsto \sup_\psi
-        \mathrm{MMD}^2_{k_\psi};
-
     ``symmetric`` and ``generator_loss`` apply to f-divergences, ``kwargs`` go to :class:`LearnedKernelMMD`.
 
     Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko._resolve_objective` (the chain's names).
@@ -395,7 +379,6 @@ def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str =
     return VariationalFDivergence(fdiv, symmetric=symmetric, generator_loss=generator_loss)
 
 
-
 class PushforwardObjective:
     r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`.
 
@@ -411,6 +394,9 @@ class PushforwardObjective:
     def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
         r"""The estimate of :math:`F(T_\#\mu)`, shape ``()``."""
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 def _log_abs_det_jacobian(map_net: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -461,17 +447,11 @@ class PushforwardKL(PushforwardObjective):
         value = -(logdet + lp).mean()
         return value if self.source_log_prob is None else value + self.source_log_prob(z).mean()
 
-    def __repr__(self) -> str:
-        return "PushforwardKL()"
-
 
 class GaussianPushforwardKL(PushforwardObjective):
     r"""Exact KL of an affine push-forward of :math:`\mathcal N(m_0, S_0)` to :math:`\mathcal N(m, \Sigma)`.
 
-    .. math::
-
-        \mathrm{KL}\big(\mathcal N(A m_0 + b, A S_0 A^\top) \,\|\, \mathcal N(m, \Sigma)\big)
-
+    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`
     (:func:`gwf_tutorial.gaussian.kl`) for a map with ``push_gaussian`` (an
     :class:`~gwf_tutorial.nets.AffineMap`), reparameterized chains only: no estimation error in :math:`F`.
 
@@ -500,19 +480,13 @@ class GaussianPushforwardKL(PushforwardObjective):
     def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
         return gaussian.kl(*self._pushed(map_net, x))
 
-    def __repr__(self) -> str:
-        return "GaussianPushforwardKL()"
-
 
 class GaussianPushforwardMMD(GaussianPushforwardKL):
     r"""Exact squared MMD (Gaussian kernel, ``bandwidth`` :math:`s`) of an affine push-forward, to a Gaussian.
 
-    .. math::
-
-        \mathrm{MMD}_k^2\big(\mathcal N(A m_0 + b, A S_0 A^\top),\ \mathcal N(m, \Sigma)\big),
-        \qquad k(x, y) = e^{-|x - y|^2/(2 s^2)}
-
-    (:func:`gwf_tutorial.gaussian.mmd2`): the population value :class:`UnbiasedMMD` estimates.
+    :math:`\mathrm{MMD}_k^2(\mathcal N(A m_0 + b, A S_0 A^\top), \mathcal N(m, \Sigma))` with
+    :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`), the population value that
+    :class:`UnbiasedMMD` estimates.
 
     Used in: chapter 5.
     """
@@ -530,18 +504,13 @@ class GaussianPushforwardMMD(GaussianPushforwardKL):
         return f"GaussianPushforwardMMD(bandwidth={self.bandwidth})"
 
 
-
 @dataclass
 class JKOStepResult:
     r"""Record of one parametric JKO step: per-iteration ``transport``, ``objective`` and their sum ``loss``.
 
-    .. math::
-
-        \text{loss}_i = \tfrac{1}{2\tau}\widehat{\mathbb E}|T(z) - T_k(z)|^2 + \widehat F(T_\#\mu_0)
-
-    (:math:`\widehat F` the critic's bound for a critic objective; transport 0 with ``tau=None``). ``k``:
-    the step index (it produced :math:`\rho_{k+1}`); ``critic_bound``: the critic's bound after its update
-    at each iteration (empty without a critic); ``seconds``: wall-clock time.
+    ``objective`` is :math:`\widehat F(T_\#\mu_0)` (a critic's bound for a critic objective), ``transport``
+    0 with ``tau=None``; ``k`` is the step index (it produced :math:`\rho_{k+1}`), ``critic_bound`` the
+    critic's bound after its update at each iteration (empty without a critic).
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO` (its ``history``).
     """
@@ -677,15 +646,13 @@ def _transport(chain: ParametricJKO, x_new: Tensor, x_old: Tensor) -> Tensor:
 class _StepLoss:
     """One JKO step as a :class:`~gwf_tutorial.trainer.Trainer` problem (draws in the chain's order)."""
 
-    def __init__(self, chain: ParametricJKO, composed: bool) -> None:
-        self.c, self.composed = chain, composed
+    def __init__(self, chain: ParametricJKO) -> None:
+        self.c = chain
 
     def batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
         c = self.c
-        z = _draw(c, c.source, c.batch_size, "source", c.generator)
+        src, x_old = _source_and_old(c, _draw(c, c.source, c.batch_size, "source", c.generator))
         with torch.no_grad():
-            src = c._push_chain(z) if self.composed else z
-            x_old = src if self.composed else c._old(z)
             return src, x_old, None if c.critic is None else c.map(src)
 
     def critic_loss(self, batch) -> tuple[Tensor, Tensor]:
@@ -725,14 +692,13 @@ def _check_batch(chain: ParametricJKO, t, name: str) -> Tensor | None:
     return t.to(chain.device)
 
 
-def _batches(chain: ParametricJKO, z, y) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(source points of the step, T_k's points, y)`` for batches given by the user."""
-    z, y = _check_batch(chain, z, "z"), _check_batch(chain, y, "y")
-    with torch.no_grad():
-        if chain.parametrization == "composed":
-            src = chain._push_chain(z)
-            return src, src, y
-        return z, chain._old(z), y
+@torch.no_grad()
+def _source_and_old(chain: ParametricJKO, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``(the step's source points, T_k's points)`` for latent points ``z``."""
+    if chain.parametrization == "composed":
+        src = chain._push_chain(z)
+        return src, src
+    return z, chain._old(z)
 
 
 def _checkpoint_config(chain: ParametricJKO) -> dict:
@@ -758,9 +724,8 @@ def _restore(chain: ParametricJKO, state: dict) -> None:
     chain.history = [JKOStepResult(**r) for r in state["history"]]
 
 
-
 class ParametricJKO(TrainerPreset):
-    r"""A chain of parametric JKO steps, one trained map per step (a preset of the library's ``Trainer``).
+    r"""A chain of parametric JKO steps, one map ``map_net`` trained per step (a preset of the ``Trainer``).
 
     .. math::
 
@@ -774,19 +739,15 @@ class ParametricJKO(TrainerPreset):
 
     Parameters
     ----------
-    map_net : nn.Module
-        The map ``(n, d_0) -> (n, d)``, trained in place.
     objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
         A name goes to :func:`get_critic_objective`, else ``"mmd_u"`` (:class:`UnbiasedMMD`), else
         :func:`~gwf_tutorial.functionals.get_objective`.
-    tau : float or None
-        The JKO step; None drops the transport term (the GAN switch).
     source, data : Tensor (N, d), callable ``f(n, generator=g)`` or object with ``sample(n, generator=g)``
         :math:`\mu_0` and :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole).
     critic : nn.Module, optional
         Default: the objective's ``make_critic`` with ``critic_hidden``, ``critic_depth``.
-    n_iters, n_iters_first : int
-        Map iterations per step (and of the first step, default ``n_iters``).
+    n_iters_first : int, optional
+        Map iterations of the first step (default ``n_iters``, those of the others).
     r1, gp : float
         R1 and WGAN-GP weights of the critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0).
     initial_map : callable or "copy", optional
@@ -882,7 +843,7 @@ class ParametricJKO(TrainerPreset):
         names = ("critic_bound",) * (self.critic is not None) + ("transport", "objective")
         hint = f" or a larger tau (tau={self.tau})" if self.tau is not None else ""
         show = self.progress if progress is None else bool(progress)
-        logs = self.trainer.fit(_StepLoss(self, composed), n_iters, desc=f"JKO step {k + 1}", names=names,
+        logs = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}", names=names,
                                 progress=show, hint=hint).tolist()  # fmt: skip
         transport, objective = logs[-2], logs[-1]
         result = JKOStepResult(k=k, tau=self.tau, n_iters=n_iters, transport=transport, objective=objective,
@@ -924,14 +885,14 @@ class ParametricJKO(TrainerPreset):
 
         (no transport term with ``tau=None``: the GAN's generator loss).
         """
-        src, x_old, y = _batches(self, z, y)
+        (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
         x_new = self.map(src)
         return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]
 
     def saddle_value(self, z, y=None) -> Tensor:
         r"""The step's saddle function on given batches, shape ``()``: the transport term plus
         :math:`\widehat B(c; T(z), y)` (or the sample / push-forward objective)."""
-        src, x_old, y = _batches(self, z, y)
+        (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
         x_new = self.map(src)
         if self.adversary is not None:
             value = self.adversary.bound(self.critic, x_new, y)
@@ -980,16 +941,6 @@ class ParametricJKO(TrainerPreset):
                 "history": [vars(r).copy() for r in self.history], "parametrization": self.parametrization,
                 "tau": self.tau}  # fmt: skip
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict` into a chain built with the same networks and options."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if state.get("parametrization") != self.parametrization:
-            raise ValueError(f"state is for parametrization {state.get('parametrization')!r}, this chain "
-                             f"uses {self.parametrization!r}")  # fmt: skip
-        self.trainer.load_state_dict(state["trainer"])
-        _restore(self, state)
-
     def save(self, path: str | os.PathLike) -> None:
         """Save the state and hyperparameters to ``path`` (atomic, hashed: :func:`train.save_checkpoint`)."""
         save_checkpoint(path, self.state_dict(), kind=_KIND, config=_checkpoint_config(self))
@@ -1003,7 +954,6 @@ class ParametricJKO(TrainerPreset):
         return (f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_phases={self.n_phases}, "
                 f"parametrization={self.parametrization!r}, "
                 f"per_dim_average={self.per_dim_average})")  # fmt: skip
-
 
 
 @dataclass
