@@ -190,9 +190,9 @@ class CriticObjective:
 
     the map term :math:`M` having the gradient of :math:`B` in the model samples (minimax) or being
     another loss (non-saturating GAN). Subclasses implement ``make_critic(dim, *, hidden, depth, dtype)``
-    (the default critic), ``bound(critic, x, y)`` (:math:`\widehat B \le F`, 0-d) and ``map_term(critic,
-    x, y)`` (:math:`\widehat M`, 0-d); ``default_gp`` is the WGAN-GP weight for ``gp=None``;
-    ``map_term_is_bound`` lets the chain log the map term as :math:`\widehat F`.
+    (the default critic), ``bound(critic, x, y)`` (:math:`\widehat B \le F`, 0-d) and
+    ``map_term(critic, x, y)`` (:math:`\widehat M`, 0-d); ``default_gp`` is the WGAN-GP weight for
+    ``gp=None``; ``map_term_is_bound`` lets the chain log the map term as :math:`\widehat F`.
 
     Used in: :func:`~gwf_tutorial.jko.get_critic_objective` (the base of what it returns).
     """
@@ -894,13 +894,9 @@ class ParametricJKO(TrainerPreset):
         :math:`\widehat B(c; T(z), y)` (or the sample / push-forward objective)."""
         (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
         x_new = self.map(src)
-        if self.adversary is not None:
-            value = self.adversary.bound(self.critic, x_new, y)
-        elif self.functional is not None:
-            value = self.functional.value(x_new, y)
-        else:
-            value = self.pushforward.pushforward_value(self.map, src, x_new)
-        return _transport(self, x_new, x_old) + value
+        if self.adversary is None:  # the objective itself
+            return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]
+        return _transport(self, x_new, x_old) + self.adversary.bound(self.critic, x_new, y)
 
     def map_velocity(self, x, y=None) -> Tensor:
         r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i} \widehat M(c; x_{1:n}, y)` the map term imposes on
