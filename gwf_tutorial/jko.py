@@ -937,6 +937,15 @@ class ParametricJKO(TrainerPreset):
                 "history": [vars(r).copy() for r in self.history], "parametrization": self.parametrization,
                 "tau": self.tau}  # fmt: skip
 
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` into a chain built with the same networks and options."""
+        if not isinstance(state, dict) or state.get("parametrization") != self.parametrization:
+            got = state.get("parametrization") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be a state_dict of a {self.parametrization!r} chain, got {got!r}")
+        state = copy.deepcopy(state)  # shares no tensor (e.g. Adam's moments) with the chain it came from
+        self.trainer.load_state_dict(state["trainer"])
+        _restore(self, state)
+
     def save(self, path: str | os.PathLike) -> None:
         """Save the state and hyperparameters to ``path`` (atomic, hashed: :func:`train.save_checkpoint`)."""
         save_checkpoint(path, self.state_dict(), kind=_KIND, config=_checkpoint_config(self))
