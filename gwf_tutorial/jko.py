@@ -40,6 +40,7 @@ from gwf_tutorial._validation import (
     check_positive,
     check_same_dim,
     check_samples,
+    check_seed,
 )
 from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
@@ -812,7 +813,7 @@ class ParametricJKO(TrainerPreset):
         critic = _make_critic(self.adversary, critic, map_net, critic_hidden, critic_depth, self.dtype,
                               self.device)  # fmt: skip
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-        self.seed = check_int(seed, "seed", min_value=0)
+        self.seed = check_seed(seed)
         self.generator = make_generator(self.seed)
         self.trainer = Trainer(map_net, critic, generator=self.generator, **trainer_options)
         self.history: list[JKOStepResult] = []
@@ -1029,8 +1030,7 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
     """
     _check_variants(variants, make_map)
     n_phases, n_samples = check_int(n_phases, "n_phases"), check_int(n_samples, "n_samples")
-    init_seed = check_int(init_seed, "init_seed", min_value=0)
-    sample_seed = check_int(sample_seed, "sample_seed", min_value=0)
+    init_seed, sample_seed = check_seed(init_seed, "init_seed"), check_seed(sample_seed, "sample_seed")
     common.setdefault("progress", False)
     out: dict[str, VariantRun] = {}
     for name, spec in _progress(variants.items(), desc="variants", disable=not progress):
