@@ -279,6 +279,21 @@ def test_checkpoint_round_trip_matches_uninterrupted_run(tmp_path, parametrizati
     assert resumed.run(3, checkpoint=path) == []
 
 
+def test_state_dict_round_trip_in_memory_and_unknown_trainer_options():
+    ref = _small_chain("composed", 0)
+    ref.run(2)
+    other = _small_chain("composed", 123)  # other initial weights: the state replaces them
+    other.load_state_dict(ref.state_dict())
+    ref.step()
+    other.step()
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(9))
+    assert other.n_phases == 3 and torch.equal(ref.push(z), other.push(z))
+    with pytest.raises(ValueError, match="'reparameterized' chain"):
+        _small_chain("reparameterized", 0).load_state_dict(ref.state_dict())
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['lr_map'\]"):
+        _small_chain("composed", 0, lr_map=1e-3)
+
+
 def test_checkpoint_refuses_damaged_files_and_other_hyperparameters(tmp_path):
     path = tmp_path / "chain.pt"
     _small_chain("reparameterized", 0).run(1, checkpoint=path)
