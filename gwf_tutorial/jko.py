@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -48,12 +48,12 @@ from gwf_tutorial.functionals import MMD, Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.train import progress as _progress
-from gwf_tutorial.trainer import Trainer, TrainerPreset, frozen_copy
+from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
 __all__ = [
     "proximal_cost", "saddle_objective", "UnbiasedMMD", "CriticObjective", "VariationalFDivergence",
     "WassersteinCritic", "LearnedKernelMMD", "get_critic_objective", "PushforwardObjective", "PushforwardKL",
-    "GaussianPushforwardKL", "GaussianPushforwardMMD", "JKOStepResult", "ParametricJKO", "VariantRun",
+    "GaussianPushforwardKL", "GaussianPushforwardMMD", "ParametricJKO", "VariantRun",
     "train_variants",
 ]  # fmt: skip
 
@@ -232,7 +232,7 @@ class VariationalFDivergence(CriticObjective):
     e^h`). ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`,
     whose flow with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
 
-    Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko.get_critic_objective`.
+    Used in: :func:`~gwf_tutorial.jko.get_critic_objective` (what it returns for an f-divergence name).
     """
 
     def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
@@ -505,27 +505,6 @@ class GaussianPushforwardMMD(GaussianPushforwardKL):
         return f"GaussianPushforwardMMD(bandwidth={self.bandwidth})"
 
 
-@dataclass
-class JKOStepResult:
-    r"""Record of one parametric JKO step: per-iteration ``transport``, ``objective`` and their sum ``loss``.
-
-    ``objective`` is :math:`\widehat F(T_\#\mu_0)` (a critic's bound for a critic objective), ``transport``
-    0 with ``tau=None``; ``k`` is the step index (it produced :math:`\rho_{k+1}`), ``critic_bound`` the
-    critic's bound after its update at each iteration (empty without a critic).
-
-    Used in: :class:`~gwf_tutorial.jko.ParametricJKO` (its ``history``).
-    """
-
-    k: int
-    tau: float | None
-    n_iters: int
-    transport: list[float] = field(default_factory=list)
-    objective: list[float] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    critic_bound: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-
 def _identity(x: Tensor) -> Tensor:
     return x
 
@@ -722,7 +701,7 @@ def _restore(chain: ParametricJKO, state: dict) -> None:
     chain.n_phases = int(state["n_phases"])
     # at a step boundary of the reparameterized chain, T_k is the current map
     chain._old = frozen_copy(chain.map) if chain.n_phases > 0 else chain.initial_map
-    chain.history = [JKOStepResult(**r) for r in state["history"]]
+    chain.history = [PhaseRecord(**r) for r in state["history"]]
 
 
 class ParametricJKO(TrainerPreset):
@@ -816,7 +795,7 @@ class ParametricJKO(TrainerPreset):
         self.seed = check_seed(seed)
         self.generator = make_generator(self.seed)
         self.trainer = Trainer(map_net, critic, generator=self.generator, **trainer_options)
-        self.history: list[JKOStepResult] = []
+        self.history: list[PhaseRecord] = []
         self.n_phases = 0
 
     critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
@@ -827,7 +806,7 @@ class ParametricJKO(TrainerPreset):
             x = m(x)
         return x
 
-    def step(self, n_iters: int | None = None, *, progress: bool | None = None) -> JKOStepResult:
+    def step(self, n_iters: int | None = None, *, progress: bool | None = None) -> PhaseRecord:
         r"""One JKO step, :math:`\rho_{k+1} = (T_{k+1})_\#\mu_0`: ``n_iters`` map (and critic) iterations.
 
         Returns the step's record, also appended to ``history``.
@@ -847,10 +826,10 @@ class ParametricJKO(TrainerPreset):
         logs = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}", names=names,
                                 progress=show, hint=hint).tolist()  # fmt: skip
         transport, objective = logs[-2], logs[-1]
-        result = JKOStepResult(k=k, tau=self.tau, n_iters=n_iters, transport=transport, objective=objective,
-                               loss=[t + v for t, v in zip(transport, objective)],
-                               critic_bound=logs[0] if len(logs) == 3 else [],
-                               seconds=time.perf_counter() - t0)  # fmt: skip
+        critic_bound = logs[0] if len(logs) == 3 else []
+        curves = dict(transport=transport, objective=objective, critic_bound=critic_bound,
+                      loss=[t + v for t, v in zip(transport, objective)])
+        result = PhaseRecord(k, self.tau, n_iters, time.perf_counter() - t0, curves)
         if composed:
             self.chain.append(frozen_copy(self.map))
         else:
@@ -860,7 +839,7 @@ class ParametricJKO(TrainerPreset):
         return result
 
     def run(self, K: int, *, checkpoint: str | os.PathLike | None = None, resume: bool = True,
-            progress: bool | None = None) -> list[JKOStepResult]:  # fmt: skip
+            progress: bool | None = None) -> list[PhaseRecord]:  # fmt: skip
         """Run up to ``K`` steps in total (returns this call's records), saving ``checkpoint`` after each.
 
         An existing ``checkpoint`` is loaded first when ``resume``: the run continues the same random stream

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -35,11 +34,11 @@ from gwf_tutorial.critics import value_and_input_grad
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import proximal_cost, resolve_initial_map
 from gwf_tutorial.train import make_generator, save_checkpoint
-from gwf_tutorial.trainer import Trainer, TrainerPreset, frozen_copy
+from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
 # PSI_STAR, PSI_F, psi_star live in gwf_tutorial.fdiv; chapter 7 reads them as sjko.PSI_STAR / sjko.psi_star.
 __all__ = ["PSI_STAR", "PSI_F", "psi_star", "transport_cost", "tau_from_h", "potential_loss", "map_loss",
-           "semi_dual_objective", "add_instance_noise", "QuadraticPotential", "LatentMap", "PhaseResult",
+           "semi_dual_objective", "add_instance_noise", "QuadraticPotential", "LatentMap",
            "SemiDualJKO", "toy_trainer", "affine_trainer"]  # fmt: skip
 
 #: Chapter 7's name of :func:`gwf_tutorial.jko.proximal_cost`, :math:`c_\tau(x, y) = |x - y|^2 / (2\tau)`.
@@ -238,25 +237,6 @@ class LatentMap(nn.Module):
             raise ValueError(f"x, z must have shapes (n, d), (n, nz), got {tuple(x.shape)} {tuple(z.shape)}")
         out = self.net(torch.cat([x, z], dim=1))
         return x + out if self.residual else out
-
-
-@dataclass
-class PhaseResult:
-    r"""Record of one S-JKO phase k (the step :math:`\rho_k \to \rho_{k+1}`): per-iteration losses
-    ``(n_iters,)`` (``potential_loss`` with R1, ``map_loss``, and ``semi_dual``, the mini-batch estimate of
-    :math:`J(v, T)` without R1), the step, the wall-clock seconds and the parametrization.
-
-    Used in: :meth:`~gwf_tutorial.sjko.SemiDualJKO.phase` (its return value).
-    """
-
-    phase: int
-    tau: float
-    n_iters: int
-    potential_loss: Tensor
-    map_loss: Tensor
-    semi_dual: Tensor
-    seconds: float
-    parametrization: str
 
 
 def _identity(x: Tensor, z: Tensor | None = None) -> Tensor:
@@ -497,9 +477,10 @@ class SemiDualJKO(TrainerPreset):
         return x0, old, z
 
     def phase(self, source, data, *, n_iters: int | None = None, tau: float | None = None,
-              progress: bool | None = None, callback: Callable | None = None) -> PhaseResult:  # fmt: skip
+              progress: bool | None = None, callback: Callable | None = None) -> PhaseRecord:  # fmt: skip
         r"""Run phase k = ``n_phases``, one JKO step :math:`\rho_k \to \rho_{k+1}` (``n_iters`` iterations of
-        step ``tau``, default the trainer's); its :class:`PhaseResult`, also appended to ``history``.
+        step ``tau``, default the trainer's); its :class:`~gwf_tutorial.trainer.PhaseRecord` (also appended to
+        ``history``).
         ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after every iteration.
 
         Used in: chapter 7.
@@ -523,7 +504,8 @@ class SemiDualJKO(TrainerPreset):
         ).to(self.dtype).cpu()  # fmt: skip
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        result = PhaseResult(k, tau, n_iters, *logs, time.perf_counter() - t0, self.parametrization)
+        result = PhaseRecord(k, tau, n_iters, time.perf_counter() - t0,
+                             dict(zip(("potential_loss", "map_loss", "semi_dual"), logs)))
         if self.parametrization == "composed":
             self.chain.append(frozen_copy(self.map))
             self.chain_ema += [] if self.ema is None else [frozen_copy(self.ema)]
@@ -533,8 +515,9 @@ class SemiDualJKO(TrainerPreset):
 
     def run(self, K: int, source, data, *, n_iters_first: int | None = None, tau_first: float | None = None,
             checkpoint: str | os.PathLike | None = None, progress: bool | None = None,
-            on_phase: Callable | None = None) -> list[PhaseResult]:  # fmt: skip
-        r"""Run phases up to K in total (none if ``n_phases >= K``); the :class:`PhaseResult` of each.
+            on_phase: Callable | None = None) -> list[PhaseRecord]:  # fmt: skip
+        r"""Run phases up to K in total (none if ``n_phases >= K``); the
+        :class:`~gwf_tutorial.trainer.PhaseRecord` of each.
 
         ``n_iters_first`` / ``tau_first`` set the very first phase (official ``init_num_iterations``,
         ``init_h``); ``on_phase(self)`` runs after every phase. With ``checkpoint``, the state is saved there
@@ -598,7 +581,7 @@ class SemiDualJKO(TrainerPreset):
         self.n_phases, self._old = int(state["n_phases"]), None
         if self._noise_generator is not self.generator:
             self._noise_generator.set_state(state["noise_generator"])
-        self.history = [PhaseResult(**r) for r in state["history"]]
+        self.history = [PhaseRecord(**r) for r in state["history"]]
 
 
 def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int = 0,

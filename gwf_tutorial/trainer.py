@@ -30,6 +30,7 @@ import copy
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -38,18 +39,48 @@ from gwf_tutorial._validation import FlowDivergedError, check_betas, check_nonne
 from gwf_tutorial.train import ema_update, load_checkpoint, save_checkpoint
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Trainer", "TrainerPreset", "TrainingDivergedError", "frozen_copy"]
+__all__ = ["PhaseRecord", "Trainer", "TrainerPreset", "TrainingDivergedError", "frozen_copy"]
 
 _SCHEDULES = ("constant", "cosine")
 
 
 class TrainingDivergedError(FlowDivergedError, FloatingPointError):
     """A loss of the :class:`Trainer` became non-finite; the message names the iteration and the
-    learning rates. A :class:`~gwf_tutorial.flows.FlowDivergedError` (and a ``FloatingPointError``)."""
+    learning rates. A :class:`~gwf_tutorial.flows.FlowDivergedError` (and a ``FloatingPointError``).
+
+    Used in: :meth:`~gwf_tutorial.trainer.Trainer.fit` (raised there).
+    """
+
+
+@dataclass
+class PhaseRecord:
+    r"""Record of one phase (one JKO step :math:`\rho_k \to \rho_{k+1}`) of a preset: its index ``k``, step
+    ``tau`` (None: no transport term), ``n_iters``, wall-clock ``seconds``, and its per-iteration ``curves``
+    by name, also read as attributes (``record.transport``).
+
+    Used in: :class:`~gwf_tutorial.jko.ParametricJKO` (curves ``transport``, ``objective``, ``loss``,
+    ``critic_bound``) and :class:`~gwf_tutorial.sjko.SemiDualJKO` (``potential_loss``, ``map_loss``,
+    ``semi_dual``).
+    """
+
+    k: int
+    tau: float | None
+    n_iters: int
+    seconds: float = 0.0
+    curves: dict = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        curves = self.__dict__.get("curves", {})
+        if name in curves:
+            return curves[name]
+        raise AttributeError(f"PhaseRecord has no field or curve {name!r} (curves: {sorted(curves)})")
 
 
 def frozen_copy(net: nn.Module) -> nn.Module:
-    """A deep copy of ``net`` in eval mode with ``requires_grad=False`` (a frozen :math:`T_k`)."""
+    """A deep copy of ``net`` in eval mode with ``requires_grad=False`` (a frozen :math:`T_k`).
+
+    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`.
+    """
     return copy.deepcopy(net).requires_grad_(False).eval()
 
 
@@ -106,7 +137,8 @@ class Trainer:
     fused : bool, default False
         Fused Adam (CUDA: fewer kernel launches).
 
-    Used in: chapters 4-7 and 9 (through ``jko.ParametricJKO`` and ``sjko.SemiDualJKO``).
+    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`,
+    :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting`, :func:`~gwf_tutorial.fflows.vgrow`.
     """
 
     def __init__(

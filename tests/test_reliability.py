@@ -804,7 +804,7 @@ def test_every_public_function_is_swept():
         1)[1] if "." in sp.name else sp.name for sp in SPECS} | {sp.name for sp in SPECS}
     skip = {
         # results and protocols, not functions of data
-        "Trajectory", "FlowDivergedError", "FFlowResult", "JKOStepResult", "PhaseResult", "DriftingHistory",
+        "Trajectory", "FlowDivergedError", "FFlowResult", "PhaseRecord", "DriftingHistory",
         "CriticHistory", "LogisticRatio", "ModeCoverage", "Floor", "ScoreVsFloor", "ProjectedFlowResult",
         "DriftField", "Objective", "Kernel", "Target", "CriticObjective", "PushforwardObjective",
         "MethodInfo",
