@@ -138,7 +138,8 @@ class Trainer:
         Fused Adam (CUDA: fewer kernel launches).
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`,
-    :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting`, :func:`~gwf_tutorial.fflows.vgrow`.
+    :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting`,
+    :func:`~gwf_tutorial.fflows.vgrow`.
     """
 
     def __init__(
