@@ -502,8 +502,8 @@ def test_run_resumes_from_checkpoint_losing_only_the_interrupted_phase(tmp_path,
 
     resumed = make_trainer(**kw, seed=99)  # everything that matters comes from the file
     out = resumed.run(3, src, data, checkpoint=ckpt, progress=False)
-    assert [r.phase for r in out] == [2]
-    assert [r.phase for r in resumed.history] == [0, 1, 2] and resumed.n_phases == 3
+    assert [r.k for r in out] == [2]
+    assert [r.k for r in resumed.history] == [0, 1, 2] and resumed.n_phases == 3
     assert torch.equal(resumed.map.A, ref.map.A) and torch.equal(resumed.map.b, ref.map.b)
     assert torch.equal(resumed.potential.theta, ref.potential.theta)
     assert torch.equal(resumed.ema.A, ref.ema.A)
@@ -597,7 +597,7 @@ def test_toy_networks_with_latent_and_official_flags():
         return torch.randn(n, 2, generator=generator) * 0.5 + 2
 
     res = tr.run(2, source, data, progress=False)
-    assert [r.phase for r in res] == [0, 1]
+    assert [r.k for r in res] == [0, 1]
     assert all(torch.isfinite(r.potential_loss).all() for r in res)
     x = tr.sample(7)
     assert x.shape == (7, 2) and x.dtype == torch.float32
