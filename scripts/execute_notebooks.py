@@ -13,15 +13,24 @@ Usage (from the repository root)::
     python scripts/execute_notebooks.py                                # run every book/*.ipynb
     python scripts/execute_notebooks.py --check                        # run all, write nothing
 
-Exit status 1 if any notebook fails; the failing cell and error are reported.
+Exit status 1 if any notebook fails; the failing cell and error are reported. When it stores outputs, it
+also measures the kernel's CPU time and writes it into the notebook's first markdown cell (the runtime line
+under the title, which a reader sees before running the chapter) and into
+``benchmarks/results/chapter_runtimes.json`` with the machine it was measured on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import re
+import resource
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import nbformat
@@ -32,6 +41,37 @@ ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 KERNEL = "python3"
 KERNELSPEC = {"name": KERNEL, "display_name": "Python 3 (ipykernel)", "language": "python"}
+RUNTIMES = ROOT / "benchmarks" / "results" / "chapter_runtimes.json"
+RUNTIME_LINE = re.compile(r"^\*Running this (?:chapter|page) takes about .*$\n?", re.M)
+COLAB_LINE = re.compile(r"^\[Open in Colab\]\(.*\)$", re.M)
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children, the kernels among them."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def set_runtime_line(nb: nbformat.NotebookNode, cpu_seconds: float) -> None:
+    """Write (or replace) the runtime line under the Colab link of the first markdown cell."""
+    cell = next(c for c in nb.cells if c.cell_type == "markdown")
+    rounded = f"{cpu_seconds:.2g}" if cpu_seconds < 100 else f"{round(cpu_seconds, -1):.0f}"
+    kind = "chapter" if re.match(r"#\s*\d+\.", cell.source) else "page"
+    line = (f"*Running this {kind} takes about {rounded} s of CPU time (measured when its outputs were "
+            f"stored by `scripts/execute_notebooks.py`).*\n")
+    source = RUNTIME_LINE.sub("", cell.source)
+    colab = COLAB_LINE.search(source)
+    at = colab.end() + 1 if colab else len(source)
+    rest = source[at:].lstrip("\n")
+    cell.source = source[:at].rstrip("\n") + "\n\n" + line + ("\n" + rest if rest.strip() else "")
+
+
+def _record_runtime(path: Path, cpu_seconds: float, wall_seconds: float) -> None:
+    data = json.loads(RUNTIMES.read_text()) if RUNTIMES.exists() else {}
+    data[path.name] = {"cpu_seconds": round(cpu_seconds, 1), "wall_seconds": round(wall_seconds, 1),
+                       "date": date.today().isoformat(), "machine": platform.machine(),
+                       "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    RUNTIMES.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
 
 
 def _clean(nb: nbformat.NotebookNode) -> None:
@@ -60,7 +100,7 @@ def _failed_cell(nb: nbformat.NotebookNode) -> str:
 def execute(path: Path, *, timeout: int, write: bool) -> tuple[bool, float, str]:
     """Run one notebook in a fresh kernel (cwd: an empty temporary folder); return (ok, seconds, message)."""
     nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu()
     try:
         with tempfile.TemporaryDirectory(prefix="gwf-chapter-") as cwd:
             NotebookClient(
@@ -77,8 +117,10 @@ def execute(path: Path, *, timeout: int, write: bool) -> tuple[bool, float, str]
         return False, time.perf_counter() - start, _failed_cell(nb)
     except DeadKernelError as err:
         return False, time.perf_counter() - start, f"the kernel died: {err}"
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, _children_cpu() - cpu_start
     if write:
+        set_runtime_line(nb, cpu_seconds)
+        _record_runtime(path, cpu_seconds, seconds)
         _clean(nb)
         nbformat.validate(nb)
         nbformat.write(nb, path)
