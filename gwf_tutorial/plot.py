@@ -247,7 +247,7 @@ def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, tit
         ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     return ax
 
 
