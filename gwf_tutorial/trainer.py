@@ -137,8 +137,8 @@ class Trainer:
     fused : bool, default False
         Fused Adam (CUDA: fewer kernel launches).
 
-    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`,
-    :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting`,
+    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
+    module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
     :func:`~gwf_tutorial.fflows.vgrow`.
     """
 
