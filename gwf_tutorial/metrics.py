@@ -33,10 +33,11 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
 from gwf_tutorial.kernels import get_kernel, squared_distances
+from gwf_tutorial.nets import ConvCritic
 
 __all__ = ["w2_squared", "sinkhorn_divergence", "mmd2", "energy_distance", "sliced_w2", "ModeCoverage",
            "mode_coverage", "mixture_scores", "Floor", "floor", "ScoreVsFloor", "score_vs_floor",
-           "frechet_distance", "kernel_distance"]  # fmt: skip
+           "frechet_distance", "kernel_distance", "StandInFeatures"]  # fmt: skip
 
 # Rows per block when averaging a kernel matrix (keeps the (n, m) matrix out of memory at once).
 _BLOCK_ROWS = 1024
@@ -454,6 +455,28 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
         if counts[name] < 2:
             raise ValueError(f"{name} must hold at least 2 images, got {counts[name]}")
     return metric.compute()
+
+
+class StandInFeatures(torch.nn.Module):
+    r"""A frozen random convolutional feature extractor, the offline stand-in of Inception (not an FID):
+    :math:`\phi(x) = D_{\omega_0}(x) \in \mathbb R^p`, :math:`\omega_0` drawn once from ``seed``; images
+    ``(b, C, H, W)`` in ``[-1, 1]`` to ``(b, num_features)``.
+
+    Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
+    """
+
+    label = "stand-in features (a frozen random conv net), not Inception: not an FID"
+
+    def __init__(self, channels: int = 3, size: int = 32, num_features: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.num_features = check_int(num_features, "num_features")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(check_int(seed, "seed", min_value=0))
+            self.net = ConvCritic(channels, size, width=32, out_dim=self.num_features, n_down=2, n_blocks=0)
+        self.requires_grad_(False).eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.reshape(x.shape[0], -1).float())
 
 
 def _feature_arg(feature):
