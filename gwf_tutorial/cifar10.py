@@ -11,14 +11,12 @@ r"""CIFAR-10 on one GPU, or several under ``torchrun``: one resumable entry poin
     \min_\theta \max_h\ \tfrac{1}{2\tau d}\,\mathbb E_z|G_\theta(z) - G_k(z)|^2
     + \mathbb E_z h(G_\theta(z)) - \log \mathbb E_\nu e^{h},
 
-with :math:`K, N_0, N` = ``n_phases``, ``n_iters_first``, ``n_iters``: :math:`N_0 + (K - 1) N` iterations,
-phase :math:`k \ge 1` starting at :math:`N_0 + (k - 1) N`. :class:`gwf_tutorial.trainer.Trainer` runs it
-(EMA, schedules, checkpoints that :func:`gwf_tutorial.train.load_checkpoint` verifies); this module adds
-bf16 autocast of the networks, DDP (:func:`gwf_tutorial.train.init_distributed`), every random state in the
-checkpoints (``--resume`` is bit-exact on a CPU), the refusal of a folder that holds a run (``--overwrite``
-replaces it) and FID / KID at the end (offline: :class:`gwf_tutorial.metrics.StandInFeatures`).
-References: the official ``train.py`` of GWF (``Paulcauch/GWF``), S-JKO (``Jae-Moo/Scalable-JKO``) and
-drifting (``lambertae/drifting``); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
+with :math:`N_0 + (K - 1) N` iterations (``n_iters_first``, ``n_phases``, ``n_iters``). The library's
+:class:`gwf_tutorial.trainer.Trainer` runs it (EMA, schedules, verified checkpoints); this module adds bf16
+autocast of the networks, DDP, every random state in the checkpoints (``--resume`` is bit-exact on a CPU),
+the refusal of a folder holding a run (``--overwrite`` replaces it) and FID / KID at the end. References: the
+official ``train.py`` of GWF (``Paulcauch/GWF``), S-JKO (``Jae-Moo/Scalable-JKO``) and drifting
+(``lambertae/drifting``); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
 
 Used in: chapter 10.
 """
@@ -47,6 +45,7 @@ from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
 from gwf_tutorial import train as _train
+from gwf_tutorial.benchmark import GPU_CHECK_SCHEMA, throughput_table
 from gwf_tutorial.metrics import StandInFeatures
 from gwf_tutorial.nets import Autocast, ConvCritic, ConvGenerator
 from gwf_tutorial.train import DistInfo, init_distributed
@@ -254,10 +253,8 @@ def _gpu_name(device: torch.device) -> str:
 
 class Trainer:
     r"""The networks, losses and data of a :class:`Config`: the problem that ``self.trainer`` (the library's
-    :class:`gwf_tutorial.trainer.Trainer`) trains. Each loss draws its batch; the JKO methods freeze
-    :math:`G_k` at the first iteration of phase :math:`k \ge 1` (batch statistics: the transport cost is
-    exactly 0 there), phase 0 uses ``cfg.reference``. ``real``: images ``(N, C, H, W)`` in ``[-1, 1]``
-    (default: ``cfg.data``). :meth:`sample` uses the EMA generator ``ema``.
+    loop) trains; the JKO methods freeze :math:`G_k` at the first iteration of phase :math:`k \ge 1`, phase 0
+    uses ``cfg.reference``. ``real``: images ``(N, C, H, W)`` in ``[-1, 1]`` (default: ``cfg.data``).
 
     Used in: chapter 10.
     """
@@ -299,15 +296,15 @@ class Trainer:
                           _jko.LearnedKernelMMD(feature_dim=cfg.mmd_features)}.get(cfg.method)  # fmt: skip
         self.drift = _drifting.MultiTemperatureDrift(cfg.temperatures) if cfg.method == "drifting" else None
         self.names = ("loss_g",) if self.critic is None else ("loss_d", "objective", "transport", "loss_g")
-        self.g_train = self.generator
-        self.d_train = None if self.critic is None else _CriticLoss(self.critic, self._critic_fn)
-        if self.dist.distributed:
-            ddp = torch.nn.parallel.DistributedDataParallel
-            ids = [self.device.index] if cuda else None
-            self.g_train = ddp(self.generator, device_ids=ids, broadcast_buffers=False)
-            if self.d_train is not None:
-                self.d_train = ddp(self.d_train, device_ids=ids, broadcast_buffers=False)
+        self.g_train = self._ddp(self.generator)
+        self.d_train = None if self.critic is None else self._ddp(_CriticLoss(self.critic, self._critic_fn))
         self.step, self.history, self.train_seconds, self.resumed_from, self.extra = 0, [], 0.0, None, {}
+
+    def _ddp(self, net: nn.Module) -> nn.Module:  # a DDP replica under torchrun
+        if not self.dist.distributed:
+            return net
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
     ema = property(lambda self: self.trainer.ema)
     opt_g = property(lambda self: self.trainer.opt_map)
@@ -361,8 +358,7 @@ class Trainer:
         idx = torch.randint(0, self.real.shape[0], (b,), generator=self.g_dev, device=self.device)
         return z, self.real[idx]
 
-    def batch(self) -> None:
-        """Freeze :math:`G_k` when ``step`` starts a phase; the batches are drawn by each loss."""
+    def batch(self) -> None:  # freeze G_k when the step starts a phase; each loss draws its batch
         cfg, step = self.cfg, self.step
         boundary = 0 < step and cfg.n_iters > 0 and step >= cfg.n_iters_first
         first_copy = step == 0 and cfg.reference == "copy" and self.old is None
@@ -398,8 +394,7 @@ class Trainer:
         return step % self.cfg.log_every == 0 or step == self.cfg.total_iters
 
     def train_step(self) -> dict:
-        """One iteration :math:`t \\mapsto t + 1`; its detached scalar losses (on the device). Used in:
-        ``scripts/gpu_check.py`` (:meth:`run` goes through the loop's ``fit``)."""
+        """One iteration; its detached scalar losses on the device (``scripts/gpu_check.py``)."""
         self.trainer.set_lr(self.step, self.cfg.total_iters)
         records = self.trainer.iteration(self)
         self.step += 1
@@ -410,8 +405,7 @@ class Trainer:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the loop's state, :math:`G_k`, the step, the history and every process's random states
-        (rank 0 writes; collective under DDP)."""
+        """Write the loop's state, G_k, step, history and every process's random states (collective)."""
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         states = [rng] * self.dist.world_size
         if self.dist.distributed:
@@ -424,8 +418,7 @@ class Trainer:
         self._barrier()
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load a :meth:`save` file; a damaged one, or one trained with other (non-operational) settings,
-        is refused naming it."""
+        """Load a :meth:`save` file; refused, naming it, if damaged or trained with other settings."""
         self.trainer.load(path, kind=_KIND, config=self.cfg.to_dict(), restore=self._restore, what="run",
                           ignore=_OPERATIONAL)  # fmt: skip
 
@@ -447,8 +440,7 @@ class Trainer:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int = 0, use_ema: bool = True, batch_size: int = 500) -> Tensor:
-        """``n`` images ``(n, C, H, W)`` in ``[-1, 1]`` on the CPU from the (EMA) generator in eval mode, the
-        latents seeded by ``seed``."""
+        """``n`` images ``(n, C, H, W)`` in ``[-1, 1]`` on the CPU from the (EMA) generator, seeded."""
         n, net = _v.check_int(n, "n"), self.ema if use_ema else self.generator
         g, was_training, out = _train.make_generator(seed, device=self.device), net.training, []
         net.eval()
@@ -459,9 +451,8 @@ class Trainer:
         return torch.cat(out)
 
     def run(self, *, stop_check: Callable[[], bool] | None = None) -> str:
-        """Train up to ``cfg.total_iters`` iterations, logging to ``log.jsonl`` and saving ``last.pt`` every
-        ``ckpt_every`` and ``step_t.pt`` every ``save_every``; ``stop_check()`` true stops after a
-        checkpoint. Returns ``"done"`` or ``"budget"``."""
+        """Train up to ``cfg.total_iters``, logging to ``log.jsonl``, saving ``last.pt`` / ``step_t.pt``;
+        ``stop_check()`` true stops after a checkpoint. Returns ``"done"`` or ``"budget"``."""
         cfg, out = self.cfg, Path(self.cfg.out)
         if self.dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -597,35 +588,6 @@ def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = Fals
             summary["metrics"] = evaluate(trainer)
             (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return trainer, summary
-
-
-#: Schema tag of the JSON written by ``scripts/gpu_check.py`` (read by :func:`throughput_table`).
-GPU_CHECK_SCHEMA = "gwf_tutorial.gpu_check/1"
-
-
-def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
-    r"""Hours each method's recipe takes at the steady speed :math:`s_m` (iterations per second, synthetic
-    data, no FID) that a ``gpu_check`` JSON measured, :math:`(N_0 + (K - 1) N) / (3600\, s_m)`. One row per
-    method in :data:`METHODS` order: ``method``, ``net``, ``batch_size``, ``precision``, ``it_per_s``,
-    ``recipe_iters``, ``hours``, ``device``, ``dry_run``. A ValueError for another JSON or precision.
-
-    Used in: chapter 10.
-    """
-    if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
-        raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be one of ('bf16', 'fp32'), got {precision!r}")
-    s, rows = result["settings"], []
-    for rec in result["throughput"]:
-        if rec["precision"] == precision and rec["method"] in METHODS:
-            iters, speed = make_config(rec["method"], s["recipe_net"]).total_iters, rec["steady_it_per_s"]
-            rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"],
-                         "precision": precision, "it_per_s": speed, "recipe_iters": iters,
-                         "hours": iters / speed / 3600.0, "device": result["device"],
-                         "dry_run": bool(result["dry_run"])})  # fmt: skip
-    if not rows:
-        raise ValueError(f"the result holds no {precision} measurement")
-    return sorted(rows, key=lambda r: METHODS.index(r["method"]))
 
 
 def build_parser() -> argparse.ArgumentParser:
