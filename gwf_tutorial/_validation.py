@@ -20,7 +20,7 @@ __all__ = [
     "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
     "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
     "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
-    "max_abs", "check_device",
+    "max_abs", "check_device", "check_generator",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -255,3 +255,10 @@ def check_device(name, what: str = "device") -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"{what} {name!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
     return dev
+
+
+def check_generator(generator, name: str = "generator"):
+    """``generator`` if it is a ``torch.Generator`` or None, else ``TypeError``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator

@@ -25,6 +25,7 @@ from torch import Tensor
 from gwf_tutorial._validation import (
     as_tensor,
     check_finite,
+    check_generator,
     check_int,
     check_positive,
     check_samples,
@@ -65,11 +66,6 @@ def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tenso
     x, y = _pair(x, y)
     a = _weights(weights_x, x.shape[0], x, "weights_x")
     return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
-
-
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
@@ -155,7 +151,7 @@ def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None 
     """
     x, y, a, b = _measures(x, y, weights_x, weights_y)
     n_projections = check_int(n_projections, "n_projections")
-    _check_generator(generator)
+    check_generator(generator)
     dev = generator.device if generator is not None else torch.device("cpu")
     theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=dev)
     theta = (theta / theta.norm(dim=0, keepdim=True)).to(dtype=x.dtype, device=x.device)
