@@ -702,9 +702,7 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[
             raise ValueError("checkpoint_every was given without checkpoint (a file path)")
         return None, 0
     if not isinstance(checkpoint, str | os.PathLike):
-        raise TypeError(
-            f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}"
-        )
+        raise TypeError(f"checkpoint must be a file path (str, os.PathLike), got {type(checkpoint).__name__}")
     path = Path(checkpoint)
     if path.is_dir():
         raise ValueError(f"checkpoint must be a file path, got the directory {str(path)!r}")
@@ -772,9 +770,8 @@ class _DriftLoss:
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         p = next(self.net.parameters())
         e = torch.randn(self.batch_size, self.latent_dim, generator=self.generator, dtype=p.dtype)
-        e = e.to(p.device)
         y = self.draw()
-        x = self.net(e)
+        x = self.net(e.to(p.device))
         if x.ndim != 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
@@ -785,24 +782,6 @@ class _DriftLoss:
 
 
 _KIND = "drifting.train_drifting"
-
-
-def _resume(trainer: Trainer, path: Path, config: dict, n_iters: int, drift, generator, hist) -> int:
-    """Restore a :func:`train_drifting` checkpoint in place (net, Adam, drift, RNGs, history); its step."""
-
-    def restore(ck: dict) -> None:
-        if ck["step"] > n_iters:
-            raise ValueError(f"checkpoint {str(path)!r} is at step {ck['step']}, past n_iters={n_iters}")
-        if _is_stateful(drift):
-            drift.load_state_dict(ck["drift"])
-        elif ck["drift"]:
-            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
-        set_rng_state(ck["rng"], generator)
-        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
-        hist.resumed_from = int(ck["step"])
-
-    trainer.load(path, kind=_KIND, config=config, restore=restore, what="net/optimizer")
-    return hist.resumed_from
 
 
 def train_drifting(
@@ -840,9 +819,20 @@ def train_drifting(
     trainer = Trainer(net, lr=args["lr"], betas=(0.9, 0.999), generator=generator)  # torch's Adam defaults
     hist = DriftingHistory(net=net, latent_dim=args["latent_dim"])
     config = {**args, "drift": _drift_settings(drift)}
-    start = 0
+
+    def restore(ck: dict) -> None:  # the drift's state, the random states and the history
+        if ck["step"] > n_iters:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_iters={n_iters}")
+        if _is_stateful(drift):
+            drift.load_state_dict(ck["drift"])
+        elif ck["drift"]:
+            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
+        set_rng_state(ck["rng"], generator)
+        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
+        hist.resumed_from = int(ck["step"])
+
     if ckpt_path is not None and ckpt_path.exists():
-        start = _resume(trainer, ckpt_path, config, n_iters, drift, generator, hist)
+        trainer.load(ckpt_path, kind=_KIND, config=config, restore=restore, what="net/optimizer")
 
     def record(step: int, records: list[Tensor]) -> None:
         hist.loss.append(float(records[0]))
@@ -854,5 +844,5 @@ def train_drifting(
 
     problem = _DriftLoss(net, drift, draw, args["batch_size"], args["latent_dim"], generator)
     kw = {"desc": "drifting", "names": ("loss", "drift_rms"), "progress": progress, "callback": record}
-    trainer.fit(problem, n_iters, start=start, **kw)
+    trainer.fit(problem, n_iters, start=hist.resumed_from, **kw)
     return hist
