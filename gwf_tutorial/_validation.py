@@ -20,7 +20,7 @@ __all__ = [
     "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
     "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
     "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
-    "max_abs",
+    "max_abs", "check_device", "check_generator",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -240,3 +240,25 @@ def check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def check_device(name, what: str = "device") -> torch.device:
+    """``name`` as a ``torch.device`` if it is ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` and exists here."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {name!r} needs a CUDA GPU, but torch finds none; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{what} {name!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def check_generator(generator, name: str = "generator"):
+    """``generator`` if it is a ``torch.Generator`` or None, else ``TypeError``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator

@@ -9,13 +9,14 @@ r"""CIFAR-10 on one GPU, or several under ``torchrun``: one resumable entry poin
 .. math::
 
     \min_\theta \max_h\ \tfrac{1}{2\tau d}\,\mathbb E_z|G_\theta(z) - G_k(z)|^2
-    + \mathbb E_z h(G_\theta(z)) - \log \mathbb E_\nu e^{h}.
+    + \mathbb E_z h(G_\theta(z)) - \log \mathbb E_\nu e^{h},
 
-:class:`gwf_tutorial.trainer.Trainer` runs it (EMA, bf16 autocast, schedules); this module adds DDP,
-checkpoints with every random state (``--resume`` is bit-exact on a CPU), the refusal of a folder that
-holds a run (``--overwrite`` replaces it) and FID / KID at the end (offline: :class:`StandInFeatures`).
-References: the official ``train.py`` of GWF (``Paulcauch/GWF``), S-JKO (``Jae-Moo/Scalable-JKO``) and
-drifting (``lambertae/drifting``); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
+with :math:`N_0 + (K - 1) N` iterations (``n_iters_first``, ``n_phases``, ``n_iters``). The library's
+:class:`gwf_tutorial.trainer.Trainer` runs it (EMA, schedules, verified checkpoints); this module adds bf16
+autocast of the networks, DDP, every random state in the checkpoints (``--resume`` is bit-exact on a CPU),
+the refusal of a folder holding a run (``--overwrite`` replaces it) and FID / KID at the end. References: the
+official ``train.py`` of GWF (``Paulcauch/GWF``), S-JKO (``Jae-Moo/Scalable-JKO``) and drifting
+(``lambertae/drifting``); Heusel et al. (2017), FID; Binkowski et al. (2018), KID.
 
 Used in: chapter 10.
 """
@@ -27,17 +28,16 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gwf_tutorial import _validation as _v
 from gwf_tutorial import critics as _critics
 from gwf_tutorial import data as _data
 from gwf_tutorial import drifting as _drifting
@@ -45,8 +45,10 @@ from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
 from gwf_tutorial import train as _train
-from gwf_tutorial._validation import check_betas, check_int, check_nonnegative, check_positive, check_seed
-from gwf_tutorial.nets import ConvCritic, ConvGenerator
+from gwf_tutorial.benchmark import GPU_CHECK_SCHEMA, throughput_table
+from gwf_tutorial.metrics import StandInFeatures
+from gwf_tutorial.nets import Autocast, ConvCritic, ConvGenerator
+from gwf_tutorial.train import DistInfo, init_distributed
 from gwf_tutorial.trainer import Trainer as _Loop
 from gwf_tutorial.trainer import frozen_copy
 
@@ -77,9 +79,44 @@ METHOD_DEFAULTS: dict[str, dict] = {
 }  # fmt: skip
 #: GWF Large-Net command (KL-DV), used for ``--net large``.
 _LARGE_KLDV = {"tau": 0.1, "n_phases": 50, "n_iters_first": 2000, "n_iters": 2000, "lr_schedule": "cosine"}
-_CHOICES = {"method": METHODS, "net": tuple(NET_PRESETS), "data": ("cifar10", "synthetic"),
-            "reference": ("noise", "upsample", "copy", "none"), "lr_schedule": ("constant", "cosine"),
-            "feature": ("inception", "standin")}  # fmt: skip
+#: Every setting, one ``--flag`` each: name -> (default, check). A check is a tuple of choices, an int (an
+#: integer >= it), "pos" / "nonneg" (a number > 0 / >= 0), or a kind; None defaults come from the presets.
+_SETTINGS = {
+    "method": ("jko-kldv", METHODS), "net": ("small", tuple(NET_PRESETS)),
+    "data": ("cifar10", ("cifar10", "synthetic")), "data_root": ("data", "str"), "n_synthetic": (5000, 2),
+    "image_size": (32, 4), "latent_dim": (None, 1), "g_width": (None, 1), "g_blocks": (None, 1),
+    "d_width": (None, 1), "d_blocks": (None, 0), "batch_size": (256, 1), "lr": (None, "pos"),
+    "lr_critic": (None, "nonneg"), "betas": (None, "betas"), "tau": (None, "nonneg"), "n_phases": (None, 1),
+    "n_iters_first": (None, 1), "n_iters": (None, 0),
+    "reference": (None, ("noise", "upsample", "copy", "none")),
+    "r1": (None, "nonneg"), "gp": (None, "nonneg"), "mmd_features": (128, 1),
+    "temperatures": ((0.02, 0.05, 0.2), "floats"), "grad_clip": (None, "nonneg"),
+    "ema_decay": (0.9999, "unit"),
+    "lr_schedule": (None, ("constant", "cosine")), "eta_min": (5e-5, "nonneg"), "amp": (True, "bool"),
+    "seed": (0, "seed"), "out": ("runs/cifar10", "str"), "ckpt_every": (1000, 1), "save_every": (20000, 0),
+    "log_every": (100, 1), "time_budget": (0.0, "nonneg"), "fid_samples": (50000, 0), "fid_batch": (250, 1),
+    "feature": ("inception", ("inception", "standin")), "kid": (False, "bool"), "device": ("", "device"),
+    "progress": (True, "bool"),
+}  # fmt: skip
+#: Config fields whose flag has another name (the papers'); errors name both.
+_FLAGS = {"lr": "--lr-g", "lr_critic": "--lr-d", "n_phases": "--phases", "n_iters_first": "--iters-first",
+          "n_iters": "--iters"}  # fmt: skip
+_HELP = {
+    "smoke": "CPU smoke run: synthetic 16x16 data, tiny nets, stand-in FID",
+    "resume": "continue from OUT/last.pt (its training settings are reused; a damaged file is refused) to "
+    "the end of the run; an earlier --time-budget is not: give --time-budget again to stop early. Without "
+    "OUT/last.pt it says so on stderr and starts a fresh run",
+    "overwrite": "start a fresh run even if OUT already holds one (its last.pt, step_*.pt, log.jsonl, "
+    "metrics.json, samples.png are deleted); without it (or --resume) such a folder is refused",
+    "lr": "Adam learning rate of the generator", "lr_critic": "... of the critic / potential",
+    "tau": "JKO step (cost |x-x'|^2 / (2 tau d))", "n_phases": "JKO phases K", "batch_size": "per process",
+    "n_iters_first": "iterations of phase 0 (drifting: all)", "n_iters": "iterations of each later phase",
+    "reference": "what phase 0 is pulled to", "amp": "bf16 autocast on CUDA", "out": "output folder",
+    "time_budget": "seconds of training in THIS invocation, then stop after a checkpoint "
+    "(not saved for --resume)",
+    "fid_samples": "0: no evaluation", "feature": "standin: offline stand-in, not an FID",
+    "save_every": "periodic checkpoint period (0: none)", "ckpt_every": "rolling checkpoint period",
+}  # fmt: skip
 _KIND = "cifar10.Trainer"  # the checkpoint kind (train.save_checkpoint)
 _RUN_FILES = ("last.pt", "log.jsonl", "metrics.json", "samples.png")
 # settings that may change on --resume (they do not change the training trajectory)
@@ -87,62 +124,13 @@ _OPERATIONAL = ("out", "ckpt_every", "save_every", "log_every", "time_budget", "
                 "feature", "kid", "device", "progress", "data_root")  # fmt: skip
 
 
-@dataclass
-class Config:
-    r"""Every setting of a run, one ``--flag`` each (``python -m gwf_tutorial.cifar10 --help``); saved in
-    each checkpoint, checked by ``--resume``. ``None`` fields are filled by :func:`make_config`.
-
-    .. math::
-
-        \text{iterations} = N_0 + (K - 1) N, \qquad \text{phase } k \ge 1 \text{ starts at } N_0 + (k - 1) N,
-
-    with :math:`K, N_0, N` = ``n_phases``, ``n_iters_first``, ``n_iters``. ``tau`` is the JKO step of the
-    cost :math:`|x - x'|^2 / (2\tau d)`; ``batch_size`` is per process.
+class _ConfigMethods:
+    r"""Every setting of a run (the fields of ``_SETTINGS``, one ``--flag`` each: ``python -m
+    gwf_tutorial.cifar10 --help``); saved in each checkpoint, checked by ``--resume``. ``tau`` is the JKO step
+    of the cost :math:`|x - x'|^2 / (2\tau d)`; ``batch_size`` is per process.
 
     Used in: :func:`~gwf_tutorial.cifar10.make_config`.
     """
-
-    method: str = "jko-kldv"
-    net: str = "small"
-    data: str = "cifar10"
-    data_root: str = "data"
-    n_synthetic: int = 5000
-    image_size: int = 32
-    latent_dim: int | None = None
-    g_width: int | None = None
-    g_blocks: int | None = None
-    d_width: int | None = None
-    d_blocks: int | None = None
-    batch_size: int = 256
-    lr: float | None = None
-    lr_critic: float | None = None
-    betas: tuple[float, float] | None = None
-    tau: float | None = None
-    n_phases: int | None = None
-    n_iters_first: int | None = None
-    n_iters: int | None = None
-    reference: str | None = None
-    r1: float | None = None
-    gp: float | None = None
-    mmd_features: int = 128
-    temperatures: tuple[float, ...] = (0.02, 0.05, 0.2)
-    grad_clip: float | None = None
-    ema_decay: float = 0.9999
-    lr_schedule: str | None = None
-    eta_min: float = 5e-5
-    amp: bool = True
-    seed: int = 0
-    out: str = "runs/cifar10"
-    ckpt_every: int = 1000
-    save_every: int = 20000
-    log_every: int = 100
-    time_budget: float = 0.0
-    fid_samples: int = 50000
-    fid_batch: int = 250
-    feature: str = "inception"
-    kid: bool = False
-    device: str = ""
-    progress: bool = True
 
     total_iters = property(lambda self: self.n_iters_first + (self.n_phases - 1) * self.n_iters)
 
@@ -164,24 +152,30 @@ class Config:
         return f"{data}, {'Inception-v3 features' if inception else 'STAND-IN features (random conv net)'}"
 
 
+Config = dataclasses.make_dataclass(
+    "Config", [(k, object, dataclasses.field(default=d)) for k, (d, _) in _SETTINGS.items()],
+    bases=(_ConfigMethods,), namespace={"__module__": __name__, "__doc__": _ConfigMethods.__doc__},
+)  # fmt: skip
+
+
+def _label(name: str) -> str:
+    return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
+
+
 def _choice(value, name: str):
-    if value not in _CHOICES[name]:
-        raise ValueError(f"{name} must be one of {_CHOICES[name]}, got {value!r}")
+    if value not in _SETTINGS[name][1]:
+        raise ValueError(f"{name} must be one of {_SETTINGS[name][1]}, got {value!r}")
     return value
 
 
 def make_config(method: str = "jko-kldv", net: str = "small", **overrides) -> Config:
-    r"""A complete, checked :class:`Config`; a ValueError / TypeError names a bad or unknown field.
-
-    .. math::
-
-        \text{Config()} \leftarrow \text{NET\_PRESETS[net]} \leftarrow \text{METHOD\_DEFAULTS[method]}
-        \leftarrow \text{overrides}.
+    r"""A complete, checked :class:`Config`: ``Config()`` <- ``NET_PRESETS[net]`` <-
+    ``METHOD_DEFAULTS[method]`` <- ``overrides``; a ValueError / TypeError names a bad or unknown field.
 
     Used in: chapter 10.
     """
     _choice(method, "method"), _choice(net, "net")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+    unknown = set(overrides) - set(_SETTINGS)
     if unknown:
         raise TypeError(f"unknown Config fields: {sorted(unknown)}")
     values = {**NET_PRESETS[net], "lr_schedule": "constant", **METHOD_DEFAULTS[method]}
@@ -192,66 +186,44 @@ def make_config(method: str = "jko-kldv", net: str = "small", **overrides) -> Co
     return cfg
 
 
-def _label(name: str) -> str:
-    return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
-
-
 def _validate(cfg: Config) -> None:
-    for name in _CHOICES:
-        _choice(getattr(cfg, name), name)
-    for name in ("latent_dim", "g_width", "g_blocks", "d_width", "batch_size", "n_phases", "n_iters_first",
-                 "mmd_features", "ckpt_every", "log_every", "fid_batch"):  # fmt: skip
-        check_int(getattr(cfg, name), _label(name))
-    for name in ("d_blocks", "n_iters", "save_every", "fid_samples"):
-        check_int(getattr(cfg, name), _label(name), min_value=0)
+    for name, (_, check) in _SETTINGS.items():
+        value, label = getattr(cfg, name), _label(name)
+        if isinstance(check, tuple):
+            _choice(value, name)
+        elif isinstance(check, int):
+            _v.check_int(value, label, min_value=check)
+        elif check in ("pos", "nonneg", "unit"):
+            (_v.check_nonnegative if check == "nonneg" else _v.check_positive)(value, label)
+        if check == "unit" and not value < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {value}")
     if cfg.fid_samples == 1:  # checked now, not after training
         raise ValueError("fid_samples must be 0 (no evaluation) or >= 2 (FID needs two samples), got 1")
-    check_int(cfg.n_synthetic, "n_synthetic", min_value=2)
-    cfg.seed = check_seed(cfg.seed, "seed")
-    if check_int(cfg.image_size, "image_size", min_value=4) != 32 and cfg.data == "cifar10":
+    cfg.seed = _v.check_seed(cfg.seed, "seed")
+    if cfg.image_size != 32 and cfg.data == "cifar10":
         raise ValueError(f"image_size must be 32 for CIFAR-10, got {cfg.image_size}")
     if cfg.n_phases > 1 and cfg.n_iters < 1:
         raise ValueError("n_iters (--iters) must be >= 1 when n_phases (--phases) > 1")
-    check_positive(cfg.lr, "lr (--lr-g)")
-    if not 0 < check_positive(cfg.ema_decay, "ema_decay") < 1:
-        raise ValueError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
-    for name in ("lr_critic", "r1", "gp", "grad_clip", "eta_min", "time_budget", "tau"):
-        check_nonnegative(getattr(cfg, name), _label(name))
     if cfg.method != "drifting":
-        check_positive(cfg.tau, "tau"), check_positive(cfg.lr_critic, "lr_critic (--lr-d)")
+        _v.check_positive(cfg.tau, "tau"), _v.check_positive(cfg.lr_critic, "lr_critic (--lr-d)")
         if cfg.reference == "none":
             raise ValueError(f"reference 'none' is for drifting only; {cfg.method} needs a JKO reference")
     if cfg.method == "jko-mmd" and cfg.r1 > 0:
         raise ValueError("jko-mmd penalises the witness with gp (WGAN-GP); r1 must be 0")
     if cfg.reference == "upsample" and math.isqrt(cfg.latent_dim // 3) ** 2 * 3 != cfg.latent_dim:
-        raise ValueError(
-            f"reference 'upsample' needs latent_dim = 3 * s * s (a 3 x s x s image), got {cfg.latent_dim}"
-        )
-    cfg.betas = check_betas(tuple(cfg.betas))
-    cfg.temperatures = tuple(check_positive(t, "temperatures") for t in cfg.temperatures)
+        raise ValueError(f"reference 'upsample' needs latent_dim = 3 * s * s (a 3 x s x s image), "
+                         f"got {cfg.latent_dim}")  # fmt: skip
+    cfg.betas = _v.check_betas(tuple(cfg.betas))
+    cfg.temperatures = tuple(_v.check_positive(t, "temperatures") for t in cfg.temperatures)
     if not isinstance(cfg.device, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {cfg.device!r}")
     if cfg.device or os.environ.get("GWF_DEVICE"):
-        _check_device(cfg.device or os.environ["GWF_DEVICE"], "device" if cfg.device else "$GWF_DEVICE")
-
-
-def _check_device(name: str, what: str) -> None:
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{what} must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{what} {name!r} needs a CUDA GPU, but torch finds none; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{what} {name!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+        _v.check_device(cfg.device or os.environ["GWF_DEVICE"], "device" if cfg.device else "$GWF_DEVICE")
 
 
 def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
-    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID.
-
-    Its numbers say nothing about CIFAR-10.
+    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID (its
+    numbers say nothing about CIFAR-10).
 
     Used in: chapter 10.
     """
@@ -259,65 +231,9 @@ def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
             "n_iters_first": 100, "n_iters": 50, "ema_decay": 0.98, "fid_samples": 1000, "feature": "standin",
             "ckpt_every": 50, "save_every": 0, "log_every": 10, "out": f"runs/smoke-{method}",
             "device": "cpu", "latent_dim": 48}  # fmt: skip
-    per_method = {"drifting": {"n_phases": 1, "n_iters_first": 250, "n_iters": 0}, "sjko": {"tau": 0.5}}
-    base.update(per_method.get(method, {}))
+    base.update({"drifting": {"n_phases": 1, "n_iters_first": 250, "n_iters": 0}, "sjko": {"tau": 0.5}}
+                .get(method, {}))  # fmt: skip
     return make_config(method, "tiny", **{**base, **overrides})
-
-
-@dataclass
-class DistInfo:
-    """Process group facts (``backend`` None: one process).
-
-    Used in: :func:`~gwf_tutorial.cifar10.init_distributed`."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    backend: str | None = None
-    is_main = property(lambda self: self.rank == 0)
-    distributed = property(lambda self: self.world_size > 1)
-
-
-def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init: bool = True) -> DistInfo:
-    r"""Read ``torchrun``'s ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (``env``, default ``os.environ``) and
-    start the process group (gloo on CPU, NCCL on CUDA; ``init=False``: only parse). A ValueError for
-    inconsistent variables; ``WORLD_SIZE`` <= 1: one process, nothing started.
-
-    Used in: :func:`~gwf_tutorial.cifar10.main`.
-    """
-    env = os.environ if env is None else env
-    cuda = _train.device().type == "cuda" if cuda is None else bool(cuda)
-    try:
-        world, rank = int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0"))
-        local = int(env.get("LOCAL_RANK", str(rank)))
-    except ValueError as err:
-        raise ValueError(f"RANK / LOCAL_RANK / WORLD_SIZE must be integers: {err}") from err
-    if world < 1 or not 0 <= rank < world or local < 0:
-        raise ValueError(f"inconsistent torchrun variables: RANK={rank}, LOCAL_RANK={local}, "
-                         f"WORLD_SIZE={world}")  # fmt: skip
-    if world == 1:
-        return DistInfo()
-    info = DistInfo(rank=rank, local_rank=local, world_size=world, backend="nccl" if cuda else "gloo")
-    if init:
-        if cuda:
-            torch.cuda.set_device(local)
-        if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend=info.backend, init_method="env://")
-    return info
-
-
-class _Autocast(nn.Module):
-    """Runs ``net`` under bfloat16 autocast (CUDA) and returns float32, so losses are computed in float32."""
-
-    def __init__(self, net: nn.Module, enabled: bool) -> None:
-        super().__init__()
-        self.net, self.enabled = net, bool(enabled)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.enabled:
-            return self.net(x)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            return self.net(x).float()
 
 
 class _CriticLoss(nn.Module):
@@ -331,43 +247,14 @@ class _CriticLoss(nn.Module):
         return self._loss_fn(self.critic, x_fake, y)
 
 
-class StandInFeatures(nn.Module):
-    r"""A frozen random convolutional feature extractor, the offline stand-in of Inception (not an FID).
-
-    .. math::
-
-        \phi(x) = D_{\omega_0}(x) \in \mathbb R^{p}, \qquad \omega_0 \text{ drawn once from ``seed``};
-
-    ``forward`` maps images ``(b, C, H, W)`` in ``[-1, 1]`` to ``(b, num_features)``.
-
-    Used in: chapter 10.
-    """
-
-    label = "stand-in features (a frozen random conv net), not Inception: not an FID"
-
-    def __init__(self, channels: int = 3, size: int = 32, num_features: int = 64, seed: int = 0) -> None:
-        super().__init__()
-        self.num_features = check_int(num_features, "num_features")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(check_int(seed, "seed", min_value=0))
-            self.net = ConvCritic(channels, size, width=32, out_dim=self.num_features, n_down=2, n_blocks=0)
-        self.requires_grad_(False).eval()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.reshape(x.shape[0], -1).float())
-
-
 def _gpu_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
 
 
 class Trainer:
-    r"""The networks, losses and data of a :class:`Config`: the problem that the loop ``trainer`` (a
-    :class:`gwf_tutorial.trainer.Trainer`) trains. Each loss draws its batch; the JKO methods freeze
-    :math:`G_k` at the first iteration of phase :math:`k \ge 1` (batch statistics: the transport cost is
-    exactly 0 there), phase 0 uses ``cfg.reference``. ``real``: images ``(N, C, H, W)`` in ``[-1, 1]``
-    (default: ``cfg.data``). :meth:`sample` uses ``ema``, :math:`\bar\theta \leftarrow \beta\bar\theta
-    + (1 - \beta)\theta`.
+    r"""The networks, losses and data of a :class:`Config`: the problem that ``self.trainer`` (the library's
+    loop) trains; the JKO methods freeze :math:`G_k` at the first iteration of phase :math:`k \ge 1`, phase 0
+    uses ``cfg.reference``. ``real``: images ``(N, C, H, W)`` in ``[-1, 1]`` (default: ``cfg.data``).
 
     Used in: chapter 10.
     """
@@ -392,11 +279,9 @@ class Trainer:
         rank_seed = cfg.seed + 1_000_003 * self.dist.rank
         self.g_dev = _train.make_generator(rank_seed, device=self.device)
         self.g_cpu = _train.make_generator(rank_seed + 1)
-        torch.manual_seed(cfg.seed)  # network initialisation: the same on every process
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        _train.seed_everything(cfg.seed)  # network initialisation: the same on every process
         c, s = self.image_shape[:2]
-        self.generator = _Autocast(ConvGenerator(cfg.latent_dim, c, s, cfg.g_width, cfg.g_blocks), self.amp)
+        self.generator = Autocast(ConvGenerator(cfg.latent_dim, c, s, cfg.g_width, cfg.g_blocks), self.amp)
         self.critic = self._build_critic(c, s)
         for net in (self.generator, self.critic):
             if net is not None:  # channels-last convolutions on CUDA (what bf16 tensor cores want)
@@ -411,17 +296,15 @@ class Trainer:
                           _jko.LearnedKernelMMD(feature_dim=cfg.mmd_features)}.get(cfg.method)  # fmt: skip
         self.drift = _drifting.MultiTemperatureDrift(cfg.temperatures) if cfg.method == "drifting" else None
         self.names = ("loss_g",) if self.critic is None else ("loss_d", "objective", "transport", "loss_g")
-        self.g_train, self.d_train = self.generator, None
-        if self.critic is not None:
-            loss_fn = self._potential_loss if cfg.method == "sjko" else self._adversary
-            self.d_train = _CriticLoss(self.critic, loss_fn)
-        if self.dist.distributed:
-            ddp = torch.nn.parallel.DistributedDataParallel
-            ids = [self.device.index] if cuda else None
-            self.g_train = ddp(self.generator, device_ids=ids, broadcast_buffers=False)
-            if self.d_train is not None:
-                self.d_train = ddp(self.d_train, device_ids=ids, broadcast_buffers=False)
+        self.g_train = self._ddp(self.generator)
+        self.d_train = None if self.critic is None else self._ddp(_CriticLoss(self.critic, self._critic_fn))
         self.step, self.history, self.train_seconds, self.resumed_from, self.extra = 0, [], 0.0, None, {}
+
+    def _ddp(self, net: nn.Module) -> nn.Module:  # a DDP replica under torchrun
+        if not self.dist.distributed:
+            return net
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
     ema = property(lambda self: self.trainer.ema)
     opt_g = property(lambda self: self.trainer.opt_map)
@@ -439,23 +322,21 @@ class Trainer:
         cfg = self.cfg
         if cfg.method == "jko-mmd":  # the kernel's embedding is the conv net, starting at 0 (pixel kernel)
             conv = ConvCritic(c, s, cfg.d_width, cfg.mmd_features, n_blocks=cfg.d_blocks, zero_init_last=True)
-            embedding = _Autocast(conv, self.amp)
+            embedding = Autocast(conv, self.amp)
             return _critics.LearnedKernel(self.dim, feature_dim=cfg.mmd_features, embedding=embedding)
         if cfg.method == "drifting":
             return None
-        conv = _Autocast(ConvCritic(c, s, cfg.d_width, 1, n_blocks=cfg.d_blocks), self.amp)
+        conv = Autocast(ConvCritic(c, s, cfg.d_width, 1, n_blocks=cfg.d_blocks), self.amp)
         return _critics.Critic(self.dim, "kl_dv", net=conv) if cfg.method == "jko-kldv" else conv  # sjko: v
 
-    def _adversary(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _critic_fn(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The adversary's loss and bound, or (S-JKO) ``E v(T(x)) + E Psi*(-v(y)) + r1/2 E|grad v(y)|^2``."""
         cfg = self.cfg
-        loss, bound = self.objective.critic_loss(critic, x, y, r1=cfg.r1, gp=cfg.gp, generator=self.g_cpu)
-        return loss, bound.detach()
-
-    def _potential_loss(self, potential: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """S-JKO potential loss ``E v(T(x)) + E Psi*(-v(y)) + r1/2 E|grad v(y)|^2`` (KL)."""
-        r1 = self.cfg.r1
-        v_real, grad = _critics.value_and_input_grad(potential, y) if r1 > 0 else (potential(y), None)
-        loss = _sjko.potential_loss(potential(x), v_real, "kl", grad_real=grad, r1=self.cfg.r1)
+        if cfg.method != "sjko":
+            loss, bound = self.objective.critic_loss(critic, x, y, r1=cfg.r1, gp=cfg.gp, generator=self.g_cpu)
+            return loss, bound.detach()
+        v_real, grad = _critics.value_and_input_grad(critic, y) if cfg.r1 > 0 else (critic(y), None)
+        loss = _sjko.potential_loss(critic(x), v_real, "kl", grad_real=grad, r1=cfg.r1)
         return loss, loss.detach()
 
     def _reference(self, z: Tensor, step: int) -> Tensor:
@@ -477,15 +358,11 @@ class Trainer:
         idx = torch.randint(0, self.real.shape[0], (b,), generator=self.g_dev, device=self.device)
         return z, self.real[idx]
 
-    def batch(self) -> None:
-        """Start a phase when ``step`` is a phase boundary (freeze :math:`G_k`); the batches are drawn by
-        each loss."""
+    def batch(self) -> None:  # freeze G_k when the step starts a phase; each loss draws its batch
         cfg, step = self.cfg, self.step
-        if cfg.method == "drifting":
-            return
         boundary = 0 < step and cfg.n_iters > 0 and step >= cfg.n_iters_first
         first_copy = step == 0 and cfg.reference == "copy" and self.old is None
-        if (boundary and (step - cfg.n_iters_first) % cfg.n_iters == 0) or first_copy:
+        if (boundary and (step - cfg.n_iters_first) % cfg.n_iters == 0) or first_copy:  # never for drifting
             self.old = frozen_copy(self.generator).train()
 
     def critic_loss(self, _) -> tuple[Tensor, Tensor]:
@@ -499,33 +376,25 @@ class Trainer:
         cfg = self.cfg
         z, y = self._draw()
         x = self.g_train(z)
-        if cfg.method == "drifting":
-            loss = _drifting.drifting_loss(x, self._drift_field(x.detach(), y))
+        if cfg.method == "drifting":  # the field without per-step checks or host reads; raw RMS when logged
+            V, raw = self.drift._velocity(x.detach(), y, with_raw=self._logs_at(self.step + 1))
+            self.extra.update({} if raw is None else {"drift_rms": raw.float()})
+            loss = _drifting.drifting_loss(x, V)
             return loss, [loss.detach()]
         x_old = self._reference(z, self.step)
+        transport = _jko.proximal_cost(x if cfg.method != "sjko" else x.detach(), x_old, cfg.tau,
+                                       per_dim_average=True).mean()  # fmt: skip
         if cfg.method == "sjko":
             loss = _sjko.map_loss(x, x_old, self.critic(x), cfg.tau, per_dim_average=True)
-            transport = _jko.proximal_cost(x.detach(), x_old, cfg.tau, per_dim_average=True).mean()
         else:
-            transport = _jko.proximal_cost(x, x_old, cfg.tau, per_dim_average=True).mean()
             loss = transport + self.objective.map_term(self.critic, x, y)
         return loss, [self._value, transport.detach(), loss.detach()]
 
     def _logs_at(self, step: int) -> bool:
         return step % self.cfg.log_every == 0 or step == self.cfg.total_iters
 
-    def _drift_field(self, x: Tensor, y: Tensor) -> Tensor:
-        """The drift field, without per-step input checks or host reads; its raw RMS at logged iterations."""
-        V, raw = self.drift._velocity(x, y, with_raw=self._logs_at(self.step + 1))
-        if raw is not None:
-            self.extra["drift_rms"] = raw.float()
-        return V
-
     def train_step(self) -> dict:
-        r"""One iteration :math:`t \mapsto t + 1` of the loop; its detached scalar losses (on the device).
-
-        Used in: ``scripts/gpu_check.py`` (:meth:`run` goes through the loop's ``fit``).
-        """
+        """One iteration; its detached scalar losses on the device (``scripts/gpu_check.py``)."""
         self.trainer.set_lr(self.step, self.cfg.total_iters)
         records = self.trainer.iteration(self)
         self.step += 1
@@ -535,21 +404,28 @@ class Trainer:
         out, self.extra = {**self.extra, **dict(zip(self.names, records))}, {}
         return out
 
-    def _state(self) -> dict:  # the loop's state, G_k, the step, the history, every process's RNG states
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the loop's state, G_k, step, history and every process's random states (collective)."""
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         states = [rng] * self.dist.world_size
         if self.dist.distributed:
             torch.distributed.all_gather_object(states, rng)
-        old = None if self.old is None else self.old.state_dict()
-        return {"trainer": self.trainer.state_dict(), "old": old, "step": self.step, "rng": states,
+        if self.dist.is_main:
+            self.trainer.save(path, kind=_KIND, config=self.cfg.to_dict(), extra={
+                "old": None if self.old is None else self.old.state_dict(), "step": self.step, "rng": states,
                 "world_size": self.dist.world_size, "history": list(self.history),
-                "train_seconds": self.train_seconds, "device": _gpu_name(self.device)}  # fmt: skip
+                "train_seconds": self.train_seconds, "device": _gpu_name(self.device)})  # fmt: skip
+        self._barrier()
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a :meth:`save` file; refused, naming it, if damaged or trained with other settings."""
+        self.trainer.load(path, kind=_KIND, config=self.cfg.to_dict(), restore=self._restore, what="run",
+                          ignore=_OPERATIONAL)  # fmt: skip
 
     def _restore(self, state: dict) -> None:
         if state["world_size"] != self.dist.world_size:
             raise ValueError(f"checkpoint was written by {state['world_size']} process(es), "
                              f"this run has {self.dist.world_size}")  # fmt: skip
-        self.trainer.load_state_dict(state["trainer"])
         self.old = None if state["old"] is None else frozen_copy(self.generator).train()
         if self.old is not None:
             self.old.load_state_dict(state["old"])
@@ -558,40 +434,14 @@ class Trainer:
         st = state["rng"][self.dist.rank]
         self.g_dev.set_state(st["g_dev"]), self.g_cpu.set_state(st["g_cpu"]), _train.set_rng_state(st)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the state and the configuration (:func:`gwf_tutorial.train.save_checkpoint`); rank 0
-        writes, collective under DDP. Used in: :meth:`run`."""
-        state = self._state()
-        if self.dist.is_main:
-            _train.save_checkpoint(path, state, kind=_KIND, config=self.cfg.to_dict())
-        self._barrier()
-
-    def load(self, path: str | os.PathLike) -> None:
-        """Load a :meth:`save` file; a damaged one, or one trained with other (non-operational) settings, is
-        refused naming it.
-
-        Used in: :func:`train`."""
-        state, _ = _train.load_checkpoint(path, kind=_KIND, config=self.cfg.to_dict(), ignore=_OPERATIONAL)
-        try:
-            self._restore(state)
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this run: {err}") from err
-
     def _barrier(self) -> None:
         if self.dist.distributed:
             torch.distributed.barrier()
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int = 0, use_ema: bool = True, batch_size: int = 500) -> Tensor:
-        r"""``n`` images ``(n, C, H, W)`` in ``[-1, 1]`` on the CPU from the (EMA) generator in eval mode,
-
-        .. math::
-
-            x_i = \bar G(z_i), \qquad z_i \sim \mathcal N(0, I) \text{ seeded by ``seed``}.
-
-        Used in: chapter 10.
-        """
-        n, net = check_int(n, "n"), self.ema if use_ema else self.generator
+        """``n`` images ``(n, C, H, W)`` in ``[-1, 1]`` on the CPU from the (EMA) generator, seeded."""
+        n, net = _v.check_int(n, "n"), self.ema if use_ema else self.generator
         g, was_training, out = _train.make_generator(seed, device=self.device), net.training, []
         net.eval()
         for start in range(0, n, batch_size):
@@ -601,12 +451,8 @@ class Trainer:
         return torch.cat(out)
 
     def run(self, *, stop_check: Callable[[], bool] | None = None) -> str:
-        r"""Train up to ``cfg.total_iters`` iterations with :meth:`gwf_tutorial.trainer.Trainer.fit`, logging
-        to ``log.jsonl`` and saving ``last.pt`` every ``ckpt_every`` and ``step_t.pt`` every ``save_every``;
-        ``stop_check()`` true stops after a checkpoint. Returns ``"done"`` or ``"budget"``.
-
-        Used in: chapter 10.
-        """
+        """Train up to ``cfg.total_iters``, logging to ``log.jsonl``, saving ``last.pt`` / ``step_t.pt``;
+        ``stop_check()`` true stops after a checkpoint. Returns ``"done"`` or ``"budget"``."""
         cfg, out = self.cfg, Path(self.cfg.out)
         if self.dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
@@ -619,8 +465,8 @@ class Trainer:
                 acc[k] = (acc[k][0] + v, acc[k][1] + 1) if k in acc else (v, 1)
             self.train_seconds = seconds0 + time.perf_counter() - t0
             if self._logs_at(self.step):
-                rec = {"step": self.step, "phase": cfg.phase_of(self.step - 1)}
-                rec.update({k: float(v) / n for k, (v, n) in acc.items()})
+                rec = {"step": self.step, "phase": cfg.phase_of(self.step - 1),
+                       **{k: float(v) / n for k, (v, n) in acc.items()}}
                 rec["lr"] = self.opt_g.param_groups[0]["lr"]
                 self.history.append(rec), acc.clear()
                 if self.dist.is_main:
@@ -637,33 +483,26 @@ class Trainer:
                 self.save(out / f"step_{self.step:07d}.pt")
             if stop and self.step < cfg.total_iters:
                 status[0] = "budget"
-                return True
-            return False
+            return status[0] == "budget"
 
         self.trainer.fit(self, cfg.total_iters, start=self.step, desc=f"{cfg.method} ({cfg.data})",
-                         names=self.names, progress=cfg.progress and self.dist.is_main,
-                         callback=after)  # fmt: skip
+                         names=self.names, progress=cfg.progress and self.dist.is_main, callback=after)
         return status[0]
 
 
 def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | None = None, seed: int = 12345,
              kid: bool | None = None) -> dict:  # fmt: skip
     r"""FID (and KID) of the EMA generator against the training images, labelled with what was measured,
-
-    .. math::
-
-        \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
-        - 2(\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2})^{1/2}\big),
-
-    in Inception-v3 features or :class:`StandInFeatures` (offline: **not** an FID), through
-    :func:`gwf_tutorial.metrics.frechet_distance`; ``n_samples``, ``feature`` and ``kid`` default to the
-    run's configuration. Returns ``fid``, optional ``kid_mean`` / ``kid_std``, ``n_samples``, ``n_real``,
-    ``feature``, ``label``, ``device``, ``step``, ``train_seconds``, ``eval_seconds`` and more.
+    :math:`\mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}(\Sigma_r + \Sigma_g - 2(\Sigma_r^{1/2}
+    \Sigma_g\Sigma_r^{1/2})^{1/2})` in Inception-v3 features or :class:`StandInFeatures` (offline: **not** an
+    FID), by :func:`gwf_tutorial.metrics.frechet_distance`; ``n_samples``, ``feature`` and ``kid`` default to
+    the run's. Returns ``fid``, optional ``kid_mean`` / ``kid_std``, ``n_samples``, ``n_real``, ``feature``,
+    ``label``, ``device``, ``step``, ``train_seconds``, ``eval_seconds`` and more.
 
     Used in: chapter 10.
     """
     cfg, t0, dev = trainer.cfg, time.perf_counter(), trainer.device
-    n = check_int(cfg.fid_samples if n_samples is None else n_samples, "n_samples", min_value=2)
+    n = _v.check_int(cfg.fid_samples if n_samples is None else n_samples, "n_samples", min_value=2)
     feature = _choice(cfg.feature if feature is None else feature, "feature")
     extractor = None if feature == "inception" else StandInFeatures(*trainer.image_shape[:2])
     real = trainer.real.reshape(-1, *trainer.image_shape)
@@ -676,16 +515,20 @@ def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | N
     data = "CIFAR-10 train set" if cfg.data == "cifar10" else "synthetic data (not CIFAR-10)"
     feat = "Inception-v3 (torchmetrics)" if feature == "inception" else StandInFeatures.label
     label = f"{data}; features: {feat}; {_gpu_name(dev)}"
-    return {**res, "feature": feature, "data": cfg.data, "label": label, "device": _gpu_name(dev),
-            "method": cfg.method, "net": cfg.net, "step": trainer.step,
+    return {**res, "feature": feature, "data": cfg.data, "label": label,
+            "device": _gpu_name(dev), "method": cfg.method, "net": cfg.net, "step": trainer.step,
             "train_seconds": trainer.train_seconds, "eval_seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _as_config(saved: dict) -> Config:
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
 def load_generator(path: str | os.PathLike, *, device: str = "cpu", use_ema: bool = True) -> tuple:
     """The (EMA) generator of a checkpoint in eval mode, ``(n, latent_dim) -> (n, C*H*W)``, and its Config."""
     state, config = _train.load_checkpoint(path, kind=_KIND, map_location=device)
-    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    net = _Autocast(ConvGenerator(cfg.latent_dim, 3, cfg.image_size, cfg.g_width, cfg.g_blocks), False)
+    cfg = _as_config(config)
+    net = Autocast(ConvGenerator(cfg.latent_dim, 3, cfg.image_size, cfg.g_width, cfg.g_blocks), False)
     net.load_state_dict(state["trainer"]["ema" if use_ema else "map"])
     return net.to(device).eval(), cfg
 
@@ -698,11 +541,10 @@ def _prepare_fresh_out(out: Path, *, resume: bool, overwrite: bool, is_main: boo
     held = [p.name for p in (sorted(out.glob("*")) if out.is_dir() else [])
             if p.name in _RUN_FILES or (p.match("step_*.pt") and p.is_file())]  # fmt: skip
     if held and not overwrite:
-        raise ValueError(
-            f"output folder {str(out)!r} already holds a run ({', '.join(held)})"
-            + (" but no checkpoint last.pt to resume from" if resume else "")
-            + "; --resume continues it, --overwrite replaces it (train(..., resume=True / overwrite=True))"
-        )
+        raise ValueError(f"output folder {str(out)!r} already holds a run ({', '.join(held)})"
+                         + (" but no checkpoint last.pt to resume from" if resume else "")
+                         + "; --resume continues it, --overwrite replaces it (train(..., resume=True / "
+                         "overwrite=True))")  # fmt: skip
     for name in held if is_main else ():
         (out / name).unlink()
 
@@ -710,10 +552,9 @@ def _prepare_fresh_out(out: Path, *, resume: bool, overwrite: bool, is_main: boo
 def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = False, overwrite: bool = False,
           real: Tensor | None = None, evaluate_at_end: bool = True) -> tuple[Trainer, dict]:  # fmt: skip
     r"""Build a :class:`Trainer`, continue ``cfg.out/last.pt`` if ``resume`` (none: say so, start fresh),
-    train, write ``samples.png`` and, when done, :func:`evaluate` into ``metrics.json`` (rank 0).
-
-    A fresh run refuses a folder that holds a run unless ``overwrite`` (its files are deleted first).
-    Returns the trainer and the summary (``status``, ``step``, ``resumed_from``, ``metrics``, ...).
+    train, write ``samples.png`` and, when done, :func:`evaluate` into ``metrics.json`` (rank 0). A fresh run
+    refuses a folder that holds a run unless ``overwrite`` (its files are deleted first). Returns the trainer
+    and the summary (``status``, ``step``, ``resumed_from``, ``metrics``, ...).
 
     Used in: chapter 10.
     """
@@ -735,76 +576,18 @@ def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = Fals
                "device": _gpu_name(trainer.device), "world_size": trainer.dist.world_size,
                "method": cfg.method, "net": cfg.net, "label": cfg.label}  # fmt: skip
     if trainer.dist.distributed:  # DDP keeps the replicas equal: check it
-        mine = float(sum(p.detach().double().sum() for p in trainer.generator.parameters()))
         sums: list = [None] * trainer.dist.world_size
-        torch.distributed.all_gather_object(sums, mine)
+        torch.distributed.all_gather_object(sums, float(sum(p.detach().double().sum()
+                                                            for p in trainer.generator.parameters())))
         summary["replicas_agree"] = len(set(sums)) == 1
     if trainer.dist.is_main:
-        try:
-            from torchvision.utils import save_image
+        from torchvision.utils import save_image
 
-            save_image((trainer.sample(64, seed=0) + 1) / 2, out / "samples.png", nrow=8)
-        except ImportError:  # pragma: no cover - torchvision is in requirements.txt
-            pass
+        save_image((trainer.sample(64, seed=0) + 1) / 2, out / "samples.png", nrow=8)
         if status == "done" and evaluate_at_end and cfg.fid_samples > 0:
             summary["metrics"] = evaluate(trainer)
             (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return trainer, summary
-
-
-#: Schema tag of the JSON written by ``scripts/gpu_check.py`` (read by :func:`throughput_table`).
-GPU_CHECK_SCHEMA = "gwf_tutorial.gpu_check/1"
-
-
-def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
-    r"""Hours each method's recipe takes at the steady-state speed a ``gpu_check`` JSON measured,
-
-    .. math::
-
-        \text{hours}_m = \frac{N_0 + (K - 1) N}{3600\, s_m},
-
-    with :math:`s_m` the iterations per second of method :math:`m` on synthetic data (no FID). One row per
-    method in :data:`METHODS` order: ``method``, ``net``, ``batch_size``, ``precision``, ``it_per_s``,
-    ``recipe_iters``, ``hours``, ``device``, ``dry_run``. A ValueError for another JSON or precision.
-
-    Used in: chapter 10.
-    """
-    if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
-        raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be one of ('bf16', 'fp32'), got {precision!r}")
-    s, rows = result["settings"], []
-    for rec in result["throughput"]:
-        if rec["precision"] == precision and rec["method"] in METHODS:
-            iters, speed = make_config(rec["method"], s["recipe_net"]).total_iters, rec["steady_it_per_s"]
-            rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"],
-                         "precision": precision, "it_per_s": speed, "recipe_iters": iters,
-                         "hours": iters / speed / 3600.0,
-                         "device": result["device"], "dry_run": bool(result["dry_run"])})  # fmt: skip
-    if not rows:
-        raise ValueError(f"the result holds no {precision} measurement")
-    return sorted(rows, key=lambda r: METHODS.index(r["method"]))
-
-
-#: Config fields whose flag has another name (the papers'); errors name both.
-_FLAGS = {"lr": "--lr-g", "lr_critic": "--lr-d", "n_phases": "--phases", "n_iters_first": "--iters-first",
-          "n_iters": "--iters"}  # fmt: skip
-_HELP = {
-    "smoke": "CPU smoke run: synthetic 16x16 data, tiny nets, stand-in FID",
-    "resume": "continue from OUT/last.pt (its training settings are reused; a damaged file is refused) to "
-    "the end of the run; an earlier --time-budget is not: give --time-budget again to stop early. Without "
-    "OUT/last.pt it says so on stderr and starts a fresh run",
-    "overwrite": "start a fresh run even if OUT already holds one (its last.pt, step_*.pt, log.jsonl, "
-    "metrics.json, samples.png are deleted); without it (or --resume) such a folder is refused",
-    "lr": "Adam learning rate of the generator", "lr_critic": "... of the critic / potential",
-    "tau": "JKO step (cost |x-x'|^2 / (2 tau d))", "n_phases": "JKO phases K", "batch_size": "per process",
-    "n_iters_first": "iterations of phase 0 (drifting: all)", "n_iters": "iterations of each later phase",
-    "reference": "what phase 0 is pulled to", "amp": "bf16 autocast on CUDA", "out": "output folder",
-    "time_budget": "seconds of training in THIS invocation, then stop after a checkpoint "
-    "(not saved for --resume)",
-    "fid_samples": "0: no evaluation", "feature": "standin: offline stand-in, not an FID",
-    "save_every": "periodic checkpoint period (0: none)", "ckpt_every": "rolling checkpoint period",
-}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -813,37 +596,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     Used in: :func:`~gwf_tutorial.cifar10.main`.
     """
-    defaults = [f"  {m:9s} " + ", ".join(f"{k}={v}" for k, v in d.items())
-                for m, d in METHOD_DEFAULTS.items()]
+    epilog = ["defaults (official commands; unset options keep them):",
+              *(f"  {m:9s} " + ", ".join(f"{k}={v}" for k, v in d.items())
+                for m, d in METHOD_DEFAULTS.items()),
+              "  nets: " + "; ".join(f"{k}: {v}" for k, v in NET_PRESETS.items()),
+              f"  --net large with jko-kldv: {_LARGE_KLDV}", f"  --smoke: {_HELP['smoke']}, CPU"]  # fmt: skip
     p = argparse.ArgumentParser(
-        prog="python -m gwf_tutorial.cifar10", argument_default=argparse.SUPPRESS,
+        prog="python -m gwf_tutorial.cifar10", argument_default=argparse.SUPPRESS, epilog="\n".join(epilog),
         description="Train a one-step generator on CIFAR-10 with parametric JKO (KL-DV, MMD), S-JKO or "
         "drifting; resumable, EMA, bf16 autocast on CUDA, DDP under torchrun, FID/KID at the end.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(["defaults (official commands; unset options keep them):", *defaults,
-                          "  nets: " + "; ".join(f"{k}: {v}" for k, v in NET_PRESETS.items()),
-                          f"  --net large with jko-kldv: {_LARGE_KLDV}",
-                          f"  --smoke: {_HELP['smoke']}, CPU"]),
-    )  # fmt: skip
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     for name in ("smoke", "resume", "overwrite"):
         p.add_argument(f"--{name}", action="store_true", help=_HELP[name])
-    for f in dataclasses.fields(Config):
-        kind, opts = f.type.split(" ")[0].split("[")[0], {"help": _HELP.get(f.name), "dest": f.name}
-        if kind == "bool":
+    for name, (_, check) in _SETTINGS.items():
+        opts = {"help": _HELP.get(name), "dest": name}
+        if check == "bool":
             opts["action"] = argparse.BooleanOptionalAction
-        elif f.name in _CHOICES:
-            opts["choices"] = _CHOICES[f.name]
+        elif isinstance(check, tuple):
+            opts["choices"] = check
         else:
-            opts.update(type={"int": int, "str": str}.get(kind, float))
-            opts.update(nargs=2 if f.name == "betas" else "+") if kind == "tuple" else None
-        p.add_argument(_FLAGS.get(f.name, "--" + f.name.replace("_", "-")), **opts)
+            opts["type"] = int if isinstance(check, int) or check == "seed" else str if check in (
+                "str", "device") else float  # fmt: skip
+            opts.update({"betas": {"nargs": 2}, "floats": {"nargs": "+"}}.get(check, {}))
+        p.add_argument(_FLAGS.get(name, "--" + name.replace("_", "-")), **opts)
     return p
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, bool]:
     r"""Parse ``argv`` into a :class:`Config` and the ``--resume`` and ``--overwrite`` flags (``--resume``:
-    the checkpoint's config, with the given operational options on top). A ValueError for ``--resume``
-    with training options that differ from the checkpoint's, a damaged checkpoint, or an invalid setting
+    the checkpoint's config, with the given operational options on top). A ValueError for ``--resume`` with
+    training options that differ from the checkpoint's, a damaged checkpoint, or an invalid setting
     (:func:`make_config`'s checks, before anything runs).
 
     Used in: :func:`~gwf_tutorial.cifar10.main`.
@@ -854,15 +636,15 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
     method = given.get("method", "jko-kldv")
     out = Path(given.get("out", f"runs/smoke-{method}" if smoke else "runs/cifar10"))
     if resume and (out / "last.pt").exists():
-        _, saved = _train.load_checkpoint(out / "last.pt", kind=_KIND)
-        saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-        conflicts = {k: {"checkpoint": saved.get(k), "given": v} for k, v in given.items()
-                     if k not in _OPERATIONAL and saved.get(k) != v}
+        saved = _as_config(_train.load_checkpoint(out / "last.pt", kind=_KIND)[1])
+        conflicts = {k: {"checkpoint": getattr(saved, k), "given": v} for k, v in given.items()
+                     if k not in _OPERATIONAL and getattr(saved, k) != v}
         if conflicts:
             raise ValueError(f"--resume with settings that differ from the checkpoint "
                              f"{str(out / 'last.pt')!r}: {conflicts}")  # fmt: skip
-        cfg = Config(**{**saved, **{k: v for k, v in given.items() if k in _OPERATIONAL}, "out": str(out),
-                        "time_budget": given.get("time_budget", 0.0)})  # per invocation: never the saved one
+        operational = {k: v for k, v in given.items() if k in _OPERATIONAL}
+        operational.update(out=str(out), time_budget=given.get("time_budget", 0.0))  # not the saved budget
+        cfg = dataclasses.replace(saved, **operational)
         _validate(cfg)
         return cfg, True, overwrite
     given.pop("method", None)
@@ -873,7 +655,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, bool, b
 
 def main(argv: Sequence[str] | None = None) -> dict:
     r"""Command-line entry point: parse (an invalid command line exits with status 2 and a usage message),
-    set up DDP from ``torchrun``'s variables, :func:`train`, print the summary as JSON.
+    set up DDP from ``torchrun``'s variables (:func:`init_distributed`), :func:`train`, print the summary.
 
     Used in: :mod:`gwf_tutorial.cifar10` (its ``__main__``: ``python -m gwf_tutorial.cifar10``).
     """

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_choice,
+    check_generator,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -82,16 +84,11 @@ def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
     return x, y_pos, y_neg, False
 
 
-def _check_kernel(kernel) -> str:
-    if not isinstance(kernel, str):
-        raise TypeError(f"kernel must be a string, got {type(kernel).__name__}")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    return kernel
-
-
-def _check_weights(attraction, repulsion) -> tuple[float, float]:
-    return check_nonnegative(attraction, "attraction"), check_nonnegative(repulsion, "repulsion")
+def _check_field(temperature, kernel=None, attraction=1.0, repulsion=1.0) -> tuple:
+    """``(T, kernel, a, r)`` checked (``kernel`` None: a field without one)."""
+    kernel = kernel if kernel is None else check_choice(kernel, "kernel", KERNELS)
+    return (check_positive(temperature, "temperature"), kernel, check_nonnegative(attraction, "attraction"),
+            check_nonnegative(repulsion, "repulsion"))  # fmt: skip
 
 
 def _check_multi(temperatures, normalize, affinity_floor) -> tuple[tuple[float, ...], bool, float]:
@@ -115,10 +112,10 @@ def _check_velocity(v, x: Tensor, who: str) -> Tensor:
     return v.detach()
 
 
-def _check_generator(generator):
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator
+def _check_state(state) -> dict:
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    return state
 
 
 def _rms(V: Tensor) -> Tensor:
@@ -200,20 +197,20 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
 
 
 def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, exclude_self: bool = False):
-    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` ``(m, d)`` of :math:`p`.
+    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` ``(m, d)`` of :math:`p`:
 
     .. math::
 
         \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
         k(x, y) = e^{-|x-y|/T}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2T^2)}\ (\text{gaussian});
 
-    with the Gaussian kernel :math:`V^+_p = T^2\nabla\log(p * \mathcal N(0, T^2 I))`. ``exclude_self``
-    drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``). Returns ``(n, d)``.
+    ``(n, d)``; with the Gaussian kernel :math:`V^+_p = T^2\nabla\log(p * \mathcal N(0, T^2 I))`.
+    ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
 
     Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
     """
     x, y = _check_pair(x, y, "y")
-    temperature, kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
+    temperature, kernel, _, _ = _check_field(temperature, kernel)
     if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
         raise ValueError(
             f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
@@ -225,7 +222,7 @@ def paper_field(
     x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
     attraction: float = 1.0, repulsion: float = 1.0,
 ) -> Tensor:  # fmt: skip
-    r"""The paper's drift field: attraction to the data minus repulsion from the generated samples.
+    r"""The paper's drift field ``(n, d)``: attraction to the data minus repulsion from the samples,
 
     .. math::
 
@@ -233,47 +230,42 @@ def paper_field(
         V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
 
     two :func:`mean_shift` (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``); :math:`V_{p,q} = -V_{q,p}` when
-    :math:`a = r`. Returns ``(n, d)``.
+    :math:`a = r`.
 
     Used in: chapter 8.
     """
     x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temperature, kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
-    return _paper(x, y_pos, y_neg, self_neg, temperature, kernel, *_check_weights(attraction, repulsion))
+    return _paper(x, y_pos, y_neg, self_neg, *_check_field(temperature, kernel, attraction, repulsion))
 
 
 def algorithm2_field(
     x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
 ) -> Tensor:
-    r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook).
-
-    With logits :math:`\ell_{ij} = -|x_i - t_j|/T` over :math:`t = [y^+ \mid y^-]` (the self-pair's
-    distance increased by :math:`10^6 T`), affinities
-    :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`S^\pm_i = \sum_j A^\pm_{ij}`
-    and barycentres :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
+    r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
+    :math:`\ell_{ij} = -|x_i - t_j|/T` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance increased by
+    :math:`10^6 T`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`S^\pm_i =
+    \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
 
     .. math::
 
-        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big].
-
-    Returns ``(n, d)``.
+        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big] \quad (n, d).
 
     Used in: chapter 8.
     """
     x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temperature = check_positive(temperature, "temperature")
-    return _algorithm2(x, y_pos, y_neg, self_neg, temperature, *_check_weights(attraction, repulsion))
+    temperature, _, a, r = _check_field(temperature, None, attraction, repulsion)
+    return _algorithm2(x, y_pos, y_neg, self_neg, temperature, a, r)
 
 
 def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
-    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one Sinkhorn step.
+    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one Sinkhorn step,
 
     .. math::
 
         A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/T},\ r = K\mathbf 1,\ c = K^\top\mathbf 1,
 
-    a scaling :math:`\mathrm{diag}(u) K \mathrm{diag}(v)` like a Sinkhorn plan, stopped after one symmetric
-    step, so its marginals are not prescribed: the "Sinkhorn proxy" reading of :func:`algorithm2_field`.
+    stopped after one symmetric step (marginals not prescribed): the "Sinkhorn proxy" reading of
+    :func:`algorithm2_field`.
 
     Used in: chapter 8.
     """
@@ -290,40 +282,29 @@ def multi_temperature_field(
 ):  # fmt: skip
     r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``).
 
-    With :math:`\bar D \ge 10^{-3}` the mean distance to the targets :math:`[y^+ \mid y^-]` and
-    :math:`c = \max(\bar D/\sqrt d, 10^{-3})`, :math:`F_R` is the Algorithm-2 force on the inputs divided
-    by :math:`c`, with logits :math:`-|x_i - t_j|/(\bar D R)` and affinities
-    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`:
+    With :math:`\bar D \ge 10^{-3}` the mean distance to :math:`[y^+ \mid y^-]`,
+    :math:`c = \max(\bar D/\sqrt d, 10^{-3})` and :math:`F_R` the Algorithm-2 force on the inputs divided by
+    :math:`c` (logits :math:`-|x_i - t_j|/(\bar D R)`, affinities
+    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`),
 
     .. math::
 
         V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
         \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
 
-    scale and translation equivariant; with one temperature :math:`\overline{(V/c)^2} = 1`: the loss stays
-    flat and the raw drift is the progress signal. ``normalize=False``: :math:`V = \sum_R F_R` with
-    :math:`\bar D = c = 1` (one temperature, ``affinity_floor=0``: :func:`algorithm2_field`).
-
-    Parameters
-    ----------
-    temperatures : sequence of float
-        The :math:`R`, relative to :math:`\bar D` when ``normalize``.
-    affinity_floor : float, default 1e-6
-        :math:`\epsilon_A` (official value); it adds a uniform pull for batches of hundreds: use 0 there.
-    return_info : bool, default False
-        Also return a dict of floats: ``scale`` (:math:`\bar D`), ``input_scale`` (:math:`c`),
-        ``force_rms`` (tuple, the RMS of each :math:`F_R`), ``raw_rms`` (the RMS of :math:`c\sum_R F_R`).
-
-    Returns
-    -------
-    Tensor, shape (n, d)
-        :math:`V`; with ``return_info`` the tuple ``(V, info)``.
+    scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`, the loss stays flat
+    and the raw drift is the progress signal). ``temperatures``: the :math:`R` (relative to :math:`\bar D`
+    when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1` (one
+    temperature and ``affinity_floor=0``: :func:`algorithm2_field`). ``affinity_floor`` is
+    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds). Returns ``(n, d)``; with
+    ``return_info`` also a dict of floats ``scale``, ``input_scale``, ``force_rms`` (per :math:`R`),
+    ``raw_rms`` (of :math:`c\sum_R F_R`).
 
     Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
     """
     x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
     temps, normalize, floor = _check_multi(temperatures, normalize, affinity_floor)
-    a, r = _check_weights(attraction, repulsion)
+    a, r = _check_field(1.0, None, attraction, repulsion)[2:]
     v, info = _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, a, r, floor, return_info)
     if not return_info:
         return v
@@ -335,15 +316,15 @@ def multi_temperature_field(
 def gaussian_population_field(
     x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0, repulsion: float = 1.0
 ) -> Tensor:
-    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form).
+    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form),
 
     .. math::
 
         V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big],
 
-    for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``),
-    :math:`q = \mathcal N(m_q, \Sigma_q)` and bandwidth :math:`s`, as
-    :math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`. Returns ``(n, d)`` in the promoted dtype.
+    for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), :math:`q = \mathcal N(m_q,
+    \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). Returns
+    ``(n, d)`` in the promoted dtype.
 
     Used in: chapter 8.
     """
@@ -353,7 +334,8 @@ def gaussian_population_field(
     for name, mean in (("mp", mp), ("mq", mq)):
         if mean.ndim != 1 or mean.shape[0] != x.shape[1]:
             raise ValueError(f"{name} must have shape (d,), d={x.shape[1]} like x, got {tuple(mean.shape)}")
-    s, (attraction, repulsion) = check_positive(bandwidth, "bandwidth"), _check_weights(attraction, repulsion)
+    s, (attraction, repulsion) = check_positive(bandwidth, "bandwidth"), _check_field(1.0, None, attraction,
+                                                                                        repulsion)[2:]
     dtype = torch.promote_types(torch.promote_types(x.dtype, mp.dtype), mq.dtype)
     x, mp, Sp, mq, Sq = (t.to(dtype=dtype, device=x.device) for t in (x, mp, Sp, mq, Sq))
     eye = torch.eye(x.shape[1], dtype=dtype, device=x.device)
@@ -371,14 +353,14 @@ def drift_rms(V) -> float:
 
 
 def drifting_loss(fx: Tensor, V) -> Tensor:
-    r"""Stop-gradient drifting loss of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V`` at them.
+    r"""Stop-gradient drifting loss (0-d) of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V``,
 
     .. math::
 
         \mathcal L = \frac1n\sum_i \big|f_\theta(e_i) - \mathrm{sg}(f_\theta(e_i) + V_i)\big|^2
-        = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i.
+        = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i;
 
-    Shapes only are checked (a per-step primitive). Returns a 0-d tensor.
+    shapes only are checked (a per-step primitive).
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
@@ -394,17 +376,16 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
 
 
 def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
-    r"""How far a drift on particles is from a gradient system: the skew part of its Jacobian.
-
-    With :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))`, :math:`J = \partial\mathcal V/\partial X` by
-    central differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64),
+    r"""How far a drift on particles is from a gradient system: with
+    :math:`J = \partial\mathcal V/\partial X` of :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))` by central
+    differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64),
 
     .. math::
 
-        \mathrm{asym} = \frac{\|\tfrac12(J - J^\top)\|_F}{\|J\|_F} \in [0, 1]
+        \mathrm{asym} = \|\tfrac12(J - J^\top)\|_F / \|J\|_F \in [0, 1]
 
-    (0 when :math:`J = 0`): 0 for a Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn),
-    1 for a rotation.
+    (0 when :math:`J = 0`): 0 for a Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn), 1 for a
+    rotation.
 
     Used in: chapter 8.
     """
@@ -465,31 +446,22 @@ class _SampleDrift:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` of the same kind of drift."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if state:
+        if _check_state(state):
             raise ValueError(f"{type(self).__name__} is stateless, got a state with keys {sorted(state)}")
 
 
 class PaperDrift(_SampleDrift):
-    r"""The paper's field :func:`paper_field` with the samples themselves as negatives.
-
-    .. math::
-
-        V(x_i) = a\,\frac{\sum_j k(x_i, y_j)(y_j - x_i)}{\sum_j k(x_i, y_j)}
-        - r\,\frac{\sum_{l \ne i} k(x_i, x_l)(x_l - x_i)}{\sum_{l \ne i} k(x_i, x_l)}.
+    r"""The paper's field :func:`paper_field` with the samples themselves as negatives (:math:`l \ne i`).
 
     Used in: chapter 8.
     """
 
     _self_negatives = True
 
-    def __init__(
-        self, temperature: float = 0.05, kernel: str = "laplace", *, attraction: float = 1.0,
-        repulsion: float = 1.0,
-    ) -> None:  # fmt: skip
-        self.temperature, self.kernel = check_positive(temperature, "temperature"), _check_kernel(kernel)
-        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
+    def __init__(self, temperature: float = 0.05, kernel: str = "laplace", *, attraction: float = 1.0,
+                 repulsion: float = 1.0) -> None:  # fmt: skip
+        self.temperature, self.kernel, self.attraction, self.repulsion = _check_field(
+            temperature, kernel, attraction, repulsion)
 
     def _field(self, x, y_pos) -> Tensor:
         return _paper(x, y_pos, x, True, self.temperature, self.kernel, self.attraction, self.repulsion)
@@ -498,31 +470,22 @@ class PaperDrift(_SampleDrift):
 class Algorithm2Drift(_SampleDrift):
     r"""The implemented field :func:`algorithm2_field` with the samples themselves as negatives.
 
-    .. math::
-
-        V_i = S^+_i S^-_i\,\big[a(B^+_i - x_i) - r(B^-_i - x_i)\big].
-
     Used in: chapters 8 and 9.
     """
 
     _self_negatives = True
 
     def __init__(self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0) -> None:
-        self.temperature = check_positive(temperature, "temperature")
-        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
+        self.temperature, _, self.attraction, self.repulsion = _check_field(temperature, None, attraction,
+                                                                            repulsion)  # fmt: skip
 
     def _field(self, x, y_pos) -> Tensor:
         return _algorithm2(x, y_pos, x, True, self.temperature, self.attraction, self.repulsion)
 
 
 class MultiTemperatureDrift(_SampleDrift):
-    r"""The normalised field :func:`multi_temperature_field` with the samples themselves as negatives.
-
-    .. math::
-
-        V = c\sum_R F_R / \mathrm{RMS}(F_R);
-
-    its raw drift RMS is that of :math:`c\sum_R F_R`, which decreases while the loss stays flat.
+    r"""The normalised field :func:`multi_temperature_field` with the samples themselves as negatives; its raw
+    drift RMS (of :math:`c\sum_R F_R`) decreases while the loss stays flat.
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
@@ -533,9 +496,9 @@ class MultiTemperatureDrift(_SampleDrift):
         self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
         attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6,
     ) -> None:  # fmt: skip
-        checked = _check_multi(temperatures, normalize, affinity_floor)
-        self.temperatures, self.normalize, self.affinity_floor = checked
-        self.attraction, self.repulsion = _check_weights(attraction, repulsion)
+        self.temperatures, self.normalize, self.affinity_floor = _check_multi(temperatures, normalize,
+                                                                              affinity_floor)  # fmt: skip
+        self.attraction, self.repulsion = _check_field(1.0, None, attraction, repulsion)[2:]
 
     def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
         """``(V, raw RMS or None)``: no input checks, no host read (``cifar10`` calls it every step)."""
@@ -547,25 +510,17 @@ class MultiTemperatureDrift(_SampleDrift):
 
 
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from an objective's Wasserstein velocity, optionally with noise injection.
+    r"""Drift from an objective's Wasserstein velocity, optionally with noise injection,
 
     .. math::
 
         V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \quad v_\rho = -\nabla_x \frac{\delta F}{\delta\rho},
-        \quad u_i \sim \mathcal N(0, I):
+        \quad u_i \sim \mathcal N(0, I),
 
-    the MMD witness, the Sinkhorn barycentric projection, the sliced-W drift. :math:`\beta = 0`: an
-    explicit flow step of :math:`F`; :math:`\beta > 0`: the noise injection of Arbel et al. (NeurIPS 2019),
-    which frees an MMD flow from spurious stationary points.
-
-    Parameters
-    ----------
-    objective : object
-        With ``velocity(x, y, at=None) -> (n, d)``, e.g. a :class:`gwf_tutorial.functionals.Objective`.
-    scale, noise_level : float
-        :math:`\lambda > 0` and :math:`\beta \ge 0` (in the units of the data).
-    generator : torch.Generator, optional
-        Draws :math:`u` (saved by :meth:`state_dict`).
+    with ``objective.velocity(x, y, at=None)`` (a :class:`gwf_tutorial.functionals.Objective`: the MMD
+    witness, Sinkhorn's barycentric projection, the sliced-W drift), ``scale`` :math:`\lambda > 0`,
+    ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise injection of Arbel et al.,
+    NeurIPS 2019) and ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
 
     Used in: chapter 8.
     """
@@ -578,7 +533,7 @@ class ObjectiveDrift(_SampleDrift):
             )
         self.objective, self.scale = objective, check_positive(scale, "scale")
         self.noise_level = check_nonnegative(noise_level, "noise_level")
-        self.generator = _check_generator(generator)
+        self.generator = check_generator(generator)
 
     def _field(self, x, y_pos) -> Tensor:
         if self.noise_level > 0:
@@ -599,9 +554,7 @@ class ObjectiveDrift(_SampleDrift):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the generator states of :meth:`state_dict`."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        gens = self._generators()
+        gens, _ = self._generators(), _check_state(state)
         if set(state) != set(gens):
             raise ValueError(f"state holds generators {sorted(state)}, this drift has {sorted(gens)}")
         for k, g in gens.items():
@@ -609,24 +562,16 @@ class ObjectiveDrift(_SampleDrift):
 
 
 class CriticDrift(_SampleDrift):
-    r"""KL-flow drift from a logistic critic, refitted (warm-started) at every call.
+    r"""KL-flow drift from a logistic critic, refitted (warm-started, ``n_iters`` full-batch Adam steps of
+    :func:`gwf_tutorial.critics.logistic_ratio` at rate ``lr``) at every call,
 
     .. math::
 
         \min_D\ \overline{\log(1 + e^{-D(y)})} + \overline{\log(1 + e^{D(x)})}, \qquad
         D^\star = \log\frac{\nu}{\rho} + \mathrm{const}, \qquad V(x) = \lambda\,\nabla D(x),
 
-    the KL flow velocity at the optimum (the GAN reading of a drifting step).
-
-    Parameters
-    ----------
-    critic : torch.nn.Module, optional
-        ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1, hidden, depth, "silu")``, built at the
-        first call from torch's global RNG.
-    n_iters, lr : int, float
-        Full-batch Adam steps of :func:`gwf_tutorial.critics.logistic_ratio` per call, and their rate.
-    scale : float
-        :math:`\lambda > 0`.
+    (``scale`` :math:`\lambda > 0`). ``critic``: ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1,
+    hidden, depth, "silu")``, built at the first call from torch's global RNG.
 
     Used in: chapter 8.
     """
@@ -695,9 +640,7 @@ class CriticDrift(_SampleDrift):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (building the default critic if needed)."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if not state:
+        if not _check_state(state):
             return
         if self.critic is None:
             in_dim, dtype = state.get("in_dim"), state.get("dtype")
@@ -759,9 +702,7 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[
             raise ValueError("checkpoint_every was given without checkpoint (a file path)")
         return None, 0
     if not isinstance(checkpoint, str | os.PathLike):
-        raise TypeError(
-            f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}"
-        )
+        raise TypeError(f"checkpoint must be a file path (str, os.PathLike), got {type(checkpoint).__name__}")
     path = Path(checkpoint)
     if path.is_dir():
         raise ValueError(f"checkpoint must be a file path, got the directory {str(path)!r}")
@@ -780,7 +721,7 @@ def _check_train_args(net, drift, n_iters, batch_size, n_data, latent_dim, lr, g
     latent_dim = getattr(net, "in_dim", None) if latent_dim is None else latent_dim
     if latent_dim is None:
         raise ValueError("latent_dim must be given when net has no in_dim attribute")
-    _check_generator(generator)
+    check_generator(generator)
     if not any(p.requires_grad for p in net.parameters()):
         raise ValueError("net has no trainable parameters")
     n_data = batch_size if n_data is None else check_int(n_data, "n_data")
@@ -829,9 +770,8 @@ class _DriftLoss:
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         p = next(self.net.parameters())
         e = torch.randn(self.batch_size, self.latent_dim, generator=self.generator, dtype=p.dtype)
-        e = e.to(p.device)
         y = self.draw()
-        x = self.net(e)
+        x = self.net(e.to(p.device))
         if x.ndim != 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
@@ -844,24 +784,6 @@ class _DriftLoss:
 _KIND = "drifting.train_drifting"
 
 
-def _resume(trainer: Trainer, path: Path, config: dict, n_iters: int, drift, generator, hist) -> int:
-    """Restore a :func:`train_drifting` checkpoint in place (net, Adam, drift, RNGs, history); its step."""
-
-    def restore(ck: dict) -> None:
-        if ck["step"] > n_iters:
-            raise ValueError(f"checkpoint {str(path)!r} is at step {ck['step']}, past n_iters={n_iters}")
-        if _is_stateful(drift):
-            drift.load_state_dict(ck["drift"])
-        elif ck["drift"]:
-            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
-        set_rng_state(ck["rng"], generator)
-        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
-        hist.resumed_from = int(ck["step"])
-
-    trainer.load(path, kind=_KIND, config=config, restore=restore, what="net/optimizer")
-    return hist.resumed_from
-
-
 def train_drifting(
     net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
     n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
@@ -870,32 +792,22 @@ def train_drifting(
 ) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)` and fresh data
-    :math:`y_j \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`:
+    Each step draws :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)`, fresh data :math:`y_j \sim
+    \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`,
 
     .. math::
 
         V = \mathrm{drift}(x, y), \qquad
         \theta \leftarrow \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
 
-    The progress bar shows the loss and the raw drift RMS, the progress signal of a normalised field
-    (the loss of :class:`MultiTemperatureDrift` stays flat).
-
-    Parameters
-    ----------
-    net : torch.nn.Module
-        Generator ``(n, latent_dim) -> (n, d)`` trained in place; ``latent_dim`` defaults to ``net.in_dim``.
-    data : Tensor (N, d), object with ``sample(n, generator=)``, or callable ``n -> (n, d)``
-        A tensor is resampled with replacement, ``n_data`` rows (default ``batch_size``) per step.
-    n_iters : int
-        Total steps (a resumed run continues up to ``n_iters``).
-    generator : torch.Generator, optional
-        Draws the noise and the data (restored on resume; a ``data`` callable's own generator is not).
-    checkpoint : str or os.PathLike, optional
-        Saved every ``checkpoint_every`` steps (default ``min(100, n_iters)``) and at the end, resumed from
-        when it exists: net, Adam, history, random states and the drift's ``state_dict`` are restored, so
-        an interrupted and resumed run equals an uninterrupted one. A damaged file, another kind of run,
-        other hyperparameters or drift settings, or a step past ``n_iters`` are refused (``ValueError``).
+    ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
+    ``data``: a tensor ``(N, d)`` (``n_data`` rows per step, default ``batch_size``, with replacement), an
+    object with ``sample(n, generator=)`` or a callable ``n -> (n, d)``. ``n_iters``: total steps (a resumed
+    run continues up to it). ``generator`` draws the noise and the data. ``checkpoint``: saved every
+    ``checkpoint_every`` steps (default ``min(100, n_iters)``) and at the end, resumed from when it exists
+    (net, Adam, history, random states, the drift's ``state_dict``: the same result as an uninterrupted run);
+    a damaged file, another run, other settings or a step past ``n_iters`` are refused (``ValueError``). The
+    progress bar shows the loss and the raw drift RMS.
 
     Used in: chapters 8 and 9.
     """
@@ -907,9 +819,20 @@ def train_drifting(
     trainer = Trainer(net, lr=args["lr"], betas=(0.9, 0.999), generator=generator)  # torch's Adam defaults
     hist = DriftingHistory(net=net, latent_dim=args["latent_dim"])
     config = {**args, "drift": _drift_settings(drift)}
-    start = 0
+
+    def restore(ck: dict) -> None:  # the drift's state, the random states and the history
+        if ck["step"] > n_iters:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} is at step {ck['step']}, past n_iters={n_iters}")
+        if _is_stateful(drift):
+            drift.load_state_dict(ck["drift"])
+        elif ck["drift"]:
+            raise ValueError("checkpoint holds a drift state but drift has no load_state_dict")
+        set_rng_state(ck["rng"], generator)
+        hist.loss, hist.drift_rms = list(ck["loss"]), list(ck["drift_rms"])
+        hist.resumed_from = int(ck["step"])
+
     if ckpt_path is not None and ckpt_path.exists():
-        start = _resume(trainer, ckpt_path, config, n_iters, drift, generator, hist)
+        trainer.load(ckpt_path, kind=_KIND, config=config, restore=restore, what="net/optimizer")
 
     def record(step: int, records: list[Tensor]) -> None:
         hist.loss.append(float(records[0]))
@@ -921,5 +844,5 @@ def train_drifting(
 
     problem = _DriftLoss(net, drift, draw, args["batch_size"], args["latent_dim"], generator)
     kw = {"desc": "drifting", "names": ("loss", "drift_rms"), "progress": progress, "callback": record}
-    trainer.fit(problem, n_iters, start=start, **kw)
+    trainer.fit(problem, n_iters, start=hist.resumed_from, **kw)
     return hist

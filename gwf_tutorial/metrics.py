@@ -25,6 +25,7 @@ from torch import Tensor
 from gwf_tutorial._validation import (
     as_tensor,
     check_finite,
+    check_generator,
     check_int,
     check_positive,
     check_samples,
@@ -33,10 +34,11 @@ from gwf_tutorial._validation import (
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
 from gwf_tutorial.kernels import get_kernel, squared_distances
+from gwf_tutorial.nets import ConvCritic
 
 __all__ = ["w2_squared", "sinkhorn_divergence", "mmd2", "energy_distance", "sliced_w2", "ModeCoverage",
            "mode_coverage", "mixture_scores", "Floor", "floor", "ScoreVsFloor", "score_vs_floor",
-           "frechet_distance", "kernel_distance"]  # fmt: skip
+           "frechet_distance", "kernel_distance", "StandInFeatures"]  # fmt: skip
 
 # Rows per block when averaging a kernel matrix (keeps the (n, m) matrix out of memory at once).
 _BLOCK_ROWS = 1024
@@ -64,11 +66,6 @@ def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tenso
     x, y = _pair(x, y)
     a = _weights(weights_x, x.shape[0], x, "weights_x")
     return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
-
-
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
@@ -154,7 +151,7 @@ def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None 
     """
     x, y, a, b = _measures(x, y, weights_x, weights_y)
     n_projections = check_int(n_projections, "n_projections")
-    _check_generator(generator)
+    check_generator(generator)
     dev = generator.device if generator is not None else torch.device("cpu")
     theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64, device=dev)
     theta = (theta / theta.norm(dim=0, keepdim=True)).to(dtype=x.dtype, device=x.device)
@@ -454,6 +451,28 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
         if counts[name] < 2:
             raise ValueError(f"{name} must hold at least 2 images, got {counts[name]}")
     return metric.compute()
+
+
+class StandInFeatures(torch.nn.Module):
+    r"""A frozen random convolutional feature extractor, the offline stand-in of Inception (not an FID):
+    :math:`\phi(x) = D_{\omega_0}(x) \in \mathbb R^p`, :math:`\omega_0` drawn once from ``seed``; images
+    ``(b, C, H, W)`` in ``[-1, 1]`` to ``(b, num_features)``.
+
+    Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
+    """
+
+    label = "stand-in features (a frozen random conv net), not Inception: not an FID"
+
+    def __init__(self, channels: int = 3, size: int = 32, num_features: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.num_features = check_int(num_features, "num_features")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(check_int(seed, "seed", min_value=0))
+            self.net = ConvCritic(channels, size, width=32, out_dim=self.num_features, n_down=2, n_blocks=0)
+        self.requires_grad_(False).eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.reshape(x.shape[0], -1).float())
 
 
 def _feature_arg(feature):

@@ -23,7 +23,7 @@ from gwf_tutorial._validation import (
 )
 
 __all__ = ["ACTIVATIONS", "make_activation", "MLP", "ResidualMLP", "ICNN", "GradientMap", "AffineMap",
-           "Translation", "ConvGenerator", "ConvCritic"]  # fmt: skip
+           "Translation", "ConvGenerator", "ConvCritic", "Autocast"]  # fmt: skip
 
 #: Activation names accepted by the networks of this module.
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
@@ -417,3 +417,21 @@ class ConvCritic(nn.Module):
         h = self.blocks(_to_weight_format(h, self.blocks[0].conv1.weight))
         return self.out(torch.relu(h).sum(dim=(2, 3)))
 
+
+
+class Autocast(nn.Module):
+    """``net`` run under bfloat16 autocast on CUDA (``enabled``), its output cast back to float32, so that the
+    losses around it are computed in float32.
+
+    Used in: :class:`~gwf_tutorial.cifar10.Trainer`.
+    """
+
+    def __init__(self, net: nn.Module, enabled: bool) -> None:
+        super().__init__()
+        self.net, self.enabled = net, bool(enabled)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.enabled:
+            return self.net(x)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            return self.net(x).float()

@@ -18,6 +18,7 @@ import math
 import os
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ import torch
 from gwf_tutorial._validation import check_interval
 
 __all__ = ["device", "seed_everything", "make_generator", "progress", "rng_state", "set_rng_state",
-           "atomic_save", "save_checkpoint", "load_checkpoint", "ema_update"]  # fmt: skip
+           "atomic_save", "save_checkpoint", "load_checkpoint", "ema_update",
+           "DistInfo", "init_distributed"]  # fmt: skip
 
 
 def device(prefer: str | None = None) -> torch.device:
@@ -270,3 +272,45 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
         torch._foreach_lerp_(pe, p, 1.0 - decay)
     if be:
         torch._foreach_copy_(be, b)
+
+
+@dataclass
+class DistInfo:
+    """Process group facts (``backend`` None: one process).
+
+    Used in: :func:`~gwf_tutorial.train.init_distributed`, :mod:`gwf_tutorial.cifar10`."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    backend: str | None = None
+    is_main = property(lambda self: self.rank == 0)
+    distributed = property(lambda self: self.world_size > 1)
+
+
+def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init: bool = True) -> DistInfo:
+    r"""Read ``torchrun``'s ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (``env``, default ``os.environ``) and
+    start the process group (gloo on CPU, NCCL on CUDA; ``init=False``: only parse). A ValueError for
+    inconsistent variables; ``WORLD_SIZE`` <= 1: one process, nothing started.
+
+    Used in: :func:`~gwf_tutorial.cifar10.main`.
+    """
+    env = os.environ if env is None else env
+    cuda = device().type == "cuda" if cuda is None else bool(cuda)
+    try:
+        world, rank = int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", str(rank)))
+    except ValueError as err:
+        raise ValueError(f"RANK / LOCAL_RANK / WORLD_SIZE must be integers: {err}") from err
+    if world < 1 or not 0 <= rank < world or local < 0:
+        raise ValueError(f"inconsistent torchrun variables: RANK={rank}, LOCAL_RANK={local}, "
+                         f"WORLD_SIZE={world}")  # fmt: skip
+    if world == 1:
+        return DistInfo()
+    info = DistInfo(rank=rank, local_rank=local, world_size=world, backend="nccl" if cuda else "gloo")
+    if init:
+        if cuda:
+            torch.cuda.set_device(local)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend=info.backend, init_method="env://")
+    return info

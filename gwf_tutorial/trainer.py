@@ -334,15 +334,14 @@ class Trainer:
         """Save this trainer's state and ``extra`` (the caller's counters, chain, history) to ``path``."""
         save_checkpoint(path, {"trainer": self.state_dict(), **extra}, kind=kind, config=config)
 
-    def load(
-        self, path: str | os.PathLike, *, kind: str, config: dict, restore: Callable[[dict], None], what: str
-    ) -> None:
+    def load(self, path: str | os.PathLike, *, kind: str, config: dict, restore: Callable[[dict], None],
+             what: str, ignore: tuple[str, ...] = ()) -> None:  # fmt: skip
         """Load a :meth:`save` file: the trainer's state, then ``restore(state)`` for the caller's part.
 
-        Raises a ValueError naming the file when it is damaged, of another kind or configuration
-        (:func:`gwf_tutorial.train.load_checkpoint`), or does not fit the networks.
+        Raises a ValueError naming the file when it is damaged, of another kind or configuration (keys in
+        ``ignore`` may differ; :func:`gwf_tutorial.train.load_checkpoint`), or does not fit the networks.
         """
-        state, _ = load_checkpoint(path, kind=kind, config=config)
+        state, _ = load_checkpoint(path, kind=kind, config=config, ignore=ignore)
         try:
             self.load_state_dict(state["trainer"])
             restore(state)

@@ -813,7 +813,7 @@ def test_every_public_function_is_swept():
         "list_targets", "list_methods", "device", "make_generator", "progress", "rng_state", "set_rng_state",
         "atomic_save", "toy_generator", "applicable",
         # summaries of the committed benchmark results (tests/test_benchmark.py)
-        "summarize", "headline", "family_ratios", "goals",
+        "summarize", "headline", "family_ratios", "goals", "throughput_table",
         # no arguments
         "WassersteinCritic",
         # image metrics on a feature extractor: checked in tests/test_metrics.py

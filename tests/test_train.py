@@ -106,6 +106,8 @@ def test_module_exports():
         "save_checkpoint",
         "load_checkpoint",
         "ema_update",
+        "DistInfo",
+        "init_distributed",
     }
 
 
