@@ -270,33 +270,40 @@ def _psi_star_chi2(s: Tensor) -> Tensor:
 #: :math:`\Psi^{*\prime}(0) = 1`: ``"kl"`` (kl) :math:`e^s - 1`, of the centred KL generator
 #: :math:`t\log t - t + 1` (the divergence :data:`KL`, optimal potential :math:`-\log(\rho_{k+1}/\nu)`);
 #: ``"chi2"`` (chi) :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1` (the conjugate
-#: of :data:`PEARSON_CHI2`); ``"js"`` (softplus) :math:`2\,\mathrm{softplus}(s) - 2\log 2`, of
-#: :math:`t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e. :math:`2\,\mathrm{JS}(\mu, 2\nu - \mu)`.
+#: of :data:`PEARSON_CHI2`); ``"softplus"`` (softplus) :math:`2\,\mathrm{softplus}(s) - 2\log 2`, of
+#: :math:`t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e. :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu,
+#: 2\nu - \mu)`, infinite where :math:`\mathrm d\mu/\mathrm d\nu > 2`: not the Jensen--Shannon divergence
+#: :math:`\mathrm{JS}(\mu, \nu)` (the key was ``"js"`` before; that name is refused).
 PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": torch.expm1, "chi2": _psi_star_chi2, "js": lambda s: 2.0 * F.softplus(s) - 2.0 * math.log(2.0)}
+    "kl": torch.expm1, "chi2": _psi_star_chi2,
+    "softplus": lambda s: 2.0 * F.softplus(s) - 2.0 * math.log(2.0)}
 
 #: The generators :math:`f` whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
 PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
     "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
     "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
-    "js": lambda t: torch.where(
+    "softplus": lambda t: torch.where(
         (t >= 0) & (t <= 2),
         torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
         torch.full_like(t, math.inf),
     ),
 }
 
-_PSI_ALIASES = {"chi": "chi2", "softplus": "js"}
+_PSI_ALIASES = {"chi": "chi2"}
+#: Former names of :data:`PSI_STAR`, refused with a message that gives the new one.
+_PSI_RENAMED = {"js": "softplus"}
 
 
 def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` (aliases ``"chi"``,
-    ``"softplus"``, the official code's names) or a callable (elementwise, convex, non-decreasing) as is.
+    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` (alias ``"chi"``; the
+    names are the official code's) or a callable (elementwise, convex, non-decreasing) as is. The former
+    name ``"js"`` of ``"softplus"`` is refused: its divergence is :math:`2\,\mathrm{JS}(\mu, 2\nu - \mu)`,
+    not :math:`\mathrm{JS}(\mu, \nu)`.
 
     .. math::
 
         \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad \Psi^*_{\chi^2}(s) = \max(s, -2) + \max(s, -2)^2/4, \quad
-        \Psi^*_{\mathrm{js}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
+        \Psi^*_{\mathrm{softplus}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
 
     Used in: :mod:`gwf_tutorial.sjko`.
     """
@@ -304,6 +311,11 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
         return divergence
     if not isinstance(divergence, str):
         raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
+    if divergence in _PSI_RENAMED:
+        raise ValueError(
+            f"divergence {divergence!r} was renamed {_PSI_RENAMED[divergence]!r}: its Psi is "
+            "t log t + (2 - t) log(2 - t), the divergence 2 JS(mu, 2 nu - mu), not Jensen-Shannon"
+        )
     name = _PSI_ALIASES.get(divergence, divergence)
     if name not in PSI_STAR:
         raise ValueError(

@@ -217,7 +217,7 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}`
     (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
-    Used in: chapters 3, 4, 5, 7, 8 and 11.
+    Used in: chapters 3, 4, 5, 8 and 11.
     """
     from scipy.stats import chi2
 

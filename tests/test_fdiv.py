@@ -302,3 +302,33 @@ def test_bounds_check_critic_values_once_at_entry():
     assert fdiv._bound(KL, h_x, big, check_nan=False).item() == -math.inf
     with pytest.raises(ValueError, match="h_x must not be empty"):
         fdiv._bound(KL, h_x[:0], h_y, check_nan=False)
+
+
+def test_softplus_psi_is_2js_against_the_reflected_law():
+    """S-JKO's "softplus" divergence: sum_j nu_j Psi(mu_j / nu_j) = 2 JS(mu, 2 nu - mu), infinite where
+    dmu/dnu > 2, and not JS(mu, nu); Psi*(s) = 2 softplus(s) - 2 log 2 at the maximiser t = 2 sigmoid(s)."""
+    psi = fdiv.PSI_F["softplus"]
+    nu = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    mu = torch.tensor([0.15, 0.1, 0.45, 0.3], dtype=torch.float64)  # mu / nu <= 2
+    d_psi = float((nu * psi(mu / nu)).sum())
+
+    def kl(a, b):
+        return float(torch.special.xlogy(a, a / b).sum())
+
+    def js(a, b):
+        m = (a + b) / 2
+        return (kl(a, m) + kl(b, m)) / 2
+
+    assert d_psi == pytest.approx(2 * js(mu, 2 * nu - mu), rel=1e-12)
+    assert abs(d_psi - 2 * js(mu, nu)) > 1e-2  # a different divergence from 2 JS(mu, nu)
+    # infinite where the density ratio exceeds 2
+    mu_far = torch.tensor([0.25, 0.05, 0.3, 0.4], dtype=torch.float64)  # 0.25 / 0.1 > 2
+    assert math.isinf(float((nu * psi(mu_far / nu)).sum()))
+    # the conjugate in closed form: sup_t s t - Psi(t) at t = 2 sigmoid(s)
+    s = torch.linspace(-5.0, 5.0, 41, dtype=torch.float64)
+    t_star = 2 * torch.sigmoid(s)
+    torch.testing.assert_close(fdiv.PSI_STAR["softplus"](s), s * t_star - psi(t_star), rtol=1e-12, atol=1e-12)
+    closed = 2 * torch.nn.functional.softplus(s) - 2 * math.log(2)
+    torch.testing.assert_close(fdiv.psi_star("softplus")(s), closed, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"'js' was renamed 'softplus'"):
+        fdiv.psi_star("js")

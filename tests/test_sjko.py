@@ -101,10 +101,10 @@ CASE = dict(mean=0.0, var=1.0, target_mean=2.0, target_var=0.5, tau=0.3)
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["kl", "chi2", "js"])
+@pytest.mark.parametrize("name", ["kl", "chi2", "softplus"])
 def test_psi_star_is_the_conjugate_of_psi_f(name):
     # Legendre transform on a fine grid of t: Psi*(s) = sup_t s t - f(t)
-    hi = 2.0 if name == "js" else 30.0
+    hi = 2.0 if name == "softplus" else 30.0
     t = torch.linspace(0.0, hi, 300001, dtype=DT)
     f = sjko.PSI_F[name](t)
     s = torch.linspace(-3.0, 0.6, 37, dtype=DT)
@@ -124,7 +124,10 @@ def test_psi_star_matches_the_fdiv_catalogue():
     assert torch.allclose(sjko.PSI_STAR["kl"](s), fdiv.KL.conjugate(s + 1) - 1, atol=1e-12)
     # official names are aliases
     assert sjko.psi_star("chi") is sjko.PSI_STAR["chi2"]
-    assert sjko.psi_star("softplus") is sjko.PSI_STAR["js"]
+    assert sjko.psi_star("softplus") is sjko.PSI_STAR["softplus"]
+    # the former name "js" is refused, with the new name in the message
+    with pytest.raises(ValueError, match="renamed 'softplus'"):
+        sjko.psi_star("js")
     # one catalogue: the S-JKO conjugates live in fdiv, sjko re-exports them
     assert sjko.psi_star is fdiv.psi_star and sjko.PSI_STAR is fdiv.PSI_STAR and sjko.PSI_F is fdiv.PSI_F
 
@@ -578,7 +581,7 @@ def test_toy_networks_with_latent_and_official_flags():
     tr = sjko.SemiDualJKO(
         map_net,
         pot,
-        "js",
+        "softplus",
         tau=1.0,
         noise_dim=2,
         n_iters=5,
