@@ -534,7 +534,7 @@ class SlicedEnergyMMD(_SlicedObjective):
     :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
     offset), ``"random"``, or ``"auto"`` (grid in 2-D).
 
-    Used in: chapter 3.
+    Used in: the solvers appendix; ``benchmarks/particle_flows.py``.
     """
 
     name = "sliced_energy"

@@ -2,9 +2,10 @@
 
 A docstring's "Used in:" paragraph (up to the next blank line) names chapters ("chapter 3", "chapters 4
 and 11", "chapters 3-5") and library objects (``module.name`` or :func:`~gwf_tutorial.module.name`).
-Each chapter it names must call the object in its code cells (``module.name`` or an import of the name from
-its module); each library object it names must exist and contain the name in its source; each file under
-``benchmarks/`` it names must exist and contain the name. At least one link per paragraph.
+Each chapter it names, and each appendix page ("the solvers appendix": book/appendix_solvers.ipynb), must
+call the object in its code cells (``module.name`` or an import of the name from its module); each library
+object it names must exist and contain the name in its source; each file under ``benchmarks/`` it names
+must exist and contain the name. At least one link per paragraph.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ USED_IN = re.compile(r"^[ \t]*Used in:(.*?)(?:\n[ \t]*\n|\Z)", re.S | re.M)
 CHAPTERS = re.compile(r"\bchapters?\s+(\d+(?:\s*(?:,|and|-|–)\s*\d+)*)")
 ROLE = re.compile(r":(?:func|class|meth|mod|data|attr):`~?([\w.]+)`|``(\w+\.[\w.]+)``")
 SCRIPT = re.compile(r"\b(benchmarks/\w+\.py)\b")
+APPENDIX = re.compile(r"\bthe (\w+) appendix\b")
 
 
 def _chapter_code(number: int) -> str:
@@ -117,7 +119,16 @@ def test_used_in_links_are_true(module, name, obj):
     refs = [a or b for a, b in ROLE.findall(text)]
     scripts = SCRIPT.findall(text)
     intro = "the introduction" in text  # book/intro.ipynb, the unnumbered opening chapter
-    assert chapters or refs or scripts or intro, f"{module}.{name}: 'Used in:{text}' names no chapter or user"
+    appendices = APPENDIX.findall(text)  # "the solvers appendix" -> book/appendix_solvers.ipynb
+    assert chapters or refs or scripts or intro or appendices, (
+        f"{module}.{name}: 'Used in:{text}' names no chapter or user"
+    )
+    for page in appendices:
+        path = BOOK / f"appendix_{page}.ipynb"
+        assert path.exists(), f"{module}.{name}: 'Used in' names {path.name}, which does not exist"
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "code")  # fmt: skip
+        assert _calls(code, module, name), f"{module}.{name}: the {page} appendix never calls it"
     if intro:
         code = "\n".join("".join(c["source"]) for c in json.loads((BOOK / "intro.ipynb").read_text())["cells"]
                          if c["cell_type"] == "code")  # fmt: skip
