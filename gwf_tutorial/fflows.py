@@ -6,7 +6,7 @@ r"""Explicit f-divergence flows from samples, and the published methods VGrow, E
 
 read off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)``
 (latents ``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
-:mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> s(r)``; the critic's ``critic_iters``
+:mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> kappa(r)``; the critic's ``critic_iters``
 warm-started Adam steps per flow step (``first_critic_iters`` at the first), ``lr``, ``hidden`` x ``depth``
 SiLU MLP, ``batch_size``, ``r1``, ``gp``; the flow's ``step_size``, ``n_steps``, ``record_every``,
 ``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a
@@ -44,18 +44,18 @@ __all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor"
 #: The three ways of reading a velocity off a critic, see :func:`velocity_from_critic`.
 ESTIMATORS = ("logistic", "variational", "least_squares")
 
-#: Velocity factors :math:`s(r) = r f''(r)` outside the catalogue: ``"logd"`` :math:`r/(1 + r)`, the
+#: Velocity factors :math:`\kappa(r) = r f''(r)` outside the catalogue: ``"logd"`` :math:`r/(1 + r)`, the
 #: non-saturating ("log D trick") GAN generator (VGrow's and DGflow's logD).
 VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r / (1 + r)}
 
-#: MonoFlow's monotone maps :math:`h` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`h'(D)\nabla D`:
-#: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`h' =
+#: MonoFlow's monotone maps :math:`u` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`u'(D)\nabla D`:
+#: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`u' =
 #: r/(1+r)`), ``"minimax"`` (alias ``"js"``) :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
 MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
                                                      "minimax": F.softplus, "js": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
-    r"""The velocity factor :math:`s(r) = r f''(r)` of ``fdiv``, an elementwise function of :math:`r > 0`.
+    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`.
 
     .. math::
 
@@ -114,11 +114,11 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
 
     .. math::
 
-        \text{logistic: } v = s(e^{-D})\,\nabla D, \qquad
+        \text{logistic: } v = \kappa(e^{-D})\,\nabla D, \qquad
         \text{variational: } v = -\nabla h, \qquad
-        \text{least squares: } v = -s(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
+        \text{least squares: } v = -\kappa(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
 
-    with :math:`s` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logistic logit in the factor.
+    with :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
 
     Used in: chapter 4.
     """
@@ -159,7 +159,7 @@ class FFlowResult:
 
     .. math::
 
-        \Phi = (\mathrm{Id} + h_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + h_0 v_0).
+        \Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0).
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`.
     """
@@ -369,7 +369,7 @@ def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: st
 
     .. math::
 
-        x_{k+1} = x_k + h_k\, v_k(x_k) + \sqrt{2\gamma h_k}\,\xi_k, \qquad
+        x_{k+1} = x_k + \eta_k\, v_k(x_k) + \sqrt{2\gamma \eta_k}\,\xi_k, \qquad
         v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
 
     :math:`v_k` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``; default
@@ -397,7 +397,7 @@ def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: 
     .. math::
 
         D \approx \log\frac{\nu}{\rho_k}, \quad r = e^{-D}, \quad
-        Y \leftarrow Y + s\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
+        Y \leftarrow Y + \eta\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
         G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
 
     Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and
@@ -443,15 +443,16 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
              r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
              progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone rescaling ``h`` of the log density ratio.
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio.
 
     .. math::
 
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla h\big(D(x)\big) = h'(D)\,\nabla D, \quad h' > 0,
+        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla u\big(D(x)\big) = u'(D)\,\nabla D, \quad u' > 0,
 
-    the f-flow with :math:`r f''(r) = h'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
+    the f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
     With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
-    :math:`\tfrac12\mathbb E|G(z) - (G(z) + h\,v)|^2`, i.e. along :math:`-h\,\nabla\mathbb E\, h(D(G(z)))`.
+    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`,
+    i.e. along :math:`-\eta\,\nabla\mathbb E\, u(D(G(z)))`.
 
     Used in: chapter 4.
     """
@@ -479,7 +480,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
 
     .. math::
 
-        x_{k+1} = x_k + \eta\, s\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k,
+        x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k,
 
     the Euler--Maruyama scheme of :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with ``discriminator`` a logit
     :math:`D \approx \log(\nu/\rho_0)` or an object with ``logit``; with ``generator_net``, in latent space.
