@@ -2,7 +2,7 @@ r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a f
 
 A generator :math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with
 parameter Jacobian :math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The
-Wasserstein metric pulled back to parameters and the projected flow of :math:`F` are
+map-space metric pulled back to parameters and the projected flow of :math:`F` are
 
 .. math::
 
@@ -10,11 +10,16 @@ Wasserstein metric pulled back to parameters and the projected flow of :math:`F`
     \dot\theta = \operatorname*{arg\,min}_{\eta}\ \mathbb E\,\Big|J_\theta\eta
     + \nabla\frac{\delta F}{\delta\rho}(T_\theta)\Big|^2 = -G(\theta)^{-1}\nabla_\theta F(\rho_\theta),
 
-the Wasserstein natural gradient; a parametric JKO step of small :math:`\tau` discretises it
-implicitly (GWF Prop. 6.3), plain gradient descent ignores :math:`G`. Parameters are flattened in the
-order of ``map_net.parameters()``; ``z``/``source``: latent points (n, d_0) in the map's dtype; ``objective``:
-a ``functionals.Objective`` (``value(x, y)``, with target samples ``y``/``data``) or a
-``jko.PushforwardObjective``.
+the natural gradient for :math:`G`. :math:`\eta^\top G\eta` is the mean squared speed of the
+samples; it bounds the Wasserstein metric pulled back to parameters, :math:`\eta^\top G_W\eta`, from
+above, with equality only when :math:`J_\theta(z)\eta` is a gradient field of :math:`x = T_\theta(z)`.
+So the projected flow is not, in general, the Wasserstein natural gradient
+:math:`-G_W^{-1}\nabla_\theta F` (Li and Montufar; Arbel et al.); both move the law alike when the
+family produces the flow's velocity exactly. A parametric JKO step of small :math:`\tau` discretises
+the projected flow implicitly (GWF Prop. 6.3); plain gradient descent ignores :math:`G`.
+Parameters are flattened in the order of ``map_net.parameters()``; ``z``/``source``: latent points
+(n, d_0) in the map's dtype; ``objective``: a ``functionals.Objective`` (``value(x, y)``, with target
+samples ``y``/``data``) or a ``jko.PushforwardObjective``.
 
 Used in: chapter 6 (parametric Wasserstein flows).
 """
@@ -97,14 +102,16 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The Wasserstein metric tensor pulled back to parameters, shape (p, p).
+    r"""The map-space metric tensor pulled back to parameters, shape (p, p).
 
     .. math::
 
         G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i), \qquad
         \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta).
 
-    For translations :math:`G = I`; for affine maps see :func:`affine_metric_tensor`.
+    An upper bound of the pulled-back Wasserstein metric :math:`G_W` (equal on the directions whose
+    sample velocities :math:`J_\theta\eta` form a gradient field). For translations :math:`G = I`; for
+    affine maps see :func:`affine_metric_tensor`.
 
     Used in: chapter 6.
     """
@@ -187,14 +194,16 @@ def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[T
 
 
 def natural_direction(map_net: nn.Module, z, grad, damping: float = 0.0) -> Tensor:
-    r"""The Wasserstein natural gradient :math:`\eta` (the projected flow moves :math:`\dot\theta = -\eta`).
+    r"""The natural gradient :math:`\eta` for the map-space metric :math:`G` (the projected flow moves
+    :math:`\dot\theta = -\eta`).
 
     .. math::
 
         \eta = \big(G(\theta) + \lambda I\big)^{-1}\nabla_\theta F, \qquad \lambda = \texttt{damping} \ge 0,
 
     the minimum-norm (pseudo-inverse) solution for :math:`\lambda = 0`. ``grad``: shape (p,).
-    Returns shape (p,).
+    Returns shape (p,). Not the Wasserstein natural gradient :math:`G_W^{-1}\nabla_\theta F` in general
+    (:func:`metric_tensor` bounds :math:`G_W` from above).
 
     Used in: ``projected.projected_flow``.
     """
