@@ -90,7 +90,7 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
 
     ``labels``: the legend labels of ``x`` and ``y``.
 
-    Used in: chapters 3-5, 8 and 11 (end state of the 2-D methods).
+    Used in: chapters 3-5 and 8 (end state of the 2-D methods).
     """
     x, y = _points(x, "x"), _points(y, "y")
     ax = _ax(ax)
