@@ -19,7 +19,7 @@ from gwf_tutorial._validation import check_seed
 
 __all__ = ["to_numpy", "scatter", "compare_samples", "trajectories", "AnimationHTML",
            "animate_frames", "curves", "vector_field", "grid_of_targets", "step_size_slider",
-           "gaussian_ellipse", "method_map"]  # fmt: skip
+           "gaussian_ellipse", "method_map", "samples_grid", "ratio_heatmap"]  # fmt: skip
 
 TARGET_STYLE = dict(s=4, alpha=0.35, color="0.55", linewidths=0)
 PARTICLE_STYLE = dict(s=5, alpha=0.8, color="C0", linewidths=0)
@@ -90,7 +90,7 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
 
     ``labels``: the legend labels of ``x`` and ``y``.
 
-    Used in: chapters 3-5, 8 and 11 (end state of the 2-D methods).
+    Used in: chapters 3-5 and 8 (end state of the 2-D methods).
     """
     x, y = _points(x, "x"), _points(y, "y")
     ax = _ax(ax)
@@ -402,3 +402,96 @@ def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
               bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def samples_grid(samples: dict, references: dict | None = None, *, row_labels: dict | None = None,
+                 notes: dict | None = None, size: float = 1.6, label_width: float = 2.6) -> plt.Figure:
+    r"""One row per method, one column per target: the method's samples over the target's in grey.
+
+    ``samples[row][col]``: samples (n, d), or ``None`` for a method that does not apply (an empty
+    panel reading "n/a"); rows and columns keep the order of the dicts (columns from the first row).
+    ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of
+    a row (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right
+    corner. All text is 9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
+    Returns the Figure.
+
+    Used in: chapter 11 (samples of every family on the same targets).
+    """
+    rows = list(samples)
+    if not rows:
+        raise ValueError("samples must hold at least one row")
+    cols = list(samples[rows[0]])
+    if not cols or any(list(samples[r]) != cols for r in rows):
+        raise ValueError("every row of samples must have the same, non-empty columns")
+    references, row_labels, notes = references or {}, row_labels or {}, notes or {}
+    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
+                             figsize=(label_width + size * len(cols), size * len(rows)))
+    for j, col in enumerate(cols):
+        ref = None if references.get(col) is None else _points(references[col], f"references[{col!r}]")
+        known = [a for a in [ref] + [samples[r][col] for r in rows] if a is not None]
+        lims = _limits(*[_points(a, "samples") for a in known[:1]]) if known else None
+        for i, row in enumerate(rows):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if ref is not None:
+                ax.scatter(ref[:, 0], ref[:, 1], **(TARGET_STYLE | dict(s=2)))
+            x = samples[row][col]
+            if x is None:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=10, transform=ax.transAxes)
+            else:
+                a = _points(x, f"samples[{row!r}][{col!r}]")
+                ax.scatter(a[:, 0], a[:, 1], **(PARTICLE_STYLE | dict(s=2, alpha=0.6)))
+            if lims is not None:
+                ax.set(xlim=lims[0], ylim=lims[1])
+            ax.set_aspect("equal")
+            if (row, col) in notes:
+                ax.text(0.97, 0.03, notes[row, col], ha="right", va="bottom", fontsize=9,
+                        transform=ax.transAxes, bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
+            if i == 0:
+                ax.set_title(str(col), fontsize=10)
+            if j == 0:
+                ax.set_ylabel(row_labels.get(row, str(row)), fontsize=9, rotation=0, ha="right", va="center",
+                              labelpad=8)
+    fig.tight_layout(w_pad=0.3, h_pad=0.3)
+    return fig
+
+
+def ratio_heatmap(ratios, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, *,
+                  vmin: float = 0.5, vmax: float = 100.0, breaks: Sequence[int] = (), cmap: str = "RdBu_r"):
+    r"""A heatmap of ratios to a floor, on a log scale with a diverging colour map centred at 1.
+
+    .. math::
+
+        c = \mathrm{TwoSlopeNorm}\big(\log_{10} r;\ \log_{10} v_{\min},\ 0,\ \log_{10} v_{\max}\big),
+
+    so a cell at the floor (:math:`r = 1`) is the map's centre (white for ``RdBu_r``), below it blue,
+    above it red; values beyond [``vmin``, ``vmax``] are clipped in colour, not in the printed value.
+    ``ratios`` (rows, cols) with NaN for "not applicable" (hatched); ``breaks``: row indices above
+    which a black line separates groups. Returns the AxesImage (``.norm(0.0)`` is 0.5: 1 is the centre).
+
+    Used in: chapter 11 (the benchmark table).
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    r = np.asarray(ratios, dtype=float)
+    if r.ndim != 2 or r.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"ratios must have shape ({len(row_labels)}, {len(col_labels)}), got {r.shape}")
+    if not 0 < vmin < 1 < vmax:
+        raise ValueError(f"need 0 < vmin < 1 < vmax, got vmin={vmin}, vmax={vmax}")
+    ax = _ax(ax)
+    norm = TwoSlopeNorm(vmin=np.log10(vmin), vcenter=0.0, vmax=np.log10(vmax))
+    im = ax.imshow(np.log10(np.clip(r, vmin, vmax)), cmap=cmap, norm=norm, aspect="auto")
+    for i, j in np.ndindex(r.shape):
+        v = r[i, j]
+        if np.isnan(v):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", color="0.6"))
+            continue
+        strong = abs(norm(np.log10(np.clip(v, vmin, vmax))) - 0.5) > 0.35
+        ax.text(j, i, f"{v:.2f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=9,
+                color="white" if strong else "black")
+    for b in breaks:
+        ax.axhline(b - 0.5, color="k", lw=1)
+    ax.set_xticks(range(len(col_labels)), list(col_labels), fontsize=9)
+    ax.set_yticks(range(len(row_labels)), list(row_labels), fontsize=9)
+    return im

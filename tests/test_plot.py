@@ -261,3 +261,45 @@ def test_method_map_refuses_a_method_it_cannot_place(plot):
     odd = Method(METHODS["gan"].function, "gan", 5, "KL", "a new scheme", "particles")
     with pytest.raises(ValueError, match="a new scheme"):
         plot.method_map({"odd": odd})
+
+
+def test_samples_grid_draws_rows_by_columns(plot):
+    from matplotlib.figure import Figure
+
+    samples = {"a": {"t1": _samples(30), "t2": None}, "b": {"t1": _samples(30, 1), "t2": _samples(30, 2)}}
+    refs = {"t1": _samples(40, 3), "t2": _samples(40, 4, shift=2.0)}
+    fig = plot.samples_grid(samples, refs, row_labels={"a": "row A"}, notes={("b", "t2"): "1.23"}, size=1.5)
+    assert isinstance(fig, Figure)
+    assert fig.get_size_inches()[0] <= 10
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes[0]] == ["t1", "t2"]
+    assert axes[0, 0].get_ylabel() == "row A" and axes[1, 0].get_ylabel() == "b"
+    # reference then samples in each panel; the "n/a" panel has the reference only
+    assert [len(ax.collections) for ax in axes.flat] == [2, 1, 2, 2]
+    assert np.allclose(axes[1, 0].collections[1].get_offsets(), samples["b"]["t1"].numpy())
+    assert "n/a" in [t.get_text() for t in axes[0, 1].texts]
+    assert "1.23" in [t.get_text() for t in axes[1, 1].texts]
+    # panels of a column share the target's limits
+    assert axes[0, 1].get_xlim() == axes[1, 1].get_xlim()
+    with pytest.raises(ValueError, match="same"):
+        plot.samples_grid({"a": {"t1": _samples()}, "b": {"t2": _samples()}})
+    with pytest.raises(ValueError, match="at least one row"):
+        plot.samples_grid({})
+
+
+def test_ratio_heatmap_is_centred_at_one(plot, _agg):
+    r = np.array([[1.0, 0.5], [np.nan, 100.0], [2.0, 1000.0]])
+    fig, ax = _agg.subplots()
+    im = plot.ratio_heatmap(r, ["m1", "m2", "m3"], ["t1", "t2"], ax, breaks=[2])
+    assert im.norm(0.0) == pytest.approx(0.5)  # log10(1) is the centre of the colour map
+    assert im.norm(np.log10(0.5)) == pytest.approx(0.0) and im.norm(np.log10(100.0)) == pytest.approx(1.0)
+    data = im.get_array()
+    assert data[0, 0] == pytest.approx(0.0) and data[2, 1] == pytest.approx(2.0)  # clipped in colour only
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["1.00", "0.50", "100", "2.00", "1000"]  # NaN cell: hatched, no text
+    assert len(ax.patches) == 1
+    assert all(t.get_fontsize() >= 9 for t in ax.texts + ax.get_xticklabels() + ax.get_yticklabels())
+    with pytest.raises(ValueError, match="shape"):
+        plot.ratio_heatmap(r, ["m1"], ["t1", "t2"], ax)
+    with pytest.raises(ValueError, match="vmin"):
+        plot.ratio_heatmap(r, ["m1", "m2", "m3"], ["t1", "t2"], ax, vmin=2.0)
