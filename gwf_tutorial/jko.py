@@ -112,7 +112,7 @@ def _mean(v: Tensor, w: Tensor | None) -> Tensor:
 
 def saddle_objective(fdiv: FDivergence | str, x_new, x_old, h_new, h_data, tau, *, per_dim_average=False,
                      source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
-    r"""The saddle function of a JKO step on an f-divergence (GWF / VWGF; S-JKO with :math:`v = -h`).
+    r"""The saddle function of a JKO step on an f-divergence (GWF / VWGF; S-JKO: :math:`v = 1 - h`).
 
     .. math::
 

@@ -4,6 +4,7 @@ validated instead)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -382,3 +383,50 @@ def test_the_built_package_ships_every_committed_result(tmp_path):
     shipped = {Path(n).name for n in names if n.startswith("gwf_tutorial/results/")}
     committed = {p.name for p in (root / "gwf_tutorial" / "results").glob("*.json")}
     assert committed and committed <= shipped, committed - shipped
+
+
+# ---------------------------------------------------------------- the reader's edition
+
+RECIPE_CARD = re.compile(
+    r"```\{admonition\} The recipe in this chapter\n:class: tip\n"
+    r"\*\*Objective\*\*.+\n\*\*Discretization\*\*.+\n\*\*Parametrization\*\*.+\n```"
+)
+RUNTIME_LINE = re.compile(r"^\*Running this (chapter|page) takes about [\d.]+ s of CPU time", re.M)
+MAX_FIGURE_PX = 1050  # 10 inches at the inline backend's 100 dpi, plus the tight bounding box's margin
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_opens_with_its_recipe_card(path):
+    first = _source(_load(path)["cells"][0])
+    assert RECIPE_CARD.search(first), "no recipe card (objective, discretization, parametrization) at the top"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_page_states_its_measured_runtime(path):
+    assert RUNTIME_LINE.search(_source(_load(path)["cells"][0])), "no runtime line under the title"
+    runtimes = json.loads((ROOT / "benchmarks" / "results" / "chapter_runtimes.json").read_text())
+    assert path.name in runtimes, "runtime not in benchmarks/results/chapter_runtimes.json"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_fit_the_book_column(path):
+    for cell in _load(path)["cells"]:
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                width = int.from_bytes(base64.b64decode(png)[16:20], "big")
+                assert width <= MAX_FIGURE_PX, f"a figure {width} px wide (> 10 in): {_source(cell)[:60]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_checks_and_key_numbers_are_hidden_from_the_reader(path):
+    nb = _load(path)
+    last = [c for c in nb["cells"] if c["cell_type"] == "code"][-1]
+    assert "remove-cell" in last["metadata"].get("tags", []), "the key numbers cell is shown in the page"
+    assert not re.search(r"^#+\s*Key numbers", _markdown(nb), re.M | re.I), "a 'Key numbers' heading"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_reads_in_one_sitting(path):
+    words = len(_markdown(_load(path)).split())
+    assert words <= 4000, f"{words} words of prose: split the chapter into sections or pages"
