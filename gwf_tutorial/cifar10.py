@@ -45,7 +45,6 @@ from gwf_tutorial import jko as _jko
 from gwf_tutorial import metrics as _metrics
 from gwf_tutorial import sjko as _sjko
 from gwf_tutorial import train as _train
-from gwf_tutorial.benchmark import GPU_CHECK_SCHEMA, throughput_table
 from gwf_tutorial.metrics import StandInFeatures
 from gwf_tutorial.nets import Autocast, ConvCritic, ConvGenerator
 from gwf_tutorial.train import DistInfo, init_distributed
@@ -679,3 +678,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 if __name__ == "__main__":  # pragma: no cover - exercised by tests through subprocesses
     main(sys.argv[1:])
+
+
+#: Schema tag of the JSON written by ``scripts/gpu_check.py`` (read by :func:`throughput_table`).
+GPU_CHECK_SCHEMA = "gwf_tutorial.gpu_check/1"
+
+
+def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
+    r"""Hours each method's recipe takes at the steady speed :math:`s_m` (iterations per second, synthetic
+    data, no FID) that a ``gpu_check`` JSON measured, :math:`(N_0 + (K - 1) N) / (3600\, s_m)`. One row per
+    method in ``cifar10.METHODS`` order: ``method``, ``net``, ``batch_size``, ``precision``, ``it_per_s``,
+    ``recipe_iters``, ``hours``, ``device``, ``dry_run``. A ValueError for another JSON or precision.
+
+    Used in: chapter 10.
+    """
+
+    if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
+        raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be one of ('bf16', 'fp32'), got {precision!r}")
+    s, rows = result["settings"], []
+    for rec in result["throughput"]:
+        if rec["precision"] == precision and rec["method"] in METHODS:
+            iters, speed = make_config(rec["method"], s["recipe_net"]).total_iters, rec["steady_it_per_s"]
+            rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"],
+                         "precision": precision, "it_per_s": speed, "recipe_iters": iters,
+                         "hours": iters / speed / 3600.0, "device": result["device"],
+                         "dry_run": bool(result["dry_run"])})  # fmt: skip
+    if not rows:
+        raise ValueError(f"the result holds no {precision} measurement")
+    return sorted(rows, key=lambda r: METHODS.index(r["method"]))
