@@ -1,18 +1,18 @@
 r"""Drifting models (Deng et al. 2026): drift fields, the stop-gradient loss and the training loop.
 
-A one-step generator :math:`f_\theta` is regressed onto a shifted copy of its own samples,
+A one-step generator :math:`G_\theta` is regressed onto a shifted copy of its own samples,
 
 .. math::
 
-    \mathcal L(\theta) = \mathbb E_e|f_\theta(e) - \mathrm{sg}(f_\theta(e) + V(f_\theta(e)))|^2
+    \mathcal L(\theta) = \mathbb E_z|G_\theta(z) - \mathrm{sg}(G_\theta(z) + V(G_\theta(z)))|^2
     = \mathbb E|V|^2, \qquad \nabla_\theta\mathcal L = -2\,\mathbb E[J_\theta^\top V],
 
-an explicit parametric step of the flow with velocity :math:`V`, the *drift field* (chapter 8). Shared
-arguments: ``x`` ``(n, d)`` the generated samples where a field is evaluated, ``y_pos`` ``(m, d)`` data,
-``y_neg`` ``(k, d)`` negatives (``None``: ``x`` itself without the pair :math:`(x_i, x_i)`),
-``temperature`` :math:`T > 0`, ``attraction`` and ``repulsion`` the weights :math:`a, r \ge 0` of the
-two halves. Fields are detached. References: Deng et al. 2026, arXiv:2602.04770 (code
-``lambertae/drifting``); Gretton et al. 2026, arXiv:2605.05118.
+a gradient step in which the samples move along the *drift field* :math:`V` smoothed by the network's
+tangent kernel (chapter 8). Shared arguments: ``x`` ``(n, d)`` the generated samples where a field is
+evaluated, ``y_pos`` ``(m, d)`` data, ``y_neg`` ``(k, d)`` negatives (``None``: ``x`` itself without the
+pair :math:`(x_i, x_i)`), ``temperature`` :math:`\kappa > 0`, ``attraction`` and ``repulsion`` the
+weights :math:`\lambda_+, \lambda_- \ge 0` of the two halves. Fields are detached. References: Deng et
+al. 2026, arXiv:2602.04770 (code ``lambertae/drifting``); Gretton et al. 2026, arXiv:2605.05118.
 """
 
 from __future__ import annotations
@@ -202,9 +202,10 @@ def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, excl
     .. math::
 
         \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
-        k(x, y) = e^{-|x-y|/T}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2T^2)}\ (\text{gaussian});
+        k(x, y) = e^{-|x-y|/\kappa}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2\kappa^2)}\ (\text{gaussian});
 
-    ``(n, d)``; with the Gaussian kernel :math:`V^+_p = T^2\nabla\log(p * \mathcal N(0, T^2 I))`.
+    ``(n, d)``; with the Gaussian kernel
+    :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
     ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
 
     Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
@@ -242,8 +243,9 @@ def algorithm2_field(
     x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
 ) -> Tensor:
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
-    :math:`\ell_{ij} = -|x_i - t_j|/T` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance increased by
-    :math:`10^6 T`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`S^\pm_i =
+    :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
+    increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
+    :math:`S^\pm_i =
     \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
 
     .. math::
@@ -262,7 +264,7 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
 
     .. math::
 
-        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/T},\ r = K\mathbf 1,\ c = K^\top\mathbf 1,
+        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/\kappa},\ r = K\mathbf 1,\ c = K^\top\mathbf 1,
 
     stopped after one symmetric step (marginals not prescribed): the "Sinkhorn proxy" reading of
     :func:`algorithm2_field`.
@@ -357,7 +359,7 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
 
     .. math::
 
-        \mathcal L = \frac1n\sum_i \big|f_\theta(e_i) - \mathrm{sg}(f_\theta(e_i) + V_i)\big|^2
+        \mathcal L = \frac1n\sum_i \big|G_\theta(z_i) - \mathrm{sg}(G_\theta(z_i) + V_i)\big|^2
         = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i;
 
     shapes only are checked (a per-step primitive).
@@ -670,7 +672,7 @@ class DriftingHistory:
     resumed_from: int = 0
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        r"""``n`` samples :math:`f_\theta(e)`, :math:`e \sim \mathcal N(0, I)`: ``(n, d)``, detached."""
+        r"""``n`` samples :math:`G_\theta(z)`, :math:`z \sim \mathcal N(0, I)`: ``(n, d)``, detached."""
         n, p = check_int(n, "n"), next(self.net.parameters())
         e = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype)
         with torch.no_grad():
@@ -792,7 +794,7 @@ def train_drifting(
 ) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`e_i \sim \mathcal N(0, I)`, :math:`x_i = f_\theta(e_i)`, fresh data :math:`y_j \sim
+    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j \sim
     \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`,
 
     .. math::
