@@ -264,7 +264,8 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
 
     .. math::
 
-        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/\kappa},\ r = K\mathbf 1,\ c = K^\top\mathbf 1,
+        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/\kappa},
+        \quad r = K\mathbf 1,\ c = K^\top\mathbf 1,
 
     stopped after one symmetric step (marginals not prescribed): the "Sinkhorn proxy" reading of
     :func:`algorithm2_field`.
