@@ -114,6 +114,10 @@ class Trainer:
         \tfrac12\big(1 + \cos(\pi i / n)\big) \ (\text{cosine}), \qquad
         \bar\theta \leftarrow \beta\bar\theta + (1 - \beta)\theta \ (\text{EMA}).
 
+    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
+    module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
+    :func:`~gwf_tutorial.fflows.vgrow`.
+
     Parameters
     ----------
     map_net, critic : nn.Module
@@ -136,10 +140,6 @@ class Trainer:
         Cosine: the floor :math:`\eta_{\min} + (\eta - \eta_{\min}) s(i)` of both learning rates.
     fused : bool, default False
         Fused Adam (CUDA: fewer kernel launches).
-
-    Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
-    module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
-    :func:`~gwf_tutorial.fflows.vgrow`.
     """
 
     def __init__(
