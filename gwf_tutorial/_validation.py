@@ -203,12 +203,13 @@ def check_spd(S, name: str, *, dim: int | None = None, semidefinite: bool = Fals
     return S
 
 
-def check_mean_cov(mean, cov, name_mean: str = "mean", name_cov: str = "cov") -> tuple[Tensor, Tensor]:
-    """A Gaussian's mean ``(..., d)`` and SPD covariance ``(..., d, d)``, promoted to a common dtype."""
+def check_mean_cov(mean, cov, name_mean: str = "mean", name_cov: str = "cov", *,
+                   semidefinite: bool = False) -> tuple[Tensor, Tensor]:
+    """A Gaussian's mean ``(..., d)`` and SPD (``semidefinite``: PSD) covariance, in one dtype."""
     mean = check_finite(as_tensor(mean, name_mean), name_mean)
     if mean.ndim < 1:
         raise ValueError(f"{name_mean} must have shape (..., d), got a scalar")
-    cov = check_spd(cov, name_cov, dim=mean.shape[-1])
+    cov = check_spd(cov, name_cov, dim=mean.shape[-1], semidefinite=semidefinite)
     dtype = torch.promote_types(mean.dtype, cov.dtype)
     return mean.to(dtype), cov.to(dtype)
 

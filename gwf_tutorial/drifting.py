@@ -326,14 +326,15 @@ def gaussian_population_field(
         V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big],
 
     for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), :math:`q = \mathcal N(m_q,
-    \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). Returns
+    \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). The
+    covariances may be singular (a degenerate law: :math:`s^2 I + \Sigma` stays invertible). Returns
     ``(n, d)`` in the promoted dtype.
 
     Used in: chapter 8.
     """
     x = check_samples(x, "x")
-    mp, Sp = check_mean_cov(mp, Sp, "mp", "Sp")
-    mq, Sq = check_mean_cov(mq, Sq, "mq", "Sq")
+    mp, Sp = check_mean_cov(mp, Sp, "mp", "Sp", semidefinite=True)
+    mq, Sq = check_mean_cov(mq, Sq, "mq", "Sq", semidefinite=True)
     for name, mean in (("mp", mp), ("mq", mq)):
         if mean.ndim != 1 or mean.shape[0] != x.shape[1]:
             raise ValueError(f"{name} must have shape (d,), d={x.shape[1]} like x, got {tuple(mean.shape)}")

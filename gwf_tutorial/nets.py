@@ -61,13 +61,16 @@ class MLP(nn.Module):
     .. math::
 
         h_0 = x, \quad h_{l} = \sigma(W_l h_{l-1} + b_l)\ (l = 1, \dots, L), \quad
-        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1}.
+        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1};
+
+    ``out_activation`` (a name of :data:`ACTIVATIONS`, e.g. ``"tanh"`` for pixels in :math:`[-1, 1]`) is
+    applied to the output when given.
 
     Used in: chapters 4, 7, 8 and 9.
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
-                 *, dtype: torch.dtype | None = None) -> None:  # fmt: skip
+                 *, out_activation: str | None = None, dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__()
         self.in_dim, self.out_dim = check_int(in_dim, "in_dim"), check_int(out_dim, "out_dim")
         hidden, depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
@@ -78,6 +81,8 @@ class MLP(nn.Module):
             layers += [nn.Linear(width, hidden, dtype=dtype), make_activation(activation)]
             width = hidden
         layers.append(nn.Linear(width, self.out_dim, dtype=dtype))
+        if out_activation is not None:
+            layers.append(make_activation(out_activation))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

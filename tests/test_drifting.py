@@ -845,3 +845,16 @@ def test_fields_refuse_float32_overflow_and_are_scale_equivariant():
     raw_big = mt(s * x, s * y, temperatures=(0.05 * s, 0.2 * s), normalize=False)
     raw = mt(x, y, temperatures=(0.05, 0.2), normalize=False)
     torch.testing.assert_close(raw_big, s * raw, rtol=1e-12, atol=1e-14 * s)
+
+
+def test_gaussian_population_field_of_a_degenerate_law_vanishes_on_its_support_only():
+    # rho = N(0, diag(1, 0)) against nu = N(0, I): V(x) = s^2 [(s^2 I + S_rho)^{-1} - (s^2 I + I)^{-1}] x
+    s, eye = 0.5, torch.eye(2, dtype=F64)
+    flat = torch.diag(torch.tensor([1.0, 0.0], dtype=F64))
+    zero = torch.zeros(2, dtype=F64)
+    x_on = torch.tensor([[-1.0, 0.0], [0.3, 0.0], [2.0, 0.0]], dtype=F64)
+    assert gaussian_population_field(x_on, zero, eye, zero, flat, s).abs().max() < 1e-15
+    x_off = x_on + torch.tensor([0.0, 1.0], dtype=F64)
+    expected = s**2 * (1 / s**2 - 1 / (s**2 + 1))  # the second coordinate at distance 1 off the support
+    torch.testing.assert_close(gaussian_population_field(x_off, zero, eye, zero, flat, s)[:, 1],
+                               torch.full((3,), expected, dtype=F64))

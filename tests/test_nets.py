@@ -317,3 +317,15 @@ def test_forward_refuses_other_dtypes_except_under_autocast():
                 net(x.to(dt))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert MLP(2, 2, 8, 1)(torch.randn(3, 2, dtype=torch.bfloat16)).shape == (3, 2)
+
+
+def test_mlp_out_activation_is_applied_last_and_keeps_the_initial_weights():
+    torch.manual_seed(0)
+    plain = MLP(3, 4, hidden=8, depth=2)
+    torch.manual_seed(0)
+    squashed = MLP(3, 4, hidden=8, depth=2, out_activation="tanh")
+    x = 3 * torch.randn(16, 3)
+    torch.testing.assert_close(squashed(x), torch.tanh(plain(x)))
+    assert squashed(100 * x).abs().max() <= 1.0
+    with pytest.raises(ValueError, match="activation"):
+        MLP(3, 4, out_activation="sigmoidal")
