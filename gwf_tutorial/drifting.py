@@ -39,6 +39,8 @@ from gwf_tutorial._validation import (
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
+from gwf_tutorial.fflows import value_and_grad
+from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
@@ -357,14 +359,9 @@ def drift_rms(V) -> float:
 
 
 def drifting_loss(fx: Tensor, V) -> Tensor:
-    r"""Stop-gradient drifting loss (0-d) of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V``,
-
-    .. math::
-
-        \mathcal L = \frac1n\sum_i \big|G_\theta(z_i) - \mathrm{sg}(G_\theta(z_i) + V_i)\big|^2
-        = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i;
-
-    shapes only are checked (a per-step primitive).
+    r"""Stop-gradient drifting loss (0-d) of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V``:
+    :math:`\mathcal L` of the module docstring, :math:`\frac1n\sum_i |V_i|^2` in value, of gradient
+    :math:`-\frac2n\sum_i J_\theta(e_i)^\top V_i`; shapes only are checked (a per-step primitive).
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
@@ -380,16 +377,11 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
 
 
 def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
-    r"""How far a drift on particles is from a gradient system: with
+    r"""How far a drift on particles is from a gradient system,
+    :math:`\|\tfrac12(J - J^\top)\|_F / \|J\|_F \in [0, 1]` (0 when :math:`J = 0`), with
     :math:`J = \partial\mathcal V/\partial X` of :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))` by central
-    differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64),
-
-    .. math::
-
-        \mathrm{asym} = \|\tfrac12(J - J^\top)\|_F / \|J\|_F \in [0, 1]
-
-    (0 when :math:`J = 0`): 0 for a Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn), 1 for a
-    rotation.
+    differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64): 0 for a
+    Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn), 1 for a rotation.
 
     Used in: chapter 8.
     """
@@ -412,10 +404,8 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
 
 @runtime_checkable
 class DriftField(Protocol):
-    r"""A drift field from samples, ``drift(x, y_pos) -> V`` of shape ``(n, d)``.
-
-    Optional: ``field_with_diagnostics(x, y_pos) -> (V, raw_rms)`` (logged as the raw drift RMS) and
-    ``state_dict()`` / ``load_state_dict(state)`` (saved in the checkpoints of :func:`train_drifting`).
+    r"""A drift field from samples, ``drift(x, y_pos) -> V`` of shape ``(n, d)``; optionally with
+    ``state_dict()`` / ``load_state_dict(state)``, saved in the checkpoints of :func:`train_drifting`.
 
     Used in: :func:`~gwf_tutorial.drifting.train_drifting`, ``methods.drifting``.
     """
@@ -438,11 +428,6 @@ class _SampleDrift:
 
     def __call__(self, x, y_pos) -> Tensor:
         return self._velocity(*self._check(x, y_pos))[0]
-
-    def field_with_diagnostics(self, x, y_pos) -> tuple[Tensor, float]:
-        """The field ``(n, d)`` and the RMS of its unnormalised version (the field unless normalised)."""
-        v, raw = self._velocity(*self._check(x, y_pos))
-        return v, float(raw)
 
     def state_dict(self) -> dict:
         """The internal state (random generators, critic) for checkpoints; empty for a stateless field."""
@@ -598,17 +583,12 @@ class CriticDrift(_SampleDrift):
         self.critic, self._optimizer = critic, torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
-        from gwf_tutorial.nets import MLP
-
         critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
         self._set_critic(critic if device is None else critic.to(device))
 
-    def fit(self, x, y_pos) -> float:
-        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; the loss
-        before the last step (also ``last_loss``)."""
-        return self._fit(*self._check(x, y_pos))
-
-    def _fit(self, x: Tensor, y_pos: Tensor) -> float:
+    def _fit(self, x: Tensor, y_pos: Tensor) -> None:
+        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; ``last_loss``
+        is the loss before the last step."""
         x, y_pos = x.detach(), y_pos.detach()
         if self.critic is None:
             self._build(x.shape[1], x.dtype, x.device)
@@ -616,18 +596,10 @@ class CriticDrift(_SampleDrift):
             fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
                                  progress=False)
         self.last_loss = fit.history.loss[-1]
-        return self.last_loss
 
     def _field(self, x, y_pos) -> Tensor:
         self._fit(x, y_pos)
-        with torch.enable_grad():
-            xg = x.detach().clone().requires_grad_(True)
-            out = self.critic(xg)
-            out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
-            if out.shape != (xg.shape[0],):
-                raise ValueError(f"critic must map (n, d) to (n, 1) or (n,), got {tuple(out.shape)}")
-            (grad,) = torch.autograd.grad(out.sum(), xg)
-        return self.scale * grad.detach()
+        return self.scale * value_and_grad(self.critic, x)[1]
 
     def state_dict(self) -> dict:
         """Critic weights, Adam state, ``in_dim``, ``dtype``, ``last_loss``; ``{}`` before the first call."""
@@ -683,8 +655,6 @@ class DriftingHistory:
 
 def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
     """The official toy demo's network, ``nets.MLP(32, out_dim, 256, 3, "silu")`` (:data:`TOY_DEFAULTS`)."""
-    from gwf_tutorial.nets import MLP
-
     t = TOY_DEFAULTS
     return MLP(t["latent_dim"], out_dim, t["hidden"], t["depth"], t["activation"], dtype=dtype)
 
@@ -763,8 +733,6 @@ class _DriftLoss:
         drift, raw = self.drift, None
         if isinstance(drift, _SampleDrift):
             V, raw = drift._velocity(*((x, y) if self.checked else drift._check(x, y)))
-        elif callable(getattr(drift, "field_with_diagnostics", None)):
-            V, raw = drift.field_with_diagnostics(x, y)
         else:
             V = drift(x, y)
         self.checked = True
@@ -796,14 +764,9 @@ def train_drifting(
 ) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j \sim
-    \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`,
-
-    .. math::
-
-        V = \mathrm{drift}(x, y), \qquad
-        \theta \leftarrow \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
-
+    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j
+    \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with
+    :math:`V = \mathrm{drift}(x, y)`.
     ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
     ``data``: a tensor ``(N, d)`` (``n_data`` rows per step, default ``batch_size``, with replacement), an
     object with ``sample(n, generator=)`` or a callable ``n -> (n, d)``. ``n_iters``: total steps (a resumed

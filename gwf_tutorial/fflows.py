@@ -99,8 +99,9 @@ def _ratio(out: Tensor, estimator: str, r_min: float) -> Tensor:
     return torch.exp(-out).clamp(1e-30, 1e30) if estimator == "logistic" else (1 + out / 2).clamp_min(r_min)
 
 
-def _grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(net(x), grad_x net(x))``, both detached."""
+def value_and_grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(net(x), grad_x net(x))``, both detached, of a critic ``(n, d) -> (n,)`` or ``(n, 1)`` (not in
+    ``__all__``; also the field of :class:`~gwf_tutorial.drifting.CriticDrift`)."""
     with torch.enable_grad():
         z = x.detach().requires_grad_(True)
         out = _scalar_out(net, z)
@@ -129,7 +130,7 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     if not callable(critic):
         raise TypeError("critic must be callable")
     _check_net_dtype(critic, x.dtype, "critic", "x")
-    out, g = _grad(critic, x)
+    out, g = value_and_grad(critic, x)
     if estimator == "variational":
         return -g
     factor = get_velocity_factor(fdiv)
@@ -463,7 +464,7 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
         raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
 
     def field_of(net):
-        return lambda z: _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
+        return lambda z: value_and_grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
 
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
@@ -507,7 +508,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return _scalar_out(disc, z if generator_net is None else generator_net(z))
 
     def velocity_fn(z, at=None):
-        d, g = _grad(data_logit, z)
+        d, g = value_and_grad(data_logit, z)
         return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,

@@ -47,7 +47,7 @@ _TOL_FLOOR_EPS = 10.0
 
 
 def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
-    """Probability weights of shape ``(n,)`` (uniform if None), normalised to sum 1."""
+    """Probability weights ``(n,)`` (uniform if None), normalised to sum 1."""
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     w = check_finite(as_tensor(w, name), name).to(dtype=like.dtype, device=like.device)
@@ -69,11 +69,8 @@ def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tenso
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
-    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT's network simplex).
-
-    .. math::
-
-        W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2.
+    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT's network simplex),
+    :math:`W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2`.
 
     Used in: chapters 1 and 3.
     """
@@ -138,14 +135,10 @@ def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max
 
 def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,
               weights_y=None) -> Tensor:  # fmt: skip
-    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions.
-
-    .. math::
-
-        SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y),
-        \quad \theta_l \sim U(S^{d-1}),
-
-    each 1-D term by ``ot.wasserstein_1d`` (no root, no factor ``d``).
+    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions, each 1-D term by
+    ``ot.wasserstein_1d`` (no root, no factor ``d``),
+    :math:`SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y)`,
+    :math:`\theta_l \sim U(S^{d-1})`.
 
     Used in: chapter 1.
     """
@@ -263,10 +256,9 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
 
 
 def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
-    r"""Report on a sample of a mixture: energy distance over its floor, and mode coverage.
-
-    A dict: ``ratio`` (:func:`score_vs_floor` of the energy distance, ``floor_result`` its :func:`floor`),
-    ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
+    r"""Energy distance over its floor and mode coverage of a sample of a mixture: a dict of ``ratio``
+    (:func:`score_vs_floor`, ``floor_result`` the energy :func:`floor`), ``modes``, ``near`` and ``tv``
+    (:func:`mode_coverage`).
 
     Used in: chapter 4.
     """
@@ -411,7 +403,7 @@ def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_
 
 
 def _image_batches(images, name: str, batch_size: int):
-    """Yield image batches ``(b, C, H, W)`` from a tensor or an iterable of tensors, checked."""
+    """Checked image batches ``(b, C, H, W)`` from a tensor or an iterable of tensors."""
     if isinstance(images, Tensor):
         if images.ndim != 4:
             raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
@@ -508,9 +500,8 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
 
 def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size: int = 1000,
                     batch_size: int = 250, device=None) -> tuple[float, float]:  # fmt: skip
-    r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images.
-
-    The unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
+    r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images:
+    the unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
     ``p``-dimensional features; ``real``, ``fake`` and ``feature`` as in :func:`frechet_distance`.
 
     Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
