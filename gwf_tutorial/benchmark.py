@@ -52,15 +52,10 @@ class NotApplicableError(ValueError):
 
 @dataclass(frozen=True)
 class MethodInfo:
-    r"""What a method is and the settings :func:`run` uses for it.
-
-    .. math::
-
-        \text{iterations used} = \max\Big(1, \operatorname{round}\Big(\text{recommended} \cdot
-        \frac{\texttt{budget\_s}}{\texttt{MethodInfo.budget\_s}} \Big)\Big).
-
-    ``summary`` and ``settings`` describe the method in words; ``budget_s`` is its nominal budget
-    (see the module docstring); ``needs_score``: it needs :math:`\nabla\log p`; ``chapter`` derives it.
+    r"""What a method is and the settings :func:`run` uses for it: ``summary`` and ``settings`` in words,
+    ``budget_s`` its nominal budget (the module docstring), ``needs_score`` (it needs :math:`\nabla\log p`)
+    and the ``chapter`` that derives it. :func:`run` uses :math:`\max(1, \operatorname{round}(k\,
+    \texttt{budget\_s} / \texttt{MethodInfo.budget\_s}))` iterations where ``k`` are recommended.
 
     Used in: ``benchmark.method_info``.
     """
@@ -76,8 +71,7 @@ class MethodInfo:
 
 @dataclass
 class Standardizer:
-    r"""Isotropic standardisation :math:`u = (x - \bar y)/\sigma` and back, :math:`x = \bar y + \sigma u`.
-
+    r"""Isotropic standardisation :math:`u = (x - \bar y)/\sigma` and back, :math:`x = \bar y + \sigma u`;
     ``mean``: :math:`\bar y`, shape (d,), float64; ``scale``: :math:`\sigma > 0`.
 
     Used in: chapter 11.
@@ -88,11 +82,8 @@ class Standardizer:
 
     @classmethod
     def from_samples(cls, y: Tensor) -> Standardizer:
-        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``.
-
-        Raises ``ValueError`` if the samples have zero spread.
-
-        Used in: chapter 11.
+        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``;
+        ``ValueError`` if they have zero spread.
         """
         y = check_samples(y, "y", min_n=2).detach().to(torch.float64)
         scale = float(y.var(0).mean().sqrt())
@@ -240,15 +231,12 @@ def _dispatch(key: str, p: _Problem) -> Tensor:
     return adapter(p, row.function, kw)
 
 
-
 # --- the public entry points
 
 
 def load_results(stem: str) -> dict:
-    """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script.
-
-    Shipped with the package, so that a chapter opened alone (Colab) finds them; ``stem`` is the file
-    name without ``.json``, e.g. ``"run_all"``.
+    """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script (``stem``
+    e.g. ``"run_all"``), shipped with the package so that a chapter opened alone (Colab) finds them.
 
     Used in: chapters 6, 7 and 11.
     """
