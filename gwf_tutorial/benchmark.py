@@ -34,6 +34,7 @@ from torch import Tensor
 
 from gwf_tutorial._validation import check_int, check_positive, check_samples, check_seed
 from gwf_tutorial.methods import FAMILIES, METHODS
+from gwf_tutorial.metrics import _resolve_target
 from gwf_tutorial.train import make_generator
 
 __all__ = ["FAMILIES", "SCALED", "MethodInfo", "NotApplicableError", "Standardizer", "list_methods",
@@ -284,17 +285,6 @@ def method_info(method: str) -> MethodInfo:
     row, t = METHODS[key], _table()[key]
     return MethodInfo(key, row.family, t["summary"], t["settings"], t["budget_s"], row.needs_score,
                       row.chapter)  # fmt: skip
-
-
-def _resolve_target(target):
-    if isinstance(target, str):
-        from gwf_tutorial.targets import get_target
-
-        return get_target(target)
-    if not callable(getattr(target, "sample", None)):
-        raise TypeError("target must have a sample(n, generator=None) method (or be a registry name), got "
-                        f"{type(target).__name__}")  # fmt: skip
-    return target
 
 
 def _target_name(target) -> str:

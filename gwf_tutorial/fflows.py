@@ -55,12 +55,8 @@ MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": 
                                                      "minimax": F.softplus, "js": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
-    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`.
-
-    .. math::
-
-        \text{KL: } 1, \quad \text{2JS: } \tfrac{1}{1+r}, \quad \chi^2: 2r, \quad \text{logD: }
-        \tfrac{r}{1+r}.
+    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
+    KL :math:`1`, 2JS :math:`\tfrac{1}{1+r}`, :math:`\chi^2` :math:`2r`, logD :math:`\tfrac{r}{1+r}`.
 
     Used in: chapter 4.
     """
@@ -158,10 +154,6 @@ class FFlowResult:
     ``divergence`` (critic estimates of :math:`D_f(\rho_k\|\nu)` before each step; empty without an f),
     ``critic``, ``fields`` (the frozen :math:`v_k`, with ``keep_fields=True``), ``step_sizes``, ``latent``.
 
-    .. math::
-
-        \Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0).
-
     Used in: :func:`~gwf_tutorial.fflows.f_flow`.
     """
 
@@ -174,7 +166,9 @@ class FFlowResult:
     latent: Tensor | None = None
 
     def push(self, x) -> Tensor:
-        r"""Apply the forward Euler map :math:`\Phi` of the stored fields to new points ``(n, d)`` (EPT)."""
+        r"""Apply the forward Euler map of the stored fields to new points ``(n, d)`` (EPT),
+        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`.
+        """
         x = check_samples(x, "x").detach()
         if len(self.fields) != len(self.step_sizes) or not self.fields:
             raise ValueError("no stored velocity fields: run the flow with keep_fields=True")
@@ -444,16 +438,11 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
              r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
              progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio.
-
-    .. math::
-
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla u\big(D(x)\big) = u'(D)\,\nabla D, \quad u' > 0,
-
-    the f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio
+    :math:`D \approx \log(\nu/\rho_k)`, :math:`v = \nabla u(D(x)) = u'(D)\,\nabla D`, :math:`u' > 0`: the
+    f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
     With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
-    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`,
-    i.e. along :math:`-\eta\,\nabla\mathbb E\, u(D(G(z)))`.
+    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`, along :math:`-\eta\nabla\mathbb E\,u(D(G(z)))`.
 
     Used in: chapter 4.
     """

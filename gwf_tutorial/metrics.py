@@ -35,6 +35,8 @@ from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
 from gwf_tutorial.kernels import get_kernel, squared_distances
 from gwf_tutorial.nets import ConvCritic
+from gwf_tutorial.targets import get_target
+from gwf_tutorial.train import progress as _progress
 
 __all__ = ["w2_squared", "sinkhorn_divergence", "mmd2", "energy_distance", "sliced_w2", "ModeCoverage",
            "mode_coverage", "mixture_scores", "Floor", "floor", "ScoreVsFloor", "score_vs_floor",
@@ -295,12 +297,13 @@ def _resolve_metric(metric) -> tuple[Callable, str]:
 
 
 def _resolve_target(target):
+    """A registry name's target, or ``target`` itself when it has ``sample(n, generator=None)`` (also the
+    check of ``benchmark.run``)."""
     if isinstance(target, str):
-        from gwf_tutorial.targets import get_target
-
         return get_target(target)
-    if not hasattr(target, "sample"):
-        raise TypeError(f"target must be a Target (with .sample) or a name, got {target!r}")
+    if not callable(getattr(target, "sample", None)):
+        raise TypeError("target must have a sample(n, generator=None) method (or be a registry name), got "
+                        f"{type(target).__name__}")  # fmt: skip
     return target
 
 
@@ -340,8 +343,6 @@ def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
 
     Used in: chapters 1, 3, 4, 5, 7, 8 and 11.
     """
-    from gwf_tutorial.train import progress as _progress
-
     target = _resolve_target(target)
     n = check_int(n, "n", min_value=2)
     n_pairs = check_int(n_pairs, "n_pairs")
