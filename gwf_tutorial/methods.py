@@ -4,14 +4,14 @@ Each function makes one gradient flow :math:`\partial_t \rho_t = \nabla\cdot(\rh
 \frac{\delta F}{\delta\rho}(\rho_t))` computable by picking an objective :math:`F`, a discretization
 (explicit Euler, the JKO step :math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`,
 its semi-dual, or the GAN switch :math:`\tau = \infty`) and a parametrization (particles, maps,
-one generator), and is named as its paper names it; :data:`METHODS` is the method map, where each
-function's three choices and chapter are written (its docstring gives its update and its paper). Shared
-arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target samples; ``score``
-:math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per JKO step),
-``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``; ``hidden`` the
-critic's width; ``generator`` (every random draw), ``seed``, ``progress``. Defaults are the book's settings
-for 2-D data on the unit scale; particle methods return the particles (n, d), trained methods an object
-with ``sample(n, generator)`` (a ``jko.ParametricJKO`` chain unless said otherwise) or ``push(z)``.
+one generator), and is named as its paper names it; :data:`METHODS` is the method map (with the
+chapter of each). Shared arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target
+samples; ``score`` :math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per
+JKO step), ``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``;
+``hidden`` the critic's width; ``generator`` (every random draw), ``seed``, ``progress``. Defaults are the
+book's settings for 2-D data on the unit scale; particle methods return the particles (n, d), trained
+methods an object with ``sample(n, generator)`` (a ``jko.ParametricJKO`` chain unless said otherwise) or
+``push(z)``.
 
 Used in: ``benchmark.run`` (chapter 11) through :data:`METHODS`.
 """
@@ -52,11 +52,7 @@ def _identity_map(d: int) -> nn.Module:
 
 def _gaussian_source(d: int) -> Callable:
     """The source :math:`\\mu_0 = \\mathcal N(0, I_d)` as a sampler ``(n, generator) -> (n, d)``."""
-
-    def sample(n, generator=None):
-        return torch.randn(n, d, generator=generator)
-
-    return sample
+    return lambda n, generator=None: torch.randn(n, d, generator=generator)
 
 
 def _mmd(y: Tensor, bandwidths=_MMD_BANDWIDTHS) -> jko.UnbiasedMMD:
@@ -91,8 +87,11 @@ def _chain(y, objective, tau, n_phases, *, map_net=None, seed=0, progress=False,
 
 def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=100, generator=None,
                             progress=False) -> Tensor:
-    r"""Sliced-Wasserstein particle flow, :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)` over
-    ``n_directions`` fresh directions per step. Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
+    r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
+
+    Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh directions per step; discretization:
+    explicit Euler; parametrization: particles. References: Liutkus et al., "Sliced-Wasserstein flows",
+    ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -102,11 +101,13 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
 
 def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_step_size=None, n_steps=200,
              noise_level=0.5, generator=None, progress=False) -> Tensor:
-    r"""MMD particle flow with noise injection, :math:`x \leftarrow x + h_k v(x + \beta_k u)`, of
-    :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)`: ``kernel`` ``"gaussian"`` (median-heuristic ``bandwidth`` by
-    default) or ``"energy"`` (:math:`k = -|x - y|`); :math:`h_k` geometric from ``step_size`` to
-    ``final_step_size``, :math:`\beta_k = \beta\max(0, 1 - 2k/K)`, :math:`\beta` = ``noise_level``. Arbel,
-    Korba, Salim, Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
+    r"""MMD particle flow with noise injection: :math:`x \leftarrow x + h_k v(x + \beta_k u)`.
+
+    Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth
+    by default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k`
+    geometric from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
+    parametrization: particles. References: Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy
+    Gradient Flow", NeurIPS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -125,8 +126,11 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
 
 def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12, generator=None,
                   progress=False) -> Tensor:
-    r"""Sinkhorn-divergence particle flow, :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`, with
-    ``max_iter`` warm-started Sinkhorn iterations per step. Feydy et al., AISTATS 2019.
+    r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`.
+
+    Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per
+    step); discretization: explicit Euler; parametrization: particles. References: Feydy et al., AISTATS
+    2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -135,8 +139,11 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
 
 
 def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False) -> Tensor:
-    r"""KL particle flow with the blob velocity :math:`v = \nabla\log\nu - \nabla\log(\rho * K)` (Silverman
-    KDE bandwidth). Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
+    r"""KL particle flow, blob velocity: :math:`v = \nabla\log\nu - \nabla\log(\rho * K)`.
+
+    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` with the target's score; discretization: explicit Euler;
+    parametrization: particles (Silverman KDE bandwidth). References: Carrillo, Craig, Patacchini, "A blob
+    method for diffusion", Calc. Var. PDE 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -144,8 +151,10 @@ def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False)
 
 
 def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=False) -> Tensor:
-    r"""Unadjusted Langevin, :math:`x \leftarrow x + h\nabla\log\nu(x) + \sqrt{2h}\,\xi`, independent chains.
-    Roberts and Tweedie, Bernoulli 1996.
+    r"""Unadjusted Langevin: :math:`x \leftarrow x + h\nabla\log\nu(x) + \sqrt{2h}\,\xi`.
+
+    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama; parametrization:
+    particles (independent chains). References: Roberts and Tweedie, Bernoulli 1996.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -155,9 +164,11 @@ def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=Fal
 
 def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, first_critic_iters=200, r1=0.1,
            hidden=32, lr_critic=5e-3, generator=None, progress=False) -> Tensor:
-    r"""Explicit f-divergence flow from samples, :math:`x \leftarrow x - h\nabla f'(\hat r(x))`, the ratio
-    :math:`\hat r` from a logistic critic (``hidden`` x 2, R1 ``r1``) refit every step. Gao et al., "Deep
-    generative learning via variational gradient flow", ICML 2019.
+    r"""Explicit f-divergence flow from samples: :math:`x \leftarrow x - h\nabla f'(\hat r(x))`.
+
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio :math:`\hat r` from a logistic critic (``hidden``
+    x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization: particles.
+    References: Gao et al., "Deep generative learning via variational gradient flow", ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -169,10 +180,13 @@ def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, fir
 def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_iters=5, lr=1e-2,
           critic_iters=5, first_critic_iters=100, hidden=32, lr_critic=5e-3, generator=None,
           progress=False) -> nn.Module:
-    r"""VGrow: the f-divergence flow of the particles ``x0`` through a logistic ratio critic, ``inner_steps``
-    particle steps, then ``fit_iters`` regression steps (rate ``lr``) of a generator onto them (identity at
-    start, :math:`z \sim \mathcal N(0, I_d)`). Returns the trained generator :math:`G`. Gao et al., ICML
-    2019; Gao et al., "Deep generative learning via Euler particle transport", 2022.
+    r"""VGrow: the f-divergence flow of the particles ``x0``, projected on a generator network.
+
+    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization:
+    ``inner_steps`` particle steps, then ``fit_iters`` regression steps of the generator onto them;
+    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned.
+    References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
+    transport", 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -186,8 +200,11 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
 
 def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, critic_iters=10,
         first_critic_iters=100, hidden=32, generator=None, progress=False) -> Tensor:
-    r"""EPT: Euler particle transport, the ratio fit by least squares (floored at ``r_min``, R1 ``r1``).
-    Gao, Huang, Jiao, Liu, Lu, Yang, MSML 2022.
+    r"""EPT: Euler particle transport with a least-squares density-ratio fit.
+
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1
+    ``r1``); discretization: explicit Euler; parametrization: particles. References: Gao, Huang, Jiao,
+    Liu, Lu, Yang, MSML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -198,9 +215,11 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
 
 def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, first_critic_iters=200, r1=0.1,
              hidden=32, lr_critic=5e-3, generator=None, progress=False) -> Tensor:
-    r"""MonoFlow: particles along a monotone rescaling ``h`` of a logistic critic's log-ratio,
-    :math:`v = \nabla h(D(x))` (``"logd"``: :math:`\log\sigma(D)`, the non-saturating GAN). Yi, Zhu, Liu,
-    "MonoFlow", ICML 2023.
+    r"""MonoFlow: particles along a monotone rescaling of the log-ratio, :math:`v = \nabla h(D(x))`.
+
+    Objective: the log-ratio :math:`D` of a logistic critic rescaled by ``h`` (``"logd"``:
+    :math:`\log\sigma(D)`, the non-saturating GAN); discretization: explicit Euler; parametrization:
+    particles. References: Yi, Zhu, Liu, "MonoFlow", ICML 2023.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -211,14 +230,13 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
 
 def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_iters=300, lr_critic=5e-3,
            hidden=32, generator=None, critic_generator=None, progress=False) -> Tensor:
-    r"""DGflow: refine samples along the flow of a logistic discriminator trained once (``critic_iters``
-    steps, mini-batches from ``critic_generator``), with diffusion ``gamma``,
+    r"""DGflow: refine samples along the flow of a fixed discriminator,
+    :math:`x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi`.
 
-    .. math::
-
-        x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi .
-
-    Ansari, Ang, Soh, "Refining deep generative models via discriminator gradient flow", ICLR 2021.
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio of a logistic discriminator trained once
+    (``critic_iters`` steps, mini-batches from ``critic_generator``); discretization: Euler-Maruyama
+    with diffusion ``gamma``; parametrization: particles. References: Ansari, Ang, Soh, "Refining deep
+    generative models via discriminator gradient flow", ICLR 2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -230,19 +248,19 @@ def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_it
 
 def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, objective_generator=None,
         progress=False, **options) -> jko.ParametricJKO:
-    r"""GWF: the parametric JKO step, one push-forward map :math:`x + \mathrm{ResMLP}(x)` (identity at
-    start) reparameterized at every step,
+    r"""GWF: the parametric JKO step, one push-forward map reparameterized at every step.
 
     .. math::
 
         T_{k+1} = \arg\min_T \sup_h \; \frac{1}{2\tau}\mathbb E|T(z) - T_k(z)|^2
         + \hat F_h(T_\#\mu_0), \qquad z \sim \mu_0 = \mathcal N(0, I_d).
 
-    ``objective``: an f-divergence name (``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
+    Objective: an f-divergence name (``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
     ``"squared_hellinger"``; critic with R1 ``r1``), ``"w1"``, ``"mmd"`` (5 Gaussian bandwidths x
     median), ``"sinkhorn"``, ``"sliced_wasserstein"`` (directions from ``objective_generator``) or any
-    objective of ``jko.ParametricJKO``, which ``options`` go to. Korba, Bonet, Caucheteux, "Generative
-    Wasserstein flows" (2026).
+    objective of ``jko.ParametricJKO``; discretization: ``n_phases`` JKO steps of size ``tau``;
+    parametrization: one map :math:`x + \mathrm{ResMLP}(x)`, identity at start. ``options`` go to
+    ``ParametricJKO``. References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -254,8 +272,11 @@ def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, 
 
 def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, progress=False,
          **options) -> jko.ParametricJKO:
-    r"""VWGF: :func:`gwf` with a new map per JKO step, composed :math:`T_K \circ \dots \circ T_1`, each
-    started at the identity. Fan, Zhang, Taghvaei, Chen, "Variational Wasserstein gradient flow", ICML 2022.
+    r"""VWGF: the variational JKO step with a new map per step, composed.
+
+    Objective: an f-divergence through its critic, as :func:`gwf`; discretization: ``n_phases`` JKO
+    steps; parametrization: composed maps :math:`T_K \circ \dots \circ T_1`, each started at the
+    identity. References: Fan, Zhang, Taghvaei, Chen, "Variational Wasserstein gradient flow", ICML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -265,16 +286,17 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
 
 def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidden=32, depth=2, dim=None,
              seed=0, progress=False, **options) -> jko.ParametricJKO:
-    r"""JKO-ICNN: each JKO step's map is the gradient of an input-convex network,
+    r"""JKO-ICNN: each JKO step's map is the gradient of an input-convex network.
 
     .. math::
 
         \psi_{k+1} = \arg\min_{\psi\ \text{convex}}
-        \frac{1}{2\tau}\mathbb E|\nabla\psi(x) - x|^2 + \mathrm{KL}((\nabla\psi)_\#\rho_k\,\|\,\nu),
+        \frac{1}{2\tau}\mathbb E|\nabla\psi(x) - x|^2 + \mathrm{KL}((\nabla\psi)_\#\rho_k\,\|\,\nu).
 
-    the KL by change of variables with ``target`` a log-density (``log_prob`` or a callable); ``source``:
-    samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. Mokrov et al.,
-    "Large-scale Wasserstein gradient flows", NeurIPS 2021.
+    Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
+    discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla\psi_k`, ICNNs.
+    ``source``: samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. References:
+    Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -288,9 +310,11 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
 
 def gan(y, *, loss="minimax", n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, progress=False,
         **options) -> jko.ParametricJKO:
-    r"""GAN: :math:`\min_G \max_D \mathbb E\log D(y) + \mathbb E\log(1 - D(G(z)))`, ``n_iters`` alternating
-    updates, critic with R1 ``r1``, generator ``loss`` ``"minimax"`` or ``"non_saturating"``. Goodfellow
-    et al., NeurIPS 2014.
+    r"""GAN: :math:`\min_G \max_D \mathbb E\log D(y) + \mathbb E\log(1 - D(G(z)))`.
+
+    Objective: Jensen-Shannon through a logistic critic (R1 ``r1``), generator ``loss`` ``"minimax"``
+    or ``"non_saturating"``; discretization: none (:math:`\tau = \infty`, ``n_iters`` alternating
+    updates); parametrization: one generator. References: Goodfellow et al., NeurIPS 2014.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -300,8 +324,10 @@ def gan(y, *, loss="minimax", n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed
 
 def fgan(y, fdiv="kl", *, n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, progress=False,
          **options) -> jko.ParametricJKO:
-    r"""f-GAN: :math:`\min_G \sup_h \mathbb E\,h(y) - \mathbb E\,f^*(h(G(z)))`, i.e. :math:`D_f(\nu\|\rho)`
-    (``fdiv``). Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
+    r"""f-GAN: :math:`\min_G \sup_h \mathbb E\,h(y) - \mathbb E\,f^*(h(G(z)))`, i.e. :math:`D_f(\nu\|\rho)`.
+
+    Objective: the variational ``fdiv`` in f-GAN's direction; discretization: none (:math:`\tau =
+    \infty`); parametrization: one generator. References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -311,9 +337,11 @@ def fgan(y, fdiv="kl", *, n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, 
 
 def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4, betas=(0.0, 0.9), seed=0,
             progress=False, **options) -> jko.ParametricJKO:
-    r"""WGAN-GP: :math:`\min_G \max_{|\nabla h| \le 1} \mathbb E\,h(y) - \mathbb E\,h(G(z))`, gradient
-    penalty ``gp``, ``critic_steps`` critic updates per generator update. Gulrajani et al., "Improved
-    training of Wasserstein GANs", NeurIPS 2017.
+    r"""WGAN-GP: :math:`\min_G \max_{|\nabla h| \le 1} \mathbb E\,h(y) - \mathbb E\,h(G(z))`, penalised.
+
+    Objective: :math:`W_1` through a critic with gradient penalty ``gp``, ``critic_steps`` critic
+    updates per generator update; discretization: none; parametrization: one generator. References:
+    Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -322,8 +350,10 @@ def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4,
 
 
 def mmd_gan(y, *, n_iters=750, seed=0, progress=False, **options) -> jko.ParametricJKO:
-    r"""MMD-GAN: :math:`\min_G \max_\phi \mathrm{MMD}^2_{k\circ\phi}(G_\#\mu_0, \nu)`, a Gaussian kernel on
-    learned features. Li et al., "MMD GAN", NeurIPS 2017.
+    r"""MMD-GAN: :math:`\min_G \max_\phi \mathrm{MMD}^2_{k\circ\phi}(G_\#\mu_0, \nu)`, a learned kernel.
+
+    Objective: MMD^2, Gaussian kernel on learned features; discretization: none; parametrization: one
+    generator. References: Li et al., "MMD GAN", NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -332,8 +362,11 @@ def mmd_gan(y, *, n_iters=750, seed=0, progress=False, **options) -> jko.Paramet
 
 def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
          **options) -> jko.ParametricJKO:
-    r"""GMMN: a generator trained on the MMD^2 U-statistic, Gaussian kernels at ``bandwidths`` x the
-    median distance, no critic. Li, Swersky, Zemel, ICML 2015; Dziugaite, Roy, Ghahramani, UAI 2015.
+    r"""GMMN: a generator trained on a fixed-kernel :math:`\mathrm{MMD}^2` (no critic).
+
+    Objective: the MMD^2 U-statistic, Gaussian kernels at ``bandwidths`` x the median distance;
+    discretization: none (:math:`\tau = \infty`); parametrization: one generator. References: Li,
+    Swersky, Zemel, ICML 2015; Dziugaite, Roy, Ghahramani, UAI 2015.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -342,16 +375,17 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
 
 
 def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _sjko.SemiDualJKO:
-    r"""S-JKO: the semi-dual JKO step, whose inner problem is explicit,
+    r"""S-JKO: the semi-dual JKO step, whose inner problem is explicit.
 
     .. math::
 
         \sup_v \inf_T \; \mathbb E_{x\sim\rho_k}\Big[\frac{|T(x) - x|^2}{2\tau} - v(T(x))\Big]
-        - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau),
+        - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau).
 
-    KL through its conjugate :math:`\Psi^*`: ``n_phases`` steps of ``n_iters`` (``options`` go to
-    ``sjko.toy_trainer``), one map with a d-dim latent. Returns the ``sjko.SemiDualJKO``. Choi, Choi,
-    Kwon, ICML 2024.
+    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization:
+    ``n_phases`` semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``);
+    parametrization: one reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References:
+    Choi, Choi, Kwon, ICML 2024.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -369,9 +403,7 @@ DRIFT_FIELDS: dict[str, Callable] = {
     "algorithm2": lambda g: _drifting.Algorithm2Drift(0.1),
     "multi_temperature": lambda g: _drifting.MultiTemperatureDrift(affinity_floor=0.0),
     "mmd": lambda g: _drifting.ObjectiveDrift(functionals.MMD("multi", [0.05, 0.2, 0.8])),
-    "sinkhorn": lambda g: _drifting.ObjectiveDrift(
-        functionals.SinkhornDivergence(0.1, max_iter=30, tol=1e-3)
-    ),
+    "sinkhorn": lambda g: _drifting.ObjectiveDrift(_objective("sinkhorn", None, g)),  # the JKO settings
     "sliced_wasserstein": lambda g: _drifting.ObjectiveDrift(functionals.SlicedWasserstein(50, generator=g)),
     "critic": lambda g: _drifting.CriticDrift(n_iters=5, lr=5e-3),
 }
@@ -379,15 +411,17 @@ DRIFT_FIELDS: dict[str, Callable] = {
 
 def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, latent_dim=8, generator=None,
              field_generator=None, progress=False) -> _drifting.DriftingHistory:
-    r"""Drifting model: a one-step generator ``MLP(latent_dim -> d, 64 x 3)`` regressed onto its own
-    samples moved by a drift ``field`` (a name of :data:`DRIFT_FIELDS` or a ``drifting.DriftField``),
+    r"""Drifting model: a one-step generator regressed onto its own samples moved by a drift field.
 
     .. math::
 
         \theta \leftarrow \theta - \eta\nabla_\theta \tfrac12\big|f_\theta(e) -
         \mathrm{sg}\big(f_\theta(e) + V(f_\theta(e))\big)\big|^2, \qquad e \sim \mathcal N(0, I).
 
-    Returns the ``drifting.DriftingHistory``. Deng et al., "Generative modeling via drifting" (2026).
+    Objective: the drift field :math:`V`, a name of :data:`DRIFT_FIELDS` or a ``drifting.DriftField``;
+    discretization: one explicit step per iteration, absorbed by the regression; parametrization: one
+    generator ``MLP(latent_dim -> d, 64 x 3)``, a ``drifting.DriftingHistory``. References: Deng et al.,
+    "Generative modeling via drifting" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """

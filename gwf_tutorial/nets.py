@@ -417,7 +417,6 @@ class ConvCritic(nn.Module):
         return self.out(torch.relu(h).sum(dim=(2, 3)))
 
 
-
 class Autocast(nn.Module):
     """``net`` run under bfloat16 autocast on CUDA (``enabled``), its output cast back to float32, so that the
     losses around it are computed in float32.
