@@ -404,10 +404,9 @@ def summarize(rows: list[dict]) -> list[dict]:
         if "n_modes" in rs[0] or any("modes_hit" in r for r in rs):
             s["modes_hit_min"] = int(min(r.get("modes_hit", 0) for r in rs))
             s["n_modes"] = int(max(r.get("n_modes", 0) for r in rs))
-            tv = [r["weight_tv"] for r in rs if "weight_tv" in r]
-            s["weight_tv"] = float(np.median(tv)) if tv else 1.0
-            hq = [r["hq"] for r in rs if "hq" in r]
-            s["hq"] = float(np.median(hq)) if hq else 0.0
+            for key, missing in (("weight_tv", 1.0), ("hq", 0.0)):
+                v = [r[key] for r in rs if key in r]
+                s[key] = float(np.median(v)) if v else missing
         out.append(s)
     return out
 

@@ -206,8 +206,7 @@ def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, excl
         \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
         k(x, y) = e^{-|x-y|/\kappa}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2\kappa^2)}\ (\text{gaussian});
 
-    ``(n, d)``; with the Gaussian kernel
-    :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
+    ``(n, d)``; Gaussian kernel: :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
     ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
 
     Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
@@ -247,8 +246,7 @@ def algorithm2_field(
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
     :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
     increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
-    :math:`S^\pm_i =
-    \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
+    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
 
     .. math::
 

@@ -219,8 +219,7 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     for attr in ("means", "weights", "stds"):
         if not hasattr(mixture, attr):
             raise TypeError(f"mixture must have attributes means, weights, stds (missing {attr!r})")
-    means = check_finite(as_tensor(mixture.means, "mixture.means"), "mixture.means").detach()
-    means = means.to(torch.float64)
+    means = check_finite(as_tensor(mixture.means, "mixture.means"), "mixture.means").detach().double()
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
