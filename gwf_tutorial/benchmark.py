@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_samples, check_seed
+from gwf_tutorial._validation import check_bool, check_int, check_positive, check_samples, check_seed
 from gwf_tutorial.methods import FAMILIES, METHODS
 from gwf_tutorial.metrics import _resolve_target
 from gwf_tutorial.train import make_generator
@@ -344,8 +344,7 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     n = check_int(n_samples, "n_samples", min_value=2)
     seed = check_seed(seed, "seed")
     factor = _budget_factor(key, budget_s)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    check_bool(progress, "progress")
     ok, reason = applicable(key, target)
     if not ok:
         raise NotApplicableError(reason)

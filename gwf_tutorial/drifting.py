@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_bool,
     check_choice,
     check_generator,
     check_int,
@@ -100,10 +101,8 @@ def _check_multi(temperatures, normalize, affinity_floor) -> tuple[tuple[float, 
         raise TypeError(f"temperatures must be a sequence of numbers, got {type(temperatures).__name__}")
     if len(temperatures) == 0:
         raise ValueError("temperatures must hold at least one temperature")
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     temps = tuple(check_positive(t, f"temperatures[{i}]") for i, t in enumerate(temperatures))
-    return temps, normalize, check_nonnegative(affinity_floor, "affinity_floor")
+    return temps, check_bool(normalize, "normalize"), check_nonnegative(affinity_floor, "affinity_floor")
 
 
 def _check_velocity(v, x: Tensor, who: str) -> Tensor:
@@ -569,17 +568,13 @@ class CriticDrift(_SampleDrift):
         self.n_iters, self.lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
         self.hidden, self.depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
         self.scale, self.last_loss = check_positive(scale, "scale"), math.nan
-        self.critic: nn.Module | None = None
-        self._optimizer: torch.optim.Optimizer | None = None
-        if critic is not None:
-            self._set_critic(critic)
-
-    def _set_critic(self, critic: nn.Module) -> None:
-        self.critic, self._optimizer = critic, torch.optim.Adam(critic.parameters(), lr=self.lr)
+        self.critic = critic
+        self._optimizer = None if critic is None else torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
         critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
-        self._set_critic(critic if device is None else critic.to(device))
+        self.critic = critic if device is None else critic.to(device)
+        self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
     def _fit(self, x: Tensor, y_pos: Tensor) -> None:
         """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; ``last_loss``

@@ -409,9 +409,7 @@ def _image_batches(images, name: str, batch_size: int):
             raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
         if images.shape[0] < 2:
             raise ValueError(f"{name} must hold at least 2 images, got {images.shape[0]}")
-        for start in range(0, images.shape[0], batch_size):
-            yield check_finite(images[start : start + batch_size], name)
-        return
+        images = images.split(batch_size)
     try:
         iterator = iter(images)
     except TypeError as err:
