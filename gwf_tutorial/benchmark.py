@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_samples, check_seed
+from gwf_tutorial._validation import check_bool, check_int, check_positive, check_samples, check_seed
 from gwf_tutorial.methods import FAMILIES, METHODS
+from gwf_tutorial.metrics import _resolve_target
 from gwf_tutorial.train import make_generator
 
 __all__ = ["FAMILIES", "SCALED", "MethodInfo", "NotApplicableError", "Standardizer", "list_methods",
@@ -52,15 +53,10 @@ class NotApplicableError(ValueError):
 
 @dataclass(frozen=True)
 class MethodInfo:
-    r"""What a method is and the settings :func:`run` uses for it.
-
-    .. math::
-
-        \text{iterations used} = \max\Big(1, \operatorname{round}\Big(\text{recommended} \cdot
-        \frac{\texttt{budget\_s}}{\texttt{MethodInfo.budget\_s}} \Big)\Big).
-
-    ``summary`` and ``settings`` describe the method in words; ``budget_s`` is its nominal budget
-    (see the module docstring); ``needs_score``: it needs :math:`\nabla\log p`; ``chapter`` derives it.
+    r"""What a method is and the settings :func:`run` uses for it: ``summary`` and ``settings`` in words,
+    ``budget_s`` its nominal budget (the module docstring), ``needs_score`` (it needs :math:`\nabla\log p`)
+    and the ``chapter`` that derives it. :func:`run` uses :math:`\max(1, \operatorname{round}(k\,
+    \texttt{budget\_s} / \texttt{MethodInfo.budget\_s}))` iterations where ``k`` are recommended.
 
     Used in: ``benchmark.method_info``.
     """
@@ -76,8 +72,7 @@ class MethodInfo:
 
 @dataclass
 class Standardizer:
-    r"""Isotropic standardisation :math:`u = (x - \bar y)/\sigma` and back, :math:`x = \bar y + \sigma u`.
-
+    r"""Isotropic standardisation :math:`u = (x - \bar y)/\sigma` and back, :math:`x = \bar y + \sigma u`;
     ``mean``: :math:`\bar y`, shape (d,), float64; ``scale``: :math:`\sigma > 0`.
 
     Used in: chapter 11.
@@ -88,11 +83,8 @@ class Standardizer:
 
     @classmethod
     def from_samples(cls, y: Tensor) -> Standardizer:
-        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``.
-
-        Raises ``ValueError`` if the samples have zero spread.
-
-        Used in: chapter 11.
+        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``;
+        ``ValueError`` if they have zero spread.
         """
         y = check_samples(y, "y", min_n=2).detach().to(torch.float64)
         scale = float(y.var(0).mean().sqrt())
@@ -240,15 +232,12 @@ def _dispatch(key: str, p: _Problem) -> Tensor:
     return adapter(p, row.function, kw)
 
 
-
 # --- the public entry points
 
 
 def load_results(stem: str) -> dict:
-    """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script.
-
-    Shipped with the package, so that a chapter opened alone (Colab) finds them; ``stem`` is the file
-    name without ``.json``, e.g. ``"run_all"``.
+    """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script (``stem``
+    e.g. ``"run_all"``), shipped with the package so that a chapter opened alone (Colab) finds them.
 
     Used in: chapters 6, 7 and 11.
     """
@@ -296,17 +285,6 @@ def method_info(method: str) -> MethodInfo:
     row, t = METHODS[key], _table()[key]
     return MethodInfo(key, row.family, t["summary"], t["settings"], t["budget_s"], row.needs_score,
                       row.chapter)  # fmt: skip
-
-
-def _resolve_target(target):
-    if isinstance(target, str):
-        from gwf_tutorial.targets import get_target
-
-        return get_target(target)
-    if not callable(getattr(target, "sample", None)):
-        raise TypeError("target must have a sample(n, generator=None) method (or be a registry name), got "
-                        f"{type(target).__name__}")  # fmt: skip
-    return target
 
 
 def _target_name(target) -> str:
@@ -366,8 +344,7 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     n = check_int(n_samples, "n_samples", min_value=2)
     seed = check_seed(seed, "seed")
     factor = _budget_factor(key, budget_s)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    check_bool(progress, "progress")
     ok, reason = applicable(key, target)
     if not ok:
         raise NotApplicableError(reason)
@@ -426,10 +403,9 @@ def summarize(rows: list[dict]) -> list[dict]:
         if "n_modes" in rs[0] or any("modes_hit" in r for r in rs):
             s["modes_hit_min"] = int(min(r.get("modes_hit", 0) for r in rs))
             s["n_modes"] = int(max(r.get("n_modes", 0) for r in rs))
-            tv = [r["weight_tv"] for r in rs if "weight_tv" in r]
-            s["weight_tv"] = float(np.median(tv)) if tv else 1.0
-            hq = [r["hq"] for r in rs if "hq" in r]
-            s["hq"] = float(np.median(hq)) if hq else 0.0
+            for key, missing in (("weight_tv", 1.0), ("hq", 0.0)):
+                v = [r[key] for r in rs if key in r]
+                s[key] = float(np.median(v)) if v else missing
         out.append(s)
     return out
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_bool,
     check_choice,
     check_generator,
     check_int,
@@ -39,6 +40,8 @@ from gwf_tutorial._validation import (
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
+from gwf_tutorial.fflows import value_and_grad
+from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
@@ -98,10 +101,8 @@ def _check_multi(temperatures, normalize, affinity_floor) -> tuple[tuple[float, 
         raise TypeError(f"temperatures must be a sequence of numbers, got {type(temperatures).__name__}")
     if len(temperatures) == 0:
         raise ValueError("temperatures must hold at least one temperature")
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     temps = tuple(check_positive(t, f"temperatures[{i}]") for i, t in enumerate(temperatures))
-    return temps, normalize, check_nonnegative(affinity_floor, "affinity_floor")
+    return temps, check_bool(normalize, "normalize"), check_nonnegative(affinity_floor, "affinity_floor")
 
 
 def _check_velocity(v, x: Tensor, who: str) -> Tensor:
@@ -204,8 +205,7 @@ def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, excl
         \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
         k(x, y) = e^{-|x-y|/\kappa}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2\kappa^2)}\ (\text{gaussian});
 
-    ``(n, d)``; with the Gaussian kernel
-    :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
+    ``(n, d)``; Gaussian kernel: :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
     ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
 
     Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
@@ -245,8 +245,7 @@ def algorithm2_field(
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
     :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
     increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
-    :math:`S^\pm_i =
-    \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
+    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
 
     .. math::
 
@@ -357,14 +356,9 @@ def drift_rms(V) -> float:
 
 
 def drifting_loss(fx: Tensor, V) -> Tensor:
-    r"""Stop-gradient drifting loss (0-d) of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V``,
-
-    .. math::
-
-        \mathcal L = \frac1n\sum_i \big|G_\theta(z_i) - \mathrm{sg}(G_\theta(z_i) + V_i)\big|^2
-        = \frac1n\sum_i |V_i|^2, \qquad \nabla_\theta\mathcal L = -\frac2n\sum_i J_\theta(e_i)^\top V_i;
-
-    shapes only are checked (a per-step primitive).
+    r"""Stop-gradient drifting loss (0-d) of the outputs ``fx`` ``(n, d)`` (attached) and the drift ``V``:
+    :math:`\mathcal L` of the module docstring, :math:`\frac1n\sum_i |V_i|^2` in value, of gradient
+    :math:`-\frac2n\sum_i J_\theta(e_i)^\top V_i`; shapes only are checked (a per-step primitive).
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
@@ -380,16 +374,11 @@ def drifting_loss(fx: Tensor, V) -> Tensor:
 
 
 def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
-    r"""How far a drift on particles is from a gradient system: with
+    r"""How far a drift on particles is from a gradient system,
+    :math:`\|\tfrac12(J - J^\top)\|_F / \|J\|_F \in [0, 1]` (0 when :math:`J = 0`), with
     :math:`J = \partial\mathcal V/\partial X` of :math:`\mathcal V(X) = (V(x_1), \dots, V(x_n))` by central
-    differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64),
-
-    .. math::
-
-        \mathrm{asym} = \|\tfrac12(J - J^\top)\|_F / \|J\|_F \in [0, 1]
-
-    (0 when :math:`J = 0`): 0 for a Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn), 1 for a
-    rotation.
+    differences of step ``eps`` (:math:`2nd` calls of a deterministic ``drift``; use float64): 0 for a
+    Wasserstein gradient flow on particles (a Hessian: MMD, Sinkhorn), 1 for a rotation.
 
     Used in: chapter 8.
     """
@@ -399,11 +388,8 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
     eps = check_positive(eps, "eps")
     n, d = x.shape
     cols = []
-    for k in range(n * d):
-        e = torch.zeros_like(x).reshape(-1)
-        e[k] = eps
-        v_plus = _check_velocity(drift(x + e.reshape(n, d), y_pos), x, "drift")
-        v_minus = _check_velocity(drift(x - e.reshape(n, d), y_pos), x, "drift")
+    for e in eps * torch.eye(n * d, dtype=x.dtype, device=x.device).reshape(n * d, n, d):  # one entry moved
+        v_plus, v_minus = (_check_velocity(drift(x + s * e, y_pos), x, "drift") for s in (1.0, -1.0))
         cols.append((v_plus - v_minus).reshape(-1) / (2.0 * eps))
     J = torch.stack(cols, dim=1)  # J[a, b] = d V_a / d X_b
     norm = float(J.norm())
@@ -412,10 +398,8 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
 
 @runtime_checkable
 class DriftField(Protocol):
-    r"""A drift field from samples, ``drift(x, y_pos) -> V`` of shape ``(n, d)``.
-
-    Optional: ``field_with_diagnostics(x, y_pos) -> (V, raw_rms)`` (logged as the raw drift RMS) and
-    ``state_dict()`` / ``load_state_dict(state)`` (saved in the checkpoints of :func:`train_drifting`).
+    r"""A drift field from samples, ``drift(x, y_pos) -> V`` of shape ``(n, d)``; optionally with
+    ``state_dict()`` / ``load_state_dict(state)``, saved in the checkpoints of :func:`train_drifting`.
 
     Used in: :func:`~gwf_tutorial.drifting.train_drifting`, ``methods.drifting``.
     """
@@ -438,11 +422,6 @@ class _SampleDrift:
 
     def __call__(self, x, y_pos) -> Tensor:
         return self._velocity(*self._check(x, y_pos))[0]
-
-    def field_with_diagnostics(self, x, y_pos) -> tuple[Tensor, float]:
-        """The field ``(n, d)`` and the RMS of its unnormalised version (the field unless normalised)."""
-        v, raw = self._velocity(*self._check(x, y_pos))
-        return v, float(raw)
 
     def state_dict(self) -> dict:
         """The internal state (random generators, critic) for checkpoints; empty for a stateless field."""
@@ -589,26 +568,17 @@ class CriticDrift(_SampleDrift):
         self.n_iters, self.lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
         self.hidden, self.depth = check_int(hidden, "hidden"), check_int(depth, "depth", min_value=0)
         self.scale, self.last_loss = check_positive(scale, "scale"), math.nan
-        self.critic: nn.Module | None = None
-        self._optimizer: torch.optim.Optimizer | None = None
-        if critic is not None:
-            self._set_critic(critic)
-
-    def _set_critic(self, critic: nn.Module) -> None:
-        self.critic, self._optimizer = critic, torch.optim.Adam(critic.parameters(), lr=self.lr)
+        self.critic = critic
+        self._optimizer = None if critic is None else torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
-        from gwf_tutorial.nets import MLP
-
         critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
-        self._set_critic(critic if device is None else critic.to(device))
+        self.critic = critic if device is None else critic.to(device)
+        self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
-    def fit(self, x, y_pos) -> float:
-        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; the loss
-        before the last step (also ``last_loss``)."""
-        return self._fit(*self._check(x, y_pos))
-
-    def _fit(self, x: Tensor, y_pos: Tensor) -> float:
+    def _fit(self, x: Tensor, y_pos: Tensor) -> None:
+        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; ``last_loss``
+        is the loss before the last step."""
         x, y_pos = x.detach(), y_pos.detach()
         if self.critic is None:
             self._build(x.shape[1], x.dtype, x.device)
@@ -616,18 +586,10 @@ class CriticDrift(_SampleDrift):
             fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
                                  progress=False)
         self.last_loss = fit.history.loss[-1]
-        return self.last_loss
 
     def _field(self, x, y_pos) -> Tensor:
         self._fit(x, y_pos)
-        with torch.enable_grad():
-            xg = x.detach().clone().requires_grad_(True)
-            out = self.critic(xg)
-            out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
-            if out.shape != (xg.shape[0],):
-                raise ValueError(f"critic must map (n, d) to (n, 1) or (n,), got {tuple(out.shape)}")
-            (grad,) = torch.autograd.grad(out.sum(), xg)
-        return self.scale * grad.detach()
+        return self.scale * value_and_grad(self.critic, x)[1]
 
     def state_dict(self) -> dict:
         """Critic weights, Adam state, ``in_dim``, ``dtype``, ``last_loss``; ``{}`` before the first call."""
@@ -683,8 +645,6 @@ class DriftingHistory:
 
 def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
     """The official toy demo's network, ``nets.MLP(32, out_dim, 256, 3, "silu")`` (:data:`TOY_DEFAULTS`)."""
-    from gwf_tutorial.nets import MLP
-
     t = TOY_DEFAULTS
     return MLP(t["latent_dim"], out_dim, t["hidden"], t["depth"], t["activation"], dtype=dtype)
 
@@ -763,8 +723,6 @@ class _DriftLoss:
         drift, raw = self.drift, None
         if isinstance(drift, _SampleDrift):
             V, raw = drift._velocity(*((x, y) if self.checked else drift._check(x, y)))
-        elif callable(getattr(drift, "field_with_diagnostics", None)):
-            V, raw = drift.field_with_diagnostics(x, y)
         else:
             V = drift(x, y)
         self.checked = True
@@ -796,14 +754,9 @@ def train_drifting(
 ) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j \sim
-    \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss`,
-
-    .. math::
-
-        V = \mathrm{drift}(x, y), \qquad
-        \theta \leftarrow \mathrm{Adam}\Big(-\frac2n\sum_i J_\theta(e_i)^\top V_i\Big).
-
+    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j
+    \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with
+    :math:`V = \mathrm{drift}(x, y)`.
     ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
     ``data``: a tensor ``(N, d)`` (``n_data`` rows per step, default ``batch_size``, with replacement), an
     object with ``sample(n, generator=)`` or a callable ``n -> (n, d)``. ``n_iters``: total steps (a resumed

@@ -55,12 +55,8 @@ MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": 
                                                      "minimax": F.softplus, "js": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
-    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`.
-
-    .. math::
-
-        \text{KL: } 1, \quad \text{2JS: } \tfrac{1}{1+r}, \quad \chi^2: 2r, \quad \text{logD: }
-        \tfrac{r}{1+r}.
+    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
+    KL :math:`1`, 2JS :math:`\tfrac{1}{1+r}`, :math:`\chi^2` :math:`2r`, logD :math:`\tfrac{r}{1+r}`.
 
     Used in: chapter 4.
     """
@@ -99,8 +95,9 @@ def _ratio(out: Tensor, estimator: str, r_min: float) -> Tensor:
     return torch.exp(-out).clamp(1e-30, 1e30) if estimator == "logistic" else (1 + out / 2).clamp_min(r_min)
 
 
-def _grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(net(x), grad_x net(x))``, both detached."""
+def value_and_grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(net(x), grad_x net(x))``, both detached, of a critic ``(n, d) -> (n,)`` or ``(n, 1)`` (not in
+    ``__all__``; also the field of :class:`~gwf_tutorial.drifting.CriticDrift`)."""
     with torch.enable_grad():
         z = x.detach().requires_grad_(True)
         out = _scalar_out(net, z)
@@ -129,7 +126,7 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     if not callable(critic):
         raise TypeError("critic must be callable")
     _check_net_dtype(critic, x.dtype, "critic", "x")
-    out, g = _grad(critic, x)
+    out, g = value_and_grad(critic, x)
     if estimator == "variational":
         return -g
     factor = get_velocity_factor(fdiv)
@@ -157,10 +154,6 @@ class FFlowResult:
     ``divergence`` (critic estimates of :math:`D_f(\rho_k\|\nu)` before each step; empty without an f),
     ``critic``, ``fields`` (the frozen :math:`v_k`, with ``keep_fields=True``), ``step_sizes``, ``latent``.
 
-    .. math::
-
-        \Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0).
-
     Used in: :func:`~gwf_tutorial.fflows.f_flow`.
     """
 
@@ -173,7 +166,9 @@ class FFlowResult:
     latent: Tensor | None = None
 
     def push(self, x) -> Tensor:
-        r"""Apply the forward Euler map :math:`\Phi` of the stored fields to new points ``(n, d)`` (EPT)."""
+        r"""Apply the forward Euler map of the stored fields to new points ``(n, d)`` (EPT),
+        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`.
+        """
         x = check_samples(x, "x").detach()
         if len(self.fields) != len(self.step_sizes) or not self.fields:
             raise ValueError("no stored velocity fields: run the flow with keep_fields=True")
@@ -443,16 +438,11 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
              r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
              progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio.
-
-    .. math::
-
-        D \approx \log\frac{\nu}{\rho_k}, \qquad v = \nabla u\big(D(x)\big) = u'(D)\,\nabla D, \quad u' > 0,
-
-    the f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio
+    :math:`D \approx \log(\nu/\rho_k)`, :math:`v = \nabla u(D(x)) = u'(D)\,\nabla D`, :math:`u' > 0`: the
+    f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
     With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
-    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`,
-    i.e. along :math:`-\eta\,\nabla\mathbb E\, u(D(G(z)))`.
+    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`, along :math:`-\eta\nabla\mathbb E\,u(D(G(z)))`.
 
     Used in: chapter 4.
     """
@@ -463,7 +453,7 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
         raise TypeError(f"h must be a name or a callable, got {type(h).__name__}")
 
     def field_of(net):
-        return lambda z: _grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
+        return lambda z: value_and_grad(lambda u: hfun(_scalar_out(net, u)), check_samples(z, "x"))[1]
 
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
@@ -507,7 +497,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return _scalar_out(disc, z if generator_net is None else generator_net(z))
 
     def velocity_fn(z, at=None):
-        d, g = _grad(data_logit, z)
+        d, g = value_and_grad(data_logit, z)
         return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,

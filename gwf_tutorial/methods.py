@@ -4,13 +4,14 @@ Each function makes one gradient flow :math:`\partial_t \rho_t = \nabla\cdot(\rh
 \frac{\delta F}{\delta\rho}(\rho_t))` computable by picking an objective :math:`F`, a discretization
 (explicit Euler, the JKO step :math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`,
 its semi-dual, or the GAN switch :math:`\tau = \infty`) and a parametrization (particles, maps,
-one generator), and is named as its paper names it; :data:`METHODS` is the method map. Shared
-arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target samples; ``score``
-:math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per JKO step),
-``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``;
-``generator`` (every random draw), ``seed``, ``progress``. Defaults are the book's settings for 2-D
-data on the unit scale; particle methods return the particles (n, d), trained methods an object
-with ``sample(n, generator)`` or ``push(z)``.
+one generator), and is named as its paper names it; :data:`METHODS` is the method map (with the
+chapter of each). Shared arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target
+samples; ``score`` :math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per
+JKO step), ``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``;
+``hidden`` the critic's width; ``generator`` (every random draw), ``seed``, ``progress``. Defaults are the
+book's settings for 2-D data on the unit scale; particle methods return the particles (n, d), trained
+methods an object with ``sample(n, generator)`` (a ``jko.ParametricJKO`` chain unless said otherwise) or
+``push(z)``.
 
 Used in: ``benchmark.run`` (chapter 11) through :data:`METHODS`.
 """
@@ -51,11 +52,7 @@ def _identity_map(d: int) -> nn.Module:
 
 def _gaussian_source(d: int) -> Callable:
     """The source :math:`\\mu_0 = \\mathcal N(0, I_d)` as a sampler ``(n, generator) -> (n, d)``."""
-
-    def sample(n, generator=None):
-        return torch.randn(n, d, generator=generator)
-
-    return sample
+    return lambda n, generator=None: torch.randn(n, d, generator=generator)
 
 
 def _mmd(y: Tensor, bandwidths=_MMD_BANDWIDTHS) -> jko.UnbiasedMMD:
@@ -93,8 +90,8 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
     r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
 
     Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh directions per step; discretization:
-    explicit Euler; parametrization: particles. Returns the particles (n, d); chapter 3. References:
-    Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
+    explicit Euler; parametrization: particles. References: Liutkus et al., "Sliced-Wasserstein flows",
+    ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -109,8 +106,8 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
     Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth
     by default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k`
     geometric from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
-    parametrization: particles. Returns the particles (n, d); chapter 3. References: Arbel, Korba, Salim,
-    Gretton, "Maximum Mean Discrepancy Gradient Flow", NeurIPS 2019.
+    parametrization: particles. References: Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy
+    Gradient Flow", NeurIPS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -132,8 +129,8 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
     r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`.
 
     Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per
-    step); discretization: explicit Euler; parametrization: particles. Returns the particles; chapter 3.
-    References: Feydy et al., AISTATS 2019.
+    step); discretization: explicit Euler; parametrization: particles. References: Feydy et al., AISTATS
+    2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -144,9 +141,9 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
 def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False) -> Tensor:
     r"""KL particle flow, blob velocity: :math:`v = \nabla\log\nu - \nabla\log(\rho * K)`.
 
-    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` with the target's score; discretization: explicit
-    Euler; parametrization: particles (Silverman KDE bandwidth). Returns the particles; chapter 2.
-    References: Carrillo, Craig, Patacchini, "A blob method for diffusion", Calc. Var. PDE 2019.
+    Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)` with the target's score; discretization: explicit Euler;
+    parametrization: particles (Silverman KDE bandwidth). References: Carrillo, Craig, Patacchini, "A blob
+    method for diffusion", Calc. Var. PDE 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -157,8 +154,7 @@ def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=Fal
     r"""Unadjusted Langevin: :math:`x \leftarrow x + h\nabla\log\nu(x) + \sqrt{2h}\,\xi`.
 
     Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama; parametrization:
-    particles (independent chains). Returns the particles; chapter 2. References: Roberts and Tweedie,
-    Bernoulli 1996.
+    particles (independent chains). References: Roberts and Tweedie, Bernoulli 1996.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -172,8 +168,7 @@ def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, fir
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio :math:`\hat r` from a logistic critic (``hidden``
     x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization: particles.
-    Returns the particles; chapter 4. References: Gao et al., "Deep generative learning via variational
-    gradient flow", ICML 2019.
+    References: Gao et al., "Deep generative learning via variational gradient flow", ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -189,9 +184,9 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
 
     Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization:
     ``inner_steps`` particle steps, then ``fit_iters`` regression steps of the generator onto them;
-    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`). Returns the
-    trained generator :math:`G` (``G(z)`` are samples); chapter 4. References: Gao et al., ICML 2019; Gao
-    et al., "Deep generative learning via Euler particle transport", 2022.
+    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned.
+    References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
+    transport", 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -208,8 +203,8 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
     r"""EPT: Euler particle transport with a least-squares density-ratio fit.
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1
-    ``r1``); discretization: explicit Euler; parametrization: particles. Returns the particles; chapter 4.
-    References: Gao, Huang, Jiao, Liu, Lu, Yang, MSML 2022.
+    ``r1``); discretization: explicit Euler; parametrization: particles. References: Gao, Huang, Jiao,
+    Liu, Lu, Yang, MSML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -224,7 +219,7 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
 
     Objective: the log-ratio :math:`D` of a logistic critic rescaled by ``h`` (``"logd"``:
     :math:`\log\sigma(D)`, the non-saturating GAN); discretization: explicit Euler; parametrization:
-    particles. Returns the particles; chapter 4. References: Yi, Zhu, Liu, "MonoFlow", ICML 2023.
+    particles. References: Yi, Zhu, Liu, "MonoFlow", ICML 2023.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -235,17 +230,13 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
 
 def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_iters=300, lr_critic=5e-3,
            hidden=32, generator=None, critic_generator=None, progress=False) -> Tensor:
-    r"""DGflow: refine samples along the flow of a fixed discriminator.
-
-    .. math::
-
-        x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi .
+    r"""DGflow: refine samples along the flow of a fixed discriminator,
+    :math:`x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi`.
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio of a logistic discriminator trained once
     (``critic_iters`` steps, mini-batches from ``critic_generator``); discretization: Euler-Maruyama
-    with diffusion ``gamma``; parametrization: particles. Returns the refined particles; chapter 4.
-    References: Ansari, Ang, Soh, "Refining deep generative models via discriminator gradient flow", ICLR
-    2021.
+    with diffusion ``gamma``; parametrization: particles. References: Ansari, Ang, Soh, "Refining deep
+    generative models via discriminator gradient flow", ICLR 2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -269,8 +260,7 @@ def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, 
     median), ``"sinkhorn"``, ``"sliced_wasserstein"`` (directions from ``objective_generator``) or any
     objective of ``jko.ParametricJKO``; discretization: ``n_phases`` JKO steps of size ``tau``;
     parametrization: one map :math:`x + \mathrm{ResMLP}(x)`, identity at start. ``options`` go to
-    ``ParametricJKO``. Returns the trained chain (``chain.sample(n, generator)``); chapters 4-6.
-    References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
+    ``ParametricJKO``. References: Korba, Bonet, Caucheteux, "Generative Wasserstein flows" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -286,8 +276,7 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
 
     Objective: an f-divergence through its critic, as :func:`gwf`; discretization: ``n_phases`` JKO
     steps; parametrization: composed maps :math:`T_K \circ \dots \circ T_1`, each started at the
-    identity. Returns the trained chain; chapter 4. References: Fan, Zhang, Taghvaei, Chen, "Variational
-    Wasserstein gradient flow", ICML 2022.
+    identity. References: Fan, Zhang, Taghvaei, Chen, "Variational Wasserstein gradient flow", ICML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -306,9 +295,8 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
 
     Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
     discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla\psi_k`, ICNNs.
-    ``source``: samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. Returns
-    the trained chain; chapter 4. References: Mokrov et al., "Large-scale Wasserstein gradient flows",
-    NeurIPS 2021.
+    ``source``: samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. References:
+    Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -326,8 +314,7 @@ def gan(y, *, loss="minimax", n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed
 
     Objective: Jensen-Shannon through a logistic critic (R1 ``r1``), generator ``loss`` ``"minimax"``
     or ``"non_saturating"``; discretization: none (:math:`\tau = \infty`, ``n_iters`` alternating
-    updates); parametrization: one generator. Returns the trained chain (one phase); chapter 5.
-    References: Goodfellow et al., NeurIPS 2014.
+    updates); parametrization: one generator. References: Goodfellow et al., NeurIPS 2014.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -339,9 +326,8 @@ def fgan(y, fdiv="kl", *, n_iters=900, r1=0.4, lr=2e-4, lr_critic=2e-4, seed=0, 
          **options) -> jko.ParametricJKO:
     r"""f-GAN: :math:`\min_G \sup_h \mathbb E\,h(y) - \mathbb E\,f^*(h(G(z)))`, i.e. :math:`D_f(\nu\|\rho)`.
 
-    Objective: the variational ``fdiv`` in f-GAN's direction; discretization: none
-    (:math:`\tau = \infty`); parametrization: one generator. Returns the trained chain; chapter 5.
-    References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
+    Objective: the variational ``fdiv`` in f-GAN's direction; discretization: none (:math:`\tau =
+    \infty`); parametrization: one generator. References: Nowozin, Cseke, Tomioka, "f-GAN", NeurIPS 2016.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -354,9 +340,8 @@ def wgan_gp(y, *, n_iters=360, critic_steps=5, gp=10.0, lr=1e-4, lr_critic=1e-4,
     r"""WGAN-GP: :math:`\min_G \max_{|\nabla h| \le 1} \mathbb E\,h(y) - \mathbb E\,h(G(z))`, penalised.
 
     Objective: :math:`W_1` through a critic with gradient penalty ``gp``, ``critic_steps`` critic
-    updates per generator update; discretization: none; parametrization: one generator. Returns the
-    trained chain; chapter 5. References: Gulrajani et al., "Improved training of Wasserstein GANs",
-    NeurIPS 2017.
+    updates per generator update; discretization: none; parametrization: one generator. References:
+    Gulrajani et al., "Improved training of Wasserstein GANs", NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -368,7 +353,7 @@ def mmd_gan(y, *, n_iters=750, seed=0, progress=False, **options) -> jko.Paramet
     r"""MMD-GAN: :math:`\min_G \max_\phi \mathrm{MMD}^2_{k\circ\phi}(G_\#\mu_0, \nu)`, a learned kernel.
 
     Objective: MMD^2, Gaussian kernel on learned features; discretization: none; parametrization: one
-    generator. Returns the trained chain; chapter 5. References: Li et al., "MMD GAN", NeurIPS 2017.
+    generator. References: Li et al., "MMD GAN", NeurIPS 2017.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -380,8 +365,8 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
     r"""GMMN: a generator trained on a fixed-kernel :math:`\mathrm{MMD}^2` (no critic).
 
     Objective: the MMD^2 U-statistic, Gaussian kernels at ``bandwidths`` x the median distance;
-    discretization: none (:math:`\tau = \infty`); parametrization: one generator. Returns the trained
-    chain; chapter 5. References: Li, Swersky, Zemel, ICML 2015; Dziugaite, Roy, Ghahramani, UAI 2015.
+    discretization: none (:math:`\tau = \infty`); parametrization: one generator. References: Li,
+    Swersky, Zemel, ICML 2015; Dziugaite, Roy, Ghahramani, UAI 2015.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -399,8 +384,8 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
 
     Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization:
     ``n_phases`` semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``);
-    parametrization: one reparameterized map with a d-dim latent. Returns the trained
-    ``sjko.SemiDualJKO`` (``push(z)``); chapter 7. References: Choi, Choi, Kwon, ICML 2024.
+    parametrization: one reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References:
+    Choi, Choi, Kwon, ICML 2024.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -418,9 +403,7 @@ DRIFT_FIELDS: dict[str, Callable] = {
     "algorithm2": lambda g: _drifting.Algorithm2Drift(0.1),
     "multi_temperature": lambda g: _drifting.MultiTemperatureDrift(affinity_floor=0.0),
     "mmd": lambda g: _drifting.ObjectiveDrift(functionals.MMD("multi", [0.05, 0.2, 0.8])),
-    "sinkhorn": lambda g: _drifting.ObjectiveDrift(
-        functionals.SinkhornDivergence(0.1, max_iter=30, tol=1e-3)
-    ),
+    "sinkhorn": lambda g: _drifting.ObjectiveDrift(_objective("sinkhorn", None, g)),  # the JKO settings
     "sliced_wasserstein": lambda g: _drifting.ObjectiveDrift(functionals.SlicedWasserstein(50, generator=g)),
     "critic": lambda g: _drifting.CriticDrift(n_iters=5, lr=5e-3),
 }
@@ -435,11 +418,10 @@ def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, la
         \theta \leftarrow \theta - \eta\nabla_\theta \tfrac12\big|f_\theta(e) -
         \mathrm{sg}\big(f_\theta(e) + V(f_\theta(e))\big)\big|^2, \qquad e \sim \mathcal N(0, I).
 
-    Objective: the drift field :math:`V`, a name of :data:`DRIFT_FIELDS` or a
-    ``drifting.DriftField``; discretization: one explicit step per iteration, absorbed by the
-    regression; parametrization: one generator ``MLP(latent_dim -> d, 64 x 3)``. Returns the training
-    history (``sample(n, generator)``); chapter 8. References: Deng et al., "Generative modeling via
-    drifting" (2026).
+    Objective: the drift field :math:`V`, a name of :data:`DRIFT_FIELDS` or a ``drifting.DriftField``;
+    discretization: one explicit step per iteration, absorbed by the regression; parametrization: one
+    generator ``MLP(latent_dim -> d, 64 x 3)``, a ``drifting.DriftingHistory``. References: Deng et al.,
+    "Generative modeling via drifting" (2026).
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """

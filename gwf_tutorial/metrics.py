@@ -35,6 +35,8 @@ from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
 from gwf_tutorial.kernels import get_kernel, squared_distances
 from gwf_tutorial.nets import ConvCritic
+from gwf_tutorial.targets import get_target
+from gwf_tutorial.train import progress as _progress
 
 __all__ = ["w2_squared", "sinkhorn_divergence", "mmd2", "energy_distance", "sliced_w2", "ModeCoverage",
            "mode_coverage", "mixture_scores", "Floor", "floor", "ScoreVsFloor", "score_vs_floor",
@@ -47,7 +49,7 @@ _TOL_FLOOR_EPS = 10.0
 
 
 def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
-    """Probability weights of shape ``(n,)`` (uniform if None), normalised to sum 1."""
+    """Probability weights ``(n,)`` (uniform if None), normalised to sum 1."""
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     w = check_finite(as_tensor(w, name), name).to(dtype=like.dtype, device=like.device)
@@ -69,11 +71,8 @@ def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tenso
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
-    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT's network simplex).
-
-    .. math::
-
-        W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2.
+    r"""Exact squared 2-Wasserstein distance between two discrete measures (POT's network simplex),
+    :math:`W_2^2(\alpha, \beta) = \min_{\pi \in \Pi(a, b)} \sum_{i,j} \pi_{ij} |x_i - y_j|^2`.
 
     Used in: chapters 1 and 3.
     """
@@ -138,14 +137,10 @@ def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max
 
 def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,
               weights_y=None) -> Tensor:  # fmt: skip
-    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions.
-
-    .. math::
-
-        SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y),
-        \quad \theta_l \sim U(S^{d-1}),
-
-    each 1-D term by ``ot.wasserstein_1d`` (no root, no factor ``d``).
+    r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions, each 1-D term by
+    ``ot.wasserstein_1d`` (no root, no factor ``d``),
+    :math:`SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y)`,
+    :math:`\theta_l \sim U(S^{d-1})`.
 
     Used in: chapter 1.
     """
@@ -224,8 +219,7 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     for attr in ("means", "weights", "stds"):
         if not hasattr(mixture, attr):
             raise TypeError(f"mixture must have attributes means, weights, stds (missing {attr!r})")
-    means = check_finite(as_tensor(mixture.means, "mixture.means"), "mixture.means").detach()
-    means = means.to(torch.float64)
+    means = check_finite(as_tensor(mixture.means, "mixture.means"), "mixture.means").detach().double()
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
@@ -263,10 +257,9 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
 
 
 def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dict:
-    r"""Report on a sample of a mixture: energy distance over its floor, and mode coverage.
-
-    A dict: ``ratio`` (:func:`score_vs_floor` of the energy distance, ``floor_result`` its :func:`floor`),
-    ``modes``, ``near`` and ``tv`` (:func:`mode_coverage`).
+    r"""Energy distance over its floor and mode coverage of a sample of a mixture: a dict of ``ratio``
+    (:func:`score_vs_floor`, ``floor_result`` the energy :func:`floor`), ``modes``, ``near`` and ``tv``
+    (:func:`mode_coverage`).
 
     Used in: chapter 4.
     """
@@ -303,12 +296,13 @@ def _resolve_metric(metric) -> tuple[Callable, str]:
 
 
 def _resolve_target(target):
+    """A registry name's target, or ``target`` itself when it has ``sample(n, generator=None)`` (also the
+    check of ``benchmark.run``)."""
     if isinstance(target, str):
-        from gwf_tutorial.targets import get_target
-
         return get_target(target)
-    if not hasattr(target, "sample"):
-        raise TypeError(f"target must be a Target (with .sample) or a name, got {target!r}")
+    if not callable(getattr(target, "sample", None)):
+        raise TypeError("target must have a sample(n, generator=None) method (or be a registry name), got "
+                        f"{type(target).__name__}")  # fmt: skip
     return target
 
 
@@ -348,8 +342,6 @@ def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
 
     Used in: chapters 1, 3, 4, 5, 7, 8 and 11.
     """
-    from gwf_tutorial.train import progress as _progress
-
     target = _resolve_target(target)
     n = check_int(n, "n", min_value=2)
     n_pairs = check_int(n_pairs, "n_pairs")
@@ -411,15 +403,13 @@ def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_
 
 
 def _image_batches(images, name: str, batch_size: int):
-    """Yield image batches ``(b, C, H, W)`` from a tensor or an iterable of tensors, checked."""
+    """Checked image batches ``(b, C, H, W)`` from a tensor or an iterable of tensors."""
     if isinstance(images, Tensor):
         if images.ndim != 4:
             raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
         if images.shape[0] < 2:
             raise ValueError(f"{name} must hold at least 2 images, got {images.shape[0]}")
-        for start in range(0, images.shape[0], batch_size):
-            yield check_finite(images[start : start + batch_size], name)
-        return
+        images = images.split(batch_size)
     try:
         iterator = iter(images)
     except TypeError as err:
@@ -508,9 +498,8 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
 
 def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size: int = 1000,
                     batch_size: int = 250, device=None) -> tuple[float, float]:  # fmt: skip
-    r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images.
-
-    The unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
+    r"""Kernel inception distance (KID), ``(mean, std)`` over ``subsets`` subsets of ``subset_size`` images:
+    the unbiased :math:`\mathrm{MMD}^2` with the kernel :math:`k(a, b) = (a^\top b / p + 1)^3` on
     ``p``-dimensional features; ``real``, ``fake`` and ``feature`` as in :func:`frechet_distance`.
 
     Used in: :func:`~gwf_tutorial.cifar10.evaluate`.

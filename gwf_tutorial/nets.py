@@ -14,13 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import (
-    as_tensor,
-    check_choice,
-    check_dtype_like,
-    check_int,
-    check_positive,
-)
+from gwf_tutorial._validation import as_tensor, check_choice, check_dtype_like, check_int, check_positive
 
 __all__ = ["ACTIVATIONS", "make_activation", "MLP", "ResidualMLP", "ICNN", "GradientMap", "AffineMap",
            "Translation", "ConvGenerator", "ConvCritic", "Autocast"]  # fmt: skip
@@ -421,7 +415,6 @@ class ConvCritic(nn.Module):
         h = x.reshape(x.shape[0], *self.image_shape)
         h = self.blocks(_to_weight_format(h, self.blocks[0].conv1.weight))
         return self.out(torch.relu(h).sum(dim=(2, 3)))
-
 
 
 class Autocast(nn.Module):

@@ -2,7 +2,8 @@ r"""Figures, animations and widgets for the book; the only module that imports m
 
 Every helper takes torch tensors or arrays (samples ``(n, d)``, ``d >= 2``, first two coordinates
 drawn; frames ``(T, n, d)``), draws on the given ``ax`` (a new 4 x 4 in figure if None) and returns the
-matplotlib object it made. ``limits``: ``((x0, x1), (y0, y1))``; ``title``: optional.
+matplotlib object it made (the Axes unless said otherwise). ``limits``: ``((x0, x1), (y0, y1))``;
+``title``: optional; ``y``: target samples drawn in grey underneath; ``style``: keywords for matplotlib.
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ PARTICLE_STYLE = dict(s=5, alpha=0.8, color="C0", linewidths=0)
 
 
 def to_numpy(x) -> np.ndarray:
-    r"""Detach a tensor (or take an array-like) and return it as a NumPy array on the CPU, same shape.
-
-    float16 / bfloat16 tensors come back as float32 (NumPy has no bfloat16).
+    r"""``x`` (a tensor, detached, or an array-like) as a NumPy array on the CPU, same shape; float16 /
+    bfloat16 come back as float32 (NumPy has no bfloat16).
 
     Used in: ``plot.trajectories``, ``plot.vector_field`` and the other helpers here.
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):  # NumPy has no bfloat16: plot in float32
-            x = x.float()
-        return x.numpy()
+        return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
     return np.asarray(x)
 
 
@@ -63,9 +61,8 @@ def _limits(*arrays, pad: float = 0.08):
 
 
 def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
-    r"""Scatter the first two coordinates of samples ``x`` (n, d), equal aspect, no ticks; returns the Axes.
-
-    ``style`` goes to ``ax.scatter`` over the default particle style (blue, small dots).
+    r"""Scatter the first two coordinates of samples ``x``, equal aspect, no ticks, in the particle style
+    (blue, small dots) updated by ``style``.
 
     Used in: chapters 1, 3, 5, 7 and 8.
     """
@@ -74,21 +71,17 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
     kw = dict(PARTICLE_STYLE)
     kw.update(style)
     ax.scatter(x[:, 0], x[:, 1], **kw)
-    ax.set_aspect("equal")
+    ax.set(aspect="equal", xticks=[], yticks=[])
     if limits is not None:
-        ax.set_xlim(limits[0])
-        ax.set_ylim(limits[1])
+        ax.set(xlim=limits[0], ylim=limits[1])
     if title:
         ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
     return ax
 
 
 def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model", "target")):
-    r"""Generated samples ``x`` (blue) over target samples ``y`` (grey) on common limits; returns the Axes.
-
-    ``labels``: the legend labels of ``x`` and ``y``.
+    r"""Generated samples ``x`` (blue) over target samples ``y`` (grey) on common limits, with the legend
+    ``labels``.
 
     Used in: chapters 3-5 and 8 (end state of the 2-D methods).
     """
@@ -100,32 +93,9 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
     return ax
 
 
-def density(log_prob: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *, n_grid=200, title=None,
-            cmap="Greys"):
-    r"""Image of a density on a square grid, :math:`P_{kl} = \exp\log p(u_k, v_l)`; returns the AxesImage.
-
-    ``log_prob``: Tensor (N, 2) -> (N,), called once on the ``n_grid**2`` points (default dtype).
-
-    Not in ``__all__``: no chapter uses it now (tested in ``tests/test_plot.py``).
-    """
-    ax = _ax(ax)
-    xs = torch.linspace(*limits[0], n_grid, dtype=torch.float64)
-    ys = torch.linspace(*limits[1], n_grid, dtype=torch.float64)
-    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
-    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
-    with torch.no_grad():
-        p = log_prob(pts.to(torch.get_default_dtype())).exp().reshape(n_grid, n_grid)
-    im = ax.imshow(to_numpy(p), origin="lower", extent=[*limits[0], *limits[1]], cmap=cmap, aspect="equal")
-    if title:
-        ax.set_title(title)
-    return im
-
-
 def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, seed: int = 0):
-    r"""Paths of ``n_paths`` random particles (chosen by ``seed``) through ``frames`` (T, n, d).
-
-    Start points dark grey, end points blue, paths orange, target samples ``y`` grey underneath.
-    Returns the Axes.
+    r"""Paths of ``n_paths`` random particles (chosen by ``seed``) through ``frames``: start points dark
+    grey, end points blue, paths orange.
 
     Used in: chapters 2, 4 and 8.
     """
@@ -162,36 +132,23 @@ class AnimationHTML:
     def _repr_html_(self) -> str:
         return self.data
 
-    def to_jshtml(self) -> str:
-        """The HTML text (the same as :attr:`data`)."""
-        return self.data
-
-    def __str__(self) -> str:
-        return self.data
+    to_jshtml = __str__ = _repr_html_
 
     def __repr__(self) -> str:
         return f"<AnimationHTML: {self.n_frames} frames>"
 
 
+# The network stylesheet (Font Awesome on a CDN) that matplotlib's ``to_jshtml`` links, dropped: the player's
+# ``fa fa-*`` icons use the Font Awesome the book theme serves, so nothing loads from the network.
 _CDN_STYLESHEET = re.compile(r'<link[^>]*href="https?://[^"]*font-awesome[^"]*"[^>]*>\s*')
-
-
-def _offline_jshtml(html: str) -> str:
-    """Drop the network stylesheet (Font Awesome on a CDN) that matplotlib's ``to_jshtml`` links.
-
-    The player's ``fa fa-*`` button icons are drawn by the Font Awesome the book theme already
-    serves locally, so the built book and a notebook opened offline load nothing from the network.
-    """
-    return _CDN_STYLESHEET.sub("", html)
 
 
 def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, interval: int = 120,
                    figsize=(4, 4), html: bool = True):
-    r"""Animate particles ``frames`` (T, n, d) over target samples ``y``, rendered to HTML once.
-
-    ``titles``: one per frame; ``interval``: milliseconds between frames. Returns an
-    :class:`AnimationHTML` (figure closed; tag the cell ``nbval-ignore-output``, the player's ids are
-    random), or with ``html=False`` the ``FuncAnimation`` itself, figure open.
+    r"""Animate particles ``frames``, rendered to HTML once (``titles``: one per frame; ``interval``:
+    milliseconds between frames): an :class:`AnimationHTML` (figure closed; tag the cell
+    ``nbval-ignore-output``, the player's ids are random), or with ``html=False`` the ``FuncAnimation``
+    itself, figure open.
 
     Used in: chapters 2-4 and 7 (animated particle flows).
     """
@@ -205,11 +162,7 @@ def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, inter
     if y is not None:
         scatter(y, ax, limits=lim, **TARGET_STYLE)
     pts = ax.scatter(f[0, :, 0], f[0, :, 1], **PARTICLE_STYLE)
-    ax.set_xlim(lim[0])
-    ax.set_ylim(lim[1])
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xlim=lim[0], ylim=lim[1], aspect="equal", xticks=[], yticks=[])
     title = ax.set_title(titles[0] if titles else "")
 
     def update(k):
@@ -221,16 +174,15 @@ def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, inter
     anim = animation.FuncAnimation(fig, update, frames=len(f), interval=interval, blit=False)
     if not html:
         return anim
-    data = _offline_jshtml(anim.to_jshtml())
+    data = _CDN_STYLESHEET.sub("", anim.to_jshtml())
     plt.close(fig)
     return AnimationHTML(data, anim, len(f))
 
 
 def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, title=None,
            hline: float | None = None, hline_label: str | None = None):
-    r"""Several named curves ``ys`` against a shared (or per-label dict) abscissa ``xs``; returns the Axes.
-
-    ``hline``: a dashed horizontal reference (e.g. the finite-sample floor) labelled ``hline_label``.
+    r"""Several named curves ``ys`` against a shared (or per-label dict) abscissa ``xs``; ``hline``: a
+    dashed horizontal reference (e.g. the finite-sample floor) labelled ``hline_label``.
 
     Used in: chapters 3-5, 7 and 8 (losses and metrics along training).
     """
@@ -253,9 +205,8 @@ def curves(xs, ys: dict, ax=None, *, xlabel="step", ylabel=None, logy=False, tit
 
 def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=None, *, n_grid: int = 20,
                  title=None, color="C3", normalize: bool = False):
-    r"""Quiver plot of ``velocity`` (Tensor (N, 2) -> (N, 2)) on an ``n_grid`` x ``n_grid`` grid.
-
-    ``normalize`` draws unit arrows (directions only). Returns the Axes.
+    r"""Quiver plot of ``velocity`` (Tensor (N, 2) -> (N, 2)) on an ``n_grid`` x ``n_grid`` grid;
+    ``normalize`` draws unit arrows (directions only).
 
     Used in: chapters 4 and 8.
     """
@@ -279,7 +230,7 @@ def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=No
 
 
 def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
-    r"""One small scatter per named sample set of ``samples``, ``ncols`` panels per row; returns the Figure.
+    r"""One small scatter per named sample set of ``samples``, ``ncols`` panels per row; the Figure.
 
     Used in: the introduction (the targets of the book).
     """
@@ -298,10 +249,9 @@ def grid_of_targets(samples: dict, *, ncols: int = 5, size: float = 2.2):
 
 def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
                      description: str = "step size", value: float | None = None):
-    r"""An ipywidgets slider over ``values`` that calls ``draw(value)`` (which makes a figure).
-
-    In the static book it shows the figure of the initial ``value`` (default the first); tag the cell
-    ``nbval-ignore-output``. Returns the ``ipywidgets.interactive`` (``.children[0]`` is the slider).
+    r"""An ipywidgets slider over ``values`` that calls ``draw(value)`` (which makes a figure); the
+    ``ipywidgets.interactive`` (``.children[0]`` is the slider). The static book shows the figure of the
+    initial ``value`` (default the first); tag the cell ``nbval-ignore-output``.
 
     Used in: chapters 2-4 and 8.
     """
@@ -319,14 +269,9 @@ def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
 
 
 def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
-    r"""Draw the ``n_std``-standard-deviation ellipse of a 2-D Gaussian :math:`\mathcal N(m, \Sigma)`.
-
-    .. math::
-
-        \{x : (x - m)^\top \Sigma^{-1} (x - m) = c^2\}, \quad c = \texttt{n\_std};
-
-    nothing is drawn (``None`` returned) when ``cov`` is not finite positive-definite (a diverging
-    iterate). ``style`` goes to ``matplotlib.patches.Ellipse``. Returns the patch.
+    r"""Draw the ``n_std``-standard-deviation ellipse :math:`\{x : (x - m)^\top \Sigma^{-1} (x - m) =
+    c^2\}` of a 2-D Gaussian :math:`\mathcal N(m, \Sigma)`, :math:`c` = ``n_std``; the patch, or ``None``
+    (nothing drawn) when ``cov`` is not finite positive-definite (a diverging iterate).
 
     Used in: chapter 2 (JKO iterates against the exact flow).
     """
@@ -413,7 +358,6 @@ def samples_grid(samples: dict, references: dict | None = None, *, row_labels: d
     ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of
     a row (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right
     corner. All text is 9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
-    Returns the Figure.
 
     Used in: chapter 11 (samples of every family on the same targets).
     """
@@ -432,8 +376,7 @@ def samples_grid(samples: dict, references: dict | None = None, *, row_labels: d
         lims = _limits(*[_points(a, "samples") for a in known[:1]]) if known else None
         for i, row in enumerate(rows):
             ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if ref is not None:
                 ax.scatter(ref[:, 0], ref[:, 1], **(TARGET_STYLE | dict(s=2)))
             x = samples[row][col]

@@ -19,7 +19,7 @@ family produces the flow's velocity exactly. A parametric JKO step of small :mat
 the projected flow implicitly (GWF Prop. 6.3); plain gradient descent ignores :math:`G`.
 Parameters are flattened in the order of ``map_net.parameters()``; ``z``/``source``: latent points
 (n, d_0) in the map's dtype; ``objective``: a ``functionals.Objective`` (``value(x, y)``, with target
-samples ``y``/``data``) or a ``jko.PushforwardObjective``.
+samples ``y``/``data``) or a ``jko.PushforwardObjective``. Results are detached.
 
 Used in: chapter 6 (parametric Wasserstein flows).
 """
@@ -77,12 +77,7 @@ def _check_mean(mean, cov, name_cov: str) -> tuple[Tensor, Tensor]:
 
 
 def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
-    r"""Jacobian of the pushed samples in the map's parameters, :math:`J_\theta(z_i)`.
-
-    Returns
-    -------
-    Tensor, shape (n, d, p)
-        Detached.
+    r"""Jacobian of the pushed samples in the map's parameters, :math:`J_\theta(z_i)`, shape (n, d, p).
 
     Used in: ``projected.metric_tensor``.
     """
@@ -102,16 +97,14 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The map-space metric tensor pulled back to parameters, shape (p, p).
+    r"""The map-space metric tensor pulled back to parameters, shape (p, p),
 
     .. math::
 
         G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i), \qquad
-        \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta).
+        \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta);
 
-    An upper bound of the pulled-back Wasserstein metric :math:`G_W` (equal on the directions whose
-    sample velocities :math:`J_\theta\eta` form a gradient field). For translations :math:`G = I`; for
-    affine maps see :func:`affine_metric_tensor`.
+    :math:`G = I` for translations, :func:`affine_metric_tensor` for affine maps.
 
     Used in: chapter 6.
     """
@@ -158,19 +151,13 @@ def _check_objective(objective, data):
 
 
 def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor, Tensor]:
-    r"""The objective of the pushed measure and its gradient in the parameters.
+    r"""The objective of the pushed measure, shape (), and its gradient in the parameters, shape (p,),
 
     .. math::
 
         \widehat F(\theta) = F\big((T_\theta)_\#\hat\mu_0\big), \qquad
         \nabla_\theta \widehat F = \frac1n\sum_i J_\theta(z_i)^\top
         \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i)).
-
-    Returns
-    -------
-    value : Tensor, shape ()
-    grad : Tensor, shape (p,)
-        Both detached.
 
     Used in: ``projected.projected_flow`` (its first step).
     """
@@ -194,16 +181,9 @@ def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[T
 
 
 def natural_direction(map_net: nn.Module, z, grad, damping: float = 0.0) -> Tensor:
-    r"""The natural gradient :math:`\eta` for the map-space metric :math:`G` (the projected flow moves
-    :math:`\dot\theta = -\eta`).
-
-    .. math::
-
-        \eta = \big(G(\theta) + \lambda I\big)^{-1}\nabla_\theta F, \qquad \lambda = \texttt{damping} \ge 0,
-
-    the minimum-norm (pseudo-inverse) solution for :math:`\lambda = 0`. ``grad``: shape (p,).
-    Returns shape (p,). Not the Wasserstein natural gradient :math:`G_W^{-1}\nabla_\theta F` in general
-    (:func:`metric_tensor` bounds :math:`G_W` from above).
+    r"""The natural gradient :math:`\eta = (G(\theta) + \lambda I)^{-1}\nabla_\theta F`, shape (p,), of
+    ``grad`` (p,) for the map-space metric :math:`G` (the projected flow moves :math:`\dot\theta = -\eta`);
+    :math:`\lambda` = ``damping`` :math:`\ge 0`, the minimum-norm (pseudo-inverse) solution for 0.
 
     Used in: ``projected.projected_flow``.
     """

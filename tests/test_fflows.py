@@ -232,10 +232,10 @@ def test_monoflow_h_choices_and_generator_form():
     # h = identity is the KL flow: same velocity as f_flow's logistic KL field for one critic
     D = _Fixed(lambda z: torch.sin(z).sum(1))
     xs = torch.randn(10, 2, generator=_gen(3))
-    _, g = fflows._grad(lambda u: fflows.MONOFLOW_H["kl"](D(u)), xs)
+    _, g = fflows.value_and_grad(lambda u: fflows.MONOFLOW_H["kl"](D(u)), xs)
     torch.testing.assert_close(g, fflows.velocity_from_critic(D, xs, estimator="logistic", fdiv="kl"))
     # and h = log sigma (non-saturating) gives the logD factor r/(1 + r)
-    _, g = fflows._grad(lambda u: fflows.MONOFLOW_H["logd"](D(u)), xs)
+    _, g = fflows.value_and_grad(lambda u: fflows.MONOFLOW_H["logd"](D(u)), xs)
     torch.testing.assert_close(g, fflows.velocity_from_critic(D, xs, estimator="logistic", fdiv="logd"))
     torch.manual_seed(0)
     G = nets.MLP(2, 2, hidden=32, depth=2)

@@ -89,24 +89,6 @@ def test_compare_samples(plot):
     assert [c.get_label() for c in ax.collections] == ["target", "model"]
 
 
-def test_density_image_is_exp_log_prob(plot):
-    from matplotlib.image import AxesImage
-
-    from gwf_tutorial.targets import Gaussian
-
-    t = Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]])
-    im = plot.density(t.log_prob, ((-3, 3), (-2, 2)), n_grid=31, title="p")
-    assert isinstance(im, AxesImage)
-    arr = np.asarray(im.get_array())
-    assert arr.shape == (31, 31)
-    # row = y, column = x (origin lower): the centre is the maximum 1 / (2 pi)
-    assert arr[15, 15] == pytest.approx(1 / (2 * np.pi), rel=1e-6)
-    ys, xs = np.linspace(-2, 2, 31), np.linspace(-3, 3, 31)
-    assert arr[0, 15] == pytest.approx(np.exp(-0.5 * ys[0] ** 2) / (2 * np.pi), rel=1e-6)
-    assert arr[15, 0] == pytest.approx(np.exp(-0.5 * xs[0] ** 2) / (2 * np.pi), rel=1e-6)
-    assert list(im.get_extent()) == [-3, 3, -2, 2]
-
-
 def test_trajectories(plot):
     frames = torch.cumsum(torch.randn(6, 30, 2, generator=torch.Generator().manual_seed(3)), 0)
     ax = plot.trajectories(frames, y=_samples(20), n_paths=7, title="paths")
