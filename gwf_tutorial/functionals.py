@@ -24,7 +24,7 @@ import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
+from gwf_tutorial._validation import check_int, check_interval, check_positive, check_same_dim, check_samples
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
@@ -170,8 +170,7 @@ class Objective:
         raise NotImplementedError(f"{type(self).__name__} has no first_variation")
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Velocity :math:`v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z)` at ``at`` (default: the
-        particles), detached."""
+        r""":math:`v = -\nabla \frac{\delta F}{\delta\rho}` at ``at`` (default: the particles), detached."""
         x, y, at = self._check(x, y, at)
         if at is None:
             return -wasserstein_gradient(lambda z: self.value(z, y), x)
@@ -653,9 +652,7 @@ class SinkhornDivergence(Objective):
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
         self.solver = solver
         self.chunk_size = _check_chunk_size(chunk_size)
-        self.scaling = check_positive(scaling, "scaling")
-        if not self.scaling < 1:
-            raise ValueError(f"scaling must lie in (0, 1), got {self.scaling}")
+        self.scaling = check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -752,10 +749,6 @@ class SinkhornDivergence(Objective):
             self._potentials[tag] = (log_u.detach(), log_v.detach())
         return log_u, log_v
 
-    def _log_scaling(self, a: Tensor, b: Tensor, tag: str) -> Tensor:
-        """Log of the Sinkhorn scaling on ``b``, shape ``(m,)``."""
-        return self._log_scalings(a, b, tag)[1]
-
     def value(self, x, y) -> Tensor:
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
@@ -781,18 +774,18 @@ class SinkhornDivergence(Objective):
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        f = self._potential(at, y, self._log_scaling(x, y, "xy"))
+        f = self._potential(at, y, self._log_scalings(x, y, "xy")[1])
         if not self.debiased:
             return f
-        return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
+        return f - self._potential(at, x, self._log_scalings(x, x, "xx")[1])
 
     def velocity(self, x, y, at=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        v = self._conditional_mean(z, y, self._log_scaling(x, y, "xy"))
+        v = self._conditional_mean(z, y, self._log_scalings(x, y, "xy")[1])
         if self.debiased:
-            return v - self._conditional_mean(z, x, self._log_scaling(x, x, "xx"))
+            return v - self._conditional_mean(z, x, self._log_scalings(x, x, "xx")[1])
         return v - z
 
 

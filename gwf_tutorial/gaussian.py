@@ -134,11 +134,8 @@ def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def w2_squared(m1, S1, m2, S2) -> Tensor:
-    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984).
-
-    .. math::
-
-        W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big).
+    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984),
+    :math:`W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big)`.
 
     Used in: chapters 1, 2, 4, 6, 7 and 9.
     """
@@ -205,13 +202,9 @@ def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
 
 
 def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, tau) -> Tensor:
-    r"""The JKO objective of KL at :math:`\rho = N(\text{mean}, \text{cov})`, minimised by
-    :func:`jko_step_kl`.
-
-    .. math::
-
-        J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi), \qquad
-        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}).
+    r"""The JKO objective :math:`J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi)` at
+    :math:`\rho = N(\text{mean}, \text{cov})`, :math:`\rho_k = N(\text{prev\_mean}, \text{prev\_cov})`,
+    minimised by :func:`jko_step_kl`.
 
     Used in: chapter 2.
     """
@@ -220,13 +213,9 @@ def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, ta
 
 
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
-    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``.
-
-    .. math::
-
-        \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}.
-
-    Returns ``(mean_t, cov_t)``, with a leading axis ``T`` for a 1-D tensor of times ``t``.
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``:
+    ``(mean_t, cov_t)`` = :math:`\big(m + e^{-tA}(\mu_0 - m),\ \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}\big)`,
+    with a leading axis ``T`` for a 1-D tensor of times ``t``.
 
     Used in: chapters 2 and 6.
     """
@@ -282,8 +271,7 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from a Gaussian: ``(mean_next,
-    cov_next)``.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` : ``(mean_next, cov_next)``.
 
     .. math::
 
@@ -434,12 +422,9 @@ def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
 
 
 def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Debiased Sinkhorn divergence between two Gaussians (Feydy et al. 2019), with :func:`entropic_ot`.
-
-    .. math::
-
-        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-        - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big).
+    r"""Debiased Sinkhorn divergence between two Gaussians (Feydy et al. 2019), with :func:`entropic_ot`:
+    :math:`S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
+    - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big)`.
 
     Used in: chapter 1.
     """

@@ -2,7 +2,8 @@ r"""Toy target distributions: samplers, and where known, log-densities and score
 
 Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
 device=None)`` (drawn in float64 from ``generator`` only, on its device), and where ``has_density``
-``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d).
+``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d)
+(every target but ``moons``, ``swiss_roll``, ``spirals`` and ``gwf_three_rings``).
 ``stratified=True`` puts exactly :math:`n w_k` points in mode :math:`k` (the peers' samplers; default
 i.i.d.); ``name`` is the registry name. The registry (:func:`get_target`) holds the book's targets and
 the peers' with their exact constants (GWF 2026, S-JKO 2024, drifting 2026):
@@ -36,7 +37,10 @@ from torch import Tensor
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_bool,
+    check_dtype,
     check_finite,
+    check_generator,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -50,20 +54,6 @@ __all__ = ["Target", "Gaussian", "GaussianMixture", "Banana", "TwoMoons", "Swiss
            "list_targets"]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _check_generator(generator) -> torch.device:
-    if generator is None:
-        return torch.device("cpu")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator.device
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
 
 
 def _like(t: Tensor, x: Tensor) -> Tensor:
@@ -126,20 +116,17 @@ def _component_indices(weights: Tensor, n: int, stratified: bool, generator, dev
     return idx[torch.randperm(n, generator=generator, device=device)]
 
 
-def _fmt(t: Tensor, digits: int = 4) -> str:
-    vals = [round(float(v), digits) for v in t.flatten()]
-    if t.ndim == 0:
+def _show(v) -> str:
+    """A parameter as repr shows it: tensors (abridged beyond 8 values) and floats rounded to 4 digits,
+    strings quoted."""
+    if not isinstance(v, Tensor):
+        return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
+    vals = [round(float(u), 4) for u in v.flatten()]
+    if v.ndim == 0:
         return repr(vals[0])
     if len(vals) > 8:
         return f"[{', '.join(map(repr, vals[:4]))}, ... ({len(vals)} values)]"
-    return repr(torch.tensor(vals, dtype=torch.float64).reshape(t.shape).tolist())
-
-
-def _show(v) -> str:
-    """A parameter as repr shows it: tensors and floats rounded to 4 digits, strings quoted."""
-    if isinstance(v, Tensor):
-        return _fmt(v)
-    return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
+    return repr(torch.tensor(vals, dtype=torch.float64).reshape(v.shape).tolist())
 
 
 class Target:
@@ -148,8 +135,7 @@ class Target:
     Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
     and optionally ``_score(x)`` (default: autograd of ``_log_prob``).
 
-    Used in: :class:`~gwf_tutorial.targets.Gaussian`, :class:`~gwf_tutorial.targets.GaussianMixture` and
-    every other target of this module (their base class).
+    Used in: :class:`~gwf_tutorial.targets.Gaussian` and every other target of this module (their base class).
     """
 
     name: str = "target"
@@ -184,9 +170,8 @@ class Target:
     def sample(self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device | None = None) -> Tensor:
         """``n`` i.i.d. samples, shape ``(n, d)``, drawn from ``generator`` only."""
-        n = check_int(n, "n")
-        gen_device = _check_generator(generator)
-        dtype = _check_dtype(dtype)
+        n, dtype = check_int(n, "n"), check_dtype(dtype)
+        gen_device = torch.device("cpu") if check_generator(generator) is None else generator.device
         x = self._sample(n, generator, gen_device)
         return x.to(dtype=dtype, device=device if device is not None else gen_device)
 
@@ -211,13 +196,8 @@ class Target:
 
 
 class Gaussian(Target):
-    r"""Multivariate normal :math:`N(m, \Sigma)`, sampled as :math:`m + Lz`, :math:`LL^\top = \Sigma`.
-
-    .. math::
-
-        \nabla \log p(x) = -\Sigma^{-1}(x - m).
-
-    ``mean`` (d,), ``cov`` (d, d) symmetric positive definite.
+    r"""Multivariate normal :math:`N(m, \Sigma)`, ``mean`` (d,), ``cov`` (d, d) SPD, sampled as :math:`m + Lz`
+    with :math:`LL^\top = \Sigma`; score :math:`\nabla \log p(x) = -\Sigma^{-1}(x - m)`.
 
     Used in: chapters 1, 2, 4, 5, 7 and 9.
     """
@@ -253,9 +233,6 @@ class Gaussian(Target):
 def _mixture_covs(covs, k: int, d: int) -> Tensor:
     """``covs`` of :class:`GaussianMixture` as (K, d, d) covariances."""
     eye = torch.eye(d, dtype=torch.float64)
-    if isinstance(covs, int | float) and not isinstance(covs, bool):
-        s = check_positive(covs, "covs")
-        return (s * s) * eye.expand(k, d, d).clone()
     c = _as_f64(covs, "covs")
     if c.ndim == 0:
         s = check_positive(float(c), "covs")
@@ -298,13 +275,11 @@ class GaussianMixture(Target):
         k, d = means.shape
         super().__init__(d, name)
         covs_t = _mixture_covs(covs, k, d)
-        if not isinstance(stratified, bool):
-            raise TypeError(f"stratified must be a bool, got {stratified!r}")
+        self.stratified = check_bool(stratified, "stratified")
         self.means = means
         self.covs = covs_t
         self.weights = _check_weights(weights, k)
         self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
-        self.stratified = stratified
         self._chol = torch.linalg.cholesky(covs_t)
 
     @property
@@ -345,13 +320,9 @@ class GaussianMixture(Target):
 
 
 class Banana(Target):
-    r"""Twisted ("banana") Gaussian in 2-D (Haario, Saksman, Tamminen 1999).
-
-    .. math::
-
-        x_1 \sim N(0, a^2), \qquad x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big),
-
-    ``a = scale``, ``b = curvature``, ``s = noise``; the density is exact (unit Jacobian up to the scales).
+    r"""Twisted ("banana") Gaussian in 2-D (Haario, Saksman, Tamminen 1999): :math:`x_1 \sim N(0, a^2)`,
+    :math:`x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big)`, ``a = scale``, ``b = curvature``,
+    ``s = noise``; the density is exact (unit Jacobian up to the scales).
 
     Used in: ``targets._REGISTRY`` (``"banana"``).
     """
@@ -386,14 +357,9 @@ class Banana(Target):
 
 
 class TwoMoons(Target):
-    r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``).
-
-    .. math::
-
-        u \in \{(\cos t, \sin t),\ (1 - \cos t, \tfrac12 - \sin t)\}, \quad t \sim U(0, \pi), \qquad
-        x = c\,(u + \sigma \varepsilon) + o,
-
-    ``sigma = noise``, ``c = scale``, ``o = shift``. No closed-form density.
+    r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``):
+    :math:`x = c\,(u + \sigma \varepsilon) + o`, :math:`u \in \{(\cos t, \sin t),\ (1 - \cos t, \tfrac12 -
+    \sin t)\}`, :math:`t \sim U(0, \pi)`, ``sigma = noise``, ``c = scale``, ``o = shift``.
 
     Used in: ``targets._REGISTRY`` (``"moons"``, ``"gwf_moons"``).
     """
@@ -420,15 +386,10 @@ class TwoMoons(Target):
 
 
 class SwissRoll(Target):
-    r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026).
-
-    .. math::
-
-        t = t_0 + (t_1 - t_0) u, \; u \sim U(0, 1), \qquad
-        x = (t\cos t,\; t \sin t) / c + \sigma \varepsilon,
-
-    with ``c`` the largest absolute coordinate over :math:`[t_0, t_1]` (``normalization="population"``) or
-    of the drawn sample (``"sample"``, the demo exactly). No closed-form density.
+    r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026):
+    :math:`x = (t\cos t,\; t \sin t) / c + \sigma \varepsilon`, :math:`t = t_0 + (t_1 - t_0) u`,
+    :math:`u \sim U(0, 1)`, with ``c`` the largest absolute coordinate over :math:`[t_0, t_1]`
+    (``normalization="population"``) or of the drawn sample (``"sample"``, the demo exactly).
 
     Used in: ``targets._REGISTRY`` (``"swiss_roll"``, ``"drifting_swiss_roll"``).
     """
@@ -459,14 +420,10 @@ class SwissRoll(Target):
 
 
 class Spirals(Target):
-    r"""``n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals").
-
-    .. math::
-
-        t = t_1 \sqrt{u}, \; u \sim U(0,1), \qquad
-        x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon,
-
-    ``t_1 = 2 pi turns``, arm ``a`` uniform. No closed-form density.
+    r"""``A = n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals"):
+    :math:`x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon`, :math:`t = t_1
+    \sqrt{u}`, :math:`u \sim U(0,1)`, ``t_1 = 2 pi turns``, ``c = scale``, ``sigma = noise``, arm ``a``
+    uniform.
 
     Used in: ``targets._REGISTRY`` (``"spirals"``).
     """
@@ -712,28 +669,22 @@ def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rin
     return FinitePoints(torch.cat([ring, ring - offset, ring - 2 * offset]), name=name)
 
 
+# One line per distribution, its aliases after it (the table of the module docstring).
 _REGISTRY: dict[str, Callable[..., Target]] = {
     "gaussian": _gaussian,
-    "eight_gaussians": _gwf_eight_gaussians,
-    "gwf_eight_gaussians": _gwf_eight_gaussians,
+    "eight_gaussians": _gwf_eight_gaussians, "gwf_eight_gaussians": _gwf_eight_gaussians,
     "sjko_8gaussians": _sjko_8gaussians,
-    "twenty_five_gaussians": _sjko_25gaussians,
-    "sjko_25gaussians": _sjko_25gaussians,
-    "moons": TwoMoons,
-    "gwf_moons": TwoMoons,
-    "swiss_roll": SwissRoll,
-    "drifting_swiss_roll": SwissRoll,
-    "checkerboard": Checkerboard,
-    "drifting_checkerboard": Checkerboard,
+    "twenty_five_gaussians": _sjko_25gaussians, "sjko_25gaussians": _sjko_25gaussians,
+    "moons": TwoMoons, "gwf_moons": TwoMoons,
+    "swiss_roll": SwissRoll, "drifting_swiss_roll": SwissRoll,
+    "checkerboard": Checkerboard, "drifting_checkerboard": Checkerboard,
     "sjko_checkerboard": _sjko_checkerboard,
-    "rings": Rings,
-    "two_circles": TwoCircles,
-    "sjko_twocircles": TwoCircles,
-    "gwf_circles": TwoCircles,
+    "two_circles": TwoCircles, "sjko_twocircles": TwoCircles, "gwf_circles": TwoCircles,
     "gwf_three_rings": _gwf_three_rings,
+    "rings": Rings,
     "spirals": Spirals,
     "banana": Banana,
-}
+}  # fmt: skip
 
 
 def list_targets() -> list[str]:
@@ -778,7 +729,7 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     var = check_positive(var, "var")
     if not isinstance(mean, int | float) or not math.isfinite(mean):
         raise ValueError(f"mean must be a finite number, got {mean!r}")
-    _check_dtype(dtype)
+    check_dtype(dtype)
     u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
     u = (u - u.mean()) / u.std(unbiased=False)
     return (mean + math.sqrt(var) * u).to(dtype)[:, None]
