@@ -49,9 +49,10 @@ def _rms(x: Tensor) -> Tensor:
 
 
 def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
-    r"""Centre :math:`c = \bar y` and default ``max_norm`` :math:`4\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y
-    - c)\big)` (1 if both spreads are 0) of the divergence guard of a flow from ``x0`` towards ``y``: a
-    flow that transports ``x0`` to ``y`` stays near both clouds.
+    r"""Centre :math:`c = \bar y` and default ``max_norm``
+    :math:`4\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big)` (1 if both spreads are 0) of the
+    divergence guard of a flow from ``x0`` towards ``y``: a flow that transports ``x0`` to ``y`` stays near
+    both clouds.
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`, :func:`~gwf_tutorial.flows.particle_flow`.
     """

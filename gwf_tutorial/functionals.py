@@ -417,7 +417,7 @@ class _SlicedObjective(Objective):
 
     _fields = ("n_projections",)
 
-    def __init__(self, n_projections: int, generator: torch.Generator | None = None):
+    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError("generator must be a torch.Generator or None")
@@ -456,9 +456,6 @@ class SlicedWasserstein(_SlicedObjective):
     """
 
     name = "sliced_wasserstein"
-
-    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
-        super().__init__(n_projections, generator)
 
     def value(self, x, y, projections=None) -> Tensor:
         x, y, _ = self._check(x, y)

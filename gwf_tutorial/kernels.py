@@ -183,11 +183,7 @@ class IMQKernel(Kernel):
 
     def __init__(self, bandwidth: float | None = None, beta: float = -0.5):
         super().__init__(bandwidth)
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta):
-            raise TypeError(f"beta must be a finite real number, got {beta!r}")
-        if not beta < 0:
-            raise ValueError(f"beta must be negative, got {beta}")
-        self.beta = float(beta)
+        self.beta = check_interval(beta, "beta", -math.inf, 0.0)
 
     def _phi(self, q, s):
         return (1.0 + q / (s * s)).pow(self.beta)

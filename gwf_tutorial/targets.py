@@ -133,19 +133,24 @@ class Target:
     r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
 
     Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
-    and optionally ``_score(x)`` (default: autograd of ``_log_prob``).
+    and optionally ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to
+    ``__init__`` by keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
 
     Used in: :class:`~gwf_tutorial.targets.Gaussian` and every other target of this module (their base class).
     """
 
     name: str = "target"
     dim: int = 2
+    _params: dict[str, Callable] = {}  # scalar parameter -> its check (value, name) -> value
+    _shown: tuple[str, ...] = ()  # further attributes shown by repr
 
-    def __init__(self, dim: int, name: str):
+    def __init__(self, dim: int, name: str, **params):
         self.dim = check_int(dim, "dim")
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.name = name
+        for key, value in params.items():
+            setattr(self, key, self._params[key](value, key))
 
     def _sample(self, n: int, generator, device: torch.device) -> Tensor:
         raise NotImplementedError
@@ -159,8 +164,6 @@ class Target:
             lp = self._log_prob(xr).sum()
             (g,) = torch.autograd.grad(lp, xr, create_graph=x.requires_grad)
         return g
-
-    _shown: tuple[str, ...] = ()  # attributes shown by repr
 
     @property
     def has_density(self) -> bool:
@@ -191,7 +194,7 @@ class Target:
 
     def __repr__(self) -> str:
         parts = [f"name={self.name!r}", f"dim={self.dim}"]
-        parts += [f"{k}={_show(getattr(self, k))}" for k in self._shown]
+        parts += [f"{k}={_show(getattr(self, k))}" for k in (*self._params, *self._shown)]
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
@@ -327,11 +330,10 @@ class Banana(Target):
     Used in: ``targets._REGISTRY`` (``"banana"``).
     """
 
+    _params = {"scale": check_positive, "curvature": _finite_real, "noise": check_positive}
+
     def __init__(self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"):
-        super().__init__(2, name)
-        self.scale = check_positive(scale, "scale")
-        self.curvature = _finite_real(curvature, "curvature")
-        self.noise = check_positive(noise, "noise")
+        super().__init__(2, name, scale=scale, curvature=curvature, noise=noise)
 
     def _sample(self, n, generator, device):
         z = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
@@ -353,8 +355,6 @@ class Banana(Target):
         g2 = -r / (s * s)
         return torch.stack([g1, g2], dim=1)
 
-    _shown = ("scale", "curvature", "noise")
-
 
 class TwoMoons(Target):
     r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``):
@@ -364,12 +364,11 @@ class TwoMoons(Target):
     Used in: ``targets._REGISTRY`` (``"moons"``, ``"gwf_moons"``).
     """
 
+    _params = {"noise": check_nonnegative, "scale": check_positive, "shift": _finite_real}
+
     def __init__(self, noise: float = 0.2, scale: float = 3.0, shift: float = -1.0, *,
                  stratified: bool = False, name: str = "moons"):
-        super().__init__(2, name)
-        self.noise = check_nonnegative(noise, "noise")
-        self.scale = check_positive(scale, "scale")
-        self.shift = _finite_real(shift, "shift")
+        super().__init__(2, name, noise=noise, scale=scale, shift=shift)
         self.stratified = bool(stratified)
 
     def _sample(self, n, generator, device):
@@ -382,8 +381,6 @@ class TwoMoons(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return self.scale * (u + self.noise * eps) + self.shift
 
-    _shown = ("noise", "scale", "shift")
-
 
 class SwissRoll(Target):
     r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026):
@@ -394,12 +391,12 @@ class SwissRoll(Target):
     Used in: ``targets._REGISTRY`` (``"swiss_roll"``, ``"drifting_swiss_roll"``).
     """
 
+    _params = {"noise": check_nonnegative, "t_min": check_nonnegative, "t_max": check_positive}
+    _shown = ("normalization",)
+
     def __init__(self, noise: float = 0.03, t_min: float = 0.5 * math.pi, t_max: float = 4.5 * math.pi,
                  normalization: str = "population", name: str = "swiss_roll"):
-        super().__init__(2, name)
-        self.noise = check_nonnegative(noise, "noise")
-        self.t_min = check_nonnegative(t_min, "t_min")
-        self.t_max = check_positive(t_max, "t_max")
+        super().__init__(2, name, noise=noise, t_min=t_min, t_max=t_max)
         if not self.t_max > self.t_min:
             raise ValueError(f"t_max must exceed t_min, got t_min={t_min}, t_max={t_max}")
         if normalization not in ("population", "sample"):
@@ -416,8 +413,6 @@ class SwissRoll(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return pts / c + self.noise * eps
 
-    _shown = ("noise", "t_min", "t_max", "normalization")
-
 
 class Spirals(Target):
     r"""``A = n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals"):
@@ -428,13 +423,12 @@ class Spirals(Target):
     Used in: ``targets._REGISTRY`` (``"spirals"``).
     """
 
+    _params = {"n_arms": check_int, "turns": check_positive, "scale": check_positive,
+               "noise": check_nonnegative}  # fmt: skip
+
     def __init__(self, n_arms: int = 2, turns: float = 1.5, scale: float = 3.0, noise: float = 0.1,
                  name: str = "spirals"):
-        super().__init__(2, name)
-        self.n_arms = check_int(n_arms, "n_arms")
-        self.turns = check_positive(turns, "turns")
-        self.scale = check_positive(scale, "scale")
-        self.noise = check_nonnegative(noise, "noise")
+        super().__init__(2, name, n_arms=n_arms, turns=turns, scale=scale, noise=noise)
 
     def _sample(self, n, generator, device):
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
@@ -445,8 +439,6 @@ class Spirals(Target):
         x = torch.stack([phi.cos() * px - phi.sin() * py, phi.sin() * px + phi.cos() * py], dim=1)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return x / self.scale + self.noise * eps
-
-    _shown = ("n_arms", "turns", "scale", "noise")
 
 
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
@@ -477,14 +469,13 @@ class Checkerboard(Target):
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
 
+    _params = {"n_cells": check_int, "low": _finite_real, "high": _finite_real, "noise": check_nonnegative}
+
     def __init__(self, n_cells: int = 4, low: float = -1.0, high: float = 1.0, noise: float = 0.05,
                  name: str = "checkerboard"):
-        super().__init__(2, name)
-        self.n_cells = check_int(n_cells, "n_cells")
-        self.low, self.high = _finite_real(low, "low"), _finite_real(high, "high")
+        super().__init__(2, name, n_cells=n_cells, low=low, high=high, noise=noise)
         if not self.high > self.low:
             raise ValueError(f"high must exceed low, got low={low}, high={high}")
-        self.noise = check_nonnegative(noise, "noise")
         k = self.n_cells
         ii, jj = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
         black = (ii + jj) % 2 == 0
@@ -520,8 +511,6 @@ class Checkerboard(Target):
             lp = self._log_prob(x)
             return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
-
-    _shown = ("n_cells", "low", "high", "noise")
 
 
 class Rings(Target):
