@@ -137,13 +137,9 @@ class FDivergence:
         return self.f_prime(r)
 
     def velocity_factor(self, r) -> Tensor:
-        r"""The factor :math:`r f''(r)` of the f-flow velocity :math:`v = r f''(r)\,\nabla\log(\nu/\rho)`.
-
-        .. math::
-
-            \text{KL: } 1, \quad \text{reverse KL: } 1/r, \quad \text{2JS, GAN: } 1/(1+r), \quad
-            \chi^2: 2r, \quad \text{squared Hellinger: } 1/(2\sqrt r).
-        """
+        r"""The factor :math:`r f''(r)` of the f-flow velocity :math:`v = r f''(r)\,\nabla\log(\nu/\rho)`:
+        KL 1, reverse KL :math:`1/r`, 2JS and GAN :math:`1/(1+r)`, :math:`\chi^2` :math:`2r`, squared
+        Hellinger :math:`1/(2\sqrt r)`."""
         r = _tensor(r, "r")
         if bool((r <= 0).any()):
             raise ValueError("r must be positive (a density ratio)")
@@ -154,14 +150,9 @@ class FDivergence:
         return self.f_prime_inverse(_tensor(h, "h"))
 
     def output_activation(self, v) -> Tensor:
-        r"""Map raw critic outputs onto the conjugate domain :math:`(-\infty, s_{\max})` (f-GAN).
-
-        .. math::
-
-            \text{KL, }\chi^2: v; \quad \text{reverse KL: } -e^{-v}; \quad
-            \text{2JS: } \log 2 - \mathrm{softplus}(-v); \quad
-            \text{Hellinger: } 1 - e^{-v}; \quad \text{GAN: } -\mathrm{softplus}(-v).
-        """
+        r"""Map raw critic outputs onto the conjugate domain :math:`(-\infty, s_{\max})` (f-GAN): KL and
+        :math:`\chi^2` :math:`v`, reverse KL :math:`-e^{-v}`, 2JS :math:`\log 2 - \mathrm{softplus}(-v)`,
+        Hellinger :math:`1 - e^{-v}`, GAN :math:`-\mathrm{softplus}(-v)`."""
         if not isinstance(v, Tensor):
             raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
         return self.activation(v)
@@ -340,14 +331,9 @@ def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
 
 
 def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Variational lower bound on :math:`D_f(\rho\|\nu)` from critic values, shape ``()``.
-
-    .. math::
-
-        D_f(\rho\|\nu) \ \ge\ \mathbb E_\rho h - \mathbb E_\nu f^*(h),
-
-    tight at :math:`h = f'(r)`; ``-inf`` if ``h_y`` leaves the conjugate domain; :func:`dv_bound` for
-    :data:`KL_DV`.
+    r"""Variational lower bound :math:`D_f(\rho\|\nu) \ge \mathbb E_\rho h - \mathbb E_\nu f^*(h)` from critic
+    values, shape ``()``, tight at :math:`h = f'(r)`; ``-inf`` if ``h_y`` leaves the conjugate domain;
+    :func:`dv_bound` for :data:`KL_DV`.
 
     Used in: chapter 4.
     """

@@ -1,11 +1,9 @@
 r"""Objectives of Wasserstein gradient flows, estimated from samples, and the one MMD estimator.
 
 Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor,
-differentiable in ``x``), ``velocity(x, y, at=None)`` and ``first_variation(x, y, at)``:
-
-.. math::
-
-    v = -\nabla \frac{\delta F}{\delta\rho}, \qquad \partial_t \rho = -\operatorname{div}(\rho\, v).
+differentiable in ``x``), ``first_variation(x, y, at)`` and ``velocity(x, y, at=None)``, the velocity
+:math:`v = -\nabla \frac{\delta F}{\delta\rho}` of the flow
+:math:`\partial_t \rho = -\operatorname{div}(\rho\, v)`.
 
 Shared arguments: particles ``x`` ``(n, d)``, target samples ``y`` ``(m, d)``, evaluation points ``at``
 ``(k, d)`` (velocities have its shape, first variations ``(k,)``); ``generator`` draws random directions;
@@ -105,14 +103,10 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
-    r"""Wasserstein gradient at ``x`` of a sample estimate ``value_fn`` (particles to a 0-d tensor).
-
-    .. math::
-
-        \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
-        = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big),
-
-    detached, shape ``(n, d)``; the tests check every analytic velocity against it.
+    r"""Wasserstein gradient :math:`\nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
+    = n\, \nabla_{x_i} F\big(\frac1n \sum_j \delta_{x_j}\big)` at ``x`` of a sample estimate ``value_fn``
+    (particles to a 0-d tensor), detached, shape ``(n, d)``; the tests check every analytic velocity
+    against it.
 
     Used in: chapters 2 and 3.
     """
@@ -231,12 +225,9 @@ class MMD(Objective):
 
 
 def kde_bandwidth(x) -> float:
-    r"""Silverman's bandwidth for a Gaussian kernel density estimate of ``x`` (a float, no gradient).
-
-    .. math::
-
-        h = \Big(\frac{4}{d + 2}\Big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma, \qquad
-        \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
+    r"""Silverman's bandwidth :math:`h = \big(\frac{4}{d + 2}\big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma`,
+    :math:`\bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k})`, for a Gaussian kernel density
+    estimate of ``x`` (a float, no gradient).
 
     Used in: :class:`~gwf_tutorial.functionals.KL` (its default bandwidth).
     """
@@ -488,12 +479,9 @@ class SlicedWasserstein(_SlicedObjective):
 
 
 def slicing_constant(d: int) -> float:
-    r"""The constant :math:`c_d` that turns a mean of projected distances into the Euclidean distance.
-
-    .. math::
-
-        |u| = c_d\, E_{\theta\sim U(S^{d-1})}\,|\theta^\top u|, \qquad
-        c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}.
+    r"""The constant :math:`c_d = \sqrt\pi\,\Gamma(\frac{d+1}{2}) / \Gamma(\frac d2)` that turns a mean of
+    projected distances into the Euclidean distance:
+    :math:`|u| = c_d\, E_{\theta\sim U(S^{d-1})}\,|\theta^\top u|`.
 
     Used in: :class:`~gwf_tutorial.functionals.SlicedEnergyMMD`.
     """

@@ -1,8 +1,5 @@
-r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates.
-
-.. math::
-
-    \nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y).
+r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates,
+:math:`\nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y)`.
 
 A kernel gives the Gram matrix ``k(x, y)``, the gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`
 and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`. Shared arguments: ``x`` ``(n, d)``,

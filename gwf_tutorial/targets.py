@@ -700,14 +700,9 @@ def get_target(name: str, **kwargs) -> Target:
 
 
 def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    r"""``n`` deterministic 1-D points, shape ``(n, 1)``, with exactly this mean and variance.
-
-    .. math::
-
-        u_i = \Phi^{-1}\Big(\frac{i + 1/2}{n}\Big), \quad
-        x_i = m + \sqrt{v}\,\frac{u_i - \bar u}{\operatorname{sd}(u)},
-
-    a noise-free stand-in for a sample of :math:`N(m, v)`.
+    r"""``n`` deterministic 1-D points :math:`x_i = m + \sqrt{v}\,(u_i - \bar u) / \operatorname{sd}(u)`,
+    :math:`u_i = \Phi^{-1}\big(\frac{i + 1/2}{n}\big)`, shape ``(n, 1)``, with exactly this mean and
+    variance: a noise-free stand-in for a sample of :math:`N(m, v)`.
 
     Used in: chapter 7.
     """
