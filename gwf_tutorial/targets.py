@@ -98,11 +98,8 @@ def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
 
 
 def _component_indices(weights: Tensor, n: int, stratified: bool, generator, device: torch.device) -> Tensor:
-    """Component index of each of ``n`` draws: i.i.d. categorical, or stratified counts.
-
-    Stratified: ``floor(n w_k)`` draws of component k, the remainder given to the largest
-    fractional parts (ties to the lower index), then randomly permuted.
-    """
+    """Component index of each of ``n`` draws: i.i.d. categorical, or (``stratified``) ``floor(n w_k)``
+    draws of component k, the remainder to the largest fractional parts (ties: lower index), shuffled."""
     w = weights.to(device)
     if not stratified:
         return torch.multinomial(w, n, replacement=True, generator=generator)
@@ -463,8 +460,7 @@ class Checkerboard(Target):
         \quad a_i = \ell + i w,
 
     with ``C`` black cells of width ``w``; for :math:`\sigma = 0`, :math:`1/(C w^2)` on the black cells.
-    Defaults: the drifting demo (4 x 4 on [-1, 1]^2, noise 0.05); S-JKO's ``CheckerBoard`` is ``[-2 pi/3,
-    2 pi/3]`` without noise.
+    The defaults are the drifting demo's (S-JKO's board: ``"sjko_checkerboard"``).
 
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
@@ -538,18 +534,14 @@ class Rings(Target):
             raise ValueError("radii must be a non-empty sequence of non-negative numbers")
         k = r.numel()
         s = _as_f64(std, "std").reshape(-1)
-        if s.numel() == 1:
-            s = s.expand(k).clone()
+        s = s.expand(k).clone() if s.numel() == 1 else s
         if s.numel() != k:
             raise ValueError(f"std must be a number or have shape ({k},), got {s.numel()} values")
         if not bool((s > 0).all()):
             raise ValueError("std must be positive")
-        if centers is None:
-            c = torch.zeros(k, 2, dtype=torch.float64)
-        else:
-            c = _as_f64(centers, "centers")
-            if c.shape != (k, 2):
-                raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
+        c = torch.zeros(k, 2, dtype=torch.float64) if centers is None else _as_f64(centers, "centers")
+        if c.shape != (k, 2):
+            raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
         self.radii, self.stds, self.centers = r, s, c
         self.weights = _check_weights(weights, k)
         self.stratified = bool(stratified)
