@@ -297,24 +297,22 @@ class GaussianMixture(Target):
             x[sel] = means[k] + z[sel] @ chol[k].T
         return x
 
-    def _component_log_prob(self, x: Tensor) -> Tensor:
-        """``log w_k + log N(x_i; m_k, S_k)``, shape (n, K)."""
+    def _components(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``log w_k + log N(x_i; m_k, S_k)`` (n, K), with the Cholesky factors ``L`` and ``x - m_k``."""
         L = _like(self._chol, x)  # (K, d, d)
         diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
         sol = torch.linalg.solve_triangular(L, diff, upper=False)
         logdet = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (K,)
         comp = -0.5 * (sol.pow(2).sum(1) + self.dim * _LOG_2PI + logdet[:, None])  # (K, n)
-        return (comp + torch.log(_like(self.weights, x))[:, None]).T
+        return (comp + torch.log(_like(self.weights, x))[:, None]).T, L, diff
 
     def _log_prob(self, x):
-        return torch.logsumexp(self._component_log_prob(x), dim=1)
+        return torch.logsumexp(self._components(x)[0], dim=1)
 
     def _score(self, x):
-        resp = torch.softmax(self._component_log_prob(x), dim=1)  # (n, K)
-        L = _like(self._chol, x)
-        diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
+        comp, L, diff = self._components(x)
         grads = -torch.cholesky_solve(diff, L, upper=False)  # (K, d, n)
-        return torch.einsum("nk,kdn->nd", resp, grads)
+        return torch.einsum("nk,kdn->nd", torch.softmax(comp, dim=1), grads)
 
     _shown = ("n_modes", "means", "stds", "weights", "stratified")
 
