@@ -262,8 +262,8 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`, the Gaussian
-    ``(mean_next, cov_next)``:
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`:
+    ``(mean_next, cov_next)`` of
 
     .. math::
 
