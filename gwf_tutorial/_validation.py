@@ -20,7 +20,7 @@ __all__ = [
     "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
     "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
     "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
-    "max_abs", "check_device", "check_generator",
+    "max_abs", "check_device", "check_generator", "check_dtype",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -263,3 +263,10 @@ def check_generator(generator, name: str = "generator"):
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
     return generator
+
+
+def check_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """``dtype`` if it is a floating ``torch.dtype``, else ``TypeError``."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"{name} must be a floating torch.dtype, got {dtype!r}")
+    return dtype

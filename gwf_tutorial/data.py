@@ -14,18 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_nonnegative, check_seed
+from gwf_tutorial._validation import check_dtype, check_generator, check_int, check_nonnegative, check_seed
 
 __all__ = ["load_digits", "load_cifar10", "cifar10_tensor", "synthetic_images", "to_unit_range"]
 
 _SPLITS = ("train", "test", "all")
-
-
-def _check_split(split: str) -> str:
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
-    return split
-
 
 def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int = 0,
                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -39,12 +32,11 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
 
-    _check_split(split)
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     if not (isinstance(test_fraction, float | int) and 0.0 < float(test_fraction) < 1.0):
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    seed = check_seed(seed)
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    seed, dtype = check_seed(seed), check_dtype(dtype)
     bunch = _sk_load_digits()
     images = bunch.images.astype(np.float64) / 8.0 - 1.0
     labels = bunch.target.astype(np.int64)
@@ -96,12 +88,10 @@ def cifar10_tensor(root: str = "data", *, train: bool = True, download: bool = T
 
 def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: int = 10, noise: float = 0.05,
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    r"""A labelled synthetic image set with known structure, for offline pipeline tests.
-
-    Class :math:`c` draws a Gaussian blob of colour :math:`u_c \in [-1, 1]^C` at a class-specific
-    point on a circle (jittered by 1/16 of the image) over stripes of class-specific orientation, plus
-    pixel noise of standard deviation ``noise``, clipped to ``[-1, 1]``; labels are balanced.
-    ``channels``: 1 or 3. Returns ``(images, labels)`` of shapes ``(n, channels, size, size)`` and ``(n,)``.
+    r"""A labelled synthetic image set with known structure, for offline pipeline tests: class :math:`c`
+    draws a Gaussian blob of colour :math:`u_c \in [-1, 1]^C` at a class-specific point on a circle
+    (jittered by 1/16 of the image) over stripes of class-specific orientation, plus pixel noise of
+    standard deviation ``noise``, clipped to ``[-1, 1]``; labels are balanced, ``channels`` is 1 or 3.
 
     Used in: chapter 10.
     """
@@ -111,8 +101,7 @@ def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: in
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     noise = check_nonnegative(noise, "noise")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator(generator)
     labels = torch.arange(n) % n_classes
     labels = labels[torch.randperm(n, generator=generator)]
     # Class constants from a fixed private generator: the same classes for every seed.

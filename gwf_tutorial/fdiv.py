@@ -43,9 +43,8 @@ def _tensor(t, name: str) -> Tensor:
     return t
 
 
-def _on_domain(
-    t: Tensor, ok: Tensor, fill: float, fn: Callable[[Tensor], Tensor], off: float = _INF
-) -> Tensor:
+def _on_domain(t: Tensor, ok: Tensor, fill: float, fn: Callable[[Tensor], Tensor],
+               off: float = _INF) -> Tensor:  # fmt: skip
     """``fn(t)`` where ``ok``, ``off`` elsewhere, without NaN gradients from the masked branch."""
     safe = torch.where(ok, t, torch.full_like(t, fill))
     return torch.where(ok, fn(safe), torch.full_like(t, off))
@@ -72,29 +71,14 @@ def _identity(v):
 
 @dataclass(frozen=True)
 class FDivergence:
-    r"""An f-divergence :math:`D_f(\rho\|\nu) = \mathbb E_\nu f(\rho/\nu)` with its dual pieces.
-
-    .. math::
-
-        f^*(s) = \sup_{t \ge 0}\ st - f(t), \qquad
-        D_f(\rho\|\nu) = \sup_h\ \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad h^* = f'(r).
-
-    All callables act elementwise on tensors of any shape and keep the dtype.
-
-    Parameters
-    ----------
-    f, f_prime, f_double_prime : callable
-        :math:`f, f', f''` on :math:`t \ge 0`; ``f`` is ``+inf`` and the derivatives NaN for :math:`t < 0`.
-    conjugate_fn : callable
-        :math:`f^*` on its domain :math:`s < s_{\max}` = ``domain_upper`` (call :meth:`conjugate`).
-    f_prime_inverse : callable
-        :math:`(f')^{-1}`, the density ratio from a critic value.
-    activation : callable
-        Map from :math:`\mathbb R` onto the conjugate domain (f-GAN output activation).
-    dv : bool
-        True for :data:`KL_DV`: the bound is Donsker--Varadhan's (:func:`dv_bound`).
-    conjugate_of_activation : callable, optional
-        A stable closed form of :math:`f^* \circ` ``activation`` (see :meth:`conjugate_activated`).
+    r"""An f-divergence :math:`D_f(\rho\|\nu) = \mathbb E_\nu f(\rho/\nu)` with the dual pieces of the module
+    docstring, callables acting elementwise on tensors of any shape (dtype kept): ``f``, ``f_prime``,
+    ``f_double_prime`` (:math:`f, f', f''` on :math:`t \ge 0`; ``f`` is ``+inf`` and the derivatives NaN
+    for :math:`t < 0`), ``conjugate_fn`` (:math:`f^*` on :math:`s < s_{\max}` = ``domain_upper``; call
+    :meth:`conjugate`), ``f_prime_inverse`` (:math:`(f')^{-1}`, the density ratio from a critic value),
+    ``activation`` (from :math:`\mathbb R` onto the conjugate domain, f-GAN's output activation), ``dv``
+    (True for :data:`KL_DV`: the bound is Donsker--Varadhan's, :func:`dv_bound`) and the optional
+    ``conjugate_of_activation`` (a stable :math:`f^* \circ` ``activation``, :meth:`conjugate_activated`).
 
     Used in: :func:`~gwf_tutorial.fdiv.get_fdivergence`, :func:`~gwf_tutorial.fflows.get_velocity_factor`.
     """
@@ -134,10 +118,8 @@ class FDivergence:
         return self._conjugate(self.activation(v))
 
     def conjugate(self, s) -> Tensor:
-        r"""Convex conjugate :math:`f^*(s) = \sup_{t \ge 0} st - f(t)`, ``+inf`` for :math:`s \ge s_{\max}`.
-
-        Same shape as ``s``; gradients are finite on the domain.
-        """
+        r"""Convex conjugate :math:`f^*(s) = \sup_{t \ge 0} st - f(t)`, ``+inf`` for :math:`s \ge s_{\max}`,
+        shape of ``s``; gradients are finite on the domain."""
         return self._conjugate(_tensor(s, "s"))
 
     def _conjugate(self, s: Tensor) -> Tensor:
@@ -154,13 +136,9 @@ class FDivergence:
         return self.f_prime(r)
 
     def velocity_factor(self, r) -> Tensor:
-        r"""The factor :math:`r f''(r)` of the f-flow velocity :math:`v = r f''(r)\,\nabla\log(\nu/\rho)`.
-
-        .. math::
-
-            \text{KL: } 1, \quad \text{reverse KL: } 1/r, \quad \text{2JS, GAN: } 1/(1+r), \quad
-            \chi^2: 2r, \quad \text{squared Hellinger: } 1/(2\sqrt r).
-        """
+        r"""The factor :math:`r f''(r)` of the f-flow velocity :math:`v = r f''(r)\,\nabla\log(\nu/\rho)`:
+        KL 1, reverse KL :math:`1/r`, 2JS and GAN :math:`1/(1+r)`, :math:`\chi^2` :math:`2r`, squared
+        Hellinger :math:`1/(2\sqrt r)`."""
         r = _tensor(r, "r")
         if bool((r <= 0).any()):
             raise ValueError("r must be positive (a density ratio)")
@@ -171,14 +149,9 @@ class FDivergence:
         return self.f_prime_inverse(_tensor(h, "h"))
 
     def output_activation(self, v) -> Tensor:
-        r"""Map raw critic outputs onto the conjugate domain :math:`(-\infty, s_{\max})` (f-GAN).
-
-        .. math::
-
-            \text{KL, }\chi^2: v; \quad \text{reverse KL: } -e^{-v}; \quad
-            \text{2JS: } \log 2 - \mathrm{softplus}(-v); \quad
-            \text{Hellinger: } 1 - e^{-v}; \quad \text{GAN: } -\mathrm{softplus}(-v).
-        """
+        r"""Map raw critic outputs onto the conjugate domain :math:`(-\infty, s_{\max})` (f-GAN): KL and
+        :math:`\chi^2` :math:`v`, reverse KL :math:`-e^{-v}`, 2JS :math:`\log 2 - \mathrm{softplus}(-v)`,
+        Hellinger :math:`1 - e^{-v}`, GAN :math:`-\mathrm{softplus}(-v)`."""
         if not isinstance(v, Tensor):
             raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
         return self.activation(v)
@@ -280,14 +253,11 @@ PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
 
 #: The generators :math:`f` whose convex conjugates are :data:`PSI_STAR`; ``inf`` outside their domain.
 PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
-    "kl": lambda t: torch.where(t >= 0, torch.special.xlogy(t, t) - t + 1, torch.full_like(t, math.inf)),
-    "chi2": lambda t: torch.where(t >= 0, (t - 1) ** 2, torch.full_like(t, math.inf)),
-    "softplus": lambda t: torch.where(
-        (t >= 0) & (t <= 2),
-        torch.special.xlogy(t, t) + torch.special.xlogy(2 - t, 2 - t),
-        torch.full_like(t, math.inf),
-    ),
-}
+    "kl": _f(lambda t: torch.xlogy(t, t) - t + 1),
+    "chi2": _f(lambda t: (t - 1) ** 2),
+    "softplus": lambda t: _on_domain(t, (t >= 0) & (t <= 2), 1.0,
+                                     lambda u: torch.xlogy(u, u) + torch.xlogy(2 - u, 2 - u)),
+}  # fmt: skip
 
 _PSI_ALIASES = {"chi": "chi2"}
 #: Former names of :data:`PSI_STAR`, refused with a message that gives the new one.
@@ -296,14 +266,8 @@ _PSI_RENAMED = {"js": "softplus"}
 
 def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` (alias ``"chi"``; the
-    names are the official code's) or a callable (elementwise, convex, non-decreasing) as is. The former
-    name ``"js"`` of ``"softplus"`` is refused: its divergence is :math:`2\,\mathrm{JS}(\mu, 2\nu - \mu)`,
-    not :math:`\mathrm{JS}(\mu, \nu)`.
-
-    .. math::
-
-        \Psi^*_{\mathrm{kl}}(s) = e^s - 1, \quad \Psi^*_{\chi^2}(s) = \max(s, -2) + \max(s, -2)^2/4, \quad
-        \Psi^*_{\mathrm{softplus}}(s) = 2\,\mathrm{softplus}(s) - 2\log 2.
+    names are the official code's; the former name ``"js"`` of ``"softplus"`` is refused) or a callable
+    (elementwise, convex, non-decreasing) as is.
 
     Used in: :mod:`gwf_tutorial.sjko`.
     """
@@ -366,14 +330,9 @@ def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
 
 
 def variational_bound(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Variational lower bound on :math:`D_f(\rho\|\nu)` from critic values, shape ``()``.
-
-    .. math::
-
-        D_f(\rho\|\nu) \ \ge\ \mathbb E_\rho h - \mathbb E_\nu f^*(h),
-
-    tight at :math:`h = f'(r)`; ``-inf`` if ``h_y`` leaves the conjugate domain; :func:`dv_bound` for
-    :data:`KL_DV`.
+    r"""Variational lower bound :math:`D_f(\rho\|\nu) \ge \mathbb E_\rho h - \mathbb E_\nu f^*(h)` from critic
+    values, shape ``()``, tight at :math:`h = f'(r)`; ``-inf`` if ``h_y`` leaves the conjugate domain;
+    :func:`dv_bound` for :data:`KL_DV`.
 
     Used in: chapter 4.
     """

@@ -49,13 +49,10 @@ def _rms(x: Tensor) -> Tensor:
 
 
 def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
-    r"""Centre and default ``max_norm`` of the divergence guard of a flow from ``x0`` towards ``y``.
-
-    .. math::
-
-        c = \bar y, \qquad \text{max\_norm} = 4\,\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big)
-
-    (1 if both spreads are 0): a flow that transports ``x0`` to ``y`` stays near both clouds.
+    r"""Centre :math:`c = \bar y` and default ``max_norm``
+    :math:`4\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big)` (1 if both spreads are 0) of the
+    divergence guard of a flow from ``x0`` towards ``y``: a flow that transports ``x0`` to ``y`` stays near
+    both clouds.
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`, :func:`~gwf_tutorial.flows.particle_flow`.
     """
@@ -89,11 +86,8 @@ def _schedule(value, name: str, check) -> Callable[[int], float]:
 
 
 def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Callable[[int], float]:
-    r"""A schedule ``k -> value`` from ``start`` to ``end`` in ``decay_steps`` steps, then constant.
-
-    .. math::
-
-        \beta_k = \text{end} + (\text{start} - \text{end})\,\max\Big(0,\ 1 - \frac{k}{K_d}\Big).
+    r"""A schedule :math:`\beta_k = \text{end} + (\text{start} - \text{end})\,\max(0,\ 1 - k / K_d)` from
+    ``start`` to ``end`` in :math:`K_d` = ``decay_steps`` steps, then constant.
 
     Used in: chapter 3.
     """
@@ -159,17 +153,12 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
                record_every: int | None = None, generator: torch.Generator | None = None,
                progress: bool = True, max_norm: float | None = None, desc: str = "euler flow",
                center: Tensor | None = None) -> Trajectory:  # fmt: skip
-    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019).
-
-    .. math::
-
-        x_{k+1} = x_k + h_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2 D h_k}\,\xi_k,
-        \qquad u_k, \xi_k \sim \mathcal N(0, I),
-
-    with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)`` under noise injection), :math:`D` =
-    ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA), ``value_fn`` (``x -> 0-d tensor``)
-    recorded; the guard's norm is about ``center`` (default the origin), ``max_norm`` defaults to
-    ``1e3 * max(1, rms(x0))``; ``desc`` labels the bar and the errors.
+    r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019),
+    :math:`x_{k+1} = x_k + h_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2 D h_k}\,\xi_k`,
+    :math:`u_k, \xi_k \sim \mathcal N(0, I)`, with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)``
+    under noise injection), :math:`D` = ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA),
+    ``value_fn`` (``x -> 0-d tensor``) recorded; the guard's norm is about ``center`` (default the
+    origin), ``max_norm`` defaults to ``1e3 * max(1, rms(x0))``; ``desc`` labels the bar and the errors.
 
     Used in: chapters 2 and 8.
     """
@@ -259,14 +248,9 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
 def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
              value_fn: Callable[[Tensor], Tensor] | None = None, record_every: int | None = None,
              progress: bool = True, max_norm: float | None = None) -> Trajectory:  # fmt: skip
-    r"""Unadjusted Langevin algorithm (ULA) with ``score`` :math:`\nabla\log\pi` (a callable or an object with
-    ``score``), ``x0`` holding independent chains.
-
-    .. math::
-
-        x_{k+1} = x_k + h_k \nabla\log\pi(x_k) + \sqrt{2 h_k}\,\xi_k.
-
-    Biased: for :math:`\pi = \mathcal N(0, \Sigma)` in 1-D the stationary variance is
+    r"""Unadjusted Langevin algorithm (ULA) :math:`x_{k+1} = x_k + h_k \nabla\log\pi(x_k) + \sqrt{2 h_k}\,
+    \xi_k` with ``score`` :math:`\nabla\log\pi` (a callable or an object with ``score``), ``x0`` holding
+    independent chains. Biased: for :math:`\pi = \mathcal N(0, \Sigma)` in 1-D the stationary variance is
     :math:`\Sigma / (1 - h/(2\Sigma))`, stable for :math:`h < 2\Sigma`.
 
     Used in: chapters 2 and 3.

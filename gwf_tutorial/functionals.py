@@ -1,11 +1,9 @@
 r"""Objectives of Wasserstein gradient flows, estimated from samples, and the one MMD estimator.
 
 Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor,
-differentiable in ``x``), ``velocity(x, y, at=None)`` and ``first_variation(x, y, at)``:
-
-.. math::
-
-    v = -\nabla \frac{\delta F}{\delta\rho}, \qquad \partial_t \rho = -\operatorname{div}(\rho\, v).
+differentiable in ``x``), ``first_variation(x, y, at)`` and ``velocity(x, y, at=None)``, the velocity
+:math:`v = -\nabla \frac{\delta F}{\delta\rho}` of the flow
+:math:`\partial_t \rho = -\operatorname{div}(\rho\, v)`.
 
 Shared arguments: particles ``x`` ``(n, d)``, target samples ``y`` ``(m, d)``, evaluation points ``at``
 ``(k, d)`` (velocities have its shape, first variations ``(k,)``); ``generator`` draws random directions;
@@ -24,7 +22,7 @@ import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
+from gwf_tutorial._validation import check_int, check_interval, check_positive, check_same_dim, check_samples
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
@@ -105,14 +103,10 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
-    r"""Wasserstein gradient at ``x`` of a sample estimate ``value_fn`` (particles to a 0-d tensor).
-
-    .. math::
-
-        \nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
-        = n\, \nabla_{x_i} F\Big(\frac1n \sum_{j=1}^n \delta_{x_j}\Big),
-
-    detached, shape ``(n, d)``; the tests check every analytic velocity against it.
+    r"""Wasserstein gradient :math:`\nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
+    = n\, \nabla_{x_i} F\big(\frac1n \sum_j \delta_{x_j}\big)` at ``x`` of a sample estimate ``value_fn``
+    (particles to a 0-d tensor), detached, shape ``(n, d)``; the tests check every analytic velocity
+    against it.
 
     Used in: chapters 2 and 3.
     """
@@ -170,8 +164,7 @@ class Objective:
         raise NotImplementedError(f"{type(self).__name__} has no first_variation")
 
     def velocity(self, x, y, at=None) -> Tensor:
-        r"""Velocity :math:`v(z) = -\nabla \frac{\delta F}{\delta\rho}(\rho_n)(z)` at ``at`` (default: the
-        particles), detached."""
+        r""":math:`v = -\nabla \frac{\delta F}{\delta\rho}` at ``at`` (default: the particles), detached."""
         x, y, at = self._check(x, y, at)
         if at is None:
             return -wasserstein_gradient(lambda z: self.value(z, y), x)
@@ -232,12 +225,9 @@ class MMD(Objective):
 
 
 def kde_bandwidth(x) -> float:
-    r"""Silverman's bandwidth for a Gaussian kernel density estimate of ``x`` (a float, no gradient).
-
-    .. math::
-
-        h = \Big(\frac{4}{d + 2}\Big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma, \qquad
-        \bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k}).
+    r"""Silverman's bandwidth :math:`h = \big(\frac{4}{d + 2}\big)^{1/(d+4)} n^{-1/(d+4)}\, \bar\sigma`,
+    :math:`\bar\sigma = \frac1d\sum_{k=1}^d \operatorname{std}(x_{\cdot k})`, for a Gaussian kernel density
+    estimate of ``x`` (a float, no gradient).
 
     Used in: :class:`~gwf_tutorial.functionals.KL` (its default bandwidth).
     """
@@ -418,7 +408,7 @@ class _SlicedObjective(Objective):
 
     _fields = ("n_projections",)
 
-    def __init__(self, n_projections: int, generator: torch.Generator | None = None):
+    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError("generator must be a torch.Generator or None")
@@ -458,9 +448,6 @@ class SlicedWasserstein(_SlicedObjective):
 
     name = "sliced_wasserstein"
 
-    def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
-        super().__init__(n_projections, generator)
-
     def value(self, x, y, projections=None) -> Tensor:
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
@@ -492,12 +479,9 @@ class SlicedWasserstein(_SlicedObjective):
 
 
 def slicing_constant(d: int) -> float:
-    r"""The constant :math:`c_d` that turns a mean of projected distances into the Euclidean distance.
-
-    .. math::
-
-        |u| = c_d\, E_{\theta\sim U(S^{d-1})}\,|\theta^\top u|, \qquad
-        c_d = \frac{\sqrt\pi\,\Gamma(\frac{d+1}{2})}{\Gamma(\frac d2)}.
+    r"""The constant :math:`c_d = \sqrt\pi\,\Gamma(\frac{d+1}{2}) / \Gamma(\frac d2)` that turns a mean of
+    projected distances into the Euclidean distance:
+    :math:`|u| = c_d\, E_{\theta\sim U(S^{d-1})}\,|\theta^\top u|`.
 
     Used in: :class:`~gwf_tutorial.functionals.SlicedEnergyMMD`.
     """
@@ -653,9 +637,7 @@ class SinkhornDivergence(Objective):
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
         self.solver = solver
         self.chunk_size = _check_chunk_size(chunk_size)
-        self.scaling = check_positive(scaling, "scaling")
-        if not self.scaling < 1:
-            raise ValueError(f"scaling must lie in (0, 1), got {self.scaling}")
+        self.scaling = check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -752,10 +734,6 @@ class SinkhornDivergence(Objective):
             self._potentials[tag] = (log_u.detach(), log_v.detach())
         return log_u, log_v
 
-    def _log_scaling(self, a: Tensor, b: Tensor, tag: str) -> Tensor:
-        """Log of the Sinkhorn scaling on ``b``, shape ``(m,)``."""
-        return self._log_scalings(a, b, tag)[1]
-
     def value(self, x, y) -> Tensor:
         x, y, _ = self._check(x, y)
         if self._solver_for(x) == "geomloss":
@@ -781,18 +759,18 @@ class SinkhornDivergence(Objective):
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        f = self._potential(at, y, self._log_scaling(x, y, "xy"))
+        f = self._potential(at, y, self._log_scalings(x, y, "xy")[1])
         if not self.debiased:
             return f
-        return f - self._potential(at, x, self._log_scaling(x, x, "xx"))
+        return f - self._potential(at, x, self._log_scalings(x, x, "xx")[1])
 
     def velocity(self, x, y, at=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
         z = x if at is None else at.detach()
-        v = self._conditional_mean(z, y, self._log_scaling(x, y, "xy"))
+        v = self._conditional_mean(z, y, self._log_scalings(x, y, "xy")[1])
         if self.debiased:
-            return v - self._conditional_mean(z, x, self._log_scaling(x, x, "xx"))
+            return v - self._conditional_mean(z, x, self._log_scalings(x, x, "xx")[1])
         return v - z
 
 

@@ -134,11 +134,8 @@ def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def w2_squared(m1, S1, m2, S2) -> Tensor:
-    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984).
-
-    .. math::
-
-        W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big).
+    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984),
+    :math:`W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big)`.
 
     Used in: chapters 1, 2, 4, 6, 7 and 9.
     """
@@ -149,12 +146,9 @@ def w2_squared(m1, S1, m2, S2) -> Tensor:
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:
-    r"""Optimal transport map from :math:`N(m_1, S_1)` to :math:`N(m_2, S_2)` (Knott & Smith 1984).
-
-    .. math::
-
-        T(x) = m_2 + A (x - m_1), \qquad
-        A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2} \quad (\text{SPD},\ A S_1 A = S_2).
+    r"""Optimal transport map :math:`T(x) = m_2 + A (x - m_1)` from :math:`N(m_1, S_1)` to
+    :math:`N(m_2, S_2)` (Knott & Smith 1984), with the SPD
+    :math:`A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2}` (:math:`A S_1 A = S_2`).
 
     Used in: chapters 1 and 2.
     """
@@ -167,12 +161,9 @@ def monge_map(m1, S1, m2, S2) -> AffineMap:
 
 
 def kl(m1, S1, m2, S2) -> Tensor:
-    r"""KL divergence (nats) between two Gaussians.
-
-    .. math::
-
-        \mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big) = \tfrac12\big[\operatorname{tr}(S_2^{-1} S_1)
-        + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d + \log\det S_2 - \log\det S_1\big].
+    r"""KL divergence (nats) between two Gaussians, :math:`\mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big)
+    = \tfrac12\big[\operatorname{tr}(S_2^{-1} S_1) + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d
+    + \log\det S_2 - \log\det S_1\big]`.
 
     Used in: chapters 2, 4, 6 and 7.
     """
@@ -188,13 +179,10 @@ def kl(m1, S1, m2, S2) -> Tensor:
 
 
 def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
-    r"""Relative Fisher information of :math:`\rho = N(m_1, S_1)` w.r.t. :math:`\pi = N(m_2, S_2)`, the
-    dissipation :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
-
-    .. math::
-
-        I(\rho\,|\,\pi) = \mathbb E_\rho\big|\nabla\log\rho - \nabla\log\pi\big|^2
-        = \operatorname{tr}(D S_1 D) + \big|S_2^{-1}(m_1 - m_2)\big|^2, \qquad D = S_1^{-1} - S_2^{-1}.
+    r"""Relative Fisher information :math:`I(\rho\,|\,\pi) = \mathbb E_\rho|\nabla\log\rho - \nabla\log\pi|^2
+    = \operatorname{tr}(D S_1 D) + |S_2^{-1}(m_1 - m_2)|^2`, :math:`D = S_1^{-1} - S_2^{-1}`, of
+    :math:`\rho = N(m_1, S_1)` w.r.t. :math:`\pi = N(m_2, S_2)`: the dissipation
+    :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
 
     Used in: chapter 2.
     """
@@ -205,13 +193,9 @@ def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
 
 
 def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, tau) -> Tensor:
-    r"""The JKO objective of KL at :math:`\rho = N(\text{mean}, \text{cov})`, minimised by
-    :func:`jko_step_kl`.
-
-    .. math::
-
-        J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi), \qquad
-        \rho_k = N(\text{prev\_mean}, \text{prev\_cov}).
+    r"""The JKO objective :math:`J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi)` at
+    :math:`\rho = N(\text{mean}, \text{cov})`, :math:`\rho_k = N(\text{prev\_mean}, \text{prev\_cov})`,
+    minimised by :func:`jko_step_kl`.
 
     Used in: chapter 2.
     """
@@ -220,13 +204,9 @@ def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, ta
 
 
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
-    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``.
-
-    .. math::
-
-        \mu(t) = m + e^{-tA}(\mu_0 - m), \qquad S(t) = \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}.
-
-    Returns ``(mean_t, cov_t)``, with a leading axis ``T`` for a 1-D tensor of times ``t``.
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``:
+    ``(mean_t, cov_t)`` = :math:`\big(m + e^{-tA}(\mu_0 - m),\ \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}\big)`,
+    with a leading axis ``T`` for a 1-D tensor of times ``t``.
 
     Used in: chapters 2 and 6.
     """
@@ -282,8 +262,8 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from a Gaussian: ``(mean_next,
-    cov_next)``.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`:
+    ``(mean_next, cov_next)`` of
 
     .. math::
 
@@ -387,13 +367,10 @@ def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
 
 
 def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
-    r"""Population :math:`\mathrm{MMD}^2` between two Gaussians (Gretton et al. 2012) for the kernel
-    :math:`k(x, y) = e^{-|x - y|^2 / (2 s^2)}`, ``s = bandwidth``.
-
-    .. math::
-
-        \mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2), \quad
-        K(S, \delta) = \det(I + S/s^2)^{-1/2} \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big).
+    r"""Population :math:`\mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2)` between two
+    Gaussians (Gretton et al. 2012) for the kernel :math:`k(x, y) = e^{-|x - y|^2 / (2 s^2)}`,
+    ``s = bandwidth``, with :math:`K(S, \delta) = \det(I + S/s^2)^{-1/2}
+    \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big)`.
 
     Used in: chapter 5.
     """
@@ -434,12 +411,9 @@ def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
 
 
 def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Debiased Sinkhorn divergence between two Gaussians (Feydy et al. 2019), with :func:`entropic_ot`.
-
-    .. math::
-
-        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-        - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big).
+    r"""Debiased Sinkhorn divergence between two Gaussians (Feydy et al. 2019), with :func:`entropic_ot`:
+    :math:`S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
+    - \tfrac12\big(\mathrm{OT}_\varepsilon(\alpha, \alpha) + \mathrm{OT}_\varepsilon(\beta, \beta)\big)`.
 
     Used in: chapter 1.
     """

@@ -1,8 +1,5 @@
-r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates.
-
-.. math::
-
-    \nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y).
+r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates,
+:math:`\nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y)`.
 
 A kernel gives the Gram matrix ``k(x, y)``, the gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`
 and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`. Shared arguments: ``x`` ``(n, d)``,
@@ -22,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_positive, check_same_dim, check_samples
+from gwf_tutorial._validation import check_int, check_interval, check_positive, check_same_dim, check_samples
 
 __all__ = ["Kernel", "GaussianKernel", "IMQKernel", "LaplaceKernel", "EnergyKernel", "MultiBandwidthKernel",
            "get_kernel", "median_bandwidth", "squared_distances"]  # fmt: skip
@@ -82,14 +79,13 @@ def median_bandwidth(x, y=None, *, max_points: int = 1000) -> float:
 
     Used in: chapters 3, 5 and 9.
     """
-    x = check_samples(x, "x") if y is None else check_pair(x, y)[0]
-    y = None if y is None else check_samples(y, "y")
-    return _median_distance(_pooled(x, y), check_int(max_points, "max_points", min_value=2))
+    x, y = (check_samples(x, "x"), None) if y is None else check_pair(x, y)
+    return _median_distance(x, y, check_int(max_points, "max_points", min_value=2))
 
 
-def _median_distance(z: Tensor, max_points: int = 1000) -> float:
-    """:func:`median_bandwidth` of the pooled sample ``z`` without input checks (one host sync)."""
-    z = z.detach()
+def _median_distance(x: Tensor, y: Tensor | None = None, max_points: int = 1000) -> float:
+    """:func:`median_bandwidth` without input checks (one host sync)."""
+    z = (x if y is None else torch.cat([x, y], dim=0)).detach()
     if z.shape[0] < 2:
         raise ValueError("median_bandwidth needs at least 2 points in the pooled sample")
     if z.shape[0] > max_points:
@@ -99,10 +95,6 @@ def _median_distance(z: Tensor, max_points: int = 1000) -> float:
     if not med > 0:
         raise ValueError("median pairwise distance is 0 (all points coincide); pass a bandwidth explicitly")
     return med
-
-
-def _pooled(x: Tensor, y: Tensor | None) -> Tensor:
-    return x if y is None else torch.cat([x, y], dim=0)
 
 
 class Kernel:
@@ -119,20 +111,17 @@ class Kernel:
     def __init__(self, bandwidth: float | None = None):
         self.bandwidth = None if bandwidth is None else check_positive(bandwidth, "bandwidth")
 
-    def _with_bandwidth(self, bandwidth: float) -> Kernel:
-        out = copy.copy(self)
-        out.bandwidth = bandwidth
-        return out
-
     def resolve(self, x, y=None) -> Kernel:
         """``self`` if the bandwidth is fixed (or unused), else a copy at the median bandwidth of ``x, y``."""
-        x = check_samples(x, "x")
-        return self._resolve(x, None if y is None else check_pair(x, y)[1])
+        x, y = (check_samples(x, "x"), None) if y is None else check_pair(x, y)
+        return self._resolve(x, y)
 
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if not self.uses_bandwidth or self.bandwidth is not None:
             return self
-        return self._with_bandwidth(_median_distance(_pooled(x, y)))
+        out = copy.copy(self)
+        out.bandwidth = _median_distance(x, y)
+        return out
 
     # _gram, _grad_weights, _mean_grad: the public methods for a resolved kernel, without input checks
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
@@ -191,11 +180,7 @@ class IMQKernel(Kernel):
 
     def __init__(self, bandwidth: float | None = None, beta: float = -0.5):
         super().__init__(bandwidth)
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta):
-            raise TypeError(f"beta must be a finite real number, got {beta!r}")
-        if not beta < 0:
-            raise ValueError(f"beta must be negative, got {beta}")
-        self.beta = float(beta)
+        self.beta = check_interval(beta, "beta", -math.inf, 0.0)
 
     def _phi(self, q, s):
         return (1.0 + q / (s * s)).pow(self.beta)
@@ -235,10 +220,7 @@ class EnergyKernel(Kernel):
 
     def __init__(self, exponent: float = 1.0):
         super().__init__(None)
-        r = check_positive(exponent, "exponent")
-        if not r < 2:
-            raise ValueError(f"exponent must lie in (0, 2), got {r}")
-        self.exponent = r
+        self.exponent = check_interval(exponent, "exponent", 0.0, 2.0)
 
     def _phi(self, q, s):
         return -_safe_pow(q, self.exponent / 2.0)
@@ -262,14 +244,8 @@ class MultiBandwidthKernel(Kernel):
     name = "multi"
     _fields = ("base", "bandwidths", "reduction")
 
-    def __init__(
-        self,
-        base: str = "gaussian",
-        bandwidths: Sequence[float] | None = None,
-        *,
-        factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
-        reduction: str = "mean",
-    ):
+    def __init__(self, base: str = "gaussian", bandwidths: Sequence[float] | None = None, *,
+                 factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), reduction: str = "mean"):  # fmt: skip
         if not isinstance(base, str) or base.lower() not in _BASES:
             raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
         if reduction not in ("mean", "sum"):
@@ -290,7 +266,7 @@ class MultiBandwidthKernel(Kernel):
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if self.bandwidths is not None:
             return self
-        med = _median_distance(_pooled(x, y))
+        med = _median_distance(x, y)
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
     def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:

@@ -2,7 +2,8 @@ r"""Toy target distributions: samplers, and where known, log-densities and score
 
 Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
 device=None)`` (drawn in float64 from ``generator`` only, on its device), and where ``has_density``
-``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d).
+``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d)
+(every target but ``moons``, ``swiss_roll``, ``spirals`` and ``gwf_three_rings``).
 ``stratified=True`` puts exactly :math:`n w_k` points in mode :math:`k` (the peers' samplers; default
 i.i.d.); ``name`` is the registry name. The registry (:func:`get_target`) holds the book's targets and
 the peers' with their exact constants (GWF 2026, S-JKO 2024, drifting 2026):
@@ -36,7 +37,10 @@ from torch import Tensor
 
 from gwf_tutorial._validation import (
     as_tensor,
+    check_bool,
+    check_dtype,
     check_finite,
+    check_generator,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -50,20 +54,6 @@ __all__ = ["Target", "Gaussian", "GaussianMixture", "Banana", "TwoMoons", "Swiss
            "list_targets"]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _check_generator(generator) -> torch.device:
-    if generator is None:
-        return torch.device("cpu")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return generator.device
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return dtype
 
 
 def _like(t: Tensor, x: Tensor) -> Tensor:
@@ -108,11 +98,8 @@ def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
 
 
 def _component_indices(weights: Tensor, n: int, stratified: bool, generator, device: torch.device) -> Tensor:
-    """Component index of each of ``n`` draws: i.i.d. categorical, or stratified counts.
-
-    Stratified: ``floor(n w_k)`` draws of component k, the remainder given to the largest
-    fractional parts (ties to the lower index), then randomly permuted.
-    """
+    """Component index of each of ``n`` draws: i.i.d. categorical, or (``stratified``) ``floor(n w_k)``
+    draws of component k, the remainder to the largest fractional parts (ties: lower index), shuffled."""
     w = weights.to(device)
     if not stratified:
         return torch.multinomial(w, n, replacement=True, generator=generator)
@@ -126,40 +113,41 @@ def _component_indices(weights: Tensor, n: int, stratified: bool, generator, dev
     return idx[torch.randperm(n, generator=generator, device=device)]
 
 
-def _fmt(t: Tensor, digits: int = 4) -> str:
-    vals = [round(float(v), digits) for v in t.flatten()]
-    if t.ndim == 0:
+def _show(v) -> str:
+    """A parameter as repr shows it: tensors (abridged beyond 8 values) and floats rounded to 4 digits,
+    strings quoted."""
+    if not isinstance(v, Tensor):
+        return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
+    vals = [round(float(u), 4) for u in v.flatten()]
+    if v.ndim == 0:
         return repr(vals[0])
     if len(vals) > 8:
         return f"[{', '.join(map(repr, vals[:4]))}, ... ({len(vals)} values)]"
-    return repr(torch.tensor(vals, dtype=torch.float64).reshape(t.shape).tolist())
-
-
-def _show(v) -> str:
-    """A parameter as repr shows it: tensors and floats rounded to 4 digits, strings quoted."""
-    if isinstance(v, Tensor):
-        return _fmt(v)
-    return repr(v) if isinstance(v, str) else str(round(v, 4) if isinstance(v, float) else v)
+    return repr(torch.tensor(vals, dtype=torch.float64).reshape(v.shape).tolist())
 
 
 class Target:
     r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
 
     Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
-    and optionally ``_score(x)`` (default: autograd of ``_log_prob``).
+    and optionally ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to
+    ``__init__`` by keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
 
-    Used in: :class:`~gwf_tutorial.targets.Gaussian`, :class:`~gwf_tutorial.targets.GaussianMixture` and
-    every other target of this module (their base class).
+    Used in: :class:`~gwf_tutorial.targets.Gaussian` and every other target of this module (their base class).
     """
 
     name: str = "target"
     dim: int = 2
+    _params: dict[str, Callable] = {}  # scalar parameter -> its check (value, name) -> value
+    _shown: tuple[str, ...] = ()  # further attributes shown by repr
 
-    def __init__(self, dim: int, name: str):
+    def __init__(self, dim: int, name: str, **params):
         self.dim = check_int(dim, "dim")
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.name = name
+        for key, value in params.items():
+            setattr(self, key, self._params[key](value, key))
 
     def _sample(self, n: int, generator, device: torch.device) -> Tensor:
         raise NotImplementedError
@@ -174,8 +162,6 @@ class Target:
             (g,) = torch.autograd.grad(lp, xr, create_graph=x.requires_grad)
         return g
 
-    _shown: tuple[str, ...] = ()  # attributes shown by repr
-
     @property
     def has_density(self) -> bool:
         """Whether :meth:`log_prob` and :meth:`score` are available in closed form."""
@@ -184,9 +170,8 @@ class Target:
     def sample(self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device | None = None) -> Tensor:
         """``n`` i.i.d. samples, shape ``(n, d)``, drawn from ``generator`` only."""
-        n = check_int(n, "n")
-        gen_device = _check_generator(generator)
-        dtype = _check_dtype(dtype)
+        n, dtype = check_int(n, "n"), check_dtype(dtype)
+        gen_device = torch.device("cpu") if check_generator(generator) is None else generator.device
         x = self._sample(n, generator, gen_device)
         return x.to(dtype=dtype, device=device if device is not None else gen_device)
 
@@ -206,18 +191,13 @@ class Target:
 
     def __repr__(self) -> str:
         parts = [f"name={self.name!r}", f"dim={self.dim}"]
-        parts += [f"{k}={_show(getattr(self, k))}" for k in self._shown]
+        parts += [f"{k}={_show(getattr(self, k))}" for k in (*self._params, *self._shown)]
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
 class Gaussian(Target):
-    r"""Multivariate normal :math:`N(m, \Sigma)`, sampled as :math:`m + Lz`, :math:`LL^\top = \Sigma`.
-
-    .. math::
-
-        \nabla \log p(x) = -\Sigma^{-1}(x - m).
-
-    ``mean`` (d,), ``cov`` (d, d) symmetric positive definite.
+    r"""Multivariate normal :math:`N(m, \Sigma)`, ``mean`` (d,), ``cov`` (d, d) SPD, sampled as :math:`m + Lz`
+    with :math:`LL^\top = \Sigma`; score :math:`\nabla \log p(x) = -\Sigma^{-1}(x - m)`.
 
     Used in: chapters 1, 2, 4, 5, 7 and 9.
     """
@@ -253,9 +233,6 @@ class Gaussian(Target):
 def _mixture_covs(covs, k: int, d: int) -> Tensor:
     """``covs`` of :class:`GaussianMixture` as (K, d, d) covariances."""
     eye = torch.eye(d, dtype=torch.float64)
-    if isinstance(covs, int | float) and not isinstance(covs, bool):
-        s = check_positive(covs, "covs")
-        return (s * s) * eye.expand(k, d, d).clone()
     c = _as_f64(covs, "covs")
     if c.ndim == 0:
         s = check_positive(float(c), "covs")
@@ -298,13 +275,11 @@ class GaussianMixture(Target):
         k, d = means.shape
         super().__init__(d, name)
         covs_t = _mixture_covs(covs, k, d)
-        if not isinstance(stratified, bool):
-            raise TypeError(f"stratified must be a bool, got {stratified!r}")
+        self.stratified = check_bool(stratified, "stratified")
         self.means = means
         self.covs = covs_t
         self.weights = _check_weights(weights, k)
         self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
-        self.stratified = stratified
         self._chol = torch.linalg.cholesky(covs_t)
 
     @property
@@ -322,45 +297,38 @@ class GaussianMixture(Target):
             x[sel] = means[k] + z[sel] @ chol[k].T
         return x
 
-    def _component_log_prob(self, x: Tensor) -> Tensor:
-        """``log w_k + log N(x_i; m_k, S_k)``, shape (n, K)."""
+    def _components(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``log w_k + log N(x_i; m_k, S_k)`` (n, K), with the Cholesky factors ``L`` and ``x - m_k``."""
         L = _like(self._chol, x)  # (K, d, d)
         diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
         sol = torch.linalg.solve_triangular(L, diff, upper=False)
         logdet = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (K,)
         comp = -0.5 * (sol.pow(2).sum(1) + self.dim * _LOG_2PI + logdet[:, None])  # (K, n)
-        return (comp + torch.log(_like(self.weights, x))[:, None]).T
+        return (comp + torch.log(_like(self.weights, x))[:, None]).T, L, diff
 
     def _log_prob(self, x):
-        return torch.logsumexp(self._component_log_prob(x), dim=1)
+        return torch.logsumexp(self._components(x)[0], dim=1)
 
     def _score(self, x):
-        resp = torch.softmax(self._component_log_prob(x), dim=1)  # (n, K)
-        L = _like(self._chol, x)
-        diff = (x[None, :, :] - _like(self.means, x)[:, None, :]).mT  # (K, d, n)
+        comp, L, diff = self._components(x)
         grads = -torch.cholesky_solve(diff, L, upper=False)  # (K, d, n)
-        return torch.einsum("nk,kdn->nd", resp, grads)
+        return torch.einsum("nk,kdn->nd", torch.softmax(comp, dim=1), grads)
 
     _shown = ("n_modes", "means", "stds", "weights", "stratified")
 
 
 class Banana(Target):
-    r"""Twisted ("banana") Gaussian in 2-D (Haario, Saksman, Tamminen 1999).
-
-    .. math::
-
-        x_1 \sim N(0, a^2), \qquad x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big),
-
-    ``a = scale``, ``b = curvature``, ``s = noise``; the density is exact (unit Jacobian up to the scales).
+    r"""Twisted ("banana") Gaussian in 2-D (Haario, Saksman, Tamminen 1999): :math:`x_1 \sim N(0, a^2)`,
+    :math:`x_2 \mid x_1 \sim N\big(b (x_1^2 - a^2), s^2\big)`, ``a = scale``, ``b = curvature``,
+    ``s = noise``; the density is exact (unit Jacobian up to the scales).
 
     Used in: ``targets._REGISTRY`` (``"banana"``).
     """
 
+    _params = {"scale": check_positive, "curvature": _finite_real, "noise": check_positive}
+
     def __init__(self, scale: float = 2.0, curvature: float = 0.25, noise: float = 0.5, name: str = "banana"):
-        super().__init__(2, name)
-        self.scale = check_positive(scale, "scale")
-        self.curvature = _finite_real(curvature, "curvature")
-        self.noise = check_positive(noise, "noise")
+        super().__init__(2, name, scale=scale, curvature=curvature, noise=noise)
 
     def _sample(self, n, generator, device):
         z = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
@@ -382,28 +350,20 @@ class Banana(Target):
         g2 = -r / (s * s)
         return torch.stack([g1, g2], dim=1)
 
-    _shown = ("scale", "curvature", "noise")
-
 
 class TwoMoons(Target):
-    r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``).
-
-    .. math::
-
-        u \in \{(\cos t, \sin t),\ (1 - \cos t, \tfrac12 - \sin t)\}, \quad t \sim U(0, \pi), \qquad
-        x = c\,(u + \sigma \varepsilon) + o,
-
-    ``sigma = noise``, ``c = scale``, ``o = shift``. No closed-form density.
+    r"""Two interleaving half circles (GWF ``Moons``; the geometry of scikit-learn's ``make_moons``):
+    :math:`x = c\,(u + \sigma \varepsilon) + o`, :math:`u \in \{(\cos t, \sin t),\ (1 - \cos t, \tfrac12 -
+    \sin t)\}`, :math:`t \sim U(0, \pi)`, ``sigma = noise``, ``c = scale``, ``o = shift``.
 
     Used in: ``targets._REGISTRY`` (``"moons"``, ``"gwf_moons"``).
     """
 
+    _params = {"noise": check_nonnegative, "scale": check_positive, "shift": _finite_real}
+
     def __init__(self, noise: float = 0.2, scale: float = 3.0, shift: float = -1.0, *,
                  stratified: bool = False, name: str = "moons"):
-        super().__init__(2, name)
-        self.noise = check_nonnegative(noise, "noise")
-        self.scale = check_positive(scale, "scale")
-        self.shift = _finite_real(shift, "shift")
+        super().__init__(2, name, noise=noise, scale=scale, shift=shift)
         self.stratified = bool(stratified)
 
     def _sample(self, n, generator, device):
@@ -416,29 +376,22 @@ class TwoMoons(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return self.scale * (u + self.noise * eps) + self.shift
 
-    _shown = ("noise", "scale", "shift")
-
 
 class SwissRoll(Target):
-    r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026).
-
-    .. math::
-
-        t = t_0 + (t_1 - t_0) u, \; u \sim U(0, 1), \qquad
-        x = (t\cos t,\; t \sin t) / c + \sigma \varepsilon,
-
-    with ``c`` the largest absolute coordinate over :math:`[t_0, t_1]` (``normalization="population"``) or
-    of the drawn sample (``"sample"``, the demo exactly). No closed-form density.
+    r"""2-D swiss roll scaled to :math:`[-1, 1]^2` (the drifting toy demo of Deng et al. 2026):
+    :math:`x = (t\cos t,\; t \sin t) / c + \sigma \varepsilon`, :math:`t = t_0 + (t_1 - t_0) u`,
+    :math:`u \sim U(0, 1)`, with ``c`` the largest absolute coordinate over :math:`[t_0, t_1]`
+    (``normalization="population"``) or of the drawn sample (``"sample"``, the demo exactly).
 
     Used in: ``targets._REGISTRY`` (``"swiss_roll"``, ``"drifting_swiss_roll"``).
     """
 
+    _params = {"noise": check_nonnegative, "t_min": check_nonnegative, "t_max": check_positive}
+    _shown = ("normalization",)
+
     def __init__(self, noise: float = 0.03, t_min: float = 0.5 * math.pi, t_max: float = 4.5 * math.pi,
                  normalization: str = "population", name: str = "swiss_roll"):
-        super().__init__(2, name)
-        self.noise = check_nonnegative(noise, "noise")
-        self.t_min = check_nonnegative(t_min, "t_min")
-        self.t_max = check_positive(t_max, "t_max")
+        super().__init__(2, name, noise=noise, t_min=t_min, t_max=t_max)
         if not self.t_max > self.t_min:
             raise ValueError(f"t_max must exceed t_min, got t_min={t_min}, t_max={t_max}")
         if normalization not in ("population", "sample"):
@@ -455,29 +408,22 @@ class SwissRoll(Target):
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return pts / c + self.noise * eps
 
-    _shown = ("noise", "t_min", "t_max", "normalization")
-
 
 class Spirals(Target):
-    r"""``n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals").
-
-    .. math::
-
-        t = t_1 \sqrt{u}, \; u \sim U(0,1), \qquad
-        x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon,
-
-    ``t_1 = 2 pi turns``, arm ``a`` uniform. No closed-form density.
+    r"""``A = n_arms`` rotated Archimedean spiral arms with Gaussian noise (after FFJORD's "2spirals"):
+    :math:`x = R_{2\pi a / A}\, \frac{t}{c}\, (-\cos t, \sin t) + \sigma \varepsilon`, :math:`t = t_1
+    \sqrt{u}`, :math:`u \sim U(0,1)`, ``t_1 = 2 pi turns``, ``c = scale``, ``sigma = noise``, arm ``a``
+    uniform.
 
     Used in: ``targets._REGISTRY`` (``"spirals"``).
     """
 
+    _params = {"n_arms": check_int, "turns": check_positive, "scale": check_positive,
+               "noise": check_nonnegative}  # fmt: skip
+
     def __init__(self, n_arms: int = 2, turns: float = 1.5, scale: float = 3.0, noise: float = 0.1,
                  name: str = "spirals"):
-        super().__init__(2, name)
-        self.n_arms = check_int(n_arms, "n_arms")
-        self.turns = check_positive(turns, "turns")
-        self.scale = check_positive(scale, "scale")
-        self.noise = check_nonnegative(noise, "noise")
+        super().__init__(2, name, n_arms=n_arms, turns=turns, scale=scale, noise=noise)
 
     def _sample(self, n, generator, device):
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
@@ -488,8 +434,6 @@ class Spirals(Target):
         x = torch.stack([phi.cos() * px - phi.sin() * py, phi.sin() * px + phi.cos() * py], dim=1)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         return x / self.scale + self.noise * eps
-
-    _shown = ("n_arms", "turns", "scale", "noise")
 
 
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
@@ -514,20 +458,18 @@ class Checkerboard(Target):
         \quad a_i = \ell + i w,
 
     with ``C`` black cells of width ``w``; for :math:`\sigma = 0`, :math:`1/(C w^2)` on the black cells.
-    Defaults: the drifting demo (4 x 4 on [-1, 1]^2, noise 0.05); S-JKO's ``CheckerBoard`` is ``[-2 pi/3,
-    2 pi/3]`` without noise.
+    The defaults are the drifting demo's (S-JKO's board: ``"sjko_checkerboard"``).
 
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
 
+    _params = {"n_cells": check_int, "low": _finite_real, "high": _finite_real, "noise": check_nonnegative}
+
     def __init__(self, n_cells: int = 4, low: float = -1.0, high: float = 1.0, noise: float = 0.05,
                  name: str = "checkerboard"):
-        super().__init__(2, name)
-        self.n_cells = check_int(n_cells, "n_cells")
-        self.low, self.high = _finite_real(low, "low"), _finite_real(high, "high")
+        super().__init__(2, name, n_cells=n_cells, low=low, high=high, noise=noise)
         if not self.high > self.low:
             raise ValueError(f"high must exceed low, got low={low}, high={high}")
-        self.noise = check_nonnegative(noise, "noise")
         k = self.n_cells
         ii, jj = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
         black = (ii + jj) % 2 == 0
@@ -564,8 +506,6 @@ class Checkerboard(Target):
             return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
 
-    _shown = ("n_cells", "low", "high", "noise")
-
 
 class Rings(Target):
     r"""Mixture of noisy circles: :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
@@ -592,18 +532,14 @@ class Rings(Target):
             raise ValueError("radii must be a non-empty sequence of non-negative numbers")
         k = r.numel()
         s = _as_f64(std, "std").reshape(-1)
-        if s.numel() == 1:
-            s = s.expand(k).clone()
+        s = s.expand(k).clone() if s.numel() == 1 else s
         if s.numel() != k:
             raise ValueError(f"std must be a number or have shape ({k},), got {s.numel()} values")
         if not bool((s > 0).all()):
             raise ValueError("std must be positive")
-        if centers is None:
-            c = torch.zeros(k, 2, dtype=torch.float64)
-        else:
-            c = _as_f64(centers, "centers")
-            if c.shape != (k, 2):
-                raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
+        c = torch.zeros(k, 2, dtype=torch.float64) if centers is None else _as_f64(centers, "centers")
+        if c.shape != (k, 2):
+            raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
         self.radii, self.stds, self.centers = r, s, c
         self.weights = _check_weights(weights, k)
         self.stratified = bool(stratified)
@@ -712,28 +648,22 @@ def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rin
     return FinitePoints(torch.cat([ring, ring - offset, ring - 2 * offset]), name=name)
 
 
+# One line per distribution, its aliases after it (the table of the module docstring).
 _REGISTRY: dict[str, Callable[..., Target]] = {
     "gaussian": _gaussian,
-    "eight_gaussians": _gwf_eight_gaussians,
-    "gwf_eight_gaussians": _gwf_eight_gaussians,
+    "eight_gaussians": _gwf_eight_gaussians, "gwf_eight_gaussians": _gwf_eight_gaussians,
     "sjko_8gaussians": _sjko_8gaussians,
-    "twenty_five_gaussians": _sjko_25gaussians,
-    "sjko_25gaussians": _sjko_25gaussians,
-    "moons": TwoMoons,
-    "gwf_moons": TwoMoons,
-    "swiss_roll": SwissRoll,
-    "drifting_swiss_roll": SwissRoll,
-    "checkerboard": Checkerboard,
-    "drifting_checkerboard": Checkerboard,
+    "twenty_five_gaussians": _sjko_25gaussians, "sjko_25gaussians": _sjko_25gaussians,
+    "moons": TwoMoons, "gwf_moons": TwoMoons,
+    "swiss_roll": SwissRoll, "drifting_swiss_roll": SwissRoll,
+    "checkerboard": Checkerboard, "drifting_checkerboard": Checkerboard,
     "sjko_checkerboard": _sjko_checkerboard,
-    "rings": Rings,
-    "two_circles": TwoCircles,
-    "sjko_twocircles": TwoCircles,
-    "gwf_circles": TwoCircles,
+    "two_circles": TwoCircles, "sjko_twocircles": TwoCircles, "gwf_circles": TwoCircles,
     "gwf_three_rings": _gwf_three_rings,
+    "rings": Rings,
     "spirals": Spirals,
     "banana": Banana,
-}
+}  # fmt: skip
 
 
 def list_targets() -> list[str]:
@@ -760,14 +690,9 @@ def get_target(name: str, **kwargs) -> Target:
 
 
 def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    r"""``n`` deterministic 1-D points, shape ``(n, 1)``, with exactly this mean and variance.
-
-    .. math::
-
-        u_i = \Phi^{-1}\Big(\frac{i + 1/2}{n}\Big), \quad
-        x_i = m + \sqrt{v}\,\frac{u_i - \bar u}{\operatorname{sd}(u)},
-
-    a noise-free stand-in for a sample of :math:`N(m, v)`.
+    r"""``n`` deterministic 1-D points :math:`x_i = m + \sqrt{v}\,(u_i - \bar u) / \operatorname{sd}(u)`,
+    :math:`u_i = \Phi^{-1}\big(\frac{i + 1/2}{n}\big)`, shape ``(n, 1)``, with exactly this mean and
+    variance: a noise-free stand-in for a sample of :math:`N(m, v)`.
 
     Used in: chapter 7.
     """
@@ -778,7 +703,7 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     var = check_positive(var, "var")
     if not isinstance(mean, int | float) or not math.isfinite(mean):
         raise ValueError(f"mean must be a finite number, got {mean!r}")
-    _check_dtype(dtype)
+    check_dtype(dtype)
     u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
     u = (u - u.mean()) / u.std(unbiased=False)
     return (mean + math.sqrt(var) * u).to(dtype)[:, None]

@@ -669,7 +669,7 @@ def test_sinkhorn_bad_inputs():
         SinkhornDivergence(0.1, solver="keops")
     with pytest.raises(ValueError, match="chunk_size"):
         SinkhornDivergence(0.1, solver="lazy", chunk_size=0)
-    with pytest.raises(ValueError, match=r"scaling must lie in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"scaling must be in \(0, 1\)"):
         SinkhornDivergence(0.1, scaling=1.0)
 
 

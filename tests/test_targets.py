@@ -564,6 +564,11 @@ def test_score_keeps_graph_when_x_requires_grad():
 def test_repr_rounds_parameters():
     r = repr(get_target("eight_gaussians"))
     assert "GaussianMixture(name='eight_gaussians'" in r and "0.1," in r and "0.1000000" not in r
+    # the table-driven scalar parameters (Target._params), in their table's order, then the other fields
+    assert repr(get_target("banana")) == "Banana(name='banana', dim=2, scale=2.0, curvature=0.25, noise=0.5)"
+    r = repr(get_target("swiss_roll"))
+    assert r.endswith("noise=0.03, t_min=1.5708, t_max=14.1372, normalization='population')")
+    assert isinstance(Checkerboard(low=-2.0).low, float) and Spirals(n_arms=3.0).n_arms == 3
 
 
 # --------------------------------------------------------------------------------------------

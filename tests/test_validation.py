@@ -287,3 +287,16 @@ def test_check_interval():
         check_interval(math.nan, "p")
     with pytest.raises(TypeError, match="^p must be a real number, got bool"):
         check_interval(True, "p")
+
+
+def test_check_dtype_and_generator():
+    from gwf_tutorial._validation import check_dtype, check_generator
+
+    assert check_dtype(torch.float64) is torch.float64
+    for bad in (torch.int64, "float32", None):
+        with pytest.raises(TypeError, match="^dtype must be a floating torch.dtype"):
+            check_dtype(bad)
+    g = torch.Generator()
+    assert check_generator(g) is g and check_generator(None) is None
+    with pytest.raises(TypeError, match="^generator must be a torch.Generator or None, got int"):
+        check_generator(0)
