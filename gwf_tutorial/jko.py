@@ -513,8 +513,8 @@ class ParametricJKO(TrainerPreset):
     Parameters
     ----------
     objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
-        A name goes to :func:`get_critic_objective`, else ``"mmd_u"`` (:class:`UnbiasedMMD`), else
-        :func:`~gwf_tutorial.functionals.get_objective`.
+        A name goes to :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``
+        (:class:`UnbiasedMMD`), else :func:`~gwf_tutorial.functionals.get_objective`.
     source, data : Tensor (N, d), callable ``f(n, generator=g)`` or object with ``sample(n, generator=g)``
         :math:`\mu_0` and :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole).
     critic : nn.Module, optional
