@@ -3,7 +3,8 @@ r"""Critics: networks whose optimum is a function of the density ratio :math:`r 
 The variational critic of an f-divergence maximises :math:`\mathbb E_\rho h - \mathbb E_\nu f^*(h)`
 (or Donsker--Varadhan), with optimum :math:`h^* = f'(r)`; the logistic classifier (data 1, model 0) has
 optimum :math:`D^* = \log(\nu/\rho)`, so :math:`r = e^{-D^*}`; a learned kernel is the critic of MMD GANs.
-The penalties are written once (:func:`add_penalties`):
+A critic objective (:class:`CriticObjective`) turns a critic into an objective :math:`F(\rho) = \sup_h
+B(h; \rho, \nu)` for the JKO loops. The penalties are written once (:func:`add_penalties`):
 
 .. math::
 
@@ -36,7 +37,15 @@ from gwf_tutorial._validation import (
     check_positive,
     check_samples,
 )
-from gwf_tutorial.fdiv import FDivergence, _bound, dv_bound, get_fdivergence, variational_bound
+from gwf_tutorial.fdiv import (
+    FDIVERGENCES,
+    FDivergence,
+    _bound,
+    dv_bound,
+    get_fdivergence,
+    psi_star,
+    variational_bound,
+)
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import _median_distance, _sqdist, check_pair, check_positive_seq
 from gwf_tutorial.nets import MLP
@@ -44,7 +53,8 @@ from gwf_tutorial.train import progress as _progress
 
 __all__ = ["Critic", "critic_loss", "dv_loss", "logistic_loss", "r1_penalty", "gradient_penalty",
            "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic", "LogisticRatio",
-           "logistic_ratio", "LearnedKernel", "ExactLogRatio"]  # fmt: skip
+           "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective", "VariationalFDivergence",
+           "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential", "get_critic_objective"]  # fmt: skip
 
 
 def _check_rows(x, name: str, in_dim: int) -> Tensor:
@@ -151,15 +161,11 @@ def _value_and_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tens
 def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
     r"""Critic values :math:`h(y_j)` and input gradients :math:`\nabla h(y_j)` from one forward pass.
 
-    A per-step primitive: shapes and dtype are checked, values are not. ``y`` ``(m, ...)``.
+    A per-step primitive: shapes and dtype are checked, values are not. ``y`` ``(m, ...)``; returns the
+    values (shape of ``critic(y)``) and the gradients ``(m, ...)`` with a graph, so that a penalty on them
+    trains the critic.
 
-    Returns
-    -------
-    values : Tensor, shape of ``critic(y)``
-    grad : Tensor, shape (m, ...)
-        With a graph (``create_graph=True``), so that a penalty on it trains the critic.
-
-    Used in: :mod:`gwf_tutorial.sjko` and :mod:`gwf_tutorial.cifar10` (S-JKO's potential with R1).
+    Used in: :class:`~gwf_tutorial.critics.SemiDualPotential`, :mod:`gwf_tutorial.cifar10` (S-JKO with R1).
     """
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -172,9 +178,13 @@ def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple
     return _value_and_grad(critic, y)
 
 
+def _sq_norms(g: Tensor) -> Tensor:
+    """Per-row squared norms :math:`|g_j|^2` of ``(m, ...)``, shape ``(m,)``: the R1 integrand."""
+    return g.reshape(g.shape[0], -1).pow(2).sum(dim=1)
+
+
 def _r1(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    _, g = _value_and_grad(critic, y)
-    return (g**2).sum(dim=1).mean()
+    return _sq_norms(_value_and_grad(critic, y)[1]).mean()
 
 
 def _gp(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, generator) -> Tensor:
@@ -215,7 +225,7 @@ def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y
     Called at every critic step: shapes only are checked (no device synchronisation).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
-    (through their loop), :class:`~gwf_tutorial.jko.CriticObjective`.
+    (through their loop), :class:`~gwf_tutorial.critics.CriticObjective` and its subclasses.
     """
     for t, nm in ((x, "x"), (y, "y")):  # shapes only: an empty batch would give a NaN penalty
         if (r1 > 0 or gp > 0) and (not isinstance(t, Tensor) or t.ndim < 2 or t.shape[0] < 1):
@@ -399,7 +409,7 @@ class LearnedKernel(nn.Module):
     ``bandwidths``, or ``factors`` times the median distance of the pooled embedded sample (detached).
     ``forward(x, y)`` is the Gram matrix ``(n, m)``.
 
-    Used in: chapter 5; :mod:`gwf_tutorial.jko`, :mod:`gwf_tutorial.cifar10`.
+    Used in: chapter 5; :class:`~gwf_tutorial.critics.LearnedKernelMMD`, :mod:`gwf_tutorial.cifar10`.
     """
 
     def __init__(self, in_dim: int, feature_dim: int = 8, hidden: int = 64, depth: int = 2,
@@ -423,18 +433,12 @@ class LearnedKernel(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_mix, dtype=dtype))
 
     def features(self, x: Tensor) -> Tensor:
-        r"""The embedding :math:`\phi_\psi(x) = (x, g_\psi(x))`, shape ``(n, d + feature_dim)``.
-
-        Used in: chapter 5.
-        """
+        r"""The embedding :math:`\phi_\psi(x) = (x, g_\psi(x))`, shape ``(n, d + feature_dim)``."""
         x = _check_rows(x, "x", self.in_dim)
         return torch.cat([x, self.net(x)], dim=1)
 
     def weights(self) -> Tensor:
-        r"""Mixture weights :math:`w = \mathrm{softmax}(a)`, shape ``(L,)``.
-
-        Used in: chapter 5.
-        """
+        r"""Mixture weights :math:`w = \mathrm{softmax}(a)`, shape ``(L,)``."""
         return torch.softmax(self.logits, dim=0)
 
     def _sigmas(self, fx: Tensor, fy: Tensor) -> list[float]:
@@ -455,10 +459,7 @@ class LearnedKernel(nn.Module):
     def mmd2(self, x: Tensor, y: Tensor, *, unbiased: bool = True) -> Tensor:
         r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set
         of bandwidths for the three Gram matrices; shape ``()``, differentiable in ``x``, ``y`` and
-        :math:`\psi`.
-
-        Used in: chapter 5.
-        """
+        :math:`\psi`."""
         fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
         sig = self._sigmas(fx, fy)
         gram = lambda a, b: self._gram(a, b, sig)  # noqa: E731
@@ -466,10 +467,7 @@ class LearnedKernel(nn.Module):
 
     def witness(self, x: Tensor, y: Tensor, at: Tensor) -> Tensor:
         r"""MMD witness :math:`w(z) = \frac1n \sum_i k_\psi(z, x_i) - \frac1m \sum_j k_\psi(z, y_j)`, shape
-        ``(k,)``, differentiable in ``at`` and :math:`\psi`.
-
-        Used in: chapter 5.
-        """
+        ``(k,)``, differentiable in ``at`` and :math:`\psi`."""
         x, y, at = (_check_rows(t, nm, self.in_dim) for t, nm in ((x, "x"), (y, "y"), (at, "at")))
         fx, fy, fz = self.features(x), self.features(y), self.features(at)
         sig = self._sigmas(fx, fy)
@@ -494,3 +492,314 @@ class ExactLogRatio:
 
     def __repr__(self) -> str:
         return f"ExactLogRatio({self.p!r}, {self.q!r})"
+
+
+def _batch_values(v: Tensor, name: str) -> Tensor:
+    v = _column(v)
+    if v.ndim != 1:
+        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(v.shape)}")
+    return v
+
+
+def _input_velocity(term: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    xx = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(term(xx), xx)
+    return -(x.shape[0] * g).detach()
+
+
+class CriticObjective:
+    r"""An objective estimated adversarially, :math:`F(\rho) = \sup_h B(h; \rho, \nu)`: the one interface of
+    the variational f-divergences, :math:`W_1`, the learned-kernel MMD and the S-JKO potential.
+
+    .. math::
+
+        \text{critic: } \max_h \widehat B(h; x, y) - \text{penalties}, \qquad
+        \text{map: } \min_T \widehat M(h; T(z), y), \qquad
+        v(x_i) = -n\,\nabla_{x_i} \widehat M(h; x_{1:n}, y),
+
+    the map term :math:`M` having the gradient of :math:`B` in the model samples (minimax) or being
+    another loss (non-saturating GAN). Subclasses implement ``bound(critic, x, y)`` (:math:`\widehat B \le
+    F`, 0-d) and ``map_term(critic, x, y)`` (:math:`\widehat M`, 0-d), and may replace ``make_critic`` (the
+    default critic: a raw :class:`Critic`); ``default_gp`` is the WGAN-GP weight for ``gp=None``;
+    ``map_term_is_bound`` lets a chain log the map term as :math:`\widehat F`.
+
+    Used in: :func:`~gwf_tutorial.critics.get_critic_objective` (the base of what it returns).
+    """
+
+    name = "critic"
+    default_gp = 0.0
+    map_term_is_bound = False
+
+    def make_critic(self, dim: int, *, hidden: int, depth: int, dtype: torch.dtype | None) -> nn.Module:
+        return Critic(dim, None, hidden=hidden, depth=depth, dtype=dtype)
+
+    def penalty_function(self, critic: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        """The scalar function ``(k, d) -> (k,)`` that R1 / WGAN-GP penalise (default: the critic)."""
+        return critic
+
+    def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
+        r"""``(loss, bound)``: :math:`-\widehat B(h; x, y)` plus the penalties of :func:`add_penalties` on
+        the penalty function."""
+        bound = self.bound(critic, x, y)
+        fn = self.penalty_function(critic, x, y)
+        return add_penalties(-bound, fn, x, y, r1=r1, gp=gp, generator=generator), bound
+
+    def velocity(self, critic, x: Tensor, y: Tensor | None = None) -> Tensor:
+        r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i}\widehat M(h; x_{1:n}, y)` the map term imposes on
+        the particles ``x``, detached, shape of ``x``."""
+        return _input_velocity(lambda xx: self.map_term(critic, xx, y), x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+_GENERATOR_LOSSES = ("minimax", "non_saturating")
+
+
+class VariationalFDivergence(CriticObjective):
+    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch.
+
+    .. math::
+
+        D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad
+        D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h) \ (\texttt{symmetric=True}),
+
+    map terms :math:`\mathbb E_z h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E
+    e^h`). ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`,
+    whose flow with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
+
+    Used in: :func:`~gwf_tutorial.critics.get_critic_objective` (what it returns for an f-divergence name).
+    """
+
+    def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
+        self.fdiv = get_fdivergence(fdiv)
+        if not isinstance(symmetric, bool):
+            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+        if generator_loss not in _GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
+        if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
+            raise ValueError("generator_loss='non_saturating' is defined for the 'gan' and 'js' divergences "
+                             f"(critic log D), got {self.fdiv.name!r}")  # fmt: skip
+        self.symmetric, self.generator_loss, self.name = symmetric, generator_loss, self.fdiv.name
+
+    def make_critic(self, dim, *, hidden, depth, dtype):
+        return Critic(dim, self.fdiv, hidden=hidden, depth=depth, dtype=dtype)
+
+    def bound(self, critic, x, y):
+        h_x, h_y = critic(x), critic(y)  # no NaN check per step (a device synchronisation)
+        return _bound(self.fdiv, *((h_y, h_x) if self.symmetric else (h_x, h_y)), check_nan=False)
+
+    def _conjugate_of_critic(self, critic, x, h):
+        """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
+        if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
+            return self.fdiv._conjugate_activated(_batch_values(critic.raw(x), "x"))
+        return self.fdiv._conjugate(h)
+
+    def map_term(self, critic, x, y):
+        h = _batch_values(critic(x), "x")
+        ns = self.generator_loss == "non_saturating"
+        if not self.symmetric:
+            return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
+        if ns:
+            return -h.mean()
+        if self.fdiv.dv:
+            return -(torch.logsumexp(h, 0) - math.log(h.shape[0]))
+        return -self._conjugate_of_critic(critic, x, h).mean()
+
+    def __repr__(self) -> str:
+        s, g = self.symmetric, self.generator_loss
+        return f"VariationalFDivergence({self.fdiv.name!r}, symmetric={s}, generator_loss={g!r})"
+
+
+class WassersteinCritic(CriticObjective):
+    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``).
+
+    :math:`W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h`, map term
+    :math:`\mathbb E_z h(T(z))`.
+
+    Used in: ``critics._CRITIC_OBJECTIVES`` (the name ``"w1"``).
+    """
+
+    name = "w1"
+    default_gp = 10.0
+
+    def bound(self, critic, x, y):
+        return _batch_values(critic(x), "x").mean() - _batch_values(critic(y), "y").mean()
+
+    def map_term(self, critic, x, y):
+        return _batch_values(critic(x), "x").mean()
+
+
+class LearnedKernelMMD(CriticObjective):
+    r"""Squared MMD with a learned kernel (:class:`LearnedKernel`), max over the kernel.
+
+    :math:`F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu)`: the critic's estimate and the map term
+    are both the MMD (U-statistic unless ``unbiased=False``); penalties act on the witness function.
+    ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.
+
+    Used in: chapter 5, :mod:`gwf_tutorial.cifar10`.
+    """
+
+    name = "mmd_learned"
+    map_term_is_bound = True
+
+    def __init__(self, *, feature_dim: int = 8, bandwidths=None, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
+                 unbiased: bool = True):  # fmt: skip
+        self.feature_dim = check_int(feature_dim, "feature_dim")
+        if not isinstance(unbiased, bool):
+            raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
+        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, unbiased
+        LearnedKernel(1, 1, 1, 0, bandwidths=bandwidths, factors=factors)  # validates the options
+
+    def make_critic(self, dim, *, hidden, depth, dtype):
+        return LearnedKernel(dim, self.feature_dim, hidden, depth, bandwidths=self.bandwidths,
+                             factors=self.factors, dtype=dtype)  # fmt: skip
+
+    def bound(self, critic, x, y):
+        if not callable(getattr(critic, "mmd2", None)):
+            raise TypeError("LearnedKernelMMD needs a critic with an mmd2 method (a LearnedKernel)")
+        return critic.mmd2(x, y, unbiased=self.unbiased)
+
+    map_term = bound
+
+    def penalty_function(self, critic, x, y):
+        xd, yd = x.detach(), y.detach()
+        return lambda at: critic.witness(xd, yd, at)
+
+    def __repr__(self) -> str:
+        return f"LearnedKernelMMD(feature_dim={self.feature_dim}, unbiased={self.unbiased})"
+
+
+def _values(v, name: str) -> Tensor:
+    """Potential values ``(n,)`` or ``(n, 1)`` -> ``(n,)`` (no NaN check: a per-step primitive)."""
+    v = _column(as_tensor(v, name))
+    if v.ndim != 1 or v.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1) with n >= 1, got {tuple(v.shape)}")
+    return v
+
+
+def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
+    if weights is None:
+        return values.mean()
+    w = as_tensor(weights, name).to(values)
+    if w.shape != values.shape or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not w.sum() > 0:
+        raise ValueError(f"{name} must be finite, non-negative, of positive sum, shape {tuple(values.shape)}")
+    return (w * values).sum() / w.sum()
+
+
+class SemiDualPotential(CriticObjective):
+    r"""The S-JKO potential :math:`v` (Choi et al., 2024): the critic :math:`h = -v` of :math:`D_\Psi`.
+
+    .. math::
+
+        \widehat B(v; x, y) = -\frac1n \sum_i v(x_i) - \frac1m \sum_j \Psi^*(-v(y_j)) \le D_\Psi(\rho\|\nu),
+        \qquad \widehat M(v; x) = -\frac1n \sum_i v(x_i),
+
+    so that the semi-dual is :math:`J(v, T) = \mathbb E\, c_\tau(x, T(x)) + \widehat M(v; T(x)) -
+    \mathbb E_\nu \Psi^*(-v)`. ``divergence`` is a name of :data:`~gwf_tutorial.fdiv.PSI_STAR` or a
+    callable :math:`\Psi^*`; a potential maps ``(n, ...)`` to ``(n,)`` or ``(n, 1)``. The R1 term
+    :math:`\frac{r_1}{2}\mathbb E_\nu |\nabla v|^2` takes the values and input gradients at ``y`` from one
+    forward pass.
+
+    Used in: :class:`~gwf_tutorial.sjko.SemiDualJKO`, :func:`~gwf_tutorial.sjko.potential_loss`.
+    """
+
+    name = "semi_dual"
+
+    def __init__(self, divergence: str | Callable[[Tensor], Tensor] = "kl"):
+        self.divergence, self.psi = divergence, psi_star(divergence)
+
+    def _terms(self, v_fake, v_real, grad_real, r1, source_weights, data_weights) -> tuple[Tensor, ...]:
+        """``(loss, loss without R1, data term)``."""
+        v_fake, v_real = _values(v_fake, "v_fake"), _values(v_real, "v_real")
+        data = _weighted_mean(self.psi(-v_real), data_weights, "data_weights")
+        r1 = check_nonnegative(r1, "r1")
+        loss = base = _weighted_mean(v_fake, source_weights, "source_weights") + data
+        if r1 > 0:
+            if grad_real is None or grad_real.shape[0] != v_real.shape[0]:
+                got = None if grad_real is None else tuple(grad_real.shape)
+                raise ValueError(f"r1 > 0 needs grad_real with {len(v_real)} rows, got {got}")
+            loss = loss + 0.5 * r1 * _weighted_mean(_sq_norms(grad_real), data_weights, "data_weights")
+        return loss, base, data
+
+    def loss(self, v_fake, v_real, *, grad_real: Tensor | None = None, r1: float = 0.0, source_weights=None,
+             data_weights=None) -> Tensor:  # fmt: skip
+        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake``
+        :math:`= v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)`` and ``grad_real`` :math:`= \nabla
+        v(y_j)` ``(m, ...)`` (needed when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
+        return self._terms(v_fake, v_real, grad_real, r1, source_weights, data_weights)[0]
+
+    def data_term(self, v_real, data_weights=None) -> Tensor:
+        r""":math:`\mathbb E_\nu \Psi^*(-v)` from ``v_real`` ``(m,)``, shape ``()``."""
+        return _weighted_mean(self.psi(-_values(v_real, "v_real")), data_weights, "data_weights")
+
+    def critic_terms(self, potential, x, y, *, r1: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(loss, bound, data term)`` of :meth:`critic_loss` without GP (the last two detached)."""
+        values = lambda z: self.values(potential, z)  # noqa: E731
+        v_y, g_y = value_and_input_grad(values, y) if r1 > 0 else (values(y), None)
+        loss, base, data = self._terms(values(x), v_y, g_y, r1, None, None)
+        return loss, -base.detach(), data.detach()
+
+    def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
+        loss, bound, _ = self.critic_terms(critic, x, y, r1=r1)
+        return add_penalties(loss, critic, x, y, gp=gp, generator=generator), bound
+
+    def values(self, potential, x: Tensor) -> Tensor:
+        """:math:`v(x_i)`, shape ``(n,)``."""
+        v = potential(x)
+        if v.numel() != x.shape[0]:
+            raise ValueError(f"the potential must give one value per point ({len(x)}), got {tuple(v.shape)}")
+        return v.reshape(x.shape[0])
+
+    def bound(self, critic, x, y):
+        return -self._terms(self.values(critic, x), self.values(critic, y), None, 0.0, None, None)[1]
+
+    def map_term(self, critic, x, y=None):
+        return -self.values(critic, x).mean()
+
+    def __repr__(self) -> str:
+        return f"SemiDualPotential({self.divergence!r})"
+
+
+_CRITIC_OBJECTIVES = {"w1": WassersteinCritic, "wasserstein1": WassersteinCritic,
+                      "wasserstein_1": WassersteinCritic, "mmd_learned": LearnedKernelMMD,
+                      "learned_mmd": LearnedKernelMMD}  # fmt: skip
+
+
+def _is_critic_name(key: str) -> bool:
+    try:
+        return key in _CRITIC_OBJECTIVES or get_fdivergence(key) is not None
+    except ValueError:
+        return False
+
+
+def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str = "minimax",
+                         **kwargs) -> CriticObjective:  # fmt: skip
+    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass).
+
+    ``symmetric`` and ``generator_loss`` apply to f-divergences, ``kwargs`` go to :class:`LearnedKernelMMD`.
+
+    Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko._resolve_objective` (the chain's names).
+    """
+    if isinstance(name, CriticObjective):
+        if symmetric or generator_loss != "minimax" or kwargs:
+            raise ValueError("symmetric / generator_loss / kwargs cannot be combined with an instance")
+        return name
+    if isinstance(name, FDivergence):
+        return VariationalFDivergence(name, symmetric=symmetric, generator_loss=generator_loss)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, FDivergence or CriticObjective, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key in _CRITIC_OBJECTIVES:
+        if symmetric or generator_loss != "minimax":
+            raise ValueError(f"symmetric and generator_loss apply to f-divergences only, not {name!r}")
+        return _CRITIC_OBJECTIVES[key](**kwargs)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments for an f-divergence: {sorted(kwargs)}")
+    try:
+        fdiv = get_fdivergence(key)
+    except ValueError as err:
+        choices = f"an f-divergence ({sorted(FDIVERGENCES)}) or one of {sorted(_CRITIC_OBJECTIVES)}"
+        raise ValueError(f"unknown critic objective {name!r}; choose {choices}") from err
+    return VariationalFDivergence(fdiv, symmetric=symmetric, generator_loss=generator_loss)

@@ -5,14 +5,13 @@ r"""Parametric JKO steps: train a map whose push-forward makes one JKO step of a
     \theta_{k+1} = \operatorname*{arg\,min}_\theta\ \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}
     \big|T_\theta(z) - T_k(z)\big|^2 + F\big((T_\theta)_\#\mu_0\big).
 
-:math:`F` is a critic objective (an f-divergence through its variational form, :math:`W_1`, a
-learned-kernel MMD: a min-max game), a sample objective (:class:`UnbiasedMMD`, those of
-:mod:`gwf_tutorial.functionals`) or a push-forward objective computed from the map itself. GANs are
-switches of the same loop: ``tau=None`` drops the transport term, ``symmetric=True`` minimises
-:math:`D_f(\nu\|\rho)` (f-GAN), ``generator_loss="non_saturating"`` swaps the map's loss.
-Shared arguments: ``x``, ``x_new``, ``x_old`` particles ``(n, d)``; ``y`` data ``(m, d)``; ``critic`` a
-network ``(n, d) -> (n,)``; ``tau`` the JKO step; ``per_dim_average`` divides the transport cost by
-:math:`d` (both official codes); ``progress`` a progress bar.
+:math:`F` is a critic objective (:class:`~gwf_tutorial.critics.CriticObjective`: a min-max game), a sample
+objective (:class:`UnbiasedMMD`, those of :mod:`gwf_tutorial.functionals`) or a push-forward objective
+computed from the map itself. GANs are switches of the same loop: ``tau=None`` drops the transport term,
+``symmetric=True`` minimises :math:`D_f(\nu\|\rho)` (f-GAN), ``generator_loss="non_saturating"`` swaps the
+map's loss. Shared arguments: ``x``, ``x_new``, ``x_old`` particles ``(n, d)``; ``y`` data ``(m, d)``;
+``critic`` a network ``(n, d) -> (n,)``; ``tau`` the JKO step; ``per_dim_average`` divides the transport
+cost by :math:`d` (both official codes); ``progress`` a progress bar.
 
 References: Jordan, Kinderlehrer, Otto (1998); Mokrov et al. (2021), JKO-ICNN; Fan et al. (2022), VWGF;
 Korba, Bonet, Caucheteux (2026), GWF, arXiv:2605.31369 (code ``Paulcauch/GWF``); Nowozin et al. (2016),
@@ -34,39 +33,42 @@ from torch import Tensor, nn
 from gwf_tutorial import gaussian, metrics
 from gwf_tutorial._validation import (
     as_tensor,
+    check_finite,
     check_int,
     check_mean_cov,
     check_nonnegative,
     check_positive,
     check_same_dim,
-    check_samples,
     check_seed,
 )
-from gwf_tutorial.critics import Critic, LearnedKernel, add_penalties
-from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence
+from gwf_tutorial.critics import (  # noqa: F401 (the chapters call the critic objectives as jko.X)
+    CriticObjective,
+    LearnedKernelMMD,
+    VariationalFDivergence,
+    WassersteinCritic,
+    _input_velocity,
+    _is_critic_name,
+    _values,
+    get_critic_objective,
+)
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence
 from gwf_tutorial.functionals import MMD, Objective, get_objective
 from gwf_tutorial.kernels import get_kernel
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.train import progress as _progress
 from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
-__all__ = [
-    "proximal_cost", "saddle_objective", "UnbiasedMMD", "CriticObjective", "VariationalFDivergence",
-    "WassersteinCritic", "LearnedKernelMMD", "get_critic_objective", "PushforwardObjective", "PushforwardKL",
-    "GaussianPushforwardKL", "GaussianPushforwardMMD", "ParametricJKO", "VariantRun",
-    "train_variants",
-]  # fmt: skip
+__all__ = ["proximal_cost", "saddle_objective", "UnbiasedMMD", "PushforwardObjective", "PushforwardKL",
+           "GaussianPushforwardKL", "GaussianPushforwardMMD", "ParametricJKO", "VariantRun", "train_variants"]
 
 _PARAMETRIZATIONS = ("reparameterized", "composed")
-_GENERATOR_LOSSES = ("minimax", "non_saturating")
 _TRAINER_OPTIONS = ("lr", "lr_critic", "betas", "critic_steps", "lr_schedule")
 _KIND = "jko.ParametricJKO"
 
 
 def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, shape ``(n,)``.
-
-    Inputs are flattened to ``(n, d)``; ``per_dim_average`` divides by :math:`d`.
+    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, shape ``(n,)`` (inputs
+    ``(n, ...)`` flattened).
 
     Used in: :mod:`gwf_tutorial.sjko` (``sjko.transport_cost``), :func:`~gwf_tutorial.jko.saddle_objective`.
     """
@@ -81,18 +83,6 @@ def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor
         raise ValueError(f"x_new and x_old must have the same shape (n, ...), got {shapes}")
     sq = (x_new - x_old).reshape(x_new.shape[0], -1).pow(2)
     return (sq.mean(dim=1) if per_dim_average else sq.sum(dim=1)) / (2.0 * tau)
-
-
-def _values(v, name: str) -> Tensor:
-    if not isinstance(v, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
-    v = as_tensor(v, name)
-    v = v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
-    if v.ndim != 1 or v.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n,) or (n, 1) with n >= 1, got {tuple(v.shape)}")
-    if bool(torch.isnan(v).any()):
-        raise ValueError(f"{name} contains NaN values")
-    return v
 
 
 def _weights(w, like: Tensor, name: str) -> Tensor | None:
@@ -127,6 +117,9 @@ def saddle_objective(fdiv: FDivergence | str, x_new, x_old, h_new, h_data, tau, 
     fdiv = get_fdivergence(fdiv)
     cost = proximal_cost(x_new, x_old, tau, per_dim_average=per_dim_average)
     h_new, h_data = _values(h_new, "h_new"), _values(h_data, "h_data")
+    for h, name in ((h_new, "h_new"), (h_data, "h_data")):
+        if bool(torch.isnan(h).any()):
+            raise ValueError(f"{name} contains NaN values")
     if h_new.shape != cost.shape:
         raise ValueError(f"h_new must have one value per row of x_new ({cost.shape[0]}), got {len(h_new)}")
     ws = _weights(source_weights, cost, "source_weights")
@@ -174,212 +167,6 @@ class UnbiasedMMD(Objective):
         return f"UnbiasedMMD(kernel={self.kernel!r})"
 
 
-def _batch_values(v: Tensor, name: str) -> Tensor:
-    v = v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
-    if v.ndim != 1:
-        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(v.shape)}")
-    return v
-
-
-class CriticObjective:
-    r"""An objective estimated adversarially, :math:`F(\rho) = \sup_c B(c; \rho, \nu)`.
-
-    .. math::
-
-        \text{critic: } \max_c \widehat B(c; x, y) - \text{penalties}, \qquad
-        \text{map: } \min_T \widehat M(c; T(z), y),
-
-    the map term :math:`M` having the gradient of :math:`B` in the model samples (minimax) or being
-    another loss (non-saturating GAN). Subclasses implement ``make_critic(dim, *, hidden, depth, dtype)``
-    (the default critic), ``bound(critic, x, y)`` (:math:`\widehat B \le F`, 0-d) and
-    ``map_term(critic, x, y)`` (:math:`\widehat M`, 0-d); ``default_gp`` is the WGAN-GP weight for
-    ``gp=None``; ``map_term_is_bound`` lets the chain log the map term as :math:`\widehat F`.
-
-    Used in: :func:`~gwf_tutorial.jko.get_critic_objective` (the base of what it returns).
-    """
-
-    name = "critic"
-    default_gp = 0.0
-    map_term_is_bound = False
-
-    def penalty_function(self, critic: nn.Module, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-        """The scalar function ``(k, d) -> (k,)`` that R1 / WGAN-GP penalise (default: the critic)."""
-        return critic
-
-    def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
-        r"""``(loss, bound)``: :math:`-\widehat B(c; x, y) + \frac{\gamma}{2} R_1 + \lambda\,GP` on the
-        penalty function (:func:`gwf_tutorial.critics.add_penalties`)."""
-        bound = self.bound(critic, x, y)
-        loss = -bound
-        if r1 > 0 or gp > 0:
-            fn = self.penalty_function(critic, x, y)
-            loss = add_penalties(loss, fn, x, y, r1=r1, gp=gp, generator=generator)
-        return loss, bound
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class VariationalFDivergence(CriticObjective):
-    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch.
-
-    .. math::
-
-        D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad
-        D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h) \ (\texttt{symmetric=True}),
-
-    map terms :math:`\mathbb E_z h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E
-    e^h`). ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`,
-    whose flow with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
-
-    Used in: :func:`~gwf_tutorial.jko.get_critic_objective` (what it returns for an f-divergence name).
-    """
-
-    def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
-        self.fdiv = get_fdivergence(fdiv)
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
-        if generator_loss not in _GENERATOR_LOSSES:
-            raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
-        if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
-            raise ValueError("generator_loss='non_saturating' is defined for the 'gan' and 'js' divergences "
-                             f"(critic log D), got {self.fdiv.name!r}")  # fmt: skip
-        self.symmetric, self.generator_loss, self.name = symmetric, generator_loss, self.fdiv.name
-
-    def make_critic(self, dim, *, hidden, depth, dtype):
-        return Critic(dim, self.fdiv, hidden=hidden, depth=depth, dtype=dtype)
-
-    def bound(self, critic, x, y):
-        h_x, h_y = critic(x), critic(y)  # no NaN check per step (a device synchronisation)
-        return _bound(self.fdiv, *((h_y, h_x) if self.symmetric else (h_x, h_y)), check_nan=False)
-
-    def _conjugate_of_critic(self, critic, x, h):
-        """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
-        if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
-            return self.fdiv._conjugate_activated(_batch_values(critic.raw(x), "x"))
-        return self.fdiv._conjugate(h)
-
-    def map_term(self, critic, x, y):
-        h = _batch_values(critic(x), "x")
-        ns = self.generator_loss == "non_saturating"
-        if not self.symmetric:
-            return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
-        if ns:
-            return -h.mean()
-        if self.fdiv.dv:
-            return -(torch.logsumexp(h, 0) - math.log(h.shape[0]))
-        return -self._conjugate_of_critic(critic, x, h).mean()
-
-    def __repr__(self) -> str:
-        s, g = self.symmetric, self.generator_loss
-        return f"VariationalFDivergence({self.fdiv.name!r}, symmetric={s}, generator_loss={g!r})"
-
-
-class WassersteinCritic(CriticObjective):
-    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``).
-
-    :math:`W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h`, map term
-    :math:`\mathbb E_z h(T(z))`.
-
-    Used in: ``jko._CRITIC_OBJECTIVES`` (the name ``"w1"``).
-    """
-
-    name = "w1"
-    default_gp = 10.0
-
-    def make_critic(self, dim, *, hidden, depth, dtype):
-        return Critic(dim, None, hidden=hidden, depth=depth, dtype=dtype)
-
-    def bound(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean() - _batch_values(critic(y), "y").mean()
-
-    def map_term(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean()
-
-
-class LearnedKernelMMD(CriticObjective):
-    r"""Squared MMD with a learned kernel (:class:`~gwf_tutorial.critics.LearnedKernel`), max over the kernel.
-
-    :math:`F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu)`: the critic's estimate and the map term
-    are both the MMD (U-statistic unless ``unbiased=False``); penalties act on the witness function.
-    ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.
-
-    Used in: chapter 5, :mod:`gwf_tutorial.cifar10`.
-    """
-
-    name = "mmd_learned"
-    map_term_is_bound = True
-
-    def __init__(self, *, feature_dim: int = 8, bandwidths=None, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
-                 unbiased: bool = True):  # fmt: skip
-        self.feature_dim = check_int(feature_dim, "feature_dim")
-        if not isinstance(unbiased, bool):
-            raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
-        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, unbiased
-        LearnedKernel(1, 1, 1, 0, bandwidths=bandwidths, factors=factors)  # validates the options
-
-    def make_critic(self, dim, *, hidden, depth, dtype):
-        return LearnedKernel(dim, self.feature_dim, hidden, depth, bandwidths=self.bandwidths,
-                             factors=self.factors, dtype=dtype)  # fmt: skip
-
-    def bound(self, critic, x, y):
-        if not callable(getattr(critic, "mmd2", None)):
-            raise TypeError("LearnedKernelMMD needs a critic with an mmd2 method (a LearnedKernel)")
-        return critic.mmd2(x, y, unbiased=self.unbiased)
-
-    map_term = bound
-
-    def penalty_function(self, critic, x, y):
-        xd, yd = x.detach(), y.detach()
-        return lambda at: critic.witness(xd, yd, at)
-
-    def __repr__(self) -> str:
-        return f"LearnedKernelMMD(feature_dim={self.feature_dim}, unbiased={self.unbiased})"
-
-
-_CRITIC_OBJECTIVES = {"w1": WassersteinCritic, "wasserstein1": WassersteinCritic,
-                      "wasserstein_1": WassersteinCritic, "mmd_learned": LearnedKernelMMD,
-                      "learned_mmd": LearnedKernelMMD}  # fmt: skip
-
-
-def _is_critic_name(key: str) -> bool:
-    try:
-        return key in _CRITIC_OBJECTIVES or get_fdivergence(key) is not None
-    except ValueError:
-        return False
-
-
-def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str = "minimax",
-                         **kwargs) -> CriticObjective:  # fmt: skip
-    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass).
-
-    ``symmetric`` and ``generator_loss`` apply to f-divergences, ``kwargs`` go to :class:`LearnedKernelMMD`.
-
-    Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko._resolve_objective` (the chain's names).
-    """
-    if isinstance(name, CriticObjective):
-        if symmetric or generator_loss != "minimax" or kwargs:
-            raise ValueError("symmetric / generator_loss / kwargs cannot be combined with an instance")
-        return name
-    if isinstance(name, FDivergence):
-        return VariationalFDivergence(name, symmetric=symmetric, generator_loss=generator_loss)
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, FDivergence or CriticObjective, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    if key in _CRITIC_OBJECTIVES:
-        if symmetric or generator_loss != "minimax":
-            raise ValueError(f"symmetric and generator_loss apply to f-divergences only, not {name!r}")
-        return _CRITIC_OBJECTIVES[key](**kwargs)
-    if kwargs:
-        raise TypeError(f"unexpected keyword arguments for an f-divergence: {sorted(kwargs)}")
-    try:
-        fdiv = get_fdivergence(key)
-    except ValueError as err:
-        choices = f"an f-divergence ({sorted(FDIVERGENCES)}) or one of {sorted(_CRITIC_OBJECTIVES)}"
-        raise ValueError(f"unknown critic objective {name!r}; choose {choices}") from err
-    return VariationalFDivergence(fdiv, symmetric=symmetric, generator_loss=generator_loss)
-
-
 class PushforwardObjective:
     r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`.
 
@@ -393,7 +180,6 @@ class PushforwardObjective:
     needs_reparameterized = False
 
     def pushforward_value(self, map_net: nn.Module, z: Tensor, x: Tensor) -> Tensor:
-        r"""The estimate of :math:`F(T_\#\mu)`, shape ``()``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -505,7 +291,7 @@ class GaussianPushforwardMMD(GaussianPushforwardKL):
         return f"GaussianPushforwardMMD(bandwidth={self.bandwidth})"
 
 
-def _identity(x: Tensor) -> Tensor:
+def _identity(x: Tensor, z: Tensor | None = None) -> Tensor:
     return x
 
 
@@ -524,12 +310,11 @@ def resolve_initial_map(initial_map, map_net: nn.Module) -> Callable:
 
 def _resolve_objective(objective, symmetric, generator_loss, parametrization) -> tuple:
     """``(adversary, functional, pushforward)``: exactly one is not None."""
-    switches = {"symmetric": symmetric, "generator_loss": generator_loss}
     adversary = functional = pushforward = None
     if isinstance(objective, FDivergence | CriticObjective) or (
         isinstance(objective, str) and _is_critic_name(objective.strip().lower().replace("-", "_"))
     ):
-        adversary = get_critic_objective(objective, **switches)
+        adversary = get_critic_objective(objective, symmetric=symmetric, generator_loss=generator_loss)
     elif isinstance(objective, str):
         key = objective.strip().lower()
         try:
@@ -569,32 +354,37 @@ def _make_critic(adversary, critic, map_net: nn.Module, hidden, depth, dtype, de
     return critic
 
 
-def _check_sampler(sampler, name: str, dtype: torch.dtype):
+def _check_sampler(sampler, name: str, dtype: torch.dtype | None = None):
+    """A finite floating tensor ``(N, ...)`` (of ``dtype`` when given), a callable or an object with
+    ``.sample``: a sampler of a chain or of ``sjko.SemiDualJKO``."""
     if isinstance(sampler, Tensor):
-        sampler = check_samples(sampler, name)
-        if sampler.dtype != dtype:
-            raise TypeError(f"{name} must have the map's dtype {dtype}, got {sampler.dtype}")
-        return sampler
+        if sampler.ndim < 2 or sampler.shape[0] < 1:
+            raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {tuple(sampler.shape)}")
+        if not sampler.is_floating_point() or sampler.dtype != (dtype or sampler.dtype):
+            raise TypeError(f"{name} must be a floating tensor of the map's dtype, got dtype {sampler.dtype}")
+        return check_finite(as_tensor(sampler, name), name)
     if callable(getattr(sampler, "sample", None)) or callable(sampler):
         return sampler
-    raise TypeError(f"{name} must be a tensor (n, d), a callable f(n, generator=g) or an object with "
+    raise TypeError(f"{name} must be a tensor (n, ...), a callable f(n, generator=g) or an object with "
                     f".sample(n, generator=g); got {type(sampler).__name__}")  # fmt: skip
 
 
-def _draw(chain: ParametricJKO, sampler, n: int, name: str, generator) -> Tensor:
-    """``n`` rows of a tensor (all of it when it has at most ``n``) or ``n`` draws of a sampler."""
+def _draw(owner, sampler, n: int, name: str, generator, check: bool = False) -> Tensor:
+    """``n`` rows of a tensor (all of it when it has at most ``n``) or ``n`` draws of a sampler (exactly ``n``
+    finite ones with ``check``), on the owner's (a chain's or ``sjko.SemiDualJKO``'s) device and dtype."""
     if isinstance(sampler, Tensor):
         if sampler.shape[0] <= n:
             out = sampler
         else:
             out = sampler[torch.randint(0, sampler.shape[0], (n,), generator=generator).to(sampler.device)]
-    elif callable(getattr(sampler, "sample", None)):
-        out = sampler.sample(n, generator=generator)
     else:
-        out = sampler(n, generator=generator)
-    if not isinstance(out, Tensor) or out.ndim < 2 or out.shape[0] < 1:
-        raise ValueError(f"{name} sampler must return a tensor of shape (n, ...), got {out!r:.80}")
-    return out.to(device=chain.device, dtype=chain.dtype)
+        draw = sampler.sample if callable(getattr(sampler, "sample", None)) else sampler
+        out = draw(n, generator=generator)
+        if not isinstance(out, Tensor) or out.ndim < 2 or out.shape[0] < 1 or (check and out.shape[0] != n):
+            raise ValueError(f"{name} sampler must return a tensor of shape ({n}, ...), got {out!r:.80}")
+        if check:
+            check_finite(out, f"{name}(n)")
+    return out.to(device=owner.device, dtype=owner.dtype)
 
 
 def _map_terms(chain: ParametricJKO, x_new: Tensor, src: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -663,13 +453,7 @@ def _check_batch(chain: ParametricJKO, t, name: str) -> Tensor | None:
         return None
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim < 2 or t.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, ...), got {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if t.dtype != chain.dtype:
-        raise TypeError(f"{name} must have the map's dtype {chain.dtype}, got {t.dtype}")
-    return t.to(chain.device)
+    return _check_sampler(t, name, chain.dtype).to(chain.device)
 
 
 @torch.no_grad()
@@ -681,13 +465,24 @@ def _source_and_old(chain: ParametricJKO, z: Tensor) -> tuple[Tensor, Tensor]:
     return z, chain._old(z)
 
 
+def _config(owner, keys: list[str]) -> dict:
+    """What a resume of a chain or ``sjko.SemiDualJKO`` must share (not the seed: the file holds the RNGs)."""
+    initial = "identity" if owner.initial_map is _identity else type(owner.initial_map).__name__
+    return {**{k: getattr(owner, k) for k in keys}, "initial_map": initial}
+
+
 def _checkpoint_config(chain: ParametricJKO) -> dict:
-    """The hyperparameters a resume must share (not the seed: the file holds the random state)."""
     keys = ("tau n_iters n_iters_first batch_size lr lr_critic betas r1 gp critic_steps per_dim_average "
             "reset_optimizer parametrization lr_schedule").split()  # fmt: skip
     objective = [o for o in (chain.adversary, chain.functional, chain.pushforward) if o is not None]
-    initial = "identity" if chain.initial_map is _identity else type(chain.initial_map).__name__
-    return {**{k: getattr(chain, k) for k in keys}, "objective": objective[0], "initial_map": initial}
+    return {**_config(chain, keys), "objective": objective[0]}
+
+
+def _load_copies(net: nn.Module, states: list[dict]) -> list[nn.Module]:
+    copies = [frozen_copy(net) for _ in states]
+    for m, sd in zip(copies, states):
+        m.load_state_dict(sd)
+    return copies
 
 
 def _restore(chain: ParametricJKO, state: dict) -> None:
@@ -695,9 +490,7 @@ def _restore(chain: ParametricJKO, state: dict) -> None:
     if state["initial_map"] is not None and isinstance(chain.initial_map, nn.Module):
         chain.initial_map.load_state_dict(state["initial_map"])
     chain._initial_state = copy.deepcopy(state["initial_state"])
-    chain.chain = [frozen_copy(chain.map) for _ in state["chain"]]
-    for m, sd in zip(chain.chain, state["chain"]):
-        m.load_state_dict(sd)
+    chain.chain = _load_copies(chain.map, state["chain"])
     chain.n_phases = int(state["n_phases"])
     # at a step boundary of the reparameterized chain, T_k is the current map
     chain._old = frozen_copy(chain.map) if chain.n_phases > 0 else chain.initial_map
@@ -720,23 +513,20 @@ class ParametricJKO(TrainerPreset):
     Parameters
     ----------
     objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
-        A name goes to :func:`get_critic_objective`, else ``"mmd_u"`` (:class:`UnbiasedMMD`), else
-        :func:`~gwf_tutorial.functionals.get_objective`.
+        A name goes to :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``
+        (:class:`UnbiasedMMD`), else :func:`~gwf_tutorial.functionals.get_objective`.
     source, data : Tensor (N, d), callable ``f(n, generator=g)`` or object with ``sample(n, generator=g)``
         :math:`\mu_0` and :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole).
     critic : nn.Module, optional
         Default: the objective's ``make_critic`` with ``critic_hidden``, ``critic_depth``.
-    n_iters_first : int, optional
-        Map iterations of the first step (default ``n_iters``, those of the others).
     r1, gp : float
         R1 and WGAN-GP weights of the critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0).
     initial_map : callable or "copy", optional
         :math:`T_{-1}` (identity; ``"copy"``: a frozen copy of ``map_net``, when latent and data
         dimensions differ).
-    reset_optimizer : bool
-        Fresh Adam state at each step (the composed chain always resets).
-    seed : int, optional
-        Seed of the chain's generator (default drawn from torch's global RNG).
+    n_iters_first, reset_optimizer, seed
+        Map iterations of the first step (default ``n_iters``); a fresh Adam state at each step (the
+        composed chain always resets); the seed of the chain's generator (default: from torch's RNG).
     **trainer_options
         ``lr``, ``lr_critic``, ``betas``, ``critic_steps``, ``lr_schedule`` of the
         :class:`~gwf_tutorial.trainer.Trainer` (defaults 1e-3, 1e-3, (0.5, 0.9), 1, "constant").
@@ -807,10 +597,8 @@ class ParametricJKO(TrainerPreset):
         return x
 
     def step(self, n_iters: int | None = None, *, progress: bool | None = None) -> PhaseRecord:
-        r"""One JKO step, :math:`\rho_{k+1} = (T_{k+1})_\#\mu_0`: ``n_iters`` map (and critic) iterations.
-
-        Returns the step's record, also appended to ``history``.
-        """
+        r"""One JKO step, :math:`\rho_{k+1} = (T_{k+1})_\#\mu_0`: ``n_iters`` map (and critic) iterations;
+        its record, also appended to ``history``."""
         k = self.n_phases
         if n_iters is None:
             n_iters = self.n_iters_first if (k == 0 and self.n_iters_first is not None) else self.n_iters
@@ -840,12 +628,8 @@ class ParametricJKO(TrainerPreset):
 
     def run(self, K: int, *, checkpoint: str | os.PathLike | None = None, resume: bool = True,
             progress: bool | None = None) -> list[PhaseRecord]:  # fmt: skip
-        """Run up to ``K`` steps in total (returns this call's records), saving ``checkpoint`` after each.
-
-        An existing ``checkpoint`` is loaded first when ``resume``: the run continues the same random stream
-        and matches an uninterrupted one. A damaged file, or one saved with other hyperparameters, is refused
-        with a ValueError naming it.
-        """
+        """Run up to ``K`` steps in total (returns this call's records), saving ``checkpoint`` after each;
+        an existing ``checkpoint`` is loaded first when ``resume`` (the run matches an uninterrupted one)."""
         K = check_int(K, "K")
         if checkpoint is not None and resume and os.path.exists(checkpoint):
             self.load(checkpoint)
@@ -861,7 +645,7 @@ class ParametricJKO(TrainerPreset):
 
         .. math::
 
-            \ell(T) = \frac{1}{2\tau}\frac1n\sum_i |T(z_i) - T_k(z_i)|^2 + \widehat M(c; T(z), y)
+            \ell(T) = \frac{1}{2\tau}\frac1n\sum_i |T(z_i) - T_k(z_i)|^2 + \widehat M(h; T(z), y)
 
         (no transport term with ``tau=None``: the GAN's generator loss).
         """
@@ -871,25 +655,22 @@ class ParametricJKO(TrainerPreset):
 
     def saddle_value(self, z, y=None) -> Tensor:
         r"""The step's saddle function on given batches, shape ``()``: the transport term plus
-        :math:`\widehat B(c; T(z), y)` (or the sample / push-forward objective)."""
+        :math:`\widehat B(h; T(z), y)` (or the sample / push-forward objective)."""
+        if self.adversary is None:  # the objective itself
+            return self.map_loss(z, y)
         (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
         x_new = self.map(src)
-        if self.adversary is None:  # the objective itself
-            return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]
         return _transport(self, x_new, x_old) + self.adversary.bound(self.critic, x_new, y)
 
     def map_velocity(self, x, y=None) -> Tensor:
-        r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i} \widehat M(c; x_{1:n}, y)` the map term imposes on
+        r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i} \widehat M(h; x_{1:n}, y)` the map term imposes on
         particles (critic frozen), shape ``(n, d)``, detached."""
         if self.pushforward is not None:
             raise TypeError("map_velocity needs a critic or a sample objective, not a PushforwardObjective")
         x, y = _check_batch(self, x, "x"), _check_batch(self, y, "y")
         if y is not None:
             check_same_dim(x, y, "x", "y")
-        xx = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(_map_terms(self, xx, xx, y)[0], xx)
-        return -(x.shape[0] * g).detach()
+        return _input_velocity(lambda xx: _map_terms(self, xx, xx, y)[0], x)
 
     @torch.no_grad()
     def push(self, z: Tensor) -> Tensor:
@@ -937,8 +718,7 @@ class ParametricJKO(TrainerPreset):
 
     def __repr__(self) -> str:
         return (f"ParametricJKO(objective={self.objective!r}, tau={self.tau}, n_phases={self.n_phases}, "
-                f"parametrization={self.parametrization!r}, "
-                f"per_dim_average={self.per_dim_average})")  # fmt: skip
+                f"parametrization={self.parametrization!r}, per_dim_average={self.per_dim_average})")
 
 
 @dataclass
@@ -957,8 +737,7 @@ class VariantRun:
     error: str | None = None
 
     @property
-    def diverged(self) -> bool:
-        """Whether training raised a :class:`FloatingPointError` or gave non-finite samples."""
+    def diverged(self) -> bool:  # training raised a FloatingPointError or gave non-finite samples
         return self.error is not None
 
 

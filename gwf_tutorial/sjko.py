@@ -29,10 +29,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gwf_tutorial._validation import as_tensor, check_finite, check_int, check_nonnegative, check_positive
-from gwf_tutorial.critics import value_and_input_grad
+from gwf_tutorial._validation import as_tensor, check_int, check_nonnegative, check_positive
+from gwf_tutorial.critics import SemiDualPotential, _values, _weighted_mean
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
-from gwf_tutorial.jko import proximal_cost, resolve_initial_map
+from gwf_tutorial.jko import _check_sampler, _config, _draw, _load_copies, proximal_cost, resolve_initial_map
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
@@ -53,31 +53,6 @@ def _check_flag(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
-
-
-def _as_values(v, name: str) -> Tensor:
-    """Potential values ``(n,)`` or ``(n, 1)`` -> ``(n,)``."""
-    v = as_tensor(v, name)
-    if v.ndim == 2 and v.shape[1] == 1:
-        v = v[:, 0]
-    if v.ndim != 1 or v.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n,) or (n, 1) with n >= 1, got {tuple(v.shape)}")
-    return v
-
-
-def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
-    if weights is None:
-        return values.mean()
-    w = as_tensor(weights, name).to(values)
-    if w.shape != values.shape or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not w.sum() > 0:
-        raise ValueError(f"{name} must be finite, non-negative, of positive sum, shape {tuple(values.shape)}")
-    return (w * values).sum() / w.sum()
-
-
-def _data_term(divergence: str | Callable, v_real, data_weights) -> tuple[Tensor, Tensor]:
-    r"""``v_real`` as ``(m,)`` and :math:`\mathbb E_\nu \Psi^*(-v)`."""
-    psi, v_real = psi_star(divergence), _as_values(v_real, "v_real")
-    return v_real, _weighted_mean(psi(-v_real), data_weights, "data_weights")
 
 
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
@@ -101,42 +76,32 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
                    r1: float = 0.0, source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
-    r"""Loss of the potential (minimised, a tensor of shape ()): minus the semi-dual up to terms free of v.
+    r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of v, plus R1,
 
     .. math::
 
         L_v = \mathbb E_{x \sim \rho_k}\, v(T(x)) + \mathbb E_{y \sim \nu}\, \Psi^*(-v(y))
-        + \frac{\lambda}{2}\, \mathbb E_{y \sim \nu} |\nabla v(y)|^2 .
+        + \frac{\lambda}{2}\, \mathbb E_{y \sim \nu} |\nabla v(y)|^2
 
-    ``v_fake`` :math:`= v(T(x_i))` ``(n,)`` and ``v_real`` :math:`= v(y_j)` ``(m,)`` (or with a trailing 1);
-    ``grad_real`` :math:`= \nabla v(y_j)` ``(m, ...)`` (:func:`~gwf_tutorial.critics.value_and_input_grad`) is
-    needed when the R1 weight ``r1`` :math:`= \lambda` is positive (official code: 0.2).
+    (:meth:`SemiDualPotential.loss <gwf_tutorial.critics.SemiDualPotential.loss>`, ``r1`` :math:`= \lambda`,
+    official code: 0.2), from the values ``v_fake`` :math:`= v(T(x_i))`, ``v_real`` and ``grad_real``.
 
-    Used in: each S-JKO iteration (``sjko.SemiDualJKO``), :class:`~gwf_tutorial.cifar10.Trainer`.
+    Used in: :mod:`gwf_tutorial.cifar10`.
     """
-    v_fake, (v_real, data_term) = _as_values(v_fake, "v_fake"), _data_term(divergence, v_real, data_weights)
-    r1 = check_nonnegative(r1, "r1")
-    loss = _weighted_mean(v_fake, source_weights, "source_weights") + data_term
-    if r1 > 0:
-        if grad_real is None or grad_real.shape[0] != v_real.shape[0]:
-            got = None if grad_real is None else tuple(grad_real.shape)
-            raise ValueError(f"r1 > 0 needs grad_real with {len(v_real)} rows, got {got}")
-        sq = grad_real.reshape(grad_real.shape[0], -1).pow(2).sum(dim=1)
-        loss = loss + 0.5 * r1 * _weighted_mean(sq, data_weights, "data_weights")
-    return loss
+    weights = dict(source_weights=source_weights, data_weights=data_weights)
+    return SemiDualPotential(divergence).loss(v_fake, v_real, grad_real=grad_real, r1=r1, **weights)
 
 
 def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average: bool = False,
              source_weights=None) -> Tensor:  # fmt: skip
-    r"""Loss of the map (minimised, a tensor of shape ()): the c-transform objective.
+    r"""Loss of the map (minimised, shape ``()``): the c-transform objective, in one mean.
 
     .. math::
 
         L_T = \mathbb E\big[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))\big],
 
-    with ``t_new`` :math:`= T(x_i)` ``(n, ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new``
-    :math:`= v(T(x_i))` ``(n,)`` and :math:`c_\tau` of :func:`~gwf_tutorial.jko.proximal_cost` (divided by d
-    with ``per_dim_average``, as in the official code).
+    ``t_new`` :math:`= T(x_i)` ``(n, ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new``
+    :math:`= v(T(x_i))` ``(n,)``.
 
     Used in: chapter 7.
     """
@@ -148,7 +113,7 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
     if (t_new.shape, t_new.dtype, t_new.device) != (t_old.shape, t_old.dtype, t_old.device):
         got = [(tuple(t.shape), t.dtype, t.device.type) for t in (t_new, t_old)]
         raise ValueError(f"t_new and t_old must have the same shape, dtype and device, got {got}")
-    v_new = _as_values(v_new, "v_new")
+    v_new = _values(v_new, "v_new")
     cost = proximal_cost(t_new, t_old, tau, per_dim_average=per_dim_average)
     if cost.shape != v_new.shape:
         raise ValueError(f"v_new must have one value per map output ({cost.shape[0]}), got {v_new.shape[0]}")
@@ -157,22 +122,21 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
 
 def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl", *, source_weights=None,
                         data_weights=None) -> Tensor:  # fmt: skip
-    r"""The semi-dual objective (a tensor of shape ()), the primal JKO objective at the saddle point.
+    r"""The semi-dual objective (shape ``()``), the primal JKO objective at the saddle point.
 
     .. math::
 
         J = \mathbb E_{x\sim\rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big] - \mathbb E_{y\sim\nu}\Psi^*(-v(y))
 
-    from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake`` :math:`= v(T(x_i))` ``(n,)``, ``v_real``
-    :math:`= v(y_j)` ``(m,)``.
+    from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake``, ``v_real`` as in :func:`potential_loss`.
 
     Used in: chapter 7 (semi-dual = primal at the optimum).
     """
-    cost, v_fake = _as_values(cost, "cost"), _as_values(v_fake, "v_fake")
+    cost, v_fake = _values(cost, "cost"), _values(v_fake, "v_fake")
     if cost.shape != v_fake.shape:
         raise ValueError(f"cost and v_fake must have the same length, got {len(cost)} and {len(v_fake)}")
-    return _weighted_mean(cost - v_fake, source_weights, "source_weights") - _data_term(
-        divergence, v_real, data_weights)[1]  # fmt: skip
+    data = SemiDualPotential(divergence).data_term(v_real, data_weights)
+    return _weighted_mean(cost - v_fake, source_weights, "source_weights") - data
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -239,47 +203,13 @@ class LatentMap(nn.Module):
         return x + out if self.residual else out
 
 
-def _identity(x: Tensor, z: Tensor | None = None) -> Tensor:
-    return x
-
-
 def _call(net: Callable, x: Tensor, z: Tensor | None) -> Tensor:
-    return net(x) if z is None or net is _identity else net(x, z)
+    return net(x) if z is None else net(x, z)
 
 
 def _latent(tr: SemiDualJKO, n: int) -> Tensor | None:
     g, nz = tr._noise_generator, tr.noise_dim
     return None if nz == 0 else torch.randn(n, nz, generator=g, device=tr.device, dtype=tr.dtype)
-
-
-def _check_sampler(sampler, name: str):
-    if isinstance(sampler, Tensor):
-        if sampler.ndim < 2 or sampler.shape[0] < 1:
-            raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {tuple(sampler.shape)}")
-        if not sampler.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor, got dtype {sampler.dtype}")
-        return check_finite(as_tensor(sampler, name), name)
-    if not (callable(sampler) or hasattr(sampler, "sample")):
-        raise TypeError(f"{name} must be a tensor, a callable f(n, generator=) or have .sample(n, "
-                        f"generator=), got {type(sampler).__name__}")  # fmt: skip
-    return sampler
-
-
-def _draw(tr: SemiDualJKO, sampler, n: int, name: str, check: bool = False) -> Tensor:
-    """n points of a sampler (a tensor with at most n rows is used whole), on the trainer's device, dtype."""
-    if isinstance(sampler, Tensor):
-        idx = None if len(sampler) <= n else torch.randint(0, len(sampler), (n,), generator=tr.generator)
-        x = sampler if idx is None else sampler[idx.to(sampler.device)]
-    else:
-        draw = sampler.sample if hasattr(sampler, "sample") else sampler
-        x = draw(n, generator=tr.generator)
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must return a torch.Tensor, got {type(x).__name__}")
-        if check:
-            if x.ndim < 2 or x.shape[0] != n:
-                raise ValueError(f"{name}(n) must return shape ({n}, ...), got {tuple(x.shape)}")
-            check_finite(x, f"{name}(n)")
-    return x.to(device=tr.device, dtype=tr.dtype)
 
 
 @torch.no_grad()
@@ -292,8 +222,8 @@ def _push_chain(tr: SemiDualJKO, x0: Tensor, maps: list[nn.Module]) -> Tensor:
 
 
 class _PhaseLoss:
-    """One S-JKO iteration as a :class:`~gwf_tutorial.trainer.Trainer` problem (the official draw order):
-    :func:`potential_loss` for the critic (the potential), :func:`map_loss` for the map."""
+    """One S-JKO iteration as a :class:`~gwf_tutorial.trainer.Trainer` problem (the official draw order): the
+    ``adversary``'s (:class:`~gwf_tutorial.critics.SemiDualPotential`) loss, then :func:`map_loss`."""
 
     def __init__(self, tr: SemiDualJKO, source, data, k: int, tau: float) -> None:
         self.tr, self.source, self.data, self.k, self.tau, self.psi_term = tr, source, data, k, tau, None
@@ -301,50 +231,37 @@ class _PhaseLoss:
     def batch(self) -> None:
         return None
 
-    def values(self, y: Tensor) -> Tensor:
-        v = self.tr.potential(y)
-        if v.numel() != y.shape[0]:
-            raise ValueError(f"potential_net must give one value per point ({len(y)}), got {tuple(v.shape)}")
-        return v.reshape(y.shape[0])
-
     def critic_loss(self, _) -> tuple[Tensor, Tensor]:
         tr = self.tr
-        y = _draw(tr, self.data, tr.batch_size, "data")
+        y = _draw(tr, self.data, tr.batch_size, "data", tr.generator)
         if tr.instance_noise:
             y = add_instance_noise(y, self.k, generator=tr._noise_generator)
-        v_real, grad = value_and_input_grad(self.values, y) if tr.r1 > 0 else (self.values(y), None)
-        x0 = _draw(tr, self.source, tr.batch_size, "source")
+        x0 = _draw(tr, self.source, tr.batch_size, "source", tr.generator)
         inputs = _push_chain(tr, x0, tr.chain) if tr.parametrization == "composed" else x0
         with torch.no_grad():
             fake = _call(tr.map, inputs, _latent(tr, inputs.shape[0]))
         if fake.shape[1:] != y.shape[1:]:
             raise ValueError(f"data points have shape {tuple(y.shape[1:])} but map_net outputs shape "
                              f"{tuple(fake.shape[1:])}")  # fmt: skip
-        loss_v = potential_loss(self.values(fake), v_real, tr._psi, grad_real=grad, r1=tr.r1)
-        self.psi_term = tr._psi(-v_real.detach()).mean()
+        loss_v, _, self.psi_term = tr.adversary.critic_terms(tr.potential, fake, y, r1=tr.r1)
         return loss_v, loss_v.detach()
 
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         tr = self.tr
-        inputs, old, z = tr.source_and_old(_draw(tr, self.source, tr.batch_size, "source"))
+        inputs, old, z = tr.source_and_old(_draw(tr, self.source, tr.batch_size, "source", tr.generator))
         new = _call(tr.map, inputs, z)
         if new.shape != old.shape:  # e.g. latent and data spaces differ: pass initial_map="copy"
             raise ValueError(f"map_net outputs shape {tuple(new.shape)}, source points {tuple(old.shape)}")
-        loss_t = map_loss(new, old, self.values(new), self.tau, per_dim_average=tr.per_dim_average)
+        v_new = tr.adversary.values(tr.potential, new)
+        loss_t = map_loss(new, old, v_new, self.tau, per_dim_average=tr.per_dim_average)
         return loss_t, [loss_t.detach(), loss_t.detach() - self.psi_term]
-
-
-def _frozen_copies(net: nn.Module, states: list[dict]) -> list[nn.Module]:
-    copies = [frozen_copy(net) for _ in states]
-    for m, sd in zip(copies, states):
-        m.load_state_dict(sd)
-    return copies
 
 
 class SemiDualJKO(TrainerPreset):
     r"""S-JKO trainer: a potential and a map per JKO phase, reparameterized (O(K)) or composed (O(K^2)).
 
-    Phase k alternates Adam steps on :func:`potential_loss` and :func:`map_loss` (a
+    Phase k alternates Adam steps on the potential's loss (``adversary``, a
+    :class:`~gwf_tutorial.critics.SemiDualPotential`) and :func:`map_loss` (a
     :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) for the step from :math:`\rho_k`,
 
     .. math::
@@ -388,7 +305,7 @@ class SemiDualJKO(TrainerPreset):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
             if not list(net.parameters()):
                 raise ValueError(f"{name} has no parameters to train")
-        self.divergence, self._psi = divergence, psi_star(divergence)
+        self.divergence, self.adversary = divergence, SemiDualPotential(divergence)
         self.tau, self.r1 = check_positive(tau, "tau"), check_nonnegative(r1, "r1")
         self.per_dim_average = _check_flag(per_dim_average, "per_dim_average")
         self.independent_latents = _check_flag(independent_latents, "independent_latents")
@@ -400,7 +317,7 @@ class SemiDualJKO(TrainerPreset):
         self.parametrization = parametrization
         param = next(map_net.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.initial_map = _identity if initial_map is None else resolve_initial_map(initial_map, map_net)
+        self.initial_map = resolve_initial_map(initial_map, map_net)
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
         self.seed = check_int(seed, "seed", min_value=0)
         self.generator = make_generator(self.seed)  # CPU: samplers, mini-batch indices
@@ -425,8 +342,6 @@ class SemiDualJKO(TrainerPreset):
 
             x = T_{K-1}(x_0, z) \ \text{(reparameterized)}, \quad
             x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}) \ \text{(composed)}.
-
-        Used in: chapter 7.
         """
         if not isinstance(x0, Tensor) or x0.ndim < 2:
             raise ValueError("x0 must be a tensor of shape (n, ...)")
@@ -439,10 +354,7 @@ class SemiDualJKO(TrainerPreset):
 
     @torch.no_grad()
     def sample(self, n: int, source=None) -> Tensor:
-        r"""``n`` samples of :math:`\rho_K`: :meth:`push` of draws of ``source`` (default: the last phase's).
-
-        Used in: chapter 7.
-        """
+        r"""``n`` samples of :math:`\rho_K`: :meth:`push` of draws of ``source`` (default: the last one)."""
         n = check_int(n, "n")
         source = self._source if source is None else _check_sampler(source, "source")
         if source is None:
@@ -450,7 +362,7 @@ class SemiDualJKO(TrainerPreset):
         if isinstance(source, Tensor):
             idx = torch.randint(0, source.shape[0], (n,), generator=self.generator)
             return self.push(source[idx.to(source.device)])
-        return self.push(_draw(self, source, n, "source", check=True))
+        return self.push(_draw(self, source, n, "source", self.generator, check=True))
 
     def start_phase(self) -> None:
         """Prepare phase k = ``n_phases``: freeze the previous map :math:`T_{k-1}` as the old map
@@ -479,12 +391,8 @@ class SemiDualJKO(TrainerPreset):
     def phase(self, source, data, *, n_iters: int | None = None, tau: float | None = None,
               progress: bool | None = None, callback: Callable | None = None) -> PhaseRecord:  # fmt: skip
         r"""Run phase k = ``n_phases``, one JKO step :math:`\rho_k \to \rho_{k+1}` (``n_iters`` iterations of
-        step ``tau``, default the trainer's); its :class:`~gwf_tutorial.trainer.PhaseRecord` (also appended to
-        ``history``).
-        ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after every iteration.
-
-        Used in: chapter 7.
-        """
+        step ``tau``, default the trainer's): its :class:`~gwf_tutorial.trainer.PhaseRecord`, also appended to
+        ``history``; ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after each."""
         source, data = _check_sampler(source, "source"), _check_sampler(data, "data")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
@@ -492,7 +400,7 @@ class SemiDualJKO(TrainerPreset):
         tau = self.tau if tau is None else check_positive(tau, "tau")
         for sampler, name in ((source, "source"), (data, "data")):
             if not isinstance(sampler, Tensor):
-                _draw(self, sampler, 2, name, check=True)
+                _draw(self, sampler, 2, name, self.generator, check=True)
         self._source, k = source, self.n_phases
         self.start_phase()
         t0 = time.perf_counter()
@@ -516,15 +424,12 @@ class SemiDualJKO(TrainerPreset):
     def run(self, K: int, source, data, *, n_iters_first: int | None = None, tau_first: float | None = None,
             checkpoint: str | os.PathLike | None = None, progress: bool | None = None,
             on_phase: Callable | None = None) -> list[PhaseRecord]:  # fmt: skip
-        r"""Run phases up to K in total (none if ``n_phases >= K``); the
-        :class:`~gwf_tutorial.trainer.PhaseRecord` of each.
+        r"""Run phases up to K in total (none if ``n_phases >= K``): the records of this call's phases.
 
         ``n_iters_first`` / ``tau_first`` set the very first phase (official ``init_num_iterations``,
         ``init_h``); ``on_phase(self)`` runs after every phase. With ``checkpoint``, the state is saved there
         after every phase (:meth:`save`) and a fresh trainer whose file exists first loads it (:meth:`load`),
         so re-running an interrupted call completes it.
-
-        Used in: chapter 7.
         """
         K = check_int(K, "K")
         if on_phase is not None and not callable(on_phase):
@@ -544,13 +449,9 @@ class SemiDualJKO(TrainerPreset):
                 on_phase(self)
         return out
 
-    def _checkpoint_config(self) -> dict:  # what a resume must share (not the seed: the file holds the RNGs)
-        initial = "identity" if self.initial_map is _identity else type(self.initial_map).__name__
-        return {**{k: getattr(self, k) for k in _CONFIG}, "initial_map": initial}
-
     def save(self, path: str | os.PathLike) -> None:
         """Save :meth:`state_dict` and the hyperparameters (:func:`gwf_tutorial.train.save_checkpoint`)."""
-        save_checkpoint(path, self.state_dict(), kind=_KIND, config=self._checkpoint_config())
+        save_checkpoint(path, self.state_dict(), kind=_KIND, config=_config(self, _CONFIG))
 
     def load(self, path: str | os.PathLike, *, max_phases: int | None = None) -> None:
         """Load a :meth:`save` file into this trainer (same networks and options); a ValueError names the file
@@ -563,7 +464,7 @@ class SemiDualJKO(TrainerPreset):
                 raise ValueError(f"checkpoint {os.fspath(path)!r} holds {n} phases, more than K={max_phases}")
             self._restore(state)
 
-        self.trainer.load(path, kind=_KIND, config=self._checkpoint_config(), restore=restore, what="trainer")
+        self.trainer.load(path, kind=_KIND, config=_config(self, _CONFIG), restore=restore, what="trainer")
 
     def state_dict(self) -> dict:
         """What a resume at a phase boundary needs: the Trainer's state, the chain, the RNGs, the history."""
@@ -576,8 +477,8 @@ class SemiDualJKO(TrainerPreset):
     def _restore(self, state: dict) -> None:
         if state["initial_map"] is not None and isinstance(self.initial_map, nn.Module):
             self.initial_map.load_state_dict(state["initial_map"])
-        self.chain = _frozen_copies(self.map, state["chain"])
-        self.chain_ema = _frozen_copies(self.map, state["chain_ema"])
+        self.chain = _load_copies(self.map, state["chain"])
+        self.chain_ema = _load_copies(self.map, state["chain_ema"])
         self.n_phases, self._old = int(state["n_phases"]), None
         if self._noise_generator is not self.generator:
             self._noise_generator.set_state(state["noise_generator"])

@@ -326,3 +326,82 @@ def test_training_loops_check_values_once_not_per_step(monkeypatch):
         assert checked == [False] * n_iters  # fit_critic's loss: one unchecked bound per step
         counts.append(len(public))
     assert counts == [4, 4]  # x and y, once per call
+
+
+# ---------------------------------------------------------------------------------------------
+# the critic-objective interface: make_critic, critic_loss (bound + penalties), map_term, velocity
+# ---------------------------------------------------------------------------------------------
+
+
+def _objectives():
+    return [critics.get_critic_objective("kl"), critics.get_critic_objective("js", symmetric=True),
+            critics.get_critic_objective("kl_dv"), critics.WassersteinCritic(), critics.LearnedKernelMMD(),
+            critics.SemiDualPotential("chi2")]  # fmt: skip
+
+
+@pytest.mark.parametrize("obj", _objectives(), ids=repr)
+def test_every_critic_objective_implements_the_one_interface(obj):
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 2, dtype=F64), torch.randn(9, 2, dtype=F64) + 0.5
+    critic = obj.make_critic(2, hidden=8, depth=1, dtype=F64)
+    loss, bound = obj.critic_loss(critic, x, y)
+    torch.testing.assert_close(loss, -bound, rtol=0, atol=0)
+    torch.testing.assert_close(bound, obj.bound(critic, x, y), rtol=0, atol=1e-15)
+    fn = obj.penalty_function(critic, x, y)
+    g = torch.Generator().manual_seed(3)
+    loss_p, _ = obj.critic_loss(critic, x, y, r1=0.3, gp=0.2, generator=g)
+    expected = -bound + 0.15 * r1_penalty(fn, y) + 0.2 * gradient_penalty(fn, x, y,
+                                                                          generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(loss_p, expected, rtol=1e-12, atol=1e-12)
+    # velocity: -n grad of the map term in the particles (autograd on a copy)
+    xx = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(obj.map_term(critic, xx, y), xx)
+    torch.testing.assert_close(obj.velocity(critic, x, y), -len(x) * grad, rtol=0, atol=0)
+    assert not obj.velocity(critic, x, y).requires_grad
+
+
+def test_velocities_of_w1_and_the_semi_dual_potential_in_closed_form():
+    # h(x) = a.x: the W1 map term E h(T z) moves particles along -a; the S-JKO potential v = a.x (h = -v)
+    # along +a, the gradient of v
+    a = torch.tensor([0.5, -2.0], dtype=F64)
+    linear = lambda z: z @ a  # noqa: E731
+    x = torch.randn(7, 2, dtype=F64)
+    torch.testing.assert_close(critics.WassersteinCritic().velocity(linear, x), -a.expand(7, 2))
+    torch.testing.assert_close(critics.SemiDualPotential().velocity(linear, x), a.expand(7, 2))
+
+
+@pytest.mark.parametrize("r1", [0.0, 0.2])
+def test_semi_dual_potential_critic_loss_is_the_s_jko_potential_loss(r1):
+    from gwf_tutorial import sjko
+
+    torch.manual_seed(1)
+    x, y = torch.randn(10, 3, dtype=F64), torch.randn(8, 3, dtype=F64)
+    v = nn.Sequential(nn.Linear(3, 16), nn.SiLU(), nn.Linear(16, 1)).double()  # (n, 1) values
+    obj = critics.SemiDualPotential("kl")
+    loss, bound = obj.critic_loss(v, x, y, r1=r1)
+    v_real, grad = critics.value_and_input_grad(v, y)
+    expected = sjko.potential_loss(v(x), v_real, "kl", grad_real=grad, r1=r1)
+    assert torch.equal(loss, expected)
+    torch.testing.assert_close(bound, -(v(x).mean() + torch.expm1(-v(y)).mean()), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(obj.map_term(v, x), -v(x).mean())
+    _, _, data = obj.critic_terms(v, x, y, r1=r1)
+    torch.testing.assert_close(data, obj.data_term(v(y)))
+    with pytest.raises(ValueError, match="one value per point"):
+        obj.values(lambda z: z, x)
+    assert isinstance(sjko.toy_trainer(n_iters=1).adversary, critics.SemiDualPotential)
+
+
+def test_r1_is_the_squared_norm_over_all_coordinates_of_a_point():
+    # h(y) = <a, y> on image-shaped y (m, 2, 3): grad h = a, R1 = |a|^2 (not the channel sum averaged)
+    a = torch.arange(6, dtype=F64).reshape(2, 3)
+    y = torch.randn(5, 2, 3, dtype=F64)
+    out = critics.add_penalties(torch.zeros((), dtype=F64), lambda z: (z * a).sum((1, 2)), y, y, r1=2.0)
+    torch.testing.assert_close(out, (a**2).sum())
+
+
+def test_jko_re_exports_the_critic_objectives():
+    from gwf_tutorial import jko
+
+    for name in ("CriticObjective", "VariationalFDivergence", "WassersteinCritic", "LearnedKernelMMD",
+                 "get_critic_objective"):  # fmt: skip
+        assert getattr(jko, name) is getattr(critics, name)

@@ -59,12 +59,19 @@ def _chapters(text: str) -> set[int]:
 
 
 def _calls(code: str, module: str, name: str) -> bool:
-    if re.search(rf"\b{module}\.{name}\b", code):
-        return True
-    imported = re.search(
-        rf"^\s*from\s+{PACKAGE}\.{module}\s+import\s+\(?([^)#\n]*(?:\n[^)#]*)*?)\)?$", code, re.M
-    )
-    return bool(imported and re.search(rf"\b{name}\b", imported.group(1)))
+    """Whether ``code`` calls ``module.name``, or the same object through a module that re-exports it."""
+    obj = getattr(importlib.import_module(f"{PACKAGE}.{module}"), name)
+    for alias in MODULES:
+        if getattr(importlib.import_module(f"{PACKAGE}.{alias}"), name, None) is not obj:
+            continue
+        if re.search(rf"\b{alias}\.{name}\b", code):
+            return True
+        imported = re.search(
+            rf"^\s*from\s+{PACKAGE}\.{alias}\s+import\s+\(?([^)#\n]*(?:\n[^)#]*)*?)\)?$", code, re.M
+        )
+        if imported and re.search(rf"\b{name}\b", imported.group(1)):
+            return True
+    return False
 
 
 def _resolve(ref: str):

@@ -227,6 +227,8 @@ spec("critics.logistic_ratio", critics.logistic_ratio,
      lambda: dict(x=S(), y=S(7), n_iters=2, hidden=8, depth=1, progress=False),
      samples=("x", "y"), pairs=(("x", "y"),), ints=("n_iters",), positive=("lr",))
 spec("critics.LearnedKernel", critics.LearnedKernel, lambda: dict(in_dim=2), ints=("in_dim", "feature_dim"))
+spec("critics.SemiDualPotential", critics.SemiDualPotential, lambda: dict(divergence="chi2"),
+     extra=[("divergence", dict(divergence="nope"), "divergence")])
 
 # --- flows ---------------------------------------------------------------------------------------------
 spec("flows.euler_flow", flows.euler_flow,
