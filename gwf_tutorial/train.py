@@ -299,14 +299,6 @@ class DistInfo:
             torch.distributed.all_gather_object(out, obj)
         return out
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every process when ``flag`` is true on one (so that all stop at the same step)."""
-        if not self.distributed:
-            return bool(flag)
-        t = torch.tensor([float(flag)], device=device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return bool(t.item() > 0)
-
     def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """``net`` as a DDP replica on ``device`` when distributed, else ``net`` itself."""
         if not self.distributed:

@@ -19,8 +19,7 @@ CUDA. A non-finite loss raises :class:`TrainingDivergedError` naming the learnin
 - ``map_loss(batch) -> (loss, records)``: the map's loss and a list of detached scalars to log,
 
 so the method (objective, discretization, parametrization) lives in the problem and the mechanics here.
-Checkpoints use the one format of :func:`gwf_tutorial.train.save_checkpoint`; a long run (its folder, log,
-periodic checkpoints, time budget, resume, DDP and command line) is a :class:`ResumableRun`.
+Checkpoints use the one format of :func:`gwf_tutorial.train.save_checkpoint`; a long run: ResumableRun.
 
 Used in: chapters 4-7 and 9 (through ``jko.ParametricJKO`` and ``sjko.SemiDualJKO``).
 """
@@ -134,22 +133,17 @@ class Trainer:
         The map (generator) trained by :meth:`fit`; the critic (potential), None for a problem without one.
     lr, lr_critic, betas : float, float, tuple of two floats
         Adam learning rates of the map and the critic; Adam betas (both optimisers).
-    critic_steps : int, default 1
-        Critic updates per map update.
-    lr_schedule : {"constant", "cosine"}, default "constant"
-        Cosine: annealed to 0 within each :meth:`fit`.
-    ema_decay : float, optional
-        Keep :attr:`ema`, an EMA of the map's weights, updated after every map step.
-    clip_grad : float, optional
-        Clip the gradient norm of the map to this value before its step.
-    bf16 : bool, default False
-        Compute the losses under ``torch.autocast(dtype=bfloat16)`` when the map is on CUDA (never on a CPU).
-    generator : torch.Generator, optional
-        The problem's random stream, saved and restored with the checkpoints.
-    eta_min : float, default 0
-        Cosine: the floor :math:`\eta_{\min} + (\eta - \eta_{\min}) s(i)` of both learning rates.
-    fused : bool, default False
-        Fused Adam (CUDA: fewer kernel launches).
+    critic_steps, generator : int, default 1; torch.Generator, optional
+        Critic updates per map update; the problem's random stream, saved and restored with the checkpoints.
+    lr_schedule, eta_min : {"constant", "cosine"}, default "constant"; float, default 0
+        Cosine: both learning rates annealed within each :meth:`fit` to
+        :math:`\eta_{\min} + (\eta - \eta_{\min}) s(i)`.
+    ema_decay, clip_grad : float, optional
+        Keep :attr:`ema`, an EMA of the map's weights, updated after every map step; clip the gradient norm of
+        the map to this value before its step.
+    bf16, fused : bool, default False
+        Compute the losses under ``torch.autocast(dtype=bfloat16)`` when the map is on CUDA (never on a CPU);
+        fused Adam (CUDA: fewer kernel launches).
     """
 
     def __init__(self, map_net: nn.Module, critic: nn.Module | None = None, *, lr: float = 1e-3,
@@ -238,18 +232,16 @@ class Trainer:
 
         Parameters
         ----------
-        problem : object with ``batch``, ``critic_loss``, ``map_loss``
-            See the module docstring.
+        problem : object with ``batch``, ``critic_loss``, ``map_loss`` (see the module docstring)
         n_iters : int
             Iterations ``start, ..., n_iters - 1`` (``start`` > 0: a run resumed in the middle); the
             schedule runs over ``n_iters``.
         desc, names, hint : str, tuple of str, str
             Label of the progress bar and of the divergence error; names of the records (critic's first),
             shown in the bar every few iterations and in the error; a hint appended to the error.
-        progress : bool, optional
-            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0).
-        callback : callable, optional
-            ``callback(it, records)`` after every iteration; a true return value stops the loop.
+        progress, callback : bool, callable, optional
+            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0); ``callback(it, records)`` after each
+            iteration, a true return value stops the loop.
 
         Returns
         -------
@@ -434,20 +426,17 @@ _RUN_FILES = ("last.pt", "log.jsonl", "metrics.json", "samples.png")  # besides 
 
 class ResumableRun:
     r"""Base of a long run of a :class:`Trainer` problem with a one-step generator, alone or in a DDP group:
-    random streams per process (``g_dev`` on the device, ``g_cpu``), the data (:meth:`draw`), a log, periodic
-    checkpoints with every process's random states (a resume is bit-exact on a CPU), a time budget
-    (:meth:`run`), seeded samples of the (EMA) map, a command line. A subclass builds its networks after
-    ``super().__init__`` (it seeds the global generators alike on every process), sets ``self.trainer`` and is
-    its problem (``critic_loss``, ``map_loss``; :meth:`batch` freezes the map as ``old``, :math:`T_k`, when a
-    phase :math:`k \ge 1` starts), and names ``kind`` (of its checkpoints), ``operational`` (settings a resume
-    may change), ``names`` (records), ``desc``. ``cfg``: a :class:`RunSettings` with ``seed``, ``device``,
-    ``amp``, ``latent_dim``, ``batch_size``, ``out``, ``*_every``, ``time_budget``, ``progress``.
+    random streams per process (``g_dev`` on the device, ``g_cpu``), data batches (:meth:`draw`), a log,
+    checkpoints with every process's random states (a resume is bit-exact on a CPU), a time budget, seeded
+    (EMA) samples, a command line. A subclass builds its networks after ``super().__init__`` (which seeds the
+    global generators alike on every process), sets ``self.trainer`` and is its problem (:meth:`batch`
+    freezes the map as ``old``, :math:`T_k`, when a phase :math:`k \ge 1` starts); it names ``kind``,
+    ``operational`` (settings a resume may change), ``names``, ``desc``. ``cfg``: a :class:`RunSettings`.
 
     Used in: :class:`~gwf_tutorial.cifar10.Trainer` (its base).
     """
 
     kind, operational, names, desc, image_shape = "ResumableRun", (), (), "training", ()
-    trainer: Trainer
 
     def __init__(self, cfg: RunSettings, dist: DistInfo | None = None) -> None:
         self.cfg, self.dist = cfg, dist or DistInfo()
@@ -601,8 +590,7 @@ class ResumableRun:
             if self.step:  # a resumed run: the log restarts from the checkpoint's (exact) history
                 (out / "log.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in self.history))
         dist.barrier()
-        t0, seconds0, acc, stopped = time.perf_counter(), self.train_seconds, {}, [False]
-        n_iters = cfg.total_iters
+        t0, sec0, acc, stopped, n_iters = time.perf_counter(), self.train_seconds, {}, [0], cfg.total_iters
         budget = (lambda: time.perf_counter() - t0 >= cfg.time_budget) if cfg.time_budget > 0 else None
         checks = [check for check in (budget, stop_check) if check is not None]
 
@@ -610,7 +598,7 @@ class ResumableRun:
             self.step = step = it + 1
             for k, v in self._named(records).items():  # tensors: no device synchronisation until a log line
                 acc[k] = (acc[k][0] + v, acc[k][1] + 1) if k in acc else (v, 1)
-            self.train_seconds = seconds0 + time.perf_counter() - t0
+            self.train_seconds = sec0 + time.perf_counter() - t0
             if step % cfg.log_every == 0 or step == n_iters:
                 rec = {"step": step, "phase": cfg.phase_of(step - 1),
                        **{k: float(v) / c for k, (v, c) in acc.items()}}
@@ -619,7 +607,11 @@ class ResumableRun:
                 if dist.is_main:
                     with open(out / "log.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
-            stop = bool(checks) and dist.any(any(bool(check()) for check in checks), self.device)
+            stop = any(bool(check()) for check in checks)
+            if checks and dist.distributed:  # every process stops at the same step
+                flag = torch.tensor([float(stop)], device=self.device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                stop = bool(flag.item() > 0)
             if step % cfg.ckpt_every == 0 or step == n_iters or stop:
                 self.save(out / "last.pt")
             if cfg.save_every and step % cfg.save_every == 0:
@@ -632,8 +624,7 @@ class ResumableRun:
         return "budget" if stopped[0] else "done"
 
     @classmethod
-    def command_line(cls, argv, *, parse: Callable, train: Callable, parser: Callable, title: Callable
-                     ) -> dict:  # fmt: skip
+    def command_line(cls, argv, *, parse: Callable, train: Callable, parser: Callable, title: Callable):
         """A training command: ``parse(argv) -> (cfg, resume, overwrite)`` (errors: ``parser()``'s usage, exit
         status 2), DDP from ``torchrun``'s variables, ``train(cfg, dist_info=, resume=, overwrite=) -> (run,
         summary)``, the summary printed (rank 0) and returned."""
