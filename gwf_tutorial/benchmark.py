@@ -39,7 +39,7 @@ from gwf_tutorial.train import make_generator
 
 __all__ = ["FAMILIES", "SCALED", "MethodInfo", "NotApplicableError", "Standardizer", "list_methods",
            "method_info", "applicable", "run", "load_results", "GOAL_2X", "GOAL_BEST", "summarize",
-           "headline", "family_ratios", "goals"]  # fmt: skip
+           "headline", "family_ratios", "goals", "GPU_CHECK_SCHEMA", "throughput_table"]  # fmt: skip
 
 _N_TRAIN = 10_000  # size of the training set (and of the pilot draw that standardises the data)
 
@@ -466,3 +466,32 @@ def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[s
                      modes=f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else "")
             )  # fmt: skip
     return dict(misses_2x=misses_2x, best=best)
+
+
+#: Schema tag of the JSON written by ``scripts/gpu_check.py`` (read by :func:`throughput_table`).
+GPU_CHECK_SCHEMA = "gwf_tutorial.gpu_check/1"
+
+
+def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
+    r"""Hours each CIFAR-10 recipe takes at the steady speed :math:`s_m` (iterations per second, synthetic
+    data, no FID) that a ``gpu_check`` JSON measured, :math:`(N_0 + (K - 1) N) / (3600\, s_m)`, one row per
+    method in ``cifar10.METHODS`` order: ``method``, ``net``, ``batch_size``, ``precision``, ``it_per_s``,
+    ``recipe_iters``, ``hours``, ``device``, ``dry_run``. A ValueError for another JSON or precision.
+
+    Used in: chapter 10.
+    """
+    from gwf_tutorial import cifar10  # late: only this table needs it
+
+    if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
+        raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be one of ('bf16', 'fp32'), got {precision!r}")
+    s, rows, methods = result["settings"], [], cifar10.METHODS
+    for rec in (r for r in result["throughput"] if r["precision"] == precision and r["method"] in methods):
+        iters, speed = cifar10.make_config(rec["method"], s["recipe_net"]).total_iters, rec["steady_it_per_s"]
+        rows.append({"method": rec["method"], "net": s["net"], "batch_size": s["batch_size"], "precision":
+                     precision, "it_per_s": speed, "recipe_iters": iters, "hours": iters / speed / 3600.0,
+                     "device": result["device"], "dry_run": bool(result["dry_run"])})  # fmt: skip
+    if not rows:
+        raise ValueError(f"the result holds no {precision} measurement")
+    return sorted(rows, key=lambda r: methods.index(r["method"]))

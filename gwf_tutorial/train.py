@@ -85,7 +85,7 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
     """Every random state a training loop may draw from (``generator``, torch CPU and CUDA, NumPy, Python), as
     a dict loadable with ``weights_only=True``, for :func:`set_rng_state`.
 
-    Used in: :mod:`gwf_tutorial.drifting`, :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.drifting`, :class:`~gwf_tutorial.trainer.ResumableRun`.
     """
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -103,7 +103,7 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
     """Restore the states saved by :func:`rng_state`; ``generator`` must be given exactly when it was there.
 
-    Used in: :mod:`gwf_tutorial.drifting`, :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.drifting`, :class:`~gwf_tutorial.trainer.ResumableRun`.
     """
     if not isinstance(state, dict) or not {"generator", "torch", "numpy", "python"} <= set(state):
         raise ValueError("state must be a dict returned by train.rng_state")
@@ -276,9 +276,9 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
 
 @dataclass
 class DistInfo:
-    """Process group facts (``backend`` None: one process).
+    """Process group facts (``backend`` None: one process) and the collectives a DDP run needs.
 
-    Used in: :func:`~gwf_tutorial.train.init_distributed`, :mod:`gwf_tutorial.cifar10`."""
+    Used in: :func:`~gwf_tutorial.train.init_distributed`, :class:`~gwf_tutorial.trainer.ResumableRun`."""
 
     rank: int = 0
     local_rank: int = 0
@@ -287,13 +287,32 @@ class DistInfo:
     is_main = property(lambda self: self.rank == 0)
     distributed = property(lambda self: self.world_size > 1)
 
+    def barrier(self) -> None:
+        """Wait for every process (nothing for one process)."""
+        if self.distributed:
+            torch.distributed.barrier()
+
+    def gather(self, obj) -> list:
+        """``obj`` of every process, in rank order (``[obj]`` for one process)."""
+        out = [obj] * self.world_size
+        if self.distributed:
+            torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """``net`` as a DDP replica on ``device`` when distributed, else ``net`` itself."""
+        if not self.distributed:
+            return net
+        ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+
 
 def init_distributed(env: dict | None = None, *, cuda: bool | None = None, init: bool = True) -> DistInfo:
     r"""Read ``torchrun``'s ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (``env``, default ``os.environ``) and
     start the process group (gloo on CPU, NCCL on CUDA; ``init=False``: only parse). A ValueError for
     inconsistent variables; ``WORLD_SIZE`` <= 1: one process, nothing started.
 
-    Used in: :func:`~gwf_tutorial.cifar10.main`.
+    Used in: :meth:`~gwf_tutorial.trainer.ResumableRun.command_line`.
     """
     env = os.environ if env is None else env
     cuda = device().type == "cuda" if cuda is None else bool(cuda)

@@ -23,7 +23,7 @@ What it runs (``gwf_tutorial.cifar10.Trainer`` on **synthetic** 32x32 images, th
 6. ``objectives`` -- ``benchmarks/objectives.py --quick`` (a subprocess) when that file exists, else a
    ``present: false`` entry.
 
-JSON schema (``gwf_tutorial.gpu_check/1``; read by :func:`gwf_tutorial.cifar10.throughput_table`)::
+JSON schema (``gwf_tutorial.gpu_check/1``; read by :func:`gwf_tutorial.benchmark.throughput_table`)::
 
     schema: str, dry_run: bool, device: str, torch: str, cuda: str | null, created: str, argv: list,
     settings: {net, recipe_net, batch_size, image_size, data, seconds, warmup, profile_steps},
@@ -62,7 +62,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gwf_tutorial import cifar10, train  # noqa: E402
+from gwf_tutorial import benchmark, cifar10, train  # noqa: E402
 
 _SYNC_EVENTS = (
     "cudaStreamSynchronize",
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("no CUDA device: run on a GPU, or pass --dry-run")
     t_start = time.perf_counter()
     res: dict = {
-        "schema": cifar10.GPU_CHECK_SCHEMA,
+        "schema": benchmark.GPU_CHECK_SCHEMA,
         "dry_run": bool(args.dry_run),
         "device": torch.cuda.get_device_name(0) if not args.dry_run else "CPU (dry run)",
         "torch": torch.__version__,

@@ -242,7 +242,7 @@ def test_sjko_reference_is_the_upsampled_latent(one_thread, tmp_path):
     cfg = cifar10.smoke_config("sjko", out=str(tmp_path), **TINY)
     tr = cifar10.Trainer(cfg)
     z = torch.randn(5, cfg.latent_dim)  # 48 = 3 x 4 x 4, upsampled to 3 x 8 x 8
-    ref = tr._reference(z, 0)
+    ref = tr._reference(z)
     img = torch.nn.functional.interpolate(z.reshape(5, 3, 4, 4), size=(8, 8), mode="bicubic")
     torch.testing.assert_close(ref, img.reshape(5, -1))
 
@@ -296,7 +296,7 @@ def test_interrupted_run_resumes_exactly(method, one_thread, tmp_path):
     _assert_same_state(_load(tmp_path / "a" / "last.pt"), _load(tmp_path / "b" / "last.pt"))
     # cosine annealed towards eta_min: the last iteration's learning rate, in closed form
     last = c.cfg.eta_min + (c.cfg.lr - c.cfg.eta_min) * (1 + np.cos(np.pi * 11 / 12)) / 2
-    assert c.opt_g.param_groups[0]["lr"] == pytest.approx(last, rel=1e-12)
+    assert c.trainer.opt_map.param_groups[0]["lr"] == pytest.approx(last, rel=1e-12)
     with pytest.raises(ValueError, match="other hyperparameters.*seed: 0 in the checkpoint, 1 now"):
         cifar10.Trainer(cifar10.smoke_config(method, out=str(tmp_path / "b"), seed=1, **over)).load(
             tmp_path / "b" / "last.pt"

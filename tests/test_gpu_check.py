@@ -1,5 +1,5 @@
 """scripts/gpu_check.py in its --dry-run mode (the GPU code path on the CPU, tiny nets and times), and
-cifar10.throughput_table on the JSON it writes."""
+benchmark.throughput_table on the JSON it writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gwf_tutorial import cifar10
+from gwf_tutorial import benchmark, cifar10
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def dry(tmp_path_factory):
 
 
 def test_dry_run_measures_every_method_and_checks_resume_and_torchrun(dry):
-    assert dry["schema"] == cifar10.GPU_CHECK_SCHEMA and dry["dry_run"] is True
+    assert dry["schema"] == benchmark.GPU_CHECK_SCHEMA and dry["dry_run"] is True
     measured = [(r["method"], r["precision"]) for r in dry["throughput"]]
     assert measured == [(m, "bf16") for m in cifar10.METHODS] + [("jko-kldv", "fp32")]
     for r in dry["throughput"]:
@@ -49,7 +49,7 @@ def test_dry_run_measures_every_method_and_checks_resume_and_torchrun(dry):
 
 
 def test_throughput_table_gives_recipe_hours(dry):
-    rows = cifar10.throughput_table(dry)
+    rows = benchmark.throughput_table(dry)
     assert [r["method"] for r in rows] == list(cifar10.METHODS)
     speed = {r["method"]: r["steady_it_per_s"] for r in dry["throughput"] if r["precision"] == "bf16"}
     for r in rows:
@@ -57,8 +57,8 @@ def test_throughput_table_gives_recipe_hours(dry):
         assert r["recipe_iters"] == iters
         assert r["hours"] == pytest.approx(iters / speed[r["method"]] / 3600)
         assert r["dry_run"] is True
-    assert [r["method"] for r in cifar10.throughput_table(dry, precision="fp32")] == ["jko-kldv"]
+    assert [r["method"] for r in benchmark.throughput_table(dry, precision="fp32")] == ["jko-kldv"]
     with pytest.raises(ValueError, match="schema"):
-        cifar10.throughput_table({"schema": "other"})
+        benchmark.throughput_table({"schema": "other"})
     with pytest.raises(ValueError, match="precision"):
-        cifar10.throughput_table(dry, precision="fp16")
+        benchmark.throughput_table(dry, precision="fp16")

@@ -347,3 +347,10 @@ def test_checkpoint_refuses_damage_other_kinds_and_other_hyperparameters(tmp_pat
     with pytest.raises(TypeError, match="config"):
         train.save_checkpoint(path, state, kind="test", config=None)
     assert path.read_bytes().startswith(b"GWFCKPT")  # a refused save leaves the file as it was
+
+
+def test_dist_info_collectives_are_identities_for_one_process():
+    info, net = train.DistInfo(), torch.nn.Linear(2, 2)
+    info.barrier()
+    assert info.gather({"a": 1}) == [{"a": 1}] and info.wrap(net, torch.device("cpu")) is net
+    assert not info.distributed and info.is_main

@@ -192,3 +192,31 @@ def test_bad_arguments_are_named(kw, match):
         _trainer(**kw)
     with pytest.raises(TypeError, match="map_net"):
         Trainer(3)
+
+
+def test_run_settings_table_checks_phases_and_parser():
+    import dataclasses
+
+    from gwf_tutorial.trainer import RunSettings
+
+    table = {"n_phases": (2, 1), "n_iters_first": (3, 1), "n_iters": (4, 0), "lr": (0.1, "pos"),
+             "decay": (0.5, "unit"), "seed": (0, "seed"), "betas": ((0.5, 0.9), "betas"),
+             "temps": ((1, 2), "floats"), "mode": ("a", ("a", "b")), "flag": (True, "bool"),
+             "device": ("", "device")}  # fmt: skip
+    fields = [(k, object, dataclasses.field(default=d)) for k, (d, _) in table.items()]
+    S = dataclasses.make_dataclass("S", fields, bases=(RunSettings,), namespace={"SETTINGS": table})
+    s = S(betas=[0.5, 0.9])
+    s.check()
+    assert (s.betas, s.temps, s.total_iters, s.phase_start(2)) == ((0.5, 0.9), (1.0, 2.0), 7, 7)
+    assert [s.phase_of(t) for t in (0, 2, 3, 6, 7)] == [0, 0, 1, 1, 2] and s.to_dict()["betas"] == [0.5, 0.9]
+    bad = [(dict(lr=0.0), r"lr \(--lr-x\)"), (dict(decay=1.0), r"decay must be in \(0, 1\)"),
+           (dict(seed=1.5), "seed"), (dict(mode="c"), "mode must be one of"), (dict(n_phases=0), "n_phases"),
+           (dict(device=3), "device must be a string"), (dict(device="nope"), "device must be 'cpu'")]
+    for kwargs, match in bad:
+        with pytest.raises((ValueError, TypeError), match=match):
+            S(**kwargs).check({"lr": "lr (--lr-x)"})
+    parser = S.parser(flags={"lr": "--lr-x"}, switches=("smoke",))
+    argv = ["--lr-x", "0.5", "--betas", "0.1", "0.2", "--no-flag", "--smoke", "--seed", "3"]
+    expected = {"lr": 0.5, "betas": [0.1, 0.2], "flag": False, "smoke": True, "seed": 3}  # unset: absent
+    assert vars(parser.parse_args(argv)) == expected
+    assert "--resume" in parser.format_help() and "--overwrite" in parser.format_help()
