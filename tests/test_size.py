@@ -52,7 +52,7 @@ def test_no_import_cycle():
 
 
 # A ratchet: the library's total size may only shrink (the goal is 10 000 lines; lower this as it does).
-MAX_TOTAL_LINES = 11_550
+MAX_TOTAL_LINES = 11_150
 
 
 def test_library_total_size():
