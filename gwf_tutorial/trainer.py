@@ -332,7 +332,6 @@ class Trainer:
             raise ValueError(f"checkpoint {os.fspath(path)!r} does not fit this {what}: {err}") from err
 
 
-
 class LossModule(nn.Module):
     """``loss_fn(net, *args)`` as the ``forward`` of a module holding ``net``: a loss that DDP synchronises.
 
