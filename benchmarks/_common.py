@@ -19,6 +19,15 @@ if str(ROOT) not in sys.path:  # the library, also when it is not installed
     sys.path.insert(0, str(ROOT))
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux), which decides the floating-point kernels that chaotic runs depend on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def machine_info(**extra) -> dict:
     """CPU, platform, memory, library versions and the load average now; ``extra`` is merged in."""
     import numpy as np
@@ -28,6 +37,8 @@ def machine_info(**extra) -> dict:
     info = dict(
         cpu_count=os.cpu_count(),
         processor=platform.processor() or platform.machine(),
+        cpu_model=_cpu_model(),
+        cpu_isa=torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch dispatches to
         platform=platform.platform(),
         memory_gib=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
         python=platform.python_version(),

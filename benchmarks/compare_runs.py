@@ -1,0 +1,89 @@
+"""Compare a re-run of ``benchmarks/run_all.py`` with the committed results, (method, target) by (method, target).
+
+For every (method, target) in both files: the re-run's median headline ratio (energy distance / floor on
+mixtures, W2^2 / floor elsewhere, as :func:`gwf_tutorial.benchmark.headline`) against the committed
+seed interval [min, max], classified as ``inside``, ``better`` (below the interval) or ``above``; and
+per seed whether the row is bit-identical (W2^2 and energy distance equal as floats), or its largest
+relative change. Rows that moved are grouped by family with the largest relative change.
+
+Usage (from the repository root)::
+
+    python benchmarks/compare_runs.py NEW.json [--old gwf_tutorial/results/run_all.json] [--out report.md]
+
+Prints the report and writes it next to ``NEW.json`` (``NEW_compare.md``) unless ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gwf_tutorial.benchmark import headline, summarize
+
+DEFAULT_OLD = Path(__file__).resolve().parent.parent / "gwf_tutorial" / "results" / "run_all.json"
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def compare(new: dict, old: dict) -> tuple[list[dict], dict]:
+    """One dict per common (method, target): medians, interval, class; and per-family row changes."""
+    old_by = {(s["method"], s["target"]): s for s in summarize(old["rows"])}
+    new_by = {(s["method"], s["target"]): s for s in summarize(new["rows"])}
+    old_rows = {(r["method"], r["target"], r["seed"]): r for r in old["rows"]}
+    cells, families = [], {}
+    for key, s in new_by.items():
+        o = old_by.get(key)
+        if o is None or "n/a" in (s["status"], o["status"]):
+            continue
+        mixture = new["floors"][key[1]]["mixture"]
+        name = "energy_ratio" if mixture else "w2_ratio"
+        med, lo, hi = headline(s, mixture), o[f"{name}_min"], o[f"{name}_max"]
+        cls = "better" if med < lo else ("inside" if med <= hi else "above")
+        cells.append(dict(method=key[0], target=key[1], family=s["family"], new=med, old=headline(o, mixture),
+                          lo=lo, hi=hi, cls=cls))  # fmt: skip
+    for r in new["rows"]:
+        o = old_rows.get((r["method"], r["target"], r["seed"]))
+        if o is None or r["status"] != "ok" or o["status"] != "ok":
+            continue
+        f = families.setdefault(r["family"], dict(rows=0, identical=0, max_rel=0.0))
+        f["rows"] += 1
+        if r["w2"] == o["w2"] and r["energy"] == o["energy"]:
+            f["identical"] += 1
+        f["max_rel"] = max(f["max_rel"], _rel(r["w2"], o["w2"]), _rel(r["energy"], o["energy"]))
+    return cells, families
+
+
+def report(cells: list[dict], families: dict, new_path: str, old_path: str) -> str:
+    counts = {c: sum(x["cls"] == c for x in cells) for c in ("inside", "better", "above")}
+    lines = [f"# `{new_path}` against `{old_path}`", "",
+             f"{len(cells)} (method, target) cells: median headline ratio inside the committed seed interval "
+             f"{counts['inside']}, below it (better) {counts['better']}, above it {counts['above']}.", "",
+             "## Cells above the committed interval", "",
+             "| method | target | re-run median | committed median [min, max] |", "|---|---|---:|---|"]  # fmt: skip
+    lines += [f"| `{c['method']}` | {c['target']} | {c['new']:.3g} | {c['old']:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] |"
+              for c in cells if c["cls"] == "above"]  # fmt: skip
+    lines += ["", "## Rows (method, target, seed) by family", "",
+              "| family | rows | bit-identical | largest relative change of W2^2 or energy |", "|---|---:|---:|---:|"]
+    lines += [f"| {fam} | {f['rows']} | {f['identical']} | {f['max_rel']:.2g} |" for fam, f in families.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("new", help="the re-run's JSON (benchmarks/run_all.py --out)")
+    ap.add_argument("--old", default=str(DEFAULT_OLD), help="the committed results (default: the package's)")
+    ap.add_argument("--out", help="markdown report path (default: NEW_compare.md)")
+    args = ap.parse_args()
+    new, old = (json.loads(Path(p).read_text()) for p in (args.new, args.old))
+    text = report(*compare(new, old), args.new, args.old)
+    out = Path(args.out) if args.out else Path(args.new).with_name(Path(args.new).stem + "_compare.md")
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
