@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from gwf_tutorial import gaussian, metrics
 from gwf_tutorial._validation import (
     as_tensor,
+    check_bool,
+    check_choice,
     check_finite,
     check_int,
     check_mean_cov,
@@ -67,8 +69,7 @@ _KIND = "jko.ParametricJKO"
 
 
 def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, shape ``(n,)`` (inputs
-    ``(n, ...)`` flattened).
+    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, ``(n, ...) -> (n,)``.
 
     Used in: :mod:`gwf_tutorial.sjko` (``sjko.transport_cost``), :func:`~gwf_tutorial.jko.saddle_objective`.
     """
@@ -141,10 +142,9 @@ class UnbiasedMMD(Objective):
         F(\rho) = \mathrm{MMD}_k^2(\rho, \nu), \qquad
         \frac{\delta F}{\delta\rho}(z) = 2\big(\mathbb E_\rho k(z, x) - \mathbb E_\nu k(z, y)\big).
 
-    Twice :class:`~gwf_tutorial.functionals.MMD` (:math:`\tfrac12\mathrm{MMD}^2`), unbiased (it can be
-    negative; ``value`` needs 2 samples in ``x`` and ``y``). ``kernel``, ``bandwidth`` (None: median
-    heuristic per pooled batch; a sequence: a multi-bandwidth kernel) and ``**kernel_kwargs`` go to
-    :func:`~gwf_tutorial.kernels.get_kernel`.
+    Twice :class:`~gwf_tutorial.functionals.MMD`, unbiased (it can be negative; ``value`` needs 2 samples in
+    ``x`` and ``y``). ``kernel``, ``bandwidth`` (None: median heuristic per pooled batch; a sequence: a
+    multi-bandwidth kernel) and ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`.
 
     Used in: chapters 5 and 9, :mod:`gwf_tutorial.methods` (GMMN, JKO-MMD).
     """
@@ -168,8 +168,7 @@ class UnbiasedMMD(Objective):
 
 
 class PushforwardObjective:
-    r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`.
-
+    r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`:
     ``pushforward_value(map_net, z, x)`` (with :math:`x = T(z)`; 0-d, differentiable in the map) may use
     the map's Jacobian or parameters, unlike a :class:`~gwf_tutorial.functionals.Objective`.
 
@@ -238,8 +237,8 @@ class PushforwardKL(PushforwardObjective):
 class GaussianPushforwardKL(PushforwardObjective):
     r"""Exact KL of an affine push-forward of :math:`\mathcal N(m_0, S_0)` to :math:`\mathcal N(m, \Sigma)`.
 
-    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`
-    (:func:`gwf_tutorial.gaussian.kl`) for a map with ``push_gaussian`` (an
+    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`, by
+    :func:`gwf_tutorial.gaussian.kl`, for a map with ``push_gaussian`` (an
     :class:`~gwf_tutorial.nets.AffineMap`), reparameterized chains only: no estimation error in :math:`F`.
 
     Used in: chapters 4 and 6.
@@ -272,8 +271,7 @@ class GaussianPushforwardMMD(GaussianPushforwardKL):
     r"""Exact squared MMD (Gaussian kernel, ``bandwidth`` :math:`s`) of an affine push-forward, to a Gaussian.
 
     :math:`\mathrm{MMD}_k^2(\mathcal N(A m_0 + b, A S_0 A^\top), \mathcal N(m, \Sigma))` with
-    :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`), the population value that
-    :class:`UnbiasedMMD` estimates.
+    :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`).
 
     Used in: chapter 5.
     """
@@ -510,26 +508,17 @@ class ParametricJKO(TrainerPreset):
     ``"composed"`` trains a fresh step map :math:`S_k` (``map_net``'s initial weights) on
     :math:`x \sim \rho_k` and samples through :math:`S_{K-1}\circ\dots\circ S_0`.
 
-    Parameters
-    ----------
-    objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
-        A name goes to :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``
-        (:class:`UnbiasedMMD`), else :func:`~gwf_tutorial.functionals.get_objective`.
-    source, data : Tensor (N, d), callable ``f(n, generator=g)`` or object with ``sample(n, generator=g)``
-        :math:`\mu_0` and :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole).
-    critic : nn.Module, optional
-        Default: the objective's ``make_critic`` with ``critic_hidden``, ``critic_depth``.
-    r1, gp : float
-        R1 and WGAN-GP weights of the critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0).
-    initial_map : callable or "copy", optional
-        :math:`T_{-1}` (identity; ``"copy"``: a frozen copy of ``map_net``, when latent and data
-        dimensions differ).
-    n_iters_first, reset_optimizer, seed
-        Map iterations of the first step (default ``n_iters``); a fresh Adam state at each step (the
-        composed chain always resets); the seed of the chain's generator (default: from torch's RNG).
-    **trainer_options
-        ``lr``, ``lr_critic``, ``betas``, ``critic_steps``, ``lr_schedule`` of the
-        :class:`~gwf_tutorial.trainer.Trainer` (defaults 1e-3, 1e-3, (0.5, 0.9), 1, "constant").
+    ``objective``: an FDivergence, CriticObjective, Objective, PushforwardObjective or a name (for
+    :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``, :class:`UnbiasedMMD`, else
+    :func:`~gwf_tutorial.functionals.get_objective`). ``source``, ``data``: samplers of :math:`\mu_0`,
+    :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole). ``critic``: default the objective's
+    ``make_critic`` with ``critic_hidden``, ``critic_depth``. ``r1``, ``gp``: R1 and WGAN-GP weights of the
+    critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0). ``initial_map``: :math:`T_{-1}` (identity;
+    ``"copy"``: a frozen copy of ``map_net``, when latent and data dimensions differ). ``n_iters_first``:
+    map iterations of the first step (default ``n_iters``). ``reset_optimizer``: a fresh Adam state at each
+    step (the composed chain always resets). ``seed``: of the chain's generator (default: from torch's RNG).
+    ``**trainer_options``: ``lr``, ``lr_critic``, ``betas``, ``critic_steps``, ``lr_schedule`` of the
+    :class:`~gwf_tutorial.trainer.Trainer` (defaults 1e-3, 1e-3, (0.5, 0.9), 1, "constant").
 
     Used in: chapters 4, 5 and 9, :mod:`gwf_tutorial.methods`, :mod:`gwf_tutorial.projected`.
     """
@@ -556,13 +545,10 @@ class ParametricJKO(TrainerPreset):
         self.n_iters = check_int(n_iters, "n_iters")
         self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         self.batch_size, self.r1 = check_int(batch_size, "batch_size"), check_nonnegative(r1, "r1")
-        for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
-        self.per_dim_average, self.reset_optimizer = per_dim_average, reset_optimizer
-        if parametrization not in _PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
-        self.parametrization, self.progress, self.objective = parametrization, bool(progress), objective
+        self.per_dim_average = check_bool(per_dim_average, "per_dim_average")
+        self.reset_optimizer = check_bool(reset_optimizer, "reset_optimizer")
+        self.parametrization = check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
+        self.progress, self.objective = bool(progress), objective
         self.adversary, self.functional, self.pushforward = _resolve_objective(
             objective, symmetric, generator_loss, parametrization
         )
@@ -611,11 +597,9 @@ class ParametricJKO(TrainerPreset):
         names = ("critic_bound",) * (self.critic is not None) + ("transport", "objective")
         hint = f" or a larger tau (tau={self.tau})" if self.tau is not None else ""
         show = self.progress if progress is None else bool(progress)
-        logs = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}", names=names,
-                                progress=show, hint=hint).tolist()  # fmt: skip
-        transport, objective = logs[-2], logs[-1]
-        critic_bound = logs[0] if len(logs) == 3 else []
-        curves = dict(transport=transport, objective=objective, critic_bound=critic_bound,
+        *bound, transport, objective = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}",
+                                                        names=names, progress=show, hint=hint).tolist()
+        curves = dict(transport=transport, objective=objective, critic_bound=bound[0] if bound else [],
                       loss=[t + v for t, v in zip(transport, objective)])
         result = PhaseRecord(k, self.tau, n_iters, time.perf_counter() - t0, curves)
         if composed:
