@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gwf_tutorial import _validation as _v
 from gwf_tutorial._validation import as_tensor, check_int, check_nonnegative, check_positive
 from gwf_tutorial.critics import SemiDualPotential, _values, _weighted_mean
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
@@ -49,12 +50,6 @@ _CONFIG = ("divergence tau lr lr_critic betas r1 ema_decay per_dim_average indep
            "instance_noise n_iters batch_size noise_dim parametrization lr_schedule").split()  # fmt: skip
 
 
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     r"""The library's JKO step :math:`\tau` for the official code's step ``h`` in dimension d.
 
@@ -71,7 +66,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     Used in: chapter 7 (units of the step).
     """
     h, dim = check_positive(h, "h"), check_int(dim, "dim")
-    return h if _check_flag(per_dim_average, "per_dim_average") else h * dim
+    return h if _v.check_bool(per_dim_average, "per_dim_average") else h * dim
 
 
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
@@ -275,20 +270,11 @@ class SemiDualJKO(TrainerPreset):
     Defaults are the official toy code's: :math:`z' = z`, no instance noise, the summed cost
     (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used whole at each iteration.
 
-    Parameters
-    ----------
-    map_net : torch.nn.Module
-        ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), on latent points
-        (reparameterized) or points of :math:`\rho_k` (composed); start it at the identity.
-    potential_net : torch.nn.Module
-        :math:`v`, ``(n, ...) -> (n,)`` or ``(n, 1)``, warm-started across phases.
-    ema_decay : float, optional
-        EMA of the map's weights, used by :meth:`push` (official CIFAR-10: 0.9999).
-    per_dim_average, independent_latents, instance_noise : bool
-        Official-code choices: the cost divided by d; independent ``z, z'``; :func:`add_instance_noise`.
-    initial_map : callable or "copy", optional
-        :math:`T_{-1}`, :math:`\rho_0 = (T_{-1})_\#\mu_0`: the identity, a frozen copy of ``map_net``
-        (``"copy"``, when latent and data spaces differ) or a callable ``x -> y``.
+    ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), starts at the identity;
+    ``potential_net`` :math:`v` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;
+    ``ema_decay``: an EMA of the map for :meth:`push` (official CIFAR-10: 0.9999); ``per_dim_average``,
+    ``independent_latents``, ``instance_noise``: the cost divided by d, independent ``z, z'``,
+    :func:`add_instance_noise`; ``initial_map``: :math:`T_{-1}`, as for ``jko.ParametricJKO``.
 
     Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2)), chapters 4 and 9 (a baseline).
     """
@@ -307,14 +293,12 @@ class SemiDualJKO(TrainerPreset):
                 raise ValueError(f"{name} has no parameters to train")
         self.divergence, self.adversary = divergence, SemiDualPotential(divergence)
         self.tau, self.r1 = check_positive(tau, "tau"), check_nonnegative(r1, "r1")
-        self.per_dim_average = _check_flag(per_dim_average, "per_dim_average")
-        self.independent_latents = _check_flag(independent_latents, "independent_latents")
-        self.instance_noise = _check_flag(instance_noise, "instance_noise")
+        self.per_dim_average = _v.check_bool(per_dim_average, "per_dim_average")
+        self.independent_latents = _v.check_bool(independent_latents, "independent_latents")
+        self.instance_noise = _v.check_bool(instance_noise, "instance_noise")
         self.n_iters, self.batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
         self.noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
-        if parametrization not in _PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
-        self.parametrization = parametrization
+        self.parametrization = _v.check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
         param = next(map_net.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.initial_map = resolve_initial_map(initial_map, map_net)
@@ -394,8 +378,7 @@ class SemiDualJKO(TrainerPreset):
         step ``tau``, default the trainer's): its :class:`~gwf_tutorial.trainer.PhaseRecord`, also appended to
         ``history``; ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after each."""
         source, data = _check_sampler(source, "source"), _check_sampler(data, "data")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        _v.check_callable(callback, "callback", optional=True)
         n_iters = self.n_iters if n_iters is None else check_int(n_iters, "n_iters")
         tau = self.tau if tau is None else check_positive(tau, "tau")
         for sampler, name in ((source, "source"), (data, "data")):
@@ -432,8 +415,7 @@ class SemiDualJKO(TrainerPreset):
         so re-running an interrupted call completes it.
         """
         K = check_int(K, "K")
-        if on_phase is not None and not callable(on_phase):
-            raise TypeError(f"on_phase must be callable or None, got {type(on_phase).__name__}")
+        _v.check_callable(on_phase, "on_phase", optional=True)
         n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         tau_first = None if tau_first is None else check_positive(tau_first, "tau_first")
         if checkpoint is not None and self.n_phases == 0 and os.path.exists(checkpoint):
