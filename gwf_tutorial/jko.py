@@ -637,15 +637,6 @@ class ParametricJKO(TrainerPreset):
         x_new = self.map(src)
         return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]
 
-    def saddle_value(self, z, y=None) -> Tensor:
-        r"""The step's saddle function on given batches, shape ``()``: the transport term plus
-        :math:`\widehat B(h; T(z), y)` (or the sample / push-forward objective)."""
-        if self.adversary is None:  # the objective itself
-            return self.map_loss(z, y)
-        (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
-        x_new = self.map(src)
-        return _transport(self, x_new, x_old) + self.adversary.bound(self.critic, x_new, y)
-
     def map_velocity(self, x, y=None) -> Tensor:
         r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i} \widehat M(h; x_{1:n}, y)` the map term imposes on
         particles (critic frozen), shape ``(n, d)``, detached."""

@@ -182,11 +182,10 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
           progress=False) -> nn.Module:
     r"""VGrow: the f-divergence flow of the particles ``x0``, projected on a generator network.
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization:
-    ``inner_steps`` particle steps, then ``fit_iters`` regression steps of the generator onto them;
-    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned.
-    References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
-    transport", 2022.
+    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization: ``inner_steps``
+    particle steps, then ``fit_iters`` regression steps of the generator onto them; parametrization: one
+    generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned. References: Gao et al., ICML
+    2019; Gao et al., "Deep generative learning via Euler particle transport", 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -382,10 +381,9 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
         \sup_v \inf_T \; \mathbb E_{x\sim\rho_k}\Big[\frac{|T(x) - x|^2}{2\tau} - v(T(x))\Big]
         - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau).
 
-    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization:
-    ``n_phases`` semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``);
-    parametrization: one reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References:
-    Choi, Choi, Kwon, ICML 2024.
+    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization: ``n_phases``
+    semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``); parametrization: one
+    reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References: Choi, Choi, Kwon, ICML 2024.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """

@@ -229,7 +229,7 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
     file (never modified) when it is missing, damaged, not a checkpoint, of another version or ``kind``, or
     when ``config`` differs from the saved one on a key not in ``ignore`` (each such key with both values).
 
-    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library).
     """
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
