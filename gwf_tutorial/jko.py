@@ -30,27 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gwf_tutorial import _validation as _v
+from gwf_tutorial import critics as _critics
 from gwf_tutorial import gaussian, metrics
-from gwf_tutorial._validation import (
-    as_tensor,
-    check_bool,
-    check_choice,
-    check_finite,
-    check_int,
-    check_mean_cov,
-    check_nonnegative,
-    check_positive,
-    check_same_dim,
-    check_seed,
-)
+from gwf_tutorial._validation import as_tensor, check_finite, check_int, check_nonnegative, check_positive
 from gwf_tutorial.critics import (  # noqa: F401 (the chapters call the critic objectives as jko.X)
     CriticObjective,
     LearnedKernelMMD,
     VariationalFDivergence,
     WassersteinCritic,
-    _input_velocity,
-    _is_critic_name,
-    _values,
     get_critic_objective,
 )
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence
@@ -117,7 +105,7 @@ def saddle_objective(fdiv: FDivergence | str, x_new, x_old, h_new, h_data, tau, 
     """
     fdiv = get_fdivergence(fdiv)
     cost = proximal_cost(x_new, x_old, tau, per_dim_average=per_dim_average)
-    h_new, h_data = _values(h_new, "h_new"), _values(h_data, "h_data")
+    h_new, h_data = _critics._values(h_new, "h_new"), _critics._values(h_data, "h_data")
     for h, name in ((h_new, "h_new"), (h_data, "h_data")):
         if bool(torch.isnan(h).any()):
             raise ValueError(f"{name} contains NaN values")
@@ -248,10 +236,10 @@ class GaussianPushforwardKL(PushforwardObjective):
     needs_reparameterized = True
 
     def __init__(self, source_mean, source_cov, target_mean, target_cov):
-        self.source_mean, self.source_cov = check_mean_cov(source_mean, source_cov, "source_mean",
-                                                           "source_cov")  # fmt: skip
-        self.target_mean, self.target_cov = check_mean_cov(target_mean, target_cov, "target_mean",
-                                                           "target_cov")  # fmt: skip
+        self.source_mean, self.source_cov = _v.check_mean_cov(source_mean, source_cov, "source_mean",
+                                                              "source_cov")  # fmt: skip
+        self.target_mean, self.target_cov = _v.check_mean_cov(target_mean, target_cov, "target_mean",
+                                                              "target_cov")  # fmt: skip
         if self.source_mean.ndim != 1 or self.source_mean.shape != self.target_mean.shape:
             shapes = f"{tuple(self.source_mean.shape)} and {tuple(self.target_mean.shape)}"
             raise ValueError(f"source_mean and target_mean must have the same shape (d,), got {shapes}")
@@ -310,7 +298,7 @@ def _resolve_objective(objective, symmetric, generator_loss, parametrization) ->
     """``(adversary, functional, pushforward)``: exactly one is not None."""
     adversary = functional = pushforward = None
     if isinstance(objective, FDivergence | CriticObjective) or (
-        isinstance(objective, str) and _is_critic_name(objective.strip().lower().replace("-", "_"))
+        isinstance(objective, str) and _critics._is_critic_name(objective.strip().lower().replace("-", "_"))
     ):
         adversary = get_critic_objective(objective, symmetric=symmetric, generator_loss=generator_loss)
     elif isinstance(objective, str):
@@ -545,9 +533,9 @@ class ParametricJKO(TrainerPreset):
         self.n_iters = check_int(n_iters, "n_iters")
         self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         self.batch_size, self.r1 = check_int(batch_size, "batch_size"), check_nonnegative(r1, "r1")
-        self.per_dim_average = check_bool(per_dim_average, "per_dim_average")
-        self.reset_optimizer = check_bool(reset_optimizer, "reset_optimizer")
-        self.parametrization = check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
+        self.per_dim_average = _v.check_bool(per_dim_average, "per_dim_average")
+        self.reset_optimizer = _v.check_bool(reset_optimizer, "reset_optimizer")
+        self.parametrization = _v.check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
         self.progress, self.objective = bool(progress), objective
         self.adversary, self.functional, self.pushforward = _resolve_objective(
             objective, symmetric, generator_loss, parametrization
@@ -568,7 +556,7 @@ class ParametricJKO(TrainerPreset):
         critic = _make_critic(self.adversary, critic, map_net, critic_hidden, critic_depth, self.dtype,
                               self.device)  # fmt: skip
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-        self.seed = check_seed(seed)
+        self.seed = _v.check_seed(seed)
         self.generator = make_generator(self.seed)
         self.trainer = Trainer(map_net, critic, generator=self.generator, **trainer_options)
         self.history: list[PhaseRecord] = []
@@ -644,8 +632,8 @@ class ParametricJKO(TrainerPreset):
             raise TypeError("map_velocity needs a critic or a sample objective, not a PushforwardObjective")
         x, y = _check_batch(self, x, "x"), _check_batch(self, y, "y")
         if y is not None:
-            check_same_dim(x, y, "x", "y")
-        return _input_velocity(lambda xx: _map_terms(self, xx, xx, y)[0], x)
+            _v.check_same_dim(x, y, "x", "y")
+        return _critics._input_velocity(lambda xx: _map_terms(self, xx, xx, y)[0], x)
 
     @torch.no_grad()
     def push(self, z: Tensor) -> Tensor:
@@ -763,7 +751,7 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
     """
     _check_variants(variants, make_map)
     n_phases, n_samples = check_int(n_phases, "n_phases"), check_int(n_samples, "n_samples")
-    init_seed, sample_seed = check_seed(init_seed, "init_seed"), check_seed(sample_seed, "sample_seed")
+    init_seed, sample_seed = _v.check_seed(init_seed, "init_seed"), _v.check_seed(sample_seed, "sample_seed")
     common.setdefault("progress", False)
     out: dict[str, VariantRun] = {}
     for name, spec in _progress(variants.items(), desc="variants", disable=not progress):

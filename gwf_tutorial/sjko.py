@@ -55,13 +55,9 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
     The official ``0.5 * c / h - v``, ``c`` the squared distance averaged over the d coordinates, is the
     cost :math:`|x - y|^2/(2hd)` (README: :math:`1/\tau_{\mathrm{README}} = 2dh`); the library's is
-    :math:`|x - y|^2/(2\tau)` (divided by d with ``per_dim_average=True``), so
-
-    .. math::
-
-        \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)}:
-
-    the official toy ``--h 1`` (d = 2) is :math:`\tau = 2`, its CIFAR-10 ``--h 0.1`` :math:`\tau = 307.2`.
+    :math:`|x - y|^2/(2\tau)` (divided by d with ``per_dim_average=True``), so :math:`\tau = h d` (summed
+    cost) or :math:`\tau = h` (per-dimension average): the official toy ``--h 1`` (d = 2) is :math:`\tau = 2`,
+    its CIFAR-10 ``--h 0.1`` :math:`\tau = 307.2`.
 
     Used in: chapter 7 (units of the step).
     """
@@ -135,11 +131,8 @@ def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl",
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
-    r"""The official code's instance noise on data ``y`` ``(m, ...)`` at phase k (0-based), same shape.
-
-    .. math::
-
-        \tilde y = y + \frac{\varepsilon}{32 (k + 1)}, \qquad \varepsilon \sim \mathcal N(0, I).
+    r"""The official code's instance noise on data ``y`` ``(m, ...)`` at phase k (0-based), same shape:
+    :math:`\tilde y = y + \varepsilon / (32 (k + 1))`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
     Used in: ``sjko.SemiDualJKO`` (``instance_noise=True``).
     """
@@ -152,11 +145,8 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
 
 class QuadraticPotential(nn.Module):
-    r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``).
-
-    .. math::
-
-        v(y) = y^\top C y + e^\top y + g \qquad (\text{the symmetric part of } C \text{ is used}).
+    r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``):
+    :math:`v(y) = y^\top C y + e^\top y + g` (the symmetric part of :math:`C` is used).
 
     Used in: chapter 7 (S-JKO on Gaussians, checked against the exact JKO step).
     """
@@ -176,11 +166,8 @@ class QuadraticPotential(nn.Module):
 
 
 class LatentMap(nn.Module):
-    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)``.
-
-    .. math::
-
-        T(x, z) = N([x, z]) \quad\text{or, with } \texttt{residual}, \quad T(x, z) = x + N([x, z]).
+    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)``:
+    :math:`T(x, z) = N([x, z])`, or :math:`x + N([x, z])` with ``residual``.
 
     Used in: chapter 7 (toy maps with an extra latent, as in the official code).
     """
@@ -320,13 +307,9 @@ class SemiDualJKO(TrainerPreset):
 
     @torch.no_grad()
     def push(self, x0: Tensor, *, use_ema: bool = True) -> Tensor:
-        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K` (fresh latents, EMA if kept).
-
-        .. math::
-
-            x = T_{K-1}(x_0, z) \ \text{(reparameterized)}, \quad
-            x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}) \ \text{(composed)}.
-        """
+        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K` (fresh latents, EMA if kept):
+        :math:`T_{K-1}(x_0, z)` (reparameterized) or
+        :math:`T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1})` (composed)."""
         if not isinstance(x0, Tensor) or x0.ndim < 2:
             raise ValueError("x0 must be a tensor of shape (n, ...)")
         x0 = x0.to(device=self.device, dtype=self.dtype)
@@ -496,14 +479,10 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
 
 
 def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, **options) -> SemiDualJKO:
-    r"""S-JKO over the exact family for Gaussians: affine maps and quadratic potentials.
-
-    .. math::
-
-        T(x) = A x + b, \qquad v(y) = y^\top C y + e^\top y + g,
-
-    containing the exact KL step between Gaussians (:func:`gwf_tutorial.gaussian.jko_step_kl`). KL, Adam 0.05
-    with a cosine per phase, no R1, 600 iterations of batch 500, seed 0; ``options`` override.
+    r"""S-JKO over the exact family for Gaussians: affine maps :math:`T(x) = A x + b` and quadratic potentials
+    (:class:`QuadraticPotential`), containing the exact KL step between Gaussians
+    (:func:`gwf_tutorial.gaussian.jko_step_kl`). KL, Adam 0.05 with a cosine per phase, no R1, 600 iterations
+    of batch 500, seed 0; ``options`` override.
 
     Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
     """
