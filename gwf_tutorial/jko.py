@@ -486,12 +486,8 @@ def _restore(chain: ParametricJKO, state: dict) -> None:
 class ParametricJKO(TrainerPreset):
     r"""A chain of parametric JKO steps, one map ``map_net`` trained per step (a preset of the ``Trainer``).
 
-    .. math::
-
-        \min_\theta\ \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}\big|T_\theta(z) - T_k(z)\big|^2
-        + F\big((T_\theta)_\#\mu_0\big),
-
-    with ``critic_steps`` critic updates before each map update for a critic objective.
+    Step k minimises the objective of the module docstring over :math:`\theta`, with ``critic_steps`` critic
+    updates before each map update for a critic objective.
     ``"reparameterized"`` (the GWF code) trains one map from :math:`\mu_0`, warm-started from :math:`T_k`;
     ``"composed"`` trains a fresh step map :math:`S_k` (``map_net``'s initial weights) on
     :math:`x \sim \rho_k` and samples through :math:`S_{K-1}\circ\dots\circ S_0`.
@@ -737,12 +733,8 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
                    **common) -> dict[str, VariantRun]:  # fmt: skip
     r"""Train the same map family on the same data once per variant of the JKO loop: ``{name: VariantRun}``.
 
-    .. math::
-
-        T^{(v)}_{k+1} = \operatorname*{arg\,min}_T \frac{1}{2\tau_v}\mathbb E|T(z) - T^{(v)}_k(z)|^2
-        + F_v(T_\#\mu_0), \quad k < K, \qquad x^{(v)}_i = T^{(v)}_K(z_i),
-
-    :math:`\tau_v = \infty` (``tau=None``) for the GAN of :math:`F_v`. Each ``variants[name]`` holds
+    Variant v runs the JKO steps of the module docstring with its own :math:`F_v` and :math:`\tau_v`
+    (:math:`\tau_v = \infty`, ``tau=None``: the GAN of :math:`F_v`). Each ``variants[name]`` holds
     ``objective``, ``tau`` and any :class:`ParametricJKO` keyword over ``common``; every variant starts from
     ``make_map()`` after ``torch.manual_seed(init_seed)``, runs ``n_phases`` steps and is sampled on the same
     latent draws (``sample_seed``). A run raising :class:`FloatingPointError` is kept with ``samples=None``.

@@ -244,18 +244,13 @@ class SemiDualJKO(TrainerPreset):
 
     Phase k alternates Adam steps on the potential's loss (``adversary``, a
     :class:`~gwf_tutorial.critics.SemiDualPotential`) and :func:`map_loss` (a
-    :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) for the step from :math:`\rho_k`,
-
-    .. math::
-
-        \sup_v \inf_T\ \mathbb E_{x_0\sim\mu_0,\,z}\Big[
-        \frac{|T(x_0, z) - T_{k-1}(x_0, z')|^2}{2\tau} - v(T(x_0, z))\Big]
-        - \mathbb E_{y\sim\nu}\,\Psi^*(-v(y)),
-
-    :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k = (T_{k-1})_\#\mu_0`) or a new step
-    map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0` (composed; ``chain``, ``chain_ema``).
-    Defaults are the official toy code's: :math:`z' = z`, no instance noise, the summed cost
-    (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used whole at each iteration.
+    :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) on the saddle problem of the module
+    docstring, with :math:`x = T_{k-1}(x_0, z')` paired with the new map's :math:`T(x_0, z)`,
+    :math:`x_0 \sim \mu_0`; :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k =
+    (T_{k-1})_\#\mu_0`) or a new step map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0`
+    (composed; ``chain``, ``chain_ema``). Defaults are the official toy code's: :math:`z' = z`, no instance
+    noise, the summed cost (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used
+    whole at each iteration.
 
     ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), starts at the identity;
     ``potential_net`` :math:`v` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;

@@ -117,16 +117,12 @@ class TrainerPreset:
 class Trainer:
     r"""Adam on a map and (optionally) a critic, alternating ``critic_steps`` critic steps and one map step.
 
-    .. math::
-
-        \eta_i = \eta\, s(i), \quad s(i) = 1 \ (\text{constant}) \ \text{or}\
-        \tfrac12\big(1 + \cos(\pi i / n)\big) \ (\text{cosine}), \qquad
-        \bar\theta \leftarrow \beta\bar\theta + (1 - \beta)\theta \ (\text{EMA}).
-
     ``critic``: None for a problem without one. ``generator``: the problem's random stream, saved with the
-    checkpoints. ``lr_schedule="cosine"`` anneals both rates within each :meth:`fit` to :math:`\eta_{\min} +
-    (\eta - \eta_{\min}) s(i)` (``eta_min``). ``ema_decay``: keep :attr:`ema`; ``clip_grad``: the map's
-    gradient norm; ``bf16``: autocast on CUDA only; ``fused``: fused Adam (CUDA).
+    checkpoints. ``lr_schedule="cosine"`` anneals both rates at iteration :math:`i` of each :meth:`fit` of
+    :math:`n` to :math:`\eta_{\min} + (\eta - \eta_{\min}) \tfrac12(1 + \cos(\pi i / n))` (``eta_min``).
+    ``ema_decay`` :math:`\beta`: keep :attr:`ema`, :math:`\bar\theta \leftarrow \beta\bar\theta + (1 -
+    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``: autocast on CUDA only; ``fused``: fused
+    Adam (CUDA).
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
     module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
