@@ -700,34 +700,6 @@ class VariantRun:
         return self.error is not None
 
 
-def _check_variants(variants, make_map) -> None:
-    if not isinstance(variants, dict) or not variants:
-        raise TypeError("variants must be a non-empty dict {name: dict of ParametricJKO arguments}")
-    if not callable(make_map):
-        raise TypeError(f"make_map must be a callable returning an nn.Module, got {type(make_map).__name__}")
-    for name, spec in variants.items():
-        if not isinstance(spec, dict):
-            raise TypeError(f"variants[{name!r}] must be a dict, got {type(spec).__name__}")
-        missing = {"objective", "tau"} - set(spec)
-        if missing:
-            raise ValueError(f"variants[{name!r}] must name {sorted(missing)} (tau=None for the GAN)")
-
-
-def _train_variant(name, chain: ParametricJKO, n_phases: int, n_samples: int, sample_seed: int) -> VariantRun:
-    c0, t0 = time.process_time(), time.perf_counter()
-    error = samples = None
-    try:
-        chain.run(n_phases)
-    except FloatingPointError as err:
-        error = str(err)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    if error is None:
-        samples = chain.sample(n_samples, generator=make_generator(sample_seed)).detach()
-        if not bool(torch.isfinite(samples).all()):
-            error, samples = "non-finite samples", None
-    return VariantRun(name, chain, samples, cpu, wall, error)
-
-
 def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, data=None, *, n_phases: int,
                    n_samples: int = 1000, init_seed: int = 0, sample_seed: int = 0, progress: bool = True,
                    **common) -> dict[str, VariantRun]:  # fmt: skip
@@ -741,7 +713,16 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
 
     Used in: chapter 5.
     """
-    _check_variants(variants, make_map)
+    if not isinstance(variants, dict) or not variants:
+        raise TypeError("variants must be a non-empty dict {name: dict of ParametricJKO arguments}")
+    if not callable(make_map):
+        raise TypeError(f"make_map must be a callable returning an nn.Module, got {type(make_map).__name__}")
+    for name, spec in variants.items():
+        if not isinstance(spec, dict):
+            raise TypeError(f"variants[{name!r}] must be a dict, got {type(spec).__name__}")
+        missing = {"objective", "tau"} - set(spec)
+        if missing:
+            raise ValueError(f"variants[{name!r}] must name {sorted(missing)} (tau=None for the GAN)")
     n_phases, n_samples = check_int(n_phases, "n_phases"), check_int(n_samples, "n_samples")
     init_seed, sample_seed = _v.check_seed(init_seed, "init_seed"), _v.check_seed(sample_seed, "sample_seed")
     common.setdefault("progress", False)
@@ -751,5 +732,15 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
         objective, tau = kw.pop("objective"), kw.pop("tau")
         torch.manual_seed(init_seed)
         chain = ParametricJKO(make_map(), objective, tau, source, data, **kw)
-        out[name] = _train_variant(name, chain, n_phases, n_samples, sample_seed)
+        c0, t0, error, samples = time.process_time(), time.perf_counter(), None, None
+        try:
+            chain.run(n_phases)
+        except FloatingPointError as err:
+            error = str(err)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        if error is None:
+            samples = chain.sample(n_samples, generator=make_generator(sample_seed)).detach()
+            if not bool(torch.isfinite(samples).all()):
+                error, samples = "non-finite samples", None
+        out[name] = VariantRun(name, chain, samples, cpu, wall, error)
     return out

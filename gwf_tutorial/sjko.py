@@ -34,6 +34,7 @@ from gwf_tutorial._validation import as_tensor, check_int, check_nonnegative, ch
 from gwf_tutorial.critics import SemiDualPotential, _values, _weighted_mean
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import _check_sampler, _config, _draw, _load_copies, proximal_cost, resolve_initial_map
+from gwf_tutorial.nets import MLP, AffineMap, ResidualMLP
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
@@ -459,8 +460,6 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
 
     Used in: chapter 7 (two circles, 25 Gaussians), :func:`~gwf_tutorial.methods.sjko`.
     """
-    from gwf_tutorial.nets import MLP, ResidualMLP
-
     dim, noise_dim = check_int(dim, "dim"), check_int(noise_dim, "noise_dim", min_value=0)
     seed = check_int(seed, "seed", min_value=0)
     torch.manual_seed(seed)
@@ -481,8 +480,6 @@ def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, 
 
     Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
     """
-    from gwf_tutorial.nets import AffineMap
-
     dim = check_int(dim, "dim")
     settings = dict(divergence="kl", tau=tau, lr=0.05, lr_critic=0.05, r1=0.0, n_iters=600, batch_size=500,
                     lr_schedule="cosine", seed=0)  # fmt: skip
