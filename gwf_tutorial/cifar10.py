@@ -160,8 +160,7 @@ def _validate(cfg: Config) -> Config:  # the table's checks, then those across s
 
 
 def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
-    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID (its
-    numbers say nothing about CIFAR-10).
+    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID.
 
     Used in: chapter 10.
     """

@@ -250,8 +250,7 @@ class SemiDualJKO(TrainerPreset):
     :math:`x_0 \sim \mu_0`; :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k =
     (T_{k-1})_\#\mu_0`) or a new step map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0`
     (composed; ``chain``, ``chain_ema``). Defaults are the official toy code's: :math:`z' = z`, no instance
-    noise, the summed cost (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used
-    whole at each iteration.
+    noise, the summed cost (:func:`tau_from_h`); a tensor sampler of at most ``batch_size`` rows is all used.
 
     ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), starts at the identity;
     ``potential_net`` :math:`v` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;
@@ -455,8 +454,8 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
     at the identity), an MLP potential (width ``hidden``, depth 3), Adam 1e-3 for both with a cosine per
     phase, R1 0.2, 150 iterations of batch 256; initialised on the CPU, then moved to ``device``; ``options``
     override. Against the official toy command (``--h 1 --reg_name none``, 10 phases of 5000 iterations,
-    128-wide nets): half its step (:math:`\tau = 1` is ``h = 0.5``), R1 kept (``r1=0`` follows it), about 2%
-    of its iterations.
+    128-wide nets): half its step (:math:`\tau = 1` is ``h = 0.5``), R1 kept (``r1=0`` follows it), 2% of its
+    iterations.
 
     Used in: chapter 7 (two circles, 25 Gaussians), :func:`~gwf_tutorial.methods.sjko`.
     """

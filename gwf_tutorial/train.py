@@ -40,8 +40,7 @@ def device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python's, NumPy's (``seed mod 2**32``) and torch's global generators; returns a CPU
-    ``torch.Generator`` seeded alike.
+    """Seed the global generators of Python, NumPy (``seed mod 2**32``) and torch; returns a CPU one alike.
 
     Used in: chapters 1-11.
     """
@@ -256,9 +255,8 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    r"""Exponential moving average :math:`\bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta`,
-    :math:`\beta` = ``decay`` :math:`\in [0, 1)`, of ``net``'s parameters into ``ema`` (same architecture), in
-    place; buffers are copied.
+    r"""EMA :math:`\bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta`, :math:`\beta` = ``decay``
+    :math:`\in [0, 1)`, of ``net``'s parameters into ``ema`` (same architecture), in place; buffers copied.
 
     Used in: :mod:`gwf_tutorial.trainer`.
     """

@@ -501,8 +501,7 @@ class ResumableRun:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the trainer's state, ``old``, step, history and every process's random states (collective:
-        every process calls it)."""
+        """Write the trainer's state, ``old``, step, history, every process's random states (collective)."""
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         rng = self.dist.gather(rng)
         if self.dist.is_main:
