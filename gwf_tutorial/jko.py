@@ -533,9 +533,8 @@ class ParametricJKO(TrainerPreset):
         self.reset_optimizer = _v.check_bool(reset_optimizer, "reset_optimizer")
         self.parametrization = _v.check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
         self.progress, self.objective = bool(progress), objective
-        self.adversary, self.functional, self.pushforward = _resolve_objective(
-            objective, symmetric, generator_loss, parametrization
-        )
+        resolved = _resolve_objective(objective, symmetric, generator_loss, parametrization)
+        self.adversary, self.functional, self.pushforward = resolved
         self.fdiv: FDivergence | None = getattr(self.adversary, "fdiv", None)
         gp = (0.0 if self.adversary is None else self.adversary.default_gp) if gp is None else gp
         self.gp = check_nonnegative(gp, "gp")

@@ -242,14 +242,12 @@ class Trainer:
         if not bool(bad.any()):
             return
         it = int(bad.any(0).nonzero()[0])
-        logs, it = logs[:, it:], offset + it
-        values = logs[:, 0].tolist()
+        values = logs[:, it].tolist()
         names = names or [f"record {i}" for i in range(len(values))]
         named = ", ".join(f"{n} {v}" for n, v in zip(names, values))
         lrs = f"lr={self.lr:g}" + (f", lr_critic={self.lr_critic:g}" if self.critic is not None else "")
-        raise TrainingDivergedError(
-            f"{desc} diverged at iteration {it} ({named}); try a smaller learning rate ({lrs}){hint}"
-        )
+        raise TrainingDivergedError(f"{desc} diverged at iteration {offset + it} ({named}); try a smaller "
+                                    f"learning rate ({lrs}){hint}")
 
     def state_dict(self) -> dict:
         """Networks, optimisers, EMA and the generator's state (a dict for ``torch.save``)."""
