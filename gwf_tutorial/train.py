@@ -187,13 +187,6 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: 
     atomic_save(first + body, path)
 
 
-def _config_diff(saved: dict, current: dict, ignore: Iterable[str]) -> list[str]:
-    keys = [k for k in sorted(set(saved) | set(current)) if k not in set(ignore)]
-    a = "(absent)"
-    return [f"{k}: {saved.get(k, a)!r} in the checkpoint, {current.get(k, a)!r} now" for k in keys
-            if saved.get(k, a) != current.get(k, a)]  # fmt: skip
-
-
 def _verified_body(path: str, data: bytes) -> bytes:
     """The part after the header line, once its length and SHA-256 match the header's."""
 
@@ -242,7 +235,9 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
     if kind is not None and meta["kind"] != kind:
         raise ValueError(f"checkpoint {path!r} was written by {meta['kind']}, not by {kind}")
     if config is not None:
-        diff = _config_diff(meta["config"], _jsonable(config), ignore)
+        saved, now, a = meta["config"], _jsonable(config), "(absent)"
+        diff = [f"{k}: {saved.get(k, a)!r} in the checkpoint, {now.get(k, a)!r} now"
+                for k in sorted((set(saved) | set(now)) - set(ignore)) if saved.get(k, a) != now.get(k, a)]
         if diff:
             raise ValueError(f"checkpoint {path!r} was saved with other hyperparameters; resume with the "
                              "same ones or use another file: " + "; ".join(diff))  # fmt: skip
