@@ -284,10 +284,9 @@ class Trainer(_tr.ResumableRun):
 
 def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | None = None, seed: int = 12345,
              kid: bool | None = None) -> dict:  # fmt: skip
-    r"""FID (and KID) of the EMA generator against the training images, :math:`\mathrm{FD} = |\mu_r -
-    \mu_g|^2 + \operatorname{tr}(\Sigma_r + \Sigma_g - 2(\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2})^{1/2})` in
-    Inception-v3 features or :class:`StandInFeatures` (offline: **not** an FID), by
-    :func:`gwf_tutorial.metrics.frechet_distance`; ``n_samples``, ``feature``, ``kid``: by default the run's.
+    r"""FID (and KID) of the EMA generator against the training images, by
+    :func:`gwf_tutorial.metrics.frechet_distance` in Inception-v3 features or :class:`StandInFeatures`
+    (offline: **not** an FID); ``n_samples``, ``feature``, ``kid``: by default the run's.
     Returns ``fid`` (``kid_mean``, ``kid_std``), ``n_samples``, ``n_real``, ``feature``, a ``label`` of what
     was measured, ``device``, ``step``, ``train_seconds``, ``eval_seconds`` and the run's names.
 

@@ -473,9 +473,8 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
 
 def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, **options) -> SemiDualJKO:
     r"""S-JKO over the exact family for Gaussians: affine maps :math:`T(x) = A x + b` and quadratic potentials
-    (:class:`QuadraticPotential`), containing the exact KL step between Gaussians
-    (:func:`gwf_tutorial.gaussian.jko_step_kl`). KL, Adam 0.05 with a cosine per phase, no R1, 600 iterations
-    of batch 500, seed 0; ``options`` override.
+    (:class:`QuadraticPotential`), containing the exact KL step (:func:`gwf_tutorial.gaussian.jko_step_kl`).
+    KL, Adam 0.05 with a cosine per phase, no R1, 600 iterations of batch 500, seed 0; ``options`` override.
 
     Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
     """

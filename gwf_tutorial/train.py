@@ -3,8 +3,8 @@
 A checkpoint (:func:`save_checkpoint`, :func:`load_checkpoint`) is one header line ``GWFCKPT <version>
 <n_bytes> <sha256>``, a JSON line (the trainer's ``kind`` and hyperparameters ``config``), then the state
 written by ``torch.save``; written atomically, its length and SHA-256 are checked before anything is
-unpickled (``weights_only=True``). Training entry points compute on the device of their inputs; the one
-place that *chooses* a device is :func:`device`.
+unpickled (``weights_only=True``). Training entry points compute on the device of their inputs; only
+:func:`device` *chooses* one.
 
 Used in: every chapter (seeds and generators) and every trainer of the library.
 """

@@ -121,8 +121,7 @@ class Trainer:
     checkpoints. ``lr_schedule="cosine"`` anneals both rates at iteration :math:`i` of each :meth:`fit` of
     :math:`n` to :math:`\eta_{\min} + (\eta - \eta_{\min}) \tfrac12(1 + \cos(\pi i / n))` (``eta_min``).
     ``ema_decay`` :math:`\beta`: keep :attr:`ema`, :math:`\bar\theta \leftarrow \beta\bar\theta + (1 -
-    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``: autocast on CUDA only; ``fused``: fused
-    Adam (CUDA).
+    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``: autocast on CUDA only; ``fused``: CUDA.
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
     module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
@@ -174,10 +173,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(net.parameters(), self.clip_grad)
         opt.step()
 
-    def _critic_grad(self, flag: bool) -> None:
-        for p in self.critic.parameters():
-            p.requires_grad_(flag)
-
     def _autocast(self):
         device = next(self.map.parameters()).device
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16 and device.type == "cuda")
@@ -192,7 +187,7 @@ class Trainer:
                     loss, record = problem.critic_loss(batch)
                 self._step(self.opt_critic, self.critic, loss)
             records.append(record)
-            self._critic_grad(False)
+            self.critic.requires_grad_(False)
         try:
             with self._autocast():
                 loss, map_records = problem.map_loss(batch)
@@ -201,7 +196,7 @@ class Trainer:
                 ema_update(self.ema, self.map, self.ema_decay)
         finally:
             if self.critic is not None:
-                self._critic_grad(True)
+                self.critic.requires_grad_(True)
         return records + list(map_records)
 
     def fit(self, problem, n_iters: int, *, start: int = 0, desc: str = "training", names: tuple = (),
