@@ -121,7 +121,7 @@ class Trainer:
     checkpoints. ``lr_schedule="cosine"`` anneals both rates at iteration :math:`i` of each :meth:`fit` of
     :math:`n` to :math:`\eta_{\min} + (\eta - \eta_{\min}) \tfrac12(1 + \cos(\pi i / n))` (``eta_min``).
     ``ema_decay`` :math:`\beta`: keep :attr:`ema`, :math:`\bar\theta \leftarrow \beta\bar\theta + (1 -
-    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``: autocast on CUDA only; ``fused``: CUDA.
+    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``, ``fused``: autocast, fused Adam (CUDA).
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
     module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
