@@ -554,8 +554,7 @@ class ParametricJKO(TrainerPreset):
         self.seed = _v.check_seed(seed)
         self.generator = make_generator(self.seed)
         self.trainer = Trainer(map_net, critic, generator=self.generator, **trainer_options)
-        self.history: list[PhaseRecord] = []
-        self.n_phases = 0
+        self.history, self.n_phases = [], 0  # the records of the steps run, list[PhaseRecord]
 
     critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
 
