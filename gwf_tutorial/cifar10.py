@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -161,8 +160,7 @@ def _validate(cfg: Config) -> Config:  # the table's checks, then those across s
 
 
 def smoke_config(method: str = "jko-kldv", **overrides) -> Config:
-    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID (its
-    numbers say nothing about CIFAR-10).
+    r"""The CPU smoke configuration: synthetic 16x16 images, ``tiny`` nets, 250 iterations, stand-in FID.
 
     Used in: chapter 10.
     """
@@ -286,10 +284,9 @@ class Trainer(_tr.ResumableRun):
 
 def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | None = None, seed: int = 12345,
              kid: bool | None = None) -> dict:  # fmt: skip
-    r"""FID (and KID) of the EMA generator against the training images, :math:`\mathrm{FD} = |\mu_r -
-    \mu_g|^2 + \operatorname{tr}(\Sigma_r + \Sigma_g - 2(\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2})^{1/2})` in
-    Inception-v3 features or :class:`StandInFeatures` (offline: **not** an FID), by
-    :func:`gwf_tutorial.metrics.frechet_distance`; ``n_samples``, ``feature``, ``kid``: by default the run's.
+    r"""FID (and KID) of the EMA generator against the training images, by
+    :func:`gwf_tutorial.metrics.frechet_distance` in Inception-v3 features or :class:`StandInFeatures`
+    (offline: **not** an FID); ``n_samples``, ``feature``, ``kid``: by default the run's.
     Returns ``fid`` (``kid_mean``, ``kid_std``), ``n_samples``, ``n_real``, ``feature``, a ``label`` of what
     was measured, ``device``, ``step``, ``train_seconds``, ``eval_seconds`` and the run's names.
 
@@ -311,15 +308,6 @@ def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | N
     return {**res, "feature": feature, "data": cfg.data, "label": f"{data}; features: {feat}; {name}",
             "device": name, "method": cfg.method, "net": cfg.net, "step": trainer.step,
             "train_seconds": trainer.train_seconds, "eval_seconds": time.perf_counter() - t0}  # fmt: skip
-
-
-def load_generator(path: str | os.PathLike, *, device: str = "cpu", use_ema: bool = True) -> tuple:
-    """The (EMA) generator of a checkpoint in eval mode, ``(n, latent_dim) -> (n, C*H*W)``, and its Config."""
-    state, config = _train.load_checkpoint(path, kind=Trainer.kind, map_location=device)
-    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    net = Autocast(ConvGenerator(cfg.latent_dim, 3, cfg.image_size, cfg.g_width, cfg.g_blocks), False)
-    net.load_state_dict(state["trainer"]["ema" if use_ema else "map"])
-    return net.to(device).eval(), cfg
 
 
 def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = False, overwrite: bool = False,

@@ -30,25 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gwf_tutorial import _validation as _v
+from gwf_tutorial import critics as _critics
 from gwf_tutorial import gaussian, metrics
-from gwf_tutorial._validation import (
-    as_tensor,
-    check_finite,
-    check_int,
-    check_mean_cov,
-    check_nonnegative,
-    check_positive,
-    check_same_dim,
-    check_seed,
-)
+from gwf_tutorial._validation import as_tensor, check_finite, check_int, check_nonnegative, check_positive
 from gwf_tutorial.critics import (  # noqa: F401 (the chapters call the critic objectives as jko.X)
     CriticObjective,
     LearnedKernelMMD,
     VariationalFDivergence,
     WassersteinCritic,
-    _input_velocity,
-    _is_critic_name,
-    _values,
     get_critic_objective,
 )
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, get_fdivergence
@@ -67,8 +57,7 @@ _KIND = "jko.ParametricJKO"
 
 
 def proximal_cost(x_new, x_old, tau, *, per_dim_average: bool = False) -> Tensor:
-    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, shape ``(n,)`` (inputs
-    ``(n, ...)`` flattened).
+    r"""Per-sample transport cost :math:`|x_i - x_i'|^2 / (2\tau)` of a JKO step, ``(n, ...) -> (n,)``.
 
     Used in: :mod:`gwf_tutorial.sjko` (``sjko.transport_cost``), :func:`~gwf_tutorial.jko.saddle_objective`.
     """
@@ -116,7 +105,7 @@ def saddle_objective(fdiv: FDivergence | str, x_new, x_old, h_new, h_data, tau, 
     """
     fdiv = get_fdivergence(fdiv)
     cost = proximal_cost(x_new, x_old, tau, per_dim_average=per_dim_average)
-    h_new, h_data = _values(h_new, "h_new"), _values(h_data, "h_data")
+    h_new, h_data = _critics._values(h_new, "h_new"), _critics._values(h_data, "h_data")
     for h, name in ((h_new, "h_new"), (h_data, "h_data")):
         if bool(torch.isnan(h).any()):
             raise ValueError(f"{name} contains NaN values")
@@ -141,10 +130,9 @@ class UnbiasedMMD(Objective):
         F(\rho) = \mathrm{MMD}_k^2(\rho, \nu), \qquad
         \frac{\delta F}{\delta\rho}(z) = 2\big(\mathbb E_\rho k(z, x) - \mathbb E_\nu k(z, y)\big).
 
-    Twice :class:`~gwf_tutorial.functionals.MMD` (:math:`\tfrac12\mathrm{MMD}^2`), unbiased (it can be
-    negative; ``value`` needs 2 samples in ``x`` and ``y``). ``kernel``, ``bandwidth`` (None: median
-    heuristic per pooled batch; a sequence: a multi-bandwidth kernel) and ``**kernel_kwargs`` go to
-    :func:`~gwf_tutorial.kernels.get_kernel`.
+    Twice :class:`~gwf_tutorial.functionals.MMD`, unbiased (it can be negative; ``value`` needs 2 samples in
+    ``x`` and ``y``). ``kernel``, ``bandwidth`` (None: median heuristic per pooled batch; a sequence: a
+    multi-bandwidth kernel) and ``**kernel_kwargs`` go to :func:`~gwf_tutorial.kernels.get_kernel`.
 
     Used in: chapters 5 and 9, :mod:`gwf_tutorial.methods` (GMMN, JKO-MMD).
     """
@@ -168,8 +156,7 @@ class UnbiasedMMD(Objective):
 
 
 class PushforwardObjective:
-    r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`.
-
+    r"""An objective :math:`F(T_\#\mu)` computed from the map :math:`T` and source points :math:`z_i`:
     ``pushforward_value(map_net, z, x)`` (with :math:`x = T(z)`; 0-d, differentiable in the map) may use
     the map's Jacobian or parameters, unlike a :class:`~gwf_tutorial.functionals.Objective`.
 
@@ -238,8 +225,8 @@ class PushforwardKL(PushforwardObjective):
 class GaussianPushforwardKL(PushforwardObjective):
     r"""Exact KL of an affine push-forward of :math:`\mathcal N(m_0, S_0)` to :math:`\mathcal N(m, \Sigma)`.
 
-    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`
-    (:func:`gwf_tutorial.gaussian.kl`) for a map with ``push_gaussian`` (an
+    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`, by
+    :func:`gwf_tutorial.gaussian.kl`, for a map with ``push_gaussian`` (an
     :class:`~gwf_tutorial.nets.AffineMap`), reparameterized chains only: no estimation error in :math:`F`.
 
     Used in: chapters 4 and 6.
@@ -249,10 +236,10 @@ class GaussianPushforwardKL(PushforwardObjective):
     needs_reparameterized = True
 
     def __init__(self, source_mean, source_cov, target_mean, target_cov):
-        self.source_mean, self.source_cov = check_mean_cov(source_mean, source_cov, "source_mean",
-                                                           "source_cov")  # fmt: skip
-        self.target_mean, self.target_cov = check_mean_cov(target_mean, target_cov, "target_mean",
-                                                           "target_cov")  # fmt: skip
+        self.source_mean, self.source_cov = _v.check_mean_cov(source_mean, source_cov, "source_mean",
+                                                              "source_cov")  # fmt: skip
+        self.target_mean, self.target_cov = _v.check_mean_cov(target_mean, target_cov, "target_mean",
+                                                              "target_cov")  # fmt: skip
         if self.source_mean.ndim != 1 or self.source_mean.shape != self.target_mean.shape:
             shapes = f"{tuple(self.source_mean.shape)} and {tuple(self.target_mean.shape)}"
             raise ValueError(f"source_mean and target_mean must have the same shape (d,), got {shapes}")
@@ -272,8 +259,7 @@ class GaussianPushforwardMMD(GaussianPushforwardKL):
     r"""Exact squared MMD (Gaussian kernel, ``bandwidth`` :math:`s`) of an affine push-forward, to a Gaussian.
 
     :math:`\mathrm{MMD}_k^2(\mathcal N(A m_0 + b, A S_0 A^\top), \mathcal N(m, \Sigma))` with
-    :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`), the population value that
-    :class:`UnbiasedMMD` estimates.
+    :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`).
 
     Used in: chapter 5.
     """
@@ -312,7 +298,7 @@ def _resolve_objective(objective, symmetric, generator_loss, parametrization) ->
     """``(adversary, functional, pushforward)``: exactly one is not None."""
     adversary = functional = pushforward = None
     if isinstance(objective, FDivergence | CriticObjective) or (
-        isinstance(objective, str) and _is_critic_name(objective.strip().lower().replace("-", "_"))
+        isinstance(objective, str) and _critics._is_critic_name(objective.strip().lower().replace("-", "_"))
     ):
         adversary = get_critic_objective(objective, symmetric=symmetric, generator_loss=generator_loss)
     elif isinstance(objective, str):
@@ -500,36 +486,23 @@ def _restore(chain: ParametricJKO, state: dict) -> None:
 class ParametricJKO(TrainerPreset):
     r"""A chain of parametric JKO steps, one map ``map_net`` trained per step (a preset of the ``Trainer``).
 
-    .. math::
-
-        \min_\theta\ \frac{1}{2\tau}\,\mathbb E_{z\sim\mu_0}\big|T_\theta(z) - T_k(z)\big|^2
-        + F\big((T_\theta)_\#\mu_0\big),
-
-    with ``critic_steps`` critic updates before each map update for a critic objective.
+    Step k minimises the objective of the module docstring over :math:`\theta`, with ``critic_steps`` critic
+    updates before each map update for a critic objective.
     ``"reparameterized"`` (the GWF code) trains one map from :math:`\mu_0`, warm-started from :math:`T_k`;
     ``"composed"`` trains a fresh step map :math:`S_k` (``map_net``'s initial weights) on
     :math:`x \sim \rho_k` and samples through :math:`S_{K-1}\circ\dots\circ S_0`.
 
-    Parameters
-    ----------
-    objective : FDivergence, CriticObjective, str, Objective or PushforwardObjective
-        A name goes to :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``
-        (:class:`UnbiasedMMD`), else :func:`~gwf_tutorial.functionals.get_objective`.
-    source, data : Tensor (N, d), callable ``f(n, generator=g)`` or object with ``sample(n, generator=g)``
-        :math:`\mu_0` and :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole).
-    critic : nn.Module, optional
-        Default: the objective's ``make_critic`` with ``critic_hidden``, ``critic_depth``.
-    r1, gp : float
-        R1 and WGAN-GP weights of the critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0).
-    initial_map : callable or "copy", optional
-        :math:`T_{-1}` (identity; ``"copy"``: a frozen copy of ``map_net``, when latent and data
-        dimensions differ).
-    n_iters_first, reset_optimizer, seed
-        Map iterations of the first step (default ``n_iters``); a fresh Adam state at each step (the
-        composed chain always resets); the seed of the chain's generator (default: from torch's RNG).
-    **trainer_options
-        ``lr``, ``lr_critic``, ``betas``, ``critic_steps``, ``lr_schedule`` of the
-        :class:`~gwf_tutorial.trainer.Trainer` (defaults 1e-3, 1e-3, (0.5, 0.9), 1, "constant").
+    ``objective``: an FDivergence, CriticObjective, Objective, PushforwardObjective or a name (for
+    :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``, :class:`UnbiasedMMD`, else
+    :func:`~gwf_tutorial.functionals.get_objective`). ``source``, ``data``: samplers of :math:`\mu_0`,
+    :math:`\nu` (a tensor with at most ``batch_size`` rows is used whole). ``critic``: default the objective's
+    ``make_critic`` with ``critic_hidden``, ``critic_depth``. ``r1``, ``gp``: R1 and WGAN-GP weights of the
+    critic (``gp=None``: 10 for ``"w1"``, which needs it, else 0). ``initial_map``: :math:`T_{-1}` (identity;
+    ``"copy"``: a frozen copy of ``map_net``, when latent and data dimensions differ). ``n_iters_first``:
+    map iterations of the first step (default ``n_iters``). ``reset_optimizer``: a fresh Adam state at each
+    step (the composed chain always resets). ``seed``: of the chain's generator (default: from torch's RNG).
+    ``**trainer_options``: ``lr``, ``lr_critic``, ``betas``, ``critic_steps``, ``lr_schedule`` of the
+    :class:`~gwf_tutorial.trainer.Trainer` (defaults 1e-3, 1e-3, (0.5, 0.9), 1, "constant").
 
     Used in: chapters 4, 5 and 9, :mod:`gwf_tutorial.methods`, :mod:`gwf_tutorial.projected`.
     """
@@ -556,16 +529,12 @@ class ParametricJKO(TrainerPreset):
         self.n_iters = check_int(n_iters, "n_iters")
         self.n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         self.batch_size, self.r1 = check_int(batch_size, "batch_size"), check_nonnegative(r1, "r1")
-        for flag, nm in ((per_dim_average, "per_dim_average"), (reset_optimizer, "reset_optimizer")):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{nm} must be a bool, got {type(flag).__name__}")
-        self.per_dim_average, self.reset_optimizer = per_dim_average, reset_optimizer
-        if parametrization not in _PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
-        self.parametrization, self.progress, self.objective = parametrization, bool(progress), objective
-        self.adversary, self.functional, self.pushforward = _resolve_objective(
-            objective, symmetric, generator_loss, parametrization
-        )
+        self.per_dim_average = _v.check_bool(per_dim_average, "per_dim_average")
+        self.reset_optimizer = _v.check_bool(reset_optimizer, "reset_optimizer")
+        self.parametrization = _v.check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
+        self.progress, self.objective = bool(progress), objective
+        resolved = _resolve_objective(objective, symmetric, generator_loss, parametrization)
+        self.adversary, self.functional, self.pushforward = resolved
         self.fdiv: FDivergence | None = getattr(self.adversary, "fdiv", None)
         gp = (0.0 if self.adversary is None else self.adversary.default_gp) if gp is None else gp
         self.gp = check_nonnegative(gp, "gp")
@@ -582,11 +551,10 @@ class ParametricJKO(TrainerPreset):
         critic = _make_critic(self.adversary, critic, map_net, critic_hidden, critic_depth, self.dtype,
                               self.device)  # fmt: skip
         seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-        self.seed = check_seed(seed)
+        self.seed = _v.check_seed(seed)
         self.generator = make_generator(self.seed)
         self.trainer = Trainer(map_net, critic, generator=self.generator, **trainer_options)
-        self.history: list[PhaseRecord] = []
-        self.n_phases = 0
+        self.history, self.n_phases = [], 0  # the records of the steps run, list[PhaseRecord]
 
     critic = property(lambda self: self.trainer.critic, doc="The critic (None without a critic objective).")
 
@@ -611,11 +579,9 @@ class ParametricJKO(TrainerPreset):
         names = ("critic_bound",) * (self.critic is not None) + ("transport", "objective")
         hint = f" or a larger tau (tau={self.tau})" if self.tau is not None else ""
         show = self.progress if progress is None else bool(progress)
-        logs = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}", names=names,
-                                progress=show, hint=hint).tolist()  # fmt: skip
-        transport, objective = logs[-2], logs[-1]
-        critic_bound = logs[0] if len(logs) == 3 else []
-        curves = dict(transport=transport, objective=objective, critic_bound=critic_bound,
+        *bound, transport, objective = self.trainer.fit(_StepLoss(self), n_iters, desc=f"JKO step {k + 1}",
+                                                        names=names, progress=show, hint=hint).tolist()
+        curves = dict(transport=transport, objective=objective, critic_bound=bound[0] if bound else [],
                       loss=[t + v for t, v in zip(transport, objective)])
         result = PhaseRecord(k, self.tau, n_iters, time.perf_counter() - t0, curves)
         if composed:
@@ -653,15 +619,6 @@ class ParametricJKO(TrainerPreset):
         x_new = self.map(src)
         return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]
 
-    def saddle_value(self, z, y=None) -> Tensor:
-        r"""The step's saddle function on given batches, shape ``()``: the transport term plus
-        :math:`\widehat B(h; T(z), y)` (or the sample / push-forward objective)."""
-        if self.adversary is None:  # the objective itself
-            return self.map_loss(z, y)
-        (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
-        x_new = self.map(src)
-        return _transport(self, x_new, x_old) + self.adversary.bound(self.critic, x_new, y)
-
     def map_velocity(self, x, y=None) -> Tensor:
         r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i} \widehat M(h; x_{1:n}, y)` the map term imposes on
         particles (critic frozen), shape ``(n, d)``, detached."""
@@ -669,8 +626,8 @@ class ParametricJKO(TrainerPreset):
             raise TypeError("map_velocity needs a critic or a sample objective, not a PushforwardObjective")
         x, y = _check_batch(self, x, "x"), _check_batch(self, y, "y")
         if y is not None:
-            check_same_dim(x, y, "x", "y")
-        return _input_velocity(lambda xx: _map_terms(self, xx, xx, y)[0], x)
+            _v.check_same_dim(x, y, "x", "y")
+        return _critics._input_velocity(lambda xx: _map_terms(self, xx, xx, y)[0], x)
 
     @torch.no_grad()
     def push(self, z: Tensor) -> Tensor:
@@ -741,7 +698,19 @@ class VariantRun:
         return self.error is not None
 
 
-def _check_variants(variants, make_map) -> None:
+def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, data=None, *, n_phases: int,
+                   n_samples: int = 1000, init_seed: int = 0, sample_seed: int = 0, progress: bool = True,
+                   **common) -> dict[str, VariantRun]:  # fmt: skip
+    r"""Train the same map family on the same data once per variant of the JKO loop: ``{name: VariantRun}``.
+
+    Variant v runs the JKO steps of the module docstring with its own :math:`F_v` and :math:`\tau_v`
+    (:math:`\tau_v = \infty`, ``tau=None``: the GAN of :math:`F_v`). Each ``variants[name]`` holds
+    ``objective``, ``tau`` and any :class:`ParametricJKO` keyword over ``common``; every variant starts from
+    ``make_map()`` after ``torch.manual_seed(init_seed)``, runs ``n_phases`` steps and is sampled on the same
+    latent draws (``sample_seed``). A run raising :class:`FloatingPointError` is kept with ``samples=None``.
+
+    Used in: chapter 5.
+    """
     if not isinstance(variants, dict) or not variants:
         raise TypeError("variants must be a non-empty dict {name: dict of ParametricJKO arguments}")
     if not callable(make_map):
@@ -752,43 +721,8 @@ def _check_variants(variants, make_map) -> None:
         missing = {"objective", "tau"} - set(spec)
         if missing:
             raise ValueError(f"variants[{name!r}] must name {sorted(missing)} (tau=None for the GAN)")
-
-
-def _train_variant(name, chain: ParametricJKO, n_phases: int, n_samples: int, sample_seed: int) -> VariantRun:
-    c0, t0 = time.process_time(), time.perf_counter()
-    error = samples = None
-    try:
-        chain.run(n_phases)
-    except FloatingPointError as err:
-        error = str(err)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    if error is None:
-        samples = chain.sample(n_samples, generator=make_generator(sample_seed)).detach()
-        if not bool(torch.isfinite(samples).all()):
-            error, samples = "non-finite samples", None
-    return VariantRun(name, chain, samples, cpu, wall, error)
-
-
-def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, data=None, *, n_phases: int,
-                   n_samples: int = 1000, init_seed: int = 0, sample_seed: int = 0, progress: bool = True,
-                   **common) -> dict[str, VariantRun]:  # fmt: skip
-    r"""Train the same map family on the same data once per variant of the JKO loop: ``{name: VariantRun}``.
-
-    .. math::
-
-        T^{(v)}_{k+1} = \operatorname*{arg\,min}_T \frac{1}{2\tau_v}\mathbb E|T(z) - T^{(v)}_k(z)|^2
-        + F_v(T_\#\mu_0), \quad k < K, \qquad x^{(v)}_i = T^{(v)}_K(z_i),
-
-    :math:`\tau_v = \infty` (``tau=None``) for the GAN of :math:`F_v`. Each ``variants[name]`` holds
-    ``objective``, ``tau`` and any :class:`ParametricJKO` keyword over ``common``; every variant starts from
-    ``make_map()`` after ``torch.manual_seed(init_seed)``, runs ``n_phases`` steps and is sampled on the same
-    latent draws (``sample_seed``). A run raising :class:`FloatingPointError` is kept with ``samples=None``.
-
-    Used in: chapter 5.
-    """
-    _check_variants(variants, make_map)
     n_phases, n_samples = check_int(n_phases, "n_phases"), check_int(n_samples, "n_samples")
-    init_seed, sample_seed = check_seed(init_seed, "init_seed"), check_seed(sample_seed, "sample_seed")
+    init_seed, sample_seed = _v.check_seed(init_seed, "init_seed"), _v.check_seed(sample_seed, "sample_seed")
     common.setdefault("progress", False)
     out: dict[str, VariantRun] = {}
     for name, spec in _progress(variants.items(), desc="variants", disable=not progress):
@@ -796,5 +730,15 @@ def train_variants(variants: dict, make_map: Callable[[], nn.Module], source, da
         objective, tau = kw.pop("objective"), kw.pop("tau")
         torch.manual_seed(init_seed)
         chain = ParametricJKO(make_map(), objective, tau, source, data, **kw)
-        out[name] = _train_variant(name, chain, n_phases, n_samples, sample_seed)
+        c0, t0, error, samples = time.process_time(), time.perf_counter(), None, None
+        try:
+            chain.run(n_phases)
+        except FloatingPointError as err:
+            error = str(err)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        if error is None:
+            samples = chain.sample(n_samples, generator=make_generator(sample_seed)).detach()
+            if not bool(torch.isfinite(samples).all()):
+                error, samples = "non-finite samples", None
+        out[name] = VariantRun(name, chain, samples, cpu, wall, error)
     return out

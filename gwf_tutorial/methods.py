@@ -89,9 +89,8 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
                             progress=False) -> Tensor:
     r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
 
-    Objective: :math:`\frac12 SW_2^2` over ``n_directions`` fresh directions per step; discretization:
-    explicit Euler; parametrization: particles. References: Liutkus et al., "Sliced-Wasserstein flows",
-    ICML 2019.
+    Objective: :math:`\frac12 SW_2^2`, ``n_directions`` fresh directions per step; discretization: explicit
+    Euler; parametrization: particles. References: Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -103,11 +102,10 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
              noise_level=0.5, generator=None, progress=False) -> Tensor:
     r"""MMD particle flow with noise injection: :math:`x \leftarrow x + h_k v(x + \beta_k u)`.
 
-    Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth
-    by default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k`
-    geometric from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
-    parametrization: particles. References: Arbel, Korba, Salim, Gretton, "Maximum Mean Discrepancy
-    Gradient Flow", NeurIPS 2019.
+    Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth by
+    default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k` geometric
+    from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
+    parametrization: particles. References: Arbel, Korba, Salim, Gretton, NeurIPS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -128,9 +126,8 @@ def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12
                   progress=False) -> Tensor:
     r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`.
 
-    Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per
-    step); discretization: explicit Euler; parametrization: particles. References: Feydy et al., AISTATS
-    2019.
+    Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per step);
+    discretization: explicit Euler; parametrization: particles. References: Feydy et al., AISTATS 2019.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -182,11 +179,10 @@ def vgrow(x0, y, *, fdiv="kl", step_size=0.02, n_steps=100, inner_steps=3, fit_i
           progress=False) -> nn.Module:
     r"""VGrow: the f-divergence flow of the particles ``x0``, projected on a generator network.
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization:
-    ``inner_steps`` particle steps, then ``fit_iters`` regression steps of the generator onto them;
-    parametrization: one generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned.
-    References: Gao et al., ICML 2019; Gao et al., "Deep generative learning via Euler particle
-    transport", 2022.
+    Objective: :math:`D_f(\rho\,\|\,\nu)` through a logistic ratio critic; discretization: ``inner_steps``
+    particle steps, then ``fit_iters`` regression steps of the generator onto them; parametrization: one
+    generator (identity at start, :math:`z \sim \mathcal N(0, I_d)`), returned. References: Gao et al., ICML
+    2019; Gao et al., "Deep generative learning via Euler particle transport", 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -202,9 +198,8 @@ def ept(x0, y, *, fdiv="kl", step_size=0.1, n_steps=30, r1=1.0, r_min=0.1, criti
         first_critic_iters=100, hidden=32, generator=None, progress=False) -> Tensor:
     r"""EPT: Euler particle transport with a least-squares density-ratio fit.
 
-    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1
-    ``r1``); discretization: explicit Euler; parametrization: particles. References: Gao, Huang, Jiao,
-    Liu, Lu, Yang, MSML 2022.
+    Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio fit by least squares (floored at ``r_min``, R1 ``r1``);
+    discretization: explicit Euler; parametrization: particles. References: Gao et al., MSML 2022.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """
@@ -382,10 +377,9 @@ def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _s
         \sup_v \inf_T \; \mathbb E_{x\sim\rho_k}\Big[\frac{|T(x) - x|^2}{2\tau} - v(T(x))\Big]
         - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau).
 
-    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization:
-    ``n_phases`` semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``);
-    parametrization: one reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References:
-    Choi, Choi, Kwon, ICML 2024.
+    Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization: ``n_phases``
+    semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``); parametrization: one
+    reparameterized map with a d-dim latent, a ``sjko.SemiDualJKO``. References: Choi, Choi, Kwon, ICML 2024.
 
     Used in: ``methods.METHODS`` (the benchmark's table).
     """

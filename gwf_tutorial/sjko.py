@@ -29,10 +29,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gwf_tutorial import _validation as _v
 from gwf_tutorial._validation import as_tensor, check_int, check_nonnegative, check_positive
 from gwf_tutorial.critics import SemiDualPotential, _values, _weighted_mean
 from gwf_tutorial.fdiv import PSI_F, PSI_STAR, psi_star
 from gwf_tutorial.jko import _check_sampler, _config, _draw, _load_copies, proximal_cost, resolve_initial_map
+from gwf_tutorial.nets import MLP, AffineMap, ResidualMLP
 from gwf_tutorial.train import make_generator, save_checkpoint
 from gwf_tutorial.trainer import PhaseRecord, Trainer, TrainerPreset, frozen_copy
 
@@ -49,29 +51,19 @@ _CONFIG = ("divergence tau lr lr_critic betas r1 ema_decay per_dim_average indep
            "instance_noise n_iters batch_size noise_dim parametrization lr_schedule").split()  # fmt: skip
 
 
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
     r"""The library's JKO step :math:`\tau` for the official code's step ``h`` in dimension d.
 
     The official ``0.5 * c / h - v``, ``c`` the squared distance averaged over the d coordinates, is the
     cost :math:`|x - y|^2/(2hd)` (README: :math:`1/\tau_{\mathrm{README}} = 2dh`); the library's is
-    :math:`|x - y|^2/(2\tau)` (divided by d with ``per_dim_average=True``), so
-
-    .. math::
-
-        \tau = h\, d \quad\text{(summed cost)}, \qquad \tau = h \quad\text{(per-dimension average)}:
-
-    the official toy ``--h 1`` (d = 2) is :math:`\tau = 2`, its CIFAR-10 ``--h 0.1`` :math:`\tau = 307.2`.
+    :math:`|x - y|^2/(2\tau)` (divided by d with ``per_dim_average=True``), so :math:`\tau = h d` (summed
+    cost) or :math:`\tau = h` (per-dimension average): the official toy ``--h 1`` (d = 2) is :math:`\tau = 2`,
+    its CIFAR-10 ``--h 0.1`` :math:`\tau = 307.2`.
 
     Used in: chapter 7 (units of the step).
     """
     h, dim = check_positive(h, "h"), check_int(dim, "dim")
-    return h if _check_flag(per_dim_average, "per_dim_average") else h * dim
+    return h if _v.check_bool(per_dim_average, "per_dim_average") else h * dim
 
 
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
@@ -140,11 +132,8 @@ def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl",
 
 
 def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
-    r"""The official code's instance noise on data ``y`` ``(m, ...)`` at phase k (0-based), same shape.
-
-    .. math::
-
-        \tilde y = y + \frac{\varepsilon}{32 (k + 1)}, \qquad \varepsilon \sim \mathcal N(0, I).
+    r"""The official code's instance noise on data ``y`` ``(m, ...)`` at phase k (0-based), same shape:
+    :math:`\tilde y = y + \varepsilon / (32 (k + 1))`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
     Used in: ``sjko.SemiDualJKO`` (``instance_noise=True``).
     """
@@ -157,11 +146,8 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
 
 class QuadraticPotential(nn.Module):
-    r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``).
-
-    .. math::
-
-        v(y) = y^\top C y + e^\top y + g \qquad (\text{the symmetric part of } C \text{ is used}).
+    r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``):
+    :math:`v(y) = y^\top C y + e^\top y + g` (the symmetric part of :math:`C` is used).
 
     Used in: chapter 7 (S-JKO on Gaussians, checked against the exact JKO step).
     """
@@ -181,11 +167,8 @@ class QuadraticPotential(nn.Module):
 
 
 class LatentMap(nn.Module):
-    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)``.
-
-    .. math::
-
-        T(x, z) = N([x, z]) \quad\text{or, with } \texttt{residual}, \quad T(x, z) = x + N([x, z]).
+    r"""Gives a network ``net`` ``(n, d + nz) -> (n, d)`` the S-JKO map signature ``T(x, z)``:
+    :math:`T(x, z) = N([x, z])`, or :math:`x + N([x, z])` with ``residual``.
 
     Used in: chapter 7 (toy maps with an extra latent, as in the official code).
     """
@@ -262,33 +245,18 @@ class SemiDualJKO(TrainerPreset):
 
     Phase k alternates Adam steps on the potential's loss (``adversary``, a
     :class:`~gwf_tutorial.critics.SemiDualPotential`) and :func:`map_loss` (a
-    :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) for the step from :math:`\rho_k`,
+    :class:`~gwf_tutorial.trainer.Trainer`, the potential its critic) on the saddle problem of the module
+    docstring, with :math:`x = T_{k-1}(x_0, z')` paired with the new map's :math:`T(x_0, z)`,
+    :math:`x_0 \sim \mu_0`; :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k =
+    (T_{k-1})_\#\mu_0`) or a new step map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0`
+    (composed; ``chain``, ``chain_ema``). Defaults are the official toy code's: :math:`z' = z`, no instance
+    noise, the summed cost (:func:`tau_from_h`); a tensor sampler of at most ``batch_size`` rows is all used.
 
-    .. math::
-
-        \sup_v \inf_T\ \mathbb E_{x_0\sim\mu_0,\,z}\Big[
-        \frac{|T(x_0, z) - T_{k-1}(x_0, z')|^2}{2\tau} - v(T(x_0, z))\Big]
-        - \mathbb E_{y\sim\nu}\,\Psi^*(-v(y)),
-
-    :math:`T_k` started at :math:`T_{k-1}` (reparameterized, :math:`\rho_k = (T_{k-1})_\#\mu_0`) or a new step
-    map after the frozen chain :math:`T_{k-1} \circ \dots \circ T_0` (composed; ``chain``, ``chain_ema``).
-    Defaults are the official toy code's: :math:`z' = z`, no instance noise, the summed cost
-    (:func:`tau_from_h`); a tensor sampler with at most ``batch_size`` rows is used whole at each iteration.
-
-    Parameters
-    ----------
-    map_net : torch.nn.Module
-        ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), on latent points
-        (reparameterized) or points of :math:`\rho_k` (composed); start it at the identity.
-    potential_net : torch.nn.Module
-        :math:`v`, ``(n, ...) -> (n,)`` or ``(n, 1)``, warm-started across phases.
-    ema_decay : float, optional
-        EMA of the map's weights, used by :meth:`push` (official CIFAR-10: 0.9999).
-    per_dim_average, independent_latents, instance_noise : bool
-        Official-code choices: the cost divided by d; independent ``z, z'``; :func:`add_instance_noise`.
-    initial_map : callable or "copy", optional
-        :math:`T_{-1}`, :math:`\rho_0 = (T_{-1})_\#\mu_0`: the identity, a frozen copy of ``map_net``
-        (``"copy"``, when latent and data spaces differ) or a callable ``x -> y``.
+    ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), starts at the identity;
+    ``potential_net`` :math:`v` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;
+    ``ema_decay``: an EMA of the map for :meth:`push` (official CIFAR-10: 0.9999); ``per_dim_average``,
+    ``independent_latents``, ``instance_noise``: the cost divided by d, independent ``z, z'``,
+    :func:`add_instance_noise`; ``initial_map``: :math:`T_{-1}`, as for ``jko.ParametricJKO``.
 
     Used in: chapter 7 (S-JKO on toys, O(K) vs O(K^2)), chapters 4 and 9 (a baseline).
     """
@@ -307,14 +275,12 @@ class SemiDualJKO(TrainerPreset):
                 raise ValueError(f"{name} has no parameters to train")
         self.divergence, self.adversary = divergence, SemiDualPotential(divergence)
         self.tau, self.r1 = check_positive(tau, "tau"), check_nonnegative(r1, "r1")
-        self.per_dim_average = _check_flag(per_dim_average, "per_dim_average")
-        self.independent_latents = _check_flag(independent_latents, "independent_latents")
-        self.instance_noise = _check_flag(instance_noise, "instance_noise")
+        self.per_dim_average = _v.check_bool(per_dim_average, "per_dim_average")
+        self.independent_latents = _v.check_bool(independent_latents, "independent_latents")
+        self.instance_noise = _v.check_bool(instance_noise, "instance_noise")
         self.n_iters, self.batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
         self.noise_dim = check_int(noise_dim, "noise_dim", min_value=0)
-        if parametrization not in _PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}")
-        self.parametrization = parametrization
+        self.parametrization = _v.check_choice(parametrization, "parametrization", _PARAMETRIZATIONS)
         param = next(map_net.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.initial_map = resolve_initial_map(initial_map, map_net)
@@ -336,13 +302,9 @@ class SemiDualJKO(TrainerPreset):
 
     @torch.no_grad()
     def push(self, x0: Tensor, *, use_ema: bool = True) -> Tensor:
-        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K` (fresh latents, EMA if kept).
-
-        .. math::
-
-            x = T_{K-1}(x_0, z) \ \text{(reparameterized)}, \quad
-            x = T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1}) \ \text{(composed)}.
-        """
+        r"""Push points ``x0`` ``(n, ...)`` of :math:`\mu_0` to :math:`\rho_K` (fresh latents, EMA if kept):
+        :math:`T_{K-1}(x_0, z)` (reparameterized) or
+        :math:`T_{K-1}(\cdots T_0(T_{-1}(x_0), z_0) \cdots, z_{K-1})` (composed)."""
         if not isinstance(x0, Tensor) or x0.ndim < 2:
             raise ValueError("x0 must be a tensor of shape (n, ...)")
         x0 = x0.to(device=self.device, dtype=self.dtype)
@@ -394,8 +356,7 @@ class SemiDualJKO(TrainerPreset):
         step ``tau``, default the trainer's): its :class:`~gwf_tutorial.trainer.PhaseRecord`, also appended to
         ``history``; ``callback(iteration, potential_loss, map_loss)`` (detached scalars) runs after each."""
         source, data = _check_sampler(source, "source"), _check_sampler(data, "data")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        _v.check_callable(callback, "callback", optional=True)
         n_iters = self.n_iters if n_iters is None else check_int(n_iters, "n_iters")
         tau = self.tau if tau is None else check_positive(tau, "tau")
         for sampler, name in ((source, "source"), (data, "data")):
@@ -432,8 +393,7 @@ class SemiDualJKO(TrainerPreset):
         so re-running an interrupted call completes it.
         """
         K = check_int(K, "K")
-        if on_phase is not None and not callable(on_phase):
-            raise TypeError(f"on_phase must be callable or None, got {type(on_phase).__name__}")
+        _v.check_callable(on_phase, "on_phase", optional=True)
         n_iters_first = None if n_iters_first is None else check_int(n_iters_first, "n_iters_first")
         tau_first = None if tau_first is None else check_positive(tau_first, "tau_first")
         if checkpoint is not None and self.n_phases == 0 and os.path.exists(checkpoint):
@@ -494,13 +454,11 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
     at the identity), an MLP potential (width ``hidden``, depth 3), Adam 1e-3 for both with a cosine per
     phase, R1 0.2, 150 iterations of batch 256; initialised on the CPU, then moved to ``device``; ``options``
     override. Against the official toy command (``--h 1 --reg_name none``, 10 phases of 5000 iterations,
-    128-wide nets): half its step (:math:`\tau = 1` is ``h = 0.5``), R1 kept (``r1=0`` follows it), about 2%
-    of its iterations.
+    128-wide nets): half its step (:math:`\tau = 1` is ``h = 0.5``), R1 kept (``r1=0`` follows it), 2% of its
+    iterations.
 
     Used in: chapter 7 (two circles, 25 Gaussians), :func:`~gwf_tutorial.methods.sjko`.
     """
-    from gwf_tutorial.nets import MLP, ResidualMLP
-
     dim, noise_dim = check_int(dim, "dim"), check_int(noise_dim, "noise_dim", min_value=0)
     seed = check_int(seed, "seed", min_value=0)
     torch.manual_seed(seed)
@@ -514,19 +472,12 @@ def toy_trainer(dim: int = 2, *, hidden: int = 64, noise_dim: int = 2, seed: int
 
 
 def affine_trainer(dim: int, tau: float, *, dtype: torch.dtype = torch.float64, **options) -> SemiDualJKO:
-    r"""S-JKO over the exact family for Gaussians: affine maps and quadratic potentials.
-
-    .. math::
-
-        T(x) = A x + b, \qquad v(y) = y^\top C y + e^\top y + g,
-
-    containing the exact KL step between Gaussians (:func:`gwf_tutorial.gaussian.jko_step_kl`). KL, Adam 0.05
-    with a cosine per phase, no R1, 600 iterations of batch 500, seed 0; ``options`` override.
+    r"""S-JKO over the exact family for Gaussians: affine maps :math:`T(x) = A x + b` and quadratic potentials
+    (:class:`QuadraticPotential`), containing the exact KL step (:func:`gwf_tutorial.gaussian.jko_step_kl`).
+    KL, Adam 0.05 with a cosine per phase, no R1, 600 iterations of batch 500, seed 0; ``options`` override.
 
     Used in: chapter 7 (one phase against the closed form; reparameterized vs composed).
     """
-    from gwf_tutorial.nets import AffineMap
-
     dim = check_int(dim, "dim")
     settings = dict(divergence="kl", tau=tau, lr=0.05, lr_critic=0.05, r1=0.0, n_iters=600, batch_size=500,
                     lr_schedule="cosine", seed=0)  # fmt: skip

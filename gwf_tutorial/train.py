@@ -3,8 +3,8 @@
 A checkpoint (:func:`save_checkpoint`, :func:`load_checkpoint`) is one header line ``GWFCKPT <version>
 <n_bytes> <sha256>``, a JSON line (the trainer's ``kind`` and hyperparameters ``config``), then the state
 written by ``torch.save``; written atomically, its length and SHA-256 are checked before anything is
-unpickled (``weights_only=True``). Training entry points compute on the device of their inputs; the one
-place that *chooses* a device is :func:`device`.
+unpickled (``weights_only=True``). Training entry points compute on the device of their inputs; only
+:func:`device` *chooses* one.
 
 Used in: every chapter (seeds and generators) and every trainer of the library.
 """
@@ -40,8 +40,7 @@ def device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python's, NumPy's (``seed mod 2**32``) and torch's global generators; returns a CPU
-    ``torch.Generator`` seeded alike.
+    """Seed the global generators of Python, NumPy (``seed mod 2**32``) and torch; returns a CPU one alike.
 
     Used in: chapters 1-11.
     """
@@ -188,13 +187,6 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, kind: str, config: 
     atomic_save(first + body, path)
 
 
-def _config_diff(saved: dict, current: dict, ignore: Iterable[str]) -> list[str]:
-    keys = [k for k in sorted(set(saved) | set(current)) if k not in set(ignore)]
-    a = "(absent)"
-    return [f"{k}: {saved.get(k, a)!r} in the checkpoint, {current.get(k, a)!r} now" for k in keys
-            if saved.get(k, a) != current.get(k, a)]  # fmt: skip
-
-
 def _verified_body(path: str, data: bytes) -> bytes:
     """The part after the header line, once its length and SHA-256 match the header's."""
 
@@ -229,7 +221,7 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
     file (never modified) when it is missing, damaged, not a checkpoint, of another version or ``kind``, or
     when ``config`` differs from the saved one on a key not in ``ignore`` (each such key with both values).
 
-    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library), :mod:`gwf_tutorial.cifar10`.
+    Used in: :mod:`gwf_tutorial.trainer` (every trainer of the library).
     """
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -243,7 +235,9 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
     if kind is not None and meta["kind"] != kind:
         raise ValueError(f"checkpoint {path!r} was written by {meta['kind']}, not by {kind}")
     if config is not None:
-        diff = _config_diff(meta["config"], _jsonable(config), ignore)
+        saved, now, a = meta["config"], _jsonable(config), "(absent)"
+        diff = [f"{k}: {saved.get(k, a)!r} in the checkpoint, {now.get(k, a)!r} now"
+                for k in sorted((set(saved) | set(now)) - set(ignore)) if saved.get(k, a) != now.get(k, a)]
         if diff:
             raise ValueError(f"checkpoint {path!r} was saved with other hyperparameters; resume with the "
                              "same ones or use another file: " + "; ".join(diff))  # fmt: skip
@@ -256,9 +250,8 @@ def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None, config:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    r"""Exponential moving average :math:`\bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta`,
-    :math:`\beta` = ``decay`` :math:`\in [0, 1)`, of ``net``'s parameters into ``ema`` (same architecture), in
-    place; buffers are copied.
+    r"""EMA :math:`\bar\theta \leftarrow \beta\,\bar\theta + (1 - \beta)\,\theta`, :math:`\beta` = ``decay``
+    :math:`\in [0, 1)`, of ``net``'s parameters into ``ema`` (same architecture), in place; buffers copied.
 
     Used in: :mod:`gwf_tutorial.trainer`.
     """

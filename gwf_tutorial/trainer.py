@@ -117,33 +117,15 @@ class TrainerPreset:
 class Trainer:
     r"""Adam on a map and (optionally) a critic, alternating ``critic_steps`` critic steps and one map step.
 
-    .. math::
-
-        \eta_i = \eta\, s(i), \quad s(i) = 1 \ (\text{constant}) \ \text{or}\
-        \tfrac12\big(1 + \cos(\pi i / n)\big) \ (\text{cosine}), \qquad
-        \bar\theta \leftarrow \beta\bar\theta + (1 - \beta)\theta \ (\text{EMA}).
+    ``critic``: None for a problem without one. ``generator``: the problem's random stream, saved with the
+    checkpoints. ``lr_schedule="cosine"`` anneals both rates at iteration :math:`i` of each :meth:`fit` of
+    :math:`n` to :math:`\eta_{\min} + (\eta - \eta_{\min}) \tfrac12(1 + \cos(\pi i / n))` (``eta_min``).
+    ``ema_decay`` :math:`\beta`: keep :attr:`ema`, :math:`\bar\theta \leftarrow \beta\bar\theta + (1 -
+    \beta)\theta`; ``clip_grad``: the map's gradient norm; ``bf16``, ``fused``: autocast, fused Adam (CUDA).
 
     Used in: :class:`~gwf_tutorial.jko.ParametricJKO`, :class:`~gwf_tutorial.sjko.SemiDualJKO`, the
     module :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.drifting.train_drifting` and
     :func:`~gwf_tutorial.fflows.vgrow`.
-
-    Parameters
-    ----------
-    map_net, critic : nn.Module
-        The map (generator) trained by :meth:`fit`; the critic (potential), None for a problem without one.
-    lr, lr_critic, betas : float, float, tuple of two floats
-        Adam learning rates of the map and the critic; Adam betas (both optimisers).
-    critic_steps, generator : int, default 1; torch.Generator, optional
-        Critic updates per map update; the problem's random stream, saved and restored with the checkpoints.
-    lr_schedule, eta_min : {"constant", "cosine"}, default "constant"; float, default 0
-        Cosine: both learning rates annealed within each :meth:`fit` to
-        :math:`\eta_{\min} + (\eta - \eta_{\min}) s(i)`.
-    ema_decay, clip_grad : float, optional
-        Keep :attr:`ema`, an EMA of the map's weights, updated after every map step; clip the gradient norm of
-        the map to this value before its step.
-    bf16, fused : bool, default False
-        Compute the losses under ``torch.autocast(dtype=bfloat16)`` when the map is on CUDA (never on a CPU);
-        fused Adam (CUDA: fewer kernel launches).
     """
 
     def __init__(self, map_net: nn.Module, critic: nn.Module | None = None, *, lr: float = 1e-3,
@@ -154,15 +136,11 @@ class Trainer:
         for net, name in ((map_net, "map_net"), (critic, "critic")):
             if net is not None and not isinstance(net, nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
-        if lr_schedule not in _SCHEDULES:
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-        if ema_decay is not None and not (isinstance(ema_decay, int | float) and 0 < ema_decay < 1):
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
-        if not isinstance(critic_steps, int) or isinstance(critic_steps, bool) or critic_steps < 1:
-            raise ValueError(f"critic_steps must be an integer >= 1, got {critic_steps!r}")
+        self.lr_schedule = _v.check_choice(lr_schedule, "lr_schedule", _SCHEDULES)
+        self.ema_decay = None if ema_decay is None else _v.check_interval(ema_decay, "ema_decay")
+        self.critic_steps = _v.check_int(critic_steps, "critic_steps")
         self.lr, self.lr_critic = check_positive(lr, "lr"), check_positive(lr_critic, "lr_critic")
         self.betas = check_betas(betas)
-        self.critic_steps, self.lr_schedule, self.ema_decay = critic_steps, lr_schedule, ema_decay
         self.clip_grad = None if clip_grad is None else check_nonnegative(clip_grad, "clip_grad")
         self.bf16, self.generator, self.fused = bool(bf16), generator, bool(fused)
         self.eta_min = check_nonnegative(eta_min, "eta_min")
@@ -195,10 +173,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(net.parameters(), self.clip_grad)
         opt.step()
 
-    def _critic_grad(self, flag: bool) -> None:
-        for p in self.critic.parameters():
-            p.requires_grad_(flag)
-
     def _autocast(self):
         device = next(self.map.parameters()).device
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16 and device.type == "cuda")
@@ -213,7 +187,7 @@ class Trainer:
                     loss, record = problem.critic_loss(batch)
                 self._step(self.opt_critic, self.critic, loss)
             records.append(record)
-            self._critic_grad(False)
+            self.critic.requires_grad_(False)
         try:
             with self._autocast():
                 loss, map_records = problem.map_loss(batch)
@@ -222,35 +196,19 @@ class Trainer:
                 ema_update(self.ema, self.map, self.ema_decay)
         finally:
             if self.critic is not None:
-                self._critic_grad(True)
+                self.critic.requires_grad_(True)
         return records + list(map_records)
 
     def fit(self, problem, n_iters: int, *, start: int = 0, desc: str = "training", names: tuple = (),
             progress: bool | None = None, callback: Callable[[int, list[Tensor]], None] | None = None,
             hint: str = "") -> Tensor:  # fmt: skip
-        r"""Run ``n_iters`` iterations of ``problem``; the records of every iteration.
+        r"""Iterations ``start, ..., n_iters - 1`` of ``problem`` (module docstring; the schedule runs over
+        ``n_iters``): the records, ``(n_records, iterations run)`` float64 on the map's device.
 
-        Parameters
-        ----------
-        problem : object with ``batch``, ``critic_loss``, ``map_loss`` (see the module docstring)
-        n_iters : int
-            Iterations ``start, ..., n_iters - 1`` (``start`` > 0: a run resumed in the middle); the
-            schedule runs over ``n_iters``.
-        desc, names, hint : str, tuple of str, str
-            Label of the progress bar and of the divergence error; names of the records (critic's first),
-            shown in the bar every few iterations and in the error; a hint appended to the error.
-        progress, callback : bool, callable, optional
-            Show a progress bar (default: unless ``$GWF_PROGRESS`` is 0); ``callback(it, records)`` after each
-            iteration, a true return value stops the loop.
-
-        Returns
-        -------
-        Tensor, shape (n_records, iterations run), float64, on the map's device
-
-        Raises
-        ------
-        TrainingDivergedError
-            At the first non-finite record (checked every iteration on a CPU, every 100 on CUDA).
+        ``desc`` labels the bar and the error, ``names`` the records (critic's first), ``hint`` ends the
+        error; ``progress``: default unless ``$GWF_PROGRESS`` is 0; ``callback(it, records)`` after each
+        iteration, a true return stops the loop. Raises :class:`TrainingDivergedError` at the first
+        non-finite record (checked every iteration on a CPU, every 100 on CUDA).
         """
         self.map.train()
         if self.critic is not None:
@@ -279,14 +237,12 @@ class Trainer:
         if not bool(bad.any()):
             return
         it = int(bad.any(0).nonzero()[0])
-        logs, it = logs[:, it:], offset + it
-        values = logs[:, 0].tolist()
+        values = logs[:, it].tolist()
         names = names or [f"record {i}" for i in range(len(values))]
         named = ", ".join(f"{n} {v}" for n, v in zip(names, values))
         lrs = f"lr={self.lr:g}" + (f", lr_critic={self.lr_critic:g}" if self.critic is not None else "")
-        raise TrainingDivergedError(
-            f"{desc} diverged at iteration {it} ({named}); try a smaller learning rate ({lrs}){hint}"
-        )
+        raise TrainingDivergedError(f"{desc} diverged at iteration {offset + it} ({named}); try a smaller "
+                                    f"learning rate ({lrs}){hint}")
 
     def state_dict(self) -> dict:
         """Networks, optimisers, EMA and the generator's state (a dict for ``torch.save``)."""
@@ -538,8 +494,7 @@ class ResumableRun:
         return out
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the trainer's state, ``old``, step, history and every process's random states (collective:
-        every process calls it)."""
+        """Write the trainer's state, ``old``, step, history, every process's random states (collective)."""
         rng = {**_train.rng_state(), "g_dev": self.g_dev.get_state(), "g_cpu": self.g_cpu.get_state()}
         rng = self.dist.gather(rng)
         if self.dist.is_main:
