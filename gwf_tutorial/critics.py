@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from gwf_tutorial._validation import (
     FlowDivergedError,
     as_tensor,
+    check_bool,
     check_dtype_like,
     check_finite,
     check_int,
@@ -37,21 +38,13 @@ from gwf_tutorial._validation import (
     check_positive,
     check_samples,
 )
-from gwf_tutorial.fdiv import (
-    FDIVERGENCES,
-    FDivergence,
-    _bound,
-    dv_bound,
-    get_fdivergence,
-    psi_star,
-    variational_bound,
-)
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence, psi_star, variational_bound
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import _median_distance, _sqdist, check_pair, check_positive_seq
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Critic", "critic_loss", "dv_loss", "logistic_loss", "r1_penalty", "gradient_penalty",
+__all__ = ["Critic", "critic_loss", "logistic_loss", "r1_penalty", "gradient_penalty",
            "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic", "LogisticRatio",
            "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective", "VariationalFDivergence",
            "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential", "get_critic_objective"]  # fmt: skip
@@ -69,10 +62,8 @@ def _check_rows(x, name: str, in_dim: int) -> Tensor:
 class Critic(nn.Module):
     r"""Scalar critic :math:`h(x) = g_f(N_\phi(x))`: a network and the divergence's output activation
     :math:`g_f` (f-GAN), so that :math:`f^*(h)` is finite; the raw :math:`N_\phi(x)` when ``fdiv`` is None.
-
-    ``net`` (any module ``(n, d) -> (n, 1)`` or ``(n,)``) replaces the default
-    :class:`~gwf_tutorial.nets.MLP` of ``hidden``, ``depth``, ``activation`` and ``dtype``. ``forward``
-    maps ``(n, d)`` to ``(n,)``; ``raw(x)`` is :math:`N_\phi(x)`.
+    ``net`` (``(n, d) -> (n, 1)`` or ``(n,)``) replaces the default :class:`~gwf_tutorial.nets.MLP` of
+    ``hidden``, ``depth``, ``activation``, ``dtype``; ``forward`` maps ``(n, d)`` to ``(n,)``.
 
     Used in: chapters 4, 5 and 9.
     """
@@ -102,37 +93,18 @@ class Critic(nn.Module):
 
 
 def critic_loss(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Loss of a variational critic, minus the bound (Donsker--Varadhan for ``KL_DV``), shape ``()``.
-
-    .. math::
-
-        \mathcal L(h) = -\Big(\mathbb E_\rho h - \mathbb E_\nu f^*(h)\Big) \ge -D_f(\rho\|\nu).
+    r"""Loss :math:`-(\mathbb E_\rho h - \mathbb E_\nu f^*(h)) \ge -D_f(\rho\|\nu)` of a variational critic
+    (Donsker--Varadhan for ``KL_DV``), shape ``()``.
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` (unchecked, at every step).
     """
     return -variational_bound(fdiv, h_x, h_y)
 
 
-def dv_loss(h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Loss of a Donsker--Varadhan KL critic, minimised at :math:`h = \log r + c`, shape ``()``.
-
-    .. math::
-
-        \mathcal L(h) = -\Big(\mathbb E_\rho h - \log \mathbb E_\nu e^{h}\Big).
-
-    Used in: no chapter and no library function (:func:`critic_loss` with ``"kl_dv"`` is the same loss).
-    """
-    return -dv_bound(h_x, h_y)
-
-
 def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
-    r"""Class-balanced logistic loss, data labelled 1, model samples 0, shape ``()``.
-
-    .. math::
-
-        \mathcal L(D) = \mathbb E_\rho\, \log(1 + e^{D}) + \mathbb E_\nu\, \log(1 + e^{-D}),
-
-    minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes. ``d_x`` ``(n,)``, ``d_y`` ``(m,)``.
+    r"""Class-balanced logistic loss :math:`\mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})`
+    (data labelled 1, model samples 0), shape ``()``, minimised by :math:`D^* = \log(\nu/\rho)` whatever the
+    sample sizes; ``d_x`` ``(n,)``, ``d_y`` ``(m,)``.
 
     Used in: :func:`~gwf_tutorial.critics.logistic_ratio` (unchecked, at every step).
     """
@@ -159,11 +131,9 @@ def _value_and_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tens
 
 
 def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Critic values :math:`h(y_j)` and input gradients :math:`\nabla h(y_j)` from one forward pass.
-
-    A per-step primitive: shapes and dtype are checked, values are not. ``y`` ``(m, ...)``; returns the
-    values (shape of ``critic(y)``) and the gradients ``(m, ...)`` with a graph, so that a penalty on them
-    trains the critic.
+    r"""Critic values :math:`h(y_j)` (shape of ``critic(y)``) and input gradients :math:`\nabla h(y_j)`
+    ``(m, ...)``, with a graph (a penalty on them trains the critic), from one forward pass on ``y``
+    ``(m, ...)``; shapes and dtype are checked, values are not (a per-step primitive).
 
     Used in: :class:`~gwf_tutorial.critics.SemiDualPotential`, :mod:`gwf_tutorial.cifar10` (S-JKO with R1).
     """
@@ -206,11 +176,8 @@ def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *,
                      generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""WGAN-GP penalty on interpolates of the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`, shape ``()``.
-
-    .. math::
-
-        GP(h) = \mathbb E\big(|\nabla h(\hat x)| - 1\big)^2, \qquad \hat x = t x + (1 - t) y,\ t \sim U[0, 1].
+    r"""WGAN-GP penalty :math:`\mathbb E(|\nabla h(\hat x)| - 1)^2` on the interpolates :math:`\hat x` of the
+    module docstring of the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`, shape ``()``.
 
     Used in: :func:`~gwf_tutorial.critics.add_penalties` (the same term, unchecked).
     """
@@ -221,7 +188,6 @@ def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y
                   gp: float = 0.0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
     r"""``loss`` plus :math:`\tfrac{r_1}{2} R_1` (:func:`r1_penalty`) and ``gp`` times
     :func:`gradient_penalty`, a zero weight skipping its term: the one place the penalties are added.
-
     Called at every critic step: shapes only are checked (no device synchronisation).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
@@ -263,40 +229,23 @@ def _column(out: Tensor) -> Tensor:
     return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
 
 
-@dataclass
-class _Fit:
-    """The checked training settings shared by :func:`fit_critic` and :func:`logistic_ratio`."""
-
-    n_iters: int
-    lr: float
-    batch_size: int | None
-    r1: float
-    gp: float
-    generator: torch.Generator | None
-    optimizer: torch.optim.Optimizer | None
-    progress: bool
-
-    @classmethod
-    def check(cls, n_iters, lr, batch_size, r1, gp, generator, optimizer, progress) -> _Fit:
-        batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
-        return cls(check_int(n_iters, "n_iters"), check_positive(lr, "lr"), batch_size,
-                   check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp"), generator, optimizer,
-                   progress)  # fmt: skip
-
-
-def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, fit: _Fit,
-           desc: str) -> CriticHistory:  # fmt: skip
-    optimizer = fit.optimizer if fit.optimizer is not None else torch.optim.Adam(net.parameters(), lr=fit.lr)
-    hist, g = CriticHistory(), fit.generator
-    for it in _progress(range(fit.n_iters), desc=desc, disable=None if fit.progress else True):
-        xb, yb = _batch(x, fit.batch_size, g), _batch(y, fit.batch_size, g)
+def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, desc: str,
+           n_iters, lr, batch_size, r1, gp, g, optimizer, progress) -> CriticHistory:  # fmt: skip
+    """The training loop of :func:`fit_critic` and :func:`logistic_ratio`, which check ``x`` and ``y``."""
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+    n_iters, lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
+    r1, gp = check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp")
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(net.parameters(), lr=lr)
+    hist = CriticHistory()
+    for it in _progress(range(n_iters), desc=desc, disable=None if progress else True):
+        xb, yb = _batch(x, batch_size, g), _batch(y, batch_size, g)
         base = loss_fn(_column(net(xb)), _column(net(yb)))
-        pen = add_penalties(xb.new_zeros(()), net, xb, yb, r1=fit.r1, gp=fit.gp, generator=g)
+        pen = add_penalties(xb.new_zeros(()), net, xb, yb, r1=r1, gp=gp, generator=g)
         loss = base + pen
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise FlowDivergedError(
-                f"{desc}: the loss became {loss_value} at iteration {it} (lr={fit.lr:g}). The empirical "
+                f"{desc}: the loss became {loss_value} at iteration {it} (lr={lr:g}). The empirical "
                 "variational bound can be unbounded (a critic can grow without limit at samples of one "
                 "side with no samples of the other nearby, e.g. reverse KL or chi^2), and too large a "
                 "learning rate diverges; use a gradient penalty (r1=, gp=), a smaller lr or fewer iterations"
@@ -315,17 +264,10 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
                gp: float = 0.0, generator: torch.Generator | None = None,
                optimizer: torch.optim.Optimizer | None = None,
                progress: bool = True) -> CriticHistory:  # fmt: skip
-    r"""Train ``critic`` in place on fixed samples: Adam on :func:`critic_loss` plus :func:`add_penalties`.
-
-    .. math::
-
-        \max_\phi\ \mathbb E_\rho h_\phi - \mathbb E_\nu f^*(h_\phi)
-        - \tfrac{r_1}{2} \mathbb E_\nu |\nabla h_\phi|^2
-        - \mathrm{gp}\, \mathbb E (|\nabla h_\phi(\hat x)| - 1)^2,
-
-    optimum :math:`h = f'(\rho/\nu)`. ``fdiv`` defaults to ``critic.fdiv``; ``batch_size`` (default the
-    full samples) draws minibatches with replacement. Raises :class:`~gwf_tutorial._validation.
-    FlowDivergedError` (naming ``lr``) when the loss becomes non-finite.
+    r"""Train ``critic`` in place on fixed samples: Adam on :func:`critic_loss` plus :func:`add_penalties`
+    (the penalties of the module docstring), optimum :math:`h = f'(\rho/\nu)`. ``fdiv`` defaults to
+    ``critic.fdiv``; ``batch_size`` (default the full samples) draws minibatches with replacement. Raises
+    :class:`~gwf_tutorial._validation.FlowDivergedError` (naming ``lr``) when the loss becomes non-finite.
 
     Used in: chapter 4.
     """
@@ -336,12 +278,12 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
         raise ValueError("fdiv must be given when the critic has no divergence")
     fdiv = get_fdivergence(fdiv)
     x, y = check_pair(x, y)
-    fit = _Fit.check(n_iters, lr, batch_size, r1, gp, generator, optimizer, progress)
 
     def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:  # critic_loss, unchecked at every step
         return -_bound(fdiv, h_x, h_y, check_nan=False)
 
-    return _train(critic, loss_fn, x, y, fit, f"critic ({fdiv.name})")
+    return _train(critic, loss_fn, x, y, f"critic ({fdiv.name})", n_iters, lr, batch_size, r1, gp, generator,
+                  optimizer, progress)
 
 
 @dataclass
@@ -373,26 +315,20 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
                    r1: float = 0.0, generator: torch.Generator | None = None,
                    optimizer: torch.optim.Optimizer | None = None,
                    progress: bool = True) -> LogisticRatio:  # fmt: skip
-    r"""Estimate the density ratio with a logistic classifier (data label 1, model label 0).
-
-    .. math::
-
-        D^* = \arg\min_D\ \mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})
-        = \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu} = e^{-D^*}.
-
-    Adam on :func:`logistic_loss` plus the R1 term of :func:`add_penalties`. ``net`` (trained in place: a
-    warm start) defaults to ``Critic(d, None, hidden, depth, activation)`` in
+    r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
+    (data label 1, model label 0): Adam on :func:`logistic_loss` plus the R1 term of :func:`add_penalties`.
+    ``net`` (trained in place: a warm start) defaults to ``Critic(d, None, hidden, depth, activation)`` in
     the dtype of ``x``; ``batch_size`` and ``r1`` as in :func:`fit_critic`.
 
     Used in: chapter 4; :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.fflows`.
     """
     x, y = check_pair(x, y)
-    fit = _Fit.check(n_iters, lr, batch_size, r1, 0.0, generator, optimizer, progress)
     if net is None:
         net = Critic(x.shape[1], None, hidden, depth, activation, dtype=x.dtype).to(x.device)
     elif not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    return LogisticRatio(net, _train(net, _logistic, x, y, fit, "logistic ratio"))
+    args = (n_iters, lr, batch_size, r1, 0.0, generator, optimizer, progress)
+    return LogisticRatio(net, _train(net, _logistic, x, y, "logistic ratio", *args))
 
 
 class LearnedKernel(nn.Module):
@@ -573,9 +509,7 @@ class VariationalFDivergence(CriticObjective):
     """
 
     def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
-        self.fdiv = get_fdivergence(fdiv)
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+        self.fdiv, symmetric = get_fdivergence(fdiv), check_bool(symmetric, "symmetric")
         if generator_loss not in _GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
         if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
@@ -647,9 +581,7 @@ class LearnedKernelMMD(CriticObjective):
     def __init__(self, *, feature_dim: int = 8, bandwidths=None, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
                  unbiased: bool = True):  # fmt: skip
         self.feature_dim = check_int(feature_dim, "feature_dim")
-        if not isinstance(unbiased, bool):
-            raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
-        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, unbiased
+        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, check_bool(unbiased, "unbiased")
         LearnedKernel(1, 1, 1, 0, bandwidths=bandwidths, factors=factors)  # validates the options
 
     def make_critic(self, dim, *, hidden, depth, dtype):
@@ -776,8 +708,7 @@ def _is_critic_name(key: str) -> bool:
 
 def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str = "minimax",
                          **kwargs) -> CriticObjective:  # fmt: skip
-    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass).
-
+    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass);
     ``symmetric`` and ``generator_loss`` apply to f-divergences, ``kwargs`` go to :class:`LearnedKernelMMD`.
 
     Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko._resolve_objective` (the chain's names).

@@ -210,7 +210,6 @@ spec("functionals.wasserstein_gradient", functionals.wasserstein_gradient,
 spec("critics.Critic", critics.Critic, lambda: dict(in_dim=2, hidden=8, depth=1), ints=("in_dim", "hidden"))
 spec("critics.critic_loss", critics.critic_loss, lambda: dict(fdiv="kl", h_x=V(), h_y=V(7)),
     vectors=("h_x", "h_y"))
-spec("critics.dv_loss", critics.dv_loss, lambda: dict(h_x=V(), h_y=V(7)), vectors=("h_x", "h_y"))
 spec("critics.logistic_loss", critics.logistic_loss, lambda: dict(d_x=V(), d_y=V(7)), vectors=("d_x", "d_y"))
 spec("critics.r1_penalty", critics.r1_penalty, lambda: dict(critic=critic2(), y=S()), samples=("y",))
 spec("critics.value_and_input_grad", critics.value_and_input_grad, lambda: dict(critic=critic2(), y=S()),
