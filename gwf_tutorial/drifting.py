@@ -11,7 +11,9 @@ a gradient step in which the samples move along the *drift field* :math:`V` smoo
 tangent kernel (chapter 8). Shared arguments: ``x`` ``(n, d)`` the generated samples where a field is
 evaluated, ``y_pos`` ``(m, d)`` data, ``y_neg`` ``(k, d)`` negatives (``None``: ``x`` itself without the
 pair :math:`(x_i, x_i)`), ``temperature`` :math:`\kappa > 0`, ``attraction`` and ``repulsion`` the
-weights :math:`\lambda_+, \lambda_- \ge 0` of the two halves. Fields are detached. References: Deng et
+weights :math:`\lambda_+, \lambda_- \ge 0` of the two halves. Fields are detached. The official 2-D toy
+demo (Algorithm 2 notebook): latent dimension 32, ``nets.MLP(32, 2, 256, 3, "silu")``, Adam at 1e-3 for
+2000 steps, batches of 2048 samples and 2048 data, temperature 0.05, data in [-1, 1]. References: Deng et
 al. 2026, arXiv:2602.04770 (code ``lambertae/drifting``); Gretton et al. 2026, arXiv:2605.05118.
 """
 
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 from gwf_tutorial._validation import (
     as_tensor,
     check_bool,
+    check_callable,
     check_choice,
     check_generator,
     check_int,
@@ -45,18 +48,10 @@ from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
-__all__ = [
-    "TOY_DEFAULTS", "KERNELS", "mean_shift", "paper_field", "algorithm2_field", "algorithm2_affinities",
-    "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
-    "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
-    "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting",
-]  # fmt: skip
-
-#: Settings of the official 2-D toy demo (Algorithm 2 notebook); ``toy_generator`` builds its network.
-TOY_DEFAULTS: dict = {
-    "latent_dim": 32, "hidden": 256, "depth": 3, "activation": "silu", "lr": 1e-3, "n_iters": 2000,
-    "batch_size": 2048, "n_data": 2048, "temperature": 0.05, "data_range": (-1.0, 1.0),
-}  # fmt: skip
+__all__ = ["KERNELS", "mean_shift", "paper_field", "algorithm2_field", "algorithm2_affinities",
+           "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
+           "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
+           "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting"]  # fmt: skip
 
 #: Kernels of :func:`mean_shift` / :func:`paper_field`.
 KERNELS = ("laplace", "gaussian")
@@ -259,15 +254,10 @@ def algorithm2_field(
 
 
 def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
-    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one Sinkhorn step,
-
-    .. math::
-
-        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/\kappa},
-        \quad r = K\mathbf 1,\ c = K^\top\mathbf 1,
-
-    stopped after one symmetric step (marginals not prescribed): the "Sinkhorn proxy" reading of
-    :func:`algorithm2_field`.
+    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one symmetric
+    Sinkhorn step :math:`A = D_r^{-1/2} K D_c^{-1/2}`, :math:`K_{ij} = e^{-|x_i - t_j|/\kappa}`,
+    :math:`r = K\mathbf 1`, :math:`c = K^\top\mathbf 1` (marginals not prescribed): the "Sinkhorn proxy"
+    reading of :func:`algorithm2_field`.
 
     Used in: chapter 8.
     """
@@ -295,12 +285,11 @@ def multi_temperature_field(
         \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
 
     scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`, the loss stays flat
-    and the raw drift is the progress signal). ``temperatures``: the :math:`R` (relative to :math:`\bar D`
-    when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1` (one
-    temperature and ``affinity_floor=0``: :func:`algorithm2_field`). ``affinity_floor`` is
-    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds). Returns ``(n, d)``; with
-    ``return_info`` also a dict of floats ``scale``, ``input_scale``, ``force_rms`` (per :math:`R`),
-    ``raw_rms`` (of :math:`c\sum_R F_R`).
+    and the raw drift is the progress signal), ``(n, d)``. ``temperatures``: the :math:`R` (relative to
+    :math:`\bar D` when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1`
+    (one temperature and ``affinity_floor=0``: :func:`algorithm2_field`); ``affinity_floor``
+    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds). ``return_info`` adds a dict of floats
+    ``scale``, ``input_scale``, ``force_rms`` (per :math:`R`), ``raw_rms`` (of :math:`c\sum_R F_R`).
 
     Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
     """
@@ -337,8 +326,8 @@ def gaussian_population_field(
     for name, mean in (("mp", mp), ("mq", mq)):
         if mean.ndim != 1 or mean.shape[0] != x.shape[1]:
             raise ValueError(f"{name} must have shape (d,), d={x.shape[1]} like x, got {tuple(mean.shape)}")
-    s, (attraction, repulsion) = check_positive(bandwidth, "bandwidth"), _check_field(1.0, None, attraction,
-                                                                                        repulsion)[2:]
+    s = check_positive(bandwidth, "bandwidth")
+    attraction, repulsion = _check_field(1.0, None, attraction, repulsion)[2:]
     dtype = torch.promote_types(torch.promote_types(x.dtype, mp.dtype), mq.dtype)
     x, mp, Sp, mq, Sq = (t.to(dtype=dtype, device=x.device) for t in (x, mp, Sp, mq, Sq))
     eye = torch.eye(x.shape[1], dtype=dtype, device=x.device)
@@ -382,8 +371,7 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
 
     Used in: chapter 8.
     """
-    if not callable(drift):
-        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    check_callable(drift, "drift")  # drift(x, y_pos) -> V
     x, y_pos = (t.detach() for t in _check_pair(x, y_pos))
     eps = check_positive(eps, "eps")
     n, d = x.shape
@@ -411,7 +399,7 @@ class _SampleDrift:
     """Shared plumbing: the public calls check ``x`` and ``y_pos``; ``_velocity`` (unchecked) returns ``V``
     and its raw RMS as a tensor, for the training loops, whose inputs are checked once."""
 
-    _self_negatives = False  # the negatives are x itself: two samples at least
+    _self_negatives = True  # the negatives are x itself: two samples at least
 
     def _check(self, x, y_pos) -> tuple[Tensor, Tensor]:
         return _check_triplet(x, y_pos, None)[:2] if self._self_negatives else _check_pair(x, y_pos)
@@ -439,8 +427,6 @@ class PaperDrift(_SampleDrift):
     Used in: chapter 8.
     """
 
-    _self_negatives = True
-
     def __init__(self, temperature: float = 0.05, kernel: str = "laplace", *, attraction: float = 1.0,
                  repulsion: float = 1.0) -> None:  # fmt: skip
         self.temperature, self.kernel, self.attraction, self.repulsion = _check_field(
@@ -456,8 +442,6 @@ class Algorithm2Drift(_SampleDrift):
     Used in: chapters 8 and 9.
     """
 
-    _self_negatives = True
-
     def __init__(self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0) -> None:
         self.temperature, _, self.attraction, self.repulsion = _check_field(temperature, None, attraction,
                                                                             repulsion)  # fmt: skip
@@ -472,8 +456,6 @@ class MultiTemperatureDrift(_SampleDrift):
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
-
-    _self_negatives = True
 
     def __init__(
         self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
@@ -493,20 +475,18 @@ class MultiTemperatureDrift(_SampleDrift):
 
 
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from an objective's Wasserstein velocity, optionally with noise injection,
-
-    .. math::
-
-        V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \quad v_\rho = -\nabla_x \frac{\delta F}{\delta\rho},
-        \quad u_i \sim \mathcal N(0, I),
-
-    with ``objective.velocity(x, y, at=None)`` (a :class:`gwf_tutorial.functionals.Objective`: the MMD
-    witness, Sinkhorn's barycentric projection, the sliced-W drift), ``scale`` :math:`\lambda > 0`,
+    r"""Drift from an objective's Wasserstein velocity :math:`v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}`,
+    optionally with noise injection: :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i)`,
+    :math:`u_i \sim \mathcal N(0, I)`, with ``objective.velocity(x, y, at=None)`` (a
+    :class:`gwf_tutorial.functionals.Objective`: the MMD witness, Sinkhorn's barycentric projection, the
+    sliced-W drift), ``scale`` :math:`\lambda > 0`,
     ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise injection of Arbel et al.,
     NeurIPS 2019) and ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
 
     Used in: chapter 8.
     """
+
+    _self_negatives = False
 
     def __init__(self, objective, scale: float = 1.0, *, noise_level: float = 0.0, generator=None) -> None:
         if not callable(getattr(objective, "velocity", None)):
@@ -545,19 +525,16 @@ class ObjectiveDrift(_SampleDrift):
 
 
 class CriticDrift(_SampleDrift):
-    r"""KL-flow drift from a logistic critic, refitted (warm-started, ``n_iters`` full-batch Adam steps of
-    :func:`gwf_tutorial.critics.logistic_ratio` at rate ``lr``) at every call,
-
-    .. math::
-
-        \min_D\ \overline{\log(1 + e^{-D(y)})} + \overline{\log(1 + e^{D(x)})}, \qquad
-        D^\star = \log\frac{\nu}{\rho} + \mathrm{const}, \qquad V(x) = \lambda\,\nabla D(x),
-
-    (``scale`` :math:`\lambda > 0`). ``critic``: ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1,
-    hidden, depth, "silu")``, built at the first call from torch's global RNG.
+    r"""KL-flow drift :math:`V(x) = \lambda\,\nabla D(x)` (``scale`` :math:`\lambda > 0`) from a logistic
+    critic :math:`D \approx \log(\nu/\rho) + \mathrm{const}`, refitted at every call (warm-started,
+    ``n_iters`` full-batch Adam steps of :func:`gwf_tutorial.critics.logistic_ratio` at rate ``lr``).
+    ``critic``: ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1, hidden, depth, "silu")``, built at
+    the first call from torch's global RNG.
 
     Used in: chapter 8.
     """
+
+    _self_negatives = False
 
     def __init__(
         self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3, hidden: int = 64,
@@ -643,12 +620,6 @@ class DriftingHistory:
             return self.net(e.to(p.device))
 
 
-def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
-    """The official toy demo's network, ``nets.MLP(32, out_dim, 256, 3, "silu")`` (:data:`TOY_DEFAULTS`)."""
-    t = TOY_DEFAULTS
-    return MLP(t["latent_dim"], out_dim, t["hidden"], t["depth"], t["activation"], dtype=dtype)
-
-
 def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor]:
     if isinstance(data, Tensor) or (not callable(data) and not hasattr(data, "sample")):
         pool = check_samples(data, "data").to(dtype=dtype, device=device)
@@ -679,8 +650,7 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[
 def _check_train_args(net, drift, n_iters, batch_size, n_data, latent_dim, lr, generator) -> dict:
     if not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    if not callable(drift):
-        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    check_callable(drift, "drift")  # drift(x, y_pos) -> V
     n_iters, batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
     latent_dim = getattr(net, "in_dim", None) if latent_dim is None else latent_dim
     if latent_dim is None:

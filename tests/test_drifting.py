@@ -11,7 +11,6 @@ from torch import nn
 
 from gwf_tutorial import train
 from gwf_tutorial.drifting import (
-    TOY_DEFAULTS,
     Algorithm2Drift,
     CriticDrift,
     DriftField,
@@ -27,7 +26,6 @@ from gwf_tutorial.drifting import (
     mean_shift,
     multi_temperature_field,
     paper_field,
-    toy_generator,
     train_drifting,
 )
 
@@ -451,14 +449,6 @@ def test_train_drifting_objective_drift_float64():
         progress=False,
     )
     assert hist.sample(4).dtype == F64 and len(hist.loss) == 5
-
-
-def test_toy_defaults_and_generator():
-    assert TOY_DEFAULTS["latent_dim"] == 32 and TOY_DEFAULTS["temperature"] == 0.05
-    assert TOY_DEFAULTS["batch_size"] == TOY_DEFAULTS["n_data"] == 2048
-    net = toy_generator(2)
-    assert net(torch.randn(3, 32)).shape == (3, 2)
-    assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 3
 
 
 # ------------------------------------------------------------------------------------------

@@ -518,7 +518,6 @@ spec("sjko.toy_trainer", sjko.toy_trainer, lambda: dict(dim=2, hidden=8), ints=(
      extra=[("seed", dict(seed=-1), "seed")])
 spec("sjko.affine_trainer", sjko.affine_trainer, lambda: dict(dim=2, tau=1.0), ints=("dim",),
     positive=("tau",))
-spec("drifting.toy_generator", drifting.toy_generator, lambda: dict(out_dim=2), ints=("out_dim",))
 spec("metrics.mixture_scores", metrics.mixture_scores,
      lambda: dict(x=S(20), mixture=targets.get_target("eight_gaussians"),
                   floor_result=metrics.floor("eight_gaussians", 20, "energy", n_pairs=2, progress=False)),
@@ -812,7 +811,7 @@ def test_every_public_function_is_swept():
         "NotApplicableError", "Standardizer", "VariantRun", "AffineMap", "FDivergence", "ExactLogRatio",
         # listing and bookkeeping helpers without data arguments
         "list_targets", "list_methods", "device", "make_generator", "progress", "rng_state", "set_rng_state",
-        "atomic_save", "toy_generator", "applicable",
+        "atomic_save", "applicable",
         # summaries of the committed benchmark results (tests/test_benchmark.py)
         "summarize", "headline", "family_ratios", "goals", "throughput_table",
         # no arguments
