@@ -48,12 +48,12 @@ from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
-__all__ = ["KERNELS", "mean_shift", "paper_field", "algorithm2_field", "algorithm2_affinities",
+__all__ = ["KERNELS", "paper_field", "algorithm2_field", "algorithm2_affinities",
            "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
            "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
            "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting"]  # fmt: skip
 
-#: Kernels of :func:`mean_shift` / :func:`paper_field`.
+#: Kernels of :func:`paper_field`.
 KERNELS = ("laplace", "gaussian")
 
 # Added, in units of the temperature, to the distance of the pair (x_i, x_i) when the negatives are x:
@@ -61,10 +61,10 @@ KERNELS = ("laplace", "gaussian")
 _SELF_MASK = 1e6
 
 
-def _check_pair(x, y, name_y: str = "y_pos") -> tuple[Tensor, Tensor]:
-    x, y = check_samples(x, "x"), check_samples(y, name_y)
-    check_same_dim(x, y, "x", name_y)
-    return x, y
+def _check_pair(x, y_pos) -> tuple[Tensor, Tensor]:
+    x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
+    check_same_dim(x, y_pos, "x", "y_pos")
+    return x, y_pos
 
 
 def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
@@ -192,28 +192,6 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
         return v, {"scale": scale, "input_scale": c, "force_rms": force_rms, "raw_rms": _rms(c * raw)}
 
 
-def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, exclude_self: bool = False):
-    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` ``(m, d)`` of :math:`p`:
-
-    .. math::
-
-        \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
-        k(x, y) = e^{-|x-y|/\kappa}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2\kappa^2)}\ (\text{gaussian});
-
-    ``(n, d)``; Gaussian kernel: :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
-    ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
-
-    Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
-    """
-    x, y = _check_pair(x, y, "y")
-    temperature, kernel, _, _ = _check_field(temperature, kernel)
-    if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
-        raise ValueError(
-            f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
-        )
-    return _mean_shift(x, y, temperature, kernel, exclude_self)
-
-
 def paper_field(
     x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
     attraction: float = 1.0, repulsion: float = 1.0,
@@ -225,8 +203,9 @@ def paper_field(
         V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x), \qquad
         V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
 
-    two :func:`mean_shift` (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``); :math:`V_{p,q} = -V_{q,p}` when
-    :math:`a = r`.
+    two kernel mean shifts (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``), :math:`k(x, y) = e^{-|x-y|/\kappa}`
+    (``"laplace"``) or :math:`e^{-|x-y|^2/(2\kappa^2)}` (``"gaussian"``: :math:`V^+_p = \kappa^2\nabla\log(p
+    * \mathcal N(0, \kappa^2 I))`); :math:`V_{p,q} = -V_{q,p}` when :math:`a = r`.
 
     Used in: chapter 8.
     """

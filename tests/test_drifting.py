@@ -23,7 +23,6 @@ from gwf_tutorial.drifting import (
     drifting_loss,
     gaussian_population_field,
     jacobian_asymmetry,
-    mean_shift,
     multi_temperature_field,
     paper_field,
     train_drifting,
@@ -142,14 +141,14 @@ def test_population_field_math_number():
     assert abs(V.item() - 0.41) < 1e-14
 
 
-def test_mean_shift_is_smoothed_score():
+def test_attraction_is_smoothed_score():
     """V+_p = s^2 grad log p_s, p = N(1, 0.25): -s^2 (x - 1)/(0.25 + s^2), Monte Carlo, m = 4e5."""
     g = _gen(3)
     yp = 1.0 + 0.5 * torch.randn(400_000, 1, generator=g, dtype=F64)
     x = torch.tensor([[-0.5], [0.3], [1.0], [2.0]], dtype=F64)
     for s in (0.3, 0.5, 1.0):
         exact = -(s**2) * (x - 1.0) / (0.25 + s**2)
-        est = mean_shift(x, yp, s, "gaussian")
+        est = paper_field(x, yp, None, s, "gaussian", repulsion=0.0)  # the attraction V+ alone
         # self-normalised estimator, effective sample size >~ 1e4: MC error < 0.005
         torch.testing.assert_close(est, exact, rtol=0, atol=0.01)
 
@@ -315,7 +314,7 @@ def test_drift_objects_match_functions():
     V = PaperDrift(0.3, "laplace")(x, y)
     k = torch.exp(-torch.cdist(x, x) / 0.3) * (1 - torch.eye(12, dtype=F64))
     v_neg = (k @ x) / k.sum(1, keepdim=True) - x
-    torch.testing.assert_close(V, mean_shift(x, y, 0.3) - v_neg)
+    torch.testing.assert_close(V, paper_field(x, y, None, 0.3, repulsion=0.0) - v_neg)
     for drift in (Algorithm2Drift(), PaperDrift(), MultiTemperatureDrift(), CriticDrift()):
         assert isinstance(drift, DriftField)
 
@@ -460,7 +459,6 @@ def test_float64_preserved():
     x = torch.randn(6, 2, dtype=F64)
     y = torch.randn(5, 2, dtype=F64)
     for V in (
-        mean_shift(x, y),
         paper_field(x, y),
         algorithm2_field(x, y),
         multi_temperature_field(x, y),
@@ -820,7 +818,7 @@ def test_fields_refuse_float32_overflow_and_are_scale_equivariant():
     g = _gen(0)
     x, y = torch.randn(30, 2, generator=g, dtype=F64), torch.randn(20, 2, generator=g, dtype=F64) + 1
     s = 1e30
-    for fn in (mean_shift, paper_field, algorithm2_field):
+    for fn in (paper_field, algorithm2_field):
         torch.testing.assert_close(fn(s * x, s * y, temperature=0.1 * s), s * fn(x, y, temperature=0.1),
                                    rtol=1e-12, atol=1e-14 * s)  # fmt: skip
         with pytest.raises(ValueError, match=r"^x holds values up to .*, too large for torch.float32"):

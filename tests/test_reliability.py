@@ -336,8 +336,6 @@ spec("SemiDualJKO.phase",
      lambda: dict(source=S(), data=S(7)), samples=("source", "data"))
 
 # --- drifting ------------------------------------------------------------------------------------------
-spec("drifting.mean_shift", drifting.mean_shift, lambda: dict(x=S(), y=S(7)), samples=("x", "y"),
-     pairs=(("x", "y"),), positive=("temperature",), extra=[("kernel", dict(kernel="nope"), "kernel")])
 for _fname in ("paper_field", "algorithm2_field"):
     spec(f"drifting.{_fname}", getattr(drifting, _fname), lambda: dict(x=S(), y_pos=S(7)),
          samples=("x", "y_pos"), pairs=(("x", "y_pos"),), positive=("temperature",),
