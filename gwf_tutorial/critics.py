@@ -32,11 +32,9 @@ from gwf_tutorial._validation import (
     as_tensor,
     check_bool,
     check_dtype_like,
-    check_finite,
     check_int,
     check_nonnegative,
     check_positive,
-    check_samples,
 )
 from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence, psi_star, variational_bound
 from gwf_tutorial.functionals import mmd2_estimate
@@ -44,10 +42,10 @@ from gwf_tutorial.kernels import _median_distance, _sqdist, check_pair, check_po
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Critic", "critic_loss", "logistic_loss", "r1_penalty", "gradient_penalty",
-           "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic", "LogisticRatio",
-           "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective", "VariationalFDivergence",
-           "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential", "get_critic_objective"]  # fmt: skip
+__all__ = ["Critic", "critic_loss", "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic",
+           "LogisticRatio", "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective",
+           "VariationalFDivergence", "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential",
+           "get_critic_objective"]  # fmt: skip
 
 
 def _check_rows(x, name: str, in_dim: int) -> Tensor:
@@ -101,25 +99,7 @@ def critic_loss(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
     return -variational_bound(fdiv, h_x, h_y)
 
 
-def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
-    r"""Class-balanced logistic loss :math:`\mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})`
-    (data labelled 1, model samples 0), shape ``()``, minimised by :math:`D^* = \log(\nu/\rho)` whatever the
-    sample sizes; ``d_x`` ``(n,)``, ``d_y`` ``(m,)``.
-
-    Used in: :func:`~gwf_tutorial.critics.logistic_ratio` (unchecked, at every step).
-    """
-    checked = []
-    for t, nm in ((d_x, "d_x"), (d_y, "d_y")):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 1 or t.numel() == 0:
-            raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
-        checked.append(check_finite(as_tensor(t, nm), nm))
-    return _logistic(*checked)
-
-
 def _logistic(d_x: Tensor, d_y: Tensor) -> Tensor:
-    """:func:`logistic_loss` unchecked (the training loop's per-step form)."""
     return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
 
 
@@ -153,41 +133,11 @@ def _sq_norms(g: Tensor) -> Tensor:
     return g.reshape(g.shape[0], -1).pow(2).sum(dim=1)
 
 
-def _r1(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    return _sq_norms(_value_and_grad(critic, y)[1]).mean()
-
-
-def _gp(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, generator) -> Tensor:
-    k = min(x.shape[0], y.shape[0])
-    t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
-    xh = t * x[:k].detach() + (1 - t) * y[:k].detach()
-    _, g = _value_and_grad(critic, xh)
-    return ((g.norm(dim=1) - 1) ** 2).mean()
-
-
-def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    r"""R1 penalty :math:`R_1(h) = \mathbb E_{y \sim \nu} |\nabla h(y)|^2` on data, shape ``()``,
-    differentiable in the critic's parameters.
-
-    Used in: :func:`~gwf_tutorial.critics.add_penalties` (the same term, unchecked).
-    """
-    return _r1(critic, check_samples(y, "y"))
-
-
-def gradient_penalty(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *,
-                     generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""WGAN-GP penalty :math:`\mathbb E(|\nabla h(\hat x)| - 1)^2` on the interpolates :math:`\hat x` of the
-    module docstring of the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`, shape ``()``.
-
-    Used in: :func:`~gwf_tutorial.critics.add_penalties` (the same term, unchecked).
-    """
-    return _gp(critic, *check_pair(x, y), generator)
-
-
 def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, r1: float = 0.0,
                   gp: float = 0.0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""``loss`` plus :math:`\tfrac{r_1}{2} R_1` (:func:`r1_penalty`) and ``gp`` times
-    :func:`gradient_penalty`, a zero weight skipping its term: the one place the penalties are added.
+    r"""``loss`` plus the penalties of the module docstring, :math:`\gamma` = ``r1`` (R1 on ``y``) and
+    :math:`\lambda` = ``gp`` (WGAN-GP on the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`), a zero weight
+    skipping its term: the one place the penalties are added.
     Called at every critic step: shapes only are checked (no device synchronisation).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
@@ -198,9 +148,12 @@ def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y
             shape = tuple(getattr(t, "shape", ()))
             raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {shape}")
     if r1 > 0:
-        loss = loss + 0.5 * r1 * _r1(critic, y)
+        loss = loss + 0.5 * r1 * _sq_norms(_value_and_grad(critic, y)[1]).mean()
     if gp > 0:
-        loss = loss + gp * _gp(critic, x, y, generator)
+        k = min(x.shape[0], y.shape[0])
+        t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
+        g = _value_and_grad(critic, t * x[:k].detach() + (1 - t) * y[:k].detach())[1]
+        loss = loss + gp * ((g.norm(dim=1) - 1) ** 2).mean()
     return loss
 
 
@@ -316,9 +269,11 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
                    optimizer: torch.optim.Optimizer | None = None,
                    progress: bool = True) -> LogisticRatio:  # fmt: skip
     r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
-    (data label 1, model label 0): Adam on :func:`logistic_loss` plus the R1 term of :func:`add_penalties`.
-    ``net`` (trained in place: a warm start) defaults to ``Critic(d, None, hidden, depth, activation)`` in
-    the dtype of ``x``; ``batch_size`` and ``r1`` as in :func:`fit_critic`.
+    (data label 1, model label 0): Adam on the class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) +
+    \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes)
+    plus the R1 term of :func:`add_penalties`. ``net`` (trained in place: a warm start) defaults to
+    ``Critic(d, None, hidden, depth, activation)`` in the dtype of ``x``; ``batch_size``, ``r1`` as in
+    :func:`fit_critic`.
 
     Used in: chapter 4; :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.fflows`.
     """

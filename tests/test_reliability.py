@@ -210,15 +210,11 @@ spec("functionals.wasserstein_gradient", functionals.wasserstein_gradient,
 spec("critics.Critic", critics.Critic, lambda: dict(in_dim=2, hidden=8, depth=1), ints=("in_dim", "hidden"))
 spec("critics.critic_loss", critics.critic_loss, lambda: dict(fdiv="kl", h_x=V(), h_y=V(7)),
     vectors=("h_x", "h_y"))
-spec("critics.logistic_loss", critics.logistic_loss, lambda: dict(d_x=V(), d_y=V(7)), vectors=("d_x", "d_y"))
-spec("critics.r1_penalty", critics.r1_penalty, lambda: dict(critic=critic2(), y=S()), samples=("y",))
 spec("critics.value_and_input_grad", critics.value_and_input_grad, lambda: dict(critic=critic2(), y=S()),
      samples=("y",), nan=False)
 spec("critics.add_penalties", critics.add_penalties,
      lambda: dict(loss=torch.zeros(()), critic=critic2(), x=S(), y=S(seed=1), r1=1.0, gp=1.0), nan=False,
      empty=False)
-spec("critics.gradient_penalty", critics.gradient_penalty, lambda: dict(critic=critic2(), x=S(), y=S(seed=1)),
-     samples=("x", "y"), pairs=(("x", "y"),))
 spec("critics.fit_critic", critics.fit_critic, lambda: dict(critic=critic2(), x=S(), y=S(7), fdiv="kl",
     n_iters=2),
      samples=("x", "y"), pairs=(("x", "y"),), ints=("n_iters",), positive=("lr",))
