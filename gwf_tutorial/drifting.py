@@ -48,10 +48,10 @@ from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
-__all__ = ["KERNELS", "paper_field", "algorithm2_field", "algorithm2_affinities",
-           "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
-           "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
-           "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting"]  # fmt: skip
+__all__ = ["KERNELS", "paper_field", "algorithm2_field", "algorithm2_affinities", "gaussian_population_field",
+           "drift_rms", "drifting_loss", "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift",
+           "MultiTemperatureDrift", "ObjectiveDrift", "CriticDrift", "DriftingHistory",
+           "train_drifting"]  # fmt: skip
 
 #: Kernels of :func:`paper_field`.
 KERNELS = ("laplace", "gaussian")
@@ -165,8 +165,8 @@ def _algorithm2(x, y_pos, y_neg, self_neg, temperature, attraction, repulsion) -
         return _coupled_force(logits, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
 
 
-def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, repulsion, floor, info):
-    """``(V, None)``, or with ``info`` ``(V, diagnostics as tensors)``: no host read."""
+def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, repulsion, floor, with_raw):
+    """``(V, raw RMS as a tensor or None)`` of :class:`MultiTemperatureDrift`: no host read."""
     m, d = y_pos.shape[0], x.shape[1]
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
@@ -178,18 +178,14 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
         if self_neg:
             dist[:, m:].diagonal().add_(_SELF_MASK * (scale if normalize else max(temps)))
         xs, ps, ns = x / c, y_pos / c, y_neg / c
-        total, raw, force_rms = torch.zeros_like(x), torch.zeros_like(x), []
+        total, raw = torch.zeros_like(x), torch.zeros_like(x)
         for R in temps:
             f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, floor)
             rms = f.pow(2).mean().clamp_min(1e-8).sqrt()
-            if info:
-                force_rms.append(f.pow(2).mean().sqrt())
+            if with_raw:
                 raw = raw + f
             total = total + (f / rms if normalize else f)
-        v = c * total
-        if not info:
-            return v, None
-        return v, {"scale": scale, "input_scale": c, "force_rms": force_rms, "raw_rms": _rms(c * raw)}
+        return c * total, _rms(c * raw) if with_raw else None
 
 
 def paper_field(
@@ -245,42 +241,6 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
     with torch.no_grad():
         a = _affinities(_algorithm2_logits(x, y_pos, y_neg, self_neg, temperature))
     return a[:, : y_pos.shape[0]], a[:, y_pos.shape[0] :]
-
-
-def multi_temperature_field(
-    x, y_pos, y_neg=None, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
-    attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6, return_info: bool = False,
-):  # fmt: skip
-    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``).
-
-    With :math:`\bar D \ge 10^{-3}` the mean distance to :math:`[y^+ \mid y^-]`,
-    :math:`c = \max(\bar D/\sqrt d, 10^{-3})` and :math:`F_R` the Algorithm-2 force on the inputs divided by
-    :math:`c` (logits :math:`-|x_i - t_j|/(\bar D R)`, affinities
-    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`),
-
-    .. math::
-
-        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
-        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
-
-    scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`, the loss stays flat
-    and the raw drift is the progress signal), ``(n, d)``. ``temperatures``: the :math:`R` (relative to
-    :math:`\bar D` when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1`
-    (one temperature and ``affinity_floor=0``: :func:`algorithm2_field`); ``affinity_floor``
-    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds). ``return_info`` adds a dict of floats
-    ``scale``, ``input_scale``, ``force_rms`` (per :math:`R`), ``raw_rms`` (of :math:`c\sum_R F_R`).
-
-    Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temps, normalize, floor = _check_multi(temperatures, normalize, affinity_floor)
-    a, r = _check_field(1.0, None, attraction, repulsion)[2:]
-    v, info = _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, a, r, floor, return_info)
-    if not return_info:
-        return v
-    values = torch.stack([info["scale"], info["input_scale"], info["raw_rms"], *info["force_rms"]])
-    scale, c, raw_rms, *force_rms = values.to(torch.float64).tolist()  # one host read
-    return v, {"scale": scale, "input_scale": c, "force_rms": tuple(force_rms), "raw_rms": raw_rms}
 
 
 def gaussian_population_field(
@@ -430,8 +390,22 @@ class Algorithm2Drift(_SampleDrift):
 
 
 class MultiTemperatureDrift(_SampleDrift):
-    r"""The normalised field :func:`multi_temperature_field` with the samples themselves as negatives; its raw
-    drift RMS (of :math:`c\sum_R F_R`) decreases while the loss stays flat.
+    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``), the
+    samples themselves as negatives. With :math:`\bar D \ge 10^{-3}` the mean distance to
+    :math:`[y^+ \mid x]`, :math:`c = \max(\bar D/\sqrt d, 10^{-3})` and :math:`F_R` the Algorithm-2 force on
+    the inputs divided by :math:`c` (logits :math:`-|x_i - t_j|/(\bar D R)`, affinities
+    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`),
+
+    .. math::
+
+        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
+        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
+
+    scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`: the loss stays flat
+    while the raw drift RMS, of :math:`c\sum_R F_R`, decreases). ``temperatures``: the :math:`R` (relative
+    to :math:`\bar D` when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1`
+    (one temperature and ``affinity_floor=0``: :class:`Algorithm2Drift`); ``affinity_floor``
+    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds).
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
@@ -446,11 +420,8 @@ class MultiTemperatureDrift(_SampleDrift):
 
     def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
         """``(V, raw RMS or None)``: no input checks, no host read (``cifar10`` calls it every step)."""
-        v, info = _multi_temperature(
-            x, y_pos, x, True, self.temperatures, self.normalize, self.attraction, self.repulsion,
-            self.affinity_floor, with_raw,
-        )  # fmt: skip
-        return v, info["raw_rms"] if with_raw else None
+        return _multi_temperature(x, y_pos, x, True, self.temperatures, self.normalize, self.attraction,
+                                  self.repulsion, self.affinity_floor, with_raw)  # fmt: skip
 
 
 class ObjectiveDrift(_SampleDrift):

@@ -338,9 +338,6 @@ for _fname in ("paper_field", "algorithm2_field"):
          extra=[("attraction", dict(attraction=-1.0), "attraction")])
 spec("drifting.algorithm2_affinities", drifting.algorithm2_affinities, lambda: dict(x=S(), y_pos=S(7)),
      samples=("x", "y_pos"), pairs=(("x", "y_pos"),), positive=("temperature",))
-spec("drifting.multi_temperature_field", drifting.multi_temperature_field, lambda: dict(x=S(), y_pos=S(7)),
-     samples=("x", "y_pos"), pairs=(("x", "y_pos"),),
-     extra=[("temperatures", dict(temperatures=(0.1, -1.0)), "temperature")])
 spec("drifting.gaussian_population_field", drifting.gaussian_population_field,
      lambda: dict(x=S().double(), mp=torch.zeros(2, dtype=torch.float64), Sp=SPD(), mq=torch.ones(2,
          dtype=torch.float64),
@@ -356,7 +353,8 @@ spec("drifting.PaperDrift", drifting.PaperDrift, lambda: dict(temperature=0.1), 
 spec("drifting.Algorithm2Drift", drifting.Algorithm2Drift, lambda: dict(temperature=0.1),
     positive=("temperature",))
 spec("drifting.MultiTemperatureDrift", drifting.MultiTemperatureDrift, lambda: dict(),
-     extra=[("temperatures", dict(temperatures=()), "temperatures")])
+     extra=[("temperatures", dict(temperatures=()), "temperatures"),
+            ("negative temperature", dict(temperatures=(0.1, -1.0)), "temperature")])
 spec("drifting.ObjectiveDrift", drifting.ObjectiveDrift,
     lambda: dict(objective=functionals.MMD("gaussian", 1.0)),
      positive=("scale",), extra=[("objective", dict(objective=3), "objective")])
