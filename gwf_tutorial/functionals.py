@@ -307,14 +307,10 @@ class KL(Objective):
                           for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
 
     def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
+        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
         d = x.shape[1]
         norm = math.log(x.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h * h)
         return self._lse(at, x, h) - norm
-
-    def log_density(self, x, at) -> Tensor:
-        r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
-        x, _, at = self._check(x, None, at)
-        return self._log_kde(at, x, self._h(x))
 
     def value(self, x, y=None) -> Tensor:
         x, y, _ = self._check(x, y)

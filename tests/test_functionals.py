@@ -294,13 +294,13 @@ def test_kl_blob_velocity_at_particles_far_apart_float32():
 
 
 def test_kl_kde_velocity_is_score_minus_kde_score():
-    """v_kde(z) = grad log pi(z) - grad log rho_h(z), the latter by autograd of log_density."""
+    """v_kde(z) = grad log pi(z) - grad log rho_h(z), the latter by autograd of the KDE's log density."""
     target = _gaussian_target()
     obj = KL(target, 0.5, velocity_estimator="kde")
     x, _ = _data(n=35)
     z = torch.cat([x, torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=F64)])
     zz = z.clone().requires_grad_(True)
-    (grad_log_kde,) = torch.autograd.grad(obj.log_density(x, zz).sum(), zz)
+    (grad_log_kde,) = torch.autograd.grad(obj._log_kde(zz, x, 0.5).sum(), zz)
     torch.testing.assert_close(
         obj.velocity(x, None, at=z), target.score(z) - grad_log_kde, rtol=1e-10, atol=1e-12
     )
@@ -315,7 +315,7 @@ def test_kl_log_density_is_the_gaussian_kde():
         [norm.pdf(z[:, 0].numpy(), xi[0], h) * norm.pdf(z[:, 1].numpy(), xi[1], h) for xi in x.numpy()],
         axis=0,
     )
-    got = KL(_gaussian_target(), h).log_density(x, z)
+    got = KL(_gaussian_target(), h)._log_kde(z, x, h)
     np.testing.assert_allclose(got.numpy(), np.log(dens), rtol=1e-12)
 
 
