@@ -22,7 +22,15 @@ import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_interval, check_positive, check_same_dim, check_samples
+from gwf_tutorial._validation import (
+    check_choice,
+    check_generator,
+    check_int,
+    check_interval,
+    check_positive,
+    check_same_dim,
+    check_samples,
+)
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
@@ -273,10 +281,9 @@ class KL(Objective):
             raise TypeError("target must be a score callable or an object with a score method")
         if log_prob is not None and not callable(log_prob):
             raise TypeError("log_prob must be callable")
-        if velocity_estimator not in ("blob", "kde"):
-            raise ValueError(f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}")
+        self.velocity_estimator = check_choice(velocity_estimator, "velocity_estimator", ("blob", "kde"))
         self.kde_bandwidth = None if kde_bandwidth is None else check_positive(kde_bandwidth, "kde_bandwidth")
-        self.score, self.log_prob, self.velocity_estimator = score, log_prob, velocity_estimator
+        self.score, self.log_prob = score, log_prob
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
@@ -308,14 +315,12 @@ class KL(Objective):
 
     def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
         r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
-        d = x.shape[1]
-        norm = math.log(x.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h * h)
+        norm = math.log(x.shape[0]) + 0.5 * x.shape[1] * math.log(2.0 * math.pi * h * h)
         return self._lse(at, x, h) - norm
 
     def value(self, x, y=None) -> Tensor:
         x, y, _ = self._check(x, y)
-        h = self._h(x)
-        return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
+        return self._log_kde(x, x, self._h(x)).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
@@ -382,17 +387,13 @@ def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
 def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
     """Piecewise-linear CDF levels of sorted columns ``(n, L)`` at points ``t`` ``(k, L)``."""
     n = sorted_vals.shape[0]
-    xp = sorted_vals.T.contiguous()  # (L, n)
-    tt = t.T.contiguous()  # (L, k)
+    xp, tt = sorted_vals.T.contiguous(), t.T.contiguous()  # (L, n), (L, k)
     idx = torch.searchsorted(xp, tt)  # in [0, n]
-    lo = (idx - 1).clamp(0, n - 1)
-    hi = idx.clamp(0, n - 1)
-    x_lo = torch.gather(xp, 1, lo)
-    x_hi = torch.gather(xp, 1, hi)
+    lo, hi = (idx - 1).clamp(0, n - 1), idx.clamp(0, n - 1)
+    x_lo, x_hi = torch.gather(xp, 1, lo), torch.gather(xp, 1, hi)
     gap = x_hi - x_lo
     frac = torch.where(gap > 0, (tt - x_lo) / torch.where(gap > 0, gap, 1.0), 0.0).clamp(0, 1)
-    level = (lo.to(t.dtype) + frac + 0.5) / n
-    return level.T  # (k, L)
+    return ((lo.to(t.dtype) + frac + 0.5) / n).T  # (k, L)
 
 
 class _SlicedObjective(Objective):
@@ -402,9 +403,7 @@ class _SlicedObjective(Objective):
 
     def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator or None")
-        self.generator = generator
+        self.generator = check_generator(generator)
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
         r"""``n_projections`` directions :math:`g / |g|`, :math:`g \sim \mathcal N(0, I_d)`, ``(L, d)``."""
@@ -444,8 +443,7 @@ class SlicedWasserstein(_SlicedObjective):
         x, y, _ = self._check(x, y)
         theta = self._projections(x, projections)
         n = x.shape[0]
-        px = torch.sort(x @ theta.T, dim=0).values  # (n, L)
-        py = torch.sort(y @ theta.T, dim=0).values  # (m, L)
+        px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values  # (n|m, L)
         levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
         q = _quantiles(py, levels)
         return 0.5 * (px - q).pow(2).mean()
@@ -490,10 +488,8 @@ def _pair_sum(sorted_vals: Tensor) -> Tensor:
 
 def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
     r"""``#{s_j < p} - #{s_j > p}`` over each sorted column ``(N, L)`` at points ``(k, L)``, ``(k, L)``."""
-    cols = sorted_cols.T.contiguous()  # (L, N)
-    pts = points.T.contiguous()  # (L, k)
-    below = torch.searchsorted(cols, pts, side="left")
-    not_above = torch.searchsorted(cols, pts, side="right")
+    cols, pts = sorted_cols.T.contiguous(), points.T.contiguous()  # (L, N), (L, k)
+    below, not_above = torch.searchsorted(cols, pts, side="left"), torch.searchsorted(cols, pts, side="right")
     return (below + not_above - cols.shape[1]).T.to(points.dtype)
 
 
@@ -518,9 +514,7 @@ class SlicedEnergyMMD(_SlicedObjective):
 
     def __init__(self, n_projections: int = 64, generator: torch.Generator | None = None, directions="auto"):
         super().__init__(n_projections, generator)
-        if directions not in ("auto", "grid", "random"):
-            raise ValueError(f"directions must be 'auto', 'grid' or 'random', got {directions!r}")
-        self.directions = directions
+        self.directions = check_choice(directions, "directions", ("auto", "grid", "random"))
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
         r"""Directions ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`, :math:`\alpha_l = (l + u)\pi / L`,
@@ -541,8 +535,7 @@ class SlicedEnergyMMD(_SlicedObjective):
         theta = self._projections(x, projections).double()
         n, m = x.shape[0], y.shape[0]
         px, py = x.double() @ theta.T, y.double() @ theta.T  # (n, L), (m, L)
-        wx = _pair_sum(torch.sort(px, dim=0).values)
-        wy = _pair_sum(torch.sort(py, dim=0).values)
+        wx, wy = _pair_sum(torch.sort(px, dim=0).values), _pair_sum(torch.sort(py, dim=0).values)
         wu = _pair_sum(torch.sort(torch.cat([px, py]), dim=0).values)
         per_dir = (wu - wx - wy) / (n * m) - wx / n**2 - wy / m**2
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
@@ -562,8 +555,7 @@ class SlicedEnergyMMD(_SlicedObjective):
             coef = torch.empty_like(coef_sorted).scatter_(1, order, coef_sorted)[:, :n].T  # (n, L)
         else:
             pz = at.detach() @ theta.T  # (k, L)
-            px = torch.sort(x @ theta.T, dim=0).values
-            py = torch.sort(y @ theta.T, dim=0).values
+            px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values
             coef = _sign_sums(px, pz) / n - _sign_sums(py, pz) / m  # (k, L)
         return slicing_constant(x.shape[1]) * (coef @ theta) / theta.shape[0]
 
@@ -615,13 +607,11 @@ class SinkhornDivergence(Objective):
         self.eps, self.max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
         self.debiased, self.warm_start = bool(debiased), bool(warm_start)
-        if solver not in _SINKHORN_SOLVERS:
-            raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
+        self.solver = check_choice(solver, "solver", _SINKHORN_SOLVERS)
         if solver == "geomloss":
             _import_geomloss()  # fail now, with the install hint, not at the first call
             if self.warm_start:
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
-        self.solver = solver
         self.chunk_size = _check_chunk_size(chunk_size)
         self.scaling = check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}

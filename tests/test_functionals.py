@@ -666,7 +666,7 @@ def test_sinkhorn_bad_inputs():
         SinkhornDivergence(0.1, max_iter=0)
     with pytest.raises(ValueError, match="same dimension"):
         SinkhornDivergence(0.1).velocity(x, y[:, :1])
-    with pytest.raises(ValueError, match="solver must be 'dense', 'lazy', 'geomloss' or 'auto'"):
+    with pytest.raises(ValueError, match=r"solver must be one of \['auto', 'dense', 'geomloss', 'lazy'\]"):
         SinkhornDivergence(0.1, solver="keops")
     with pytest.raises(ValueError, match="chunk_size"):
         SinkhornDivergence(0.1, solver="lazy", chunk_size=0)
