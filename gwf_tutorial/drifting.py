@@ -188,10 +188,8 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
         return c * total, _rms(c * raw) if with_raw else None
 
 
-def paper_field(
-    x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
-    attraction: float = 1.0, repulsion: float = 1.0,
-) -> Tensor:  # fmt: skip
+def paper_field(x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
+                attraction: float = 1.0, repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""The paper's drift field ``(n, d)``: attraction to the data minus repulsion from the samples,
 
     .. math::
@@ -209,17 +207,13 @@ def paper_field(
     return _paper(x, y_pos, y_neg, self_neg, *_check_field(temperature, kernel, attraction, repulsion))
 
 
-def algorithm2_field(
-    x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
-) -> Tensor:
+def algorithm2_field(x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0,
+                     repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
     :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
     increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
-    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
-
-    .. math::
-
-        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big] \quad (n, d).
+    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`: the field
+    ``(n, d)`` :math:`V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big]`.
 
     Used in: chapter 8.
     """
@@ -243,9 +237,8 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
     return a[:, : y_pos.shape[0]], a[:, y_pos.shape[0] :]
 
 
-def gaussian_population_field(
-    x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0, repulsion: float = 1.0
-) -> Tensor:
+def gaussian_population_field(x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0,
+                              repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""Population drift field of the Gaussian kernel between two Gaussians (closed form),
 
     .. math::
@@ -410,12 +403,10 @@ class MultiTemperatureDrift(_SampleDrift):
     Used in: chapter 8, ``cifar10.Trainer``.
     """
 
-    def __init__(
-        self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
-        attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6,
-    ) -> None:  # fmt: skip
-        self.temperatures, self.normalize, self.affinity_floor = _check_multi(temperatures, normalize,
-                                                                              affinity_floor)  # fmt: skip
+    def __init__(self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
+                 attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6) -> None:
+        checked = _check_multi(temperatures, normalize, affinity_floor)
+        self.temperatures, self.normalize, self.affinity_floor = checked
         self.attraction, self.repulsion = _check_field(1.0, None, attraction, repulsion)[2:]
 
     def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -425,13 +416,12 @@ class MultiTemperatureDrift(_SampleDrift):
 
 
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from an objective's Wasserstein velocity :math:`v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}`,
-    optionally with noise injection: :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i)`,
-    :math:`u_i \sim \mathcal N(0, I)`, with ``objective.velocity(x, y, at=None)`` (a
-    :class:`gwf_tutorial.functionals.Objective`: the MMD witness, Sinkhorn's barycentric projection, the
-    sliced-W drift), ``scale`` :math:`\lambda > 0`,
-    ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise injection of Arbel et al.,
-    NeurIPS 2019) and ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
+    r"""Drift from an objective's Wasserstein velocity :math:`v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}`
+    (``objective.velocity(x, y, at=None)``, e.g. a :class:`~gwf_tutorial.functionals.Objective`: the MMD
+    witness, Sinkhorn's barycentric projection, the sliced-W drift), optionally with noise injection:
+    :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i)`, :math:`u_i \sim \mathcal N(0, I)`, ``scale``
+    :math:`\lambda > 0`, ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise
+    injection of Arbel et al., NeurIPS 2019), ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
 
     Used in: chapter 8.
     """
@@ -440,10 +430,8 @@ class ObjectiveDrift(_SampleDrift):
 
     def __init__(self, objective, scale: float = 1.0, *, noise_level: float = 0.0, generator=None) -> None:
         if not callable(getattr(objective, "velocity", None)):
-            raise TypeError(
-                "objective must have a callable velocity(x, y) method (a functionals.Objective), "
-                f"got {type(objective).__name__}"
-            )
+            raise TypeError("objective must have a callable velocity(x, y) method (a functionals.Objective), "
+                            f"got {type(objective).__name__}")  # fmt: skip
         self.objective, self.scale = objective, check_positive(scale, "scale")
         self.noise_level = check_nonnegative(noise_level, "noise_level")
         self.generator = check_generator(generator)
@@ -486,10 +474,8 @@ class CriticDrift(_SampleDrift):
 
     _self_negatives = False
 
-    def __init__(
-        self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3, hidden: int = 64,
-        depth: int = 2, scale: float = 1.0,
-    ) -> None:  # fmt: skip
+    def __init__(self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3,
+                 hidden: int = 64, depth: int = 2, scale: float = 1.0) -> None:  # fmt: skip
         if critic is not None and not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
         self.n_iters, self.lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
@@ -503,19 +489,15 @@ class CriticDrift(_SampleDrift):
         self.critic = critic if device is None else critic.to(device)
         self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
-    def _fit(self, x: Tensor, y_pos: Tensor) -> None:
-        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; ``last_loss``
-        is the loss before the last step."""
-        x, y_pos = x.detach(), y_pos.detach()
+    def _field(self, x, y_pos) -> Tensor:
+        """Refit (``n_iters`` Adam steps, ``y_pos`` labelled 1, ``x`` 0; ``last_loss``: the loss before the
+        last step), then the field."""
         if self.critic is None:
             self._build(x.shape[1], x.dtype, x.device)
         with torch.enable_grad():
-            fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
-                                 progress=False)
+            fit = logistic_ratio(x.detach(), y_pos.detach(), self.critic, self.n_iters,
+                                 optimizer=self._optimizer, progress=False)  # fmt: skip
         self.last_loss = fit.history.loss[-1]
-
-    def _field(self, x, y_pos) -> Tensor:
-        self._fit(x, y_pos)
         return self.scale * value_and_grad(self.critic, x)[1]
 
     def state_dict(self) -> dict:
@@ -666,12 +648,11 @@ class _DriftLoss:
 _KIND = "drifting.train_drifting"
 
 
-def train_drifting(
-    net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
-    n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
-    generator: torch.Generator | None = None, progress: bool = True,
-    checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-) -> DriftingHistory:  # fmt: skip
+def train_drifting(net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
+                   n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
+                   generator: torch.Generator | None = None, progress: bool = True,
+                   checkpoint: str | os.PathLike | None = None,
+                   checkpoint_every: int | None = None) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
     Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j
