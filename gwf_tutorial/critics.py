@@ -231,10 +231,7 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
         raise ValueError("fdiv must be given when the critic has no divergence")
     fdiv = get_fdivergence(fdiv)
     x, y = check_pair(x, y)
-
-    def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:  # critic_loss, unchecked at every step
-        return -_bound(fdiv, h_x, h_y, check_nan=False)
-
+    loss_fn = lambda h_x, h_y: -_bound(fdiv, h_x, h_y, check_nan=False)  # noqa: E731 (critic_loss, unchecked)
     return _train(critic, loss_fn, x, y, f"critic ({fdiv.name})", n_iters, lr, batch_size, r1, gp, generator,
                   optimizer, progress)
 
@@ -432,8 +429,7 @@ class CriticObjective:
     def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
         r"""``(loss, bound)``: :math:`-\widehat B(h; x, y)` plus the penalties of :func:`add_penalties` on
         the penalty function."""
-        bound = self.bound(critic, x, y)
-        fn = self.penalty_function(critic, x, y)
+        bound, fn = self.bound(critic, x, y), self.penalty_function(critic, x, y)
         return add_penalties(-bound, fn, x, y, r1=r1, gp=gp, generator=generator), bound
 
     def velocity(self, critic, x: Tensor, y: Tensor | None = None) -> Tensor:

@@ -72,10 +72,8 @@ def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
     x, y_pos = _check_pair(x, y_pos)
     if y_neg is None:
         if x.shape[0] < 2:
-            raise ValueError(
-                "x must hold at least 2 samples when y_neg is None (the negatives are x without "
-                f"the sample itself), got {x.shape[0]}"
-            )
+            raise ValueError("x must hold at least 2 samples when y_neg is None (the negatives are x without "
+                             f"the sample itself), got {x.shape[0]}")  # fmt: skip
         return x, y_pos, x, True
     y_neg = check_samples(y_neg, "y_neg")
     check_same_dim(x, y_neg, "x", "y_neg")
@@ -505,13 +503,10 @@ class CriticDrift(_SampleDrift):
         if self.critic is None:
             return {}
         p = next(self.critic.parameters(), None)
-        return {
-            "critic": self.critic.state_dict(),
-            "optimizer": self._optimizer.state_dict(),
-            "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
-            "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
-            "last_loss": self.last_loss,
-        }
+        return {"critic": self.critic.state_dict(), "optimizer": self._optimizer.state_dict(),
+                "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
+                "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
+                "last_loss": self.last_loss}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (building the default critic if needed)."""

@@ -293,10 +293,8 @@ class KL(Objective):
 
     def _log_prob(self, z: Tensor) -> Tensor:
         if self.log_prob is None:
-            raise ValueError(
-                "KL.value needs log_prob (log pi up to a constant); pass log_prob= or a target "
-                "with a log_prob method, or track no value (track_value=False)"
-            )
+            raise ValueError("KL.value needs log_prob (log pi up to a constant); pass log_prob= or a target "
+                             "with a log_prob method, or track no value (track_value=False)")  # fmt: skip
         lp = self.log_prob(z)
         if not isinstance(lp, Tensor) or lp.shape != (z.shape[0],):
             raise ValueError(f"log_prob must return shape ({z.shape[0]},)")
@@ -569,10 +567,8 @@ def _import_geomloss():
     try:
         import geomloss
     except ImportError as err:
-        raise ImportError(
-            "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops): "
-            "pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops"
-        ) from err
+        what = "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops)"
+        raise ImportError(f"{what}: pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops") from err
     return geomloss
 
 
@@ -637,10 +633,9 @@ class SinkhornDivergence(Objective):
         geomloss = _import_geomloss()
         large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
         online = a.is_cuda and large and find_spec("pykeops") is not None
-        loss = geomloss.SamplesLoss(
-            "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
-            potentials=potentials, backend="online" if online else "tensorized",
-        )  # fmt: skip
+        loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling,
+                                    debias=debias, potentials=potentials,
+                                    backend="online" if online else "tensorized")  # fmt: skip
         return loss(a, b)
 
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
@@ -695,16 +690,13 @@ class SinkhornDivergence(Objective):
             cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
             # The transposed problem (b first): POT's online solver then updates in the dense solver's
             # order (v from u, then u). Metric "sqeuclidean" with reg 2 eps gives |x - y|^2 / 2 eps.
-            log_v, log_u = ot.bregman.empirical_sinkhorn(
-                b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean", numIterMax=self.max_iter,
-                stopThr=tol, isLazy=True, batchSize=(rows, cols),
-                warmstart=None if init is None else init[::-1],
-            )  # fmt: skip
+            log_v, log_u = ot.bregman.empirical_sinkhorn(b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean",
+                                                         numIterMax=self.max_iter, stopThr=tol, isLazy=True,
+                                                         batchSize=(rows, cols),
+                                                         warmstart=None if init is None else init[::-1])
         else:
-            _, log = ot.sinkhorn(
-                wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
-                numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init,
-            )  # fmt: skip
+            _, log = ot.sinkhorn(wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
+                                 numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init)  # fmt: skip
             log_u, log_v = log["log_u"], log["log_v"]
         if self.warm_start and tag is not None:
             self._potentials[tag] = (log_u.detach(), log_v.detach())
