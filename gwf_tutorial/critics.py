@@ -67,8 +67,7 @@ class Critic(nn.Module):
     """
 
     def __init__(self, in_dim: int, fdiv: FDivergence | str | None = None, hidden: int = 128, depth: int = 3,
-                 activation: str = "silu", *, net: nn.Module | None = None,
-                 dtype: torch.dtype | None = None) -> None:  # fmt: skip
+                 activation: str = "silu", *, net: nn.Module | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         self.in_dim = check_int(in_dim, "in_dim")
         self.fdiv = None if fdiv is None else get_fdivergence(fdiv)
@@ -215,8 +214,7 @@ def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tenso
 def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | None = None,
                n_iters: int = 500, lr: float = 1e-3, *, batch_size: int | None = None, r1: float = 0.0,
                gp: float = 0.0, generator: torch.Generator | None = None,
-               optimizer: torch.optim.Optimizer | None = None,
-               progress: bool = True) -> CriticHistory:  # fmt: skip
+               optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> CriticHistory:
     r"""Train ``critic`` in place on fixed samples: Adam on :func:`critic_loss` plus :func:`add_penalties`
     (the penalties of the module docstring), optimum :math:`h = f'(\rho/\nu)`. ``fdiv`` defaults to
     ``critic.fdiv``; ``batch_size`` (default the full samples) draws minibatches with replacement. Raises
@@ -263,8 +261,7 @@ class LogisticRatio:
 def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int = 500, lr: float = 1e-3, *,
                    hidden: int = 128, depth: int = 3, activation: str = "silu", batch_size: int | None = None,
                    r1: float = 0.0, generator: torch.Generator | None = None,
-                   optimizer: torch.optim.Optimizer | None = None,
-                   progress: bool = True) -> LogisticRatio:  # fmt: skip
+                   optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> LogisticRatio:
     r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
     (data label 1, model label 0): Adam on the class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) +
     \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes)
@@ -427,14 +424,12 @@ class CriticObjective:
         return critic
 
     def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
-        r"""``(loss, bound)``: :math:`-\widehat B(h; x, y)` plus the penalties of :func:`add_penalties` on
-        the penalty function."""
+        r"""``(loss, bound)``: :math:`-\widehat B` plus :func:`add_penalties` on ``penalty_function``."""
         bound, fn = self.bound(critic, x, y), self.penalty_function(critic, x, y)
         return add_penalties(-bound, fn, x, y, r1=r1, gp=gp, generator=generator), bound
 
     def velocity(self, critic, x: Tensor, y: Tensor | None = None) -> Tensor:
-        r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i}\widehat M(h; x_{1:n}, y)` the map term imposes on
-        the particles ``x``, detached, shape of ``x``."""
+        r"""The velocity :math:`v` of the map term (class docstring) at the particles ``x``, detached."""
         return _input_velocity(lambda xx: self.map_term(critic, xx, y), x)
 
     def __repr__(self) -> str:
@@ -498,8 +493,7 @@ class VariationalFDivergence(CriticObjective):
 
 
 class WassersteinCritic(CriticObjective):
-    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``).
-
+    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``):
     :math:`W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h`, map term
     :math:`\mathbb E_z h(T(z))`.
 
@@ -517,8 +511,7 @@ class WassersteinCritic(CriticObjective):
 
 
 class LearnedKernelMMD(CriticObjective):
-    r"""Squared MMD with a learned kernel (:class:`LearnedKernel`), max over the kernel.
-
+    r"""Squared MMD with a learned kernel (:class:`LearnedKernel`), max over the kernel:
     :math:`F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu)`: the critic's estimate and the map term
     are both the MMD (U-statistic unless ``unbiased=False``); penalties act on the witness function.
     ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.

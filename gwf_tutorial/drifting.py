@@ -238,11 +238,7 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
 def gaussian_population_field(x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0,
                               repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""Population drift field of the Gaussian kernel between two Gaussians (closed form),
-
-    .. math::
-
-        V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big],
-
+    :math:`V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big]`
     for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), :math:`q = \mathcal N(m_q,
     \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). The
     covariances may be singular (a degenerate law: :math:`s^2 I + \Sigma` stays invertible). Returns

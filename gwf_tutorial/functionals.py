@@ -443,8 +443,7 @@ class SlicedWasserstein(_SlicedObjective):
         n = x.shape[0]
         px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values  # (n|m, L)
         levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
-        q = _quantiles(py, levels)
-        return 0.5 * (px - q).pow(2).mean()
+        return 0.5 * (px - _quantiles(py, levels)).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
         x, y, at = self._check(x, y, at)
@@ -454,14 +453,12 @@ class SlicedWasserstein(_SlicedObjective):
         px = x @ theta.T  # (n, L)
         py = torch.sort(y @ theta.T, dim=0).values
         if at is None:
-            px_sorted, order = torch.sort(px, dim=0)
+            order = torch.sort(px, dim=0).indices
             levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
             q_sorted = _quantiles(py, levels)  # (n, L) in sorted order
-            target = torch.empty_like(px).scatter_(0, order, q_sorted)
-            disp = target - px
+            disp = torch.empty_like(px).scatter_(0, order, q_sorted) - px
         else:
-            at = at.detach()
-            pz = at @ theta.T  # (k, L)
+            pz = at.detach() @ theta.T  # (k, L)
             disp = _quantiles(py, _cdf_levels(torch.sort(px, dim=0).values, pz)) - pz
         return disp @ theta / theta.shape[0]
 

@@ -251,21 +251,14 @@ class MultiBandwidthKernel(Kernel):
         self.factors = check_positive_seq(factors, "factors")
         self.bandwidth = None
 
-    @property
-    def kernels(self) -> list[Kernel]:
-        """The base kernels at the fixed bandwidths."""
-        if self.bandwidths is None:
-            raise ValueError("bandwidths are not fixed yet; call resolve(x, y) first")
-        return [_BASES[self.base](b) for b in self.bandwidths]
-
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if self.bandwidths is not None:
             return self
         med = _median_distance(x, y)
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
-    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:
-        q, kernels = _sqdist(x, y), self.kernels
+    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:  # on a resolved kernel (bandwidths fixed)
+        q, kernels = _sqdist(x, y), [_BASES[self.base](b) for b in self.bandwidths]
         total = torch.stack([term(kk, q) for kk in kernels]).sum(0)
         return total / len(kernels) if self.reduction == "mean" else total
 
