@@ -36,13 +36,13 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
 )
-from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence, psi_star, variational_bound
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence, psi_star
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import _median_distance, _sqdist, check_pair, check_positive_seq
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Critic", "critic_loss", "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic",
+__all__ = ["Critic", "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic",
            "LogisticRatio", "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective",
            "VariationalFDivergence", "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential",
            "get_critic_objective"]  # fmt: skip
@@ -87,15 +87,6 @@ class Critic(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         v = self.raw(x)
         return v if self.fdiv is None else self.fdiv.output_activation(v)
-
-
-def critic_loss(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Loss :math:`-(\mathbb E_\rho h - \mathbb E_\nu f^*(h)) \ge -D_f(\rho\|\nu)` of a variational critic
-    (Donsker--Varadhan for ``KL_DV``), shape ``()``.
-
-    Used in: :func:`~gwf_tutorial.critics.fit_critic` (unchecked, at every step).
-    """
-    return -variational_bound(fdiv, h_x, h_y)
 
 
 def _logistic(d_x: Tensor, d_y: Tensor) -> Tensor:
@@ -215,10 +206,12 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
                n_iters: int = 500, lr: float = 1e-3, *, batch_size: int | None = None, r1: float = 0.0,
                gp: float = 0.0, generator: torch.Generator | None = None,
                optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> CriticHistory:
-    r"""Train ``critic`` in place on fixed samples: Adam on :func:`critic_loss` plus :func:`add_penalties`
-    (the penalties of the module docstring), optimum :math:`h = f'(\rho/\nu)`. ``fdiv`` defaults to
-    ``critic.fdiv``; ``batch_size`` (default the full samples) draws minibatches with replacement. Raises
-    :class:`~gwf_tutorial._validation.FlowDivergedError` (naming ``lr``) when the loss becomes non-finite.
+    r"""Train ``critic`` in place on fixed samples: Adam on the loss :math:`-(\mathbb E_\rho h - \mathbb E_\nu
+    f^*(h)) \ge -D_f(\rho\|\nu)` (minus :func:`~gwf_tutorial.fdiv.variational_bound`; Donsker--Varadhan for
+    ``KL_DV``) plus :func:`add_penalties` (the penalties of the module docstring), optimum :math:`h =
+    f'(\rho/\nu)`. ``fdiv`` defaults to ``critic.fdiv``; ``batch_size`` (default the full samples) draws
+    minibatches with replacement. Raises :class:`~gwf_tutorial._validation.FlowDivergedError` (naming ``lr``)
+    when the loss becomes non-finite.
 
     Used in: chapter 4.
     """
@@ -229,7 +222,7 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
         raise ValueError("fdiv must be given when the critic has no divergence")
     fdiv = get_fdivergence(fdiv)
     x, y = check_pair(x, y)
-    loss_fn = lambda h_x, h_y: -_bound(fdiv, h_x, h_y, check_nan=False)  # noqa: E731 (critic_loss, unchecked)
+    loss_fn = lambda h_x, h_y: -_bound(fdiv, h_x, h_y, check_nan=False)  # noqa: E731 (unchecked per step)
     return _train(critic, loss_fn, x, y, f"critic ({fdiv.name})", n_iters, lr, batch_size, r1, gp, generator,
                   optimizer, progress)
 

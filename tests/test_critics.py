@@ -11,10 +11,15 @@ from torch import nn
 import gwf_tutorial._validation as validation
 from gwf_tutorial import critics, fdiv
 from gwf_tutorial._validation import FlowDivergedError, as_tensor
-from gwf_tutorial.critics import Critic, add_penalties, critic_loss, fit_critic, logistic_ratio
+from gwf_tutorial.critics import Critic, add_penalties, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import FDIVERGENCES, JS, KL, KL_DV, REVERSE_KL, dv_bound, variational_bound
 
 F64 = torch.float64
+
+
+def critic_loss(fdiv, h_x, h_y):
+    """A variational critic's loss, minus the bound (fit_critic's per-step loss, checked)."""
+    return -variational_bound(fdiv, h_x, h_y)
 
 
 def r1_penalty(critic, y):

@@ -208,8 +208,6 @@ spec("functionals.wasserstein_gradient", functionals.wasserstein_gradient,
 
 # --- critics -------------------------------------------------------------------------------------------
 spec("critics.Critic", critics.Critic, lambda: dict(in_dim=2, hidden=8, depth=1), ints=("in_dim", "hidden"))
-spec("critics.critic_loss", critics.critic_loss, lambda: dict(fdiv="kl", h_x=V(), h_y=V(7)),
-    vectors=("h_x", "h_y"))
 spec("critics.value_and_input_grad", critics.value_and_input_grad, lambda: dict(critic=critic2(), y=S()),
      samples=("y",), nan=False)
 spec("critics.add_penalties", critics.add_penalties,
