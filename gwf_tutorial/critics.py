@@ -257,10 +257,9 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
                    optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> LogisticRatio:
     r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
     (data label 1, model label 0): Adam on the class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) +
-    \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes)
-    plus the R1 term of :func:`add_penalties`. ``net`` (trained in place: a warm start) defaults to
-    ``Critic(d, None, hidden, depth, activation)`` in the dtype of ``x``; ``batch_size``, ``r1`` as in
-    :func:`fit_critic`.
+    \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes) plus
+    the R1 term of :func:`add_penalties`. ``net`` (trained in place: a warm start) defaults to ``Critic(d,
+    None, hidden, depth, activation)`` in the dtype of ``x``; ``batch_size``, ``r1`` as in :func:`fit_critic`.
 
     Used in: chapter 4; :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.fflows`.
     """
@@ -294,8 +293,7 @@ class LearnedKernel(nn.Module):
                  activation: str = "silu", bandwidths=None, *, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
                  dtype: torch.dtype | None = None, embedding: nn.Module | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.in_dim = check_int(in_dim, "in_dim")
-        self.feature_dim = check_int(feature_dim, "feature_dim")
+        self.in_dim, self.feature_dim = check_int(in_dim, "in_dim"), check_int(feature_dim, "feature_dim")
         if embedding is not None:
             if not isinstance(embedding, nn.Module):
                 raise TypeError(f"embedding must be an nn.Module, got {type(embedding).__name__}")
@@ -433,16 +431,12 @@ _GENERATOR_LOSSES = ("minimax", "non_saturating")
 
 
 class VariationalFDivergence(CriticObjective):
-    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch.
-
-    .. math::
-
-        D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad
-        D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h) \ (\texttt{symmetric=True}),
-
-    map terms :math:`\mathbb E_z h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E
-    e^h`). ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`,
-    whose flow with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
+    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch:
+    :math:`D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h)` or (``symmetric=True``)
+    :math:`D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h)`, map terms :math:`\mathbb E_z
+    h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E e^h`).
+    ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`, whose flow
+    with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
 
     Used in: :func:`~gwf_tutorial.critics.get_critic_objective` (what it returns for an f-divergence name).
     """

@@ -189,15 +189,10 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
 def paper_field(x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
                 attraction: float = 1.0, repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""The paper's drift field ``(n, d)``: attraction to the data minus repulsion from the samples,
-
-    .. math::
-
-        V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x), \qquad
-        V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
-
-    two kernel mean shifts (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``), :math:`k(x, y) = e^{-|x-y|/\kappa}`
-    (``"laplace"``) or :math:`e^{-|x-y|^2/(2\kappa^2)}` (``"gaussian"``: :math:`V^+_p = \kappa^2\nabla\log(p
-    * \mathcal N(0, \kappa^2 I))`); :math:`V_{p,q} = -V_{q,p}` when :math:`a = r`.
+    :math:`V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x)` with :math:`V^\pm(x) = \mathbb E[k(x, y)(y - x)] / \mathbb
+    E[k(x, y)]`, two kernel mean shifts (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``), :math:`k(x, y) =
+    e^{-|x-y|/\kappa}` (``"laplace"``) or :math:`e^{-|x-y|^2/(2\kappa^2)}` (``"gaussian"``: :math:`V^+_p =
+    \kappa^2\nabla\log(p * \mathcal N(0, \kappa^2 I))`); :math:`V_{p,q} = -V_{q,p}` when :math:`a = r`.
 
     Used in: chapter 8.
     """
@@ -625,8 +620,7 @@ class _DriftLoss:
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         p = next(self.net.parameters())
         e = torch.randn(self.batch_size, self.latent_dim, generator=self.generator, dtype=p.dtype)
-        y = self.draw()
-        x = self.net(e.to(p.device))
+        y, x = self.draw(), self.net(e.to(p.device))
         if x.ndim != 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
@@ -646,10 +640,9 @@ def train_drifting(net: nn.Module, data, drift: DriftField, *, n_iters: int = 20
                    checkpoint_every: int | None = None) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j
-    \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with
-    :math:`V = \mathrm{drift}(x, y)`.
-    ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
+    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j \sim
+    \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with :math:`V = \mathrm{drift}(x,
+    y)`. ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
     ``data``: a tensor ``(N, d)`` (``n_data`` rows per step, default ``batch_size``, with replacement), an
     object with ``sample(n, generator=)`` or a callable ``n -> (n, d)``. ``n_iters``: total steps (a resumed
     run continues up to it). ``generator`` draws the noise and the data. ``checkpoint``: saved every

@@ -213,8 +213,7 @@ class MMD(Objective):
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
-        k = self.kernel._resolve(x, y)
-        n_cols = x.shape[0] + y.shape[0]
+        k, n_cols = self.kernel._resolve(x, y), x.shape[0] + y.shape[0]
         return torch.cat([k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
                           for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
@@ -322,8 +321,7 @@ class KL(Objective):
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
-        h = self._h(x)
-        x = x.detach()
+        h, x = self._h(x), x.detach()
         lse_x = self._lse(x, x, h)  # (n,)
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
         extra = torch.cat([torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
@@ -333,8 +331,7 @@ class KL(Objective):
     def velocity(self, x, y=None, at=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x = x.detach()
-        h = self._h(x)
-        blob = self.velocity_estimator == "blob"
+        h, blob = self._h(x), self.velocity_estimator == "blob"
         if blob and at is None:
             return self._score(x) - self._blob_drift_at_particles(x, h)
         z = x if at is None else at.detach()
@@ -439,8 +436,7 @@ class SlicedWasserstein(_SlicedObjective):
 
     def value(self, x, y, projections=None) -> Tensor:
         x, y, _ = self._check(x, y)
-        theta = self._projections(x, projections)
-        n = x.shape[0]
+        theta, n = self._projections(x, projections), x.shape[0]
         px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values  # (n|m, L)
         levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
         return 0.5 * (px - _quantiles(py, levels)).pow(2).mean()
@@ -448,8 +444,7 @@ class SlicedWasserstein(_SlicedObjective):
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        theta = self._projections(x, projections)
-        n = x.shape[0]
+        theta, n = self._projections(x, projections), x.shape[0]
         px = x @ theta.T  # (n, L)
         py = torch.sort(y @ theta.T, dim=0).values
         if at is None:
@@ -544,8 +539,7 @@ class SlicedEnergyMMD(_SlicedObjective):
             u = (torch.cat([x, y]) @ theta.T).T.contiguous()  # (L, n + m)
             order = torch.sort(u, dim=1).indices
             is_x = (order < n).to(x.dtype)
-            below_x = is_x.cumsum(1) - is_x
-            below_y = (1.0 - is_x).cumsum(1) - (1.0 - is_x)
+            below_x, below_y = is_x.cumsum(1) - is_x, (1.0 - is_x).cumsum(1) - (1.0 - is_x)
             coef_sorted = (2.0 * below_x - (n - 1)) / n - (2.0 * below_y - m) / m  # at the x entries
             coef = torch.empty_like(coef_sorted).scatter_(1, order, coef_sorted)[:, :n].T  # (n, L)
         else:
@@ -605,8 +599,7 @@ class SinkhornDivergence(Objective):
             _import_geomloss()  # fail now, with the install hint, not at the first call
             if self.warm_start:
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
-        self.chunk_size = _check_chunk_size(chunk_size)
-        self.scaling = check_interval(scaling, "scaling")
+        self.chunk_size, self.scaling = _check_chunk_size(chunk_size), check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -649,8 +642,7 @@ class SinkhornDivergence(Objective):
         ad, bd = a.detach(), b.detach()
         log_u, log_v = self._log_scalings(ad, bd)
         n, m = ad.shape[0], bd.shape[0]
-        log_ab = -math.log(n) - math.log(m)
-        total = ad.new_zeros((), dtype=torch.float64)
+        log_ab, total = -math.log(n) - math.log(m), ad.new_zeros((), dtype=torch.float64)
         grad_a, col_mass, pt_a = [], ad.new_zeros(m), ad.new_zeros(bd.shape)
         for sl in self._slices(n, m, ad):
             cost = 0.5 * _sqdist(ad[sl], bd)  # (chunk, m)
@@ -659,8 +651,7 @@ class SinkhornDivergence(Objective):
             # P (C + eps (log P - log ab - 1)), plus eps a b (the mass term of the generalised KL)
             total = total + (p * (cost + self.eps * (log_p - log_ab - 1.0))).sum().double()
             grad_a.append(p.sum(1, keepdim=True) * ad[sl] - p @ bd)  # sum_j P_ij (a_i - b_j)
-            col_mass = col_mass + p.sum(0)
-            pt_a = pt_a + p.T @ ad[sl]
+            col_mass, pt_a = col_mass + p.sum(0), pt_a + p.T @ ad[sl]
         value = (total + self.eps).to(ad.dtype)
         grad_b = col_mass[:, None] * bd - pt_a  # sum_i P_ij (b_j - a_i)
         # value + <a - a.detach(), grad_a> + <b - b.detach(), grad_b>: the value, with the gradient
@@ -675,8 +666,7 @@ class SinkhornDivergence(Objective):
             if lu.shape == (a.shape[0],) and lv.shape == (b.shape[0],) and lu.dtype == a.dtype:
                 init = (lu.to(a.device), lv.to(a.device))
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
-        tol = self._tol(a)
-        solver = self._solver_for(a)
+        tol, solver = self._tol(a), self._solver_for(a)
         if solver == "geomloss":
             # dual potentials f, g of P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps): u = a e^{f/eps}
             f, g = self._samples_loss(a, b, debias=False, potentials=True)

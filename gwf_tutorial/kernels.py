@@ -245,11 +245,9 @@ class MultiBandwidthKernel(Kernel):
             raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.base = base.lower()
-        self.reduction = reduction
+        self.base, self.reduction = base.lower(), reduction
         self.bandwidths = None if bandwidths is None else check_positive_seq(bandwidths, "bandwidths")
-        self.factors = check_positive_seq(factors, "factors")
-        self.bandwidth = None
+        self.factors, self.bandwidth = check_positive_seq(factors, "factors"), None
 
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if self.bandwidths is not None:
