@@ -69,8 +69,7 @@ class Critic(nn.Module):
     def __init__(self, in_dim: int, fdiv: FDivergence | str | None = None, hidden: int = 128, depth: int = 3,
                  activation: str = "silu", *, net: nn.Module | None = None, dtype: torch.dtype | None = None):
         super().__init__()
-        self.in_dim = check_int(in_dim, "in_dim")
-        self.fdiv = None if fdiv is None else get_fdivergence(fdiv)
+        self.in_dim, self.fdiv = check_int(in_dim, "in_dim"), None if fdiv is None else get_fdivergence(fdiv)
         if net is None:
             net = MLP(self.in_dim, 1, hidden=hidden, depth=depth, activation=activation, dtype=dtype)
         elif not isinstance(net, nn.Module):
@@ -101,9 +100,9 @@ def _value_and_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tens
 
 
 def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Critic values :math:`h(y_j)` (shape of ``critic(y)``) and input gradients :math:`\nabla h(y_j)`
-    ``(m, ...)``, with a graph (a penalty on them trains the critic), from one forward pass on ``y``
-    ``(m, ...)``; shapes and dtype are checked, values are not (a per-step primitive).
+    r"""Critic values :math:`h(y_j)` (shape of ``critic(y)``) and input gradients :math:`\nabla h(y_j)` (shape
+    of ``y``) with a graph (a penalty on them trains the critic), from one forward pass on ``y`` ``(m, ...)``;
+    shapes and dtype are checked, values are not (a per-step primitive).
 
     Used in: :class:`~gwf_tutorial.critics.SemiDualPotential`, :mod:`gwf_tutorial.cifar10` (S-JKO with R1).
     """
@@ -127,8 +126,7 @@ def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y
                   gp: float = 0.0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
     r"""``loss`` plus the penalties of the module docstring, :math:`\gamma` = ``r1`` (R1 on ``y``) and
     :math:`\lambda` = ``gp`` (WGAN-GP on the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`), a zero weight
-    skipping its term: the one place the penalties are added.
-    Called at every critic step: shapes only are checked (no device synchronisation).
+    skipping its term: the one place the penalties are added, at every critic step (shapes only checked).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
     (through their loop), :class:`~gwf_tutorial.critics.CriticObjective` and its subclasses.
@@ -273,18 +271,13 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
 
 
 class LearnedKernel(nn.Module):
-    r"""A Gaussian-kernel mixture on a learned embedding: the critic of an MMD GAN.
-
-    .. math::
-
-        k_\psi(x, y) = \sum_{l=1}^{L} w_l\, \exp\Big(-\frac{|\phi_\psi(x) - \phi_\psi(y)|^2}
-        {2\sigma_l^2}\Big), \qquad \phi_\psi(x) = \big(x,\ g_\psi(x)\big), \qquad w = \mathrm{softmax}(a).
-
-    :math:`g_\psi` (``feature_dim`` outputs) is an MLP of ``hidden``, ``depth``, ``activation`` whose last
-    layer starts at zero, or ``embedding``; keeping :math:`x` in :math:`\phi_\psi` keeps the kernel
-    characteristic, and at initialisation it is the fixed multi-bandwidth kernel. :math:`\sigma_l` are
-    ``bandwidths``, or ``factors`` times the median distance of the pooled embedded sample (detached).
-    ``forward(x, y)`` is the Gram matrix ``(n, m)``.
+    r"""A Gaussian-kernel mixture on a learned embedding, the critic of an MMD GAN: :math:`k_\psi(x, y) =
+    \sum_{l=1}^{L} w_l \exp(-|\phi_\psi(x) - \phi_\psi(y)|^2 / (2\sigma_l^2))`, :math:`\phi_\psi(x) = (x,
+    g_\psi(x))`, :math:`w = \mathrm{softmax}(a)`. :math:`g_\psi` (``feature_dim`` outputs) is an MLP of
+    ``hidden``, ``depth``, ``activation`` whose last layer starts at zero, or ``embedding``; keeping :math:`x`
+    in :math:`\phi_\psi` keeps the kernel characteristic, and at initialisation it is the fixed
+    multi-bandwidth kernel. :math:`\sigma_l` are ``bandwidths``, or ``factors`` times the median distance of
+    the pooled embedded sample (detached). ``forward(x, y)`` is the Gram matrix ``(n, m)``.
 
     Used in: chapter 5; :class:`~gwf_tutorial.critics.LearnedKernelMMD`, :mod:`gwf_tutorial.cifar10`.
     """
@@ -333,9 +326,8 @@ class LearnedKernel(nn.Module):
         return self._gram(fx, fy, self._sigmas(fx, fy))
 
     def mmd2(self, x: Tensor, y: Tensor, *, unbiased: bool = True) -> Tensor:
-        r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set
-        of bandwidths for the three Gram matrices; shape ``()``, differentiable in ``x``, ``y`` and
-        :math:`\psi`."""
+        r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set of
+        bandwidths for the three Gram matrices, differentiable in ``x``, ``y`` and :math:`\psi`."""
         fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
         sig = self._sigmas(fx, fy)
         gram = lambda a, b: self._gram(a, b, sig)  # noqa: E731
@@ -464,8 +456,7 @@ class VariationalFDivergence(CriticObjective):
         return self.fdiv._conjugate(h)
 
     def map_term(self, critic, x, y):
-        h = _batch_values(critic(x), "x")
-        ns = self.generator_loss == "non_saturating"
+        h, ns = _batch_values(critic(x), "x"), self.generator_loss == "non_saturating"
         if not self.symmetric:
             return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
         if ns:
@@ -588,9 +579,9 @@ class SemiDualPotential(CriticObjective):
 
     def loss(self, v_fake, v_real, *, grad_real: Tensor | None = None, r1: float = 0.0, source_weights=None,
              data_weights=None) -> Tensor:  # fmt: skip
-        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake``
-        :math:`= v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)`` and ``grad_real`` :math:`= \nabla
-        v(y_j)` ``(m, ...)`` (needed when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
+        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake`` :math:`=
+        v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)``, ``grad_real`` :math:`= \nabla v(y_j)` ``(m,
+        ...)`` (when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
         return self._terms(v_fake, v_real, grad_real, r1, source_weights, data_weights)[0]
 
     def data_term(self, v_real, data_weights=None) -> Tensor:

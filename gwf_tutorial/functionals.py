@@ -131,10 +131,9 @@ def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
 
 
 class Objective:
-    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity.
-
-    The default ``velocity`` is minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus
-    the gradient of ``first_variation`` at other points.
+    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity, by default
+    minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus the gradient of
+    ``first_variation`` at other points.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD` and every objective of this module (their base class).
     """
@@ -350,8 +349,7 @@ class KL(Objective):
         r"""Kernel part of the blob velocity at the particles, ``(n, d)``, in two passes: with
         :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i`, :math:`\sum_j (w_{ij} +
         u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i) x_i`."""
-        d = x.shape[1]
-        slices = self._slices(x.shape[0], x.shape[0], x)
+        d, slices = x.shape[1], self._slices(x.shape[0], x.shape[0], x)
 
         def gram(sl):  # exponents floored at -80: no subnormal results (slow on x86), error < 1e-34
             return torch.exp((_sqdist(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
@@ -418,16 +416,12 @@ class _SlicedObjective(Objective):
 
 
 class SlicedWasserstein(_SlicedObjective):
-    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections.
-
-    .. math::
-
-        F(\rho) = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta), \qquad
-        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
-        T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
-
-    with ``L = n_projections`` directions drawn at each call (or passed to ``value`` and ``velocity`` as
-    ``projections``, ``(L, d)``); the target quantiles are interpolated at the levels ``(i + 1/2)/n``.
+    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections: :math:`F(\rho)
+    = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta)`, :math:`v(z) =
+    E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big]` with :math:`T_\theta =
+    Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}`, ``L = n_projections`` directions drawn at each call (or passed
+    to ``value`` and ``velocity`` as ``projections``, ``(L, d)``); the target quantiles are interpolated at
+    the levels ``(i + 1/2)/n``.
 
     Used in: chapters 3 and 8.
     """
@@ -484,16 +478,11 @@ def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
 
 
 class SlicedEnergyMMD(_SlicedObjective):
-    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, by slicing and sorting.
-
-    .. math::
-
-        F(\rho) = c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu), \qquad
-        v(z) = c_d\, E_\theta\Big[\Big(E_\rho\operatorname{sign}(\theta^\top(z - X))
-        - E_\nu\operatorname{sign}(\theta^\top(z - Y))\Big)\,\theta\Big],
-
-    with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")`` in
-    :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
+    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, by slicing and sorting: :math:`F(\rho) =
+    c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu)`, :math:`v(z) = c_d\,
+    E_\theta\big[\big(E_\rho\operatorname{sign}(\theta^\top(z - X)) - E_\nu\operatorname{sign}(\theta^\top(z -
+    Y))\big)\,\theta\big]`, with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")``
+    in :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
     offset), ``"random"``, or ``"auto"`` (grid in 2-D).
 
     Used in: the solvers appendix; ``benchmarks/particle_flows.py``.
