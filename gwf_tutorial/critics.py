@@ -30,31 +30,22 @@ from torch import Tensor, nn
 from gwf_tutorial._validation import (
     FlowDivergedError,
     as_tensor,
+    check_bool,
     check_dtype_like,
-    check_finite,
     check_int,
     check_nonnegative,
     check_positive,
-    check_samples,
 )
-from gwf_tutorial.fdiv import (
-    FDIVERGENCES,
-    FDivergence,
-    _bound,
-    dv_bound,
-    get_fdivergence,
-    psi_star,
-    variational_bound,
-)
+from gwf_tutorial.fdiv import FDIVERGENCES, FDivergence, _bound, get_fdivergence, psi_star
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import _median_distance, _sqdist, check_pair, check_positive_seq
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import progress as _progress
 
-__all__ = ["Critic", "critic_loss", "dv_loss", "logistic_loss", "r1_penalty", "gradient_penalty",
-           "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic", "LogisticRatio",
-           "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective", "VariationalFDivergence",
-           "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential", "get_critic_objective"]  # fmt: skip
+__all__ = ["Critic", "value_and_input_grad", "add_penalties", "CriticHistory", "fit_critic",
+           "LogisticRatio", "logistic_ratio", "LearnedKernel", "ExactLogRatio", "CriticObjective",
+           "VariationalFDivergence", "WassersteinCritic", "LearnedKernelMMD", "SemiDualPotential",
+           "get_critic_objective"]  # fmt: skip
 
 
 def _check_rows(x, name: str, in_dim: int) -> Tensor:
@@ -69,20 +60,16 @@ def _check_rows(x, name: str, in_dim: int) -> Tensor:
 class Critic(nn.Module):
     r"""Scalar critic :math:`h(x) = g_f(N_\phi(x))`: a network and the divergence's output activation
     :math:`g_f` (f-GAN), so that :math:`f^*(h)` is finite; the raw :math:`N_\phi(x)` when ``fdiv`` is None.
-
-    ``net`` (any module ``(n, d) -> (n, 1)`` or ``(n,)``) replaces the default
-    :class:`~gwf_tutorial.nets.MLP` of ``hidden``, ``depth``, ``activation`` and ``dtype``. ``forward``
-    maps ``(n, d)`` to ``(n,)``; ``raw(x)`` is :math:`N_\phi(x)`.
+    ``net`` (``(n, d) -> (n, 1)`` or ``(n,)``) replaces the default :class:`~gwf_tutorial.nets.MLP` of
+    ``hidden``, ``depth``, ``activation``, ``dtype``; ``forward`` maps ``(n, d)`` to ``(n,)``.
 
     Used in: chapters 4, 5 and 9.
     """
 
     def __init__(self, in_dim: int, fdiv: FDivergence | str | None = None, hidden: int = 128, depth: int = 3,
-                 activation: str = "silu", *, net: nn.Module | None = None,
-                 dtype: torch.dtype | None = None) -> None:  # fmt: skip
+                 activation: str = "silu", *, net: nn.Module | None = None, dtype: torch.dtype | None = None):
         super().__init__()
-        self.in_dim = check_int(in_dim, "in_dim")
-        self.fdiv = None if fdiv is None else get_fdivergence(fdiv)
+        self.in_dim, self.fdiv = check_int(in_dim, "in_dim"), None if fdiv is None else get_fdivergence(fdiv)
         if net is None:
             net = MLP(self.in_dim, 1, hidden=hidden, depth=depth, activation=activation, dtype=dtype)
         elif not isinstance(net, nn.Module):
@@ -101,53 +88,7 @@ class Critic(nn.Module):
         return v if self.fdiv is None else self.fdiv.output_activation(v)
 
 
-def critic_loss(fdiv: FDivergence | str, h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Loss of a variational critic, minus the bound (Donsker--Varadhan for ``KL_DV``), shape ``()``.
-
-    .. math::
-
-        \mathcal L(h) = -\Big(\mathbb E_\rho h - \mathbb E_\nu f^*(h)\Big) \ge -D_f(\rho\|\nu).
-
-    Used in: :func:`~gwf_tutorial.critics.fit_critic` (unchecked, at every step).
-    """
-    return -variational_bound(fdiv, h_x, h_y)
-
-
-def dv_loss(h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Loss of a Donsker--Varadhan KL critic, minimised at :math:`h = \log r + c`, shape ``()``.
-
-    .. math::
-
-        \mathcal L(h) = -\Big(\mathbb E_\rho h - \log \mathbb E_\nu e^{h}\Big).
-
-    Used in: no chapter and no library function (:func:`critic_loss` with ``"kl_dv"`` is the same loss).
-    """
-    return -dv_bound(h_x, h_y)
-
-
-def logistic_loss(d_x: Tensor, d_y: Tensor) -> Tensor:
-    r"""Class-balanced logistic loss, data labelled 1, model samples 0, shape ``()``.
-
-    .. math::
-
-        \mathcal L(D) = \mathbb E_\rho\, \log(1 + e^{D}) + \mathbb E_\nu\, \log(1 + e^{-D}),
-
-    minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes. ``d_x`` ``(n,)``, ``d_y`` ``(m,)``.
-
-    Used in: :func:`~gwf_tutorial.critics.logistic_ratio` (unchecked, at every step).
-    """
-    checked = []
-    for t, nm in ((d_x, "d_x"), (d_y, "d_y")):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 1 or t.numel() == 0:
-            raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
-        checked.append(check_finite(as_tensor(t, nm), nm))
-    return _logistic(*checked)
-
-
 def _logistic(d_x: Tensor, d_y: Tensor) -> Tensor:
-    """:func:`logistic_loss` unchecked (the training loop's per-step form)."""
     return F.softplus(d_x).mean() + F.softplus(-d_y).mean()
 
 
@@ -159,11 +100,9 @@ def _value_and_grad(critic: Callable[[Tensor], Tensor], z: Tensor) -> tuple[Tens
 
 
 def value_and_input_grad(critic: Callable[[Tensor], Tensor], y: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Critic values :math:`h(y_j)` and input gradients :math:`\nabla h(y_j)` from one forward pass.
-
-    A per-step primitive: shapes and dtype are checked, values are not. ``y`` ``(m, ...)``; returns the
-    values (shape of ``critic(y)``) and the gradients ``(m, ...)`` with a graph, so that a penalty on them
-    trains the critic.
+    r"""Critic values :math:`h(y_j)` (shape of ``critic(y)``) and input gradients :math:`\nabla h(y_j)` (shape
+    of ``y``) with a graph (a penalty on them trains the critic), from one forward pass on ``y`` ``(m, ...)``;
+    shapes and dtype are checked, values are not (a per-step primitive).
 
     Used in: :class:`~gwf_tutorial.critics.SemiDualPotential`, :mod:`gwf_tutorial.cifar10` (S-JKO with R1).
     """
@@ -183,46 +122,11 @@ def _sq_norms(g: Tensor) -> Tensor:
     return g.reshape(g.shape[0], -1).pow(2).sum(dim=1)
 
 
-def _r1(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    return _sq_norms(_value_and_grad(critic, y)[1]).mean()
-
-
-def _gp(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, generator) -> Tensor:
-    k = min(x.shape[0], y.shape[0])
-    t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
-    xh = t * x[:k].detach() + (1 - t) * y[:k].detach()
-    _, g = _value_and_grad(critic, xh)
-    return ((g.norm(dim=1) - 1) ** 2).mean()
-
-
-def r1_penalty(critic: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    r"""R1 penalty :math:`R_1(h) = \mathbb E_{y \sim \nu} |\nabla h(y)|^2` on data, shape ``()``,
-    differentiable in the critic's parameters.
-
-    Used in: :func:`~gwf_tutorial.critics.add_penalties` (the same term, unchecked).
-    """
-    return _r1(critic, check_samples(y, "y"))
-
-
-def gradient_penalty(critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *,
-                     generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""WGAN-GP penalty on interpolates of the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`, shape ``()``.
-
-    .. math::
-
-        GP(h) = \mathbb E\big(|\nabla h(\hat x)| - 1\big)^2, \qquad \hat x = t x + (1 - t) y,\ t \sim U[0, 1].
-
-    Used in: :func:`~gwf_tutorial.critics.add_penalties` (the same term, unchecked).
-    """
-    return _gp(critic, *check_pair(x, y), generator)
-
-
 def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, r1: float = 0.0,
                   gp: float = 0.0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""``loss`` plus :math:`\tfrac{r_1}{2} R_1` (:func:`r1_penalty`) and ``gp`` times
-    :func:`gradient_penalty`, a zero weight skipping its term: the one place the penalties are added.
-
-    Called at every critic step: shapes only are checked (no device synchronisation).
+    r"""``loss`` plus the penalties of the module docstring, :math:`\gamma` = ``r1`` (R1 on ``y``) and
+    :math:`\lambda` = ``gp`` (WGAN-GP on the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`), a zero weight
+    skipping its term: the one place the penalties are added, at every critic step (shapes only checked).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
     (through their loop), :class:`~gwf_tutorial.critics.CriticObjective` and its subclasses.
@@ -232,9 +136,12 @@ def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y
             shape = tuple(getattr(t, "shape", ()))
             raise ValueError(f"{nm} must have shape (n, ...) with n >= 1, got {shape}")
     if r1 > 0:
-        loss = loss + 0.5 * r1 * _r1(critic, y)
+        loss = loss + 0.5 * r1 * _sq_norms(_value_and_grad(critic, y)[1]).mean()
     if gp > 0:
-        loss = loss + gp * _gp(critic, x, y, generator)
+        k = min(x.shape[0], y.shape[0])
+        t = torch.rand(k, 1, generator=generator, dtype=x.dtype).to(x.device)
+        g = _value_and_grad(critic, t * x[:k].detach() + (1 - t) * y[:k].detach())[1]
+        loss = loss + gp * ((g.norm(dim=1) - 1) ** 2).mean()
     return loss
 
 
@@ -263,40 +170,23 @@ def _column(out: Tensor) -> Tensor:
     return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
 
 
-@dataclass
-class _Fit:
-    """The checked training settings shared by :func:`fit_critic` and :func:`logistic_ratio`."""
-
-    n_iters: int
-    lr: float
-    batch_size: int | None
-    r1: float
-    gp: float
-    generator: torch.Generator | None
-    optimizer: torch.optim.Optimizer | None
-    progress: bool
-
-    @classmethod
-    def check(cls, n_iters, lr, batch_size, r1, gp, generator, optimizer, progress) -> _Fit:
-        batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
-        return cls(check_int(n_iters, "n_iters"), check_positive(lr, "lr"), batch_size,
-                   check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp"), generator, optimizer,
-                   progress)  # fmt: skip
-
-
-def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, fit: _Fit,
-           desc: str) -> CriticHistory:  # fmt: skip
-    optimizer = fit.optimizer if fit.optimizer is not None else torch.optim.Adam(net.parameters(), lr=fit.lr)
-    hist, g = CriticHistory(), fit.generator
-    for it in _progress(range(fit.n_iters), desc=desc, disable=None if fit.progress else True):
-        xb, yb = _batch(x, fit.batch_size, g), _batch(y, fit.batch_size, g)
+def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, desc: str,
+           n_iters, lr, batch_size, r1, gp, g, optimizer, progress) -> CriticHistory:  # fmt: skip
+    """The training loop of :func:`fit_critic` and :func:`logistic_ratio`, which check ``x`` and ``y``."""
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+    n_iters, lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
+    r1, gp = check_nonnegative(r1, "r1"), check_nonnegative(gp, "gp")
+    optimizer = optimizer if optimizer is not None else torch.optim.Adam(net.parameters(), lr=lr)
+    hist = CriticHistory()
+    for it in _progress(range(n_iters), desc=desc, disable=None if progress else True):
+        xb, yb = _batch(x, batch_size, g), _batch(y, batch_size, g)
         base = loss_fn(_column(net(xb)), _column(net(yb)))
-        pen = add_penalties(xb.new_zeros(()), net, xb, yb, r1=fit.r1, gp=fit.gp, generator=g)
+        pen = add_penalties(xb.new_zeros(()), net, xb, yb, r1=r1, gp=gp, generator=g)
         loss = base + pen
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise FlowDivergedError(
-                f"{desc}: the loss became {loss_value} at iteration {it} (lr={fit.lr:g}). The empirical "
+                f"{desc}: the loss became {loss_value} at iteration {it} (lr={lr:g}). The empirical "
                 "variational bound can be unbounded (a critic can grow without limit at samples of one "
                 "side with no samples of the other nearby, e.g. reverse KL or chi^2), and too large a "
                 "learning rate diverges; use a gradient penalty (r1=, gp=), a smaller lr or fewer iterations"
@@ -313,19 +203,13 @@ def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tenso
 def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | None = None,
                n_iters: int = 500, lr: float = 1e-3, *, batch_size: int | None = None, r1: float = 0.0,
                gp: float = 0.0, generator: torch.Generator | None = None,
-               optimizer: torch.optim.Optimizer | None = None,
-               progress: bool = True) -> CriticHistory:  # fmt: skip
-    r"""Train ``critic`` in place on fixed samples: Adam on :func:`critic_loss` plus :func:`add_penalties`.
-
-    .. math::
-
-        \max_\phi\ \mathbb E_\rho h_\phi - \mathbb E_\nu f^*(h_\phi)
-        - \tfrac{r_1}{2} \mathbb E_\nu |\nabla h_\phi|^2
-        - \mathrm{gp}\, \mathbb E (|\nabla h_\phi(\hat x)| - 1)^2,
-
-    optimum :math:`h = f'(\rho/\nu)`. ``fdiv`` defaults to ``critic.fdiv``; ``batch_size`` (default the
-    full samples) draws minibatches with replacement. Raises :class:`~gwf_tutorial._validation.
-    FlowDivergedError` (naming ``lr``) when the loss becomes non-finite.
+               optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> CriticHistory:
+    r"""Train ``critic`` in place on fixed samples: Adam on the loss :math:`-(\mathbb E_\rho h - \mathbb E_\nu
+    f^*(h)) \ge -D_f(\rho\|\nu)` (minus :func:`~gwf_tutorial.fdiv.variational_bound`; Donsker--Varadhan for
+    ``KL_DV``) plus :func:`add_penalties` (the penalties of the module docstring), optimum :math:`h =
+    f'(\rho/\nu)`. ``fdiv`` defaults to ``critic.fdiv``; ``batch_size`` (default the full samples) draws
+    minibatches with replacement. Raises :class:`~gwf_tutorial._validation.FlowDivergedError` (naming ``lr``)
+    when the loss becomes non-finite.
 
     Used in: chapter 4.
     """
@@ -336,12 +220,9 @@ def fit_critic(critic: Critic, x: Tensor, y: Tensor, fdiv: FDivergence | str | N
         raise ValueError("fdiv must be given when the critic has no divergence")
     fdiv = get_fdivergence(fdiv)
     x, y = check_pair(x, y)
-    fit = _Fit.check(n_iters, lr, batch_size, r1, gp, generator, optimizer, progress)
-
-    def loss_fn(h_x: Tensor, h_y: Tensor) -> Tensor:  # critic_loss, unchecked at every step
-        return -_bound(fdiv, h_x, h_y, check_nan=False)
-
-    return _train(critic, loss_fn, x, y, fit, f"critic ({fdiv.name})")
+    loss_fn = lambda h_x, h_y: -_bound(fdiv, h_x, h_y, check_nan=False)  # noqa: E731 (unchecked per step)
+    return _train(critic, loss_fn, x, y, f"critic ({fdiv.name})", n_iters, lr, batch_size, r1, gp, generator,
+                  optimizer, progress)
 
 
 @dataclass
@@ -371,43 +252,32 @@ class LogisticRatio:
 def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int = 500, lr: float = 1e-3, *,
                    hidden: int = 128, depth: int = 3, activation: str = "silu", batch_size: int | None = None,
                    r1: float = 0.0, generator: torch.Generator | None = None,
-                   optimizer: torch.optim.Optimizer | None = None,
-                   progress: bool = True) -> LogisticRatio:  # fmt: skip
-    r"""Estimate the density ratio with a logistic classifier (data label 1, model label 0).
-
-    .. math::
-
-        D^* = \arg\min_D\ \mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})
-        = \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu} = e^{-D^*}.
-
-    Adam on :func:`logistic_loss` plus the R1 term of :func:`add_penalties`. ``net`` (trained in place: a
-    warm start) defaults to ``Critic(d, None, hidden, depth, activation)`` in
-    the dtype of ``x``; ``batch_size`` and ``r1`` as in :func:`fit_critic`.
+                   optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> LogisticRatio:
+    r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
+    (data label 1, model label 0): Adam on the class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) +
+    \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes) plus
+    the R1 term of :func:`add_penalties`. ``net`` (trained in place: a warm start) defaults to ``Critic(d,
+    None, hidden, depth, activation)`` in the dtype of ``x``; ``batch_size``, ``r1`` as in :func:`fit_critic`.
 
     Used in: chapter 4; :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.fflows`.
     """
     x, y = check_pair(x, y)
-    fit = _Fit.check(n_iters, lr, batch_size, r1, 0.0, generator, optimizer, progress)
     if net is None:
         net = Critic(x.shape[1], None, hidden, depth, activation, dtype=x.dtype).to(x.device)
     elif not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    return LogisticRatio(net, _train(net, _logistic, x, y, fit, "logistic ratio"))
+    args = (n_iters, lr, batch_size, r1, 0.0, generator, optimizer, progress)
+    return LogisticRatio(net, _train(net, _logistic, x, y, "logistic ratio", *args))
 
 
 class LearnedKernel(nn.Module):
-    r"""A Gaussian-kernel mixture on a learned embedding: the critic of an MMD GAN.
-
-    .. math::
-
-        k_\psi(x, y) = \sum_{l=1}^{L} w_l\, \exp\Big(-\frac{|\phi_\psi(x) - \phi_\psi(y)|^2}
-        {2\sigma_l^2}\Big), \qquad \phi_\psi(x) = \big(x,\ g_\psi(x)\big), \qquad w = \mathrm{softmax}(a).
-
-    :math:`g_\psi` (``feature_dim`` outputs) is an MLP of ``hidden``, ``depth``, ``activation`` whose last
-    layer starts at zero, or ``embedding``; keeping :math:`x` in :math:`\phi_\psi` keeps the kernel
-    characteristic, and at initialisation it is the fixed multi-bandwidth kernel. :math:`\sigma_l` are
-    ``bandwidths``, or ``factors`` times the median distance of the pooled embedded sample (detached).
-    ``forward(x, y)`` is the Gram matrix ``(n, m)``.
+    r"""A Gaussian-kernel mixture on a learned embedding, the critic of an MMD GAN: :math:`k_\psi(x, y) =
+    \sum_{l=1}^{L} w_l \exp(-|\phi_\psi(x) - \phi_\psi(y)|^2 / (2\sigma_l^2))`, :math:`\phi_\psi(x) = (x,
+    g_\psi(x))`, :math:`w = \mathrm{softmax}(a)`. :math:`g_\psi` (``feature_dim`` outputs) is an MLP of
+    ``hidden``, ``depth``, ``activation`` whose last layer starts at zero, or ``embedding``; keeping :math:`x`
+    in :math:`\phi_\psi` keeps the kernel characteristic, and at initialisation it is the fixed
+    multi-bandwidth kernel. :math:`\sigma_l` are ``bandwidths``, or ``factors`` times the median distance of
+    the pooled embedded sample (detached). ``forward(x, y)`` is the Gram matrix ``(n, m)``.
 
     Used in: chapter 5; :class:`~gwf_tutorial.critics.LearnedKernelMMD`, :mod:`gwf_tutorial.cifar10`.
     """
@@ -416,8 +286,7 @@ class LearnedKernel(nn.Module):
                  activation: str = "silu", bandwidths=None, *, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
                  dtype: torch.dtype | None = None, embedding: nn.Module | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.in_dim = check_int(in_dim, "in_dim")
-        self.feature_dim = check_int(feature_dim, "feature_dim")
+        self.in_dim, self.feature_dim = check_int(in_dim, "in_dim"), check_int(feature_dim, "feature_dim")
         if embedding is not None:
             if not isinstance(embedding, nn.Module):
                 raise TypeError(f"embedding must be an nn.Module, got {type(embedding).__name__}")
@@ -457,9 +326,8 @@ class LearnedKernel(nn.Module):
         return self._gram(fx, fy, self._sigmas(fx, fy))
 
     def mmd2(self, x: Tensor, y: Tensor, *, unbiased: bool = True) -> Tensor:
-        r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set
-        of bandwidths for the three Gram matrices; shape ``()``, differentiable in ``x``, ``y`` and
-        :math:`\psi`."""
+        r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set of
+        bandwidths for the three Gram matrices, differentiable in ``x``, ``y`` and :math:`\psi`."""
         fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
         sig = self._sigmas(fx, fy)
         gram = lambda a, b: self._gram(a, b, sig)  # noqa: E731
@@ -539,15 +407,12 @@ class CriticObjective:
         return critic
 
     def critic_loss(self, critic, x, y, *, r1=0.0, gp=0.0, generator=None) -> tuple[Tensor, Tensor]:
-        r"""``(loss, bound)``: :math:`-\widehat B(h; x, y)` plus the penalties of :func:`add_penalties` on
-        the penalty function."""
-        bound = self.bound(critic, x, y)
-        fn = self.penalty_function(critic, x, y)
+        r"""``(loss, bound)``: :math:`-\widehat B` plus :func:`add_penalties` on ``penalty_function``."""
+        bound, fn = self.bound(critic, x, y), self.penalty_function(critic, x, y)
         return add_penalties(-bound, fn, x, y, r1=r1, gp=gp, generator=generator), bound
 
     def velocity(self, critic, x: Tensor, y: Tensor | None = None) -> Tensor:
-        r"""The velocity :math:`v(x_i) = -n\,\nabla_{x_i}\widehat M(h; x_{1:n}, y)` the map term imposes on
-        the particles ``x``, detached, shape of ``x``."""
+        r"""The velocity :math:`v` of the map term (class docstring) at the particles ``x``, detached."""
         return _input_velocity(lambda xx: self.map_term(critic, xx, y), x)
 
     def __repr__(self) -> str:
@@ -558,24 +423,18 @@ _GENERATOR_LOSSES = ("minimax", "non_saturating")
 
 
 class VariationalFDivergence(CriticObjective):
-    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch.
-
-    .. math::
-
-        D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h), \qquad
-        D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h) \ (\texttt{symmetric=True}),
-
-    map terms :math:`\mathbb E_z h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E
-    e^h`). ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`,
-    whose flow with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
+    r"""An f-divergence through its variational form, in either direction, with a GAN loss switch:
+    :math:`D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h)` or (``symmetric=True``)
+    :math:`D_f(\nu\|\rho) = \sup_h \mathbb E_\nu h - \mathbb E_\rho f^*(h)`, map terms :math:`\mathbb E_z
+    h(T(z))` and :math:`-\mathbb E_z f^*(h(T(z)))` (DV: :math:`\log\mathbb E e^h`).
+    ``generator_loss="non_saturating"`` (``"gan"``, ``"js"``) uses :math:`-\mathbb E\log D(T(z))`, whose flow
+    with the optimal critic is that of :math:`\mathrm{KL} - 2\,\mathrm{JS}`, not of JS.
 
     Used in: :func:`~gwf_tutorial.critics.get_critic_objective` (what it returns for an f-divergence name).
     """
 
     def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
-        self.fdiv = get_fdivergence(fdiv)
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+        self.fdiv, symmetric = get_fdivergence(fdiv), check_bool(symmetric, "symmetric")
         if generator_loss not in _GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
         if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
@@ -597,8 +456,7 @@ class VariationalFDivergence(CriticObjective):
         return self.fdiv._conjugate(h)
 
     def map_term(self, critic, x, y):
-        h = _batch_values(critic(x), "x")
-        ns = self.generator_loss == "non_saturating"
+        h, ns = _batch_values(critic(x), "x"), self.generator_loss == "non_saturating"
         if not self.symmetric:
             return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
         if ns:
@@ -613,8 +471,7 @@ class VariationalFDivergence(CriticObjective):
 
 
 class WassersteinCritic(CriticObjective):
-    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``).
-
+    r"""The Wasserstein-1 distance through a gradient-penalised critic (WGAN-GP, default ``gp = 10``):
     :math:`W_1(\rho, \nu) = \sup_{\mathrm{Lip}(h) \le 1} \mathbb E_\rho h - \mathbb E_\nu h`, map term
     :math:`\mathbb E_z h(T(z))`.
 
@@ -632,8 +489,7 @@ class WassersteinCritic(CriticObjective):
 
 
 class LearnedKernelMMD(CriticObjective):
-    r"""Squared MMD with a learned kernel (:class:`LearnedKernel`), max over the kernel.
-
+    r"""Squared MMD with a learned kernel (:class:`LearnedKernel`), max over the kernel:
     :math:`F(\rho) = \sup_\psi \mathrm{MMD}^2_{k_\psi}(\rho, \nu)`: the critic's estimate and the map term
     are both the MMD (U-statistic unless ``unbiased=False``); penalties act on the witness function.
     ``feature_dim``, ``bandwidths``, ``factors`` shape the kernel.
@@ -647,9 +503,7 @@ class LearnedKernelMMD(CriticObjective):
     def __init__(self, *, feature_dim: int = 8, bandwidths=None, factors=(0.125, 0.25, 0.5, 1.0, 2.0),
                  unbiased: bool = True):  # fmt: skip
         self.feature_dim = check_int(feature_dim, "feature_dim")
-        if not isinstance(unbiased, bool):
-            raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
-        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, unbiased
+        self.bandwidths, self.factors, self.unbiased = bandwidths, factors, check_bool(unbiased, "unbiased")
         LearnedKernel(1, 1, 1, 0, bandwidths=bandwidths, factors=factors)  # validates the options
 
     def make_critic(self, dim, *, hidden, depth, dtype):
@@ -725,9 +579,9 @@ class SemiDualPotential(CriticObjective):
 
     def loss(self, v_fake, v_real, *, grad_real: Tensor | None = None, r1: float = 0.0, source_weights=None,
              data_weights=None) -> Tensor:  # fmt: skip
-        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake``
-        :math:`= v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)`` and ``grad_real`` :math:`= \nabla
-        v(y_j)` ``(m, ...)`` (needed when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
+        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake`` :math:`=
+        v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)``, ``grad_real`` :math:`= \nabla v(y_j)` ``(m,
+        ...)`` (when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
         return self._terms(v_fake, v_real, grad_real, r1, source_weights, data_weights)[0]
 
     def data_term(self, v_real, data_weights=None) -> Tensor:
@@ -776,8 +630,7 @@ def _is_critic_name(key: str) -> bool:
 
 def get_critic_objective(name, *, symmetric: bool = False, generator_loss: str = "minimax",
                          **kwargs) -> CriticObjective:  # fmt: skip
-    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass).
-
+    r"""A :class:`CriticObjective` by name: an f-divergence, ``"w1"`` or ``"mmd_learned"`` (instances pass);
     ``symmetric`` and ``generator_loss`` apply to f-divergences, ``kwargs`` go to :class:`LearnedKernelMMD`.
 
     Used in: :mod:`gwf_tutorial.cifar10`, :func:`~gwf_tutorial.jko._resolve_objective` (the chain's names).

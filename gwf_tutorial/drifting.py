@@ -11,7 +11,9 @@ a gradient step in which the samples move along the *drift field* :math:`V` smoo
 tangent kernel (chapter 8). Shared arguments: ``x`` ``(n, d)`` the generated samples where a field is
 evaluated, ``y_pos`` ``(m, d)`` data, ``y_neg`` ``(k, d)`` negatives (``None``: ``x`` itself without the
 pair :math:`(x_i, x_i)`), ``temperature`` :math:`\kappa > 0`, ``attraction`` and ``repulsion`` the
-weights :math:`\lambda_+, \lambda_- \ge 0` of the two halves. Fields are detached. References: Deng et
+weights :math:`\lambda_+, \lambda_- \ge 0` of the two halves. Fields are detached. The official 2-D toy
+demo (Algorithm 2 notebook): latent dimension 32, ``nets.MLP(32, 2, 256, 3, "silu")``, Adam at 1e-3 for
+2000 steps, batches of 2048 samples and 2048 data, temperature 0.05, data in [-1, 1]. References: Deng et
 al. 2026, arXiv:2602.04770 (code ``lambertae/drifting``); Gretton et al. 2026, arXiv:2605.05118.
 """
 
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 from gwf_tutorial._validation import (
     as_tensor,
     check_bool,
+    check_callable,
     check_choice,
     check_generator,
     check_int,
@@ -45,20 +48,12 @@ from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
 
-__all__ = [
-    "TOY_DEFAULTS", "KERNELS", "mean_shift", "paper_field", "algorithm2_field", "algorithm2_affinities",
-    "multi_temperature_field", "gaussian_population_field", "drift_rms", "drifting_loss",
-    "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift", "MultiTemperatureDrift",
-    "ObjectiveDrift", "CriticDrift", "DriftingHistory", "train_drifting",
-]  # fmt: skip
+__all__ = ["KERNELS", "paper_field", "algorithm2_field", "algorithm2_affinities", "gaussian_population_field",
+           "drift_rms", "drifting_loss", "jacobian_asymmetry", "DriftField", "PaperDrift", "Algorithm2Drift",
+           "MultiTemperatureDrift", "ObjectiveDrift", "CriticDrift", "DriftingHistory",
+           "train_drifting"]  # fmt: skip
 
-#: Settings of the official 2-D toy demo (Algorithm 2 notebook); ``toy_generator`` builds its network.
-TOY_DEFAULTS: dict = {
-    "latent_dim": 32, "hidden": 256, "depth": 3, "activation": "silu", "lr": 1e-3, "n_iters": 2000,
-    "batch_size": 2048, "n_data": 2048, "temperature": 0.05, "data_range": (-1.0, 1.0),
-}  # fmt: skip
-
-#: Kernels of :func:`mean_shift` / :func:`paper_field`.
+#: Kernels of :func:`paper_field`.
 KERNELS = ("laplace", "gaussian")
 
 # Added, in units of the temperature, to the distance of the pair (x_i, x_i) when the negatives are x:
@@ -66,10 +61,10 @@ KERNELS = ("laplace", "gaussian")
 _SELF_MASK = 1e6
 
 
-def _check_pair(x, y, name_y: str = "y_pos") -> tuple[Tensor, Tensor]:
-    x, y = check_samples(x, "x"), check_samples(y, name_y)
-    check_same_dim(x, y, "x", name_y)
-    return x, y
+def _check_pair(x, y_pos) -> tuple[Tensor, Tensor]:
+    x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
+    check_same_dim(x, y_pos, "x", "y_pos")
+    return x, y_pos
 
 
 def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
@@ -77,10 +72,8 @@ def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
     x, y_pos = _check_pair(x, y_pos)
     if y_neg is None:
         if x.shape[0] < 2:
-            raise ValueError(
-                "x must hold at least 2 samples when y_neg is None (the negatives are x without "
-                f"the sample itself), got {x.shape[0]}"
-            )
+            raise ValueError("x must hold at least 2 samples when y_neg is None (the negatives are x without "
+                             f"the sample itself), got {x.shape[0]}")  # fmt: skip
         return x, y_pos, x, True
     y_neg = check_samples(y_neg, "y_neg")
     check_same_dim(x, y_neg, "x", "y_neg")
@@ -170,8 +163,8 @@ def _algorithm2(x, y_pos, y_neg, self_neg, temperature, attraction, repulsion) -
         return _coupled_force(logits, y_pos.shape[0], x, y_pos, y_neg, attraction, repulsion)
 
 
-def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, repulsion, floor, info):
-    """``(V, None)``, or with ``info`` ``(V, diagnostics as tensors)``: no host read."""
+def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, repulsion, floor, with_raw):
+    """``(V, raw RMS as a tensor or None)`` of :class:`MultiTemperatureDrift`: no host read."""
     m, d = y_pos.shape[0], x.shape[1]
     with torch.no_grad():
         dist = torch.cdist(x, torch.cat([y_pos, y_neg], 0))
@@ -183,55 +176,23 @@ def _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, attraction, 
         if self_neg:
             dist[:, m:].diagonal().add_(_SELF_MASK * (scale if normalize else max(temps)))
         xs, ps, ns = x / c, y_pos / c, y_neg / c
-        total, raw, force_rms = torch.zeros_like(x), torch.zeros_like(x), []
+        total, raw = torch.zeros_like(x), torch.zeros_like(x)
         for R in temps:
             f = _coupled_force(-dist / (scale * R), m, xs, ps, ns, attraction, repulsion, floor)
             rms = f.pow(2).mean().clamp_min(1e-8).sqrt()
-            if info:
-                force_rms.append(f.pow(2).mean().sqrt())
+            if with_raw:
                 raw = raw + f
             total = total + (f / rms if normalize else f)
-        v = c * total
-        if not info:
-            return v, None
-        return v, {"scale": scale, "input_scale": c, "force_rms": force_rms, "raw_rms": _rms(c * raw)}
+        return c * total, _rms(c * raw) if with_raw else None
 
 
-def mean_shift(x, y, temperature: float = 0.05, kernel: str = "laplace", *, exclude_self: bool = False):
-    r"""Row-normalised kernel mean shift of ``x`` towards the samples ``y`` ``(m, d)`` of :math:`p`:
-
-    .. math::
-
-        \widehat V^+(x_i) = \sum_j \frac{k(x_i, y_j)}{\sum_l k(x_i, y_l)}\,(y_j - x_i), \quad
-        k(x, y) = e^{-|x-y|/\kappa}\ (\text{laplace}) \text{ or } e^{-|x-y|^2/(2\kappa^2)}\ (\text{gaussian});
-
-    ``(n, d)``; Gaussian kernel: :math:`V^+_\nu = \kappa^2\nabla\log(\nu * \mathcal N(0, \kappa^2 I))`.
-    ``exclude_self`` drops the pairs :math:`(x_i, y_i)` (``y`` is ``x``).
-
-    Used in: :func:`~gwf_tutorial.drifting.paper_field` (its two halves).
-    """
-    x, y = _check_pair(x, y, "y")
-    temperature, kernel, _, _ = _check_field(temperature, kernel)
-    if exclude_self and (y.shape[0] != x.shape[0] or x.shape[0] < 2):
-        raise ValueError(
-            f"exclude_self needs y with as many rows as x (at least 2), got {x.shape[0]} and {y.shape[0]}"
-        )
-    return _mean_shift(x, y, temperature, kernel, exclude_self)
-
-
-def paper_field(
-    x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
-    attraction: float = 1.0, repulsion: float = 1.0,
-) -> Tensor:  # fmt: skip
+def paper_field(x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "laplace", *,
+                attraction: float = 1.0, repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""The paper's drift field ``(n, d)``: attraction to the data minus repulsion from the samples,
-
-    .. math::
-
-        V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x), \qquad
-        V^\pm(x) = \frac{\mathbb E[k(x, y)(y - x)]}{\mathbb E[k(x, y)]},
-
-    two :func:`mean_shift` (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``); :math:`V_{p,q} = -V_{q,p}` when
-    :math:`a = r`.
+    :math:`V_{p,q}(x) = a\,V^+_p(x) - r\,V^-_q(x)` with :math:`V^\pm(x) = \mathbb E[k(x, y)(y - x)] / \mathbb
+    E[k(x, y)]`, two kernel mean shifts (:math:`p`: ``y_pos``, :math:`q`: ``y_neg``), :math:`k(x, y) =
+    e^{-|x-y|/\kappa}` (``"laplace"``) or :math:`e^{-|x-y|^2/(2\kappa^2)}` (``"gaussian"``: :math:`V^+_p =
+    \kappa^2\nabla\log(p * \mathcal N(0, \kappa^2 I))`); :math:`V_{p,q} = -V_{q,p}` when :math:`a = r`.
 
     Used in: chapter 8.
     """
@@ -239,17 +200,13 @@ def paper_field(
     return _paper(x, y_pos, y_neg, self_neg, *_check_field(temperature, kernel, attraction, repulsion))
 
 
-def algorithm2_field(
-    x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0
-) -> Tensor:
+def algorithm2_field(x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0,
+                     repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
     :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
     increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
-    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`,
-
-    .. math::
-
-        V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big] \quad (n, d).
+    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`: the field
+    ``(n, d)`` :math:`V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big]`.
 
     Used in: chapter 8.
     """
@@ -259,15 +216,10 @@ def algorithm2_field(
 
 
 def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tuple[Tensor, Tensor]:
-    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one Sinkhorn step,
-
-    .. math::
-
-        A = D_r^{-1/2} K D_c^{-1/2}, \quad K_{ij} = e^{-|x_i - t_j|/\kappa},
-        \quad r = K\mathbf 1,\ c = K^\top\mathbf 1,
-
-    stopped after one symmetric step (marginals not prescribed): the "Sinkhorn proxy" reading of
-    :func:`algorithm2_field`.
+    r"""The affinities of Algorithm 2, :math:`A^+` ``(n, m)`` and :math:`A^-` ``(n, k)``: one symmetric
+    Sinkhorn step :math:`A = D_r^{-1/2} K D_c^{-1/2}`, :math:`K_{ij} = e^{-|x_i - t_j|/\kappa}`,
+    :math:`r = K\mathbf 1`, :math:`c = K^\top\mathbf 1` (marginals not prescribed): the "Sinkhorn proxy"
+    reading of :func:`algorithm2_field`.
 
     Used in: chapter 8.
     """
@@ -278,52 +230,10 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
     return a[:, : y_pos.shape[0]], a[:, y_pos.shape[0] :]
 
 
-def multi_temperature_field(
-    x, y_pos, y_neg=None, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
-    attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6, return_info: bool = False,
-):  # fmt: skip
-    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``).
-
-    With :math:`\bar D \ge 10^{-3}` the mean distance to :math:`[y^+ \mid y^-]`,
-    :math:`c = \max(\bar D/\sqrt d, 10^{-3})` and :math:`F_R` the Algorithm-2 force on the inputs divided by
-    :math:`c` (logits :math:`-|x_i - t_j|/(\bar D R)`, affinities
-    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`),
-
-    .. math::
-
-        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
-        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
-
-    scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`, the loss stays flat
-    and the raw drift is the progress signal). ``temperatures``: the :math:`R` (relative to :math:`\bar D`
-    when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1` (one
-    temperature and ``affinity_floor=0``: :func:`algorithm2_field`). ``affinity_floor`` is
-    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds). Returns ``(n, d)``; with
-    ``return_info`` also a dict of floats ``scale``, ``input_scale``, ``force_rms`` (per :math:`R`),
-    ``raw_rms`` (of :math:`c\sum_R F_R`).
-
-    Used in: :class:`~gwf_tutorial.drifting.MultiTemperatureDrift`.
-    """
-    x, y_pos, y_neg, self_neg = _check_triplet(x, y_pos, y_neg)
-    temps, normalize, floor = _check_multi(temperatures, normalize, affinity_floor)
-    a, r = _check_field(1.0, None, attraction, repulsion)[2:]
-    v, info = _multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, a, r, floor, return_info)
-    if not return_info:
-        return v
-    values = torch.stack([info["scale"], info["input_scale"], info["raw_rms"], *info["force_rms"]])
-    scale, c, raw_rms, *force_rms = values.to(torch.float64).tolist()  # one host read
-    return v, {"scale": scale, "input_scale": c, "force_rms": tuple(force_rms), "raw_rms": raw_rms}
-
-
-def gaussian_population_field(
-    x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0, repulsion: float = 1.0
-) -> Tensor:
+def gaussian_population_field(x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0,
+                              repulsion: float = 1.0) -> Tensor:  # fmt: skip
     r"""Population drift field of the Gaussian kernel between two Gaussians (closed form),
-
-    .. math::
-
-        V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big],
-
+    :math:`V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big]`
     for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), :math:`q = \mathcal N(m_q,
     \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). The
     covariances may be singular (a degenerate law: :math:`s^2 I + \Sigma` stays invertible). Returns
@@ -337,8 +247,8 @@ def gaussian_population_field(
     for name, mean in (("mp", mp), ("mq", mq)):
         if mean.ndim != 1 or mean.shape[0] != x.shape[1]:
             raise ValueError(f"{name} must have shape (d,), d={x.shape[1]} like x, got {tuple(mean.shape)}")
-    s, (attraction, repulsion) = check_positive(bandwidth, "bandwidth"), _check_field(1.0, None, attraction,
-                                                                                        repulsion)[2:]
+    s = check_positive(bandwidth, "bandwidth")
+    attraction, repulsion = _check_field(1.0, None, attraction, repulsion)[2:]
     dtype = torch.promote_types(torch.promote_types(x.dtype, mp.dtype), mq.dtype)
     x, mp, Sp, mq, Sq = (t.to(dtype=dtype, device=x.device) for t in (x, mp, Sp, mq, Sq))
     eye = torch.eye(x.shape[1], dtype=dtype, device=x.device)
@@ -382,8 +292,7 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
 
     Used in: chapter 8.
     """
-    if not callable(drift):
-        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    check_callable(drift, "drift")  # drift(x, y_pos) -> V
     x, y_pos = (t.detach() for t in _check_pair(x, y_pos))
     eps = check_positive(eps, "eps")
     n, d = x.shape
@@ -411,7 +320,7 @@ class _SampleDrift:
     """Shared plumbing: the public calls check ``x`` and ``y_pos``; ``_velocity`` (unchecked) returns ``V``
     and its raw RMS as a tensor, for the training loops, whose inputs are checked once."""
 
-    _self_negatives = False  # the negatives are x itself: two samples at least
+    _self_negatives = True  # the negatives are x itself: two samples at least
 
     def _check(self, x, y_pos) -> tuple[Tensor, Tensor]:
         return _check_triplet(x, y_pos, None)[:2] if self._self_negatives else _check_pair(x, y_pos)
@@ -439,8 +348,6 @@ class PaperDrift(_SampleDrift):
     Used in: chapter 8.
     """
 
-    _self_negatives = True
-
     def __init__(self, temperature: float = 0.05, kernel: str = "laplace", *, attraction: float = 1.0,
                  repulsion: float = 1.0) -> None:  # fmt: skip
         self.temperature, self.kernel, self.attraction, self.repulsion = _check_field(
@@ -456,8 +363,6 @@ class Algorithm2Drift(_SampleDrift):
     Used in: chapters 8 and 9.
     """
 
-    _self_negatives = True
-
     def __init__(self, temperature: float = 0.05, *, attraction: float = 1.0, repulsion: float = 1.0) -> None:
         self.temperature, _, self.attraction, self.repulsion = _check_field(temperature, None, attraction,
                                                                             repulsion)  # fmt: skip
@@ -467,53 +372,55 @@ class Algorithm2Drift(_SampleDrift):
 
 
 class MultiTemperatureDrift(_SampleDrift):
-    r"""The normalised field :func:`multi_temperature_field` with the samples themselves as negatives; its raw
-    drift RMS (of :math:`c\sum_R F_R`) decreases while the loss stays flat.
+    r"""The multi-temperature, RMS-normalised drift of the official ImageNet code (``drift_loss.py``), the
+    samples themselves as negatives. With :math:`\bar D \ge 10^{-3}` the mean distance to
+    :math:`[y^+ \mid x]`, :math:`c = \max(\bar D/\sqrt d, 10^{-3})` and :math:`F_R` the Algorithm-2 force on
+    the inputs divided by :math:`c` (logits :math:`-|x_i - t_j|/(\bar D R)`, affinities
+    :math:`\sqrt{\max(\text{row}\cdot\text{col}, \epsilon_A)}`),
+
+    .. math::
+
+        V = c \sum_{R} \frac{F_R}{\sqrt{\max(\overline{F_R^2}, 10^{-8})}}, \qquad
+        \overline{F_R^2} = \frac{1}{nd}\sum_{i,k} (F_R)_{ik}^2,
+
+    scale and translation equivariant (one temperature: :math:`\overline{(V/c)^2} = 1`: the loss stays flat
+    while the raw drift RMS, of :math:`c\sum_R F_R`, decreases). ``temperatures``: the :math:`R` (relative
+    to :math:`\bar D` when ``normalize``); ``normalize=False``: :math:`V = \sum_R F_R`, :math:`\bar D = c = 1`
+    (one temperature and ``affinity_floor=0``: :class:`Algorithm2Drift`); ``affinity_floor``
+    :math:`\epsilon_A` (official 1e-6; use 0 for batches of hundreds).
 
     Used in: chapter 8, ``cifar10.Trainer``.
     """
 
-    _self_negatives = True
-
-    def __init__(
-        self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
-        attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6,
-    ) -> None:  # fmt: skip
-        self.temperatures, self.normalize, self.affinity_floor = _check_multi(temperatures, normalize,
-                                                                              affinity_floor)  # fmt: skip
+    def __init__(self, temperatures: Sequence[float] = (0.02, 0.05, 0.2), normalize: bool = True, *,
+                 attraction: float = 1.0, repulsion: float = 1.0, affinity_floor: float = 1e-6) -> None:
+        checked = _check_multi(temperatures, normalize, affinity_floor)
+        self.temperatures, self.normalize, self.affinity_floor = checked
         self.attraction, self.repulsion = _check_field(1.0, None, attraction, repulsion)[2:]
 
     def _velocity(self, x: Tensor, y_pos: Tensor, with_raw: bool = True) -> tuple[Tensor, Tensor | None]:
         """``(V, raw RMS or None)``: no input checks, no host read (``cifar10`` calls it every step)."""
-        v, info = _multi_temperature(
-            x, y_pos, x, True, self.temperatures, self.normalize, self.attraction, self.repulsion,
-            self.affinity_floor, with_raw,
-        )  # fmt: skip
-        return v, info["raw_rms"] if with_raw else None
+        return _multi_temperature(x, y_pos, x, True, self.temperatures, self.normalize, self.attraction,
+                                  self.repulsion, self.affinity_floor, with_raw)  # fmt: skip
 
 
 class ObjectiveDrift(_SampleDrift):
-    r"""Drift from an objective's Wasserstein velocity, optionally with noise injection,
-
-    .. math::
-
-        V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i), \quad v_\rho = -\nabla_x \frac{\delta F}{\delta\rho},
-        \quad u_i \sim \mathcal N(0, I),
-
-    with ``objective.velocity(x, y, at=None)`` (a :class:`gwf_tutorial.functionals.Objective`: the MMD
-    witness, Sinkhorn's barycentric projection, the sliced-W drift), ``scale`` :math:`\lambda > 0`,
-    ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise injection of Arbel et al.,
-    NeurIPS 2019) and ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
+    r"""Drift from an objective's Wasserstein velocity :math:`v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}`
+    (``objective.velocity(x, y, at=None)``, e.g. a :class:`~gwf_tutorial.functionals.Objective`: the MMD
+    witness, Sinkhorn's barycentric projection, the sliced-W drift), optionally with noise injection:
+    :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i)`, :math:`u_i \sim \mathcal N(0, I)`, ``scale``
+    :math:`\lambda > 0`, ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise
+    injection of Arbel et al., NeurIPS 2019), ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
 
     Used in: chapter 8.
     """
 
+    _self_negatives = False
+
     def __init__(self, objective, scale: float = 1.0, *, noise_level: float = 0.0, generator=None) -> None:
         if not callable(getattr(objective, "velocity", None)):
-            raise TypeError(
-                "objective must have a callable velocity(x, y) method (a functionals.Objective), "
-                f"got {type(objective).__name__}"
-            )
+            raise TypeError("objective must have a callable velocity(x, y) method (a functionals.Objective), "
+                            f"got {type(objective).__name__}")  # fmt: skip
         self.objective, self.scale = objective, check_positive(scale, "scale")
         self.noise_level = check_nonnegative(noise_level, "noise_level")
         self.generator = check_generator(generator)
@@ -545,24 +452,19 @@ class ObjectiveDrift(_SampleDrift):
 
 
 class CriticDrift(_SampleDrift):
-    r"""KL-flow drift from a logistic critic, refitted (warm-started, ``n_iters`` full-batch Adam steps of
-    :func:`gwf_tutorial.critics.logistic_ratio` at rate ``lr``) at every call,
-
-    .. math::
-
-        \min_D\ \overline{\log(1 + e^{-D(y)})} + \overline{\log(1 + e^{D(x)})}, \qquad
-        D^\star = \log\frac{\nu}{\rho} + \mathrm{const}, \qquad V(x) = \lambda\,\nabla D(x),
-
-    (``scale`` :math:`\lambda > 0`). ``critic``: ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1,
-    hidden, depth, "silu")``, built at the first call from torch's global RNG.
+    r"""KL-flow drift :math:`V(x) = \lambda\,\nabla D(x)` (``scale`` :math:`\lambda > 0`) from a logistic
+    critic :math:`D \approx \log(\nu/\rho) + \mathrm{const}`, refitted at every call (warm-started,
+    ``n_iters`` full-batch Adam steps of :func:`gwf_tutorial.critics.logistic_ratio` at rate ``lr``).
+    ``critic``: ``(n, d) -> (n, 1)`` or ``(n,)``; default ``nets.MLP(d, 1, hidden, depth, "silu")``, built at
+    the first call from torch's global RNG.
 
     Used in: chapter 8.
     """
 
-    def __init__(
-        self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3, hidden: int = 64,
-        depth: int = 2, scale: float = 1.0,
-    ) -> None:  # fmt: skip
+    _self_negatives = False
+
+    def __init__(self, critic: nn.Module | None = None, *, n_iters: int = 20, lr: float = 1e-3,
+                 hidden: int = 64, depth: int = 2, scale: float = 1.0) -> None:  # fmt: skip
         if critic is not None and not isinstance(critic, nn.Module):
             raise TypeError(f"critic must be a torch.nn.Module, got {type(critic).__name__}")
         self.n_iters, self.lr = check_int(n_iters, "n_iters"), check_positive(lr, "lr")
@@ -576,19 +478,15 @@ class CriticDrift(_SampleDrift):
         self.critic = critic if device is None else critic.to(device)
         self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
-    def _fit(self, x: Tensor, y_pos: Tensor) -> None:
-        """``n_iters`` Adam steps of the logistic loss, data ``y_pos`` labelled 1 and ``x`` 0; ``last_loss``
-        is the loss before the last step."""
-        x, y_pos = x.detach(), y_pos.detach()
+    def _field(self, x, y_pos) -> Tensor:
+        """Refit (``n_iters`` Adam steps, ``y_pos`` labelled 1, ``x`` 0; ``last_loss``: the loss before the
+        last step), then the field."""
         if self.critic is None:
             self._build(x.shape[1], x.dtype, x.device)
         with torch.enable_grad():
-            fit = logistic_ratio(x, y_pos, self.critic, self.n_iters, optimizer=self._optimizer,
-                                 progress=False)
+            fit = logistic_ratio(x.detach(), y_pos.detach(), self.critic, self.n_iters,
+                                 optimizer=self._optimizer, progress=False)  # fmt: skip
         self.last_loss = fit.history.loss[-1]
-
-    def _field(self, x, y_pos) -> Tensor:
-        self._fit(x, y_pos)
         return self.scale * value_and_grad(self.critic, x)[1]
 
     def state_dict(self) -> dict:
@@ -596,13 +494,10 @@ class CriticDrift(_SampleDrift):
         if self.critic is None:
             return {}
         p = next(self.critic.parameters(), None)
-        return {
-            "critic": self.critic.state_dict(),
-            "optimizer": self._optimizer.state_dict(),
-            "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
-            "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
-            "last_loss": self.last_loss,
-        }
+        return {"critic": self.critic.state_dict(), "optimizer": self._optimizer.state_dict(),
+                "in_dim": None if p is None else int(getattr(self.critic, "in_dim", -1)),
+                "dtype": None if p is None else str(p.dtype).removeprefix("torch."),
+                "last_loss": self.last_loss}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (building the default critic if needed)."""
@@ -643,12 +538,6 @@ class DriftingHistory:
             return self.net(e.to(p.device))
 
 
-def toy_generator(out_dim: int = 2, *, dtype: torch.dtype | None = None) -> nn.Module:
-    """The official toy demo's network, ``nets.MLP(32, out_dim, 256, 3, "silu")`` (:data:`TOY_DEFAULTS`)."""
-    t = TOY_DEFAULTS
-    return MLP(t["latent_dim"], out_dim, t["hidden"], t["depth"], t["activation"], dtype=dtype)
-
-
 def _data_sampler(data, n: int, generator, dtype, device) -> Callable[[], Tensor]:
     if isinstance(data, Tensor) or (not callable(data) and not hasattr(data, "sample")):
         pool = check_samples(data, "data").to(dtype=dtype, device=device)
@@ -679,8 +568,7 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, n_iters: int) -> tuple[
 def _check_train_args(net, drift, n_iters, batch_size, n_data, latent_dim, lr, generator) -> dict:
     if not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    if not callable(drift):
-        raise TypeError(f"drift must be callable drift(x, y_pos) -> V, got {type(drift).__name__}")
+    check_callable(drift, "drift")  # drift(x, y_pos) -> V
     n_iters, batch_size = check_int(n_iters, "n_iters"), check_int(batch_size, "batch_size")
     latent_dim = getattr(net, "in_dim", None) if latent_dim is None else latent_dim
     if latent_dim is None:
@@ -732,8 +620,7 @@ class _DriftLoss:
     def map_loss(self, _) -> tuple[Tensor, list[Tensor]]:
         p = next(self.net.parameters())
         e = torch.randn(self.batch_size, self.latent_dim, generator=self.generator, dtype=p.dtype)
-        y = self.draw()
-        x = self.net(e.to(p.device))
+        y, x = self.draw(), self.net(e.to(p.device))
         if x.ndim != 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"net must map (n, latent_dim) to (n, d), got {tuple(x.shape)}")
         if y.shape[1] != x.shape[1]:
@@ -746,18 +633,16 @@ class _DriftLoss:
 _KIND = "drifting.train_drifting"
 
 
-def train_drifting(
-    net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
-    n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
-    generator: torch.Generator | None = None, progress: bool = True,
-    checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-) -> DriftingHistory:  # fmt: skip
+def train_drifting(net: nn.Module, data, drift: DriftField, *, n_iters: int = 2000, batch_size: int = 2048,
+                   n_data: int | None = None, latent_dim: int | None = None, lr: float = 1e-3,
+                   generator: torch.Generator | None = None, progress: bool = True,
+                   checkpoint: str | os.PathLike | None = None,
+                   checkpoint_every: int | None = None) -> DriftingHistory:  # fmt: skip
     r"""Train a one-step generator with the drifting loss and any drift field (resumable); its history.
 
-    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j
-    \sim \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with
-    :math:`V = \mathrm{drift}(x, y)`.
-    ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
+    Each step draws :math:`z_i \sim \mathcal N(0, I)`, :math:`x_i = G_\theta(z_i)`, fresh data :math:`y_j \sim
+    \nu`, and takes an Adam step (torch's defaults) on :func:`drifting_loss` with :math:`V = \mathrm{drift}(x,
+    y)`. ``net``: ``(n, latent_dim) -> (n, d)``, trained in place (``latent_dim`` defaults to ``net.in_dim``).
     ``data``: a tensor ``(N, d)`` (``n_data`` rows per step, default ``batch_size``, with replacement), an
     object with ``sample(n, generator=)`` or a callable ``n -> (n, d)``. ``n_iters``: total steps (a resumed
     run continues up to it). ``generator`` draws the noise and the data. ``checkpoint``: saved every

@@ -1,9 +1,8 @@
 r"""Objectives of Wasserstein gradient flows, estimated from samples, and the one MMD estimator.
 
-Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor,
-differentiable in ``x``), ``first_variation(x, y, at)`` and ``velocity(x, y, at=None)``, the velocity
-:math:`v = -\nabla \frac{\delta F}{\delta\rho}` of the flow
-:math:`\partial_t \rho = -\operatorname{div}(\rho\, v)`.
+Every objective :math:`F(\rho)` (a divergence to a target) has ``value(x, y)`` (a 0-d tensor, differentiable
+in ``x``), ``first_variation(x, y, at)`` and ``velocity(x, y, at=None)``, the velocity :math:`v = -\nabla
+\frac{\delta F}{\delta\rho}` of the flow :math:`\partial_t \rho = -\operatorname{div}(\rho\, v)`.
 
 Shared arguments: particles ``x`` ``(n, d)``, target samples ``y`` ``(m, d)``, evaluation points ``at``
 ``(k, d)`` (velocities have its shape, first variations ``(k,)``); ``generator`` draws random directions;
@@ -17,12 +16,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from importlib.util import find_spec
 
 import ot
 import torch
 from torch import Tensor
 
-from gwf_tutorial._validation import check_int, check_interval, check_positive, check_same_dim, check_samples
+from gwf_tutorial._validation import (
+    check_choice,
+    check_generator,
+    check_int,
+    check_interval,
+    check_positive,
+    check_same_dim,
+    check_samples,
+)
 from gwf_tutorial.kernels import Kernel, _sqdist, get_kernel
 
 __all__ = ["Objective", "wasserstein_gradient", "mmd2_estimate", "MMD", "KL", "SlicedWasserstein",
@@ -57,11 +65,8 @@ def _block_rows(n_rows: int, n_cols: int, itemsize: int, free_bytes: int | None)
 
 
 def _row_slices(n_rows: int, n_cols: int, chunk_size: int | None, like: Tensor):
-    """Slices of at most ``chunk_size`` rows (default sized for the device of ``like``)."""
-    if chunk_size is None:
-        chunk = _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
-    else:
-        chunk = chunk_size
+    """Slices of at most ``chunk_size`` rows (None: sized for the device of ``like``)."""
+    chunk = chunk_size or _block_rows(n_rows, n_cols, like.element_size(), _free_device_bytes(like.device))
     return [slice(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
 
 
@@ -105,8 +110,7 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
     r"""Wasserstein gradient :math:`\nabla_{W_2} F(\rho_n)(x_i) = \nabla \frac{\delta F}{\delta\rho}(x_i)
     = n\, \nabla_{x_i} F\big(\frac1n \sum_j \delta_{x_j}\big)` at ``x`` of a sample estimate ``value_fn``
-    (particles to a 0-d tensor), detached, shape ``(n, d)``; the tests check every analytic velocity
-    against it.
+    (particles to a 0-d tensor) by autograd, detached, shape ``(n, d)``.
 
     Used in: chapters 2 and 3.
     """
@@ -127,10 +131,9 @@ def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
 
 
 class Objective:
-    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity.
-
-    The default ``velocity`` is minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus
-    the gradient of ``first_variation`` at other points.
+    r"""An objective :math:`F(\rho)` with a sample estimate ``value`` and its Wasserstein velocity, by default
+    minus :func:`wasserstein_gradient` of ``value`` at the particles, or minus the gradient of
+    ``first_variation`` at other points.
 
     Used in: :class:`~gwf_tutorial.functionals.MMD` and every objective of this module (their base class).
     """
@@ -209,8 +212,7 @@ class MMD(Objective):
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
-        k = self.kernel._resolve(x, y)
-        n_cols = x.shape[0] + y.shape[0]
+        k, n_cols = self.kernel._resolve(x, y), x.shape[0] + y.shape[0]
         return torch.cat([k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
                           for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
@@ -277,10 +279,9 @@ class KL(Objective):
             raise TypeError("target must be a score callable or an object with a score method")
         if log_prob is not None and not callable(log_prob):
             raise TypeError("log_prob must be callable")
-        if velocity_estimator not in ("blob", "kde"):
-            raise ValueError(f"velocity_estimator must be 'blob' or 'kde', got {velocity_estimator!r}")
+        self.velocity_estimator = check_choice(velocity_estimator, "velocity_estimator", ("blob", "kde"))
         self.kde_bandwidth = None if kde_bandwidth is None else check_positive(kde_bandwidth, "kde_bandwidth")
-        self.score, self.log_prob, self.velocity_estimator = score, log_prob, velocity_estimator
+        self.score, self.log_prob = score, log_prob
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _h(self, x: Tensor) -> float:
@@ -290,10 +291,8 @@ class KL(Objective):
 
     def _log_prob(self, z: Tensor) -> Tensor:
         if self.log_prob is None:
-            raise ValueError(
-                "KL.value needs log_prob (log pi up to a constant); pass log_prob= or a target "
-                "with a log_prob method, or track no value (track_value=False)"
-            )
+            raise ValueError("KL.value needs log_prob (log pi up to a constant); pass log_prob= or a target "
+                             "with a log_prob method, or track no value (track_value=False)")  # fmt: skip
         lp = self.log_prob(z)
         if not isinstance(lp, Tensor) or lp.shape != (z.shape[0],):
             raise ValueError(f"log_prob must return shape ({z.shape[0]},)")
@@ -311,24 +310,17 @@ class KL(Objective):
                           for sl in self._slices(at.shape[0], x.shape[0], at)])  # fmt: skip
 
     def _log_kde(self, at: Tensor, x: Tensor, h: float) -> Tensor:
-        d = x.shape[1]
-        norm = math.log(x.shape[0]) + 0.5 * d * math.log(2.0 * math.pi * h * h)
-        return self._lse(at, x, h) - norm
-
-    def log_density(self, x, at) -> Tensor:
         r""":math:`\log\hat\rho_h(z) = \log \frac1n\sum_j \mathcal N(z; x_j, h^2 I)` at ``at``, ``(k,)``."""
-        x, _, at = self._check(x, None, at)
-        return self._log_kde(at, x, self._h(x))
+        norm = math.log(x.shape[0]) + 0.5 * x.shape[1] * math.log(2.0 * math.pi * h * h)
+        return self._lse(at, x, h) - norm
 
     def value(self, x, y=None) -> Tensor:
         x, y, _ = self._check(x, y)
-        h = self._h(x)
-        return self._log_kde(x, x, h).mean() - self._log_prob(x).mean()
+        return self._log_kde(x, x, self._h(x)).mean() - self._log_prob(x).mean()
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
-        h = self._h(x)
-        x = x.detach()
+        h, x = self._h(x), x.detach()
         lse_x = self._lse(x, x, h)  # (n,)
         # sum_k K_h(z - x_k) / (n rho_h(x_k)) = sum_k exp(-|z - x_k|^2 / 2h^2 - lse_x[k])
         extra = torch.cat([torch.exp(-_sqdist(at[sl], x) / (2.0 * h * h) - lse_x[None, :]).sum(1)
@@ -338,8 +330,7 @@ class KL(Objective):
     def velocity(self, x, y=None, at=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x = x.detach()
-        h = self._h(x)
-        blob = self.velocity_estimator == "blob"
+        h, blob = self._h(x), self.velocity_estimator == "blob"
         if blob and at is None:
             return self._score(x) - self._blob_drift_at_particles(x, h)
         z = x if at is None else at.detach()
@@ -358,8 +349,7 @@ class KL(Objective):
         r"""Kernel part of the blob velocity at the particles, ``(n, d)``, in two passes: with
         :math:`K_{ij} = e^{-|x_i - x_j|^2/2h^2}` and row sums :math:`s_i`, :math:`\sum_j (w_{ij} +
         u_{ij})(x_j - x_i) = (Kx)_i/s_i + (K\tfrac{x}{s})_i - (1 + (K\tfrac1s)_i) x_i`."""
-        d = x.shape[1]
-        slices = self._slices(x.shape[0], x.shape[0], x)
+        d, slices = x.shape[1], self._slices(x.shape[0], x.shape[0], x)
 
         def gram(sl):  # exponents floored at -80: no subnormal results (slow on x86), error < 1e-34
             return torch.exp((_sqdist(x[sl], x) / (-2.0 * h * h)).clamp_(min=-80.0))
@@ -390,17 +380,13 @@ def _quantiles(sorted_vals: Tensor, levels: Tensor) -> Tensor:
 def _cdf_levels(sorted_vals: Tensor, t: Tensor) -> Tensor:
     """Piecewise-linear CDF levels of sorted columns ``(n, L)`` at points ``t`` ``(k, L)``."""
     n = sorted_vals.shape[0]
-    xp = sorted_vals.T.contiguous()  # (L, n)
-    tt = t.T.contiguous()  # (L, k)
+    xp, tt = sorted_vals.T.contiguous(), t.T.contiguous()  # (L, n), (L, k)
     idx = torch.searchsorted(xp, tt)  # in [0, n]
-    lo = (idx - 1).clamp(0, n - 1)
-    hi = idx.clamp(0, n - 1)
-    x_lo = torch.gather(xp, 1, lo)
-    x_hi = torch.gather(xp, 1, hi)
+    lo, hi = (idx - 1).clamp(0, n - 1), idx.clamp(0, n - 1)
+    x_lo, x_hi = torch.gather(xp, 1, lo), torch.gather(xp, 1, hi)
     gap = x_hi - x_lo
     frac = torch.where(gap > 0, (tt - x_lo) / torch.where(gap > 0, gap, 1.0), 0.0).clamp(0, 1)
-    level = (lo.to(t.dtype) + frac + 0.5) / n
-    return level.T  # (k, L)
+    return ((lo.to(t.dtype) + frac + 0.5) / n).T  # (k, L)
 
 
 class _SlicedObjective(Objective):
@@ -410,9 +396,7 @@ class _SlicedObjective(Objective):
 
     def __init__(self, n_projections: int = 200, generator: torch.Generator | None = None):
         self.n_projections = check_int(n_projections, "n_projections")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError("generator must be a torch.Generator or None")
-        self.generator = generator
+        self.generator = check_generator(generator)
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
         r"""``n_projections`` directions :math:`g / |g|`, :math:`g \sim \mathcal N(0, I_d)`, ``(L, d)``."""
@@ -432,16 +416,12 @@ class _SlicedObjective(Objective):
 
 
 class SlicedWasserstein(_SlicedObjective):
-    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections.
-
-    .. math::
-
-        F(\rho) = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta), \qquad
-        v(z) = E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big], \quad
-        T_\theta = Q_{\theta_\#\nu} \circ F_{\theta_\#\rho},
-
-    with ``L = n_projections`` directions drawn at each call (or passed to ``value`` and ``velocity`` as
-    ``projections``, ``(L, d)``); the target quantiles are interpolated at the levels ``(i + 1/2)/n``.
+    r"""Half the squared sliced-Wasserstein distance and its velocity, by sorting projections: :math:`F(\rho)
+    = \tfrac12 \int_{S^{d-1}} W_2^2(\theta_\#\rho, \theta_\#\nu)\, d\sigma(\theta)`, :math:`v(z) =
+    E_\theta\big[(T_\theta(\theta^\top z) - \theta^\top z)\,\theta\big]` with :math:`T_\theta =
+    Q_{\theta_\#\nu} \circ F_{\theta_\#\rho}`, ``L = n_projections`` directions drawn at each call (or passed
+    to ``value`` and ``velocity`` as ``projections``, ``(L, d)``); the target quantiles are interpolated at
+    the levels ``(i + 1/2)/n``.
 
     Used in: chapters 3 and 8.
     """
@@ -450,30 +430,24 @@ class SlicedWasserstein(_SlicedObjective):
 
     def value(self, x, y, projections=None) -> Tensor:
         x, y, _ = self._check(x, y)
-        theta = self._projections(x, projections)
-        n = x.shape[0]
-        px = torch.sort(x @ theta.T, dim=0).values  # (n, L)
-        py = torch.sort(y @ theta.T, dim=0).values  # (m, L)
+        theta, n = self._projections(x, projections), x.shape[0]
+        px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values  # (n|m, L)
         levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
-        q = _quantiles(py, levels)
-        return 0.5 * (px - q).pow(2).mean()
+        return 0.5 * (px - _quantiles(py, levels)).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
         x, y, at = self._check(x, y, at)
         x, y = x.detach(), y.detach()
-        theta = self._projections(x, projections)
-        n = x.shape[0]
+        theta, n = self._projections(x, projections), x.shape[0]
         px = x @ theta.T  # (n, L)
         py = torch.sort(y @ theta.T, dim=0).values
         if at is None:
-            px_sorted, order = torch.sort(px, dim=0)
+            order = torch.sort(px, dim=0).indices
             levels = (torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n
             q_sorted = _quantiles(py, levels)  # (n, L) in sorted order
-            target = torch.empty_like(px).scatter_(0, order, q_sorted)
-            disp = target - px
+            disp = torch.empty_like(px).scatter_(0, order, q_sorted) - px
         else:
-            at = at.detach()
-            pz = at @ theta.T  # (k, L)
+            pz = at.detach() @ theta.T  # (k, L)
             disp = _quantiles(py, _cdf_levels(torch.sort(px, dim=0).values, pz)) - pz
         return disp @ theta / theta.shape[0]
 
@@ -498,24 +472,17 @@ def _pair_sum(sorted_vals: Tensor) -> Tensor:
 
 def _sign_sums(sorted_cols: Tensor, points: Tensor) -> Tensor:
     r"""``#{s_j < p} - #{s_j > p}`` over each sorted column ``(N, L)`` at points ``(k, L)``, ``(k, L)``."""
-    cols = sorted_cols.T.contiguous()  # (L, N)
-    pts = points.T.contiguous()  # (L, k)
-    below = torch.searchsorted(cols, pts, side="left")
-    not_above = torch.searchsorted(cols, pts, side="right")
+    cols, pts = sorted_cols.T.contiguous(), points.T.contiguous()  # (L, N), (L, k)
+    below, not_above = torch.searchsorted(cols, pts, side="left"), torch.searchsorted(cols, pts, side="right")
     return (below + not_above - cols.shape[1]).T.to(points.dtype)
 
 
 class SlicedEnergyMMD(_SlicedObjective):
-    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, by slicing and sorting.
-
-    .. math::
-
-        F(\rho) = c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu), \qquad
-        v(z) = c_d\, E_\theta\Big[\Big(E_\rho\operatorname{sign}(\theta^\top(z - X))
-        - E_\nu\operatorname{sign}(\theta^\top(z - Y))\Big)\,\theta\Big],
-
-    with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")`` in
-    :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
+    r"""Half the squared MMD with the energy kernel :math:`-|x-y|`, by slicing and sorting: :math:`F(\rho) =
+    c_d\, E_\theta\, F_1(\theta_\#\rho, \theta_\#\nu)`, :math:`v(z) = c_d\,
+    E_\theta\big[\big(E_\rho\operatorname{sign}(\theta^\top(z - X)) - E_\nu\operatorname{sign}(\theta^\top(z -
+    Y))\big)\,\theta\big]`, with :math:`c_d` of :func:`slicing_constant`: the objective of ``MMD("energy")``
+    in :math:`O(L (n + m)\log(n + m))` time. ``directions``: ``"grid"`` (2-D: ``L`` angles with one random
     offset), ``"random"``, or ``"auto"`` (grid in 2-D).
 
     Used in: the solvers appendix; ``benchmarks/particle_flows.py``.
@@ -526,9 +493,7 @@ class SlicedEnergyMMD(_SlicedObjective):
 
     def __init__(self, n_projections: int = 64, generator: torch.Generator | None = None, directions="auto"):
         super().__init__(n_projections, generator)
-        if directions not in ("auto", "grid", "random"):
-            raise ValueError(f"directions must be 'auto', 'grid' or 'random', got {directions!r}")
-        self.directions = directions
+        self.directions = check_choice(directions, "directions", ("auto", "grid", "random"))
 
     def sample_projections(self, d: int, *, dtype=None, device=None) -> Tensor:
         r"""Directions ``(L, d)``: :math:`(\cos\alpha_l, \sin\alpha_l)`, :math:`\alpha_l = (l + u)\pi / L`,
@@ -549,8 +514,7 @@ class SlicedEnergyMMD(_SlicedObjective):
         theta = self._projections(x, projections).double()
         n, m = x.shape[0], y.shape[0]
         px, py = x.double() @ theta.T, y.double() @ theta.T  # (n, L), (m, L)
-        wx = _pair_sum(torch.sort(px, dim=0).values)
-        wy = _pair_sum(torch.sort(py, dim=0).values)
+        wx, wy = _pair_sum(torch.sort(px, dim=0).values), _pair_sum(torch.sort(py, dim=0).values)
         wu = _pair_sum(torch.sort(torch.cat([px, py]), dim=0).values)
         per_dir = (wu - wx - wy) / (n * m) - wx / n**2 - wy / m**2
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
@@ -564,14 +528,12 @@ class SlicedEnergyMMD(_SlicedObjective):
             u = (torch.cat([x, y]) @ theta.T).T.contiguous()  # (L, n + m)
             order = torch.sort(u, dim=1).indices
             is_x = (order < n).to(x.dtype)
-            below_x = is_x.cumsum(1) - is_x
-            below_y = (1.0 - is_x).cumsum(1) - (1.0 - is_x)
+            below_x, below_y = is_x.cumsum(1) - is_x, (1.0 - is_x).cumsum(1) - (1.0 - is_x)
             coef_sorted = (2.0 * below_x - (n - 1)) / n - (2.0 * below_y - m) / m  # at the x entries
             coef = torch.empty_like(coef_sorted).scatter_(1, order, coef_sorted)[:, :n].T  # (n, L)
         else:
             pz = at.detach() @ theta.T  # (k, L)
-            px = torch.sort(x @ theta.T, dim=0).values
-            py = torch.sort(y @ theta.T, dim=0).values
+            px, py = torch.sort(x @ theta.T, dim=0).values, torch.sort(y @ theta.T, dim=0).values
             coef = _sign_sums(px, pz) / n - _sign_sums(py, pz) / m  # (k, L)
         return slicing_constant(x.shape[1]) * (coef @ theta) / theta.shape[0]
 
@@ -585,17 +547,9 @@ def _import_geomloss():
     try:
         import geomloss
     except ImportError as err:
-        raise ImportError(
-            "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops): "
-            "pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops"
-        ) from err
+        what = "solver='geomloss' needs the optional package geomloss (and, on a GPU, pykeops)"
+        raise ImportError(f"{what}: pip install 'gwf-tutorial[gpu]' or pip install geomloss pykeops") from err
     return geomloss
-
-
-def _geomloss_available(module: str = "geomloss") -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 class SinkhornDivergence(Objective):
@@ -629,15 +583,12 @@ class SinkhornDivergence(Objective):
         self.eps, self.max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
         self.tol = check_positive(tol, "tol")
         self.debiased, self.warm_start = bool(debiased), bool(warm_start)
-        if solver not in _SINKHORN_SOLVERS:
-            raise ValueError(f"solver must be 'dense', 'lazy', 'geomloss' or 'auto', got {solver!r}")
+        self.solver = check_choice(solver, "solver", _SINKHORN_SOLVERS)
         if solver == "geomloss":
             _import_geomloss()  # fail now, with the install hint, not at the first call
             if self.warm_start:
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
-        self.solver = solver
-        self.chunk_size = _check_chunk_size(chunk_size)
-        self.scaling = check_interval(scaling, "scaling")
+        self.chunk_size, self.scaling = _check_chunk_size(chunk_size), check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -651,7 +602,7 @@ class SinkhornDivergence(Objective):
         """The solver of this call (``"auto"`` resolved)."""
         if self.solver != "auto":
             return self.solver
-        if like.is_cuda and not self.warm_start and _geomloss_available():
+        if like.is_cuda and not self.warm_start and find_spec("geomloss") is not None:
             return "geomloss"
         return "dense"
 
@@ -660,11 +611,10 @@ class SinkhornDivergence(Objective):
         on CUDA for large problems when pykeops is installed."""
         geomloss = _import_geomloss()
         large = a.shape[0] * b.shape[0] > _GEOMLOSS_TENSORIZED_MAX_ENTRIES
-        online = a.is_cuda and large and _geomloss_available("pykeops")
-        loss = geomloss.SamplesLoss(
-            "sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling, debias=debias,
-            potentials=potentials, backend="online" if online else "tensorized",
-        )  # fmt: skip
+        online = a.is_cuda and large and find_spec("pykeops") is not None
+        loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=math.sqrt(self.eps), scaling=self.scaling,
+                                    debias=debias, potentials=potentials,
+                                    backend="online" if online else "tensorized")  # fmt: skip
         return loss(a, b)
 
     def _ot(self, a: Tensor, b: Tensor) -> Tensor:
@@ -681,8 +631,7 @@ class SinkhornDivergence(Objective):
         ad, bd = a.detach(), b.detach()
         log_u, log_v = self._log_scalings(ad, bd)
         n, m = ad.shape[0], bd.shape[0]
-        log_ab = -math.log(n) - math.log(m)
-        total = ad.new_zeros((), dtype=torch.float64)
+        log_ab, total = -math.log(n) - math.log(m), ad.new_zeros((), dtype=torch.float64)
         grad_a, col_mass, pt_a = [], ad.new_zeros(m), ad.new_zeros(bd.shape)
         for sl in self._slices(n, m, ad):
             cost = 0.5 * _sqdist(ad[sl], bd)  # (chunk, m)
@@ -691,8 +640,7 @@ class SinkhornDivergence(Objective):
             # P (C + eps (log P - log ab - 1)), plus eps a b (the mass term of the generalised KL)
             total = total + (p * (cost + self.eps * (log_p - log_ab - 1.0))).sum().double()
             grad_a.append(p.sum(1, keepdim=True) * ad[sl] - p @ bd)  # sum_j P_ij (a_i - b_j)
-            col_mass = col_mass + p.sum(0)
-            pt_a = pt_a + p.T @ ad[sl]
+            col_mass, pt_a = col_mass + p.sum(0), pt_a + p.T @ ad[sl]
         value = (total + self.eps).to(ad.dtype)
         grad_b = col_mass[:, None] * bd - pt_a  # sum_i P_ij (b_j - a_i)
         # value + <a - a.detach(), grad_a> + <b - b.detach(), grad_b>: the value, with the gradient
@@ -707,8 +655,7 @@ class SinkhornDivergence(Objective):
             if lu.shape == (a.shape[0],) and lv.shape == (b.shape[0],) and lu.dtype == a.dtype:
                 init = (lu.to(a.device), lv.to(a.device))
         wa, wb = self._uniform(a.shape[0], a), self._uniform(b.shape[0], b)
-        tol = self._tol(a)
-        solver = self._solver_for(a)
+        tol, solver = self._tol(a), self._solver_for(a)
         if solver == "geomloss":
             # dual potentials f, g of P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps): u = a e^{f/eps}
             f, g = self._samples_loss(a, b, debias=False, potentials=True)
@@ -719,16 +666,13 @@ class SinkhornDivergence(Objective):
             cols = self._slices(a.shape[0], b.shape[0], a)[0].stop
             # The transposed problem (b first): POT's online solver then updates in the dense solver's
             # order (v from u, then u). Metric "sqeuclidean" with reg 2 eps gives |x - y|^2 / 2 eps.
-            log_v, log_u = ot.bregman.empirical_sinkhorn(
-                b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean", numIterMax=self.max_iter,
-                stopThr=tol, isLazy=True, batchSize=(rows, cols),
-                warmstart=None if init is None else init[::-1],
-            )  # fmt: skip
+            log_v, log_u = ot.bregman.empirical_sinkhorn(b, a, 2.0 * self.eps, wb, wa, metric="sqeuclidean",
+                                                         numIterMax=self.max_iter, stopThr=tol, isLazy=True,
+                                                         batchSize=(rows, cols),
+                                                         warmstart=None if init is None else init[::-1])
         else:
-            _, log = ot.sinkhorn(
-                wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
-                numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init,
-            )  # fmt: skip
+            _, log = ot.sinkhorn(wa, wb, 0.5 * _sqdist(a, b), self.eps, method="sinkhorn_log",
+                                 numItermax=self.max_iter, stopThr=tol, log=True, warmstart=init)  # fmt: skip
             log_u, log_v = log["log_u"], log["log_v"]
         if self.warm_start and tag is not None:
             self._potentials[tag] = (log_u.detach(), log_v.detach())

@@ -1,8 +1,8 @@
 r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances and density estimates,
 :math:`\nabla_1 k(x, y) = 2\phi'(|x - y|^2)\,(x - y)`.
 
-A kernel gives the Gram matrix ``k(x, y)``, the gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`
-and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`. Shared arguments: ``x`` ``(n, d)``,
+A kernel gives the Gram matrix ``k(x, y)`` and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`
+(from the weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`). Shared arguments: ``x`` ``(n, d)``,
 ``y`` ``(m, d)``; results keep the dtype of ``x`` and are differentiable in both. ``bandwidth=None`` is the
 median heuristic at call time (pooled sample, detached); :meth:`Kernel.resolve` fixes it once for the
 several Gram matrices of one estimate.
@@ -123,7 +123,7 @@ class Kernel:
         out.bandwidth = _median_distance(x, y)
         return out
 
-    # _gram, _grad_weights, _mean_grad: the public methods for a resolved kernel, without input checks
+    # for a resolved kernel, without input checks: _gram, _grad_weights (G of the module doc), _mean_grad
     def _gram(self, x: Tensor, y: Tensor) -> Tensor:
         return self._phi(_sqdist(x, y), self.bandwidth)
 
@@ -138,11 +138,6 @@ class Kernel:
         """Gram matrix :math:`K_{ij} = k(x_i, y_j)`, shape ``(n, m)``."""
         x, y = check_pair(x, y)
         return self._resolve(x, y)._gram(x, y)
-
-    def grad_weights(self, x, y) -> Tensor:
-        r"""Gradient weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`, shape ``(n, m)``."""
-        x, y = check_pair(x, y)
-        return self._resolve(x, y)._grad_weights(x, y)
 
     def mean_grad(self, x, y) -> Tensor:
         r"""Mean first-argument gradient :math:`\frac1m \sum_j \nabla_1 k(x_i, y_j)`, shape ``(n, d)``."""
@@ -250,18 +245,9 @@ class MultiBandwidthKernel(Kernel):
             raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.base = base.lower()
-        self.reduction = reduction
+        self.base, self.reduction = base.lower(), reduction
         self.bandwidths = None if bandwidths is None else check_positive_seq(bandwidths, "bandwidths")
-        self.factors = check_positive_seq(factors, "factors")
-        self.bandwidth = None
-
-    @property
-    def kernels(self) -> list[Kernel]:
-        """The base kernels at the fixed bandwidths."""
-        if self.bandwidths is None:
-            raise ValueError("bandwidths are not fixed yet; call resolve(x, y) first")
-        return [_BASES[self.base](b) for b in self.bandwidths]
+        self.factors, self.bandwidth = check_positive_seq(factors, "factors"), None
 
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
         if self.bandwidths is not None:
@@ -269,8 +255,8 @@ class MultiBandwidthKernel(Kernel):
         med = _median_distance(x, y)
         return MultiBandwidthKernel(self.base, [f * med for f in self.factors], reduction=self.reduction)
 
-    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:
-        q, kernels = _sqdist(x, y), self.kernels
+    def _combine(self, x: Tensor, y: Tensor, term) -> Tensor:  # on a resolved kernel (bandwidths fixed)
+        q, kernels = _sqdist(x, y), [_BASES[self.base](b) for b in self.bandwidths]
         total = torch.stack([term(kk, q) for kk in kernels]).sum(0)
         return total / len(kernels) if self.reduction == "mean" else total
 

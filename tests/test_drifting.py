@@ -9,9 +9,8 @@ import torch
 from test_train import assert_damaged_checkpoints_refused
 from torch import nn
 
-from gwf_tutorial import train
+from gwf_tutorial import drifting, train
 from gwf_tutorial.drifting import (
-    TOY_DEFAULTS,
     Algorithm2Drift,
     CriticDrift,
     DriftField,
@@ -24,14 +23,21 @@ from gwf_tutorial.drifting import (
     drifting_loss,
     gaussian_population_field,
     jacobian_asymmetry,
-    mean_shift,
-    multi_temperature_field,
     paper_field,
-    toy_generator,
     train_drifting,
 )
 
 F64 = torch.float64
+
+
+def multi_temperature_field(x, y_pos, y_neg=None, temperatures=(0.02, 0.05, 0.2), normalize=True, *,
+                            affinity_floor=1e-6, return_raw=False):  # fmt: skip
+    """MultiTemperatureDrift's field with any negatives (y_neg None: x without the self-pairs), checked;
+    ``return_raw``: ``(V, raw drift RMS)``."""
+    x, y_pos, y_neg, self_neg = drifting._check_triplet(x, y_pos, y_neg)
+    temps, normalize, floor = drifting._check_multi(temperatures, normalize, affinity_floor)
+    V, raw = drifting._multi_temperature(x, y_pos, y_neg, self_neg, temps, normalize, 1.0, 1.0, floor, True)
+    return (V, float(raw)) if return_raw else V
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -144,14 +150,14 @@ def test_population_field_math_number():
     assert abs(V.item() - 0.41) < 1e-14
 
 
-def test_mean_shift_is_smoothed_score():
+def test_attraction_is_smoothed_score():
     """V+_p = s^2 grad log p_s, p = N(1, 0.25): -s^2 (x - 1)/(0.25 + s^2), Monte Carlo, m = 4e5."""
     g = _gen(3)
     yp = 1.0 + 0.5 * torch.randn(400_000, 1, generator=g, dtype=F64)
     x = torch.tensor([[-0.5], [0.3], [1.0], [2.0]], dtype=F64)
     for s in (0.3, 0.5, 1.0):
         exact = -(s**2) * (x - 1.0) / (0.25 + s**2)
-        est = mean_shift(x, yp, s, "gaussian")
+        est = paper_field(x, yp, None, s, "gaussian", repulsion=0.0)  # the attraction V+ alone
         # self-normalised estimator, effective sample size >~ 1e4: MC error < 0.005
         torch.testing.assert_close(est, exact, rtol=0, atol=0.01)
 
@@ -219,10 +225,8 @@ def test_multi_temperature_is_sum_of_rms_normalised_algorithm2():
         F = algorithm2_field(x, yp, None, temperature=R * scale.item()) / c  # rescaled units
         ref += F / F.pow(2).mean().sqrt()
     ref = c * ref  # back to the units of x
-    V, info = multi_temperature_field(x, yp, None, temps, affinity_floor=0.0, return_info=True)
+    V = multi_temperature_field(x, yp, None, temps, affinity_floor=0.0)
     torch.testing.assert_close(V, ref, rtol=1e-9, atol=1e-12)
-    assert info["scale"] == pytest.approx(scale.item(), rel=1e-12)
-    assert info["input_scale"] == pytest.approx(c.item(), rel=1e-12)
     # the official default clamps the affinity product at 1e-6: a different field
     assert (multi_temperature_field(x, yp, None, temps) - V).abs().max() > 1e-3
     # normalize=False with one temperature and no floor is Algorithm 2
@@ -236,22 +240,22 @@ def test_multi_temperature_scale_invariance_and_unit_rms():
     g = _gen(7)
     x = torch.randn(40, 2, generator=g, dtype=F64)
     yp = 0.5 * torch.randn(50, 2, generator=g, dtype=F64) + 1.0
-    V, info = multi_temperature_field(x, yp, return_info=True)
+    V, raw_rms = multi_temperature_field(x, yp, return_raw=True)
     assert torch.isfinite(V).all()
     for lam, b in ((10.0, 0.0), (0.1, 3.0), (2.0, -1.0)):
         shift = torch.tensor([b, -b], dtype=F64)
         Vl = multi_temperature_field(lam * x + shift, lam * yp + shift)
         torch.testing.assert_close(Vl, lam * V, rtol=1e-8, atol=1e-10)
     # one temperature: (1/(nd)) |V / c|^2 = 1 exactly
-    V1, info1 = multi_temperature_field(x, yp, None, (0.05,), return_info=True)
+    V1 = multi_temperature_field(x, yp, None, (0.05,))
     c = torch.cdist(x, torch.cat([yp, x])).mean() / math.sqrt(2)
     assert (V1 / c).pow(2).mean().item() == pytest.approx(1.0, rel=1e-10)
     # three temperatures: RMS of the sum at most 3 (triangle inequality), and > 1
-    rms = (V / info["input_scale"]).pow(2).mean().sqrt().item()
+    rms = (V / c).pow(2).mean().sqrt().item()
     assert 1.0 < rms <= 3.0 + 1e-12
     # raw drift reported in units of x, scale equivariant too
-    _, info_l = multi_temperature_field(10 * x, 10 * yp, return_info=True)
-    assert info_l["raw_rms"] == pytest.approx(10 * info["raw_rms"], rel=1e-8)
+    _, raw_rms_l = multi_temperature_field(10 * x, 10 * yp, return_raw=True)
+    assert raw_rms_l == pytest.approx(10 * raw_rms, rel=1e-8)
 
 
 def test_multi_temperature_finite_in_degenerate_cases():
@@ -317,7 +321,7 @@ def test_drift_objects_match_functions():
     V = PaperDrift(0.3, "laplace")(x, y)
     k = torch.exp(-torch.cdist(x, x) / 0.3) * (1 - torch.eye(12, dtype=F64))
     v_neg = (k @ x) / k.sum(1, keepdim=True) - x
-    torch.testing.assert_close(V, mean_shift(x, y, 0.3) - v_neg)
+    torch.testing.assert_close(V, paper_field(x, y, None, 0.3, repulsion=0.0) - v_neg)
     for drift in (Algorithm2Drift(), PaperDrift(), MultiTemperatureDrift(), CriticDrift()):
         assert isinstance(drift, DriftField)
 
@@ -453,14 +457,6 @@ def test_train_drifting_objective_drift_float64():
     assert hist.sample(4).dtype == F64 and len(hist.loss) == 5
 
 
-def test_toy_defaults_and_generator():
-    assert TOY_DEFAULTS["latent_dim"] == 32 and TOY_DEFAULTS["temperature"] == 0.05
-    assert TOY_DEFAULTS["batch_size"] == TOY_DEFAULTS["n_data"] == 2048
-    net = toy_generator(2)
-    assert net(torch.randn(3, 32)).shape == (3, 2)
-    assert sum(isinstance(m, nn.SiLU) for m in net.modules()) == 3
-
-
 # ------------------------------------------------------------------------------------------
 # dtype and bad input
 # ------------------------------------------------------------------------------------------
@@ -470,7 +466,6 @@ def test_float64_preserved():
     x = torch.randn(6, 2, dtype=F64)
     y = torch.randn(5, 2, dtype=F64)
     for V in (
-        mean_shift(x, y),
         paper_field(x, y),
         algorithm2_field(x, y),
         multi_temperature_field(x, y),
@@ -830,7 +825,7 @@ def test_fields_refuse_float32_overflow_and_are_scale_equivariant():
     g = _gen(0)
     x, y = torch.randn(30, 2, generator=g, dtype=F64), torch.randn(20, 2, generator=g, dtype=F64) + 1
     s = 1e30
-    for fn in (mean_shift, paper_field, algorithm2_field):
+    for fn in (paper_field, algorithm2_field):
         torch.testing.assert_close(fn(s * x, s * y, temperature=0.1 * s), s * fn(x, y, temperature=0.1),
                                    rtol=1e-12, atol=1e-14 * s)  # fmt: skip
         with pytest.raises(ValueError, match=r"^x holds values up to .*, too large for torch.float32"):

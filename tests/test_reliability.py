@@ -208,18 +208,11 @@ spec("functionals.wasserstein_gradient", functionals.wasserstein_gradient,
 
 # --- critics -------------------------------------------------------------------------------------------
 spec("critics.Critic", critics.Critic, lambda: dict(in_dim=2, hidden=8, depth=1), ints=("in_dim", "hidden"))
-spec("critics.critic_loss", critics.critic_loss, lambda: dict(fdiv="kl", h_x=V(), h_y=V(7)),
-    vectors=("h_x", "h_y"))
-spec("critics.dv_loss", critics.dv_loss, lambda: dict(h_x=V(), h_y=V(7)), vectors=("h_x", "h_y"))
-spec("critics.logistic_loss", critics.logistic_loss, lambda: dict(d_x=V(), d_y=V(7)), vectors=("d_x", "d_y"))
-spec("critics.r1_penalty", critics.r1_penalty, lambda: dict(critic=critic2(), y=S()), samples=("y",))
 spec("critics.value_and_input_grad", critics.value_and_input_grad, lambda: dict(critic=critic2(), y=S()),
      samples=("y",), nan=False)
 spec("critics.add_penalties", critics.add_penalties,
      lambda: dict(loss=torch.zeros(()), critic=critic2(), x=S(), y=S(seed=1), r1=1.0, gp=1.0), nan=False,
      empty=False)
-spec("critics.gradient_penalty", critics.gradient_penalty, lambda: dict(critic=critic2(), x=S(), y=S(seed=1)),
-     samples=("x", "y"), pairs=(("x", "y"),))
 spec("critics.fit_critic", critics.fit_critic, lambda: dict(critic=critic2(), x=S(), y=S(7), fdiv="kl",
     n_iters=2),
      samples=("x", "y"), pairs=(("x", "y"),), ints=("n_iters",), positive=("lr",))
@@ -337,17 +330,12 @@ spec("SemiDualJKO.phase",
      lambda: dict(source=S(), data=S(7)), samples=("source", "data"))
 
 # --- drifting ------------------------------------------------------------------------------------------
-spec("drifting.mean_shift", drifting.mean_shift, lambda: dict(x=S(), y=S(7)), samples=("x", "y"),
-     pairs=(("x", "y"),), positive=("temperature",), extra=[("kernel", dict(kernel="nope"), "kernel")])
 for _fname in ("paper_field", "algorithm2_field"):
     spec(f"drifting.{_fname}", getattr(drifting, _fname), lambda: dict(x=S(), y_pos=S(7)),
          samples=("x", "y_pos"), pairs=(("x", "y_pos"),), positive=("temperature",),
          extra=[("attraction", dict(attraction=-1.0), "attraction")])
 spec("drifting.algorithm2_affinities", drifting.algorithm2_affinities, lambda: dict(x=S(), y_pos=S(7)),
      samples=("x", "y_pos"), pairs=(("x", "y_pos"),), positive=("temperature",))
-spec("drifting.multi_temperature_field", drifting.multi_temperature_field, lambda: dict(x=S(), y_pos=S(7)),
-     samples=("x", "y_pos"), pairs=(("x", "y_pos"),),
-     extra=[("temperatures", dict(temperatures=(0.1, -1.0)), "temperature")])
 spec("drifting.gaussian_population_field", drifting.gaussian_population_field,
      lambda: dict(x=S().double(), mp=torch.zeros(2, dtype=torch.float64), Sp=SPD(), mq=torch.ones(2,
          dtype=torch.float64),
@@ -363,7 +351,8 @@ spec("drifting.PaperDrift", drifting.PaperDrift, lambda: dict(temperature=0.1), 
 spec("drifting.Algorithm2Drift", drifting.Algorithm2Drift, lambda: dict(temperature=0.1),
     positive=("temperature",))
 spec("drifting.MultiTemperatureDrift", drifting.MultiTemperatureDrift, lambda: dict(),
-     extra=[("temperatures", dict(temperatures=()), "temperatures")])
+     extra=[("temperatures", dict(temperatures=()), "temperatures"),
+            ("negative temperature", dict(temperatures=(0.1, -1.0)), "temperature")])
 spec("drifting.ObjectiveDrift", drifting.ObjectiveDrift,
     lambda: dict(objective=functionals.MMD("gaussian", 1.0)),
      positive=("scale",), extra=[("objective", dict(objective=3), "objective")])
@@ -519,7 +508,6 @@ spec("sjko.toy_trainer", sjko.toy_trainer, lambda: dict(dim=2, hidden=8), ints=(
      extra=[("seed", dict(seed=-1), "seed")])
 spec("sjko.affine_trainer", sjko.affine_trainer, lambda: dict(dim=2, tau=1.0), ints=("dim",),
     positive=("tau",))
-spec("drifting.toy_generator", drifting.toy_generator, lambda: dict(out_dim=2), ints=("out_dim",))
 spec("metrics.mixture_scores", metrics.mixture_scores,
      lambda: dict(x=S(20), mixture=targets.get_target("eight_gaussians"),
                   floor_result=metrics.floor("eight_gaussians", 20, "energy", n_pairs=2, progress=False)),
@@ -813,7 +801,7 @@ def test_every_public_function_is_swept():
         "NotApplicableError", "Standardizer", "VariantRun", "AffineMap", "FDivergence", "ExactLogRatio",
         # listing and bookkeeping helpers without data arguments
         "list_targets", "list_methods", "device", "make_generator", "progress", "rng_state", "set_rng_state",
-        "atomic_save", "toy_generator", "applicable",
+        "atomic_save", "applicable",
         # summaries of the committed benchmark results (tests/test_benchmark.py)
         "summarize", "headline", "family_ratios", "goals", "throughput_table",
         # no arguments

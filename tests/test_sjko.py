@@ -160,7 +160,8 @@ def test_r1_penalty_gradient_of_a_quadratic():
     y = torch.linspace(-2, 2, 9, dtype=DT)[:, None]
     vals, grad = critics.value_and_input_grad(v, y)  # one R1 in the library: critics'
     assert torch.allclose(vals.reshape(-1), 0.3 * y[:, 0] ** 2 - 1.2 * y[:, 0] + 0.5)
-    assert torch.allclose(critics.r1_penalty(v, y), (grad**2).sum(1).mean())
+    r1 = critics.add_penalties(y.new_zeros(()), v, y, y, r1=2.0)  # R1 alone: it adds (r1 / 2) R1
+    assert torch.allclose(r1, (grad**2).sum(1).mean())
     assert torch.allclose(grad[:, 0], 0.6 * y[:, 0] - 1.2)
     # the penalty trains the potential: d/dc (1/2) E|2 c y + e|^2 = E[(2cy + e) 2y]
     pen = 0.5 * (grad**2).sum(1).mean()
