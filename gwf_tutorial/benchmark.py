@@ -55,8 +55,7 @@ class NotApplicableError(ValueError):
 class MethodInfo:
     r"""What a method is and the settings :func:`run` uses for it: ``summary`` and ``settings`` in words,
     ``budget_s`` its nominal budget (the module docstring), ``needs_score`` (it needs :math:`\nabla\log p`)
-    and the ``chapter`` that derives it. :func:`run` uses :math:`\max(1, \operatorname{round}(k\,
-    \texttt{budget\_s} / \texttt{MethodInfo.budget\_s}))` iterations where ``k`` are recommended.
+    and the ``chapter`` that derives it.
 
     Used in: ``benchmark.method_info``.
     """
@@ -83,9 +82,7 @@ class Standardizer:
 
     @classmethod
     def from_samples(cls, y: Tensor) -> Standardizer:
-        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``;
-        ``ValueError`` if they have zero spread.
-        """
+        r"""Fit :math:`\bar y` and :math:`\sigma` to samples ``y`` (N, d), ``N >= 2``, of non-zero spread."""
         y = check_samples(y, "y", min_n=2).detach().to(torch.float64)
         scale = float(y.var(0).mean().sqrt())
         if not (math.isfinite(scale) and scale > 0):
@@ -102,8 +99,6 @@ class Standardizer:
 
 
 # --- the problem a method sees: standardised data, seeds, budget
-
-
 def _has_score(target) -> bool:
     return callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
 
@@ -170,10 +165,8 @@ class _Problem:
 
 
 # --- dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
-
 #: Largest ``budget_s / method_info(m).budget_s`` that :func:`run` accepts.
 _MAX_BUDGET_FACTOR = 1e6
-
 #: Keyword arguments of a method that count iterations: the budget factor scales them. ``n_phases``
 #: (the number of JKO steps) and ``inner_steps`` are not scaled.
 SCALED = ("n_steps", "n_iters", "critic_iters", "first_critic_iters", "fit_iters")
@@ -233,8 +226,6 @@ def _dispatch(key: str, p: _Problem) -> Tensor:
 
 
 # --- the public entry points
-
-
 def load_results(stem: str) -> dict:
     """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script (``stem``
     e.g. ``"run_all"``), shipped with the package so that a chapter opened alone (Colab) finds them.
@@ -292,9 +283,8 @@ def _target_name(target) -> str:
 
 
 def applicable(method: str, target) -> tuple[bool, str]:
-    """``(True, "")`` if :func:`run` can run ``method`` on ``target``, else ``(False, reason)``.
-
-    A method applies unless it needs a score :math:`\\nabla\\log p` that the target lacks.
+    """``(True, "")`` if :func:`run` can run ``method`` on ``target``, else ``(False, reason)``: a method
+    applies unless it needs a score :math:`\\nabla\\log p` that the target lacks.
 
     Used in: ``benchmark.run`` and ``benchmarks/run_all.py`` (the methods that do not apply, and why).
     """
@@ -312,30 +302,23 @@ def _budget_factor(key: str, budget_s) -> float:
     nominal = _table()[key]["budget_s"]
     factor = check_positive(budget_s, "budget_s") / nominal
     if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
-        raise ValueError(
-            f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
-            f"({nominal:g} s), got {budget_s:g}"
-        )
+        raise ValueError(f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
+                         f"({nominal:g} s), got {budget_s:g}")  # fmt: skip
     return factor
 
 
 def run(method: str, target, n_samples: int, seed: int, budget_s: float | None = None, *,
         progress: bool = False) -> Tensor:
-    r"""Train or run one method of the book on a target and return its samples.
+    r"""Train or run one method of the book on a target and return its samples: :math:`x_i = \bar y +
+    \sigma\, u_i`, :math:`u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big)` with
+    :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
 
-    .. math::
-
-        u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big), \qquad
-        x_i = \bar y + \sigma\, u_i \quad (i \le n),
-
-    with :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
-
-    ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that
-    generator) and ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds
-    everything random; ``budget_s``: at most :math:`10^6` times the method's nominal budget (the
-    default). Returns ``n_samples`` float32 samples (n_samples, d) on the CPU, the same for the same
-    arguments. Raises :class:`NotApplicableError` when the method needs a score the target lacks,
-    ``FloatingPointError`` (or ``flows.FlowDivergedError``) when it diverges.
+    ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that generator) and
+    ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds everything random;
+    ``budget_s``: at most :math:`10^6` times the method's nominal budget (the default). Returns
+    ``n_samples`` float32 samples on the CPU, the same for the same arguments. Raises
+    :class:`NotApplicableError` when the method needs a score the target lacks, ``FloatingPointError`` (or
+    ``flows.FlowDivergedError``) when it diverges.
 
     Used in: chapter 11 (benchmark).
     """
@@ -360,10 +343,8 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
 
 
 # --- summaries of the committed results (benchmarks/run_all.py writes them; chapter 11 reads them)
-
 #: Targets on which every method should be within 2x the floor (W2^2).
 GOAL_2X = ("moons", "swiss_roll")
-
 #: The best method of each family should be within this ratio of the floor on every target.
 GOAL_BEST = 1.3
 
@@ -374,11 +355,8 @@ def _spread(rs: list[dict], key: str) -> dict:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    r"""Median over seeds (and min, max) of each metric, for every (method, target) of a results file.
-
-    .. math::
-
-        \bar r_{m,t} = \operatorname{median}_s r_{m,t,s}, \qquad r = +\infty \text{ for a diverged run}.
+    """Median over seeds (and min, max) of each metric, for every (method, target) of a results file, a
+    diverged run counting as ``+inf``.
 
     ``rows``: the ``"rows"`` of ``load_results("run_all")``. Returns one dict per (method, target):
     ``status`` (``"ok"``, ``"some diverged"`` or ``"n/a"``), ``w2_ratio``, ``energy_ratio``,
@@ -419,27 +397,21 @@ def headline(s: dict, mixture: bool) -> float:
 
 
 def family_ratios(by: dict, floors: dict, family: str, target: str) -> list[float]:
-    """Headline ratios of a family's methods on a target, in the order of :func:`list_methods`.
-
-    ``by``: rows of :func:`summarize` keyed by ``(method, target)``; ``floors``: the results'
-    ``"floors"`` (``floors[target]["mixture"]`` is used).
+    """Headline ratios of a family's methods on a target, in the order of :func:`list_methods`; ``by``: rows
+    of :func:`summarize` keyed by ``(method, target)``; ``floors``: the results' ``"floors"``.
 
     Used in: chapter 11.
     """
     mixture = floors[target]["mixture"]
-    return [
-        headline(by[(m, target)], mixture)
-        for m in list_methods(family)
-        if (m, target) in by and by[(m, target)]["status"] != "n/a"
-    ]
+    return [headline(by[(m, target)], mixture) for m in list_methods(family)
+            if (m, target) in by and by[(m, target)]["status"] != "n/a"]  # fmt: skip
 
 
 def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[str]) -> dict:
     """Which goals hold: every method within 2x (W2^2) on :data:`GOAL_2X`; per family the best method
-    within :data:`GOAL_BEST` (headline ratio) on every target, with all modes hit on mixtures.
-
-    Returns ``misses_2x`` (``{method, target, ratio}`` per miss) and ``best`` (per family and target,
-    ``{family, target, method, ratio, ok, modes}`` of the family's best method).
+    within :data:`GOAL_BEST` (headline ratio) on every target, with all modes hit on mixtures: ``misses_2x``
+    (``{method, target, ratio}`` per miss) and ``best`` (``{family, target, method, ratio, ok, modes}`` of the
+    family's best method on each target).
 
     Used in: chapter 11.
     """
@@ -461,10 +433,9 @@ def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[s
             ok = headline(b, mixture) <= GOAL_BEST
             if mixture:
                 ok = ok and b.get("modes_hit_min", 0) == b.get("n_modes", -1)
-            best.append(
-                dict(family=fam, target=t, method=b["method"], ratio=headline(b, mixture), ok=bool(ok),
-                     modes=f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else "")
-            )  # fmt: skip
+            modes = f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else ""
+            best.append(dict(family=fam, target=t, method=b["method"], ratio=headline(b, mixture),
+                             ok=bool(ok), modes=modes))
     return dict(misses_2x=misses_2x, best=best)
 
 

@@ -78,7 +78,7 @@ class FDivergence:
     :meth:`conjugate`), ``f_prime_inverse`` (:math:`(f')^{-1}`, the density ratio from a critic value),
     ``activation`` (from :math:`\mathbb R` onto the conjugate domain, f-GAN's output activation), ``dv``
     (True for :data:`KL_DV`: the bound is Donsker--Varadhan's, :func:`dv_bound`) and the optional
-    ``conjugate_of_activation`` (a stable :math:`f^* \circ` ``activation``, :meth:`conjugate_activated`).
+    ``conjugate_of_activation`` (a stable :math:`f^* \circ` ``activation``).
 
     Used in: :func:`~gwf_tutorial.fdiv.get_fdivergence`, :func:`~gwf_tutorial.fflows.get_velocity_factor`.
     """
@@ -98,21 +98,10 @@ class FDivergence:
     def __repr__(self) -> str:
         return f"FDivergence({self.name!r})"
 
-    def conjugate_activated(self, v) -> Tensor:
-        r""":math:`f^*(g_f(v))` from a critic's raw output ``v`` (any shape), in a numerically stable form.
-
-        .. math::
-
-            \text{GAN: } f^*(-\operatorname{softplus}(-v)) = \operatorname{softplus}(v), \qquad
-            \text{JS: } f^*(\log 2 - \operatorname{softplus}(-v)) = \operatorname{softplus}(v) - \log 2;
-
-        the plain composition rounds :math:`g_f(v)` to :math:`s_{\max}` for a confident critic (float32,
-        :math:`v \gtrsim 100`) and returns :math:`+\infty`.
-        """
-        return self._conjugate_activated(_tensor(v, "v"))
-
     def _conjugate_activated(self, v: Tensor) -> Tensor:
-        """:meth:`conjugate_activated` without the NaN check (per-step calls of the training loops)."""
+        r""":math:`f^*(g_f(v))` of raw critic outputs ``v`` (any shape), stable: GAN :math:`\mathrm{sp}(v)`,
+        JS :math:`\mathrm{sp}(v) - \log 2` (sp = softplus; the plain composition rounds :math:`g_f(v)` to
+        :math:`s_{\max}` for a confident critic and returns :math:`+\infty`)."""
         if self.conjugate_of_activation is not None:
             return self.conjugate_of_activation(v)
         return self._conjugate(self.activation(v))
@@ -122,8 +111,7 @@ class FDivergence:
         shape of ``s``; gradients are finite on the domain."""
         return self._conjugate(_tensor(s, "s"))
 
-    def _conjugate(self, s: Tensor) -> Tensor:
-        """:meth:`conjugate` without the NaN check (per-step calls of the training loops)."""
+    def _conjugate(self, s: Tensor) -> Tensor:  # without the NaN check (per-step calls of the training loops)
         if math.isinf(self.domain_upper):
             return self.conjugate_fn(s)
         return _on_domain(s, s < self.domain_upper, self.domain_upper - 1.0, self.conjugate_fn)
@@ -209,17 +197,12 @@ GAN = FDivergence(
 )  # fmt: skip
 
 #: All divergences of the catalogue, by name.
-FDIVERGENCES: dict[str, FDivergence] = {
-    d.name: d for d in (KL, KL_DV, REVERSE_KL, JS, PEARSON_CHI2, SQUARED_HELLINGER, GAN)
-}
-_ALIASES = {"kl-dv": "kl_dv", "dv": "kl_dv", "rkl": "reverse_kl", "reverse-kl": "reverse_kl", "jsd": "js",
-            "jensen_shannon": "js", "chi": "chi2", "pearson": "chi2", "pearson_chi2": "chi2",
-            "hellinger": "squared_hellinger"}  # fmt: skip
+FDIVERGENCES: dict[str, FDivergence] = {d.name: d for d in (KL, KL_DV, REVERSE_KL, JS, PEARSON_CHI2,
+                                                              SQUARED_HELLINGER, GAN)}  # fmt: skip
 
 
 def get_fdivergence(name: str | FDivergence) -> FDivergence:
-    r"""Look up an f-divergence by name (case-insensitive, aliases such as ``"dv"``, ``"rkl"``, ``"jsd"``,
-    ``"pearson"``, ``"hellinger"``); an :class:`FDivergence` passes through.
+    """An f-divergence of :data:`FDIVERGENCES` by name (case-insensitive); an :class:`FDivergence` as is.
 
     Used in: chapters 4 and 5.
     """
@@ -228,7 +211,6 @@ def get_fdivergence(name: str | FDivergence) -> FDivergence:
     if not isinstance(name, str):
         raise TypeError(f"name must be a string or an FDivergence, got {type(name).__name__}")
     key = name.strip().lower()
-    key = _ALIASES.get(key, key)
     if key not in FDIVERGENCES:
         raise ValueError(f"unknown f-divergence {name!r}: name must be one of {sorted(FDIVERGENCES)}")
     return FDIVERGENCES[key]
@@ -245,8 +227,7 @@ def _psi_star_chi2(s: Tensor) -> Tensor:
 #: ``"chi2"`` (chi) :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1` (the conjugate
 #: of :data:`PEARSON_CHI2`); ``"softplus"`` (softplus) :math:`2\,\mathrm{softplus}(s) - 2\log 2`, of
 #: :math:`t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e. :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu,
-#: 2\nu - \mu)`, infinite where :math:`\mathrm d\mu/\mathrm d\nu > 2`: not the Jensen--Shannon divergence
-#: :math:`\mathrm{JS}(\mu, \nu)` (the key was ``"js"`` before; that name is refused).
+#: 2\nu - \mu)`, infinite where :math:`\mathrm d\mu/\mathrm d\nu > 2`: not the Jensen--Shannon divergence.
 PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
     "kl": torch.expm1, "chi2": _psi_star_chi2,
     "softplus": lambda s: 2.0 * F.softplus(s) - 2.0 * math.log(2.0)}
@@ -259,14 +240,9 @@ PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
                                      lambda u: torch.xlogy(u, u) + torch.xlogy(2 - u, 2 - u)),
 }  # fmt: skip
 
-_PSI_ALIASES = {"chi": "chi2"}
-#: Former names of :data:`PSI_STAR`, refused with a message that gives the new one.
-_PSI_RENAMED = {"js": "softplus"}
-
 
 def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` (alias ``"chi"``; the
-    names are the official code's; the former name ``"js"`` of ``"softplus"`` is refused) or a callable
+    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` or a callable
     (elementwise, convex, non-decreasing) as is.
 
     Used in: :mod:`gwf_tutorial.sjko`.
@@ -275,17 +251,9 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
         return divergence
     if not isinstance(divergence, str):
         raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
-    if divergence in _PSI_RENAMED:
-        raise ValueError(
-            f"divergence {divergence!r} was renamed {_PSI_RENAMED[divergence]!r}: its Psi is "
-            "t log t + (2 - t) log(2 - t), the divergence 2 JS(mu, 2 nu - mu), not Jensen-Shannon"
-        )
-    name = _PSI_ALIASES.get(divergence, divergence)
-    if name not in PSI_STAR:
-        raise ValueError(
-            f"divergence must be one of {sorted(PSI_STAR) + sorted(_PSI_ALIASES)}, got {divergence!r}"
-        )
-    return PSI_STAR[name]
+    if divergence not in PSI_STAR:
+        raise ValueError(f"divergence must be one of {sorted(PSI_STAR)}, got {divergence!r}")
+    return PSI_STAR[divergence]
 
 
 def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]:

@@ -28,15 +28,12 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
     check_same_dim,
-    check_spd,
 )
 from gwf_tutorial.nets import AffineMap
 
-__all__ = [
-    "sqrtm_spd", "inv_sqrtm_spd", "w2_squared", "monge_map", "kl", "relative_fisher_information",
-    "jko_objective_kl", "ou_flow", "jko_step_kl", "jko_map_kl", "jko_iterates_kl", "euler_step_kl",
-    "euler_iterates_kl", "mmd2", "entropic_ot", "sinkhorn_divergence",
-]
+__all__ = ["w2_squared", "monge_map", "kl", "relative_fisher_information", "jko_objective_kl", "ou_flow",
+           "jko_step_kl", "jko_map_kl", "jko_iterates_kl", "euler_step_kl", "euler_iterates_kl", "mmd2",
+           "entropic_ot", "sinkhorn_divergence"]  # fmt: skip
 
 
 def _sym(S: Tensor) -> Tensor:
@@ -60,32 +57,26 @@ def _trace(S: Tensor) -> Tensor:
 
 
 class _SqrtmSPD(torch.autograd.Function):
-    """``S^{1/2}`` (``S^{-1/2}``) by ``eigh``; backward ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times
-    ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse), finite for repeated eigenvalues, unlike autograd."""
+    r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
+    ``(..., d, d)`` by ``eigh``; its backward solves :math:`Y\,dY + dY\,Y = dS`, ``dY_ij = dS_ij / (sqrt(l_i)
+    + sqrt(l_j))`` in the eigenbasis: finite for repeated eigenvalues (``S = I``), unlike autograd."""
 
     @staticmethod
-    def forward(ctx, S: Tensor, inverse: bool) -> Tensor:
+    def forward(ctx, S: Tensor) -> Tensor:
         lam, U = torch.linalg.eigh(_sym(S))
         r = lam.clamp_min(0.0).sqrt()
-        f = r.reciprocal() if inverse else r
         ctx.save_for_backward(U, r)
-        ctx.inverse = inverse
-        return _sym((U * f.unsqueeze(-2)) @ U.mT)
+        return _sym((U * r.unsqueeze(-2)) @ U.mT)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         U, r = ctx.saved_tensors
-        ri, rj = r.unsqueeze(-1), r.unsqueeze(-2)
-        kernel = (ri + rj).reciprocal()
-        if ctx.inverse:
-            kernel = -kernel / (ri * rj)
         G = U.mT @ _sym(grad) @ U
-        return U @ (G * kernel) @ U.mT, None
+        return U @ (G * (r.unsqueeze(-1) + r.unsqueeze(-2)).reciprocal()) @ U.mT
 
 
-def _sqrtm(S: Tensor) -> Tensor:
-    return _SqrtmSPD.apply(S, False)
+_sqrtm = _SqrtmSPD.apply
 
 
 def _spd_inv(S: Tensor) -> Tensor:
@@ -107,24 +98,6 @@ def _check_pair(m1, S1, m2, S2, names: str = "m1 S1 m2 S2") -> tuple[Tensor, Ten
 
 
 _FLOW0, _FLOW = "mean0 cov0 target_mean target_cov", "mean cov target_mean target_cov"
-
-
-def sqrtm_spd(S) -> Tensor:
-    r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
-    ``(..., d, d)``; its backward solves :math:`Y\,dY + dY\,Y = dS` (finite at ``S = I``).
-
-    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
-    """
-    return _sqrtm(check_spd(S, "S", semidefinite=True))
-
-
-def inv_sqrtm_spd(S) -> Tensor:
-    r"""Inverse principal square root :math:`S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top` of SPD
-    ``(..., d, d)``.
-
-    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
-    """
-    return _SqrtmSPD.apply(check_spd(S, "S"), True)
 
 
 def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
@@ -244,8 +217,7 @@ def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from
-    :math:`N(\mu, S)`.
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from :math:`N(\mu, S)`.
 
     .. math::
 
@@ -262,16 +234,9 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`:
-    ``(mean_next, cov_next)`` of
-
-    .. math::
-
-        N(\mu_+, M S M) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
-        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),
-
-    with :math:`\mu_+, M` of :func:`jko_map_kl`; stable for every :math:`\tau`, :math:`O(\tau)` from
-    :func:`ou_flow`.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`: ``(mean_next,
+    cov_next)`` :math:`= (\mu_+, M S M)`, the minimiser of :func:`jko_objective_kl` (:math:`\mu_+, M` of
+    :func:`jko_map_kl`); stable for every :math:`\tau`, :math:`O(\tau)` from :func:`ou_flow`.
 
     Used in: chapters 2 and 7.
     """
