@@ -30,6 +30,7 @@ from gwf_tutorial._validation import (
     check_positive,
     check_samples,
     check_seed,
+    check_weights,
 )
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
@@ -48,26 +49,11 @@ _BLOCK_ROWS = 1024
 _TOL_FLOOR_EPS = 10.0
 
 
-def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
-    """Probability weights ``(n,)`` (uniform if None), normalised to sum 1."""
-    if w is None:
-        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
-    w = check_finite(as_tensor(w, name), name).to(dtype=like.dtype, device=like.device)
-    if w.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {tuple(w.shape)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"{name} must be non-negative")
-    total = w.sum()
-    if not float(total) > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return w / total
-
-
 def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Checked samples and their normalised weights."""
     x, y = _pair(x, y)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
+    a = check_weights(weights_x, x.shape[0], "weights_x", dtype=x.dtype, device=x.device)
+    return x, y, a, check_weights(weights_y, y.shape[0], "weights_y", dtype=x.dtype, device=x.device)
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
@@ -100,10 +86,8 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
         if float(log["err"][-1]) < tol:
             break
     else:
-        warnings.warn(
-            f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} iterations",
-            stacklevel=3,
-        )
+        warnings.warn(f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} "
+                      "iterations", stacklevel=3)  # fmt: skip
     q = ad[:, None] * ad[None, :]
     kl = (torch.xlogy(plan, plan) - torch.xlogy(plan, q) - plan + q).sum()
     return (plan * M).sum() + eps * kl
@@ -223,9 +207,9 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
-    cpu64 = torch.empty(0, dtype=torch.float64)
-    weights = _weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, cpu64, "mixture.weights")
-    stds = check_finite(as_tensor(mixture.stds, "mixture.stds").detach().to(cpu64), "mixture.stds")
+    weights = check_weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, "mixture.weights")
+    stds = as_tensor(mixture.stds, "mixture.stds").detach().to("cpu", torch.float64)
+    stds = check_finite(stds, "mixture.stds")
     if stds.shape != (k,) or not bool((stds > 0).all()):
         raise ValueError(f"mixture.stds must be positive, of shape ({k},)")
     x = check_samples(x, "x", dim=d).detach().to(torch.float64)
@@ -235,14 +219,10 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if radius is None:
         radius_t = stds * math.sqrt(chi2.ppf(1.0 - math.exp(-4.5), d))
     else:
-        radius_t = check_finite(as_tensor(radius, "radius"), "radius").detach()
-        radius_t = radius_t.to(torch.float64).cpu().reshape(-1)
-        if radius_t.numel() == 1:
-            radius_t = radius_t.expand(k).clone()
-        if radius_t.shape != (k,):
-            raise ValueError(f"radius must be a number or have shape ({k},)")
-        if not bool((radius_t > 0).all()):
-            raise ValueError("radius must be positive")
+        radius_t = check_finite(as_tensor(radius, "radius"), "radius").detach().to("cpu", torch.float64)
+        if radius_t.numel() not in (1, k) or not bool((radius_t > 0).all()):
+            raise ValueError(f"radius must be positive, one number or one per mode ({k},)")
+        radius_t = radius_t.reshape(-1).expand(k)
     n = x.shape[0]
     dist2 = squared_distances(x, means.to(x.device)).cpu()  # (n, K)
     d2_min, nearest = dist2.min(dim=1)
@@ -285,10 +265,8 @@ def _resolve_metric(metric) -> tuple[Callable, str]:
     if isinstance(metric, str):
         key = metric.lower()
         if key not in _METRICS:
-            raise ValueError(
-                f"unknown metric {metric!r}; choose from {sorted(_METRICS)} or pass a callable "
-                "(e.g. functools.partial(sinkhorn_divergence, eps=0.1))"
-            )
+            raise ValueError(f"unknown metric {metric!r}; choose from {sorted(_METRICS)} or pass a callable "
+                             "(e.g. functools.partial(sinkhorn_divergence, eps=0.1))")  # fmt: skip
         return _METRICS[key], key
     if not callable(metric):
         raise TypeError(f"metric must be a name or a callable (x, y) -> scalar, got {metric!r}")
@@ -330,15 +308,10 @@ class Floor:
 
 def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
           dtype: torch.dtype = torch.float64, progress: bool | None = None) -> Floor:  # fmt: skip
-    r"""The metric between two independent samples of the target: what a perfect sampler shows.
-
-    .. math::
-
-        F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big), \quad
-        y^{(s)}_i \overset{\text{iid}}{\sim} p, \quad r = 1, \dots, R = \texttt{n\_pairs},
-
-    summarised by the median and quartiles; all ``2R`` samples drawn in order from one generator seeded
-    with ``seed``.
+    r"""The metric between two independent samples of the target, what a perfect sampler shows:
+    :math:`F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big)`, :math:`y^{(s)}_i \sim p`
+    i.i.d., :math:`r \le R` = ``n_pairs``, summarised by the median and quartiles; all ``2R`` samples drawn
+    in order from one generator seeded with ``seed``.
 
     Used in: chapters 1, 3, 4, 5, 7, 8 and 11.
     """
@@ -370,15 +343,10 @@ class ScoreVsFloor:
 
 def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_refs: int = 3,
                    seed: int = 12345) -> ScoreVsFloor:  # fmt: skip
-    r"""A method's score (metric against fresh target samples) and its ratio to the floor.
-
-    .. math::
-
-        \text{score} = \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big), \qquad
-        \text{ratio} = \frac{\text{score}}{\operatorname{median}_r F_r},
-
-    with ``R' = n_refs`` reference draws seeded with ``seed``; ``floor_result`` defaults to :func:`floor`
-    with 10 pairs, seed 0.
+    r"""A method's score against fresh target samples and its ratio to the floor: :math:`\text{score} =
+    \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big)`, :math:`\text{ratio} =
+    \text{score} / \operatorname{median}_r F_r`, with ``R' = n_refs`` reference draws seeded with ``seed``;
+    ``floor_result`` defaults to :func:`floor` with 10 pairs, seed 0.
 
     Used in: chapters 3, 5, 6, 7, 8 and 11.
     """
@@ -476,14 +444,9 @@ def _feature_arg(feature):
 
 
 def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=None) -> float:
-    r"""Fréchet distance between two image sets in a feature space (FID, through torchmetrics).
-
-    .. math::
-
-        \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
-        - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big),
-
-    between Gaussians fitted to the features. ``real``, ``fake``: images ``(N, C, H, W)`` in ``[-1, 1]`` or
+    r"""Fréchet distance (FID, through torchmetrics) between two image sets, :math:`|\mu_r - \mu_g|^2 +
+    \operatorname{tr}\big(\Sigma_r + \Sigma_g - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big)` between
+    Gaussians fitted to their features. ``real``, ``fake``: images ``(N, C, H, W)`` in ``[-1, 1]`` or
     iterables of such batches. ``feature=None`` is Inception-v3 (uint8 RGB images); an ``nn.Module`` with
     ``num_features`` gets float images.
 

@@ -47,6 +47,7 @@ from gwf_tutorial._validation import (
     check_positive,
     check_samples,
     check_spd,
+    check_weights,
 )
 
 __all__ = ["Target", "Gaussian", "GaussianMixture", "Banana", "TwoMoons", "SwissRoll", "Checkerboard",
@@ -82,19 +83,9 @@ def _finite_real(value, name: str) -> float:
     return float(t)
 
 
-def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
-    """Non-negative finite weights of shape ``(k,)`` with a positive sum, normalised to sum 1."""
-    if weights is None:
-        return torch.full((k,), 1.0 / k, dtype=torch.float64)
-    w = _as_f64(weights, name)
-    if w.shape != (k,):
-        raise ValueError(f"{name} must have shape ({k},), got {tuple(w.shape)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"{name} must be non-negative")
-    total = float(w.sum())
-    if not total > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return w / total
+def _check_weights(weights, k: int) -> Tensor:
+    """``weights`` read in float64 (python floats are not rounded through float32), then checked."""
+    return check_weights(None if weights is None else _as_f64(weights, "weights"), k)
 
 
 def _component_indices(weights: Tensor, n: int, stratified: bool, generator, device: torch.device) -> Tensor:
