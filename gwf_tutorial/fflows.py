@@ -50,9 +50,9 @@ VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r /
 
 #: MonoFlow's monotone maps :math:`u` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`u'(D)\nabla D`:
 #: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`u' =
-#: r/(1+r)`), ``"minimax"`` (alias ``"js"``) :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
+#: r/(1+r)`), ``"minimax"`` :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
 MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
-                                                     "minimax": F.softplus, "js": F.softplus}  # fmt: skip
+                                                     "minimax": F.softplus}  # fmt: skip
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
@@ -69,9 +69,8 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     try:
         d = get_fdivergence(fdiv)
     except ValueError as err:
-        raise ValueError(
-            f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, got {fdiv!r}"
-        ) from err
+        raise ValueError(f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, "
+                         f"got {fdiv!r}") from err  # fmt: skip
     return lambda r: r * d.f_double_prime(r)
 
 
@@ -167,8 +166,7 @@ class FFlowResult:
 
     def push(self, x) -> Tensor:
         r"""Apply the forward Euler map of the stored fields to new points ``(n, d)`` (EPT),
-        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`.
-        """
+        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`."""
         x = check_samples(x, "x").detach()
         if len(self.fields) != len(self.step_sizes) or not self.fields:
             raise ValueError("no stored velocity fields: run the flow with keep_fields=True")
@@ -182,10 +180,8 @@ def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> Non
     net = getattr(net, "__self__", net)
     p = next(iter(net.parameters()), None) if isinstance(net, nn.Module) else None
     if p is not None and p.dtype != dtype:
-        raise TypeError(
-            f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
-            f"(e.g. {net_name}.to({dtype}))"
-        )
+        raise TypeError(f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
+                        f"(e.g. {net_name}.to({dtype}))")  # fmt: skip
 
 
 class _CriticFitter:
@@ -360,16 +356,12 @@ def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: st
            gp: float = 0.0, diffusion: float = 0.0, r_min: float = 1e-3, logit_clip: float | None = None,
            keep_fields: bool = False, record_every: int | None = None, max_norm: float | None = None,
            generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""Explicit particle flow of an f-divergence from samples, the critic refit every step.
-
-    .. math::
-
-        x_{k+1} = x_k + \eta_k\, v_k(x_k) + \sqrt{2\gamma \eta_k}\,\xi_k, \qquad
-        v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
-
-    :math:`v_k` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``; default
-    critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores each
-    field for :meth:`FFlowResult.push`; ``max_norm`` defaults to :func:`~gwf_tutorial.flows.spread_bound`.
+    r"""Explicit particle flow of an f-divergence from samples, the critic refit every step:
+    :math:`x_{k+1} = x_k + \eta_k\, v_k(x_k) + \sqrt{2\gamma \eta_k}\,\xi_k`, :math:`v_k = r_k f''(r_k)\,
+    \nabla\log(\nu/\rho_k)` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``;
+    default critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores
+    each field for :meth:`FFlowResult.push`; ``max_norm`` defaults to
+    :func:`~gwf_tutorial.flows.spread_bound`.
 
     Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
@@ -466,12 +458,8 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
 def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma: float = 0.01, *,
            generator_net: nn.Module | None = None, record_every: int | None = None,
            generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator.
-
-    .. math::
-
-        x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k,
-
+    r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator,
+    :math:`x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k`,
     the Euler--Maruyama scheme of :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with ``discriminator`` a logit
     :math:`D \approx \log(\nu/\rho_0)` or an object with ``logit``; with ``generator_net``, in latent space.
     Official defaults: :math:`\eta = 0.1`, :math:`\gamma = 0.01`, 25 steps.
