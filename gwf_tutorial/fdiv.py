@@ -283,14 +283,9 @@ def _bound(fdiv: FDivergence, h_x: Tensor, h_y: Tensor, *, check_nan: bool = Tru
 
 
 def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Donsker--Varadhan lower bound on :math:`\mathrm{KL}(\rho\|\nu)` from critic values, shape ``()``.
-
-    .. math::
-
-        \mathrm{KL}(\rho\|\nu) \ \ge\ \mathbb E_\rho h - \log \mathbb E_\nu e^{h}
-        \ \ge\ \mathbb E_\rho h - \mathbb E_\nu e^{h - 1},
-
-    with equality in the first at :math:`h = \log r + c` for any constant :math:`c`.
+    r"""Donsker--Varadhan lower bound on :math:`\mathrm{KL}(\rho\|\nu)` from critic values, shape ``()``:
+    :math:`\mathrm{KL}(\rho\|\nu) \ge \mathbb E_\rho h - \log \mathbb E_\nu e^{h} \ge \mathbb E_\rho h -
+    \mathbb E_\nu e^{h - 1}`, with equality in the first at :math:`h = \log r + c` for any constant :math:`c`.
 
     Used in: chapter 4.
     """

@@ -106,15 +106,10 @@ def value_and_grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, 
 
 def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: str = "logistic", fdiv="kl",
                          r_min: float = 1e-3, logit_clip: float | None = None) -> Tensor:  # fmt: skip
-    r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``).
-
-    .. math::
-
-        \text{logistic: } v = \kappa(e^{-D})\,\nabla D, \qquad
-        \text{variational: } v = -\nabla h, \qquad
-        \text{least squares: } v = -\kappa(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
-
-    with :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
+    r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``):
+    ``"logistic"`` :math:`v = \kappa(e^{-D})\,\nabla D`, ``"variational"`` :math:`v = -\nabla h`,
+    ``"least_squares"`` :math:`v = -\kappa(R)\,\nabla\log R`, :math:`R = \max(1 + h/2, r_{\min})`, with
+    :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
 
     Used in: chapter 4.
     """
@@ -379,16 +374,11 @@ def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: 
           first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
           batch_size: int | None = None, r1: float = 0.0, record_every: int | None = None,
           generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""VGrow (Gao et al. 2019): variational gradient flow with a logistic density-ratio estimate.
-
-    .. math::
-
-        D \approx \log\frac{\nu}{\rho_k}, \quad r = e^{-D}, \quad
-        Y \leftarrow Y + \eta\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
-        G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
-
-    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and
-    :math:`G` takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
+    r"""VGrow (Gao et al. 2019): variational gradient flow with a logistic density-ratio estimate :math:`D
+    \approx \log(\nu/\rho_k)`, :math:`r = e^{-D}`: :math:`Y \leftarrow Y + \eta\, r f''(r)\,\nabla D(Y)`
+    (``inner_steps`` times), then :math:`G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2`. Without
+    ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and :math:`G`
+    takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
 
     Used in: chapter 4.
     """
@@ -407,15 +397,10 @@ def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, 
         first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
         batch_size: int | None = None, r_min: float = 1e-3, record_every: int | None = None,
         generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""EPT (Gao et al. 2022): Euler particle transport with a least-squares density-ratio fit.
-
-    .. math::
-
-        R = \arg\min_R\ \tfrac12\mathbb E_\nu R^2 - \mathbb E_{\rho_k} R
-        + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla R|^2, \qquad
-        x \leftarrow x - s\, R f''(R)\,\nabla \log R(x),
-
-    with :math:`\lambda` = ``r1``; the fields are kept, so ``result.push(z)`` transports fresh samples.
+    r"""EPT (Gao et al. 2022): Euler particle transport with a least-squares density-ratio fit, :math:`R =
+    \arg\min_R \tfrac12\mathbb E_\nu R^2 - \mathbb E_{\rho_k} R + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla
+    R|^2`, :math:`x \leftarrow x - s\, R f''(R)\,\nabla \log R(x)`, with :math:`\lambda` = ``r1``; the fields
+    are kept, so ``result.push(z)`` transports fresh samples.
 
     Used in: chapter 4.
     """

@@ -211,16 +211,12 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
                   record_every: int | None = None, track_value: bool = True,
                   generator: torch.Generator | None = None, progress: bool = True,
                   max_norm: float | None = None) -> Trajectory:  # fmt: skip
-    r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019).
-
-    .. math::
-
-        x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k), \qquad
-        v_\rho = -\nabla \frac{\delta F}{\delta\rho}(\rho), \quad \rho_k = \frac1n\sum_i \delta_{x^i_k},
-
-    with ``objective`` an :class:`~gwf_tutorial.functionals.Objective` or a name for
-    :func:`~gwf_tutorial.functionals.get_objective` (``y=None`` for ``KL``); ``track_value`` records
-    ``objective.value``. With ``y`` the guard is :func:`spread_bound`.
+    r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019),
+    :math:`x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k)`, :math:`v_\rho = -\nabla \frac{\delta
+    F}{\delta\rho}(\rho)`, :math:`\rho_k = \frac1n\sum_i \delta_{x^i_k}`, with ``objective`` an
+    :class:`~gwf_tutorial.functionals.Objective` or a name for :func:`~gwf_tutorial.functionals.get_objective`
+    (``y=None`` for ``KL``); ``track_value`` records ``objective.value``. With ``y`` the guard is
+    :func:`spread_bound`.
 
     Used in: chapter 3; ``methods._flow``.
     """

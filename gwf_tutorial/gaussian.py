@@ -275,14 +275,10 @@ def _euler_step(mean, cov, m, Sigma, h):
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
-    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`.
-
-    .. math::
-
-        x \mapsto x + h\big(-A(x - m) + S^{-1}(x - \mu)\big):\quad
-        \mu_+ = \mu - h A(\mu - m),\quad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A),
-
-    stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the iterates are returned as they come.
+    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`:
+    :math:`x \mapsto x + h(-A(x - m) + S^{-1}(x - \mu))`, so :math:`\mu_+ = \mu - h A(\mu - m)`, :math:`S_+ =
+    M S M^\top`, :math:`M = I + h(S^{-1} - A)`, stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the
+    iterates are returned as they come.
 
     Used in: chapter 2.
     """

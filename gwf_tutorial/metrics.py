@@ -138,16 +138,11 @@ def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None 
 
 
 def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kernel_kwargs) -> Tensor:
-    r"""Squared maximum mean discrepancy, V-statistic (default) or U-statistic (``unbiased=True``).
-
-    .. math::
-
-        \mathrm{MMD}_k^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
-          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
-
-    the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`
-    (:func:`~gwf_tutorial.functionals.mmd2_estimate`); ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go
-    to :func:`~gwf_tutorial.kernels.get_kernel`.
+    r"""Squared maximum mean discrepancy :math:`\frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'}) +
+    \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j)`, V-statistic (default) or
+    U-statistic (``unbiased=True``), the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`
+    (:func:`~gwf_tutorial.functionals.mmd2_estimate`); ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to
+    :func:`~gwf_tutorial.kernels.get_kernel`.
 
     Used in: chapter 5.
     """
@@ -185,16 +180,10 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     r"""How many modes of a mixture a sample covers, how well, and with which weights.
 
     :math:`x_i` goes to its nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le
-    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`,
-
-    .. math::
-
-        \text{hit}_k = \big[c_k \ge \max(1, \phi\, n\, w_k)\big], \qquad
-        \text{HQ} = H / n, \qquad
-        \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big|,
-
-    :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}`
-    (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
+    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`, :math:`\text{hit}_k =
+    [c_k \ge \max(1, \phi\, n\, w_k)]`, :math:`\text{HQ} = H / n`, :math:`\mathrm{TV} = \tfrac12 \sum_k |c_k /
+    H - w_k|`, :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 -
+    e^{-9/2}` (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
     Used in: chapters 3, 4, 5, 8 and 11.
     """

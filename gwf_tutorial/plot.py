@@ -402,16 +402,12 @@ def samples_grid(samples: dict, references: dict | None = None, *, row_labels: d
 
 def ratio_heatmap(ratios, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, *,
                   vmin: float = 0.5, vmax: float = 100.0, breaks: Sequence[int] = (), cmap: str = "RdBu_r"):
-    r"""A heatmap of ratios to a floor, on a log scale with a diverging colour map centred at 1.
-
-    .. math::
-
-        c = \mathrm{TwoSlopeNorm}\big(\log_{10} r;\ \log_{10} v_{\min},\ 0,\ \log_{10} v_{\max}\big),
-
-    so a cell at the floor (:math:`r = 1`) is the map's centre (white for ``RdBu_r``), below it blue,
-    above it red; values beyond [``vmin``, ``vmax``] are clipped in colour, not in the printed value.
-    ``ratios`` (rows, cols) with NaN for "not applicable" (hatched); ``breaks``: row indices above
-    which a black line separates groups. Returns the AxesImage (``.norm(0.0)`` is 0.5: 1 is the centre).
+    r"""A heatmap of ratios to a floor, on a log scale with a diverging colour map centred at 1, :math:`c =
+    \mathrm{TwoSlopeNorm}(\log_{10} r;\ \log_{10} v_{\min},\ 0,\ \log_{10} v_{\max})`, so a cell at the floor
+    (:math:`r = 1`) is the map's centre (white for ``RdBu_r``), below it blue, above it red; values beyond
+    [``vmin``, ``vmax``] are clipped in colour, not in the printed value. ``ratios`` (rows, cols) with NaN for
+    "not applicable" (hatched); ``breaks``: row indices above which a black line separates groups. Returns the
+    AxesImage (``.norm(0.0)`` is 0.5: 1 is the centre).
 
     Used in: chapter 11 (the benchmark table).
     """

@@ -97,14 +97,10 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The map-space metric tensor pulled back to parameters, shape (p, p),
-
-    .. math::
-
-        G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i), \qquad
-        \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta);
-
-    :math:`G = I` for translations, :func:`affine_metric_tensor` for affine maps.
+    r"""The map-space metric tensor pulled back to parameters, shape (p, p), :math:`G(\theta) = \frac1n
+    \sum_i J_\theta(z_i)^\top J_\theta(z_i)`: :math:`\eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2` is
+    the kinetic energy of :math:`\dot\theta = \eta`; :math:`G = I` for translations,
+    :func:`affine_metric_tensor` for affine maps.
 
     Used in: chapter 6.
     """
@@ -113,14 +109,10 @@ def metric_tensor(map_net: nn.Module, z) -> Tensor:
 
 
 def affine_metric_tensor(mean, second_moment) -> Tensor:
-    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (``A`` row-major, then ``b``).
-
-    .. math::
-
-        G = \begin{pmatrix} I_d \otimes M & I_d \otimes m \\ I_d \otimes m^\top & I_d \end{pmatrix},
-        \qquad M = \mathbb E[zz^\top] \ (\texttt{second\_moment}),\ m = \mathbb E z \ (\texttt{mean}),
-
-    independent of :math:`(A, b)`. Returns shape (d^2 + d, d^2 + d).
+    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (``A`` row-major, then ``b``),
+    :math:`G = \begin{pmatrix} I_d \otimes M & I_d \otimes m \\ I_d \otimes m^\top & I_d \end{pmatrix}`,
+    :math:`M = \mathbb E[zz^\top]` (``second_moment``), :math:`m = \mathbb E z` (``mean``), independent of
+    :math:`(A, b)`; shape (d^2 + d, d^2 + d).
 
     Used in: chapter 6 (the affine family on Gaussians), tests.
     """
@@ -151,13 +143,9 @@ def _check_objective(objective, data):
 
 
 def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor, Tensor]:
-    r"""The objective of the pushed measure, shape (), and its gradient in the parameters, shape (p,),
-
-    .. math::
-
-        \widehat F(\theta) = F\big((T_\theta)_\#\hat\mu_0\big), \qquad
-        \nabla_\theta \widehat F = \frac1n\sum_i J_\theta(z_i)^\top
-        \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i)).
+    r"""The objective of the pushed measure :math:`\widehat F(\theta) = F((T_\theta)_\#\hat\mu_0)`, shape (),
+    and its gradient :math:`\frac1n\sum_i J_\theta(z_i)^\top \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i))`
+    in the parameters, shape (p,).
 
     Used in: ``projected.projected_flow`` (its first step).
     """
@@ -276,11 +264,8 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
 
 
 def _after_step(k: int, method: str, h: float, evaluate):
-    """``evaluate(guard)`` on the iterate after ``k`` steps; every failure is one divergence error.
-
-    ``guard`` refuses non-finite or overflowing pushed particles; the inputs were checked at entry, so
-    an error of the objective now means the iterates left its domain.
-    """
+    """``evaluate(guard)`` on the iterate after ``k`` steps, ``guard`` refusing non-finite or overflowing
+    pushed particles; the inputs were checked at entry, so every failure now is one divergence error."""
     tail = f"step_size={h:g} is too large, try a smaller step_size"
 
     def guard(x: Tensor) -> None:
@@ -299,15 +284,11 @@ def _after_step(k: int, method: str, h: float, evaluate):
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
-    r"""The Gaussians pushed by affine maps along a parameter path (e.g. ``ProjectedFlowResult.params``).
-
-    .. math::
-
-        \theta_k = (\operatorname{vec}(A_k), b_k) \longmapsto
-        (T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N\big(A_k m_0 + b_k,\ A_k S_0 A_k^\top\big),
-
-    ``params``: shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``: :math:`m_0` (d,), :math:`S_0`
-    (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for one ``params``).
+    r"""The Gaussians :math:`(T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N(A_k m_0 + b_k,\ A_k S_0
+    A_k^\top)` pushed by affine maps :math:`\theta_k = (\operatorname{vec}(A_k), b_k)` along a parameter path
+    ``params`` (e.g. ``ProjectedFlowResult.params``), shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``:
+    :math:`m_0` (d,), :math:`S_0` (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for
+    one ``params``).
 
     Used in: chapter 6 (the projected flows on the affine family against the exact Gaussian flow).
     """

@@ -244,17 +244,11 @@ def _mixture_covs(covs, k: int, d: int) -> Tensor:
 
 
 class GaussianMixture(Target):
-    r"""Mixture of Gaussians.
-
-    .. math::
-
-        p(x) = \sum_{k=1}^K w_k\, N(x; m_k, \Sigma_k), \qquad
-        \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
-        r_k = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)}.
-
-    ``means`` (K, d); ``covs``: a common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode
-    (K,), one shared covariance (d, d) or one per mode (K, d, d); ``weights`` (K,), normalised (uniform
-    by default). ``stds`` is the scale :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode.
+    r"""Mixture of Gaussians :math:`p(x) = \sum_k w_k\, N(x; m_k, \Sigma_k)`, score :math:`-\sum_k r_k(x)\,
+    \Sigma_k^{-1}(x - m_k)`, :math:`r_k = w_k N(x; m_k, \Sigma_k) / p(x)`. ``means`` (K, d); ``covs``: a
+    common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode (K,), one shared covariance (d, d) or
+    one per mode (K, d, d); ``weights`` (K,), normalised (uniform by default). ``stds`` is the scale
+    :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode.
 
     Used in: chapters 4, 8 and 11.
     """
