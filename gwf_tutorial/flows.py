@@ -94,11 +94,7 @@ def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Calla
     start = check_nonnegative(start, "start")
     decay_steps = check_positive(decay_steps, "decay_steps")
     end = check_nonnegative(end, "end")
-
-    def schedule(k: int) -> float:
-        return end + (start - end) * max(0.0, 1.0 - k / decay_steps)
-
-    return schedule
+    return lambda k: end + (start - end) * max(0.0, 1.0 - k / decay_steps)
 
 
 def _check_every(device: torch.device) -> int:
@@ -139,11 +135,10 @@ class _Guard:
             if bool(finite[j]):
                 where = "" if self.center is None else " about the target mean"
                 what = f"too large (RMS norm {float(rms[j]):.3g} > {self.max_norm:.3g}{where})"
-            raise FlowDivergedError(
-                f"{self.desc} diverged at step {self.start + j} with step_size={self.h[j]:g}: particles "
-                f"became {what}; try a smaller step_size (explicit steps need it below about 2/L, L the "
-                f"Lipschitz constant of the velocity)"
-            )
+            raise FlowDivergedError(f"{self.desc} diverged at step {self.start + j} with step_size="
+                                    f"{self.h[j]:g}: particles became {what}; try a smaller step_size "
+                                    "(explicit steps need it below about 2/L, L the Lipschitz constant of "
+                                    "the velocity)")  # fmt: skip
         self.start += len(self.h)
         self.finite, self.rms, self.h = [], [], []
 
@@ -231,14 +226,11 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
         max_norm = default_norm if max_norm is None else max_norm
     elif obj.needs_target_samples:
         raise ValueError(f"{type(obj).__name__} needs target samples y")
-
-    def velocity_fn(x, at=None):
-        return obj.velocity(x, y, at=at)
-
     value_fn = (lambda x: obj.value(x, y)) if track_value else None
-    return euler_flow(x0, velocity_fn, step_size, n_steps, noise_level=noise_level, value_fn=value_fn,
-                      record_every=record_every, generator=generator, progress=progress, max_norm=max_norm,
-                      desc=f"{obj.name} flow", center=center)  # fmt: skip
+    return euler_flow(x0, lambda x, at=None: obj.velocity(x, y, at=at), step_size, n_steps,
+                      noise_level=noise_level, value_fn=value_fn, record_every=record_every,
+                      generator=generator, progress=progress, max_norm=max_norm, desc=f"{obj.name} flow",
+                      center=center)  # fmt: skip
 
 
 def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
