@@ -27,6 +27,7 @@ from gwf_tutorial._validation import (
     check_finite,
     check_generator,
     check_int,
+    check_interval,
     check_positive,
     check_samples,
     check_seed,
@@ -66,11 +67,6 @@ def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_00
     return ot.emd2(a, b, squared_distances(x, y), numItermax=check_int(num_itermax, "num_itermax"))
 
 
-def _entropic_ot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, eps: float, max_iter, tol) -> Tensor:
-    M = squared_distances(x, y)
-    return ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope").value
-
-
 def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: float) -> Tensor:
     """``OT_eps(alpha, alpha)`` by POT's log-domain Sinkhorn with the symmetric update (the two
     log-scalings averaged after each iteration, Feydy et al. 2019: plain Sinkhorn oscillates here);
@@ -95,25 +91,20 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
 
 def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max_iter: int = 5000,
                         tol: float = 1e-8) -> Tensor:  # fmt: skip
-    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients).
-
-    .. math::
-
-        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-          - \tfrac12 \mathrm{OT}_\varepsilon(\alpha, \alpha) - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta),
-        \quad
-        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2
-          + \varepsilon\, \mathrm{KL}(\pi \,\|\, a \otimes b).
-
-    ``tol`` (marginal violation) is raised to ``10 * finfo(dtype).eps``; a warning says when ``max_iter``
-    is reached first.
+    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients),
+    :math:`S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta) - \tfrac12
+    \mathrm{OT}_\varepsilon(\alpha, \alpha) - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta)`,
+    :math:`\mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2 + \varepsilon\,
+    \mathrm{KL}(\pi \,\|\, a \otimes b)`. ``tol`` (marginal violation) is raised to ``10 * finfo(dtype).eps``;
+    a warning says when ``max_iter`` is reached first.
 
     Used in: chapters 1 and 3.
     """
     x, y, a, b = _measures(x, y, weights_x, weights_y)
     eps, max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
     tol = max(check_positive(tol, "tol"), _TOL_FLOOR_EPS * torch.finfo(x.dtype).eps)
-    xy = _entropic_ot(x, y, a, b, eps, max_iter, tol)
+    xy = ot.solve(squared_distances(x, y), a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol,
+                  grad="envelope").value
     xx = _self_entropic_ot(x, a, eps, max_iter, tol)
     yy = _self_entropic_ot(y, b, eps, max_iter, tol)
     return xy - 0.5 * (xx + yy)
@@ -202,9 +193,7 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if stds.shape != (k,) or not bool((stds > 0).all()):
         raise ValueError(f"mixture.stds must be positive, of shape ({k},)")
     x = check_samples(x, "x", dim=d).detach().to(torch.float64)
-    phi = check_positive(min_fraction, "min_fraction")
-    if phi > 1:
-        raise ValueError(f"min_fraction must lie in (0, 1], got {phi}")
+    phi = check_interval(min_fraction, "min_fraction", closed="right")
     if radius is None:
         radius_t = stds * math.sqrt(chi2.ppf(1.0 - math.exp(-4.5), d))
     else:
