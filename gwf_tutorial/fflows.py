@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
+    check_bool,
+    check_callable,
+    check_choice,
     check_int,
     check_nonnegative,
     check_positive,
@@ -54,6 +57,7 @@ VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r /
 MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
                                                      "minimax": F.softplus}  # fmt: skip
 
+
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
     KL :math:`1`, 2JS :math:`\tfrac{1}{1+r}`, :math:`\chi^2` :math:`2r`, logD :math:`\tfrac{r}{1+r}`.
@@ -72,12 +76,6 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
         raise ValueError(f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, "
                          f"got {fdiv!r}") from err  # fmt: skip
     return lambda r: r * d.f_double_prime(r)
-
-
-def _check_estimator(estimator: str) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    return estimator
 
 
 def _scalar_out(net: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
@@ -114,11 +112,10 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     Used in: chapter 4.
     """
     x = check_samples(x, "x")
-    estimator = _check_estimator(estimator)
+    estimator = check_choice(estimator, "estimator", ESTIMATORS)
     r_min = check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
-    if not callable(critic):
-        raise TypeError("critic must be callable")
+    check_callable(critic, "critic")
     _check_net_dtype(critic, x.dtype, "critic", "x")
     out, g = value_and_grad(critic, x)
     if estimator == "variational":
@@ -231,8 +228,7 @@ def _rms(x: Tensor) -> float:
 def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
                    keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
     """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
-    if not isinstance(keep_fields, bool):
-        raise TypeError("keep_fields must be a bool")
+    check_bool(keep_fields, "keep_fields")
     fields: list[Callable] = []
 
     def velocity_fn(x, at=None):
@@ -295,12 +291,11 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: i
             x = net(latent)
         rms = _rms(x - center)  # NaN or inf when x is not finite
         if not rms <= max_norm:
-            raise FlowDivergedError(
-                f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: generated samples "
-                f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
-                f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
-                f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
-            )
+            what = "too large" if math.isfinite(rms) else "non-finite"
+            raise FlowDivergedError(f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: "
+                                    f"generated samples became {what} (RMS norm {rms:.3g} about the data "
+                                    f"mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
+                                    f"({lr_generator:g}) or critic lr ({fitter.lr:g})")  # fmt: skip
         steps.append(k)
         frames.append(x.detach().clone())
 
@@ -360,7 +355,7 @@ def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: st
 
     Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
-    estimator = _check_estimator(estimator)
+    estimator = check_choice(estimator, "estimator", ESTIMATORS)
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1, gp=gp,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
     return _flow(x0, y, fdiv, estimator, step_size, n_steps, critic=critic, r_min=r_min, max_norm=max_norm,
