@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -518,10 +519,8 @@ class Rings(Target):
         k = r.numel()
         s = _as_f64(std, "std").reshape(-1)
         s = s.expand(k).clone() if s.numel() == 1 else s
-        if s.numel() != k:
-            raise ValueError(f"std must be a number or have shape ({k},), got {s.numel()} values")
-        if not bool((s > 0).all()):
-            raise ValueError("std must be positive")
+        if s.numel() != k or not bool((s > 0).all()):
+            raise ValueError(f"std must be positive, a number or one per ring ({k},), got {s.numel()} values")
         c = torch.zeros(k, 2, dtype=torch.float64) if centers is None else _as_f64(centers, "centers")
         if c.shape != (k, 2):
             raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
@@ -592,10 +591,6 @@ class FinitePoints(Target):
     _shown = ("n_points",)
 
 
-def _gaussian(mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8)), name="gaussian"):
-    return Gaussian(mean, cov, name=name)
-
-
 def _gwf_eight_gaussians(scale=1.0, std=0.1, stratified=False, name="eight_gaussians"):
     h = 1.0 / math.sqrt(2.0)
     centers = [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)]
@@ -620,10 +615,6 @@ def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twent
     return GaussianMixture(means, s, stratified=stratified, name=name)
 
 
-def _sjko_checkerboard(name="sjko_checkerboard"):
-    return Checkerboard(4, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0, noise=0.0, name=name)
-
-
 def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rings"):
     radius = check_positive(radius, "radius")
     n_per_ring = check_int(n_per_ring, "n_per_ring")
@@ -635,14 +626,15 @@ def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rin
 
 # One line per distribution, its aliases after it (the table of the module docstring).
 _REGISTRY: dict[str, Callable[..., Target]] = {
-    "gaussian": _gaussian,
+    "gaussian": partial(Gaussian, mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8))),
     "eight_gaussians": _gwf_eight_gaussians, "gwf_eight_gaussians": _gwf_eight_gaussians,
     "sjko_8gaussians": _sjko_8gaussians,
     "twenty_five_gaussians": _sjko_25gaussians, "sjko_25gaussians": _sjko_25gaussians,
     "moons": TwoMoons, "gwf_moons": TwoMoons,
     "swiss_roll": SwissRoll, "drifting_swiss_roll": SwissRoll,
     "checkerboard": Checkerboard, "drifting_checkerboard": Checkerboard,
-    "sjko_checkerboard": _sjko_checkerboard,
+    "sjko_checkerboard": partial(Checkerboard, n_cells=4, low=-2.0 * math.pi / 3.0, high=2.0 * math.pi / 3.0,
+                                 noise=0.0),
     "two_circles": TwoCircles, "sjko_twocircles": TwoCircles, "gwf_circles": TwoCircles,
     "gwf_three_rings": _gwf_three_rings,
     "rings": Rings,
