@@ -39,16 +39,16 @@ def to_numpy(x) -> np.ndarray:
 
 
 def _ax(ax):
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
-    return ax
+    return plt.subplots(figsize=(4, 4))[1] if ax is None else ax
 
 
-def _points(x, name: str) -> np.ndarray:
-    """A ``(n, d >= 2)`` array of points, or ``ValueError`` naming the argument."""
+def _points(x, name: str, ndim: int = 2) -> np.ndarray:
+    """A ``(n, d >= 2)`` array of points (frames ``(T, n, d)`` for ``ndim=3``), or ``ValueError`` naming the
+    argument."""
     a = to_numpy(x)
-    if a.ndim != 2 or a.shape[1] < 2:
-        raise ValueError(f"{name} must have shape (n, d) with d >= 2, got {a.shape}")
+    if a.ndim != ndim or a.shape[-1] < 2:
+        raise ValueError(f"{name} must have shape {'(T, n, d)' if ndim == 3 else '(n, d)'} with d >= 2, got "
+                         f"{a.shape}")  # fmt: skip
     return a
 
 
@@ -68,9 +68,7 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
     """
     x = _points(x, "x")
     ax = _ax(ax)
-    kw = dict(PARTICLE_STYLE)
-    kw.update(style)
-    ax.scatter(x[:, 0], x[:, 1], **kw)
+    ax.scatter(x[:, 0], x[:, 1], **(PARTICLE_STYLE | style))
     ax.set(aspect="equal", xticks=[], yticks=[])
     if limits is not None:
         ax.set(xlim=limits[0], ylim=limits[1])
@@ -99,9 +97,7 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
 
     Used in: chapters 2, 4 and 8.
     """
-    f = to_numpy(frames)
-    if f.ndim != 3 or f.shape[2] < 2:
-        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
+    f = _points(frames, "frames", ndim=3)
     ax = _ax(ax)
     rng = np.random.default_rng(check_seed(seed))
     idx = rng.choice(f.shape[1], size=min(n_paths, f.shape[1]), replace=False)
@@ -125,9 +121,7 @@ class AnimationHTML:
     """
 
     def __init__(self, data: str, animation_: animation.FuncAnimation, n_frames: int):
-        self.data = data
-        self.animation = animation_
-        self.n_frames = n_frames
+        self.data, self.animation, self.n_frames = data, animation_, n_frames
 
     def _repr_html_(self) -> str:
         return self.data
@@ -152,9 +146,7 @@ def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, inter
 
     Used in: chapters 2-4 and 7 (animated particle flows).
     """
-    f = to_numpy(frames)
-    if f.ndim != 3 or f.shape[2] < 2:
-        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
+    f = _points(frames, "frames", ndim=3)
     if titles is not None and len(titles) != len(f):
         raise ValueError(f"titles must have one entry per frame ({len(f)}), got {len(titles)}")
     fig, ax = plt.subplots(figsize=figsize)
@@ -211,18 +203,15 @@ def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=No
     Used in: chapters 4 and 8.
     """
     ax = _ax(ax)
-    xs = torch.linspace(*limits[0], n_grid)
-    ys = torch.linspace(*limits[1], n_grid)
-    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    grid = [torch.linspace(*lim, n_grid) for lim in limits[:2]]
+    gx, gy = torch.meshgrid(*grid, indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     v = to_numpy(velocity(pts))
     if v.shape != (len(pts), 2):
         raise ValueError(f"velocity must return shape (N, 2) = ({len(pts)}, 2), got {v.shape}")
     if normalize:
         v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
-    ax.quiver(
-        to_numpy(pts[:, 0]), to_numpy(pts[:, 1]), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004
-    )
+    ax.quiver(pts[:, 0].numpy(), pts[:, 1].numpy(), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004)
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
@@ -262,7 +251,6 @@ def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
         raise ValueError("values must hold at least one step size")
     if value is not None and value not in values:
         raise ValueError(f"value must be one of values, got {value!r}")
-
     slider = widgets.SelectionSlider(options=values, value=values[0] if value is None else value,
                                      description=description, continuous_update=False)
     return widgets.interactive(lambda value: draw(value), value=slider)
@@ -288,9 +276,8 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
     if vals.min() <= 0:
         return None
     angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
-    patch = Ellipse(
-        mean, 2 * n_std * np.sqrt(vals[1]), 2 * n_std * np.sqrt(vals[0]), angle=angle, fill=False, **style
-    )
+    patch = Ellipse(mean, 2 * n_std * np.sqrt(vals[1]), 2 * n_std * np.sqrt(vals[0]), angle=angle, fill=False,
+                    **style)  # fmt: skip
     ax.add_patch(patch)
     return patch
 
