@@ -99,10 +99,6 @@ class Standardizer:
 
 
 # --- the problem a method sees: standardised data, seeds, budget
-def _has_score(target) -> bool:
-    return callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
-
-
 def _draw(target, n: int, generator, dim: int | None) -> Tensor:
     out = target.sample(n, generator=generator)
     if not isinstance(out, Tensor):
@@ -172,12 +168,6 @@ _MAX_BUDGET_FACTOR = 1e6
 SCALED = ("n_steps", "n_iters", "critic_iters", "first_critic_iters", "fit_iters")
 
 
-def _scaled(p: _Problem, fn: Callable, options: dict) -> dict:
-    """The iteration counts of ``fn`` (its defaults, or the row's ``options``) times the budget factor."""
-    params = inspect.signature(fn).parameters
-    return {k: p.iters(options.get(k, params[k].default)) for k in SCALED if k in params}
-
-
 def _particles(offset: int) -> Callable:
     """Particles from N(0, I) towards the first n standardised training samples."""
     return lambda p, fn, kw: fn(p.x0(), p.data(p.n), generator=p.gen(offset), **kw)
@@ -219,8 +209,10 @@ _ADAPTERS: dict[str, Callable] = {
 
 def _dispatch(key: str, p: _Problem) -> Tensor:
     """Standardised samples (n, d) of method ``key``: its :data:`~gwf_tutorial.methods.METHODS` row."""
-    row = METHODS[key]
-    kw = {**row.options, **_scaled(p, row.function, row.options), "progress": p.progress}
+    row, params = METHODS[key], inspect.signature(METHODS[key].function).parameters
+    # the iteration counts of the method (its defaults, or the row's options) times the budget factor
+    scaled = {k: p.iters(row.options.get(k, params[k].default)) for k in SCALED if k in params}
+    kw = {**row.options, **scaled, "progress": p.progress}
     adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
     return adapter(p, row.function, kw)
 
@@ -290,21 +282,10 @@ def applicable(method: str, target) -> tuple[bool, str]:
     """
     info = method_info(method)
     target = _resolve_target(target)
-    if info.needs_score and not _has_score(target):
+    has_score = callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
+    if info.needs_score and not has_score:
         return False, f"{info.name} needs the target's score (grad log p); {_target_name(target)} has none"
     return True, ""
-
-
-def _budget_factor(key: str, budget_s) -> float:
-    """``budget_s`` over the method's nominal budget (1 for None), checked."""
-    if budget_s is None:
-        return 1.0
-    nominal = _table()[key]["budget_s"]
-    factor = check_positive(budget_s, "budget_s") / nominal
-    if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
-        raise ValueError(f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
-                         f"({nominal:g} s), got {budget_s:g}")  # fmt: skip
-    return factor
 
 
 def run(method: str, target, n_samples: int, seed: int, budget_s: float | None = None, *,
@@ -326,7 +307,11 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     target = _resolve_target(target)
     n = check_int(n_samples, "n_samples", min_value=2)
     seed = check_seed(seed, "seed")
-    factor = _budget_factor(key, budget_s)
+    nominal = _table()[key]["budget_s"]
+    factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / nominal
+    if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
+        raise ValueError(f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
+                         f"({nominal:g} s), got {budget_s:g}")  # fmt: skip
     check_bool(progress, "progress")
     ok, reason = applicable(key, target)
     if not ok:
