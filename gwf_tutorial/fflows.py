@@ -1,16 +1,12 @@
-r"""Explicit f-divergence flows from samples, and the published methods VGrow, EPT, MonoFlow, DGflow.
-
-.. math::
-
-    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu},
-
-read off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)``
-(latents ``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
+r"""Explicit f-divergence flows from samples, and the published methods VGrow, EPT, MonoFlow, DGflow: the
+velocity :math:`v = r f''(r)\, \nabla \log(\nu/\rho)`, :math:`r = \rho/\nu` (:mod:`gwf_tutorial.fdiv`), read
+off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)`` (latents
+``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
 :mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> kappa(r)``; the critic's ``critic_iters``
 warm-started Adam steps per flow step (``first_critic_iters`` at the first), ``lr``, ``hidden`` x ``depth``
 SiLU MLP, ``batch_size``, ``r1``, ``gp``; the flow's ``step_size``, ``n_steps``, ``record_every``,
-``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a
-blow-up raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
+``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a blow-up
+raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
 
 Used in: chapter 4.
 """

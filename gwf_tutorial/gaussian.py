@@ -217,14 +217,10 @@ def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from :math:`N(\mu, S)`.
-
-    .. math::
-
-        T(x) = \mu_+ + M (x - \mu), \quad B = I + \tau A,\quad \mu_+ = B^{-1}(\mu + \tau A m),\quad
-        M = B^{-1/2}\Big[\tfrac12 I + \big(\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2}\big)^{1/2}\Big] B^{-1/2},
-
-    the SPD solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from :math:`N(\mu, S)`,
+    :math:`T(x) = \mu_+ + M (x - \mu)`, :math:`B = I + \tau A`, :math:`\mu_+ = B^{-1}(\mu + \tau A m)`,
+    :math:`M = B^{-1/2}[\tfrac12 I + (\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2})^{1/2}] B^{-1/2}`, the SPD
+    solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
     Used in: chapter 2.
     """

@@ -205,20 +205,15 @@ class ProjectedFlowResult:
 def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: str = "natural",
                    step_size: float = 0.01, n_steps: int = 100, damping: float = 0.0, n_iters: int = 200,
                    lr: float = 1e-2, progress: bool = True) -> ProjectedFlowResult:
-    r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes.
-
-    .. math::
-
-        \text{natural: } \theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F, \quad
-        \text{gradient: } \theta_{k+1} = \theta_k - h\,\nabla_\theta F, \quad
-        \text{jko: } \theta_{k+1} = \operatorname*{arg\,min}_\theta
-        \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 + F(\theta).
-
-    ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step; ``damping``
-    is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of each
-    JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
-    :class:`~gwf_tutorial.flows.FlowDivergedError` (a ``ValueError`` naming the step and
-    ``step_size``) when the pushed particles become non-finite or overflow.
+    r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes, ``"natural"``
+    :math:`\theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F`, ``"gradient"``
+    :math:`\theta_{k+1} = \theta_k - h\,\nabla_\theta F` or ``"jko"`` :math:`\theta_{k+1} =
+    \operatorname*{arg\,min}_\theta \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 +
+    F(\theta)`. ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step;
+    ``damping`` is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of
+    each JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
+    :class:`~gwf_tutorial.flows.FlowDivergedError` (a ``ValueError`` naming the step and ``step_size``) when
+    the pushed particles become non-finite or overflow.
 
     Used in: chapter 6 (translation, affine and small-MLP families against the exact Gaussian flow).
     """

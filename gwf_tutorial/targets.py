@@ -434,17 +434,12 @@ def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
 
 
 class Checkerboard(Target):
-    r"""Uniform law on the black cells (``i + j`` even) of a ``k x k`` board on :math:`[\ell, h]^2`.
-
-    .. math::
-
-        p(x) = \frac{1}{C w^2} \sum_{(i,j) \text{ black}}
-               \big[\Phi(\tfrac{x_1 - a_i}{\sigma}) - \Phi(\tfrac{x_1 - a_i - w}{\sigma})\big]
-               \big[\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j - w}{\sigma})\big],
-        \quad a_i = \ell + i w,
-
-    with ``C`` black cells of width ``w``; for :math:`\sigma = 0`, :math:`1/(C w^2)` on the black cells.
-    The defaults are the drifting demo's (S-JKO's board: ``"sjko_checkerboard"``).
+    r"""Uniform law on the black cells (``i + j`` even) of a ``k x k`` board on :math:`[\ell, h]^2`, plus
+    noise: :math:`p(x) = \frac{1}{C w^2} \sum_{(i,j) \text{ black}} [\Phi(\tfrac{x_1 - a_i}{\sigma}) -
+    \Phi(\tfrac{x_1 - a_i - w}{\sigma})] [\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j -
+    w}{\sigma})]`, :math:`a_i = \ell + i w`, with ``C`` black cells of width ``w``; for :math:`\sigma = 0`,
+    :math:`1/(C w^2)` on the black cells. The defaults are the drifting demo's (S-JKO's board:
+    ``"sjko_checkerboard"``).
 
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
@@ -495,17 +490,10 @@ class Checkerboard(Target):
 
 class Rings(Target):
     r"""Mixture of noisy circles: :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
-    :math:`\theta \sim U(0, 2\pi)`.
-
-    .. math::
-
-        p_k(x) = \frac{1}{2\pi\sigma_k^2}
-                 \exp\Big(-\frac{(\rho - r_k)^2}{2\sigma_k^2}\Big)\,
-                 \mathrm{i0e}\Big(\frac{r_k \rho}{\sigma_k^2}\Big), \quad \rho = |x - c_k|,
-        \qquad p = \sum_k w_k p_k,
-
-    with ``i0e`` :math:`= e^{-z} I_0(z)`; the score uses :math:`I_1 / I_0`. ``std`` is one number or one per
-    ring; ``centers`` default to the origin.
+    :math:`\theta \sim U(0, 2\pi)`, density :math:`p = \sum_k w_k p_k`, :math:`p_k(x) =
+    \frac{1}{2\pi\sigma_k^2} \exp(-\frac{(\rho - r_k)^2}{2\sigma_k^2})\, \mathrm{i0e}(\frac{r_k
+    \rho}{\sigma_k^2})`, :math:`\rho = |x - c_k|`, with ``i0e`` :math:`= e^{-z} I_0(z)`; the score uses
+    :math:`I_1 / I_0`. ``std`` is one number or one per ring; ``centers`` default to the origin.
 
     Used in: ``targets._REGISTRY`` (``"rings"``).
     """
