@@ -30,7 +30,7 @@ def to_numpy(x) -> np.ndarray:
     r"""``x`` (a tensor, detached, or an array-like) as a NumPy array on the CPU, same shape; float16 /
     bfloat16 come back as float32 (NumPy has no bfloat16).
 
-    Used in: ``plot.trajectories``, ``plot.vector_field`` and the other helpers here.
+    Used in: ``plot.curves``, ``plot.vector_field`` and the other helpers here.
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
