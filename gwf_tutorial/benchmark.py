@@ -432,7 +432,6 @@ def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
     Used in: chapter 10.
     """
     from gwf_tutorial import cifar10  # late: only this table needs it
-
     if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
         raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
     if precision not in ("bf16", "fp32"):

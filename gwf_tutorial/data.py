@@ -31,7 +31,6 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
     """
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
-
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     if not (isinstance(test_fraction, float | int) and 0.0 < float(test_fraction) < 1.0):

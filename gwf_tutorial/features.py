@@ -279,7 +279,6 @@ def image_scores(classifier: DigitsClassifier, fake, real, *, train=None, batch_
     Used in: chapter 9.
     """
     from gwf_tutorial.metrics import frechet_distance
-
     if not isinstance(classifier, DigitsClassifier):
         raise TypeError(f"classifier must be a DigitsClassifier, got {type(classifier).__name__}")
     fake = _as_images(fake, "fake", classifier.image_shape).detach()

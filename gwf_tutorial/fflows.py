@@ -457,8 +457,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         out_dtype, out_name = next(iter(generator_net.parameters()), x0).dtype, "generator_net's output"
     _check_net_dtype(disc, out_dtype, "discriminator", out_name)
 
-    def data_logit(z: Tensor) -> Tensor:
-        return _scalar_out(disc, z if generator_net is None else generator_net(z))
+    data_logit = disc if generator_net is None else (lambda u: disc(generator_net(u)))
 
     def velocity_fn(z, at=None):
         d, g = value_and_grad(data_logit, z)

@@ -179,7 +179,6 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     Used in: chapters 3, 4, 5, 8 and 11.
     """
     from scipy.stats import chi2
-
     for attr in ("means", "weights", "stds"):
         if not hasattr(mixture, attr):
             raise TypeError(f"mixture must have attributes means, weights, stds (missing {attr!r})")
@@ -431,7 +430,6 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
     Used in: chapters 9 and 10.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
-
     feat = _feature_arg(feature)
     metric = FrechetInceptionDistance(feature=feat, normalize=not isinstance(feat, int))
     return float(_image_metric(metric, real, fake, batch_size, device))
@@ -446,7 +444,6 @@ def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size
     Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
-
     subsets = check_int(subsets, "subsets")
     subset_size = check_int(subset_size, "subset_size", min_value=2)
     feat = _feature_arg(feature)

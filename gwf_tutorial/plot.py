@@ -245,7 +245,6 @@ def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
     Used in: chapters 2-4 and 8.
     """
     import ipywidgets as widgets
-
     values = list(values)
     if not values:
         raise ValueError("values must hold at least one step size")
@@ -264,7 +263,6 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
     Used in: chapter 2 (JKO iterates against the exact flow).
     """
     from matplotlib.patches import Ellipse
-
     mean, cov = to_numpy(mean).reshape(-1), to_numpy(cov)
     if mean.shape != (2,) or cov.shape != (2, 2):
         raise ValueError(f"mean and cov must have shapes (2,) and (2, 2), got {mean.shape} and {cov.shape}")
@@ -399,7 +397,6 @@ def ratio_heatmap(ratios, row_labels: Sequence[str], col_labels: Sequence[str], 
     Used in: chapter 11 (the benchmark table).
     """
     from matplotlib.colors import TwoSlopeNorm
-
     r = np.asarray(ratios, dtype=float)
     if r.ndim != 2 or r.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"ratios must have shape ({len(row_labels)}, {len(col_labels)}), got {r.shape}")

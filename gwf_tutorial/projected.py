@@ -85,12 +85,8 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
     z = _check_z(z, map_net)
     names = [n for n, p in map_net.named_parameters() if p.requires_grad]
     values = {n: p.detach() for n, p in zip(names, params)}
-
-    def push(pv: dict) -> Tensor:
-        return functional_call(map_net, pv, (z,))
-
-    jac = jacrev(push)(values)  # name -> (n, d, *shape)
-    x_shape = push(values).shape
+    jac = jacrev(lambda pv: functional_call(map_net, pv, (z,)))(values)  # name -> (n, d, *shape)
+    x_shape = functional_call(map_net, values, (z,)).shape
     if len(x_shape) != 2:
         raise ValueError(f"map_net must return shape (n, d), got {tuple(x_shape)}")
     return torch.cat([jac[n].reshape(*x_shape, -1) for n in names], dim=-1).detach()

@@ -663,7 +663,6 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     """
     import numpy as np
     from scipy.stats import norm
-
     n = check_int(n, "n", min_value=2)
     var = check_positive(var, "var")
     if not isinstance(mean, int | float) or not math.isfinite(mean):
