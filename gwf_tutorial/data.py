@@ -23,7 +23,6 @@ _SPLITS = ("train", "test", "all")
 def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int = 0,
                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     r"""The scikit-learn 8×8 digits (1797 images, no download) in ``[-1, 1]``, :math:`x \mapsto x/8 - 1`.
-
     ``split``: ``"train"``, ``"test"`` (``test_fraction`` of the images, stratified by class, fixed by
     ``seed``) or ``"all"``. Returns ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)``.
 
@@ -50,9 +49,8 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
 
 def load_cifar10(root: str = "data", *, train: bool = True, download: bool = True):
     r"""CIFAR-10 as a ``torchvision`` dataset of ``(image, label)``, images ``(3, 32, 32)`` in ``[-1, 1]``.
-
-    ``download`` fetches the archive into ``root`` at first use (170 MB, needs the internet); a
-    missing archive raises ``RuntimeError`` with advice.
+    ``download`` fetches the archive into ``root`` at first use (170 MB, needs the internet); a missing
+    archive raises ``RuntimeError`` with advice.
 
     Used in: ``data.cifar10_tensor``.
     """

@@ -1,11 +1,10 @@
-r"""Measuring generated images with a small classifier: Fréchet distance and class coverage.
-
-On 8x8 digits Inception-v3 says little; a classifier trained on the data itself gives the feature space of
-a Fréchet distance (its penultimate layer) and counts the classes a generator produces (the image
-analogue of :func:`gwf_tutorial.metrics.mode_coverage`; Heusel et al. 2017, Srivastava et al. 2017).
-Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`) or flat rows
-``(N, C·H·W)``, what the generators produce; ``classifier`` is a trained :class:`DigitsClassifier` (or
-anything with ``predict``).
+r"""Measuring generated images with a small classifier: Fréchet distance and class coverage. On 8x8 digits
+Inception-v3 says little; a classifier trained on the data itself gives the feature space of a Fréchet
+distance (its penultimate layer) and counts the classes a generator produces (the image analogue of
+:func:`gwf_tutorial.metrics.mode_coverage`; Heusel et al. 2017, Srivastava et al. 2017). Images are float
+tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`) or flat rows ``(N, C·H·W)``,
+what the generators produce; ``classifier`` is a trained :class:`DigitsClassifier` (or anything with
+``predict``).
 
 Used in: chapter 9.
 """

@@ -1,14 +1,13 @@
 r"""Particle discretizations of Wasserstein gradient flows: one explicit Euler loop and its drivers.
-
-:func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any
-velocity field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
-:func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples
-``y`` ``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and
-``noise_level`` :math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default
-``max(1, n_steps // 100)``) sets the recorded steps (first and last always); ``generator`` draws all noise;
-``progress`` shows a bar. The divergence guard raises :class:`FlowDivergedError`, naming the step and the
-step size, after a step with a non-finite particle or an RMS norm about its centre above ``max_norm``
-(read every 16 steps on a GPU); ``max_norm=math.inf`` keeps only the finiteness check.
+:func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any velocity
+field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
+:func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples ``y``
+``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and ``noise_level``
+:math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default ``max(1, n_steps // 100)``)
+sets the recorded steps (first and last always); ``generator`` draws all noise; ``progress`` shows a bar. The
+divergence guard raises :class:`FlowDivergedError`, naming the step and the step size, after a step with a
+non-finite particle or an RMS norm about its centre above ``max_norm`` (read every 16 steps on a GPU);
+``max_norm=math.inf`` keeps only the finiteness check.
 
 Used in: chapters 2, 3 and 8; :mod:`gwf_tutorial.fflows`.
 """

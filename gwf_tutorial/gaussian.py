@@ -1,13 +1,12 @@
-r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests.
-
-Bures--Wasserstein distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
+r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests. Bures--Wasserstein
+distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
 :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
-Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance*
-``(..., d, d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are
-``m1, S1, m2, S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov``
-:math:`= (m, \Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term
-:math:`W_2^2 / (2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is
-differentiable. Maps are :class:`~gwf_tutorial.nets.AffineMap`.
+Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance* ``(..., d,
+d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1, m2,
+S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (m,
+\Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
+(2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is differentiable. Maps are
+:class:`~gwf_tutorial.nets.AffineMap`.
 
 Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 """

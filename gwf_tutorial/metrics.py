@@ -1,12 +1,11 @@
-r"""Sample-based quality metrics and the finite-sample floor.
-
-Distances between ``x`` ``(n, d)`` and ``y`` ``(m, d)`` return 0-d tensors of the dtype of ``x``,
-differentiable in both; ``weights_x``, ``weights_y`` (``(n,)``, ``(m,)``, uniform when None) are normalised
-to sum 1. The ground cost is :math:`|x - y|^2` (no factor 1/2), the entropic term
-:math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)`; solvers are POT's. ``target`` is a
-:class:`~gwf_tutorial.targets.Target` or a registry name; ``metric`` is ``"w2"``, ``"energy"``, ``"mmd"``,
-``"sliced_w2"`` or a callable ``(x, y) -> scalar``. :func:`floor` is the metric between two independent
-target samples of the same size; :func:`score_vs_floor` divides a method's metric by it.
+r"""Sample-based quality metrics and the finite-sample floor. Distances between ``x`` ``(n, d)`` and ``y``
+``(m, d)`` return 0-d tensors of the dtype of ``x``, differentiable in both; ``weights_x``, ``weights_y``
+(``(n,)``, ``(m,)``, uniform when None) are normalised to sum 1. The ground cost is :math:`|x - y|^2` (no
+factor 1/2), the entropic term :math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)`; solvers are
+POT's. ``target`` is a :class:`~gwf_tutorial.targets.Target` or a registry name; ``metric`` is ``"w2"``,
+``"energy"``, ``"mmd"``, ``"sliced_w2"`` or a callable ``(x, y) -> scalar``. :func:`floor` is the metric
+between two independent target samples of the same size; :func:`score_vs_floor` divides a method's metric by
+it.
 
 Used in: chapters 1, 3-9 and 11.
 """
@@ -168,13 +167,12 @@ class ModeCoverage:
 
 
 def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
-    r"""How many modes of a mixture a sample covers, how well, and with which weights.
-
-    :math:`x_i` goes to its nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le
-    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`, :math:`\text{hit}_k =
-    [c_k \ge \max(1, \phi\, n\, w_k)]`, :math:`\text{HQ} = H / n`, :math:`\mathrm{TV} = \tfrac12 \sum_k |c_k /
-    H - w_k|`, :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 -
-    e^{-9/2}` (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
+    r"""How many modes of a mixture a sample covers, how well, and with which weights. :math:`x_i` goes to its
+    nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le R_{k(i)}`; with :math:`c_k` such
+    samples in mode ``k`` and :math:`H = \sum_k c_k`, :math:`\text{hit}_k = [c_k \ge \max(1, \phi\, n\,
+    w_k)]`, :math:`\text{HQ} = H / n`, :math:`\mathrm{TV} = \tfrac12 \sum_k |c_k / H - w_k|`, :math:`\phi` =
+    ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}` (:math:`3 s_k`
+    in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
     Used in: chapters 3, 4, 5, 8 and 11.
     """

@@ -1,10 +1,9 @@
 """Neural networks of the methods: MLPs and maps for low-dimensional problems, convolutional nets for images.
-
-They hold no loss and no training loop. Every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to
-``(n, out_dim)``; images travel flat (``d = channels * size * size``, channel-major, the order of
-``x.reshape(n, -1)``), so every objective applies unchanged. ``activation`` is a name for
-:func:`make_activation`; ``dtype`` is the parameter dtype (default torch's), which inputs must have
-(checked in ``forward``, except under ``torch.autocast``).
+They hold no loss and no training loop. Every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to ``(n,
+out_dim)``; images travel flat (``d = channels * size * size``, channel-major, the order of ``x.reshape(n,
+-1)``), so every objective applies unchanged. ``activation`` is a name for :func:`make_activation`; ``dtype``
+is the parameter dtype (default torch's), which inputs must have (checked in ``forward``, except under
+``torch.autocast``).
 
 Used in: chapters 4-10.
 """
@@ -185,7 +184,6 @@ class GradientMap(nn.Module):
 
 class AffineMap(nn.Module):
     r"""Affine map on rows, :math:`T(x) = x A^\top + b`, with :math:`T_\# N(m, S) = N(A m + b,\ A S A^\top)`.
-
     ``AffineMap(d)`` is trainable, ``A`` ``(d, d)`` and ``b`` ``(d,)`` parameters starting at the identity
     (exact for Gaussian JKO steps); ``AffineMap(A=A, b=b)`` holds given tensors as buffers, kept in their
     autograd graph, batches ``(..., d, d)``, ``(..., d)`` allowed: the Monge and Gaussian JKO maps.

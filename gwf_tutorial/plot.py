@@ -112,10 +112,9 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
 
 
 class AnimationHTML:
-    r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline).
-
-    ``data``: the HTML (also ``str(anim)``, ``anim.to_jshtml()``, ``_repr_html_``); ``animation``: the
-    ``FuncAnimation`` it was rendered from (figure closed), e.g. for ``.save("flow.gif")``; ``n_frames``.
+    r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline). ``data``: the
+    HTML (also ``str(anim)``, ``anim.to_jshtml()``, ``_repr_html_``); ``animation``: the ``FuncAnimation`` it
+    was rendered from (figure closed), e.g. for ``.save("flow.gif")``; ``n_frames``.
 
     Used in: ``plot.animate_frames``.
     """
@@ -299,7 +298,6 @@ def _first_match(text: str, options) -> int:
 
 def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
     """Every method at its discretization (column) and parametrization (row), coloured by objective.
-
     ``methods`` maps names to rows with ``discretization``, ``parametrization`` and ``objective`` strings
     (:data:`gwf_tutorial.methods.METHODS`).
 
@@ -337,12 +335,11 @@ def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
 def samples_grid(samples: dict, references: dict | None = None, *, row_labels: dict | None = None,
                  notes: dict | None = None, size: float = 1.6, label_width: float = 2.6) -> plt.Figure:
     r"""One row per method, one column per target: the method's samples over the target's in grey.
-
-    ``samples[row][col]``: samples (n, d), or ``None`` for a method that does not apply (an empty
-    panel reading "n/a"); rows and columns keep the order of the dicts (columns from the first row).
-    ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of
-    a row (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right
-    corner. All text is 9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
+    ``samples[row][col]``: samples (n, d), or ``None`` for a method that does not apply (an empty panel
+    reading "n/a"); rows and columns keep the order of the dicts (columns from the first row).
+    ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of a row
+    (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right corner. All text is
+    9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
 
     Used in: chapter 11 (samples of every family on the same targets).
     """

@@ -1,8 +1,7 @@
-r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a family of maps.
-
-A generator :math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with
-parameter Jacobian :math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The
-map-space metric pulled back to parameters and the projected flow of :math:`F` are
+r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a family of maps. A generator
+:math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with parameter Jacobian
+:math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The map-space metric pulled back
+to parameters and the projected flow of :math:`F` are
 
 .. math::
 

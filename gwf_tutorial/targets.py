@@ -1,12 +1,11 @@
-r"""Toy target distributions: samplers, and where known, log-densities and scores.
-
-Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
-device=None)`` (drawn in float64 from ``generator`` only, on its device), and where ``has_density``
-``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d)
-(every target but ``moons``, ``swiss_roll``, ``spirals`` and ``gwf_three_rings``).
-``stratified=True`` puts exactly :math:`n w_k` points in mode :math:`k` (the peers' samplers; default
-i.i.d.); ``name`` is the registry name. The registry (:func:`get_target`) holds the book's targets and
-the peers' with their exact constants (GWF 2026, S-JKO 2024, drifting 2026):
+r"""Toy target distributions: samplers, and where known, log-densities and scores. Every target is a
+:class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32, device=None)`` (drawn in
+float64 from ``generator`` only, on its device), and where ``has_density`` ``log_prob(x)`` (n,) and
+``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d) (every target but ``moons``,
+``swiss_roll``, ``spirals`` and ``gwf_three_rings``). ``stratified=True`` puts exactly :math:`n w_k` points in
+mode :math:`k` (the peers' samplers; default i.i.d.); ``name`` is the registry name. The registry
+(:func:`get_target`) holds the book's targets and the peers' with their exact constants (GWF 2026, S-JKO 2024,
+drifting 2026):
 
 ========================== ======================================================================
 name                       distribution (source)
@@ -119,11 +118,10 @@ def _show(v) -> str:
 
 
 class Target:
-    r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
-
-    Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
-    and optionally ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to
-    ``__init__`` by keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
+    r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled. Subclasses implement
+    ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)`` and optionally
+    ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to ``__init__`` by
+    keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
 
     Used in: :class:`~gwf_tutorial.targets.Gaussian` and every other target of this module (their base class).
     """
