@@ -240,8 +240,7 @@ def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: st
                           desc=desc, center=center, **flow)  # fmt: skip
     except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
         raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
-    steps = list(traj.step_sizes)
-    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, steps)
+    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, list(traj.step_sizes))
 
 
 def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from matplotlib import animation
 
-from gwf_tutorial._validation import check_seed
+from gwf_tutorial._validation import check_positive, check_seed
 
 __all__ = ["to_numpy", "scatter", "compare_samples", "trajectories", "AnimationHTML",
            "animate_frames", "curves", "vector_field", "grid_of_targets", "step_size_slider",
@@ -265,8 +265,7 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
     mean, cov = to_numpy(mean).reshape(-1), to_numpy(cov)
     if mean.shape != (2,) or cov.shape != (2, 2):
         raise ValueError(f"mean and cov must have shapes (2,) and (2, 2), got {mean.shape} and {cov.shape}")
-    if not (isinstance(n_std, int | float) and n_std > 0):
-        raise ValueError(f"n_std must be a positive number, got {n_std!r}")
+    n_std = check_positive(n_std, "n_std")
     if not np.isfinite(cov).all() or not np.isfinite(mean).all():
         return None
     vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))

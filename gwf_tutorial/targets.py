@@ -663,8 +663,7 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     from scipy.stats import norm
     n = check_int(n, "n", min_value=2)
     var = check_positive(var, "var")
-    if not isinstance(mean, int | float) or not math.isfinite(mean):
-        raise ValueError(f"mean must be a finite number, got {mean!r}")
+    mean = _finite_real(mean, "mean")
     check_dtype(dtype)
     u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
     u = (u - u.mean()) / u.std(unbiased=False)
