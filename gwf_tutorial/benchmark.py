@@ -93,28 +93,20 @@ class Standardizer:
 
 
 # --- the problem a method sees: standardised data, seeds, budget
-def _draw(target, n: int, generator, dim: int | None) -> Tensor:
-    out = target.sample(n, generator=generator)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"target.sample(n) must return a torch.Tensor, got {type(out).__name__}")
-    if out.ndim != 2 or out.shape[0] != n or (dim is not None and out.shape[1] != dim):
-        want = f"({n}, {dim if dim is not None else 'd'})"
-        raise ValueError(f"target.sample({n}) must return shape {want}, got {tuple(out.shape)}")
-    if not out.is_floating_point():
-        out = out.to(torch.float64)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("target.sample returned NaN or infinite values")
-    return out.detach().cpu()
-
-
 class _Problem:
     """Everything a method's adapter needs: standardised data and score, seeds, budget factor."""
 
     def __init__(self, target, n: int, seed: int, factor: float, progress: bool):
         self.target, self.n, self.seed, self.factor, self.progress = target, n, seed, factor, progress
-        raw = _draw(target, max(_N_TRAIN, n), make_generator(self._seed(0)), None)
-        if raw.shape[1] < 1:
-            raise ValueError("target samples must have at least one dimension")
+        m = max(_N_TRAIN, n)
+        raw = target.sample(m, generator=make_generator(self._seed(0)))
+        if not isinstance(raw, Tensor):
+            raise TypeError(f"target.sample(n) must return a torch.Tensor, got {type(raw).__name__}")
+        if raw.ndim != 2 or raw.shape[0] != m or raw.shape[1] < 1:
+            raise ValueError(f"target.sample({m}) must return shape ({m}, d), d >= 1, got {tuple(raw.shape)}")
+        raw = (raw if raw.is_floating_point() else raw.to(torch.float64)).detach().cpu()
+        if not bool(torch.isfinite(raw).all()):
+            raise ValueError("target.sample returned NaN or infinite values")
         self.d = raw.shape[1]
         self.std = Standardizer.from_samples(raw)
         self.train = self.std.forward(raw.to(torch.float64)).to(torch.float32)  # (N, d), unit scale

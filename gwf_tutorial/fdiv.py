@@ -152,18 +152,14 @@ def _js_fpp(u):
 KL = FDivergence(
     "kl", _f(lambda u: torch.xlogy(u, u)), _derivative(lambda u: torch.log(u) + 1),
     _derivative(lambda u: 1 / u), lambda s: torch.exp(s - 1), _INF, lambda h: torch.exp(h - 1), _identity,
-    "KL(rho||nu), f(t) = t log t, f*(s) = exp(s - 1)",
-)  # fmt: skip
-KL_DV = replace(
-    KL, name="kl_dv", dv=True,
-    description="KL(rho||nu) through the Donsker-Varadhan bound E_rho h - log E_nu exp(h)",
-)  # fmt: skip
+    "KL(rho||nu), f(t) = t log t, f*(s) = exp(s - 1)")  # fmt: skip
+KL_DV = replace(KL, name="kl_dv", dv=True,
+                description="KL(rho||nu) through the Donsker-Varadhan bound E_rho h - log E_nu exp(h)")
 REVERSE_KL = FDivergence(
     "reverse_kl", _f(lambda u: -torch.log(u), strict=True), _derivative(lambda u: -1 / u),
     _derivative(lambda u: u**-2), _below(0.0, -1.0, lambda u: -1 - torch.log(-u)), 0.0,
     _below(0.0, -1.0, lambda u: -1 / u), lambda v: -torch.exp(-v),
-    "KL(nu||rho), f(t) = -log t, f*(s) = -1 - log(-s) on s < 0",
-)  # fmt: skip
+    "KL(nu||rho), f(t) = -log t, f*(s) = -1 - log(-s) on s < 0")  # fmt: skip
 JS = FDivergence(
     "js", _f(lambda u: torch.xlogy(u, u) - (1 + u) * torch.log((1 + u) / 2)),
     _derivative(lambda u: torch.log(2 * u / (1 + u))), _derivative(_js_fpp),
@@ -171,21 +167,18 @@ JS = FDivergence(
     _LOG2, _below(_LOG2, 0.0, lambda u: torch.exp(u) / (2 - torch.exp(u))), lambda v: _LOG2 - F.softplus(-v),
     "2 JS(rho, nu) = KL(rho||m) + KL(nu||m), m = (rho + nu)/2; f(t) = t log t - (1 + t) "
     "log((1 + t)/2), f*(s) = -log(2 - exp(s)) on s < log 2",
-    conjugate_of_activation=lambda v: F.softplus(v) - _LOG2,
-)  # fmt: skip
+    conjugate_of_activation=lambda v: F.softplus(v) - _LOG2)  # fmt: skip
 PEARSON_CHI2 = FDivergence(
     "chi2", _f(lambda u: (u - 1) ** 2), _derivative(lambda u: 2 * (u - 1)),
     _derivative(lambda u: 2 * torch.ones_like(u)),
     lambda s: torch.where(s >= -2, s + s**2 / 4, -torch.ones_like(s)),  # optimum t = max(1 + s/2, 0)
     _INF, lambda h: torch.clamp(1 + h / 2, min=0.0), _identity,
-    "Pearson chi^2(rho||nu), f(t) = (t - 1)^2, f*(s) = s + s^2/4 (s >= -2), -1 (s < -2)",
-)  # fmt: skip
+    "Pearson chi^2(rho||nu), f(t) = (t - 1)^2, f*(s) = s + s^2/4 (s >= -2), -1 (s < -2)")  # fmt: skip
 SQUARED_HELLINGER = FDivergence(
     "squared_hellinger", _f(lambda u: (torch.sqrt(u) - 1) ** 2), _derivative(lambda u: 1 - u**-0.5),
     _derivative(lambda u: 0.5 * u**-1.5), _below(1.0, 0.0, lambda u: u / (1 - u)), 1.0,
     _below(1.0, 0.0, lambda u: (1 - u) ** -2), lambda v: 1 - torch.exp(-v),
-    "squared Hellinger, f(t) = (sqrt t - 1)^2, f*(s) = s/(1 - s) on s < 1",
-)  # fmt: skip
+    "squared Hellinger, f(t) = (sqrt t - 1)^2, f*(s) = s/(1 - s) on s < 1")  # fmt: skip
 GAN = FDivergence(
     "gan", _f(lambda u: torch.xlogy(u, u) - (1 + u) * torch.log1p(u)),
     _derivative(lambda u: torch.log(u / (1 + u))),
@@ -193,8 +186,7 @@ GAN = FDivergence(
     _below(0.0, -1.0, lambda u: -torch.log(-torch.expm1(u))), 0.0,  # -log(1 - e^s)
     _below(0.0, -1.0, lambda u: torch.exp(u) / (-torch.expm1(u))), lambda v: -F.softplus(-v),
     "GAN divergence 2 JS - log 4, f(t) = t log t - (1 + t) log(1 + t), f*(s) = -log(1 - exp(s)) on s < 0",
-    conjugate_of_activation=F.softplus,
-)  # fmt: skip
+    conjugate_of_activation=F.softplus)  # fmt: skip
 
 #: All divergences of the catalogue, by name.
 FDIVERGENCES: dict[str, FDivergence] = {d.name: d for d in (KL, KL_DV, REVERSE_KL, JS, PEARSON_CHI2,

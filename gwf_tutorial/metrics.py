@@ -74,9 +74,8 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
     Md, ad = M.detach(), a.detach()
     log_u = torch.zeros_like(ad)
     for _ in range(max_iter):
-        plan, log = ot.bregman.sinkhorn_log(
-            ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False, warmstart=(log_u, log_u)
-        )
+        plan, log = ot.bregman.sinkhorn_log(ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False,
+                                            warmstart=(log_u, log_u))  # fmt: skip
         log_u = 0.5 * (log["log_u"] + log["log_v"])
         if float(log["err"][-1]) < tol:
             break
@@ -450,8 +449,7 @@ def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size
         subset_size = min(subset_size, *sizes)
     with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
-        metric = KernelInceptionDistance(
-            feature=feat, subsets=subsets, subset_size=subset_size, normalize=not isinstance(feat, int)
-        )
+        metric = KernelInceptionDistance(feature=feat, subsets=subsets, subset_size=subset_size,
+                                         normalize=not isinstance(feat, int))  # fmt: skip
     mean, std = _image_metric(metric, real, fake, batch_size, device)
     return float(mean), float(std)
