@@ -45,11 +45,12 @@ def max_abs(dtype: torch.dtype) -> float:
 
 
 def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
-    """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``."""
+    """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``; a
+    non-tensor converts straight to ``dtype`` (python floats are not rounded through float32)."""
     t = value
     if not isinstance(value, Tensor):
         try:
-            t = torch.as_tensor(value)
+            t = torch.as_tensor(value, dtype=dtype)
         except (TypeError, ValueError, RuntimeError) as err:
             got = type(value).__name__
             raise TypeError(f"{name} must be a tensor or array-like of numbers, got {got}") from err

@@ -63,15 +63,9 @@ def _like(t: Tensor, x: Tensor) -> Tensor:
 
 
 def _as_f64(value, name: str) -> Tensor:
-    """Array-like to a float64 tensor (python floats are not rounded through float32)."""
+    """Array-like to a finite float64 tensor."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must hold real numbers, got a bool")
-    if not isinstance(value, Tensor):
-        try:
-            value = torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError) as err:
-            what = type(value).__name__
-            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {what}") from err
     return check_finite(as_tensor(value, name, dtype=torch.float64), name)
 
 
@@ -197,8 +191,7 @@ class Gaussian(Target):
         if mean.ndim != 1:
             raise ValueError(f"mean must have shape (d,), got {tuple(mean.shape)}")
         super().__init__(mean.shape[0], name)
-        self.mean = mean.to(torch.float64)
-        self.cov = cov.to(torch.float64)
+        self.mean, self.cov = mean.to(torch.float64), cov.to(torch.float64)
         self._chol = torch.linalg.cholesky(self.cov)
 
     def _sample(self, n, generator, device):
@@ -235,11 +228,9 @@ def _mixture_covs(covs, k: int, d: int) -> Tensor:
         return c[:, None, None].pow(2) * eye
     if c.ndim == 2:
         return check_spd(c, "covs", dim=d).expand(k, d, d).clone()
-    if c.ndim == 3 and c.shape[0] != k:
-        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
-    if c.ndim == 3:
+    if c.ndim == 3 and c.shape[0] == k:
         return check_spd(c, "covs", dim=d)
-    raise ValueError(f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}")
+    raise ValueError(f"covs must be a number, ({k},), ({d}, {d}) or ({k}, {d}, {d}), got {tuple(c.shape)}")
 
 
 class GaussianMixture(Target):
@@ -260,8 +251,7 @@ class GaussianMixture(Target):
         super().__init__(d, name)
         covs_t = _mixture_covs(covs, k, d)
         self.stratified = check_bool(stratified, "stratified")
-        self.means = means
-        self.covs = covs_t
+        self.means, self.covs = means, covs_t
         self.weights = _check_weights(weights, k)
         self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
         self._chol = torch.linalg.cholesky(covs_t)
@@ -331,8 +321,7 @@ class Banana(Target):
         x1, x2 = x[:, 0], x[:, 1]
         r = x2 - b * (x1.pow(2) - a * a)
         g1 = -x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1
-        g2 = -r / (s * s)
-        return torch.stack([g1, g2], dim=1)
+        return torch.stack([g1, -r / (s * s)], dim=1)
 
 
 class TwoMoons(Target):
