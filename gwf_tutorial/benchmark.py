@@ -193,16 +193,6 @@ _ADAPTERS: dict[str, Callable] = {
 }
 
 
-def _dispatch(key: str, p: _Problem) -> Tensor:
-    """Standardised samples (n, d) of method ``key``: its :data:`~gwf_tutorial.methods.METHODS` row."""
-    row, params = METHODS[key], inspect.signature(METHODS[key].function).parameters
-    # the iteration counts of the method (its defaults, or the row's options) times the budget factor
-    scaled = {k: p.iters(row.options.get(k, params[k].default)) for k in SCALED if k in params}
-    kw = {**row.options, **scaled, "progress": p.progress}
-    adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
-    return adapter(p, row.function, kw)
-
-
 # --- the public entry points
 def load_results(stem: str) -> dict:
     """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script (``stem``
@@ -305,7 +295,12 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1_000_003 * seed + 12345)
         problem = _Problem(target, n, seed, factor, progress)
-        u = _dispatch(key, problem).detach().to(torch.float64)
+        row, params = METHODS[key], inspect.signature(METHODS[key].function).parameters
+        # the iteration counts of the method (its defaults, or the row's options) times the budget factor
+        scaled = {k: problem.iters(row.options.get(k, params[k].default)) for k in SCALED if k in params}
+        adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
+        u = adapter(problem, row.function, {**row.options, **scaled, "progress": progress})
+        u = u.detach().to(torch.float64)  # standardised samples (n, d)
     if u.shape != (n, problem.d):
         raise RuntimeError(f"{key} returned shape {tuple(u.shape)}, expected {(n, problem.d)}")
     if not bool(torch.isfinite(u).all()):

@@ -125,16 +125,6 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
     return -(factor(R) / R)[:, None] * (g / 2)
 
 
-def _estimate(fdiv: FDivergence, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
-    """Critic estimate of D_f(rho || nu) at the current particles."""
-    with torch.no_grad():
-        h_x, h_y = _scalar_out(critic, x), _scalar_out(critic, y)
-        if estimator == "variational":
-            return float(variational_bound(fdiv, h_x, h_y))
-        r_x, r_y = _ratio(h_x, estimator, r_min), _ratio(h_y, estimator, r_min)
-        return float(variational_bound(fdiv, fdiv.f_prime(r_x), fdiv.f_prime(r_y)))
-
-
 @dataclass
 class FFlowResult:
     r"""Result of an f-flow: final particles ``x`` (:math:`G(z)` with a generator), ``trajectory``,
@@ -322,8 +312,15 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
         return lambda z: velocity_from_critic(net, z, estimator=estimator, fdiv=fdiv, r_min=r_min,
                                               logit_clip=logit_clip)  # fmt: skip
 
-    def estimate(net, x):
-        return None if field_of or fdiv_obj is None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
+    @torch.no_grad()
+    def estimate(net, x):  # the critic's estimate of D_f(rho || nu) at the particles x
+        if field_of or fdiv_obj is None:
+            return None
+        h_x, h_y = _scalar_out(net, x), _scalar_out(net, y)
+        if estimator != "variational":  # the optimal critic at the fitted ratio
+            h_x = fdiv_obj.f_prime(_ratio(h_x, estimator, r_min))
+            h_y = fdiv_obj.f_prime(_ratio(h_y, estimator, r_min))
+        return float(variational_bound(fdiv_obj, h_x, h_y))
 
     like = x0 if generator_net is None else y
     fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,

@@ -225,14 +225,11 @@ def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dic
     return {"ratio": ratio, "modes": cov.modes_hit, "near": cov.high_quality_fraction, "tv": cov.weight_tv}
 
 
-def _sliced_w2_fixed(x, y):
-    g = torch.Generator(device=x.device).manual_seed(0)
-    return sliced_w2(x, y, generator=g)
-
-
-_METRICS: dict[str, Callable] = {"w2": w2_squared, "w2_squared": w2_squared, "energy": energy_distance,
-                                 "energy_distance": energy_distance, "mmd": mmd2, "mmd2": mmd2,
-                                 "sliced_w2": _sliced_w2_fixed}  # fmt: skip
+_METRICS: dict[str, Callable] = {
+    "w2": w2_squared, "w2_squared": w2_squared, "energy": energy_distance, "energy_distance": energy_distance,
+    "mmd": mmd2, "mmd2": mmd2,  # sliced_w2: directions from a generator seeded 0 on the device of x
+    "sliced_w2": lambda x, y: sliced_w2(x, y, generator=torch.Generator(device=x.device).manual_seed(0)),
+}  # fmt: skip
 
 
 def _resolve_metric(metric) -> tuple[Callable, str]:
