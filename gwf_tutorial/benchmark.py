@@ -315,11 +315,6 @@ GOAL_2X = ("moons", "swiss_roll")
 GOAL_BEST = 1.3
 
 
-def _spread(rs: list[dict], key: str) -> dict:
-    v = np.array([math.inf if r.get(key) is None else float(r[key]) for r in rs], dtype=float)
-    return {key: float(np.median(v)), key + "_min": float(v.min()), key + "_max": float(v.max())}
-
-
 def summarize(rows: list[dict]) -> list[dict]:
     """Median over seeds (and min, max) of each metric, for every (method, target) of a results file, a
     diverged run counting as ``+inf``.
@@ -343,7 +338,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         s["status"] = "ok" if all(r["status"] == "ok" for r in rs) else "some diverged"
         s["n_diverged"] = sum(r["status"] == "diverged" for r in rs)
         for key in ("w2_ratio", "energy_ratio", "sinkhorn_ratio", "cpu_s"):
-            s |= _spread(rs, key)
+            v = np.array([math.inf if r.get(key) is None else float(r[key]) for r in rs], dtype=float)
+            s |= {key: float(np.median(v)), key + "_min": float(v.min()), key + "_max": float(v.max())}
         if "n_modes" in rs[0] or any("modes_hit" in r for r in rs):
             s["modes_hit_min"] = int(min(r.get("modes_hit", 0) for r in rs))
             s["n_modes"] = int(max(r.get("n_modes", 0) for r in rs))

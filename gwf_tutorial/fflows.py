@@ -34,7 +34,7 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.critics import Critic, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variational_bound
-from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
+from gwf_tutorial.flows import FlowDivergedError, Trajectory, _rms, euler_flow, spread_bound
 from gwf_tutorial.trainer import Trainer, frozen_copy
 
 __all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor", "velocity_from_critic",
@@ -207,10 +207,6 @@ class _CriticFitter:
         return self.field_of(self.critic)
 
 
-def _rms(x: Tensor) -> float:
-    return float(x.detach().pow(2).sum(1).mean().sqrt())
-
-
 def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
                    keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
     """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
@@ -274,7 +270,7 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: i
             return
         with torch.no_grad():
             x = net(latent)
-        rms = _rms(x - center)  # NaN or inf when x is not finite
+        rms = float(_rms(x - center))  # NaN or inf when x is not finite
         if not rms <= max_norm:
             what = "too large" if math.isfinite(rms) else "non-finite"
             raise FlowDivergedError(f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: "
@@ -460,7 +456,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,
-                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, _rms(x0)),
+                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, float(_rms(x0))),
                       desc="DGflow")  # fmt: skip
     if generator_net is None:
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))
