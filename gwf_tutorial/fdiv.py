@@ -260,8 +260,7 @@ def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]
             raise ValueError(f"{nm} must not be empty (shape (n,) with n >= 1), got {tuple(t.shape)}")
         if t.ndim == 2 and t.shape[1] != 1 or t.ndim > 2:
             raise ValueError(f"{nm} must have shape (n,) or (n, 1), got {tuple(t.shape)}")
-        if check_nan:
-            t = check_finite(as_tensor(t, nm), nm)
+        t = check_finite(as_tensor(t, nm), nm) if check_nan else t
         out.append(t.reshape(-1))
     return out[0], out[1]
 

@@ -76,8 +76,7 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
 
 def _scalar_out(net: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     out = net(z)
-    if out.ndim == 2 and out.shape[1] == 1:
-        out = out[:, 0]
+    out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
     if out.shape != (z.shape[0],):
         raise ValueError(f"the critic must return shape (n,) or (n, 1), got {tuple(out.shape)}")
     return out
@@ -118,8 +117,7 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
         return -g
     factor = get_velocity_factor(fdiv)
     if estimator == "logistic":
-        if logit_clip is not None:
-            out = out.clamp(-logit_clip, logit_clip)
+        out = out if logit_clip is None else out.clamp(-logit_clip, logit_clip)
         return factor(_ratio(out, estimator, r_min))[:, None] * g
     R = _ratio(out, estimator, r_min)
     return -(factor(R) / R)[:, None] * (g / 2)

@@ -190,8 +190,7 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
         if not isinstance(v, Tensor) or v.shape != x.shape:
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(x.shape)}")
         x = x + h * v.detach().to(x.dtype)
-        if diffusion > 0:
-            x = x + math.sqrt(2.0 * diffusion * h) * noise()
+        x = x + math.sqrt(2.0 * diffusion * h) * noise() if diffusion > 0 else x
         traj.step_sizes.append(h)
         guard.push(x, h)
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
@@ -242,8 +241,7 @@ def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator |
 
     Used in: chapters 2 and 3.
     """
-    if callable(getattr(score, "score", None)):
-        score = score.score
+    score = score.score if callable(getattr(score, "score", None)) else score
     if not callable(score):
         raise TypeError("score must be callable or an object with a score method")
     return euler_flow(x0, lambda x, at=None: score(x), step_size, n_steps, diffusion=1.0, value_fn=value_fn,

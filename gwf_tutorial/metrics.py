@@ -373,8 +373,7 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
                 metric.update(batch.float(), real=is_real)
             else:  # Inception: uint8 RGB in [0, 255], grey images repeated to 3 channels
                 u8 = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-                if u8.shape[1] == 1:
-                    u8 = u8.repeat(1, 3, 1, 1)
+                u8 = u8.repeat(1, 3, 1, 1) if u8.shape[1] == 1 else u8
                 metric.update(u8, real=is_real)
             counts[name] += batch.shape[0]
         if counts[name] < 2:
@@ -442,8 +441,7 @@ def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size
     subset_size = check_int(subset_size, "subset_size", min_value=2)
     feat = _feature_arg(feature)
     sizes = [im.shape[0] for im in (real, fake) if isinstance(im, Tensor) and im.ndim == 4]
-    if sizes:
-        subset_size = min(subset_size, *sizes)
+    subset_size = min(subset_size, *sizes) if sizes else subset_size
     with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
         metric = KernelInceptionDistance(feature=feat, subsets=subsets, subset_size=subset_size,

@@ -208,8 +208,7 @@ def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=No
     v = to_numpy(velocity(pts))
     if v.shape != (len(pts), 2):
         raise ValueError(f"velocity must return shape (N, 2) = ({len(pts)}, 2), got {v.shape}")
-    if normalize:
-        v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+    v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12) if normalize else v
     ax.quiver(pts[:, 0].numpy(), pts[:, 1].numpy(), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004)
     ax.set_aspect("equal")
     if title:

@@ -144,8 +144,7 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
 
     Used in: ``projected.projected_flow`` (its first step).
     """
-    if y is not None:
-        y = check_samples(y, "y")
+    y = None if y is None else check_samples(y, "y")
     params = _check_map(map_net)
     y = _check_objective(objective, y)
     z = _check_z(z, map_net)
