@@ -364,8 +364,7 @@ def family_ratios(by: dict, floors: dict, family: str, target: str) -> list[floa
 
     Used in: chapter 11.
     """
-    mixture = floors[target]["mixture"]
-    return [headline(by[(m, target)], mixture) for m in list_methods(family)
+    return [headline(by[(m, target)], floors[target]["mixture"]) for m in list_methods(family)
             if (m, target) in by and by[(m, target)]["status"] != "n/a"]  # fmt: skip
 
 

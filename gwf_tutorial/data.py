@@ -43,8 +43,7 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
                                                random_state=seed, stratify=labels)  # fmt: skip
         keep = np.sort(train_idx if split == "train" else test_idx)
         images, labels = images[keep], labels[keep]
-    x = torch.as_tensor(images, dtype=dtype).unsqueeze(1)
-    return x, torch.as_tensor(labels)
+    return torch.as_tensor(images, dtype=dtype).unsqueeze(1), torch.as_tensor(labels)
 
 
 def load_cifar10(root: str = "data", *, train: bool = True, download: bool = True):
@@ -115,8 +114,7 @@ def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: in
     wave = 2 * math.pi * 3 * (torch.cos(th)[:, None, None] * xx + torch.sin(th)[:, None, None] * yy)
     background = -0.5 + 0.25 * torch.sin(wave + phase[:, None, None])  # stripes, (n, size, size)
     img = background[:, None] * (1 - blob[:, None]) + colours[labels][:, :, None, None] * blob[:, None]
-    img = img + noise * torch.randn(img.shape, generator=generator)
-    return img.clamp(-1, 1).contiguous(), labels
+    return (img + noise * torch.randn(img.shape, generator=generator)).clamp(-1, 1).contiguous(), labels
 
 
 def to_unit_range(images: Tensor) -> Tensor:

@@ -46,8 +46,7 @@ def _tensor(t, name: str) -> Tensor:
 def _on_domain(t: Tensor, ok: Tensor, fill: float, fn: Callable[[Tensor], Tensor],
                off: float = _INF) -> Tensor:  # fmt: skip
     """``fn(t)`` where ``ok``, ``off`` elsewhere, without NaN gradients from the masked branch."""
-    safe = torch.where(ok, t, torch.full_like(t, fill))
-    return torch.where(ok, fn(safe), torch.full_like(t, off))
+    return torch.where(ok, fn(torch.where(ok, t, torch.full_like(t, fill))), torch.full_like(t, off))
 
 
 def _f(fn: Callable[[Tensor], Tensor], strict: bool = False) -> Callable[[Tensor], Tensor]:

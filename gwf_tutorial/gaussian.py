@@ -71,8 +71,7 @@ class _SqrtmSPD(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         U, r = ctx.saved_tensors
-        G = U.mT @ _sym(grad) @ U
-        return U @ (G * (r.unsqueeze(-1) + r.unsqueeze(-2)).reciprocal()) @ U.mT
+        return U @ ((U.mT @ _sym(grad) @ U) * (r.unsqueeze(-1) + r.unsqueeze(-2)).reciprocal()) @ U.mT
 
 
 _sqrtm = _SqrtmSPD.apply
@@ -113,8 +112,7 @@ def w2_squared(m1, S1, m2, S2) -> Tensor:
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     _, C = _bures_cross(S1, S2)
-    bures = _trace(S1) + _trace(S2) - 2.0 * _trace(C)
-    return ((m1 - m2) ** 2).sum(-1) + bures.clamp_min(0.0)
+    return ((m1 - m2) ** 2).sum(-1) + (_trace(S1) + _trace(S2) - 2.0 * _trace(C)).clamp_min(0.0)
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:

@@ -83,8 +83,7 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
         warnings.warn(f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} "
                       "iterations", stacklevel=3)  # fmt: skip
     q = ad[:, None] * ad[None, :]
-    kl = (torch.xlogy(plan, plan) - torch.xlogy(plan, q) - plan + q).sum()
-    return (plan * M).sum() + eps * kl
+    return (plan * M).sum() + eps * (torch.xlogy(plan, plan) - torch.xlogy(plan, q) - plan + q).sum()
 
 
 def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max_iter: int = 5000,
@@ -104,8 +103,7 @@ def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max
     xy = ot.solve(squared_distances(x, y), a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol,
                   grad="envelope").value
     xx = _self_entropic_ot(x, a, eps, max_iter, tol)
-    yy = _self_entropic_ot(y, b, eps, max_iter, tol)
-    return xy - 0.5 * (xx + yy)
+    return xy - 0.5 * (xx + _self_entropic_ot(y, b, eps, max_iter, tol))
 
 
 def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,

@@ -310,8 +310,7 @@ class ConvGenerator(nn.Module):
         _check_input(z, self.in_dim, self.dense.weight, "z")
         h = self.dense(z).view(z.shape[0], self.width, 4, 4)
         h = self.blocks(_to_weight_format(h, self.conv_out.weight))
-        x = torch.tanh(self.conv_out(torch.relu(self.bn_out(h))))
-        return x.reshape(z.shape[0], self.out_dim)
+        return torch.tanh(self.conv_out(torch.relu(self.bn_out(h)))).reshape(z.shape[0], self.out_dim)
 
 
 def _to_weight_format(h: Tensor, weight: Tensor) -> Tensor:

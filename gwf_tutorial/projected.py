@@ -115,8 +115,7 @@ def affine_metric_tensor(mean, second_moment) -> Tensor:
     d = m.shape[0]
     eye = torch.eye(d, dtype=M.dtype, device=M.device)
     top = torch.cat([torch.kron(eye, M), torch.kron(eye, m[:, None])], dim=1)
-    bottom = torch.cat([torch.kron(eye, m[None, :]), eye], dim=1)
-    return torch.cat([top, bottom], dim=0)
+    return torch.cat([top, torch.cat([torch.kron(eye, m[None, :]), eye], dim=1)], dim=0)
 
 
 def _objective_value(map_net, objective, z: Tensor, y: Tensor | None, guard=None) -> Tensor:
@@ -147,8 +146,7 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
     y = None if y is None else check_samples(y, "y")
     params = _check_map(map_net)
     y = _check_objective(objective, y)
-    z = _check_z(z, map_net)
-    return _value_and_gradient(map_net, objective, params, z, y)
+    return _value_and_gradient(map_net, objective, params, _check_z(z, map_net), y)
 
 
 def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[Tensor, Tensor]:

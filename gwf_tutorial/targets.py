@@ -202,13 +202,11 @@ class Gaussian(Target):
         L = _like(self._chol, x)
         diff = (x - _like(self.mean, x)).T
         sol = torch.linalg.solve_triangular(L, diff, upper=False)
-        logdet = 2.0 * torch.log(torch.diagonal(L)).sum()
-        return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + logdet)
+        return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + 2.0 * torch.log(torch.diagonal(L)).sum())
 
     def _score(self, x):
         L = _like(self._chol, x)
-        diff = (x - _like(self.mean, x)).T
-        return -torch.cholesky_solve(diff, L, upper=False).T
+        return -torch.cholesky_solve((x - _like(self.mean, x)).T, L, upper=False).T
 
     _shown = ("mean", "cov")
 
@@ -307,8 +305,7 @@ class Banana(Target):
     def _sample(self, n, generator, device):
         z = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         x1 = self.scale * z[:, 0]
-        x2 = self.curvature * (x1.pow(2) - self.scale**2) + self.noise * z[:, 1]
-        return torch.stack([x1, x2], dim=1)
+        return torch.stack([x1, self.curvature * (x1.pow(2) - self.scale**2) + self.noise * z[:, 1]], dim=1)
 
     def _log_prob(self, x):
         a, b, s = self.scale, self.curvature, self.noise
@@ -320,8 +317,7 @@ class Banana(Target):
         a, b, s = self.scale, self.curvature, self.noise
         x1, x2 = x[:, 0], x[:, 1]
         r = x2 - b * (x1.pow(2) - a * a)
-        g1 = -x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1
-        return torch.stack([g1, -r / (s * s)], dim=1)
+        return torch.stack([-x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1, -r / (s * s)], dim=1)
 
 
 class TwoMoons(Target):
@@ -416,8 +412,7 @@ def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
     b = torch.where(flip, -lo, hi)
     lb = torch.special.log_ndtr(b)
     u = torch.special.log_ndtr(a) - lb  # <= 0
-    log1mexp = torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
-    return lb + log1mexp
+    return lb + torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
 
 
 class Checkerboard(Target):
@@ -470,8 +465,7 @@ class Checkerboard(Target):
 
     def _score(self, x):
         if self.noise == 0:
-            lp = self._log_prob(x)
-            return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
+            return torch.where(torch.isfinite(self._log_prob(x))[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
 
 
@@ -508,8 +502,7 @@ class Rings(Target):
         theta = 2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         r, s, c = (self.radii.to(device)[idx], self.stds.to(device)[idx], self.centers.to(device)[idx])
-        circle = torch.stack([theta.cos(), theta.sin()], dim=1)
-        return c + r[:, None] * circle + s[:, None] * eps
+        return c + r[:, None] * torch.stack([theta.cos(), theta.sin()], dim=1) + s[:, None] * eps
 
     def _parts(self, x):
         diff = x[:, None, :] - _like(self.centers, x)[None]  # (n, K, 2)
@@ -531,8 +524,7 @@ class Rings(Target):
         ratio = torch.special.i1e(z_safe) / (torch.special.i0e(z_safe) * z_safe)
         ratio = torch.where(small, 0.5 - z.pow(2) / 16.0, ratio)  # A(z)/z near 0
         coef = (r.pow(2) / s2 * ratio - 1.0) / s2  # (n, K)
-        resp = torch.softmax(comp, dim=1)
-        return ((resp * coef)[:, :, None] * diff).sum(1)
+        return ((torch.softmax(comp, dim=1) * coef)[:, :, None] * diff).sum(1)
 
     _shown = ("radii", "stds", "weights", "centers")
 
