@@ -107,8 +107,7 @@ class _Problem:
         raw = (raw if raw.is_floating_point() else raw.to(torch.float64)).detach().cpu()
         if not bool(torch.isfinite(raw).all()):
             raise ValueError("target.sample returned NaN or infinite values")
-        self.d = raw.shape[1]
-        self.std = Standardizer.from_samples(raw)
+        self.d, self.std = raw.shape[1], Standardizer.from_samples(raw)
         self.train = self.std.forward(raw.to(torch.float64)).to(torch.float32)  # (N, d), unit scale
 
     def _seed(self, offset: int) -> int:
@@ -256,8 +255,7 @@ def applicable(method: str, target) -> tuple[bool, str]:
 
     Used in: ``benchmark.run`` and ``benchmarks/run_all.py`` (the methods that do not apply, and why).
     """
-    info = method_info(method)
-    target = _resolve_target(target)
+    info, target = method_info(method), _resolve_target(target)
     has_score = callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
     if info.needs_score and not has_score:
         return False, f"{info.name} needs the target's score (grad log p); {_target_name(target)} has none"
@@ -279,11 +277,9 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
 
     Used in: chapter 11 (benchmark).
     """
-    key = _check_method(method)
-    target = _resolve_target(target)
+    key, target = _check_method(method), _resolve_target(target)
     n = check_int(n_samples, "n_samples", min_value=2)
-    seed = check_seed(seed, "seed")
-    nominal = _table()[key]["budget_s"]
+    seed, nominal = check_seed(seed, "seed"), _table()[key]["budget_s"]
     factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / nominal
     if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
         raise ValueError(f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "

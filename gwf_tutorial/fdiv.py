@@ -32,8 +32,7 @@ __all__ = ["FDivergence", "KL", "KL_DV", "REVERSE_KL", "JS", "PEARSON_CHI2", "SQ
            "FDIVERGENCES", "get_fdivergence", "dv_bound", "variational_bound", "PSI_STAR", "PSI_F",
            "psi_star"]  # fmt: skip
 
-_LOG2 = math.log(2.0)
-_INF = float("inf")
+_LOG2, _INF = math.log(2.0), float("inf")
 
 
 def _tensor(t, name: str) -> Tensor:

@@ -284,8 +284,7 @@ def image_scores(classifier: DigitsClassifier, fake, real, *, train=None, batch_
     real = _as_images(real, "real", classifier.image_shape).detach()
     if fake.shape[0] < 2 or real.shape[0] < 2:
         raise ValueError("fake and real must hold at least 2 images each")
-    batch_size = check_int(batch_size, "batch_size")
-    dtype = next(classifier.parameters()).dtype
+    batch_size, dtype = check_int(batch_size, "batch_size"), next(classifier.parameters()).dtype
     fd = frechet_distance(real.to(dtype), fake.to(dtype), classifier, batch_size=batch_size)
     ratio = None
     if train is not None:

@@ -106,8 +106,7 @@ def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: st
 
     Used in: chapter 4.
     """
-    x = check_samples(x, "x")
-    estimator = check_choice(estimator, "estimator", ESTIMATORS)
+    x, estimator = check_samples(x, "x"), check_choice(estimator, "estimator", ESTIMATORS)
     r_min = check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     check_callable(critic, "critic")
@@ -295,8 +294,7 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
     y = check_samples(y, "y").detach()
     if generator_net is None:
         check_same_dim(x0, y, "x0", "y")
-    n_steps = check_int(n_steps, "n_steps")
-    r_min = check_positive(r_min, "r_min")
+    n_steps, r_min = check_int(n_steps, "n_steps"), check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     get_velocity_factor(fdiv)  # validates
     named = isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS
@@ -432,10 +430,8 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
 
     Used in: chapter 4.
     """
-    x0 = check_samples(x0, "x0")
-    gamma = check_nonnegative(gamma, "gamma")
-    factor = get_velocity_factor(fdiv)
-    logit = getattr(discriminator, "logit", None)
+    x0, gamma = check_samples(x0, "x0"), check_nonnegative(gamma, "gamma")
+    factor, logit = get_velocity_factor(fdiv), getattr(discriminator, "logit", None)
     disc = logit if callable(logit) else discriminator
     if not callable(disc):
         raise TypeError("discriminator must be callable or have a logit method")

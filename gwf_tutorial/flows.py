@@ -90,8 +90,7 @@ def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Calla
 
     Used in: chapter 3.
     """
-    start = check_nonnegative(start, "start")
-    decay_steps = check_positive(decay_steps, "decay_steps")
+    start, decay_steps = check_nonnegative(start, "start"), check_positive(decay_steps, "decay_steps")
     end = check_nonnegative(end, "end")
     return lambda k: end + (start - end) * max(0.0, 1.0 - k / decay_steps)
 
@@ -156,8 +155,7 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
 
     Used in: chapters 2 and 8.
     """
-    x = check_samples(x0, "x0").detach().clone()
-    n_steps = check_int(n_steps, "n_steps")
+    x, n_steps = check_samples(x0, "x0").detach().clone(), check_int(n_steps, "n_steps")
     check_callable(velocity_fn, "velocity_fn")
     check_callable(value_fn, "value_fn", optional=True)
     h_of = _schedule(step_size, "step_size", check_positive)
@@ -213,8 +211,7 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
 
     Used in: chapter 3; ``methods._flow``.
     """
-    obj = get_objective(objective)
-    x0 = check_samples(x0, "x0")
+    obj, x0 = get_objective(objective), check_samples(x0, "x0")
     center = None
     if y is not None:
         y = check_samples(y, "y")

@@ -138,10 +138,8 @@ def kl(m1, S1, m2, S2) -> Tensor:
     Used in: chapters 2, 4, 6 and 7.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
-    d = m1.shape[-1]
-    batch = _batch_shape(m1, S1, m2, S2)
-    L2 = torch.linalg.cholesky(S2).expand(*batch, d, d)
-    L1 = torch.linalg.cholesky(S1).expand(*batch, d, d)
+    d, batch = m1.shape[-1], _batch_shape(m1, S1, m2, S2)
+    L2, L1 = torch.linalg.cholesky(S2).expand(*batch, d, d), torch.linalg.cholesky(S1).expand(*batch, d, d)
     diff = (m2 - m1).expand(*batch, d).unsqueeze(-1)
     z = torch.linalg.solve_triangular(L2, diff, upper=False).squeeze(-1)
     W = torch.linalg.solve_triangular(L2, L1, upper=False)
@@ -303,8 +301,7 @@ def euler_iterates_kl(mean0, cov0, target_mean, target_cov, step_size, n_steps) 
 
 def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
     """``K(S, delta) = det(I + S/s^2)^{-1/2} exp(-1/2 delta^T (s^2 I + S)^{-1} delta)``."""
-    d = S.shape[-1]
-    batch = torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
+    d, batch = S.shape[-1], torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
     L = torch.linalg.cholesky(s2 * _eye_like(S) + S)
     z = torch.linalg.solve_triangular(L.expand(*batch, d, d), delta.expand(*batch, d).unsqueeze(-1),
                                       upper=False).squeeze(-1)  # fmt: skip
@@ -328,10 +325,8 @@ def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
 
 
 def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> Tensor:
-    d = ma.shape[-1]
-    s2 = 0.5 * eps
-    eye = _eye_like(Sa @ Sb)
-    Ra = _sqrtm(Sa)
+    d, s2 = ma.shape[-1], 0.5 * eps
+    eye, Ra = _eye_like(Sa @ Sb), _sqrtm(Sa)
     D = _sqrtm(4.0 * _sym(Ra @ Sb @ Ra) + s2**2 * eye)
     cross = ((ma - mb) ** 2).sum(-1) + _trace(Sa) + _trace(Sb) - _trace(D)
     return cross + d * s2 * (1.0 - math.log(2.0 * s2)) + s2 * _logdet_spd(D + s2 * eye)

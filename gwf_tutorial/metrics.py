@@ -286,8 +286,7 @@ def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
     """
     target = _resolve_target(target)
     n = check_int(n, "n", min_value=2)
-    n_pairs = check_int(n_pairs, "n_pairs")
-    seed = check_seed(seed)
+    n_pairs, seed = check_int(n_pairs, "n_pairs"), check_seed(seed)
     fn, name = _resolve_metric(metric)
     g = torch.Generator().manual_seed(seed)
     bar = _progress(range(n_pairs), desc=f"floor {name}", disable=None if progress is None else not progress)
@@ -320,8 +319,7 @@ def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_
     Used in: chapters 3, 5, 6, 7, 8 and 11.
     """
     x = check_samples(x, "x", min_n=2).detach()
-    target = _resolve_target(target)
-    n_refs = check_int(n_refs, "n_refs")
+    target, n_refs = _resolve_target(target), check_int(n_refs, "n_refs")
     seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     n = x.shape[0]

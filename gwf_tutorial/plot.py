@@ -55,8 +55,7 @@ def _points(x, name: str, ndim: int = 2) -> np.ndarray:
 def _limits(*arrays, pad: float = 0.08):
     pts = np.concatenate([a[:, :2] for a in arrays if a is not None and len(a)], axis=0)
     lo, hi = np.quantile(pts, 0.005, axis=0), np.quantile(pts, 0.995, axis=0)
-    span = max((hi - lo).max(), 1e-12) * (1 + 2 * pad)
-    mid = (hi + lo) / 2
+    span, mid = max((hi - lo).max(), 1e-12) * (1 + 2 * pad), (hi + lo) / 2
     return (mid[0] - span / 2, mid[0] + span / 2), (mid[1] - span / 2, mid[1] + span / 2)
 
 
@@ -66,8 +65,7 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
 
     Used in: chapters 1, 3, 5, 7 and 8.
     """
-    x = _points(x, "x")
-    ax = _ax(ax)
+    x, ax = _points(x, "x"), _ax(ax)
     ax.scatter(x[:, 0], x[:, 1], **(PARTICLE_STYLE | style))
     ax.set(aspect="equal", xticks=[], yticks=[])
     if limits is not None:
@@ -84,8 +82,7 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
     Used in: chapters 3-5 and 8 (end state of the 2-D methods).
     """
     x, y = _points(x, "x"), _points(y, "y")
-    ax = _ax(ax)
-    lim = _limits(x, y)
+    ax, lim = _ax(ax), _limits(x, y)
     scatter(y, ax, limits=lim, label=labels[1], **TARGET_STYLE)
     scatter(x, ax, limits=lim, title=title, label=labels[0])
     return ax
@@ -98,8 +95,7 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
     Used in: chapters 2, 4 and 8.
     """
     f = _points(frames, "frames", ndim=3)
-    ax = _ax(ax)
-    rng = np.random.default_rng(check_seed(seed))
+    ax, rng = _ax(ax), np.random.default_rng(check_seed(seed))
     idx = rng.choice(f.shape[1], size=min(n_paths, f.shape[1]), replace=False)
     lim = _limits(f[0], f[-1], None if y is None else _points(y, "y"))
     if y is not None:

@@ -80,8 +80,7 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
     Used in: ``projected.metric_tensor``.
     """
-    params = _check_map(map_net)
-    z = _check_z(z, map_net)
+    params, z = _check_map(map_net), _check_z(z, map_net)
     names = [n for n, p in map_net.named_parameters() if p.requires_grad]
     values = {n: p.detach() for n, p in zip(names, params)}
     jac = jacrev(lambda pv: functional_call(map_net, pv, (z,)))(values)  # name -> (n, d, *shape)
@@ -144,8 +143,7 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
     Used in: ``projected.projected_flow`` (its first step).
     """
     y = None if y is None else check_samples(y, "y")
-    params = _check_map(map_net)
-    y = _check_objective(objective, y)
+    params, y = _check_map(map_net), _check_objective(objective, y)
     return _value_and_gradient(map_net, objective, params, _check_z(z, map_net), y)
 
 
@@ -209,13 +207,11 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
 
     Used in: chapter 6 (translation, affine and small-MLP families against the exact Gaussian flow).
     """
-    params = _check_map(map_net)
-    data = _check_objective(objective, data)
+    params, data = _check_map(map_net), _check_objective(objective, data)
     z = _check_z(source, map_net)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    h = check_positive(step_size, "step_size")
-    n_steps = check_int(n_steps, "n_steps")
+    h, n_steps = check_positive(step_size, "step_size"), check_int(n_steps, "n_steps")
     damping = check_nonnegative(damping, "damping")
     data = None if data is None else data.to(device=z.device, dtype=z.dtype)
     if method == "jko":
@@ -290,6 +286,5 @@ def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
         raise ValueError("params contains NaN or infinite values")
     p = params.to(m0)
     A = p[..., : d * d].reshape(*p.shape[:-1], d, d)
-    means = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :]
-    covs = A @ S0 @ A.mT
+    means, covs = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :], A @ S0 @ A.mT
     return means, 0.5 * (covs + covs.mT)

@@ -199,8 +199,7 @@ class Gaussian(Target):
         return self.mean.to(device) + z @ self._chol.to(device).T
 
     def _log_prob(self, x):
-        L = _like(self._chol, x)
-        diff = (x - _like(self.mean, x)).T
+        L, diff = _like(self._chol, x), (x - _like(self.mean, x)).T
         sol = torch.linalg.solve_triangular(L, diff, upper=False)
         return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + 2.0 * torch.log(torch.diagonal(L)).sum())
 
@@ -408,8 +407,7 @@ class Spirals(Target):
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
     """``log(Phi(hi) - Phi(lo))`` for ``lo < hi``, stable in both tails."""
     flip = lo > 0  # upper tail: Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
-    a = torch.where(flip, -hi, lo)
-    b = torch.where(flip, -lo, hi)
+    a, b = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
     lb = torch.special.log_ndtr(b)
     u = torch.special.log_ndtr(a) - lb  # <= 0
     return lb + torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
@@ -494,8 +492,7 @@ class Rings(Target):
         if c.shape != (k, 2):
             raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
         self.radii, self.stds, self.centers = r, s, c
-        self.weights = _check_weights(weights, k)
-        self.stratified = bool(stratified)
+        self.weights, self.stratified = _check_weights(weights, k), bool(stratified)
 
     def _sample(self, n, generator, device):
         idx = _component_indices(self.weights, n, self.stratified, generator, device)
@@ -583,8 +580,7 @@ def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twent
 
 
 def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rings"):
-    radius = check_positive(radius, "radius")
-    n_per_ring = check_int(n_per_ring, "n_per_ring")
+    radius, n_per_ring = check_positive(radius, "radius"), check_int(n_per_ring, "n_per_ring")
     ang = 2.0 * math.pi * torch.arange(n_per_ring, dtype=torch.float64) / n_per_ring
     ring = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
     offset = torch.tensor([0.0, (2.0 + delta) * radius], dtype=torch.float64)
@@ -643,8 +639,7 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     import numpy as np
     from scipy.stats import norm
     n = check_int(n, "n", min_value=2)
-    var = check_positive(var, "var")
-    mean = _finite_real(mean, "mean")
+    var, mean = check_positive(var, "var"), _finite_real(mean, "mean")
     check_dtype(dtype)
     u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
     u = (u - u.mean()) / u.std(unbiased=False)
