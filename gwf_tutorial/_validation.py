@@ -20,7 +20,7 @@ __all__ = [
     "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
     "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
     "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
-    "max_abs", "check_device", "check_generator", "check_dtype",
+    "max_abs", "check_device", "check_generator", "check_dtype", "check_weights",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -45,11 +45,12 @@ def max_abs(dtype: torch.dtype) -> float:
 
 
 def as_tensor(value, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
-    """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``."""
+    """Convert ``value`` (tensor, array, list, number) to a floating tensor or raise ``TypeError``; a
+    non-tensor converts straight to ``dtype`` (python floats are not rounded through float32)."""
     t = value
     if not isinstance(value, Tensor):
         try:
-            t = torch.as_tensor(value)
+            t = torch.as_tensor(value, dtype=dtype)
         except (TypeError, ValueError, RuntimeError) as err:
             got = type(value).__name__
             raise TypeError(f"{name} must be a tensor or array-like of numbers, got {got}") from err
@@ -81,6 +82,23 @@ def check_finite(t: Tensor, name: str) -> Tensor:
         raise ValueError(f"{name} holds values up to {m:.3g}, too large for {t.dtype} (squares overflow "
                          f"beyond about {limit:.3g}); {hint}")  # fmt: skip
     return t
+
+
+def check_weights(w, n: int, name: str = "weights", *, dtype: torch.dtype = torch.float64,
+                  device=None) -> Tensor:  # fmt: skip
+    """Probability weights ``(n,)`` in ``dtype`` on ``device``: non-negative, finite, with a positive sum,
+    normalised to sum 1 (uniform if None)."""
+    if w is None:
+        return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
+    w = check_finite(as_tensor(w, name), name).to(dtype=dtype, device=device)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(w.shape)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name} must be non-negative")
+    total = w.sum()
+    if not float(total) > 0:
+        raise ValueError(f"{name} must have a positive sum")
+    return w / total
 
 
 def check_samples(x, name: str = "x", *, dim: int | None = None, min_n: int = 1) -> Tensor:

@@ -1,19 +1,13 @@
-r"""One entry point for every method of the book: ``run(method, target, n_samples, seed, budget_s)``.
-
-Each method is a row of :data:`~gwf_tutorial.methods.METHODS` run at the settings its chapter
-recommends on any object with ``sample(n, generator=None)``. Settings never look at the target's
-name: the data are standardised from a pilot draw :math:`y_{1:N}` (the training set, :math:`N = 10^4`),
-
-.. math::
-
-    \sigma^2 = \frac1d \sum_{c=1}^d \widehat{\operatorname{Var}}(y_{\cdot c}), \quad
-    u = \frac{y - \bar y}{\sigma}, \quad x = \bar y + \sigma\, u_{\text{method}}, \quad
-    \nabla_u \log p_u = \sigma\,\nabla\log p(\bar y + \sigma u),
-
-and score-based step sizes are :math:`h = c\, d / \overline{|\nabla_u\log p_u|^2}`. ``budget_s`` is a
-*nominal* CPU budget: every iteration count (:data:`SCALED`) is multiplied by ``budget_s`` over the
-method's nominal budget, a fixed setting shipped in ``load_results("method_table")`` (written by
-``benchmarks/method_table.py``). A run is a deterministic function of its arguments, not a timeout.
+r"""One entry point for every method of the book: ``run(method, target, n_samples, seed, budget_s)``. Each
+method is a row of :data:`~gwf_tutorial.methods.METHODS` run at the settings its chapter recommends on any
+object with ``sample(n, generator=None)``. Settings never look at the target's name: the data are standardised
+from a pilot draw :math:`y_{1:N}` (the training set, :math:`N = 10^4`), :math:`\sigma^2 = \frac1d \sum_{c=1}^d
+\widehat{\operatorname{Var}}(y_{\cdot c})`, :math:`u = (y - \bar y)/\sigma`, :math:`x = \bar y + \sigma\,
+u_{\text{method}}`, :math:`\nabla_u \log p_u = \sigma\,\nabla\log p(\bar y + \sigma u)`, and score-based step
+sizes are :math:`h = c\, d / \overline{|\nabla_u\log p_u|^2}`. ``budget_s`` is a *nominal* CPU budget: every
+iteration count (:data:`SCALED`) is multiplied by ``budget_s`` over the method's nominal budget, a fixed
+setting shipped in ``load_results("method_table")`` (written by ``benchmarks/method_table.py``). A run is a
+deterministic function of its arguments, not a timeout.
 
 Used in: chapter 11 (benchmark).
 """
@@ -55,8 +49,7 @@ class NotApplicableError(ValueError):
 class MethodInfo:
     r"""What a method is and the settings :func:`run` uses for it: ``summary`` and ``settings`` in words,
     ``budget_s`` its nominal budget (the module docstring), ``needs_score`` (it needs :math:`\nabla\log p`)
-    and the ``chapter`` that derives it. :func:`run` uses :math:`\max(1, \operatorname{round}(k\,
-    \texttt{budget\_s} / \texttt{MethodInfo.budget\_s}))` iterations where ``k`` are recommended.
+    and the ``chapter`` that derives it.
 
     Used in: ``benchmark.method_info``.
     """
@@ -83,9 +76,7 @@ class Standardizer:
 
     @classmethod
     def from_samples(cls, y: Tensor) -> Standardizer:
-        r"""Fit :math:`\bar y` and :math:`\sigma` (module docstring) to samples ``y`` (N, d), ``N >= 2``;
-        ``ValueError`` if they have zero spread.
-        """
+        r"""Fit :math:`\bar y` and :math:`\sigma` to samples ``y`` (N, d), ``N >= 2``, of non-zero spread."""
         y = check_samples(y, "y", min_n=2).detach().to(torch.float64)
         scale = float(y.var(0).mean().sqrt())
         if not (math.isfinite(scale) and scale > 0):
@@ -102,36 +93,21 @@ class Standardizer:
 
 
 # --- the problem a method sees: standardised data, seeds, budget
-
-
-def _has_score(target) -> bool:
-    return callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
-
-
-def _draw(target, n: int, generator, dim: int | None) -> Tensor:
-    out = target.sample(n, generator=generator)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"target.sample(n) must return a torch.Tensor, got {type(out).__name__}")
-    if out.ndim != 2 or out.shape[0] != n or (dim is not None and out.shape[1] != dim):
-        want = f"({n}, {dim if dim is not None else 'd'})"
-        raise ValueError(f"target.sample({n}) must return shape {want}, got {tuple(out.shape)}")
-    if not out.is_floating_point():
-        out = out.to(torch.float64)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("target.sample returned NaN or infinite values")
-    return out.detach().cpu()
-
-
 class _Problem:
     """Everything a method's adapter needs: standardised data and score, seeds, budget factor."""
 
     def __init__(self, target, n: int, seed: int, factor: float, progress: bool):
         self.target, self.n, self.seed, self.factor, self.progress = target, n, seed, factor, progress
-        raw = _draw(target, max(_N_TRAIN, n), make_generator(self._seed(0)), None)
-        if raw.shape[1] < 1:
-            raise ValueError("target samples must have at least one dimension")
-        self.d = raw.shape[1]
-        self.std = Standardizer.from_samples(raw)
+        m = max(_N_TRAIN, n)
+        raw = target.sample(m, generator=make_generator(self._seed(0)))
+        if not isinstance(raw, Tensor):
+            raise TypeError(f"target.sample(n) must return a torch.Tensor, got {type(raw).__name__}")
+        if raw.ndim != 2 or raw.shape[0] != m or raw.shape[1] < 1:
+            raise ValueError(f"target.sample({m}) must return shape ({m}, d), d >= 1, got {tuple(raw.shape)}")
+        raw = (raw if raw.is_floating_point() else raw.to(torch.float64)).detach().cpu()
+        if not bool(torch.isfinite(raw).all()):
+            raise ValueError("target.sample returned NaN or infinite values")
+        self.d, self.std = raw.shape[1], Standardizer.from_samples(raw)
         self.train = self.std.forward(raw.to(torch.float64)).to(torch.float32)  # (N, d), unit scale
 
     def _seed(self, offset: int) -> int:
@@ -170,19 +146,11 @@ class _Problem:
 
 
 # --- dispatch: every method is a function of gwf_tutorial.methods; an adapter hands it the problem
-
 #: Largest ``budget_s / method_info(m).budget_s`` that :func:`run` accepts.
 _MAX_BUDGET_FACTOR = 1e6
-
 #: Keyword arguments of a method that count iterations: the budget factor scales them. ``n_phases``
 #: (the number of JKO steps) and ``inner_steps`` are not scaled.
 SCALED = ("n_steps", "n_iters", "critic_iters", "first_critic_iters", "fit_iters")
-
-
-def _scaled(p: _Problem, fn: Callable, options: dict) -> dict:
-    """The iteration counts of ``fn`` (its defaults, or the row's ``options``) times the budget factor."""
-    params = inspect.signature(fn).parameters
-    return {k: p.iters(options.get(k, params[k].default)) for k in SCALED if k in params}
 
 
 def _particles(offset: int) -> Callable:
@@ -224,17 +192,7 @@ _ADAPTERS: dict[str, Callable] = {
 }
 
 
-def _dispatch(key: str, p: _Problem) -> Tensor:
-    """Standardised samples (n, d) of method ``key``: its :data:`~gwf_tutorial.methods.METHODS` row."""
-    row = METHODS[key]
-    kw = {**row.options, **_scaled(p, row.function, row.options), "progress": p.progress}
-    adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
-    return adapter(p, row.function, kw)
-
-
 # --- the public entry points
-
-
 def load_results(stem: str) -> dict:
     """The committed results ``gwf_tutorial/results/<stem>.json`` of a ``benchmarks/`` script (``stem``
     e.g. ``"run_all"``), shipped with the package so that a chapter opened alone (Colab) finds them.
@@ -292,58 +250,40 @@ def _target_name(target) -> str:
 
 
 def applicable(method: str, target) -> tuple[bool, str]:
-    """``(True, "")`` if :func:`run` can run ``method`` on ``target``, else ``(False, reason)``.
-
-    A method applies unless it needs a score :math:`\\nabla\\log p` that the target lacks.
+    """``(True, "")`` if :func:`run` can run ``method`` on ``target``, else ``(False, reason)``: a method
+    applies unless it needs a score :math:`\\nabla\\log p` that the target lacks.
 
     Used in: ``benchmark.run`` and ``benchmarks/run_all.py`` (the methods that do not apply, and why).
     """
-    info = method_info(method)
-    target = _resolve_target(target)
-    if info.needs_score and not _has_score(target):
+    info, target = method_info(method), _resolve_target(target)
+    has_score = callable(getattr(target, "score", None)) and bool(getattr(target, "has_density", True))
+    if info.needs_score and not has_score:
         return False, f"{info.name} needs the target's score (grad log p); {_target_name(target)} has none"
     return True, ""
 
 
-def _budget_factor(key: str, budget_s) -> float:
-    """``budget_s`` over the method's nominal budget (1 for None), checked."""
-    if budget_s is None:
-        return 1.0
-    nominal = _table()[key]["budget_s"]
-    factor = check_positive(budget_s, "budget_s") / nominal
-    if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
-        raise ValueError(
-            f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
-            f"({nominal:g} s), got {budget_s:g}"
-        )
-    return factor
-
-
 def run(method: str, target, n_samples: int, seed: int, budget_s: float | None = None, *,
         progress: bool = False) -> Tensor:
-    r"""Train or run one method of the book on a target and return its samples.
+    r"""Train or run one method of the book on a target and return its samples: :math:`x_i = \bar y +
+    \sigma\, u_i`, :math:`u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big)` with
+    :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
 
-    .. math::
-
-        u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big), \qquad
-        x_i = \bar y + \sigma\, u_i \quad (i \le n),
-
-    with :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
-
-    ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that
-    generator) and ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds
-    everything random; ``budget_s``: at most :math:`10^6` times the method's nominal budget (the
-    default). Returns ``n_samples`` float32 samples (n_samples, d) on the CPU, the same for the same
-    arguments. Raises :class:`NotApplicableError` when the method needs a score the target lacks,
-    ``FloatingPointError`` (or ``flows.FlowDivergedError``) when it diverges.
+    ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that generator) and
+    ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds everything random;
+    ``budget_s``: at most :math:`10^6` times the method's nominal budget (the default). Returns
+    ``n_samples`` float32 samples on the CPU, the same for the same arguments. Raises
+    :class:`NotApplicableError` when the method needs a score the target lacks, ``FloatingPointError`` (or
+    ``flows.FlowDivergedError``) when it diverges.
 
     Used in: chapter 11 (benchmark).
     """
-    key = _check_method(method)
-    target = _resolve_target(target)
+    key, target = _check_method(method), _resolve_target(target)
     n = check_int(n_samples, "n_samples", min_value=2)
-    seed = check_seed(seed, "seed")
-    factor = _budget_factor(key, budget_s)
+    seed, nominal = check_seed(seed, "seed"), _table()[key]["budget_s"]
+    factor = 1.0 if budget_s is None else check_positive(budget_s, "budget_s") / nominal
+    if factor > _MAX_BUDGET_FACTOR:  # iteration counts beyond any run (and beyond int64)
+        raise ValueError(f"budget_s must be at most {_MAX_BUDGET_FACTOR:g} times the nominal budget of {key} "
+                         f"({nominal:g} s), got {budget_s:g}")  # fmt: skip
     check_bool(progress, "progress")
     ok, reason = applicable(key, target)
     if not ok:
@@ -351,7 +291,12 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1_000_003 * seed + 12345)
         problem = _Problem(target, n, seed, factor, progress)
-        u = _dispatch(key, problem).detach().to(torch.float64)
+        row, params = METHODS[key], inspect.signature(METHODS[key].function).parameters
+        # the iteration counts of the method (its defaults, or the row's options) times the budget factor
+        scaled = {k: problem.iters(row.options.get(k, params[k].default)) for k in SCALED if k in params}
+        adapter = _ADAPTERS.get(key) or _ADAPTERS["score" if row.needs_score else row.family]
+        u = adapter(problem, row.function, {**row.options, **scaled, "progress": progress})
+        u = u.detach().to(torch.float64)  # standardised samples (n, d)
     if u.shape != (n, problem.d):
         raise RuntimeError(f"{key} returned shape {tuple(u.shape)}, expected {(n, problem.d)}")
     if not bool(torch.isfinite(u).all()):
@@ -360,25 +305,15 @@ def run(method: str, target, n_samples: int, seed: int, budget_s: float | None =
 
 
 # --- summaries of the committed results (benchmarks/run_all.py writes them; chapter 11 reads them)
-
 #: Targets on which every method should be within 2x the floor (W2^2).
 GOAL_2X = ("moons", "swiss_roll")
-
 #: The best method of each family should be within this ratio of the floor on every target.
 GOAL_BEST = 1.3
 
 
-def _spread(rs: list[dict], key: str) -> dict:
-    v = np.array([math.inf if r.get(key) is None else float(r[key]) for r in rs], dtype=float)
-    return {key: float(np.median(v)), key + "_min": float(v.min()), key + "_max": float(v.max())}
-
-
 def summarize(rows: list[dict]) -> list[dict]:
-    r"""Median over seeds (and min, max) of each metric, for every (method, target) of a results file.
-
-    .. math::
-
-        \bar r_{m,t} = \operatorname{median}_s r_{m,t,s}, \qquad r = +\infty \text{ for a diverged run}.
+    """Median over seeds (and min, max) of each metric, for every (method, target) of a results file, a
+    diverged run counting as ``+inf``.
 
     ``rows``: the ``"rows"`` of ``load_results("run_all")``. Returns one dict per (method, target):
     ``status`` (``"ok"``, ``"some diverged"`` or ``"n/a"``), ``w2_ratio``, ``energy_ratio``,
@@ -399,7 +334,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         s["status"] = "ok" if all(r["status"] == "ok" for r in rs) else "some diverged"
         s["n_diverged"] = sum(r["status"] == "diverged" for r in rs)
         for key in ("w2_ratio", "energy_ratio", "sinkhorn_ratio", "cpu_s"):
-            s |= _spread(rs, key)
+            v = np.array([math.inf if r.get(key) is None else float(r[key]) for r in rs], dtype=float)
+            s |= {key: float(np.median(v)), key + "_min": float(v.min()), key + "_max": float(v.max())}
         if "n_modes" in rs[0] or any("modes_hit" in r for r in rs):
             s["modes_hit_min"] = int(min(r.get("modes_hit", 0) for r in rs))
             s["n_modes"] = int(max(r.get("n_modes", 0) for r in rs))
@@ -419,27 +355,20 @@ def headline(s: dict, mixture: bool) -> float:
 
 
 def family_ratios(by: dict, floors: dict, family: str, target: str) -> list[float]:
-    """Headline ratios of a family's methods on a target, in the order of :func:`list_methods`.
-
-    ``by``: rows of :func:`summarize` keyed by ``(method, target)``; ``floors``: the results'
-    ``"floors"`` (``floors[target]["mixture"]`` is used).
+    """Headline ratios of a family's methods on a target, in the order of :func:`list_methods`; ``by``: rows
+    of :func:`summarize` keyed by ``(method, target)``; ``floors``: the results' ``"floors"``.
 
     Used in: chapter 11.
     """
-    mixture = floors[target]["mixture"]
-    return [
-        headline(by[(m, target)], mixture)
-        for m in list_methods(family)
-        if (m, target) in by and by[(m, target)]["status"] != "n/a"
-    ]
+    return [headline(by[(m, target)], floors[target]["mixture"]) for m in list_methods(family)
+            if (m, target) in by and by[(m, target)]["status"] != "n/a"]  # fmt: skip
 
 
 def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[str]) -> dict:
     """Which goals hold: every method within 2x (W2^2) on :data:`GOAL_2X`; per family the best method
-    within :data:`GOAL_BEST` (headline ratio) on every target, with all modes hit on mixtures.
-
-    Returns ``misses_2x`` (``{method, target, ratio}`` per miss) and ``best`` (per family and target,
-    ``{family, target, method, ratio, ok, modes}`` of the family's best method).
+    within :data:`GOAL_BEST` (headline ratio) on every target, with all modes hit on mixtures: ``misses_2x``
+    (``{method, target, ratio}`` per miss) and ``best`` (``{family, target, method, ratio, ok, modes}`` of the
+    family's best method on each target).
 
     Used in: chapter 11.
     """
@@ -461,10 +390,9 @@ def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[s
             ok = headline(b, mixture) <= GOAL_BEST
             if mixture:
                 ok = ok and b.get("modes_hit_min", 0) == b.get("n_modes", -1)
-            best.append(
-                dict(family=fam, target=t, method=b["method"], ratio=headline(b, mixture), ok=bool(ok),
-                     modes=f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else "")
-            )  # fmt: skip
+            modes = f"{b.get('modes_hit_min', '')}/{b.get('n_modes', '')}" if mixture else ""
+            best.append(dict(family=fam, target=t, method=b["method"], ratio=headline(b, mixture),
+                             ok=bool(ok), modes=modes))
     return dict(misses_2x=misses_2x, best=best)
 
 
@@ -481,7 +409,6 @@ def throughput_table(result: dict, *, precision: str = "bf16") -> list[dict]:
     Used in: chapter 10.
     """
     from gwf_tutorial import cifar10  # late: only this table needs it
-
     if not isinstance(result, dict) or result.get("schema") != GPU_CHECK_SCHEMA:
         raise ValueError(f"result must be a gpu_check JSON with schema {GPU_CHECK_SCHEMA!r}")
     if precision not in ("bf16", "fp32"):

@@ -23,7 +23,6 @@ _SPLITS = ("train", "test", "all")
 def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int = 0,
                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     r"""The scikit-learn 8×8 digits (1797 images, no download) in ``[-1, 1]``, :math:`x \mapsto x/8 - 1`.
-
     ``split``: ``"train"``, ``"test"`` (``test_fraction`` of the images, stratified by class, fixed by
     ``seed``) or ``"all"``. Returns ``(images, labels)`` of shapes ``(N, 1, 8, 8)`` and ``(N,)``.
 
@@ -31,7 +30,6 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
     """
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
-
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     if not (isinstance(test_fraction, float | int) and 0.0 < float(test_fraction) < 1.0):
@@ -41,21 +39,17 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, seed: int 
     images = bunch.images.astype(np.float64) / 8.0 - 1.0
     labels = bunch.target.astype(np.int64)
     if split != "all":
-        idx = np.arange(len(labels))
-        train_idx, test_idx = train_test_split(
-            idx, test_size=float(test_fraction), random_state=seed, stratify=labels
-        )
+        train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=float(test_fraction),
+                                               random_state=seed, stratify=labels)  # fmt: skip
         keep = np.sort(train_idx if split == "train" else test_idx)
         images, labels = images[keep], labels[keep]
-    x = torch.as_tensor(images, dtype=dtype).unsqueeze(1)
-    return x, torch.as_tensor(labels)
+    return torch.as_tensor(images, dtype=dtype).unsqueeze(1), torch.as_tensor(labels)
 
 
 def load_cifar10(root: str = "data", *, train: bool = True, download: bool = True):
     r"""CIFAR-10 as a ``torchvision`` dataset of ``(image, label)``, images ``(3, 32, 32)`` in ``[-1, 1]``.
-
-    ``download`` fetches the archive into ``root`` at first use (170 MB, needs the internet); a
-    missing archive raises ``RuntimeError`` with advice.
+    ``download`` fetches the archive into ``root`` at first use (170 MB, needs the internet); a missing
+    archive raises ``RuntimeError`` with advice.
 
     Used in: ``data.cifar10_tensor``.
     """
@@ -70,10 +64,9 @@ def load_cifar10(root: str = "data", *, train: bool = True, download: bool = Tru
     try:
         return torchvision.datasets.CIFAR10(root=root, train=train, download=download, transform=transform)
     except Exception as err:  # URLError, RuntimeError("Dataset not found") ...
-        raise RuntimeError(
-            f"CIFAR-10 could not be loaded from {root!r} (download={download}): {err}. It needs the internet "
-            "at first use (170 MB); offline, use data='synthetic' to test the pipeline."
-        ) from err
+        raise RuntimeError(f"CIFAR-10 could not be loaded from {root!r} (download={download}): {err}. It "
+                           "needs the internet at first use (170 MB); offline, use data='synthetic' to test "
+                           "the pipeline.") from err  # fmt: skip
 
 
 def cifar10_tensor(root: str = "data", *, train: bool = True, download: bool = True) -> tuple[Tensor, Tensor]:
@@ -110,7 +103,6 @@ def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: in
     angles = 2 * math.pi * torch.arange(n_classes) / n_classes
     centres = 0.5 + 0.28 * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # in [0, 1]^2
     orient = math.pi * torch.arange(n_classes) / n_classes
-
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")  # (size, size)
     jitter = (torch.rand(n, 2, generator=generator) - 0.5) / 8
@@ -119,14 +111,10 @@ def synthetic_images(n: int, *, size: int = 32, channels: int = 3, n_classes: in
     blob = torch.exp(-r2 / (2 * 0.12**2))  # (n, size, size)
     th = orient[labels]
     phase = torch.rand(n, generator=generator) * 2 * math.pi
-    stripes = 0.25 * torch.sin(
-        2 * math.pi * 3 * (torch.cos(th)[:, None, None] * xx + torch.sin(th)[:, None, None] * yy)
-        + phase[:, None, None]
-    )
-    background = -0.5 + stripes  # (n, size, size)
+    wave = 2 * math.pi * 3 * (torch.cos(th)[:, None, None] * xx + torch.sin(th)[:, None, None] * yy)
+    background = -0.5 + 0.25 * torch.sin(wave + phase[:, None, None])  # stripes, (n, size, size)
     img = background[:, None] * (1 - blob[:, None]) + colours[labels][:, :, None, None] * blob[:, None]
-    img = img + noise * torch.randn(img.shape, generator=generator)
-    return img.clamp(-1, 1).contiguous(), labels
+    return (img + noise * torch.randn(img.shape, generator=generator)).clamp(-1, 1).contiguous(), labels
 
 
 def to_unit_range(images: Tensor) -> Tensor:

@@ -32,8 +32,7 @@ __all__ = ["FDivergence", "KL", "KL_DV", "REVERSE_KL", "JS", "PEARSON_CHI2", "SQ
            "FDIVERGENCES", "get_fdivergence", "dv_bound", "variational_bound", "PSI_STAR", "PSI_F",
            "psi_star"]  # fmt: skip
 
-_LOG2 = math.log(2.0)
-_INF = float("inf")
+_LOG2, _INF = math.log(2.0), float("inf")
 
 
 def _tensor(t, name: str) -> Tensor:
@@ -46,8 +45,7 @@ def _tensor(t, name: str) -> Tensor:
 def _on_domain(t: Tensor, ok: Tensor, fill: float, fn: Callable[[Tensor], Tensor],
                off: float = _INF) -> Tensor:  # fmt: skip
     """``fn(t)`` where ``ok``, ``off`` elsewhere, without NaN gradients from the masked branch."""
-    safe = torch.where(ok, t, torch.full_like(t, fill))
-    return torch.where(ok, fn(safe), torch.full_like(t, off))
+    return torch.where(ok, fn(torch.where(ok, t, torch.full_like(t, fill))), torch.full_like(t, off))
 
 
 def _f(fn: Callable[[Tensor], Tensor], strict: bool = False) -> Callable[[Tensor], Tensor]:
@@ -78,7 +76,7 @@ class FDivergence:
     :meth:`conjugate`), ``f_prime_inverse`` (:math:`(f')^{-1}`, the density ratio from a critic value),
     ``activation`` (from :math:`\mathbb R` onto the conjugate domain, f-GAN's output activation), ``dv``
     (True for :data:`KL_DV`: the bound is Donsker--Varadhan's, :func:`dv_bound`) and the optional
-    ``conjugate_of_activation`` (a stable :math:`f^* \circ` ``activation``, :meth:`conjugate_activated`).
+    ``conjugate_of_activation`` (a stable :math:`f^* \circ` ``activation``).
 
     Used in: :func:`~gwf_tutorial.fdiv.get_fdivergence`, :func:`~gwf_tutorial.fflows.get_velocity_factor`.
     """
@@ -98,21 +96,10 @@ class FDivergence:
     def __repr__(self) -> str:
         return f"FDivergence({self.name!r})"
 
-    def conjugate_activated(self, v) -> Tensor:
-        r""":math:`f^*(g_f(v))` from a critic's raw output ``v`` (any shape), in a numerically stable form.
-
-        .. math::
-
-            \text{GAN: } f^*(-\operatorname{softplus}(-v)) = \operatorname{softplus}(v), \qquad
-            \text{JS: } f^*(\log 2 - \operatorname{softplus}(-v)) = \operatorname{softplus}(v) - \log 2;
-
-        the plain composition rounds :math:`g_f(v)` to :math:`s_{\max}` for a confident critic (float32,
-        :math:`v \gtrsim 100`) and returns :math:`+\infty`.
-        """
-        return self._conjugate_activated(_tensor(v, "v"))
-
     def _conjugate_activated(self, v: Tensor) -> Tensor:
-        """:meth:`conjugate_activated` without the NaN check (per-step calls of the training loops)."""
+        r""":math:`f^*(g_f(v))` of raw critic outputs ``v`` (any shape), stable: GAN :math:`\mathrm{sp}(v)`,
+        JS :math:`\mathrm{sp}(v) - \log 2` (sp = softplus; the plain composition rounds :math:`g_f(v)` to
+        :math:`s_{\max}` for a confident critic and returns :math:`+\infty`)."""
         if self.conjugate_of_activation is not None:
             return self.conjugate_of_activation(v)
         return self._conjugate(self.activation(v))
@@ -122,8 +109,7 @@ class FDivergence:
         shape of ``s``; gradients are finite on the domain."""
         return self._conjugate(_tensor(s, "s"))
 
-    def _conjugate(self, s: Tensor) -> Tensor:
-        """:meth:`conjugate` without the NaN check (per-step calls of the training loops)."""
+    def _conjugate(self, s: Tensor) -> Tensor:  # without the NaN check (per-step calls of the training loops)
         if math.isinf(self.domain_upper):
             return self.conjugate_fn(s)
         return _on_domain(s, s < self.domain_upper, self.domain_upper - 1.0, self.conjugate_fn)
@@ -164,18 +150,14 @@ def _js_fpp(u):
 KL = FDivergence(
     "kl", _f(lambda u: torch.xlogy(u, u)), _derivative(lambda u: torch.log(u) + 1),
     _derivative(lambda u: 1 / u), lambda s: torch.exp(s - 1), _INF, lambda h: torch.exp(h - 1), _identity,
-    "KL(rho||nu), f(t) = t log t, f*(s) = exp(s - 1)",
-)  # fmt: skip
-KL_DV = replace(
-    KL, name="kl_dv", dv=True,
-    description="KL(rho||nu) through the Donsker-Varadhan bound E_rho h - log E_nu exp(h)",
-)  # fmt: skip
+    "KL(rho||nu), f(t) = t log t, f*(s) = exp(s - 1)")  # fmt: skip
+KL_DV = replace(KL, name="kl_dv", dv=True,
+                description="KL(rho||nu) through the Donsker-Varadhan bound E_rho h - log E_nu exp(h)")
 REVERSE_KL = FDivergence(
     "reverse_kl", _f(lambda u: -torch.log(u), strict=True), _derivative(lambda u: -1 / u),
     _derivative(lambda u: u**-2), _below(0.0, -1.0, lambda u: -1 - torch.log(-u)), 0.0,
     _below(0.0, -1.0, lambda u: -1 / u), lambda v: -torch.exp(-v),
-    "KL(nu||rho), f(t) = -log t, f*(s) = -1 - log(-s) on s < 0",
-)  # fmt: skip
+    "KL(nu||rho), f(t) = -log t, f*(s) = -1 - log(-s) on s < 0")  # fmt: skip
 JS = FDivergence(
     "js", _f(lambda u: torch.xlogy(u, u) - (1 + u) * torch.log((1 + u) / 2)),
     _derivative(lambda u: torch.log(2 * u / (1 + u))), _derivative(_js_fpp),
@@ -183,21 +165,18 @@ JS = FDivergence(
     _LOG2, _below(_LOG2, 0.0, lambda u: torch.exp(u) / (2 - torch.exp(u))), lambda v: _LOG2 - F.softplus(-v),
     "2 JS(rho, nu) = KL(rho||m) + KL(nu||m), m = (rho + nu)/2; f(t) = t log t - (1 + t) "
     "log((1 + t)/2), f*(s) = -log(2 - exp(s)) on s < log 2",
-    conjugate_of_activation=lambda v: F.softplus(v) - _LOG2,
-)  # fmt: skip
+    conjugate_of_activation=lambda v: F.softplus(v) - _LOG2)  # fmt: skip
 PEARSON_CHI2 = FDivergence(
     "chi2", _f(lambda u: (u - 1) ** 2), _derivative(lambda u: 2 * (u - 1)),
     _derivative(lambda u: 2 * torch.ones_like(u)),
     lambda s: torch.where(s >= -2, s + s**2 / 4, -torch.ones_like(s)),  # optimum t = max(1 + s/2, 0)
     _INF, lambda h: torch.clamp(1 + h / 2, min=0.0), _identity,
-    "Pearson chi^2(rho||nu), f(t) = (t - 1)^2, f*(s) = s + s^2/4 (s >= -2), -1 (s < -2)",
-)  # fmt: skip
+    "Pearson chi^2(rho||nu), f(t) = (t - 1)^2, f*(s) = s + s^2/4 (s >= -2), -1 (s < -2)")  # fmt: skip
 SQUARED_HELLINGER = FDivergence(
     "squared_hellinger", _f(lambda u: (torch.sqrt(u) - 1) ** 2), _derivative(lambda u: 1 - u**-0.5),
     _derivative(lambda u: 0.5 * u**-1.5), _below(1.0, 0.0, lambda u: u / (1 - u)), 1.0,
     _below(1.0, 0.0, lambda u: (1 - u) ** -2), lambda v: 1 - torch.exp(-v),
-    "squared Hellinger, f(t) = (sqrt t - 1)^2, f*(s) = s/(1 - s) on s < 1",
-)  # fmt: skip
+    "squared Hellinger, f(t) = (sqrt t - 1)^2, f*(s) = s/(1 - s) on s < 1")  # fmt: skip
 GAN = FDivergence(
     "gan", _f(lambda u: torch.xlogy(u, u) - (1 + u) * torch.log1p(u)),
     _derivative(lambda u: torch.log(u / (1 + u))),
@@ -205,21 +184,15 @@ GAN = FDivergence(
     _below(0.0, -1.0, lambda u: -torch.log(-torch.expm1(u))), 0.0,  # -log(1 - e^s)
     _below(0.0, -1.0, lambda u: torch.exp(u) / (-torch.expm1(u))), lambda v: -F.softplus(-v),
     "GAN divergence 2 JS - log 4, f(t) = t log t - (1 + t) log(1 + t), f*(s) = -log(1 - exp(s)) on s < 0",
-    conjugate_of_activation=F.softplus,
-)  # fmt: skip
+    conjugate_of_activation=F.softplus)  # fmt: skip
 
 #: All divergences of the catalogue, by name.
-FDIVERGENCES: dict[str, FDivergence] = {
-    d.name: d for d in (KL, KL_DV, REVERSE_KL, JS, PEARSON_CHI2, SQUARED_HELLINGER, GAN)
-}
-_ALIASES = {"kl-dv": "kl_dv", "dv": "kl_dv", "rkl": "reverse_kl", "reverse-kl": "reverse_kl", "jsd": "js",
-            "jensen_shannon": "js", "chi": "chi2", "pearson": "chi2", "pearson_chi2": "chi2",
-            "hellinger": "squared_hellinger"}  # fmt: skip
+FDIVERGENCES: dict[str, FDivergence] = {d.name: d for d in (KL, KL_DV, REVERSE_KL, JS, PEARSON_CHI2,
+                                                              SQUARED_HELLINGER, GAN)}  # fmt: skip
 
 
 def get_fdivergence(name: str | FDivergence) -> FDivergence:
-    r"""Look up an f-divergence by name (case-insensitive, aliases such as ``"dv"``, ``"rkl"``, ``"jsd"``,
-    ``"pearson"``, ``"hellinger"``); an :class:`FDivergence` passes through.
+    """An f-divergence of :data:`FDIVERGENCES` by name (case-insensitive); an :class:`FDivergence` as is.
 
     Used in: chapters 4 and 5.
     """
@@ -228,7 +201,6 @@ def get_fdivergence(name: str | FDivergence) -> FDivergence:
     if not isinstance(name, str):
         raise TypeError(f"name must be a string or an FDivergence, got {type(name).__name__}")
     key = name.strip().lower()
-    key = _ALIASES.get(key, key)
     if key not in FDIVERGENCES:
         raise ValueError(f"unknown f-divergence {name!r}: name must be one of {sorted(FDIVERGENCES)}")
     return FDIVERGENCES[key]
@@ -245,8 +217,7 @@ def _psi_star_chi2(s: Tensor) -> Tensor:
 #: ``"chi2"`` (chi) :math:`s + s^2/4` for :math:`s \ge -2`, else :math:`-1` (the conjugate
 #: of :data:`PEARSON_CHI2`); ``"softplus"`` (softplus) :math:`2\,\mathrm{softplus}(s) - 2\log 2`, of
 #: :math:`t\log t + (2 - t)\log(2 - t)` on :math:`[0, 2]`, i.e. :math:`D_\Psi(\mu\|\nu) = 2\,\mathrm{JS}(\mu,
-#: 2\nu - \mu)`, infinite where :math:`\mathrm d\mu/\mathrm d\nu > 2`: not the Jensen--Shannon divergence
-#: :math:`\mathrm{JS}(\mu, \nu)` (the key was ``"js"`` before; that name is refused).
+#: 2\nu - \mu)`, infinite where :math:`\mathrm d\mu/\mathrm d\nu > 2`: not the Jensen--Shannon divergence.
 PSI_STAR: dict[str, Callable[[Tensor], Tensor]] = {
     "kl": torch.expm1, "chi2": _psi_star_chi2,
     "softplus": lambda s: 2.0 * F.softplus(s) - 2.0 * math.log(2.0)}
@@ -259,14 +230,9 @@ PSI_F: dict[str, Callable[[Tensor], Tensor]] = {
                                      lambda u: torch.xlogy(u, u) + torch.xlogy(2 - u, 2 - u)),
 }  # fmt: skip
 
-_PSI_ALIASES = {"chi": "chi2"}
-#: Former names of :data:`PSI_STAR`, refused with a message that gives the new one.
-_PSI_RENAMED = {"js": "softplus"}
-
 
 def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` (alias ``"chi"``; the
-    names are the official code's; the former name ``"js"`` of ``"softplus"`` is refused) or a callable
+    r"""The conjugate :math:`\Psi^*` of an S-JKO divergence: a name of :data:`PSI_STAR` or a callable
     (elementwise, convex, non-decreasing) as is.
 
     Used in: :mod:`gwf_tutorial.sjko`.
@@ -275,17 +241,9 @@ def psi_star(divergence: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor],
         return divergence
     if not isinstance(divergence, str):
         raise TypeError(f"divergence must be a name or a callable, got {type(divergence).__name__}")
-    if divergence in _PSI_RENAMED:
-        raise ValueError(
-            f"divergence {divergence!r} was renamed {_PSI_RENAMED[divergence]!r}: its Psi is "
-            "t log t + (2 - t) log(2 - t), the divergence 2 JS(mu, 2 nu - mu), not Jensen-Shannon"
-        )
-    name = _PSI_ALIASES.get(divergence, divergence)
-    if name not in PSI_STAR:
-        raise ValueError(
-            f"divergence must be one of {sorted(PSI_STAR) + sorted(_PSI_ALIASES)}, got {divergence!r}"
-        )
-    return PSI_STAR[name]
+    if divergence not in PSI_STAR:
+        raise ValueError(f"divergence must be one of {sorted(PSI_STAR)}, got {divergence!r}")
+    return PSI_STAR[divergence]
 
 
 def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]:
@@ -300,8 +258,7 @@ def _critic_values(h_x, h_y, *, check_nan: bool = True) -> tuple[Tensor, Tensor]
             raise ValueError(f"{nm} must not be empty (shape (n,) with n >= 1), got {tuple(t.shape)}")
         if t.ndim == 2 and t.shape[1] != 1 or t.ndim > 2:
             raise ValueError(f"{nm} must have shape (n,) or (n, 1), got {tuple(t.shape)}")
-        if check_nan:
-            t = check_finite(as_tensor(t, nm), nm)
+        t = check_finite(as_tensor(t, nm), nm) if check_nan else t
         out.append(t.reshape(-1))
     return out[0], out[1]
 
@@ -315,14 +272,9 @@ def _bound(fdiv: FDivergence, h_x: Tensor, h_y: Tensor, *, check_nan: bool = Tru
 
 
 def dv_bound(h_x: Tensor, h_y: Tensor) -> Tensor:
-    r"""Donsker--Varadhan lower bound on :math:`\mathrm{KL}(\rho\|\nu)` from critic values, shape ``()``.
-
-    .. math::
-
-        \mathrm{KL}(\rho\|\nu) \ \ge\ \mathbb E_\rho h - \log \mathbb E_\nu e^{h}
-        \ \ge\ \mathbb E_\rho h - \mathbb E_\nu e^{h - 1},
-
-    with equality in the first at :math:`h = \log r + c` for any constant :math:`c`.
+    r"""Donsker--Varadhan lower bound on :math:`\mathrm{KL}(\rho\|\nu)` from critic values, shape ``()``:
+    :math:`\mathrm{KL}(\rho\|\nu) \ge \mathbb E_\rho h - \log \mathbb E_\nu e^{h} \ge \mathbb E_\rho h -
+    \mathbb E_\nu e^{h - 1}`, with equality in the first at :math:`h = \log r + c` for any constant :math:`c`.
 
     Used in: chapter 4.
     """

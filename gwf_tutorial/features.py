@@ -1,11 +1,10 @@
-r"""Measuring generated images with a small classifier: Fréchet distance and class coverage.
-
-On 8x8 digits Inception-v3 says little; a classifier trained on the data itself gives the feature space of
-a Fréchet distance (its penultimate layer) and counts the classes a generator produces (the image
-analogue of :func:`gwf_tutorial.metrics.mode_coverage`; Heusel et al. 2017, Srivastava et al. 2017).
-Images are float tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`) or flat rows
-``(N, C·H·W)``, what the generators produce; ``classifier`` is a trained :class:`DigitsClassifier` (or
-anything with ``predict``).
+r"""Measuring generated images with a small classifier: Fréchet distance and class coverage. On 8x8 digits
+Inception-v3 says little; a classifier trained on the data itself gives the feature space of a Fréchet
+distance (its penultimate layer) and counts the classes a generator produces (the image analogue of
+:func:`gwf_tutorial.metrics.mode_coverage`; Heusel et al. 2017, Srivastava et al. 2017). Images are float
+tensors ``(N, C, H, W)`` in ``[-1, 1]`` (:func:`gwf_tutorial.data.load_digits`) or flat rows ``(N, C·H·W)``,
+what the generators produce; ``classifier`` is a trained :class:`DigitsClassifier` (or anything with
+``predict``).
 
 Used in: chapter 9.
 """
@@ -68,17 +67,12 @@ def _as_labels(labels, n: int, n_classes: int | None, device) -> tuple[Tensor, i
 
 
 class DigitsClassifier(nn.Module):
-    r"""A small convolutional classifier whose penultimate layer is a feature extractor.
-
-    .. math::
-
-        \phi(x) = \sigma\big(W_3\,\mathrm{vec}\,\sigma(\mathrm{conv}_{2}^{\,s=2}
-        \sigma(\mathrm{conv}_1 x))\big) \in \mathbb R^{p}, \qquad
-        \mathrm{logits}(x) = W_4\,\phi(x) + b_4 \in \mathbb R^{K},
-
-    3x3 convolutions of ``width`` and ``2·width`` channels, :math:`p` = ``num_features``, :math:`K` =
-    ``n_classes``. ``forward`` returns :math:`\phi(x)` ``(n, p)`` (a ``feature`` for
-    :func:`gwf_tutorial.metrics.frechet_distance`); no batch norm or dropout, so train and eval modes agree.
+    r"""A small convolutional classifier whose penultimate layer is a feature extractor, :math:`\phi(x) =
+    \sigma(W_3\,\mathrm{vec}\,\sigma(\mathrm{conv}_{2}^{\,s=2} \sigma(\mathrm{conv}_1 x))) \in \mathbb R^{p}`,
+    :math:`\mathrm{logits}(x) = W_4\,\phi(x) + b_4 \in \mathbb R^{K}`, 3x3 convolutions of ``width`` and
+    ``2·width`` channels, :math:`p` = ``num_features``, :math:`K` = ``n_classes``. ``forward`` returns
+    :math:`\phi(x)` ``(n, p)`` (a ``feature`` for :func:`gwf_tutorial.metrics.frechet_distance`); no batch
+    norm or dropout, so train and eval modes agree.
 
     Used in: :func:`~gwf_tutorial.features.train_classifier`.
     """
@@ -144,15 +138,11 @@ def _accuracy(net: DigitsClassifier, images: Tensor, labels: Tensor) -> float:
 def train_classifier(images, labels, *, test_images=None, test_labels=None, n_classes: int | None = None,
                      n_iters: int = 600, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 1e-4,
                      seed: int = 0, progress: bool = True, **net_kwargs) -> TrainedClassifier:  # fmt: skip
-    r"""Train a :class:`DigitsClassifier` by Adam on the cross-entropy; report its accuracy.
-
-    .. math::
-
-        \min_\psi\ \frac1B \sum_{i \in \text{batch}} -\log \operatorname{softmax}
-        \big(\mathrm{logits}_\psi(x_i)\big)_{k_i} \;(+\ \lambda |\psi|^2),
-
-    mini-batches with replacement and the initialisation seeded by ``seed``, learning rate cosine-annealed
-    to 0 over ``n_iters``; ``**net_kwargs`` go to :class:`DigitsClassifier`.
+    r"""Train a :class:`DigitsClassifier` by Adam on the cross-entropy :math:`\frac1B \sum_{i \in
+    \text{batch}} -\log \operatorname{softmax}(\mathrm{logits}_\psi(x_i))_{k_i}` (+ ``weight_decay``
+    :math:`|\psi|^2`) and report its accuracy; mini-batches with replacement and the initialisation seeded by
+    ``seed``, learning rate cosine-annealed to 0 over ``n_iters``; ``**net_kwargs`` go to
+    :class:`DigitsClassifier`.
 
     Used in: chapter 9.
     """
@@ -209,15 +199,9 @@ class ClassCoverage:
 
 def class_coverage(classifier: DigitsClassifier, images, n_classes: int | None = None, *,
                    min_fraction: float = 0.2, confidence: float = 0.9) -> ClassCoverage:  # fmt: skip
-    r"""Per-class shares of the predicted labels, classes hit, and distance to uniform.
-
-    .. math::
-
-        s_k = \frac{c_k}{n}, \qquad
-        \text{hit}_k = \big[c_k \ge \max(1, \phi\, n / K)\big], \qquad
-        \mathrm{TV} = \frac12 \sum_{k=1}^K \Big|s_k - \frac1K\Big|,
-
-    with :math:`c_k` the images labelled :math:`k` and :math:`\phi` = ``min_fraction``. A classifier labels
+    r"""Per-class shares of the predicted labels :math:`s_k = c_k / n`, classes hit :math:`[c_k \ge \max(1,
+    \phi\, n / K)]` and distance to uniform :math:`\mathrm{TV} = \frac12 \sum_k |s_k - \frac1K|`, with
+    :math:`c_k` the images labelled :math:`k` and :math:`\phi` = ``min_fraction``. A classifier labels
     anything, noise included: read it next to ``confident_fraction`` (share with top probability >=
     ``confidence``) and the Fréchet distance.
 
@@ -247,13 +231,9 @@ def class_coverage(classifier: DigitsClassifier, images, n_classes: int | None =
 
 
 def nearest_neighbor_ratio(fake, train, reference) -> float:
-    r"""Distance of generated images to the training set, relative to that of held-out real images.
-
-    .. math::
-
-        R = \frac{\operatorname{median}_i \min_j |g_i - t_j|}{\operatorname{median}_l \min_j |r_l - t_j|}:
-
-    :math:`R \ll 1` for a generator that copies its training images, :math:`R \approx 1` for fresh data.
+    r"""Distance of generated images to the training set, relative to that of held-out real images, :math:`R =
+    \operatorname{median}_i \min_j |g_i - t_j| / \operatorname{median}_l \min_j |r_l - t_j|`: :math:`R \ll 1`
+    for a generator that copies its training images, :math:`R \approx 1` for fresh data.
 
     Used in: :func:`~gwf_tutorial.features.image_scores`.
     """
@@ -298,15 +278,13 @@ def image_scores(classifier: DigitsClassifier, fake, real, *, train=None, batch_
     Used in: chapter 9.
     """
     from gwf_tutorial.metrics import frechet_distance
-
     if not isinstance(classifier, DigitsClassifier):
         raise TypeError(f"classifier must be a DigitsClassifier, got {type(classifier).__name__}")
     fake = _as_images(fake, "fake", classifier.image_shape).detach()
     real = _as_images(real, "real", classifier.image_shape).detach()
     if fake.shape[0] < 2 or real.shape[0] < 2:
         raise ValueError("fake and real must hold at least 2 images each")
-    batch_size = check_int(batch_size, "batch_size")
-    dtype = next(classifier.parameters()).dtype
+    batch_size, dtype = check_int(batch_size, "batch_size"), next(classifier.parameters()).dtype
     fd = frechet_distance(real.to(dtype), fake.to(dtype), classifier, batch_size=batch_size)
     ratio = None
     if train is not None:

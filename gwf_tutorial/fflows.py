@@ -1,16 +1,12 @@
-r"""Explicit f-divergence flows from samples, and the published methods VGrow, EPT, MonoFlow, DGflow.
-
-.. math::
-
-    v = -\nabla f'(r) = r f''(r)\, \nabla \log\frac{\nu}{\rho}, \qquad r = \frac{\rho}{\nu},
-
-read off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)``
-(latents ``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
+r"""Explicit f-divergence flows from samples, and the published methods VGrow, EPT, MonoFlow, DGflow: the
+velocity :math:`v = r f''(r)\, \nabla \log(\nu/\rho)`, :math:`r = \rho/\nu` (:mod:`gwf_tutorial.fdiv`), read
+off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)`` (latents
+``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
 :mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> kappa(r)``; the critic's ``critic_iters``
 warm-started Adam steps per flow step (``first_critic_iters`` at the first), ``lr``, ``hidden`` x ``depth``
 SiLU MLP, ``batch_size``, ``r1``, ``gp``; the flow's ``step_size``, ``n_steps``, ``record_every``,
-``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a
-blow-up raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
+``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a blow-up
+raises :class:`~gwf_tutorial.flows.FlowDivergedError`.
 
 Used in: chapter 4.
 """
@@ -27,6 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gwf_tutorial._validation import (
+    check_bool,
+    check_callable,
+    check_choice,
     check_int,
     check_nonnegative,
     check_positive,
@@ -35,7 +34,7 @@ from gwf_tutorial._validation import (
 )
 from gwf_tutorial.critics import Critic, fit_critic, logistic_ratio
 from gwf_tutorial.fdiv import PEARSON_CHI2, FDivergence, get_fdivergence, variational_bound
-from gwf_tutorial.flows import FlowDivergedError, Trajectory, euler_flow, spread_bound
+from gwf_tutorial.flows import FlowDivergedError, Trajectory, _rms, euler_flow, spread_bound
 from gwf_tutorial.trainer import Trainer, frozen_copy
 
 __all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor", "velocity_from_critic",
@@ -50,9 +49,10 @@ VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r /
 
 #: MonoFlow's monotone maps :math:`u` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`u'(D)\nabla D`:
 #: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`u' =
-#: r/(1+r)`), ``"minimax"`` (alias ``"js"``) :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
+#: r/(1+r)`), ``"minimax"`` :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
 MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
-                                                     "minimax": F.softplus, "js": F.softplus}  # fmt: skip
+                                                     "minimax": F.softplus}  # fmt: skip
+
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
@@ -69,22 +69,14 @@ def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
     try:
         d = get_fdivergence(fdiv)
     except ValueError as err:
-        raise ValueError(
-            f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, got {fdiv!r}"
-        ) from err
+        raise ValueError(f"fdiv must be an f-divergence name or one of {sorted(VELOCITY_FACTORS)}, "
+                         f"got {fdiv!r}") from err  # fmt: skip
     return lambda r: r * d.f_double_prime(r)
-
-
-def _check_estimator(estimator: str) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    return estimator
 
 
 def _scalar_out(net: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     out = net(z)
-    if out.ndim == 2 and out.shape[1] == 1:
-        out = out[:, 0]
+    out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
     if out.shape != (z.shape[0],):
         raise ValueError(f"the critic must return shape (n,) or (n, 1), got {tuple(out.shape)}")
     return out
@@ -107,45 +99,27 @@ def value_and_grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, 
 
 def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: str = "logistic", fdiv="kl",
                          r_min: float = 1e-3, logit_clip: float | None = None) -> Tensor:  # fmt: skip
-    r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``).
-
-    .. math::
-
-        \text{logistic: } v = \kappa(e^{-D})\,\nabla D, \qquad
-        \text{variational: } v = -\nabla h, \qquad
-        \text{least squares: } v = -\kappa(R)\,\nabla\log R,\ R = \max(1 + h/2, r_{\min}),
-
-    with :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
+    r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``):
+    ``"logistic"`` :math:`v = \kappa(e^{-D})\,\nabla D`, ``"variational"`` :math:`v = -\nabla h`,
+    ``"least_squares"`` :math:`v = -\kappa(R)\,\nabla\log R`, :math:`R = \max(1 + h/2, r_{\min})`, with
+    :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
 
     Used in: chapter 4.
     """
-    x = check_samples(x, "x")
-    estimator = _check_estimator(estimator)
+    x, estimator = check_samples(x, "x"), check_choice(estimator, "estimator", ESTIMATORS)
     r_min = check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
-    if not callable(critic):
-        raise TypeError("critic must be callable")
+    check_callable(critic, "critic")
     _check_net_dtype(critic, x.dtype, "critic", "x")
     out, g = value_and_grad(critic, x)
     if estimator == "variational":
         return -g
     factor = get_velocity_factor(fdiv)
     if estimator == "logistic":
-        if logit_clip is not None:
-            out = out.clamp(-logit_clip, logit_clip)
+        out = out if logit_clip is None else out.clamp(-logit_clip, logit_clip)
         return factor(_ratio(out, estimator, r_min))[:, None] * g
     R = _ratio(out, estimator, r_min)
     return -(factor(R) / R)[:, None] * (g / 2)
-
-
-def _estimate(fdiv: FDivergence, estimator: str, critic, x: Tensor, y: Tensor, r_min: float):
-    """Critic estimate of D_f(rho || nu) at the current particles."""
-    with torch.no_grad():
-        h_x, h_y = _scalar_out(critic, x), _scalar_out(critic, y)
-        if estimator == "variational":
-            return float(variational_bound(fdiv, h_x, h_y))
-        r_x, r_y = _ratio(h_x, estimator, r_min), _ratio(h_y, estimator, r_min)
-        return float(variational_bound(fdiv, fdiv.f_prime(r_x), fdiv.f_prime(r_y)))
 
 
 @dataclass
@@ -167,8 +141,7 @@ class FFlowResult:
 
     def push(self, x) -> Tensor:
         r"""Apply the forward Euler map of the stored fields to new points ``(n, d)`` (EPT),
-        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`.
-        """
+        :math:`\Phi = (\mathrm{Id} + \eta_{K-1} v_{K-1}) \circ \dots \circ (\mathrm{Id} + \eta_0 v_0)`."""
         x = check_samples(x, "x").detach()
         if len(self.fields) != len(self.step_sizes) or not self.fields:
             raise ValueError("no stored velocity fields: run the flow with keep_fields=True")
@@ -182,10 +155,8 @@ def _check_net_dtype(net, dtype: torch.dtype, net_name: str, x_name: str) -> Non
     net = getattr(net, "__self__", net)
     p = next(iter(net.parameters()), None) if isinstance(net, nn.Module) else None
     if p is not None and p.dtype != dtype:
-        raise TypeError(
-            f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
-            f"(e.g. {net_name}.to({dtype}))"
-        )
+        raise TypeError(f"{net_name} has {p.dtype} parameters but {x_name} is {dtype}; cast one of them "
+                        f"(e.g. {net_name}.to({dtype}))")  # fmt: skip
 
 
 class _CriticFitter:
@@ -233,15 +204,10 @@ class _CriticFitter:
         return self.field_of(self.critic)
 
 
-def _rms(x: Tensor) -> float:
-    return float(x.detach().pow(2).sum(1).mean().sqrt())
-
-
 def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
                    keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
     """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
-    if not isinstance(keep_fields, bool):
-        raise TypeError("keep_fields must be a bool")
+    check_bool(keep_fields, "keep_fields")
     fields: list[Callable] = []
 
     def velocity_fn(x, at=None):
@@ -257,8 +223,7 @@ def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: st
                           desc=desc, center=center, **flow)  # fmt: skip
     except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
         raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
-    steps = list(traj.step_sizes)
-    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, steps)
+    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, list(traj.step_sizes))
 
 
 def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *,
@@ -302,14 +267,13 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: i
             return
         with torch.no_grad():
             x = net(latent)
-        rms = _rms(x - center)  # NaN or inf when x is not finite
+        rms = float(_rms(x - center))  # NaN or inf when x is not finite
         if not rms <= max_norm:
-            raise FlowDivergedError(
-                f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: generated samples "
-                f"became {'too large' if math.isfinite(rms) else 'non-finite'} (RMS norm {rms:.3g} about "
-                f"the data mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
-                f"({lr_generator:g}) or critic lr ({fitter.lr:g})"
-            )
+            what = "too large" if math.isfinite(rms) else "non-finite"
+            raise FlowDivergedError(f"{desc} diverged at outer step {k - 1} with step_size={step_size:g}: "
+                                    f"generated samples became {what} (RMS norm {rms:.3g} about the data "
+                                    f"mean, bound {max_norm:.3g}); try a smaller step_size, lr_generator "
+                                    f"({lr_generator:g}) or critic lr ({fitter.lr:g})")  # fmt: skip
         steps.append(k)
         frames.append(x.detach().clone())
 
@@ -330,8 +294,7 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
     y = check_samples(y, "y").detach()
     if generator_net is None:
         check_same_dim(x0, y, "x0", "y")
-    n_steps = check_int(n_steps, "n_steps")
-    r_min = check_positive(r_min, "r_min")
+    n_steps, r_min = check_int(n_steps, "n_steps"), check_positive(r_min, "r_min")
     logit_clip = None if logit_clip is None else check_positive(logit_clip, "logit_clip")
     get_velocity_factor(fdiv)  # validates
     named = isinstance(fdiv, str) and fdiv.strip().lower() not in VELOCITY_FACTORS
@@ -341,8 +304,15 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
         return lambda z: velocity_from_critic(net, z, estimator=estimator, fdiv=fdiv, r_min=r_min,
                                               logit_clip=logit_clip)  # fmt: skip
 
-    def estimate(net, x):
-        return None if field_of or fdiv_obj is None else _estimate(fdiv_obj, estimator, net, x, y, r_min)
+    @torch.no_grad()
+    def estimate(net, x):  # the critic's estimate of D_f(rho || nu) at the particles x
+        if field_of or fdiv_obj is None:
+            return None
+        h_x, h_y = _scalar_out(net, x), _scalar_out(net, y)
+        if estimator != "variational":  # the optimal critic at the fitted ratio
+            h_x = fdiv_obj.f_prime(_ratio(h_x, estimator, r_min))
+            h_y = fdiv_obj.f_prime(_ratio(h_y, estimator, r_min))
+        return float(variational_bound(fdiv_obj, h_x, h_y))
 
     like = x0 if generator_net is None else y
     fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
@@ -360,20 +330,16 @@ def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: st
            gp: float = 0.0, diffusion: float = 0.0, r_min: float = 1e-3, logit_clip: float | None = None,
            keep_fields: bool = False, record_every: int | None = None, max_norm: float | None = None,
            generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""Explicit particle flow of an f-divergence from samples, the critic refit every step.
-
-    .. math::
-
-        x_{k+1} = x_k + \eta_k\, v_k(x_k) + \sqrt{2\gamma \eta_k}\,\xi_k, \qquad
-        v_k = r_k f''(r_k)\,\nabla\log\frac{\nu}{\rho_k},
-
-    :math:`v_k` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``; default
-    critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores each
-    field for :meth:`FFlowResult.push`; ``max_norm`` defaults to :func:`~gwf_tutorial.flows.spread_bound`.
+    r"""Explicit particle flow of an f-divergence from samples, the critic refit every step:
+    :math:`x_{k+1} = x_k + \eta_k\, v_k(x_k) + \sqrt{2\gamma \eta_k}\,\xi_k`, :math:`v_k = r_k f''(r_k)\,
+    \nabla\log(\nu/\rho_k)` from :func:`velocity_from_critic` (``estimator``), :math:`\gamma` = ``diffusion``;
+    default critic: a :class:`~gwf_tutorial.critics.Critic` in the dtype of ``x0``; ``keep_fields`` stores
+    each field for :meth:`FFlowResult.push`; ``max_norm`` defaults to
+    :func:`~gwf_tutorial.flows.spread_bound`.
 
     Used in: chapter 4; :func:`~gwf_tutorial.fflows.vgrow`.
     """
-    estimator = _check_estimator(estimator)
+    estimator = check_choice(estimator, "estimator", ESTIMATORS)
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1, gp=gp,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
     return _flow(x0, y, fdiv, estimator, step_size, n_steps, critic=critic, r_min=r_min, max_norm=max_norm,
@@ -387,16 +353,11 @@ def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: 
           first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
           batch_size: int | None = None, r1: float = 0.0, record_every: int | None = None,
           generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""VGrow (Gao et al. 2019): variational gradient flow with a logistic density-ratio estimate.
-
-    .. math::
-
-        D \approx \log\frac{\nu}{\rho_k}, \quad r = e^{-D}, \quad
-        Y \leftarrow Y + \eta\, r f''(r)\,\nabla D(Y)\ (\text{inner\_steps times}), \quad
-        G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2 .
-
-    Without ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and
-    :math:`G` takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
+    r"""VGrow (Gao et al. 2019): variational gradient flow with a logistic density-ratio estimate :math:`D
+    \approx \log(\nu/\rho_k)`, :math:`r = e^{-D}`: :math:`Y \leftarrow Y + \eta\, r f''(r)\,\nabla D(Y)`
+    (``inner_steps`` times), then :math:`G \leftarrow \arg\min_G \tfrac12 \mathbb E|G(z) - Y|^2`. Without
+    ``generator_net`` the particles ``x0`` follow :func:`f_flow`; with it, ``x0`` are latents, and :math:`G`
+    takes ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps (``lr_generator``) per refit.
 
     Used in: chapter 4.
     """
@@ -415,15 +376,10 @@ def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, 
         first_critic_iters: int = 200, lr: float = 1e-3, hidden: int = 64, depth: int = 2,
         batch_size: int | None = None, r_min: float = 1e-3, record_every: int | None = None,
         generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""EPT (Gao et al. 2022): Euler particle transport with a least-squares density-ratio fit.
-
-    .. math::
-
-        R = \arg\min_R\ \tfrac12\mathbb E_\nu R^2 - \mathbb E_{\rho_k} R
-        + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla R|^2, \qquad
-        x \leftarrow x - s\, R f''(R)\,\nabla \log R(x),
-
-    with :math:`\lambda` = ``r1``; the fields are kept, so ``result.push(z)`` transports fresh samples.
+    r"""EPT (Gao et al. 2022): Euler particle transport with a least-squares density-ratio fit, :math:`R =
+    \arg\min_R \tfrac12\mathbb E_\nu R^2 - \mathbb E_{\rho_k} R + \tfrac{\lambda}{2}\mathbb E_\nu|\nabla
+    R|^2`, :math:`x \leftarrow x - s\, R f''(R)\,\nabla \log R(x)`, with :math:`\lambda` = ``r1``; the fields
+    are kept, so ``result.push(z)`` transports fresh samples.
 
     Used in: chapter 4.
     """
@@ -466,22 +422,16 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
 def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma: float = 0.01, *,
            generator_net: nn.Module | None = None, record_every: int | None = None,
            generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator.
-
-    .. math::
-
-        x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k,
-
+    r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator,
+    :math:`x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k`,
     the Euler--Maruyama scheme of :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with ``discriminator`` a logit
     :math:`D \approx \log(\nu/\rho_0)` or an object with ``logit``; with ``generator_net``, in latent space.
     Official defaults: :math:`\eta = 0.1`, :math:`\gamma = 0.01`, 25 steps.
 
     Used in: chapter 4.
     """
-    x0 = check_samples(x0, "x0")
-    gamma = check_nonnegative(gamma, "gamma")
-    factor = get_velocity_factor(fdiv)
-    logit = getattr(discriminator, "logit", None)
+    x0, gamma = check_samples(x0, "x0"), check_nonnegative(gamma, "gamma")
+    factor, logit = get_velocity_factor(fdiv), getattr(discriminator, "logit", None)
     disc = logit if callable(logit) else discriminator
     if not callable(disc):
         raise TypeError("discriminator must be callable or have a logit method")
@@ -493,15 +443,14 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         out_dtype, out_name = next(iter(generator_net.parameters()), x0).dtype, "generator_net's output"
     _check_net_dtype(disc, out_dtype, "discriminator", out_name)
 
-    def data_logit(z: Tensor) -> Tensor:
-        return _scalar_out(disc, z if generator_net is None else generator_net(z))
+    data_logit = disc if generator_net is None else (lambda u: disc(generator_net(u)))
 
     def velocity_fn(z, at=None):
         d, g = value_and_grad(data_logit, z)
         return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,
-                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, _rms(x0)),
+                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, float(_rms(x0))),
                       desc="DGflow")  # fmt: skip
     if generator_net is None:
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))

@@ -1,14 +1,13 @@
 r"""Particle discretizations of Wasserstein gradient flows: one explicit Euler loop and its drivers.
-
-:func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any
-velocity field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
-:func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples
-``y`` ``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and
-``noise_level`` :math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default
-``max(1, n_steps // 100)``) sets the recorded steps (first and last always); ``generator`` draws all noise;
-``progress`` shows a bar. The divergence guard raises :class:`FlowDivergedError`, naming the step and the
-step size, after a step with a non-finite particle or an RMS norm about its centre above ``max_norm``
-(read every 16 steps on a GPU); ``max_norm=math.inf`` keeps only the finiteness check.
+:func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any velocity
+field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
+:func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples ``y``
+``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and ``noise_level``
+:math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default ``max(1, n_steps // 100)``)
+sets the recorded steps (first and last always); ``generator`` draws all noise; ``progress`` shows a bar. The
+divergence guard raises :class:`FlowDivergedError`, naming the step and the step size, after a step with a
+non-finite particle or an RMS norm about its centre above ``max_norm`` (read every 16 steps on a GPU);
+``max_norm=math.inf`` keeps only the finiteness check.
 
 Used in: chapters 2, 3 and 8; :mod:`gwf_tutorial.fflows`.
 """
@@ -91,14 +90,9 @@ def linear_schedule(start: float, decay_steps: float, end: float = 0.0) -> Calla
 
     Used in: chapter 3.
     """
-    start = check_nonnegative(start, "start")
-    decay_steps = check_positive(decay_steps, "decay_steps")
+    start, decay_steps = check_nonnegative(start, "start"), check_positive(decay_steps, "decay_steps")
     end = check_nonnegative(end, "end")
-
-    def schedule(k: int) -> float:
-        return end + (start - end) * max(0.0, 1.0 - k / decay_steps)
-
-    return schedule
+    return lambda k: end + (start - end) * max(0.0, 1.0 - k / decay_steps)
 
 
 def _check_every(device: torch.device) -> int:
@@ -139,11 +133,10 @@ class _Guard:
             if bool(finite[j]):
                 where = "" if self.center is None else " about the target mean"
                 what = f"too large (RMS norm {float(rms[j]):.3g} > {self.max_norm:.3g}{where})"
-            raise FlowDivergedError(
-                f"{self.desc} diverged at step {self.start + j} with step_size={self.h[j]:g}: particles "
-                f"became {what}; try a smaller step_size (explicit steps need it below about 2/L, L the "
-                f"Lipschitz constant of the velocity)"
-            )
+            raise FlowDivergedError(f"{self.desc} diverged at step {self.start + j} with step_size="
+                                    f"{self.h[j]:g}: particles became {what}; try a smaller step_size "
+                                    "(explicit steps need it below about 2/L, L the Lipschitz constant of "
+                                    "the velocity)")  # fmt: skip
         self.start += len(self.h)
         self.finite, self.rms, self.h = [], [], []
 
@@ -162,8 +155,7 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
 
     Used in: chapters 2 and 8.
     """
-    x = check_samples(x0, "x0").detach().clone()
-    n_steps = check_int(n_steps, "n_steps")
+    x, n_steps = check_samples(x0, "x0").detach().clone(), check_int(n_steps, "n_steps")
     check_callable(velocity_fn, "velocity_fn")
     check_callable(value_fn, "value_fn", optional=True)
     h_of = _schedule(step_size, "step_size", check_positive)
@@ -196,8 +188,7 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
         if not isinstance(v, Tensor) or v.shape != x.shape:
             raise ValueError(f"velocity_fn must return a tensor of shape {tuple(x.shape)}")
         x = x + h * v.detach().to(x.dtype)
-        if diffusion > 0:
-            x = x + math.sqrt(2.0 * diffusion * h) * noise()
+        x = x + math.sqrt(2.0 * diffusion * h) * noise() if diffusion > 0 else x
         traj.step_sizes.append(h)
         guard.push(x, h)
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
@@ -211,21 +202,16 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
                   record_every: int | None = None, track_value: bool = True,
                   generator: torch.Generator | None = None, progress: bool = True,
                   max_norm: float | None = None) -> Trajectory:  # fmt: skip
-    r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019).
-
-    .. math::
-
-        x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k), \qquad
-        v_\rho = -\nabla \frac{\delta F}{\delta\rho}(\rho), \quad \rho_k = \frac1n\sum_i \delta_{x^i_k},
-
-    with ``objective`` an :class:`~gwf_tutorial.functionals.Objective` or a name for
-    :func:`~gwf_tutorial.functionals.get_objective` (``y=None`` for ``KL``); ``track_value`` records
-    ``objective.value``. With ``y`` the guard is :func:`spread_bound`.
+    r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019),
+    :math:`x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k)`, :math:`v_\rho = -\nabla \frac{\delta
+    F}{\delta\rho}(\rho)`, :math:`\rho_k = \frac1n\sum_i \delta_{x^i_k}`, with ``objective`` an
+    :class:`~gwf_tutorial.functionals.Objective` or a name for :func:`~gwf_tutorial.functionals.get_objective`
+    (``y=None`` for ``KL``); ``track_value`` records ``objective.value``. With ``y`` the guard is
+    :func:`spread_bound`.
 
     Used in: chapter 3; ``methods._flow``.
     """
-    obj = get_objective(objective)
-    x0 = check_samples(x0, "x0")
+    obj, x0 = get_objective(objective), check_samples(x0, "x0")
     center = None
     if y is not None:
         y = check_samples(y, "y")
@@ -235,14 +221,11 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
         max_norm = default_norm if max_norm is None else max_norm
     elif obj.needs_target_samples:
         raise ValueError(f"{type(obj).__name__} needs target samples y")
-
-    def velocity_fn(x, at=None):
-        return obj.velocity(x, y, at=at)
-
     value_fn = (lambda x: obj.value(x, y)) if track_value else None
-    return euler_flow(x0, velocity_fn, step_size, n_steps, noise_level=noise_level, value_fn=value_fn,
-                      record_every=record_every, generator=generator, progress=progress, max_norm=max_norm,
-                      desc=f"{obj.name} flow", center=center)  # fmt: skip
+    return euler_flow(x0, lambda x, at=None: obj.velocity(x, y, at=at), step_size, n_steps,
+                      noise_level=noise_level, value_fn=value_fn, record_every=record_every,
+                      generator=generator, progress=progress, max_norm=max_norm, desc=f"{obj.name} flow",
+                      center=center)  # fmt: skip
 
 
 def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
@@ -255,8 +238,7 @@ def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator |
 
     Used in: chapters 2 and 3.
     """
-    if callable(getattr(score, "score", None)):
-        score = score.score
+    score = score.score if callable(getattr(score, "score", None)) else score
     if not callable(score):
         raise TypeError("score must be callable or an object with a score method")
     return euler_flow(x0, lambda x, at=None: score(x), step_size, n_steps, diffusion=1.0, value_fn=value_fn,

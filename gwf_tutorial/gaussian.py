@@ -1,13 +1,12 @@
-r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests.
-
-Bures--Wasserstein distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
+r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests. Bures--Wasserstein
+distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
 :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
-Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance*
-``(..., d, d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are
-``m1, S1, m2, S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov``
-:math:`= (m, \Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term
-:math:`W_2^2 / (2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is
-differentiable. Maps are :class:`~gwf_tutorial.nets.AffineMap`.
+Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance* ``(..., d,
+d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1, m2,
+S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (m,
+\Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
+(2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is differentiable. Maps are
+:class:`~gwf_tutorial.nets.AffineMap`.
 
 Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 """
@@ -28,15 +27,12 @@ from gwf_tutorial._validation import (
     check_nonnegative,
     check_positive,
     check_same_dim,
-    check_spd,
 )
 from gwf_tutorial.nets import AffineMap
 
-__all__ = [
-    "sqrtm_spd", "inv_sqrtm_spd", "w2_squared", "monge_map", "kl", "relative_fisher_information",
-    "jko_objective_kl", "ou_flow", "jko_step_kl", "jko_map_kl", "jko_iterates_kl", "euler_step_kl",
-    "euler_iterates_kl", "mmd2", "entropic_ot", "sinkhorn_divergence",
-]
+__all__ = ["w2_squared", "monge_map", "kl", "relative_fisher_information", "jko_objective_kl", "ou_flow",
+           "jko_step_kl", "jko_map_kl", "jko_iterates_kl", "euler_step_kl", "euler_iterates_kl", "mmd2",
+           "entropic_ot", "sinkhorn_divergence"]  # fmt: skip
 
 
 def _sym(S: Tensor) -> Tensor:
@@ -60,32 +56,25 @@ def _trace(S: Tensor) -> Tensor:
 
 
 class _SqrtmSPD(torch.autograd.Function):
-    """``S^{1/2}`` (``S^{-1/2}``) by ``eigh``; backward ``dY_ij = dS_ij / (sqrt(l_i) + sqrt(l_j))`` (times
-    ``-1/(sqrt(l_i) sqrt(l_j))`` for the inverse), finite for repeated eigenvalues, unlike autograd."""
+    r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
+    ``(..., d, d)`` by ``eigh``; its backward solves :math:`Y\,dY + dY\,Y = dS`, ``dY_ij = dS_ij / (sqrt(l_i)
+    + sqrt(l_j))`` in the eigenbasis: finite for repeated eigenvalues (``S = I``), unlike autograd."""
 
     @staticmethod
-    def forward(ctx, S: Tensor, inverse: bool) -> Tensor:
+    def forward(ctx, S: Tensor) -> Tensor:
         lam, U = torch.linalg.eigh(_sym(S))
         r = lam.clamp_min(0.0).sqrt()
-        f = r.reciprocal() if inverse else r
         ctx.save_for_backward(U, r)
-        ctx.inverse = inverse
-        return _sym((U * f.unsqueeze(-2)) @ U.mT)
+        return _sym((U * r.unsqueeze(-2)) @ U.mT)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         U, r = ctx.saved_tensors
-        ri, rj = r.unsqueeze(-1), r.unsqueeze(-2)
-        kernel = (ri + rj).reciprocal()
-        if ctx.inverse:
-            kernel = -kernel / (ri * rj)
-        G = U.mT @ _sym(grad) @ U
-        return U @ (G * kernel) @ U.mT, None
+        return U @ ((U.mT @ _sym(grad) @ U) * (r.unsqueeze(-1) + r.unsqueeze(-2)).reciprocal()) @ U.mT
 
 
-def _sqrtm(S: Tensor) -> Tensor:
-    return _SqrtmSPD.apply(S, False)
+_sqrtm = _SqrtmSPD.apply
 
 
 def _spd_inv(S: Tensor) -> Tensor:
@@ -109,24 +98,6 @@ def _check_pair(m1, S1, m2, S2, names: str = "m1 S1 m2 S2") -> tuple[Tensor, Ten
 _FLOW0, _FLOW = "mean0 cov0 target_mean target_cov", "mean cov target_mean target_cov"
 
 
-def sqrtm_spd(S) -> Tensor:
-    r"""Principal square root :math:`S^{1/2} = U \operatorname{diag}(\sqrt{\lambda}) U^\top` of symmetric PSD
-    ``(..., d, d)``; its backward solves :math:`Y\,dY + dY\,Y = dS` (finite at ``S = I``).
-
-    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
-    """
-    return _sqrtm(check_spd(S, "S", semidefinite=True))
-
-
-def inv_sqrtm_spd(S) -> Tensor:
-    r"""Inverse principal square root :math:`S^{-1/2} = U \operatorname{diag}(\lambda^{-1/2}) U^\top` of SPD
-    ``(..., d, d)``.
-
-    Used in: no chapter and no library function (tested in ``tests/test_gaussian.py``).
-    """
-    return _SqrtmSPD.apply(check_spd(S, "S"), True)
-
-
 def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
     """``S1^{1/2}`` and ``C = (S1^{1/2} S2 S1^{1/2})^{1/2}``."""
     R1 = _sqrtm(S1)
@@ -141,8 +112,7 @@ def w2_squared(m1, S1, m2, S2) -> Tensor:
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     _, C = _bures_cross(S1, S2)
-    bures = _trace(S1) + _trace(S2) - 2.0 * _trace(C)
-    return ((m1 - m2) ** 2).sum(-1) + bures.clamp_min(0.0)
+    return ((m1 - m2) ** 2).sum(-1) + (_trace(S1) + _trace(S2) - 2.0 * _trace(C)).clamp_min(0.0)
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:
@@ -168,10 +138,8 @@ def kl(m1, S1, m2, S2) -> Tensor:
     Used in: chapters 2, 4, 6 and 7.
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
-    d = m1.shape[-1]
-    batch = _batch_shape(m1, S1, m2, S2)
-    L2 = torch.linalg.cholesky(S2).expand(*batch, d, d)
-    L1 = torch.linalg.cholesky(S1).expand(*batch, d, d)
+    d, batch = m1.shape[-1], _batch_shape(m1, S1, m2, S2)
+    L2, L1 = torch.linalg.cholesky(S2).expand(*batch, d, d), torch.linalg.cholesky(S1).expand(*batch, d, d)
     diff = (m2 - m1).expand(*batch, d).unsqueeze(-1)
     z = torch.linalg.solve_triangular(L2, diff, upper=False).squeeze(-1)
     W = torch.linalg.solve_triangular(L2, L1, upper=False)
@@ -244,15 +212,10 @@ def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from
-    :math:`N(\mu, S)`.
-
-    .. math::
-
-        T(x) = \mu_+ + M (x - \mu), \quad B = I + \tau A,\quad \mu_+ = B^{-1}(\mu + \tau A m),\quad
-        M = B^{-1/2}\Big[\tfrac12 I + \big(\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2}\big)^{1/2}\Big] B^{-1/2},
-
-    the SPD solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from :math:`N(\mu, S)`,
+    :math:`T(x) = \mu_+ + M (x - \mu)`, :math:`B = I + \tau A`, :math:`\mu_+ = B^{-1}(\mu + \tau A m)`,
+    :math:`M = B^{-1/2}[\tfrac12 I + (\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2})^{1/2}] B^{-1/2}`, the SPD
+    solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
     Used in: chapter 2.
     """
@@ -262,16 +225,9 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`:
-    ``(mean_next, cov_next)`` of
-
-    .. math::
-
-        N(\mu_+, M S M) = \operatorname*{argmin}_\rho\ \frac{W_2^2(\rho, N(\mu, S))}{2\tau}
-        + \mathrm{KL}(\rho \,\|\, N(m, \Sigma)),
-
-    with :math:`\mu_+, M` of :func:`jko_map_kl`; stable for every :math:`\tau`, :math:`O(\tau)` from
-    :func:`ou_flow`.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`: ``(mean_next,
+    cov_next)`` :math:`= (\mu_+, M S M)`, the minimiser of :func:`jko_objective_kl` (:math:`\mu_+, M` of
+    :func:`jko_map_kl`); stable for every :math:`\tau`, :math:`O(\tau)` from :func:`ou_flow`.
 
     Used in: chapters 2 and 7.
     """
@@ -303,21 +259,16 @@ def jko_iterates_kl(mean0, cov0, target_mean, target_cov, tau, n_steps) -> tuple
 
 def _euler_step(mean, cov, m, Sigma, h):
     A = _spd_inv(Sigma)
-    cov_inv, _ = torch.linalg.inv_ex(cov)  # no error on a degenerate (diverged) covariance
-    cov_inv = _sym(cov_inv)
+    cov_inv = _sym(torch.linalg.inv_ex(cov)[0])  # no error on a degenerate (diverged) covariance
     M = _eye_like(cov_inv + A) + h * (cov_inv - A)
     return mean - h * _mv(A, mean - m), _sym(M @ cov @ M.mT)
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
-    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`.
-
-    .. math::
-
-        x \mapsto x + h\big(-A(x - m) + S^{-1}(x - \mu)\big):\quad
-        \mu_+ = \mu - h A(\mu - m),\quad S_+ = M S M^\top,\quad M = I + h(S^{-1} - A),
-
-    stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the iterates are returned as they come.
+    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`:
+    :math:`x \mapsto x + h(-A(x - m) + S^{-1}(x - \mu))`, so :math:`\mu_+ = \mu - h A(\mu - m)`, :math:`S_+ =
+    M S M^\top`, :math:`M = I + h(S^{-1} - A)`, stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the
+    iterates are returned as they come.
 
     Used in: chapter 2.
     """
@@ -334,34 +285,26 @@ def euler_iterates_kl(mean0, cov0, target_mean, target_cov, step_size, n_steps) 
     """
     h = check_positive(step_size, "step_size")
     means, covs = _iterate(_euler_step, mean0, cov0, target_mean, target_cov, h, n_steps)
-    _check_iterates(means, covs, h, as_tensor(target_cov, "target_cov"))
-    return means, covs
-
-
-def _check_iterates(means: Tensor, covs: Tensor, h: float, Sigma: Tensor) -> None:
-    """Raise :class:`FlowDivergedError` at the first non-finite or non-PD iterate (one synchronisation)."""
+    # the first non-finite or non-PD iterate, in one synchronisation
     finite = torch.isfinite(means).flatten(1).all(1) & torch.isfinite(covs).flatten(1).all(1)
     pd = (torch.linalg.cholesky_ex(torch.nan_to_num(covs)).info == 0).reshape(len(covs), -1).all(1)
     bad = ~(finite & pd)
     if bool(bad.any()):
         k = int(bad.nonzero()[0, 0])
         what = "became non-finite" if not bool(finite[k]) else "lost a positive definite covariance"
-        lam = float(torch.linalg.eigvalsh(Sigma).min())
-        raise FlowDivergedError(
-            f"euler_iterates_kl diverged at step {k - 1} with step_size={h:g}: the iterates {what}; "
-            f"the explicit step is stable only for step_size below the smallest eigenvalue of target_cov "
-            f"({lam:.3g})"
-        )
+        lam = float(torch.linalg.eigvalsh(as_tensor(target_cov, "target_cov")).min())
+        raise FlowDivergedError(f"euler_iterates_kl diverged at step {k - 1} with step_size={h:g}: the "
+                                f"iterates {what}; the explicit step is stable only for step_size below the "
+                                f"smallest eigenvalue of target_cov ({lam:.3g})")  # fmt: skip
+    return means, covs
 
 
 def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
     """``K(S, delta) = det(I + S/s^2)^{-1/2} exp(-1/2 delta^T (s^2 I + S)^{-1} delta)``."""
-    d = S.shape[-1]
-    batch = torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
+    d, batch = S.shape[-1], torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
     L = torch.linalg.cholesky(s2 * _eye_like(S) + S)
-    z = torch.linalg.solve_triangular(
-        L.expand(*batch, d, d), delta.expand(*batch, d).unsqueeze(-1), upper=False
-    ).squeeze(-1)
+    z = torch.linalg.solve_triangular(L.expand(*batch, d, d), delta.expand(*batch, d).unsqueeze(-1),
+                                      upper=False).squeeze(-1)  # fmt: skip
     logdet = 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1) - d * math.log(s2)
     return torch.exp(-0.5 * logdet - 0.5 * (z**2).sum(-1))
 
@@ -382,25 +325,18 @@ def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
 
 
 def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> Tensor:
-    d = ma.shape[-1]
-    s2 = 0.5 * eps
-    eye = _eye_like(Sa @ Sb)
-    Ra = _sqrtm(Sa)
+    d, s2 = ma.shape[-1], 0.5 * eps
+    eye, Ra = _eye_like(Sa @ Sb), _sqrtm(Sa)
     D = _sqrtm(4.0 * _sym(Ra @ Sb @ Ra) + s2**2 * eye)
     cross = ((ma - mb) ** 2).sum(-1) + _trace(Sa) + _trace(Sb) - _trace(D)
     return cross + d * s2 * (1.0 - math.log(2.0 * s2)) + s2 * _logdet_spd(D + s2 * eye)
 
 
 def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
-    r"""Entropic OT between two Gaussians (Janati, Muzellec, Peyre & Cuturi 2020, Theorem 1).
-
-    .. math::
-
-        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)} \int |x - y|^2 \, d\pi
-        + \varepsilon\, \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta)
-        = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr} S_2 - \operatorname{tr} D
-        + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I),
-
+    r"""Entropic OT between two Gaussians (Janati, Muzellec, Peyre & Cuturi 2020, Theorem 1),
+    :math:`\mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)} \int |x - y|^2 \, d\pi + \varepsilon\,
+    \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta) = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr}
+    S_2 - \operatorname{tr} D + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I)`,
     :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I)^{1/2}`; on
     samples, POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
 
@@ -419,6 +355,5 @@ def sinkhorn_divergence(m1, S1, m2, S2, eps) -> Tensor:
     """
     m1, S1, m2, S2 = _check_pair(m1, S1, m2, S2)
     eps = check_positive(eps, "eps")
-    return _entropic_ot(m1, S1, m2, S2, eps) - 0.5 * (
-        _entropic_ot(m1, S1, m1, S1, eps) + _entropic_ot(m2, S2, m2, S2, eps)
-    )
+    self_terms = _entropic_ot(m1, S1, m1, S1, eps) + _entropic_ot(m2, S2, m2, S2, eps)
+    return _entropic_ot(m1, S1, m2, S2, eps) - 0.5 * self_terms

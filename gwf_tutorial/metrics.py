@@ -1,12 +1,11 @@
-r"""Sample-based quality metrics and the finite-sample floor.
-
-Distances between ``x`` ``(n, d)`` and ``y`` ``(m, d)`` return 0-d tensors of the dtype of ``x``,
-differentiable in both; ``weights_x``, ``weights_y`` (``(n,)``, ``(m,)``, uniform when None) are normalised
-to sum 1. The ground cost is :math:`|x - y|^2` (no factor 1/2), the entropic term
-:math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)`; solvers are POT's. ``target`` is a
-:class:`~gwf_tutorial.targets.Target` or a registry name; ``metric`` is ``"w2"``, ``"energy"``, ``"mmd"``,
-``"sliced_w2"`` or a callable ``(x, y) -> scalar``. :func:`floor` is the metric between two independent
-target samples of the same size; :func:`score_vs_floor` divides a method's metric by it.
+r"""Sample-based quality metrics and the finite-sample floor. Distances between ``x`` ``(n, d)`` and ``y``
+``(m, d)`` return 0-d tensors of the dtype of ``x``, differentiable in both; ``weights_x``, ``weights_y``
+(``(n,)``, ``(m,)``, uniform when None) are normalised to sum 1. The ground cost is :math:`|x - y|^2` (no
+factor 1/2), the entropic term :math:`\varepsilon\,\mathrm{KL}(\pi\,\|\,\alpha\otimes\beta)`; solvers are
+POT's. ``target`` is a :class:`~gwf_tutorial.targets.Target` or a registry name; ``metric`` is ``"w2"``,
+``"energy"``, ``"mmd"``, ``"sliced_w2"`` or a callable ``(x, y) -> scalar``. :func:`floor` is the metric
+between two independent target samples of the same size; :func:`score_vs_floor` divides a method's metric by
+it.
 
 Used in: chapters 1, 3-9 and 11.
 """
@@ -27,9 +26,11 @@ from gwf_tutorial._validation import (
     check_finite,
     check_generator,
     check_int,
+    check_interval,
     check_positive,
     check_samples,
     check_seed,
+    check_weights,
 )
 from gwf_tutorial.functionals import mmd2_estimate
 from gwf_tutorial.kernels import check_pair as _pair
@@ -48,26 +49,11 @@ _BLOCK_ROWS = 1024
 _TOL_FLOOR_EPS = 10.0
 
 
-def _weights(w, n: int, like: Tensor, name: str) -> Tensor:
-    """Probability weights ``(n,)`` (uniform if None), normalised to sum 1."""
-    if w is None:
-        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
-    w = check_finite(as_tensor(w, name), name).to(dtype=like.dtype, device=like.device)
-    if w.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {tuple(w.shape)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"{name} must be non-negative")
-    total = w.sum()
-    if not float(total) > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return w / total
-
-
 def _measures(x, y, weights_x, weights_y) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Checked samples and their normalised weights."""
     x, y = _pair(x, y)
-    a = _weights(weights_x, x.shape[0], x, "weights_x")
-    return x, y, a, _weights(weights_y, y.shape[0], x, "weights_y")
+    a = check_weights(weights_x, x.shape[0], "weights_x", dtype=x.dtype, device=x.device)
+    return x, y, a, check_weights(weights_y, y.shape[0], "weights_y", dtype=x.dtype, device=x.device)
 
 
 def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_000_000) -> Tensor:
@@ -80,11 +66,6 @@ def w2_squared(x, y, weights_x=None, weights_y=None, *, num_itermax: int = 10_00
     return ot.emd2(a, b, squared_distances(x, y), numItermax=check_int(num_itermax, "num_itermax"))
 
 
-def _entropic_ot(x: Tensor, y: Tensor, a: Tensor, b: Tensor, eps: float, max_iter, tol) -> Tensor:
-    M = squared_distances(x, y)
-    return ot.solve(M, a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol, grad="envelope").value
-
-
 def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: float) -> Tensor:
     """``OT_eps(alpha, alpha)`` by POT's log-domain Sinkhorn with the symmetric update (the two
     log-scalings averaged after each iteration, Feydy et al. 2019: plain Sinkhorn oscillates here);
@@ -93,46 +74,36 @@ def _self_entropic_ot(x: Tensor, a: Tensor, eps: float, max_iter: int, tol: floa
     Md, ad = M.detach(), a.detach()
     log_u = torch.zeros_like(ad)
     for _ in range(max_iter):
-        plan, log = ot.bregman.sinkhorn_log(
-            ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False, warmstart=(log_u, log_u)
-        )
+        plan, log = ot.bregman.sinkhorn_log(ad, ad, Md, eps, numItermax=1, stopThr=tol, log=True, warn=False,
+                                            warmstart=(log_u, log_u))  # fmt: skip
         log_u = 0.5 * (log["log_u"] + log["log_v"])
         if float(log["err"][-1]) < tol:
             break
     else:
-        warnings.warn(
-            f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} iterations",
-            stacklevel=3,
-        )
+        warnings.warn(f"Sinkhorn (symmetric term) did not reach tol={tol:.1e} in max_iter={max_iter} "
+                      "iterations", stacklevel=3)  # fmt: skip
     q = ad[:, None] * ad[None, :]
-    kl = (torch.xlogy(plan, plan) - torch.xlogy(plan, q) - plan + q).sum()
-    return (plan * M).sum() + eps * kl
+    return (plan * M).sum() + eps * (torch.xlogy(plan, plan) - torch.xlogy(plan, q) - plan + q).sum()
 
 
 def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max_iter: int = 5000,
                         tol: float = 1e-8) -> Tensor:  # fmt: skip
-    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients).
-
-    .. math::
-
-        S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta)
-          - \tfrac12 \mathrm{OT}_\varepsilon(\alpha, \alpha) - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta),
-        \quad
-        \mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2
-          + \varepsilon\, \mathrm{KL}(\pi \,\|\, a \otimes b).
-
-    ``tol`` (marginal violation) is raised to ``10 * finfo(dtype).eps``; a warning says when ``max_iter``
-    is reached first.
+    r"""Debiased Sinkhorn divergence (log-domain Sinkhorn through POT, envelope-theorem gradients),
+    :math:`S_\varepsilon(\alpha, \beta) = \mathrm{OT}_\varepsilon(\alpha, \beta) - \tfrac12
+    \mathrm{OT}_\varepsilon(\alpha, \alpha) - \tfrac12 \mathrm{OT}_\varepsilon(\beta, \beta)`,
+    :math:`\mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(a, b)} \sum_{ij} \pi_{ij} |x_i - y_j|^2 + \varepsilon\,
+    \mathrm{KL}(\pi \,\|\, a \otimes b)`. ``tol`` (marginal violation) is raised to ``10 * finfo(dtype).eps``;
+    a warning says when ``max_iter`` is reached first.
 
     Used in: chapters 1 and 3.
     """
     x, y, a, b = _measures(x, y, weights_x, weights_y)
     eps, max_iter = check_positive(eps, "eps"), check_int(max_iter, "max_iter")
     tol = max(check_positive(tol, "tol"), _TOL_FLOOR_EPS * torch.finfo(x.dtype).eps)
-    xy = _entropic_ot(x, y, a, b, eps, max_iter, tol)
+    xy = ot.solve(squared_distances(x, y), a, b, reg=eps, reg_type="KL", max_iter=max_iter, tol=tol,
+                  grad="envelope").value
     xx = _self_entropic_ot(x, a, eps, max_iter, tol)
-    yy = _self_entropic_ot(y, b, eps, max_iter, tol)
-    return xy - 0.5 * (xx + yy)
+    return xy - 0.5 * (xx + _self_entropic_ot(y, b, eps, max_iter, tol))
 
 
 def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,
@@ -154,16 +125,11 @@ def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None 
 
 
 def mmd2(x, y, kernel="gaussian", bandwidth=None, unbiased: bool = False, **kernel_kwargs) -> Tensor:
-    r"""Squared maximum mean discrepancy, V-statistic (default) or U-statistic (``unbiased=True``).
-
-    .. math::
-
-        \mathrm{MMD}_k^2 = \frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'})
-          + \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j),
-
-    the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`
-    (:func:`~gwf_tutorial.functionals.mmd2_estimate`); ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go
-    to :func:`~gwf_tutorial.kernels.get_kernel`.
+    r"""Squared maximum mean discrepancy :math:`\frac{1}{n^2}\sum_{i,i'} k(x_i, x_{i'}) +
+    \frac{1}{m^2}\sum_{j,j'} k(y_j, y_{j'}) - \frac{2}{nm}\sum_{i,j} k(x_i, y_j)`, V-statistic (default) or
+    U-statistic (``unbiased=True``), the U-statistic summing over :math:`i \ne i'`, :math:`j \ne j'`
+    (:func:`~gwf_tutorial.functionals.mmd2_estimate`); ``kernel``, ``bandwidth`` and ``**kernel_kwargs`` go to
+    :func:`~gwf_tutorial.kernels.get_kernel`.
 
     Used in: chapter 5.
     """
@@ -198,24 +164,16 @@ class ModeCoverage:
 
 
 def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> ModeCoverage:
-    r"""How many modes of a mixture a sample covers, how well, and with which weights.
-
-    :math:`x_i` goes to its nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le
-    R_{k(i)}`; with :math:`c_k` such samples in mode ``k`` and :math:`H = \sum_k c_k`,
-
-    .. math::
-
-        \text{hit}_k = \big[c_k \ge \max(1, \phi\, n\, w_k)\big], \qquad
-        \text{HQ} = H / n, \qquad
-        \mathrm{TV} = \tfrac12 \sum_k \big|c_k / H - w_k\big|,
-
-    :math:`\phi` = ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}`
-    (:math:`3 s_k` in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
+    r"""How many modes of a mixture a sample covers, how well, and with which weights. :math:`x_i` goes to its
+    nearest mode :math:`k(i)`, of high quality if :math:`|x_i - m_{k(i)}| \le R_{k(i)}`; with :math:`c_k` such
+    samples in mode ``k`` and :math:`H = \sum_k c_k`, :math:`\text{hit}_k = [c_k \ge \max(1, \phi\, n\,
+    w_k)]`, :math:`\text{HQ} = H / n`, :math:`\mathrm{TV} = \tfrac12 \sum_k |c_k / H - w_k|`, :math:`\phi` =
+    ``min_fraction``; default :math:`R_k = s_k\sqrt{\chi^2_{d, q}}`, :math:`q = 1 - e^{-9/2}` (:math:`3 s_k`
+    in 2-D). ``mixture`` has ``means``, ``stds`` and ``weights``.
 
     Used in: chapters 3, 4, 5, 8 and 11.
     """
     from scipy.stats import chi2
-
     for attr in ("means", "weights", "stds"):
         if not hasattr(mixture, attr):
             raise TypeError(f"mixture must have attributes means, weights, stds (missing {attr!r})")
@@ -223,26 +181,20 @@ def mode_coverage(x, mixture, radius=None, *, min_fraction: float = 0.2) -> Mode
     if means.ndim != 2:
         raise ValueError(f"mixture.means must have shape (K, d), got {tuple(means.shape)}")
     k, d = means.shape
-    cpu64 = torch.empty(0, dtype=torch.float64)
-    weights = _weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, cpu64, "mixture.weights")
-    stds = check_finite(as_tensor(mixture.stds, "mixture.stds").detach().to(cpu64), "mixture.stds")
+    weights = check_weights(as_tensor(mixture.weights, "mixture.weights").cpu(), k, "mixture.weights")
+    stds = as_tensor(mixture.stds, "mixture.stds").detach().to("cpu", torch.float64)
+    stds = check_finite(stds, "mixture.stds")
     if stds.shape != (k,) or not bool((stds > 0).all()):
         raise ValueError(f"mixture.stds must be positive, of shape ({k},)")
     x = check_samples(x, "x", dim=d).detach().to(torch.float64)
-    phi = check_positive(min_fraction, "min_fraction")
-    if phi > 1:
-        raise ValueError(f"min_fraction must lie in (0, 1], got {phi}")
+    phi = check_interval(min_fraction, "min_fraction", closed="right")
     if radius is None:
         radius_t = stds * math.sqrt(chi2.ppf(1.0 - math.exp(-4.5), d))
     else:
-        radius_t = check_finite(as_tensor(radius, "radius"), "radius").detach()
-        radius_t = radius_t.to(torch.float64).cpu().reshape(-1)
-        if radius_t.numel() == 1:
-            radius_t = radius_t.expand(k).clone()
-        if radius_t.shape != (k,):
-            raise ValueError(f"radius must be a number or have shape ({k},)")
-        if not bool((radius_t > 0).all()):
-            raise ValueError("radius must be positive")
+        radius_t = check_finite(as_tensor(radius, "radius"), "radius").detach().to("cpu", torch.float64)
+        if radius_t.numel() not in (1, k) or not bool((radius_t > 0).all()):
+            raise ValueError(f"radius must be positive, one number or one per mode ({k},)")
+        radius_t = radius_t.reshape(-1).expand(k)
     n = x.shape[0]
     dist2 = squared_distances(x, means.to(x.device)).cpu()  # (n, K)
     d2_min, nearest = dist2.min(dim=1)
@@ -271,24 +223,19 @@ def mixture_scores(x, mixture, floor_result: Floor, *, seed: int = 12345) -> dic
     return {"ratio": ratio, "modes": cov.modes_hit, "near": cov.high_quality_fraction, "tv": cov.weight_tv}
 
 
-def _sliced_w2_fixed(x, y):
-    g = torch.Generator(device=x.device).manual_seed(0)
-    return sliced_w2(x, y, generator=g)
-
-
-_METRICS: dict[str, Callable] = {"w2": w2_squared, "w2_squared": w2_squared, "energy": energy_distance,
-                                 "energy_distance": energy_distance, "mmd": mmd2, "mmd2": mmd2,
-                                 "sliced_w2": _sliced_w2_fixed}  # fmt: skip
+_METRICS: dict[str, Callable] = {
+    "w2": w2_squared, "w2_squared": w2_squared, "energy": energy_distance, "energy_distance": energy_distance,
+    "mmd": mmd2, "mmd2": mmd2,  # sliced_w2: directions from a generator seeded 0 on the device of x
+    "sliced_w2": lambda x, y: sliced_w2(x, y, generator=torch.Generator(device=x.device).manual_seed(0)),
+}  # fmt: skip
 
 
 def _resolve_metric(metric) -> tuple[Callable, str]:
     if isinstance(metric, str):
         key = metric.lower()
         if key not in _METRICS:
-            raise ValueError(
-                f"unknown metric {metric!r}; choose from {sorted(_METRICS)} or pass a callable "
-                "(e.g. functools.partial(sinkhorn_divergence, eps=0.1))"
-            )
+            raise ValueError(f"unknown metric {metric!r}; choose from {sorted(_METRICS)} or pass a callable "
+                             "(e.g. functools.partial(sinkhorn_divergence, eps=0.1))")  # fmt: skip
         return _METRICS[key], key
     if not callable(metric):
         raise TypeError(f"metric must be a name or a callable (x, y) -> scalar, got {metric!r}")
@@ -330,22 +277,16 @@ class Floor:
 
 def floor(target, n: int, metric="w2", n_pairs: int = 10, seed: int = 0, *,
           dtype: torch.dtype = torch.float64, progress: bool | None = None) -> Floor:  # fmt: skip
-    r"""The metric between two independent samples of the target: what a perfect sampler shows.
-
-    .. math::
-
-        F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big), \quad
-        y^{(s)}_i \overset{\text{iid}}{\sim} p, \quad r = 1, \dots, R = \texttt{n\_pairs},
-
-    summarised by the median and quartiles; all ``2R`` samples drawn in order from one generator seeded
-    with ``seed``.
+    r"""The metric between two independent samples of the target, what a perfect sampler shows:
+    :math:`F_r = D\big(\{y^{(2r-1)}_i\}_{i=1}^n, \{y^{(2r)}_i\}_{i=1}^n\big)`, :math:`y^{(s)}_i \sim p`
+    i.i.d., :math:`r \le R` = ``n_pairs``, summarised by the median and quartiles; all ``2R`` samples drawn
+    in order from one generator seeded with ``seed``.
 
     Used in: chapters 1, 3, 4, 5, 7, 8 and 11.
     """
     target = _resolve_target(target)
     n = check_int(n, "n", min_value=2)
-    n_pairs = check_int(n_pairs, "n_pairs")
-    seed = check_seed(seed)
+    n_pairs, seed = check_int(n_pairs, "n_pairs"), check_seed(seed)
     fn, name = _resolve_metric(metric)
     g = torch.Generator().manual_seed(seed)
     bar = _progress(range(n_pairs), desc=f"floor {name}", disable=None if progress is None else not progress)
@@ -370,21 +311,15 @@ class ScoreVsFloor:
 
 def score_vs_floor(x, target, metric="w2", floor_result: Floor | None = None, n_refs: int = 3,
                    seed: int = 12345) -> ScoreVsFloor:  # fmt: skip
-    r"""A method's score (metric against fresh target samples) and its ratio to the floor.
-
-    .. math::
-
-        \text{score} = \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big), \qquad
-        \text{ratio} = \frac{\text{score}}{\operatorname{median}_r F_r},
-
-    with ``R' = n_refs`` reference draws seeded with ``seed``; ``floor_result`` defaults to :func:`floor`
-    with 10 pairs, seed 0.
+    r"""A method's score against fresh target samples and its ratio to the floor: :math:`\text{score} =
+    \operatorname{median}_{r \le R'} D\big(x, \{y^{(r)}_i\}_{i=1}^n\big)`, :math:`\text{ratio} =
+    \text{score} / \operatorname{median}_r F_r`, with ``R' = n_refs`` reference draws seeded with ``seed``;
+    ``floor_result`` defaults to :func:`floor` with 10 pairs, seed 0.
 
     Used in: chapters 3, 5, 6, 7, 8 and 11.
     """
     x = check_samples(x, "x", min_n=2).detach()
-    target = _resolve_target(target)
-    n_refs = check_int(n_refs, "n_refs")
+    target, n_refs = _resolve_target(target), check_int(n_refs, "n_refs")
     seed = check_seed(seed)
     fn, name = _resolve_metric(metric)
     n = x.shape[0]
@@ -434,8 +369,7 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
                 metric.update(batch.float(), real=is_real)
             else:  # Inception: uint8 RGB in [0, 255], grey images repeated to 3 channels
                 u8 = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-                if u8.shape[1] == 1:
-                    u8 = u8.repeat(1, 3, 1, 1)
+                u8 = u8.repeat(1, 3, 1, 1) if u8.shape[1] == 1 else u8
                 metric.update(u8, real=is_real)
             counts[name] += batch.shape[0]
         if counts[name] < 2:
@@ -476,21 +410,15 @@ def _feature_arg(feature):
 
 
 def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=None) -> float:
-    r"""Fréchet distance between two image sets in a feature space (FID, through torchmetrics).
-
-    .. math::
-
-        \mathrm{FD} = |\mu_r - \mu_g|^2 + \operatorname{tr}\big(\Sigma_r + \Sigma_g
-        - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big),
-
-    between Gaussians fitted to the features. ``real``, ``fake``: images ``(N, C, H, W)`` in ``[-1, 1]`` or
+    r"""Fréchet distance (FID, through torchmetrics) between two image sets, :math:`|\mu_r - \mu_g|^2 +
+    \operatorname{tr}\big(\Sigma_r + \Sigma_g - 2 (\Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2})^{1/2}\big)` between
+    Gaussians fitted to their features. ``real``, ``fake``: images ``(N, C, H, W)`` in ``[-1, 1]`` or
     iterables of such batches. ``feature=None`` is Inception-v3 (uint8 RGB images); an ``nn.Module`` with
     ``num_features`` gets float images.
 
     Used in: chapters 9 and 10.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
-
     feat = _feature_arg(feature)
     metric = FrechetInceptionDistance(feature=feat, normalize=not isinstance(feat, int))
     return float(_image_metric(metric, real, fake, batch_size, device))
@@ -505,17 +433,14 @@ def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size
     Used in: :func:`~gwf_tutorial.cifar10.evaluate`.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
-
     subsets = check_int(subsets, "subsets")
     subset_size = check_int(subset_size, "subset_size", min_value=2)
     feat = _feature_arg(feature)
     sizes = [im.shape[0] for im in (real, fake) if isinstance(im, Tensor) and im.ndim == 4]
-    if sizes:
-        subset_size = min(subset_size, *sizes)
+    subset_size = min(subset_size, *sizes) if sizes else subset_size
     with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
-        metric = KernelInceptionDistance(
-            feature=feat, subsets=subsets, subset_size=subset_size, normalize=not isinstance(feat, int)
-        )
+        metric = KernelInceptionDistance(feature=feat, subsets=subsets, subset_size=subset_size,
+                                         normalize=not isinstance(feat, int))  # fmt: skip
     mean, std = _image_metric(metric, real, fake, batch_size, device)
     return float(mean), float(std)

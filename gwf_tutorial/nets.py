@@ -1,10 +1,9 @@
 """Neural networks of the methods: MLPs and maps for low-dimensional problems, convolutional nets for images.
-
-They hold no loss and no training loop. Every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to
-``(n, out_dim)``; images travel flat (``d = channels * size * size``, channel-major, the order of
-``x.reshape(n, -1)``), so every objective applies unchanged. ``activation`` is a name for
-:func:`make_activation`; ``dtype`` is the parameter dtype (default torch's), which inputs must have
-(checked in ``forward``, except under ``torch.autocast``).
+They hold no loss and no training loop. Every network maps rows, ``forward(x)`` from ``(n, in_dim)`` to ``(n,
+out_dim)``; images travel flat (``d = channels * size * size``, channel-major, the order of ``x.reshape(n,
+-1)``), so every objective applies unchanged. ``activation`` is a name for :func:`make_activation`; ``dtype``
+is the parameter dtype (default torch's), which inputs must have (checked in ``forward``, except under
+``torch.autocast``).
 
 Used in: chapters 4-10.
 """
@@ -50,15 +49,10 @@ def _check_input(x: Tensor, in_dim: int, weight: Tensor, name: str = "x", batche
 
 
 class MLP(nn.Module):
-    r"""Multilayer perceptron, ``depth`` hidden layers of width ``hidden`` (``depth=0``: one linear layer).
-
-    .. math::
-
-        h_0 = x, \quad h_{l} = \sigma(W_l h_{l-1} + b_l)\ (l = 1, \dots, L), \quad
-        \mathrm{MLP}(x) = W_{L+1} h_L + b_{L+1};
-
-    ``out_activation`` (a name of :data:`ACTIVATIONS`, e.g. ``"tanh"`` for pixels in :math:`[-1, 1]`) is
-    applied to the output when given.
+    r"""Multilayer perceptron, ``depth`` hidden layers of width ``hidden`` (``depth=0``: one linear layer),
+    :math:`h_0 = x`, :math:`h_{l} = \sigma(W_l h_{l-1} + b_l)` (:math:`l \le L`), :math:`\mathrm{MLP}(x) =
+    W_{L+1} h_L + b_{L+1}`; ``out_activation`` (a name of :data:`ACTIVATIONS`, e.g. ``"tanh"`` for pixels in
+    :math:`[-1, 1]`) is applied to the output when given.
 
     Used in: chapters 4, 7, 8 and 9.
     """
@@ -97,16 +91,11 @@ class _ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    r"""Residual MLP (the S-JKO toy network, Choi et al. 2024), ``(n, in_dim) -> (n, dim)``.
-
-    .. math::
-
-        h_0 = W_{\mathrm{in}} x + b_{\mathrm{in}}, \quad
-        h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) + b_{j,1}) + b_{j,2}, \quad
-        T(x) = [x +]\ W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}},
-
-    with :math:`J` = ``n_blocks`` and the skip ``x +`` when ``skip`` and ``in_dim == dim``;
-    ``zero_init_last`` starts the output layer at zero (:math:`T = \mathrm{Id}`).
+    r"""Residual MLP (the S-JKO toy network, Choi et al. 2024), ``(n, in_dim) -> (n, dim)``, :math:`h_0 =
+    W_{\mathrm{in}} x + b_{\mathrm{in}}`, :math:`h_{j} = h_{j-1} + W_{j,2}\,\sigma(W_{j,1}\,\sigma(h_{j-1}) +
+    b_{j,1}) + b_{j,2}`, :math:`T(x) = [x +]\ W_{\mathrm{out}}\,\sigma(h_J) + b_{\mathrm{out}}`, with
+    :math:`J` = ``n_blocks`` and the skip ``x +`` when ``skip`` and ``in_dim == dim``; ``zero_init_last``
+    starts the output layer at zero (:math:`T = \mathrm{Id}`).
 
     Used in: chapters 4, 5 and 6.
     """
@@ -135,15 +124,10 @@ class ResidualMLP(nn.Module):
 
 class ICNN(nn.Module):
     r"""Input-convex neural network (Amos et al. 2017; JKO-ICNN, Mokrov et al. 2021): a scalar potential
-    ``(n, d) -> (n,)``, strongly convex in its input.
-
-    .. math::
-
-        u_1 = \sigma(W^x_0 x + b_0), \quad u_{l+1} = \sigma\big(W^z_l u_l + W^x_l x + b_l\big),
-        \quad \psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L,
-
-    with :math:`W^z_l, w \ge 0` (softplus of free weights), :math:`\sigma` = softplus, a learned :math:`\alpha
-    \ge` ``alpha_min`` :math:`> 0`; ``identity_init`` starts at :math:`\nabla\psi \approx \alpha x`.
+    ``(n, d) -> (n,)``, strongly convex in its input: :math:`u_1 = \sigma(W^x_0 x + b_0)`, :math:`u_{l+1} =
+    \sigma(W^z_l u_l + W^x_l x + b_l)`, :math:`\psi(x) = \tfrac{\alpha}{2}|x|^2 + w^\top u_L`, with
+    :math:`W^z_l, w \ge 0` (softplus of free weights), :math:`\sigma` = softplus, a learned :math:`\alpha \ge`
+    ``alpha_min`` :math:`> 0`; ``identity_init`` starts at :math:`\nabla\psi \approx \alpha x`.
 
     Used in: chapter 4.
     """
@@ -200,7 +184,6 @@ class GradientMap(nn.Module):
 
 class AffineMap(nn.Module):
     r"""Affine map on rows, :math:`T(x) = x A^\top + b`, with :math:`T_\# N(m, S) = N(A m + b,\ A S A^\top)`.
-
     ``AffineMap(d)`` is trainable, ``A`` ``(d, d)`` and ``b`` ``(d,)`` parameters starting at the identity
     (exact for Gaussian JKO steps); ``AffineMap(A=A, b=b)`` holds given tensors as buffers, kept in their
     autograd graph, batches ``(..., d, d)``, ``(..., d)`` allowed: the Monge and Gaussian JKO maps.
@@ -297,17 +280,11 @@ class _GeneratorBlock(nn.Module):
 
 class ConvGenerator(nn.Module):
     r"""Residual convolutional generator (GWF's "Small-Net"), ``(n, latent_dim) -> (n, channels * size *
-    size)`` in ``[-1, 1]``.
-
-    .. math::
-
-        h_0 = \mathrm{reshape}_{w \times 4 \times 4}(W z + b), \qquad
-        h_{j} = U(h_{j-1}) + C_2\,\sigma(B_2\, C_1\, U(\sigma(B_1 h_{j-1}))), \qquad
-        G(z) = \mathrm{flatten}\big(\tanh(C_{\mathrm{out}}\,\sigma(B\, h_J))\big),
-
-    with :math:`U` a 2x upsampling in the first of ``blocks_per_stage`` blocks of each of the
-    :math:`\log_2(\mathtt{size}/4)` stages, :math:`C` 3x3 convolutions, :math:`B` batch norms, :math:`\sigma`
-    = ReLU; the skip is the upsampled input (SNGAN-style).
+    size)`` in ``[-1, 1]``: :math:`h_0 = \mathrm{reshape}_{w \times 4 \times 4}(W z + b)`, :math:`h_{j} =
+    U(h_{j-1}) + C_2\,\sigma(B_2\, C_1\, U(\sigma(B_1 h_{j-1})))`, :math:`G(z) =
+    \mathrm{flatten}(\tanh(C_{\mathrm{out}}\,\sigma(B\, h_J)))`, with :math:`U` a 2x upsampling in the first
+    of ``blocks_per_stage`` blocks of each of the :math:`\log_2(\mathtt{size}/4)` stages, :math:`C` 3x3
+    convolutions, :math:`B` batch norms, :math:`\sigma` = ReLU; the skip is the upsampled input (SNGAN-style).
 
     Used in: chapter 10.
     """
@@ -333,8 +310,7 @@ class ConvGenerator(nn.Module):
         _check_input(z, self.in_dim, self.dense.weight, "z")
         h = self.dense(z).view(z.shape[0], self.width, 4, 4)
         h = self.blocks(_to_weight_format(h, self.conv_out.weight))
-        x = torch.tanh(self.conv_out(torch.relu(self.bn_out(h))))
-        return x.reshape(z.shape[0], self.out_dim)
+        return torch.tanh(self.conv_out(torch.relu(self.bn_out(h)))).reshape(z.shape[0], self.out_dim)
 
 
 def _to_weight_format(h: Tensor, weight: Tensor) -> Tensor:
@@ -380,16 +356,11 @@ class _CriticBlock(nn.Module):
 
 class ConvCritic(nn.Module):
     r"""Residual convolutional critic (GWF's "Small-Net"), potential or embedding, ``(n, channels * size *
-    size) -> (n, out_dim)``.
-
-    .. math::
-
-        h_j = P\big(C_2\,\sigma(C_1\,\sigma(h_{j-1}))\big) + S(h_{j-1}), \qquad
-        D(x) = W \sum_{\text{pixels}} \mathrm{relu}(h_J) + b,
-
-    with :math:`\sigma` the leaky ReLU (0.2), :math:`P` a 2x average pooling in the ``n_down`` first blocks
-    and none in the ``n_blocks`` others, :math:`S` the skip; no normalisation, so gradient penalties apply
-    per sample. ``out_dim = 128`` with ``zero_init_last`` is the learned MMD kernel's embedding.
+    size) -> (n, out_dim)``: :math:`h_j = P(C_2\,\sigma(C_1\,\sigma(h_{j-1}))) + S(h_{j-1})`, :math:`D(x) = W
+    \sum_{\text{pixels}} \mathrm{relu}(h_J) + b`, with :math:`\sigma` the leaky ReLU (0.2), :math:`P` a 2x
+    average pooling in the ``n_down`` first blocks and none in the ``n_blocks`` others, :math:`S` the skip; no
+    normalisation, so gradient penalties apply per sample. ``out_dim = 128`` with ``zero_init_last`` is the
+    learned MMD kernel's embedding.
 
     Used in: chapter 10.
     """

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from matplotlib import animation
 
-from gwf_tutorial._validation import check_seed
+from gwf_tutorial._validation import check_positive, check_seed
 
 __all__ = ["to_numpy", "scatter", "compare_samples", "trajectories", "AnimationHTML",
            "animate_frames", "curves", "vector_field", "grid_of_targets", "step_size_slider",
@@ -30,7 +30,7 @@ def to_numpy(x) -> np.ndarray:
     r"""``x`` (a tensor, detached, or an array-like) as a NumPy array on the CPU, same shape; float16 /
     bfloat16 come back as float32 (NumPy has no bfloat16).
 
-    Used in: ``plot.trajectories``, ``plot.vector_field`` and the other helpers here.
+    Used in: ``plot.curves``, ``plot.vector_field`` and the other helpers here.
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
@@ -39,24 +39,23 @@ def to_numpy(x) -> np.ndarray:
 
 
 def _ax(ax):
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
-    return ax
+    return plt.subplots(figsize=(4, 4))[1] if ax is None else ax
 
 
-def _points(x, name: str) -> np.ndarray:
-    """A ``(n, d >= 2)`` array of points, or ``ValueError`` naming the argument."""
+def _points(x, name: str, ndim: int = 2) -> np.ndarray:
+    """A ``(n, d >= 2)`` array of points (frames ``(T, n, d)`` for ``ndim=3``), or ``ValueError`` naming the
+    argument."""
     a = to_numpy(x)
-    if a.ndim != 2 or a.shape[1] < 2:
-        raise ValueError(f"{name} must have shape (n, d) with d >= 2, got {a.shape}")
+    if a.ndim != ndim or a.shape[-1] < 2:
+        raise ValueError(f"{name} must have shape {'(T, n, d)' if ndim == 3 else '(n, d)'} with d >= 2, got "
+                         f"{a.shape}")  # fmt: skip
     return a
 
 
 def _limits(*arrays, pad: float = 0.08):
     pts = np.concatenate([a[:, :2] for a in arrays if a is not None and len(a)], axis=0)
     lo, hi = np.quantile(pts, 0.005, axis=0), np.quantile(pts, 0.995, axis=0)
-    span = max((hi - lo).max(), 1e-12) * (1 + 2 * pad)
-    mid = (hi + lo) / 2
+    span, mid = max((hi - lo).max(), 1e-12) * (1 + 2 * pad), (hi + lo) / 2
     return (mid[0] - span / 2, mid[0] + span / 2), (mid[1] - span / 2, mid[1] + span / 2)
 
 
@@ -66,11 +65,8 @@ def scatter(x, ax=None, *, title: str | None = None, limits=None, **style):
 
     Used in: chapters 1, 3, 5, 7 and 8.
     """
-    x = _points(x, "x")
-    ax = _ax(ax)
-    kw = dict(PARTICLE_STYLE)
-    kw.update(style)
-    ax.scatter(x[:, 0], x[:, 1], **kw)
+    x, ax = _points(x, "x"), _ax(ax)
+    ax.scatter(x[:, 0], x[:, 1], **(PARTICLE_STYLE | style))
     ax.set(aspect="equal", xticks=[], yticks=[])
     if limits is not None:
         ax.set(xlim=limits[0], ylim=limits[1])
@@ -86,8 +82,7 @@ def compare_samples(x, y, ax=None, *, title: str | None = None, labels=("model",
     Used in: chapters 3-5 and 8 (end state of the 2-D methods).
     """
     x, y = _points(x, "x"), _points(y, "y")
-    ax = _ax(ax)
-    lim = _limits(x, y)
+    ax, lim = _ax(ax), _limits(x, y)
     scatter(y, ax, limits=lim, label=labels[1], **TARGET_STYLE)
     scatter(x, ax, limits=lim, title=title, label=labels[0])
     return ax
@@ -99,11 +94,8 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
 
     Used in: chapters 2, 4 and 8.
     """
-    f = to_numpy(frames)
-    if f.ndim != 3 or f.shape[2] < 2:
-        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
-    ax = _ax(ax)
-    rng = np.random.default_rng(check_seed(seed))
+    f = _points(frames, "frames", ndim=3)
+    ax, rng = _ax(ax), np.random.default_rng(check_seed(seed))
     idx = rng.choice(f.shape[1], size=min(n_paths, f.shape[1]), replace=False)
     lim = _limits(f[0], f[-1], None if y is None else _points(y, "y"))
     if y is not None:
@@ -116,18 +108,15 @@ def trajectories(frames, ax=None, *, y=None, n_paths: int = 200, title=None, see
 
 
 class AnimationHTML:
-    r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline).
-
-    ``data``: the HTML (also ``str(anim)``, ``anim.to_jshtml()``, ``_repr_html_``); ``animation``: the
-    ``FuncAnimation`` it was rendered from (figure closed), e.g. for ``.save("flow.gif")``; ``n_frames``.
+    r"""A rendered animation that notebooks display as HTML (JavaScript player, works offline). ``data``: the
+    HTML (also ``str(anim)``, ``anim.to_jshtml()``, ``_repr_html_``); ``animation``: the ``FuncAnimation`` it
+    was rendered from (figure closed), e.g. for ``.save("flow.gif")``; ``n_frames``.
 
     Used in: ``plot.animate_frames``.
     """
 
     def __init__(self, data: str, animation_: animation.FuncAnimation, n_frames: int):
-        self.data = data
-        self.animation = animation_
-        self.n_frames = n_frames
+        self.data, self.animation, self.n_frames = data, animation_, n_frames
 
     def _repr_html_(self) -> str:
         return self.data
@@ -152,9 +141,7 @@ def animate_frames(frames, *, y=None, titles: Sequence[str] | None = None, inter
 
     Used in: chapters 2-4 and 7 (animated particle flows).
     """
-    f = to_numpy(frames)
-    if f.ndim != 3 or f.shape[2] < 2:
-        raise ValueError(f"frames must have shape (T, n, d) with d >= 2, got {f.shape}")
+    f = _points(frames, "frames", ndim=3)
     if titles is not None and len(titles) != len(f):
         raise ValueError(f"titles must have one entry per frame ({len(f)}), got {len(titles)}")
     fig, ax = plt.subplots(figsize=figsize)
@@ -211,18 +198,14 @@ def vector_field(velocity: Callable[[torch.Tensor], torch.Tensor], limits, ax=No
     Used in: chapters 4 and 8.
     """
     ax = _ax(ax)
-    xs = torch.linspace(*limits[0], n_grid)
-    ys = torch.linspace(*limits[1], n_grid)
-    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    grid = [torch.linspace(*lim, n_grid) for lim in limits[:2]]
+    gx, gy = torch.meshgrid(*grid, indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     v = to_numpy(velocity(pts))
     if v.shape != (len(pts), 2):
         raise ValueError(f"velocity must return shape (N, 2) = ({len(pts)}, 2), got {v.shape}")
-    if normalize:
-        v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
-    ax.quiver(
-        to_numpy(pts[:, 0]), to_numpy(pts[:, 1]), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004
-    )
+    v = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12) if normalize else v
+    ax.quiver(pts[:, 0].numpy(), pts[:, 1].numpy(), v[:, 0], v[:, 1], color=color, angles="xy", width=0.004)
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
@@ -256,13 +239,11 @@ def step_size_slider(draw: Callable[[float], None], values: Sequence[float], *,
     Used in: chapters 2-4 and 8.
     """
     import ipywidgets as widgets
-
     values = list(values)
     if not values:
         raise ValueError("values must hold at least one step size")
     if value is not None and value not in values:
         raise ValueError(f"value must be one of values, got {value!r}")
-
     slider = widgets.SelectionSlider(options=values, value=values[0] if value is None else value,
                                      description=description, continuous_update=False)
     return widgets.interactive(lambda value: draw(value), value=slider)
@@ -276,21 +257,18 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 1.0, **style):
     Used in: chapter 2 (JKO iterates against the exact flow).
     """
     from matplotlib.patches import Ellipse
-
     mean, cov = to_numpy(mean).reshape(-1), to_numpy(cov)
     if mean.shape != (2,) or cov.shape != (2, 2):
         raise ValueError(f"mean and cov must have shapes (2,) and (2, 2), got {mean.shape} and {cov.shape}")
-    if not (isinstance(n_std, int | float) and n_std > 0):
-        raise ValueError(f"n_std must be a positive number, got {n_std!r}")
+    n_std = check_positive(n_std, "n_std")
     if not np.isfinite(cov).all() or not np.isfinite(mean).all():
         return None
     vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
     if vals.min() <= 0:
         return None
     angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
-    patch = Ellipse(
-        mean, 2 * n_std * np.sqrt(vals[1]), 2 * n_std * np.sqrt(vals[0]), angle=angle, fill=False, **style
-    )
+    patch = Ellipse(mean, 2 * n_std * np.sqrt(vals[1]), 2 * n_std * np.sqrt(vals[0]), angle=angle, fill=False,
+                    **style)  # fmt: skip
     ax.add_patch(patch)
     return patch
 
@@ -314,7 +292,6 @@ def _first_match(text: str, options) -> int:
 
 def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
     """Every method at its discretization (column) and parametrization (row), coloured by objective.
-
     ``methods`` maps names to rows with ``discretization``, ``parametrization`` and ``objective`` strings
     (:data:`gwf_tutorial.methods.METHODS`).
 
@@ -352,12 +329,11 @@ def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
 def samples_grid(samples: dict, references: dict | None = None, *, row_labels: dict | None = None,
                  notes: dict | None = None, size: float = 1.6, label_width: float = 2.6) -> plt.Figure:
     r"""One row per method, one column per target: the method's samples over the target's in grey.
-
-    ``samples[row][col]``: samples (n, d), or ``None`` for a method that does not apply (an empty
-    panel reading "n/a"); rows and columns keep the order of the dicts (columns from the first row).
-    ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of
-    a row (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right
-    corner. All text is 9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
+    ``samples[row][col]``: samples (n, d), or ``None`` for a method that does not apply (an empty panel
+    reading "n/a"); rows and columns keep the order of the dicts (columns from the first row).
+    ``references[col]``: target samples drawn under each panel; ``row_labels[row]``: the text left of a row
+    (default the row key); ``notes[(row, col)]``: a short text in the panel's lower-right corner. All text is
+    9 pt or more; the figure is ``label_width + size * n_cols`` inches wide.
 
     Used in: chapter 11 (samples of every family on the same targets).
     """
@@ -402,21 +378,16 @@ def samples_grid(samples: dict, references: dict | None = None, *, row_labels: d
 
 def ratio_heatmap(ratios, row_labels: Sequence[str], col_labels: Sequence[str], ax=None, *,
                   vmin: float = 0.5, vmax: float = 100.0, breaks: Sequence[int] = (), cmap: str = "RdBu_r"):
-    r"""A heatmap of ratios to a floor, on a log scale with a diverging colour map centred at 1.
-
-    .. math::
-
-        c = \mathrm{TwoSlopeNorm}\big(\log_{10} r;\ \log_{10} v_{\min},\ 0,\ \log_{10} v_{\max}\big),
-
-    so a cell at the floor (:math:`r = 1`) is the map's centre (white for ``RdBu_r``), below it blue,
-    above it red; values beyond [``vmin``, ``vmax``] are clipped in colour, not in the printed value.
-    ``ratios`` (rows, cols) with NaN for "not applicable" (hatched); ``breaks``: row indices above
-    which a black line separates groups. Returns the AxesImage (``.norm(0.0)`` is 0.5: 1 is the centre).
+    r"""A heatmap of ratios to a floor, on a log scale with a diverging colour map centred at 1, :math:`c =
+    \mathrm{TwoSlopeNorm}(\log_{10} r;\ \log_{10} v_{\min},\ 0,\ \log_{10} v_{\max})`, so a cell at the floor
+    (:math:`r = 1`) is the map's centre (white for ``RdBu_r``), below it blue, above it red; values beyond
+    [``vmin``, ``vmax``] are clipped in colour, not in the printed value. ``ratios`` (rows, cols) with NaN for
+    "not applicable" (hatched); ``breaks``: row indices above which a black line separates groups. Returns the
+    AxesImage (``.norm(0.0)`` is 0.5: 1 is the centre).
 
     Used in: chapter 11 (the benchmark table).
     """
     from matplotlib.colors import TwoSlopeNorm
-
     r = np.asarray(ratios, dtype=float)
     if r.ndim != 2 or r.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"ratios must have shape ({len(row_labels)}, {len(col_labels)}), got {r.shape}")

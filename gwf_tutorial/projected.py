@@ -1,8 +1,7 @@
-r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a family of maps.
-
-A generator :math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with
-parameter Jacobian :math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The
-map-space metric pulled back to parameters and the projected flow of :math:`F` are
+r"""Projected (parametric) Wasserstein gradient flows: the flow seen through a family of maps. A generator
+:math:`T_\theta` pushes :math:`\mu_0` to :math:`\rho_\theta = (T_\theta)_\#\mu_0`, with parameter Jacobian
+:math:`J_\theta(z) = \partial_\theta T_\theta(z) \in \mathbb R^{d\times p}`. The map-space metric pulled back
+to parameters and the projected flow of :math:`F` are
 
 .. math::
 
@@ -81,30 +80,21 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
     Used in: ``projected.metric_tensor``.
     """
-    params = _check_map(map_net)
-    z = _check_z(z, map_net)
+    params, z = _check_map(map_net), _check_z(z, map_net)
     names = [n for n, p in map_net.named_parameters() if p.requires_grad]
     values = {n: p.detach() for n, p in zip(names, params)}
-
-    def push(pv: dict) -> Tensor:
-        return functional_call(map_net, pv, (z,))
-
-    jac = jacrev(push)(values)  # name -> (n, d, *shape)
-    x_shape = push(values).shape
+    jac = jacrev(lambda pv: functional_call(map_net, pv, (z,)))(values)  # name -> (n, d, *shape)
+    x_shape = functional_call(map_net, values, (z,)).shape
     if len(x_shape) != 2:
         raise ValueError(f"map_net must return shape (n, d), got {tuple(x_shape)}")
     return torch.cat([jac[n].reshape(*x_shape, -1) for n in names], dim=-1).detach()
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The map-space metric tensor pulled back to parameters, shape (p, p),
-
-    .. math::
-
-        G(\theta) = \frac1n\sum_{i=1}^n J_\theta(z_i)^\top J_\theta(z_i), \qquad
-        \eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2 \ \text{(kinetic energy of } \dot\theta = \eta);
-
-    :math:`G = I` for translations, :func:`affine_metric_tensor` for affine maps.
+    r"""The map-space metric tensor pulled back to parameters, shape (p, p), :math:`G(\theta) = \frac1n
+    \sum_i J_\theta(z_i)^\top J_\theta(z_i)`: :math:`\eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2` is
+    the kinetic energy of :math:`\dot\theta = \eta`; :math:`G = I` for translations,
+    :func:`affine_metric_tensor` for affine maps.
 
     Used in: chapter 6.
     """
@@ -113,14 +103,10 @@ def metric_tensor(map_net: nn.Module, z) -> Tensor:
 
 
 def affine_metric_tensor(mean, second_moment) -> Tensor:
-    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (``A`` row-major, then ``b``).
-
-    .. math::
-
-        G = \begin{pmatrix} I_d \otimes M & I_d \otimes m \\ I_d \otimes m^\top & I_d \end{pmatrix},
-        \qquad M = \mathbb E[zz^\top] \ (\texttt{second\_moment}),\ m = \mathbb E z \ (\texttt{mean}),
-
-    independent of :math:`(A, b)`. Returns shape (d^2 + d, d^2 + d).
+    r"""Closed form of :math:`G` for affine maps :math:`T(z) = Az + b` (``A`` row-major, then ``b``),
+    :math:`G = \begin{pmatrix} I_d \otimes M & I_d \otimes m \\ I_d \otimes m^\top & I_d \end{pmatrix}`,
+    :math:`M = \mathbb E[zz^\top]` (``second_moment``), :math:`m = \mathbb E z` (``mean``), independent of
+    :math:`(A, b)`; shape (d^2 + d, d^2 + d).
 
     Used in: chapter 6 (the affine family on Gaussians), tests.
     """
@@ -128,8 +114,7 @@ def affine_metric_tensor(mean, second_moment) -> Tensor:
     d = m.shape[0]
     eye = torch.eye(d, dtype=M.dtype, device=M.device)
     top = torch.cat([torch.kron(eye, M), torch.kron(eye, m[:, None])], dim=1)
-    bottom = torch.cat([torch.kron(eye, m[None, :]), eye], dim=1)
-    return torch.cat([top, bottom], dim=0)
+    return torch.cat([top, torch.cat([torch.kron(eye, m[None, :]), eye], dim=1)], dim=0)
 
 
 def _objective_value(map_net, objective, z: Tensor, y: Tensor | None, guard=None) -> Tensor:
@@ -151,22 +136,15 @@ def _check_objective(objective, data):
 
 
 def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor, Tensor]:
-    r"""The objective of the pushed measure, shape (), and its gradient in the parameters, shape (p,),
-
-    .. math::
-
-        \widehat F(\theta) = F\big((T_\theta)_\#\hat\mu_0\big), \qquad
-        \nabla_\theta \widehat F = \frac1n\sum_i J_\theta(z_i)^\top
-        \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i)).
+    r"""The objective of the pushed measure :math:`\widehat F(\theta) = F((T_\theta)_\#\hat\mu_0)`, shape (),
+    and its gradient :math:`\frac1n\sum_i J_\theta(z_i)^\top \nabla\frac{\delta F}{\delta\rho}(T_\theta(z_i))`
+    in the parameters, shape (p,).
 
     Used in: ``projected.projected_flow`` (its first step).
     """
-    if y is not None:
-        y = check_samples(y, "y")
-    params = _check_map(map_net)
-    y = _check_objective(objective, y)
-    z = _check_z(z, map_net)
-    return _value_and_gradient(map_net, objective, params, z, y)
+    y = None if y is None else check_samples(y, "y")
+    params, y = _check_map(map_net), _check_objective(objective, y)
+    return _value_and_gradient(map_net, objective, params, _check_z(z, map_net), y)
 
 
 def _value_and_gradient(map_net, objective, params, z, y, guard=None) -> tuple[Tensor, Tensor]:
@@ -217,30 +195,23 @@ class ProjectedFlowResult:
 def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: str = "natural",
                    step_size: float = 0.01, n_steps: int = 100, damping: float = 0.0, n_iters: int = 200,
                    lr: float = 1e-2, progress: bool = True) -> ProjectedFlowResult:
-    r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes.
-
-    .. math::
-
-        \text{natural: } \theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F, \quad
-        \text{gradient: } \theta_{k+1} = \theta_k - h\,\nabla_\theta F, \quad
-        \text{jko: } \theta_{k+1} = \operatorname*{arg\,min}_\theta
-        \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 + F(\theta).
-
-    ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step; ``damping``
-    is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of each
-    JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
-    :class:`~gwf_tutorial.flows.FlowDivergedError` (a ``ValueError`` naming the step and
-    ``step_size``) when the pushed particles become non-finite or overflow.
+    r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes, ``"natural"``
+    :math:`\theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F`, ``"gradient"``
+    :math:`\theta_{k+1} = \theta_k - h\,\nabla_\theta F` or ``"jko"`` :math:`\theta_{k+1} =
+    \operatorname*{arg\,min}_\theta \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 +
+    F(\theta)`. ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step;
+    ``damping`` is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of
+    each JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
+    :class:`~gwf_tutorial.flows.FlowDivergedError` (a ``ValueError`` naming the step and ``step_size``) when
+    the pushed particles become non-finite or overflow.
 
     Used in: chapter 6 (translation, affine and small-MLP families against the exact Gaussian flow).
     """
-    params = _check_map(map_net)
-    data = _check_objective(objective, data)
+    params, data = _check_map(map_net), _check_objective(objective, data)
     z = _check_z(source, map_net)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    h = check_positive(step_size, "step_size")
-    n_steps = check_int(n_steps, "n_steps")
+    h, n_steps = check_positive(step_size, "step_size"), check_int(n_steps, "n_steps")
     damping = check_nonnegative(damping, "damping")
     data = None if data is None else data.to(device=z.device, dtype=z.dtype)
     if method == "jko":
@@ -276,11 +247,8 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
 
 
 def _after_step(k: int, method: str, h: float, evaluate):
-    """``evaluate(guard)`` on the iterate after ``k`` steps; every failure is one divergence error.
-
-    ``guard`` refuses non-finite or overflowing pushed particles; the inputs were checked at entry, so
-    an error of the objective now means the iterates left its domain.
-    """
+    """``evaluate(guard)`` on the iterate after ``k`` steps, ``guard`` refusing non-finite or overflowing
+    pushed particles; the inputs were checked at entry, so every failure now is one divergence error."""
     tail = f"step_size={h:g} is too large, try a smaller step_size"
 
     def guard(x: Tensor) -> None:
@@ -299,15 +267,11 @@ def _after_step(k: int, method: str, h: float, evaluate):
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
-    r"""The Gaussians pushed by affine maps along a parameter path (e.g. ``ProjectedFlowResult.params``).
-
-    .. math::
-
-        \theta_k = (\operatorname{vec}(A_k), b_k) \longmapsto
-        (T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N\big(A_k m_0 + b_k,\ A_k S_0 A_k^\top\big),
-
-    ``params``: shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``: :math:`m_0` (d,), :math:`S_0`
-    (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for one ``params``).
+    r"""The Gaussians :math:`(T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N(A_k m_0 + b_k,\ A_k S_0
+    A_k^\top)` pushed by affine maps :math:`\theta_k = (\operatorname{vec}(A_k), b_k)` along a parameter path
+    ``params`` (e.g. ``ProjectedFlowResult.params``), shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``:
+    :math:`m_0` (d,), :math:`S_0` (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for
+    one ``params``).
 
     Used in: chapter 6 (the projected flows on the affine family against the exact Gaussian flow).
     """
@@ -322,6 +286,5 @@ def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
         raise ValueError("params contains NaN or infinite values")
     p = params.to(m0)
     A = p[..., : d * d].reshape(*p.shape[:-1], d, d)
-    means = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :]
-    covs = A @ S0 @ A.mT
+    means, covs = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :], A @ S0 @ A.mT
     return means, 0.5 * (covs + covs.mT)

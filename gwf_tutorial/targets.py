@@ -1,12 +1,11 @@
-r"""Toy target distributions: samplers, and where known, log-densities and scores.
-
-Every target is a :class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32,
-device=None)`` (drawn in float64 from ``generator`` only, on its device), and where ``has_density``
-``log_prob(x)`` (n,) and ``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d)
-(every target but ``moons``, ``swiss_roll``, ``spirals`` and ``gwf_three_rings``).
-``stratified=True`` puts exactly :math:`n w_k` points in mode :math:`k` (the peers' samplers; default
-i.i.d.); ``name`` is the registry name. The registry (:func:`get_target`) holds the book's targets and
-the peers' with their exact constants (GWF 2026, S-JKO 2024, drifting 2026):
+r"""Toy target distributions: samplers, and where known, log-densities and scores. Every target is a
+:class:`Target` of dimension ``dim`` with ``sample(n, generator=None, dtype=float32, device=None)`` (drawn in
+float64 from ``generator`` only, on its device), and where ``has_density`` ``log_prob(x)`` (n,) and
+``score(x)`` :math:`= \nabla\log p(x)` (n, d), in the dtype of ``x`` (n, d) (every target but ``moons``,
+``swiss_roll``, ``spirals`` and ``gwf_three_rings``). ``stratified=True`` puts exactly :math:`n w_k` points in
+mode :math:`k` (the peers' samplers; default i.i.d.); ``name`` is the registry name. The registry
+(:func:`get_target`) holds the book's targets and the peers' with their exact constants (GWF 2026, S-JKO 2024,
+drifting 2026):
 
 ========================== ======================================================================
 name                       distribution (source)
@@ -31,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -47,6 +47,7 @@ from gwf_tutorial._validation import (
     check_positive,
     check_samples,
     check_spd,
+    check_weights,
 )
 
 __all__ = ["Target", "Gaussian", "GaussianMixture", "Banana", "TwoMoons", "SwissRoll", "Checkerboard",
@@ -62,15 +63,9 @@ def _like(t: Tensor, x: Tensor) -> Tensor:
 
 
 def _as_f64(value, name: str) -> Tensor:
-    """Array-like to a float64 tensor (python floats are not rounded through float32)."""
+    """Array-like to a finite float64 tensor."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must hold real numbers, got a bool")
-    if not isinstance(value, Tensor):
-        try:
-            value = torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError) as err:
-            what = type(value).__name__
-            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {what}") from err
     return check_finite(as_tensor(value, name, dtype=torch.float64), name)
 
 
@@ -82,19 +77,9 @@ def _finite_real(value, name: str) -> float:
     return float(t)
 
 
-def _check_weights(weights, k: int, name: str = "weights") -> Tensor:
-    """Non-negative finite weights of shape ``(k,)`` with a positive sum, normalised to sum 1."""
-    if weights is None:
-        return torch.full((k,), 1.0 / k, dtype=torch.float64)
-    w = _as_f64(weights, name)
-    if w.shape != (k,):
-        raise ValueError(f"{name} must have shape ({k},), got {tuple(w.shape)}")
-    if bool((w < 0).any()):
-        raise ValueError(f"{name} must be non-negative")
-    total = float(w.sum())
-    if not total > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return w / total
+def _check_weights(weights, k: int) -> Tensor:
+    """``weights`` read in float64 (python floats are not rounded through float32), then checked."""
+    return check_weights(None if weights is None else _as_f64(weights, "weights"), k)
 
 
 def _component_indices(weights: Tensor, n: int, stratified: bool, generator, device: torch.device) -> Tensor:
@@ -127,11 +112,10 @@ def _show(v) -> str:
 
 
 class Target:
-    r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled.
-
-    Subclasses implement ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)``
-    and optionally ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to
-    ``__init__`` by keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
+    r"""A probability distribution on :math:`\mathbb{R}^d` that can be sampled. Subclasses implement
+    ``_sample(n, generator, device)`` (float64) and, with a density, ``_log_prob(x)`` and optionally
+    ``_score(x)`` (default: autograd of ``_log_prob``); their scalar parameters, passed to ``__init__`` by
+    keyword, are checked by the functions of their table ``_params`` and shown by ``repr``.
 
     Used in: :class:`~gwf_tutorial.targets.Gaussian` and every other target of this module (their base class).
     """
@@ -207,8 +191,7 @@ class Gaussian(Target):
         if mean.ndim != 1:
             raise ValueError(f"mean must have shape (d,), got {tuple(mean.shape)}")
         super().__init__(mean.shape[0], name)
-        self.mean = mean.to(torch.float64)
-        self.cov = cov.to(torch.float64)
+        self.mean, self.cov = mean.to(torch.float64), cov.to(torch.float64)
         self._chol = torch.linalg.cholesky(self.cov)
 
     def _sample(self, n, generator, device):
@@ -216,16 +199,13 @@ class Gaussian(Target):
         return self.mean.to(device) + z @ self._chol.to(device).T
 
     def _log_prob(self, x):
-        L = _like(self._chol, x)
-        diff = (x - _like(self.mean, x)).T
+        L, diff = _like(self._chol, x), (x - _like(self.mean, x)).T
         sol = torch.linalg.solve_triangular(L, diff, upper=False)
-        logdet = 2.0 * torch.log(torch.diagonal(L)).sum()
-        return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + logdet)
+        return -0.5 * (sol.pow(2).sum(0) + self.dim * _LOG_2PI + 2.0 * torch.log(torch.diagonal(L)).sum())
 
     def _score(self, x):
         L = _like(self._chol, x)
-        diff = (x - _like(self.mean, x)).T
-        return -torch.cholesky_solve(diff, L, upper=False).T
+        return -torch.cholesky_solve((x - _like(self.mean, x)).T, L, upper=False).T
 
     _shown = ("mean", "cov")
 
@@ -245,25 +225,17 @@ def _mixture_covs(covs, k: int, d: int) -> Tensor:
         return c[:, None, None].pow(2) * eye
     if c.ndim == 2:
         return check_spd(c, "covs", dim=d).expand(k, d, d).clone()
-    if c.ndim == 3 and c.shape[0] != k:
-        raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(c.shape)}")
-    if c.ndim == 3:
+    if c.ndim == 3 and c.shape[0] == k:
         return check_spd(c, "covs", dim=d)
-    raise ValueError(f"covs must be a number, (K,), (d, d) or (K, d, d), got {tuple(c.shape)}")
+    raise ValueError(f"covs must be a number, ({k},), ({d}, {d}) or ({k}, {d}, {d}), got {tuple(c.shape)}")
 
 
 class GaussianMixture(Target):
-    r"""Mixture of Gaussians.
-
-    .. math::
-
-        p(x) = \sum_{k=1}^K w_k\, N(x; m_k, \Sigma_k), \qquad
-        \nabla \log p(x) = -\sum_k r_k(x)\, \Sigma_k^{-1}(x - m_k), \qquad
-        r_k = \frac{w_k N(x; m_k, \Sigma_k)}{p(x)}.
-
-    ``means`` (K, d); ``covs``: a common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode
-    (K,), one shared covariance (d, d) or one per mode (K, d, d); ``weights`` (K,), normalised (uniform
-    by default). ``stds`` is the scale :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode.
+    r"""Mixture of Gaussians :math:`p(x) = \sum_k w_k\, N(x; m_k, \Sigma_k)`, score :math:`-\sum_k r_k(x)\,
+    \Sigma_k^{-1}(x - m_k)`, :math:`r_k = w_k N(x; m_k, \Sigma_k) / p(x)`. ``means`` (K, d); ``covs``: a
+    common standard deviation (:math:`\Sigma_k = s^2 I`), one per mode (K,), one shared covariance (d, d) or
+    one per mode (K, d, d); ``weights`` (K,), normalised (uniform by default). ``stds`` is the scale
+    :math:`\sqrt{\lambda_{\max}(\Sigma_k)}` of each mode.
 
     Used in: chapters 4, 8 and 11.
     """
@@ -276,8 +248,7 @@ class GaussianMixture(Target):
         super().__init__(d, name)
         covs_t = _mixture_covs(covs, k, d)
         self.stratified = check_bool(stratified, "stratified")
-        self.means = means
-        self.covs = covs_t
+        self.means, self.covs = means, covs_t
         self.weights = _check_weights(weights, k)
         self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
         self._chol = torch.linalg.cholesky(covs_t)
@@ -333,8 +304,7 @@ class Banana(Target):
     def _sample(self, n, generator, device):
         z = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         x1 = self.scale * z[:, 0]
-        x2 = self.curvature * (x1.pow(2) - self.scale**2) + self.noise * z[:, 1]
-        return torch.stack([x1, x2], dim=1)
+        return torch.stack([x1, self.curvature * (x1.pow(2) - self.scale**2) + self.noise * z[:, 1]], dim=1)
 
     def _log_prob(self, x):
         a, b, s = self.scale, self.curvature, self.noise
@@ -346,9 +316,7 @@ class Banana(Target):
         a, b, s = self.scale, self.curvature, self.noise
         x1, x2 = x[:, 0], x[:, 1]
         r = x2 - b * (x1.pow(2) - a * a)
-        g1 = -x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1
-        g2 = -r / (s * s)
-        return torch.stack([g1, g2], dim=1)
+        return torch.stack([-x1 / (a * a) + (r / (s * s)) * 2.0 * b * x1, -r / (s * s)], dim=1)
 
 
 class TwoMoons(Target):
@@ -439,26 +407,19 @@ class Spirals(Target):
 def _log_interval_prob(lo: Tensor, hi: Tensor) -> Tensor:
     """``log(Phi(hi) - Phi(lo))`` for ``lo < hi``, stable in both tails."""
     flip = lo > 0  # upper tail: Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
-    a = torch.where(flip, -hi, lo)
-    b = torch.where(flip, -lo, hi)
+    a, b = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)
     lb = torch.special.log_ndtr(b)
     u = torch.special.log_ndtr(a) - lb  # <= 0
-    log1mexp = torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
-    return lb + log1mexp
+    return lb + torch.where(u > -math.log(2.0), torch.log(-torch.expm1(u)), torch.log1p(-torch.exp(u)))
 
 
 class Checkerboard(Target):
-    r"""Uniform law on the black cells (``i + j`` even) of a ``k x k`` board on :math:`[\ell, h]^2`.
-
-    .. math::
-
-        p(x) = \frac{1}{C w^2} \sum_{(i,j) \text{ black}}
-               \big[\Phi(\tfrac{x_1 - a_i}{\sigma}) - \Phi(\tfrac{x_1 - a_i - w}{\sigma})\big]
-               \big[\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j - w}{\sigma})\big],
-        \quad a_i = \ell + i w,
-
-    with ``C`` black cells of width ``w``; for :math:`\sigma = 0`, :math:`1/(C w^2)` on the black cells.
-    The defaults are the drifting demo's (S-JKO's board: ``"sjko_checkerboard"``).
+    r"""Uniform law on the black cells (``i + j`` even) of a ``k x k`` board on :math:`[\ell, h]^2`, plus
+    noise: :math:`p(x) = \frac{1}{C w^2} \sum_{(i,j) \text{ black}} [\Phi(\tfrac{x_1 - a_i}{\sigma}) -
+    \Phi(\tfrac{x_1 - a_i - w}{\sigma})] [\Phi(\tfrac{x_2 - a_j}{\sigma}) - \Phi(\tfrac{x_2 - a_j -
+    w}{\sigma})]`, :math:`a_i = \ell + i w`, with ``C`` black cells of width ``w``; for :math:`\sigma = 0`,
+    :math:`1/(C w^2)` on the black cells. The defaults are the drifting demo's (S-JKO's board:
+    ``"sjko_checkerboard"``).
 
     Used in: ``targets._REGISTRY`` (``"checkerboard"``, ``"drifting_checkerboard"``).
     """
@@ -502,24 +463,16 @@ class Checkerboard(Target):
 
     def _score(self, x):
         if self.noise == 0:
-            lp = self._log_prob(x)
-            return torch.where(torch.isfinite(lp)[:, None], torch.zeros_like(x), math.nan)
+            return torch.where(torch.isfinite(self._log_prob(x))[:, None], torch.zeros_like(x), math.nan)
         return super()._score(x)
 
 
 class Rings(Target):
     r"""Mixture of noisy circles: :math:`c_k + r_k(\cos\theta, \sin\theta) + \sigma_k\varepsilon`,
-    :math:`\theta \sim U(0, 2\pi)`.
-
-    .. math::
-
-        p_k(x) = \frac{1}{2\pi\sigma_k^2}
-                 \exp\Big(-\frac{(\rho - r_k)^2}{2\sigma_k^2}\Big)\,
-                 \mathrm{i0e}\Big(\frac{r_k \rho}{\sigma_k^2}\Big), \quad \rho = |x - c_k|,
-        \qquad p = \sum_k w_k p_k,
-
-    with ``i0e`` :math:`= e^{-z} I_0(z)`; the score uses :math:`I_1 / I_0`. ``std`` is one number or one per
-    ring; ``centers`` default to the origin.
+    :math:`\theta \sim U(0, 2\pi)`, density :math:`p = \sum_k w_k p_k`, :math:`p_k(x) =
+    \frac{1}{2\pi\sigma_k^2} \exp(-\frac{(\rho - r_k)^2}{2\sigma_k^2})\, \mathrm{i0e}(\frac{r_k
+    \rho}{\sigma_k^2})`, :math:`\rho = |x - c_k|`, with ``i0e`` :math:`= e^{-z} I_0(z)`; the score uses
+    :math:`I_1 / I_0`. ``std`` is one number or one per ring; ``centers`` default to the origin.
 
     Used in: ``targets._REGISTRY`` (``"rings"``).
     """
@@ -533,24 +486,20 @@ class Rings(Target):
         k = r.numel()
         s = _as_f64(std, "std").reshape(-1)
         s = s.expand(k).clone() if s.numel() == 1 else s
-        if s.numel() != k:
-            raise ValueError(f"std must be a number or have shape ({k},), got {s.numel()} values")
-        if not bool((s > 0).all()):
-            raise ValueError("std must be positive")
+        if s.numel() != k or not bool((s > 0).all()):
+            raise ValueError(f"std must be positive, a number or one per ring ({k},), got {s.numel()} values")
         c = torch.zeros(k, 2, dtype=torch.float64) if centers is None else _as_f64(centers, "centers")
         if c.shape != (k, 2):
             raise ValueError(f"centers must have shape ({k}, 2), got {tuple(c.shape)}")
         self.radii, self.stds, self.centers = r, s, c
-        self.weights = _check_weights(weights, k)
-        self.stratified = bool(stratified)
+        self.weights, self.stratified = _check_weights(weights, k), bool(stratified)
 
     def _sample(self, n, generator, device):
         idx = _component_indices(self.weights, n, self.stratified, generator, device)
         theta = 2.0 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         eps = torch.randn(n, 2, generator=generator, dtype=torch.float64, device=device)
         r, s, c = (self.radii.to(device)[idx], self.stds.to(device)[idx], self.centers.to(device)[idx])
-        circle = torch.stack([theta.cos(), theta.sin()], dim=1)
-        return c + r[:, None] * circle + s[:, None] * eps
+        return c + r[:, None] * torch.stack([theta.cos(), theta.sin()], dim=1) + s[:, None] * eps
 
     def _parts(self, x):
         diff = x[:, None, :] - _like(self.centers, x)[None]  # (n, K, 2)
@@ -572,8 +521,7 @@ class Rings(Target):
         ratio = torch.special.i1e(z_safe) / (torch.special.i0e(z_safe) * z_safe)
         ratio = torch.where(small, 0.5 - z.pow(2) / 16.0, ratio)  # A(z)/z near 0
         coef = (r.pow(2) / s2 * ratio - 1.0) / s2  # (n, K)
-        resp = torch.softmax(comp, dim=1)
-        return ((resp * coef)[:, :, None] * diff).sum(1)
+        return ((torch.softmax(comp, dim=1) * coef)[:, :, None] * diff).sum(1)
 
     _shown = ("radii", "stds", "weights", "centers")
 
@@ -607,10 +555,6 @@ class FinitePoints(Target):
     _shown = ("n_points",)
 
 
-def _gaussian(mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8)), name="gaussian"):
-    return Gaussian(mean, cov, name=name)
-
-
 def _gwf_eight_gaussians(scale=1.0, std=0.1, stratified=False, name="eight_gaussians"):
     h = 1.0 / math.sqrt(2.0)
     centers = [(1, 0), (-1, 0), (0, 1), (0, -1), (h, h), (h, -h), (-h, h), (-h, -h)]
@@ -635,13 +579,8 @@ def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twent
     return GaussianMixture(means, s, stratified=stratified, name=name)
 
 
-def _sjko_checkerboard(name="sjko_checkerboard"):
-    return Checkerboard(4, -2.0 * math.pi / 3.0, 2.0 * math.pi / 3.0, noise=0.0, name=name)
-
-
 def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rings"):
-    radius = check_positive(radius, "radius")
-    n_per_ring = check_int(n_per_ring, "n_per_ring")
+    radius, n_per_ring = check_positive(radius, "radius"), check_int(n_per_ring, "n_per_ring")
     ang = 2.0 * math.pi * torch.arange(n_per_ring, dtype=torch.float64) / n_per_ring
     ring = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
     offset = torch.tensor([0.0, (2.0 + delta) * radius], dtype=torch.float64)
@@ -650,14 +589,15 @@ def _gwf_three_rings(radius=0.3, delta=0.5, n_per_ring=1000, name="gwf_three_rin
 
 # One line per distribution, its aliases after it (the table of the module docstring).
 _REGISTRY: dict[str, Callable[..., Target]] = {
-    "gaussian": _gaussian,
+    "gaussian": partial(Gaussian, mean=(1.0, -0.5), cov=((1.0, 0.6), (0.6, 0.8))),
     "eight_gaussians": _gwf_eight_gaussians, "gwf_eight_gaussians": _gwf_eight_gaussians,
     "sjko_8gaussians": _sjko_8gaussians,
     "twenty_five_gaussians": _sjko_25gaussians, "sjko_25gaussians": _sjko_25gaussians,
     "moons": TwoMoons, "gwf_moons": TwoMoons,
     "swiss_roll": SwissRoll, "drifting_swiss_roll": SwissRoll,
     "checkerboard": Checkerboard, "drifting_checkerboard": Checkerboard,
-    "sjko_checkerboard": _sjko_checkerboard,
+    "sjko_checkerboard": partial(Checkerboard, n_cells=4, low=-2.0 * math.pi / 3.0, high=2.0 * math.pi / 3.0,
+                                 noise=0.0),
     "two_circles": TwoCircles, "sjko_twocircles": TwoCircles, "gwf_circles": TwoCircles,
     "gwf_three_rings": _gwf_three_rings,
     "rings": Rings,
@@ -698,11 +638,8 @@ def gaussian_quantiles(n: int, mean: float, var: float, *, dtype: torch.dtype = 
     """
     import numpy as np
     from scipy.stats import norm
-
     n = check_int(n, "n", min_value=2)
-    var = check_positive(var, "var")
-    if not isinstance(mean, int | float) or not math.isfinite(mean):
-        raise ValueError(f"mean must be a finite number, got {mean!r}")
+    var, mean = check_positive(var, "var"), _finite_real(mean, "mean")
     check_dtype(dtype)
     u = torch.as_tensor(norm.ppf((np.arange(n) + 0.5) / n), dtype=torch.float64)
     u = (u - u.mean()) / u.std(unbiased=False)

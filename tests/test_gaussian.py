@@ -43,19 +43,15 @@ def _sample(m, S, n, g):
 # ------------------------------------------------------------------------------------------
 
 
-def test_sqrtm_spd_matches_scipy_and_squares_back():
+def test_sqrtm_matches_scipy_and_squares_back():
     g = torch.Generator().manual_seed(0)
     S = torch.stack([_rand_spd(4, g) for _ in range(3)])  # batch (3, 4, 4)
-    R = G.sqrtm_spd(S)
-    Ri = G.inv_sqrtm_spd(S)
+    R = G._sqrtm(S)
     assert R.dtype == F64 and R.shape == (3, 4, 4)
     for k in range(3):
         ref = scipy.linalg.sqrtm(S[k].numpy()).real
         np.testing.assert_allclose(R[k].numpy(), ref, atol=1e-12)
     torch.testing.assert_close(R @ R, S, atol=1e-12, rtol=0)
-    torch.testing.assert_close(
-        Ri @ S @ Ri, torch.eye(4, dtype=F64).expand(3, 4, 4), atol=1e-11, rtol=0
-    )
     torch.testing.assert_close(R.mT, R, atol=0, rtol=0)
 
 
@@ -65,7 +61,7 @@ def test_sqrtm_gradient_matches_finite_differences_including_repeated_eigenvalue
 
     def f(X):  # symmetric input built from a free matrix; at X = 0 all eigenvalues equal 1
         S = torch.eye(3, dtype=F64) + 0.5 * (X + X.T)
-        return (G.sqrtm_spd(S) * C).sum() + (G.inv_sqrtm_spd(S) * C.T).sum()
+        return (G._sqrtm(S) * C).sum()
 
     for X0 in (torch.zeros(3, 3, dtype=F64), 0.3 * torch.randn(3, 3, generator=g, dtype=F64)):
         X = X0.clone().requires_grad_(True)
@@ -429,12 +425,12 @@ def test_entropic_ot_matches_minimisation_over_gaussian_couplings():
     d, eps = 2, 0.6
     ma, Sa = _rand_gaussian(d, g)
     mb, Sb = _rand_gaussian(d, g)
-    Ra, Rb = G.sqrtm_spd(Sa), G.sqrtm_spd(Sb)
+    Ra, Rb = G._sqrtm(Sa), G._sqrtm(Sb)
     eye = torch.eye(d, dtype=F64)
 
     def fun(q_np):
         Q = torch.tensor(q_np, dtype=F64).reshape(d, d).requires_grad_(True)
-        K = Q @ G.inv_sqrtm_spd(eye + Q.T @ Q)
+        K = Q @ torch.linalg.inv(G._sqrtm(eye + Q.T @ Q))
         C = Ra @ K @ Rb
         obj = (
             ((ma - mb) ** 2).sum()
@@ -482,8 +478,6 @@ def test_bad_inputs_raise_naming_the_argument():
         G.sinkhorn_divergence(m, S, m, S, -1.0)
     with pytest.raises(ValueError, match="n_steps"):
         G.euler_iterates_kl(m, S, m, S, 0.1, 0)
-    with pytest.raises(ValueError, match="S"):
-        G.sqrtm_spd(-torch.eye(2, dtype=F64))
     with pytest.raises(ValueError, match="x"):
         G.monge_map(m, S, m, S)(torch.zeros(5, 3, dtype=F64))
 

@@ -391,8 +391,6 @@ spec("gaussian.jko_step_kl", gaussian.jko_step_kl, lambda: _J() | dict(tau=0.5),
 spec("gaussian.jko_map_kl", gaussian.jko_map_kl, lambda: _J() | dict(tau=0.5), positive=("tau",))
 spec("gaussian.euler_step_kl", gaussian.euler_step_kl, lambda: _J() | dict(step_size=0.1),
     positive=("step_size",))
-spec("gaussian.sqrtm_spd", gaussian.sqrtm_spd, lambda: dict(S=SPD()),
-     extra=[("not SPD", dict(S=torch.tensor([[1.0, 2.0], [2.0, 1.0]])), "S")])
 
 # --- metrics -----------------------------------------------------------------------------------------
 for _fname in ("w2_squared", "energy_distance", "mmd2"):
@@ -518,8 +516,6 @@ spec("nets.ConvGenerator", nets.ConvGenerator, lambda: dict(latent_dim=4, channe
      ints=("latent_dim", "channels", "width"))
 spec("nets.ConvCritic", nets.ConvCritic, lambda: dict(channels=1, size=8, width=8, n_down=1, n_blocks=1),
      ints=("channels", "width"))
-spec("gaussian.inv_sqrtm_spd", gaussian.inv_sqrtm_spd, lambda: dict(S=SPD()),
-     extra=[("not SPD", dict(S=torch.tensor([[1.0, 2.0], [2.0, 1.0]])), "S")])
 spec("gaussian.relative_fisher_information", gaussian.relative_fisher_information, _G,
      extra=[("not SPD", dict(S2=torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)), "S2")])
 spec("gaussian.jko_objective_kl", gaussian.jko_objective_kl,
