@@ -1,4 +1,4 @@
-"""Compare a re-run of ``benchmarks/run_all.py`` with the committed results, (method, target) by (method, target).
+"""Compare a re-run of ``benchmarks/run_all.py`` with the committed results, cell by cell and row by row.
 
 For every (method, target) in both files: the re-run's median headline ratio (energy distance / floor on
 mixtures, W2^2 / floor elsewhere, as :func:`gwf_tutorial.benchmark.headline`) against the committed
@@ -58,16 +58,24 @@ def compare(new: dict, old: dict) -> tuple[list[dict], dict]:
 
 def report(cells: list[dict], families: dict, new_path: str, old_path: str) -> str:
     counts = {c: sum(x["cls"] == c for x in cells) for c in ("inside", "better", "above")}
-    lines = [f"# `{new_path}` against `{old_path}`", "",
-             f"{len(cells)} (method, target) cells: median headline ratio inside the committed seed interval "
-             f"{counts['inside']}, below it (better) {counts['better']}, above it {counts['above']}.", "",
-             "## Cells above the committed interval", "",
-             "| method | target | re-run median | committed median [min, max] |", "|---|---|---:|---|"]  # fmt: skip
-    lines += [f"| `{c['method']}` | {c['target']} | {c['new']:.3g} | {c['old']:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] |"
-              for c in cells if c["cls"] == "above"]  # fmt: skip
-    lines += ["", "## Rows (method, target, seed) by family", "",
-              "| family | rows | bit-identical | largest relative change of W2^2 or energy |", "|---|---:|---:|---:|"]
-    lines += [f"| {fam} | {f['rows']} | {f['identical']} | {f['max_rel']:.2g} |" for fam, f in families.items()]
+    lines = [
+        f"# `{new_path}` against `{old_path}`", "",
+        f"{len(cells)} (method, target) cells: median headline ratio inside the committed seed interval "
+        f"{counts['inside']}, below it (better) {counts['better']}, above it {counts['above']}.", "",
+        "## Cells above the committed interval", "",
+        "| method | target | re-run median | committed median [min, max] |", "|---|---|---:|---|",
+    ]  # fmt: skip
+    lines += [
+        f"| `{c['method']}` | {c['target']} | {c['new']:.3g} | {c['old']:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] "
+        "|"
+        for c in cells if c["cls"] == "above"
+    ]  # fmt: skip
+    lines += [
+        "", "## Rows (method, target, seed) by family", "",
+        "| family | rows | bit-identical | largest relative change of W2^2 or energy |",
+        "|---|---:|---:|---:|",
+    ]  # fmt: skip
+    lines += [f"| {k} | {f['rows']} | {f['identical']} | {f['max_rel']:.2g} |" for k, f in families.items()]
     return "\n".join(lines) + "\n"
 
 
