@@ -459,12 +459,25 @@ def test_particle_flows_floors_agree_on_the_common_targets():
 _GOLDEN = torch.load(Path(__file__).parent / "golden" / "benchmark_run.pt")
 
 
+# Bit-identical on the CPU kind the file was made on. Another CPU kind dispatches torch to other vector
+# kernels (other rounding): there the same code differs from the file by at most 3.6e-5 (measured on all
+# 34 methods, samples of size about 5), while a changed computation moves samples by 1e-2 or more.
+GOLDEN_ATOL = 1e-4
+
+
 @pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
 @pytest.mark.parametrize("method", sorted(_GOLDEN))
 def test_samples_bit_identical_to_the_code_before_the_methods_module(method):
     g = _GOLDEN[method]
     x = benchmark.run(method, g["target"], g["n"], g["seed"], budget_s=g["budget_s"])
-    assert torch.equal(x, g["x"])
+    if not torch.equal(x, g["x"]):
+        torch.testing.assert_close(x, g["x"], rtol=0, atol=GOLDEN_ATOL)
+
+
+def test_golden_tolerance_catches_a_changed_computation():
+    g = _GOLDEN["particle_mmd"]
+    x = benchmark.run("particle_mmd", g["target"], g["n"], g["seed"], budget_s=1.5 * g["budget_s"])
+    assert (x - g["x"]).abs().max() > 100 * GOLDEN_ATOL  # 50 % more steps: far outside the tolerance
 
 
 def test_golden_file_covers_every_method():
