@@ -34,12 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from gwf_tutorial import _validation as _v
-from gwf_tutorial import critics as _critics
-from gwf_tutorial import data as _data
-from gwf_tutorial import drifting as _drifting
-from gwf_tutorial import jko as _jko
-from gwf_tutorial import metrics as _metrics
-from gwf_tutorial import sjko as _sjko
+from gwf_tutorial import critics, data, drifting, jko, metrics, sjko
 from gwf_tutorial import train as _train
 from gwf_tutorial import trainer as _tr
 from gwf_tutorial.metrics import StandInFeatures
@@ -114,9 +109,8 @@ Config = dataclasses.make_dataclass(
     "Config", [(k, object, dataclasses.field(default=d)) for k, (d, _) in _SETTINGS.items()],
     bases=(_tr.RunSettings,), namespace={"__module__": __name__, "label": _LABEL, "SETTINGS": _SETTINGS,
                                          "__doc__": r"""
-    Every setting of a run (``_SETTINGS``, one ``--flag`` each: ``python -m gwf_tutorial.cifar10 --help``),
-    saved in each checkpoint, checked by ``--resume``; ``tau``: the JKO step of the cost
-    :math:`|x - x'|^2 / (2\tau d)`; ``batch_size``: per process; ``label``: what the numbers are.
+    Every setting of a run (``_SETTINGS``, one ``--flag`` each: ``python -m gwf_tutorial.cifar10 --help``,
+    ``_HELP``), saved in each checkpoint, checked by ``--resume``; ``label``: what the numbers are.
 
     Used in: :func:`~gwf_tutorial.cifar10.make_config`.
     """},
@@ -202,9 +196,9 @@ class Trainer(_tr.ResumableRun):
             self.generator, self.critic, lr=cfg.lr, lr_critic=cfg.lr_critic if self.critic else 1.0,
             betas=cfg.betas, lr_schedule=cfg.lr_schedule, eta_min=cfg.eta_min, ema_decay=cfg.ema_decay,
             clip_grad=cfg.grad_clip or None, fused=self.device.type == "cuda")  # fmt: skip
-        self.objective = {"jko-kldv": _jko.get_critic_objective("kl_dv"), "jko-mmd":
-                          _jko.LearnedKernelMMD(feature_dim=cfg.mmd_features)}.get(cfg.method)  # fmt: skip
-        self.drift = _drifting.MultiTemperatureDrift(cfg.temperatures) if cfg.method == "drifting" else None
+        self.objective = {"jko-kldv": jko.get_critic_objective("kl_dv"), "jko-mmd":
+                          jko.LearnedKernelMMD(feature_dim=cfg.mmd_features)}.get(cfg.method)  # fmt: skip
+        self.drift = drifting.MultiTemperatureDrift(cfg.temperatures) if cfg.method == "drifting" else None
         self.names = ("loss_g",) if self.critic is None else ("loss_d", "objective", "transport", "loss_g")
         self.g_train = self.dist.wrap(self.generator, self.device)  # DDP replicas under torchrun
         if self.critic is not None:  # DDP synchronises what a forward computes: the critic's loss
@@ -213,11 +207,11 @@ class Trainer(_tr.ResumableRun):
     def _load_real(self) -> Tensor:
         cfg = self.cfg
         if cfg.data == "cifar10":  # rank 0 downloads first, the others read its copy
-            images = _data.cifar10_tensor(cfg.data_root, download=True)[0] if self.dist.is_main else None
+            images = data.cifar10_tensor(cfg.data_root, download=True)[0] if self.dist.is_main else None
             self.dist.barrier()
-            return images if images is not None else _data.cifar10_tensor(cfg.data_root, download=False)[0]
+            return images if images is not None else data.cifar10_tensor(cfg.data_root, download=False)[0]
         g = _train.make_generator(10_000 + cfg.seed)  # the same synthetic set on every process
-        return _data.synthetic_images(cfg.n_synthetic, size=cfg.image_size, generator=g)[0]
+        return data.synthetic_images(cfg.n_synthetic, size=cfg.image_size, generator=g)[0]
 
     def _build_critic(self, c: int, s: int) -> nn.Module | None:
         cfg, mmd = self.cfg, self.cfg.method == "jko-mmd"
@@ -226,8 +220,8 @@ class Trainer(_tr.ResumableRun):
         conv = Autocast(ConvCritic(c, s, cfg.d_width, cfg.mmd_features if mmd else 1, n_blocks=cfg.d_blocks,
                                    zero_init_last=mmd), self.amp)  # fmt: skip
         if mmd:  # the kernel's embedding is the conv net, starting at 0 (pixel kernel)
-            return _critics.LearnedKernel(self.dim, feature_dim=cfg.mmd_features, embedding=conv)
-        return _critics.Critic(self.dim, "kl_dv", net=conv) if cfg.method == "jko-kldv" else conv  # sjko: v
+            return critics.LearnedKernel(self.dim, feature_dim=cfg.mmd_features, embedding=conv)
+        return critics.Critic(self.dim, "kl_dv", net=conv) if cfg.method == "jko-kldv" else conv  # sjko: v
 
     def _critic_fn(self, critic: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The adversary's loss and bound, or (S-JKO) ``E v(T(x)) + E Psi*(-v(y)) + r1/2 E|grad v(y)|^2``."""
@@ -235,8 +229,8 @@ class Trainer(_tr.ResumableRun):
         if cfg.method != "sjko":
             loss, bound = self.objective.critic_loss(critic, x, y, r1=cfg.r1, gp=cfg.gp, generator=self.g_cpu)
             return loss, bound.detach()
-        v_real, grad = _critics.value_and_input_grad(critic, y) if cfg.r1 > 0 else (critic(y), None)
-        loss = _sjko.potential_loss(critic(x), v_real, "kl", grad_real=grad, r1=cfg.r1)
+        v_real, grad = critics.value_and_input_grad(critic, y) if cfg.r1 > 0 else (critic(y), None)
+        loss = sjko.potential_loss(critic(x), v_real, "kl", grad_real=grad, r1=cfg.r1)
         return loss, loss.detach()
 
     def _reference(self, z: Tensor) -> Tensor:
@@ -270,13 +264,13 @@ class Trainer(_tr.ResumableRun):
             logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == cfg.total_iters
             V, raw = self.drift._velocity(x.detach(), y, with_raw=logged)
             self.extra.update({} if raw is None else {"drift_rms": raw.float()})
-            loss = _drifting.drifting_loss(x, V)
+            loss = drifting.drifting_loss(x, V)
             return loss, [loss.detach()]
         x_old = self._reference(z)
-        transport = _jko.proximal_cost(x if cfg.method != "sjko" else x.detach(), x_old, cfg.tau,
+        transport = jko.proximal_cost(x if cfg.method != "sjko" else x.detach(), x_old, cfg.tau,
                                        per_dim_average=True).mean()  # fmt: skip
         if cfg.method == "sjko":
-            loss = _sjko.map_loss(x, x_old, self.critic(x), cfg.tau, per_dim_average=True)
+            loss = sjko.map_loss(x, x_old, self.critic(x), cfg.tau, per_dim_average=True)
         else:
             loss = transport + self.objective.map_term(self.critic, x, y)
         return loss, [self._value, transport.detach(), loss.detach()]
@@ -298,24 +292,23 @@ def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | N
     extractor = None if feature == "inception" else StandInFeatures(*trainer.image_shape[:2])
     real = trainer.real.reshape(-1, *trainer.image_shape)
     fake = trainer.sample(n, seed=seed, batch_size=cfg.fid_batch)
-    res = {"fid": _metrics.frechet_distance(real, fake, extractor, batch_size=cfg.fid_batch, device=dev),
+    res = {"fid": metrics.frechet_distance(real, fake, extractor, batch_size=cfg.fid_batch, device=dev),
            "n_samples": n, "n_real": int(real.shape[0])}  # fmt: skip
     if cfg.kid if kid is None else bool(kid):
-        res["kid_mean"], res["kid_std"] = _metrics.kernel_distance(
+        res["kid_mean"], res["kid_std"] = metrics.kernel_distance(
             real, fake, extractor, subsets=50, subset_size=1000, batch_size=cfg.fid_batch, device=dev)
-    data = "CIFAR-10 train set" if cfg.data == "cifar10" else "synthetic data (not CIFAR-10)"
+    images = "CIFAR-10 train set" if cfg.data == "cifar10" else "synthetic data (not CIFAR-10)"
     feat = "Inception-v3 (torchmetrics)" if feature == "inception" else StandInFeatures.label
-    return {**res, "feature": feature, "data": cfg.data, "label": f"{data}; features: {feat}; {name}",
+    return {**res, "feature": feature, "data": cfg.data, "label": f"{images}; features: {feat}; {name}",
             "device": name, "method": cfg.method, "net": cfg.net, "step": trainer.step,
             "train_seconds": trainer.train_seconds, "eval_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = False, overwrite: bool = False,
           real: Tensor | None = None, evaluate_at_end: bool = True) -> tuple[Trainer, dict]:  # fmt: skip
-    r"""Build a :class:`Trainer`, continue ``cfg.out/last.pt`` if ``resume`` (none: say so, start fresh),
-    train, write ``samples.png`` and, when done, :func:`evaluate` into ``metrics.json`` (rank 0). A fresh run
-    refuses a folder that holds a run unless ``overwrite`` (its files are deleted first). Returns the trainer
-    and the summary (``status``, ``step``, ``resumed_from``, ``metrics``, ...).
+    r"""Build a :class:`Trainer` by ``trainer.ResumableRun.start`` (``resume``, ``overwrite``: see there),
+    train, write ``samples.png`` and, when done, :func:`evaluate` into ``metrics.json`` (rank 0). Returns the
+    trainer and the summary (``status``, ``step``, ``resumed_from``, ``metrics``, ...).
 
     Used in: chapter 10.
     """

@@ -607,14 +607,8 @@ class ParametricJKO(TrainerPreset):
         return out
 
     def map_loss(self, z, y=None) -> Tensor:
-        r"""The map's loss of the current step on given batches (critic frozen), shape ``()``.
-
-        .. math::
-
-            \ell(T) = \frac{1}{2\tau}\frac1n\sum_i |T(z_i) - T_k(z_i)|^2 + \widehat M(h; T(z), y)
-
-        (no transport term with ``tau=None``: the GAN's generator loss).
-        """
+        r"""The map's loss of the current step on given batches (critic frozen), shape ``()``: the module
+        docstring's objective, :math:`F` by its map term on ``y`` (``tau=None``: no transport term)."""
         (src, x_old), y = _source_and_old(self, _check_batch(self, z, "z")), _check_batch(self, y, "y")
         x_new = self.map(src)
         return _transport(self, x_new, x_old) + _map_terms(self, x_new, src, y)[0]

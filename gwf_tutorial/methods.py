@@ -243,12 +243,8 @@ def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_it
 
 def gwf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0, objective_generator=None,
         progress=False, **options) -> jko.ParametricJKO:
-    r"""GWF: the parametric JKO step, one push-forward map reparameterized at every step.
-
-    .. math::
-
-        T_{k+1} = \arg\min_T \sup_h \; \frac{1}{2\tau}\mathbb E|T(z) - T_k(z)|^2
-        + \hat F_h(T_\#\mu_0), \qquad z \sim \mu_0 = \mathcal N(0, I_d).
+    r"""GWF: the parametric JKO step of :mod:`gwf_tutorial.jko` from :math:`\mu_0 = \mathcal N(0, I_d)`, one
+    push-forward map reparameterized at every step.
 
     Objective: an f-divergence name (``"kl"``, ``"kl_dv"``, ``"js"``, ``"chi2"``,
     ``"squared_hellinger"``; critic with R1 ``r1``), ``"w1"``, ``"mmd"`` (5 Gaussian bandwidths x
@@ -281,12 +277,8 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
 
 def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidden=32, depth=2, dim=None,
              seed=0, progress=False, **options) -> jko.ParametricJKO:
-    r"""JKO-ICNN: each JKO step's map is the gradient of an input-convex network.
-
-    .. math::
-
-        \psi_{k+1} = \arg\min_{\psi\ \text{convex}}
-        \frac{1}{2\tau}\mathbb E|\nabla\psi(x) - x|^2 + \mathrm{KL}((\nabla\psi)_\#\rho_k\,\|\,\nu).
+    r"""JKO-ICNN: each JKO step's map (:mod:`gwf_tutorial.jko`, from :math:`\rho_k`) is the gradient
+    :math:`\nabla\psi_{k+1}` of an input-convex network.
 
     Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
     discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla\psi_k`, ICNNs.
@@ -370,12 +362,8 @@ def gmmn(y, *, n_iters=2700, bandwidths=_MMD_BANDWIDTHS, seed=0, progress=False,
 
 
 def sjko(y, *, n_phases=6, n_iters=600, seed=0, progress=False, **options) -> _sjko.SemiDualJKO:
-    r"""S-JKO: the semi-dual JKO step, whose inner problem is explicit.
-
-    .. math::
-
-        \sup_v \inf_T \; \mathbb E_{x\sim\rho_k}\Big[\frac{|T(x) - x|^2}{2\tau} - v(T(x))\Big]
-        - \tau\,\mathbb E_{y\sim\nu}\,\Psi^*(-v(y)/\tau).
+    r"""S-JKO: the semi-dual JKO step :math:`\sup_v \inf_T J(v, T)` of :mod:`gwf_tutorial.sjko`, whose inner
+    problem is explicit.
 
     Objective: KL through its conjugate :math:`\Psi^*`, a potential :math:`v`; discretization: ``n_phases``
     semi-dual JKO steps of ``n_iters`` (``options`` go to ``sjko.toy_trainer``); parametrization: one
@@ -405,12 +393,8 @@ DRIFT_FIELDS: dict[str, Callable] = {
 
 def drifting(y, field="algorithm2", *, n_iters=3200, batch_size=256, lr=2e-3, latent_dim=8, generator=None,
              field_generator=None, progress=False) -> _drifting.DriftingHistory:
-    r"""Drifting model: a one-step generator regressed onto its own samples moved by a drift field.
-
-    .. math::
-
-        \theta \leftarrow \theta - \eta\nabla_\theta \tfrac12\big|f_\theta(e) -
-        \mathrm{sg}\big(f_\theta(e) + V(f_\theta(e))\big)\big|^2, \qquad e \sim \mathcal N(0, I).
+    r"""Drifting model: a one-step generator regressed onto its own samples moved by a drift field (the
+    stop-gradient loss of :mod:`gwf_tutorial.drifting`).
 
     Objective: the drift field :math:`V`, a name of :data:`DRIFT_FIELDS` or a ``drifting.DriftField``;
     discretization: one explicit step per iteration, absorbed by the regression; parametrization: one

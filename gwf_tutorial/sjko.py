@@ -68,15 +68,10 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
                    r1: float = 0.0, source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
-    r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of v, plus R1,
-
-    .. math::
-
-        L_v = \mathbb E_{x \sim \rho_k}\, v(T(x)) + \mathbb E_{y \sim \nu}\, \Psi^*(-v(y))
-        + \frac{\lambda}{2}\, \mathbb E_{y \sim \nu} |\nabla v(y)|^2
-
-    (:meth:`SemiDualPotential.loss <gwf_tutorial.critics.SemiDualPotential.loss>`, ``r1`` :math:`= \lambda`,
-    official code: 0.2), from the values ``v_fake`` :math:`= v(T(x_i))`, ``v_real`` and ``grad_real``.
+    r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of v, plus R1
+    :math:`\frac{\lambda}{2}\mathbb E_\nu |\nabla v|^2` (:meth:`SemiDualPotential.loss
+    <gwf_tutorial.critics.SemiDualPotential.loss>`, ``r1`` :math:`= \lambda`, official code: 0.2), from the
+    values ``v_fake`` :math:`= v(T(x_i))`, ``v_real`` and ``grad_real``.
 
     Used in: :mod:`gwf_tutorial.cifar10`.
     """
@@ -86,14 +81,9 @@ def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_re
 
 def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average: bool = False,
              source_weights=None) -> Tensor:  # fmt: skip
-    r"""Loss of the map (minimised, shape ``()``): the c-transform objective, in one mean.
-
-    .. math::
-
-        L_T = \mathbb E\big[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))\big],
-
-    ``t_new`` :math:`= T(x_i)` ``(n, ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new``
-    :math:`= v(T(x_i))` ``(n,)``.
+    r"""Loss of the map (minimised, shape ``()``), the c-transform objective in one mean,
+    :math:`L_T = \mathbb E[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))]`: ``t_new`` :math:`= T(x_i)` ``(n,
+    ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new`` :math:`= v(T(x_i))` ``(n,)``.
 
     Used in: chapter 7.
     """
@@ -114,13 +104,9 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
 
 def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl", *, source_weights=None,
                         data_weights=None) -> Tensor:  # fmt: skip
-    r"""The semi-dual objective (shape ``()``), the primal JKO objective at the saddle point.
-
-    .. math::
-
-        J = \mathbb E_{x\sim\rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big] - \mathbb E_{y\sim\nu}\Psi^*(-v(y))
-
-    from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake``, ``v_real`` as in :func:`potential_loss`.
+    r"""The semi-dual :math:`J(v, T)` of the module docstring (shape ``()``), the primal JKO objective at the
+    saddle point, from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake``, ``v_real`` as in
+    :func:`potential_loss`.
 
     Used in: chapter 7 (semi-dual = primal at the optimum).
     """

@@ -10,9 +10,8 @@ problem's critic loss, then the map takes one Adam step on the problem's map los
     \phi \leftarrow \phi - \eta_c \nabla_\phi L_c(\phi; \theta) \ (\times\, \texttt{critic\_steps}),
     \qquad \theta \leftarrow \theta - \eta\, \nabla_\theta L(\theta; \phi),
 
-with the learning rates :math:`\eta, \eta_c` constant or cosine-annealed over the ``n_iters``
-iterations, an EMA of :math:`\theta` when asked, optional gradient clipping and bfloat16 autocast on
-CUDA. A non-finite loss raises :class:`TrainingDivergedError` naming the learning rates. The problem is:
+with the options of :class:`Trainer` (learning-rate schedule, EMA, clipping, bf16) and a
+:class:`TrainingDivergedError` at a non-finite loss. The problem is:
 
 - ``batch()``: draws what one iteration shares (or ``None``),
 - ``critic_loss(batch) -> (loss, record)``: the critic's loss and one detached scalar to log,
@@ -45,7 +44,6 @@ from gwf_tutorial import _validation as _v
 from gwf_tutorial import train as _train
 from gwf_tutorial._validation import FlowDivergedError, check_betas, check_nonnegative, check_positive
 from gwf_tutorial.train import DistInfo, ema_update, load_checkpoint, save_checkpoint
-from gwf_tutorial.train import progress as _progress
 
 __all__ = ["PhaseRecord", "Trainer", "TrainerPreset", "TrainingDivergedError", "frozen_copy", "LossModule",
            "RunSettings", "ResumableRun"]  # fmt: skip
@@ -215,7 +213,7 @@ class Trainer:
             self.critic.train()
         logs, checked = None, 0
         disable = None if progress is None else not progress
-        bar = _progress(range(start, n_iters), total=n_iters, initial=start, desc=desc, disable=disable)
+        bar = _train.progress(range(start, n_iters), total=n_iters, initial=start, desc=desc, disable=disable)
         show_every = max(1, min(25, n_iters // 20))
         for it in bar:
             self.set_lr(it, n_iters)
