@@ -165,9 +165,12 @@ def _batch(z: Tensor, batch_size: int | None, generator: torch.Generator | None)
     return z[idx.to(z.device)]
 
 
-def _column(out: Tensor) -> Tensor:
-    """A critic's ``(n, 1)`` output as ``(n,)`` (an ``(n,)`` output passes through)."""
-    return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+def _column(out: Tensor, name: str | None = None) -> Tensor:
+    """A critic's ``(n, 1)`` output as ``(n,)`` (an ``(n,)`` output passes through), checked with ``name``."""
+    out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+    if name is not None and out.ndim != 1:
+        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(out.shape)}")
+    return out
 
 
 def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, desc: str,
@@ -362,13 +365,6 @@ class ExactLogRatio:
         return f"ExactLogRatio({self.p!r}, {self.q!r})"
 
 
-def _batch_values(v: Tensor, name: str) -> Tensor:
-    v = _column(v)
-    if v.ndim != 1:
-        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(v.shape)}")
-    return v
-
-
 def _input_velocity(term: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     xx = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -452,11 +448,11 @@ class VariationalFDivergence(CriticObjective):
     def _conjugate_of_critic(self, critic, x, h):
         """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
         if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
-            return self.fdiv._conjugate_activated(_batch_values(critic.raw(x), "x"))
+            return self.fdiv._conjugate_activated(_column(critic.raw(x), "x"))
         return self.fdiv._conjugate(h)
 
     def map_term(self, critic, x, y):
-        h, ns = _batch_values(critic(x), "x"), self.generator_loss == "non_saturating"
+        h, ns = _column(critic(x), "x"), self.generator_loss == "non_saturating"
         if not self.symmetric:
             return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
         if ns:
@@ -482,10 +478,10 @@ class WassersteinCritic(CriticObjective):
     default_gp = 10.0
 
     def bound(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean() - _batch_values(critic(y), "y").mean()
+        return _column(critic(x), "x").mean() - _column(critic(y), "y").mean()
 
     def map_term(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean()
+        return _column(critic(x), "x").mean()
 
 
 class LearnedKernelMMD(CriticObjective):

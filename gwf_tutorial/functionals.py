@@ -142,7 +142,8 @@ class Objective:
     needs_target_samples = True
     _fields: tuple[str, ...] = ()
 
-    def _check(self, x, y, at=None):
+    def _check(self, x, y, at=None, *, detach: bool = False):
+        """Checked ``x``, ``y`` and ``at`` (may be None); ``x`` and ``y`` detached when ``detach``."""
         x = check_samples(x, "x")
         if y is None:
             if self.needs_target_samples:
@@ -153,6 +154,8 @@ class Objective:
         if at is not None:
             at = check_samples(at, "at")
             check_same_dim(x, at, "x", "at")
+        if detach:
+            x, y = x.detach(), None if y is None else y.detach()
         return x, y, at
 
     def _slices(self, n_rows: int, n_cols: int, like: Tensor):
@@ -217,8 +220,7 @@ class MMD(Objective):
                           for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
 
     def velocity(self, x, y, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         z = x if at is None else at.detach()
         k = self.kernel._resolve(x, y)
         n_cols = x.shape[0] + y.shape[0]
@@ -328,8 +330,7 @@ class KL(Objective):
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x = x.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         h, blob = self._h(x), self.velocity_estimator == "blob"
         if blob and at is None:
             return self._score(x) - self._blob_drift_at_particles(x, h)
@@ -436,8 +437,7 @@ class SlicedWasserstein(_SlicedObjective):
         return 0.5 * (px - _quantiles(py, levels)).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         theta, n = self._projections(x, projections), x.shape[0]
         px = x @ theta.T  # (n, L)
         py = torch.sort(y @ theta.T, dim=0).values
@@ -520,8 +520,7 @@ class SlicedEnergyMMD(_SlicedObjective):
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         theta = self._projections(x, projections)
         n, m = x.shape[0], y.shape[0]
         if at is None:  # one sort of the union; the counts below each particle are running sums
@@ -701,16 +700,12 @@ class SinkhornDivergence(Objective):
                           for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
 
     def first_variation(self, x, y, at) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         f = self._potential(at, y, self._log_scalings(x, y, "xy")[1])
-        if not self.debiased:
-            return f
-        return f - self._potential(at, x, self._log_scalings(x, x, "xx")[1])
+        return f - self._potential(at, x, self._log_scalings(x, x, "xx")[1]) if self.debiased else f
 
     def velocity(self, x, y, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         z = x if at is None else at.detach()
         v = self._conditional_mean(z, y, self._log_scalings(x, y, "xy")[1])
         if self.debiased:

@@ -38,20 +38,20 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     return _sqdist(*check_pair(x, y))
 
 
-def check_pair(x, y) -> tuple[Tensor, Tensor]:
+def check_pair(x, y, name_x: str = "x", name_y: str = "y") -> tuple[Tensor, Tensor]:
     """``x`` and ``y`` checked as sample matrices of the same dimension, dtype and device."""
-    x, y = check_samples(x, "x"), check_samples(y, "y")
-    check_same_dim(x, y)
+    x, y = check_samples(x, name_x), check_samples(y, name_y)
+    check_same_dim(x, y, name_x, name_y)
     return x, y
 
 
 def check_positive_seq(values, name: str) -> tuple[float, ...]:
-    """A non-empty sequence of positive numbers, as a tuple of floats."""
+    """A non-empty sequence (or 1-D tensor) of positive numbers, as a tuple of floats."""
     if isinstance(values, str) or not isinstance(values, Sequence | Tensor):
         raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
     if len(values) == 0:
         raise ValueError(f"{name} must not be empty")
-    return tuple(check_positive(v, name) for v in values)
+    return tuple(check_positive(v, f"{name}[{i}]") for i, v in enumerate(values))
 
 
 def _sqdist(x: Tensor, y: Tensor) -> Tensor:
