@@ -39,7 +39,6 @@ from gwf_tutorial._validation import (
     check_mean_cov,
     check_nonnegative,
     check_positive,
-    check_same_dim,
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
@@ -71,9 +70,7 @@ def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
             raise ValueError("x must hold at least 2 samples when y_neg is None (the negatives are x without "
                              f"the sample itself), got {x.shape[0]}")  # fmt: skip
         return x, y_pos, x, True
-    y_neg = check_samples(y_neg, "y_neg")
-    check_same_dim(x, y_neg, "x", "y_neg")
-    return x, y_pos, y_neg, False
+    return x, y_pos, check_pair(x, y_neg, "x", "y_neg")[1], False
 
 
 def _check_field(temperature, kernel=None, attraction=1.0, repulsion=1.0) -> tuple:
@@ -462,8 +459,7 @@ class CriticDrift(_SampleDrift):
         self._optimizer = None if critic is None else torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
-        critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
-        self.critic = critic if device is None else critic.to(device)
+        self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype).to(device)
         self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
     def _field(self, x, y_pos) -> Tensor:
