@@ -31,6 +31,7 @@ from gwf_tutorial._validation import (
     FlowDivergedError,
     as_tensor,
     check_bool,
+    check_choice,
     check_dtype_like,
     check_int,
     check_nonnegative,
@@ -165,9 +166,12 @@ def _batch(z: Tensor, batch_size: int | None, generator: torch.Generator | None)
     return z[idx.to(z.device)]
 
 
-def _column(out: Tensor) -> Tensor:
-    """A critic's ``(n, 1)`` output as ``(n,)`` (an ``(n,)`` output passes through)."""
-    return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+def _column(out: Tensor, name: str | None = None) -> Tensor:
+    """A critic's ``(n, 1)`` output as ``(n,)`` (an ``(n,)`` output passes through), checked with ``name``."""
+    out = out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+    if name is not None and out.ndim != 1:
+        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(out.shape)}")
+    return out
 
 
 def _train(net: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, desc: str,
@@ -253,11 +257,11 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
                    hidden: int = 128, depth: int = 3, activation: str = "silu", batch_size: int | None = None,
                    r1: float = 0.0, generator: torch.Generator | None = None,
                    optimizer: torch.optim.Optimizer | None = None, progress: bool = True) -> LogisticRatio:
-    r"""Estimate the density ratio :math:`r = \rho/\nu = e^{-D^*}` with a logistic classifier :math:`D^*`
-    (data label 1, model label 0): Adam on the class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) +
-    \mathbb E_\nu \log(1 + e^{-D})` (minimised by :math:`D^* = \log(\nu/\rho)` whatever the sample sizes) plus
-    the R1 term of :func:`add_penalties`. ``net`` (trained in place: a warm start) defaults to ``Critic(d,
-    None, hidden, depth, activation)`` in the dtype of ``x``; ``batch_size``, ``r1`` as in :func:`fit_critic`.
+    r"""The density ratio :math:`r = e^{-D^*}` of the logistic classifier of the module docstring: Adam on the
+    class-balanced loss :math:`\mathbb E_\rho \log(1 + e^{D}) + \mathbb E_\nu \log(1 + e^{-D})` (optimum
+    :math:`D^*` for any sample sizes) plus R1 (:func:`add_penalties`; ``batch_size`` as in
+    :func:`fit_critic`). ``net`` (trained in place, a warm start) defaults to ``Critic(d, None, hidden, depth,
+    activation)`` in x's dtype.
 
     Used in: chapter 4; :mod:`gwf_tutorial.drifting` and :mod:`gwf_tutorial.fflows`.
     """
@@ -292,8 +296,7 @@ class LearnedKernel(nn.Module):
                 raise TypeError(f"embedding must be an nn.Module, got {type(embedding).__name__}")
             self.net = embedding
         else:
-            self.net = MLP(self.in_dim, self.feature_dim, hidden=hidden, depth=depth, activation=activation,
-                           dtype=dtype)  # fmt: skip
+            self.net = MLP(self.in_dim, self.feature_dim, hidden, depth, activation, dtype=dtype)
             nn.init.zeros_(self.net.net[-1].weight)
             nn.init.zeros_(self.net.net[-1].bias)
         self.bandwidths = None if bandwidths is None else check_positive_seq(bandwidths, "bandwidths")
@@ -310,11 +313,13 @@ class LearnedKernel(nn.Module):
         r"""Mixture weights :math:`w = \mathrm{softmax}(a)`, shape ``(L,)``."""
         return torch.softmax(self.logits, dim=0)
 
-    def _sigmas(self, fx: Tensor, fy: Tensor) -> list[float]:
+    def _embed(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, list[float]]:
+        r"""The features of ``x`` and ``y`` and the bandwidths :math:`\sigma_l` (class docstring)."""
+        fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
         if self.bandwidths is not None:
-            return list(self.bandwidths)
-        med = _median_distance(torch.cat([fx.detach(), fy.detach()], dim=0))
-        return [f * med for f in self.factors]
+            return fx, fy, list(self.bandwidths)
+        med = _median_distance(fx, fy)
+        return fx, fy, [f * med for f in self.factors]
 
     def _gram(self, fa: Tensor, fb: Tensor, sigmas: list[float]) -> Tensor:
         q = _sqdist(fa, fb)
@@ -322,23 +327,20 @@ class LearnedKernel(nn.Module):
         return sum(w[l] * torch.exp(-q / (2.0 * s * s)) for l, s in enumerate(sigmas))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
-        return self._gram(fx, fy, self._sigmas(fx, fy))
+        return self._gram(*self._embed(x, y))
 
     def mmd2(self, x: Tensor, y: Tensor, *, unbiased: bool = True) -> Tensor:
         r""":func:`~gwf_tutorial.functionals.mmd2_estimate` (U- or V-statistic) of :math:`k_\psi`, one set of
         bandwidths for the three Gram matrices, differentiable in ``x``, ``y`` and :math:`\psi`."""
-        fx, fy = self.features(x), self.features(_check_rows(y, "y", self.in_dim))
-        sig = self._sigmas(fx, fy)
+        fx, fy, sig = self._embed(x, y)
         gram = lambda a, b: self._gram(a, b, sig)  # noqa: E731
         return mmd2_estimate(gram, fx, fy, unbiased=unbiased, chunk_size=0)  # whole matrices
 
     def witness(self, x: Tensor, y: Tensor, at: Tensor) -> Tensor:
         r"""MMD witness :math:`w(z) = \frac1n \sum_i k_\psi(z, x_i) - \frac1m \sum_j k_\psi(z, y_j)`, shape
         ``(k,)``, differentiable in ``at`` and :math:`\psi`."""
-        x, y, at = (_check_rows(t, nm, self.in_dim) for t, nm in ((x, "x"), (y, "y"), (at, "at")))
-        fx, fy, fz = self.features(x), self.features(y), self.features(at)
-        sig = self._sigmas(fx, fy)
+        fx, fy, sig = self._embed(x, y)
+        fz = self.features(_check_rows(at, "at", self.in_dim))
         return self._gram(fz, fx, sig).mean(1) - self._gram(fz, fy, sig).mean(1)
 
 
@@ -360,13 +362,6 @@ class ExactLogRatio:
 
     def __repr__(self) -> str:
         return f"ExactLogRatio({self.p!r}, {self.q!r})"
-
-
-def _batch_values(v: Tensor, name: str) -> Tensor:
-    v = _column(v)
-    if v.ndim != 1:
-        raise ValueError(f"the critic must return shape (n,) or (n, 1) on {name}, got {tuple(v.shape)}")
-    return v
 
 
 def _input_velocity(term: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -419,9 +414,6 @@ class CriticObjective:
         return f"{type(self).__name__}()"
 
 
-_GENERATOR_LOSSES = ("minimax", "non_saturating")
-
-
 class VariationalFDivergence(CriticObjective):
     r"""An f-divergence through its variational form, in either direction, with a GAN loss switch:
     :math:`D_f(\rho\|\nu) = \sup_h \mathbb E_\rho h - \mathbb E_\nu f^*(h)` or (``symmetric=True``)
@@ -434,13 +426,12 @@ class VariationalFDivergence(CriticObjective):
     """
 
     def __init__(self, fdiv, *, symmetric: bool = False, generator_loss: str = "minimax"):
-        self.fdiv, symmetric = get_fdivergence(fdiv), check_bool(symmetric, "symmetric")
-        if generator_loss not in _GENERATOR_LOSSES:
-            raise ValueError(f"generator_loss must be one of {_GENERATOR_LOSSES}, got {generator_loss!r}")
+        self.fdiv, self.symmetric = get_fdivergence(fdiv), check_bool(symmetric, "symmetric")
+        self.generator_loss = check_choice(generator_loss, "generator_loss", ("minimax", "non_saturating"))
         if generator_loss == "non_saturating" and self.fdiv.name not in ("gan", "js"):
             raise ValueError("generator_loss='non_saturating' is defined for the 'gan' and 'js' divergences "
                              f"(critic log D), got {self.fdiv.name!r}")  # fmt: skip
-        self.symmetric, self.generator_loss, self.name = symmetric, generator_loss, self.fdiv.name
+        self.name = self.fdiv.name
 
     def make_critic(self, dim, *, hidden, depth, dtype):
         return Critic(dim, self.fdiv, hidden=hidden, depth=depth, dtype=dtype)
@@ -452,11 +443,11 @@ class VariationalFDivergence(CriticObjective):
     def _conjugate_of_critic(self, critic, x, h):
         """f*(h(x)); from the critic's raw output when it is a Critic of this f (stable, see fdiv)."""
         if isinstance(critic, Critic) and critic.fdiv is not None and critic.fdiv.name == self.fdiv.name:
-            return self.fdiv._conjugate_activated(_batch_values(critic.raw(x), "x"))
+            return self.fdiv._conjugate_activated(_column(critic.raw(x), "x"))
         return self.fdiv._conjugate(h)
 
     def map_term(self, critic, x, y):
-        h, ns = _batch_values(critic(x), "x"), self.generator_loss == "non_saturating"
+        h, ns = _column(critic(x), "x"), self.generator_loss == "non_saturating"
         if not self.symmetric:
             return self._conjugate_of_critic(critic, x, h).mean() if ns else h.mean()
         if ns:
@@ -482,10 +473,10 @@ class WassersteinCritic(CriticObjective):
     default_gp = 10.0
 
     def bound(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean() - _batch_values(critic(y), "y").mean()
+        return _column(critic(x), "x").mean() - _column(critic(y), "y").mean()
 
     def map_term(self, critic, x, y):
-        return _batch_values(critic(x), "x").mean()
+        return _column(critic(x), "x").mean()
 
 
 class LearnedKernelMMD(CriticObjective):

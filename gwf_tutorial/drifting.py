@@ -39,11 +39,12 @@ from gwf_tutorial._validation import (
     check_mean_cov,
     check_nonnegative,
     check_positive,
-    check_same_dim,
     check_samples,
 )
 from gwf_tutorial.critics import logistic_ratio
 from gwf_tutorial.fflows import value_and_grad
+from gwf_tutorial.flows import _rms
+from gwf_tutorial.kernels import check_pair, check_positive_seq
 from gwf_tutorial.nets import MLP
 from gwf_tutorial.train import rng_state, set_rng_state
 from gwf_tutorial.trainer import Trainer
@@ -61,23 +62,15 @@ KERNELS = ("laplace", "gaussian")
 _SELF_MASK = 1e6
 
 
-def _check_pair(x, y_pos) -> tuple[Tensor, Tensor]:
-    x, y_pos = check_samples(x, "x"), check_samples(y_pos, "y_pos")
-    check_same_dim(x, y_pos, "x", "y_pos")
-    return x, y_pos
-
-
 def _check_triplet(x, y_pos, y_neg) -> tuple[Tensor, Tensor, Tensor, bool]:
     """Checked ``x``, ``y_pos``, ``y_neg`` (``x`` when None) and whether the negatives are ``x``."""
-    x, y_pos = _check_pair(x, y_pos)
+    x, y_pos = check_pair(x, y_pos, "x", "y_pos")
     if y_neg is None:
         if x.shape[0] < 2:
             raise ValueError("x must hold at least 2 samples when y_neg is None (the negatives are x without "
                              f"the sample itself), got {x.shape[0]}")  # fmt: skip
         return x, y_pos, x, True
-    y_neg = check_samples(y_neg, "y_neg")
-    check_same_dim(x, y_neg, "x", "y_neg")
-    return x, y_pos, y_neg, False
+    return x, y_pos, check_pair(x, y_neg, "x", "y_neg")[1], False
 
 
 def _check_field(temperature, kernel=None, attraction=1.0, repulsion=1.0) -> tuple:
@@ -88,13 +81,8 @@ def _check_field(temperature, kernel=None, attraction=1.0, repulsion=1.0) -> tup
 
 
 def _check_multi(temperatures, normalize, affinity_floor) -> tuple[tuple[float, ...], bool, float]:
-    if isinstance(temperatures, Tensor):
-        temperatures = temperatures.flatten().tolist()
-    if isinstance(temperatures, str) or not isinstance(temperatures, Sequence):
-        raise TypeError(f"temperatures must be a sequence of numbers, got {type(temperatures).__name__}")
-    if len(temperatures) == 0:
-        raise ValueError("temperatures must hold at least one temperature")
-    temps = tuple(check_positive(t, f"temperatures[{i}]") for i, t in enumerate(temperatures))
+    temperatures = temperatures.flatten() if isinstance(temperatures, Tensor) else temperatures
+    temps = check_positive_seq(temperatures, "temperatures")
     return temps, check_bool(normalize, "normalize"), check_nonnegative(affinity_floor, "affinity_floor")
 
 
@@ -110,10 +98,6 @@ def _check_state(state) -> dict:
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
     return state
-
-
-def _rms(V: Tensor) -> Tensor:
-    return V.detach().pow(2).sum(1).mean().sqrt()
 
 
 def _mean_shift(x: Tensor, y: Tensor, temperature: float, kernel: str, exclude_self: bool) -> Tensor:
@@ -293,7 +277,7 @@ def jacobian_asymmetry(drift, x, y_pos, *, eps: float = 1e-5) -> float:
     Used in: chapter 8.
     """
     check_callable(drift, "drift")  # drift(x, y_pos) -> V
-    x, y_pos = (t.detach() for t in _check_pair(x, y_pos))
+    x, y_pos = (t.detach() for t in check_pair(x, y_pos, "x", "y_pos"))
     eps = check_positive(eps, "eps")
     n, d = x.shape
     cols = []
@@ -323,7 +307,8 @@ class _SampleDrift:
     _self_negatives = True  # the negatives are x itself: two samples at least
 
     def _check(self, x, y_pos) -> tuple[Tensor, Tensor]:
-        return _check_triplet(x, y_pos, None)[:2] if self._self_negatives else _check_pair(x, y_pos)
+        self_neg = self._self_negatives
+        return _check_triplet(x, y_pos, None)[:2] if self_neg else check_pair(x, y_pos, "x", "y_pos")
 
     def _velocity(self, x: Tensor, y_pos: Tensor) -> tuple[Tensor, Tensor]:
         v = self._field(x, y_pos)
@@ -474,8 +459,7 @@ class CriticDrift(_SampleDrift):
         self._optimizer = None if critic is None else torch.optim.Adam(critic.parameters(), lr=self.lr)
 
     def _build(self, in_dim: int, dtype: torch.dtype, device=None) -> None:
-        critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype)
-        self.critic = critic if device is None else critic.to(device)
+        self.critic = MLP(in_dim, 1, self.hidden, self.depth, "silu", dtype=dtype).to(device)
         self._optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
 
     def _field(self, x, y_pos) -> Tensor:

@@ -44,10 +44,6 @@ _GPU_MEMORY_FRACTION = 0.25
 _GPU_BLOCK_TEMPORARIES = 16
 
 
-def _check_chunk_size(chunk_size) -> int | None:
-    return None if chunk_size is None else check_int(chunk_size, "chunk_size")
-
-
 def _free_device_bytes(device: torch.device) -> int | None:
     """Free memory of a CUDA device (driver's free plus the allocator's cached blocks); None on CPU."""
     if device.type != "cuda":
@@ -102,9 +98,8 @@ def mmd2_estimate(gram: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
     """
     if unbiased and (x.shape[0] < 2 or y.shape[0] < 2):
         raise ValueError("unbiased=True needs at least 2 samples in x and in y")
-    c = chunk_size
-    xx, yy = _gram_mean(gram, x, x, c, unbiased), _gram_mean(gram, y, y, c, unbiased)
-    return xx + yy - 2.0 * _gram_mean(gram, x, y, c, False)
+    xx, yy = (_gram_mean(gram, z, z, chunk_size, unbiased) for z in (x, y))
+    return xx + yy - 2.0 * _gram_mean(gram, x, y, chunk_size, False)
 
 
 def wasserstein_gradient(value_fn: Callable[[Tensor], Tensor], x) -> Tensor:
@@ -142,7 +137,8 @@ class Objective:
     needs_target_samples = True
     _fields: tuple[str, ...] = ()
 
-    def _check(self, x, y, at=None):
+    def _check(self, x, y, at=None, *, detach: bool = False):
+        """Checked ``x``, ``y`` and ``at`` (may be None); ``x`` and ``y`` detached when ``detach``."""
         x = check_samples(x, "x")
         if y is None:
             if self.needs_target_samples:
@@ -153,6 +149,8 @@ class Objective:
         if at is not None:
             at = check_samples(at, "at")
             check_same_dim(x, at, "x", "at")
+        if detach:
+            x, y = x.detach(), None if y is None else y.detach()
         return x, y, at
 
     def _slices(self, n_rows: int, n_cols: int, like: Tensor):
@@ -173,15 +171,13 @@ class Objective:
             return -wasserstein_gradient(lambda z: self.value(z, y), x)
         z = at.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            fv = self.first_variation(x.detach(), y, z).sum()
-            (grad,) = torch.autograd.grad(fv, z)
+            (grad,) = torch.autograd.grad(self.first_variation(x.detach(), y, z).sum(), z)
         return -grad.detach()
 
     def __call__(self, x, y) -> Tensor:
         return self.value(x, y)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields) + ")"
+    __repr__ = Kernel.__repr__  # Name(field=value, ...) of the _fields
 
 
 class MMD(Objective):
@@ -204,7 +200,7 @@ class MMD(Objective):
 
     def __init__(self, kernel="gaussian", bandwidth=None, *, chunk_size: int | None = None, **kernel_kwargs):
         self.kernel: Kernel = get_kernel(kernel, bandwidth, **kernel_kwargs)
-        self.chunk_size = _check_chunk_size(chunk_size)
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
 
     def value(self, x, y) -> Tensor:
         x, y, _ = self._check(x, y)
@@ -212,18 +208,16 @@ class MMD(Objective):
 
     def first_variation(self, x, y, at) -> Tensor:
         x, y, at = self._check(x, y, at)
-        k, n_cols = self.kernel._resolve(x, y), x.shape[0] + y.shape[0]
+        k = self.kernel._resolve(x, y)
         return torch.cat([k._gram(at[sl], x).mean(1) - k._gram(at[sl], y).mean(1)
-                          for sl in self._slices(at.shape[0], n_cols, at)])  # fmt: skip
+                          for sl in self._slices(at.shape[0], x.shape[0] + y.shape[0], at)])  # fmt: skip
 
     def velocity(self, x, y, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         z = x if at is None else at.detach()
         k = self.kernel._resolve(x, y)
-        n_cols = x.shape[0] + y.shape[0]
         return torch.cat([k._mean_grad(z[sl], y) - k._mean_grad(z[sl], x)
-                          for sl in self._slices(z.shape[0], n_cols, z)])  # fmt: skip
+                          for sl in self._slices(z.shape[0], x.shape[0] + y.shape[0], z)])  # fmt: skip
 
 
 def kde_bandwidth(x) -> float:
@@ -282,7 +276,7 @@ class KL(Objective):
         self.velocity_estimator = check_choice(velocity_estimator, "velocity_estimator", ("blob", "kde"))
         self.kde_bandwidth = None if kde_bandwidth is None else check_positive(kde_bandwidth, "kde_bandwidth")
         self.score, self.log_prob = score, log_prob
-        self.chunk_size = _check_chunk_size(chunk_size)
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
 
     def _h(self, x: Tensor) -> float:
         if self.kde_bandwidth is not None:
@@ -328,8 +322,7 @@ class KL(Objective):
         return self._log_kde(at, x, h) + extra - self._log_prob(at)
 
     def velocity(self, x, y=None, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x = x.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         h, blob = self._h(x), self.velocity_estimator == "blob"
         if blob and at is None:
             return self._score(x) - self._blob_drift_at_particles(x, h)
@@ -436,8 +429,7 @@ class SlicedWasserstein(_SlicedObjective):
         return 0.5 * (px - _quantiles(py, levels)).pow(2).mean()
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         theta, n = self._projections(x, projections), x.shape[0]
         px = x @ theta.T  # (n, L)
         py = torch.sort(y @ theta.T, dim=0).values
@@ -520,8 +512,7 @@ class SlicedEnergyMMD(_SlicedObjective):
         return (slicing_constant(x.shape[1]) * per_dir.mean()).to(x.dtype)
 
     def velocity(self, x, y, at=None, projections=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         theta = self._projections(x, projections)
         n, m = x.shape[0], y.shape[0]
         if at is None:  # one sort of the union; the counts below each particle are running sums
@@ -588,7 +579,8 @@ class SinkhornDivergence(Objective):
             _import_geomloss()  # fail now, with the install hint, not at the first call
             if self.warm_start:
                 raise ValueError("warm_start=True is not available with solver='geomloss' (eps-scaling)")
-        self.chunk_size, self.scaling = _check_chunk_size(chunk_size), check_interval(scaling, "scaling")
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
+        self.scaling = check_interval(scaling, "scaling")
         self._potentials: dict[str, tuple[Tensor, Tensor]] = {}
 
     def _tol(self, like: Tensor) -> float:
@@ -687,34 +679,27 @@ class SinkhornDivergence(Objective):
             val = val - 0.5 * self._ot(x, x) - 0.5 * self._ot(y.detach(), y.detach())
         return val
 
-    def _potential(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`-\varepsilon\log\sum_j v_j e^{-|z - b_j|^2/2\varepsilon}`, shape ``(k,)``."""
-        return self._by_rows(z, b, log_v, lambda lg: -self.eps * torch.logsumexp(lg, dim=1))
-
-    def _conditional_mean(self, z: Tensor, b: Tensor, log_v: Tensor) -> Tensor:
-        r""":math:`\sum_j \mathrm{softmax}_j(\log v_j - |z - b_j|^2/2\varepsilon)\, b_j`, shape ``(k, d)``."""
-        return self._by_rows(z, b, log_v, lambda lg: torch.softmax(lg, dim=1) @ b)
-
-    def _by_rows(self, z: Tensor, b: Tensor, log_v: Tensor, fn) -> Tensor:
-        r"""``fn`` of the logits :math:`\log v_j - |z - b_j|^2/2\varepsilon`, by row blocks of ``z``."""
-        return torch.cat([fn(log_v[None, :] - 0.5 * _sqdist(z[sl], b) / self.eps)
-                          for sl in self._slices(z.shape[0], b.shape[0], z)])  # fmt: skip
+    def _entropic(self, z: Tensor, b: Tensor, log_v: Tensor, *, mean: bool = False) -> Tensor:
+        r"""By row blocks of ``z``, with :math:`\ell_j = \log v_j - |z - b_j|^2/2\varepsilon`: the potential
+        :math:`-\varepsilon\log\sum_j e^{\ell_j}` ``(k,)``, or (``mean``) the conditional mean
+        :math:`\sum_j \mathrm{softmax}_j(\ell)\,b_j` ``(k, d)``."""
+        parts = []
+        for sl in self._slices(z.shape[0], b.shape[0], z):
+            lg = log_v[None, :] - 0.5 * _sqdist(z[sl], b) / self.eps
+            parts.append(torch.softmax(lg, dim=1) @ b if mean else -self.eps * torch.logsumexp(lg, dim=1))
+        return torch.cat(parts)
 
     def first_variation(self, x, y, at) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
-        f = self._potential(at, y, self._log_scalings(x, y, "xy")[1])
-        if not self.debiased:
-            return f
-        return f - self._potential(at, x, self._log_scalings(x, x, "xx")[1])
+        x, y, at = self._check(x, y, at, detach=True)
+        f = self._entropic(at, y, self._log_scalings(x, y, "xy")[1])
+        return f - self._entropic(at, x, self._log_scalings(x, x, "xx")[1]) if self.debiased else f
 
     def velocity(self, x, y, at=None) -> Tensor:
-        x, y, at = self._check(x, y, at)
-        x, y = x.detach(), y.detach()
+        x, y, at = self._check(x, y, at, detach=True)
         z = x if at is None else at.detach()
-        v = self._conditional_mean(z, y, self._log_scalings(x, y, "xy")[1])
+        v = self._entropic(z, y, self._log_scalings(x, y, "xy")[1], mean=True)
         if self.debiased:
-            return v - self._conditional_mean(z, x, self._log_scalings(x, x, "xx")[1])
+            return v - self._entropic(z, x, self._log_scalings(x, x, "xx")[1], mean=True)
         return v - z
 
 

@@ -4,8 +4,8 @@ r"""Radial kernels :math:`k(x, y) = \phi(|x - y|^2)` for MMD, energy distances a
 A kernel gives the Gram matrix ``k(x, y)`` and the mean gradient :math:`\frac1m\sum_j \nabla_1 k(x_i, y_j)`
 (from the weights :math:`G_{ij} = 2\phi'(|x_i - y_j|^2)`). Shared arguments: ``x`` ``(n, d)``,
 ``y`` ``(m, d)``; results keep the dtype of ``x`` and are differentiable in both. ``bandwidth=None`` is the
-median heuristic at call time (pooled sample, detached); :meth:`Kernel.resolve` fixes it once for the
-several Gram matrices of one estimate.
+median heuristic at call time (pooled sample, detached), fixed once for the several Gram matrices of one
+estimate (``Kernel._resolve``).
 
 Used in: :mod:`gwf_tutorial.functionals` (MMD flows, chapters 3 and 8) and :mod:`gwf_tutorial.metrics`.
 """
@@ -38,20 +38,20 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     return _sqdist(*check_pair(x, y))
 
 
-def check_pair(x, y) -> tuple[Tensor, Tensor]:
+def check_pair(x, y, name_x: str = "x", name_y: str = "y") -> tuple[Tensor, Tensor]:
     """``x`` and ``y`` checked as sample matrices of the same dimension, dtype and device."""
-    x, y = check_samples(x, "x"), check_samples(y, "y")
-    check_same_dim(x, y)
+    x, y = check_samples(x, name_x), check_samples(y, name_y)
+    check_same_dim(x, y, name_x, name_y)
     return x, y
 
 
 def check_positive_seq(values, name: str) -> tuple[float, ...]:
-    """A non-empty sequence of positive numbers, as a tuple of floats."""
+    """A non-empty sequence (or 1-D tensor) of positive numbers, as a tuple of floats."""
     if isinstance(values, str) or not isinstance(values, Sequence | Tensor):
         raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
     if len(values) == 0:
         raise ValueError(f"{name} must not be empty")
-    return tuple(check_positive(v, name) for v in values)
+    return tuple(check_positive(v, f"{name}[{i}]") for i, v in enumerate(values))
 
 
 def _sqdist(x: Tensor, y: Tensor) -> Tensor:
@@ -111,12 +111,8 @@ class Kernel:
     def __init__(self, bandwidth: float | None = None):
         self.bandwidth = None if bandwidth is None else check_positive(bandwidth, "bandwidth")
 
-    def resolve(self, x, y=None) -> Kernel:
-        """``self`` if the bandwidth is fixed (or unused), else a copy at the median bandwidth of ``x, y``."""
-        x, y = (check_samples(x, "x"), None) if y is None else check_pair(x, y)
-        return self._resolve(x, y)
-
     def _resolve(self, x: Tensor, y: Tensor | None = None) -> Kernel:
+        """``self`` if the bandwidth is fixed (or unused), else a copy at the median bandwidth of ``x, y``."""
         if not self.uses_bandwidth or self.bandwidth is not None:
             return self
         out = copy.copy(self)
@@ -289,11 +285,10 @@ def get_kernel(name_or_kernel, bandwidth=None, **kwargs) -> Kernel:
         return MultiBandwidthKernel(bandwidths=bandwidth, **kwargs)
     if name not in _NAMES:
         raise ValueError(f"unknown kernel {name_or_kernel!r}; choose from {sorted(_NAMES)} or 'multi'")
-    cls = _NAMES[name]
-    if cls is EnergyKernel:
+    if _NAMES[name] is EnergyKernel:
         if bandwidth is not None:
             raise ValueError("the energy kernel has no bandwidth; pass bandwidth=None")
         return EnergyKernel(**kwargs)
     if bandwidth is not None and not isinstance(bandwidth, int | float | Tensor):
         return MultiBandwidthKernel(base=name, bandwidths=bandwidth, **kwargs)
-    return cls(bandwidth, **kwargs)
+    return _NAMES[name](bandwidth, **kwargs)

@@ -63,7 +63,7 @@ def test_mean_grad_matches_autograd(name, kernel, params):
     # mean_grad averages over the 9 columns; autograd of the sum gives 9 times that
     torch.testing.assert_close(kernel.mean_grad(x, y), g / 9, rtol=1e-10, atol=1e-12)
     # weights: grad_1 k(x_i, y_j) = G_ij (x_i - y_j), check one entry by finite differences
-    G = kernel.resolve(x, y)._grad_weights(x, y)
+    G = kernel._resolve(x, y)._grad_weights(x, y)
     eps = 1e-6
     e = torch.zeros(3, dtype=torch.float64)
     e[1] = eps
