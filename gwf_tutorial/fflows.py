@@ -291,9 +291,8 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
             h_y = fdiv_obj.f_prime(_ratio(h_y, estimator, r_min))
         return float(variational_bound(fdiv_obj, h_x, h_y))
 
-    like = x0 if generator_net is None else y
-    fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
-                           field_of=field_of or default_field, estimate=estimate, **critic_options)
+    fitter = _CriticFitter(estimator, fdiv_obj, x0 if generator_net is None else y, critic, estimate=estimate,
+                           field_of=field_of or default_field, generator=generator, **critic_options)
     if generator_net is not None:
         return _generator_flow(x0, y, generator_net, fitter, step_size, n_steps, inner_steps=inner_steps,
                                fit_iters=fit_iters, lr_generator=lr_generator, desc=desc, **flow)

@@ -357,9 +357,8 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
     batch_size = check_int(batch_size, "batch_size")
     metric = metric.to(device) if device is not None else metric
     custom = getattr(metric, "used_custom_model", False)
-    counts = {}
     for name, images, is_real in (("real", real, True), ("fake", fake, False)):
-        counts[name] = 0
+        count = 0
         for batch in _image_batches(images, name, batch_size):
             batch = batch.detach().to(device) if device is not None else batch.detach()
             if custom:  # the extractor receives the images as they are (floats in [-1, 1])
@@ -368,9 +367,9 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
                 u8 = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
                 u8 = u8.repeat(1, 3, 1, 1) if u8.shape[1] == 1 else u8
                 metric.update(u8, real=is_real)
-            counts[name] += batch.shape[0]
-        if counts[name] < 2:
-            raise ValueError(f"{name} must hold at least 2 images, got {counts[name]}")
+            count += batch.shape[0]
+        if count < 2:
+            raise ValueError(f"{name} must hold at least 2 images, got {count}")
     return metric.compute()
 
 
