@@ -1,9 +1,9 @@
 r"""Image datasets: scikit-learn digits, CIFAR-10 through torchvision, and a synthetic set for tests.
 
 Every loader returns images as a float tensor ``(N, C, H, W)`` in ``[-1, 1]`` (the range of a ``tanh``
-generator) and int64 labels ``(N,)``. :func:`synthetic_images` stands in for CIFAR-10 where no download is
-possible, so the image pipeline (training, checkpoints, FID) is tested offline; numbers measured on it say
-nothing about CIFAR-10.
+generator) and int64 labels ``(N,)``. :func:`synthetic_images` stands in for CIFAR-10 where no
+download is possible, so the image pipeline (training, checkpoints, FID) is tested offline; numbers
+measured on it say nothing about CIFAR-10.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 r"""Figures, animations and widgets for the book; the only module that imports matplotlib.
 
-Every helper takes torch tensors or arrays (samples ``(n, d)``, ``d >= 2``, first two coordinates drawn;
-frames ``(T, n, d)``), draws on the given ``ax`` (a new 4 x 4 in figure if None) and returns the matplotlib
-object it made (the Axes unless said otherwise). ``limits``: ``((x0, x1), (y0, y1))``; ``title``: optional;
-``y``: target samples drawn in grey underneath; ``style``: keywords for matplotlib.
+Every helper takes torch tensors or arrays (samples ``(n, d)``, ``d >= 2``, first two coordinates
+drawn; frames ``(T, n, d)``), draws on the given ``ax`` (a new 4 x 4 in figure if None) and returns the
+matplotlib object it made (the Axes unless said otherwise). ``limits``: ``((x0, x1), (y0, y1))``;
+``title``: optional; ``y``: target samples drawn in grey underneath; ``style``: keywords for matplotlib.
 """
 
 from __future__ import annotations
