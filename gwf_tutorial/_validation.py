@@ -16,12 +16,10 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
-__all__ = [
-    "FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
-    "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
-    "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
-    "max_abs", "check_device", "check_generator", "check_dtype", "check_weights",
-]
+__all__ = ["FlowDivergedError", "as_tensor", "check_samples", "check_same_dim", "check_positive",
+           "check_nonnegative", "check_int", "check_finite", "check_spd", "check_mean_cov", "check_betas",
+           "check_seed", "check_dtype_like", "check_callable", "check_choice", "check_bool", "check_interval",
+           "max_abs", "check_device", "check_generator", "check_dtype", "check_weights"]  # fmt: skip
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 

@@ -83,12 +83,10 @@ class Standardizer:
             raise ValueError(f"the target's samples have no spread (scale {scale}); cannot standardise them")
         return cls(mean=y.mean(0), scale=scale)
 
-    def forward(self, x: Tensor) -> Tensor:
-        r""":math:`u = (x - \bar y)/\sigma`, in the dtype of ``x``."""
+    def forward(self, x: Tensor) -> Tensor:  # in the dtype of x, as inverse in that of u
         return (x - self.mean.to(x.dtype)) / self.scale
 
     def inverse(self, u: Tensor) -> Tensor:
-        r""":math:`x = \bar y + \sigma u`, in the dtype of ``u``."""
         return self.mean.to(u.dtype) + self.scale * u
 
 
@@ -315,10 +313,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Median over seeds (and min, max) of each metric, for every (method, target) of a results file, a
     diverged run counting as ``+inf``.
 
-    ``rows``: the ``"rows"`` of ``load_results("run_all")``. Returns one dict per (method, target):
-    ``status`` (``"ok"``, ``"some diverged"`` or ``"n/a"``), ``w2_ratio``, ``energy_ratio``,
-    ``sinkhorn_ratio``, ``cpu_s`` with ``_min``/``_max``; on mixtures ``modes_hit_min``, ``n_modes``,
-    ``weight_tv``, ``hq``.
+    ``rows``: the ``"rows"`` of ``load_results("run_all")``. Returns one dict per (method, target): ``status``
+    (``"ok"``, ``"some diverged"`` or ``"n/a"``), ``w2_ratio``, ``energy_ratio``, ``sinkhorn_ratio``,
+    ``cpu_s`` with ``_min``/``_max``; on mixtures ``modes_hit_min``, ``n_modes``, ``weight_tv``, ``hq``.
 
     Used in: chapter 11.
     """
@@ -373,11 +370,9 @@ def goals(summary: list[dict], floors: dict, methods: list[str], targets: list[s
     Used in: chapter 11.
     """
     by = {(s["method"], s["target"]): s for s in summary}
-    misses_2x = [
-        dict(method=m, target=t, ratio=by[(m, t)]["w2_ratio"])
-        for t in GOAL_2X if t in targets for m in methods
-        if (m, t) in by and by[(m, t)]["status"] != "n/a" and not by[(m, t)]["w2_ratio"] <= 2.0
-    ]  # fmt: skip
+    misses_2x = [dict(method=m, target=t, ratio=by[(m, t)]["w2_ratio"])
+                 for t in GOAL_2X if t in targets for m in methods
+                 if (m, t) in by and by[(m, t)]["status"] != "n/a" and not by[(m, t)]["w2_ratio"] <= 2.0]
     best = []
     for fam in FAMILIES:
         fam_methods = [m for m in methods if method_info(m).family == fam]

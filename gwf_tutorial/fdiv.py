@@ -63,10 +63,6 @@ def _below(upper: float, fill: float, fn: Callable[[Tensor], Tensor]) -> Callabl
     return lambda s: _on_domain(s, s < upper, fill, fn)
 
 
-def _identity(v):
-    return v
-
-
 @dataclass(frozen=True)
 class FDivergence:
     r"""An f-divergence :math:`D_f(\rho\|\nu) = \mathbb E_\nu f(\rho/\nu)` with the dual pieces of the module
@@ -97,9 +93,8 @@ class FDivergence:
         return f"FDivergence({self.name!r})"
 
     def _conjugate_activated(self, v: Tensor) -> Tensor:
-        r""":math:`f^*(g_f(v))` of raw critic outputs ``v`` (any shape), stable: GAN :math:`\mathrm{sp}(v)`,
-        JS :math:`\mathrm{sp}(v) - \log 2` (sp = softplus; the plain composition rounds :math:`g_f(v)` to
-        :math:`s_{\max}` for a confident critic and returns :math:`+\infty`)."""
+        r""":math:`f^*(g_f(v))` of raw critic outputs ``v``, by ``conjugate_of_activation`` where given (the
+        plain composition rounds :math:`g_f(v)` to :math:`s_{\max}` for a confident critic: ``inf``)."""
         if self.conjugate_of_activation is not None:
             return self.conjugate_of_activation(v)
         return self._conjugate(self.activation(v))
@@ -149,7 +144,7 @@ def _js_fpp(u):
 
 KL = FDivergence(
     "kl", _f(lambda u: torch.xlogy(u, u)), _derivative(lambda u: torch.log(u) + 1),
-    _derivative(lambda u: 1 / u), lambda s: torch.exp(s - 1), _INF, lambda h: torch.exp(h - 1), _identity,
+    _derivative(lambda u: 1 / u), lambda s: torch.exp(s - 1), _INF, lambda h: torch.exp(h - 1), lambda v: v,
     "KL(rho||nu), f(t) = t log t, f*(s) = exp(s - 1)")  # fmt: skip
 KL_DV = replace(KL, name="kl_dv", dv=True,
                 description="KL(rho||nu) through the Donsker-Varadhan bound E_rho h - log E_nu exp(h)")
@@ -170,7 +165,7 @@ PEARSON_CHI2 = FDivergence(
     "chi2", _f(lambda u: (u - 1) ** 2), _derivative(lambda u: 2 * (u - 1)),
     _derivative(lambda u: 2 * torch.ones_like(u)),
     lambda s: torch.where(s >= -2, s + s**2 / 4, -torch.ones_like(s)),  # optimum t = max(1 + s/2, 0)
-    _INF, lambda h: torch.clamp(1 + h / 2, min=0.0), _identity,
+    _INF, lambda h: torch.clamp(1 + h / 2, min=0.0), lambda v: v,
     "Pearson chi^2(rho||nu), f(t) = (t - 1)^2, f*(s) = s + s^2/4 (s >= -2), -1 (s < -2)")  # fmt: skip
 SQUARED_HELLINGER = FDivergence(
     "squared_hellinger", _f(lambda u: (torch.sqrt(u) - 1) ** 2), _derivative(lambda u: 1 - u**-0.5),

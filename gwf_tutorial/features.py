@@ -282,8 +282,6 @@ def image_scores(classifier: DigitsClassifier, fake, real, *, train=None, batch_
         raise TypeError(f"classifier must be a DigitsClassifier, got {type(classifier).__name__}")
     fake = _as_images(fake, "fake", classifier.image_shape).detach()
     real = _as_images(real, "real", classifier.image_shape).detach()
-    if fake.shape[0] < 2 or real.shape[0] < 2:
-        raise ValueError("fake and real must hold at least 2 images each")
     batch_size, dtype = check_int(batch_size, "batch_size"), next(classifier.parameters()).dtype
     fd = frechet_distance(real.to(dtype), fake.to(dtype), classifier, batch_size=batch_size)
     ratio = None

@@ -163,9 +163,8 @@ class _CriticFitter:
     """Builds, warm-starts and refits the critic of an f-flow (its Adam state kept across refits); ``step``
     refits it, logs its divergence estimate and returns its velocity field (``field_of(critic)``)."""
 
-    def __init__(self, estimator, fdiv, like: Tensor, critic=None, *, field_of, estimate, hidden=64, depth=2,
-                 lr=1e-3, batch_size=None, r1=0.0, gp=0.0, generator=None, critic_iters=20,
-                 first_critic_iters=200):  # fmt: skip
+    def __init__(self, estimator, fdiv, like: Tensor, critic, *, field_of, estimate, hidden, depth, lr,
+                 batch_size, r1, critic_iters, first_critic_iters, generator, gp=0.0):
         self.estimator, self.gen, self.field_of, self.estimate = estimator, generator, field_of, estimate
         self.divergence: list[float] = []
         self.lr = check_positive(lr, "lr")
@@ -204,31 +203,8 @@ class _CriticFitter:
         return self.field_of(self.critic)
 
 
-def _particle_flow(x0, y, fitter: _CriticFitter, step_size, n_steps, *, desc: str, diffusion=0.0,
-                   keep_fields=False, max_norm=None, **flow) -> FFlowResult:  # fmt: skip
-    """The particles follow the field of the critic refit at every step (:func:`euler_flow`)."""
-    check_bool(keep_fields, "keep_fields")
-    fields: list[Callable] = []
-
-    def velocity_fn(x, at=None):
-        v_field = fitter.step(x, y)
-        if keep_fields:
-            fields.append(fitter.field_of(frozen_copy(fitter.critic)))
-        return v_field(x if at is None else at)
-
-    center, default_norm = spread_bound(x0, y)
-    max_norm = default_norm if max_norm is None else max_norm
-    try:
-        traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=diffusion, max_norm=max_norm,
-                          desc=desc, center=center, **flow)  # fmt: skip
-    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
-        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
-    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, list(traj.step_sizes))
-
-
-def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *,
-                    inner_steps: int, fit_iters: int, lr_generator: float, record_every: int | None,
-                    progress: bool, desc: str) -> FFlowResult:  # fmt: skip
+def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: int, *, inner_steps: int,
+                    fit_iters: int, lr_generator: float, record_every, progress, desc: str) -> FFlowResult:
     """Outer step: refit the critic, move the targets Y = G(z) ``inner_steps`` times along its field, then
     ``fit_iters`` :class:`~gwf_tutorial.trainer.Trainer` steps on the regression loss E|G(z) - Y|^2 / 2."""
     _check_net_dtype(net, latent.dtype, "generator_net", "x0")
@@ -286,8 +262,9 @@ def _generator_flow(latent, y, net, fitter: _CriticFitter, step_size, n_steps: i
 
 def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min=1e-3, logit_clip=None,
           generator_net=None, inner_steps=1, fit_iters=1, lr_generator=1e-3, desc: str, field_of=None,
-          generator=None, critic_options: dict, **flow) -> FFlowResult:  # fmt: skip
-    """The f-flow of ``x0`` towards ``y``: particles, or a generator regressed on them."""
+          generator=None, critic_options: dict, keep_fields=False, max_norm=None, **flow) -> FFlowResult:
+    """The f-flow of ``x0`` towards ``y``: particles following the field of the critic refit at every step
+    (:func:`euler_flow`), or a generator regressed on them."""
     if generator_net is not None and not isinstance(generator_net, nn.Module):
         raise TypeError(f"generator_net must be a torch.nn.Module, got {type(generator_net).__name__}")
     x0 = check_samples(x0, "x0" if generator_net is None else "x0 (latent)").detach()
@@ -314,14 +291,28 @@ def _flow(x0, y, fdiv, estimator: str, step_size, n_steps, *, critic=None, r_min
             h_y = fdiv_obj.f_prime(_ratio(h_y, estimator, r_min))
         return float(variational_bound(fdiv_obj, h_x, h_y))
 
-    like = x0 if generator_net is None else y
-    fitter = _CriticFitter(estimator, fdiv_obj, like, critic, generator=generator,
-                           field_of=field_of or default_field, estimate=estimate, **critic_options)
-    args = (fitter, step_size, n_steps)
-    if generator_net is None:
-        return _particle_flow(x0, y, *args, desc=desc, generator=generator, **flow)
-    return _generator_flow(x0, y, generator_net, *args, inner_steps=inner_steps, fit_iters=fit_iters,
-                           lr_generator=lr_generator, desc=desc, **flow)  # fmt: skip
+    fitter = _CriticFitter(estimator, fdiv_obj, x0 if generator_net is None else y, critic, estimate=estimate,
+                           field_of=field_of or default_field, generator=generator, **critic_options)
+    if generator_net is not None:
+        return _generator_flow(x0, y, generator_net, fitter, step_size, n_steps, inner_steps=inner_steps,
+                               fit_iters=fit_iters, lr_generator=lr_generator, desc=desc, **flow)
+    check_bool(keep_fields, "keep_fields")
+    fields: list[Callable] = []
+
+    def velocity_fn(x, at=None):
+        v_field = fitter.step(x, y)
+        if keep_fields:
+            fields.append(fitter.field_of(frozen_copy(fitter.critic)))
+        return v_field(x if at is None else at)
+
+    center, default_norm = spread_bound(x0, y)
+    max_norm = default_norm if max_norm is None else max_norm
+    try:
+        traj = euler_flow(x0, velocity_fn, step_size, n_steps, max_norm=max_norm, desc=desc, center=center,
+                          generator=generator, **flow)
+    except FlowDivergedError as err:  # the critic's learning rate can be the culprit too
+        raise FlowDivergedError(f"{err}, or a smaller critic lr (lr={fitter.lr:g})") from None
+    return FFlowResult(traj.x, traj, fitter.divergence, fitter.critic, fields, list(traj.step_sizes))
 
 
 def f_flow(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 100, *, estimator: str = "logistic",
@@ -363,13 +354,10 @@ def vgrow(x0, y, fdiv="kl", step_size=0.5, n_steps: int = 50, *, generator_net: 
     """
     options = dict(hidden=hidden, depth=depth, lr=lr, batch_size=batch_size, r1=r1,
                    critic_iters=critic_iters, first_critic_iters=first_critic_iters)  # fmt: skip
-    if generator_net is None:
-        return f_flow(x0, y, fdiv, step_size, n_steps, record_every=record_every, generator=generator,
-                      progress=progress, **options)  # fmt: skip
+    desc = "f-flow (logistic)" if generator_net is None else "VGrow"
     return _flow(x0, y, fdiv, "logistic", step_size, n_steps, generator_net=generator_net,
                  generator=generator, inner_steps=inner_steps, fit_iters=fit_iters, lr_generator=lr_generator,
-                 desc="VGrow", critic_options=options, record_every=record_every,
-                 progress=progress)  # fmt: skip
+                 desc=desc, critic_options=options, record_every=record_every, progress=progress)
 
 
 def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, critic_iters: int = 20,
@@ -384,9 +372,9 @@ def ept(x0, y, fdiv="kl", step_size=0.1, n_steps: int = 50, *, r1: float = 0.1, 
     Used in: chapter 4.
     """
     return f_flow(x0, y, fdiv, step_size, n_steps, estimator="least_squares", critic_iters=critic_iters,
-                  first_critic_iters=first_critic_iters, lr=lr, hidden=hidden, depth=depth,
+                  first_critic_iters=first_critic_iters, lr=lr, hidden=hidden, depth=depth, progress=progress,
                   batch_size=batch_size, r1=r1, r_min=r_min, keep_fields=True, record_every=record_every,
-                  generator=generator, progress=progress)  # fmt: skip
+                  generator=generator)
 
 
 def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net: nn.Module | None = None,
@@ -450,8 +438,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
         return factor(_ratio(d, "logistic", 0.0))[:, None] * g
 
     traj = euler_flow(x0, velocity_fn, step_size, n_steps, diffusion=gamma, record_every=record_every,
-                      generator=generator, progress=progress, max_norm=1e3 * max(1.0, float(_rms(x0))),
-                      desc="DGflow")  # fmt: skip
+                      generator=generator, progress=progress, desc="DGflow")
     if generator_net is None:
         return FFlowResult(x=traj.x, trajectory=traj, critic=disc, step_sizes=list(traj.step_sizes))
     with torch.no_grad():

@@ -48,10 +48,9 @@ def _rms(x: Tensor) -> Tensor:
 
 
 def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
-    r"""Centre :math:`c = \bar y` and default ``max_norm``
-    :math:`4\max\big(\mathrm{rms}(x_0 - c),\ \mathrm{rms}(y - c)\big)` (1 if both spreads are 0) of the
-    divergence guard of a flow from ``x0`` towards ``y``: a flow that transports ``x0`` to ``y`` stays near
-    both clouds.
+    r"""Centre :math:`c = \bar y` and default ``max_norm`` :math:`4\max\big(\mathrm{rms}(x_0 - c),
+    \mathrm{rms}(y - c)\big)` (1 if both spreads are 0) of the divergence guard of a flow from ``x0`` towards
+    ``y``: a flow that transports ``x0`` to ``y`` stays near both clouds.
 
     Used in: :func:`~gwf_tutorial.fflows.f_flow`, :func:`~gwf_tutorial.flows.particle_flow`.
     """
@@ -214,18 +213,16 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
     obj, x0 = get_objective(objective), check_samples(x0, "x0")
     center = None
     if y is not None:
-        y = check_samples(y, "y")
+        y = check_samples(y, "y").detach()
         check_same_dim(x0, y, "x0", "y")
-        y = y.detach()
         center, default_norm = spread_bound(x0, y)
         max_norm = default_norm if max_norm is None else max_norm
     elif obj.needs_target_samples:
         raise ValueError(f"{type(obj).__name__} needs target samples y")
     value_fn = (lambda x: obj.value(x, y)) if track_value else None
-    return euler_flow(x0, lambda x, at=None: obj.velocity(x, y, at=at), step_size, n_steps,
+    return euler_flow(x0, lambda x, at=None: obj.velocity(x, y, at=at), step_size, n_steps, center=center,
                       noise_level=noise_level, value_fn=value_fn, record_every=record_every,
-                      generator=generator, progress=progress, max_norm=max_norm, desc=f"{obj.name} flow",
-                      center=center)  # fmt: skip
+                      generator=generator, progress=progress, max_norm=max_norm, desc=f"{obj.name} flow")
 
 
 def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,

@@ -299,8 +299,7 @@ def euler_iterates_kl(mean0, cov0, target_mean, target_cov, step_size, n_steps) 
     return means, covs
 
 
-def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:
-    """``K(S, delta) = det(I + S/s^2)^{-1/2} exp(-1/2 delta^T (s^2 I + S)^{-1} delta)``."""
+def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:  # K(S, delta) of mmd2
     d, batch = S.shape[-1], torch.broadcast_shapes(S.shape[:-2], delta.shape[:-1])
     L = torch.linalg.cholesky(s2 * _eye_like(S) + S)
     z = torch.linalg.solve_triangular(L.expand(*batch, d, d), delta.expand(*batch, d).unsqueeze(-1),

@@ -109,9 +109,8 @@ def sinkhorn_divergence(x, y, eps: float, weights_x=None, weights_y=None, *, max
 def sliced_w2(x, y, n_projections: int = 200, generator: torch.Generator | None = None, weights_x=None,
               weights_y=None) -> Tensor:  # fmt: skip
     r"""Squared sliced 2-Wasserstein distance over ``n_projections`` random directions, each 1-D term by
-    ``ot.wasserstein_1d`` (no root, no factor ``d``),
-    :math:`SW_2^2(\alpha, \beta) \approx \frac1L \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y)`,
-    :math:`\theta_l \sim U(S^{d-1})`.
+    ``ot.wasserstein_1d`` (no root, no factor ``d``), :math:`SW_2^2(\alpha, \beta) \approx \frac1L
+    \sum_{l=1}^L W_2^2(\theta_l^\top x, \theta_l^\top y)`, :math:`\theta_l \sim U(S^{d-1})`.
 
     Used in: chapter 1.
     """
@@ -342,8 +341,6 @@ def _image_batches(images, name: str, batch_size: int):
     if isinstance(images, Tensor):
         if images.ndim != 4:
             raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
-        if images.shape[0] < 2:
-            raise ValueError(f"{name} must hold at least 2 images, got {images.shape[0]}")
         images = images.split(batch_size)
     try:
         iterator = iter(images)
@@ -360,9 +357,8 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
     batch_size = check_int(batch_size, "batch_size")
     metric = metric.to(device) if device is not None else metric
     custom = getattr(metric, "used_custom_model", False)
-    counts = {}
     for name, images, is_real in (("real", real, True), ("fake", fake, False)):
-        counts[name] = 0
+        count = 0
         for batch in _image_batches(images, name, batch_size):
             batch = batch.detach().to(device) if device is not None else batch.detach()
             if custom:  # the extractor receives the images as they are (floats in [-1, 1])
@@ -371,9 +367,9 @@ def _image_metric(metric, real, fake, batch_size: int, device) -> Tensor:
                 u8 = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
                 u8 = u8.repeat(1, 3, 1, 1) if u8.shape[1] == 1 else u8
                 metric.update(u8, real=is_real)
-            counts[name] += batch.shape[0]
-        if counts[name] < 2:
-            raise ValueError(f"{name} must hold at least 2 images, got {counts[name]}")
+            count += batch.shape[0]
+        if count < 2:
+            raise ValueError(f"{name} must hold at least 2 images, got {count}")
     return metric.compute()
 
 
@@ -399,13 +395,14 @@ class StandInFeatures(torch.nn.Module):
         return self.net(x.reshape(x.shape[0], -1).float())
 
 
-def _feature_arg(feature):
+def _feature_arg(feature) -> dict:
+    """The ``feature`` and ``normalize`` arguments of a torchmetrics image metric."""
     if feature is None:
-        return 2048
+        return dict(feature=2048, normalize=False)
     if isinstance(feature, torch.nn.Module):
         if not isinstance(getattr(feature, "num_features", None), int):
             raise ValueError("feature must have an int attribute num_features (its output dimension)")
-        return feature
+        return dict(feature=feature, normalize=True)
     raise TypeError(f"feature must be None (Inception-v3) or an nn.Module feature extractor, got {feature!r}")
 
 
@@ -419,8 +416,7 @@ def frechet_distance(real, fake, feature=None, *, batch_size: int = 250, device=
     Used in: chapters 9 and 10.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
-    feat = _feature_arg(feature)
-    metric = FrechetInceptionDistance(feature=feat, normalize=not isinstance(feat, int))
+    metric = FrechetInceptionDistance(**_feature_arg(feature))
     return float(_image_metric(metric, real, fake, batch_size, device))
 
 
@@ -440,7 +436,6 @@ def kernel_distance(real, fake, feature=None, *, subsets: int = 100, subset_size
     subset_size = min(subset_size, *sizes) if sizes else subset_size
     with warnings.catch_warnings():  # "will save all extracted features in buffer": that is the method
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
-        metric = KernelInceptionDistance(feature=feat, subsets=subsets, subset_size=subset_size,
-                                         normalize=not isinstance(feat, int))  # fmt: skip
+        metric = KernelInceptionDistance(subsets=subsets, subset_size=subset_size, **feat)
     mean, std = _image_metric(metric, real, fake, batch_size, device)
     return float(mean), float(std)

@@ -107,7 +107,6 @@ class ResidualMLP(nn.Module):
         self.dim = check_int(dim, "dim")
         self.in_dim = self.dim if in_dim is None else check_int(in_dim, "in_dim")
         hidden, n_blocks = check_int(hidden, "hidden"), check_int(n_blocks, "n_blocks", min_value=0)
-        make_activation(activation)
         self.skip = bool(skip) and self.in_dim == self.dim
         self.inp = nn.Linear(self.in_dim, hidden, dtype=dtype)
         self.blocks = nn.Sequential(*[_ResidualBlock(hidden, activation, dtype) for _ in range(n_blocks)])
@@ -212,9 +211,8 @@ class AffineMap(nn.Module):
         return x @ self.A.mT + (self.b if self.b.ndim == 1 else self.b.unsqueeze(-2))
 
     def push_gaussian(self, mean, cov) -> tuple[Tensor, Tensor]:
-        """The image ``(A m + b, A S A^T)`` of :math:`N(m, S)`, ``mean (..., d)``, ``cov (..., d, d)``;
-        batches broadcast, differentiable in ``A`` and ``b``; shapes are checked, values not (training loops).
-        """
+        """Image ``(A m + b, A S A^T)`` of :math:`N(m, S)`, ``mean (..., d)``, ``cov (..., d, d)``; batches
+        broadcast, differentiable in ``A`` and ``b``; shapes are checked, values not (training loops)."""
         mean, cov, d = as_tensor(mean, "mean"), as_tensor(cov, "cov"), self.dim
         if mean.ndim < 1 or mean.shape[-1] != d or cov.ndim < 2 or tuple(cov.shape[-2:]) != (d, d):
             got = f"{tuple(mean.shape)} and {tuple(cov.shape)}"

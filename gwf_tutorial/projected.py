@@ -9,16 +9,15 @@ to parameters and the projected flow of :math:`F` are
     \dot\theta = \operatorname*{arg\,min}_{\eta}\ \mathbb E\,\Big|J_\theta\eta
     + \nabla\frac{\delta F}{\delta\rho}(T_\theta)\Big|^2 = -G(\theta)^{-1}\nabla_\theta F(\rho_\theta),
 
-the natural gradient for :math:`G`. :math:`\eta^\top G\eta` is the mean squared speed of the
-samples; it bounds the Wasserstein metric pulled back to parameters, :math:`\eta^\top G_W\eta`, from
-above, with equality only when :math:`J_\theta(z)\eta` is a gradient field of :math:`x = T_\theta(z)`.
-So the projected flow is not, in general, the Wasserstein natural gradient
-:math:`-G_W^{-1}\nabla_\theta F` (Li and Montufar; Arbel et al.); both move the law alike when the
-family produces the flow's velocity exactly. A parametric JKO step of small :math:`\tau` discretises
-the projected flow implicitly (GWF Prop. 6.3); plain gradient descent ignores :math:`G`.
-Parameters are flattened in the order of ``map_net.parameters()``; ``z``/``source``: latent points
-(n, d_0) in the map's dtype; ``objective``: a ``functionals.Objective`` (``value(x, y)``, with target
-samples ``y``/``data``) or a ``jko.PushforwardObjective``. Results are detached.
+the natural gradient for :math:`G`. :math:`\eta^\top G\eta` is the mean squared speed of the samples; it
+bounds the Wasserstein metric pulled back to parameters, :math:`\eta^\top G_W\eta`, from above, with equality
+only when :math:`J_\theta(z)\eta` is a gradient field of :math:`x = T_\theta(z)`. So the projected flow is
+not, in general, the Wasserstein natural gradient :math:`-G_W^{-1}\nabla_\theta F` (Li and Montufar; Arbel et
+al.); both move the law alike when the family produces the flow's velocity exactly. A parametric JKO step of
+small :math:`\tau` discretises the projected flow implicitly (GWF Prop. 6.3); plain gradient descent ignores
+:math:`G`. Parameters are flattened in the order of ``map_net.parameters()``; ``z``/``source``: latent points
+(n, d_0) in the map's dtype; ``objective``: a ``functionals.Objective`` (``value(x, y)``, with target samples
+``y``/``data``) or a ``jko.PushforwardObjective``. Results are detached.
 
 Used in: chapter 6 (parametric Wasserstein flows).
 """
@@ -34,6 +33,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from gwf_tutorial._validation import (
     FlowDivergedError,
+    check_finite,
     check_int,
     check_mean_cov,
     check_nonnegative,
@@ -91,9 +91,8 @@ def parameter_jacobian(map_net: nn.Module, z) -> Tensor:
 
 
 def metric_tensor(map_net: nn.Module, z) -> Tensor:
-    r"""The map-space metric tensor pulled back to parameters, shape (p, p), :math:`G(\theta) = \frac1n
-    \sum_i J_\theta(z_i)^\top J_\theta(z_i)`: :math:`\eta^\top G\eta = \frac1n\sum_i |J_\theta(z_i)\eta|^2` is
-    the kinetic energy of :math:`\dot\theta = \eta`; :math:`G = I` for translations,
+    r"""The metric tensor of the module docstring on the samples ``z``, shape (p, p), :math:`G(\theta) =
+    \frac1n \sum_i J_\theta(z_i)^\top J_\theta(z_i)`; :math:`G = I` for translations,
     :func:`affine_metric_tensor` for affine maps.
 
     Used in: chapter 6.
@@ -126,13 +125,13 @@ def _objective_value(map_net, objective, z: Tensor, y: Tensor | None, guard=None
     return objective.value(x, y)
 
 
-def _check_objective(objective, data):
+def _check_objective(objective, data, name: str = "data"):
     if isinstance(objective, Objective) and data is None and objective.needs_target_samples:
         raise ValueError(f"data (target samples) is required for objective {objective!r}")
     if not isinstance(objective, (Objective, PushforwardObjective)):
         raise TypeError("objective must be a functionals.Objective or a jko.PushforwardObjective, got "
                         f"{type(objective).__name__}")  # fmt: skip
-    return None if data is None else check_samples(data, "data")
+    return None if data is None else check_samples(data, name)
 
 
 def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor, Tensor]:
@@ -142,8 +141,7 @@ def objective_gradient(map_net: nn.Module, objective, z, y=None) -> tuple[Tensor
 
     Used in: ``projected.projected_flow`` (its first step).
     """
-    y = None if y is None else check_samples(y, "y")
-    params, y = _check_map(map_net), _check_objective(objective, y)
+    params, y = _check_map(map_net), _check_objective(objective, y, "y")
     return _value_and_gradient(map_net, objective, params, _check_z(z, map_net), y)
 
 
@@ -219,9 +217,6 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
             batch_size=z.shape[0], lr=check_positive(lr, "lr"), betas=(0.9, 0.999), lr_schedule="cosine",
             reset_optimizer=True, initial_map="copy", seed=0, progress=False)  # fmt: skip
 
-    def value_and_gradient(guard=None):
-        return _value_and_gradient(map_net, objective, params, z, data, guard)
-
     def step(g: Tensor) -> None:
         if method == "jko":
             chain.step()
@@ -235,7 +230,8 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
         if k == 0:  # checked at entry; later iterates are guarded
             value, g = objective_gradient(map_net, objective, z, data)
         else:
-            value, g = _after_step(k, method, h, value_and_gradient)
+            value, g = _after_step(k, method, h,
+                                   lambda gd: _value_and_gradient(map_net, objective, params, z, data, gd))
         values.append(value)
         step(g)
         thetas.append(parameters_to_vector(params).detach().clone())
@@ -282,9 +278,7 @@ def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
     if params.ndim not in (1, 2) or params.shape[-1] != d * d + d:
         raise ValueError(f"params must have shape (K, {d * d + d}) or ({d * d + d},) for affine maps of "
                          f"R^{d}, got {tuple(params.shape)}")  # fmt: skip
-    if not bool(torch.isfinite(params).all()):
-        raise ValueError("params contains NaN or infinite values")
-    p = params.to(m0)
+    p = check_finite(params, "params").to(m0)
     A = p[..., : d * d].reshape(*p.shape[:-1], d, d)
     means, covs = (A @ m0.unsqueeze(-1)).squeeze(-1) + p[..., d * d :], A @ S0 @ A.mT
     return means, 0.5 * (covs + covs.mT)

@@ -246,12 +246,11 @@ class GaussianMixture(Target):
             raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
         k, d = means.shape
         super().__init__(d, name)
-        covs_t = _mixture_covs(covs, k, d)
+        self.means, self.covs = means, _mixture_covs(covs, k, d)
         self.stratified = check_bool(stratified, "stratified")
-        self.means, self.covs = means, covs_t
         self.weights = _check_weights(weights, k)
-        self.stds = torch.linalg.eigvalsh(covs_t)[:, -1].sqrt()
-        self._chol = torch.linalg.cholesky(covs_t)
+        self.stds = torch.linalg.eigvalsh(self.covs)[:, -1].sqrt()
+        self._chol = torch.linalg.cholesky(self.covs)
 
     @property
     def n_modes(self) -> int:
@@ -563,16 +562,14 @@ def _gwf_eight_gaussians(scale=1.0, std=0.1, stratified=False, name="eight_gauss
 
 
 def _sjko_8gaussians(radius=12.0, variance=0.4, stratified=False, name="sjko_8gaussians"):
-    radius = check_positive(radius, "radius")
     ang = 2.0 * math.pi * torch.arange(8, dtype=torch.float64) / 8
-    means = radius * torch.stack([ang.cos(), ang.sin()], dim=1)
+    means = check_positive(radius, "radius") * torch.stack([ang.cos(), ang.sin()], dim=1)
     s = math.sqrt(check_positive(variance, "variance"))
     return GaussianMixture(means, s, stratified=stratified, name=name)
 
 
 def _sjko_25gaussians(spacing=3.0, variance=0.005, stratified=False, name="twenty_five_gaussians"):
-    spacing = check_positive(spacing, "spacing")
-    grid = spacing * torch.arange(-2, 3, dtype=torch.float64)
+    grid = check_positive(spacing, "spacing") * torch.arange(-2, 3, dtype=torch.float64)
     # S-JKO order: x = [-6]*5 + [-3]*5 + ..., y = [-6, -3, 0, 3, 6] * 5
     means = torch.stack([grid.repeat_interleave(5), grid.repeat(5)], dim=1)
     s = math.sqrt(check_positive(variance, "variance"))
