@@ -781,7 +781,7 @@ def test_checkpoint_bad_arguments(tmp_path):
 
 def test_progress_bar_shows_raw_drift(monkeypatch):
     """The bar's postfix carries the raw drift RMS (not the flat normalised loss)."""
-    import gwf_tutorial.trainer as trainer_mod
+    import gwf_tutorial.train as train_mod
 
     shown = []
 
@@ -795,7 +795,7 @@ def test_progress_bar_shows_raw_drift(monkeypatch):
         def set_postfix(self, **kw):
             shown.append(kw)
 
-    monkeypatch.setattr(trainer_mod, "_progress", lambda it, **kw: _Bar(it, **kw))  # train_drifting's loop
+    monkeypatch.setattr(train_mod, "progress", lambda it, **kw: _Bar(it, **kw))  # the Trainer's bar
     torch.manual_seed(0)
     g = _gen(26)
     hist = train_drifting(
