@@ -304,6 +304,15 @@ def evaluate(trainer: Trainer, *, n_samples: int | None = None, feature: str | N
             "train_seconds": trainer.train_seconds, "eval_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
+def load_generator(path, *, device: str = "cpu", use_ema: bool = True) -> tuple:
+    """The (EMA) generator of a checkpoint in eval mode, ``(n, latent_dim) -> (n, C*H*W)``, and its Config."""
+    state, config = _train.load_checkpoint(path, kind=Trainer.kind, map_location=device)
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    net = Autocast(ConvGenerator(cfg.latent_dim, 3, cfg.image_size, cfg.g_width, cfg.g_blocks), False)
+    net.load_state_dict(state["trainer"]["ema" if use_ema else "map"])
+    return net.to(device).eval(), cfg
+
+
 def train(cfg: Config, *, dist_info: DistInfo | None = None, resume: bool = False, overwrite: bool = False,
           real: Tensor | None = None, evaluate_at_end: bool = True) -> tuple[Trainer, dict]:  # fmt: skip
     r"""Build a :class:`Trainer` by ``trainer.ResumableRun.start`` (``resume``, ``overwrite``: see there),

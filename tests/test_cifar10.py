@@ -21,7 +21,7 @@ import torch
 from test_train import assert_damaged_checkpoints_refused, damaged_copies
 
 from gwf_tutorial import cifar10, critics, data, jko, metrics, train
-from gwf_tutorial.nets import Autocast, ConvGenerator
+from gwf_tutorial.nets import ConvGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 # 8x8 images, batch 16: a few tens of milliseconds per iteration on one CPU thread
@@ -334,12 +334,8 @@ def test_fid_pipeline_offline_with_stand_in_features(one_thread, tmp_path):
     # frozen and deterministic
     assert not any(p.requires_grad for p in f.parameters())
     torch.testing.assert_close(f(fresh[:4]), cifar10.StandInFeatures(3, 8)(fresh[:4]))
-    # the checkpoint gives the EMA generator back
-    state, config = train.load_checkpoint(tmp_path / "last.pt", kind=cifar10.Trainer.kind)
-    cfg2 = cifar10.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    net = Autocast(ConvGenerator(cfg2.latent_dim, 3, cfg2.image_size, cfg2.g_width, cfg2.g_blocks), False)
-    net.load_state_dict(state["trainer"]["ema"])
-    net.eval()
+    # load_generator gives the EMA generator back
+    net, cfg2 = cifar10.load_generator(tmp_path / "last.pt")
     z = torch.randn(4, cfg2.latent_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(net(z), tr.ema.eval()(z))

@@ -10,9 +10,9 @@ from torch import nn
 
 import gwf_tutorial._validation as validation
 from gwf_tutorial import critics, fdiv
-from gwf_tutorial._validation import FlowDivergedError, as_tensor
+from gwf_tutorial._validation import FlowDivergedError
 from gwf_tutorial.critics import Critic, add_penalties, fit_critic, logistic_ratio
-from gwf_tutorial.fdiv import FDIVERGENCES, JS, KL, KL_DV, REVERSE_KL, dv_bound, variational_bound
+from gwf_tutorial.fdiv import FDIVERGENCES, JS, KL, KL_DV, dv_bound, variational_bound
 
 F64 = torch.float64
 
@@ -33,15 +33,8 @@ def gradient_penalty(critic, x, y, *, generator=None):
 
 
 def logistic_loss(d_x, d_y):
-    """The class-balanced logistic loss of logistic_ratio (critics._logistic), its inputs checked."""
-    checked = []
-    for t, nm in ((d_x, "d_x"), (d_y, "d_y")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{nm} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 1 or t.numel() == 0:
-            raise ValueError(f"{nm} must have shape (n,) with n >= 1, got {tuple(t.shape)}")
-        checked.append(validation.check_finite(as_tensor(t, nm), nm))
-    return critics._logistic(*checked)
+    """The class-balanced logistic loss that logistic_ratio minimises (critics._logistic)."""
+    return critics._logistic(d_x, d_y)
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +146,6 @@ def test_losses_against_independent_computations():
     torch.testing.assert_close(
         critic_loss(JS, h_x, h_y), -(h_x.mean() + torch.log(2 - torch.exp(h_y)).mean())
     )
-    r_x, r_y = -torch.exp(-d_x), -torch.exp(-d_y)
-    torch.testing.assert_close(critic_loss("reverse_kl", r_x, r_y), -variational_bound(REVERSE_KL, r_x, r_y))
     torch.testing.assert_close(critic_loss(KL_DV, d_x, d_y), -(d_x.mean() - torch.log(torch.exp(d_y).mean())))
 
 
@@ -207,10 +198,6 @@ def test_bad_input():
         fit_critic(Critic(2, None, hidden=4, depth=1), x, y)
     with pytest.raises(TypeError, match="critic"):
         fit_critic(lambda z: z.sum(1), x, y, "kl")
-    with pytest.raises(TypeError, match="d_x"):
-        logistic_loss([0.0], torch.zeros(2))
-    with pytest.raises(ValueError, match="d_y"):
-        logistic_loss(torch.zeros(2), torch.zeros(2, 1))
     with pytest.raises(TypeError, match="net"):
         logistic_ratio(x, y, net="mlp")
     with pytest.raises(ValueError, match="in_dim"):
@@ -254,13 +241,13 @@ def test_learned_kernel_custom_embedding():
 @pytest.mark.parametrize(
     "loss",
     [lambda a, b: critic_loss("kl", a, b), lambda a, b: critic_loss("js", a, b),
-     lambda a, b: critic_loss("kl_dv", a, b), logistic_loss, lambda a, b: variational_bound("chi2", a, b)],
-    ids=["critic_loss-kl", "critic_loss-js", "critic_loss-kl_dv", "logistic_loss", "variational_bound-chi2"],
+     lambda a, b: critic_loss("kl_dv", a, b), lambda a, b: variational_bound("chi2", a, b)],
+    ids=["critic_loss-kl", "critic_loss-js", "critic_loss-kl_dv", "variational_bound-chi2"],
 )
 def test_critic_losses_check_values_and_dtypes_at_entry(loss):
     a = torch.tensor([0.5, -1.0, 2.0])
     b = torch.tensor([0.1, 0.3])
-    names = ("d_x", "d_y") if loss is logistic_loss else ("h_x", "h_y")
+    names = ("h_x", "h_y")
     # integers are cast to the default dtype: the same value as the float input
     assert torch.equal(loss(a.round().long(), b), loss(a.round(), b))
     for i, name in enumerate(names):
