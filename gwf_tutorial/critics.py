@@ -534,7 +534,7 @@ def _weighted_mean(values: Tensor, weights, name: str) -> Tensor:
 
 
 class SemiDualPotential(CriticObjective):
-    r"""The S-JKO potential :math:`v` (Choi et al., 2024): the critic :math:`h = -v` of :math:`D_\Psi`.
+    r"""The S-JKO potential :math:`g` (Choi et al., 2024): the critic :math:`h = -g` of :math:`D_\Psi`.
 
     .. math::
 
@@ -544,7 +544,7 @@ class SemiDualPotential(CriticObjective):
     so that the semi-dual is :math:`J(v, T) = \mathbb E\, c_\tau(x, T(x)) + \widehat M(v; T(x)) -
     \mathbb E_\nu \Psi^*(-v)`. ``divergence`` is a name of :data:`~gwf_tutorial.fdiv.PSI_STAR` or a
     callable :math:`\Psi^*`; a potential maps ``(n, ...)`` to ``(n,)`` or ``(n, 1)``. The R1 term
-    :math:`\frac{r_1}{2}\mathbb E_\nu |\nabla v|^2` takes the values and input gradients at ``y`` from one
+    :math:`\frac{r_1}{2}\mathbb E_\nu |\nabla g|^2` takes the values and input gradients at ``y`` from one
     forward pass.
 
     Used in: :class:`~gwf_tutorial.sjko.SemiDualJKO`, :func:`~gwf_tutorial.sjko.potential_loss`.
@@ -570,13 +570,13 @@ class SemiDualPotential(CriticObjective):
 
     def loss(self, v_fake, v_real, *, grad_real: Tensor | None = None, r1: float = 0.0, source_weights=None,
              data_weights=None) -> Tensor:  # fmt: skip
-        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla v|^2` from the values ``v_fake`` :math:`=
-        v(x_i)` ``(n,)``, ``v_real`` :math:`= v(y_j)` ``(m,)``, ``grad_real`` :math:`= \nabla v(y_j)` ``(m,
+        r""":math:`-\widehat B + \frac{r_1}{2}\mathbb E_\nu|\nabla g|^2` from the values ``v_fake`` :math:`=
+        g(x_i)` ``(n,)``, ``v_real`` :math:`= g(y_j)` ``(m,)``, ``grad_real`` :math:`= \nabla g(y_j)` ``(m,
         ...)`` (when ``r1 > 0``), with optional quadrature weights, shape ``()``."""
         return self._terms(v_fake, v_real, grad_real, r1, source_weights, data_weights)[0]
 
     def data_term(self, v_real, data_weights=None) -> Tensor:
-        r""":math:`\mathbb E_\nu \Psi^*(-v)` from ``v_real`` ``(m,)``, shape ``()``."""
+        r""":math:`\mathbb E_\nu \Psi^*(-g)` from ``v_real`` ``(m,)``, shape ``()``."""
         return _weighted_mean(self.psi(-_values(v_real, "v_real")), data_weights, "data_weights")
 
     def critic_terms(self, potential, x, y, *, r1: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
@@ -591,7 +591,7 @@ class SemiDualPotential(CriticObjective):
         return add_penalties(loss, critic, x, y, gp=gp, generator=generator), bound
 
     def values(self, potential, x: Tensor) -> Tensor:
-        """:math:`v(x_i)`, shape ``(n,)``."""
+        """:math:`g(x_i)`, shape ``(n,)``."""
         v = potential(x)
         if v.numel() != x.shape[0]:
             raise ValueError(f"the potential must give one value per point ({len(x)}), got {tuple(v.shape)}")

@@ -2,7 +2,7 @@ r"""Explicit f-divergence flows from samples, and the published methods VGrow, E
 velocity :math:`v = r f''(r)\, \nabla \log(\nu/\rho)`, :math:`r = \rho/\nu` (:mod:`gwf_tutorial.fdiv`), read
 off a critic refit at every step (:func:`velocity_from_critic`). Shared arguments: ``x0`` ``(n, d)`` (latents
 ``(n, d_z)`` with a ``generator_net``), data ``y`` ``(m, d)``; ``fdiv`` a divergence of
-:mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> kappa(r)``; the critic's ``critic_iters``
+:mod:`gwf_tutorial.fdiv`, its name, ``"logd"`` or a factor ``r -> omega(r)``; the critic's ``critic_iters``
 warm-started Adam steps per flow step (``first_critic_iters`` at the first), ``lr``, ``hidden`` x ``depth``
 SiLU MLP, ``batch_size``, ``r1``, ``gp``; the flow's ``step_size``, ``n_steps``, ``record_every``,
 ``max_norm``, ``progress``, ``generator`` (mini-batches, noise). All return an :class:`FFlowResult`; a blow-up
@@ -43,7 +43,7 @@ __all__ = ["ESTIMATORS", "VELOCITY_FACTORS", "MONOFLOW_H", "get_velocity_factor"
 #: The three ways of reading a velocity off a critic, see :func:`velocity_from_critic`.
 ESTIMATORS = ("logistic", "variational", "least_squares")
 
-#: Velocity factors :math:`\kappa(r) = r f''(r)` outside the catalogue: ``"logd"`` :math:`r/(1 + r)`, the
+#: Velocity factors :math:`\omega(r) = r f''(r)` outside the catalogue: ``"logd"`` :math:`r/(1 + r)`, the
 #: non-saturating ("log D trick") GAN generator (VGrow's and DGflow's logD).
 VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r / (1 + r)}
 
@@ -55,7 +55,7 @@ MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": 
 
 
 def get_velocity_factor(fdiv) -> Callable[[Tensor], Tensor]:
-    r"""The velocity factor :math:`\kappa(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
+    r"""The velocity factor :math:`\omega(r) = r f''(r)` of ``fdiv``, elementwise in :math:`r > 0`:
     KL :math:`1`, 2JS :math:`\tfrac{1}{1+r}`, :math:`\chi^2` :math:`2r`, logD :math:`\tfrac{r}{1+r}`.
 
     Used in: chapter 4.
@@ -100,9 +100,9 @@ def value_and_grad(net: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, 
 def velocity_from_critic(critic: Callable[[Tensor], Tensor], x, *, estimator: str = "logistic", fdiv="kl",
                          r_min: float = 1e-3, logit_clip: float | None = None) -> Tensor:  # fmt: skip
     r"""The f-flow velocity at ``x``, shape ``(n, d)``, read off a trained ``critic`` (``(n, d) -> (n,)``):
-    ``"logistic"`` :math:`v = \kappa(e^{-D})\,\nabla D`, ``"variational"`` :math:`v = -\nabla h`,
-    ``"least_squares"`` :math:`v = -\kappa(R)\,\nabla\log R`, :math:`R = \max(1 + h/2, r_{\min})`, with
-    :math:`\kappa` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
+    ``"logistic"`` :math:`v = \omega(e^{-D})\,\nabla D`, ``"variational"`` :math:`v = -\nabla h`,
+    ``"least_squares"`` :math:`v = -\omega(R)\,\nabla\log R`, :math:`R = \max(1 + h/2, r_{\min})`, with
+    :math:`\omega` of :func:`get_velocity_factor`; ``logit_clip`` bounds the logit in the factor.
 
     Used in: chapter 4.
     """
@@ -411,7 +411,7 @@ def dgflow(x0, discriminator, fdiv="kl", step_size=0.1, n_steps: int = 25, gamma
            generator_net: nn.Module | None = None, record_every: int | None = None,
            generator: torch.Generator | None = None, progress: bool = True) -> FFlowResult:  # fmt: skip
     r"""DGflow (Ansari, Ang, Soh 2021): refine samples along the gradient flow of a fixed discriminator,
-    :math:`x_{k+1} = x_k + \eta\, \kappa\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k`,
+    :math:`x_{k+1} = x_k + \eta\, \omega\big(e^{-D(x_k)}\big)\,\nabla D(x_k) + \sqrt{2\gamma\eta}\;\xi_k`,
     the Euler--Maruyama scheme of :math:`D_f(\rho\|\nu) - \gamma H(\rho)`, with ``discriminator`` a logit
     :math:`D \approx \log(\nu/\rho_0)` or an object with ``logit``; with ``generator_net``, in latent space.
     Official defaults: :math:`\eta = 0.1`, :math:`\gamma = 0.01`, 25 steps.

@@ -4,7 +4,7 @@ distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
 Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance* ``(..., d,
 d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1, m2,
 S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (m,
-\Sigma)`, :math:`A = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
+\Sigma)`, :math:`\Lambda = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
 (2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is differentiable. Maps are
 :class:`~gwf_tutorial.nets.AffineMap`.
 
@@ -173,8 +173,8 @@ def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, ta
 
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
     r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``:
-    ``(mean_t, cov_t)`` = :math:`\big(m + e^{-tA}(\mu_0 - m),\ \Sigma + e^{-tA}(S_0 - \Sigma)\, e^{-tA}\big)`,
-    with a leading axis ``T`` for a 1-D tensor of times ``t``.
+    ``(mean_t, cov_t)`` = :math:`\big(m + e^{-t\Lambda}(\bar x_0 - m),\ \Sigma + e^{-t\Lambda}(S_0 - \Sigma)
+    e^{-t\Lambda}\big)`, with a leading axis ``T`` for a 1-D tensor of times ``t``.
 
     Used in: chapters 2 and 6.
     """
@@ -212,8 +212,9 @@ def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from :math:`N(\mu, S)`,
-    :math:`T(x) = \mu_+ + M (x - \mu)`, :math:`B = I + \tau A`, :math:`\mu_+ = B^{-1}(\mu + \tau A m)`,
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from
+    :math:`N(\bar x, S)`, :math:`T(x) = \bar x_+ + M (x - \bar x)`, :math:`B = I + \tau \Lambda`,
+    :math:`\bar x_+ = B^{-1}(\bar x + \tau \Lambda m)`,
     :math:`M = B^{-1/2}[\tfrac12 I + (\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2})^{1/2}] B^{-1/2}`, the SPD
     solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
@@ -225,9 +226,10 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\mu, S)`: ``(mean_next,
-    cov_next)`` :math:`= (\mu_+, M S M)`, the minimiser of :func:`jko_objective_kl` (:math:`\mu_+, M` of
-    :func:`jko_map_kl`); stable for every :math:`\tau`, :math:`O(\tau)` from :func:`ou_flow`.
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\bar x, S)`:
+    ``(mean_next, cov_next)`` :math:`= (\bar x_+, M S M)`, the minimiser of :func:`jko_objective_kl`
+    (:math:`\bar x_+, M` of :func:`jko_map_kl`); stable for every :math:`\tau`, :math:`O(\tau)` from
+    :func:`ou_flow`.
 
     Used in: chapters 2 and 7.
     """
@@ -265,10 +267,10 @@ def _euler_step(mean, cov, m, Sigma, h):
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
-    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\mu, S)`:
-    :math:`x \mapsto x + h(-A(x - m) + S^{-1}(x - \mu))`, so :math:`\mu_+ = \mu - h A(\mu - m)`, :math:`S_+ =
-    M S M^\top`, :math:`M = I + h(S^{-1} - A)`, stable iff :math:`h < \lambda_{\min}(\Sigma)`; past it the
-    iterates are returned as they come.
+    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\bar x, S)`:
+    :math:`x \mapsto x + \eta(-\Lambda(x - m) + S^{-1}(x - \bar x))`, so :math:`\bar x_+ = \bar x - \eta
+    \Lambda(\bar x - m)`, :math:`S_+ = M S M^\top`, :math:`M = I + \eta(S^{-1} - \Lambda)`, stable iff
+    :math:`\eta < \lambda_{\min}(\Sigma)`; past it the iterates come as they are.
 
     Used in: chapter 2.
     """

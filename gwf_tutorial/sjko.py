@@ -1,12 +1,12 @@
 r"""S-JKO: the JKO step as source-fixed unbalanced optimal transport, solved in the semi-dual.
 
-The JKO step to :math:`\nu` is a max-min over a potential :math:`v` and a map :math:`T`, with the cost
+The JKO step to :math:`\nu` is a max-min over a potential :math:`g` and a map :math:`T`, with the cost
 :math:`c_\tau(x, y) = |x - y|^2/(2\tau)` and the conjugate :math:`\Psi^*` of the divergence :math:`D_\Psi`,
 
 .. math::
 
-    \sup_v \inf_T\ J(v, T), \qquad J(v, T) = \mathbb E_{x \sim \rho_k}\big[c_\tau(x, T(x)) - v(T(x))\big]
-    - \mathbb E_{y \sim \nu}\big[\Psi^*(-v(y))\big],
+    \sup_g \inf_T\ J(g, T), \qquad J(g, T) = \mathbb E_{x \sim \rho_k}\big[c_\tau(x, T(x)) - g(T(x))\big]
+    - \mathbb E_{y \sim \nu}\big[\Psi^*(-g(y))\big],
 
 whose saddle point has :math:`T_\#\rho_k = \rho_{k+1}` and :math:`J = W_2^2(\rho_{k+1}, \rho_k)/(2\tau) +
 D_\Psi(\rho_{k+1} \| \nu)`, the JKO objective. Shared arguments: ``divergence``, a name of :data:`PSI_STAR`
@@ -69,9 +69,9 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
                    r1: float = 0.0, source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
     r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of v, plus R1
-    :math:`\frac{\lambda}{2}\mathbb E_\nu |\nabla v|^2` (:meth:`SemiDualPotential.loss
+    :math:`\frac{\lambda}{2}\mathbb E_\nu |\nabla g|^2` (:meth:`SemiDualPotential.loss
     <gwf_tutorial.critics.SemiDualPotential.loss>`, ``r1`` :math:`= \lambda`, official code: 0.2), from the
-    values ``v_fake`` :math:`= v(T(x_i))`, ``v_real`` and ``grad_real``.
+    values ``v_fake`` :math:`= g(T(x_i))`, ``v_real`` and ``grad_real``.
 
     Used in: :mod:`gwf_tutorial.cifar10`.
     """
@@ -82,8 +82,8 @@ def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_re
 def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average: bool = False,
              source_weights=None) -> Tensor:  # fmt: skip
     r"""Loss of the map (minimised, shape ``()``), the c-transform objective in one mean,
-    :math:`L_T = \mathbb E[c_\tau(T_{\mathrm{old}}(x), T(x)) - v(T(x))]`: ``t_new`` :math:`= T(x_i)` ``(n,
-    ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new`` :math:`= v(T(x_i))` ``(n,)``.
+    :math:`L_T = \mathbb E[c_\tau(T_{\mathrm{old}}(x), T(x)) - g(T(x))]`: ``t_new`` :math:`= T(x_i)` ``(n,
+    ...)``, ``t_old`` the paired points of :math:`\rho_k`, ``v_new`` :math:`= g(T(x_i))` ``(n,)``.
 
     Used in: chapter 7.
     """
@@ -104,7 +104,7 @@ def map_loss(t_new: Tensor, t_old: Tensor, v_new, tau: float, *, per_dim_average
 
 def semi_dual_objective(cost, v_fake, v_real, divergence: str | Callable = "kl", *, source_weights=None,
                         data_weights=None) -> Tensor:  # fmt: skip
-    r"""The semi-dual :math:`J(v, T)` of the module docstring (shape ``()``), the primal JKO objective at the
+    r"""The semi-dual :math:`J(g, T)` of the module docstring (shape ``()``), the primal JKO objective at the
     saddle point, from ``cost`` :math:`= c_\tau(x_i, T(x_i))` ``(n,)``, ``v_fake``, ``v_real`` as in
     :func:`potential_loss`.
 
@@ -133,7 +133,7 @@ def add_instance_noise(y: Tensor, k: int, *, generator: torch.Generator | None =
 
 class QuadraticPotential(nn.Module):
     r"""Quadratic potential ``(n, dim) -> (n,)`` started at 0, exact for Gaussians (with ``nets.AffineMap``):
-    :math:`v(y) = y^\top C y + e^\top y + g` (the symmetric part of :math:`C` is used).
+    :math:`g(y) = y^\top C y + e^\top y + a`; parameters ``C`` (its symmetric part), ``e``, ``g`` (:math:`a`).
 
     Used in: chapter 7 (S-JKO on Gaussians, checked against the exact JKO step).
     """
@@ -239,7 +239,7 @@ class SemiDualJKO(TrainerPreset):
     noise, the summed cost (:func:`tau_from_h`); a tensor sampler of at most ``batch_size`` rows is all used.
 
     ``map_net(x)``, or ``map_net(x, z)`` when ``noise_dim > 0`` (:class:`LatentMap`), starts at the identity;
-    ``potential_net`` :math:`v` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;
+    ``potential_net`` :math:`g` ``(n, ...) -> (n,)`` or ``(n, 1)`` is warm-started across phases;
     ``ema_decay``: an EMA of the map for :meth:`push` (official CIFAR-10: 0.9999); ``per_dim_average``,
     ``independent_latents``, ``instance_noise``: the cost divided by d, independent ``z, z'``,
     :func:`add_instance_noise`; ``initial_map``: :math:`T_{-1}`, as for ``jko.ParametricJKO``.
