@@ -11,6 +11,11 @@ Usage (from the repository root)::
     python benchmarks/compare_runs.py NEW.json [--old gwf_tutorial/results/run_all.json] [--out report.md]
 
 Prints the report and writes it next to ``NEW.json`` (``NEW_compare.md``) unless ``--out`` is given.
+
+Where both files hold five or more seeds of a cell (``run_all.py --seeds 0,...,9`` with two versions of
+the code), the report adds the two seed distributions of the headline ratio (quartiles) and the two-sided
+Mann-Whitney U test of "same distribution": a computation that changed only in its rounding should not be
+told apart from the old one at this number of seeds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
+from scipy.stats import mannwhitneyu
 
 from gwf_tutorial.benchmark import headline, summarize
 
@@ -56,7 +64,29 @@ def compare(new: dict, old: dict) -> tuple[list[dict], dict]:
     return cells, families
 
 
-def report(cells: list[dict], families: dict, new_path: str, old_path: str) -> str:
+def seed_distributions(new: dict, old: dict, min_seeds: int = 5) -> list[dict]:
+    """Per (method, target) with at least ``min_seeds`` ok rows in both files: quartiles and the U test."""
+
+    def ratios(run: dict) -> dict:
+        out = {}
+        for r in run["rows"]:
+            if r["status"] == "ok":
+                name = "energy_ratio" if run["floors"][r["target"]]["mixture"] else "w2_ratio"
+                out.setdefault((r["method"], r["target"]), []).append(r[name])
+        return out
+
+    a, b = ratios(old), ratios(new)
+    rows = []
+    for key in sorted(set(a) & set(b)):
+        if min(len(a[key]), len(b[key])) >= min_seeds:
+            q_old, q_new = np.percentile(a[key], [25, 50, 75]), np.percentile(b[key], [25, 50, 75])
+            p = mannwhitneyu(a[key], b[key], alternative="two-sided").pvalue
+            n = (len(a[key]), len(b[key]))
+            rows.append(dict(method=key[0], target=key[1], n=n, old=q_old, new=q_new, p=p))
+    return rows
+
+
+def report(cells: list[dict], families: dict, new_path: str, old_path: str, dists: list[dict] = ()) -> str:
     counts = {c: sum(x["cls"] == c for x in cells) for c in ("inside", "better", "above")}
     lines = [
         f"# `{new_path}` against `{old_path}`", "",
@@ -76,6 +106,18 @@ def report(cells: list[dict], families: dict, new_path: str, old_path: str) -> s
         "|---|---:|---:|---:|",
     ]  # fmt: skip
     lines += [f"| {k} | {f['rows']} | {f['identical']} | {f['max_rel']:.2g} |" for k, f in families.items()]
+    if dists:
+        q = lambda v: f"{v[1]:.3g} [{v[0]:.3g}, {v[2]:.3g}]"  # noqa: E731
+        lines += [
+            "", "## Seed distributions (median [quartiles] of the headline ratio)", "",
+            "| method | target | seeds (old, new) | old | new | Mann-Whitney p |",
+            "|---|---|---|---|---|---:|",
+        ]  # fmt: skip
+        lines += [
+            f"| `{d['method']}` | {d['target']} | {d['n'][0]}, {d['n'][1]} | {q(d['old'])} | {q(d['new'])} | "
+            f"{d['p']:.2f} |"
+            for d in dists
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +128,7 @@ def main() -> None:
     ap.add_argument("--out", help="markdown report path (default: NEW_compare.md)")
     args = ap.parse_args()
     new, old = (json.loads(Path(p).read_text()) for p in (args.new, args.old))
-    text = report(*compare(new, old), args.new, args.old)
+    text = report(*compare(new, old), args.new, args.old, seed_distributions(new, old))
     out = Path(args.out) if args.out else Path(args.new).with_name(Path(args.new).stem + "_compare.md")
     out.write_text(text)
     print(text)

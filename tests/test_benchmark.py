@@ -528,3 +528,21 @@ def test_sjko_scaling_state_bytes_constant_for_reparameterized_linear_for_compos
             assert steps == [0, 0, 0]
         else:  # one more step map and its EMA copy per phase
             assert steps == [2 * map_bytes] * 3
+
+
+def test_compare_runs_seed_distributions_tells_a_shift_from_a_reshuffle():
+    seed_distributions = _script("compare_runs").seed_distributions
+    g = torch.Generator().manual_seed(0)
+
+    def run(ratios):
+        rows = [dict(method="m", target="moons", seed=s, status="ok", w2_ratio=float(v))
+                for s, v in enumerate(ratios)]  # fmt: skip
+        return dict(rows=rows, floors={"moons": {"mixture": False}})
+
+    base = 1 + torch.rand(10, generator=g, dtype=torch.float64)
+    same = base[torch.randperm(10, generator=g)] + 1e-9  # the same draws up to rounding, in another order
+    (d,) = seed_distributions(run(same), run(base))
+    assert d["n"] == (10, 10) and d["p"] > 0.5 and abs(d["new"][1] - d["old"][1]) < 1e-8
+    (d,) = seed_distributions(run(base + 2), run(base))  # every seed worse by 2: the test sees it
+    assert d["p"] < 1e-3 and d["new"][1] > d["old"][1] + 1.9
+    assert seed_distributions(run(base[:4]), run(base[:4])) == []  # fewer than five seeds: no distribution
