@@ -156,8 +156,7 @@ class GaussianKernel(Kernel):
         return torch.exp(-q / (2.0 * s * s))
 
     def _dphi(self, q, s):
-        c = -0.5 / (s * s)
-        return torch.exp(q * c) * c
+        return -torch.exp(-q / (2.0 * s * s)) / (2.0 * s * s)
 
 
 class IMQKernel(Kernel):
