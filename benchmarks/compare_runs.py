@@ -128,7 +128,8 @@ def main() -> None:
     ap.add_argument("--out", help="markdown report path (default: NEW_compare.md)")
     args = ap.parse_args()
     new, old = (json.loads(Path(p).read_text()) for p in (args.new, args.old))
-    text = report(*compare(new, old), args.new, args.old, seed_distributions(new, old))
+    shown = "gwf_tutorial/results/run_all.json" if Path(args.old) == DEFAULT_OLD else args.old
+    text = report(*compare(new, old), args.new, shown, seed_distributions(new, old))
     out = Path(args.out) if args.out else Path(args.new).with_name(Path(args.new).stem + "_compare.md")
     out.write_text(text)
     print(text)
