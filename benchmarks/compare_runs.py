@@ -32,6 +32,11 @@ from gwf_tutorial.benchmark import headline, summarize
 DEFAULT_OLD = Path(__file__).resolve().parent.parent / "gwf_tutorial" / "results" / "run_all.json"
 
 
+def _ratio_name(mixture: bool) -> str:
+    """The headline ratio's key in a row: the energy distance on mixtures, W2^2 elsewhere."""
+    return "energy_ratio" if mixture else "w2_ratio"
+
+
 def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
 
@@ -47,7 +52,7 @@ def compare(new: dict, old: dict) -> tuple[list[dict], dict]:
         if o is None or "n/a" in (s["status"], o["status"]):
             continue
         mixture = new["floors"][key[1]]["mixture"]
-        name = "energy_ratio" if mixture else "w2_ratio"
+        name = _ratio_name(mixture)
         med, lo, hi = headline(s, mixture), o[f"{name}_min"], o[f"{name}_max"]
         cls = "better" if med < lo else ("inside" if med <= hi else "above")
         cells.append(dict(method=key[0], target=key[1], family=s["family"], new=med, old=headline(o, mixture),
@@ -71,7 +76,7 @@ def seed_distributions(new: dict, old: dict, min_seeds: int = 5) -> list[dict]:
         out = {}
         for r in run["rows"]:
             if r["status"] == "ok":
-                name = "energy_ratio" if run["floors"][r["target"]]["mixture"] else "w2_ratio"
+                name = _ratio_name(run["floors"][r["target"]]["mixture"])
                 out.setdefault((r["method"], r["target"]), []).append(r[name])
         return out
 

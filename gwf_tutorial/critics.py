@@ -538,11 +538,11 @@ class SemiDualPotential(CriticObjective):
 
     .. math::
 
-        \widehat B(v; x, y) = -\frac1n \sum_i v(x_i) - \frac1m \sum_j \Psi^*(-v(y_j)) \le D_\Psi(\rho\|\nu),
-        \qquad \widehat M(v; x) = -\frac1n \sum_i v(x_i),
+        \widehat B(g; x, y) = -\frac1n \sum_i g(x_i) - \frac1m \sum_j \Psi^*(-g(y_j)) \le D_\Psi(\rho\|\nu),
+        \qquad \widehat M(g; x) = -\frac1n \sum_i g(x_i),
 
-    so that the semi-dual is :math:`J(v, T) = \mathbb E\, c_\tau(x, T(x)) + \widehat M(v; T(x)) -
-    \mathbb E_\nu \Psi^*(-v)`. ``divergence`` is a name of :data:`~gwf_tutorial.fdiv.PSI_STAR` or a
+    so that the semi-dual is :math:`J(g, T) = \mathbb E\, c_\tau(x, T(x)) + \widehat M(g; T(x)) -
+    \mathbb E_\nu \Psi^*(-g)`. ``divergence`` is a name of :data:`~gwf_tutorial.fdiv.PSI_STAR` or a
     callable :math:`\Psi^*`; a potential maps ``(n, ...)`` to ``(n,)`` or ``(n, 1)``. The R1 term
     :math:`\frac{r_1}{2}\mathbb E_\nu |\nabla g|^2` takes the values and input gradients at ``y`` from one
     forward pass.

@@ -68,7 +68,7 @@ def tau_from_h(h: float, dim: int, *, per_dim_average: bool = False) -> float:
 
 def potential_loss(v_fake, v_real, divergence: str | Callable = "kl", *, grad_real: Tensor | None = None,
                    r1: float = 0.0, source_weights=None, data_weights=None) -> Tensor:  # fmt: skip
-    r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of v, plus R1
+    r"""Loss of the potential (minimised, shape ``()``): minus the semi-dual up to terms free of g, plus R1
     :math:`\frac{\lambda}{2}\mathbb E_\nu |\nabla g|^2` (:meth:`SemiDualPotential.loss
     <gwf_tutorial.critics.SemiDualPotential.loss>`, ``r1`` :math:`= \lambda`, official code: 0.2), from the
     values ``v_fake`` :math:`= g(T(x_i))`, ``v_real`` and ``grad_real``.
