@@ -216,11 +216,13 @@ def algorithm2_affinities(x, y_pos, y_neg=None, temperature: float = 0.05) -> tu
 
 def gaussian_population_field(x, mp, Sp, mq, Sq, bandwidth: float, *, attraction: float = 1.0,
                               repulsion: float = 1.0) -> Tensor:  # fmt: skip
-    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form),
-    :math:`V(x) = s^2\big[r\,(s^2 I + \Sigma_q)^{-1}(x - m_q) - a\,(s^2 I + \Sigma_p)^{-1}(x - m_p)\big]`
-    for :math:`p = \mathcal N(m_p, \Sigma_p)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), :math:`q = \mathcal N(m_q,
-    \Sigma_q)`, bandwidth :math:`s` (:math:`V^+_p = s^2\nabla\log(p * \mathcal N(0, s^2 I))`). The
-    covariances may be singular (a degenerate law: :math:`s^2 I + \Sigma` stays invertible). Returns
+    r"""Population drift field of the Gaussian kernel between two Gaussians (closed form), :math:`V(x) =
+    \sigma^2[\lambda_-(\sigma^2 I + \Sigma_\rho)^{-1}(x - \bar x) - \lambda_+(\sigma^2 I + \Sigma_\nu)^{-1}(x
+    - \bar y)]`, data :math:`\nu = \mathcal N(\bar y, \Sigma_\nu)` (``mp`` ``(d,)``, ``Sp`` ``(d, d)``), model
+    :math:`\rho = \mathcal N(\bar x, \Sigma_\rho)` (``mq``, ``Sq``), bandwidth :math:`\sigma`,
+    :math:`\lambda_\pm` = ``attraction``, ``repulsion``; :math:`V^+ = \sigma^2\nabla\log(\nu * \mathcal N(0,
+    \sigma^2 I))`. Covariances may be singular (a degenerate law: :math:`\sigma^2 I + \Sigma` stays
+    invertible). Returns
     ``(n, d)`` in the promoted dtype.
 
     Used in: chapter 8.

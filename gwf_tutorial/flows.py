@@ -61,9 +61,9 @@ def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
 
 @dataclass
 class Trajectory:
-    r"""Result of a particle flow :math:`x_{k+1} = x_k + h_k\, v_k(x_k) \;(+\sqrt{2 h_k}\,\xi_k)`: final
+    r"""Result of a particle flow :math:`x_{k+1} = x_k + \eta_k v_k(x_k) \;(+\sqrt{2\eta_k}\,\xi_k)`: final
     particles ``x``, recorded step indices ``steps`` (0 the initial state), ``frames`` ``(len(steps), n,
-    d)``, objective ``values`` there (empty when not tracked) and ``step_sizes`` :math:`h_k` (``n_steps``).
+    d)``, objective ``values`` there (empty when not tracked) and ``step_sizes`` :math:`\eta_k` (``n_steps``).
 
     Used in: :func:`~gwf_tutorial.flows.euler_flow`.
     """
@@ -146,9 +146,9 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
                progress: bool = True, max_norm: float | None = None, desc: str = "euler flow",
                center: Tensor | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019),
-    :math:`x_{k+1} = x_k + h_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2 D h_k}\,\xi_k`,
+    :math:`x_{k+1} = x_k + \eta_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2\gamma \eta_k}\,\xi_k`,
     :math:`u_k, \xi_k \sim \mathcal N(0, I)`, with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)``
-    under noise injection), :math:`D` = ``diffusion`` (:math:`D = 1`, :math:`v = \nabla\log\pi`: ULA),
+    with noise injection), :math:`\gamma` = ``diffusion`` (:math:`\gamma=1`, :math:`v = \nabla\log\nu`: ULA),
     ``value_fn`` (``x -> 0-d tensor``) recorded; the guard's norm is about ``center`` (default the
     origin), ``max_norm`` defaults to ``1e3 * max(1, rms(x0))``; ``desc`` labels the bar and the errors.
 
@@ -202,7 +202,7 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
                   generator: torch.Generator | None = None, progress: bool = True,
                   max_norm: float | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019),
-    :math:`x^i_{k+1} = x^i_k + h_k\, v_{\rho_k}(x^i_k + \beta_k u^i_k)`, :math:`v_\rho = -\nabla \frac{\delta
+    :math:`x^i_{k+1} = x^i_k + \eta_k v_{\rho_k}(x^i_k + \beta_k u^i_k)`, :math:`v_\rho = -\nabla \frac{\delta
     F}{\delta\rho}(\rho)`, :math:`\rho_k = \frac1n\sum_i \delta_{x^i_k}`, with ``objective`` an
     :class:`~gwf_tutorial.functionals.Objective` or a name for :func:`~gwf_tutorial.functionals.get_objective`
     (``y=None`` for ``KL``); ``track_value`` records ``objective.value``. With ``y`` the guard is
@@ -228,10 +228,10 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
 def langevin(x0, score, step_size, n_steps: int, *, generator: torch.Generator | None = None,
              value_fn: Callable[[Tensor], Tensor] | None = None, record_every: int | None = None,
              progress: bool = True, max_norm: float | None = None) -> Trajectory:  # fmt: skip
-    r"""Unadjusted Langevin algorithm (ULA) :math:`x_{k+1} = x_k + h_k \nabla\log\pi(x_k) + \sqrt{2 h_k}\,
-    \xi_k` with ``score`` :math:`\nabla\log\pi` (a callable or an object with ``score``), ``x0`` holding
-    independent chains. Biased: for :math:`\pi = \mathcal N(0, \Sigma)` in 1-D the stationary variance is
-    :math:`\Sigma / (1 - h/(2\Sigma))`, stable for :math:`h < 2\Sigma`.
+    r"""Unadjusted Langevin algorithm (ULA) :math:`x_{k+1} = x_k + \eta_k \nabla\log\nu(x_k) +
+    \sqrt{2\eta_k}\,\xi_k` with ``score`` :math:`\nabla\log\nu` (a callable or an object with ``score``),
+    ``x0`` holding independent chains. Biased: for :math:`\nu = \mathcal N(0, \Sigma)` in 1-D the stationary
+    variance is :math:`\Sigma / (1 - \eta/(2\Sigma))`, stable for :math:`\eta < 2\Sigma`.
 
     Used in: chapters 2 and 3.
     """

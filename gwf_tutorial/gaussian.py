@@ -1,9 +1,9 @@
 r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests. Bures--Wasserstein
 distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
-:math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
+:math:`\mathrm{KL}(\cdot\,\|\,N(\bar y, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
 Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance* ``(..., d,
 d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1, m2,
-S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (m,
+S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (\bar y,
 \Sigma)`, :math:`\Lambda = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
 (2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is differentiable. Maps are
 :class:`~gwf_tutorial.nets.AffineMap`.
@@ -105,8 +105,8 @@ def _bures_cross(S1: Tensor, S2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def w2_squared(m1, S1, m2, S2) -> Tensor:
-    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984),
-    :math:`W_2^2 = |m_1 - m_2|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big)`.
+    r"""Squared Bures--Wasserstein distance between two Gaussians (Givens & Shortt 1984), :math:`W_2^2 =
+    |\bar x - \bar y|^2 + \operatorname{tr}\big(S_1 + S_2 - 2(S_1^{1/2} S_2 S_1^{1/2})^{1/2}\big)`.
 
     Used in: chapters 1, 2, 4, 6, 7 and 9.
     """
@@ -116,8 +116,8 @@ def w2_squared(m1, S1, m2, S2) -> Tensor:
 
 
 def monge_map(m1, S1, m2, S2) -> AffineMap:
-    r"""Optimal transport map :math:`T(x) = m_2 + A (x - m_1)` from :math:`N(m_1, S_1)` to
-    :math:`N(m_2, S_2)` (Knott & Smith 1984), with the SPD
+    r"""Optimal transport map :math:`T(x) = \bar y + A (x - \bar x)` from :math:`N(\bar x, S_1)` to
+    :math:`N(\bar y, S_2)` (Knott & Smith 1984), with the SPD
     :math:`A = S_1^{-1/2}\big(S_1^{1/2} S_2 S_1^{1/2}\big)^{1/2} S_1^{-1/2}` (:math:`A S_1 A = S_2`).
 
     Used in: chapters 1 and 2.
@@ -131,9 +131,9 @@ def monge_map(m1, S1, m2, S2) -> AffineMap:
 
 
 def kl(m1, S1, m2, S2) -> Tensor:
-    r"""KL divergence (nats) between two Gaussians, :math:`\mathrm{KL}\big(N(m_1, S_1) \,\|\, N(m_2, S_2)\big)
-    = \tfrac12\big[\operatorname{tr}(S_2^{-1} S_1) + (m_2 - m_1)^\top S_2^{-1} (m_2 - m_1) - d
-    + \log\det S_2 - \log\det S_1\big]`.
+    r"""KL divergence (nats) between two Gaussians, :math:`\mathrm{KL}\big(N(\bar x, S_1) \,\|\, N(\bar y,
+    S_2)\big) = \tfrac12\big[\operatorname{tr}(S_2^{-1} S_1) + (\bar y - \bar x)^\top S_2^{-1} (\bar y - \bar
+    x) - d + \log\det S_2 - \log\det S_1\big]`.
 
     Used in: chapters 2, 4, 6 and 7.
     """
@@ -148,8 +148,8 @@ def kl(m1, S1, m2, S2) -> Tensor:
 
 def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
     r"""Relative Fisher information :math:`I(\rho\,|\,\pi) = \mathbb E_\rho|\nabla\log\rho - \nabla\log\pi|^2
-    = \operatorname{tr}(D S_1 D) + |S_2^{-1}(m_1 - m_2)|^2`, :math:`D = S_1^{-1} - S_2^{-1}`, of
-    :math:`\rho = N(m_1, S_1)` w.r.t. :math:`\pi = N(m_2, S_2)`: the dissipation
+    = \operatorname{tr}(D S_1 D) + |S_2^{-1}(\bar x - \bar y)|^2`, :math:`D = S_1^{-1} - S_2^{-1}`, of
+    :math:`\rho = N(\bar x, S_1)` w.r.t. :math:`\pi = N(\bar y, S_2)`: the dissipation
     :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
 
     Used in: chapter 2.
@@ -172,9 +172,9 @@ def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, ta
 
 
 def ou_flow(mean0, cov0, target_mean, target_cov, t) -> tuple[Tensor, Tensor]:
-    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` (OU) at time ``t``:
-    ``(mean_t, cov_t)`` = :math:`\big(m + e^{-t\Lambda}(\bar x_0 - m),\ \Sigma + e^{-t\Lambda}(S_0 - \Sigma)
-    e^{-t\Lambda}\big)`, with a leading axis ``T`` for a 1-D tensor of times ``t``.
+    r"""Exact Wasserstein gradient flow of :math:`\mathrm{KL}(\cdot\,\|\,N(\bar y, \Sigma))` (OU) at time
+    ``t``: ``(mean_t, cov_t)`` = :math:`\big(\bar y + e^{-t\Lambda}(\bar x_0 - \bar y),\ \Sigma +
+    e^{-t\Lambda}(S_0 - \Sigma) e^{-t\Lambda}\big)`, with a leading axis ``T`` for 1-D times ``t``.
 
     Used in: chapters 2 and 6.
     """
@@ -212,9 +212,9 @@ def _jko_step(mean: Tensor, cov: Tensor, m: Tensor, Sigma: Tensor, tau: float) -
 
 
 def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
-    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(m, \Sigma))` from
+    r"""Optimal map of the exact JKO step of :math:`\mathrm{KL}(\cdot\|N(\bar y, \Sigma))` from
     :math:`N(\bar x, S)`, :math:`T(x) = \bar x_+ + M (x - \bar x)`, :math:`B = I + \tau \Lambda`,
-    :math:`\bar x_+ = B^{-1}(\bar x + \tau \Lambda m)`,
+    :math:`\bar x_+ = B^{-1}(\bar x + \tau \Lambda \bar y)`,
     :math:`M = B^{-1/2}[\tfrac12 I + (\tfrac14 I + \tau B^{1/2} S^{-1} B^{1/2})^{1/2}] B^{-1/2}`, the SPD
     solution of :math:`M B M - M = \tau S^{-1}` (the step's optimality condition).
 
@@ -226,7 +226,7 @@ def jko_map_kl(mean, cov, target_mean, target_cov, tau) -> AffineMap:
 
 
 def jko_step_kl(mean, cov, target_mean, target_cov, tau) -> tuple[Tensor, Tensor]:
-    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(m, \Sigma))` from :math:`N(\bar x, S)`:
+    r"""Exact JKO step of :math:`\mathrm{KL}(\cdot\,\|\,N(\bar y, \Sigma))` from :math:`N(\bar x, S)`:
     ``(mean_next, cov_next)`` :math:`= (\bar x_+, M S M)`, the minimiser of :func:`jko_objective_kl`
     (:math:`\bar x_+, M` of :func:`jko_map_kl`); stable for every :math:`\tau`, :math:`O(\tau)` from
     :func:`ou_flow`.
@@ -267,10 +267,10 @@ def _euler_step(mean, cov, m, Sigma, h):
 
 
 def euler_step_kl(mean, cov, target_mean, target_cov, step_size) -> tuple[Tensor, Tensor]:
-    r"""Explicit Euler particle step of the KL flow to :math:`N(m, \Sigma)`, applied to :math:`N(\bar x, S)`:
-    :math:`x \mapsto x + \eta(-\Lambda(x - m) + S^{-1}(x - \bar x))`, so :math:`\bar x_+ = \bar x - \eta
-    \Lambda(\bar x - m)`, :math:`S_+ = M S M^\top`, :math:`M = I + \eta(S^{-1} - \Lambda)`, stable iff
-    :math:`\eta < \lambda_{\min}(\Sigma)`; past it the iterates come as they are.
+    r"""Explicit Euler particle step of the KL flow to :math:`N(\bar y, \Sigma)`, applied to :math:`N(\bar x,
+    S)`: :math:`x \mapsto x + \eta(-\Lambda(x - \bar y) + S^{-1}(x - \bar x))`, so :math:`\bar x_+ = \bar x -
+    \eta \Lambda(\bar x - \bar y)`, :math:`S_+ = M S M^\top`, :math:`M = I + \eta(S^{-1} - \Lambda)`, stable
+    iff :math:`\eta < \lambda_{\min}(\Sigma)`; past it the iterates come as they are.
 
     Used in: chapter 2.
     """
@@ -311,8 +311,8 @@ def _gauss_kernel_mean(S: Tensor, delta: Tensor, s2: float) -> Tensor:  # K(S, d
 
 
 def mmd2(m1, S1, m2, S2, bandwidth) -> Tensor:
-    r"""Population :math:`\mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, m_1 - m_2)` between two
-    Gaussians (Gretton et al. 2012) for the kernel :math:`k(x, y) = e^{-|x - y|^2 / (2 s^2)}`,
+    r"""Population :math:`\mathrm{MMD}^2 = K(2S_1, 0) + K(2S_2, 0) - 2K(S_1 + S_2, \bar x - \bar y)` between
+    two Gaussians (Gretton et al. 2012) for the kernel :math:`k(x, y) = e^{-|x - y|^2 / (2 s^2)}`,
     ``s = bandwidth``, with :math:`K(S, \delta) = \det(I + S/s^2)^{-1/2}
     \exp\big(-\tfrac12 \delta^\top (s^2 I + S)^{-1} \delta\big)`.
 
@@ -336,10 +336,10 @@ def _entropic_ot(ma: Tensor, Sa: Tensor, mb: Tensor, Sb: Tensor, eps: float) -> 
 def entropic_ot(m1, S1, m2, S2, eps) -> Tensor:
     r"""Entropic OT between two Gaussians (Janati, Muzellec, Peyre & Cuturi 2020, Theorem 1),
     :math:`\mathrm{OT}_\varepsilon = \min_{\pi \in \Pi(\alpha, \beta)} \int |x - y|^2 \, d\pi + \varepsilon\,
-    \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta) = |m_1 - m_2|^2 + \operatorname{tr} S_1 + \operatorname{tr}
-    S_2 - \operatorname{tr} D + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D + \sigma^2 I)`,
-    :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4 I)^{1/2}`; on
-    samples, POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
+    \mathrm{KL}(\pi \,\|\, \alpha \otimes \beta) = |\bar x - \bar y|^2 + \operatorname{tr} S_1 +
+    \operatorname{tr} S_2 - \operatorname{tr} D + d\,\sigma^2 (1 - \log 2\sigma^2) + \sigma^2 \log\det(D +
+    \sigma^2 I)`, :math:`\sigma^2 = \varepsilon / 2`, :math:`D = (4 S_1^{1/2} S_2 S_1^{1/2} + \sigma^4
+    I)^{1/2}`; on samples, POT's ``ot.solve(M, a, b, reg=eps, reg_type="KL").value``.
 
     Used in: chapter 1.
     """

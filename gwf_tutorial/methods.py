@@ -100,10 +100,10 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
 
 def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_step_size=None, n_steps=200,
              noise_level=0.5, generator=None, progress=False) -> Tensor:
-    r"""MMD particle flow with noise injection: :math:`x \leftarrow x + h_k v(x + \beta_k u)`.
+    r"""MMD particle flow with noise injection: :math:`x \leftarrow x + \eta_k v(x + \beta_k u)`.
 
     Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth by
-    default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`h_k` geometric
+    default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`\eta_k` geometric
     from ``step_size`` to ``final_step_size``, noise :math:`\beta_k = \beta\max(0, 1 - 2k/K)`;
     parametrization: particles. References: Arbel, Korba, Salim, Gretton, NeurIPS 2019.
 
