@@ -186,11 +186,12 @@ def paper_field(x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "
 
 def algorithm2_field(x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0,
                      repulsion: float = 1.0) -> Tensor:  # fmt: skip
-    r"""The drift field as implemented (Algorithm 2 of the paper, the toy notebook): with logits
-    :math:`\ell_{ij} = -|x_i - t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (the self-pair's distance
-    increased by :math:`10^6 \kappa`), :math:`A = \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`,
-    :math:`S^\pm_i = \sum_j A^\pm_{ij}` and :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / S^\pm_i`: the field
-    ``(n, d)`` :math:`V_i = S^+_i S^-_i\,\big[a\,(B^+_i - x_i) - r\,(B^-_i - x_i)\big]`.
+    r"""The drift field as implemented (Algorithm 2 of the paper): logits :math:`\ell_{ij} = -|x_i -
+    t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (self-pairs pushed off by :math:`10^6 \kappa`), :math:`A =
+    \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`Z^\pm_i = \sum_j A^\pm_{ij}`,
+    :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / Z^\pm_i`, field ``(n, d)`` :math:`V_i = Z^+_i
+    Z^-_i[\lambda_+(B^+_i - x_i) - \lambda_-(B^-_i - x_i)]`, :math:`\lambda_\pm` = ``attraction``,
+    ``repulsion``.
 
     Used in: chapter 8.
     """
@@ -222,8 +223,7 @@ def gaussian_population_field(x, mp, Sp, mq, Sq, bandwidth: float, *, attraction
     :math:`\rho = \mathcal N(\bar x, \Sigma_\rho)` (``mq``, ``Sq``), bandwidth :math:`\sigma`,
     :math:`\lambda_\pm` = ``attraction``, ``repulsion``; :math:`V^+ = \sigma^2\nabla\log(\nu * \mathcal N(0,
     \sigma^2 I))`. Covariances may be singular (a degenerate law: :math:`\sigma^2 I + \Sigma` stays
-    invertible). Returns
-    ``(n, d)`` in the promoted dtype.
+    invertible). Returns ``(n, d)`` in the promoted dtype.
 
     Used in: chapter 8.
     """
