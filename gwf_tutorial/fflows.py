@@ -47,9 +47,9 @@ ESTIMATORS = ("logistic", "variational", "least_squares")
 #: non-saturating ("log D trick") GAN generator (VGrow's and DGflow's logD).
 VELOCITY_FACTORS: dict[str, Callable[[Tensor], Tensor]] = {"logd": lambda r: r / (1 + r)}
 
-#: MonoFlow's monotone maps :math:`u` of the logit :math:`D = \log(\nu/\rho)`, velocity :math:`u'(D)\nabla D`:
-#: ``"kl"`` :math:`D` (the KL flow), ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN, :math:`u' =
-#: r/(1+r)`), ``"minimax"`` :math:`\mathrm{softplus}(D)` (minimax GAN, the 2JS flow).
+#: MonoFlow's monotone maps :math:`\Upsilon` of the logit :math:`D = \log(\nu/\rho)`, velocity
+#: :math:`\Upsilon'(D)\nabla D`: ``"kl"`` :math:`D`, ``"logd"`` :math:`\log\sigma(D)` (non-saturating GAN,
+#: :math:`\Upsilon' = r/(1+r)`), ``"minimax"`` :math:`\mathrm{softplus}(D)` (minimax GAN, 2JS).
 MONOFLOW_H: dict[str, Callable[[Tensor], Tensor]] = {"kl": lambda d: d, "logd": lambda d: -F.softplus(-d),
                                                      "minimax": F.softplus}  # fmt: skip
 
@@ -382,11 +382,11 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
              r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
              progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow a monotone map :math:`u` (``h``) of the log ratio
-    :math:`D \approx \log(\nu/\rho_k)`, :math:`v = \nabla u(D(x)) = u'(D)\,\nabla D`, :math:`u' > 0`: the
-    f-flow with :math:`r f''(r) = u'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable.
-    With ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
-    :math:`\tfrac12\mathbb E|G(z) - (G(z) + \eta\,v)|^2`, along :math:`-\eta\nabla\mathbb E\,u(D(G(z)))`.
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow an increasing map :math:`\Upsilon` (``h``) of the log
+    ratio :math:`D \approx \log(\nu/\rho_k)`, :math:`v = \Upsilon'(D)\,\nabla D`: the f-flow with :math:`r
+    f''(r) = \Upsilon'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable. With ``generator_net``,
+    one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on :math:`\tfrac12\mathbb E|G(z) - (G(z)
+    + \eta v)|^2`, i.e. along :math:`-\eta\nabla\mathbb E\,\Upsilon(D(G(z)))`.
 
     Used in: chapter 4.
     """

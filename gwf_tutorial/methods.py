@@ -281,7 +281,7 @@ def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidd
     :math:`\nabla\psi_{k+1}` of an input-convex network.
 
     Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
-    discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla\psi_k`, ICNNs.
+    discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla u_k`, ICNNs.
     ``source``: samples (n, d) of :math:`\mu_0` or a sampler ``(n, generator) -> (n, dim)``. References:
     Mokrov et al., "Large-scale Wasserstein gradient flows", NeurIPS 2021.
 
