@@ -4,7 +4,7 @@ object with ``sample(n, generator=None)``. Settings never look at the target's n
 from a pilot draw :math:`y_{1:N}` (the training set, :math:`N = 10^4`), :math:`\sigma^2 = \frac1d \sum_{c=1}^d
 \widehat{\operatorname{Var}}(y_{\cdot c})`, :math:`u = (y - \bar y)/\sigma`, :math:`x = \bar y + \sigma\,
 u_{\text{method}}`, :math:`\nabla_u \log p_u = \sigma\,\nabla\log p(\bar y + \sigma u)`, and score-based step
-sizes are :math:`h = c\, d / \overline{|\nabla_u\log p_u|^2}`. ``budget_s`` is a *nominal* CPU budget: every
+sizes are :math:`\eta_u = c d / \overline{|\nabla_u\log p_u|^2}`. ``budget_s`` is a *nominal* CPU budget: each
 iteration count (:data:`SCALED`) is multiplied by ``budget_s`` over the method's nominal budget, a fixed
 setting shipped in ``load_results("method_table")`` (written by ``benchmarks/method_table.py``). A run is a
 deterministic function of its arguments, not a timeout.

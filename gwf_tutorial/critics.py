@@ -8,8 +8,7 @@ B(h; \rho, \nu)` for the JKO loops. The penalties are written once (:func:`add_p
 
 .. math::
 
-    \frac{\gamma}{2} \mathbb E_{y\sim\nu} |\nabla h(y)|^2
-    + \lambda\, \mathbb E\big(|\nabla h(\hat x)| - 1\big)^2,
+    \tfrac{\lambda_1}{2} \mathbb E_\nu |\nabla h(y)|^2 + \lambda_2 \mathbb E(|\nabla h(\hat x)| - 1)^2,
     \qquad \hat x = t x + (1 - t) y,\ t \sim U[0, 1].
 
 Shared arguments: model samples ``x`` ``(n, d)`` (:math:`\rho`), data ``y`` ``(m, d)`` (:math:`\nu`);
@@ -59,7 +58,7 @@ def _check_rows(x, name: str, in_dim: int) -> Tensor:
 
 
 class Critic(nn.Module):
-    r"""Scalar critic :math:`h(x) = g_f(N_\phi(x))`: a network and the divergence's output activation
+    r"""Scalar critic :math:`h(x) = g_f(N_\psi(x))`: a network and the divergence's output activation
     :math:`g_f` (f-GAN), so that :math:`f^*(h)` is finite; the raw :math:`N_\phi(x)` when ``fdiv`` is None.
     ``net`` (``(n, d) -> (n, 1)`` or ``(n,)``) replaces the default :class:`~gwf_tutorial.nets.MLP` of
     ``hidden``, ``depth``, ``activation``, ``dtype``; ``forward`` maps ``(n, d)`` to ``(n,)``.
@@ -78,7 +77,7 @@ class Critic(nn.Module):
         self.net = net
 
     def raw(self, x: Tensor) -> Tensor:
-        """Raw network output :math:`N_\\phi(x)`, shape ``(n,)``."""
+        """Raw network output :math:`N_\\psi(x)`, shape ``(n,)``."""
         out = _column(self.net(_check_rows(x, "x", self.in_dim)))
         if out.shape != (x.shape[0],):
             raise ValueError(f"the critic network must return shape (n, 1) or (n,), got {out.shape}")
@@ -125,8 +124,8 @@ def _sq_norms(g: Tensor) -> Tensor:
 
 def add_penalties(loss: Tensor, critic: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *, r1: float = 0.0,
                   gp: float = 0.0, generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
-    r"""``loss`` plus the penalties of the module docstring, :math:`\gamma` = ``r1`` (R1 on ``y``) and
-    :math:`\lambda` = ``gp`` (WGAN-GP on the pairs :math:`(x_i, y_i)`, :math:`i < \min(n, m)`), a zero weight
+    r"""``loss`` plus the penalties of the module docstring, :math:`\lambda_1` = ``r1`` (R1 on ``y``) and
+    :math:`\lambda_2` = ``gp`` (WGAN-GP on the pairs :math:`(x_i, y_i)`, :math:`i < \min(n,m)`), a zero weight
     skipping its term: the one place the penalties are added, at every critic step (shapes only checked).
 
     Used in: :func:`~gwf_tutorial.critics.fit_critic` and :func:`~gwf_tutorial.critics.logistic_ratio`
@@ -276,8 +275,8 @@ def logistic_ratio(x: Tensor, y: Tensor, net: Critic | None = None, n_iters: int
 
 class LearnedKernel(nn.Module):
     r"""A Gaussian-kernel mixture on a learned embedding, the critic of an MMD GAN: :math:`k_\psi(x, y) =
-    \sum_{l=1}^{L} w_l \exp(-|\phi_\psi(x) - \phi_\psi(y)|^2 / (2\sigma_l^2))`, :math:`\phi_\psi(x) = (x,
-    g_\psi(x))`, :math:`w = \mathrm{softmax}(a)`. :math:`g_\psi` (``feature_dim`` outputs) is an MLP of
+    \sum_{l=1}^{L} \alpha_l \exp(-|\phi_\psi(x) - \phi_\psi(y)|^2 / (2\sigma_l^2))`, :math:`\phi_\psi(x) = (x,
+    N_\psi(x))`, :math:`\alpha = \mathrm{softmax}(a)`. :math:`N_\psi` (``feature_dim`` outputs) is an MLP of
     ``hidden``, ``depth``, ``activation`` whose last layer starts at zero, or ``embedding``; keeping :math:`x`
     in :math:`\phi_\psi` keeps the kernel characteristic, and at initialisation it is the fixed
     multi-bandwidth kernel. :math:`\sigma_l` are ``bandwidths``, or ``factors`` times the median distance of
@@ -310,7 +309,7 @@ class LearnedKernel(nn.Module):
         return torch.cat([x, self.net(x)], dim=1)
 
     def weights(self) -> Tensor:
-        r"""Mixture weights :math:`w = \mathrm{softmax}(a)`, shape ``(L,)``."""
+        r"""Mixture weights :math:`\alpha = \mathrm{softmax}(a)`, shape ``(L,)``."""
         return torch.softmax(self.logits, dim=0)
 
     def _embed(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, list[float]]:

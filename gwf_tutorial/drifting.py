@@ -186,9 +186,9 @@ def paper_field(x, y_pos, y_neg=None, temperature: float = 0.05, kernel: str = "
 
 def algorithm2_field(x, y_pos, y_neg=None, temperature: float = 0.05, *, attraction: float = 1.0,
                      repulsion: float = 1.0) -> Tensor:  # fmt: skip
-    r"""The drift field as implemented (Algorithm 2 of the paper): logits :math:`\ell_{ij} = -|x_i -
+    r"""The drift field as implemented (Algorithm 2 of the paper): logits :math:`-|x_i -
     t_j|/\kappa` over :math:`t = [y^+ \mid y^-]` (self-pairs pushed off by :math:`10^6 \kappa`), :math:`A =
-    \sqrt{\mathrm{softmax}_j(\ell)\,\mathrm{softmax}_i(\ell)}`, :math:`Z^\pm_i = \sum_j A^\pm_{ij}`,
+    \sqrt{\mathrm{softmax}_j\,\mathrm{softmax}_i}`, :math:`Z^\pm_i = \sum_j A^\pm_{ij}`,
     :math:`B^\pm_i = \sum_j A^\pm_{ij} y^\pm_j / Z^\pm_i`, field ``(n, d)`` :math:`V_i = Z^+_i
     Z^-_i[\lambda_+(B^+_i - x_i) - \lambda_-(B^-_i - x_i)]`, :math:`\lambda_\pm` = ``attraction``,
     ``repulsion``.
@@ -395,7 +395,7 @@ class ObjectiveDrift(_SampleDrift):
     r"""Drift from an objective's Wasserstein velocity :math:`v_\rho = -\nabla_x \frac{\delta F}{\delta\rho}`
     (``objective.velocity(x, y, at=None)``, e.g. a :class:`~gwf_tutorial.functionals.Objective`: the MMD
     witness, Sinkhorn's barycentric projection, the sliced-W drift), optionally with noise injection:
-    :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta u_i)`, :math:`u_i \sim \mathcal N(0, I)`, ``scale``
+    :math:`V(x_i) = \lambda\,v_{\rho_n}(x_i + \beta \xi_i)`, :math:`\xi_i \sim \mathcal N(0, I)`, ``scale``
     :math:`\lambda > 0`, ``noise_level`` :math:`\beta \ge 0` (0: an explicit flow step; > 0: the noise
     injection of Arbel et al., NeurIPS 2019), ``generator`` drawing :math:`u` (saved by :meth:`state_dict`).
 

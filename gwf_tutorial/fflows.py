@@ -382,11 +382,12 @@ def monoflow(x0, y, h="logd", step_size=0.5, n_steps: int = 50, *, generator_net
              lr: float = 1e-3, hidden: int = 64, depth: int = 2, batch_size: int | None = None,
              r1: float = 0.0, record_every: int | None = None, generator: torch.Generator | None = None,
              progress: bool = True) -> FFlowResult:  # fmt: skip
-    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow an increasing map :math:`\Upsilon` (``h``) of the log
-    ratio :math:`D \approx \log(\nu/\rho_k)`, :math:`v = \Upsilon'(D)\,\nabla D`: the f-flow with :math:`r
-    f''(r) = \Upsilon'(-\log r)`; ``h`` is a name of :data:`MONOFLOW_H` or a callable. With ``generator_net``,
-    one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on :math:`\tfrac12\mathbb E|G(z) - (G(z)
-    + \eta v)|^2`, i.e. along :math:`-\eta\nabla\mathbb E\,\Upsilon(D(G(z)))`.
+    r"""MonoFlow (Yi, Zhu, Liu 2023): particles follow an increasing map :math:`\Upsilon` (``h``, a name
+    of :data:`MONOFLOW_H` or a callable) of the log ratio :math:`D \approx \log(\nu/\rho_k)`, :math:`v =
+    \Upsilon'(D)\nabla D`: the f-flow with :math:`r f''(r) = \Upsilon'(-\log r)`. With
+    ``generator_net``, one :class:`~gwf_tutorial.trainer.Trainer` step per critic refit on
+    :math:`\tfrac12\mathbb E|G(z) - \mathrm{sg}(G(z) + \eta v)|^2`, of gradient
+    :math:`-\eta\nabla_\theta\mathbb E\,\Upsilon(D(G(z)))`: ascent on :math:`\mathbb E\,\Upsilon(D)`.
 
     Used in: chapter 4.
     """

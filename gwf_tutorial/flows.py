@@ -2,7 +2,7 @@ r"""Particle discretizations of Wasserstein gradient flows: one explicit Euler l
 :func:`euler_flow` moves particles ``x0`` ``(n, d)`` (not modified; dtype and device kept) along any velocity
 field, with noise injection (velocity at perturbed points, Arbel et al. 2019) and Brownian noise;
 :func:`particle_flow` drives it with an :class:`~gwf_tutorial.functionals.Objective` and target samples ``y``
-``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`h` and ``noise_level``
+``(m, d)``, :func:`langevin` with a score. Shared arguments: ``step_size`` :math:`\eta` and ``noise_level``
 :math:`\beta` are numbers or schedules ``k -> value``; ``record_every`` (default ``max(1, n_steps // 100)``)
 sets the recorded steps (first and last always); ``generator`` draws all noise; ``progress`` shows a bar. The
 divergence guard raises :class:`FlowDivergedError`, naming the step and the step size, after a step with a
@@ -61,7 +61,7 @@ def spread_bound(x0: Tensor, y: Tensor) -> tuple[Tensor, float]:
 
 @dataclass
 class Trajectory:
-    r"""Result of a particle flow :math:`x_{k+1} = x_k + \eta_k v_k(x_k) \;(+\sqrt{2\eta_k}\,\xi_k)`: final
+    r"""Result of a particle flow :math:`x_{k+1} = x_k + \eta_k v_k(x_k) (+\sqrt{2\gamma\eta_k}\xi_k)`: final
     particles ``x``, recorded step indices ``steps`` (0 the initial state), ``frames`` ``(len(steps), n,
     d)``, objective ``values`` there (empty when not tracked) and ``step_sizes`` :math:`\eta_k` (``n_steps``).
 
@@ -146,8 +146,8 @@ def euler_flow(x0, velocity_fn: Callable[..., Tensor], step_size, n_steps: int, 
                progress: bool = True, max_norm: float | None = None, desc: str = "euler flow",
                center: Tensor | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit Euler steps along a velocity field, with noise injection and diffusion (Arbel et al. 2019),
-    :math:`x_{k+1} = x_k + \eta_k\, v(x_k;\ x_k + \beta_k u_k) + \sqrt{2\gamma \eta_k}\,\xi_k`,
-    :math:`u_k, \xi_k \sim \mathcal N(0, I)`, with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)``
+    :math:`x_{k+1} = x_k + \eta_k\, v(x_k;\ x_k + \beta_k \xi'_k) + \sqrt{2\gamma \eta_k}\,\xi_k`,
+    :math:`\xi'_k, \xi_k \sim \mathcal N(0, I)`, with ``velocity_fn(x) -> (n, d)`` (``velocity_fn(x, at=z)``
     with noise injection), :math:`\gamma` = ``diffusion`` (:math:`\gamma=1`, :math:`v = \nabla\log\nu`: ULA),
     ``value_fn`` (``x -> 0-d tensor``) recorded; the guard's norm is about ``center`` (default the
     origin), ``max_norm`` defaults to ``1e3 * max(1, rms(x0))``; ``desc`` labels the bar and the errors.
@@ -202,8 +202,8 @@ def particle_flow(x0, objective, y, step_size, n_steps: int, *, noise_level=0.0,
                   generator: torch.Generator | None = None, progress: bool = True,
                   max_norm: float | None = None) -> Trajectory:  # fmt: skip
     r"""Explicit particle flow of an objective, optionally with noise injection (Arbel et al. 2019),
-    :math:`x^i_{k+1} = x^i_k + \eta_k v_{\rho_k}(x^i_k + \beta_k u^i_k)`, :math:`v_\rho = -\nabla \frac{\delta
-    F}{\delta\rho}(\rho)`, :math:`\rho_k = \frac1n\sum_i \delta_{x^i_k}`, with ``objective`` an
+    :math:`x^i_{k+1} = x^i_k + \eta_k v_{\rho_k}(x^i_k + \beta_k \xi^i_k)`, :math:`v_\rho = -\nabla
+    \frac{\delta F}{\delta\rho}(\rho)`, :math:`\rho_k = \frac1n\sum_i \delta_{x^i_k}`, with ``objective`` an
     :class:`~gwf_tutorial.functionals.Objective` or a name for :func:`~gwf_tutorial.functionals.get_objective`
     (``y=None`` for ``KL``); ``track_value`` records ``objective.value``. With ``y`` the guard is
     :func:`spread_bound`.

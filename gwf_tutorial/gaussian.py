@@ -1,12 +1,12 @@
 r"""Closed forms for Gaussian measures: the ground truth of the chapters and of the tests. Bures--Wasserstein
 distance and Monge map, KL, Fisher information, the Wasserstein gradient flow of
-:math:`\mathrm{KL}(\cdot\,\|\,N(\bar y, \Sigma))` (an OU process) with its exact JKO and explicit Euler steps,
+:math:`\mathrm{KL}(\cdot\,\|\,\nu)` (an OU process) with its exact JKO and explicit Euler steps,
 Gaussian-kernel MMD and entropic OT. A Gaussian is a mean ``(..., d)`` and an SPD *covariance* ``(..., d,
-d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1, m2,
-S2``; a flow runs from ``mean, cov`` (``mean0, cov0``) towards ``target_mean, target_cov`` :math:`= (\bar y,
-\Sigma)`, :math:`\Lambda = \Sigma^{-1}`. The cost is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 /
-(2\tau)`. float64 in gives float64 out (mixed dtypes promote); everything is differentiable. Maps are
-:class:`~gwf_tutorial.nets.AffineMap`.
+d)``; batch dimensions broadcast, results have the batch shape ``(...)``. Two Gaussians are ``m1, S1``
+:math:`= \bar x, S_1` and ``m2, S2`` :math:`= \bar y, S_2`; a flow runs from ``mean, cov`` (``mean0, cov0``)
+towards ``target_mean, target_cov``, :math:`\nu = N(\bar y, \Sigma)`, :math:`\Lambda = \Sigma^{-1}`. The cost
+is :math:`|x - y|^2`, the JKO proximal term :math:`W_2^2 / (2\tau)`. float64 in gives float64 out (mixed
+dtypes promote); everything is differentiable. Maps are :class:`~gwf_tutorial.nets.AffineMap`.
 
 Used in: chapters 1, 2, 4, 5, 6, 7 and 9.
 """
@@ -147,10 +147,10 @@ def kl(m1, S1, m2, S2) -> Tensor:
 
 
 def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
-    r"""Relative Fisher information :math:`I(\rho\,|\,\pi) = \mathbb E_\rho|\nabla\log\rho - \nabla\log\pi|^2
+    r"""Relative Fisher information :math:`I(\rho\,|\,\nu) = \mathbb E_\rho|\nabla\log\rho - \nabla\log\nu|^2
     = \operatorname{tr}(D S_1 D) + |S_2^{-1}(\bar x - \bar y)|^2`, :math:`D = S_1^{-1} - S_2^{-1}`, of
-    :math:`\rho = N(\bar x, S_1)` w.r.t. :math:`\pi = N(\bar y, S_2)`: the dissipation
-    :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\pi)` along the KL flow.
+    :math:`\rho = N(\bar x, S_1)` w.r.t. :math:`\nu = N(\bar y, S_2)`: the dissipation
+    :math:`-\tfrac{d}{dt}\mathrm{KL}(\rho_t\|\nu)` along the KL flow.
 
     Used in: chapter 2.
     """
@@ -161,7 +161,7 @@ def relative_fisher_information(m1, S1, m2, S2) -> Tensor:
 
 
 def jko_objective_kl(mean, cov, prev_mean, prev_cov, target_mean, target_cov, tau) -> Tensor:
-    r"""The JKO objective :math:`J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\pi)` at
+    r"""The JKO objective :math:`J(\rho) = \frac{W_2^2(\rho, \rho_k)}{2\tau} + \mathrm{KL}(\rho\,\|\,\nu)` at
     :math:`\rho = N(\text{mean}, \text{cov})`, :math:`\rho_k = N(\text{prev\_mean}, \text{prev\_cov})`,
     minimised by :func:`jko_step_kl`.
 

@@ -95,7 +95,7 @@ def saddle_objective(fdiv: FDivergence | str, x_new, x_old, h_new, h_data, tau, 
 
     .. math::
 
-        L(T, h) = \mathbb E_{z\sim\mu}\Big[\frac{|T(z) - T_k(z)|^2}{2\tau} + h(T(z))\Big]
+        \ell(T, h) = \mathbb E_{z\sim\mu}\Big[\frac{|T(z) - T_k(z)|^2}{2\tau} + h(T(z))\Big]
         - \mathbb E_{y\sim\nu} f^*(h(y))
 
     (Donsker--Varadhan: :math:`\log \mathbb E_\nu e^{h}` for the last term); ``h_new`` ``(n,)`` holds
@@ -223,9 +223,9 @@ class PushforwardKL(PushforwardObjective):
 
 
 class GaussianPushforwardKL(PushforwardObjective):
-    r"""Exact KL of an affine push-forward of :math:`\mathcal N(m_0, S_0)` to :math:`\mathcal N(m, \Sigma)`.
+    r"""Exact KL of an affine push-forward of :math:`N(\bar z, S_0)` to :math:`N(\bar y, \Sigma)`.
 
-    :math:`\mathrm{KL}(\mathcal N(A m_0 + b, A S_0 A^\top) \| \mathcal N(m, \Sigma))`, by
+    :math:`\mathrm{KL}(\mathcal N(A \bar z + b, A S_0 A^\top) \| \mathcal N(\bar y, \Sigma))`, by
     :func:`gwf_tutorial.gaussian.kl`, for a map with ``push_gaussian`` (an
     :class:`~gwf_tutorial.nets.AffineMap`), reparameterized chains only: no estimation error in :math:`F`.
 
@@ -258,7 +258,7 @@ class GaussianPushforwardKL(PushforwardObjective):
 class GaussianPushforwardMMD(GaussianPushforwardKL):
     r"""Exact squared MMD (Gaussian kernel, ``bandwidth`` :math:`s`) of an affine push-forward, to a Gaussian.
 
-    :math:`\mathrm{MMD}_k^2(\mathcal N(A m_0 + b, A S_0 A^\top), \mathcal N(m, \Sigma))` with
+    :math:`\mathrm{MMD}_k^2(\mathcal N(A \bar z + b, A S_0 A^\top), \mathcal N(\bar y, \Sigma))` with
     :math:`k(x, y) = e^{-|x - y|^2/(2 s^2)}` (:func:`gwf_tutorial.gaussian.mmd2`).
 
     Used in: chapter 5.
@@ -489,8 +489,8 @@ class ParametricJKO(TrainerPreset):
     Step k minimises the objective of the module docstring over :math:`\theta`, with ``critic_steps`` critic
     updates before each map update for a critic objective.
     ``"reparameterized"`` (the GWF code) trains one map from :math:`\mu_0`, warm-started from :math:`T_k`;
-    ``"composed"`` trains a fresh step map :math:`S_k` (``map_net``'s initial weights) on
-    :math:`x \sim \rho_k` and samples through :math:`S_{K-1}\circ\dots\circ S_0`.
+    ``"composed"`` trains a fresh step map :math:`M_k` (``map_net``'s initial weights) on
+    :math:`x \sim \rho_k` and samples through :math:`M_{K-1}\circ\dots\circ M_0`.
 
     ``objective``: an FDivergence, CriticObjective, Objective, PushforwardObjective or a name (for
     :func:`~gwf_tutorial.critics.get_critic_objective`, else ``"mmd_u"``, :class:`UnbiasedMMD`, else

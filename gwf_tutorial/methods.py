@@ -87,7 +87,7 @@ def _chain(y, objective, tau, n_phases, *, map_net=None, seed=0, progress=False,
 
 def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=100, generator=None,
                             progress=False) -> Tensor:
-    r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - h\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
+    r"""Sliced-Wasserstein particle flow: :math:`x \leftarrow x - \eta\nabla_x \tfrac12 SW_2^2(\rho, \nu)`.
 
     Objective: :math:`\frac12 SW_2^2`, ``n_directions`` fresh directions per step; discretization: explicit
     Euler; parametrization: particles. References: Liutkus et al., "Sliced-Wasserstein flows", ICML 2019.
@@ -100,7 +100,7 @@ def sliced_wasserstein_flow(x0, y, *, step_size=1.0, n_steps=150, n_directions=1
 
 def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_step_size=None, n_steps=200,
              noise_level=0.5, generator=None, progress=False) -> Tensor:
-    r"""MMD particle flow with noise injection: :math:`x \leftarrow x + \eta_k v(x + \beta_k u)`.
+    r"""MMD particle flow with noise injection: :math:`x \leftarrow x + \eta_k v(x + \beta_k \xi)`.
 
     Objective: :math:`\frac12\mathrm{MMD}_k^2(\rho, \nu)` (``"gaussian"``, median-heuristic bandwidth by
     default, or ``"energy"`` :math:`k = -|x - y|`); discretization: explicit Euler, :math:`\eta_k` geometric
@@ -124,7 +124,7 @@ def mmd_flow(x0, y, *, kernel="gaussian", bandwidth=None, step_size=3.0, final_s
 
 def sinkhorn_flow(x0, y, *, epsilon=0.05, max_iter=20, step_size=1.0, n_steps=12, generator=None,
                   progress=False) -> Tensor:
-    r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - h\nabla_x S_\varepsilon(\rho, \nu)`.
+    r"""Sinkhorn-divergence particle flow: :math:`x \leftarrow x - \eta\nabla_x S_\varepsilon(\rho, \nu)`.
 
     Objective: the debiased :math:`S_\varepsilon` (``max_iter`` warm-started Sinkhorn iterations per step);
     discretization: explicit Euler; parametrization: particles. References: Feydy et al., AISTATS 2019.
@@ -148,7 +148,7 @@ def kl_flow(x0, score, step_size, *, n_steps=80, generator=None, progress=False)
 
 
 def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=False) -> Tensor:
-    r"""Unadjusted Langevin: :math:`x \leftarrow x + h\nabla\log\nu(x) + \sqrt{2h}\,\xi`.
+    r"""Unadjusted Langevin: :math:`x \leftarrow x + \eta\nabla\log\nu(x) + \sqrt{2\eta}\,\xi`.
 
     Objective: :math:`\mathrm{KL}(\rho\,\|\,\nu)`; discretization: Euler-Maruyama; parametrization:
     particles (independent chains). References: Roberts and Tweedie, Bernoulli 1996.
@@ -161,7 +161,7 @@ def langevin(x0, score, step_size, *, n_steps=2000, generator=None, progress=Fal
 
 def f_flow(x0, y, *, fdiv="kl", step_size=0.05, n_steps=60, critic_iters=10, first_critic_iters=200, r1=0.1,
            hidden=32, lr_critic=5e-3, generator=None, progress=False) -> Tensor:
-    r"""Explicit f-divergence flow from samples: :math:`x \leftarrow x - h\nabla f'(\hat r(x))`.
+    r"""Explicit f-divergence flow from samples: :math:`x \leftarrow x - \eta\nabla f'(\hat r(x))`.
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio :math:`\hat r` from a logistic critic (``hidden``
     x 2, R1 ``r1``) refit every step; discretization: explicit Euler; parametrization: particles.
@@ -226,7 +226,7 @@ def monoflow(x0, y, *, h="logd", step_size=0.05, n_steps=80, critic_iters=10, fi
 def dgflow(x0, y, *, fdiv="kl", step_size=0.1, n_steps=25, gamma=0.01, critic_iters=300, lr_critic=5e-3,
            hidden=32, generator=None, critic_generator=None, progress=False) -> Tensor:
     r"""DGflow: refine samples along the flow of a fixed discriminator,
-    :math:`x \leftarrow x - h\,\nabla f'(\hat r(x)) + \sqrt{2\gamma h}\,\xi`.
+    :math:`x \leftarrow x - \eta\,\nabla f'(\hat r(x)) + \sqrt{2\gamma \eta}\,\xi`.
 
     Objective: :math:`D_f(\rho\,\|\,\nu)`, the ratio of a logistic discriminator trained once
     (``critic_iters`` steps, mini-batches from ``critic_generator``); discretization: Euler-Maruyama
@@ -278,7 +278,7 @@ def vwgf(y, objective="kl", tau=1.0, *, n_phases=6, n_iters=600, r1=0.4, seed=0,
 def jko_icnn(target, source, tau=0.05, *, n_phases=10, n_iters=50, lr=5e-3, hidden=32, depth=2, dim=None,
              seed=0, progress=False, **options) -> jko.ParametricJKO:
     r"""JKO-ICNN: each JKO step's map (:mod:`gwf_tutorial.jko`, from :math:`\rho_k`) is the gradient
-    :math:`\nabla\psi_{k+1}` of an input-convex network.
+    :math:`\nabla u_{k+1}` of an input-convex network.
 
     Objective: KL by change of variables, with ``target`` a log-density (``log_prob`` or a callable);
     discretization: ``n_phases`` JKO steps; parametrization: composed :math:`\nabla u_k`, ICNNs.

@@ -194,9 +194,9 @@ def projected_flow(map_net: nn.Module, objective, source, data=None, *, method: 
                    step_size: float = 0.01, n_steps: int = 100, damping: float = 0.0, n_iters: int = 200,
                    lr: float = 1e-2, progress: bool = True) -> ProjectedFlowResult:
     r"""Integrate a parameter flow of :math:`F((T_\theta)_\#\mu_0)` by one of three schemes, ``"natural"``
-    :math:`\theta_{k+1} = \theta_k - h\,(G + \lambda I)^{-1}\nabla_\theta F`, ``"gradient"``
-    :math:`\theta_{k+1} = \theta_k - h\,\nabla_\theta F` or ``"jko"`` :math:`\theta_{k+1} =
-    \operatorname*{arg\,min}_\theta \frac{1}{2h}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 +
+    :math:`\theta_{k+1} = \theta_k - \eta\,(G + \lambda I)^{-1}\nabla_\theta F`, ``"gradient"``
+    :math:`\theta_{k+1} = \theta_k - \eta\,\nabla_\theta F` or ``"jko"`` :math:`\theta_{k+1} =
+    \operatorname*{arg\,min}_\theta \frac{1}{2\eta}\frac1n\sum_i |T_\theta(z_i) - T_{\theta_k}(z_i)|^2 +
     F(\theta)`. ``map_net`` is updated in place; ``source`` and ``data`` are used whole at every step;
     ``damping`` is :math:`\lambda`; ``n_iters`` and ``lr``: the Adam iterations (cosine schedule) and rate of
     each JKO step (``"jko"`` only, :class:`~gwf_tutorial.jko.ParametricJKO`). Raises
@@ -263,10 +263,10 @@ def _after_step(k: int, method: str, h: float, evaluate):
 
 
 def affine_gaussian_path(params, mean, cov) -> tuple[Tensor, Tensor]:
-    r"""The Gaussians :math:`(T_{\theta_k})_\#\mathcal N(m_0, S_0) = \mathcal N(A_k m_0 + b_k,\ A_k S_0
+    r"""The Gaussians :math:`(T_{\theta_k})_\#\mathcal N(\bar z, S_0) = \mathcal N(A_k \bar z + b_k,\ A_k S_0
     A_k^\top)` pushed by affine maps :math:`\theta_k = (\operatorname{vec}(A_k), b_k)` along a parameter path
     ``params`` (e.g. ``ProjectedFlowResult.params``), shape (K, d^2 + d) or (d^2 + d,); ``mean``, ``cov``:
-    :math:`m_0` (d,), :math:`S_0` (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for
+    :math:`\bar z` (d,), :math:`S_0` (d, d). Returns the means (K, d) and covariances (K, d, d) (without K for
     one ``params``).
 
     Used in: chapter 6 (the projected flows on the affine family against the exact Gaussian flow).

@@ -7,8 +7,8 @@ problem's critic loss, then the map takes one Adam step on the problem's map los
 
 .. math::
 
-    \phi \leftarrow \phi - \eta_c \nabla_\phi L_c(\phi; \theta) \ (\times\, \texttt{critic\_steps}),
-    \qquad \theta \leftarrow \theta - \eta\, \nabla_\theta L(\theta; \phi),
+    \psi \leftarrow \psi - \eta_c \nabla_\psi \ell_c(\psi; \theta) \ (\times\, \texttt{critic\_steps}),
+    \qquad \theta \leftarrow \theta - \eta\, \nabla_\theta \ell(\theta; \psi),
 
 with the options of :class:`Trainer` (learning-rate schedule, EMA, clipping, bf16) and a
 :class:`TrainingDivergedError` at a non-finite loss. The problem is:
