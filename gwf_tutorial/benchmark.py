@@ -1,13 +1,13 @@
 r"""One entry point for every method of the book: ``run(method, target, n_samples, seed, budget_s)``. Each
 method is a row of :data:`~gwf_tutorial.methods.METHODS` run at the settings its chapter recommends on any
-object with ``sample(n, generator=None)``. Settings never look at the target's name: the data are standardised
-from a pilot draw :math:`y_{1:N}` (the training set, :math:`N = 10^4`), :math:`\sigma^2 = \frac1d \sum_{c=1}^d
-\widehat{\operatorname{Var}}(y_{\cdot c})`, :math:`u = (y - \bar y)/\sigma`, :math:`x = \bar y + \sigma\,
-u_{\text{method}}`, :math:`\nabla_u \log p_u = \sigma\,\nabla\log p(\bar y + \sigma u)`, and score-based step
-sizes are :math:`\eta_u = c d / \overline{|\nabla_u\log p_u|^2}`. ``budget_s`` is a *nominal* CPU budget: each
-iteration count (:data:`SCALED`) is multiplied by ``budget_s`` over the method's nominal budget, a fixed
-setting shipped in ``load_results("method_table")`` (written by ``benchmarks/method_table.py``). A run is a
-deterministic function of its arguments, not a timeout.
+object with ``sample(n, generator=None)``. Settings never look at the target's name: the data are
+standardised from a pilot draw :math:`y_{1:m}` (the training set, :math:`m = 10^4`), :math:`\sigma^2 =
+\frac1d \sum_{l=1}^d \widehat{\operatorname{Var}}(y_{\cdot l})`, :math:`u = (y - \bar y)/\sigma`, :math:`x
+= \bar y + \sigma\, u_{\text{method}}`, :math:`\nabla_u \log \nu_u = \sigma\,\nabla\log \nu(\bar y + \sigma
+u)`, and score-based step sizes are :math:`\eta_u = c d / \overline{|\nabla_u\log \nu_u|^2}`. ``budget_s``
+is a *nominal* CPU budget: each iteration count (:data:`SCALED`) is multiplied by ``budget_s`` over the
+method's nominal budget, a fixed setting shipped in ``load_results("method_table")`` (written by
+``benchmarks/method_table.py``). A run is a deterministic function of its arguments, not a timeout.
 
 Used in: chapter 11 (benchmark).
 """
@@ -263,8 +263,8 @@ def applicable(method: str, target) -> tuple[bool, str]:
 def run(method: str, target, n_samples: int, seed: int, budget_s: float | None = None, *,
         progress: bool = False) -> Tensor:
     r"""Train or run one method of the book on a target and return its samples: :math:`x_i = \bar y +
-    \sigma\, u_i`, :math:`u_{1:n} = \mathcal A_m\big(\{(y_j - \bar y)/\sigma\}_{j \le N}; s\big)` with
-    :math:`\mathcal A_m` the method at its recommended settings (:func:`method_info`).
+    \sigma\, u_i`, :math:`u_{1:n} = \mathcal A\big(\{(y_j - \bar y)/\sigma\}_{j \le m}; s\big)` with
+    :math:`\mathcal A` the method at its recommended settings (:func:`method_info`).
 
     ``target``: an object with ``sample(n, generator=None) -> (n, d)`` (drawing only from that generator) and
     ``score(x)`` for the methods that need one, or a registry name; ``seed`` seeds everything random;
