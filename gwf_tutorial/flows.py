@@ -134,8 +134,8 @@ class _Guard:
                 what = f"too large (RMS norm {float(rms[j]):.3g} > {self.max_norm:.3g}{where})"
             raise FlowDivergedError(f"{self.desc} diverged at step {self.start + j} with step_size="
                                     f"{self.h[j]:g}: particles became {what}; try a smaller step_size "
-                                    "(explicit steps need it below about 2/L, L the Lipschitz constant of "
-                                    "the velocity)")  # fmt: skip
+                                    "(explicit steps need it below about 2 / Lip(v), Lip(v) the Lipschitz "
+                                    "constant of the velocity)")  # fmt: skip
         self.start += len(self.h)
         self.finite, self.rms, self.h = [], [], []
 

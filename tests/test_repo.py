@@ -290,6 +290,15 @@ def test_bibliography_keys_unique():
     assert not dupes, f"duplicate bibtex keys: {sorted(dupes)}"
 
 
+def test_table_rows_keep_their_math_whole():
+    # a "|" inside $...$ in a Markdown table row ends the cell and breaks the formula; write \lvert, \rvert
+    pages = [(p.name, _markdown(_load(p))) for p in NOTEBOOKS] + [(p.name, p.read_text()) for p in BOOK.glob("*.md")]
+    for name, text in pages:
+        for row in (line for line in text.splitlines() if line.lstrip().startswith("|")):
+            broken = [m for m in re.findall(r"\$[^$]*\$", row) if "|" in m]
+            assert not broken, f"{name}: a table cell's math holds '|': {broken[0][:60]!r}"
+
+
 # ---------------------------------------------------------------- API page
 
 
