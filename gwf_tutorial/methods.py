@@ -1,18 +1,13 @@
 r"""Every method of the book as one named function: an objective, a discretization, a parametrization.
 
-Each function makes one gradient flow :math:`\partial_t \rho_t = \nabla\cdot(\rho_t \nabla
-\frac{\delta F}{\delta\rho}(\rho_t))` computable by picking an objective :math:`F`, a discretization
-(explicit Euler, the JKO step :math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`,
-its semi-dual, or the GAN switch :math:`\tau = \infty`) and a parametrization (particles, maps,
-one generator), and is named as its paper names it; :data:`METHODS` is the method map (with the
-chapter of each). Shared arguments: ``x0`` (n, d) initial particles or latents; ``y`` (m, d) target
-samples; ``score`` :math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps (per
-JKO step), ``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``;
-``hidden`` the critic's width; ``generator`` (every random draw), ``seed``, ``progress``. Defaults are the
-book's settings for 2-D data on the unit scale; particle methods return the particles (n, d), trained
-methods an object with ``sample(n, generator)`` (a ``jko.ParametricJKO`` chain unless said otherwise) or
-``push(z)``.
-
+Each function picks an objective :math:`F`, a discretization of the flow (explicit Euler, the JKO step
+:math:`\rho_{k+1} = \arg\min_\rho F(\rho) + W_2^2(\rho, \rho_k)/2\tau`, its semi-dual, or the GAN switch
+:math:`\tau = \infty`) and a parametrization (particles, maps, one generator), and is named as its paper names
+it; :data:`METHODS` is the method map. Shared arguments: ``x0`` (n, d) particles or latents; ``y`` (m, d)
+target samples; ``score`` :math:`\nabla\log\nu`; ``step_size``, ``n_steps``; ``n_iters`` optimiser steps per
+JKO step, ``n_phases`` JKO steps; ``critic_iters``, ``first_critic_iters``; ``lr``, ``lr_critic``; ``hidden``
+the critic's width; ``generator``, ``seed``, ``progress``. Defaults suit 2-D data on the unit scale. Particle
+methods return the particles (n, d), trained methods an object with ``sample(n, generator)`` or ``push(z)``.
 Used in: ``benchmark.run`` (chapter 11) through :data:`METHODS`.
 """
 
@@ -29,9 +24,9 @@ from gwf_tutorial import drifting as _drifting
 from gwf_tutorial import sjko as _sjko
 from gwf_tutorial._validation import check_int, check_samples
 
-__all__ = ["FAMILIES", "Method", "METHODS", "sliced_wasserstein_flow", "mmd_flow", "sinkhorn_flow", "kl_flow",
-    "langevin", "f_flow", "vgrow", "ept", "monoflow", "dgflow", "gwf", "vwgf", "jko_icnn", "gan", "fgan",
-    "wgan_gp", "mmd_gan", "gmmn", "sjko", "drifting", "DRIFT_FIELDS"]
+__all__ = ["FAMILIES", "Method", "METHODS", "display_name", "sliced_wasserstein_flow", "mmd_flow",
+    "sinkhorn_flow", "kl_flow", "langevin", "f_flow", "vgrow", "ept", "monoflow", "dgflow", "gwf", "vwgf",
+    "jko_icnn", "gan", "fgan", "wgan_gp", "mmd_gan", "gmmn", "sjko", "drifting", "DRIFT_FIELDS"]
 
 #: Method families, in the order of the book.
 FAMILIES = ("particle", "f-flow", "jko", "gan", "s-jko", "drifting")
@@ -417,7 +412,6 @@ class Method:
     """One row of the method map: a function of this module, its family (:data:`FAMILIES`) and chapter,
     its three choices in words, the keyword ``options`` of the function that make this row (e.g.
     ``objective="js"``), and whether it ``needs_score`` :math:`\\nabla\\log\\nu`.
-
     Used in: ``methods.METHODS``.
     """
 
@@ -435,6 +429,16 @@ _P, _E, _J, _G = "particles", "explicit Euler", "JKO step", "none (GAN switch, t
 _MAP, _GEN = "one map, reparameterized", "one generator"
 _M = Method
 
+_WORDS = dict(chi2="$\\chi^2$", w1="$W_1$", f="$f$", flow="flow", fgan="$f$-GAN", sjko="S-JKO", vgrow="VGrow",
+    dgflow="DGflow", monoflow="MonoFlow", langevin="Langevin", sinkhorn="Sinkhorn", hellinger="Hellinger")
+
+
+def display_name(key: str) -> str:
+    """A key of :data:`METHODS` as figures print it: ``"jko_chi2"`` -> ``"JKO $\\chi^2$"``.
+    Used in: the introduction, chapter 11."""
+    return " ".join(_WORDS.get(w, w.upper() if len(w) <= 4 else w) for w in key.split("_"))
+
+
 #: The method map: name -> :class:`Method`, in the order of the book. Benchmark names are keys.
 METHODS: dict[str, Method] = {
     "particle_sw": _M(sliced_wasserstein_flow, "particle", 3, "sliced W2", _E, _P),
@@ -451,8 +455,8 @@ METHODS: dict[str, Method] = {
     "dgflow": _M(dgflow, "f-flow", 4, "KL (fixed discriminator)", "Euler-Maruyama", _P),
     "jko_kl": _M(gwf, "jko", 4, "KL (critic)", _J, _MAP),
     "jko_kl_dv": _M(gwf, "jko", 4, "KL (Donsker-Varadhan critic)", _J, _MAP, dict(objective="kl_dv")),
-    "jko_js": _M(gwf, "jko", 4, "Jensen-Shannon (critic)", _J, _MAP, dict(objective="js", tau=10.0)),
-    "jko_chi2": _M(gwf, "jko", 4, "Pearson chi^2 (critic)", _J, _MAP, dict(objective="chi2")),
+    "jko_js": _M(gwf, "jko", 6, "Jensen-Shannon (critic)", _J, _MAP, dict(objective="js", tau=10.0)),
+    "jko_chi2": _M(gwf, "jko", 6, "Pearson chi^2 (critic)", _J, _MAP, dict(objective="chi2")),
     "jko_hellinger": _M(gwf, "jko", 4, "squared Hellinger (critic)", _J, _MAP,
                         dict(objective="squared_hellinger")),
     "jko_mmd": _M(gwf, "jko", 5, "MMD^2 (U-statistic)", _J, _MAP,
@@ -460,9 +464,9 @@ METHODS: dict[str, Method] = {
     "jko_w1": _M(gwf, "jko", 5, "W1 (gradient-penalised critic)", _J, _MAP,
                  dict(objective="w1", tau=0.1, n_iters=240, r1=0.0, critic_steps=5, gp=10.0,
                       betas=(0.5, 0.9))),
-    "jko_sinkhorn": _M(gwf, "jko", 6, "Sinkhorn divergence", _J, _MAP,
+    "jko_sinkhorn": _M(gwf, "jko", 5, "Sinkhorn divergence", _J, _MAP,
                        dict(objective="sinkhorn", tau=10.0, n_iters=240, r1=0.0)),
-    "jko_sw": _M(gwf, "jko", 6, "sliced W2", _J, _MAP,
+    "jko_sw": _M(gwf, "jko", 5, "sliced W2", _J, _MAP,
                  dict(objective="sliced_wasserstein", tau=10.0, r1=0.0, lr=2e-3)),
     "vwgf": _M(vwgf, "jko", 4, "KL (critic)", _J, "composed maps"),
     "jko_icnn": _M(jko_icnn, "jko", 4, "KL (known density)", _J, "composed gradients of ICNNs"),
@@ -474,12 +478,8 @@ METHODS: dict[str, Method] = {
     "mmd_gan": _M(mmd_gan, "gan", 5, "MMD^2, learned kernel", _G, _GEN),
     "gmmn": _M(gmmn, "gan", 5, "MMD^2, fixed kernels", _G, _GEN),
     "sjko": _M(sjko, "s-jko", 7, "KL (semi-dual potential)", "semi-dual JKO step", _MAP + " (latent input)"),
-    **{
-        key: _M(drifting, "drifting", 8, f"drift field: {name.replace('_', ' ')}", "one step per update",
-                _GEN, dict(field=name) | ({} if n_iters == 3200 else dict(n_iters=n_iters)))
-        for key, name, n_iters in [("drift_paper", "paper", 3200), ("drift_algorithm2", "algorithm2", 3200),
-            ("drift_multi_temperature", "multi_temperature", 2400), ("drift_mmd", "mmd", 2400),
-            ("drift_sinkhorn", "sinkhorn", 2400), ("drift_sw", "sliced_wasserstein", 3200),
-            ("drift_critic", "critic", 2400)]
-    },
+    **{"drift_" + ("sw" if f == "sliced_wasserstein" else f): _M(drifting, "drifting", 8,
+        f"drift field: {f.replace('_', ' ')}", "one step per update", _GEN, dict(field=f, n_iters=n))
+       for f, n in [("paper", 3200), ("algorithm2", 3200), ("multi_temperature", 2400), ("mmd", 2400),
+                    ("sinkhorn", 2400), ("sliced_wasserstein", 3200), ("critic", 2400)]},
 }  # fmt: skip

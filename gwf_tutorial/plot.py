@@ -292,8 +292,8 @@ def _first_match(text: str, options) -> int:
 
 def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
     """Every method at its discretization (column) and parametrization (row), coloured by objective.
-    ``methods`` maps names to rows with ``discretization``, ``parametrization`` and ``objective`` strings
-    (:data:`gwf_tutorial.methods.METHODS`).
+    ``methods`` maps the names to print (``methods.display_name``) to rows with ``discretization``,
+    ``parametrization`` and ``objective`` strings (:data:`gwf_tutorial.methods.METHODS`).
 
     Used in: the introduction.
     """
@@ -316,7 +316,7 @@ def method_map(methods, *, figsize=(10.0, 6.5)) -> plt.Figure:
         ax.axhline(k, color="0.8", lw=0.8)
     for (row, col), entries in cells.items():
         for j, (name, obj) in enumerate(entries):
-            ax.text(col + 0.5, row + (j + 1) / (len(entries) + 1), name.replace("_", " "), ha="center",
+            ax.text(col + 0.5, row + (j + 1) / (len(entries) + 1), name, ha="center",
                     va="center", fontsize=9, color=colors[obj])
     handles = [plt.Line2D([], [], ls="", marker="s", color=colors[i], label=label)
                for i, (label, _) in enumerate(_MAP_OBJECTIVES)]

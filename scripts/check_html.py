@@ -216,9 +216,13 @@ def check_page(
             problems.append(f"{name}: browser console: {message[:200]}")
 
     # raw TeX left in the text
-    raw = RAW_TEX.findall(_visible_text(soup))
+    text = _visible_text(soup)
+    raw = RAW_TEX.findall(text)
     if raw:
         problems.append(f"{name}: raw TeX in the rendered text, e.g. {raw[0]!r} ({len(raw)} found)")
+    # a Markdown table left as text (e.g. a Markdown cell output that was not parsed)
+    if re.search(r"\|\s*-{3,}\s*\|", text):
+        problems.append(f"{name}: a Markdown table rendered as text (a '|---|' row is visible)")
 
     summary = (
         f"{name}: {n_typeset} math typeset, {n_figures} figures, {n_drawn}/{n_views} widgets"

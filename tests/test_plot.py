@@ -229,11 +229,14 @@ def test_gaussian_ellipse_axes_and_skips_invalid():
 
 
 def test_method_map_places_every_method_once(plot):
-    from gwf_tutorial.methods import METHODS
+    from gwf_tutorial.methods import METHODS, display_name
 
-    fig = plot.method_map(METHODS)
+    labels = {display_name(name): m for name, m in METHODS.items()}
+    assert len(labels) == len(METHODS)  # one printed name per method
+    assert display_name("jko_chi2") == "JKO $\\chi^2$" and display_name("gan_ns") == "GAN NS"
+    fig = plot.method_map(labels)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert sorted(texts) == sorted(name.replace("_", " ") for name in METHODS)
+    assert sorted(texts) == sorted(labels)
     assert fig.get_size_inches()[0] <= 10
 
 

@@ -465,6 +465,36 @@ def test_checks_and_key_numbers_are_hidden_from_the_reader(path):
     assert not re.search(r"^#+\s*Key numbers", _markdown(nb), re.M | re.I), "a 'Key numbers' heading"
 
 
+# A check that exists for CI sits in a code cell of its own that the page does not show; the few checks the
+# text presents to the reader (a loop or a formula written out, against the library) carry VISIBLE_CHECK.
+HIDDEN_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell"}
+VISIBLE_CHECK = "visible-check"
+ASSERT = re.compile(r"^\s*assert\b", re.M)
+
+
+def test_assert_pattern_finds_assert_statements():
+    assert ASSERT.search("x = 1\nassert x == 1") and ASSERT.search("for a in b:\n    assert a, a")
+    assert not ASSERT.search("np.testing.assert_allclose(a, b)\n# assert x\nassert_close(a, b)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_asserts_are_hidden_unless_meant_to_be_seen(path):
+    shown, stale = [], []
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        tags = set(cell["metadata"].get("tags", []))
+        if VISIBLE_CHECK in tags and (tags & HIDDEN_TAGS or not ASSERT.search(_source(cell))):
+            stale.append(i)
+        elif ASSERT.search(_source(cell)) and not tags & (HIDDEN_TAGS | {VISIBLE_CHECK}):
+            shown.append(i)
+    assert not shown, (
+        f"cells {shown} of {path.name} show an assert: move it to a cell of its own tagged remove-cell, "
+        f"or tag the cell {VISIBLE_CHECK} if the text presents the check to the reader"
+    )
+    assert not stale, f"cells {stale} of {path.name} are tagged {VISIBLE_CHECK} but show no assert"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_reads_in_one_sitting(path):
     words = len(_markdown(_load(path)).split())
